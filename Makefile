@@ -1,0 +1,123 @@
+# nnd - build, test and benchmark. `make check` alone sets up a fresh Debian 12
+# machine (scripts/install-deps), builds everything and runs every test.
+#
+# Layout: engine/*.c -> build/libnnengine.a, api/*.c -> build/libnnapi.a,
+# server/*.c (but main.c) -> build/libnnserver.a, bin/nnd, clients/c -> bin/nnctl,
+# tests/unit/test_*.c -> bin/test_* (check), tests/integration/itest_*.c ->
+# bin/itest_* (libcurl against a real daemon), bench/*.c -> bin/bench_*.
+
+CC      ?= cc
+BUILD   ?= build
+BIN     ?= bin
+OPT     ?= -O2
+CFLAGS  ?= $(OPT) -g
+CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -pthread -MMD -MP -fno-strict-aliasing
+SAN     ?=
+CFLAGS  += $(SAN)
+LDFLAGS += $(SAN) -pthread
+
+DEPS_OK := $(BUILD)/.deps-ok
+BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
+BLAS_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
+PKG_CFLAGS  := $(shell pkg-config --cflags libcjson libmicrohttpd sqlite3 libcurl zlib check 2>/dev/null)
+CJSON_LIBS  := $(shell pkg-config --libs libcjson 2>/dev/null || echo -lcjson)
+MHD_LIBS    := $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd)
+SQLITE_LIBS := $(shell pkg-config --libs sqlite3 2>/dev/null || echo -lsqlite3)
+CURL_LIBS   := $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
+Z_LIBS      := $(shell pkg-config --libs zlib 2>/dev/null || echo -lz)
+CHECK_LIBS  := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
+
+CPPFLAGS += -Iengine -Iapi -Iserver $(BLAS_CFLAGS) $(PKG_CFLAGS)
+
+ENGINE_SRC := $(wildcard engine/*.c)
+API_SRC    := $(wildcard api/*.c)
+SERVER_SRC := $(filter-out server/main.c,$(wildcard server/*.c))
+NNCTL_SRC  := $(wildcard clients/c/*.c)
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+ITEST_SRC  := $(wildcard tests/integration/itest_*.c)
+ITEST_LIB  := $(filter-out $(ITEST_SRC),$(wildcard tests/integration/*.c))
+BENCH_SRC  := $(wildcard bench/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+
+LIB_ENGINE := $(BUILD)/libnnengine.a
+LIB_API    := $(BUILD)/libnnapi.a
+LIB_SERVER := $(BUILD)/libnnserver.a
+ENGINE_LIBS := $(BLAS_LIBS) -lm
+API_LIBS    := $(CJSON_LIBS) $(Z_LIBS) $(ENGINE_LIBS)
+SERVER_LIBS := $(MHD_LIBS) $(SQLITE_LIBS) $(API_LIBS)
+
+UNIT_BINS  := $(patsubst tests/unit/%.c,$(BIN)/%,$(UNIT_SRC))
+ITEST_BINS := $(patsubst tests/integration/%.c,$(BIN)/%,$(ITEST_SRC))
+BENCH_BINS := $(patsubst bench/%.c,$(BIN)/%,$(BENCH_SRC))
+PROGS := $(if $(wildcard server/main.c),$(BIN)/nnd) $(if $(NNCTL_SRC),$(BIN)/nnctl)
+
+.PHONY: all deps check unit integration sanitize bench bench-quick clean fuzz container-test
+all: $(DEPS_OK) $(PROGS) $(UNIT_BINS) $(ITEST_BINS) $(BENCH_BINS)
+
+deps $(DEPS_OK):
+	@scripts/install-deps
+	@mkdir -p $(BUILD) && touch $(DEPS_OK)
+
+$(BUILD)/%.o: %.c | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(LIB_ENGINE): $(call obj,$(ENGINE_SRC))
+	@rm -f $@; ar rcs $@ $^
+$(LIB_API): $(call obj,$(API_SRC))
+	@rm -f $@; ar rcs $@ $^ $(if $^,,$(error api/ has no sources))
+$(LIB_SERVER): $(call obj,$(SERVER_SRC))
+	@rm -f $@; ar rcs $@ $^
+
+$(BIN)/nnd: $(call obj,server/main.c) $(LIB_SERVER) $(LIB_API) $(LIB_ENGINE)
+	@mkdir -p $(BIN)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SERVER_LIBS)
+
+$(BIN)/nnctl: $(call obj,$(NNCTL_SRC))
+	@mkdir -p $(BIN)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CURL_LIBS) $(CJSON_LIBS) -lm
+
+# Unit tests link everything but main(): a test of any module links.
+$(BIN)/test_%: $(BUILD)/tests/unit/test_%.o $(if $(SERVER_SRC),$(LIB_SERVER)) $(if $(API_SRC),$(LIB_API)) $(LIB_ENGINE)
+	@mkdir -p $(BIN)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(SERVER_LIBS) $(CURL_LIBS)
+
+$(BIN)/itest_%: $(BUILD)/tests/integration/itest_%.o $(call obj,$(ITEST_LIB)) $(if $(API_SRC),$(LIB_API)) $(LIB_ENGINE)
+	@mkdir -p $(BIN)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(CURL_LIBS) $(API_LIBS)
+
+$(BIN)/bench_%: $(BUILD)/bench/bench_%.o $(LIB_ENGINE)
+	@mkdir -p $(BIN)
+	$(CC) $(LDFLAGS) -o $@ $^ $(ENGINE_LIBS) $(Z_LIBS)
+
+# Every test: unit tests, then integration tests (each starts its own daemon
+# on an ephemeral port with a temporary data directory), then extra suites.
+check: all
+	@scripts/run-tests $(UNIT_BINS) $(ITEST_BINS)
+
+unit: all
+	@scripts/run-tests $(UNIT_BINS)
+
+sanitize:
+	$(MAKE) BUILD=build/san BIN=bin/san OPT=-O1 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" all
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 NND_BIN=bin/san \
+	  scripts/run-tests $(patsubst $(BIN)/%,bin/san/%,$(UNIT_BINS) $(ITEST_BINS))
+
+bench: all
+	@scripts/install-deps --bench
+	@bench/run
+
+bench-quick: all
+	@scripts/install-deps --bench
+	@bench/run --quick
+
+clean:
+	rm -rf $(BUILD) $(BIN)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# Runs the daemon on its embedded defaults (127.0.0.1:8080, ./nnd-data).
+run: $(DEPS_OK) $(BIN)/nnd
+	$(BIN)/nnd $(ARGS)
+.PHONY: run

@@ -1,0 +1,79 @@
+/*
+ * internal.h - what the engine's own files share and nothing else includes:
+ * the model layout, the training workspace, and the forward/backward passes
+ * that the trainer (train.c) drives. Callers outside engine/ use nn.h only.
+ */
+#ifndef NN_INTERNAL_H
+#define NN_INTERNAL_H
+
+#include "nn.h"
+
+/* Writes a formatted message into err (when err != NULL and errlen > 0). */
+void nn_errf(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/*
+ * The model. Parameters and running statistics each live in one flat,
+ * contiguous block; every tensor is a view (offset, shape) into one of them.
+ * spec holds the output layer as its last entry. Everything else (the
+ * compiled node list, the tensor table) is derived from spec at creation.
+ */
+struct nn_model {
+	nn_model_spec spec;   /* owned deep copy, output layer appended */
+	float *params;        /* n_params trainable values */
+	int64_t n_params;
+	float *state;         /* n_state running statistics (mean, var per BN layer) */
+	int64_t n_state;
+	float *std_mean;      /* inputs values or NULL */
+	float *std_std;
+	int n_tensors;
+	nn_tensor *tensors;   /* data pointers into params/state; paths owned here */
+	struct nn_impl *impl; /* compiled execution plan, private to model.c */
+};
+
+/* Training workspace: activations, masks, batch-norm caches and gradients for
+ * batches of up to max_batch rows. Allocated once per job; a step allocates
+ * nothing. grads has the same layout as the model's params. */
+typedef struct nn_ws nn_ws;
+nn_ws *nn_ws_create(const nn_model *m, int max_batch);
+void nn_ws_free(nn_ws *w);
+float *nn_ws_grads(nn_ws *w);
+int nn_ws_max_batch(const nn_ws *w);
+
+/*
+ * Forward pass over n rows of already-standardised x (n <= max_batch).
+ * training = 1: batch statistics in batch norm (and running statistics
+ * updated with each layer's momentum, PyTorch's unbiased variance), dropout
+ * masks drawn from rng. training = 0: inference mode, rng unused.
+ * Returns the output layer's pre-activation (logits / regression outputs),
+ * n x outputs, owned by the workspace.
+ */
+const float *nn_forward(nn_model *m, nn_ws *w, const float *x, int n, int training,
+                        nn_rng *rng);
+
+/*
+ * Mean data loss of the last forward pass against labels (classification) or
+ * targets (regression) of its n rows; when want_grad, also stores dLoss/dOut
+ * in the workspace for nn_backward. Returns NAN/INF as computed (the caller
+ * checks for divergence).
+ */
+float nn_loss(const nn_model *m, nn_ws *w, const int32_t *labels, const float *targets, int n,
+              int want_grad);
+
+/* Backward pass of the last forward pass: overwrites nn_ws_grads(w) with the
+ * gradient of the mean loss with respect to every parameter. */
+void nn_backward(nn_model *m, nn_ws *w, int n);
+
+/*
+ * Sets every batch-norm layer's running_mean and running_var to the
+ * population statistics of its inputs over x (rows x inputs, already
+ * standardised), in inference mode: mean and unbiased variance, layer by
+ * layer in order so that each sees the earlier layers' final statistics.
+ * Uses w's buffers in chunks of its max_batch.
+ */
+nn_status nn_bn_population(nn_model *m, nn_ws *w, const float *x, int64_t rows);
+
+/* 1 when the model has at least one batch_norm layer / dropout layer. */
+int nn_model_has_bn(const nn_model *m);
+
+#endif
