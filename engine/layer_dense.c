@@ -1,0 +1,86 @@
+/*
+ * layer_dense.c - the fully connected layer y = f(x W^T + b), W [out][in] as
+ * PyTorch's nn.Linear.weight, and its backward pass.
+ *
+ * Forward: one sgemm into the output (or into the pre-activation cache when
+ * the activation's derivative needs z), then bias and activation in one pass
+ * per row. Backward: the activation derivative is applied to the incoming
+ * gradient in place, the bias gradient summed in the same sweep, then two
+ * sgemms with transposes (no copies): dW = dZ^T X and dX = dZ W. The first
+ * layer skips dX (nobody needs the gradient of the input).
+ *
+ * Cache c0: z, n x out floats, only when store_z.
+ */
+#include <cblas.h>
+#include <string.h>
+
+#include "plan.h"
+
+static void dense_forward(const nn_node *nd, int k, nn_run *r)
+{
+	const float *x = r->v[nd->in_v];
+	const float *W = r->params + nd->w_off;
+	float *y = r->v[k + 1];
+	float *z = nd->store_z ? r->c0[k] : y;
+	int n = r->n, in = nd->in_w, out = nd->out_w;
+
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, W, in, 0.0f,
+	            z, out);
+	if (nd->has_bias) {
+		const float *b = r->params + nd->b_off;
+		for (int i = 0; i < n; i++) {
+			float *zr = z + (int64_t)i * out, *yr = y + (int64_t)i * out;
+			for (int j = 0; j < out; j++)
+				zr[j] += b[j];
+			nn_act_rows(nd->act, nd->alpha, zr, yr, 1, out);
+		}
+	} else {
+		nn_act_rows(nd->act, nd->alpha, z, y, n, out);
+	}
+}
+
+static void dense_backward(const nn_node *nd, int k, nn_run *r)
+{
+	const float *x = r->v[nd->in_v];
+	const float *W = r->params + nd->w_off;
+	const float *y = r->v[k + 1];
+	const float *z = nd->store_z ? r->c0[k] : NULL;
+	float *g = r->g[k + 1];
+	float *dx = r->g[nd->in_v];
+	int n = r->n, in = nd->in_w, out = nd->out_w;
+
+	/* dZ = dY * f'(z), in place, row by row with the bias sum. */
+	if (nd->has_bias) {
+		float *db = r->grads + nd->b_off;
+		memset(db, 0, sizeof(float) * (size_t)out);
+		for (int i = 0; i < n; i++) {
+			int64_t o = (int64_t)i * out;
+			float *gr = g + o;
+			if (nd->act != NN_ACT_IDENTITY)
+				nn_act_grad_rows(nd->act, nd->alpha, z ? z + o : NULL, y + o, gr, gr, 1,
+				                 out, 0);
+			for (int j = 0; j < out; j++)
+				db[j] += gr[j];
+		}
+	} else if (nd->act != NN_ACT_IDENTITY) {
+		nn_act_grad_rows(nd->act, nd->alpha, z, y, g, g, n, out, 0);
+	}
+	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.0f, g, out, x, in, 0.0f,
+	            r->grads + nd->w_off, in);
+	if (dx)
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1.0f, g, out, W, in,
+		            nd->accum_in ? 1.0f : 0.0f, dx, in);
+}
+
+static int64_t dense_cache0(const nn_node *nd, int max_batch)
+{
+	return nd->store_z ? (int64_t)max_batch * nd->out_w : 0;
+}
+
+static int64_t dense_cache1(const nn_node *nd)
+{
+	(void)nd;
+	return 0;
+}
+
+const nn_layer_ops nn_dense_ops = { dense_forward, dense_backward, dense_cache0, dense_cache1 };

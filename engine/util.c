@@ -1,0 +1,62 @@
+/*
+ * util.c - small engine-wide helpers: error messages, status names and the
+ * CRC-32 used by model files, checkpoints and the store.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "internal.h"
+
+void nn_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+const char *nn_status_name(nn_status s)
+{
+	switch (s) {
+	case NN_OK: return "ok";
+	case NN_EINVAL: return "invalid";
+	case NN_ENOMEM: return "out_of_memory";
+	case NN_EDIVERGED: return "diverged";
+	case NN_ESTOPPED: return "stopped";
+	case NN_ECORRUPT: return "corrupt";
+	case NN_ELIMIT: return "limit";
+	}
+	return "unknown";
+}
+
+/* The reflected IEEE polynomial, table built once on first use. The table is
+ * a pure function of the polynomial, so a race between two first callers
+ * writes the same values. */
+static uint32_t crc_table[256];
+static int crc_ready;
+
+static void crc_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+		for (int k = 0; k < 8; k++)
+			c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+		crc_table[i] = c;
+	}
+	__atomic_store_n(&crc_ready, 1, __ATOMIC_RELEASE);
+}
+
+uint32_t nn_crc32(uint32_t crc, const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+
+	if (!__atomic_load_n(&crc_ready, __ATOMIC_ACQUIRE))
+		crc_init();
+	crc = ~crc;
+	for (size_t i = 0; i < len; i++)
+		crc = crc_table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
+	return ~crc;
+}
