@@ -1,0 +1,1000 @@
+/*
+ * nnctl.c - the nnd command-line client: the command table, option parsing
+ * and each command (data sets, models, training, jobs, predictions), in the
+ * style of kubectl and gh. Human-readable output by default, the server's
+ * JSON with --json, only ids with -q. Exit status 0 on success; on an error
+ * reply the problem's detail goes to stderr and the status is non-zero.
+ */
+#include "nnctl.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NNCTL_VERSION "1.0.0"
+
+enum {
+	O_LABEL, O_NAME, O_TASK, O_NO_HEADER, O_IMAGES, O_LABELS, O_LIMIT, O_OFFSET,
+	O_STATE, O_MODEL, O_DATASET, O_CONFIG, O_EPOCHS, O_BATCH, O_LR, O_OPTIMIZER,
+	O_SEED, O_VALIDATION, O_STANDARDIZE, O_FOLLOW, O_INPUT, O_PUT, N_OPTS
+};
+
+static const struct optdef {
+	const char *name;
+	int has_arg;
+} optdefs[N_OPTS] = {
+	[O_LABEL] = { "label", 1 },       [O_NAME] = { "name", 1 },
+	[O_TASK] = { "task", 1 },         [O_NO_HEADER] = { "no-header", 0 },
+	[O_IMAGES] = { "images", 1 },     [O_LABELS] = { "labels", 1 },
+	[O_LIMIT] = { "limit", 1 },       [O_OFFSET] = { "offset", 1 },
+	[O_STATE] = { "state", 1 },       [O_MODEL] = { "model", 1 },
+	[O_DATASET] = { "dataset", 1 },   [O_CONFIG] = { "config", 1 },
+	[O_EPOCHS] = { "epochs", 1 },     [O_BATCH] = { "batch-size", 1 },
+	[O_LR] = { "lr", 1 },             [O_OPTIMIZER] = { "optimizer", 1 },
+	[O_SEED] = { "seed", 1 },         [O_VALIDATION] = { "validation", 1 },
+	[O_STANDARDIZE] = { "standardize", 0 }, [O_FOLLOW] = { "follow", 0 },
+	[O_INPUT] = { "input", 1 },       [O_PUT] = { "put", 1 },
+};
+
+#define MAX_POS 16
+
+struct args {
+	int npos;
+	const char *pos[MAX_POS];
+	const char *opt[N_OPTS]; /* the value, or "1" for a flag; NULL when absent */
+};
+
+struct cmd {
+	const char *group, *verb;
+	int (*fn)(const nc_ctx *, struct args *);
+	int min_pos, max_pos;
+	unsigned long opts; /* bit mask of accepted O_* */
+	const char *usage, *help;
+};
+
+#define B(o) (1UL << (o))
+
+/* ---- shared helpers ---------------------------------------------------- */
+
+static int fail_reply(nc_reply *r)
+{
+	nc_print_problem(r);
+	nc_reply_release(r);
+	return NC_ERR;
+}
+
+static const char *str(const cJSON *o, const char *k)
+{
+	const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, k));
+	return s ? s : "";
+}
+
+static double num(const cJSON *o, const char *k)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+	return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+/* Prints a whole reply: raw with --json, indented otherwise. */
+static int print_reply(const nc_ctx *c, nc_reply *r)
+{
+	if (c->json || !r->body.data) {
+		if (r->body.data)
+			puts(r->body.data);
+		nc_reply_release(r);
+		return NC_OK;
+	}
+	cJSON *j = cJSON_Parse(r->body.data);
+	char *s = j ? cJSON_Print(j) : NULL;
+	puts(s ? s : r->body.data);
+	free(s);
+	cJSON_Delete(j);
+	nc_reply_release(r);
+	return NC_OK;
+}
+
+/* Checks an id-shaped argument only for characters safe in a path. */
+static int safe_id(const char *id)
+{
+	if (!*id || strlen(id) > 100)
+		return 0;
+	for (const char *p = id; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
+			return 0;
+	return 1;
+}
+
+static int bad_id(const char *id)
+{
+	fprintf(stderr, "nnctl: not an id: %s\n", id);
+	return NC_USAGE;
+}
+
+static int parse_num(const char *opt, const char *s, double *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || *end || !isfinite(v)) {
+		fprintf(stderr, "nnctl: --%s needs a number, got \"%s\"\n", opt, s);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+/* Appends "&key=value" (or "?key=value" first) to q, URL-encoded. */
+static int add_query(char *q, size_t n, const char *key, const char *val)
+{
+	char enc[600];
+	if (!val)
+		return 0;
+	if (nc_urlencode(val, enc, sizeof enc) != 0)
+		return -1;
+	size_t len = strlen(q);
+	int w = snprintf(q + len, n - len, "%c%s=%s", strchr(q, '?') ? '&' : '?', key, enc);
+	return w < 0 || (size_t)w >= n - len ? -1 : 0;
+}
+
+static int ends_with(const char *s, const char *suf)
+{
+	size_t a = strlen(s), b = strlen(suf);
+	return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+	if (!f) {
+		fprintf(stderr, "nnctl: %s: %s\n", path, strerror(errno));
+		return NULL;
+	}
+	nc_buf b = NC_BUF_INIT;
+	char chunk[65536];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+		if (nc_buf_add(&b, chunk, n)) {
+			nc_buf_release(&b);
+			break;
+		}
+	int err = ferror(f);
+	if (f != stdin)
+		fclose(f);
+	if (err || (!b.data && nc_buf_add(&b, "", 0))) {
+		fprintf(stderr, "nnctl: cannot read %s\n", path);
+		nc_buf_release(&b);
+		return NULL;
+	}
+	if (len)
+		*len = b.len;
+	return b.data;
+}
+
+static cJSON *read_json_file(const char *path)
+{
+	char *s = read_file(path, NULL);
+	if (!s)
+		return NULL;
+	cJSON *j = cJSON_Parse(s);
+	if (!j)
+		fprintf(stderr, "nnctl: %s is not valid JSON\n", path);
+	free(s);
+	return j;
+}
+
+/* The array member of a list reply ({"datasets": [...], "total": n}). */
+static const cJSON *list_items(const cJSON *reply)
+{
+	const cJSON *it;
+	cJSON_ArrayForEach(it, reply)
+		if (cJSON_IsArray(it))
+			return it;
+	return NULL;
+}
+
+static int do_list(const nc_ctx *c, const char *base, struct args *a,
+                   void (*header)(void), void (*row)(const cJSON *))
+{
+	char path[512];
+	snprintf(path, sizeof path, "%s", base);
+	if (add_query(path, sizeof path, "limit", a->opt[O_LIMIT]) ||
+	    add_query(path, sizeof path, "offset", a->opt[O_OFFSET]) ||
+	    add_query(path, sizeof path, "state", a->opt[O_STATE])) {
+		fprintf(stderr, "nnctl: option too long\n");
+		return NC_USAGE;
+	}
+	nc_reply r = NC_REPLY_INIT;
+	if (nc_request(c, "GET", path, NULL, NULL, 0, &r) != 0)
+		return fail_reply(&r);
+	if (c->json)
+		return print_reply(c, &r);
+	cJSON *j = nc_reply_json(&r);
+	nc_reply_release(&r);
+	if (!j)
+		return NC_ERR;
+	const cJSON *items = list_items(j), *it;
+	if (!c->quiet)
+		header();
+	cJSON_ArrayForEach(it, items) {
+		if (c->quiet)
+			puts(str(it, "id"));
+		else
+			row(it);
+	}
+	double total = num(j, "total");
+	if (!c->quiet && !isnan(total) && total > cJSON_GetArraySize(items))
+		printf("(%d of %.0f shown; use --limit/--offset)\n", cJSON_GetArraySize(items), total);
+	cJSON_Delete(j);
+	return NC_OK;
+}
+
+static int do_get(const nc_ctx *c, const char *kind, const char *id)
+{
+	if (!safe_id(id))
+		return bad_id(id);
+	char path[256];
+	snprintf(path, sizeof path, "/v1/%s/%s", kind, id);
+	nc_reply r = NC_REPLY_INIT;
+	if (nc_request(c, "GET", path, NULL, NULL, 0, &r) != 0)
+		return fail_reply(&r);
+	return print_reply(c, &r);
+}
+
+static int do_rm(const nc_ctx *c, const char *kind, struct args *a)
+{
+	int rc = NC_OK;
+	for (int i = 0; i < a->npos; i++) {
+		if (!safe_id(a->pos[i])) {
+			rc = bad_id(a->pos[i]);
+			continue;
+		}
+		char path[256];
+		snprintf(path, sizeof path, "/v1/%s/%s", kind, a->pos[i]);
+		nc_reply r = NC_REPLY_INIT;
+		if (nc_request(c, "DELETE", path, NULL, NULL, 0, &r) != 0) {
+			rc = fail_reply(&r);
+			continue;
+		}
+		nc_reply_release(&r);
+		if (!c->json)
+			printf(c->quiet ? "%s\n" : "deleted %s\n", a->pos[i]);
+	}
+	return rc;
+}
+
+/* Prints a created object: raw with --json, the id with -q, else a summary. */
+static int print_created(const nc_ctx *c, nc_reply *r, void (*summary)(const cJSON *))
+{
+	if (c->json)
+		return print_reply(c, r);
+	cJSON *j = nc_reply_json(r);
+	nc_reply_release(r);
+	if (!j)
+		return NC_ERR;
+	if (c->quiet)
+		puts(str(j, "id"));
+	else
+		summary(j);
+	cJSON_Delete(j);
+	return NC_OK;
+}
+
+/* ---- data sets --------------------------------------------------------- */
+
+static void ds_summary(const cJSON *d)
+{
+	printf("%s  %s  %s  %.0f rows x %.0f features", str(d, "id"), str(d, "name"),
+	       str(d, "task"), num(d, "rows"), num(d, "features"));
+	const cJSON *cl = cJSON_GetObjectItemCaseSensitive(d, "classes");
+	if (cJSON_IsArray(cl))
+		printf("  %d classes", cJSON_GetArraySize(cl));
+	const cJSON *im = cJSON_GetObjectItemCaseSensitive(d, "image");
+	if (cJSON_IsObject(im))
+		printf("  images %.0fx%.0fx%.0f", num(im, "width"), num(im, "height"),
+		       num(im, "channels"));
+	putchar('\n');
+}
+
+static void ds_header(void)
+{
+	printf("%-22s %-20s %-14s %8s %8s  %s\n", "ID", "NAME", "TASK", "ROWS", "FEATURES",
+	       "CREATED");
+}
+
+static void ds_row(const cJSON *d)
+{
+	printf("%-22s %-20.20s %-14s %8.0f %8.0f  %s\n", str(d, "id"), str(d, "name"),
+	       str(d, "task"), num(d, "rows"), num(d, "features"), str(d, "created_at"));
+}
+
+static int cmd_ds_upload(const nc_ctx *c, struct args *a)
+{
+	nc_reply r = NC_REPLY_INIT;
+	char path[1024] = "/v1/datasets";
+	int idx = a->opt[O_IMAGES] || a->opt[O_LABELS];
+	if (idx && (!a->opt[O_IMAGES] || !a->opt[O_LABELS] || a->npos)) {
+		fprintf(stderr, "nnctl: an IDX upload takes --images FILE --labels FILE and no FILE\n");
+		return NC_USAGE;
+	}
+	if (!idx && a->npos != 1) {
+		fprintf(stderr, "nnctl: datasets upload needs FILE (CSV or JSON), or --images and --labels\n");
+		return NC_USAGE;
+	}
+	if (add_query(path, sizeof path, "name", a->opt[O_NAME]) ||
+	    add_query(path, sizeof path, "label", a->opt[O_LABEL]) ||
+	    add_query(path, sizeof path, "task", a->opt[O_TASK]) ||
+	    add_query(path, sizeof path, "header", a->opt[O_NO_HEADER] ? "false" : NULL)) {
+		fprintf(stderr, "nnctl: option too long\n");
+		return NC_USAGE;
+	}
+	int rc;
+	if (idx) {
+		rc = nc_post_idx(c, path, a->opt[O_IMAGES], a->opt[O_LABELS], &r);
+	} else {
+		const char *f = a->pos[0];
+		const char *ct = ends_with(f, ".json") ? "application/json" : "text/csv";
+		if (strcmp(f, "-") == 0) {
+			size_t n;
+			char *body = read_file(f, &n);
+			if (!body)
+				return NC_USAGE;
+			rc = nc_request(c, "POST", path, ct, body, n, &r);
+			free(body);
+		} else {
+			rc = nc_post_file(c, path, f, ct, &r);
+		}
+	}
+	if (rc != 0)
+		return fail_reply(&r);
+	return print_created(c, &r, ds_summary);
+}
+
+static int cmd_ds_list(const nc_ctx *c, struct args *a)
+{
+	return do_list(c, "/v1/datasets", a, ds_header, ds_row);
+}
+
+static int cmd_ds_get(const nc_ctx *c, struct args *a)
+{
+	return do_get(c, "datasets", a->pos[0]);
+}
+
+static int cmd_ds_rm(const nc_ctx *c, struct args *a)
+{
+	return do_rm(c, "datasets", a);
+}
+
+/* ---- models ------------------------------------------------------------ */
+
+static void mdl_summary(const cJSON *m)
+{
+	printf("%s  %s  %s  %.0f inputs -> %.0f outputs  %.0f parameters  version %.0f\n",
+	       str(m, "id"), str(m, "name"), str(m, "task"), num(m, "inputs"), num(m, "outputs"),
+	       num(m, "parameters"), num(m, "version"));
+}
+
+static void mdl_header(void)
+{
+	printf("%-22s %-20s %-14s %6s %7s %10s %7s  %s\n", "ID", "NAME", "TASK", "INPUTS",
+	       "OUTPUTS", "PARAMS", "VERSION", "CREATED");
+}
+
+static void mdl_row(const cJSON *m)
+{
+	printf("%-22s %-20.20s %-14s %6.0f %7.0f %10.0f %7.0f  %s\n", str(m, "id"),
+	       str(m, "name"), str(m, "task"), num(m, "inputs"), num(m, "outputs"),
+	       num(m, "parameters"), num(m, "version"), str(m, "created_at"));
+}
+
+static int cmd_mdl_create(const nc_ctx *c, struct args *a)
+{
+	cJSON *spec = read_json_file(a->pos[0]);
+	if (!spec)
+		return NC_USAGE;
+	if (a->opt[O_NAME]) {
+		cJSON_DeleteItemFromObjectCaseSensitive(spec, "name");
+		cJSON_AddStringToObject(spec, "name", a->opt[O_NAME]);
+	}
+	nc_reply r = NC_REPLY_INIT;
+	int rc = nc_request_json(c, "POST", "/v1/models", spec, &r);
+	cJSON_Delete(spec);
+	if (rc != 0)
+		return fail_reply(&r);
+	return print_created(c, &r, mdl_summary);
+}
+
+static int cmd_mdl_list(const nc_ctx *c, struct args *a)
+{
+	return do_list(c, "/v1/models", a, mdl_header, mdl_row);
+}
+
+static int cmd_mdl_get(const nc_ctx *c, struct args *a)
+{
+	return do_get(c, "models", a->pos[0]);
+}
+
+static int cmd_mdl_rm(const nc_ctx *c, struct args *a)
+{
+	return do_rm(c, "models", a);
+}
+
+static int cmd_mdl_weights(const nc_ctx *c, struct args *a)
+{
+	const char *id = a->pos[0];
+	if (!safe_id(id))
+		return bad_id(id);
+	char path[256];
+	snprintf(path, sizeof path, "/v1/models/%s/weights", id);
+	nc_reply r = NC_REPLY_INIT;
+	if (a->opt[O_PUT]) {
+		size_t n;
+		char *body = read_file(a->opt[O_PUT], &n);
+		if (!body)
+			return NC_USAGE;
+		int rc = nc_request(c, "PUT", path, "application/json", body, n, &r);
+		free(body);
+		if (rc != 0)
+			return fail_reply(&r);
+		if (c->json)
+			return print_reply(c, &r);
+		nc_reply_release(&r);
+		snprintf(path, sizeof path, "/v1/models/%s", id);
+		if (nc_request(c, "GET", path, NULL, NULL, 0, &r) != 0)
+			return fail_reply(&r);
+		return print_created(c, &r, mdl_summary);
+	}
+	if (nc_request(c, "GET", path, NULL, NULL, 0, &r) != 0)
+		return fail_reply(&r);
+	/* weights are data: always the JSON itself, compact as the server sent it */
+	puts(r.body.data ? r.body.data : "");
+	nc_reply_release(&r);
+	return NC_OK;
+}
+
+/* ---- jobs -------------------------------------------------------------- */
+
+static void job_summary(const cJSON *j)
+{
+	printf("%s  %s  model %s  dataset %s\n", str(j, "id"), str(j, "state"), str(j, "model"),
+	       str(j, "dataset"));
+}
+
+static void job_header(void)
+{
+	printf("%-22s %-22s %-22s %-10s %6s %5s  %s\n", "ID", "MODEL", "DATASET", "STATE",
+	       "EPOCH", "PROG", "CREATED");
+}
+
+static void job_row(const cJSON *j)
+{
+	double p = num(j, "progress"), e = num(j, "epoch");
+	printf("%-22s %-22s %-22s %-10s %6.0f %4.0f%%  %s\n", str(j, "id"), str(j, "model"),
+	       str(j, "dataset"), str(j, "state"), isnan(e) ? 0 : e, isnan(p) ? 0 : p * 100,
+	       str(j, "created_at"));
+}
+
+/* Sets key of o to v, replacing what was there. */
+static void set_item(cJSON *o, const char *key, cJSON *v)
+{
+	cJSON_DeleteItemFromObjectCaseSensitive(o, key);
+	cJSON_AddItemToObject(o, key, v);
+}
+
+static int cmd_train(const nc_ctx *c, struct args *a)
+{
+	if (!a->opt[O_MODEL] || !a->opt[O_DATASET]) {
+		fprintf(stderr, "nnctl: train needs --model ID and --dataset ID\n");
+		return NC_USAGE;
+	}
+	cJSON *job = a->opt[O_CONFIG] ? read_json_file(a->opt[O_CONFIG]) : cJSON_CreateObject();
+	if (!job)
+		return NC_USAGE;
+	if (!cJSON_IsObject(job)) {
+		fprintf(stderr, "nnctl: %s must hold a JSON object\n", a->opt[O_CONFIG]);
+		cJSON_Delete(job);
+		return NC_USAGE;
+	}
+	set_item(job, "model", cJSON_CreateString(a->opt[O_MODEL]));
+	set_item(job, "dataset", cJSON_CreateString(a->opt[O_DATASET]));
+	static const struct { int o; const char *key; } nums[] = {
+		{ O_EPOCHS, "epochs" }, { O_BATCH, "batch_size" }, { O_SEED, "seed" },
+	};
+	for (size_t i = 0; i < sizeof nums / sizeof *nums; i++) {
+		double v;
+		if (!a->opt[nums[i].o])
+			continue;
+		if (parse_num(optdefs[nums[i].o].name, a->opt[nums[i].o], &v)) {
+			cJSON_Delete(job);
+			return NC_USAGE;
+		}
+		set_item(job, nums[i].key, cJSON_CreateNumber(v));
+	}
+	if (a->opt[O_VALIDATION]) {
+		double v;
+		if (parse_num("validation", a->opt[O_VALIDATION], &v)) {
+			cJSON_Delete(job);
+			return NC_USAGE;
+		}
+		cJSON *val = cJSON_CreateObject();
+		cJSON_AddNumberToObject(val, "fraction", v);
+		set_item(job, "validation", val);
+	}
+	if (a->opt[O_STANDARDIZE])
+		set_item(job, "standardize", cJSON_CreateTrue());
+	if (a->opt[O_LR] || a->opt[O_OPTIMIZER]) {
+		cJSON *opt = cJSON_GetObjectItemCaseSensitive(job, "optimizer");
+		if (!cJSON_IsObject(opt)) {
+			opt = cJSON_CreateObject();
+			set_item(job, "optimizer", opt);
+			if (!a->opt[O_OPTIMIZER])
+				cJSON_AddStringToObject(opt, "type", "adam");
+		}
+		if (a->opt[O_OPTIMIZER])
+			set_item(opt, "type", cJSON_CreateString(a->opt[O_OPTIMIZER]));
+		if (a->opt[O_LR]) {
+			double v;
+			if (parse_num("lr", a->opt[O_LR], &v)) {
+				cJSON_Delete(job);
+				return NC_USAGE;
+			}
+			set_item(opt, "lr", cJSON_CreateNumber(v));
+		}
+	}
+	nc_reply r = NC_REPLY_INIT;
+	int rc = nc_request_json(c, "POST", "/v1/jobs", job, &r);
+	cJSON_Delete(job);
+	if (rc != 0)
+		return fail_reply(&r);
+	if (!a->opt[O_FOLLOW])
+		return print_created(c, &r, job_summary);
+	cJSON *j = nc_reply_json(&r);
+	if (!j) {
+		nc_reply_release(&r);
+		return NC_ERR;
+	}
+	char id[64];
+	snprintf(id, sizeof id, "%s", str(j, "id"));
+	cJSON_Delete(j);
+	if (!c->json)
+		fprintf(stderr, "started job %s\n", id);
+	nc_reply_release(&r);
+	return nc_follow(c, id);
+}
+
+static int cmd_jobs_list(const nc_ctx *c, struct args *a)
+{
+	return do_list(c, "/v1/jobs", a, job_header, job_row);
+}
+
+static int cmd_jobs_get(const nc_ctx *c, struct args *a)
+{
+	return do_get(c, "jobs", a->pos[0]);
+}
+
+static int cmd_jobs_cancel(const nc_ctx *c, struct args *a)
+{
+	const char *id = a->pos[0];
+	if (!safe_id(id))
+		return bad_id(id);
+	char path[256];
+	snprintf(path, sizeof path, "/v1/jobs/%s/cancel", id);
+	nc_reply r = NC_REPLY_INIT;
+	if (nc_request(c, "POST", path, NULL, NULL, 0, &r) != 0)
+		return fail_reply(&r);
+	if (c->json)
+		return print_reply(c, &r);
+	nc_reply_release(&r);
+	printf(c->quiet ? "%s\n" : "cancelling %s\n", id);
+	return NC_OK;
+}
+
+static int cmd_jobs_follow(const nc_ctx *c, struct args *a)
+{
+	if (!safe_id(a->pos[0]))
+		return bad_id(a->pos[0]);
+	return nc_follow(c, a->pos[0]);
+}
+
+static int cmd_jobs_metrics(const nc_ctx *c, struct args *a)
+{
+	const char *id = a->pos[0];
+	if (!safe_id(id))
+		return bad_id(id);
+	char path[256];
+	snprintf(path, sizeof path, "/v1/jobs/%s/metrics", id);
+	nc_reply r = NC_REPLY_INIT;
+	if (nc_request(c, "GET", path, NULL, NULL, 0, &r) != 0)
+		return fail_reply(&r);
+	if (c->json)
+		return print_reply(c, &r);
+	cJSON *j = nc_reply_json(&r);
+	nc_reply_release(&r);
+	if (!j)
+		return NC_ERR;
+	printf("%6s %12s %12s %12s %12s %9s\n", "EPOCH", "TRAIN_LOSS", "VAL_LOSS", "VAL_ACC",
+	       "LR", "SECONDS");
+	const cJSON *e;
+	cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(j, "epochs")) {
+		printf("%6.0f %12.6g %12.6g %12.6g %12.6g %9.2f\n", num(e, "epoch"),
+		       num(e, "train_loss"), num(e, "val_loss"), num(e, "val_accuracy"),
+		       num(e, "lr"), num(e, "seconds"));
+	}
+	cJSON_Delete(j);
+	return NC_OK;
+}
+
+/* ---- predict ----------------------------------------------------------- */
+
+/* Rows from a CSV text: numbers separated by commas; a first line that is
+ * not all numbers is a header and skipped. NULL (message printed) on error. */
+static cJSON *csv_rows(const char *text, const char *name)
+{
+	cJSON *rows = cJSON_CreateArray();
+	int lineno = 0;
+	const char *p = text;
+	while (*p) {
+		const char *end = strchr(p, '\n');
+		size_t n = end ? (size_t)(end - p) : strlen(p);
+		lineno++;
+		char *line = strndup(p, n);
+		p += n + (end ? 1 : 0);
+		if (!line) {
+			cJSON_Delete(rows);
+			return NULL;
+		}
+		if (n && line[n - 1] == '\r')
+			line[--n] = '\0';
+		if (n == 0) {
+			free(line);
+			continue;
+		}
+		cJSON *row = cJSON_CreateArray();
+		int bad = 0, col = 0;
+		for (char *tok = line;; col++) {
+			char *comma = strchr(tok, ',');
+			if (comma)
+				*comma = '\0';
+			char *e;
+			double v = strtod(tok, &e);
+			while (*e == ' ' || *e == '\t')
+				e++;
+			if (e == tok || *e || !isfinite(v)) {
+				bad = col + 1;
+				break;
+			}
+			cJSON_AddItemToArray(row, cJSON_CreateNumber(v));
+			if (!comma)
+				break;
+			tok = comma + 1;
+		}
+		free(line);
+		if (bad) {
+			cJSON_Delete(row);
+			if (lineno == 1 && cJSON_GetArraySize(rows) == 0)
+				continue; /* a header */
+			fprintf(stderr, "nnctl: %s: line %d, column %d: not a number\n", name, lineno, bad);
+			cJSON_Delete(rows);
+			return NULL;
+		}
+		cJSON_AddItemToArray(rows, row);
+	}
+	return rows;
+}
+
+static int cmd_predict(const nc_ctx *c, struct args *a)
+{
+	const char *id = a->pos[0], *in = a->opt[O_INPUT];
+	if (!safe_id(id))
+		return bad_id(id);
+	if (!in) {
+		fprintf(stderr, "nnctl: predict needs --input ROWS.json|ROWS.csv (- for stdin)\n");
+		return NC_USAGE;
+	}
+	char *text = read_file(in, NULL);
+	if (!text)
+		return NC_USAGE;
+	const char *t = text;
+	while (*t == ' ' || *t == '\n' || *t == '\t' || *t == '\r')
+		t++;
+	cJSON *body;
+	if (*t == '[' || *t == '{') {
+		cJSON *j = cJSON_Parse(t);
+		if (!j) {
+			fprintf(stderr, "nnctl: %s is not valid JSON\n", in);
+			free(text);
+			return NC_USAGE;
+		}
+		if (cJSON_IsArray(j)) {
+			body = cJSON_CreateObject();
+			cJSON_AddItemToObject(body, "instances", j);
+		} else {
+			body = j;
+		}
+	} else {
+		cJSON *rows = csv_rows(text, in);
+		if (!rows) {
+			free(text);
+			return NC_USAGE;
+		}
+		body = cJSON_CreateObject();
+		cJSON_AddItemToObject(body, "instances", rows);
+	}
+	free(text);
+	char path[256];
+	snprintf(path, sizeof path, "/v1/models/%s/predict", id);
+	nc_reply r = NC_REPLY_INIT;
+	int rc = nc_request_json(c, "POST", path, body, &r);
+	cJSON_Delete(body);
+	if (rc != 0)
+		return fail_reply(&r);
+	if (c->json)
+		return print_reply(c, &r);
+	cJSON *j = nc_reply_json(&r);
+	nc_reply_release(&r);
+	if (!j)
+		return NC_ERR;
+	const cJSON *p;
+	cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(j, "predictions")) {
+		if (cJSON_IsObject(p)) {
+			/* classification: the label and its probability */
+			const cJSON *probs = cJSON_GetObjectItemCaseSensitive(p, "probabilities");
+			double cls = num(p, "class");
+			const cJSON *pr = isnan(cls) ? NULL : cJSON_GetArrayItem(probs, (int)cls);
+			const char *label = str(p, "label");
+			if (!*label) {
+				printf("%.0f", cls);
+			} else {
+				fputs(label, stdout);
+			}
+			if (cJSON_IsNumber(pr) && !c->quiet)
+				printf("\t%.4f", pr->valuedouble);
+			putchar('\n');
+		} else {
+			const cJSON *v;
+			int first = 1;
+			cJSON_ArrayForEach(v, p) {
+				printf(first ? "%.9g" : " %.9g", v->valuedouble);
+				first = 0;
+			}
+			putchar('\n');
+		}
+	}
+	cJSON_Delete(j);
+	return NC_OK;
+}
+
+static int cmd_info(const nc_ctx *c, struct args *a)
+{
+	(void)a;
+	nc_reply r = NC_REPLY_INIT;
+	if (nc_request(c, "GET", "/v1/info", NULL, NULL, 0, &r) != 0)
+		return fail_reply(&r);
+	return print_reply(c, &r);
+}
+
+/* ---- the command table ----------------------------------------------- */
+
+static const struct cmd cmds[] = {
+	{ "datasets", "upload", cmd_ds_upload, 0, 1,
+	  B(O_LABEL) | B(O_NAME) | B(O_TASK) | B(O_NO_HEADER) | B(O_IMAGES) | B(O_LABELS),
+	  "datasets upload FILE [--label COL] [--name N] [--task T] [--no-header]\n"
+	  "       nnctl datasets upload --images FILE --labels FILE [--name N]",
+	  "Uploads a data set: a CSV file (FILE.json: {\"x\", \"y\"} arrays; - reads stdin),\n"
+	  "or an IDX image/label pair (MNIST, Fashion-MNIST; gzip or not).\n"
+	  "  --label COL    the label column, by name or 0-based index (default: the last)\n"
+	  "  --name N       a name for the data set\n"
+	  "  --task T       classification or regression (default: inferred)\n"
+	  "  --no-header    the CSV's first line is data, not column names" },
+	{ "datasets", "list", cmd_ds_list, 0, 0, B(O_LIMIT) | B(O_OFFSET),
+	  "datasets list [--limit N] [--offset N]", "Lists data sets." },
+	{ "datasets", "get", cmd_ds_get, 1, 1, 0, "datasets get ID", "Shows one data set." },
+	{ "datasets", "rm", cmd_ds_rm, 1, MAX_POS, 0, "datasets rm ID...",
+	  "Deletes data sets (refused while a queued or running job uses one)." },
+	{ "models", "create", cmd_mdl_create, 1, 1, B(O_NAME), "models create SPEC.json [--name N]",
+	  "Creates a model from a JSON spec ({\"task\", \"inputs\", \"outputs\", \"layers\": [...]})." },
+	{ "models", "list", cmd_mdl_list, 0, 0, B(O_LIMIT) | B(O_OFFSET),
+	  "models list [--limit N] [--offset N]", "Lists models." },
+	{ "models", "get", cmd_mdl_get, 1, 1, 0, "models get ID", "Shows one model." },
+	{ "models", "rm", cmd_mdl_rm, 1, MAX_POS, 0, "models rm ID...", "Deletes models." },
+	{ "models", "weights", cmd_mdl_weights, 1, 1, B(O_PUT), "models weights ID [--put FILE]",
+	  "Prints the model's weights as JSON, or with --put FILE publishes FILE's\n"
+	  "weights as a new version (shapes must match the model exactly)." },
+	{ "train", NULL, cmd_train, 0, 0,
+	  B(O_MODEL) | B(O_DATASET) | B(O_CONFIG) | B(O_EPOCHS) | B(O_BATCH) | B(O_LR) |
+	  B(O_OPTIMIZER) | B(O_SEED) | B(O_VALIDATION) | B(O_STANDARDIZE) | B(O_FOLLOW),
+	  "train --model ID --dataset ID [--config JOB.json] [--epochs N] [--batch-size N]\n"
+	  "             [--lr X] [--optimizer T] [--seed N] [--validation F] [--standardize] [--follow]",
+	  "Starts a training job. --config gives the whole job document (see the API);\n"
+	  "the other options override its fields.\n"
+	  "  --optimizer T  sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw\n"
+	  "  --validation F hold out a fraction F of the rows for validation\n"
+	  "  --standardize  standardize the inputs (mean 0, std 1 per feature)\n"
+	  "  --follow       follow the job to its end (see jobs follow); exits 3 when\n"
+	  "                 it fails, 4 when it is cancelled" },
+	{ "jobs", "list", cmd_jobs_list, 0, 0, B(O_STATE) | B(O_LIMIT) | B(O_OFFSET),
+	  "jobs list [--state S] [--limit N] [--offset N]",
+	  "Lists jobs, optionally those in state S (queued, running, succeeded, failed, cancelled)." },
+	{ "jobs", "get", cmd_jobs_get, 1, 1, 0, "jobs get ID", "Shows one job." },
+	{ "jobs", "cancel", cmd_jobs_cancel, 1, 1, 0, "jobs cancel ID",
+	  "Cancels a queued or running job (it stops at its next step)." },
+	{ "jobs", "follow", cmd_jobs_follow, 1, 1, 0, "jobs follow ID",
+	  "Follows a job's live events to its end. On a terminal: a progress bar (epoch,\n"
+	  "step, loss, validation metrics, throughput, ETA); otherwise one line per event;\n"
+	  "with --json one JSON object per event. Exits 0 when the job succeeded, 3 when\n"
+	  "it failed, 4 when it was cancelled." },
+	{ "jobs", "metrics", cmd_jobs_metrics, 1, 1, 0, "jobs metrics ID",
+	  "Prints the job's per-epoch metrics." },
+	{ "predict", NULL, cmd_predict, 1, 1, B(O_INPUT), "predict ID --input ROWS.json|ROWS.csv",
+	  "Predicts rows of raw features with the model's newest version. ROWS.json is\n"
+	  "[[...], ...] or {\"instances\": [...]}; a CSV holds numbers only (a header line\n"
+	  "is skipped); - reads stdin. Prints one line per row: the label and its\n"
+	  "probability (classification) or the outputs (regression)." },
+	{ "info", NULL, cmd_info, 0, 0, 0, "info", "Shows the server's version, workers and BLAS." },
+};
+
+#define N_CMDS (sizeof cmds / sizeof *cmds)
+
+static void usage(FILE *out)
+{
+	fputs("usage: nnctl [--server URL] [--json] [-q] COMMAND ...\n\n"
+	      "A command-line client for the nnd training service.\n\nCommands:\n", out);
+	for (size_t i = 0; i < N_CMDS; i++)
+		fprintf(out, "  nnctl %s\n", cmds[i].usage);
+	fputs("\nGlobal options:\n"
+	      "  --server URL   the daemon (default $NND_SERVER, else http://127.0.0.1:8080)\n"
+	      "  --json         print the server's JSON instead of tables and summaries\n"
+	      "  -q, --quiet    print only ids\n"
+	      "  -h, --help     help for nnctl or for a command\n"
+	      "  --version      print nnctl's version\n"
+	      "The API key, when the daemon has one, comes from $NND_API_KEY.\n"
+	      "Exit status: 0 success, 1 error reply or unreachable server, 2 usage,\n"
+	      "3 a followed job failed, 4 a followed job was cancelled.\n", out);
+}
+
+static void cmd_help(const struct cmd *cm, FILE *out)
+{
+	fprintf(out, "usage: nnctl %s\n\n%s\n", cm->usage, cm->help);
+}
+
+static int find_opt(const char *name, size_t len)
+{
+	for (int i = 0; i < N_OPTS; i++)
+		if (strlen(optdefs[i].name) == len && strncmp(optdefs[i].name, name, len) == 0)
+			return i;
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	nc_ctx c = { 0 };
+	const char *server = getenv("NND_SERVER");
+	c.api_key = getenv("NND_API_KEY");
+	struct args a;
+	memset(&a, 0, sizeof a);
+	const char *words[2] = { NULL, NULL };
+	int nwords = 0, help = 0;
+	const char *bad_opt = NULL;
+	const char *opt_arg_missing = NULL;
+
+	for (int i = 1; i < argc; i++) {
+		const char *s = argv[i];
+		if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0) {
+			help = 1;
+		} else if (strcmp(s, "--version") == 0) {
+			printf("nnctl %s\n", NNCTL_VERSION);
+			return NC_OK;
+		} else if (strcmp(s, "--json") == 0) {
+			c.json = 1;
+		} else if (strcmp(s, "-q") == 0 || strcmp(s, "--quiet") == 0) {
+			c.quiet = 1;
+		} else if (strncmp(s, "--server", 8) == 0 && (s[8] == '\0' || s[8] == '=')) {
+			if (s[8] == '=')
+				server = s + 9;
+			else if (i + 1 < argc)
+				server = argv[++i];
+			else
+				opt_arg_missing = "server";
+		} else if (strncmp(s, "--", 2) == 0 && s[2]) {
+			const char *eq = strchr(s + 2, '=');
+			size_t len = eq ? (size_t)(eq - s - 2) : strlen(s + 2);
+			int o = find_opt(s + 2, len);
+			if (o < 0) {
+				bad_opt = s;
+				continue;
+			}
+			if (optdefs[o].has_arg) {
+				if (eq)
+					a.opt[o] = eq + 1;
+				else if (i + 1 < argc)
+					a.opt[o] = argv[++i];
+				else
+					opt_arg_missing = optdefs[o].name;
+			} else {
+				a.opt[o] = "1";
+			}
+		} else if (nwords < 2 && a.npos == 0 &&
+		           (nwords == 0 || (strcmp(words[0], "train") && strcmp(words[0], "predict") &&
+		                            strcmp(words[0], "info")))) {
+			words[nwords++] = s;
+		} else if (a.npos < MAX_POS) {
+			a.pos[a.npos++] = s;
+		} else {
+			fprintf(stderr, "nnctl: too many arguments\n");
+			return NC_USAGE;
+		}
+	}
+	if (nwords == 0) {
+		usage(help ? stdout : stderr);
+		return help ? NC_OK : NC_USAGE;
+	}
+	const struct cmd *cm = NULL;
+	int group_known = 0;
+	for (size_t i = 0; i < N_CMDS; i++) {
+		if (strcmp(cmds[i].group, words[0]) != 0)
+			continue;
+		group_known = 1;
+		if (!cmds[i].verb) {
+			cm = &cmds[i];
+			if (nwords == 2) /* "predict ID": the second word is an argument */
+				a.pos[a.npos++] = words[1];
+			break;
+		}
+		if (nwords == 2 && strcmp(cmds[i].verb, words[1]) == 0) {
+			cm = &cmds[i];
+			break;
+		}
+	}
+	if (!cm) {
+		FILE *out = help && group_known ? stdout : stderr;
+		if (group_known) {
+			fprintf(out, "usage:\n");
+			for (size_t i = 0; i < N_CMDS; i++)
+				if (strcmp(cmds[i].group, words[0]) == 0)
+					fprintf(out, "  nnctl %s\n", cmds[i].usage);
+			if (!help && nwords == 2)
+				fprintf(stderr, "nnctl: unknown command \"%s %s\"\n", words[0], words[1]);
+		} else {
+			usage(stderr);
+			fprintf(stderr, "nnctl: unknown command \"%s\"\n", words[0]);
+		}
+		return help && group_known ? NC_OK : NC_USAGE;
+	}
+	if (help) {
+		cmd_help(cm, stdout);
+		return NC_OK;
+	}
+	if (bad_opt) {
+		fprintf(stderr, "nnctl: unknown option %s\n", bad_opt);
+		cmd_help(cm, stderr);
+		return NC_USAGE;
+	}
+	if (opt_arg_missing) {
+		fprintf(stderr, "nnctl: --%s needs a value\n", opt_arg_missing);
+		return NC_USAGE;
+	}
+	for (int o = 0; o < N_OPTS; o++) {
+		if (a.opt[o] && !(cm->opts & B(o))) {
+			fprintf(stderr, "nnctl: --%s does not apply to \"%s%s%s\"\n", optdefs[o].name,
+			        cm->group, cm->verb ? " " : "", cm->verb ? cm->verb : "");
+			return NC_USAGE;
+		}
+	}
+	if (a.npos < cm->min_pos || a.npos > cm->max_pos) {
+		fprintf(stderr, "usage: nnctl %s\n", cm->usage);
+		return NC_USAGE;
+	}
+	static char url[1024];
+	snprintf(url, sizeof url, "%s", server && *server ? server : "http://127.0.0.1:8080");
+	size_t ul = strlen(url);
+	while (ul && url[ul - 1] == '/')
+		url[--ul] = '\0';
+	if (strncmp(url, "http://", 7) && strncmp(url, "https://", 8)) {
+		fprintf(stderr, "nnctl: --server must be an http:// or https:// URL\n");
+		return NC_USAGE;
+	}
+	c.server = url;
+	return cm->fn(&c, &a);
+}
