@@ -1,0 +1,716 @@
+/*
+ * csv.c - the streaming CSV reader behind POST /v1/datasets (text/csv).
+ *
+ * RFC 4180: fields separated by commas, records by LF or CRLF (a lone CR
+ * too), quoted fields may hold commas, quotes ("" escapes one) and line
+ * breaks; an optional UTF-8 byte-order mark and trailing newline; blank lines
+ * are skipped. The reader is a byte-level state machine, so the body can come
+ * in any split down to single bytes; unquoted fields that lie whole inside
+ * one piece are parsed in place, the rest go through a bounded field buffer.
+ *
+ * Numbers go straight into the growing matrix through api_parse_float (no
+ * strtod per field). Labels are kept twice until the end, as a parsed value
+ * (for regression) and as an id in a label set (for classification), because
+ * with task auto-detection the task is known only when every label was seen.
+ *
+ * Every error names its place: 400 "malformed_csv", detail
+ * "line L, column C: ..." with L the 1-based physical line where the field
+ * starts and C the 1-based field number in its record.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "dataset_io.h"
+#include "dataset_util.h"
+
+#define CSV_MAX_COLUMNS 100000
+#define CSV_MAX_FIELD (1u << 20)          /* bytes in one field */
+#define CSV_MAX_FIRST ((size_t)16 << 20)  /* bytes in the first record */
+
+enum { S_START, S_UNQ, S_QUO, S_QQ };
+
+struct api_csv {
+	api_csv_opts o;
+	char *label;            /* copy of o.label */
+	int failed;
+	api_err err;            /* the first error, repeated on later calls */
+	/* byte-order mark: bytes held until we know whether they are one */
+	int bom_done;
+	unsigned char bom[3];
+	int bom_n;
+	/* the state machine */
+	int state;
+	int prev_cr;            /* the last byte ended a record with CR */
+	int64_t line;           /* 1-based physical line of the next byte */
+	int64_t field_line;     /* line where the current field started */
+	int col;                /* 0-based field number in the record */
+	int in_record;          /* the record has at least one byte */
+	char *fb;               /* field buffer */
+	size_t fb_len, fb_cap;
+	/* the first record, held as strings until the column count is known */
+	char **first;
+	int n_first, cap_first;
+	size_t first_bytes;
+	int64_t first_line;
+	/* shape, fixed by the first record */
+	int ncols;              /* 0 until the first record ended */
+	int label_col;
+	int features;
+	char **names;
+	/* data */
+	float *x;               /* rows x features */
+	float *yv;              /* label as a number (NAN when it is none); NULL if classification */
+	int32_t *yid;           /* provisional label id; NULL if regression */
+	int64_t rows, cap;
+	api_labelset *ls;
+	int any_nonnum;
+};
+
+static const unsigned char BOM[3] = { 0xEF, 0xBB, 0xBF };
+
+/* Bytes that end an unquoted field (or are errors in it). */
+static unsigned char special_unq[256];
+/* Bytes of interest inside a quoted field. */
+static unsigned char special_quo[256];
+
+static void init_tables(void)
+{
+	/* Idempotent; racing threads write the same values. */
+	special_unq[(unsigned char)','] = 1;
+	special_unq[(unsigned char)'\n'] = 1;
+	special_unq[(unsigned char)'\r'] = 1;
+	special_unq[(unsigned char)'"'] = 1;
+	special_unq[0] = 1;
+	special_quo[(unsigned char)'"'] = 1;
+	special_quo[(unsigned char)'\n'] = 1;
+	special_quo[0] = 1;
+}
+
+api_csv *api_csv_new(const api_csv_opts *opts)
+{
+	init_tables();
+	api_csv *c = calloc(1, sizeof *c);
+	if (!c)
+		return NULL;
+	if (opts) {
+		c->o = *opts;
+	} else {
+		c->o.header = 1;
+		c->o.task = -1;
+	}
+	c->o.label = NULL;
+	if (opts && opts->label && opts->label[0]) {
+		c->label = api_strndup(opts->label, strlen(opts->label));
+		if (!c->label) {
+			free(c);
+			return NULL;
+		}
+	}
+	if (c->o.task != NN_TASK_CLASSIFICATION && c->o.task != NN_TASK_REGRESSION)
+		c->o.task = -1;
+	c->line = 1;
+	c->state = S_START;
+	return c;
+}
+
+void api_csv_free(api_csv *c)
+{
+	if (!c)
+		return;
+	free(c->label);
+	free(c->fb);
+	api_strv_free(c->first, c->n_first);
+	api_strv_free(c->names, c->features);
+	free(c->x);
+	free(c->yv);
+	free(c->yid);
+	api_labelset_free(c->ls);
+	free(c);
+}
+
+/* ---------------------------------------------------------------- errors */
+
+/* A short printable excerpt of a field for messages. */
+static void excerpt(char *dst, size_t cap, const char *s, size_t len)
+{
+	size_t n = len < cap - 4 ? len : cap - 4;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		dst[i] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
+	}
+	if (n < len)
+		memcpy(dst + n, "...", 3), n += 3;
+	dst[n] = '\0';
+}
+
+static int fail_at(api_csv *c, int64_t line, int col, const char *fmt, const char *arg)
+{
+	char msg[400];
+	snprintf(msg, sizeof msg, fmt, arg ? arg : "");
+	api_err_set(&c->err, 400, "malformed_csv", "line %lld, column %d: %s",
+		    (long long)line, col, msg);
+	c->failed = 1;
+	return -1;
+}
+
+static int fail_err(api_csv *c)
+{
+	c->failed = 1;
+	return -1;
+}
+
+/* ---------------------------------------------------------------- building */
+
+static int row_begin(api_csv *c)
+{
+	if (c->rows < c->cap)
+		return 0;
+	size_t row_bytes = (size_t)c->features * 4 + (c->yv ? 4 : 0) + (c->yid ? 4 : 0);
+	int64_t ncap = c->cap ? c->cap * 2 : 1024;
+	if (c->o.max_bytes > 0) {
+		int64_t fit = (c->o.max_bytes - (int64_t)api_labelset_bytes(c->ls)) / (int64_t)row_bytes;
+		if (c->rows + 1 > fit) {
+			api_err_set(&c->err, 413, "payload_too_large",
+				    "line %lld: the data set needs more than the %lld bytes allowed in memory",
+				    (long long)c->field_line, (long long)c->o.max_bytes);
+			return fail_err(c);
+		}
+		if (ncap > fit)
+			ncap = fit;
+	}
+	if ((uint64_t)ncap > SIZE_MAX / row_bytes / 2) {
+		api_err_set(&c->err, 413, "payload_too_large", "the data set is too large");
+		return fail_err(c);
+	}
+	float *x = realloc(c->x, (size_t)ncap * (size_t)c->features * 4);
+	if (!x)
+		goto oom;
+	c->x = x;
+	if (c->yv) {
+		float *y = realloc(c->yv, (size_t)ncap * 4);
+		if (!y)
+			goto oom;
+		c->yv = y;
+	}
+	if (c->yid) {
+		int32_t *y = realloc(c->yid, (size_t)ncap * 4);
+		if (!y)
+			goto oom;
+		c->yid = y;
+	}
+	c->cap = ncap;
+	return 0;
+oom:
+	api_err_set(&c->err, 413, "payload_too_large", "no memory for a data set this large");
+	return fail_err(c);
+}
+
+static int put_label(api_csv *c, const char *s, size_t len)
+{
+	while (len > 0 && (*s == ' ' || *s == '\t')) {
+		s++;
+		len--;
+	}
+	while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+		len--;
+	int col = c->col + 1;
+	if (len == 0)
+		return fail_at(c, c->field_line, col, "empty label", NULL);
+	float v;
+	int r = api_parse_float(s, len, &v);
+	char ex[48];
+	if (r != 1) {
+		if (c->o.task == NN_TASK_REGRESSION) {
+			excerpt(ex, sizeof ex, s, len);
+			return fail_at(c, c->field_line, col,
+				       r < 0 ? "label '%s' is not a finite number (outside float range)"
+					     : "label '%s' is not a number (the task is regression)", ex);
+		}
+		c->any_nonnum = 1;
+		v = NAN;
+	}
+	if (c->yv)
+		c->yv[c->rows] = v;
+	if (c->yid) {
+		int32_t id = api_labelset_add(c->ls, s, len);
+		if (id < 0) {
+			api_err_set(&c->err, 413, "payload_too_large", "no memory for the labels");
+			return fail_err(c);
+		}
+		c->yid[c->rows] = id;
+	}
+	return 0;
+}
+
+static int put_feature(api_csv *c, int j, const char *s, size_t len)
+{
+	float v;
+	int r = api_parse_float(s, len, &v);
+	if (r == 1) {
+		c->x[c->rows * c->features + j] = v;
+		return 0;
+	}
+	char ex[48];
+	excerpt(ex, sizeof ex, s, len);
+	size_t k = 0;
+	while (k < len && (s[k] == ' ' || s[k] == '\t'))
+		k++;
+	if (k == len)
+		return fail_at(c, c->field_line, c->col + 1, "empty value (features must be numbers)", NULL);
+	return fail_at(c, c->field_line, c->col + 1,
+		       r < 0 ? "'%s' is not a finite number (outside float range)"
+			     : "'%s' is not a number", ex);
+}
+
+/* One field of a data record, at column c->col of row c->rows. */
+static int data_field(api_csv *c, const char *s, size_t len)
+{
+	if (c->col == 0 && row_begin(c) != 0)
+		return -1;
+	if (c->col >= c->ncols) {
+		char n[16];
+		snprintf(n, sizeof n, "%d", c->ncols);
+		return fail_at(c, c->field_line, c->col + 1,
+			       "too many fields (the first line has %s)", n);
+	}
+	if (c->col == c->label_col)
+		return put_label(c, s, len);
+	return put_feature(c, c->col - (c->col > c->label_col), s, len);
+}
+
+static int data_record_end(api_csv *c)
+{
+	if (c->col + 1 < c->ncols) {
+		char m[64];
+		snprintf(m, sizeof m, "%d fields, expected %d", c->col + 1, c->ncols);
+		return fail_at(c, c->line, c->col + 2, "missing field: the record has %s", m);
+	}
+	c->rows++;
+	return 0;
+}
+
+static int is_index(const char *s)
+{
+	if (!*s || strlen(s) > 9)
+		return 0;
+	for (; *s; s++)
+		if (*s < '0' || *s > '9')
+			return 0;
+	return 1;
+}
+
+/* The first record ended: fix the shape, then treat it as data if there is
+ * no header. */
+static int first_record_end(api_csv *c)
+{
+	int n = c->n_first;
+	if (n < 2)
+		return fail_at(c, c->first_line, 1,
+			       "need at least two columns (features and a label)%s", NULL);
+	int lc = n - 1;
+	if (c->label) {
+		lc = -1;
+		for (int i = 0; c->o.header && i < n; i++)
+			if (strcmp(c->first[i], c->label) == 0) {
+				lc = i;
+				break;
+			}
+		if (lc < 0 && is_index(c->label)) {
+			lc = atoi(c->label);
+			if (lc >= n) {
+				api_err_field(&c->err, "label", "column %d does not exist (the file has %d columns)",
+					      lc, n);
+				return fail_err(c);
+			}
+		}
+		if (lc < 0) {
+			char ex[48];
+			excerpt(ex, sizeof ex, c->label, strlen(c->label));
+			if (c->o.header)
+				api_err_field(&c->err, "label", "no column is named '%s'", ex);
+			else
+				api_err_field(&c->err, "label",
+					      "without a header the label column must be a 0-based index");
+			return fail_err(c);
+		}
+	}
+	c->ncols = n;
+	c->label_col = lc;
+	c->features = n - 1;
+	c->names = calloc((size_t)c->features, sizeof *c->names);
+	if (!c->names)
+		goto oom;
+	for (int i = 0, j = 0; i < n; i++) {
+		if (i == lc)
+			continue;
+		if (c->o.header) {
+			c->names[j] = c->first[i];
+			c->first[i] = NULL;
+		} else {
+			char b[24];
+			snprintf(b, sizeof b, "x%d", j);
+			c->names[j] = api_strndup(b, strlen(b));
+		}
+		if (!c->names[j++])
+			goto oom;
+	}
+	if (c->o.task != NN_TASK_CLASSIFICATION) {
+		c->yv = malloc(4);
+		if (!c->yv)
+			goto oom;
+	}
+	if (c->o.task != NN_TASK_REGRESSION) {
+		c->yid = malloc(4);
+		c->ls = api_labelset_new();
+		if (!c->yid || !c->ls)
+			goto oom;
+	}
+	if (!c->o.header) {
+		int64_t save = c->field_line;
+		c->field_line = c->first_line;
+		for (c->col = 0; c->col < n; c->col++)
+			if (data_field(c, c->first[c->col], strlen(c->first[c->col])) != 0)
+				return -1;
+		c->col = n - 1;
+		if (data_record_end(c) != 0)
+			return -1;
+		c->field_line = save;
+	}
+	api_strv_free(c->first, c->n_first);
+	c->first = NULL;
+	c->n_first = 0;
+	return 0;
+oom:
+	api_err_set(&c->err, 413, "payload_too_large", "no memory for the columns");
+	return fail_err(c);
+}
+
+static int end_field(api_csv *c, const char *s, size_t len)
+{
+	if (c->ncols)
+		return data_field(c, s, len);
+	if (c->n_first == 0)
+		c->first_line = c->field_line;
+	if (c->n_first >= CSV_MAX_COLUMNS) {
+		char m[16];
+		snprintf(m, sizeof m, "%d", CSV_MAX_COLUMNS);
+		return fail_at(c, c->field_line, c->n_first + 1, "more than %s columns", m);
+	}
+	c->first_bytes += len + 1;
+	if (c->first_bytes > CSV_MAX_FIRST)
+		return fail_at(c, c->field_line, c->n_first + 1, "the first line is longer than 16 MiB%s", NULL);
+	if (c->n_first == c->cap_first) {
+		int cap = c->cap_first ? c->cap_first * 2 : 64;
+		char **f = realloc(c->first, (size_t)cap * sizeof *f);
+		if (!f)
+			goto oom;
+		c->first = f;
+		c->cap_first = cap;
+	}
+	c->first[c->n_first] = api_strndup(s, len);
+	if (!c->first[c->n_first])
+		goto oom;
+	c->n_first++;
+	return 0;
+oom:
+	api_err_set(&c->err, 413, "payload_too_large", "no memory for the first line");
+	return fail_err(c);
+}
+
+static int end_record(api_csv *c)
+{
+	int r = c->ncols ? data_record_end(c) : first_record_end(c);
+	c->col = 0;
+	c->in_record = 0;
+	return r;
+}
+
+static int fb_append(api_csv *c, const char *s, size_t n)
+{
+	if (n == 0)
+		return 0;
+	if (c->fb_len + n > CSV_MAX_FIELD)
+		return fail_at(c, c->field_line, c->col + 1, "field longer than 1 MiB%s", NULL);
+	if (c->fb_len + n > c->fb_cap) {
+		size_t cap = c->fb_cap ? c->fb_cap : 256;
+		while (cap < c->fb_len + n)
+			cap *= 2;
+		char *b = realloc(c->fb, cap);
+		if (!b) {
+			api_err_set(&c->err, 413, "payload_too_large", "no memory for a field");
+			return fail_err(c);
+		}
+		c->fb = b;
+		c->fb_cap = cap;
+	}
+	memcpy(c->fb + c->fb_len, s, n);
+	c->fb_len += n;
+	return 0;
+}
+
+/* Ends the field held in the field buffer. */
+static int end_fb_field(api_csv *c)
+{
+	int r = end_field(c, c->fb ? c->fb : "", c->fb_len);
+	c->fb_len = 0;
+	return r;
+}
+
+/* A record terminator byte (LF or CR) outside quotes. */
+static void newline(api_csv *c, unsigned char ch)
+{
+	c->line++;
+	c->prev_cr = ch == '\r';
+}
+
+static int process(api_csv *c, const char *buf, size_t len)
+{
+	const char *p = buf, *end = buf + len;
+	while (p < end) {
+		switch (c->state) {
+		case S_START: {
+			unsigned char ch = (unsigned char)*p;
+			if (c->prev_cr) {
+				c->prev_cr = 0;
+				if (ch == '\n') {
+					p++;
+					continue;
+				}
+			}
+			if (ch == '\n' || ch == '\r') {
+				p++;
+				if (c->col == 0 && !c->in_record) {
+					newline(c, ch);  /* a blank line */
+					continue;
+				}
+				if (end_field(c, "", 0) != 0 || end_record(c) != 0)
+					return -1;
+				newline(c, ch);
+				continue;
+			}
+			c->in_record = 1;
+			c->field_line = c->line;
+			if (ch == ',') {
+				p++;
+				if (end_field(c, "", 0) != 0)
+					return -1;
+				c->col++;
+				continue;
+			}
+			if (ch == '"') {
+				p++;
+				c->state = S_QUO;
+				continue;
+			}
+			if (ch == 0)
+				return fail_at(c, c->line, c->col + 1, "NUL byte in the input%s", NULL);
+			c->state = S_UNQ;
+		}
+		/* fall through */
+		case S_UNQ: {
+			const char *q = p;
+			while (q < end && !special_unq[(unsigned char)*q])
+				q++;
+			if (q == end) {
+				if (fb_append(c, p, (size_t)(q - p)) != 0)
+					return -1;
+				p = q;
+				break;
+			}
+			unsigned char ch = (unsigned char)*q;
+			if (ch == '"')
+				return fail_at(c, c->line, c->col + 1, "quote inside an unquoted field%s", NULL);
+			if (ch == 0)
+				return fail_at(c, c->line, c->col + 1, "NUL byte in the input%s", NULL);
+			int r;
+			if (c->fb_len == 0) {
+				r = end_field(c, p, (size_t)(q - p));
+			} else {
+				r = fb_append(c, p, (size_t)(q - p));
+				if (r == 0)
+					r = end_fb_field(c);
+			}
+			if (r != 0)
+				return -1;
+			p = q + 1;
+			c->state = S_START;
+			if (ch == ',') {
+				c->col++;
+			} else {
+				if (end_record(c) != 0)
+					return -1;
+				newline(c, ch);
+			}
+			break;
+		}
+		case S_QUO: {
+			const char *q = p;
+			while (q < end && !special_quo[(unsigned char)*q])
+				q++;
+			if (fb_append(c, p, (size_t)(q - p)) != 0)
+				return -1;
+			p = q;
+			if (q == end)
+				break;
+			unsigned char ch = (unsigned char)*q;
+			p = q + 1;
+			if (ch == '\n') {
+				if (fb_append(c, "\n", 1) != 0)
+					return -1;
+				c->line++;
+			} else if (ch == 0) {
+				return fail_at(c, c->line, c->col + 1, "NUL byte in the input%s", NULL);
+			} else {
+				c->state = S_QQ;
+			}
+			break;
+		}
+		case S_QQ: {
+			unsigned char ch = (unsigned char)*p++;
+			if (ch == '"') {
+				if (fb_append(c, "\"", 1) != 0)
+					return -1;
+				c->state = S_QUO;
+			} else if (ch == ',') {
+				if (end_fb_field(c) != 0)
+					return -1;
+				c->col++;
+				c->state = S_START;
+			} else if (ch == '\n' || ch == '\r') {
+				if (end_fb_field(c) != 0 || end_record(c) != 0)
+					return -1;
+				newline(c, ch);
+				c->state = S_START;
+			} else {
+				return fail_at(c, c->line, c->col + 1,
+					       ch == 0 ? "NUL byte in the input%s"
+						       : "unexpected character after a closing quote%s", NULL);
+			}
+			break;
+		}
+		}
+	}
+	return 0;
+}
+
+static int report(api_csv *c, api_err *e)
+{
+	if (e)
+		*e = c->err;
+	return -1;
+}
+
+int api_csv_feed(api_csv *c, const char *buf, size_t len, api_err *e)
+{
+	if (!c)
+		return api_err_set(e, 500, "internal_error", "no CSV reader");
+	if (c->failed)
+		return report(c, e);
+	if (!c->bom_done) {
+		while (len > 0 && c->bom_n < 3 && (unsigned char)*buf == BOM[c->bom_n]) {
+			c->bom[c->bom_n++] = (unsigned char)*buf++;
+			len--;
+		}
+		if (c->bom_n == 3) {
+			c->bom_done = 1;
+		} else if (len > 0) {
+			c->bom_done = 1;
+			if (c->bom_n && process(c, (const char *)c->bom, (size_t)c->bom_n) != 0)
+				return report(c, e);
+		} else {
+			return 0;
+		}
+	}
+	if (len && process(c, buf, len) != 0)
+		return report(c, e);
+	return 0;
+}
+
+static int build(api_csv *c, api_dataset *out)
+{
+	nn_task task;
+	if (c->o.task >= 0)
+		task = (nn_task)c->o.task;
+	else if (c->any_nonnum || api_labelset_numeric(c->ls) == 2)
+		task = NN_TASK_CLASSIFICATION;
+	else
+		task = NN_TASK_REGRESSION;
+	out->task = task;
+	out->rows = c->rows;
+	out->features = c->features;
+	if (task == NN_TASK_CLASSIFICATION) {
+		int32_t *remap;
+		if (api_labelset_finish(c->ls, &out->classes, &out->n_classes, &remap) != 0)
+			return -1;
+		for (int64_t i = 0; i < c->rows; i++)
+			c->yid[i] = remap[c->yid[i]];
+		free(remap);
+		out->labels = c->yid;
+		c->yid = NULL;
+		out->outputs = out->n_classes;
+	} else {
+		out->targets = c->yv;
+		c->yv = NULL;
+		out->outputs = 1;
+	}
+	float *x = realloc(c->x, (size_t)c->rows * (size_t)c->features * 4);
+	out->x = x ? x : c->x;
+	c->x = NULL;
+	out->feature_names = c->names;
+	c->names = NULL;
+	return 0;
+}
+
+int api_csv_finish(api_csv *c, api_dataset *out, api_err *e)
+{
+	memset(out, 0, sizeof *out);
+	if (!c)
+		return api_err_set(e, 500, "internal_error", "no CSV reader");
+	if (c->failed)
+		return report(c, e);
+	if (!c->bom_done) {
+		c->bom_done = 1;
+		if (c->bom_n && process(c, (const char *)c->bom, (size_t)c->bom_n) != 0)
+			return report(c, e);
+	}
+	int r = 0;
+	int tail = c->in_record || c->state != S_START; /* no final line break */
+	switch (c->state) {
+	case S_QUO:
+		fail_at(c, c->field_line, c->col + 1, "quoted field not closed at the end of the input%s", NULL);
+		return report(c, e);
+	case S_UNQ:
+	case S_QQ:
+		r = end_fb_field(c);
+		if (r == 0)
+			r = end_record(c);
+		break;
+	default:
+		if (c->in_record) {
+			r = end_field(c, "", 0);
+			if (r == 0)
+				r = end_record(c);
+		}
+	}
+	c->state = S_START;
+	if (r != 0)
+		return report(c, e);
+	if (c->ncols == 0) {
+		fail_at(c, 1, 1, "the file is empty%s", NULL);
+		return report(c, e);
+	}
+	if (c->rows == 0) {
+		fail_at(c, c->line + tail, 1, "no data rows%s", NULL);
+		return report(c, e);
+	}
+	if (build(c, out) != 0) {
+		api_dataset_free(out);
+		api_err_set(&c->err, 413, "payload_too_large", "no memory to finish the data set");
+		c->failed = 1;
+		return report(c, e);
+	}
+	c->failed = 1; /* finished: the reader holds nothing more */
+	api_err_set(&c->err, 500, "internal_error", "the CSV reader was already finished");
+	return 0;
+}

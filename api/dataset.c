@@ -1,0 +1,698 @@
+/*
+ * dataset.c - the parsed data set (api_dataset) and what every reader shares:
+ * freeing, the engine's borrowed view, the binary file format the store
+ * writes, a fast decimal number parser, and the label set that turns label
+ * strings into sorted classes.
+ *
+ * File format ("NNDDATA1"), all little-endian:
+ *   magic[8] "NNDDATA1"
+ *   u32 task, u32 features, u32 outputs, u32 n_classes,
+ *   u32 width, u32 height, u32 channels, u32 reserved (0), i64 rows
+ *   f32 x[rows * features]
+ *   classification: i32 labels[rows]; regression: f32 targets[rows * outputs]
+ *   n_classes x (u32 length, bytes)       class names
+ *   features  x (u32 length, bytes)       feature names
+ *   u32 CRC-32 (IEEE, zlib's) of every byte before it
+ */
+#include <errno.h>
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+#include "dataset_io.h"
+#include "dataset_util.h"
+
+/* ---------------------------------------------------------------- basics */
+
+char *api_strndup(const char *s, size_t len)
+{
+	char *d = malloc(len + 1);
+	if (!d)
+		return NULL;
+	memcpy(d, s, len);
+	d[len] = '\0';
+	return d;
+}
+
+void api_strv_free(char **v, int n)
+{
+	if (!v)
+		return;
+	for (int i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+void api_dataset_free(api_dataset *d)
+{
+	if (!d)
+		return;
+	free(d->x);
+	free(d->labels);
+	free(d->targets);
+	api_strv_free(d->classes, d->n_classes);
+	api_strv_free(d->feature_names, d->features);
+	memset(d, 0, sizeof *d);
+}
+
+nn_data api_dataset_view(const api_dataset *d)
+{
+	nn_data v;
+	memset(&v, 0, sizeof v);
+	if (!d)
+		return v;
+	v.rows = d->rows;
+	v.features = d->features;
+	v.outputs = d->outputs;
+	v.x = d->x;
+	v.labels = d->task == NN_TASK_CLASSIFICATION ? d->labels : NULL;
+	v.targets = d->task == NN_TASK_REGRESSION ? d->targets : NULL;
+	v.width = d->width;
+	v.height = d->height;
+	v.channels = d->channels;
+	return v;
+}
+
+/* ---------------------------------------------------------------- numbers */
+
+static const float p10f[] = { 1e0f, 1e1f, 1e2f, 1e3f, 1e4f, 1e5f, 1e6f, 1e7f, 1e8f, 1e9f, 1e10f };
+static const double p10d[] = {
+	1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22
+};
+
+/* The scanned shape of a decimal token. */
+typedef struct numtok {
+	const char *s;     /* the token without surrounding blanks */
+	size_t len;
+	int neg;
+	uint64_t mant;     /* up to 19 significant digits */
+	int truncated;     /* nonzero digits were dropped past 19 */
+	long e10;          /* value = mant * 10^e10 (when not truncated) */
+} numtok;
+
+/* Checks the syntax and gathers mantissa and exponent. 1 ok, 0 not a number. */
+static int scan_number(const char *s, size_t len, numtok *t)
+{
+	while (len > 0 && (*s == ' ' || *s == '\t')) {
+		s++;
+		len--;
+	}
+	while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+		len--;
+	t->s = s;
+	t->len = len;
+	t->neg = 0;
+	t->mant = 0;
+	t->truncated = 0;
+	t->e10 = 0;
+	size_t i = 0;
+	if (i < len && (s[i] == '+' || s[i] == '-')) {
+		t->neg = s[i] == '-';
+		i++;
+	}
+	int nd = 0, any = 0;
+	long dexp = 0;
+	while (i < len && s[i] >= '0' && s[i] <= '9') {
+		unsigned d = (unsigned)(s[i++] - '0');
+		any = 1;
+		if (nd == 0 && d == 0)
+			continue;
+		if (nd < 19) {
+			t->mant = t->mant * 10 + d;
+			nd++;
+		} else {
+			dexp++;
+			if (d)
+				t->truncated = 1;
+		}
+	}
+	if (i < len && s[i] == '.') {
+		i++;
+		while (i < len && s[i] >= '0' && s[i] <= '9') {
+			unsigned d = (unsigned)(s[i++] - '0');
+			any = 1;
+			if (nd == 0 && d == 0) {
+				dexp--;
+				continue;
+			}
+			if (nd < 19) {
+				t->mant = t->mant * 10 + d;
+				nd++;
+				dexp--;
+			} else if (d) {
+				t->truncated = 1;
+			}
+		}
+	}
+	if (!any)
+		return 0;
+	if (i < len && (s[i] == 'e' || s[i] == 'E')) {
+		i++;
+		int eneg = 0;
+		if (i < len && (s[i] == '+' || s[i] == '-')) {
+			eneg = s[i] == '-';
+			i++;
+		}
+		if (i >= len || s[i] < '0' || s[i] > '9')
+			return 0;
+		long ev = 0;
+		while (i < len && s[i] >= '0' && s[i] <= '9') {
+			if (ev < 1000000)
+				ev = ev * 10 + (s[i] - '0');
+			i++;
+		}
+		dexp += eneg ? -ev : ev;
+	}
+	if (i != len)
+		return 0;
+	t->e10 = dexp;
+	return 1;
+}
+
+/* strtof/strtod on a token already checked by scan_number. */
+static int slow_parse(const numtok *t, int want_double, double *out)
+{
+	char stack[128];
+	char *buf = t->len < sizeof stack ? stack : malloc(t->len + 1);
+	if (!buf)
+		return 0;
+	memcpy(buf, t->s, t->len);
+	buf[t->len] = '\0';
+	double v = want_double ? strtod(buf, NULL) : (double)strtof(buf, NULL);
+	if (buf != stack)
+		free(buf);
+	if (!isfinite(v))
+		return -1;
+	*out = v;
+	return 1;
+}
+
+int api_parse_float(const char *s, size_t len, float *out)
+{
+	numtok t;
+	if (!scan_number(s, len, &t))
+		return 0;
+	if (t.mant == 0) {
+		*out = t.neg ? -0.0f : 0.0f;
+		return 1;
+	}
+	if (!t.truncated) {
+		/* Clinger's fast path in float: both operands exact, one rounding. */
+		if (t.mant <= (1u << 24) && t.e10 >= -10 && t.e10 <= 10) {
+			float f = (float)t.mant;
+			f = t.e10 < 0 ? f / p10f[-t.e10] : f * p10f[t.e10];
+			*out = t.neg ? -f : f;
+			return 1;
+		}
+		/* In double, correctly rounded; the second rounding to float can
+		 * only go wrong when the double lands exactly on a float midpoint,
+		 * which we detect and leave to strtof. */
+		if (t.mant <= (1ull << 53) && t.e10 >= -22 && t.e10 <= 22) {
+			double d = (double)t.mant;
+			d = t.e10 < 0 ? d / p10d[-t.e10] : d * p10d[t.e10];
+			if (d >= FLT_MIN && d <= FLT_MAX) {
+				uint64_t bits;
+				memcpy(&bits, &d, sizeof bits);
+				if ((bits & ((1ull << 29) - 1)) != (1ull << 28)) {
+					float f = (float)d;
+					*out = t.neg ? -f : f;
+					return 1;
+				}
+			}
+		}
+	}
+	double v;
+	int r = slow_parse(&t, 0, &v);
+	if (r == 1)
+		*out = (float)v;
+	return r;
+}
+
+int api_parse_double(const char *s, size_t len, double *out)
+{
+	numtok t;
+	if (!scan_number(s, len, &t))
+		return 0;
+	if (t.mant == 0) {
+		*out = t.neg ? -0.0 : 0.0;
+		return 1;
+	}
+	if (!t.truncated && t.mant <= (1ull << 53) && t.e10 >= -22 && t.e10 <= 22) {
+		double d = (double)t.mant;
+		d = t.e10 < 0 ? d / p10d[-t.e10] : d * p10d[t.e10];
+		*out = t.neg ? -d : d;
+		return 1;
+	}
+	return slow_parse(&t, 1, out);
+}
+
+/* ---------------------------------------------------------------- labels */
+
+typedef struct label_ent {
+	char *s;
+	size_t len;
+	uint64_t hash;
+} label_ent;
+
+struct api_labelset {
+	label_ent *ents;   /* by provisional id */
+	int32_t n, cap;
+	int32_t *slots;    /* open addressing: provisional id + 1, 0 = empty */
+	size_t nslots;     /* power of two */
+	size_t bytes;
+};
+
+static uint64_t fnv1a(const char *s, size_t len)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < len; i++) {
+		h ^= (unsigned char)s[i];
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+api_labelset *api_labelset_new(void)
+{
+	api_labelset *ls = calloc(1, sizeof *ls);
+	if (!ls)
+		return NULL;
+	ls->nslots = 64;
+	ls->slots = calloc(ls->nslots, sizeof *ls->slots);
+	if (!ls->slots) {
+		free(ls);
+		return NULL;
+	}
+	return ls;
+}
+
+static int labelset_rehash(api_labelset *ls)
+{
+	size_t ns = ls->nslots * 2;
+	int32_t *slots = calloc(ns, sizeof *slots);
+	if (!slots)
+		return -1;
+	for (int32_t i = 0; i < ls->n; i++) {
+		size_t k = ls->ents[i].hash & (ns - 1);
+		while (slots[k])
+			k = (k + 1) & (ns - 1);
+		slots[k] = i + 1;
+	}
+	free(ls->slots);
+	ls->slots = slots;
+	ls->nslots = ns;
+	return 0;
+}
+
+int32_t api_labelset_add(api_labelset *ls, const char *s, size_t len)
+{
+	uint64_t h = fnv1a(s, len);
+	size_t k = h & (ls->nslots - 1);
+	while (ls->slots[k]) {
+		label_ent *e = &ls->ents[ls->slots[k] - 1];
+		if (e->hash == h && e->len == len && memcmp(e->s, s, len) == 0)
+			return ls->slots[k] - 1;
+		k = (k + 1) & (ls->nslots - 1);
+	}
+	if (ls->n == INT32_MAX - 1)
+		return -1;
+	if ((size_t)(ls->n + 1) * 2 > ls->nslots) {
+		if (labelset_rehash(ls) != 0)
+			return -1;
+		k = h & (ls->nslots - 1);
+		while (ls->slots[k])
+			k = (k + 1) & (ls->nslots - 1);
+	}
+	if (ls->n == ls->cap) {
+		int32_t cap = ls->cap ? (ls->cap > INT32_MAX / 2 ? INT32_MAX - 1 : ls->cap * 2) : 16;
+		label_ent *ne = realloc(ls->ents, (size_t)cap * sizeof *ne);
+		if (!ne)
+			return -1;
+		ls->ents = ne;
+		ls->cap = cap;
+	}
+	char *c = api_strndup(s, len);
+	if (!c)
+		return -1;
+	int32_t id = ls->n++;
+	ls->ents[id] = (label_ent){ c, len, h };
+	ls->slots[k] = id + 1;
+	ls->bytes += len + 1 + sizeof(label_ent);
+	return id;
+}
+
+int32_t api_labelset_count(const api_labelset *ls)
+{
+	return ls ? ls->n : 0;
+}
+
+size_t api_labelset_bytes(const api_labelset *ls)
+{
+	return ls ? ls->bytes + ls->nslots * sizeof(int32_t) : 0;
+}
+
+int api_labelset_numeric(const api_labelset *ls)
+{
+	int integral = 1;
+	for (int32_t i = 0; ls && i < ls->n; i++) {
+		double v;
+		if (api_parse_double(ls->ents[i].s, ls->ents[i].len, &v) != 1)
+			return 0;
+		if (v != floor(v))
+			integral = 0;
+	}
+	return integral ? 2 : 1;
+}
+
+typedef struct sort_ent {
+	int32_t id;
+	double v;
+	const char *s;
+} sort_ent;
+
+static int cmp_num(const void *a, const void *b)
+{
+	const sort_ent *x = a, *y = b;
+	if (x->v < y->v)
+		return -1;
+	if (x->v > y->v)
+		return 1;
+	return strcmp(x->s, y->s);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	const sort_ent *x = a, *y = b;
+	return strcmp(x->s, y->s);
+}
+
+int api_labelset_finish(api_labelset *ls, char ***classes, int *n_classes, int32_t **remap)
+{
+	*classes = NULL;
+	*n_classes = 0;
+	*remap = NULL;
+	int32_t n = ls ? ls->n : 0;
+	int numeric = api_labelset_numeric(ls);
+	sort_ent *se = malloc(((size_t)n + 1) * sizeof *se);
+	int32_t *map = malloc(((size_t)n + 1) * sizeof *map);
+	char **cls = calloc((size_t)n + 1, sizeof *cls);
+	if (!se || !map || !cls)
+		goto fail;
+	for (int32_t i = 0; i < n; i++) {
+		se[i].id = i;
+		se[i].s = ls->ents[i].s;
+		se[i].v = 0;
+		if (numeric)
+			api_parse_double(ls->ents[i].s, ls->ents[i].len, &se[i].v);
+		if (se[i].v == 0)
+			se[i].v = 0; /* -0 and 0 are one class */
+	}
+	qsort(se, (size_t)n, sizeof *se, numeric ? cmp_num : cmp_str);
+	int nc = 0;
+	for (int32_t i = 0; i < n; i++) {
+		if (numeric && nc > 0 && se[i].v == se[i - 1].v) {
+			map[se[i].id] = nc - 1;
+			continue;
+		}
+		if (numeric == 2 && fabs(se[i].v) < 9007199254740992.0) {
+			char buf[32];
+			snprintf(buf, sizeof buf, "%lld", (long long)se[i].v);
+			cls[nc] = api_strndup(buf, strlen(buf));
+		} else {
+			cls[nc] = api_strndup(se[i].s, strlen(se[i].s));
+		}
+		if (!cls[nc])
+			goto fail;
+		map[se[i].id] = nc++;
+	}
+	free(se);
+	*classes = cls;
+	*n_classes = nc;
+	*remap = map;
+	return 0;
+fail:
+	free(se);
+	free(map);
+	api_strv_free(cls, n);
+	return -1;
+}
+
+void api_labelset_free(api_labelset *ls)
+{
+	if (!ls)
+		return;
+	for (int32_t i = 0; i < ls->n; i++)
+		free(ls->ents[i].s);
+	free(ls->ents);
+	free(ls->slots);
+	free(ls);
+}
+
+/* ---------------------------------------------------------------- file format */
+
+#define DS_MAGIC "NNDDATA1"
+#define DS_HDR 48
+
+typedef struct wbuf {
+	unsigned char *p;
+	size_t len, cap;
+	int failed;
+} wbuf;
+
+static void wb_put(wbuf *w, const void *src, size_t n)
+{
+	if (w->failed)
+		return;
+	if (w->len + n > w->cap) {
+		size_t cap = w->cap ? w->cap : 4096;
+		while (cap < w->len + n)
+			cap *= 2;
+		unsigned char *p = realloc(w->p, cap);
+		if (!p) {
+			w->failed = 1;
+			return;
+		}
+		w->p = p;
+		w->cap = cap;
+	}
+	memcpy(w->p + w->len, src, n);
+	w->len += n;
+}
+
+static void wb_u32(wbuf *w, uint32_t v)
+{
+	unsigned char b[4] = { (unsigned char)v, (unsigned char)(v >> 8),
+			       (unsigned char)(v >> 16), (unsigned char)(v >> 24) };
+	wb_put(w, b, 4);
+}
+
+static void wb_u64(wbuf *w, uint64_t v)
+{
+	wb_u32(w, (uint32_t)v);
+	wb_u32(w, (uint32_t)(v >> 32));
+}
+
+/* 32-bit words (floats or int32) in little-endian order. */
+static void wb_words(wbuf *w, const void *src, size_t n)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	wb_put(w, src, n * 4);
+#else
+	const uint32_t *s = src;
+	for (size_t i = 0; i < n; i++)
+		wb_u32(w, s[i]);
+#endif
+}
+
+static void wb_str(wbuf *w, const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+	wb_u32(w, (uint32_t)n);
+	wb_put(w, s ? s : "", n);
+}
+
+int api_dataset_serialize(const api_dataset *d, void **buf, size_t *len)
+{
+	*buf = NULL;
+	*len = 0;
+	if (!d || d->rows < 0 || d->features < 0 || d->outputs < 0)
+		return -1;
+	int cls = d->task == NN_TASK_CLASSIFICATION;
+	size_t nx = (size_t)d->rows * (size_t)d->features;
+	size_t ny = cls ? (size_t)d->rows : (size_t)d->rows * (size_t)d->outputs;
+	wbuf w = { 0 };
+	w.cap = DS_HDR + (nx + ny) * 4 + 4096;
+	w.p = malloc(w.cap);
+	if (!w.p)
+		return -1;
+	wb_put(&w, DS_MAGIC, 8);
+	wb_u32(&w, (uint32_t)d->task);
+	wb_u32(&w, (uint32_t)d->features);
+	wb_u32(&w, (uint32_t)d->outputs);
+	wb_u32(&w, (uint32_t)(cls ? d->n_classes : 0));
+	wb_u32(&w, (uint32_t)d->width);
+	wb_u32(&w, (uint32_t)d->height);
+	wb_u32(&w, (uint32_t)d->channels);
+	wb_u32(&w, 0);
+	wb_u64(&w, (uint64_t)d->rows);
+	if (nx)
+		wb_words(&w, d->x, nx);
+	if (ny)
+		wb_words(&w, cls ? (const void *)d->labels : (const void *)d->targets, ny);
+	for (int i = 0; cls && i < d->n_classes; i++)
+		wb_str(&w, d->classes ? d->classes[i] : NULL);
+	for (int i = 0; i < d->features; i++)
+		wb_str(&w, d->feature_names ? d->feature_names[i] : NULL);
+	wb_u32(&w, 0); /* the CRC's place */
+	if (w.failed) {
+		free(w.p);
+		return -1;
+	}
+	/* The CRC covers everything before it: compute it in pieces (zlib's
+	 * crc32 takes uInt lengths) and overwrite the placeholder. */
+	uLong c = crc32(0L, Z_NULL, 0);
+	size_t body = w.len - 4;
+	for (size_t off = 0; off < body;) {
+		size_t n = body - off > (1u << 30) ? (1u << 30) : body - off;
+		c = crc32(c, w.p + off, (uInt)n);
+		off += n;
+	}
+	unsigned char *t = w.p + body;
+	t[0] = (unsigned char)c;
+	t[1] = (unsigned char)(c >> 8);
+	t[2] = (unsigned char)(c >> 16);
+	t[3] = (unsigned char)(c >> 24);
+	*buf = w.p;
+	*len = w.len;
+	return 0;
+}
+
+typedef struct rbuf {
+	const unsigned char *p;
+	size_t len, off;
+} rbuf;
+
+static int rb_u32(rbuf *r, uint32_t *v)
+{
+	if (r->len - r->off < 4)
+		return -1;
+	const unsigned char *b = r->p + r->off;
+	*v = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+	r->off += 4;
+	return 0;
+}
+
+static int rb_words(rbuf *r, void *dst, size_t n)
+{
+	if (n > (r->len - r->off) / 4)
+		return -1;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	memcpy(dst, r->p + r->off, n * 4);
+	r->off += n * 4;
+#else
+	uint32_t *d = dst;
+	for (size_t i = 0; i < n; i++)
+		rb_u32(r, &d[i]);
+#endif
+	return 0;
+}
+
+static int rb_str(rbuf *r, char **out)
+{
+	uint32_t n;
+	if (rb_u32(r, &n) != 0 || n > r->len - r->off)
+		return -1;
+	if (memchr(r->p + r->off, '\0', n))
+		return -1;
+	*out = api_strndup((const char *)r->p + r->off, n);
+	if (!*out)
+		return -1;
+	r->off += n;
+	return 0;
+}
+
+static int corrupt(api_err *e, const char *what)
+{
+	return api_err_set(e, 500, "corrupt_dataset", "the stored data set is damaged: %s", what);
+}
+
+int api_dataset_deserialize(const void *buf, size_t len, api_dataset *out, api_err *e)
+{
+	memset(out, 0, sizeof *out);
+	if (!buf || len < DS_HDR + 4 || memcmp(buf, DS_MAGIC, 8) != 0)
+		return corrupt(e, "bad magic or too short");
+	rbuf r = { buf, len - 4, 8 };
+	uint32_t crc_stored, h[8], lo, hi;
+	rbuf t = { buf, len, len - 4 };
+	rb_u32(&t, &crc_stored);
+	uLong c = crc32(0L, Z_NULL, 0);
+	for (size_t off = 0; off < len - 4;) {
+		size_t n = len - 4 - off > (1u << 30) ? (1u << 30) : len - 4 - off;
+		c = crc32(c, (const unsigned char *)buf + off, (uInt)n);
+		off += n;
+	}
+	if ((uint32_t)c != crc_stored)
+		return corrupt(e, "checksum mismatch");
+	for (int i = 0; i < 8; i++)
+		rb_u32(&r, &h[i]);
+	rb_u32(&r, &lo);
+	rb_u32(&r, &hi);
+	int64_t rows = (int64_t)((uint64_t)hi << 32 | lo);
+	if (h[0] > 1 || h[1] > INT32_MAX || h[2] > INT32_MAX || h[3] > INT32_MAX ||
+	    h[4] > INT32_MAX || h[5] > INT32_MAX || h[6] > INT32_MAX || rows < 0)
+		return corrupt(e, "bad header");
+	out->task = h[0] == 0 ? NN_TASK_CLASSIFICATION : NN_TASK_REGRESSION;
+	out->features = (int)h[1];
+	out->outputs = (int)h[2];
+	int cls = out->task == NN_TASK_CLASSIFICATION;
+	int ncls = (int)h[3];
+	out->width = (int)h[4];
+	out->height = (int)h[5];
+	out->channels = (int)h[6];
+	uint64_t avail = (r.len - r.off) / 4;
+	if ((out->features && (uint64_t)rows > avail / (uint64_t)out->features) ||
+	    (!cls && out->outputs && (uint64_t)rows > avail / (uint64_t)out->outputs) ||
+	    (cls && ncls != out->outputs))
+		return corrupt(e, "sizes do not match the file");
+	size_t nx = (size_t)rows * (size_t)out->features;
+	size_t ny = cls ? (size_t)rows : (size_t)rows * (size_t)out->outputs;
+	if (nx + ny > avail)
+		return corrupt(e, "sizes do not match the file");
+	out->rows = rows;
+	out->x = malloc(nx ? nx * 4 : 1);
+	if (cls)
+		out->labels = malloc(ny ? ny * 4 : 1);
+	else
+		out->targets = malloc(ny ? ny * 4 : 1);
+	out->classes = calloc((size_t)ncls + 1, sizeof(char *));
+	out->feature_names = calloc((size_t)out->features + 1, sizeof(char *));
+	if (!out->x || (cls ? !out->labels : !out->targets) || !out->classes || !out->feature_names) {
+		api_dataset_free(out);
+		return api_err_set(e, 500, "out_of_memory", "no memory to load the data set");
+	}
+	rb_words(&r, out->x, nx);
+	rb_words(&r, cls ? (void *)out->labels : (void *)out->targets, ny);
+	for (size_t i = 0; cls && i < ny; i++)
+		if (out->labels[i] < 0 || out->labels[i] >= out->outputs) {
+			api_dataset_free(out);
+			return corrupt(e, "label out of range");
+		}
+	for (int i = 0; i < ncls; i++, out->n_classes++)
+		if (rb_str(&r, &out->classes[i]) != 0) {
+			api_dataset_free(out);
+			return corrupt(e, "bad class name");
+		}
+	for (int i = 0; i < out->features; i++)
+		if (rb_str(&r, &out->feature_names[i]) != 0) {
+			api_dataset_free(out);
+			return corrupt(e, "bad feature name");
+		}
+	if (r.off != r.len) {
+		api_dataset_free(out);
+		return corrupt(e, "trailing bytes");
+	}
+	return 0;
+}
