@@ -1,0 +1,287 @@
+/*
+ * dataset_json.c - a data set given as JSON (POST /v1/datasets with
+ * application/json): {"name", "task", "x": [[...], ...], "y": [...],
+ * "feature_names"?: [...]}.
+ *
+ * x is a non-empty rectangular array of finite numbers (within float range);
+ * classification y holds integers or strings, regression y numbers or
+ * equal-length lists of numbers (several outputs). Without "task" the rule of
+ * the CSV reader applies: classification when a label is not a number or all
+ * labels are integers, else regression (lists always mean regression).
+ * Every problem is a 422 naming its field path ("x[3][2]", "y[5]"); up to
+ * API_MAX_FIELD_ERRORS are collected before the reader gives up.
+ */
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "dataset_io.h"
+#include "dataset_util.h"
+
+#define JSON_MAX_FEATURES 100000
+
+static int full(const api_err *e)
+{
+	return e->n_fields >= API_MAX_FIELD_ERRORS;
+}
+
+/* A finite number that fits a float. */
+static int as_float(const cJSON *v, float *out)
+{
+	if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || fabs(v->valuedouble) > FLT_MAX)
+		return 0;
+	*out = (float)v->valuedouble;
+	return 1;
+}
+
+static int is_integer(const cJSON *v)
+{
+	return cJSON_IsNumber(v) && isfinite(v->valuedouble) &&
+	       v->valuedouble == floor(v->valuedouble) && fabs(v->valuedouble) < 9007199254740992.0;
+}
+
+static int read_x(const cJSON *x, api_dataset *out, api_err *e)
+{
+	int n = cJSON_GetArraySize(x);
+	const cJSON *row0 = cJSON_IsArray(x) ? x->child : NULL;
+	if (!cJSON_IsArray(x) || n == 0)
+		return api_err_field(e, "x", "must be a non-empty array of rows");
+	if (!cJSON_IsArray(row0) || cJSON_GetArraySize(row0) == 0)
+		return api_err_field(e, "x[0]", "must be a non-empty array of numbers");
+	int f = cJSON_GetArraySize(row0);
+	if (f > JSON_MAX_FEATURES)
+		return api_err_field(e, "x[0]", "has %d features; at most %d are allowed", f,
+				     JSON_MAX_FEATURES);
+	out->rows = n;
+	out->features = f;
+	out->x = malloc((size_t)n * (size_t)f * sizeof(float));
+	if (!out->x)
+		return api_err_set(e, 413, "payload_too_large", "no memory for a data set this large");
+	char path[64];
+	int i = 0, bad = 0;
+	for (const cJSON *row = x->child; row && !full(e); row = row->next, i++) {
+		if (!cJSON_IsArray(row) || cJSON_GetArraySize(row) != f) {
+			snprintf(path, sizeof path, "x[%d]", i);
+			api_err_field(e, path, "must be an array of %d numbers like x[0]%s", f,
+				      cJSON_IsArray(row) ? "" : " (got a non-array)");
+			bad = 1;
+			continue;
+		}
+		int j = 0;
+		float *dst = out->x + (size_t)i * (size_t)f;
+		for (const cJSON *v = row->child; v && !full(e); v = v->next, j++)
+			if (!as_float(v, &dst[j])) {
+				snprintf(path, sizeof path, "x[%d][%d]", i, j);
+				api_err_field(e, path, cJSON_IsNumber(v)
+							? "must be a finite number within float range"
+							: "must be a number");
+				bad = 1;
+			}
+	}
+	return bad ? -1 : 0;
+}
+
+static int read_names(const cJSON *fn, api_dataset *out, api_err *e)
+{
+	out->feature_names = calloc((size_t)out->features, sizeof(char *));
+	if (!out->feature_names)
+		return api_err_set(e, 413, "payload_too_large", "no memory for the feature names");
+	if (fn && !cJSON_IsNull(fn)) {
+		if (!cJSON_IsArray(fn) || cJSON_GetArraySize(fn) != out->features)
+			return api_err_field(e, "feature_names", "must be an array of %d strings",
+					     out->features);
+		int i = 0;
+		for (const cJSON *s = fn->child; s; s = s->next, i++) {
+			if (!cJSON_IsString(s) || strlen(s->valuestring) > 256) {
+				char path[48];
+				snprintf(path, sizeof path, "feature_names[%d]", i);
+				return api_err_field(e, path, "must be a string of at most 256 bytes");
+			}
+			out->feature_names[i] = api_strndup(s->valuestring, strlen(s->valuestring));
+			if (!out->feature_names[i])
+				return api_err_set(e, 413, "payload_too_large", "no memory");
+		}
+		return 0;
+	}
+	for (int i = 0; i < out->features; i++) {
+		char b[24];
+		snprintf(b, sizeof b, "x%d", i);
+		out->feature_names[i] = api_strndup(b, strlen(b));
+		if (!out->feature_names[i])
+			return api_err_set(e, 413, "payload_too_large", "no memory");
+	}
+	return 0;
+}
+
+static int read_classes(const cJSON *y, api_dataset *out, api_err *e)
+{
+	api_labelset *ls = api_labelset_new();
+	int32_t *ids = malloc((size_t)out->rows * sizeof *ids);
+	if (!ls || !ids) {
+		api_labelset_free(ls);
+		free(ids);
+		return api_err_set(e, 413, "payload_too_large", "no memory for the labels");
+	}
+	int i = 0, bad = 0;
+	char path[48];
+	for (const cJSON *v = y->child; v && !full(e); v = v->next, i++) {
+		char num[32];
+		const char *s = NULL;
+		if (is_integer(v)) {
+			snprintf(num, sizeof num, "%lld", (long long)v->valuedouble);
+			s = num;
+		} else if (cJSON_IsString(v) && v->valuestring[0]) {
+			s = v->valuestring;
+		}
+		if (!s) {
+			snprintf(path, sizeof path, "y[%d]", i);
+			api_err_field(e, path, cJSON_IsString(v) ? "must not be empty"
+					       : "must be an integer or a string (classification)");
+			bad = 1;
+			continue;
+		}
+		ids[i] = api_labelset_add(ls, s, strlen(s));
+		if (ids[i] < 0) {
+			bad = 1;
+			api_err_set(e, 413, "payload_too_large", "no memory for the labels");
+			break;
+		}
+	}
+	int32_t *remap = NULL;
+	if (!bad && api_labelset_finish(ls, &out->classes, &out->n_classes, &remap) != 0) {
+		bad = 1;
+		api_err_set(e, 413, "payload_too_large", "no memory for the labels");
+	}
+	api_labelset_free(ls);
+	if (bad) {
+		free(ids);
+		return -1;
+	}
+	for (int64_t r = 0; r < out->rows; r++)
+		ids[r] = remap[ids[r]];
+	free(remap);
+	out->labels = ids;
+	out->outputs = out->n_classes;
+	return 0;
+}
+
+static int read_targets(const cJSON *y, api_dataset *out, api_err *e)
+{
+	const cJSON *y0 = y->child;
+	int lists = cJSON_IsArray(y0);
+	int k = lists ? cJSON_GetArraySize(y0) : 1;
+	if (lists && (k == 0 || k > JSON_MAX_FEATURES))
+		return api_err_field(e, "y[0]", "must be a non-empty list of numbers");
+	out->outputs = k;
+	out->targets = malloc((size_t)out->rows * (size_t)k * sizeof(float));
+	if (!out->targets)
+		return api_err_set(e, 413, "payload_too_large", "no memory for the targets");
+	int i = 0, bad = 0;
+	char path[64];
+	for (const cJSON *v = y->child; v && !full(e); v = v->next, i++) {
+		float *dst = out->targets + (size_t)i * (size_t)k;
+		if (!lists) {
+			if (!as_float(v, dst)) {
+				snprintf(path, sizeof path, "y[%d]", i);
+				api_err_field(e, path, cJSON_IsArray(v)
+						       ? "must be a number like y[0]"
+						       : "must be a finite number within float range (regression)");
+				bad = 1;
+			}
+			continue;
+		}
+		if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != k) {
+			snprintf(path, sizeof path, "y[%d]", i);
+			api_err_field(e, path, "must be a list of %d numbers like y[0]", k);
+			bad = 1;
+			continue;
+		}
+		int j = 0;
+		for (const cJSON *t = v->child; t && !full(e); t = t->next, j++)
+			if (!as_float(t, &dst[j])) {
+				snprintf(path, sizeof path, "y[%d][%d]", i, j);
+				api_err_field(e, path, "must be a finite number within float range");
+				bad = 1;
+			}
+	}
+	return bad ? -1 : 0;
+}
+
+/* The task from y when the body gives none. */
+static nn_task infer_task(const cJSON *y)
+{
+	int integral = 1;
+	for (const cJSON *v = y->child; v; v = v->next) {
+		if (cJSON_IsArray(v))
+			return NN_TASK_REGRESSION;
+		if (!cJSON_IsNumber(v))
+			return NN_TASK_CLASSIFICATION;
+		if (!is_integer(v))
+			integral = 0;
+	}
+	return integral ? NN_TASK_CLASSIFICATION : NN_TASK_REGRESSION;
+}
+
+int api_dataset_from_json(const cJSON *body, api_dataset *out, api_err *e)
+{
+	memset(out, 0, sizeof *out);
+	if (!cJSON_IsObject(body))
+		return api_err_field(e, "body", "must be a JSON object");
+	const cJSON *x = NULL, *y = NULL, *task = NULL, *fn = NULL;
+	int bad = 0;
+	for (const cJSON *it = body->child; it; it = it->next) {
+		const char *k = it->string ? it->string : "";
+		if (strcmp(k, "x") == 0)
+			x = it;
+		else if (strcmp(k, "y") == 0)
+			y = it;
+		else if (strcmp(k, "task") == 0)
+			task = it;
+		else if (strcmp(k, "feature_names") == 0)
+			fn = it;
+		else if (strcmp(k, "name") == 0) {
+			if (!cJSON_IsString(it) && !cJSON_IsNull(it))
+				bad = api_err_field(e, "name", "must be a string");
+		} else {
+			char path[128];
+			snprintf(path, sizeof path, "%.100s", k);
+			bad = api_err_field(e, path, "unknown field");
+		}
+	}
+	int t = -1;
+	if (task && !cJSON_IsNull(task)) {
+		if (cJSON_IsString(task) && strcmp(task->valuestring, "classification") == 0)
+			t = NN_TASK_CLASSIFICATION;
+		else if (cJSON_IsString(task) && strcmp(task->valuestring, "regression") == 0)
+			t = NN_TASK_REGRESSION;
+		else
+			bad = api_err_field(e, "task", "must be \"classification\" or \"regression\"");
+	}
+	if (!x)
+		bad = api_err_field(e, "x", "is required");
+	if (!y)
+		bad = api_err_field(e, "y", "is required");
+	else if (!cJSON_IsArray(y) || cJSON_GetArraySize(y) == 0)
+		bad = api_err_field(e, "y", "must be a non-empty array");
+	if (x && read_x(x, out, e) != 0)
+		bad = -1;
+	if (bad)
+		goto fail;
+	if (cJSON_GetArraySize(y) != out->rows) {
+		api_err_field(e, "y", "must have one entry per row of x (%lld), got %d",
+			      (long long)out->rows, cJSON_GetArraySize(y));
+		goto fail;
+	}
+	out->task = t >= 0 ? (nn_task)t : infer_task(y);
+	if (out->task == NN_TASK_CLASSIFICATION ? read_classes(y, out, e) : read_targets(y, out, e))
+		goto fail;
+	if (read_names(fn, out, e) != 0)
+		goto fail;
+	return 0;
+fail:
+	api_dataset_free(out);
+	if (e && e->status == 0)
+		api_err_set(e, 422, "validation_failed", "the data set is invalid");
+	return -1;
+}
