@@ -1,0 +1,67 @@
+#!/bin/sh
+# train.sh - starts a training job on nnd, creating the model first if given
+# a spec file, and prints MODEL=<id> and JOB=<id> (for eval).
+#
+#   train.sh DATASET_ID MODEL_ID|SPEC.json [key=value ...] [config=JOB.json]
+#
+# key=value sets a job field: epochs=20 batch_size=64 seed=1 lr=0.01
+# optimizer=adam standardize=true validation=0.1 log_every_steps=10 (numbers and
+# true/false as JSON, lr and optimizer go into "optimizer", validation is the
+# held-out fraction). config=FILE starts from a whole job document.
+#   eval "$(train.sh "$DS" model.json epochs=10)" && follow.sh "$JOB"
+set -eu
+. "$(dirname "$0")/common.sh"
+
+[ $# -ge 2 ] || {
+	sed -n '2,13s/^# \{0,1\}//p' "$0"
+	case "${1:-}" in -h|--help) exit 0 ;; esac
+	exit 2
+}
+ds="$1"; model="$2"; shift 2
+
+if [ -f "$model" ]; then
+	reply="$(nnd_curl POST /v1/models -H 'Content-Type: application/json' --data-binary "@$model")"
+	model="$(printf '%s' "$reply" | nnd_field id)"
+	echo "created model $model ($(printf '%s' "$reply" | nnd_field parameters) parameters)" >&2
+fi
+
+fields=""; opt=""; config=""
+for kv in "$@"; do
+	k="${kv%%=*}"; v="${kv#*=}"
+	[ "$k" != "$kv" ] || nnd_die "expected key=value, got $kv"
+	case "$k" in
+	config) config="$v" ;;
+	lr) opt="$opt,\"lr\":$v" ;;
+	optimizer) opt="$opt,\"type\":\"$v\"" ;;
+	validation) fields="$fields,\"validation\":{\"fraction\":$v}" ;;
+	*[!a-z0-9_]*) nnd_die "bad field name $k" ;;
+	*)
+		case "$v" in
+		true|false|null|[-0-9]*|\{*|\[*) fields="$fields,\"$k\":$v" ;;
+		*) fields="$fields,\"$k\":\"$v\"" ;;
+		esac
+		;;
+	esac
+done
+if [ -n "$opt" ]; then
+	case "$opt" in *'"type"'*) ;; *) opt=",\"type\":\"adam\"$opt" ;; esac
+	fields="$fields,\"optimizer\":{${opt#,}}"
+fi
+body="{\"model\":\"$model\",\"dataset\":\"$ds\"$fields"
+if [ -n "$config" ]; then
+	[ -r "$config" ] || nnd_die "cannot read $config"
+	# the config's own fields follow ours; the server takes the last duplicate
+	# only if it allows duplicates, so keep the config free of model/dataset.
+	rest="$(tr -d '\n' <"$config" | sed 's/^[[:space:]]*{//')"
+	case "$rest" in
+	[[:space:]]*\}*|\}*) body="$body}" ;;
+	*) body="$body,$rest" ;;
+	esac
+else
+	body="$body}"
+fi
+reply="$(nnd_curl POST /v1/jobs -H 'Content-Type: application/json' --data-binary "$body")"
+job="$(printf '%s' "$reply" | nnd_field id)"
+echo "started job $job ($(printf '%s' "$reply" | nnd_field state))" >&2
+echo "MODEL=$model"
+echo "JOB=$job"
