@@ -66,8 +66,9 @@ $(BUILD)/%.o: %.c | $(DEPS_OK)
 # The engine's element-wise loops (activations, bias, optimizer, batch
 # gather, gradient norms) vectorise only at -O3 (GCC's -O2 cost model skips
 # loops that need alias checks or an epilogue) and with sqrtf free of errno.
-# No fast-math, so every float result is the same as at -O2.
-HOT_CFLAGS ?= -O3 -fno-math-errno
+# No fast-math and no FMA contraction, so every float result is the same as
+# at -O2, whichever vector width runs.
+HOT_CFLAGS ?= -O3 -fno-math-errno -ffp-contract=off
 HOT_ENGINE := optim train layer_activation layer_dense layer_batchnorm layer_dropout loss model predict
 $(patsubst %,$(BUILD)/engine/%.o,$(HOT_ENGINE)): CFLAGS += $(HOT_CFLAGS)
 

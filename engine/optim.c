@@ -42,9 +42,10 @@ int nn_optim_buffers(nn_opt_type t)
 	return 0;
 }
 
-void nn_optim_step(const nn_optimizer *o, float lr, int64_t t, float *p, const float *g,
-                   float *s1, float *s2, int64_t n, int n_wr, const int64_t *wr_off,
-                   const int64_t *wr_len)
+NN_HOT
+void nn_optim_step(const nn_optimizer *o, float lr, int64_t t, float *restrict p,
+                   const float *restrict g, float *restrict s1, float *restrict s2, int64_t n,
+                   int n_wr, const int64_t *wr_off, const int64_t *wr_len)
 {
 	int64_t i;
 

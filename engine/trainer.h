@@ -9,6 +9,15 @@
 
 #include "internal.h"
 
+/* Hot element-wise loops get an AVX-512 and an AVX2 clone next to the
+ * baseline one, picked at load time. Contraction into FMA is off (Makefile
+ * HOT_CFLAGS), so every clone computes the same floats. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define NN_HOT __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define NN_HOT
+#endif
+
 /*
  * One optimizer step over n parameters p with gradient g (already holding the
  * l2 term and clipping), learning rate lr, and t = the 1-based count of steps
