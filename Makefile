@@ -52,6 +52,7 @@ ITEST_BINS := $(patsubst tests/integration/%.c,$(BIN)/%,$(ITEST_SRC))
 BENCH_BINS := $(patsubst bench/%.c,$(BIN)/%,$(BENCH_SRC))
 PROGS := $(if $(wildcard server/main.c),$(BIN)/nnd) $(if $(NNCTL_SRC),$(BIN)/nnctl)
 
+.SECONDARY:
 .PHONY: all deps check unit integration sanitize bench bench-quick clean fuzz container-test
 all: $(DEPS_OK) $(PROGS) $(UNIT_BINS) $(ITEST_BINS) $(BENCH_BINS)
 
