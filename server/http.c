@@ -1,0 +1,649 @@
+/*
+ * http.c - libmicrohttpd glue (see http.h).
+ *
+ * A request's life: the first call of on_request allocates its state in
+ * *con_cls, routes it, checks the API key, the body's size and type, and
+ * answers at once when any of that fails. Body pieces are then fed as MHD
+ * delivers them (to a JSON buffer bounded by --max-body, or straight into
+ * the upload readers, through the multipart parser for IDX pairs). The
+ * final call dispatches. on_completed logs the line, counts the metrics
+ * and frees the state.
+ *
+ * Event streams answer with a callback response. When the reader is ahead
+ * of the job's feed, the connection is suspended under the feed lock and
+ * resumed by whoever appends the next event, so no thread ever sleeps in
+ * a callback.
+ */
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "metrics.h"
+#include "multipart.h"
+#include "router.h"
+#include "util.h"
+
+extern const char nnd_openapi_json[];   /* openapi_blob.c */
+
+struct http_server {
+	struct MHD_Daemon *d;
+	http_config cfg;
+	char api_key[512];
+	size_t api_key_len;
+	store *st;
+	jobs *q;
+	api_backend be;
+	volatile int ready;
+	volatile int draining;
+};
+
+typedef struct stream stream;
+
+typedef struct req {
+	http_server *h;
+	struct MHD_Connection *conn;
+	int64_t t0;
+	int route;               /* index or -1 */
+	char method[16];
+	char path[256];
+	char id[API_ID_LEN];
+	int status;
+	uint64_t bytes;
+	int responded;
+	/* body */
+	route_body body;
+	char *buf;
+	size_t len, cap;
+	int64_t total;
+	int too_large;
+	int failed;
+	api_err err;
+	api_upload *up;
+	mp_parser *mp;
+	int part;                /* current multipart part: 0 images, 1 labels, 2 name */
+	stream *sse;
+} req;
+
+struct stream {
+	http_server *h;
+	struct MHD_Connection *conn;
+	feed *f;
+	size_t cursor;
+	feed_waiter w;
+	int ndjson;
+	int64_t last_id;         /* Last-Event-ID, -1 when none */
+	char *pend;
+	size_t pend_len, pend_off;
+	int ended;
+	req *r;                  /* for the byte count; NULL once the request is done */
+};
+
+/* ---------------------------------------------------------------- replies */
+
+static enum MHD_Result queue(req *r, int status, const char *ctype, char *body, size_t len,
+                             const char *location, const char *allow, int retry_after,
+                             int www_auth)
+{
+	struct MHD_Response *resp =
+		MHD_create_response_from_buffer(len, body ? body : (char *)"", body ? MHD_RESPMEM_MUST_FREE
+		                                                               : MHD_RESPMEM_PERSISTENT);
+	if (!resp) {
+		free(body);
+		return MHD_NO;
+	}
+	if (ctype)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	if (location && location[0])
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);
+	if (allow && allow[0])
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+	if (retry_after > 0) {
+		char ra[16];
+		snprintf(ra, sizeof ra, "%d", retry_after);
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+	}
+	if (www_auth)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+	enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)status, resp);
+	MHD_destroy_response(resp);
+	r->status = status;
+	r->bytes = len;
+	r->responded = 1;
+	return rc;
+}
+
+static enum MHD_Result problem(req *r, const api_err *e, const char *allow, int retry_after,
+                               int www_auth)
+{
+	char *body = api_problem_json(e);
+	return queue(r, e->status, "application/problem+json", body, body ? strlen(body) : 0, NULL,
+	             allow, retry_after, www_auth);
+}
+
+static enum MHD_Result fail(req *r, int status, const char *code, const char *detail)
+{
+	api_err e = API_ERR_INIT;
+	api_err_set(&e, status, code, "%s", detail);
+	return problem(r, &e, NULL, 0, 0);
+}
+
+static enum MHD_Result json(req *r, int status, const char *text)
+{
+	char *b = strdup(text);
+	return queue(r, status, "application/json", b, b ? strlen(b) : 0, NULL, NULL, 0, 0);
+}
+
+static enum MHD_Result reply(req *r, api_reply *rp)
+{
+	char *body = rp->body;
+	rp->body = NULL;
+	return queue(r, rp->status, rp->ctype, body, body ? strlen(body) : 0, rp->location, NULL,
+	             rp->retry_after, 0);
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static const char *query_get(void *qcls, const char *key)
+{
+	return MHD_lookup_connection_value((struct MHD_Connection *)qcls, MHD_GET_ARGUMENT_KIND,
+	                                   key);
+}
+
+static api_req make_req(req *r)
+{
+	api_req rq = { r->method, r->id[0] ? r->id : NULL, query_get, r->conn, r->buf, r->len };
+	return rq;
+}
+
+/* Constant-time comparison of the presented key and ours. */
+static int key_ok(http_server *h, const char *auth)
+{
+	if (!auth || strncmp(auth, "Bearer ", 7) != 0)
+		return 0;
+	const char *k = auth + 7;
+	size_t kl = strlen(k);
+	unsigned diff = (unsigned)(kl ^ h->api_key_len);
+	for (size_t i = 0; i < h->api_key_len; i++)
+		diff |= (unsigned char)h->api_key[i] ^ (unsigned char)(i < kl ? k[i] : 0);
+	return diff == 0;
+}
+
+static int ctype_is(const char *ct, const char *want)
+{
+	if (!ct)
+		return 0;
+	size_t n = strcspn(ct, "; \t");
+	return n == strlen(want) && strncasecmp(ct, want, n) == 0;
+}
+
+/* ---------------------------------------------------------------- multipart */
+
+static int mp_part_begin(void *ctx, const char *name, const char *filename)
+{
+	req *r = ctx;
+	(void)filename;
+	if (strcmp(name, "images") == 0)
+		r->part = 0;
+	else if (strcmp(name, "labels") == 0)
+		r->part = 1;
+	else if (strcmp(name, "name") == 0)
+		r->part = 2;
+	else {
+		char field[160];
+		snprintf(field, sizeof field, "%.100s", name[0] ? name : "(unnamed part)");
+		api_err_field(&r->err, field, "unknown part; expected images and labels");
+		r->failed = 1;
+		return 1;
+	}
+	return 0;
+}
+
+static int mp_part_data(void *ctx, const char *buf, size_t len)
+{
+	req *r = ctx;
+	if (api_upload_feed(r->up, r->part, buf, len, &r->err) < 0) {
+		r->failed = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- streams */
+
+static void stream_suspend(void *arg)
+{
+	stream *s = arg;
+	MHD_suspend_connection(s->conn);
+}
+
+static void stream_wake(void *arg)
+{
+	stream *s = arg;
+	MHD_resume_connection(s->conn);
+}
+
+static const char *kind_name(int kind)
+{
+	return kind == FEED_STEP ? "step" : kind == FEED_EPOCH ? "epoch" : "state";
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	stream *s = cls;
+	(void)pos;
+	for (;;) {
+		if (s->pend_off < s->pend_len) {
+			size_t n = s->pend_len - s->pend_off;
+			if (n > max)
+				n = max;
+			memcpy(buf, s->pend + s->pend_off, n);
+			s->pend_off += n;
+			if (s->r)
+				s->r->bytes += n;
+			return (ssize_t)n;
+		}
+		if (s->ended)
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		int kind;
+		int64_t id;
+		char *data = NULL;
+		int rc = jobs_feed_next(s->h->q, s->f, &s->cursor, &kind, &id, &data, &s->w);
+		if (rc == 0)
+			return 0;      /* suspended; resumed on the next event */
+		if (rc < 0) {
+			s->ended = 1;
+			continue;
+		}
+		if (s->last_id >= 0 && ((kind == FEED_STEP && id <= s->last_id) ||
+		                        (kind == FEED_EPOCH && id < s->last_id))) {
+			free(data);
+			continue;
+		}
+		free(s->pend);
+		size_t need = strlen(data) + 96;
+		s->pend = malloc(need);
+		if (!s->pend) {
+			free(data);
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		}
+		int n;
+		if (s->ndjson)
+			n = snprintf(s->pend, need, "{\"event\":\"%s\",\"id\":%lld,\"data\":%s}\n",
+			             kind_name(kind), (long long)id, data);
+		else
+			n = snprintf(s->pend, need, "event: %s\nid: %lld\ndata: %s\n\n", kind_name(kind),
+			             (long long)id, data);
+		free(data);
+		s->pend_len = n > 0 ? (size_t)n : 0;
+		s->pend_off = 0;
+	}
+}
+
+static void stream_free(void *cls)
+{
+	stream *s = cls;
+	jobs_feed_close(s->h->q, s->f, &s->w);
+	if (s->r)
+		s->r->sse = NULL;
+	free(s->pend);
+	free(s);
+}
+
+static enum MHD_Result serve_events(req *r)
+{
+	http_server *h = r->h;
+	api_err e = API_ERR_INIT;
+	const char *fmt = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "format");
+	if (fmt && strcmp(fmt, "ndjson") != 0 && strcmp(fmt, "sse") != 0) {
+		api_err_field(&e, "format", "must be sse or ndjson");
+		return problem(r, &e, NULL, 0, 0);
+	}
+	feed *f = jobs_feed_open(h->q, r->id, &e);
+	if (!f)
+		return problem(r, &e, NULL, 0, 0);
+	stream *s = calloc(1, sizeof *s);
+	if (!s) {
+		jobs_feed_close(h->q, f, NULL);
+		return fail(r, 500, "out_of_memory", "out of memory");
+	}
+	s->h = h;
+	s->conn = r->conn;
+	s->f = f;
+	s->ndjson = fmt && strcmp(fmt, "ndjson") == 0;
+	s->w.suspend = stream_suspend;
+	s->w.wake = stream_wake;
+	s->w.arg = s;
+	s->last_id = -1;
+	const char *lei = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Last-Event-ID");
+	int64_t v;
+	if (lei && api_parse_i64(lei, &v) == 0)
+		s->last_id = v;
+	struct MHD_Response *resp =
+		MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, s, stream_free);
+	if (!resp) {
+		stream_free(s);
+		return fail(r, 500, "out_of_memory", "out of memory");
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+	                        s->ndjson ? "application/x-ndjson" : "text/event-stream");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+	s->r = r;
+	r->sse = s;
+	enum MHD_Result rc = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	r->status = 200;
+	r->responded = 1;
+	return rc;
+}
+
+/* ---------------------------------------------------------------- service */
+
+static enum MHD_Result serve_srv(req *r, route_srv srv)
+{
+	http_server *h = r->h;
+	switch (srv) {
+	case SRV_HEALTHZ:
+		return json(r, 200, "{\"status\":\"ok\"}");
+	case SRV_READYZ:
+		if (h->ready && !h->draining)
+			return json(r, 200, "{\"status\":\"ready\"}");
+		return fail(r, 503, "not_ready", h->draining ? "the daemon is shutting down"
+		                                             : "the daemon is starting");
+	case SRV_METRICS: {
+		char *t = metrics_render(h->q, h->st);
+		return queue(r, 200, "text/plain; version=0.0.4; charset=utf-8", t, t ? strlen(t) : 0,
+		             NULL, NULL, 0, 0);
+	}
+	case SRV_OPENAPI:
+		return json(r, 200, nnd_openapi_json);
+	case SRV_INFO: {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "version", NN_VERSION);
+		cJSON_AddNumberToObject(o, "workers", h->cfg.workers);
+		cJSON_AddNumberToObject(o, "queue_capacity", h->cfg.queue);
+		cJSON *b = cJSON_AddObjectToObject(o, "blas");
+		cJSON_AddStringToObject(b, "library", "OpenBLAS");
+		cJSON_AddStringToObject(b, "core", nn_blas_core() ? nn_blas_core() : "unknown");
+		cJSON_AddNumberToObject(b, "threads", nn_blas_threads());
+		cJSON_AddNumberToObject(o, "max_body", (double)h->cfg.max_body);
+		char *t = cJSON_PrintUnformatted(o);
+		cJSON_Delete(o);
+		return queue(r, 200, "application/json", t, t ? strlen(t) : 0, NULL, NULL, 0, 0);
+	}
+	case SRV_EVENTS:
+		return serve_events(r);
+	case SRV_NONE:
+		break;
+	}
+	return fail(r, 404, "not_found", "no such route");
+}
+
+/* ---------------------------------------------------------------- requests */
+
+/* The first call: route, auth, size and type checks, body sink. */
+static enum MHD_Result begin(req *r, const char *method, const char *url)
+{
+	http_server *h = r->h;
+	char allow[64];
+	int idx = router_match(method, url, r->id, sizeof r->id, allow, sizeof allow);
+	if (idx == -405) {
+		api_err e = API_ERR_INIT;
+		api_err_set(&e, 405, "method_not_allowed", "%s is not allowed here; use %s", method,
+		            allow);
+		return problem(r, &e, allow, 0, 0);
+	}
+	if (idx < 0)
+		return fail(r, 404, "not_found", "no such resource");
+	r->route = idx;
+	const route *rt = &router_table[idx];
+	if (h->api_key_len && !rt->open &&
+	    !key_ok(h, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization"))) {
+		api_err e = API_ERR_INIT;
+		api_err_set(&e, 401, "unauthorized", "a valid API key is required (Authorization: Bearer <key>)");
+		return problem(r, &e, NULL, 0, 1);
+	}
+	if (!h->ready && rt->srv != SRV_HEALTHZ && rt->srv != SRV_READYZ)
+		return fail(r, 503, "not_ready", "the daemon is starting");
+	const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+	                                             MHD_HTTP_HEADER_CONTENT_LENGTH);
+	int64_t clen = 0;
+	if (cl && api_parse_i64(cl, &clen) == 0 && clen > h->cfg.max_body) {
+		api_err e = API_ERR_INIT;
+		api_err_set(&e, 413, "body_too_large", "the body is %lld bytes; the limit is %lld",
+		            (long long)clen, (long long)h->cfg.max_body);
+		return problem(r, &e, NULL, 0, 0);
+	}
+	r->body = rt->body;
+	const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+	                                             MHD_HTTP_HEADER_CONTENT_TYPE);
+	if (rt->body == BODY_JSON && ct && !ctype_is(ct, "application/json")) {
+		api_err e = API_ERR_INIT;
+		api_err_set(&e, 415, "unsupported_media_type", "send application/json, not %.100s", ct);
+		return problem(r, &e, NULL, 0, 0);
+	}
+	if (rt->body == BODY_UPLOAD) {
+		int kind = api_upload_kind_of(ct);
+		if (kind < 0) {
+			api_err e = API_ERR_INIT;
+			api_err_set(&e, 415, "unsupported_media_type",
+			            "upload text/csv, application/json or multipart/form-data, not %.100s",
+			            ct ? ct : "(none)");
+			return problem(r, &e, NULL, 0, 0);
+		}
+		if (kind == API_UPLOAD_IDX) {
+			char boundary[80];
+			mp_callbacks cb = { r, mp_part_begin, mp_part_data, NULL };
+			if (mp_boundary_of(ct, boundary, sizeof boundary) < 0 ||
+			    !(r->mp = mp_new(boundary, &cb)))
+				return fail(r, 400, "malformed_multipart",
+				            "the multipart Content-Type has no usable boundary");
+		}
+		api_err e = API_ERR_INIT;
+		api_req rq = make_req(r);
+		r->up = api_upload_new((api_upload_kind)kind, &rq, h->cfg.max_body, &e);
+		if (!r->up)
+			return problem(r, &e, NULL, 0, 0);
+	}
+	return MHD_YES;
+}
+
+/* A piece of the body. */
+static void body_piece(req *r, const char *data, size_t n)
+{
+	r->total += (int64_t)n;
+	if (r->total > r->h->cfg.max_body)
+		r->too_large = 1;
+	if (r->too_large || r->failed)
+		return;
+	if (r->body == BODY_JSON) {
+		if (r->len + n + 1 > r->cap) {
+			size_t cap = r->cap ? r->cap : 4096;
+			while (cap < r->len + n + 1)
+				cap *= 2;
+			char *p = realloc(r->buf, cap);
+			if (!p) {
+				r->too_large = 1;
+				return;
+			}
+			r->buf = p;
+			r->cap = cap;
+		}
+		memcpy(r->buf + r->len, data, n);
+		r->len += n;
+		r->buf[r->len] = '\0';
+	} else if (r->body == BODY_UPLOAD) {
+		if (r->mp) {
+			if (mp_feed(r->mp, data, n) < 0 && !r->failed) {
+				r->failed = 1;
+				api_err_set(&r->err, 400, "malformed_multipart", "%s", mp_error(r->mp));
+			}
+		} else if (api_upload_feed(r->up, 0, data, n, &r->err) < 0) {
+			r->failed = 1;
+		}
+	}
+}
+
+/* The last call: the body is complete. */
+static enum MHD_Result dispatch(req *r)
+{
+	http_server *h = r->h;
+	const route *rt = &router_table[r->route];
+	if (r->too_large) {
+		api_err e = API_ERR_INIT;
+		api_err_set(&e, 413, "body_too_large", "the body exceeds the limit of %lld bytes",
+		            (long long)h->cfg.max_body);
+		return problem(r, &e, NULL, 0, 0);
+	}
+	if (r->failed)
+		return problem(r, &r->err, NULL, 0, 0);
+	if (rt->srv != SRV_NONE)
+		return serve_srv(r, rt->srv);
+	api_req rq = make_req(r);
+	api_reply rp = { 0, NULL, NULL, "", 0 };
+	if (rt->body == BODY_UPLOAD) {
+		if (r->mp && mp_finish(r->mp) < 0) {
+			api_err e = API_ERR_INIT;
+			api_err_set(&e, 400, "malformed_multipart", "%s", mp_error(r->mp));
+			return problem(r, &e, NULL, 0, 0);
+		}
+		api_upload_finish(r->up, &h->be, &rq, &rp);
+	} else {
+		rt->handler(&h->be, &rq, &rp);
+	}
+	if (rt->handler == api_model_predict && rp.status == 200)
+		metrics_count_predictions(1);
+	enum MHD_Result rc = reply(r, &rp);
+	api_reply_release(&rp);
+	return rc;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+	http_server *h = cls;
+	(void)version;
+	req *r = *con_cls;
+	if (!r) {
+		r = calloc(1, sizeof *r);
+		if (!r)
+			return MHD_NO;
+		r->h = h;
+		r->conn = conn;
+		r->t0 = util_mono_us();
+		r->route = -1;
+		snprintf(r->method, sizeof r->method, "%s", method);
+		snprintf(r->path, sizeof r->path, "%s", url);
+		*con_cls = r;
+		return begin(r, method, url);
+	}
+	if (*upload_data_size) {
+		size_t n = *upload_data_size;
+		*upload_data_size = 0;
+		if (!r->responded)
+			body_piece(r, upload_data, n);
+		return MHD_YES;
+	}
+	if (r->responded)
+		return MHD_YES;
+	return dispatch(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+	(void)cls;
+	(void)conn;
+	req *r = *con_cls;
+	if (!r)
+		return;
+	*con_cls = NULL;
+	int64_t us = util_mono_us() - r->t0;
+	if (r->sse)
+		r->sse->r = NULL;
+	int status = r->status ? r->status : 499;
+	util_log(2, "%s %s %d %llu %lldus%s", r->method, r->path, status,
+	         (unsigned long long)r->bytes, (long long)us,
+	         toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
+	metrics_observe(r->route, status, us);
+	api_upload_free(r->up);
+	mp_free(r->mp);
+	free(r->buf);
+	free(r);
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+int http_start(const http_config *cfg, http_server **out, int *port, char *err, size_t errlen)
+{
+	http_server *h = calloc(1, sizeof *h);
+	if (!h) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	h->cfg = *cfg;
+	if (cfg->api_key && cfg->api_key[0]) {
+		snprintf(h->api_key, sizeof h->api_key, "%s", cfg->api_key);
+		h->api_key_len = strlen(h->api_key);
+	}
+	struct sockaddr_in sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)cfg->port);
+	if (inet_pton(AF_INET, cfg->host, &sa.sin_addr) != 1) {
+		snprintf(err, errlen, "not an IPv4 address: %s", cfg->host);
+		free(h);
+		return -1;
+	}
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h,
+	                        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+	                        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(cfg->threads > 0 ? cfg->threads : 2),
+	                        MHD_OPTION_CONNECTION_LIMIT, cfg->conn_limit ? cfg->conn_limit : 1024u,
+	                        MHD_OPTION_CONNECTION_TIMEOUT, cfg->timeout_s ? cfg->timeout_s : 60u,
+	                        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
+	                        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+	                        MHD_OPTION_END);
+	if (!h->d) {
+		snprintf(err, errlen, "cannot listen on %s:%d", cfg->host, cfg->port);
+		free(h);
+		return -1;
+	}
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
+	*port = di ? di->port : cfg->port;
+	*out = h;
+	return 0;
+}
+
+void http_set_backend(http_server *h, store *st, jobs *q, const api_backend *be)
+{
+	h->st = st;
+	h->q = q;
+	h->be = *be;
+	__atomic_store_n(&h->ready, 1, __ATOMIC_SEQ_CST);
+}
+
+void http_drain(http_server *h)
+{
+	if (!h)
+		return;
+	h->draining = 1;
+	MHD_socket fd = MHD_quiesce_daemon(h->d);
+	if (fd != MHD_INVALID_SOCKET)
+		close(fd);
+}
+
+void http_stop(http_server *h)
+{
+	if (!h)
+		return;
+	MHD_stop_daemon(h->d);
+	free(h);
+}

@@ -1,0 +1,867 @@
+/*
+ * jobs.c - the job queue, the worker pool that runs nn_train, and the
+ * per-job event feeds (see jobs.h).
+ *
+ * Locks, always taken in this order: q->mu (the live list and queue), then
+ * the store's own lock inside store_* calls; q->fmu (feeds) is taken alone
+ * or inside q->mu, never the other way round.
+ *
+ * A job's durable record is the store's row; the in-memory `live` entry
+ * exists while it is queued or running and carries the cancel flag and the
+ * newest step for GET /v1/jobs/{id}. Metric history is buffered by the
+ * worker and written at each epoch end, checkpoint and finish; the
+ * checkpoint holds the step the engine resumes from, so history written
+ * past it is simply rewritten on resume (same values, same seed).
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jobs.h"
+#include "util.h"
+
+typedef struct feed_ev {
+	int kind;
+	int64_t id;
+	char *data;
+} feed_ev;
+
+struct feed {
+	int refs;
+	int done;
+	feed_ev *ev;
+	size_t n, cap;
+	int64_t last_step;
+	int last_epoch;
+	feed_waiter *waiters;
+};
+
+typedef struct live {
+	char id[API_ID_LEN];
+	int state;            /* API_JOB_QUEUED or API_JOB_RUNNING */
+	volatile int cancel;
+	double progress;
+	int epoch;
+	int64_t step;
+	feed *f;              /* one reference held here */
+	struct live *next;
+} live;
+
+struct jobs {
+	store *st;
+	api_limits lim;
+	int n_workers;
+	int capacity;
+	pthread_t *threads;
+	int started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	live *lives;          /* submission order; the queue is its queued entries */
+	volatile int stopping;
+	pthread_mutex_t fmu;
+	int feeds_closed;
+	int64_t samples;      /* trained samples, for /metrics */
+};
+
+/* ---------------------------------------------------------------- feeds */
+
+static feed *feed_new(void)
+{
+	feed *f = calloc(1, sizeof *f);
+	if (f) {
+		f->refs = 1;
+		f->last_step = -1;
+		f->last_epoch = -1;
+	}
+	return f;
+}
+
+static void feed_free(feed *f)
+{
+	for (size_t i = 0; i < f->n; i++)
+		free(f->ev[i].data);
+	free(f->ev);
+	free(f);
+}
+
+static void wake_all_locked(feed *f)
+{
+	feed_waiter *w = f->waiters;
+	f->waiters = NULL;
+	while (w) {
+		feed_waiter *next = w->next;
+		w->linked = 0;
+		w->next = NULL;
+		w->wake(w->arg);
+		w = next;
+	}
+}
+
+/* Appends an event (data taken). Steps and epochs already present (a
+ * resumed job replays the steps after its checkpoint) are dropped. Caller
+ * holds q->fmu. */
+static void feed_push_locked(feed *f, int kind, int64_t id, char *data)
+{
+	if (!data)
+		return;
+	if ((kind == FEED_STEP && id <= f->last_step) ||
+	    (kind == FEED_EPOCH && (int)id <= f->last_epoch) || f->done) {
+		free(data);
+		return;
+	}
+	if (f->n == f->cap) {
+		size_t cap = f->cap ? f->cap * 2 : 64;
+		feed_ev *p = realloc(f->ev, cap * sizeof *p);
+		if (!p) {
+			free(data);
+			return;
+		}
+		f->ev = p;
+		f->cap = cap;
+	}
+	int64_t ev_id = id;
+	if (kind == FEED_STEP)
+		f->last_step = id;
+	if (kind == FEED_EPOCH) {
+		f->last_epoch = (int)id;
+		ev_id = f->last_step > 0 ? f->last_step : 0;
+	}
+	if (kind == FEED_STATE)
+		ev_id = f->last_step > 0 ? f->last_step : 0;
+	f->ev[f->n].kind = kind;
+	f->ev[f->n].id = ev_id;
+	f->ev[f->n].data = data;
+	f->n++;
+	wake_all_locked(f);
+}
+
+static void feed_push(jobs *q, feed *f, int kind, int64_t id, char *data)
+{
+	pthread_mutex_lock(&q->fmu);
+	feed_push_locked(f, kind, id, data);
+	pthread_mutex_unlock(&q->fmu);
+}
+
+static void feed_finish(jobs *q, feed *f)
+{
+	pthread_mutex_lock(&q->fmu);
+	f->done = 1;
+	wake_all_locked(f);
+	pthread_mutex_unlock(&q->fmu);
+}
+
+static void feed_unref(jobs *q, feed *f)
+{
+	if (!f)
+		return;
+	pthread_mutex_lock(&q->fmu);
+	int last = --f->refs == 0;
+	pthread_mutex_unlock(&q->fmu);
+	if (last)
+		feed_free(f);
+}
+
+static char *job_text(const api_job *j)
+{
+	cJSON *o = api_job_to_json(j);
+	char *t = o ? cJSON_PrintUnformatted(o) : NULL;
+	cJSON_Delete(o);
+	return t;
+}
+
+/* A feed holding job id's stored history (steps and epochs). */
+static feed *feed_from_history(jobs *q, const char *id)
+{
+	feed *f = feed_new();
+	if (!f)
+		return NULL;
+	store_event *ev = NULL;
+	int n = 0;
+	store_history(q->st, id, &ev, &n);
+	pthread_mutex_lock(&q->fmu);
+	for (int i = 0; i < n; i++) {
+		int64_t key = ev[i].id;
+		if (ev[i].kind == 1) {
+			cJSON *d = cJSON_Parse(ev[i].data);
+			const cJSON *e = d ? cJSON_GetObjectItemCaseSensitive(d, "epoch") : NULL;
+			key = cJSON_IsNumber(e) ? (int64_t)e->valuedouble : f->last_epoch + 1;
+			cJSON_Delete(d);
+		}
+		feed_push_locked(f, ev[i].kind == 0 ? FEED_STEP : FEED_EPOCH, key, ev[i].data);
+		ev[i].data = NULL;
+	}
+	pthread_mutex_unlock(&q->fmu);
+	store_history_free(ev, n);
+	return f;
+}
+
+feed *jobs_feed_open(jobs *q, const char *id, api_err *e)
+{
+	pthread_mutex_lock(&q->mu);
+	for (live *lv = q->lives; lv; lv = lv->next)
+		if (strcmp(lv->id, id) == 0) {
+			pthread_mutex_lock(&q->fmu);
+			lv->f->refs++;
+			pthread_mutex_unlock(&q->fmu);
+			feed *f = lv->f;
+			pthread_mutex_unlock(&q->mu);
+			return f;
+		}
+	pthread_mutex_unlock(&q->mu);
+	/* not live: the stored history and the final state */
+	api_job j;
+	if (store_job_get(q->st, id, &j, e) < 0)
+		return NULL;
+	feed *f = feed_from_history(q, id);
+	if (f) {
+		feed_push(q, f, FEED_STATE, 0, job_text(&j));
+		f->done = 1;
+	} else {
+		api_err_set(e, 500, "out_of_memory", "out of memory");
+	}
+	api_job_release(&j);
+	return f;
+}
+
+void jobs_feed_close(jobs *q, feed *f, feed_waiter *w)
+{
+	if (!f)
+		return;
+	if (w) {
+		pthread_mutex_lock(&q->fmu);
+		if (w->linked) {
+			for (feed_waiter **pp = &f->waiters; *pp; pp = &(*pp)->next)
+				if (*pp == w) {
+					*pp = w->next;
+					break;
+				}
+			w->linked = 0;
+		}
+		pthread_mutex_unlock(&q->fmu);
+	}
+	feed_unref(q, f);
+}
+
+int jobs_feed_next(jobs *q, feed *f, size_t *cursor, int *kind, int64_t *id, char **data,
+                   feed_waiter *w)
+{
+	pthread_mutex_lock(&q->fmu);
+	int rc;
+	if (*cursor < f->n) {
+		feed_ev *ev = &f->ev[*cursor];
+		*kind = ev->kind;
+		*id = ev->id;
+		*data = strdup(ev->data);
+		(*cursor)++;
+		rc = *data ? 1 : -1;
+	} else if (f->done || q->feeds_closed) {
+		rc = -1;
+	} else {
+		w->suspend(w->arg);
+		w->next = f->waiters;
+		f->waiters = w;
+		w->linked = 1;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&q->fmu);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- queue */
+
+static live *find_live(jobs *q, const char *id)
+{
+	for (live *lv = q->lives; lv; lv = lv->next)
+		if (strcmp(lv->id, id) == 0)
+			return lv;
+	return NULL;
+}
+
+static void remove_live(jobs *q, live *dead)
+{
+	for (live **pp = &q->lives; *pp; pp = &(*pp)->next)
+		if (*pp == dead) {
+			*pp = dead->next;
+			break;
+		}
+}
+
+static int count_queued(jobs *q)
+{
+	int n = 0;
+	for (live *lv = q->lives; lv; lv = lv->next)
+		n += lv->state == API_JOB_QUEUED;
+	return n;
+}
+
+/* Appends a live entry for a stored job (caller holds q->mu). */
+static live *add_live(jobs *q, const api_job *j, feed *f)
+{
+	live *lv = calloc(1, sizeof *lv);
+	if (!lv)
+		return NULL;
+	snprintf(lv->id, sizeof lv->id, "%s", j->id);
+	lv->state = API_JOB_QUEUED;
+	lv->f = f;
+	lv->step = j->step;
+	lv->epoch = j->epoch;
+	lv->progress = j->progress;
+	live **pp = &q->lives;
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = lv;
+	return lv;
+}
+
+int jobs_submit(jobs *q, const api_job_refs *refs, const char *config, api_job *out,
+                api_err *e)
+{
+	memset(out, 0, sizeof *out);
+	snprintf(out->model, sizeof out->model, "%s", refs->model ? refs->model : "");
+	snprintf(out->dataset, sizeof out->dataset, "%s", refs->dataset ? refs->dataset : "");
+	snprintf(out->val_dataset, sizeof out->val_dataset, "%s",
+	         refs->val_dataset ? refs->val_dataset : "");
+	out->state = API_JOB_QUEUED;
+	out->model_version = -1;
+	out->config = strdup(config);
+	if (!out->config)
+		return api_err_set(e, 500, "out_of_memory", "out of memory");
+	pthread_mutex_lock(&q->mu);
+	if (q->stopping) {
+		pthread_mutex_unlock(&q->mu);
+		api_job_release(out);
+		return api_err_set(e, 503, "shutting_down", "the daemon is shutting down");
+	}
+	if (count_queued(q) >= q->capacity) {
+		pthread_mutex_unlock(&q->mu);
+		api_job_release(out);
+		return api_err_set(e, 429, "queue_full",
+		                   "the job queue is full (%d queued); retry later", q->capacity);
+	}
+	feed *f = feed_new();
+	if (!f || store_job_insert(q->st, out, e) < 0) {
+		pthread_mutex_unlock(&q->mu);
+		if (f)
+			feed_free(f);
+		else
+			api_err_set(e, 500, "out_of_memory", "out of memory");
+		api_job_release(out);
+		return -1;
+	}
+	feed_push(q, f, FEED_STATE, 0, job_text(out));
+	if (!add_live(q, out, f)) {
+		/* stored but not queued: it is picked up at the next start */
+		feed_unref(q, f);
+		util_log(0, "jobs: out of memory queueing %s", out->id);
+	}
+	pthread_cond_signal(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+	return 0;
+}
+
+int jobs_get(jobs *q, const char *id, api_job *out, api_err *e)
+{
+	if (store_job_get(q->st, id, out, e) < 0)
+		return -1;
+	pthread_mutex_lock(&q->mu);
+	live *lv = find_live(q, id);
+	if (lv && lv->state == API_JOB_RUNNING && out->state == API_JOB_RUNNING) {
+		out->step = lv->step;
+		out->epoch = lv->epoch;
+		out->progress = lv->progress;
+	}
+	pthread_mutex_unlock(&q->mu);
+	return 0;
+}
+
+int jobs_cancel(jobs *q, const char *id, api_job *out, api_err *e)
+{
+	pthread_mutex_lock(&q->mu);
+	live *lv = find_live(q, id);
+	if (!lv) {
+		pthread_mutex_unlock(&q->mu);
+		if (store_job_get(q->st, id, out, e) < 0)
+			return -1;
+		api_job_release(out);
+		return api_err_set(e, 409, "job_finished", "job %s has already finished", id);
+	}
+	if (lv->state == API_JOB_RUNNING) {
+		lv->cancel = 1;
+		pthread_mutex_unlock(&q->mu);
+		return jobs_get(q, id, out, e);
+	}
+	/* queued: it never starts */
+	remove_live(q, lv);
+	pthread_mutex_unlock(&q->mu);
+	if (store_job_get(q->st, id, out, e) < 0) {
+		feed_finish(q, lv->f);
+		feed_unref(q, lv->f);
+		free(lv);
+		return -1;
+	}
+	out->state = API_JOB_CANCELLED;
+	out->finished_at = util_now_ms();
+	int rc = store_job_update(q->st, out, e);
+	store_checkpoint_delete(q->st, id);
+	feed_push(q, lv->f, FEED_STATE, 0, job_text(out));
+	feed_finish(q, lv->f);
+	feed_unref(q, lv->f);
+	free(lv);
+	return rc;
+}
+
+int jobs_queue_depth(jobs *q)
+{
+	pthread_mutex_lock(&q->mu);
+	int n = count_queued(q);
+	pthread_mutex_unlock(&q->mu);
+	return n;
+}
+
+int jobs_capacity(jobs *q) { return q->capacity; }
+int jobs_workers(jobs *q) { return q->n_workers; }
+
+int64_t jobs_samples_trained(jobs *q)
+{
+	pthread_mutex_lock(&q->mu);
+	int64_t n = q->samples;
+	pthread_mutex_unlock(&q->mu);
+	return n;
+}
+
+/* ---------------------------------------------------------------- running */
+
+typedef struct run {
+	jobs *q;
+	live *lv;
+	api_job j;
+	store_step *steps;    /* buffered until the next flush */
+	int n_steps, cap_steps;
+	int64_t total_steps;
+	int64_t n_train;
+	int epochs;
+	int64_t last_step;
+} run;
+
+static cJSON *num_or_null(double v)
+{
+	return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull();
+}
+
+static void flush(run *r, int epoch, int64_t end_step, const char *epoch_doc)
+{
+	api_err e = API_ERR_INIT;
+	if (store_metrics_write(r->q->st, r->j.id, r->steps, r->n_steps, epoch, end_step,
+	                        epoch_doc, &r->j, &e) == 0)
+		r->n_steps = 0;
+	else
+		util_log(0, "jobs: %s: cannot write metrics: %s", r->j.id, e.detail);
+}
+
+static void on_step(void *ctx, const nn_step_record *rec)
+{
+	run *r = ctx;
+	if (r->n_steps == r->cap_steps) {
+		int cap = r->cap_steps ? r->cap_steps * 2 : 256;
+		store_step *p = realloc(r->steps, (size_t)cap * sizeof *p);
+		if (!p)
+			return;
+		r->steps = p;
+		r->cap_steps = cap;
+	}
+	r->steps[r->n_steps++] = (store_step){ rec->step, rec->epoch, rec->loss, rec->lr };
+	r->last_step = rec->step;
+	double progress = r->total_steps > 0 ? (double)rec->step / (double)r->total_steps : 0;
+	if (progress > 1)
+		progress = 1;
+	pthread_mutex_lock(&r->q->mu);
+	r->lv->step = rec->step;
+	r->lv->epoch = rec->epoch;
+	r->lv->progress = progress;
+	pthread_mutex_unlock(&r->q->mu);
+	r->j.step = rec->step;
+	r->j.epoch = rec->epoch;
+	r->j.progress = progress;
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "step", (double)rec->step);
+	cJSON_AddNumberToObject(o, "epoch", rec->epoch);
+	cJSON_AddItemToObject(o, "loss", num_or_null(rec->loss));
+	cJSON_AddItemToObject(o, "lr", num_or_null(rec->lr));
+	char *t = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	feed_push(r->q, r->lv->f, FEED_STEP, rec->step, t);
+	if (r->n_steps >= 4096)
+		flush(r, 0, 0, NULL);
+}
+
+static void on_epoch(void *ctx, const nn_epoch_record *rec)
+{
+	run *r = ctx;
+	cJSON *m = cJSON_CreateObject();
+	cJSON_AddItemToObject(m, "train_loss", num_or_null(rec->train_loss));
+	cJSON_AddItemToObject(m, "val_loss", num_or_null(rec->val_loss));
+	cJSON_AddItemToObject(m, "val_accuracy", num_or_null(rec->val_accuracy));
+	cJSON_AddItemToObject(m, "lr", num_or_null(rec->lr));
+	cJSON_AddItemToObject(m, "seconds", num_or_null(rec->seconds));
+	cJSON_AddItemToObject(m, "samples_per_second", num_or_null(rec->samples_per_second));
+	free(r->j.metrics);
+	r->j.metrics = cJSON_PrintUnformatted(m);
+
+	cJSON *d = cJSON_CreateObject();
+	cJSON_AddNumberToObject(d, "epoch", rec->epoch);
+	cJSON_AddItemToObject(d, "train_loss", num_or_null(rec->train_loss));
+	cJSON_AddItemToObject(d, "val_loss", num_or_null(rec->val_loss));
+	cJSON_AddItemToObject(d, "val_accuracy", num_or_null(rec->val_accuracy));
+	cJSON_AddItemToObject(d, "lr", num_or_null(rec->lr));
+	cJSON_AddItemToObject(d, "seconds", num_or_null(rec->seconds));
+	cJSON_AddItemToObject(d, "samples_per_second", num_or_null(rec->samples_per_second));
+	cJSON *g = cJSON_AddObjectToObject(d, "grad_norms");
+	for (int i = 0; i < rec->n_grad_norms; i++)
+		if (rec->grad_norm_names && rec->grad_norm_names[i])
+			cJSON_AddItemToObject(g, rec->grad_norm_names[i],
+			                      num_or_null(rec->grad_norms[i]));
+	char *t = cJSON_PrintUnformatted(d);
+	cJSON_Delete(d);
+	cJSON_Delete(m);
+
+	r->j.epoch = rec->epoch;
+	double progress = r->epochs > 0 ? (double)(rec->epoch + 1) / r->epochs : 0;
+	if (progress > r->j.progress)
+		r->j.progress = progress > 1 ? 1 : progress;
+	pthread_mutex_lock(&r->q->mu);
+	r->lv->progress = r->j.progress;
+	r->q->samples += r->n_train;
+	pthread_mutex_unlock(&r->q->mu);
+	flush(r, rec->epoch, r->last_step, t);
+	feed_push(r->q, r->lv->f, FEED_EPOCH, rec->epoch, t);
+}
+
+static int should_stop(void *ctx)
+{
+	run *r = ctx;
+	if (r->q->stopping)
+		return NN_STOP_CHECKPOINT;
+	if (r->lv->cancel)
+		return NN_STOP_CANCEL;
+	return NN_GO_ON;
+}
+
+static int on_checkpoint(void *ctx, const void *buf, size_t len, int epoch, int64_t step)
+{
+	run *r = ctx;
+	(void)epoch;
+	(void)step;
+	if (store_checkpoint_put(r->q->st, r->j.id, buf, len) < 0) {
+		util_log(0, "jobs: %s: cannot write a checkpoint", r->j.id);
+		return 1;
+	}
+	flush(r, 0, 0, NULL);
+	return 0;
+}
+
+static void set_error(api_job *j, const char *code, const char *detail)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "code", code);
+	cJSON_AddStringToObject(o, "detail", detail);
+	free(j->error);
+	j->error = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+}
+
+/* The data set's classes as a JSON array text, or NULL. */
+static char *classes_of(store *st, const char *ds)
+{
+	api_dataset_info info;
+	api_err e = API_ERR_INIT;
+	if (store_dataset_get(st, ds, &info, &e) < 0)
+		return NULL;
+	const cJSON *c = cJSON_GetObjectItemCaseSensitive(info.doc, "classes");
+	char *t = cJSON_IsArray(c) ? cJSON_PrintUnformatted(c) : NULL;
+	api_dataset_info_release(&info);
+	return t;
+}
+
+/* Runs one job to an end state (or back to queued on shutdown). Returns 1
+ * when the job reached a final state. */
+static int run_job(jobs *q, live *lv)
+{
+	run r;
+	memset(&r, 0, sizeof r);
+	r.q = q;
+	r.lv = lv;
+	api_err e = API_ERR_INIT;
+	if (store_job_get(q->st, lv->id, &r.j, &e) < 0) {
+		util_log(0, "jobs: %s vanished: %s", lv->id, e.detail);
+		return 1;
+	}
+	nn_train_config cfg = nn_train_config_default();
+	api_job_refs refs;
+	memset(&refs, 0, sizeof refs);
+	api_dataset train, val;
+	memset(&train, 0, sizeof train);
+	memset(&val, 0, sizeof val);
+	int have_val = 0;
+	nn_model *m = NULL;
+	void *ckpt = NULL;
+	size_t ckpt_len = 0;
+	int final = 1;
+	char err[600] = "";
+	const char *code = NULL;
+
+	cJSON *cj = r.j.config ? cJSON_Parse(r.j.config) : NULL;
+	if (!cj || api_train_config_from_json(cj, &q->lim, &cfg, &refs, &e) < 0) {
+		code = "invalid_config";
+		snprintf(err, sizeof err, "the stored config is invalid: %.500s", e.detail);
+	}
+	cJSON_Delete(cj);
+	if (!code && store_dataset_load(q->st, r.j.dataset, &train, &e) < 0) {
+		code = "dataset_unavailable";
+		snprintf(err, sizeof err, "%s", e.detail);
+	}
+	if (!code && r.j.val_dataset[0]) {
+		if (store_dataset_load(q->st, r.j.val_dataset, &val, &e) < 0) {
+			code = "dataset_unavailable";
+			snprintf(err, sizeof err, "%s", e.detail);
+		} else {
+			have_val = 1;
+		}
+	}
+	if (!code) {
+		int base = -1;
+		store_job_base_version(q->st, r.j.id, &base);
+		if (base < 0) {
+			api_model_snap *s = NULL;
+			if (store_model_snapshot(q->st, r.j.model, &s, &e) == 0) {
+				m = nn_model_clone(s->model);
+				base = s->version;
+				store_snap_release(q->st, s);
+				store_job_set_base_version(q->st, r.j.id, base);
+			}
+		} else if (store_model_load(q->st, r.j.model, base, &m, &e) < 0) {
+			m = NULL;
+		}
+		if (!m) {
+			code = "model_unavailable";
+			snprintf(err, sizeof err, "%s", e.detail[0] ? e.detail : "cannot load the model");
+		}
+	}
+	if (!code && store_checkpoint_get(q->st, r.j.id, &ckpt, &ckpt_len) < 0) {
+		code = "checkpoint_unreadable";
+		snprintf(err, sizeof err, "cannot read the checkpoint");
+	}
+
+	r.epochs = cfg.epochs;
+	r.n_train = train.rows;
+	if (!have_val && cfg.val_fraction > 0)
+		r.n_train = train.rows - (int64_t)((double)train.rows * cfg.val_fraction);
+	int64_t spe = cfg.batch_size > 0 ? (r.n_train + cfg.batch_size - 1) / cfg.batch_size : 1;
+	r.total_steps = spe * cfg.epochs;
+
+	r.j.state = API_JOB_RUNNING;
+	if (!r.j.started_at)
+		r.j.started_at = util_now_ms();
+	store_job_update(q->st, &r.j, &e);
+	feed_push(q, lv->f, FEED_STATE, 0, job_text(&r.j));
+
+	nn_status st = NN_EINVAL;
+	nn_train_result res;
+	memset(&res, 0, sizeof res);
+	if (!code) {
+		nn_callbacks cb = { &r, on_step, on_epoch, should_stop, on_checkpoint };
+		nn_data tv = api_dataset_view(&train);
+		nn_data vv = have_val ? api_dataset_view(&val) : (nn_data){ 0 };
+		util_log(2, "jobs: %s: %s (%lld rows, %d epochs)", r.j.id,
+		         ckpt ? "resuming from its checkpoint" : "starting",
+		         (long long)train.rows, cfg.epochs);
+		st = nn_train(m, &tv, have_val ? &vv : NULL, &cfg, &cb, ckpt, ckpt_len, &res, err,
+		              sizeof err);
+	}
+	free(ckpt);
+
+	if (!code && st == NN_ESTOPPED && !lv->cancel) {
+		/* shutdown: stays queued, resumes from the checkpoint next start */
+		r.j.state = API_JOB_QUEUED;
+		flush(&r, 0, 0, NULL);
+		final = 0;
+		util_log(2, "jobs: %s: stopped at step %lld, stays queued", r.j.id,
+		         (long long)r.j.step);
+	} else if (!code && st == NN_ESTOPPED) {
+		r.j.state = API_JOB_CANCELLED;
+	} else if (!code && st == NN_OK) {
+		r.j.state = API_JOB_SUCCEEDED;
+		r.j.progress = 1;
+		r.j.stopped_early = res.stopped_early;
+		if (res.best_epoch >= 0) {
+			cJSON *b = cJSON_CreateObject();
+			cJSON_AddNumberToObject(b, "epoch", res.best_epoch);
+			cJSON_AddItemToObject(b, "val_loss", num_or_null(res.best_val_loss));
+			free(r.j.best);
+			r.j.best = cJSON_PrintUnformatted(b);
+			cJSON_Delete(b);
+		}
+	} else {
+		r.j.state = API_JOB_FAILED;
+		if (!code)
+			code = st == NN_EDIVERGED ? "diverged" : nn_status_name(st);
+		set_error(&r.j, code, err[0] ? err : nn_status_name(st));
+	}
+
+	if (final) {
+		r.j.finished_at = util_now_ms();
+		flush(&r, 0, 0, NULL);
+		if (r.j.state == API_JOB_SUCCEEDED) {
+			char *classes = classes_of(q->st, r.j.dataset);
+			nn_model *pub = m;
+			m = NULL;
+			if (store_job_publish(q->st, &r.j, pub, classes, &e) < 0) {
+				r.j.state = API_JOB_FAILED;
+				set_error(&r.j, "publish_failed", e.detail);
+				store_job_update(q->st, &r.j, &e);
+			}
+			free(classes);
+		} else {
+			store_job_update(q->st, &r.j, &e);
+		}
+		store_checkpoint_delete(q->st, r.j.id);
+		util_log(2, "jobs: %s: %s", r.j.id, api_job_state_name(r.j.state));
+	}
+	nn_model_free(m);
+	api_dataset_free(&train);
+	api_dataset_free(&val);
+	api_job_refs_free(&refs);
+	free(r.steps);
+
+	pthread_mutex_lock(&q->mu);
+	if (final)
+		remove_live(q, lv);
+	else
+		lv->state = API_JOB_QUEUED;
+	pthread_mutex_unlock(&q->mu);
+	if (final) {
+		feed_push(q, lv->f, FEED_STATE, 0, job_text(&r.j));
+		feed_finish(q, lv->f);
+		feed_unref(q, lv->f);
+		free(lv);
+	}
+	api_job_release(&r.j);
+	return final;
+}
+
+static void *worker(void *arg)
+{
+	jobs *q = arg;
+	pthread_mutex_lock(&q->mu);
+	for (;;) {
+		live *lv = NULL;
+		while (!q->stopping) {
+			for (lv = q->lives; lv && lv->state != API_JOB_QUEUED; lv = lv->next)
+				;
+			if (lv)
+				break;
+			pthread_cond_wait(&q->cv, &q->mu);
+		}
+		if (q->stopping)
+			break;
+		lv->state = API_JOB_RUNNING;
+		pthread_mutex_unlock(&q->mu);
+		run_job(q, lv);
+		pthread_mutex_lock(&q->mu);
+	}
+	pthread_mutex_unlock(&q->mu);
+	return NULL;
+}
+
+int jobs_start(store *st, int workers, int capacity, const api_limits *lim, jobs **out)
+{
+	jobs *q = calloc(1, sizeof *q);
+	if (!q)
+		return -1;
+	q->st = st;
+	q->lim = *lim;
+	q->n_workers = workers > 0 ? workers : 1;
+	q->capacity = capacity > 0 ? capacity : 1;
+	pthread_mutex_init(&q->mu, NULL);
+	pthread_cond_init(&q->cv, NULL);
+	pthread_mutex_init(&q->fmu, NULL);
+
+	char (*ids)[API_ID_LEN] = NULL;
+	int n = 0;
+	store_jobs_unfinished(st, &ids, &n);
+	for (int i = 0; i < n; i++) {
+		api_job j;
+		api_err e = API_ERR_INIT;
+		if (store_job_get(st, ids[i], &j, &e) < 0)
+			continue;
+		if (j.state == API_JOB_RUNNING) {
+			j.state = API_JOB_QUEUED;
+			store_job_update(st, &j, &e);
+		}
+		feed *f = feed_from_history(q, j.id);
+		if (f) {
+			feed_push(q, f, FEED_STATE, 0, job_text(&j));
+			if (!add_live(q, &j, f))
+				feed_free(f);
+		}
+		util_log(2, "jobs: %s requeued", j.id);
+		api_job_release(&j);
+	}
+	free(ids);
+
+	q->threads = calloc((size_t)q->n_workers, sizeof *q->threads);
+	if (!q->threads) {
+		jobs_free(q);
+		return -1;
+	}
+	for (int i = 0; i < q->n_workers; i++) {
+		if (pthread_create(&q->threads[i], NULL, worker, q) != 0) {
+			q->n_workers = i;
+			jobs_stop(q);
+			jobs_free(q);
+			return -1;
+		}
+	}
+	q->started = 1;
+	*out = q;
+	return 0;
+}
+
+void jobs_stop(jobs *q)
+{
+	if (!q)
+		return;
+	pthread_mutex_lock(&q->mu);
+	q->stopping = 1;
+	pthread_cond_broadcast(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+	for (int i = 0; q->threads && i < q->n_workers; i++)
+		pthread_join(q->threads[i], NULL);
+	q->n_workers = 0;
+	pthread_mutex_lock(&q->mu);
+	pthread_mutex_lock(&q->fmu);
+	q->feeds_closed = 1;
+	for (live *lv = q->lives; lv; lv = lv->next)
+		wake_all_locked(lv->f);
+	pthread_mutex_unlock(&q->fmu);
+	pthread_mutex_unlock(&q->mu);
+}
+
+void jobs_free(jobs *q)
+{
+	if (!q)
+		return;
+	live *lv = q->lives;
+	while (lv) {
+		live *next = lv->next;
+		feed_unref(q, lv->f);
+		free(lv);
+		lv = next;
+	}
+	free(q->threads);
+	pthread_mutex_destroy(&q->mu);
+	pthread_cond_destroy(&q->cv);
+	pthread_mutex_destroy(&q->fmu);
+	free(q);
+}

@@ -1,0 +1,68 @@
+/*
+ * jobs.h - training jobs: a bounded FIFO queue, a pool of worker threads
+ * running nn_train, cancellation, graceful stop with checkpoints, and the
+ * per-job event feeds that SSE / ndjson streams read.
+ *
+ * A feed is the job's whole event history (step, epoch and state events in
+ * the order they happened) plus live appends. Readers keep a cursor into it
+ * and, when they are ahead, register a waiter whose suspend function runs
+ * under the feed lock and whose wake function runs when the next event (or
+ * the end) arrives, so a reader never sleeps inside a callback and a slow
+ * reader never slows training.
+ */
+#ifndef NND_JOBS_H
+#define NND_JOBS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "storage.h"
+
+typedef struct jobs jobs;
+
+/* Requeues jobs left queued or running by an earlier run (they resume from
+ * their checkpoints) and starts `workers` threads. capacity bounds the
+ * queued jobs accepted by jobs_submit. */
+int jobs_start(store *st, int workers, int capacity, const api_limits *lim, jobs **out);
+/* Graceful stop: running jobs checkpoint at their next step and stay queued
+ * in the store; waits for the workers. Wakes every stream. */
+void jobs_stop(jobs *q);
+void jobs_free(jobs *q);
+
+int jobs_submit(jobs *q, const api_job_refs *refs, const char *config, api_job *out,
+                api_err *e);
+int jobs_cancel(jobs *q, const char *id, api_job *out, api_err *e);
+/* The stored job with the live step, epoch and progress of a running job. */
+int jobs_get(jobs *q, const char *id, api_job *out, api_err *e);
+
+/* For /metrics. */
+int jobs_queue_depth(jobs *q);
+int jobs_capacity(jobs *q);
+int jobs_workers(jobs *q);
+int64_t jobs_samples_trained(jobs *q);
+
+/* ---- event feeds */
+typedef struct feed feed;
+
+enum { FEED_STEP = 0, FEED_EPOCH = 1, FEED_STATE = 2 };
+
+typedef struct feed_waiter {
+	void (*suspend)(void *arg);  /* called under the feed lock */
+	void (*wake)(void *arg);     /* called under the feed lock, once */
+	void *arg;
+	struct feed_waiter *next;
+	int linked;
+} feed_waiter;
+
+/* A reference to job id's feed (404 when there is no such job). */
+feed *jobs_feed_open(jobs *q, const char *id, api_err *e);
+/* Unregisters w (may be NULL) and drops the reference. */
+void jobs_feed_close(jobs *q, feed *f, feed_waiter *w);
+/*
+ * The event at *cursor: 1 with *kind, *id and *data (malloc'd) filled and
+ * the cursor advanced; 0 when there is none yet (w->suspend was called and
+ * w->wake will be); -1 at the end of the stream.
+ */
+int jobs_feed_next(jobs *q, feed *f, size_t *cursor, int *kind, int64_t *id, char **data,
+                   feed_waiter *w);
+
+#endif

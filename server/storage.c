@@ -1,0 +1,1360 @@
+/*
+ * storage.c - the SQLite store and the binary files beside it (see
+ * storage.h for the layout and the durability rules).
+ *
+ * Order of writes, so a crash at any point leaves no row naming a missing
+ * file: write the file under a temporary name, fsync, rename, fsync the
+ * directory, and only then commit the row. A crash between the rename and
+ * the commit leaves an unreferenced file, removed at the next start.
+ * synchronous=FULL makes every commit durable before the 2xx goes out.
+ */
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <unistd.h>
+
+#include "storage.h"
+#include "spec_json.h"
+#include "util.h"
+
+typedef struct snap {
+	api_model_snap pub;     /* first: the handlers see this */
+	int refs;
+	nn_model *m;
+	char model[API_ID_LEN];
+	struct snap *next;      /* in the cache list */
+	int cached;
+} snap;
+
+struct store {
+	char dir[1024];
+	char ds_dir[1100], mdl_dir[1100], ckpt_dir[1100];
+	sqlite3 *db;
+	pthread_mutex_t mu;       /* guards db */
+	pthread_mutex_t snap_mu;  /* guards the snapshot cache and refs */
+	snap *snaps;
+	uint64_t serial;
+};
+
+static const char schema[] =
+	"CREATE TABLE IF NOT EXISTS datasets(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" id TEXT UNIQUE NOT NULL, doc TEXT NOT NULL, task INT, rows INT, features INT,"
+	" outputs INT, image INT, bytes INT, created_at INT);"
+	"CREATE TABLE IF NOT EXISTS models(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" id TEXT UNIQUE NOT NULL, name TEXT, spec TEXT NOT NULL, task INT, inputs INT,"
+	" outputs INT, params INT, version INT, trained_by TEXT, metrics TEXT, classes TEXT,"
+	" created_at INT);"
+	"CREATE TABLE IF NOT EXISTS model_versions(model TEXT, version INT, job TEXT,"
+	" created_at INT, PRIMARY KEY(model, version)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS jobs(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" id TEXT UNIQUE NOT NULL, model TEXT, dataset TEXT, val_dataset TEXT, state INT,"
+	" progress REAL, epoch INT, step INT, metrics TEXT, best TEXT, stopped_early INT,"
+	" model_version INT, error TEXT, config TEXT, base_version INT DEFAULT -1,"
+	" created_at INT, started_at INT, finished_at INT);"
+	"CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);"
+	"CREATE TABLE IF NOT EXISTS job_steps(job TEXT, step INT, epoch INT, loss REAL,"
+	" lr REAL, PRIMARY KEY(job, step)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS job_epochs(job TEXT, epoch INT, end_step INT, doc TEXT,"
+	" PRIMARY KEY(job, epoch)) WITHOUT ROWID;";
+
+/* ---------------------------------------------------------------- helpers */
+
+static int db_fail(store *s, api_err *e, const char *what)
+{
+	util_log(0, "store: %s: %s", what, sqlite3_errmsg(s->db));
+	return api_err_set(e, 500, "store_failed", "the store failed (%s)", what);
+}
+
+static sqlite3_stmt *prep(store *s, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+		util_log(0, "store: prepare: %s", sqlite3_errmsg(s->db));
+		return NULL;
+	}
+	return st;
+}
+
+static int exec(store *s, const char *sql)
+{
+	char *msg = NULL;
+	int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
+	if (rc != SQLITE_OK) {
+		util_log(0, "store: %s: %s", sql, msg ? msg : "?");
+		sqlite3_free(msg);
+		return -1;
+	}
+	return 0;
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *t)
+{
+	if (t)
+		sqlite3_bind_text(st, i, t, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+static char *col_dup(sqlite3_stmt *st, int i)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+	return t ? strdup((const char *)t) : NULL;
+}
+
+static void col_copy(sqlite3_stmt *st, int i, char *dst, size_t n)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+	snprintf(dst, n, "%s", t ? (const char *)t : "");
+}
+
+static int not_found(api_err *e, const char *what, const char *id)
+{
+	return api_err_set(e, 404, "not_found", "no %s with id %s", what, id);
+}
+
+static void ds_file(const char *id, char *name, size_t n)
+{
+	snprintf(name, n, "%s.data", id);
+}
+
+static void mdl_file(const char *id, int version, char *name, size_t n)
+{
+	snprintf(name, n, "%s-v%d.model", id, version);
+}
+
+/* Removes files in dir named after ids the table no longer holds. */
+static void remove_orphans(store *s, const char *dir, const char *sql_has)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	struct dirent *de;
+	int removed = 0;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		char id[64];
+		size_t n = strcspn(de->d_name, ".-");
+		if (n >= sizeof id)
+			continue;
+		memcpy(id, de->d_name, n);
+		id[n] = '\0';
+		sqlite3_stmt *st = prep(s, sql_has);
+		if (!st)
+			break;
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+		int keep = sqlite3_step(st) == SQLITE_ROW;
+		sqlite3_finalize(st);
+		if (!keep) {
+			char path[2400];
+			snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+			if (unlink(path) == 0)
+				removed++;
+		}
+	}
+	closedir(d);
+	if (removed) {
+		util_fsync_dir(dir);
+		util_log(2, "store: removed %d orphan files in %s", removed, dir);
+	}
+}
+
+int store_open(const char *dir, store **out, char *err, size_t errlen)
+{
+	store *s = calloc(1, sizeof *s);
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	snprintf(s->dir, sizeof s->dir, "%s", dir);
+	snprintf(s->ds_dir, sizeof s->ds_dir, "%s/datasets", dir);
+	snprintf(s->mdl_dir, sizeof s->mdl_dir, "%s/models", dir);
+	snprintf(s->ckpt_dir, sizeof s->ckpt_dir, "%s/checkpoints", dir);
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_mutex_init(&s->snap_mu, NULL);
+	if (util_mkdir(dir) < 0 || util_mkdir(s->ds_dir) < 0 || util_mkdir(s->mdl_dir) < 0 ||
+	    util_mkdir(s->ckpt_dir) < 0) {
+		snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+		store_close(s);
+		return -1;
+	}
+	util_fsync_dir(dir);
+	int n = util_remove_temps(dir) + util_remove_temps(s->ds_dir) +
+	        util_remove_temps(s->mdl_dir) + util_remove_temps(s->ckpt_dir);
+	if (n)
+		util_log(2, "store: removed %d temporary files", n);
+	char path[1200];
+	snprintf(path, sizeof path, "%s/nnd.db", dir);
+	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+	                    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "cannot open %s: %s", path,
+		         s->db ? sqlite3_errmsg(s->db) : "out of memory");
+		store_close(s);
+		return -1;
+	}
+	sqlite3_busy_timeout(s->db, 5000);
+	if (exec(s, "PRAGMA journal_mode=WAL") < 0 || exec(s, "PRAGMA synchronous=FULL") < 0 ||
+	    exec(s, schema) < 0) {
+		snprintf(err, errlen, "cannot initialise %s: %s", path, sqlite3_errmsg(s->db));
+		store_close(s);
+		return -1;
+	}
+	remove_orphans(s, s->ds_dir, "SELECT 1 FROM datasets WHERE id=?");
+	remove_orphans(s, s->mdl_dir, "SELECT 1 FROM models WHERE id=?");
+	remove_orphans(s, s->ckpt_dir, "SELECT 1 FROM jobs WHERE id=? AND state<2");
+	*out = s;
+	return 0;
+}
+
+void store_close(store *s)
+{
+	if (!s)
+		return;
+	snap *p = s->snaps;
+	while (p) {
+		snap *next = p->next;
+		p->cached = 0;
+		if (--p->refs == 0) {
+			nn_model_free(p->m);
+			for (int i = 0; i < p->pub.n_classes; i++)
+				free(p->pub.classes[i]);
+			free(p->pub.classes);
+			free(p);
+		}
+		p = next;
+	}
+	if (s->db) {
+		sqlite3_exec(s->db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
+		sqlite3_close(s->db);
+	}
+	pthread_mutex_destroy(&s->mu);
+	pthread_mutex_destroy(&s->snap_mu);
+	free(s);
+}
+
+/* ---------------------------------------------------------------- data sets */
+
+static int ds_info_from_row(sqlite3_stmt *st, api_dataset_info *out)
+{
+	/* columns: id, doc, task, rows, features, outputs, image, bytes, created_at */
+	memset(out, 0, sizeof *out);
+	col_copy(st, 0, out->id, sizeof out->id);
+	out->task = sqlite3_column_int(st, 2) ? NN_TASK_REGRESSION : NN_TASK_CLASSIFICATION;
+	out->rows = sqlite3_column_int64(st, 3);
+	out->features = sqlite3_column_int(st, 4);
+	out->outputs = sqlite3_column_int(st, 5);
+	out->image = sqlite3_column_int(st, 6);
+	const unsigned char *doc = sqlite3_column_text(st, 1);
+	cJSON *d = doc ? cJSON_Parse((const char *)doc) : NULL;
+	cJSON *o = cJSON_CreateObject();
+	if (!o || !d) {
+		cJSON_Delete(d);
+		cJSON_Delete(o);
+		return -1;
+	}
+	cJSON_AddStringToObject(o, "id", out->id);
+	while (d->child) {
+		cJSON *it = cJSON_DetachItemViaPointer(d, d->child);
+		cJSON_AddItemToObject(o, it->string, it);
+	}
+	cJSON_Delete(d);
+	cJSON_AddNumberToObject(o, "bytes", (double)sqlite3_column_int64(st, 7));
+	char t[40];
+	api_time_format(sqlite3_column_int64(st, 8), t, sizeof t);
+	cJSON_AddStringToObject(o, "created_at", t);
+	out->doc = o;
+	return 0;
+}
+
+#define DS_COLS "id, doc, task, rows, features, outputs, image, bytes, created_at"
+
+int store_dataset_create(store *s, const api_dataset *d, const char *name,
+                         api_dataset_info *out, api_err *e)
+{
+	char id[API_ID_LEN], file[64];
+	if (util_new_id("ds", id, sizeof id) < 0)
+		return api_err_set(e, 500, "random_failed", "cannot make an id");
+	cJSON *doc = api_dataset_doc(d, name);
+	char *text = doc ? cJSON_PrintUnformatted(doc) : NULL;
+	cJSON_Delete(doc);
+	if (!text)
+		return api_err_set(e, 500, "out_of_memory", "out of memory");
+	void *buf = NULL;
+	size_t len = 0;
+	if (api_dataset_serialize(d, &buf, &len) < 0) {
+		free(text);
+		return api_err_set(e, 500, "out_of_memory", "cannot serialise the data set");
+	}
+	ds_file(id, file, sizeof file);
+	int rc = util_write_atomic(s->ds_dir, file, buf, len);
+	free(buf);
+	if (rc < 0) {
+		free(text);
+		return api_err_set(e, 507, "insufficient_storage", "cannot write the data set: %s",
+		                   strerror(errno));
+	}
+	pthread_mutex_lock(&s->mu);
+	sqlite3_stmt *st = prep(s, "INSERT INTO datasets(id, doc, task, rows, features, outputs,"
+	                           " image, bytes, created_at) VALUES(?,?,?,?,?,?,?,?,?)");
+	int ok = 0;
+	if (st) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(st, 2, text, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int(st, 3, d->task == NN_TASK_REGRESSION);
+		sqlite3_bind_int64(st, 4, d->rows);
+		sqlite3_bind_int(st, 5, d->features);
+		sqlite3_bind_int(st, 6, d->outputs);
+		sqlite3_bind_int(st, 7, d->width > 0);
+		sqlite3_bind_int64(st, 8, (sqlite3_int64)len);
+		sqlite3_bind_int64(st, 9, util_now_ms());
+		ok = sqlite3_step(st) == SQLITE_DONE;
+		sqlite3_finalize(st);
+	}
+	if (!ok)
+		db_fail(s, e, "insert data set");
+	pthread_mutex_unlock(&s->mu);
+	free(text);
+	if (!ok) {
+		util_unlink(s->ds_dir, file);
+		return -1;
+	}
+	return store_dataset_get(s, id, out, e);
+}
+
+int store_dataset_get(store *s, const char *id, api_dataset_info *out, api_err *e)
+{
+	pthread_mutex_lock(&s->mu);
+	sqlite3_stmt *st = prep(s, "SELECT " DS_COLS " FROM datasets WHERE id=?");
+	int rc = -1;
+	if (!st) {
+		db_fail(s, e, "get data set");
+	} else {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+		int r = sqlite3_step(st);
+		if (r == SQLITE_ROW)
+			rc = ds_info_from_row(st, out) == 0 ? 0 : db_fail(s, e, "data set row");
+		else if (r == SQLITE_DONE)
+			not_found(e, "data set", id);
+		else
+			db_fail(s, e, "get data set");
+		sqlite3_finalize(st);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+static int64_t count_rows(store *s, const char *sql)
+{
+	sqlite3_stmt *st = prep(s, sql);
+	int64_t n = -1;
+	if (st && sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return n;
+}
+
+int store_dataset_list(store *s, int64_t limit, int64_t offset, cJSON *items, int64_t *total,
+                       api_err *e)
+{
+	pthread_mutex_lock(&s->mu);
+	int rc = 0;
+	*total = count_rows(s, "SELECT count(*) FROM datasets");
+	sqlite3_stmt *st = prep(s, "SELECT " DS_COLS " FROM datasets ORDER BY seq LIMIT ? OFFSET ?");
+	if (!st || *total < 0) {
+		rc = db_fail(s, e, "list data sets");
+	} else {
+		sqlite3_bind_int64(st, 1, limit);
+		sqlite3_bind_int64(st, 2, offset);
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			api_dataset_info info;
+			if (ds_info_from_row(st, &info) == 0)
+				cJSON_AddItemToArray(items, info.doc);
+		}
+	}
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+/* 1 when a queued or running job uses the data set / model. */
+static int in_use(store *s, const char *sql, const char *id)
+{
+	sqlite3_stmt *st = prep(s, sql);
+	if (!st)
+		return 1;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+	int used = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	return used;
+}
+
+int store_dataset_delete(store *s, const char *id, api_err *e)
+{
+	pthread_mutex_lock(&s->mu);
+	int rc = -1;
+	if (in_use(s, "SELECT 1 FROM jobs WHERE (dataset=?1 OR val_dataset=?1) AND state<2", id)) {
+		api_err_set(e, 409, "in_use", "data set %s is used by a queued or running job", id);
+	} else {
+		sqlite3_stmt *st = prep(s, "DELETE FROM datasets WHERE id=?");
+		if (st) {
+			sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+			if (sqlite3_step(st) != SQLITE_DONE)
+				db_fail(s, e, "delete data set");
+			else if (sqlite3_changes(s->db) == 0)
+				not_found(e, "data set", id);
+			else
+				rc = 0;
+		} else {
+			db_fail(s, e, "delete data set");
+		}
+		sqlite3_finalize(st);
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (rc == 0) {
+		char file[64];
+		ds_file(id, file, sizeof file);
+		util_unlink(s->ds_dir, file);
+	}
+	return rc;
+}
+
+int store_dataset_load(store *s, const char *id, api_dataset *out, api_err *e)
+{
+	char path[1200];
+	snprintf(path, sizeof path, "%s/%s.data", s->ds_dir, id);
+	void *buf = NULL;
+	size_t len = 0;
+	if (util_read_file(path, &buf, &len) < 0)
+		return api_err_set(e, 404, "not_found", "the data of data set %s is missing", id);
+	int rc = api_dataset_deserialize(buf, len, out, e);
+	free(buf);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- models */
+
+#define MDL_COLS "id, name, spec, params, version, trained_by, metrics, classes, created_at," \
+	" task, inputs, outputs"
+
+static int mdl_info_from_row(sqlite3_stmt *st, api_model_info *out)
+{
+	memset(out, 0, sizeof *out);
+	col_copy(st, 0, out->id, sizeof out->id);
+	out->version = sqlite3_column_int(st, 4);
+	out->task = sqlite3_column_int(st, 9) ? NN_TASK_REGRESSION : NN_TASK_CLASSIFICATION;
+	out->inputs = sqlite3_column_int(st, 10);
+	out->outputs = sqlite3_column_int(st, 11);
+	const unsigned char *spec = sqlite3_column_text(st, 2);
+	cJSON *sp = spec ? cJSON_Parse((const char *)spec) : NULL;
+	cJSON *o = cJSON_CreateObject();
+	if (!sp || !o) {
+		cJSON_Delete(sp);
+		cJSON_Delete(o);
+		return -1;
+	}
+	cJSON_AddStringToObject(o, "id", out->id);
+	const unsigned char *name = sqlite3_column_text(st, 1);
+	if (name)
+		cJSON_AddStringToObject(o, "name", (const char *)name);
+	else
+		cJSON_AddNullToObject(o, "name");
+	cJSON_DeleteItemFromObjectCaseSensitive(sp, "name");
+	while (sp->child) {
+		cJSON *it = cJSON_DetachItemViaPointer(sp, sp->child);
+		cJSON_AddItemToObject(o, it->string, it);
+	}
+	cJSON_Delete(sp);
+	cJSON_AddNumberToObject(o, "parameters", (double)sqlite3_column_int64(st, 3));
+	cJSON_AddNumberToObject(o, "version", out->version);
+	char t[40];
+	api_time_format(sqlite3_column_int64(st, 8), t, sizeof t);
+	cJSON_AddStringToObject(o, "created_at", t);
+	const unsigned char *tb = sqlite3_column_text(st, 5);
+	if (tb) {
+		cJSON_AddStringToObject(o, "trained_by", (const char *)tb);
+		const unsigned char *m = sqlite3_column_text(st, 6);
+		cJSON *mj = m ? cJSON_Parse((const char *)m) : NULL;
+		if (mj)
+			cJSON_AddItemToObject(o, "metrics", mj);
+	}
+	const unsigned char *cl = sqlite3_column_text(st, 7);
+	cJSON *cj = cl ? cJSON_Parse((const char *)cl) : NULL;
+	if (cj)
+		cJSON_AddItemToObject(o, "classes", cj);
+	out->doc = o;
+	return 0;
+}
+
+int store_model_create(store *s, const char *name, const nn_model *m, api_model_info *out,
+                       api_err *e)
+{
+	char id[API_ID_LEN], file[64];
+	if (util_new_id("mdl", id, sizeof id) < 0)
+		return api_err_set(e, 500, "random_failed", "cannot make an id");
+	const nn_model_spec *spec = nn_model_spec_of(m);
+	cJSON *sj = api_model_spec_to_json(spec);
+	char *text = sj ? cJSON_PrintUnformatted(sj) : NULL;
+	cJSON_Delete(sj);
+	void *buf = NULL;
+	size_t len = 0;
+	if (!text || nn_model_save(m, &buf, &len) != NN_OK) {
+		free(text);
+		return api_err_set(e, 500, "out_of_memory", "cannot serialise the model");
+	}
+	mdl_file(id, 0, file, sizeof file);
+	int rc = util_write_atomic(s->mdl_dir, file, buf, len);
+	free(buf);
+	if (rc < 0) {
+		free(text);
+		return api_err_set(e, 507, "insufficient_storage", "cannot write the model: %s",
+		                   strerror(errno));
+	}
+	int64_t now = util_now_ms();
+	pthread_mutex_lock(&s->mu);
+	int ok = exec(s, "BEGIN IMMEDIATE") == 0;
+	sqlite3_stmt *st = ok ? prep(s, "INSERT INTO models(id, name, spec, task, inputs, outputs,"
+	                                " params, version, created_at) VALUES(?,?,?,?,?,?,?,0,?)")
+	                      : NULL;
+	if (st) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+		bind_text(st, 2, name);
+		sqlite3_bind_text(st, 3, text, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int(st, 4, spec->task == NN_TASK_REGRESSION);
+		sqlite3_bind_int(st, 5, spec->inputs);
+		sqlite3_bind_int(st, 6, spec->outputs);
+		sqlite3_bind_int64(st, 7, nn_model_param_count(m));
+		sqlite3_bind_int64(st, 8, now);
+		ok = sqlite3_step(st) == SQLITE_DONE;
+		sqlite3_finalize(st);
+	} else {
+		ok = 0;
+	}
+	if (ok) {
+		st = prep(s, "INSERT INTO model_versions(model, version, created_at) VALUES(?,0,?)");
+		ok = st != NULL;
+		if (st) {
+			sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+			sqlite3_bind_int64(st, 2, now);
+			ok = sqlite3_step(st) == SQLITE_DONE;
+			sqlite3_finalize(st);
+		}
+	}
+	if (ok)
+		ok = exec(s, "COMMIT") == 0;
+	if (!ok) {
+		db_fail(s, e, "insert model");
+		exec(s, "ROLLBACK");
+	}
+	pthread_mutex_unlock(&s->mu);
+	free(text);
+	if (!ok) {
+		util_unlink(s->mdl_dir, file);
+		return -1;
+	}
+	return store_model_get(s, id, out, e);
+}
+
+int store_model_get(store *s, const char *id, api_model_info *out, api_err *e)
+{
+	pthread_mutex_lock(&s->mu);
+	sqlite3_stmt *st = prep(s, "SELECT " MDL_COLS " FROM models WHERE id=?");
+	int rc = -1;
+	if (!st) {
+		db_fail(s, e, "get model");
+	} else {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+		int r = sqlite3_step(st);
+		if (r == SQLITE_ROW)
+			rc = mdl_info_from_row(st, out) == 0 ? 0 : db_fail(s, e, "model row");
+		else if (r == SQLITE_DONE)
+			not_found(e, "model", id);
+		else
+			db_fail(s, e, "get model");
+		sqlite3_finalize(st);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+int store_model_list(store *s, int64_t limit, int64_t offset, cJSON *items, int64_t *total,
+                     api_err *e)
+{
+	pthread_mutex_lock(&s->mu);
+	int rc = 0;
+	*total = count_rows(s, "SELECT count(*) FROM models");
+	sqlite3_stmt *st = prep(s, "SELECT " MDL_COLS " FROM models ORDER BY seq LIMIT ? OFFSET ?");
+	if (!st || *total < 0) {
+		rc = db_fail(s, e, "list models");
+	} else {
+		sqlite3_bind_int64(st, 1, limit);
+		sqlite3_bind_int64(st, 2, offset);
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			api_model_info info;
+			if (mdl_info_from_row(st, &info) == 0)
+				cJSON_AddItemToArray(items, info.doc);
+		}
+	}
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+static void snap_unref_locked(snap *p)
+{
+	if (--p->refs > 0)
+		return;
+	nn_model_free(p->m);
+	for (int i = 0; i < p->pub.n_classes; i++)
+		free(p->pub.classes[i]);
+	free(p->pub.classes);
+	free(p);
+}
+
+/* Drops the cache's reference to model id's snapshot. Caller holds snap_mu. */
+static void snap_uncache_locked(store *s, const char *id)
+{
+	for (snap **pp = &s->snaps; *pp; pp = &(*pp)->next) {
+		if (strcmp((*pp)->model, id) == 0) {
+			snap *p = *pp;
+			*pp = p->next;
+			p->cached = 0;
+			snap_unref_locked(p);
+			return;
+		}
+	}
+}
+
+int store_model_delete(store *s, const char *id, api_err *e)
+{
+	pthread_mutex_lock(&s->mu);
+	int rc = -1, version = -1;
+	if (in_use(s, "SELECT 1 FROM jobs WHERE model=? AND state<2", id)) {
+		api_err_set(e, 409, "in_use", "model %s is used by a queued or running job", id);
+		goto out;
+	}
+	sqlite3_stmt *st = prep(s, "SELECT max(version) FROM model_versions WHERE model=?");
+	if (st) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+		if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+			version = sqlite3_column_int(st, 0);
+		sqlite3_finalize(st);
+	}
+	if (exec(s, "BEGIN IMMEDIATE") < 0) {
+		db_fail(s, e, "delete model");
+		goto out;
+	}
+	st = prep(s, "DELETE FROM models WHERE id=?");
+	int ok = st != NULL, changed = 0;
+	if (st) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+		ok = sqlite3_step(st) == SQLITE_DONE;
+		changed = sqlite3_changes(s->db);
+		sqlite3_finalize(st);
+	}
+	st = ok ? prep(s, "DELETE FROM model_versions WHERE model=?") : NULL;
+	if (st) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+		ok = sqlite3_step(st) == SQLITE_DONE;
+		sqlite3_finalize(st);
+	}
+	if (ok && changed && exec(s, "COMMIT") == 0) {
+		rc = 0;
+	} else {
+		exec(s, "ROLLBACK");
+		if (ok && !changed)
+			not_found(e, "model", id);
+		else
+			db_fail(s, e, "delete model");
+	}
+out:
+	pthread_mutex_unlock(&s->mu);
+	if (rc == 0) {
+		pthread_mutex_lock(&s->snap_mu);
+		snap_uncache_locked(s, id);
+		pthread_mutex_unlock(&s->snap_mu);
+		for (int v = 0; v <= version; v++) {
+			char file[64];
+			mdl_file(id, v, file, sizeof file);
+			util_unlink(s->mdl_dir, file);
+		}
+	}
+	return rc;
+}
+
+int store_model_load(store *s, const char *id, int version, nn_model **out, api_err *e)
+{
+	char file[64], path[1200];
+	mdl_file(id, version, file, sizeof file);
+	snprintf(path, sizeof path, "%s/%s", s->mdl_dir, file);
+	void *buf = NULL;
+	size_t len = 0;
+	if (util_read_file(path, &buf, &len) < 0)
+		return api_err_set(e, 404, "not_found", "version %d of model %s is missing", version, id);
+	char err[256] = "";
+	nn_status st = nn_model_load(buf, len, out, err, sizeof err);
+	free(buf);
+	if (st != NN_OK)
+		return api_err_set(e, 500, "corrupt_model", "model %s version %d: %s", id, version, err);
+	return 0;
+}
+
+static snap *snap_new(store *s, const char *id, nn_model *m, int version, const char *classes)
+{
+	snap *p = calloc(1, sizeof *p);
+	if (!p)
+		return NULL;
+	p->m = m;
+	p->pub.model = m;
+	p->pub.version = version;
+	snprintf(p->model, sizeof p->model, "%s", id);
+	cJSON *cj = classes ? cJSON_Parse(classes) : NULL;
+	int n = cJSON_IsArray(cj) ? cJSON_GetArraySize(cj) : 0;
+	if (n > 0 && (p->pub.classes = calloc((size_t)n, sizeof(char *))) != NULL) {
+		const cJSON *c;
+		cJSON_ArrayForEach(c, cj) {
+			p->pub.classes[p->pub.n_classes++] =
+				strdup(cJSON_IsString(c) ? c->valuestring : "");
+		}
+	}
+	cJSON_Delete(cj);
+	pthread_mutex_lock(&s->snap_mu);
+	p->pub.serial = ++s->serial;
+	pthread_mutex_unlock(&s->snap_mu);
+	return p;
+}
+
+/* Puts p in the cache unless a newer version is there. Takes one ref for
+ * the cache when it does. Caller holds snap_mu. */
+static void snap_cache_locked(store *s, snap *p)
+{
+	for (snap **pp = &s->snaps; *pp; pp = &(*pp)->next) {
+		snap *q = *pp;
+		if (strcmp(q->model, p->model) != 0)
+			continue;
+		if (q->pub.version >= p->pub.version)
+			return;
+		*pp = q->next;
+		q->cached = 0;
+		snap_unref_locked(q);
+		break;
+	}
+	p->refs++;
+	p->cached = 1;
+	p->next = s->snaps;
+	s->snaps = p;
+}
+
+int store_model_snapshot(store *s, const char *id, api_model_snap **out, api_err *e)
+{
+	pthread_mutex_lock(&s->snap_mu);
+	for (snap *p = s->snaps; p; p = p->next)
+		if (strcmp(p->model, id) == 0) {
+			p->refs++;
+			pthread_mutex_unlock(&s->snap_mu);
+			*out = &p->pub;
+			return 0;
+		}
+	pthread_mutex_unlock(&s->snap_mu);
+
+	pthread_mutex_lock(&s->mu);
+	sqlite3_stmt *st = prep(s, "SELECT version, classes FROM models WHERE id=?");
+	int version = -1;
+	char *classes = NULL;
+	if (st) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+		if (sqlite3_step(st) == SQLITE_ROW) {
+			version = sqlite3_column_int(st, 0);
+			classes = col_dup(st, 1);
+		}
+		sqlite3_finalize(st);
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (version < 0)
+		return not_found(e, "model", id);
+	nn_model *m = NULL;
+	if (store_model_load(s, id, version, &m, e) < 0) {
+		free(classes);
+		return -1;
+	}
+	snap *p = snap_new(s, id, m, version, classes);
+	free(classes);
+	if (!p) {
+		nn_model_free(m);
+		return api_err_set(e, 500, "out_of_memory", "out of memory");
+	}
+	pthread_mutex_lock(&s->snap_mu);
+	p->refs = 1;
+	snap_cache_locked(s, p);
+	pthread_mutex_unlock(&s->snap_mu);
+	*out = &p->pub;
+	return 0;
+}
+
+void store_snap_release(store *s, api_model_snap *pub)
+{
+	if (!pub)
+		return;
+	snap *p = (snap *)pub;
+	pthread_mutex_lock(&s->snap_mu);
+	snap_unref_locked(p);
+	pthread_mutex_unlock(&s->snap_mu);
+}
+
+static int job_update_locked(store *s, const api_job *j);
+
+/* Writes m as version (current + 1) and commits it; j (may be NULL) is
+ * updated in the same transaction. */
+static int publish(store *s, const char *id, nn_model *m, api_job *j, const char *classes,
+                   int *version, api_err *e)
+{
+	/* the version number is decided under the lock; the file is written
+	 * under it too so two publishers cannot race for the same number */
+	pthread_mutex_lock(&s->mu);
+	int cur = -1;
+	sqlite3_stmt *st = prep(s, "SELECT version, classes FROM models WHERE id=?");
+	char *old_classes = NULL;
+	if (st) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+		if (sqlite3_step(st) == SQLITE_ROW) {
+			cur = sqlite3_column_int(st, 0);
+			old_classes = col_dup(st, 1);
+		}
+		sqlite3_finalize(st);
+	}
+	if (cur < 0) {
+		pthread_mutex_unlock(&s->mu);
+		nn_model_free(m);
+		free(old_classes);
+		return not_found(e, "model", id);
+	}
+	int v = cur + 1;
+	char file[64];
+	mdl_file(id, v, file, sizeof file);
+	void *buf = NULL;
+	size_t len = 0;
+	int ok = nn_model_save(m, &buf, &len) == NN_OK;
+	if (ok && util_write_atomic(s->mdl_dir, file, buf, len) < 0) {
+		ok = 0;
+		api_err_set(e, 507, "insufficient_storage", "cannot write the model: %s",
+		            strerror(errno));
+	} else if (!ok) {
+		api_err_set(e, 500, "out_of_memory", "cannot serialise the model");
+	}
+	free(buf);
+	int64_t now = util_now_ms();
+	if (ok && exec(s, "BEGIN IMMEDIATE") < 0)
+		ok = 0;
+	if (ok) {
+		st = prep(s, "INSERT OR REPLACE INTO model_versions(model, version, job, created_at)"
+		             " VALUES(?,?,?,?)");
+		ok = st != NULL;
+		if (st) {
+			sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+			sqlite3_bind_int(st, 2, v);
+			bind_text(st, 3, j ? j->id : NULL);
+			sqlite3_bind_int64(st, 4, now);
+			ok = sqlite3_step(st) == SQLITE_DONE;
+			sqlite3_finalize(st);
+		}
+		if (ok && j) {
+			st = prep(s, "UPDATE models SET version=?, trained_by=?, metrics=?, classes=?"
+			             " WHERE id=?");
+			ok = st != NULL;
+			if (st) {
+				sqlite3_bind_int(st, 1, v);
+				sqlite3_bind_text(st, 2, j->id, -1, SQLITE_TRANSIENT);
+				bind_text(st, 3, j->metrics);
+				bind_text(st, 4, classes ? classes : old_classes);
+				sqlite3_bind_text(st, 5, id, -1, SQLITE_TRANSIENT);
+				ok = sqlite3_step(st) == SQLITE_DONE;
+				sqlite3_finalize(st);
+			}
+		} else if (ok) {
+			st = prep(s, "UPDATE models SET version=? WHERE id=?");
+			ok = st != NULL;
+			if (st) {
+				sqlite3_bind_int(st, 1, v);
+				sqlite3_bind_text(st, 2, id, -1, SQLITE_TRANSIENT);
+				ok = sqlite3_step(st) == SQLITE_DONE;
+				sqlite3_finalize(st);
+			}
+		}
+		if (ok && j) {
+			j->model_version = v;
+			ok = job_update_locked(s, j) == 0;
+		}
+		if (ok)
+			ok = exec(s, "COMMIT") == 0;
+		if (!ok) {
+			db_fail(s, e, "publish");
+			exec(s, "ROLLBACK");
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (!ok) {
+		util_unlink(s->mdl_dir, file);
+		nn_model_free(m);
+		free(old_classes);
+		return -1;
+	}
+	snap *p = snap_new(s, id, m, v, classes ? classes : old_classes);
+	free(old_classes);
+	if (p) {
+		pthread_mutex_lock(&s->snap_mu);
+		snap_cache_locked(s, p);
+		if (!p->cached) {
+			p->refs = 1;
+			snap_unref_locked(p);
+		}
+		pthread_mutex_unlock(&s->snap_mu);
+	} else {
+		nn_model_free(m);
+		pthread_mutex_lock(&s->snap_mu);
+		snap_uncache_locked(s, id);   /* next reader reloads from disk */
+		pthread_mutex_unlock(&s->snap_mu);
+	}
+	if (version)
+		*version = v;
+	return 0;
+}
+
+int store_model_publish(store *s, const char *id, nn_model *m, int *version, api_err *e)
+{
+	return publish(s, id, m, NULL, NULL, version, e);
+}
+
+/* ---------------------------------------------------------------- jobs */
+
+#define JOB_COLS "id, model, dataset, val_dataset, state, progress, epoch, step, metrics," \
+	" best, stopped_early, model_version, error, config, created_at, started_at, finished_at"
+
+static void job_from_row(sqlite3_stmt *st, api_job *j)
+{
+	memset(j, 0, sizeof *j);
+	col_copy(st, 0, j->id, sizeof j->id);
+	col_copy(st, 1, j->model, sizeof j->model);
+	col_copy(st, 2, j->dataset, sizeof j->dataset);
+	col_copy(st, 3, j->val_dataset, sizeof j->val_dataset);
+	j->state = sqlite3_column_int(st, 4);
+	j->progress = sqlite3_column_double(st, 5);
+	j->epoch = sqlite3_column_int(st, 6);
+	j->step = sqlite3_column_int64(st, 7);
+	j->metrics = col_dup(st, 8);
+	j->best = col_dup(st, 9);
+	j->stopped_early = sqlite3_column_int(st, 10);
+	j->model_version = sqlite3_column_type(st, 11) == SQLITE_NULL ? -1
+	                                                               : sqlite3_column_int(st, 11);
+	j->error = col_dup(st, 12);
+	j->config = col_dup(st, 13);
+	j->created_at = sqlite3_column_int64(st, 14);
+	j->started_at = sqlite3_column_int64(st, 15);
+	j->finished_at = sqlite3_column_int64(st, 16);
+}
+
+static int exists(store *s, const char *sql, const char *id)
+{
+	return in_use(s, sql, id);
+}
+
+int store_job_insert(store *s, api_job *j, api_err *e)
+{
+	if (util_new_id("job", j->id, sizeof j->id) < 0)
+		return api_err_set(e, 500, "random_failed", "cannot make an id");
+	j->created_at = util_now_ms();
+	pthread_mutex_lock(&s->mu);
+	int rc = -1;
+	if (!exists(s, "SELECT 1 FROM models WHERE id=?", j->model)) {
+		api_err_field(e, "model", "no model with this id");
+	} else if (!exists(s, "SELECT 1 FROM datasets WHERE id=?", j->dataset)) {
+		api_err_field(e, "dataset", "no data set with this id");
+	} else if (j->val_dataset[0] &&
+	           !exists(s, "SELECT 1 FROM datasets WHERE id=?", j->val_dataset)) {
+		api_err_field(e, "validation.dataset", "no data set with this id");
+	} else {
+		sqlite3_stmt *st = prep(s, "INSERT INTO jobs(id, model, dataset, val_dataset, state,"
+		                           " progress, epoch, step, stopped_early, config, created_at,"
+		                           " started_at, finished_at) VALUES(?,?,?,?,?,0,0,0,0,?,?,0,0)");
+		if (st) {
+			sqlite3_bind_text(st, 1, j->id, -1, SQLITE_TRANSIENT);
+			sqlite3_bind_text(st, 2, j->model, -1, SQLITE_TRANSIENT);
+			sqlite3_bind_text(st, 3, j->dataset, -1, SQLITE_TRANSIENT);
+			bind_text(st, 4, j->val_dataset[0] ? j->val_dataset : NULL);
+			sqlite3_bind_int(st, 5, j->state);
+			bind_text(st, 6, j->config);
+			sqlite3_bind_int64(st, 7, j->created_at);
+			if (sqlite3_step(st) == SQLITE_DONE)
+				rc = 0;
+			else
+				db_fail(s, e, "insert job");
+		} else {
+			db_fail(s, e, "insert job");
+		}
+		sqlite3_finalize(st);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+int store_job_get(store *s, const char *id, api_job *out, api_err *e)
+{
+	pthread_mutex_lock(&s->mu);
+	sqlite3_stmt *st = prep(s, "SELECT " JOB_COLS " FROM jobs WHERE id=?");
+	int rc = -1;
+	if (!st) {
+		db_fail(s, e, "get job");
+	} else {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+		int r = sqlite3_step(st);
+		if (r == SQLITE_ROW) {
+			job_from_row(st, out);
+			rc = 0;
+		} else if (r == SQLITE_DONE) {
+			not_found(e, "job", id);
+		} else {
+			db_fail(s, e, "get job");
+		}
+		sqlite3_finalize(st);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+int store_job_list(store *s, int state, int64_t limit, int64_t offset, cJSON *items,
+                   int64_t *total, api_err *e)
+{
+	pthread_mutex_lock(&s->mu);
+	int rc = 0;
+	sqlite3_stmt *c = prep(s, "SELECT count(*) FROM jobs WHERE ?1<0 OR state=?1");
+	sqlite3_stmt *st = prep(s, "SELECT " JOB_COLS " FROM jobs WHERE ?1<0 OR state=?1"
+	                           " ORDER BY seq LIMIT ?2 OFFSET ?3");
+	if (!c || !st) {
+		rc = db_fail(s, e, "list jobs");
+	} else {
+		sqlite3_bind_int(c, 1, state);
+		*total = sqlite3_step(c) == SQLITE_ROW ? sqlite3_column_int64(c, 0) : 0;
+		sqlite3_bind_int(st, 1, state);
+		sqlite3_bind_int64(st, 2, limit);
+		sqlite3_bind_int64(st, 3, offset);
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			api_job j;
+			job_from_row(st, &j);
+			cJSON_AddItemToArray(items, api_job_to_json(&j));
+			api_job_release(&j);
+		}
+	}
+	sqlite3_finalize(c);
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+/* Caller holds s->mu. */
+static int job_update_locked(store *s, const api_job *j)
+{
+	sqlite3_stmt *st = prep(s, "UPDATE jobs SET state=?, progress=?, epoch=?, step=?,"
+	                           " metrics=?, best=?, stopped_early=?, model_version=?, error=?,"
+	                           " started_at=?, finished_at=? WHERE id=?");
+	if (!st)
+		return -1;
+	sqlite3_bind_int(st, 1, j->state);
+	sqlite3_bind_double(st, 2, j->progress);
+	sqlite3_bind_int(st, 3, j->epoch);
+	sqlite3_bind_int64(st, 4, j->step);
+	bind_text(st, 5, j->metrics);
+	bind_text(st, 6, j->best);
+	sqlite3_bind_int(st, 7, j->stopped_early);
+	if (j->model_version >= 0)
+		sqlite3_bind_int(st, 8, j->model_version);
+	else
+		sqlite3_bind_null(st, 8);
+	bind_text(st, 9, j->error);
+	sqlite3_bind_int64(st, 10, j->started_at);
+	sqlite3_bind_int64(st, 11, j->finished_at);
+	sqlite3_bind_text(st, 12, j->id, -1, SQLITE_TRANSIENT);
+	int ok = sqlite3_step(st) == SQLITE_DONE;
+	sqlite3_finalize(st);
+	return ok ? 0 : -1;
+}
+
+int store_job_update(store *s, const api_job *j, api_err *e)
+{
+	pthread_mutex_lock(&s->mu);
+	int rc = job_update_locked(s, j);
+	if (rc < 0)
+		db_fail(s, e, "update job");
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+int store_job_base_version(store *s, const char *id, int *version)
+{
+	pthread_mutex_lock(&s->mu);
+	sqlite3_stmt *st = prep(s, "SELECT base_version FROM jobs WHERE id=?");
+	int rc = -1;
+	if (st) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+		if (sqlite3_step(st) == SQLITE_ROW) {
+			*version = sqlite3_column_type(st, 0) == SQLITE_NULL ? -1
+			                                                    : sqlite3_column_int(st, 0);
+			rc = 0;
+		}
+		sqlite3_finalize(st);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+int store_job_set_base_version(store *s, const char *id, int version)
+{
+	pthread_mutex_lock(&s->mu);
+	sqlite3_stmt *st = prep(s, "UPDATE jobs SET base_version=? WHERE id=?");
+	int rc = -1;
+	if (st) {
+		sqlite3_bind_int(st, 1, version);
+		sqlite3_bind_text(st, 2, id, -1, SQLITE_TRANSIENT);
+		rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+		sqlite3_finalize(st);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+int store_jobs_unfinished(store *s, char (**ids)[API_ID_LEN], int *n)
+{
+	*ids = NULL;
+	*n = 0;
+	pthread_mutex_lock(&s->mu);
+	sqlite3_stmt *st = prep(s, "SELECT id FROM jobs WHERE state<2 ORDER BY seq");
+	int rc = st ? 0 : -1, cap = 0;
+	while (st && sqlite3_step(st) == SQLITE_ROW) {
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 16;
+			char (*p)[API_ID_LEN] = realloc(*ids, (size_t)cap * sizeof **ids);
+			if (!p) {
+				rc = -1;
+				break;
+			}
+			*ids = p;
+		}
+		col_copy(st, 0, (*ids)[*n], API_ID_LEN);
+		(*n)++;
+	}
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+int store_job_counts(store *s, int64_t counts[API_JOB_NSTATES])
+{
+	memset(counts, 0, sizeof(int64_t) * API_JOB_NSTATES);
+	pthread_mutex_lock(&s->mu);
+	sqlite3_stmt *st = prep(s, "SELECT state, count(*) FROM jobs GROUP BY state");
+	while (st && sqlite3_step(st) == SQLITE_ROW) {
+		int k = sqlite3_column_int(st, 0);
+		if (k >= 0 && k < API_JOB_NSTATES)
+			counts[k] = sqlite3_column_int64(st, 1);
+	}
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->mu);
+	return st ? 0 : -1;
+}
+
+int store_metrics_write(store *s, const char *job, const store_step *steps, int n, int epoch,
+                        int64_t end_step, const char *epoch_doc, const api_job *j, api_err *e)
+{
+	pthread_mutex_lock(&s->mu);
+	int ok = exec(s, "BEGIN IMMEDIATE") == 0;
+	if (ok && n > 0) {
+		sqlite3_stmt *st = prep(s, "INSERT OR REPLACE INTO job_steps(job, step, epoch, loss, lr)"
+		                           " VALUES(?,?,?,?,?)");
+		ok = st != NULL;
+		for (int i = 0; ok && i < n; i++) {
+			sqlite3_bind_text(st, 1, job, -1, SQLITE_TRANSIENT);
+			sqlite3_bind_int64(st, 2, steps[i].step);
+			sqlite3_bind_int(st, 3, steps[i].epoch);
+			if (isfinite(steps[i].loss))
+				sqlite3_bind_double(st, 4, steps[i].loss);
+			else
+				sqlite3_bind_null(st, 4);
+			sqlite3_bind_double(st, 5, steps[i].lr);
+			ok = sqlite3_step(st) == SQLITE_DONE;
+			sqlite3_reset(st);
+		}
+		sqlite3_finalize(st);
+	}
+	if (ok && epoch_doc) {
+		sqlite3_stmt *st = prep(s, "INSERT OR REPLACE INTO job_epochs(job, epoch, end_step, doc)"
+		                           " VALUES(?,?,?,?)");
+		ok = st != NULL;
+		if (st) {
+			sqlite3_bind_text(st, 1, job, -1, SQLITE_TRANSIENT);
+			sqlite3_bind_int(st, 2, epoch);
+			sqlite3_bind_int64(st, 3, end_step);
+			sqlite3_bind_text(st, 4, epoch_doc, -1, SQLITE_TRANSIENT);
+			ok = sqlite3_step(st) == SQLITE_DONE;
+			sqlite3_finalize(st);
+		}
+	}
+	if (ok && j)
+		ok = job_update_locked(s, j) == 0;
+	if (ok)
+		ok = exec(s, "COMMIT") == 0;
+	if (!ok) {
+		db_fail(s, e, "write metrics");
+		exec(s, "ROLLBACK");
+	}
+	pthread_mutex_unlock(&s->mu);
+	return ok ? 0 : -1;
+}
+
+static cJSON *step_json(sqlite3_stmt *st)
+{
+	/* columns: step, epoch, loss, lr */
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "step", (double)sqlite3_column_int64(st, 0));
+	cJSON_AddNumberToObject(o, "epoch", sqlite3_column_int(st, 1));
+	if (sqlite3_column_type(st, 2) == SQLITE_NULL)
+		cJSON_AddNullToObject(o, "loss");
+	else
+		cJSON_AddNumberToObject(o, "loss", (float)sqlite3_column_double(st, 2));
+	cJSON_AddNumberToObject(o, "lr", (float)sqlite3_column_double(st, 3));
+	return o;
+}
+
+int store_metrics_get(store *s, const char *job, int64_t since_step, cJSON **out, api_err *e)
+{
+	pthread_mutex_lock(&s->mu);
+	int rc = 0;
+	if (!exists(s, "SELECT 1 FROM jobs WHERE id=?", job)) {
+		pthread_mutex_unlock(&s->mu);
+		return not_found(e, "job", job);
+	}
+	cJSON *o = cJSON_CreateObject();
+	cJSON *steps = cJSON_AddArrayToObject(o, "steps");
+	cJSON *epochs = cJSON_AddArrayToObject(o, "epochs");
+	sqlite3_stmt *st = prep(s, "SELECT step, epoch, loss, lr FROM job_steps WHERE job=? AND"
+	                           " step>? ORDER BY step");
+	if (st) {
+		sqlite3_bind_text(st, 1, job, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(st, 2, since_step);
+		while (sqlite3_step(st) == SQLITE_ROW)
+			cJSON_AddItemToArray(steps, step_json(st));
+		sqlite3_finalize(st);
+	} else {
+		rc = -1;
+	}
+	st = prep(s, "SELECT doc FROM job_epochs WHERE job=? ORDER BY epoch");
+	if (st) {
+		sqlite3_bind_text(st, 1, job, -1, SQLITE_TRANSIENT);
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			const unsigned char *d = sqlite3_column_text(st, 0);
+			cJSON *dj = d ? cJSON_Parse((const char *)d) : NULL;
+			if (dj)
+				cJSON_AddItemToArray(epochs, dj);
+		}
+		sqlite3_finalize(st);
+	} else {
+		rc = -1;
+	}
+	if (rc < 0) {
+		db_fail(s, e, "read metrics");
+		cJSON_Delete(o);
+		o = NULL;
+	}
+	pthread_mutex_unlock(&s->mu);
+	*out = o;
+	return rc;
+}
+
+int store_history(store *s, const char *job, store_event **out, int *n)
+{
+	*out = NULL;
+	*n = 0;
+	int cap = 0, rc = 0;
+	pthread_mutex_lock(&s->mu);
+	/* steps and epochs merged by step number; an epoch after its steps */
+	sqlite3_stmt *st = prep(s,
+		"SELECT 0, step, epoch, loss, lr, NULL FROM job_steps WHERE job=?1"
+		" UNION ALL SELECT 1, end_step, epoch, NULL, NULL, doc FROM job_epochs WHERE job=?1"
+		" ORDER BY 2, 1");
+	if (!st)
+		rc = -1;
+	else
+		sqlite3_bind_text(st, 1, job, -1, SQLITE_TRANSIENT);
+	while (st && sqlite3_step(st) == SQLITE_ROW) {
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 64;
+			store_event *p = realloc(*out, (size_t)cap * sizeof *p);
+			if (!p) {
+				rc = -1;
+				break;
+			}
+			*out = p;
+		}
+		store_event *ev = &(*out)[*n];
+		ev->kind = sqlite3_column_int(st, 0);
+		ev->id = sqlite3_column_int64(st, 1);
+		if (ev->kind == 0) {
+			cJSON *o = cJSON_CreateObject();
+			cJSON_AddNumberToObject(o, "step", (double)ev->id);
+			cJSON_AddNumberToObject(o, "epoch", sqlite3_column_int(st, 2));
+			if (sqlite3_column_type(st, 3) == SQLITE_NULL)
+				cJSON_AddNullToObject(o, "loss");
+			else
+				cJSON_AddNumberToObject(o, "loss", (float)sqlite3_column_double(st, 3));
+			cJSON_AddNumberToObject(o, "lr", (float)sqlite3_column_double(st, 4));
+			ev->data = cJSON_PrintUnformatted(o);
+			cJSON_Delete(o);
+		} else {
+			ev->data = col_dup(st, 5);
+		}
+		if (!ev->data)
+			ev->data = strdup("{}");
+		(*n)++;
+	}
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+void store_history_free(store_event *ev, int n)
+{
+	for (int i = 0; ev && i < n; i++)
+		free(ev[i].data);
+	free(ev);
+}
+
+int store_checkpoint_put(store *s, const char *job, const void *buf, size_t len)
+{
+	char file[64];
+	snprintf(file, sizeof file, "%s.ckpt", job);
+	return util_write_atomic(s->ckpt_dir, file, buf, len);
+}
+
+int store_checkpoint_get(store *s, const char *job, void **buf, size_t *len)
+{
+	char path[1200];
+	snprintf(path, sizeof path, "%s/%s.ckpt", s->ckpt_dir, job);
+	*buf = NULL;
+	*len = 0;
+	if (util_read_file(path, buf, len) < 0)
+		return errno == ENOENT ? 0 : -1;
+	return 0;
+}
+
+int store_checkpoint_delete(store *s, const char *job)
+{
+	char file[64];
+	snprintf(file, sizeof file, "%s.ckpt", job);
+	return util_unlink(s->ckpt_dir, file);
+}
+
+int store_job_publish(store *s, api_job *j, nn_model *m, const char *classes_json, api_err *e)
+{
+	return publish(s, j->model, m, j, classes_json, NULL, e);
+}

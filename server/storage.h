@@ -1,0 +1,112 @@
+/*
+ * storage.h - the durable store under --data-dir: one SQLite database (WAL)
+ * for data sets, models, model versions, jobs and their metric history, and
+ * binary files beside it (data matrices, model versions, checkpoints), each
+ * written to a temporary name, fsynced and renamed before the row that
+ * names it commits. Anything a 2xx acknowledged survives kill -9.
+ *
+ * Layout: DIR/nnd.db, DIR/datasets/<id>.data, DIR/models/<id>-v<N>.model,
+ * DIR/checkpoints/<job>.ckpt. Only ids the store made itself (and that
+ * match api_id_valid) ever reach a path.
+ *
+ * Every function is thread-safe (one connection behind a mutex; file I/O
+ * happens outside it). Failures return -1 with e set.
+ */
+#ifndef NND_STORE_H
+#define NND_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <cjson/cJSON.h>
+#include "nn.h"
+#include "api_err.h"
+#include "dataset_io.h"
+#include "store.h"       /* api/store.h: the rows the handlers see */
+
+typedef struct store store;
+
+/* Opens (creating) the store; removes leftover temporary files. */
+int store_open(const char *dir, store **out, char *err, size_t errlen);
+void store_close(store *s);
+
+/* ---- data sets */
+int store_dataset_create(store *s, const api_dataset *d, const char *name,
+                         api_dataset_info *out, api_err *e);
+int store_dataset_get(store *s, const char *id, api_dataset_info *out, api_err *e);
+int store_dataset_list(store *s, int64_t limit, int64_t offset, cJSON *items, int64_t *total,
+                       api_err *e);
+/* 409 while a queued or running job uses it. */
+int store_dataset_delete(store *s, const char *id, api_err *e);
+/* The stored matrix. */
+int store_dataset_load(store *s, const char *id, api_dataset *out, api_err *e);
+
+/* ---- models */
+int store_model_create(store *s, const char *name, const nn_model *m, api_model_info *out,
+                       api_err *e);
+int store_model_get(store *s, const char *id, api_model_info *out, api_err *e);
+int store_model_list(store *s, int64_t limit, int64_t offset, cJSON *items, int64_t *total,
+                     api_err *e);
+int store_model_delete(store *s, const char *id, api_err *e);
+/* The newest version (cached, shared, reference counted). */
+int store_model_snapshot(store *s, const char *id, api_model_snap **out, api_err *e);
+void store_snap_release(store *s, api_model_snap *snap);
+/* A private copy of one stored version. */
+int store_model_load(store *s, const char *id, int version, nn_model **out, api_err *e);
+/* Publishes m (taken) as the next version (PUT weights). */
+int store_model_publish(store *s, const char *id, nn_model *m, int *version, api_err *e);
+
+/* ---- jobs */
+/* Inserts j (id, created_at filled here) after checking that its model
+ * and data sets still exist (422 otherwise). */
+int store_job_insert(store *s, api_job *j, api_err *e);
+int store_job_get(store *s, const char *id, api_job *out, api_err *e);
+int store_job_list(store *s, int state, int64_t limit, int64_t offset, cJSON *items,
+                   int64_t *total, api_err *e);
+/* Writes every mutable field of j. */
+int store_job_update(store *s, const api_job *j, api_err *e);
+/* The model version a job started from (-1 when not started yet). */
+int store_job_base_version(store *s, const char *id, int *version);
+int store_job_set_base_version(store *s, const char *id, int version);
+/* Ids of queued and running jobs, oldest first (malloc'd array). */
+int store_jobs_unfinished(store *s, char (**ids)[API_ID_LEN], int *n);
+/* Jobs per state. */
+int store_job_counts(store *s, int64_t counts[API_JOB_NSTATES]);
+
+typedef struct store_step {
+	int64_t step;
+	int epoch;
+	float loss;    /* NAN stored as NULL */
+	float lr;
+} store_step;
+
+/* One transaction: the steps, the epoch record (epoch_doc may be NULL) and
+ * the job row (j may be NULL). Rows already present are replaced. */
+int store_metrics_write(store *s, const char *job, const store_step *steps, int n,
+                        int epoch, int64_t end_step, const char *epoch_doc, const api_job *j,
+                        api_err *e);
+/* {"steps": [...], "epochs": [...]} with steps after since_step. */
+int store_metrics_get(store *s, const char *job, int64_t since_step, cJSON **out, api_err *e);
+
+/* One history entry for event streams, in the order they happened. */
+typedef struct store_event {
+	int kind;        /* 0 step, 1 epoch */
+	int64_t id;      /* the step number (the epoch's last step for epochs) */
+	char *data;      /* JSON text, malloc'd */
+} store_event;
+int store_history(store *s, const char *job, store_event **out, int *n);
+void store_history_free(store_event *ev, int n);
+
+/* Checkpoints: the engine's restorable state of a running job. */
+int store_checkpoint_put(store *s, const char *job, const void *buf, size_t len);
+/* 0 and *buf NULL when there is none. */
+int store_checkpoint_get(store *s, const char *job, void **buf, size_t *len);
+int store_checkpoint_delete(store *s, const char *job);
+
+/* A finished job that publishes: writes m (taken) as the model's next
+ * version, then in one transaction records the version, points the model
+ * at it (trained_by, metrics, classes) and stores j with its
+ * model_version set. */
+int store_job_publish(store *s, api_job *j, nn_model *m, const char *classes_json,
+                      api_err *e);
+
+#endif

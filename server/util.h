@@ -1,0 +1,40 @@
+/*
+ * util.h - small pieces the daemon's modules share: clocks, ids from the
+ * kernel's CSPRNG, durable file writes, and the log.
+ */
+#ifndef NND_UTIL_H
+#define NND_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Wall-clock milliseconds since the epoch / monotonic microseconds. */
+int64_t util_now_ms(void);
+int64_t util_mono_us(void);
+
+/* prefix "_" 16 lowercase hex digits from getrandom(2) into out (>= 24
+ * bytes). 0 or -1. */
+int util_new_id(const char *prefix, char *out, size_t len);
+
+/*
+ * Writes buf to dir/name durably: a temporary name in dir (".tmp-" prefix),
+ * fsync, rename over name, fsync of dir. 0 or -1 (errno kept).
+ */
+int util_write_atomic(const char *dir, const char *name, const void *buf, size_t len);
+/* Reads a whole file into a malloc'd buffer. 0 or -1. */
+int util_read_file(const char *path, void **buf, size_t *len);
+/* mkdir -p one level (0700); 0 when it exists. */
+int util_mkdir(const char *path);
+/* fsync of a directory. */
+int util_fsync_dir(const char *dir);
+/* Removes every ".tmp-*" entry of dir. Returns how many. */
+int util_remove_temps(const char *dir);
+/* Removes dir/name when it exists and fsyncs dir. */
+int util_unlink(const char *dir, const char *name);
+
+/* Log levels: 0 error, 1 warn, 2 info, 3 debug. */
+extern int util_log_level;
+int util_log_level_parse(const char *s);
+void util_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif
