@@ -136,3 +136,6 @@ run: $(DEPS_OK) $(BIN)/nnd
 # walk-through, a restart keeping the volume, the API key from a secret file.
 container-test:
 	@scripts/container-test
+
+# The daemon embeds api/openapi.json (server/openapi_blob.c uses .incbin).
+$(BUILD)/server/openapi_blob.o: api/openapi.json
