@@ -46,7 +46,11 @@ int nn_ws_max_batch(const nn_ws *w);
  * updated with each layer's momentum, PyTorch's unbiased variance), dropout
  * masks drawn from rng. training = 0: inference mode, rng unused.
  * Returns the output layer's pre-activation (logits / regression outputs),
- * n x outputs, owned by the workspace.
+ * n x outputs, owned by the workspace; NULL when n is not in [1, max_batch],
+ * w was made for a differently shaped model, or a training pass with
+ * dropout has no rng. x is read again by nn_backward: keep it unchanged
+ * until then. A training batch of one row leaves running statistics as
+ * they are (the unbiased variance is undefined).
  */
 const float *nn_forward(nn_model *m, nn_ws *w, const float *x, int n, int training,
                         nn_rng *rng);

@@ -203,7 +203,9 @@ float *nn_model_params(nn_model *m, int64_t *n);
 float *nn_model_state(nn_model *m, int64_t *n);
 
 /* Input standardisation stored with the model: x' = (x - mean) / std.
- * Pass NULL to remove it. Arrays have `inputs` entries and are copied. */
+ * Pass NULL to remove it. Arrays have `inputs` entries and are copied.
+ * A std of 0 is stored as 1 (a constant feature is only centred); a
+ * negative or non-finite value is refused with NN_EINVAL. */
 nn_status nn_model_set_standardize(nn_model *m, const float *mean, const float *std);
 /* NULL when the model has none. */
 const float *nn_model_std_mean(const nn_model *m);
