@@ -80,58 +80,96 @@ void nn_act_rows(nn_act a, float alpha, const float *z, float *y, int n, int w)
 	}
 }
 
+/*
+ * Gradient kernels: out = g * f'(z) (or out += when add). One function per
+ * derivative form, written so the loops vectorise: z and y are restrict
+ * (never written here), and the in-place case (out == g, the dense layer's)
+ * gets its own loop. Selections (relu family) use a select rather than a
+ * multiply by 0/1, like PyTorch, so an infinite gradient is not turned into
+ * NaN where the unit is off. D(G) is the result for incoming gradient G.
+ */
+#define GRAD_KERNEL(NAME, D) \
+	static void NAME(const float *restrict z, const float *restrict y, const float *g, \
+	                 float *out, int64_t len, float alpha, int add) \
+	{ \
+		(void)z; (void)y; (void)alpha; \
+		if (out == g) { \
+			for (int64_t i = 0; i < len; i++) { \
+				float gv = out[i]; \
+				out[i] = D(gv); \
+			} \
+		} else { \
+			const float *restrict gr = g; \
+			float *restrict o = out; \
+			if (add) \
+				for (int64_t i = 0; i < len; i++) { \
+					float gv = gr[i]; \
+					o[i] += D(gv); \
+				} \
+			else \
+				for (int64_t i = 0; i < len; i++) { \
+					float gv = gr[i]; \
+					o[i] = D(gv); \
+				} \
+		} \
+	}
+
+#define D_IDENTITY(G) (G)
+#define D_RELU_Z(G) (z[i] > 0.0f ? (G) : 0.0f)
+#define D_RELU_Y(G) (y[i] > 0.0f ? (G) : 0.0f)
+#define D_LEAKY_Z(G) (z[i] > 0.0f ? (G) : (G) * alpha)
+#define D_LEAKY_Y(G) (y[i] > 0.0f ? (G) : (G) * alpha)
+#define D_ELU_Z(G) (z[i] > 0.0f ? (G) : (G) * (alpha * expf(z[i])))
+#define D_ELU_Y(G) (y[i] > 0.0f ? (G) : (G) * (y[i] + alpha))
+#define D_SIGMOID(G) ((G) * (y[i] * (1.0f - y[i])))
+#define D_TANH(G) ((G) * (1.0f - y[i] * y[i]))
+#define D_SOFTPLUS(G) (z[i] > 20.0f ? (G) : (G) * (1.0f / (1.0f + expf(-z[i]))))
+#define D_GELU(G) ((G) * (0.5f * (1.0f + erff(z[i] * (float)M_SQRT1_2)) + \
+                          z[i] * 0.3989422804014327f * expf(-0.5f * z[i] * z[i])))
+
+GRAD_KERNEL(grad_identity, D_IDENTITY)
+GRAD_KERNEL(grad_relu_z, D_RELU_Z)
+GRAD_KERNEL(grad_relu_y, D_RELU_Y)
+GRAD_KERNEL(grad_leaky_z, D_LEAKY_Z)
+GRAD_KERNEL(grad_leaky_y, D_LEAKY_Y)
+GRAD_KERNEL(grad_elu_z, D_ELU_Z)
+GRAD_KERNEL(grad_elu_y, D_ELU_Y)
+GRAD_KERNEL(grad_sigmoid, D_SIGMOID)
+GRAD_KERNEL(grad_tanh, D_TANH)
+GRAD_KERNEL(grad_softplus, D_SOFTPLUS)
+GRAD_KERNEL(grad_gelu, D_GELU)
+
 void nn_act_grad_rows(nn_act a, float alpha, const float *z, const float *y, const float *g,
                       float *out, int n, int w, int add)
 {
 	int64_t len = (int64_t)n * w;
-	/* f'(z) as a function of the index, then out = g f' (or out += g f'). */
-#define ACT_LOOP(DERIV) \
-	do { \
-		if (add) \
-			for (int64_t i = 0; i < len; i++) \
-				out[i] += g[i] * (DERIV); \
-		else \
-			for (int64_t i = 0; i < len; i++) \
-				out[i] = g[i] * (DERIV); \
-	} while (0)
 
 	switch (a) {
 	case NN_ACT_IDENTITY:
-		ACT_LOOP(1.0f);
+		grad_identity(z, y, g, out, len, alpha, add);
 		break;
 	case NN_ACT_RELU:
-		if (z)
-			ACT_LOOP(z[i] > 0.0f ? 1.0f : 0.0f);
-		else
-			ACT_LOOP(y[i] > 0.0f ? 1.0f : 0.0f);
+		(z ? grad_relu_z : grad_relu_y)(z, y, g, out, len, alpha, add);
 		break;
 	case NN_ACT_LEAKY_RELU:
-		if (z)
-			ACT_LOOP(z[i] > 0.0f ? 1.0f : alpha);
-		else
-			ACT_LOOP(y[i] > 0.0f ? 1.0f : alpha);
+		(z ? grad_leaky_z : grad_leaky_y)(z, y, g, out, len, alpha, add);
 		break;
 	case NN_ACT_ELU:
-		if (z)
-			ACT_LOOP(z[i] > 0.0f ? 1.0f : alpha * expf(z[i]));
-		else
-			ACT_LOOP(y[i] > 0.0f ? 1.0f : y[i] + alpha);
+		(z ? grad_elu_z : grad_elu_y)(z, y, g, out, len, alpha, add);
 		break;
 	case NN_ACT_SIGMOID:
-		ACT_LOOP(y[i] * (1.0f - y[i]));
+		grad_sigmoid(z, y, g, out, len, alpha, add);
 		break;
 	case NN_ACT_TANH:
-		ACT_LOOP(1.0f - y[i] * y[i]);
+		grad_tanh(z, y, g, out, len, alpha, add);
 		break;
 	case NN_ACT_SOFTPLUS:
-		ACT_LOOP(z[i] > 20.0f ? 1.0f : 1.0f / (1.0f + expf(-z[i])));
+		grad_softplus(z, y, g, out, len, alpha, add);
 		break;
 	case NN_ACT_GELU:
-		ACT_LOOP(0.5f * (1.0f + erff(z[i] * (float)M_SQRT1_2)) +
-		         z[i] * 0.3989422804014327f * expf(-0.5f * z[i] * z[i]));
+		grad_gelu(z, y, g, out, len, alpha, add);
 		break;
 	}
-#undef ACT_LOOP
 }
 
 /* The standalone layer: v[k+1] = f(v[k]); the input is kept, so backward
