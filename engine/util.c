@@ -2,6 +2,7 @@
  * util.c - small engine-wide helpers: error messages, status names and the
  * CRC-32 used by model files, checkpoints and the store.
  */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -32,11 +33,10 @@ const char *nn_status_name(nn_status s)
 	return "unknown";
 }
 
-/* The reflected IEEE polynomial, table built once on first use. The table is
- * a pure function of the polynomial, so a race between two first callers
- * writes the same values. */
+/* The reflected IEEE polynomial's table, built once (pthread_once, so
+ * concurrent first callers are safe). */
 static uint32_t crc_table[256];
-static int crc_ready;
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 
 static void crc_init(void)
 {
@@ -46,15 +46,13 @@ static void crc_init(void)
 			c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
 		crc_table[i] = c;
 	}
-	__atomic_store_n(&crc_ready, 1, __ATOMIC_RELEASE);
 }
 
 uint32_t nn_crc32(uint32_t crc, const void *buf, size_t len)
 {
 	const unsigned char *p = buf;
 
-	if (!__atomic_load_n(&crc_ready, __ATOMIC_ACQUIRE))
-		crc_init();
+	pthread_once(&crc_once, crc_init);
 	crc = ~crc;
 	for (size_t i = 0; i < len; i++)
 		crc = crc_table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
