@@ -454,6 +454,7 @@ static nn_status trainer_init(nn_trainer *t, nn_model *m, const nn_data *train,
 	int64_t np = 0, ns = 0;
 	float *params = nn_model_params(m, &np);
 	const nn_model_spec *spec = nn_model_spec_of(m);
+	(void)nn_model_state(m, &ns);  /* sizes the best-epoch copy of the state */
 
 	memset(t, 0, sizeof *t);
 	t->m = m;
