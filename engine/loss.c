@@ -16,8 +16,10 @@ float nn_loss(const nn_model *m, nn_ws *w, const int32_t *labels, const float *t
 	int k;
 	double total = 0;
 
-	if (!m || !w || n <= 0 || n > nn_ws_max_batch(w))
+	if (!m || !w || n <= 0 || n != nn_ws_last_n(w) || !nn_ws_fits(w, m))
 		return NAN;
+	if (want_grad && !nn_ws_out_grad(w))
+		return NAN; /* an inference-only workspace */
 	y = nn_ws_out(w);
 	g = want_grad ? nn_ws_out_grad(w) : NULL;
 	k = m->spec.outputs;

@@ -471,17 +471,48 @@ int nn_model_has_bn(const nn_model *m)
  * v[0] is the caller's input (set per forward); v[k + 1] and g[k + 1] belong
  * to node k, except that g of a RES_END's block output aliases g of its
  * output. c0/c1 are the per-node caches. grads is NULL for inference-only
- * workspaces.
+ * workspaces. shape records what the buffers were sized for (kind, widths,
+ * shortcut source and z cache of each node), so a workspace or scratch made
+ * for one model is refused by a model of another shape instead of
+ * overflowing its buffers.
  */
 struct nn_ws {
 	int max_batch;
 	int n_nodes;
 	int64_t n_params;
+	int *shape;           /* SHAPE_INTS per node */
 	float **v, **g, **c0, **c1;
 	float *grads;
 	float *block;
 	int last_n, last_training;
 };
+
+#define SHAPE_INTS 5
+
+static void shape_of(const nn_node *nd, int *s)
+{
+	s[0] = (int)nd->kind;
+	s[1] = nd->in_w;
+	s[2] = nd->out_w;
+	s[3] = nd->skip_v;
+	s[4] = nd->store_z;
+}
+
+/* 1 when w was sized for a model shaped like m. */
+static int ws_fits(const nn_ws *w, const nn_model *m)
+{
+	const struct nn_impl *p = m->impl;
+	int s[SHAPE_INTS];
+
+	if (w->n_nodes != p->n_nodes || w->n_params != m->n_params)
+		return 0;
+	for (int k = 0; k < p->n_nodes; k++) {
+		shape_of(&p->nodes[k], s);
+		if (memcmp(s, w->shape + (int64_t)k * SHAPE_INTS, sizeof(s)) != 0)
+			return 0;
+	}
+	return 1;
+}
 
 static int64_t round16(int64_t n)
 {
@@ -509,8 +540,11 @@ static nn_ws *ws_create(const nn_model *m, int max_batch, int with_grads)
 	w->g = calloc((size_t)nv, sizeof(float *));
 	w->c0 = calloc((size_t)p->n_nodes + 1, sizeof(float *));
 	w->c1 = calloc((size_t)p->n_nodes + 1, sizeof(float *));
-	if (!w->v || !w->g || !w->c0 || !w->c1)
+	w->shape = calloc((size_t)p->n_nodes + 1, sizeof(int) * SHAPE_INTS);
+	if (!w->v || !w->g || !w->c0 || !w->c1 || !w->shape)
 		goto fail;
+	for (int k = 0; k < p->n_nodes; k++)
+		shape_of(&p->nodes[k], w->shape + (int64_t)k * SHAPE_INTS);
 	/* two passes: size, then carve */
 	for (int pass = 0; pass < 2; pass++) {
 		off = 0;
@@ -572,6 +606,7 @@ void nn_ws_free(nn_ws *w)
 	free(w->g);
 	free(w->c0);
 	free(w->c1);
+	free(w->shape);
 	free(w->block);
 	free(w);
 }
@@ -584,6 +619,16 @@ float *nn_ws_grads(nn_ws *w)
 int nn_ws_max_batch(const nn_ws *w)
 {
 	return w ? w->max_batch : 0;
+}
+
+int nn_ws_fits(const nn_ws *w, const nn_model *m)
+{
+	return w && m && ws_fits(w, m);
+}
+
+int nn_ws_last_n(const nn_ws *w)
+{
+	return w->last_n;
 }
 
 float *nn_ws_out(nn_ws *w)
@@ -612,7 +657,7 @@ const float *nn_plan_forward(const nn_model *m, nn_ws *w, const float *x, int n,
 	if (!m || !w || !x || n <= 0 || n > w->max_batch)
 		return NULL;
 	p = m->impl;
-	if (w->n_nodes != p->n_nodes || w->n_params != m->n_params || stop < 0 || stop > p->n_nodes)
+	if (stop < 0 || stop > p->n_nodes || !ws_fits(w, m))
 		return NULL;
 	if (training && p->has_dropout && !rng)
 		return NULL;
@@ -621,7 +666,7 @@ const float *nn_plan_forward(const nn_model *m, nn_ws *w, const float *x, int n,
 	w->v[0] = (float *)x; /* read only */
 	for (int k = 0; k < stop; k++)
 		layer_ops[p->nodes[k].kind]->forward(&p->nodes[k], k, &r);
-	w->last_n = n;
+	w->last_n = stop == p->n_nodes ? n : 0; /* loss and backward need a full pass */
 	w->last_training = training;
 	return w->v[stop];
 }
@@ -640,7 +685,7 @@ void nn_backward(nn_model *m, nn_ws *w, int n)
 	const struct nn_impl *p;
 	nn_run r;
 
-	if (!m || !w || !w->grads || w->n_nodes != m->impl->n_nodes || n != w->last_n || n <= 0)
+	if (!m || !w || !w->grads || n != w->last_n || n <= 0 || !ws_fits(w, m))
 		return;
 	p = m->impl;
 	r = (nn_run){ m->params, NULL, m->state, w->grads, w->v, w->g, w->c0, w->c1, n,

@@ -102,6 +102,10 @@ const float *nn_plan_forward(const nn_model *m, nn_ws *w, const float *x, int n,
                              nn_rng *rng, float *state_update, int stop);
 /* A workspace without gradient buffers (inference only). */
 nn_ws *nn_ws_create_inference(const nn_model *m, int max_batch);
+/* 1 when w was made for a model of m's shape (same nodes and widths). */
+int nn_ws_fits(const nn_ws *w, const nn_model *m);
+/* Rows of the last forward pass. */
+int nn_ws_last_n(const nn_ws *w);
 /* The last forward's output buffer and its gradient buffer. */
 float *nn_ws_out(nn_ws *w);
 float *nn_ws_out_grad(nn_ws *w);

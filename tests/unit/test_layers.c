@@ -559,17 +559,41 @@ START_TEST(test_predict_standardises_chunks_and_returns_probabilities)
 }
 END_TEST
 
-START_TEST(test_forward_refuses_oversized_batches)
+START_TEST(test_forward_refuses_oversized_batches_and_foreign_workspaces)
 {
 	nn_model *m = make(NN_TASK_REGRESSION, NULL, 0, 1);
 	nn_ws *w = nn_ws_create(m, 2);
+	/* same node count and parameter count as m2 below, other widths */
+	nn_layer_spec a[1] = { dense(2, NN_ACT_RELU) }, b[1] = { dense(2, NN_ACT_RELU) };
+	nn_model *m1, *m2;
+	nn_ws *w1;
+	nn_scratch *s1;
+	float out[ROWS * 3];
 
 	ck_assert_ptr_null(nn_forward(m, w, X, 3, 0, NULL));
 	ck_assert_ptr_null(nn_forward(m, w, X, 0, 0, NULL));
 	ck_assert_ptr_nonnull(nn_forward(m, w, X, 2, 0, NULL));
+	ck_assert(isnan(nn_loss(m, w, NULL, TARGETS, 1, 0))); /* not the forward's rows */
+	ck_assert(!isnan(nn_loss(m, w, NULL, TARGETS, 2, 0)));
 	ck_assert_int_eq(nn_ws_max_batch(w), 2);
+	m1 = make(NN_TASK_REGRESSION, a, 1, 1);
+	b[0].act = NN_ACT_GELU; /* keeps z: a different cache layout */
+	m2 = make(NN_TASK_REGRESSION, b, 1, 1);
+	ck_assert_int_eq(nn_model_param_count(m1), nn_model_param_count(m2));
+	w1 = nn_ws_create(m1, ROWS);
+	s1 = nn_scratch_create(m1, ROWS);
+	ck_assert_ptr_null(nn_forward(m, w1, X, 2, 0, NULL));
+	ck_assert_ptr_null(nn_forward(m2, w1, X, 2, 0, NULL));
+	ck_assert_int_eq(nn_predict(m2, s1, X, ROWS, out), NN_EINVAL);
+	ck_assert_int_eq(nn_predict(m1, s1, X, ROWS, out), NN_OK);
+	ck_assert_ptr_nonnull(nn_forward(m1, w1, X, 2, 0, NULL));
+	ck_assert(isnan(nn_loss(m2, w1, NULL, TARGETS, 2, 0)));
+	nn_scratch_free(s1);
+	nn_ws_free(w1);
 	nn_ws_free(w);
 	nn_model_free(m);
+	nn_model_free(m1);
+	nn_model_free(m2);
 }
 END_TEST
 
@@ -598,7 +622,7 @@ int main(void)
 	tcase_add_test(tc, test_residual_nesting_deeper_than_the_limit_is_refused);
 	tcase_add_test(tc, test_bn_population_sets_mean_and_unbiased_variance_layer_by_layer);
 	tcase_add_test(tc, test_predict_standardises_chunks_and_returns_probabilities);
-	tcase_add_test(tc, test_forward_refuses_oversized_batches);
+	tcase_add_test(tc, test_forward_refuses_oversized_batches_and_foreign_workspaces);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
