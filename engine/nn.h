@@ -81,7 +81,10 @@ typedef enum {
 } nn_act;
 
 typedef enum {
-	NN_INIT_AUTO,      /* He for relu family, Xavier for tanh/sigmoid, LeCun otherwise */
+	NN_INIT_AUTO,      /* He for relu family, Xavier for tanh/sigmoid, LeCun otherwise
+	                    * (he_normal, xavier_uniform, lecun_normal), by the layer's
+	                    * activation or, when identity, a directly following
+	                    * activation layer's */
 	NN_INIT_ZEROS,
 	NN_INIT_NORMAL,    /* N(0, param^2); param = std (default 0.01) */
 	NN_INIT_UNIFORM,   /* U(-param, param); param = limit (default 0.05) */
@@ -115,7 +118,8 @@ typedef struct nn_layer_spec {
 	float rate;            /* in [0, 1) */
 	nn_dropout_mode mode;
 	/* residual */
-	int projection;        /* 1 = learned linear shortcut (no bias) */
+	int projection;        /* 1 = learned linear shortcut (no bias), initialised
+	                        * with the rule of the block's first dense layer */
 	struct nn_layer_spec *children;
 	int n_children;
 } nn_layer_spec;
