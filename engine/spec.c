@@ -53,7 +53,8 @@ nn_status nn_layers_copy(const nn_layer_spec *src, int n, nn_layer_spec **out)
 	for (int i = 0; i < n; i++) {
 		dst[i] = src[i];
 		dst[i].children = NULL;
-		if (src[i].n_children > 0 && src[i].children) {
+		/* only a residual owns children; other types' fields are not read */
+		if (src[i].type == NN_LAYER_RESIDUAL && src[i].n_children > 0 && src[i].children) {
 			nn_status st = nn_layers_copy(src[i].children, src[i].n_children,
 			                              &dst[i].children);
 			if (st != NN_OK) {
