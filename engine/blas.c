@@ -66,7 +66,6 @@ static int core_is_generic(const char *core)
  * sgemm of a few awkward shapes (odd sizes, transposes, alpha/beta) against a
  * naive double-precision product. Returns 0 when all match to 1e-4 relative.
  */
-int nn_blas_selftest_main(void);
 int nn_blas_selftest_main(void)
 {
 	static const int shapes[][5] = {

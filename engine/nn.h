@@ -431,6 +431,10 @@ void nn_blas_set_threads(int n);
  */
 void nn_blas_autoselect(int argc, char **argv);
 
+/* The self-test run in that child: an sgemm of awkward shapes against a
+ * naive product. Returns 0 when it matches (the child's exit status). */
+int nn_blas_selftest_main(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -274,6 +274,10 @@ static void evaluate_rows(nn_trainer *t, const nn_data *d, const int64_t *idx, i
 		int n = (int)(rows - start < t->max_batch ? rows - start : t->max_batch);
 		gather(t, d, idx, start, n, 0);
 		const float *out = nn_forward(t->m, t->ws, t->bx, n, 0, NULL);
+		if (!out) {
+			*loss = *acc = NAN;
+			return;
+		}
 		lsum += (double)nn_loss(t->m, t->ws, t->by, t->bt, n, 0) * n;
 		if (t->by) {
 			for (int i = 0; i < n; i++) {
@@ -635,7 +639,10 @@ static nn_status step(nn_trainer *t, int n, float lr, const nn_callbacks *cb, ch
 
 	gather(t, t->train, t->perm, t->pos, n, 1);
 
-	nn_forward(t->m, t->ws, t->bx, n, 1, &t->rng);
+	if (!nn_forward(t->m, t->ws, t->bx, n, 1, &t->rng)) {
+		nn_errf(err, errlen, "internal: the forward pass refused a batch of %d rows", n);
+		return NN_EINVAL;
+	}
 	float loss = nn_loss(t->m, t->ws, t->by, t->bt, n, 1);
 	if (!isfinite(loss)) {
 		nn_errf(err, errlen, "diverged: the loss became %s at epoch %d, step %lld",
