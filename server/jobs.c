@@ -40,7 +40,7 @@ struct feed {
 
 typedef struct live {
 	char id[API_ID_LEN];
-	int state;            /* API_JOB_QUEUED or API_JOB_RUNNING */
+	int state;            /* queued, running, or final while being recorded */
 	volatile int cancel;
 	double progress;
 	int epoch;
@@ -380,7 +380,7 @@ int jobs_cancel(jobs *q, const char *id, api_job *out, api_err *e)
 {
 	pthread_mutex_lock(&q->mu);
 	live *lv = find_live(q, id);
-	if (!lv) {
+	if (!lv || api_job_state_final(lv->state)) {
 		pthread_mutex_unlock(&q->mu);
 		if (store_job_get(q->st, id, out, e) < 0)
 			return -1;
@@ -710,6 +710,10 @@ static int run_job(jobs *q, live *lv)
 	}
 
 	if (final) {
+		/* from here on the job counts as finished (cancel answers 409) */
+		pthread_mutex_lock(&q->mu);
+		lv->state = r.j.state;
+		pthread_mutex_unlock(&q->mu);
 		r.j.finished_at = util_now_ms();
 		flush(&r, 0, 0, NULL);
 		if (r.j.state == API_JOB_SUCCEEDED) {

@@ -1,0 +1,194 @@
+/*
+ * main.c - the nnd daemon: flags, start-up order and graceful shutdown.
+ *
+ * Start-up: bind (and print "listening on HOST:PORT" as the first line of
+ * stderr, which tests read for the port), open the store (removing
+ * leftover temporary files), requeue unfinished jobs, start the workers,
+ * then report ready. SIGTERM / SIGINT: report not ready, stop accepting,
+ * let running jobs checkpoint at their next step (they stay queued for the
+ * next start), close the streams, and exit 0.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "http.h"
+#include "jobs.h"
+#include "storage.h"
+#include "util.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: nnd [--listen HOST:PORT] [--data-dir DIR] [--workers N] [--queue N]\n"
+	        "           [--max-body BYTES] [--api-key-file FILE] [--log-level LEVEL]\n"
+	        "           [--help] [--version]\n"
+	        "\n"
+	        "  --listen HOST:PORT    address to serve on (default 127.0.0.1:8080; port 0 = any)\n"
+	        "  --data-dir DIR        where the store lives (default ./nnd-data)\n"
+	        "  --workers N           training jobs run at once (default: the cores)\n"
+	        "  --queue N             queued jobs accepted at most (default 64; then 429)\n"
+	        "  --max-body BYTES      request body limit (default 1 GiB; then 413)\n"
+	        "  --api-key-file FILE   require 'Authorization: Bearer <key>' (also NND_API_KEY)\n"
+	        "  --log-level LEVEL     error, warn, info (default) or debug\n");
+}
+
+static int parse_int(const char *s, long long lo, long long hi, long long *out)
+{
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || end == s || *end || v < lo || v > hi)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* The key file's first line. */
+static int read_key(const char *path, char *key, size_t len)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	if (!fgets(key, (int)len, f)) {
+		fclose(f);
+		return -1;
+	}
+	fclose(f);
+	key[strcspn(key, "\r\n")] = '\0';
+	return key[0] ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+	nn_blas_autoselect(argc, argv);
+
+	char host[256] = "127.0.0.1";
+	long long port = 8080, workers = 0, queue = 64, max_body = 1LL << 30;
+	const char *data_dir = "./nnd-data", *key_file = NULL;
+	char key[512] = "";
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			usage(stdout);
+			return 0;
+		}
+		if (strcmp(a, "--version") == 0) {
+			printf("nnd %s\n", NN_VERSION);
+			return 0;
+		}
+		if (!v) {
+			fprintf(stderr, "nnd: %s needs a value (or unknown flag)\n", a);
+			usage(stderr);
+			return 2;
+		}
+		i++;
+		int bad = 0;
+		if (strcmp(a, "--listen") == 0) {
+			const char *colon = strrchr(v, ':');
+			long long p;
+			if (!colon || colon == v || (size_t)(colon - v) >= sizeof host ||
+			    parse_int(colon + 1, 0, 65535, &p) < 0) {
+				bad = 1;
+			} else {
+				memcpy(host, v, (size_t)(colon - v));
+				host[colon - v] = '\0';
+				port = p;
+			}
+		} else if (strcmp(a, "--data-dir") == 0) {
+			data_dir = v;
+		} else if (strcmp(a, "--workers") == 0) {
+			bad = parse_int(v, 1, 256, &workers) < 0;
+		} else if (strcmp(a, "--queue") == 0) {
+			bad = parse_int(v, 1, 1000000, &queue) < 0;
+		} else if (strcmp(a, "--max-body") == 0) {
+			bad = parse_int(v, 1, 1LL << 40, &max_body) < 0;
+		} else if (strcmp(a, "--api-key-file") == 0) {
+			key_file = v;
+		} else if (strcmp(a, "--log-level") == 0) {
+			int l = util_log_level_parse(v);
+			bad = l < 0;
+			if (!bad)
+				util_log_level = l;
+		} else {
+			fprintf(stderr, "nnd: unknown flag %s\n", a);
+			usage(stderr);
+			return 2;
+		}
+		if (bad) {
+			fprintf(stderr, "nnd: bad value for %s: %s\n", a, v);
+			return 2;
+		}
+	}
+	if (key_file) {
+		if (read_key(key_file, key, sizeof key) < 0) {
+			fprintf(stderr, "nnd: cannot read an API key from %s\n", key_file);
+			return 2;
+		}
+	} else if (getenv("NND_API_KEY")) {
+		snprintf(key, sizeof key, "%s", getenv("NND_API_KEY"));
+	}
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	if (cores < 1)
+		cores = 1;
+	if (workers == 0)
+		workers = cores;
+
+	/* the signals are taken by sigwait below, in this thread only */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	http_config hc = { host, (int)port, (int)(cores < 2 ? 2 : cores), 1024, 60,
+	                   max_body, key, (int)workers, (int)queue };
+	http_server *h = NULL;
+	int bound = 0;
+	char err[512];
+	if (http_start(&hc, &h, &bound, err, sizeof err) < 0) {
+		fprintf(stderr, "nnd: %s\n", err);
+		return 1;
+	}
+	fprintf(stderr, "listening on %s:%d\n", host, bound);
+	fflush(stderr);
+
+	store *st = NULL;
+	if (store_open(data_dir, &st, err, sizeof err) < 0) {
+		fprintf(stderr, "nnd: %s\n", err);
+		http_stop(h);
+		return 1;
+	}
+	api_limits lim = api_limits_default();
+	jobs *q = NULL;
+	if (jobs_start(st, (int)workers, (int)queue, &lim, &q) < 0) {
+		fprintf(stderr, "nnd: cannot start the workers\n");
+		store_close(st);
+		http_stop(h);
+		return 1;
+	}
+	backend_ctx bctx = { st, q };
+	api_backend be;
+	backend_fill(&bctx, max_body, &be);
+	http_set_backend(h, st, q, &be);
+	util_log(2, "nnd %s ready: data %s, %lld workers, queue %lld, BLAS %s", NN_VERSION,
+	         data_dir, workers, queue, nn_blas_core() ? nn_blas_core() : "?");
+
+	int sig = 0;
+	sigwait(&sigs, &sig);
+	util_log(2, "signal %d: draining", sig);
+	http_drain(h);
+	jobs_stop(q);
+	usleep(100 * 1000);   /* let resumed streams write their end */
+	http_stop(h);
+	jobs_free(q);
+	store_close(st);
+	util_log(2, "stopped");
+	return 0;
+}

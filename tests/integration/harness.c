@@ -1,0 +1,486 @@
+/*
+ * harness.c - starting, stopping and talking to a real nnd for the
+ * integration tests (see harness.h). The daemon's stderr goes to a log file
+ * in the temporary directory; its first line carries the bound port.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+const char *shared_dir(void)
+{
+	const char *s = getenv("NND_SHARED");
+	return s && *s ? s : "../shared";
+}
+
+static int spawn(nnd *d)
+{
+	const char *bin = getenv("NND_BIN");
+	char path[512];
+	snprintf(path, sizeof path, "%s/nnd", bin && *bin ? bin : "bin");
+	unlink(d->log);
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		int fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (fd >= 0) {
+			dup2(fd, 2);
+			close(fd);
+		}
+		int null = open("/dev/null", O_RDWR);
+		if (null >= 0) {
+			dup2(null, 0);
+			dup2(null, 1);
+		}
+		char *argv[32];
+		int n = 0;
+		argv[n++] = path;
+		argv[n++] = "--listen";
+		argv[n++] = "127.0.0.1:0";
+		argv[n++] = "--data-dir";
+		argv[n++] = d->data;
+		for (int i = 0; i < d->nargs && n < 30; i++)
+			argv[n++] = d->args[i];
+		argv[n] = NULL;
+		execv(path, argv);
+		_exit(127);
+	}
+	d->pid = pid;
+	d->port = 0;
+	/* the first line of the log: "listening on 127.0.0.1:PORT" */
+	for (int i = 0; i < 3000 && !d->port; i++) {
+		FILE *f = fopen(d->log, "r");
+		char line[256];
+		if (f && fgets(line, sizeof line, f) && strchr(line, '\n')) {
+			const char *c = strrchr(line, ':');
+			if (strncmp(line, "listening on ", 13) == 0 && c)
+				d->port = atoi(c + 1);
+			else {
+				fclose(f);
+				return -1;
+			}
+		}
+		if (f)
+			fclose(f);
+		int st;
+		if (!d->port && waitpid(pid, &st, WNOHANG) == pid) {
+			d->pid = 0;
+			return -1;
+		}
+		if (!d->port)
+			sleep_ms(10);
+	}
+	if (!d->port)
+		return -1;
+	for (int i = 0; i < 2000; i++) {
+		http_resp r;
+		if (http_do_auth(d, "GET", "/readyz", NULL, NULL, 0, "", &r) == 200) {
+			resp_free(&r);
+			return 0;
+		}
+		resp_free(&r);
+		sleep_ms(10);
+	}
+	return -1;
+}
+
+int nnd_start(nnd *d, const char *const *flags)
+{
+	char key[128];
+	snprintf(key, sizeof key, "%s", d->key);
+	memset(d, 0, sizeof *d);
+	snprintf(d->key, sizeof d->key, "%s", key);
+	snprintf(d->dir, sizeof d->dir, "/tmp/nnd-itest-XXXXXX");
+	if (!mkdtemp(d->dir))
+		return -1;
+	snprintf(d->data, sizeof d->data, "%s/data", d->dir);
+	snprintf(d->log, sizeof d->log, "%s/nnd.log", d->dir);
+	for (int i = 0; flags && flags[i] && i < 8; i++) {
+		snprintf(d->args[i], sizeof d->args[i], "%s", flags[i]);
+		d->nargs++;
+	}
+	static int curl_ready;
+	if (!curl_ready) {
+		curl_global_init(CURL_GLOBAL_DEFAULT);
+		curl_ready = 1;
+	}
+	return spawn(d);
+}
+
+int nnd_restart(nnd *d)
+{
+	return spawn(d);
+}
+
+int nnd_stop(nnd *d, int timeout_s)
+{
+	if (d->pid <= 0)
+		return -1;
+	kill(d->pid, SIGTERM);
+	for (int i = 0; i < timeout_s * 100; i++) {
+		int st;
+		if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
+			d->pid = 0;
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		}
+		sleep_ms(10);
+	}
+	kill(d->pid, SIGKILL);
+	waitpid(d->pid, NULL, 0);
+	d->pid = 0;
+	return -1;
+}
+
+void nnd_kill9(nnd *d)
+{
+	if (d->pid <= 0)
+		return;
+	kill(d->pid, SIGKILL);
+	waitpid(d->pid, NULL, 0);
+	d->pid = 0;
+}
+
+void nnd_cleanup(nnd *d)
+{
+	if (d->pid > 0)
+		nnd_stop(d, 10);
+	if (d->dir[0] && strncmp(d->dir, "/tmp/nnd-itest-", 15) == 0) {
+		char cmd[600];
+		if (getenv("NND_KEEP_TMP")) {
+			fprintf(stderr, "kept %s\n", d->dir);
+			return;
+		}
+		snprintf(cmd, sizeof cmd, "rm -rf '%s'", d->dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "cannot remove %s\n", d->dir);
+	}
+}
+
+/* ---------------------------------------------------------------- http */
+
+typedef struct sink {
+	char *p;
+	size_t len, cap;
+} sink;
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+	sink *s = ud;
+	size_t n = size * nmemb;
+	if (s->len + n + 1 > s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 4096;
+		while (cap < s->len + n + 1)
+			cap *= 2;
+		char *p = realloc(s->p, cap);
+		if (!p)
+			return 0;
+		s->p = p;
+		s->cap = cap;
+	}
+	memcpy(s->p + s->len, ptr, n);
+	s->len += n;
+	s->p[s->len] = '\0';
+	return n;
+}
+
+static void header_value(const char *line, size_t n, const char *name, char *out, size_t len)
+{
+	size_t nl = strlen(name);
+	if (n <= nl + 1 || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
+		return;
+	const char *v = line + nl + 1;
+	while (*v == ' ')
+		v++;
+	size_t vl = (size_t)(line + n - v);
+	while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n'))
+		vl--;
+	if (vl >= len)
+		vl = len - 1;
+	memcpy(out, v, vl);
+	out[vl] = '\0';
+}
+
+static size_t on_header(char *buf, size_t size, size_t nitems, void *ud)
+{
+	http_resp *r = ud;
+	size_t n = size * nitems;
+	header_value(buf, n, "Content-Type", r->ctype, sizeof r->ctype);
+	header_value(buf, n, "Location", r->location, sizeof r->location);
+	header_value(buf, n, "Allow", r->allow, sizeof r->allow);
+	header_value(buf, n, "Retry-After", r->retry_after, sizeof r->retry_after);
+	header_value(buf, n, "WWW-Authenticate", r->www_auth, sizeof r->www_auth);
+	return n;
+}
+
+void resp_free(http_resp *r)
+{
+	free(r->body);
+	r->body = NULL;
+}
+
+/* One easy handle per thread, kept so requests reuse the connection. */
+static __thread CURL *tl_curl;
+
+static long perform(nnd *d, const char *method, const char *path, struct curl_slist *hdrs,
+                    const char *body, size_t len, curl_mime *mime, http_resp *out)
+{
+	memset(out, 0, sizeof *out);
+	if (!tl_curl)
+		tl_curl = curl_easy_init();
+	CURL *c = tl_curl;
+	curl_easy_reset(c);
+	char url[512];
+	snprintf(url, sizeof url, "http://127.0.0.1:%d%s", d->port, path);
+	sink s = { NULL, 0, 0 };
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, out);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	if (mime) {
+		curl_easy_setopt(c, CURLOPT_MIMEPOST, mime);
+	} else if (body) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	}
+	if (strcmp(method, "GET") == 0 && !body && !mime)
+		curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+	hdrs = curl_slist_append(hdrs, "Expect:");
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+	CURLcode rc = curl_easy_perform(c);
+	long status = 0;
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_slist_free_all(hdrs);
+	out->status = status;
+	out->body = s.p ? s.p : strdup("");
+	out->len = s.len;
+	return status;
+}
+
+long http_do_auth(nnd *d, const char *method, const char *path, const char *ctype,
+                  const char *body, size_t len, const char *bearer, http_resp *out)
+{
+	struct curl_slist *h = NULL;
+	char line[300];
+	if (ctype) {
+		snprintf(line, sizeof line, "Content-Type: %s", ctype);
+		h = curl_slist_append(h, line);
+	}
+	const char *key = bearer ? bearer : d->key;
+	if (key && key[0]) {
+		snprintf(line, sizeof line, "Authorization: Bearer %s", key);
+		h = curl_slist_append(h, line);
+	}
+	if (body && !ctype)
+		h = curl_slist_append(h, "Content-Type:");
+	return perform(d, method, path, h, body, len, NULL, out);
+}
+
+long http_do(nnd *d, const char *method, const char *path, const char *ctype,
+             const char *body, size_t len, http_resp *out)
+{
+	return http_do_auth(d, method, path, ctype, body, len, NULL, out);
+}
+
+cJSON *http_json(nnd *d, const char *method, const char *path, const cJSON *body,
+                 long *status)
+{
+	char *text = body ? cJSON_PrintUnformatted(body) : NULL;
+	http_resp r;
+	long st = http_do(d, method, path, text ? "application/json" : NULL, text,
+	                  text ? strlen(text) : 0, &r);
+	free(text);
+	if (status)
+		*status = st;
+	cJSON *j = r.body ? cJSON_Parse(r.body) : NULL;
+	resp_free(&r);
+	return j;
+}
+
+long http_multipart(nnd *d, const char *path, const char *images, size_t ilen,
+                    const char *labels, size_t llen, http_resp *out)
+{
+	if (!tl_curl)
+		tl_curl = curl_easy_init();
+	curl_mime *m = curl_mime_init(tl_curl);
+	curl_mimepart *p = curl_mime_addpart(m);
+	curl_mime_name(p, "images");
+	curl_mime_filename(p, "images.idx");
+	curl_mime_data(p, images, ilen);
+	p = curl_mime_addpart(m);
+	curl_mime_name(p, "labels");
+	curl_mime_filename(p, "labels.idx");
+	curl_mime_data(p, labels, llen);
+	struct curl_slist *h = NULL;
+	char line[300];
+	if (d->key[0]) {
+		snprintf(line, sizeof line, "Authorization: Bearer %s", d->key);
+		h = curl_slist_append(h, line);
+	}
+	long st = perform(d, "POST", path, h, NULL, 0, m, out);
+	curl_mime_free(m);
+	return st;
+}
+
+const char *jstr(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+double jnum(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	return cJSON_IsNumber(v) ? v->valuedouble : -1e300;
+}
+
+cJSON *wait_job(nnd *d, const char *id, int timeout_s)
+{
+	char path[128];
+	snprintf(path, sizeof path, "/v1/jobs/%s", id);
+	for (int i = 0; i < timeout_s * 20; i++) {
+		long st;
+		cJSON *j = http_json(d, "GET", path, NULL, &st);
+		const char *s = jstr(j, "state");
+		if (st == 200 && (strcmp(s, "succeeded") == 0 || strcmp(s, "failed") == 0 ||
+		                  strcmp(s, "cancelled") == 0))
+			return j;
+		cJSON_Delete(j);
+		sleep_ms(50);
+	}
+	return NULL;
+}
+
+char *read_stream(nnd *d, const char *path, const char *last_event_id)
+{
+	struct curl_slist *h = NULL;
+	char line[300];
+	if (last_event_id) {
+		snprintf(line, sizeof line, "Last-Event-ID: %s", last_event_id);
+		h = curl_slist_append(h, line);
+	}
+	if (d->key[0]) {
+		snprintf(line, sizeof line, "Authorization: Bearer %s", d->key);
+		h = curl_slist_append(h, line);
+	}
+	http_resp r;
+	perform(d, "GET", path, h, NULL, 0, NULL, &r);
+	if (r.status != 200) {
+		resp_free(&r);
+		return NULL;
+	}
+	return r.body;
+}
+
+/* ---------------------------------------------------------------- data */
+
+static double gen_value(unsigned *s)
+{
+	*s = *s * 1103515245u + 12345u;
+	return ((double)((*s >> 8) & 0xffff) / 65536.0) * 2.0 - 1.0;
+}
+
+char *gen_csv(int rows, int feats, int classes, unsigned seed)
+{
+	size_t cap = (size_t)rows * (size_t)(feats + 1) * 16 + 1024, n = 0;
+	char *out = malloc(cap);
+	for (int f = 0; f < feats; f++)
+		n += (size_t)snprintf(out + n, cap - n, "f%d,", f);
+	n += (size_t)snprintf(out + n, cap - n, "label\n");
+	for (int r = 0; r < rows; r++) {
+		int k = r % classes;
+		for (int f = 0; f < feats; f++)
+			n += (size_t)snprintf(out + n, cap - n, "%.4f,",
+			                      gen_value(&seed) * 0.5 + (f % classes == k ? 1.5 : 0.0));
+		n += (size_t)snprintf(out + n, cap - n, "c%d\n", k);
+	}
+	return out;
+}
+
+cJSON *gen_json(int rows, int feats, int classes, unsigned seed)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "name", "generated");
+	cJSON_AddStringToObject(o, "task", "classification");
+	cJSON *x = cJSON_AddArrayToObject(o, "x");
+	cJSON *y = cJSON_AddArrayToObject(o, "y");
+	for (int r = 0; r < rows; r++) {
+		int k = r % classes;
+		cJSON *row = cJSON_CreateArray();
+		for (int f = 0; f < feats; f++)
+			cJSON_AddItemToArray(row, cJSON_CreateNumber(
+				gen_value(&seed) * 0.5 + (f % classes == k ? 1.5 : 0.0)));
+		cJSON_AddItemToArray(x, row);
+		cJSON_AddItemToArray(y, cJSON_CreateNumber(k));
+	}
+	return o;
+}
+
+int make_dataset_csv(nnd *d, int rows, int feats, int classes, char *ds_id)
+{
+	char *csv = gen_csv(rows, feats, classes, 42);
+	http_resp r;
+	long st = http_do(d, "POST", "/v1/datasets?name=gen", "text/csv", csv, strlen(csv), &r);
+	free(csv);
+	cJSON *j = cJSON_Parse(r.body);
+	snprintf(ds_id, 32, "%s", jstr(j, "id"));
+	cJSON_Delete(j);
+	resp_free(&r);
+	return st == 201 ? 0 : -1;
+}
+
+int make_model(nnd *d, int inputs, int outputs, int hidden, int seed, char *mdl_id)
+{
+	char body[512];
+	snprintf(body, sizeof body,
+	         "{\"name\":\"m\",\"task\":\"classification\",\"inputs\":%d,\"outputs\":%d,"
+	         "\"seed\":%d,\"layers\":[{\"type\":\"dense\",\"units\":%d,\"activation\":\"relu\"}]}",
+	         inputs, outputs, seed, hidden);
+	http_resp r;
+	long st = http_do(d, "POST", "/v1/models", "application/json", body, strlen(body), &r);
+	cJSON *j = cJSON_Parse(r.body);
+	snprintf(mdl_id, 32, "%s", jstr(j, "id"));
+	cJSON_Delete(j);
+	resp_free(&r);
+	return st == 201 ? 0 : -1;
+}
+
+long submit_job(nnd *d, const char *mdl, const char *ds, int epochs, int batch,
+                const char *extra_json, char *job_id)
+{
+	char body[1024];
+	snprintf(body, sizeof body,
+	         "{\"model\":\"%s\",\"dataset\":\"%s\",\"epochs\":%d,\"batch_size\":%d,"
+	         "\"seed\":1,\"optimizer\":{\"type\":\"adam\",\"lr\":0.01}%s%s}",
+	         mdl, ds, epochs, batch, extra_json ? "," : "", extra_json ? extra_json : "");
+	http_resp r;
+	long st = http_do(d, "POST", "/v1/jobs", "application/json", body, strlen(body), &r);
+	cJSON *j = cJSON_Parse(r.body);
+	if (job_id)
+		snprintf(job_id, 32, "%s", jstr(j, "id"));
+	cJSON_Delete(j);
+	resp_free(&r);
+	return st;
+}

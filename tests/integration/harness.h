@@ -1,0 +1,90 @@
+/*
+ * harness.h - what the integration tests share: start bin/nnd ($NND_BIN,
+ * default "bin") on 127.0.0.1:0 with a fresh data directory, read its port
+ * from the first line of its stderr, talk to it over libcurl, stop it (by
+ * SIGTERM or SIGKILL) and restart it on the same data.
+ */
+#ifndef NND_HARNESS_H
+#define NND_HARNESS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include <cjson/cJSON.h>
+
+typedef struct nnd {
+	pid_t pid;
+	int port;
+	char dir[256];        /* temporary root: data/ and nnd.log inside */
+	char data[300];
+	char log[300];
+	char key[128];        /* sent as the bearer token when not empty */
+	char args[8][64];     /* extra flags */
+	int nargs;
+} nnd;
+
+/* Makes the temporary directory, starts the daemon with the extra flags
+ * (NULL-terminated list, may be NULL) and waits for /readyz. 0 or -1. */
+int nnd_start(nnd *d, const char *const *flags);
+/* Starts it again on the same data directory and flags. */
+int nnd_restart(nnd *d);
+/* SIGTERM and wait (at most timeout_s); returns the exit status or -1. */
+int nnd_stop(nnd *d, int timeout_s);
+/* SIGKILL and reap. */
+void nnd_kill9(nnd *d);
+/* Stops (if running) and removes the temporary directory. */
+void nnd_cleanup(nnd *d);
+
+typedef struct http_resp {
+	long status;
+	char *body;           /* NUL-terminated */
+	size_t len;
+	char ctype[128];
+	char location[128];
+	char allow[64];
+	char retry_after[16];
+	char www_auth[64];
+} http_resp;
+
+void resp_free(http_resp *r);
+
+/* One request. ctype NULL = no body header; auth: 1 = send d->key when set,
+ * 0 = no Authorization header; bearer overrides the key when not NULL. */
+long http_do(nnd *d, const char *method, const char *path, const char *ctype,
+             const char *body, size_t len, http_resp *out);
+long http_do_auth(nnd *d, const char *method, const char *path, const char *ctype,
+                  const char *body, size_t len, const char *bearer, http_resp *out);
+/* JSON helpers: the parsed body (caller deletes), NULL when not JSON. */
+cJSON *http_json(nnd *d, const char *method, const char *path, const cJSON *body,
+                 long *status);
+/* Multipart upload of IDX parts from memory. */
+long http_multipart(nnd *d, const char *path, const char *images, size_t ilen,
+                    const char *labels, size_t llen, http_resp *out);
+
+/* Polls GET /v1/jobs/{id} until a final state (or timeout_s); returns the
+ * job object (caller deletes) or NULL. */
+cJSON *wait_job(nnd *d, const char *id, int timeout_s);
+/* The string field of o, or "" */
+const char *jstr(const cJSON *o, const char *key);
+double jnum(const cJSON *o, const char *key);
+
+/* Reads the whole event stream of a job (SSE or ?format=ndjson) into a
+ * malloc'd string; extra headers may be NULL. */
+char *read_stream(nnd *d, const char *path, const char *last_event_id);
+
+/* $NND_SHARED or ../shared (relative to the repo root). */
+const char *shared_dir(void);
+
+#endif
+
+/* ---- small synthetic data (deterministic) */
+/* CSV with a header "f0,...,label": rows x feats numbers, label "c<k>" of
+ * `classes` separable classes. malloc'd. */
+char *gen_csv(int rows, int feats, int classes, unsigned seed);
+/* {"name", "task": "classification", "x", "y"} with the same data. */
+cJSON *gen_json(int rows, int feats, int classes, unsigned seed);
+/* Uploads (CSV or JSON), creates a model and returns their ids (0 or -1). */
+int make_dataset_csv(nnd *d, int rows, int feats, int classes, char *ds_id);
+int make_model(nnd *d, int inputs, int outputs, int hidden, int seed, char *mdl_id);
+/* Submits a job; returns the HTTP status and the job id. */
+long submit_job(nnd *d, const char *mdl, const char *ds, int epochs, int batch,
+                const char *extra_json, char *job_id);
