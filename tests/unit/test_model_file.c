@@ -228,6 +228,55 @@ START_TEST(test_lying_counts_with_a_valid_checksum_are_rejected)
 }
 END_TEST
 
+START_TEST(test_random_mutations_with_a_valid_checksum_never_crash)
+{
+	nn_model *m = sample_model(), *l;
+	unsigned char *buf, *copy;
+	size_t len;
+	char err[256];
+	nn_rng r;
+	int ok = 0, bad = 0;
+
+	ck_assert_int_eq(nn_model_save(m, (void **)&buf, &len), NN_OK);
+	nn_rng_seed(&r, 2024);
+	for (int it = 0; it < 3000; it++) {
+		/* a random cut (or none), 1..8 random bytes, the checksum fixed up */
+		size_t n = nn_rng_below(&r, 4) == 0 ? 16 + nn_rng_below(&r, len - 16) : len;
+		int k = 1 + (int)nn_rng_below(&r, 8);
+		nn_status st;
+		copy = malloc(n);
+		memcpy(copy, buf, n);
+		for (int j = 0; j < k; j++) {
+			size_t at = 8 + nn_rng_below(&r, n - 12);
+			copy[at] = (unsigned char)nn_rng_next(&r);
+		}
+		reseal(copy, n);
+		l = NULL;
+		st = nn_model_load(copy, n, &l, err, sizeof(err));
+		if (st == NN_OK) {
+			/* whatever loaded is a usable model */
+			nn_scratch *s = nn_scratch_create(l, 2);
+			float x[12] = { 0 }, out[64];
+			ck_assert_ptr_nonnull(s);
+			if (nn_model_spec_of(l)->inputs <= 6 && nn_model_spec_of(l)->outputs * 2 <= 64)
+				ck_assert_int_eq(nn_predict(l, s, x, 2, out), NN_OK);
+			nn_scratch_free(s);
+			nn_model_free(l);
+			ok++;
+		} else {
+			ck_assert_int_eq(st, NN_ECORRUPT);
+			ck_assert_ptr_null(l);
+			bad++;
+		}
+		free(copy);
+	}
+	ck_assert_int_gt(bad, 1000);
+	ck_assert_int_gt(ok, 100); /* mutated parameter values load fine */
+	free(buf);
+	nn_model_free(m);
+}
+END_TEST
+
 START_TEST(test_crc32_matches_the_ieee_check_value)
 {
 	ck_assert_uint_eq(nn_crc32(0, "123456789", 9), 0xCBF43926u);
@@ -251,6 +300,7 @@ int main(void)
 	tcase_add_test(tc, test_every_corrupted_byte_is_rejected);
 	tcase_add_test(tc, test_every_truncation_is_rejected);
 	tcase_add_test(tc, test_lying_counts_with_a_valid_checksum_are_rejected);
+	tcase_add_test(tc, test_random_mutations_with_a_valid_checksum_never_crash);
 	tcase_add_test(tc, test_crc32_matches_the_ieee_check_value);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
