@@ -644,6 +644,11 @@ int api_dataset_deserialize(const void *buf, size_t len, api_dataset *out, api_e
 	if (h[0] > 1 || h[1] > INT32_MAX || h[2] > INT32_MAX || h[3] > INT32_MAX ||
 	    h[4] > INT32_MAX || h[5] > INT32_MAX || h[6] > INT32_MAX || rows < 0)
 		return corrupt(e, "bad header");
+	/* an image shape, when there is one, covers the features exactly */
+	if ((h[4] || h[5] || h[6]) &&
+	    (!h[4] || !h[5] || !h[6] || (uint64_t)h[4] * h[5] > h[1] ||
+	     (uint64_t)h[4] * h[5] * h[6] != h[1]))
+		return corrupt(e, "bad image shape");
 	out->task = h[0] == 0 ? NN_TASK_CLASSIFICATION : NN_TASK_REGRESSION;
 	out->features = (int)h[1];
 	out->outputs = (int)h[2];
@@ -659,7 +664,8 @@ int api_dataset_deserialize(const void *buf, size_t len, api_dataset *out, api_e
 		return corrupt(e, "sizes do not match the file");
 	size_t nx = (size_t)rows * (size_t)out->features;
 	size_t ny = cls ? (size_t)rows : (size_t)rows * (size_t)out->outputs;
-	if (nx + ny > avail)
+	/* every class and feature name takes at least its 4-byte length */
+	if (nx + ny > avail || (uint64_t)ncls + (uint64_t)out->features > avail - (nx + ny))
 		return corrupt(e, "sizes do not match the file");
 	out->rows = rows;
 	out->x = malloc(nx ? nx * 4 : 1);
