@@ -457,6 +457,53 @@ static int end_fb_field(api_csv *c)
 	return r;
 }
 
+static const float P10F[] = { 1e0f, 1e1f, 1e2f, 1e3f, 1e4f, 1e5f, 1e6f, 1e7f, 1e8f, 1e9f, 1e10f };
+
+/*
+ * The hot path for the common feature field: a plain decimal ([-]digits
+ * [.digits], at most 18 digits) ending inside this piece with ',', LF or CR.
+ * Scans and converts in one pass and stores the value; returns the position
+ * of the terminator, or NULL to let the general path take the field (any
+ * other shape, or the field runs past the piece).
+ */
+static const char *fast_feature(api_csv *c, const char *p, const char *end)
+{
+	const char *q = p;
+	int neg = 0;
+	if (q < end && *q == '-') {
+		neg = 1;
+		q++;
+	}
+	uint64_t m = 0;
+	const char *d0 = q;
+	while (q < end && (unsigned)(*q - '0') < 10)
+		m = m * 10 + (unsigned)(*q++ - '0');
+	long digits = q - d0, frac = 0;
+	if (q < end && *q == '.') {
+		const char *f0 = ++q;
+		while (q < end && (unsigned)(*q - '0') < 10)
+			m = m * 10 + (unsigned)(*q++ - '0');
+		frac = q - f0;
+		digits += frac;
+	}
+	if (q == end || digits == 0 || digits > 18 || (*q != ',' && *q != '\n' && *q != '\r'))
+		return NULL;
+	if (c->col == 0 && row_begin(c) != 0)
+		return NULL;
+	float v;
+	if (m <= (1u << 24) && frac <= 10) {
+		v = (float)m;
+		if (frac)
+			v /= P10F[frac];
+		if (neg)
+			v = -v;
+	} else if (api_parse_float(p, (size_t)(q - p), &v) != 1) {
+		return NULL;
+	}
+	c->x[c->rows * c->features + (c->col - (c->col > c->label_col))] = v;
+	return q;
+}
+
 /* A record terminator byte (LF or CR) outside quotes. */
 static void newline(api_csv *c, unsigned char ch)
 {
@@ -505,6 +552,23 @@ static int process(api_csv *c, const char *buf, size_t len)
 			}
 			if (ch == 0)
 				return fail_at(c, c->line, c->col + 1, "NUL byte in the input%s", NULL);
+			if (c->ncols && c->col != c->label_col && c->col < c->ncols) {
+				const char *q = fast_feature(c, p, end);
+				if (!q && c->failed)
+					return -1;
+				if (q) {
+					unsigned char t = (unsigned char)*q;
+					p = q + 1;
+					if (t == ',') {
+						c->col++;
+					} else {
+						if (end_record(c) != 0)
+							return -1;
+						newline(c, t);
+					}
+					continue;
+				}
+			}
 			c->state = S_UNQ;
 		}
 		/* fall through */
