@@ -714,8 +714,13 @@ static int run_job(jobs *q, live *lv)
 		pthread_mutex_lock(&q->mu);
 		lv->state = r.j.state;
 		pthread_mutex_unlock(&q->mu);
-		r.j.finished_at = util_now_ms();
+		/* the last steps first, with the row still running, so no reader
+		 * sees the final state before the version is published */
+		int fin = r.j.state;
+		r.j.state = API_JOB_RUNNING;
 		flush(&r, 0, 0, NULL);
+		r.j.state = fin;
+		r.j.finished_at = util_now_ms();
 		if (r.j.state == API_JOB_SUCCEEDED) {
 			char *classes = classes_of(q->st, r.j.dataset);
 			nn_model *pub = m;

@@ -138,6 +138,8 @@ int main(int argc, char **argv)
 		cores = 1;
 	if (workers == 0)
 		workers = cores;
+	/* jobs share the cores: BLAS threads per job so they do not oversubscribe */
+	nn_blas_set_threads(workers >= cores ? 1 : (int)(cores / workers));
 
 	/* the signals are taken by sigwait below, in this thread only */
 	sigset_t sigs;

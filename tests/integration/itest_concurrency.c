@@ -1,0 +1,192 @@
+/*
+ * itest_concurrency.c - jobs and predictions at once, on --workers 2
+ * --queue 2: four jobs all finish (two run, two wait), a fifth is refused
+ * with 429 and Retry-After, predictions keep answering while training
+ * runs, and cancel stops both a queued and a running job.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "harness.h"
+
+static const char *SPEC =
+	"{\"task\":\"classification\",\"inputs\":30,\"outputs\":3,\"seed\":3,"
+	"\"layers\":[{\"type\":\"dense\",\"units\":256,\"activation\":\"relu\"},"
+	"{\"type\":\"dense\",\"units\":256,\"activation\":\"relu\"}]}";
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+static void model(nnd *d, char *id)
+{
+	http_resp r;
+	ck_assert_int_eq(http_do(d, "POST", "/v1/models", "application/json", SPEC, strlen(SPEC), &r),
+	                 201);
+	cJSON *j = cJSON_Parse(r.body);
+	snprintf(id, 32, "%s", jstr(j, "id"));
+	cJSON_Delete(j);
+	resp_free(&r);
+}
+
+static const char *state_of(nnd *d, const char *job, char *buf)
+{
+	char path[128];
+	snprintf(path, sizeof path, "/v1/jobs/%s", job);
+	long st;
+	cJSON *j = http_json(d, "GET", path, NULL, &st);
+	snprintf(buf, 32, "%s", jstr(j, "state"));
+	cJSON_Delete(j);
+	return buf;
+}
+
+static void wait_running(nnd *d, const char *job)
+{
+	char s[32];
+	for (int i = 0; i < 2000; i++) {
+		if (strcmp(state_of(d, job, s), "running") == 0)
+			return;
+		ck_assert_str_eq(s, "queued");
+		sleep_ms(5);
+	}
+	ck_abort_msg("job %s never started", job);
+}
+
+static long predict(nnd *d, const char *mdl)
+{
+	char path[128], body[512];
+	size_t n = (size_t)snprintf(body, sizeof body, "{\"instances\":[[");
+	for (int f = 0; f < 30; f++)
+		n += (size_t)snprintf(body + n, sizeof body - n, "%s%d", f ? "," : "", f % 3);
+	snprintf(body + n, sizeof body - n, "]]}");
+	snprintf(path, sizeof path, "/v1/models/%s/predict", mdl);
+	http_resp r;
+	long st = http_do(d, "POST", path, "application/json", body, strlen(body), &r);
+	resp_free(&r);
+	return st;
+}
+
+START_TEST(test_four_jobs_two_workers_full_queue_and_predictions)
+{
+	const char *flags[] = { "--workers", "2", "--queue", "2", NULL };
+	nnd d = { 0 };
+	ck_assert_int_eq(nnd_start(&d, flags), 0);
+	char ds[32], m[5][32], job[5][32];
+	ck_assert_int_eq(make_dataset_csv(&d, 2400, 30, 3, ds), 0);
+	for (int i = 0; i < 5; i++)
+		model(&d, m[i]);
+	ck_assert_int_eq(submit_job(&d, m[0], ds, 5, 32, NULL, job[0]), 202);
+	ck_assert_int_eq(submit_job(&d, m[1], ds, 5, 32, NULL, job[1]), 202);
+	wait_running(&d, job[0]);
+	wait_running(&d, job[1]);
+	ck_assert_int_eq(submit_job(&d, m[2], ds, 2, 32, NULL, job[2]), 202);
+	ck_assert_int_eq(submit_job(&d, m[3], ds, 2, 32, NULL, job[3]), 202);
+
+	/* the queue holds two: the fifth is refused */
+	char body[256];
+	snprintf(body, sizeof body, "{\"model\":\"%s\",\"dataset\":\"%s\"}", m[4], ds);
+	http_resp r;
+	ck_assert_int_eq(http_do(&d, "POST", "/v1/jobs", "application/json", body, strlen(body), &r),
+	                 429);
+	ck_assert_str_eq(r.ctype, "application/problem+json");
+	ck_assert_int_gt(atoi(r.retry_after), 0);
+	cJSON *j = cJSON_Parse(r.body);
+	ck_assert_str_eq(jstr(j, "code"), "queue_full");
+	cJSON_Delete(j);
+	resp_free(&r);
+
+	/* predictions answer while both workers train */
+	int ok = 0, during = 0;
+	char s[32];
+	for (int i = 0; i < 100; i++) {
+		ok += predict(&d, m[4]) == 200;
+		during += strcmp(state_of(&d, job[0], s), "running") == 0;
+	}
+	ck_assert_int_eq(ok, 100);
+	ck_assert_int_gt(during, 0);
+
+	for (int i = 0; i < 4; i++) {
+		cJSON *done = wait_job(&d, job[i], 120);
+		ck_assert_ptr_nonnull(done);
+		ck_assert_str_eq(jstr(done, "state"), "succeeded");
+		ck_assert_double_eq(jnum(done, "model_version"), 1);
+		cJSON_Delete(done);
+	}
+	/* queued jobs are listed by state */
+	ck_assert_int_eq(http_do(&d, "GET", "/v1/jobs?state=succeeded", NULL, NULL, 0, &r), 200);
+	j = cJSON_Parse(r.body);
+	ck_assert_double_eq(jnum(j, "total"), 4);
+	cJSON_Delete(j);
+	resp_free(&r);
+	nnd_cleanup(&d);
+}
+END_TEST
+
+START_TEST(test_cancel_queued_and_running)
+{
+	const char *flags[] = { "--workers", "1", "--queue", "4", NULL };
+	nnd d = { 0 };
+	ck_assert_int_eq(nnd_start(&d, flags), 0);
+	char ds[32], m[2][32], job[2][32], path[128];
+	ck_assert_int_eq(make_dataset_csv(&d, 2400, 30, 3, ds), 0);
+	model(&d, m[0]);
+	model(&d, m[1]);
+	ck_assert_int_eq(submit_job(&d, m[0], ds, 500, 32, NULL, job[0]), 202);
+	wait_running(&d, job[0]);
+	ck_assert_int_eq(submit_job(&d, m[1], ds, 500, 32, NULL, job[1]), 202);
+
+	/* the queued one: cancelled at once, never started */
+	snprintf(path, sizeof path, "/v1/jobs/%s/cancel", job[1]);
+	long st;
+	cJSON *j = http_json(&d, "POST", path, NULL, &st);
+	ck_assert_int_eq(st, 202);
+	ck_assert_str_eq(jstr(j, "state"), "cancelled");
+	cJSON_Delete(j);
+	cJSON *done = wait_job(&d, job[1], 5);
+	ck_assert_ptr_nonnull(done);
+	ck_assert(cJSON_IsNull(cJSON_GetObjectItem(done, "started_at")));
+	cJSON_Delete(done);
+
+	/* the running one: stops at its next step */
+	snprintf(path, sizeof path, "/v1/jobs/%s/cancel", job[0]);
+	j = http_json(&d, "POST", path, NULL, &st);
+	ck_assert_int_eq(st, 202);
+	cJSON_Delete(j);
+	done = wait_job(&d, job[0], 30);
+	ck_assert_ptr_nonnull(done);
+	ck_assert_str_eq(jstr(done, "state"), "cancelled");
+	ck_assert(cJSON_IsNull(cJSON_GetObjectItem(done, "model_version")));
+	cJSON_Delete(done);
+	/* the model kept its version 0 */
+	snprintf(path, sizeof path, "/v1/models/%s", m[0]);
+	j = http_json(&d, "GET", path, NULL, &st);
+	ck_assert_double_eq(jnum(j, "version"), 0);
+	cJSON_Delete(j);
+	/* and the data set is free again */
+	snprintf(path, sizeof path, "/v1/datasets/%s", ds);
+	http_resp r;
+	ck_assert_int_eq(http_do(&d, "DELETE", path, NULL, NULL, 0, &r), 204);
+	resp_free(&r);
+	nnd_cleanup(&d);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("concurrency");
+	TCase *t = tcase_create("concurrency");
+	tcase_set_timeout(t, 240);
+	tcase_add_test(t, test_four_jobs_two_workers_full_queue_and_predictions);
+	tcase_add_test(t, test_cancel_queued_and_running);
+	suite_add_tcase(s, t);
+	SRunner *r = srunner_create(s);
+	srunner_run_all(r, CK_NORMAL);
+	int failed = srunner_ntests_failed(r);
+	srunner_free(r);
+	return failed ? 1 : 0;
+}
