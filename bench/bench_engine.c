@@ -12,10 +12,14 @@
  * PyTorch peer in the same run; this program never decides pass or fail.
  *
  *   bench_engine [--epochs N] [--threads N] [--batch N] [--seed N] [--data DIR]
- *                [--no-roofline]
+ *                [--init torch|auto] [--no-roofline]
+ * --init torch (the default) draws every weight and bias from
+ * U(-1/sqrt(fan_in), 1/sqrt(fan_in)) like torch.nn.Linear, so both sides
+ * start from the same distribution; auto keeps the engine's He init.
  * The last output line is one JSON object for scripts.
  */
 #include <cblas.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,7 +153,7 @@ int main(int argc, char **argv)
 {
 	nn_blas_autoselect(argc, argv);
 
-	int epochs = 1, threads = 1, batch = 128, roofline = 1;
+	int epochs = 1, threads = 1, batch = 128, roofline = 1, torch_init = 1;
 	uint64_t seed = 1;
 	const char *dir = "/usr/share/datasets/fashion-mnist";
 	for (int i = 1; i < argc; i++) {
@@ -163,11 +167,13 @@ int main(int argc, char **argv)
 			seed = strtoull(argv[++i], NULL, 10);
 		else if (!strcmp(argv[i], "--data") && i + 1 < argc)
 			dir = argv[++i];
+		else if (!strcmp(argv[i], "--init") && i + 1 < argc)
+			torch_init = strcmp(argv[++i], "auto") != 0;
 		else if (!strcmp(argv[i], "--no-roofline"))
 			roofline = 0;
 		else {
 			fprintf(stderr, "usage: %s [--epochs N] [--threads N] [--batch N] [--seed N] "
-			                "[--data DIR] [--no-roofline]\n", argv[0]);
+			                "[--data DIR] [--init torch|auto] [--no-roofline]\n", argv[0]);
 			return 2;
 		}
 	}
@@ -196,6 +202,21 @@ int main(int argc, char **argv)
 	if (!m) {
 		fprintf(stderr, "bench_engine: %s\n", err);
 		return 1;
+	}
+
+	if (torch_init) {
+		/* weight [out][in] then bias, per dense layer, in tensor order */
+		nn_rng r;
+		nn_rng_seed(&r, seed);
+		int fan_in = 0;
+		for (int i = 0; i < nn_model_tensor_count(m); i++) {
+			nn_tensor t = nn_model_tensor(m, i);
+			if (t.kind == NN_T_WEIGHT)
+				fan_in = t.cols;
+			float limit = 1.0f / sqrtf((float)fan_in);
+			nn_init_fill(t.data, (int64_t)t.rows * t.cols, NN_INIT_UNIFORM, limit, fan_in,
+			             t.rows, &r);
+		}
 	}
 
 	nn_train_config cfg = nn_train_config_default();
