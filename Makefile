@@ -139,3 +139,8 @@ container-test:
 
 # The daemon embeds api/openapi.json (server/openapi_blob.c uses .incbin).
 $(BUILD)/server/openapi_blob.o: api/openapi.json
+
+# libFuzzer targets (tests/fuzz/) under ASan and UBSan, built with clang;
+# each runs FUZZ_SECONDS (default 60) on a copy of its seed corpus.
+fuzz:
+	@scripts/fuzz
