@@ -4,7 +4,8 @@
  * redrawn in place with \r (epoch, bar, step, loss, validation metrics,
  * throughput, ETA) and prints a permanent line per finished epoch; otherwise
  * it prints one plain line per event, for logs and scripts. The exit status
- * says how the job ended.
+ * says how the job ended. The server counts epochs from 0; the display counts
+ * them from 1 ("epoch 10/10" is the last).
  */
 #include "nnctl.h"
 
@@ -27,7 +28,7 @@ struct follow {
 	long step0;
 	int have_t0;
 	long step;
-	long epoch;
+	long epoch;            /* as the server counts: from 0 (shown from 1) */
 	double loss, lr, val_loss, val_acc, sps;
 	double last_draw;
 	int drawn;             /* a progress line is on screen */
@@ -146,9 +147,9 @@ static void draw(struct follow *f, int force)
 		fmt_secs(eta, sizeof eta, left > 0 ? left * per_step : 0);
 	}
 	if (f->epochs > 0)
-		o += snprintf(line + o, sizeof line - o, "epoch %ld/%d", f->epoch, f->epochs);
+		o += snprintf(line + o, sizeof line - o, "epoch %ld/%d", f->epoch + 1, f->epochs);
 	else
-		o += snprintf(line + o, sizeof line - o, "epoch %ld", f->epoch);
+		o += snprintf(line + o, sizeof line - o, "epoch %ld", f->epoch + 1);
 	if (!isnan(p))
 		o += snprintf(line + o, sizeof line - o, " [%s] %3.0f%%", bar, p * 100);
 	o += snprintf(line + o, sizeof line - o, "  step %ld", f->step);
@@ -174,9 +175,9 @@ static void print_epoch(struct follow *f, const cJSON *d)
 	char buf[300];
 	size_t o = 0;
 	if (f->epochs > 0)
-		o += snprintf(buf + o, sizeof buf - o, "epoch %ld/%d", f->epoch, f->epochs);
+		o += snprintf(buf + o, sizeof buf - o, "epoch %ld/%d", f->epoch + 1, f->epochs);
 	else
-		o += snprintf(buf + o, sizeof buf - o, "epoch %ld", f->epoch);
+		o += snprintf(buf + o, sizeof buf - o, "epoch %ld", f->epoch + 1);
 	static const char *keys[] = { "train_loss", "val_loss", "val_accuracy", "lr" };
 	for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
 		double v = num(d, keys[i]);
@@ -233,7 +234,7 @@ static int on_event(const char *event, const char *id, const char *data, void *u
 			if (f->tty)
 				draw(f, 0);
 			else
-				printf("step %ld  epoch %ld  loss %.6g  lr %.6g\n", f->step, f->epoch,
+				printf("step %ld  epoch %ld  loss %.6g  lr %.6g\n", f->step, f->epoch + 1,
 				       f->loss, f->lr);
 		}
 	} else if (strcmp(event, "epoch") == 0) {

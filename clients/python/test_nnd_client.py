@@ -217,7 +217,7 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(ds["outputs"], 1)
         model = self.nnd.create_model(task="regression", inputs=1, outputs=1, layers=[])
         job = self.nnd.train(model["id"], ds["id"], epochs=300, batch_size=41, shuffle=False,
-                             optimizer={"type": "sgd", "lr": 0.3})
+                             standardize=False, optimizer={"type": "sgd", "lr": 0.3})
         self.assertEqual(self.nnd.wait(job["id"])["state"], "succeeded")
         pred = self.nnd.predict(model["id"], [[0.0], [1.0], [-1.5]])["predictions"]
         for got, want in zip(pred, [1.0, 3.0, -2.0]):
