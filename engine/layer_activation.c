@@ -39,45 +39,104 @@ int nn_act_grad_from_output(nn_act a, float alpha)
 	return 0;
 }
 
+/*
+ * Forward kernels. F(v) is the function at v. For each activation:
+ *  act_<name>: y = f(z), z read only (the activation layer; y != z);
+ *  bias_<name>: per row, t = z + b (b may be NULL), then either y = f(t) in
+ *  place (z == y) or z = t and y = f(t) (a dense layer that keeps z).
+ * The in-place loop goes through one pointer and the other through restrict
+ * pointers, so neither needs a run-time alias check to vectorise.
+ */
+#define FWD_KERNELS(NAME, F) \
+	static void act_##NAME(const float *restrict z, float *restrict y, int64_t len, \
+	                       float alpha) \
+	{ \
+		(void)alpha; \
+		for (int64_t i = 0; i < len; i++) { \
+			float v = z[i]; \
+			y[i] = F(v); \
+		} \
+	} \
+	static void bias_##NAME(float *z, const float *b, float *y, int n, int w, float alpha) \
+	{ \
+		(void)alpha; \
+		for (int r = 0; r < n; r++) { \
+			float *zr = z + (int64_t)r * w, *yr = y + (int64_t)r * w; \
+			if (zr == yr) { \
+				if (b) \
+					for (int j = 0; j < w; j++) { \
+						float v = zr[j] + b[j]; \
+						zr[j] = F(v); \
+					} \
+				else \
+					for (int j = 0; j < w; j++) { \
+						float v = zr[j]; \
+						zr[j] = F(v); \
+					} \
+			} else { \
+				float *restrict zz = zr, *restrict yy = yr; \
+				if (b) \
+					for (int j = 0; j < w; j++) { \
+						float v = zz[j] + b[j]; \
+						zz[j] = v; \
+						yy[j] = F(v); \
+					} \
+				else \
+					for (int j = 0; j < w; j++) { \
+						float v = zz[j]; \
+						yy[j] = F(v); \
+					} \
+			} \
+		} \
+	}
+
+#define F_IDENTITY(v) (v)
+#define F_RELU(v) ((v) > 0.0f ? (v) : 0.0f)
+#define F_LEAKY(v) ((v) > 0.0f ? (v) : alpha * (v))
+#define F_ELU(v) ((v) > 0.0f ? (v) : alpha * expm1f(v))
+#define F_SIGMOID(v) (1.0f / (1.0f + expf(-(v))))
+#define F_TANH(v) tanhf(v)
+#define F_SOFTPLUS(v) ((v) > 20.0f ? (v) : log1pf(expf(v))) /* beta 1, threshold 20 */
+#define F_GELU(v) (0.5f * (v) * (1.0f + erff((v) * (float)M_SQRT1_2)))
+
+FWD_KERNELS(identity, F_IDENTITY)
+FWD_KERNELS(relu, F_RELU)
+FWD_KERNELS(leaky, F_LEAKY)
+FWD_KERNELS(elu, F_ELU)
+FWD_KERNELS(sigmoid, F_SIGMOID)
+FWD_KERNELS(tanh, F_TANH)
+FWD_KERNELS(softplus, F_SOFTPLUS)
+FWD_KERNELS(gelu, F_GELU)
+
+typedef struct fwd_pair {
+	void (*act)(const float *restrict z, float *restrict y, int64_t len, float alpha);
+	void (*bias)(float *z, const float *b, float *y, int n, int w, float alpha);
+} fwd_pair;
+
+static const fwd_pair fwd[] = {
+	[NN_ACT_IDENTITY] = { act_identity, bias_identity },
+	[NN_ACT_RELU] = { act_relu, bias_relu },
+	[NN_ACT_LEAKY_RELU] = { act_leaky, bias_leaky },
+	[NN_ACT_ELU] = { act_elu, bias_elu },
+	[NN_ACT_SIGMOID] = { act_sigmoid, bias_sigmoid },
+	[NN_ACT_TANH] = { act_tanh, bias_tanh },
+	[NN_ACT_SOFTPLUS] = { act_softplus, bias_softplus },
+	[NN_ACT_GELU] = { act_gelu, bias_gelu },
+};
+
 void nn_act_rows(nn_act a, float alpha, const float *z, float *y, int n, int w)
 {
-	int64_t len = (int64_t)n * w;
+	if (z == y)
+		fwd[a].bias(y, NULL, y, n, w, alpha); /* in place */
+	else
+		fwd[a].act(z, y, (int64_t)n * w, alpha);
+}
 
-	switch (a) {
-	case NN_ACT_IDENTITY:
-		if (y != z)
-			for (int64_t i = 0; i < len; i++)
-				y[i] = z[i];
-		break;
-	case NN_ACT_RELU:
-		for (int64_t i = 0; i < len; i++)
-			y[i] = z[i] > 0.0f ? z[i] : 0.0f;
-		break;
-	case NN_ACT_LEAKY_RELU:
-		for (int64_t i = 0; i < len; i++)
-			y[i] = z[i] > 0.0f ? z[i] : alpha * z[i];
-		break;
-	case NN_ACT_ELU:
-		for (int64_t i = 0; i < len; i++)
-			y[i] = z[i] > 0.0f ? z[i] : alpha * expm1f(z[i]);
-		break;
-	case NN_ACT_SIGMOID:
-		for (int64_t i = 0; i < len; i++)
-			y[i] = 1.0f / (1.0f + expf(-z[i]));
-		break;
-	case NN_ACT_TANH:
-		for (int64_t i = 0; i < len; i++)
-			y[i] = tanhf(z[i]);
-		break;
-	case NN_ACT_SOFTPLUS: /* beta 1, threshold 20 */
-		for (int64_t i = 0; i < len; i++)
-			y[i] = z[i] > 20.0f ? z[i] : log1pf(expf(z[i]));
-		break;
-	case NN_ACT_GELU:
-		for (int64_t i = 0; i < len; i++)
-			y[i] = 0.5f * z[i] * (1.0f + erff(z[i] * (float)M_SQRT1_2));
-		break;
-	}
+void nn_act_bias_rows(nn_act a, float alpha, float *z, const float *b, float *y, int n, int w)
+{
+	if (a == NN_ACT_IDENTITY && !b && z == y)
+		return;
+	fwd[a].bias(z, b, y, n, w, alpha);
 }
 
 /*

@@ -26,17 +26,8 @@ static void dense_forward(const nn_node *nd, int k, nn_run *r)
 
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, W, in, 0.0f,
 	            z, out);
-	if (nd->has_bias) {
-		const float *b = r->params + nd->b_off;
-		for (int i = 0; i < n; i++) {
-			float *zr = z + (int64_t)i * out, *yr = y + (int64_t)i * out;
-			for (int j = 0; j < out; j++)
-				zr[j] += b[j];
-			nn_act_rows(nd->act, nd->alpha, zr, yr, 1, out);
-		}
-	} else {
-		nn_act_rows(nd->act, nd->alpha, z, y, n, out);
-	}
+	nn_act_bias_rows(nd->act, nd->alpha, z, nd->has_bias ? r->params + nd->b_off : NULL, y, n,
+	                 out);
 }
 
 static void dense_backward(const nn_node *nd, int k, nn_run *r)

@@ -90,6 +90,9 @@ extern const nn_layer_ops nn_dense_ops, nn_act_ops, nn_bn_ops, nn_dropout_ops, n
  * nn_act_grad_rows: out = g * f'(z) (or out += when add), reading z (the
  * pre-activation) and/or y (the output) as the function needs; out may equal g. */
 void nn_act_rows(nn_act a, float alpha, const float *z, float *y, int n, int w);
+/* Dense layers: per row z += b (b may be NULL), y = f(z); with z == y in
+ * place, else z keeps the pre-activation. */
+void nn_act_bias_rows(nn_act a, float alpha, float *z, const float *b, float *y, int n, int w);
 void nn_act_grad_rows(nn_act a, float alpha, const float *z, const float *y, const float *g,
                       float *out, int n, int w, int add);
 /* 1 when f'(z) can be computed from y = f(z) alone. */
