@@ -225,6 +225,9 @@ static nn_task infer_task(const cJSON *y)
 
 int api_dataset_from_json(const cJSON *body, api_dataset *out, api_err *e)
 {
+	api_err scratch = API_ERR_INIT;
+	if (!e)
+		e = &scratch;
 	memset(out, 0, sizeof *out);
 	if (!cJSON_IsObject(body))
 		return api_err_field(e, "body", "must be a JSON object");

@@ -512,6 +512,9 @@ static const char *const TASK_NAMES[] = { "classification", "regression" };
 int api_model_spec_from_json(const cJSON *j, const api_limits *lim, nn_model_spec *out,
 			     char **name, api_err *e)
 {
+	api_err scratch = API_ERR_INIT;
+	if (!e)
+		e = &scratch;
 	api_limits dl = api_limits_default();
 	if (!lim)
 		lim = &dl;
@@ -1034,6 +1037,9 @@ static int parse_sparsity(const cJSON *o, nn_train_config *cfg, api_err *e)
 int api_train_config_from_json(const cJSON *j, const api_limits *lim, nn_train_config *cfg,
 			       api_job_refs *refs, api_err *e)
 {
+	api_err scratch = API_ERR_INIT;
+	if (!e)
+		e = &scratch;
 	api_limits dl = api_limits_default();
 	if (!lim)
 		lim = &dl;
@@ -1600,6 +1606,9 @@ static int weights_pass(wctx *c, const cJSON *j, const nn_model_spec *s, float *
 
 int api_weights_from_json(const cJSON *j, nn_model *m, api_err *e)
 {
+	api_err scratch = API_ERR_INIT;
+	if (!e)
+		e = &scratch;
 	if (!m)
 		return api_err_set(e, 500, "internal_error", "no model");
 	if (!cJSON_IsObject(j))

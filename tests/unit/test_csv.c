@@ -407,6 +407,36 @@ START_TEST(test_too_many_columns)
 }
 END_TEST
 
+START_TEST(test_field_and_header_bounds)
+{
+	/* a quoted field longer than 1 MiB is refused where it starts */
+	size_t n = (1u << 20) + 10;
+	char *s = malloc(n + 64);
+	strcpy(s, "a,b\n1,\"");
+	size_t len = strlen(s);
+	memset(s + len, 'x', n);
+	strcpy(s + len + n, "\"\n");
+	api_csv_opts o = opts();
+	api_dataset d;
+	api_err e;
+	ck_assert_int_eq(parse_split(s, strlen(s), &o, RANDOM, 5, &d, &e), -1);
+	ck_assert_int_eq(e.status, 400);
+	ck_assert_str_eq(e.detail, "line 2, column 2: field longer than 1 MiB");
+	free(s);
+	/* duplicate column names: the label is the first of them; blanks
+	 * around numbers are fine */
+	ck_assert_int_eq(parse_all_ways("y,y,z\n 1 ,\t2.5,3\n4,5,6\n", &(api_csv_opts){ 1, "y", -1, 0 },
+					&d, &e), 0);
+	ck_assert_str_eq(d.feature_names[0], "y");
+	ck_assert_str_eq(d.feature_names[1], "z");
+	ck_assert_float_eq(d.x[0], 2.5f);
+	ck_assert_float_eq(d.x[3], 6.0f);
+	ck_assert_str_eq(d.classes[0], "1");
+	ck_assert_str_eq(d.classes[1], "4");
+	api_dataset_free(&d);
+}
+END_TEST
+
 START_TEST(test_max_bytes_gives_413)
 {
 	api_csv_opts o = opts();
@@ -598,6 +628,7 @@ static Suite *suite(void)
 	tcase_add_test(t, test_feature_values_must_be_finite_numbers);
 	tcase_add_test(t, test_empty_inputs);
 	tcase_add_test(t, test_too_many_columns);
+	tcase_add_test(t, test_field_and_header_bounds);
 	tcase_add_test(t, test_max_bytes_gives_413);
 	tcase_add_test(t, test_feed_after_error_repeats_it);
 	tcase_add_test(t, test_numbers_exact_values);
