@@ -219,8 +219,7 @@ START_TEST(test_batch_norm_training_output_is_normalised_and_running_stats_move)
 				s += (double)X[i * IN + k] * wt.data[j * IN + k];
 			z[i * 5 + j] = (float)s;
 		}
-	/* the output layer's input is the batch norm output: read it through the
-	 * population statistics helper's buffer instead, v[2] */
+	/* the batch norm's output is value 2 (input, dense, batch norm) */
 	y = nn_forward(m, w, X, ROWS, 1, NULL);
 	ck_assert_ptr_nonnull(y);
 	y = nn_ws_value(w, 2);
