@@ -186,7 +186,14 @@ static int get_float(const cJSON *v, const char *path, const char *key, double l
 		join(p, sizeof p, path, key);
 		return api_err_field(e, p, "is outside the float range");
 	}
-	*out = (float)d;
+	/* rounding to float may land on an open bound (1e-80 -> 0, 0.9999999999 -> 1) */
+	float f = (float)d;
+	if ((lo_open && f <= lo) || (hi_open && f >= hi)) {
+		char p[160];
+		join(p, sizeof p, path, key);
+		return api_err_field(e, p, "rounds to %g as a float, outside the allowed range", (double)f);
+	}
+	*out = f;
 	return 0;
 }
 
