@@ -1,0 +1,311 @@
+/*
+ * test_store.c - the SQLite store and its files (server/storage.c): rows
+ * and files round-trip, versions count up and snapshots follow them, a
+ * data set in use cannot be deleted, metric history keeps order and
+ * replaces replays, and a reopen removes temporary and orphan files while
+ * keeping everything committed.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "storage.h"
+#include "util.h"
+
+static char dir[64];
+
+static void setup(void)
+{
+	snprintf(dir, sizeof dir, "/tmp/nnd-store-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	util_log_level = 0;
+}
+
+static void teardown(void)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+static store *open_store(void)
+{
+	store *s = NULL;
+	char err[256];
+	ck_assert_int_eq(store_open(dir, &s, err, sizeof err), 0);
+	return s;
+}
+
+/* 3 rows x 2 features, classes "a" and "b". */
+static void small_dataset(api_dataset *d, float *x, int32_t *y, char **classes, char **names)
+{
+	memset(d, 0, sizeof *d);
+	for (int i = 0; i < 6; i++)
+		x[i] = (float)i * 0.5f;
+	y[0] = 0;
+	y[1] = 1;
+	y[2] = 0;
+	classes[0] = "a";
+	classes[1] = "b";
+	names[0] = "f0";
+	names[1] = "f1";
+	d->task = NN_TASK_CLASSIFICATION;
+	d->rows = 3;
+	d->features = 2;
+	d->outputs = 2;
+	d->x = x;
+	d->labels = y;
+	d->classes = classes;
+	d->n_classes = 2;
+	d->feature_names = names;
+}
+
+static nn_model *small_model(void)
+{
+	nn_layer_spec l = nn_layer_default(NN_LAYER_DENSE);
+	l.units = 3;
+	l.act = NN_ACT_RELU;
+	nn_model_spec spec = { NN_TASK_CLASSIFICATION, 2, 2, NN_INIT_AUTO, 7, &l, 1 };
+	char err[128];
+	nn_model *m = nn_model_create(&spec, err, sizeof err);
+	ck_assert_msg(m != NULL, "%s", err);
+	return m;
+}
+
+static int count_files(const char *sub, const char *prefix)
+{
+	char p[256];
+	snprintf(p, sizeof p, "%s/%s", dir, sub);
+	DIR *d = opendir(p);
+	int n = 0;
+	struct dirent *de;
+	while (d && (de = readdir(d)) != NULL)
+		n += strncmp(de->d_name, prefix, strlen(prefix)) == 0;
+	if (d)
+		closedir(d);
+	return n;
+}
+
+START_TEST(test_dataset_round_trip_and_delete)
+{
+	store *s = open_store();
+	api_dataset d, back;
+	float x[6];
+	int32_t y[3];
+	char *classes[2], *names[2];
+	small_dataset(&d, x, y, classes, names);
+	api_dataset_info info;
+	api_err e = API_ERR_INIT;
+	ck_assert_int_eq(store_dataset_create(s, &d, "tiny", &info, &e), 0);
+	ck_assert(api_id_valid(info.id, "ds"));
+	ck_assert_int_eq(info.features, 2);
+	ck_assert_str_eq(cJSON_GetObjectItem(info.doc, "name")->valuestring, "tiny");
+	ck_assert(cJSON_GetObjectItem(info.doc, "bytes")->valuedouble > 0);
+	char id[API_ID_LEN];
+	strcpy(id, info.id);
+	api_dataset_info_release(&info);
+
+	ck_assert_int_eq(store_dataset_load(s, id, &back, &e), 0);
+	ck_assert_int_eq(back.rows, 3);
+	ck_assert_float_eq(back.x[5], 2.5f);
+	ck_assert_int_eq(back.labels[1], 1);
+	api_dataset_free(&back);
+
+	cJSON *items = cJSON_CreateArray();
+	int64_t total = 0;
+	ck_assert_int_eq(store_dataset_list(s, 10, 0, items, &total, &e), 0);
+	ck_assert_int_eq(total, 1);
+	ck_assert_int_eq(cJSON_GetArraySize(items), 1);
+	cJSON_Delete(items);
+
+	ck_assert_int_eq(store_dataset_delete(s, id, &e), 0);
+	ck_assert_int_eq(store_dataset_get(s, id, &info, &e), -1);
+	ck_assert_int_eq(e.status, 404);
+	ck_assert_int_eq(count_files("datasets", "ds_"), 0);
+	store_close(s);
+}
+END_TEST
+
+START_TEST(test_versions_and_snapshots)
+{
+	store *s = open_store();
+	nn_model *m = small_model();
+	api_model_info info;
+	api_err e = API_ERR_INIT;
+	ck_assert_int_eq(store_model_create(s, "m", m, &info, &e), 0);
+	ck_assert_int_eq(info.version, 0);
+	ck_assert_int_eq(info.inputs, 2);
+	char id[API_ID_LEN];
+	strcpy(id, info.id);
+	api_model_info_release(&info);
+
+	api_model_snap *v0 = NULL;
+	ck_assert_int_eq(store_model_snapshot(s, id, &v0, &e), 0);
+	ck_assert_int_eq(v0->version, 0);
+
+	/* a new version: the old snapshot stays valid for its holder */
+	nn_model *m1 = nn_model_clone(m);
+	int64_t n;
+	float *p = nn_model_params(m1, &n);
+	p[0] = 42.0f;
+	int version = -1;
+	ck_assert_int_eq(store_model_publish(s, id, m1, &version, &e), 0);
+	ck_assert_int_eq(version, 1);
+	api_model_snap *v1 = NULL;
+	ck_assert_int_eq(store_model_snapshot(s, id, &v1, &e), 0);
+	ck_assert_int_eq(v1->version, 1);
+	ck_assert(v1->serial != v0->serial);
+	ck_assert_float_eq(nn_model_params((nn_model *)v1->model, &n)[0], 42.0f);
+	ck_assert(nn_model_params((nn_model *)v0->model, &n)[0] != 42.0f);
+	store_snap_release(s, v0);
+	store_snap_release(s, v1);
+
+	/* versions are files; a reopened store reads the newest */
+	store_close(s);
+	s = open_store();
+	ck_assert_int_eq(store_model_snapshot(s, id, &v1, &e), 0);
+	ck_assert_int_eq(v1->version, 1);
+	ck_assert_float_eq(nn_model_params((nn_model *)v1->model, &n)[0], 42.0f);
+	store_snap_release(s, v1);
+	nn_model *old = NULL;
+	ck_assert_int_eq(store_model_load(s, id, 0, &old, &e), 0);
+	ck_assert(nn_model_params(old, &n)[0] != 42.0f);
+	nn_model_free(old);
+
+	ck_assert_int_eq(store_model_delete(s, id, &e), 0);
+	ck_assert_int_eq(count_files("models", "mdl_"), 0);
+	ck_assert_int_eq(store_model_snapshot(s, id, &v1, &e), -1);
+	ck_assert_int_eq(e.status, 404);
+	nn_model_free(m);
+	store_close(s);
+}
+END_TEST
+
+START_TEST(test_jobs_history_and_conflicts)
+{
+	store *s = open_store();
+	api_err e = API_ERR_INIT;
+	api_dataset d;
+	float x[6];
+	int32_t y[3];
+	char *classes[2], *names[2];
+	small_dataset(&d, x, y, classes, names);
+	api_dataset_info di;
+	ck_assert_int_eq(store_dataset_create(s, &d, NULL, &di, &e), 0);
+	nn_model *m = small_model();
+	api_model_info mi;
+	ck_assert_int_eq(store_model_create(s, NULL, m, &mi, &e), 0);
+
+	api_job j;
+	memset(&j, 0, sizeof j);
+	strcpy(j.model, mi.id);
+	strcpy(j.dataset, di.id);
+	j.config = strdup("{\"epochs\":1}");
+	j.model_version = -1;
+	ck_assert_int_eq(store_job_insert(s, &j, &e), 0);
+	ck_assert(api_id_valid(j.id, "job"));
+
+	/* a queued job holds its data set and model */
+	ck_assert_int_eq(store_dataset_delete(s, di.id, &e), -1);
+	ck_assert_int_eq(e.status, 409);
+	ck_assert_int_eq(store_model_delete(s, mi.id, &e), -1);
+	ck_assert_int_eq(e.status, 409);
+
+	/* history: steps replayed after a resume replace, not duplicate */
+	store_step steps[3] = { { 1, 0, 1.5f, 0.1f }, { 2, 0, NAN, 0.1f }, { 3, 1, 0.5f, 0.1f } };
+	j.state = API_JOB_RUNNING;
+	ck_assert_int_eq(store_metrics_write(s, j.id, steps, 3, 0, 2, "{\"epoch\":0}", &j, &e), 0);
+	ck_assert_int_eq(store_metrics_write(s, j.id, steps + 2, 1, 0, 0, NULL, NULL, &e), 0);
+	cJSON *h = NULL;
+	ck_assert_int_eq(store_metrics_get(s, j.id, 0, &h, &e), 0);
+	cJSON *st = cJSON_GetObjectItem(h, "steps");
+	ck_assert_int_eq(cJSON_GetArraySize(st), 3);
+	ck_assert(cJSON_IsNull(cJSON_GetObjectItem(cJSON_GetArrayItem(st, 1), "loss")));
+	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(h, "epochs")), 1);
+	cJSON_Delete(h);
+	ck_assert_int_eq(store_metrics_get(s, j.id, 2, &h, &e), 0);
+	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(h, "steps")), 1);
+	cJSON_Delete(h);
+	store_event *ev = NULL;
+	int nev = 0;
+	ck_assert_int_eq(store_history(s, j.id, &ev, &nev), 0);
+	ck_assert_int_eq(nev, 4);     /* step 1, step 2, epoch 0 (after step 2), step 3 */
+	ck_assert_int_eq(ev[2].kind, 1);
+	ck_assert_int_eq(ev[3].kind, 0);
+	store_history_free(ev, nev);
+
+	/* checkpoints round-trip and go away */
+	void *buf = NULL;
+	size_t len = 0;
+	ck_assert_int_eq(store_checkpoint_put(s, j.id, "state", 5), 0);
+	ck_assert_int_eq(store_checkpoint_get(s, j.id, &buf, &len), 0);
+	ck_assert_uint_eq(len, 5);
+	ck_assert_mem_eq(buf, "state", 5);
+	free(buf);
+
+	/* unfinished jobs are found at start; a finished job frees its inputs */
+	char (*ids)[API_ID_LEN] = NULL;
+	int n = 0;
+	ck_assert_int_eq(store_jobs_unfinished(s, &ids, &n), 0);
+	ck_assert_int_eq(n, 1);
+	ck_assert_str_eq(ids[0], j.id);
+	free(ids);
+	j.state = API_JOB_SUCCEEDED;
+	ck_assert_int_eq(store_job_publish(s, &j, nn_model_clone(m), "[\"a\",\"b\"]", &e), 0);
+	ck_assert_int_eq(j.model_version, 1);
+	api_job back;
+	ck_assert_int_eq(store_job_get(s, j.id, &back, &e), 0);
+	ck_assert_int_eq(back.state, API_JOB_SUCCEEDED);
+	ck_assert_int_eq(back.model_version, 1);
+	api_job_release(&back);
+	api_model_info mi2;
+	ck_assert_int_eq(store_model_get(s, mi.id, &mi2, &e), 0);
+	ck_assert_int_eq(mi2.version, 1);
+	ck_assert_str_eq(cJSON_GetObjectItem(mi2.doc, "trained_by")->valuestring, j.id);
+	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(mi2.doc, "classes")), 2);
+	api_model_info_release(&mi2);
+	int64_t counts[API_JOB_NSTATES];
+	ck_assert_int_eq(store_job_counts(s, counts), 0);
+	ck_assert_int_eq(counts[API_JOB_SUCCEEDED], 1);
+
+	/* a reopen removes temporary files and checkpoints of finished jobs */
+	char tmp[256];
+	snprintf(tmp, sizeof tmp, "%s/models/.tmp-1234-x.model", dir);
+	FILE *f = fopen(tmp, "w");
+	ck_assert_ptr_nonnull(f);
+	fclose(f);
+	store_close(s);
+	s = open_store();
+	ck_assert_int_eq(count_files("models", ".tmp-"), 0);
+	ck_assert_int_eq(count_files("checkpoints", "job_"), 0);
+	ck_assert_int_eq(store_dataset_delete(s, di.id, &e), 0);
+
+	api_job_release(&j);
+	api_dataset_info_release(&di);
+	api_model_info_release(&mi);
+	nn_model_free(m);
+	store_close(s);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("store");
+	TCase *t = tcase_create("core");
+	tcase_add_checked_fixture(t, setup, teardown);
+	tcase_set_timeout(t, 30);
+	tcase_add_test(t, test_dataset_round_trip_and_delete);
+	tcase_add_test(t, test_versions_and_snapshots);
+	tcase_add_test(t, test_jobs_history_and_conflicts);
+	suite_add_tcase(s, t);
+	SRunner *r = srunner_create(s);
+	srunner_run_all(r, CK_NORMAL);
+	int failed = srunner_ntests_failed(r);
+	srunner_free(r);
+	return failed ? 1 : 0;
+}
