@@ -162,4 +162,55 @@ static inline void fuzz_run_release(fuzz_run *r)
 	r->m = NULL;
 }
 
+/*
+ * The models the weights target writes onto: 0 the tiny run's model (dense,
+ * batch norm, dropout); 1 a regression model with a residual block and a
+ * projection, leaky ReLU, a dense layer without bias, and standardisation;
+ * 2 the first PyTorch reference case (8 inputs, dense 7 relu, dense 6 tanh).
+ */
+#define FUZZ_WEIGHT_MODELS 3
+
+static inline nn_model *fuzz_weights_model(int k)
+{
+	char err[256];
+	if (k == 0) {
+		fuzz_run r;
+		return fuzz_run_setup(&r, 0) == 0 ? r.m : NULL;
+	}
+	if (k == 1) {
+		nn_layer_spec inner[2] = { nn_layer_default(NN_LAYER_DENSE),
+		                           nn_layer_default(NN_LAYER_DENSE) };
+		inner[0].units = 3;
+		inner[0].act = NN_ACT_GELU;
+		inner[1].units = 5;
+		nn_layer_spec l[3] = { nn_layer_default(NN_LAYER_RESIDUAL),
+		                       nn_layer_default(NN_LAYER_ACTIVATION),
+		                       nn_layer_default(NN_LAYER_DENSE) };
+		l[0].children = inner;
+		l[0].n_children = 2;
+		l[0].projection = 1;
+		l[1].act = NN_ACT_LEAKY_RELU;
+		l[1].alpha = 0.2f;
+		l[2].units = 2;
+		l[2].bias = 0;
+		l[2].init = NN_INIT_NORMAL;
+		l[2].init_param = 0.5f;
+		nn_model_spec s = { NN_TASK_REGRESSION, 4, 2, NN_INIT_XAVIER_UNIFORM, 11, l, 3 };
+		nn_model *m = nn_model_create(&s, err, sizeof err);
+		float mean[4] = { 1, 2, 3, 4 }, sd[4] = { 1, 0.5f, 2, 4 };
+		if (m && nn_model_set_standardize(m, mean, sd) != NN_OK) {
+			nn_model_free(m);
+			m = NULL;
+		}
+		return m;
+	}
+	nn_layer_spec l[2] = { nn_layer_default(NN_LAYER_DENSE), nn_layer_default(NN_LAYER_DENSE) };
+	l[0].units = 7;
+	l[0].act = NN_ACT_RELU;
+	l[1].units = 6;
+	l[1].act = NN_ACT_TANH;
+	nn_model_spec s = { NN_TASK_CLASSIFICATION, 8, 2, NN_INIT_AUTO, 1, l, 2 };
+	return nn_model_create(&s, err, sizeof err);
+}
+
 #endif

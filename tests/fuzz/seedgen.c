@@ -9,6 +9,7 @@
  */
 #include <stdio.h>
 #include "fuzz_common.h"
+#include "spec_json.h"
 
 static const char *dir;
 
@@ -89,34 +90,34 @@ static int models(void)
 	free(buf);
 	fuzz_run_release(&r);
 
-	nn_layer_spec inner[2] = { nn_layer_default(NN_LAYER_DENSE),
-	                           nn_layer_default(NN_LAYER_DENSE) };
-	inner[0].units = 3;
-	inner[0].act = NN_ACT_GELU;
-	inner[1].units = 5;
-	nn_layer_spec l[3] = { nn_layer_default(NN_LAYER_RESIDUAL),
-	                       nn_layer_default(NN_LAYER_ACTIVATION),
-	                       nn_layer_default(NN_LAYER_DENSE) };
-	l[0].children = inner;
-	l[0].n_children = 2;
-	l[0].projection = 1;
-	l[1].act = NN_ACT_LEAKY_RELU;
-	l[1].alpha = 0.2f;
-	l[2].units = 2;
-	l[2].bias = 0;
-	l[2].init = NN_INIT_NORMAL;
-	l[2].init_param = 0.5f;
-	nn_model_spec s = { NN_TASK_REGRESSION, 4, 2, NN_INIT_XAVIER_UNIFORM, 11, l, 3 };
-	char err[256];
-	nn_model *m = nn_model_create(&s, err, sizeof err);
-	float mean[4] = { 1, 2, 3, 4 }, sd[4] = { 1, 0.5f, 2, 4 };
-	if (!m || nn_model_set_standardize(m, mean, sd) != NN_OK || nn_model_save(m, &buf, &n) != NN_OK)
+	nn_model *m = fuzz_weights_model(1);
+	if (!m || nn_model_save(m, &buf, &n) != NN_OK)
 		return -1;
 	rc |= put("model_file", "residual-projection-standardize", &pre, 1, buf, n);
 	pre = 0;
 	rc |= put("model_file", "residual-projection-standardize-crc-kept", &pre, 1, buf, n);
 	free(buf);
 	nn_model_free(m);
+	return rc;
+}
+
+/* ---- weights documents as GET returns them, one per model */
+
+static int weights(void)
+{
+	int rc = 0;
+	for (int k = 0; k < FUZZ_WEIGHT_MODELS; k++) {
+		nn_model *m = fuzz_weights_model(k);
+		cJSON *j = m ? api_weights_to_json(m) : NULL;
+		char *txt = j ? cJSON_PrintUnformatted(j) : NULL;
+		char name[32];
+		uint8_t pre = (uint8_t)k;
+		snprintf(name, sizeof name, "model%d-as-stored", k);
+		rc |= txt ? put("weights", name, &pre, 1, txt, strlen(txt)) : -1;
+		free(txt);
+		cJSON_Delete(j);
+		nn_model_free(m);
+	}
 	return rc;
 }
 
@@ -190,6 +191,7 @@ int main(int argc, char **argv)
 	int rc = 0;
 	rc |= checkpoints();
 	rc |= models();
+	rc |= weights();
 	rc |= dataset_file("classes", "a,b,label\n1,2,cat\n3,4,dog\n5,6,cat\n", 1);
 	rc |= dataset_file("regression", "1.5,2,0.25\n3,4,0.5\n", 0);
 	rc |= idx("raw-in-order", 0x00, 4, 3, 2, 0);
