@@ -236,13 +236,6 @@ static void gather(nn_trainer *t, const nn_data *d, const int64_t *idx, int64_t 
 		int64_t r = idx ? idx[start + i] : start + i;
 		const float *src = d->x + r * f;
 		float *dst = t->bx + (int64_t)i * f;
-		if (i + 1 < n) {
-			/* rows are scattered: fetch the next one while this is done */
-			int64_t r1 = idx ? idx[start + i + 1] : start + i + 1;
-			const char *nx = (const char *)(d->x + r1 * f);
-			for (size_t b = 0; b < sizeof(float) * (size_t)f; b += 64)
-				__builtin_prefetch(nx + b);
-		}
 		if (aug) {
 			nn_augment_image(a, src, t->img, d->width, d->height, d->channels, &t->rng);
 			src = t->img;
@@ -412,6 +405,23 @@ static void trainer_release(nn_trainer *t)
 	memset(t, 0, sizeof *t);
 }
 
+/* sum[j] += x[j] and sq[j] += (x[j] - mean[j])^2, per feature (vectorised
+ * across features; each feature's sum keeps its row order). */
+NN_HOT static void add_row(double *restrict sum, const float *restrict x, int f)
+{
+	for (int j = 0; j < f; j++)
+		sum[j] += x[j];
+}
+
+NN_HOT static void add_sq_dev(double *restrict sq, const double *restrict mean,
+                              const float *restrict x, int f)
+{
+	for (int j = 0; j < f; j++) {
+		double dlt = x[j] - mean[j];
+		sq[j] += dlt * dlt;
+	}
+}
+
 /* Mean and population std of the training split, into the model. */
 static nn_status set_standardize(nn_trainer *t)
 {
@@ -425,21 +435,13 @@ static nn_status set_standardize(nn_trainer *t)
 	}
 	double *sq = sum + f;
 	float *sd = mean + f;
-	for (int64_t i = 0; i < t->n_tr; i++) {
-		const float *x = t->train->x + t->tr_idx[i] * f;
-		for (int j = 0; j < f; j++)
-			sum[j] += x[j];
-	}
+	for (int64_t i = 0; i < t->n_tr; i++)
+		add_row(sum, t->train->x + t->tr_idx[i] * f, f);
 	for (int j = 0; j < f; j++)
 		sum[j] /= (double)t->n_tr;
 	/* two passes: the variance about the mean, without cancellation */
-	for (int64_t i = 0; i < t->n_tr; i++) {
-		const float *x = t->train->x + t->tr_idx[i] * f;
-		for (int j = 0; j < f; j++) {
-			double dlt = x[j] - sum[j];
-			sq[j] += dlt * dlt;
-		}
-	}
+	for (int64_t i = 0; i < t->n_tr; i++)
+		add_sq_dev(sq, sum, t->train->x + t->tr_idx[i] * f, f);
 	for (int j = 0; j < f; j++) {
 		double s = sqrt(sq[j] / (double)t->n_tr);
 		mean[j] = (float)sum[j];
