@@ -381,9 +381,14 @@ nn_status nn_ckpt_load(nn_trainer *t, const void *buf, size_t len, char *err, si
 		}
 		r_f32s(&r, sd, t->features);
 	}
-	nn_status st = NN_OK;
-	if (!r.failed && has_mean == has_sd)
-		st = nn_model_set_standardize(t->m, mean, sd);
+	if (r.failed || has_mean != has_sd) {
+		free(mean);
+		free(sd);
+		nn_errf(err, errlen, "checkpoint: malformed standardisation");
+		return NN_ECORRUPT;
+	}
+	/* none in the checkpoint clears the model's */
+	nn_status st = nn_model_set_standardize(t->m, mean, sd);
 	free(mean);
 	free(sd);
 	if (st != NN_OK) {
