@@ -368,8 +368,10 @@ nn_status nn_ckpt_load(nn_trainer *t, const void *buf, size_t len, char *err, si
 	int has_mean = (int)r_u32(&r);
 	if (!r.failed && has_mean) {
 		mean = malloc(sizeof(float) * (size_t)t->features);
-		if (!mean)
+		if (!mean) {
+			nn_errf(err, errlen, "checkpoint: out of memory");
 			return NN_ENOMEM;
+		}
 		r_f32s(&r, mean, t->features);
 	}
 	int has_sd = (int)r_u32(&r);
@@ -377,6 +379,7 @@ nn_status nn_ckpt_load(nn_trainer *t, const void *buf, size_t len, char *err, si
 		sd = malloc(sizeof(float) * (size_t)t->features);
 		if (!sd) {
 			free(mean);
+			nn_errf(err, errlen, "checkpoint: out of memory");
 			return NN_ENOMEM;
 		}
 		r_f32s(&r, sd, t->features);

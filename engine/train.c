@@ -872,7 +872,8 @@ nn_status nn_train(nn_model *m, const nn_data *train, const nn_data *val,
 	if (st == NN_OK) {
 		st = finish(&t);
 		if (st != NN_OK)
-			nn_errf(err, errlen, "batch-norm statistics: out of memory");
+			nn_errf(err, errlen, "batch-norm statistics over the training split: %s",
+			        nn_status_name(st));
 	}
 
 	if (res) {
