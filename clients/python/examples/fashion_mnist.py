@@ -56,8 +56,8 @@ def main():
     for ev in nnd.follow(job["id"]):
         d = ev.data
         if ev.event == "epoch":
-            print("epoch %3d  train_loss %.4f  val_loss %s  val_accuracy %s  %.1f s"
-                  % (d["epoch"], d["train_loss"], _fmt(d.get("val_loss")),
+            print("epoch %2d/%d  train_loss %.4f  val_loss %s  val_accuracy %s  %.1f s"
+                  % (d["epoch"] + 1, args.epochs, d["train_loss"], _fmt(d.get("val_loss")),
                      _fmt(d.get("val_accuracy")), d.get("seconds") or 0))
         elif ev.event == "state":
             final = d
