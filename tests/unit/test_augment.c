@@ -335,6 +335,29 @@ START_TEST(test_noise_has_zero_mean_and_the_asked_std)
 }
 END_TEST
 
+START_TEST(test_image_augmentation_needs_an_image_data_set)
+{
+	float x[8] = { 1, 2, 3, 4, 5, 6, 7, 8 }, y[2] = { 0, 1 };
+	nn_model_spec s = { NN_TASK_REGRESSION, 4, 1, NN_INIT_AUTO, 1, NULL, 0 };
+	char err[128] = "";
+	nn_model *m = nn_model_create(&s, err, sizeof err);
+	ck_assert_ptr_nonnull(m);
+	nn_data d = { 2, 4, 1, x, NULL, y, 0, 0, 0 };
+	nn_train_config c = nn_train_config_default();
+	c.epochs = 1;
+	c.aug.flip_horizontal = 1;
+	ck_assert_int_eq(nn_train(m, &d, NULL, &c, NULL, NULL, 0, NULL, err, sizeof err),
+	                 NN_EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "augment"));
+	/* as a 2 x 2 image it trains */
+	d.width = 2;
+	d.height = 2;
+	d.channels = 1;
+	ck_assert_int_eq(nn_train(m, &d, NULL, &c, NULL, NULL, 0, NULL, err, sizeof err), NN_OK);
+	nn_model_free(m);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("augment");
@@ -352,6 +375,7 @@ int main(void)
 	tcase_add_test(tc, test_random_flip_happens_about_half_the_time_and_is_exact);
 	tcase_add_test(tc, test_draws_stay_within_their_ranges);
 	tcase_add_test(tc, test_noise_has_zero_mean_and_the_asked_std);
+	tcase_add_test(tc, test_image_augmentation_needs_an_image_data_set);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
