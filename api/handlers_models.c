@@ -239,7 +239,7 @@ static float *read_instances(const cJSON *inst, int inputs, int *rows, api_err *
 
 static cJSON *num(float v)
 {
-	return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull();
+	return isfinite(v) ? cJSON_CreateNumber(api_float_json(v)) : cJSON_CreateNull();
 }
 
 int api_model_predict(const api_backend *b, const api_req *rq, api_reply *rp)

@@ -97,6 +97,10 @@ void api_job_release(api_job *j);
 /* The job object of API.md. */
 cJSON *api_job_to_json(const api_job *j);
 
+/* The shortest decimal that reads back as f (0.1f -> 0.1, not
+ * 0.100000001490116), for JSON output of float32 values. */
+double api_float_json(float f);
+
 /* Milliseconds since the epoch as RFC 3339 UTC with milliseconds, into
  * buf (>= 25 bytes). */
 void api_time_format(int64_t ms, char *buf, size_t len);

@@ -450,6 +450,12 @@ static cJSON *num_or_null(double v)
 	return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull();
 }
 
+/* A float32 value as its shortest decimal, or null. */
+static cJSON *flt_or_null(float v)
+{
+	return isfinite(v) ? cJSON_CreateNumber(api_float_json(v)) : cJSON_CreateNull();
+}
+
 static void flush(run *r, int epoch, int64_t end_step, const char *epoch_doc)
 {
 	api_err e = API_ERR_INIT;
@@ -487,8 +493,8 @@ static void on_step(void *ctx, const nn_step_record *rec)
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddNumberToObject(o, "step", (double)rec->step);
 	cJSON_AddNumberToObject(o, "epoch", rec->epoch);
-	cJSON_AddItemToObject(o, "loss", num_or_null(rec->loss));
-	cJSON_AddItemToObject(o, "lr", num_or_null(rec->lr));
+	cJSON_AddItemToObject(o, "loss", flt_or_null(rec->loss));
+	cJSON_AddItemToObject(o, "lr", flt_or_null(rec->lr));
 	char *t = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
 	feed_push(r->q, r->lv->f, FEED_STEP, rec->step, t);
@@ -500,10 +506,10 @@ static void on_epoch(void *ctx, const nn_epoch_record *rec)
 {
 	run *r = ctx;
 	cJSON *m = cJSON_CreateObject();
-	cJSON_AddItemToObject(m, "train_loss", num_or_null(rec->train_loss));
-	cJSON_AddItemToObject(m, "val_loss", num_or_null(rec->val_loss));
-	cJSON_AddItemToObject(m, "val_accuracy", num_or_null(rec->val_accuracy));
-	cJSON_AddItemToObject(m, "lr", num_or_null(rec->lr));
+	cJSON_AddItemToObject(m, "train_loss", flt_or_null(rec->train_loss));
+	cJSON_AddItemToObject(m, "val_loss", flt_or_null(rec->val_loss));
+	cJSON_AddItemToObject(m, "val_accuracy", flt_or_null(rec->val_accuracy));
+	cJSON_AddItemToObject(m, "lr", flt_or_null(rec->lr));
 	cJSON_AddItemToObject(m, "seconds", num_or_null(rec->seconds));
 	cJSON_AddItemToObject(m, "samples_per_second", num_or_null(rec->samples_per_second));
 	free(r->j.metrics);
@@ -511,17 +517,17 @@ static void on_epoch(void *ctx, const nn_epoch_record *rec)
 
 	cJSON *d = cJSON_CreateObject();
 	cJSON_AddNumberToObject(d, "epoch", rec->epoch);
-	cJSON_AddItemToObject(d, "train_loss", num_or_null(rec->train_loss));
-	cJSON_AddItemToObject(d, "val_loss", num_or_null(rec->val_loss));
-	cJSON_AddItemToObject(d, "val_accuracy", num_or_null(rec->val_accuracy));
-	cJSON_AddItemToObject(d, "lr", num_or_null(rec->lr));
+	cJSON_AddItemToObject(d, "train_loss", flt_or_null(rec->train_loss));
+	cJSON_AddItemToObject(d, "val_loss", flt_or_null(rec->val_loss));
+	cJSON_AddItemToObject(d, "val_accuracy", flt_or_null(rec->val_accuracy));
+	cJSON_AddItemToObject(d, "lr", flt_or_null(rec->lr));
 	cJSON_AddItemToObject(d, "seconds", num_or_null(rec->seconds));
 	cJSON_AddItemToObject(d, "samples_per_second", num_or_null(rec->samples_per_second));
 	cJSON *g = cJSON_AddObjectToObject(d, "grad_norms");
 	for (int i = 0; i < rec->n_grad_norms; i++)
 		if (rec->grad_norm_names && rec->grad_norm_names[i])
 			cJSON_AddItemToObject(g, rec->grad_norm_names[i],
-			                      num_or_null(rec->grad_norms[i]));
+			                      flt_or_null(rec->grad_norms[i]));
 	char *t = cJSON_PrintUnformatted(d);
 	cJSON_Delete(d);
 	cJSON_Delete(m);
@@ -697,7 +703,7 @@ static int run_job(jobs *q, live *lv)
 		if (res.best_epoch >= 0) {
 			cJSON *b = cJSON_CreateObject();
 			cJSON_AddNumberToObject(b, "epoch", res.best_epoch);
-			cJSON_AddItemToObject(b, "val_loss", num_or_null(res.best_val_loss));
+			cJSON_AddItemToObject(b, "val_loss", flt_or_null(res.best_val_loss));
 			free(r.j.best);
 			r.j.best = cJSON_PrintUnformatted(b);
 			cJSON_Delete(b);

@@ -888,35 +888,43 @@ static int publish(store *s, const char *id, nn_model *m, api_job *j, const char
 			j->model_version = v;
 			ok = job_update_locked(s, j) == 0;
 		}
-		if (ok)
+		/* readers switch to the new version before the commit is
+		 * visible, so nobody who sees the job succeeded or the model's
+		 * new version number can still read the old weights; the file
+		 * is already durable, and a failed commit drops the snapshot */
+		if (ok) {
+			snap *p = snap_new(s, id, m, v, classes ? classes : old_classes);
+			pthread_mutex_lock(&s->snap_mu);
+			if (p) {
+				snap_cache_locked(s, p);
+				if (!p->cached) {
+					p->refs = 1;
+					snap_unref_locked(p);
+				}
+			} else {
+				nn_model_free(m);
+				snap_uncache_locked(s, id);   /* next reader reloads from disk */
+			}
+			pthread_mutex_unlock(&s->snap_mu);
+			m = NULL;
 			ok = exec(s, "COMMIT") == 0;
+			if (!ok) {
+				pthread_mutex_lock(&s->snap_mu);
+				snap_uncache_locked(s, id);
+				pthread_mutex_unlock(&s->snap_mu);
+			}
+		}
 		if (!ok) {
 			db_fail(s, e, "publish");
 			exec(s, "ROLLBACK");
 		}
 	}
 	pthread_mutex_unlock(&s->mu);
+	free(old_classes);
 	if (!ok) {
 		util_unlink(s->mdl_dir, file);
 		nn_model_free(m);
-		free(old_classes);
 		return -1;
-	}
-	snap *p = snap_new(s, id, m, v, classes ? classes : old_classes);
-	free(old_classes);
-	if (p) {
-		pthread_mutex_lock(&s->snap_mu);
-		snap_cache_locked(s, p);
-		if (!p->cached) {
-			p->refs = 1;
-			snap_unref_locked(p);
-		}
-		pthread_mutex_unlock(&s->snap_mu);
-	} else {
-		nn_model_free(m);
-		pthread_mutex_lock(&s->snap_mu);
-		snap_uncache_locked(s, id);   /* next reader reloads from disk */
-		pthread_mutex_unlock(&s->snap_mu);
 	}
 	if (version)
 		*version = v;
@@ -1221,8 +1229,8 @@ static cJSON *step_json(sqlite3_stmt *st)
 	if (sqlite3_column_type(st, 2) == SQLITE_NULL)
 		cJSON_AddNullToObject(o, "loss");
 	else
-		cJSON_AddNumberToObject(o, "loss", (float)sqlite3_column_double(st, 2));
-	cJSON_AddNumberToObject(o, "lr", (float)sqlite3_column_double(st, 3));
+		cJSON_AddNumberToObject(o, "loss", api_float_json((float)sqlite3_column_double(st, 2)));
+	cJSON_AddNumberToObject(o, "lr", api_float_json((float)sqlite3_column_double(st, 3)));
 	return o;
 }
 
@@ -1306,8 +1314,8 @@ int store_history(store *s, const char *job, store_event **out, int *n)
 			if (sqlite3_column_type(st, 3) == SQLITE_NULL)
 				cJSON_AddNullToObject(o, "loss");
 			else
-				cJSON_AddNumberToObject(o, "loss", (float)sqlite3_column_double(st, 3));
-			cJSON_AddNumberToObject(o, "lr", (float)sqlite3_column_double(st, 4));
+				cJSON_AddNumberToObject(o, "loss", api_float_json((float)sqlite3_column_double(st, 3)));
+			cJSON_AddNumberToObject(o, "lr", api_float_json((float)sqlite3_column_double(st, 4)));
 			ev->data = cJSON_PrintUnformatted(o);
 			cJSON_Delete(o);
 		} else {
