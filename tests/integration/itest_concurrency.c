@@ -5,6 +5,8 @@
  * runs, and cancel stops both a queued and a running job.
  */
 #include <check.h>
+#include <curl/curl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,6 +178,80 @@ START_TEST(test_cancel_queued_and_running)
 }
 END_TEST
 
+typedef struct sub {
+	nnd *d;
+	char path[128];
+	char *text;
+} sub;
+
+static void *subscribe(void *arg)
+{
+	sub *s = arg;
+	s->text = read_stream(s->d, s->path, NULL);
+	return NULL;
+}
+
+static int count(const char *text, const char *needle)
+{
+	int n = 0;
+	for (const char *p = text; (p = strstr(p, needle)) != NULL; p++)
+		n++;
+	return n;
+}
+
+/* A subscriber that hangs up after 300 ms. */
+static void vanish(nnd *d, const char *path)
+{
+	CURL *c = curl_easy_init();
+	char url[256];
+	snprintf(url, sizeof url, "http://127.0.0.1:%d%s", d->port, path);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 300L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	FILE *null = fopen("/dev/null", "w");
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, null);
+	ck_assert_int_eq(curl_easy_perform(c), CURLE_OPERATION_TIMEDOUT);
+	fclose(null);
+	curl_easy_cleanup(c);
+}
+
+START_TEST(test_many_subscribers_get_the_same_live_events)
+{
+	const char *flags[] = { "--workers", "1", NULL };
+	nnd d = { 0 };
+	ck_assert_int_eq(nnd_start(&d, flags), 0);
+	char ds[32], m[32], job[32];
+	ck_assert_int_eq(make_dataset_csv(&d, 2400, 30, 3, ds), 0);
+	model(&d, m);
+	ck_assert_int_eq(submit_job(&d, m, ds, 6, 32, "\"log_every_steps\":5", job), 202);
+	sub subs[3];
+	pthread_t th[3];
+	for (int i = 0; i < 3; i++) {
+		subs[i].d = &d;
+		snprintf(subs[i].path, sizeof subs[i].path, "/v1/jobs/%s/events%s", job,
+		         i == 2 ? "?format=ndjson" : "");
+		subs[i].text = NULL;
+		ck_assert_int_eq(pthread_create(&th[i], NULL, subscribe, &subs[i]), 0);
+	}
+	vanish(&d, subs[0].path);
+	for (int i = 0; i < 3; i++)
+		pthread_join(th[i], NULL);
+	int steps = count(subs[0].text, "event: step");
+	ck_assert_int_ge(steps, 2);
+	ck_assert_int_eq(count(subs[1].text, "event: step"), steps);
+	ck_assert_int_eq(count(subs[2].text, "{\"event\":\"step\""), steps);
+	ck_assert_int_eq(count(subs[0].text, "event: epoch"), 6);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_ptr_nonnull(strstr(subs[i].text, "\"state\":\"succeeded\""));
+		free(subs[i].text);
+	}
+	http_resp r;
+	ck_assert_int_eq(http_do(&d, "GET", "/healthz", NULL, NULL, 0, &r), 200);
+	resp_free(&r);
+	nnd_cleanup(&d);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("concurrency");
@@ -183,6 +259,7 @@ int main(void)
 	tcase_set_timeout(t, 240);
 	tcase_add_test(t, test_four_jobs_two_workers_full_queue_and_predictions);
 	tcase_add_test(t, test_cancel_queued_and_running);
+	tcase_add_test(t, test_many_subscribers_get_the_same_live_events);
 	suite_add_tcase(s, t);
 	SRunner *r = srunner_create(s);
 	srunner_run_all(r, CK_NORMAL);

@@ -8,6 +8,7 @@
  *    stays queued, and finishes after the next start.
  */
 #include <check.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,6 +183,19 @@ START_TEST(test_kill9_resumes_to_the_same_weights)
 }
 END_TEST
 
+typedef struct follower {
+	nnd *d;
+	char path[128];
+	char *text;
+} follower;
+
+static void *follow(void *arg)
+{
+	follower *f = arg;
+	f->text = read_stream(f->d, f->path, NULL);
+	return NULL;
+}
+
 START_TEST(test_sigterm_checkpoints_and_resumes)
 {
 	const char *flags[] = { "--workers", "1", NULL };
@@ -192,10 +206,21 @@ START_TEST(test_sigterm_checkpoints_and_resumes)
 	create_model(&d, mdl);
 	ck_assert_int_eq(start_job(&d, mdl, ds, 8, job), 202);
 	wait_epoch(&d, job, 1);
+	/* a subscriber still following when the signal comes */
+	follower f = { &d, "", NULL };
+	snprintf(f.path, sizeof f.path, "/v1/jobs/%s/events", job);
+	pthread_t th;
+	ck_assert_int_eq(pthread_create(&th, NULL, follow, &f), 0);
+	sleep_ms(100);
 	time_t t0 = time(NULL);
 	ck_assert_int_eq(nnd_stop(&d, 10), 0);
 	ck_assert_int_le(time(NULL) - t0, 10);
 	ck_assert(log_has(&d, "stays queued"));
+	pthread_join(th, NULL);
+	ck_assert_ptr_nonnull(f.text);
+	ck_assert_ptr_nonnull(strstr(f.text, "event: step"));
+	ck_assert_ptr_null(strstr(f.text, "\"state\":\"succeeded\""));
+	free(f.text);
 
 	ck_assert_int_eq(nnd_restart(&d), 0);
 	cJSON *done = wait_job(&d, job, 90);

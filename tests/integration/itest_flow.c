@@ -75,6 +75,17 @@ static void flow(nnd *d, const char *ds, int features, int classes)
 	ck_assert_ptr_nonnull(strstr(sse, "id: "));
 	free(sse);
 
+	/* resuming after a step skips every step up to it */
+	char *again = read_stream(d, path, "4");
+	ck_assert_ptr_nonnull(again);
+	int resumed_steps, resumed_epochs, resumed_final_last;
+	count_sse(again, &resumed_steps, &resumed_epochs, &resumed_final_last, fs);
+	ck_assert_int_eq(resumed_steps, steps - 2);
+	ck_assert_str_eq(fs, "succeeded");
+	ck_assert_ptr_null(strstr(again, "id: 2\n"));
+	ck_assert_ptr_null(strstr(again, "id: 4\ndata: {\"step\""));
+	free(again);
+
 	/* the same events as ndjson */
 	snprintf(path, sizeof path, "/v1/jobs/%s/events?format=ndjson", job);
 	char *nd = read_stream(d, path, NULL);
