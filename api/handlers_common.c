@@ -219,10 +219,57 @@ cJSON *api_job_to_json(const api_job *j)
 	return o;
 }
 
+/* Offset of the first byte that is not part of well-formed UTF-8
+ * (RFC 3629: no overlongs, no surrogates, at most U+10FFFF), or len. */
+static size_t utf8_check(const unsigned char *s, size_t len)
+{
+	size_t i = 0;
+	while (i < len) {
+		unsigned c = s[i];
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		size_t n;
+		unsigned lo = 0x80, hi = 0xbf;
+		if (c >= 0xc2 && c <= 0xdf)
+			n = 1;
+		else if (c >= 0xe0 && c <= 0xef) {
+			n = 2;
+			if (c == 0xe0)
+				lo = 0xa0;
+			if (c == 0xed)
+				hi = 0x9f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			n = 3;
+			if (c == 0xf0)
+				lo = 0x90;
+			if (c == 0xf4)
+				hi = 0x8f;
+		} else {
+			return i;
+		}
+		if (i + n >= len)
+			return i;
+		for (size_t k = 1; k <= n; k++) {
+			unsigned b = s[i + k];
+			if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xbf))
+				return i;
+		}
+		i += n + 1;
+	}
+	return len;
+}
+
 cJSON *api_parse_body(const api_req *rq, api_err *e)
 {
 	if (!rq->body || rq->body_len == 0) {
 		api_err_set(e, 400, "malformed_json", "the request body is empty");
+		return NULL;
+	}
+	size_t bad = utf8_check((const unsigned char *)rq->body, rq->body_len);
+	if (bad < rq->body_len) {
+		api_err_set(e, 400, "malformed_json", "the body is not valid UTF-8 (byte %zu)", bad);
 		return NULL;
 	}
 	const char *end = NULL;

@@ -54,6 +54,9 @@ START_TEST(test_each_status_code)
 
 	/* 400: malformed JSON, malformed CSV naming line and column */
 	check(&d, "POST", "/v1/models", "application/json", "{\"inputs\": 3,", 400, "malformed_json");
+	check(&d, "POST", "/v1/models", "application/json", "{\"name\": \"\xff\xfe\"}", 400,
+	      "malformed_json");
+	check(&d, "POST", "/v1/models", "application/json", "[1, 2] trailing", 400, "malformed_json");
 	http_do(&d, "POST", "/v1/datasets", "text/csv", "a,b\n1,2\n3\n", 10, &r);
 	cJSON *j = expect_problem(&r, 400, "malformed_csv");
 	ck_assert_ptr_nonnull(strstr(jstr(j, "detail"), "line 3"));
