@@ -529,8 +529,8 @@ static int cmd_train(const nc_ctx *c, struct args *a)
 		if (!cJSON_IsObject(opt)) {
 			opt = cJSON_CreateObject();
 			set_item(job, "optimizer", opt);
-			if (!a->opt[O_OPTIMIZER])
-				cJSON_AddStringToObject(opt, "type", "adam");
+			if (!a->opt[O_OPTIMIZER]) /* the server's default optimizer */
+				cJSON_AddStringToObject(opt, "type", "sgd");
 		}
 		if (a->opt[O_OPTIMIZER])
 			set_item(opt, "type", cJSON_CreateString(a->opt[O_OPTIMIZER]));
@@ -809,7 +809,8 @@ static const struct cmd cmds[] = {
 	  "             [--lr X] [--optimizer T] [--seed N] [--validation F] [--standardize] [--follow]",
 	  "Starts a training job. --config gives the whole job document (see the API);\n"
 	  "the other options override its fields.\n"
-	  "  --optimizer T  sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw\n"
+	  "  --optimizer T  sgd (the default), momentum, nesterov, adagrad, rmsprop, adam, adamw\n"
+	  "  --lr X         the learning rate (the server's default: 0.01)\n"
 	  "  --validation F hold out a fraction F of the rows for validation\n"
 	  "  --standardize  standardize the inputs (mean 0, std 1 per feature)\n"
 	  "  --follow       follow the job to its end (see jobs follow); exits 3 when\n"

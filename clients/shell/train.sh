@@ -6,8 +6,8 @@
 #
 # key=value sets a job field: epochs=20 batch_size=64 seed=1 lr=0.01
 # optimizer=adam standardize=true validation=0.1 log_every_steps=10 (numbers and
-# true/false as JSON, lr and optimizer go into "optimizer", validation is the
-# held-out fraction). config=FILE starts from a whole job document.
+# true/false as JSON, lr and optimizer go into "optimizer" (lr alone keeps the
+# server's default optimizer, sgd), validation is the held-out fraction). config=FILE starts from a whole job document.
 #   eval "$(train.sh "$DS" model.json epochs=10)" && follow.sh "$JOB"
 set -eu
 . "$(dirname "$0")/common.sh"
@@ -44,7 +44,7 @@ for kv in "$@"; do
 	esac
 done
 if [ -n "$opt" ]; then
-	case "$opt" in *'"type"'*) ;; *) opt=",\"type\":\"adam\"$opt" ;; esac
+	case "$opt" in *'"type"'*) ;; *) opt=",\"type\":\"sgd\"$opt" ;; esac
 	fields="$fields,\"optimizer\":{${opt#,}}"
 fi
 body="{\"model\":\"$model\",\"dataset\":\"$ds\"$fields"

@@ -87,6 +87,22 @@ check_eq "no carriage returns off a terminal" "$(tr -cd '\r' <"$W/follow.out" | 
 JOB="$(sed -n 's/^started job //p' "$W/follow.err")"
 check_match "train --follow names the job on stderr" "$JOB" '^job_[0-9a-f]{16}$'
 
+"$NNCTL" --json jobs get "$JOB" >"$W/job.json"
+check_eq "train sends the options" \
+	"$(jget '[j["config"][k] for k in ("epochs", "batch_size", "seed", "standardize")] + [j["config"]["optimizer"]["type"], j["config"]["optimizer"]["lr"]]' <"$W/job.json")" \
+	'[60, 4, 1, true, "adam", 0.05]'
+echo '{"epochs": 2, "batch_size": 6, "optimizer": {"type": "momentum", "lr": 0.1, "momentum": 0.5}, "standardize": false}' >"$W/job-config.json"
+MDL2="$("$NNCTL" -q models create "$W/spec.json")"
+JOB3="$("$NNCTL" -q train --model "$MDL2" --dataset "$DS" --config "$W/job-config.json" --lr 0.2)"
+check_eq "--config with --lr overriding one field" \
+	"$("$NNCTL" --json jobs get "$JOB3" | jget '[j["config"]["epochs"], j["config"]["batch_size"], j["config"]["standardize"], j["config"]["optimizer"]["type"], j["config"]["optimizer"]["lr"], j["config"]["optimizer"]["momentum"]]')" \
+	'[2, 6, false, "momentum", 0.2, 0.5]'
+"$NNCTL" jobs follow "$JOB3" >/dev/null
+JOB4="$("$NNCTL" -q train --model "$MDL2" --dataset "$DS" --epochs 1 --lr 0.3)"
+check_eq "--lr alone keeps the default optimizer (sgd)" \
+	"$("$NNCTL" --json jobs get "$JOB4" | jget '[j["config"]["optimizer"]["type"], j["config"]["optimizer"]["lr"]]')" '["sgd", 0.3]'
+"$NNCTL" jobs follow "$JOB4" >/dev/null
+
 # -- predict --
 printf 'x0,x1\n2,2\n-2,-2\n1,0.5\n-0.5,-1\n' >"$W/rows.csv"
 out="$("$NNCTL" predict "$MDL" --input "$W/rows.csv")"

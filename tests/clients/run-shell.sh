@@ -25,13 +25,16 @@ for mode in $modes; do
 	check_match "[$mode] upload.sh prints the id" "$DS" '^ds_[0-9a-f]{16}$'
 	check_match "[$mode] upload.sh summary on stderr" "$(cat "$W/err")" '12 rows x 2 features, classification'
 
-	out="$($S/train.sh "$DS" "$W/spec.json" epochs=60 batch_size=4 lr=0.05 seed=1 standardize=true log_every_steps=1 2>"$W/err")"
+	out="$($S/train.sh "$DS" "$W/spec.json" epochs=60 batch_size=4 optimizer=adam lr=0.05 seed=1 standardize=true log_every_steps=1 2>"$W/err")"
 	check_eq "[$mode] train.sh exits 0" "$?" 0
 	MODEL= JOB=
 	eval "$out"
 	check_match "[$mode] train.sh gives MODEL" "$MODEL" '^mdl_[0-9a-f]{16}$'
 	check_match "[$mode] train.sh gives JOB" "$JOB" '^job_[0-9a-f]{16}$'
 
+	check_eq "[$mode] train.sh sends the fields" \
+		"$(curl -sS "$NND/v1/jobs/$JOB" | jget '[j["config"][k] for k in ("epochs", "batch_size", "seed", "standardize", "log_every_steps")] + [j["config"]["optimizer"]["type"], j["config"]["optimizer"]["lr"]]')" \
+		'[60, 4, 1, true, 1, "adam", 0.05]'
 	$S/follow.sh "$JOB" >"$W/follow.out"
 	check_eq "[$mode] follow.sh exits 0 when the job succeeds" "$?" 0
 	check_match "[$mode] follow.sh prints steps" "$(cat "$W/follow.out")" '^step [0-9]+  epoch [0-9]+  loss [0-9.e-]+'
