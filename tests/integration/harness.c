@@ -6,6 +6,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -236,16 +237,37 @@ void resp_free(http_resp *r)
 	r->body = NULL;
 }
 
-/* One easy handle per thread, kept so requests reuse the connection. */
+/* One easy handle per thread, kept so requests reuse the connection;
+ * cleaned up when the thread exits (key destructor). */
 static __thread CURL *tl_curl;
+static pthread_key_t curl_key;
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+
+static void curl_release(void *h)
+{
+	curl_easy_cleanup(h);
+}
+
+static void curl_key_init(void)
+{
+	pthread_key_create(&curl_key, curl_release);
+}
+
+static CURL *thread_curl(void)
+{
+	if (!tl_curl) {
+		pthread_once(&curl_once, curl_key_init);
+		tl_curl = curl_easy_init();
+		pthread_setspecific(curl_key, tl_curl);
+	}
+	return tl_curl;
+}
 
 static long perform(nnd *d, const char *method, const char *path, struct curl_slist *hdrs,
                     const char *body, size_t len, curl_mime *mime, http_resp *out)
 {
 	memset(out, 0, sizeof *out);
-	if (!tl_curl)
-		tl_curl = curl_easy_init();
-	CURL *c = tl_curl;
+	CURL *c = thread_curl();
 	curl_easy_reset(c);
 	char url[512];
 	snprintf(url, sizeof url, "http://127.0.0.1:%d%s", d->port, path);
@@ -322,9 +344,7 @@ cJSON *http_json(nnd *d, const char *method, const char *path, const cJSON *body
 long http_multipart(nnd *d, const char *path, const char *images, size_t ilen,
                     const char *labels, size_t llen, http_resp *out)
 {
-	if (!tl_curl)
-		tl_curl = curl_easy_init();
-	curl_mime *m = curl_mime_init(tl_curl);
+	curl_mime *m = curl_mime_init(thread_curl());
 	curl_mimepart *p = curl_mime_addpart(m);
 	curl_mime_name(p, "images");
 	curl_mime_filename(p, "images.idx");
