@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "backend.h"
@@ -66,6 +67,7 @@ static int read_key(const char *path, char *key, size_t len)
 int main(int argc, char **argv)
 {
 	nn_blas_autoselect(argc, argv);
+	umask(077);   /* the store's files are the owner's alone */
 
 	char host[256] = "127.0.0.1";
 	long long port = 8080, workers = 0, queue = 64, max_body = 1LL << 30;
