@@ -261,6 +261,25 @@ static size_t utf8_check(const unsigned char *s, size_t len)
 	return len;
 }
 
+/* Offset of the first raw control byte (JSON allows none but whitespace) or
+ * "\u0000" escape (it would end the decoded C string early, so "relu\u0000x"
+ * would read as "relu"), or len when there is none. */
+static size_t json_control_check(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c < 0x20 && c != ' ' && c != '\t' && c != '\n' && c != '\r')
+			return i;
+		if (c != '\\' || i + 1 >= len)
+			continue;
+		if (i + 5 < len && s[i + 1] == 'u' && s[i + 2] == '0' && s[i + 3] == '0' &&
+		    s[i + 4] == '0' && s[i + 5] == '0')
+			return i;
+		i++;    /* skip the escaped character (a backslash pair is one escape) */
+	}
+	return len;
+}
+
 cJSON *api_parse_body(const api_req *rq, api_err *e)
 {
 	if (!rq->body || rq->body_len == 0) {
@@ -270,6 +289,12 @@ cJSON *api_parse_body(const api_req *rq, api_err *e)
 	size_t bad = utf8_check((const unsigned char *)rq->body, rq->body_len);
 	if (bad < rq->body_len) {
 		api_err_set(e, 400, "malformed_json", "the body is not valid UTF-8 (byte %zu)", bad);
+		return NULL;
+	}
+	size_t ctl = json_control_check(rq->body, rq->body_len);
+	if (ctl < rq->body_len) {
+		api_err_set(e, 400, "malformed_json",
+		            "the body holds a raw control character or a \\u0000 escape (byte %zu)", ctl);
 		return NULL;
 	}
 	const char *end = NULL;
