@@ -236,6 +236,14 @@ static void gather(nn_trainer *t, const nn_data *d, const int64_t *idx, int64_t 
 		int64_t r = idx ? idx[start + i] : start + i;
 		const float *src = d->x + r * f;
 		float *dst = t->bx + (int64_t)i * f;
+		if (i + 4 < n) {
+			/* rows are scattered over the data set: ask for the one four
+			 * ahead now, so it is in cache when its turn comes */
+			int64_t r4 = idx ? idx[start + i + 4] : start + i + 4;
+			const char *nx = (const char *)(d->x + r4 * f);
+			for (size_t b = 0; b < sizeof(float) * (size_t)f; b += 64)
+				__builtin_prefetch(nx + b);
+		}
 		if (aug) {
 			nn_augment_image(a, src, t->img, d->width, d->height, d->channels, &t->rng);
 			src = t->img;
