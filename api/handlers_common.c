@@ -220,13 +220,17 @@ cJSON *api_job_to_json(const api_job *j)
 }
 
 /* Offset of the first byte that is not part of well-formed UTF-8
- * (RFC 3629: no overlongs, no surrogates, at most U+10FFFF), or len. */
+ * (RFC 3629: no overlongs, no surrogates, at most U+10FFFF) or is a raw
+ * control character JSON does not allow (RFC 8259), or len. */
 static size_t utf8_check(const unsigned char *s, size_t len)
 {
 	size_t i = 0;
 	while (i < len) {
 		unsigned c = s[i];
 		if (c < 0x80) {
+			/* raw control characters are never valid JSON text */
+			if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
+				return i;
 			i++;
 			continue;
 		}
@@ -288,7 +292,8 @@ cJSON *api_parse_body(const api_req *rq, api_err *e)
 	}
 	size_t bad = utf8_check((const unsigned char *)rq->body, rq->body_len);
 	if (bad < rq->body_len) {
-		api_err_set(e, 400, "malformed_json", "the body is not valid UTF-8 (byte %zu)", bad);
+		api_err_set(e, 400, "malformed_json",
+		            "the body is not valid UTF-8 JSON text (byte %zu)", bad);
 		return NULL;
 	}
 	size_t ctl = json_control_check(rq->body, rq->body_len);

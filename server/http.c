@@ -422,9 +422,10 @@ static enum MHD_Result begin(req *r, const char *method, const char *url)
 	r->body = rt->body;
 	const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
 	                                             MHD_HTTP_HEADER_CONTENT_TYPE);
-	if (rt->body == BODY_JSON && ct && !ctype_is(ct, "application/json")) {
+	if (rt->body == BODY_JSON && !ctype_is(ct, "application/json")) {
 		api_err e = API_ERR_INIT;
-		api_err_set(&e, 415, "unsupported_media_type", "send application/json, not %.100s", ct);
+		api_err_set(&e, 415, "unsupported_media_type", "send application/json, not %.100s",
+		            ct ? ct : "(no Content-Type)");
 		return problem(r, &e, NULL, 0, 0);
 	}
 	if (rt->body == BODY_UPLOAD) {
