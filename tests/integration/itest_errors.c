@@ -237,6 +237,64 @@ START_TEST(test_api_key_on_and_off)
 }
 END_TEST
 
+START_TEST(test_diverging_job_fails_with_code_diverged)
+{
+	nnd d = { 0 };
+	ck_assert_int_eq(nnd_start(&d, NULL), 0);
+	long st;
+	cJSON *ds = cJSON_Parse("{\"task\":\"regression\",\"x\":[[1,2],[3,4],[5,6],[7,1]],"
+	                        "\"y\":[1,2,3,4]}");
+	cJSON *j = http_json(&d, "POST", "/v1/datasets", ds, &st);
+	ck_assert_int_eq(st, 201);
+	char dsid[32], mdl[32], job[32], path[128];
+	snprintf(dsid, sizeof dsid, "%s", jstr(j, "id"));
+	cJSON_Delete(j);
+	cJSON_Delete(ds);
+	const char *spec = "{\"task\":\"regression\",\"inputs\":2,\"outputs\":1,"
+	                   "\"layers\":[{\"type\":\"dense\",\"units\":8,\"activation\":\"tanh\"}]}";
+	http_resp r;
+	ck_assert_int_eq(http_do(&d, "POST", "/v1/models", "application/json", spec, strlen(spec), &r),
+	                 201);
+	j = cJSON_Parse(r.body);
+	snprintf(mdl, sizeof mdl, "%s", jstr(j, "id"));
+	cJSON_Delete(j);
+	resp_free(&r);
+	char body[256];
+	snprintf(body, sizeof body, "{\"model\":\"%s\",\"dataset\":\"%s\",\"epochs\":50,"
+	         "\"batch_size\":4,\"optimizer\":{\"type\":\"sgd\",\"lr\":1e6},"
+	         "\"log_every_steps\":1}", mdl, dsid);
+	ck_assert_int_eq(http_do(&d, "POST", "/v1/jobs", "application/json", body, strlen(body), &r),
+	                 202);
+	j = cJSON_Parse(r.body);
+	snprintf(job, sizeof job, "%s", jstr(j, "id"));
+	cJSON_Delete(j);
+	resp_free(&r);
+	cJSON *done = wait_job(&d, job, 30);
+	ck_assert_ptr_nonnull(done);
+	ck_assert_str_eq(jstr(done, "state"), "failed");
+	ck_assert_str_eq(jstr(cJSON_GetObjectItem(done, "error"), "code"), "diverged");
+	ck_assert(cJSON_IsNull(cJSON_GetObjectItem(done, "model_version")));
+	cJSON_Delete(done);
+	/* nothing non-finite comes out, and the model still predicts */
+	snprintf(path, sizeof path, "/v1/jobs/%s/events", job);
+	char *ev = read_stream(&d, path, NULL);
+	ck_assert_ptr_nonnull(ev);
+	const char *bad[] = { ":nan", ":-nan", ":inf", ":-inf", "NaN", "Infinity" };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		ck_assert_msg(strstr(ev, bad[i]) == NULL, "%s in the stream", bad[i]);
+	ck_assert_ptr_nonnull(strstr(ev, "\"code\":\"diverged\""));
+	free(ev);
+	snprintf(path, sizeof path, "/v1/models/%s/predict", mdl);
+	ck_assert_int_eq(http_do(&d, "POST", path, "application/json", "{\"instances\":[[1,2]]}", 21,
+	                         &r), 200);
+	j = cJSON_Parse(r.body);
+	ck_assert_double_eq(jnum(j, "model_version"), 0);
+	cJSON_Delete(j);
+	resp_free(&r);
+	nnd_cleanup(&d);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("errors");
@@ -244,6 +302,7 @@ int main(void)
 	tcase_set_timeout(t, 120);
 	tcase_add_test(t, test_each_status_code);
 	tcase_add_test(t, test_api_key_on_and_off);
+	tcase_add_test(t, test_diverging_job_fails_with_code_diverged);
 	suite_add_tcase(s, t);
 	SRunner *r = srunner_create(s);
 	srunner_run_all(r, CK_NORMAL);
