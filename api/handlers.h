@@ -11,6 +11,7 @@
 #define API_HANDLERS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "store.h"
 
 typedef struct api_req {
@@ -29,6 +30,7 @@ typedef struct api_reply {
 	const char *ctype;       /* static string */
 	char location[96];       /* "" = no Location header */
 	int retry_after;         /* > 0: a Retry-After header */
+	int64_t rows;            /* predictions: rows answered (for metrics) */
 } api_reply;
 
 void api_reply_release(api_reply *rp);

@@ -317,5 +317,6 @@ int api_model_predict(const api_backend *b, const api_req *rq, api_reply *rp)
 	}
 	free(out);
 	b->snap_release(b->ctx, s);
+	rp->rows = rows;
 	return api_reply_json(rp, 200, o);
 }

@@ -506,7 +506,7 @@ static enum MHD_Result dispatch(req *r)
 	if (rt->srv != SRV_NONE)
 		return serve_srv(r, rt->srv);
 	api_req rq = make_req(r);
-	api_reply rp = { 0, NULL, NULL, "", 0 };
+	api_reply rp = { 0, NULL, NULL, "", 0, 0 };
 	if (rt->body == BODY_UPLOAD) {
 		if (r->mp && mp_finish(r->mp) < 0) {
 			api_err e = API_ERR_INIT;
@@ -517,8 +517,8 @@ static enum MHD_Result dispatch(req *r)
 	} else {
 		rt->handler(&h->be, &rq, &rp);
 	}
-	if (rt->handler == api_model_predict && rp.status == 200)
-		metrics_count_predictions(1);
+	if (rp.rows > 0)
+		metrics_count_predictions(rp.rows);
 	enum MHD_Result rc = reply(r, &rp);
 	api_reply_release(&rp);
 	return rc;
@@ -598,7 +598,8 @@ int http_start(const http_config *cfg, http_server **out, int *port, char *err, 
 	memset(&sa, 0, sizeof sa);
 	sa.sin_family = AF_INET;
 	sa.sin_port = htons((uint16_t)cfg->port);
-	if (inet_pton(AF_INET, cfg->host, &sa.sin_addr) != 1) {
+	const char *host = strcmp(cfg->host, "localhost") == 0 ? "127.0.0.1" : cfg->host;
+	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
 		snprintf(err, errlen, "not an IPv4 address: %s", cfg->host);
 		free(h);
 		return -1;

@@ -164,6 +164,15 @@ static void flow(nnd *d, const char *ds, int features, int classes)
 	ck_assert(cJSON_IsString(cJSON_GetObjectItem(p0, "label")));
 	cJSON_Delete(j);
 
+	/* /metrics counts the rows predicted and the trained samples */
+	http_resp mr;
+	ck_assert_int_eq(http_do(d, "GET", "/metrics", NULL, NULL, 0, &mr), 200);
+	ck_assert_ptr_nonnull(strstr(mr.body, "\nnnd_predictions_total 2\n"));
+	ck_assert_ptr_null(strstr(mr.body, "\nnnd_training_samples_total 0\n"));
+	ck_assert_ptr_nonnull(strstr(mr.body, "nnd_jobs{state=\"succeeded\"} 1"));
+	ck_assert_ptr_nonnull(strstr(mr.body, "nnd_http_request_duration_seconds_bucket{route=\"predict\""));
+	resp_free(&mr);
+
 	/* the weights: one entry per layer, output layer last */
 	snprintf(path, sizeof path, "/v1/models/%s/weights", mdl);
 	j = http_json(d, "GET", path, NULL, &st);
