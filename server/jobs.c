@@ -9,7 +9,8 @@
  * A job's durable record is the store's row; the in-memory `live` entry
  * exists while it is queued or running and carries the cancel flag and the
  * newest step for GET /v1/jobs/{id}. Metric history is buffered by the
- * worker and written at each epoch end, checkpoint and finish; the
+ * worker and written at each epoch end, checkpoint and finish, and at
+ * least once a second; the
  * checkpoint holds the step the engine resumes from, so history written
  * past it is simply rewritten on resume (same values, same seed).
  */
@@ -443,6 +444,7 @@ typedef struct run {
 	int64_t n_train;
 	int epochs;
 	int64_t last_step;
+	int64_t last_flush_us;
 } run;
 
 static cJSON *num_or_null(double v)
@@ -459,6 +461,7 @@ static cJSON *flt_or_null(float v)
 static void flush(run *r, int epoch, int64_t end_step, const char *epoch_doc)
 {
 	api_err e = API_ERR_INIT;
+	r->last_flush_us = util_mono_us();
 	if (store_metrics_write(r->q->st, r->j.id, r->steps, r->n_steps, epoch, end_step,
 	                        epoch_doc, &r->j, &e) == 0)
 		r->n_steps = 0;
@@ -498,7 +501,8 @@ static void on_step(void *ctx, const nn_step_record *rec)
 	char *t = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
 	feed_push(r->q, r->lv->f, FEED_STEP, rec->step, t);
-	if (r->n_steps >= 4096)
+	/* history readers lag live events by about a second at most */
+	if (r->n_steps >= 4096 || util_mono_us() - r->last_flush_us > 1000000)
 		flush(r, 0, 0, NULL);
 }
 
@@ -660,6 +664,7 @@ static int run_job(jobs *q, live *lv)
 	}
 
 	r.epochs = cfg.epochs;
+	r.last_flush_us = util_mono_us();
 	r.n_train = train.rows;
 	if (!have_val && cfg.val_fraction > 0)
 		r.n_train = train.rows - (int64_t)((double)train.rows * cfg.val_fraction);
