@@ -154,6 +154,18 @@ static int pick(const cJSON *o, const char *path, const char *const *names, int 
 /* The field's value is read by the checkers below; each returns 0 when the
  * value is acceptable (stored in *out), -1 after reporting it. */
 
+static int in_range(double x, double lo, int lo_open, double hi, int hi_open)
+{
+	return !((lo_open ? x <= lo : x < lo) || (hi_open ? x >= hi : x > hi));
+}
+
+static int range_error(const char *p, double lo, int lo_open, double hi, int hi_open, api_err *e)
+{
+	if (hi >= 1e300)
+		return api_err_field(e, p, lo_open ? "must be greater than %g" : "must be at least %g", lo);
+	return api_err_field(e, p, "must be in %c%g, %g%c", lo_open ? '(' : '[', lo, hi, hi_open ? ')' : ']');
+}
+
 static int get_num(const cJSON *v, const char *path, const char *key, double lo, int lo_open,
 		   double hi, int hi_open, double *out, api_err *e)
 {
@@ -164,35 +176,27 @@ static int get_num(const cJSON *v, const char *path, const char *key, double lo,
 	double x = v->valuedouble;
 	if (!isfinite(x))
 		return api_err_field(e, p, "must be a finite number");
-	if ((lo_open ? x <= lo : x < lo) || (hi_open ? x >= hi : x > hi)) {
-		if (hi >= 1e300)
-			return api_err_field(e, p, lo_open ? "must be greater than %g" : "must be at least %g", lo);
-		return api_err_field(e, p, "must be in %c%g, %g%c", lo_open ? '(' : '[', lo, hi,
-				     hi_open ? ')' : ']');
-	}
+	if (!in_range(x, lo, lo_open, hi, hi_open))
+		return range_error(p, lo, lo_open, hi, hi_open, e);
 	*out = x;
 	return 0;
 }
 
-/* A float field: the number must also survive the conversion to float. */
+/* A float field: the number must also be in range once rounded to a float
+ * (1e-88 is above 0 but its float is not; 0.9999999999 rounds to 1). */
 static int get_float(const cJSON *v, const char *path, const char *key, double lo, int lo_open,
 		     double hi, int hi_open, float *out, api_err *e)
 {
 	double d;
 	if (get_num(v, path, key, lo, lo_open, hi, hi_open, &d, e) != 0)
 		return -1;
-	if (fabs(d) > FLT_MAX) {
-		char p[160];
-		join(p, sizeof p, path, key);
+	char p[160];
+	join(p, sizeof p, path, key);
+	if (fabs(d) > FLT_MAX)
 		return api_err_field(e, p, "is outside the float range");
-	}
-	/* rounding to float may land on an open bound (1e-80 -> 0, 0.9999999999 -> 1) */
 	float f = (float)d;
-	if ((lo_open && f <= lo) || (hi_open && f >= hi)) {
-		char p[160];
-		join(p, sizeof p, path, key);
-		return api_err_field(e, p, "rounds to %g as a float, outside the allowed range", (double)f);
-	}
+	if (!in_range((double)f, lo, lo_open, hi, hi_open))
+		return range_error(p, lo, lo_open, hi, hi_open, e);
 	*out = f;
 	return 0;
 }
@@ -998,7 +1002,7 @@ static int parse_augment(const cJSON *o, nn_augment *a, api_err *e)
 		} else if (get_num(s->child, "augment", "scale[0]", 0, 1, 100, 0, &lo, e) ||
 			   get_num(s->child->next, "augment", "scale[1]", 0, 1, 100, 0, &hi, e)) {
 			bad++;
-		} else if (lo > hi) {
+		} else if (lo > hi || (float)lo <= 0 || (float)lo > (float)hi) {
 			api_err_field(e, "augment.scale", "must be [min, max] with 0 < min <= max");
 			bad++;
 		} else {
@@ -1419,7 +1423,8 @@ static int read_vec(wctx *c, const cJSON *a, const char *path, float *dst, int n
 	int i = 0;
 	for (const cJSON *v = a->child; v; v = v->next, i++) {
 		double x = cJSON_IsNumber(v) ? v->valuedouble : NAN;
-		if (!isfinite(x) || fabs(x) > FLT_MAX || (positive && !(x > 0)) || (nonneg && x < 0)) {
+		float fx = isfinite(x) && fabs(x) <= FLT_MAX ? (float)x : 0;
+		if (!isfinite(x) || fabs(x) > FLT_MAX || (positive && !(fx > 0)) || (nonneg && x < 0)) {
 			char p[160];
 			joini(p, sizeof p, path, i);
 			c->failed = 1;
@@ -1428,7 +1433,7 @@ static int read_vec(wctx *c, const cJSON *a, const char *path, float *dst, int n
 						      : positive ? "must be greater than 0" : "must be at least 0");
 		}
 		if (c->write)
-			dst[i] = (float)x;
+			dst[i] = fx;
 	}
 	return 0;
 }

@@ -579,6 +579,13 @@ START_TEST(test_job_errors_name_fields)
 	job_fails("{" IDS ",'learning_rate':0.1}", "learning_rate", "unknown field");
 	job_fails("{" IDS ",'optimizer':{'type':'sgd','lr':0.1,'lr':0.2}}", "optimizer.lr", "duplicate field");
 	job_fails("[]", "body", "must be a JSON object");
+	/* in range as a double but not once rounded to a float (found by fuzzing) */
+	job_fails("{" IDS ",'optimizer':{'type':'adam','eps':1e-88}}", "optimizer.eps", "must be in (0, 1]");
+	job_fails("{" IDS ",'optimizer':{'type':'adam','beta1':0.99999999999}}", "optimizer.beta1",
+		  "must be in [0, 1)");
+	job_fails("{" IDS ",'augment':{'scale':[1e-50,1]}}", "augment.scale", "must be [min, max] with 0 < min <= max");
+	spec_fails("{'task':'regression','inputs':2,'outputs':1,'layers':[{'type':'dropout','rate':0.999999999999}]}",
+		   "layers[0].rate", "must be in [0, 1)");
 	/* several at once */
 	nn_train_config c;
 	api_job_refs r;
@@ -721,6 +728,13 @@ static void bad_std(cJSON *w)
 	cJSON_AddItemToObject(st, "std", cJSON_CreateFloatArray(s, 3));
 }
 static void unknown_top(cJSON *w) { cJSON_AddNumberToObject(w, "version", 3); }
+static void tiny_std(cJSON *w)
+{
+	cJSON *st = cJSON_AddObjectToObject(w, "standardize");
+	double m[3] = { 0, 0, 0 }, s[3] = { 1, 1, 1e-50 };
+	cJSON_AddItemToObject(st, "mean", cJSON_CreateDoubleArray(m, 3));
+	cJSON_AddItemToObject(st, "std", cJSON_CreateDoubleArray(s, 3));
+}
 
 START_TEST(test_weights_mismatch_named_and_nothing_written)
 {
@@ -738,6 +752,7 @@ START_TEST(test_weights_mismatch_named_and_nothing_written)
 	put_fails(a, b, missing_layer, "layers", "expected 5 layers (the output layer last), got 4");
 	put_fails(a, b, bad_std, "standardize.std[1]", "must be greater than 0");
 	put_fails(a, b, unknown_top, "version", "unknown field");
+	put_fails(a, b, tiny_std, "standardize.std[2]", "must be greater than 0");
 	nn_model_free(a);
 	nn_model_free(b);
 }
