@@ -359,6 +359,27 @@ class AuthTest(unittest.TestCase):
 class OfflineTest(unittest.TestCase):
     """Pieces that need no daemon."""
 
+    def test_follow_resumes_a_broken_stream_with_last_event_id(self):
+        mock = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "clients", "sse_mock.py")],
+                                stdout=subprocess.PIPE)
+        try:
+            url = "http://127.0.0.1:%d" % int(mock.stdout.readline())
+            c = Client(url, api_key="")
+            evs = list(c.follow("job_1"))
+            self.assertEqual([e.data["step"] for e in evs if e.event == "step"], [1, 2, 3, 4])
+            self.assertEqual(evs[-1].event, "state")
+            self.assertEqual(evs[-1].data["state"], "succeeded")
+            self.assertEqual(evs[1].data, {"step": 1, "epoch": 0, "loss": 1, "lr": 0.1})
+            seen = c.request("GET", "/last-event-id")
+            self.assertEqual(seen, {"last": "2", "connections": 2})
+            with self.assertRaises(NndError) as cm:
+                list(c.follow("job_2"))
+            self.assertEqual((cm.exception.status, cm.exception.detail), (404, "no such job"))
+        finally:
+            mock.kill()
+            mock.wait()
+            mock.stdout.close()
+
     def test_sse_parser_follows_the_event_stream_rules(self):
         import io
         raw = (b": comment\n"

@@ -191,6 +191,34 @@ check_eq "a malformed id exits 2" "$?" 2
 check_eq "unreachable server exits 1" "$?" 1
 check_match "unreachable server says where" "$(cat "$W/err")" '127\.0\.0\.1:1'
 
+# -- a stream that breaks off: reconnect with Last-Event-ID (a mock server) --
+for final in succeeded failed; do
+	python3 tests/clients/sse_mock.py "$final" >"$W/mock.port" &
+	MPID=$!
+	T_PIDS="$T_PIDS $MPID"
+	i=0
+	until [ -s "$W/mock.port" ] || [ $i -gt 100 ]; do sleep 0.05; i=$((i + 1)); done
+	MOCK="http://127.0.0.1:$(cat "$W/mock.port")"
+	"$NNCTL" --server "$MOCK" jobs follow job_1 >"$W/mock.out" 2>"$W/mock.err"
+	rc=$?
+	if [ "$final" = succeeded ]; then
+		check_eq "[mock] a resumed stream that succeeds exits 0" "$rc" 0
+		check_eq "[mock] every step once, in order (CRLF, multi-line data)" \
+			"$(sed -n 's/^step \([0-9]*\) .*/\1/p' "$W/mock.out" | tr '\n' ' ')" "1 2 3 4 "
+		check_eq "[mock] epochs shown from 1" "$(grep -c '^epoch [12]/2  train_loss' "$W/mock.out")" 2
+		check_eq "[mock] reconnected once, after event 2" \
+			"$(curl -sS "$MOCK/last-event-id" | jget '[j["connections"], j["last"]]')" '[2, "2"]'
+	else
+		check_eq "[mock] a resumed stream that fails exits 3" "$rc" 3
+		check_match "[mock] the job's error on stderr" "$(cat "$W/mock.err")" 'job job_1 failed: diverged: the loss is not finite'
+	fi
+	"$NNCTL" --server "$MOCK" jobs follow job_2 >/dev/null 2>"$W/mock.err"
+	[ "$final" = succeeded ] && check_match "[mock] an unknown job: the detail" "$(cat "$W/mock.err")" '^nnctl: no such job$'
+	kill $MPID
+	wait $MPID 2>/dev/null
+	rm -f "$W/mock.port"
+done
+
 # -- API key --
 stop_daemon
 NND_API_KEY=k3y-for-tests start_daemon
