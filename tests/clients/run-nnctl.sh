@@ -212,6 +212,16 @@ for final in succeeded failed; do
 		check_eq "[mock] a resumed stream that fails exits 3" "$rc" 3
 		check_match "[mock] the job's error on stderr" "$(cat "$W/mock.err")" 'job job_1 failed: diverged: the loss is not finite'
 	fi
+	if [ "$final" = succeeded ] && command -v script >/dev/null 2>&1; then
+		# on a terminal: one progress line redrawn in place
+		COLUMNS=120 script -qec "$NNCTL --server $MOCK jobs follow job_1" "$W/tty.out" >/dev/null 2>&1
+		check_eq "[mock] on a terminal: exit 0" "$?" 0
+		tty="$(tr '\r' '\n' <"$W/tty.out")"
+		check_match "[mock] on a terminal: a progress bar" "$tty" 'epoch 2/2 \[#+-*\] +[0-9]+%  step [34]  loss 0\.[0-9]{4}'
+		check_match "[mock] on a terminal: throughput and ETA" "$tty" 'ETA [0-9-]+:[0-9-]+'
+		check_match "[mock] on a terminal: redrawn with CR and erase-line" "$(od -An -c "$W/tty.out" | tr -d ' \n')" '\\r033\[K'
+		check_match "[mock] on a terminal: the final line" "$tty" 'job job_1 succeeded'
+	fi
 	"$NNCTL" --server "$MOCK" jobs follow job_2 >/dev/null 2>"$W/mock.err"
 	[ "$final" = succeeded ] && check_match "[mock] an unknown job: the detail" "$(cat "$W/mock.err")" '^nnctl: no such job$'
 	kill $MPID
