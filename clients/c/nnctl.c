@@ -155,12 +155,10 @@ static char *read_file(const char *path, size_t *len)
 	nc_buf b = NC_BUF_INIT;
 	char chunk[65536];
 	size_t n;
-	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-		if (nc_buf_add(&b, chunk, n)) {
-			nc_buf_release(&b);
-			break;
-		}
-	int err = ferror(f);
+	int err = 0;
+	while (!err && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+		err = nc_buf_add(&b, chunk, n);
+	err = err || ferror(f);
 	if (f != stdin)
 		fclose(f);
 	if (err || (!b.data && nc_buf_add(&b, "", 0))) {
