@@ -6,9 +6,12 @@
  * leftover temporary files), requeue unfinished jobs, start the workers,
  * then report ready. SIGTERM / SIGINT: report not ready, stop accepting,
  * let running jobs checkpoint at their next step (they stay queued for the
- * next start), close the streams, and exit 0.
+ * next start), close the streams, and exit 0. A second signal changes
+ * nothing: the drain is already under way.
  */
+#define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +24,18 @@
 #include "jobs.h"
 #include "storage.h"
 #include "util.h"
+
+static int sig_pipe[2] = { -1, -1 };
+
+static void on_signal(int sig)
+{
+	int saved = errno;
+	unsigned char c = (unsigned char)sig;
+	if (write(sig_pipe[1], &c, 1) < 0) {
+		/* nothing to do: a signal is already pending in the pipe */
+	}
+	errno = saved;
+}
 
 static void usage(FILE *f)
 {
@@ -143,12 +158,19 @@ int main(int argc, char **argv)
 	/* jobs share the cores: BLAS threads per job so they do not oversubscribe */
 	nn_blas_set_threads(workers >= cores ? 1 : (int)(cores / workers));
 
-	/* the signals are taken by sigwait below, in this thread only */
-	sigset_t sigs;
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	/* SIGTERM / SIGINT may land on any thread (OpenBLAS starts its own
+	 * before main), so the handler only writes to a pipe main waits on */
+	if (pipe2(sig_pipe, O_CLOEXEC) < 0) {
+		perror("nnd: pipe");
+		return 1;
+	}
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
 	http_config hc = { host, (int)port, (int)(cores < 2 ? 2 : cores), 1024, 60,
@@ -184,8 +206,9 @@ int main(int argc, char **argv)
 	util_log(2, "nnd %s ready: data %s, %lld workers, queue %lld, BLAS %s", NN_VERSION,
 	         data_dir, workers, queue, nn_blas_core() ? nn_blas_core() : "?");
 
-	int sig = 0;
-	sigwait(&sigs, &sig);
+	unsigned char sig = 0;
+	while (read(sig_pipe[0], &sig, 1) < 0 && errno == EINTR)
+		;
 	util_log(2, "signal %d: draining", sig);
 	http_drain(h);
 	jobs_stop(q);

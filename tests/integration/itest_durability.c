@@ -8,6 +8,7 @@
  *    stays queued, and finishes after the next start.
  */
 #include <check.h>
+#include <signal.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -235,6 +236,38 @@ START_TEST(test_sigterm_checkpoints_and_resumes)
 }
 END_TEST
 
+START_TEST(test_readyz_is_503_while_draining)
+{
+	nnd d = { 0 };
+	ck_assert_int_eq(nnd_start(&d, NULL), 0);
+	http_resp r;
+	/* a kept-alive connection still gets answers between the signal
+	 * and the stop; readiness must be off by then */
+	ck_assert_int_eq(http_do(&d, "GET", "/readyz", NULL, NULL, 0, &r), 200);
+	resp_free(&r);
+	kill(d.pid, SIGTERM);
+	int seen503 = 0, ready_after = 0;
+	for (int i = 0; i < 20000; i++) {
+		long st = http_do(&d, "GET", "/readyz", NULL, NULL, 0, &r);
+		if (st == 503) {
+			cJSON *j = cJSON_Parse(r.body);
+			ck_assert_str_eq(jstr(j, "code"), "not_ready");
+			cJSON_Delete(j);
+			seen503++;
+		}
+		ready_after += seen503 && st == 200;
+		resp_free(&r);
+		if (st == 0)
+			break;
+	}
+	ck_assert_int_gt(seen503, 0);
+	ck_assert_int_eq(ready_after, 0);
+	/* a second SIGTERM during the drain changes nothing: still exit 0 */
+	ck_assert_int_eq(nnd_stop(&d, 10), 0);
+	nnd_cleanup(&d);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("durability");
@@ -242,6 +275,7 @@ int main(void)
 	tcase_set_timeout(t, 240);
 	tcase_add_test(t, test_kill9_resumes_to_the_same_weights);
 	tcase_add_test(t, test_sigterm_checkpoints_and_resumes);
+	tcase_add_test(t, test_readyz_is_503_while_draining);
 	suite_add_tcase(s, t);
 	SRunner *r = srunner_create(s);
 	srunner_run_all(r, CK_NORMAL);
