@@ -4,16 +4,18 @@
 #
 #   train.sh DATASET_ID MODEL_ID|SPEC.json [key=value ...] [config=JOB.json]
 #
-# key=value sets a job field: epochs=20 batch_size=64 seed=1 lr=0.01
-# optimizer=adam standardize=true validation=0.1 log_every_steps=10 (numbers and
-# true/false as JSON, lr and optimizer go into "optimizer" (lr alone keeps the
-# server's default optimizer, sgd), validation is the held-out fraction). config=FILE starts from a whole job document.
+# key=value sets a job field: epochs=20 batch_size=64 seed=1 standardize=true
+# log_every_steps=10 (numbers, true and false pass as JSON); optimizer=adam and
+# lr=0.01 fill "optimizer" (lr alone keeps the server's default, sgd);
+# validation=0.1 holds out that fraction. config=FILE starts from a whole job
+# document; key=value fields override it (with jq, merged deeply; without jq, a
+# field may not be in both).
 #   eval "$(train.sh "$DS" model.json epochs=10)" && follow.sh "$JOB"
 set -eu
 . "$(dirname "$0")/common.sh"
 
 [ $# -ge 2 ] || {
-	sed -n '2,13s/^# \{0,1\}//p' "$0"
+	sed -n '2,14s/^# \{0,1\}//p' "$0"
 	case "${1:-}" in -h|--help) exit 0 ;; esac
 	exit 2
 }
@@ -25,10 +27,15 @@ if [ -f "$model" ]; then
 	echo "created model $model ($(printf '%s' "$reply" | nnd_field parameters) parameters)" >&2
 fi
 
-fields=""; opt=""; config=""
+fields=""; opt=""; config=""; keys=""
 for kv in "$@"; do
 	k="${kv%%=*}"; v="${kv#*=}"
 	[ "$k" != "$kv" ] || nnd_die "expected key=value, got $kv"
+	case "$k" in
+	config) ;;
+	lr|optimizer) keys="$keys optimizer" ;;
+	*) keys="$keys $k" ;;
+	esac
 	case "$k" in
 	config) config="$v" ;;
 	lr) opt="$opt,\"lr\":$v" ;;
@@ -43,22 +50,31 @@ for kv in "$@"; do
 		;;
 	esac
 done
+# lr alone keeps the server's default optimizer type, sgd (or the config's)
 if [ -n "$opt" ]; then
-	case "$opt" in *'"type"'*) ;; *) opt=",\"type\":\"sgd\"$opt" ;; esac
+	if [ -z "$config" ] || [ -z "$NND_JQ" ]; then
+		case "$opt" in *'"type"'*) ;; *) opt=",\"type\":\"sgd\"$opt" ;; esac
+	fi
 	fields="$fields,\"optimizer\":{${opt#,}}"
 fi
-body="{\"model\":\"$model\",\"dataset\":\"$ds\"$fields"
+body="{\"model\":\"$model\",\"dataset\":\"$ds\"$fields}"
 if [ -n "$config" ]; then
 	[ -r "$config" ] || nnd_die "cannot read $config"
-	# the config's own fields follow ours; the server takes the last duplicate
-	# only if it allows duplicates, so keep the config free of model/dataset.
-	rest="$(tr -d '\n' <"$config" | sed 's/^[[:space:]]*{//')"
-	case "$rest" in
-	[[:space:]]*\}*|\}*) body="$body}" ;;
-	*) body="$body,$rest" ;;
-	esac
-else
-	body="$body}"
+	if [ -n "$NND_JQ" ]; then
+		body="$(jq -c --argjson cli "$body" '. * $cli
+			| if .optimizer and (.optimizer.type | not) then .optimizer.type = "sgd" else . end' "$config")" ||
+			nnd_die "$config is not a JSON object"
+	else
+		for k in model dataset $keys; do
+			! grep -q "\"$k\"" "$config" ||
+				nnd_die "\"$k\" is both in $config and on the command line (without jq they cannot be merged)"
+		done
+		rest="$(tr -d '\n' <"$config" | sed 's/^[[:space:]]*{//')"
+		case "$rest" in
+		[[:space:]]*\}*|\}*) ;;
+		*) body="${body%\}},$rest" ;;
+		esac
+	fi
 fi
 reply="$(nnd_curl POST /v1/jobs -H 'Content-Type: application/json' --data-binary "$body")"
 job="$(printf '%s' "$reply" | nnd_field id)"

@@ -51,6 +51,25 @@ for mode in $modes; do
 			"$(printf '%s' "$out" | jget '[p["label"] for p in j["predictions"]]')" '["pos", "neg", "pos", "neg"]'
 	fi
 
+	# a whole job document from config=FILE, with fields from the command line
+	echo '{"epochs": 2, "optimizer": {"type": "momentum", "lr": 0.1, "momentum": 0.5}}' >"$W/job.json"
+	if [ "$mode" = jq ]; then
+		eval "$($S/train.sh "$DS" "$MODEL" config="$W/job.json" lr=0.2 seed=4 2>/dev/null)"
+		check_eq "[$mode] config=FILE merged with lr= and seed=" \
+			"$(curl -sS "$NND/v1/jobs/$JOB" | jget '[j["config"]["epochs"], j["config"]["seed"]] + [j["config"]["optimizer"][k] for k in ("type", "lr", "momentum")]')" \
+			'[2, 4, "momentum", 0.2, 0.5]'
+	else
+		eval "$($S/train.sh "$DS" "$MODEL" config="$W/job.json" seed=4 2>/dev/null)"
+		check_eq "[$mode] config=FILE with seed=" \
+			"$(curl -sS "$NND/v1/jobs/$JOB" | jget '[j["config"]["epochs"], j["config"]["seed"]] + [j["config"]["optimizer"][k] for k in ("type", "lr", "momentum")]')" \
+			'[2, 4, "momentum", 0.1, 0.5]'
+		$S/train.sh "$DS" "$MODEL" config="$W/job.json" epochs=3 >/dev/null 2>"$W/err"
+		check_eq "[$mode] a field in both config and key=value exits 1" "$?" 1
+		check_match "[$mode] ... and says which" "$(cat "$W/err")" '"epochs" is both in'
+	fi
+	$S/follow.sh "$JOB" >/dev/null
+	check_eq "[$mode] the config job succeeds" "$?" 0
+
 	# a job that is already over replays and still ends with its state
 	check_eq "[$mode] follow.sh replays a finished job" "$($S/follow.sh "$JOB" | tail -n 1)" "state succeeded"
 
