@@ -391,6 +391,8 @@ int jobs_cancel(jobs *q, const char *id, api_job *out, api_err *e)
 	if (lv->state == API_JOB_RUNNING) {
 		lv->cancel = 1;
 		pthread_mutex_unlock(&q->mu);
+		if (store_job_request_cancel(q->st, id) < 0)
+			return api_err_set(e, 500, "store_failed", "cannot record the cancel");
 		return jobs_get(q, id, out, e);
 	}
 	/* queued: it never starts */
@@ -815,6 +817,16 @@ int jobs_start(store *st, int workers, int capacity, const api_limits *lim, jobs
 		api_err e = API_ERR_INIT;
 		if (store_job_get(st, ids[i], &j, &e) < 0)
 			continue;
+		if (store_job_cancel_requested(st, j.id)) {
+			/* cancelled and acknowledged before the crash */
+			j.state = API_JOB_CANCELLED;
+			j.finished_at = util_now_ms();
+			store_job_update(st, &j, &e);
+			store_checkpoint_delete(st, j.id);
+			util_log(2, "jobs: %s was cancelled before the restart", j.id);
+			api_job_release(&j);
+			continue;
+		}
 		if (j.state == API_JOB_RUNNING) {
 			j.state = API_JOB_QUEUED;
 			store_job_update(st, &j, &e);

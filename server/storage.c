@@ -164,6 +164,19 @@ static void remove_orphans(store *s, const char *dir, const char *sql_has)
 	}
 }
 
+/* Columns added after the first schema; "duplicate column" means done. */
+static int migrate(store *s)
+{
+	char *msg = NULL;
+	int rc = sqlite3_exec(s->db, "ALTER TABLE jobs ADD COLUMN cancel_requested INT DEFAULT 0",
+	                      NULL, NULL, &msg);
+	int ok = rc == SQLITE_OK || (msg && strstr(msg, "duplicate column"));
+	if (!ok)
+		util_log(0, "store: migrate: %s", msg ? msg : "?");
+	sqlite3_free(msg);
+	return ok ? 0 : -1;
+}
+
 int store_open(const char *dir, store **out, char *err, size_t errlen)
 {
 	store *s = calloc(1, sizeof *s);
@@ -199,7 +212,7 @@ int store_open(const char *dir, store **out, char *err, size_t errlen)
 	}
 	sqlite3_busy_timeout(s->db, 5000);
 	if (exec(s, "PRAGMA journal_mode=WAL") < 0 || exec(s, "PRAGMA synchronous=FULL") < 0 ||
-	    exec(s, schema) < 0) {
+	    exec(s, schema) < 0 || migrate(s) < 0) {
 		snprintf(err, errlen, "cannot initialise %s: %s", path, sqlite3_errmsg(s->db));
 		store_close(s);
 		return -1;
@@ -1097,6 +1110,35 @@ int store_job_update(store *s, const api_job *j, api_err *e)
 		db_fail(s, e, "update job");
 	pthread_mutex_unlock(&s->mu);
 	return rc;
+}
+
+int store_job_request_cancel(store *s, const char *id)
+{
+	pthread_mutex_lock(&s->mu);
+	sqlite3_stmt *st = prep(s, "UPDATE jobs SET cancel_requested=1 WHERE id=?");
+	int rc = -1;
+	if (st) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+		rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+		sqlite3_finalize(st);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+int store_job_cancel_requested(store *s, const char *id)
+{
+	pthread_mutex_lock(&s->mu);
+	sqlite3_stmt *st = prep(s, "SELECT cancel_requested FROM jobs WHERE id=?");
+	int yes = 0;
+	if (st) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			yes = sqlite3_column_int(st, 0) != 0;
+		sqlite3_finalize(st);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return yes;
 }
 
 int store_job_base_version(store *s, const char *id, int *version)

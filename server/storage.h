@@ -67,6 +67,10 @@ int store_job_update(store *s, const api_job *j, api_err *e);
 /* The model version a job started from (-1 when not started yet). */
 int store_job_base_version(store *s, const char *id, int *version);
 int store_job_set_base_version(store *s, const char *id, int version);
+/* A cancel of a running job, recorded before it is acknowledged so a crash
+ * before the job stops cannot undo it. 0 or -1. */
+int store_job_request_cancel(store *s, const char *id);
+int store_job_cancel_requested(store *s, const char *id);
 /* Ids of queued and running jobs, oldest first (malloc'd array). */
 int store_jobs_unfinished(store *s, char (**ids)[API_ID_LEN], int *n);
 /* Jobs per state. */

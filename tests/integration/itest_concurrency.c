@@ -210,7 +210,9 @@ static void vanish(nnd *d, const char *path)
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	FILE *null = fopen("/dev/null", "w");
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, null);
-	ck_assert_int_eq(curl_easy_perform(c), CURLE_OPERATION_TIMEDOUT);
+	CURLcode rc = curl_easy_perform(c);
+	/* it hangs up mid-stream, unless the job was already over */
+	ck_assert(rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_OK);
 	fclose(null);
 	curl_easy_cleanup(c);
 }
@@ -223,7 +225,7 @@ START_TEST(test_many_subscribers_get_the_same_live_events)
 	char ds[32], m[32], job[32];
 	ck_assert_int_eq(make_dataset_csv(&d, 2400, 30, 3, ds), 0);
 	model(&d, m);
-	ck_assert_int_eq(submit_job(&d, m, ds, 6, 32, "\"log_every_steps\":5", job), 202);
+	ck_assert_int_eq(submit_job(&d, m, ds, 12, 32, "\"log_every_steps\":5", job), 202);
 	sub subs[3];
 	pthread_t th[3];
 	for (int i = 0; i < 3; i++) {
@@ -240,7 +242,7 @@ START_TEST(test_many_subscribers_get_the_same_live_events)
 	ck_assert_int_ge(steps, 2);
 	ck_assert_int_eq(count(subs[1].text, "event: step"), steps);
 	ck_assert_int_eq(count(subs[2].text, "{\"event\":\"step\""), steps);
-	ck_assert_int_eq(count(subs[0].text, "event: epoch"), 6);
+	ck_assert_int_eq(count(subs[0].text, "event: epoch"), 12);
 	for (int i = 0; i < 3; i++) {
 		ck_assert_ptr_nonnull(strstr(subs[i].text, "\"state\":\"succeeded\""));
 		free(subs[i].text);

@@ -236,6 +236,30 @@ START_TEST(test_sigterm_checkpoints_and_resumes)
 }
 END_TEST
 
+START_TEST(test_acknowledged_cancel_survives_kill9)
+{
+	const char *flags[] = { "--workers", "1", NULL };
+	nnd d = { 0 };
+	ck_assert_int_eq(nnd_start(&d, flags), 0);
+	char ds[32], mdl[32], job[32], path[128];
+	ck_assert_int_eq(make_dataset_csv(&d, 2400, 30, 3, ds), 0);
+	create_model(&d, mdl);
+	ck_assert_int_eq(start_job(&d, mdl, ds, 200, job), 202);
+	wait_epoch(&d, job, 1);
+	snprintf(path, sizeof path, "/v1/jobs/%s/cancel", job);
+	http_resp r;
+	ck_assert_int_eq(http_do(&d, "POST", path, NULL, NULL, 0, &r), 202);
+	resp_free(&r);
+	nnd_kill9(&d);
+	ck_assert_int_eq(nnd_restart(&d), 0);
+	cJSON *done = wait_job(&d, job, 30);
+	ck_assert_ptr_nonnull(done);
+	ck_assert_str_eq(jstr(done, "state"), "cancelled");
+	cJSON_Delete(done);
+	nnd_cleanup(&d);
+}
+END_TEST
+
 START_TEST(test_readyz_is_503_while_draining)
 {
 	nnd d = { 0 };
@@ -276,6 +300,7 @@ int main(void)
 	tcase_add_test(t, test_kill9_resumes_to_the_same_weights);
 	tcase_add_test(t, test_sigterm_checkpoints_and_resumes);
 	tcase_add_test(t, test_readyz_is_503_while_draining);
+	tcase_add_test(t, test_acknowledged_cancel_survives_kill9);
 	suite_add_tcase(s, t);
 	SRunner *r = srunner_create(s);
 	srunner_run_all(r, CK_NORMAL);
