@@ -134,10 +134,11 @@ void api_csv_free(api_csv *c)
 /* A short printable excerpt of a field for messages. */
 static void excerpt(char *dst, size_t cap, const char *s, size_t len)
 {
+	/* ASCII only, so a message never carries broken UTF-8 */
 	size_t n = len < cap - 4 ? len : cap - 4;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char ch = (unsigned char)s[i];
-		dst[i] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
+		dst[i] = (ch < 0x20 || ch >= 0x7f) ? '?' : (char)ch;
 	}
 	if (n < len)
 		memcpy(dst + n, "...", 3), n += 3;
@@ -206,28 +207,6 @@ oom:
 	return fail_err(c);
 }
 
-/* 1 when s[0, len) is well-formed UTF-8 (no overlong forms, surrogates or
- * code points past U+10FFFF): names and labels are echoed in JSON. */
-static int utf8_valid(const char *str, size_t len)
-{
-	const unsigned char *s = (const unsigned char *)str;
-	for (size_t i = 0; i < len;) {
-		unsigned char b = s[i];
-		size_t n = b < 0x80 ? 0 : b >= 0xc2 && b <= 0xdf ? 1 : b >= 0xe0 && b <= 0xef ? 2
-		         : b >= 0xf0 && b <= 0xf4 ? 3 : 9;
-		if (n == 9 || len - i - 1 < n)
-			return 0;
-		for (size_t k = 1; k <= n; k++)
-			if ((s[i + k] & 0xc0) != 0x80)
-				return 0;
-		if ((b == 0xe0 && s[i + 1] < 0xa0) || (b == 0xed && s[i + 1] > 0x9f) ||
-		    (b == 0xf0 && s[i + 1] < 0x90) || (b == 0xf4 && s[i + 1] > 0x8f))
-			return 0;
-		i += n + 1;
-	}
-	return 1;
-}
-
 static int put_label(api_csv *c, const char *s, size_t len)
 {
 	while (len > 0 && (*s == ' ' || *s == '\t')) {
@@ -239,7 +218,7 @@ static int put_label(api_csv *c, const char *s, size_t len)
 	int col = c->col + 1;
 	if (len == 0)
 		return fail_at(c, c->field_line, col, "empty label", NULL);
-	if (!utf8_valid(s, len))
+	if (!api_utf8_valid(s, len))
 		return fail_at(c, c->field_line, col, "the label is not valid UTF-8%s", NULL);
 	float v;
 	int r = api_parse_float(s, len, &v);
@@ -424,7 +403,7 @@ static int end_field(api_csv *c, const char *s, size_t len)
 	c->first_bytes += len + 1;
 	if (c->first_bytes > CSV_MAX_FIRST)
 		return fail_at(c, c->field_line, c->n_first + 1, "the first line is longer than 16 MiB%s", NULL);
-	if (!utf8_valid(s, len))
+	if (!api_utf8_valid(s, len))
 		return fail_at(c, c->field_line, c->n_first + 1, "the field is not valid UTF-8%s", NULL);
 	if (c->n_first == c->cap_first) {
 		int cap = c->cap_first ? c->cap_first * 2 : 64;

@@ -93,10 +93,11 @@ static int read_names(const cJSON *fn, api_dataset *out, api_err *e)
 					     out->features);
 		int i = 0;
 		for (const cJSON *s = fn->child; s; s = s->next, i++) {
-			if (!cJSON_IsString(s) || strlen(s->valuestring) > 256) {
+			if (!cJSON_IsString(s) || strlen(s->valuestring) > 256 ||
+			    !api_utf8_valid(s->valuestring, strlen(s->valuestring))) {
 				char path[48];
 				snprintf(path, sizeof path, "feature_names[%d]", i);
-				return api_err_field(e, path, "must be a string of at most 256 bytes");
+				return api_err_field(e, path, "must be a UTF-8 string of at most 256 bytes");
 			}
 			out->feature_names[i] = api_strndup(s->valuestring, strlen(s->valuestring));
 			if (!out->feature_names[i])
@@ -131,13 +132,14 @@ static int read_classes(const cJSON *y, api_dataset *out, api_err *e)
 		if (is_integer(v)) {
 			snprintf(num, sizeof num, "%lld", (long long)v->valuedouble);
 			s = num;
-		} else if (cJSON_IsString(v) && v->valuestring[0]) {
+		} else if (cJSON_IsString(v) && v->valuestring[0] &&
+			   api_utf8_valid(v->valuestring, strlen(v->valuestring))) {
 			s = v->valuestring;
 		}
 		if (!s) {
 			snprintf(path, sizeof path, "y[%d]", i);
-			api_err_field(e, path, cJSON_IsString(v) ? "must not be empty"
-					       : "must be an integer or a string (classification)");
+			api_err_field(e, path, !cJSON_IsString(v) ? "must be an integer or a string (classification)"
+					       : v->valuestring[0] ? "must be valid UTF-8" : "must not be empty");
 			bad = 1;
 			continue;
 		}
@@ -244,8 +246,9 @@ int api_dataset_from_json(const cJSON *body, api_dataset *out, api_err *e)
 		else if (strcmp(k, "feature_names") == 0)
 			fn = it;
 		else if (strcmp(k, "name") == 0) {
-			if (!cJSON_IsString(it) && !cJSON_IsNull(it))
-				bad = api_err_field(e, "name", "must be a string");
+			if (!cJSON_IsNull(it) && (!cJSON_IsString(it) ||
+						  !api_utf8_valid(it->valuestring, strlen(it->valuestring))))
+				bad = api_err_field(e, "name", "must be a UTF-8 string");
 		} else {
 			char path[128];
 			snprintf(path, sizeof path, "%.100s", k);

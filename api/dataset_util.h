@@ -20,6 +20,10 @@ int api_parse_float(const char *s, size_t len, float *out);
 /* The same syntax to the nearest double (for labels). */
 int api_parse_double(const char *s, size_t len, double *out);
 
+/* 1 when s[0..len) is well-formed UTF-8 (no overlong forms, surrogates or
+ * code points past U+10FFFF), else 0. */
+int api_utf8_valid(const char *s, size_t len);
+
 /* Duplicates s[0..len) as a NUL-terminated string (NULL on no memory). */
 char *api_strndup(const char *s, size_t len);
 

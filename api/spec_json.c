@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "spec_json.h"
+#include "dataset_util.h"
 
 #define MAX_SEED 9007199254740992.0   /* 2^53: integers JSON numbers hold exactly */
 #define MAX_INPUTS (1 << 24)
@@ -537,8 +538,9 @@ int api_model_spec_from_json(const cJSON *j, const api_limits *lim, nn_model_spe
 	spec_ctx c = { lim, e, 0, 0, lim->max_layers * 16, 0 };
 	const cJSON *f[M_N];
 	c.errors += pick(j, "", MODEL_KEYS, M_N, f, e);
-	if (f[M_NAME] && (!cJSON_IsString(f[M_NAME]) || strlen(f[M_NAME]->valuestring) > MAX_NAME)) {
-		api_err_field(e, "name", "must be a string of at most %d bytes", MAX_NAME);
+	if (f[M_NAME] && (!cJSON_IsString(f[M_NAME]) || strlen(f[M_NAME]->valuestring) > MAX_NAME ||
+			  !api_utf8_valid(f[M_NAME]->valuestring, strlen(f[M_NAME]->valuestring)))) {
+		api_err_field(e, "name", "must be a UTF-8 string of at most %d bytes", MAX_NAME);
 		c.errors++;
 	}
 	int task = -1;

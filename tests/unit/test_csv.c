@@ -235,6 +235,13 @@ START_TEST(test_rfc4180_quoting_crlf_bom)
 	ck_assert_int_eq(d.rows, 3);
 	ck_assert_int_eq(d.features, 2);
 	ck_assert_str_eq(d.feature_names[0], "f,1");
+	api_dataset_free(&d);
+	/* UTF-8 names and labels are kept as they are */
+	ck_assert_int_eq(parse_all_ways("caf\xc3\xa9,\xe2\x82\xac\n1,\xf0\x9f\x90\x88\n", &o, &d, &e), 0);
+	ck_assert_str_eq(d.feature_names[0], "caf\xc3\xa9");
+	ck_assert_str_eq(d.classes[0], "\xf0\x9f\x90\x88");
+	api_dataset_free(&d);
+	ck_assert_int_eq(parse_all_ways(s, &o, &d, &e), 0);
 	ck_assert_str_eq(d.feature_names[1], "say \"hi\"");
 	ck_assert_int_eq(d.n_classes, 3);
 	ck_assert_str_eq(d.classes[0], "a,b");
@@ -352,6 +359,10 @@ START_TEST(test_feature_values_must_be_finite_numbers)
 	expect_error("a,b,y\n1,2e,0\n", &o, 400, "line 2, column 2: '2e' is not a number");
 	expect_error("a,b,y\n1,2,3\n\"1\n2\",4,0\n", &o, 400, "line 3, column 1: '1?2' is not a number");
 	expect_error("a,b\n1,2\n3,4\"5\n", &o, 400, "line 3, column 2: quote inside an unquoted field");
+	expect_error("a,\xff\n1,2\n", &o, 400, "line 1, column 2: the field is not valid UTF-8");
+	expect_error("a,b\n1,caf\xc3\n", &o, 400, "line 2, column 2: the label is not valid UTF-8");
+	expect_error("a,b\n1,\xf4\x90\x80\x80\n", &o, 400, "line 2, column 2: the label is not valid UTF-8");
+	expect_error("a,b\n\xe2\x82,1\n", &o, 400, "line 2, column 1: '?\?' is not a number");
 	expect_error("a,b\n1,\"2\"x\n", &o, 400,
 		     "line 2, column 2: unexpected character after a closing quote");
 }

@@ -127,6 +127,10 @@ START_TEST(test_errors_name_field_paths)
 	expect_field("{\"x\":[[1]],\"y\":[1],\"z\":2}", 0, "z", "unknown field");
 	expect_field("{\"x\":[[1]],\"y\":[1],\"feature_names\":[\"a\",\"b\"]}", 0, "feature_names",
 		     "must be an array of 1 strings");
+	expect_field("{\"x\":[[1]],\"y\":[1],\"feature_names\":[\"\xc3\"]}", 0, "feature_names[0]",
+		     "must be a UTF-8 string of at most 256 bytes");
+	expect_field("{\"x\":[[1],[2]],\"y\":[\"a\",\"\xed\xa0\x80\"]}", 0, "y[1]", "must be valid UTF-8");
+	expect_field("{\"name\":\"\xc0\xaf\",\"x\":[[1]],\"y\":[1]}", 0, "name", "must be a UTF-8 string");
 	/* several bad cells: each named */
 	expect_field("{\"x\":[[1,\"a\"],[\"b\",2]],\"y\":[1,2]}", 1, "x[1][0]", "must be a number");
 }

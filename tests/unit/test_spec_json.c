@@ -203,7 +203,9 @@ START_TEST(test_types_tasks_and_widths)
 		   "must be an object with a \"type\"");
 	spec_fails("{'task':'classification','inputs':3,'outputs':2,'inputs':4}", "inputs", "duplicate field");
 	spec_fails("{'task':'classification','inputs':3,'outputs':2,'name':7}", "name",
-		   "must be a string of at most 200 bytes");
+		   "must be a UTF-8 string of at most 200 bytes");
+	spec_fails("{'task':'classification','inputs':3,'outputs':2,'name':'\xff\xfe'}", "name",
+		   "must be a UTF-8 string of at most 200 bytes");
 	spec_fails("{'task':'classification','inputs':3,'outputs':2,'layers':[{'type':'residual','layers':[]}]}",
 		   "layers[0].layers", "must be a non-empty array of layers");
 	spec_fails("{'task':'classification','inputs':3,'outputs':2,'layers':[{'type':'residual',"
