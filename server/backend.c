@@ -64,7 +64,11 @@ static int job_get(void *c, const char *id, api_job *out, api_err *e)
 static int job_list(void *c, int state, int64_t limit, int64_t offset, cJSON *items,
                     int64_t *total, api_err *e)
 {
-	return store_job_list(((backend_ctx *)c)->st, state, limit, offset, items, total, e);
+	backend_ctx *b = c;
+	if (store_job_list(b->st, state, limit, offset, items, total, e) < 0)
+		return -1;
+	jobs_overlay(b->q, items);
+	return 0;
 }
 static int job_cancel(void *c, const char *id, api_job *out, api_err *e)
 {

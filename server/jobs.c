@@ -377,6 +377,25 @@ int jobs_get(jobs *q, const char *id, api_job *out, api_err *e)
 	return 0;
 }
 
+void jobs_overlay(jobs *q, cJSON *items)
+{
+	cJSON *it;
+	pthread_mutex_lock(&q->mu);
+	cJSON_ArrayForEach(it, items) {
+		const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
+		const cJSON *st = cJSON_GetObjectItemCaseSensitive(it, "state");
+		if (!cJSON_IsString(id) || !cJSON_IsString(st) || strcmp(st->valuestring, "running"))
+			continue;
+		live *lv = find_live(q, id->valuestring);
+		if (!lv || lv->state != API_JOB_RUNNING)
+			continue;
+		cJSON_ReplaceItemInObjectCaseSensitive(it, "step", cJSON_CreateNumber((double)lv->step));
+		cJSON_ReplaceItemInObjectCaseSensitive(it, "epoch", cJSON_CreateNumber(lv->epoch));
+		cJSON_ReplaceItemInObjectCaseSensitive(it, "progress", cJSON_CreateNumber(lv->progress));
+	}
+	pthread_mutex_unlock(&q->mu);
+}
+
 int jobs_cancel(jobs *q, const char *id, api_job *out, api_err *e)
 {
 	pthread_mutex_lock(&q->mu);

@@ -34,6 +34,9 @@ int jobs_cancel(jobs *q, const char *id, api_job *out, api_err *e);
 /* The stored job with the live step, epoch and progress of a running job. */
 int jobs_get(jobs *q, const char *id, api_job *out, api_err *e);
 
+/* Puts the live step, epoch and progress into running jobs of a list. */
+void jobs_overlay(jobs *q, cJSON *items);
+
 /* For /metrics. */
 int jobs_queue_depth(jobs *q);
 int jobs_capacity(jobs *q);
