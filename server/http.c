@@ -542,6 +542,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		r->route = -1;
 		snprintf(r->method, sizeof r->method, "%s", method);
 		snprintf(r->path, sizeof r->path, "%s", url);
+		/* the path is logged: no control bytes from clients in the log */
+		for (char *p = r->path; *p; p++)
+			if ((unsigned char)*p < 0x20 || *p == 0x7f)
+				*p = '?';
+		for (char *p = r->method; *p; p++)
+			if ((unsigned char)*p < 0x20 || *p == 0x7f)
+				*p = '?';
 		*con_cls = r;
 		return begin(r, method, url);
 	}
