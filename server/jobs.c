@@ -29,11 +29,16 @@ typedef struct feed_ev {
 	char *data;
 } feed_ev;
 
+/* A live feed keeps at most this many events; past it the oldest quarter
+ * goes (the full history stays in the store, GET .../metrics). */
+#define FEED_MAX_EVENTS 100000
+
 struct feed {
 	int refs;
 	int done;
 	feed_ev *ev;
 	size_t n, cap;
+	size_t base;          /* absolute index of ev[0]; cursors are absolute */
 	int64_t last_step;
 	int last_epoch;
 	feed_waiter *waiters;
@@ -111,6 +116,14 @@ static void feed_push_locked(feed *f, int kind, int64_t id, char *data)
 	    (kind == FEED_EPOCH && (int)id <= f->last_epoch) || f->done) {
 		free(data);
 		return;
+	}
+	if (f->n >= FEED_MAX_EVENTS) {
+		size_t drop = f->n / 4;
+		for (size_t i = 0; i < drop; i++)
+			free(f->ev[i].data);
+		memmove(f->ev, f->ev + drop, (f->n - drop) * sizeof *f->ev);
+		f->n -= drop;
+		f->base += drop;
 	}
 	if (f->n == f->cap) {
 		size_t cap = f->cap ? f->cap * 2 : 64;
@@ -250,8 +263,10 @@ int jobs_feed_next(jobs *q, feed *f, size_t *cursor, int *kind, int64_t *id, cha
 {
 	pthread_mutex_lock(&q->fmu);
 	int rc;
-	if (*cursor < f->n) {
-		feed_ev *ev = &f->ev[*cursor];
+	if (*cursor < f->base)
+		*cursor = f->base;     /* fell behind the kept window */
+	if (*cursor < f->base + f->n) {
+		feed_ev *ev = &f->ev[*cursor - f->base];
 		*kind = ev->kind;
 		*id = ev->id;
 		*data = strdup(ev->data);
