@@ -7,6 +7,7 @@
  * buffers, rebuilt only when the snapshot it last served changes.
  */
 #include <math.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,7 @@
 #include "handlers_int.h"
 
 #define PREDICT_MAX_ROWS 100000
-#define SCRATCH_ROWS 64
+#define SCRATCH_ROWS 256
 
 int api_models_create(const api_backend *b, const api_req *rq, api_reply *rp)
 {
@@ -242,8 +243,470 @@ static cJSON *num(float v)
 	return isfinite(v) ? cJSON_CreateNumber(api_float_json(v)) : cJSON_CreateNull();
 }
 
+/* ---- the fast path of predict: {"instances": [[n, ...], ...]} read
+ * straight into floats and the reply written straight into a buffer.
+ * It accepts only that plain shape (ASCII, one key, numbers only, rows of
+ * equal width), so whatever it accepts is valid JSON that the general path
+ * would read to the same floats (a decimal with at most 19 digits and a
+ * power of ten up to 22 is exact in double, as strtod's; anything else goes
+ * through strtod). Anything else falls back to the general path, which
+ * names the error. */
+
+static const double pow10_exact[23] = {
+	1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22
+};
+
+static const char *skip_ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+		p++;
+	return p;
+}
+
+/* One JSON number at *pp as a float (the double rounded, like the general
+ * path). 0, or -1 when it is not a plain finite number within +-3e38. */
+static int fast_number(const char **pp, const char *end, float *out)
+{
+	const char *p = *pp, *start = p;
+	int neg = 0, digits = 0, frac = 0, exp = 0;
+	uint64_t m = 0;
+	if (p < end && *p == '-') {
+		neg = 1;
+		p++;
+	}
+	if (p >= end || *p < '0' || *p > '9')
+		return -1;
+	if (*p == '0' && p + 1 < end && p[1] >= '0' && p[1] <= '9')
+		return -1;  /* leading zero: not JSON */
+	for (; p < end && *p >= '0' && *p <= '9'; p++, digits++)
+		m = m * 10 + (uint64_t)(*p - '0');
+	if (p < end && *p == '.') {
+		p++;
+		if (p >= end || *p < '0' || *p > '9')
+			return -1;
+		for (; p < end && *p >= '0' && *p <= '9'; p++, digits++, frac++)
+			m = m * 10 + (uint64_t)(*p - '0');
+	}
+	if (p < end && (*p == 'e' || *p == 'E')) {
+		p++;
+		int eneg = 0;
+		if (p < end && (*p == '+' || *p == '-'))
+			eneg = *p++ == '-';
+		if (p >= end || *p < '0' || *p > '9')
+			return -1;
+		for (; p < end && *p >= '0' && *p <= '9'; p++)
+			if (exp < 10000)
+				exp = exp * 10 + (*p - '0');
+		if (eneg)
+			exp = -exp;
+	}
+	if (digits <= 9 && frac == 0 && exp == 0) {
+		/* a plain integer below 1e9: one conversion, always in range */
+		*out = neg ? -(float)m : (float)m;
+		*pp = p;
+		return 0;
+	}
+	double v;
+	int e10 = exp - frac;
+	if (digits <= 19 && m < (1ULL << 53) && e10 >= -22 && e10 <= 22) {
+		v = (double)m;
+		v = e10 < 0 ? v / pow10_exact[-e10] : v * pow10_exact[e10];
+		if (neg)
+			v = -v;
+	} else {
+		char tmp[64];
+		size_t n = (size_t)(p - start);
+		if (n >= sizeof tmp)
+			return -1;
+		memcpy(tmp, start, n);
+		tmp[n] = 0;
+		v = strtod(tmp, NULL);
+	}
+	if (!isfinite(v) || fabs(v) > 3.0e38)
+		return -1;
+	*out = (float)v;
+	*pp = p;
+	return 0;
+}
+
+/* The rows of a plain {"instances": [[...], ...]} body into a malloc'd
+ * rows x *cols matrix, or NULL (not that shape: use the general path).
+ * The body ends in a NUL (api_req), which matches nothing the scanner
+ * expects, so the loops stop there without a bound check; end is checked
+ * where a step may move further. */
+static float *fast_instances(const char *body, size_t len, int *rows, int *cols)
+{
+	const char *p = body, *end = body + len;
+	static const char key[] = "\"instances\"";
+	if (body[len] != 0)
+		return NULL;
+	p = skip_ws(p, end);
+	if (*p++ != '{')
+		return NULL;
+	p = skip_ws(p, end);
+	if ((size_t)(end - p) < sizeof key - 1 || memcmp(p, key, sizeof key - 1) != 0)
+		return NULL;
+	p = skip_ws(p + sizeof key - 1, end);
+	if (*p++ != ':')
+		return NULL;
+	p = skip_ws(p, end);
+	if (*p++ != '[')
+		return NULL;
+	/* a number takes two bytes at least ("0,"): len / 2 bounds the count,
+	 * len / 3 covers typical bodies without a copy */
+	size_t cap = len / 3 + 16, n = 0;
+	float *x = malloc(cap * sizeof *x);
+	int r = 0, width = -1;
+	if (!x)
+		return NULL;
+	for (;;) {
+		p = skip_ws(p, end);
+		if (*p++ != '[')
+			goto fallback;
+		int c = 0;
+		for (;;) {
+			if (*p == ' ')
+				p = skip_ws(p, end);
+			if (n == cap) {
+				float *nx = realloc(x, 2 * cap * sizeof *x);
+				if (!nx)
+					goto fallback;
+				x = nx;
+				cap *= 2;
+			}
+			const char *q = p;
+			unsigned v = 0;
+			/* the common case: an integer of up to 7 digits, then , or ] */
+			while (*q >= '0' && *q <= '9' && q - p < 8)
+				v = v * 10 + (unsigned)(*q++ - '0');
+			if (q > p && q - p < 8 && (*q == ',' || *q == ']') && (*p != '0' || q == p + 1)) {
+				x[n] = (float)v;
+				p = q;
+			} else {
+				if (fast_number(&p, end, &x[n]) < 0)
+					goto fallback;
+				if (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')
+					p = skip_ws(p, end);
+			}
+			n++;
+			c++;
+			if (*p == ',') {
+				p++;
+				continue;
+			}
+			if (*p == ']') {
+				p++;
+				break;
+			}
+			goto fallback;
+		}
+		if (width < 0)
+			width = c;
+		if (c != width || ++r > PREDICT_MAX_ROWS)
+			goto fallback;
+		p = skip_ws(p, end);
+		if (*p == ',') {
+			p++;
+			continue;
+		}
+		if (*p == ']') {
+			p++;
+			break;
+		}
+		goto fallback;
+	}
+	p = skip_ws(p, end);
+	if (*p++ != '}')
+		goto fallback;
+	if (skip_ws(p, end) != end)
+		goto fallback;
+	*rows = r;
+	*cols = width;
+	return x;
+fallback:
+	free(x);
+	return NULL;
+}
+
+/* A growing reply text; on allocation failure ok drops to 0. */
+typedef struct obuf {
+	char *b;
+	size_t len, cap;
+	int ok;
+} obuf;
+
+static char *ob_room(obuf *o, size_t n)
+{
+	if (!o->ok)
+		return NULL;
+	if (o->len + n + 1 > o->cap) {
+		size_t cap = o->cap ? o->cap : 256;
+		while (o->len + n + 1 > cap)
+			cap *= 2;
+		char *nb = realloc(o->b, cap);
+		if (!nb) {
+			o->ok = 0;
+			return NULL;
+		}
+		o->b = nb;
+		o->cap = cap;
+	}
+	return o->b + o->len;
+}
+
+static void ob_put(obuf *o, const char *s, size_t n)
+{
+	char *d = ob_room(o, n);
+	if (d) {
+		memcpy(d, s, n);
+		o->len += n;
+	}
+}
+
+#define OB_LIT(o, s) ob_put((o), (s), sizeof(s) - 1)
+
+/* v (finite, not 0) as printf's "%.<prec>g" would print it, when that
+ * text reads back (strtod, then float) as v: its length, else 0 (the text
+ * does not read back, or the shortcut cannot tell: the caller then uses
+ * snprintf). Digits come from one double product, exact for the powers of
+ * ten up to 1e22, and the read-back is the same product the other way. */
+static int fmt_float_g(char *d, float v, int prec)
+{
+	static const uint64_t p10[] = { 1, 10, 100, 1000, 10000, 100000, 1000000, 10000000,
+	                                100000000, 1000000000, 10000000000ULL };
+	double a = fabs((double)v);
+	int e = (int)floor(log10(a));
+	uint64_t dig = 0;
+	for (int tries = 0; tries < 3; tries++) {
+		int n = prec - 1 - e;
+		if (n < -22 || n > 22)
+			return 0;
+		double sc = n >= 0 ? a * pow10_exact[n] : a / pow10_exact[-n];
+		double r = nearbyint(sc);
+		if (r >= (double)p10[prec]) {
+			e++;
+			continue;
+		}
+		if (r < (double)p10[prec - 1]) {
+			e--;
+			continue;
+		}
+		dig = (uint64_t)r;
+		/* reads back? (the same exact-power product strtod would do) */
+		double back = n >= 0 ? (double)dig / pow10_exact[n] : (double)dig * pow10_exact[-n];
+		if ((float)(v < 0 ? -back : back) != v)
+			return -1;
+		break;
+	}
+	if (!dig)
+		return 0;
+	char ds[16];
+	int nd = prec;
+	for (int i = prec - 1; i >= 0; i--, dig /= 10)
+		ds[i] = (char)('0' + dig % 10);
+	while (nd > 1 && ds[nd - 1] == '0')
+		nd--;
+	char *q = d;
+	if (v < 0)
+		*q++ = '-';
+	if (e >= -4 && e < prec) {
+		if (e >= 0) {
+			for (int i = 0; i <= e; i++)
+				*q++ = i < nd ? ds[i] : '0';
+			if (nd > e + 1) {
+				*q++ = '.';
+				for (int i = e + 1; i < nd; i++)
+					*q++ = ds[i];
+			}
+		} else {
+			*q++ = '0';
+			*q++ = '.';
+			for (int i = 0; i < -e - 1; i++)
+				*q++ = '0';
+			for (int i = 0; i < nd; i++)
+				*q++ = ds[i];
+		}
+	} else {
+		*q++ = ds[0];
+		if (nd > 1) {
+			*q++ = '.';
+			for (int i = 1; i < nd; i++)
+				*q++ = ds[i];
+		}
+		*q++ = 'e';
+		*q++ = e < 0 ? '-' : '+';
+		int ae = e < 0 ? -e : e;
+		if (ae >= 100)
+			*q++ = (char)('0' + ae / 100);
+		*q++ = (char)('0' + ae / 10 % 10);
+		*q++ = (char)('0' + ae % 10);
+	}
+	return (int)(q - d);
+}
+
+/* A float as its shortest decimal that reads back to it (as
+ * api_float_json), or null. */
+static void ob_float(obuf *o, float v)
+{
+	char *d = ob_room(o, 32);
+	if (!d)
+		return;
+	if (!isfinite(v)) {
+		memcpy(d, "null", 4);
+		o->len += 4;
+		return;
+	}
+	if (v == 0) {
+		*d = '0';
+		o->len += 1;
+		return;
+	}
+	int n = 0;
+	for (int prec = 6; prec <= 9; prec++) {
+		n = fmt_float_g(d, v, prec);
+		if (n > 0)
+			break;
+		if (n < 0 && prec < 9)
+			continue;
+		n = snprintf(d, 32, "%.*g", prec, (double)v);
+		if ((float)strtod(d, NULL) == v)
+			break;
+	}
+	o->len += (size_t)n;
+}
+
+static void ob_int(obuf *o, long long v)
+{
+	char *d = ob_room(o, 24);
+	if (d)
+		o->len += (size_t)snprintf(d, 24, "%lld", v);
+}
+
+/* A JSON string (UTF-8 passes through; quote, backslash and control
+ * characters are escaped). */
+static void ob_str(obuf *o, const char *s)
+{
+	OB_LIT(o, "\"");
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\') {
+			char esc[2] = { '\\', (char)ch };
+			ob_put(o, esc, 2);
+		} else if (ch < 0x20) {
+			char esc[8];
+			snprintf(esc, sizeof esc, "\\u%04x", ch);
+			ob_put(o, esc, 6);
+		} else {
+			ob_put(o, s, 1);
+		}
+	}
+	OB_LIT(o, "\"");
+}
+
+/* The reply of a prediction, written directly: the same document the
+ * general path builds with cJSON. NULL when out of memory. */
+static char *predict_text(const api_model_snap *s, const float *out, int rows, int outs,
+                          int classification)
+{
+	obuf o = { NULL, 0, 0, 1 };
+	ob_room(&o, (size_t)rows * (size_t)outs * 14 + 64);
+	OB_LIT(&o, "{\"model_version\":");
+	ob_int(&o, s->version);
+	OB_LIT(&o, ",\"predictions\":[");
+	for (int r = 0; r < rows && o.ok; r++) {
+		const float *p = out + (size_t)r * outs;
+		if (r)
+			OB_LIT(&o, ",");
+		if (classification) {
+			int best = 0;
+			for (int k = 1; k < outs; k++)
+				if (p[k] > p[best])
+					best = k;
+			OB_LIT(&o, "{\"class\":");
+			ob_int(&o, best);
+			OB_LIT(&o, ",\"label\":");
+			if (s->classes && best < s->n_classes && s->classes[best]) {
+				ob_str(&o, s->classes[best]);
+			} else {
+				OB_LIT(&o, "\"");
+				ob_int(&o, best);
+				OB_LIT(&o, "\"");
+			}
+			OB_LIT(&o, ",\"probabilities\":[");
+		} else {
+			OB_LIT(&o, "[");
+		}
+		for (int k = 0; k < outs; k++) {
+			if (k)
+				OB_LIT(&o, ",");
+			ob_float(&o, p[k]);
+		}
+		if (classification)
+			OB_LIT(&o, "]}");
+		else
+			OB_LIT(&o, "]");
+	}
+	OB_LIT(&o, "]}");
+	if (!o.ok) {
+		free(o.b);
+		return NULL;
+	}
+	o.b[o.len] = 0;
+	return o.b;
+}
+
+/* Predicts through the fast path. 1 when it answered (rp filled), 0 when
+ * the body is not of its plain shape or does not fit the model (the
+ * general path then reads it again and names the error). */
+static int predict_fast(const api_backend *b, const api_req *rq, api_reply *rp)
+{
+	int rows = 0, cols = 0;
+	if (!rq->body)
+		return 0;
+	float *x = fast_instances(rq->body, rq->body_len, &rows, &cols);
+	if (!x)
+		return 0;
+	api_err e = API_ERR_INIT;
+	api_model_snap *s = NULL;
+	if (b->model_snapshot(b->ctx, rq->id, &s, &e) < 0) {
+		free(x);
+		api_reply_error(rp, &e);
+		return 1;
+	}
+	const nn_model_spec *spec = nn_model_spec_of(s->model);
+	if (cols != spec->inputs) {
+		free(x);
+		b->snap_release(b->ctx, s);
+		return 0;
+	}
+	int outs = spec->outputs;
+	float *out = malloc((size_t)rows * (size_t)outs * sizeof *out);
+	nn_scratch *sc = thread_scratch(s);
+	nn_status st = out && sc ? nn_predict(s->model, sc, x, rows, out) : NN_ENOMEM;
+	free(x);
+	char *text = st == NN_OK ? predict_text(s, out, rows, outs,
+	                                        spec->task == NN_TASK_CLASSIFICATION) : NULL;
+	free(out);
+	b->snap_release(b->ctx, s);
+	if (!text) {
+		api_err_set(&e, 500, "predict_failed", "prediction failed: %s",
+		            nn_status_name(st == NN_OK ? NN_ENOMEM : st));
+		api_reply_error(rp, &e);
+		return 1;
+	}
+	free(rp->body);
+	rp->body = text;
+	rp->status = 200;
+	rp->ctype = "application/json";
+	rp->rows = rows;
+	return 1;
+}
+
 int api_model_predict(const api_backend *b, const api_req *rq, api_reply *rp)
 {
+	if (predict_fast(b, rq, rp))
+		return 0;
 	api_err e = API_ERR_INIT;
 	cJSON *j = api_parse_body(rq, &e);
 	if (!j)

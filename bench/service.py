@@ -1,0 +1,489 @@
+#!/usr/bin/python3
+"""bench/service.py - nnd's service-side benchmarks, each row a ratio measured in this run.
+
+Drives a real daemon (bin/nnd on an ephemeral loopback port, a temporary data
+directory) over HTTP and compares each stage with what a user would pick
+instead, or with the same daemon's cheapest route, side by side:
+
+  daemon training      submit -> succeeded of the 784-256-128-10 MLP job (Adam,
+                       batch 128, standardize) vs bin/bench_engine on the same job
+  two workers          two such jobs at once on two workers vs one job alone:
+                       aggregate samples/s
+  CSV upload           Fashion-MNIST train as CSV (generated once into the cache
+                       dir) end to end vs pandas.read_csv(dtype=float32)
+  IDX upload           the gzip IDX pair (multipart) vs `zcat FILES > /dev/null`
+  predict latency      one keep-alive connection, 10k single-row predicts vs
+                       10k GET /healthz (bin/bench_latency, C, raw sockets)
+  predict throughput   wrk -c16 single-row predicts vs wrk -c16 /healthz
+  batch predict        10,000 rows in one request vs PyTorch forward (+softmax)
+                       of the same weights in-process
+  peak memory          daemon VmHWM while training (peak reset before the job)
+                       vs the stored data set bytes + the model's training state
+
+Peers run under the daemon's OpenBLAS core (OPENBLAS_CORETYPE as the daemon
+selected it, or as the caller set it) and with as many threads as one job.
+Never pass/fail; bench/run calls it (--rows-only) to print one table.
+
+  bench/service.py [--quick] [--rows-only] [--keep]
+"""
+import gzip
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NND = os.path.join(ROOT, "bin", "nnd")
+ENGINE = os.path.join(ROOT, "bin", "bench_engine")
+LATENCY = os.path.join(ROOT, "bin", "bench_latency")
+PYTHON = "/usr/bin/python3"
+FMNIST = "/usr/share/datasets/fashion-mnist"
+IMAGES = os.path.join(FMNIST, "train-images-idx3-ubyte.gz")
+LABELS = os.path.join(FMNIST, "train-labels-idx1-ubyte.gz")
+CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME") or "/tmp", "nnd-bench")
+MLP = [{"type": "dense", "units": 256, "activation": "relu"},
+       {"type": "dense", "units": 128, "activation": "relu"}]
+
+
+def row(stage, nnd, peer, ratio, target):
+    print(f"{stage:<44} {nnd:>14} {peer:>14} {ratio:>8}  {target}", flush=True)
+
+
+def note(text):
+    print("  " + text, flush=True)
+
+
+# ---- the daemon
+
+class Daemon:
+    """bin/nnd on 127.0.0.1:0 with a temporary data directory."""
+
+    def __init__(self, workers, env):
+        self.dir = tempfile.mkdtemp(prefix="nnd-bench-")
+        self.log = open(os.path.join(self.dir, "log"), "w+")
+        self.proc = subprocess.Popen([NND, "--listen", "127.0.0.1:0", "--data-dir",
+                                      os.path.join(self.dir, "data"), "--workers",
+                                      str(workers), "--log-level", "warn"],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=self.log, env=env)
+        self.port = None
+        for _ in range(1000):
+            self.log.seek(0)
+            first = self.log.readline()
+            m = re.match(r"listening on .*:(\d+)\n", first)
+            if m:
+                self.port = int(m.group(1))
+                break
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        if not self.port:
+            self.stop()
+            raise RuntimeError("nnd did not start")
+        for _ in range(1000):
+            try:
+                if self.request("GET", "/readyz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.01)
+        self.info = self.request("GET", "/v1/info")[1]
+
+    def conn(self):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
+
+    def request(self, method, path, body=None, ctype="application/json", conn=None):
+        c = conn or self.conn()
+        headers = {}
+        if body is not None:
+            headers["Content-Type"] = ctype
+            if isinstance(body, (dict, list)):
+                body = json.dumps(body).encode()
+        c.request(method, path, body=body, headers=headers)
+        r = c.getresponse()
+        data = r.read()
+        if conn is None:
+            c.close()
+        if r.getheader("Content-Type", "").startswith(("application/json",
+                                                        "application/problem+json")):
+            data = json.loads(data)
+        return r.status, data
+
+    def coretype(self):
+        """OPENBLAS_CORETYPE in the daemon's environment (set by its autoselect)."""
+        try:
+            with open(f"/proc/{self.proc.pid}/environ", "rb") as f:
+                for kv in f.read().split(b"\0"):
+                    if kv.startswith(b"OPENBLAS_CORETYPE="):
+                        return kv.split(b"=", 1)[1].decode()
+        except OSError:
+            pass
+        return None
+
+    def status_kb(self, key):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+        return 0
+
+    def reset_peak(self):
+        with open(f"/proc/{self.proc.pid}/clear_refs", "w") as f:
+            f.write("5")
+
+    def wait_job(self, job_id):
+        """Follows the job's ndjson event stream to its end; returns the job object."""
+        c = self.conn()
+        c.request("GET", f"/v1/jobs/{job_id}/events?format=ndjson")
+        r = c.getresponse()
+        last = None
+        for line in r:
+            line = line.strip()
+            if not line:
+                continue
+            ev = json.loads(line)
+            if ev.get("event") == "state":
+                last = ev["data"]
+        c.close()
+        if last is None or last.get("state") != "succeeded":
+            raise RuntimeError(f"job {job_id} ended {last and last.get('state')}: {last}")
+        return last
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def check(status, body, want=(200, 201, 202)):
+    if status not in want:
+        raise RuntimeError(f"HTTP {status}: {body}")
+    return body
+
+
+# ---- data
+
+def fmnist_csv():
+    """The Fashion-MNIST train set as CSV (784 pixel columns, then label), cached."""
+    path = os.path.join(CACHE, "fashion-mnist-train.csv")
+    if os.path.exists(path):
+        return path
+    import numpy as np
+    os.makedirs(CACHE, exist_ok=True)
+    with gzip.open(IMAGES) as f:
+        x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784)
+    with gzip.open(LABELS) as f:
+        y = np.frombuffer(f.read(), np.uint8, offset=8)
+    text = [str(i).encode() for i in range(256)]
+    tmp = path + f".tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(",".join([f"p{i}" for i in range(784)] + ["label"]).encode() + b"\n")
+        for r in range(len(x)):
+            f.write(b",".join([text[v] for v in x[r].tolist()] + [text[y[r]]]) + b"\n")
+    os.replace(tmp, path)
+    return path
+
+
+def multipart(parts):
+    """A multipart/form-data body from (name, filename, bytes) parts."""
+    boundary = "nndbench" + os.urandom(8).hex()
+    out = []
+    for name, filename, data in parts:
+        out.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; "
+                   f"filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+                   .encode())
+        out.append(data)
+        out.append(b"\r\n")
+    out.append(f"--{boundary}--\r\n".encode())
+    return b"".join(out), f"multipart/form-data; boundary={boundary}"
+
+
+def run_json(cmd, env, timeout=600):
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed: {out.stderr.strip()[-500:]}")
+    for line in reversed(out.stdout.strip().splitlines()):
+        if line.strip().startswith("{"):
+            return json.loads(line)
+    raise RuntimeError(f"{cmd[0]}: no JSON line")
+
+
+def best(values, key=min):
+    return key(values)
+
+
+# ---- the rows
+
+def bench_uploads(d, env, reps):
+    """IDX (gzip, multipart) and CSV uploads against zcat and pandas."""
+    idx_body, idx_type = multipart([("images", "train-images-idx3-ubyte.gz",
+                                     open(IMAGES, "rb").read()),
+                                    ("labels", "train-labels-idx1-ubyte.gz",
+                                     open(LABELS, "rb").read())])
+    gz_bytes = os.path.getsize(IMAGES) + os.path.getsize(LABELS)
+    t_idx, t_zcat, ds = [], [], None
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        ds = check(*d.request("POST", "/v1/datasets?name=fmnist-idx", idx_body, idx_type))
+        t_idx.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        subprocess.run(["zcat", IMAGES, LABELS], stdout=subprocess.DEVNULL, check=True)
+        t_zcat.append(time.perf_counter() - t0)
+        if len(t_idx) < reps:
+            d.request("DELETE", f"/v1/datasets/{ds['id']}")
+    mb = gz_bytes / 1e6
+    idx_rate, zcat_rate = mb / min(t_idx), mb / min(t_zcat)
+    row("IDX upload (gzip, multipart) MB/s", f"{idx_rate:.1f}", f"{zcat_rate:.1f} zcat",
+        f"{idx_rate / zcat_rate:.2f}x", ">= 0.7x")
+
+    csv = fmnist_csv()
+    csv_body = open(csv, "rb").read()
+    code = ("import sys, time, numpy as np, pandas as pd\n"
+            "t0 = time.perf_counter()\n"
+            "df = pd.read_csv(sys.argv[1], dtype=np.float32)\n"
+            "x = df.to_numpy(dtype=np.float32)\n"
+            "print(time.perf_counter() - t0, x.shape[0])\n")
+    t_csv, t_pd = [], []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        cds = check(*d.request("POST", "/v1/datasets?name=fmnist-csv&label=label", csv_body,
+                               "text/csv"))
+        t_csv.append(time.perf_counter() - t0)
+        d.request("DELETE", f"/v1/datasets/{cds['id']}")
+        out = subprocess.run([PYTHON, "-c", code, csv], env=env, capture_output=True,
+                             text=True, check=True)
+        t_pd.append(float(out.stdout.split()[0]))
+    mb = len(csv_body) / 1e6
+    csv_rate, pd_rate = mb / min(t_csv), mb / min(t_pd)
+    row(f"CSV upload ({mb:.0f} MB) MB/s end to end", f"{csv_rate:.1f}",
+        f"{pd_rate:.1f} pandas", f"{csv_rate / pd_rate:.2f}x", ">= 1.5x")
+    return ds
+
+
+def submit(d, model, ds, epochs, seed=1):
+    job = {"model": model, "dataset": ds, "epochs": epochs, "batch_size": 128, "seed": seed,
+           "optimizer": {"type": "adam", "lr": 0.001}, "standardize": True}
+    return check(*d.request("POST", "/v1/jobs", job))["id"]
+
+
+def new_model(d, seed=1):
+    spec = {"name": "fmnist-mlp", "task": "classification", "inputs": 784, "outputs": 10,
+            "seed": seed, "layers": MLP}
+    return check(*d.request("POST", "/v1/models", spec))
+
+
+def bench_training(d, env, ds, epochs, reps):
+    """One job through the daemon vs the engine alone; two jobs vs one; peak RSS."""
+    rows = ds["rows"]
+    t_daemon, t_engine, model = [], [], None
+    peak_kb = 0
+    for i in range(reps):
+        model = new_model(d)
+        d.reset_peak()
+        t0 = time.perf_counter()
+        job = submit(d, model["id"], ds["id"], epochs)
+        d.wait_job(job)
+        t_daemon.append(time.perf_counter() - t0)
+        peak_kb = max(peak_kb, d.status_kb("VmHWM"))
+        e = run_json([ENGINE, "--epochs", str(epochs), "--threads", "1", "--init", "auto",
+                      "--no-roofline"], env)
+        t_engine.append(e["wall_seconds"])
+    td, te = min(t_daemon), min(t_engine)
+    row(f"daemon training, {epochs} epoch(s), seconds", f"{td:.2f} s", f"{te:.2f} s engine",
+        f"{(td / te - 1) * 100:+.1f}%", "overhead <= 5%")
+
+    # two jobs on two workers at once vs one job on one worker
+    t_one = min(t_daemon)
+    t_two = []
+    for _ in range(max(1, reps - 1)):
+        m1, m2 = new_model(d, 1), new_model(d, 2)
+        t0 = time.perf_counter()
+        j1 = submit(d, m1["id"], ds["id"], epochs, 1)
+        j2 = submit(d, m2["id"], ds["id"], epochs, 2)
+        done = {}
+        ths = [threading.Thread(target=lambda j=j: done.__setitem__(j, d.wait_job(j)))
+               for j in (j1, j2)]
+        for t in ths:
+            t.start()
+        for t in ths:
+            t.join()
+        if len(done) != 2:
+            raise RuntimeError("a concurrent job failed")
+        t_two.append(time.perf_counter() - t0)
+    one_rate = rows * epochs / t_one
+    two_rate = 2 * rows * epochs / min(t_two)
+    row("two jobs on two workers, samples/s", f"{two_rate:,.0f}", f"{one_rate:,.0f} one",
+        f"{two_rate / one_rate:.2f}x", ">= 1.8x")
+
+    params = model["parameters"]
+    # training state: weights, gradients and Adam's two moments, float32
+    model_bytes = 4 * 4 * params
+    data_bytes = ds["bytes"]
+    peak = peak_kb * 1024
+    row("peak RSS while training (MB)", f"{peak / 1e6:.0f} MB",
+        f"{data_bytes / 1e6:.0f} MB data", f"{(peak - model_bytes) / data_bytes:.2f}x",
+        "<= 1.5x + model")
+    note(f"model = weights, gradients, Adam moments: {model_bytes / 1e6:.1f} MB "
+         f"({params:,} parameters)")
+    return model
+
+
+def write_lua(path, body_file):
+    with open(path, "w") as f:
+        f.write("local f = io.open(%r, 'rb')\n" % body_file +
+                "wrk.method = 'POST'\n"
+                "wrk.body = f:read('*a')\n"
+                "f:close()\n"
+                "wrk.headers['Content-Type'] = 'application/json'\n")
+
+
+def wrk(d, path, seconds, script=None):
+    cmd = ["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency"]
+    if script:
+        cmd += ["-s", script]
+    cmd.append(f"http://127.0.0.1:{d.port}{path}")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True)
+    m = re.search(r"Requests/sec:\s*([\d.]+)", out.stdout)
+    bad = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", out.stdout)
+    if not m or bad:
+        raise RuntimeError("wrk: " + out.stdout[-500:])
+    return float(m.group(1))
+
+
+def bench_predict(d, env, model, n_lat, wrk_seconds, reps, workdir):
+    import numpy as np
+    with gzip.open(os.path.join(FMNIST, "t10k-images-idx3-ubyte.gz")) as f:
+        xte = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784)
+    one = os.path.join(workdir, "one.json")
+    with open(one, "w") as f:
+        json.dump({"instances": [xte[0].tolist()]}, f)
+    path = f"/v1/models/{model['id']}/predict"
+
+    hz, pr = [], []
+    for _ in range(reps):
+        hz.append(run_json([LATENCY, "--port", str(d.port), "--path", "/healthz",
+                            "--n", str(n_lat)], env))
+        pr.append(run_json([LATENCY, "--port", str(d.port), "--path", path, "--body", one,
+                            "--n", str(n_lat)], env))
+    h = min(hz, key=lambda r: r["p50_us"])
+    p = min(pr, key=lambda r: r["p50_us"])
+    row(f"single-row predict p50, 1 conn, {n_lat // 1000}k req", f"{p['p50_us']:.0f} us",
+        f"{h['p50_us']:.0f} us healthz", f"{p['p50_us'] / h['p50_us']:.2f}x", "<= 1.5x")
+    row("single-row predict p99", f"{p['p99_us']:.0f} us", f"{h['p99_us']:.0f} us healthz",
+        f"{p['p99_us'] / h['p99_us']:.2f}x", "")
+
+    lua = os.path.join(workdir, "predict.lua")
+    write_lua(lua, one)
+    rh, rp = [], []
+    for _ in range(reps):
+        rh.append(wrk(d, "/healthz", wrk_seconds))
+        rp.append(wrk(d, path, wrk_seconds, lua))
+    rh, rp = max(rh), max(rp)
+    row("single-row predict, wrk -c16, req/s", f"{rp:,.0f}", f"{rh:,.0f} healthz",
+        f"{rp / rh:.2f}x", ">= 0.6x")
+
+    # batch: 10,000 rows in one request vs torch forward of the same weights
+    n = 10000
+    batch = json.dumps({"instances": xte[:n].tolist()}).encode()
+    conn = d.conn()
+    t_b = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        st, res = d.request("POST", path, batch, conn=conn)
+        t_b.append(time.perf_counter() - t0)
+        check(st, res, (200,))
+    conn.close()
+    if len(res["predictions"]) != n:
+        raise RuntimeError("batch predict returned the wrong number of rows")
+    weights = check(*d.request("GET", f"/v1/models/{model['id']}/weights"))
+    wfile = os.path.join(workdir, "weights.json")
+    with open(wfile, "w") as f:
+        json.dump(weights, f)
+    code = ("import sys, json, gzip, time, numpy as np, torch\n"
+            "torch.set_num_threads(int(sys.argv[3]))\n"
+            "w = json.load(open(sys.argv[1]))\n"
+            "layers = []\n"
+            "for l in w['layers']:\n"
+            "    if l['type'] != 'dense': continue\n"
+            "    W = torch.tensor(l['weight']); lin = torch.nn.Linear(W.shape[1], W.shape[0])\n"
+            "    with torch.no_grad():\n"
+            "        lin.weight.copy_(W); lin.bias.copy_(torch.tensor(l['bias']))\n"
+            "    layers += [lin, torch.nn.ReLU()]\n"
+            "model = torch.nn.Sequential(*layers[:-1]).eval()\n"
+            "sd = w.get('standardize')\n"
+            "mu = torch.tensor(sd['mean']) if sd else 0.0\n"
+            "std = torch.tensor(sd['std']) if sd else 1.0\n"
+            "x = np.frombuffer(gzip.open(sys.argv[2]).read(), np.uint8, offset=16)\n"
+            "X = torch.from_numpy(x.reshape(-1, 784)[:10000].astype(np.float32))\n"
+            "best = 1e9\n"
+            "with torch.no_grad():\n"
+            "    for _ in range(int(sys.argv[4])):\n"
+            "        t0 = time.perf_counter()\n"
+            "        p = torch.softmax(model((X - mu) / std), 1)\n"
+            "        best = min(best, time.perf_counter() - t0)\n"
+            "print(json.dumps({'seconds': best, 'argmax0': int(p[0].argmax())}))\n")
+    threads = str(d.info.get("blas", {}).get("threads", 1))
+    out = subprocess.run([PYTHON, "-c", code, wfile,
+                          os.path.join(FMNIST, "t10k-images-idx3-ubyte.gz"), threads,
+                          str(max(reps, 3))], env=env, capture_output=True, text=True,
+                         check=True)
+    peer = json.loads(out.stdout.strip().splitlines()[-1])
+    if peer["argmax0"] != res["predictions"][0]["class"]:
+        note(f"warning: class of row 0 differs (nnd {res['predictions'][0]['class']}, "
+             f"torch {peer['argmax0']})")
+    nr, tr = n / min(t_b), n / peer["seconds"]
+    row("batch predict 10,000 rows, rows/s", f"{nr:,.0f}", f"{tr:,.0f} torch",
+        f"{nr / tr:.2f}x", ">= 1.0x")
+    note(f"batch request {len(batch) / 1e6:.1f} MB of JSON; torch forward on {threads} "
+         f"thread(s), tensors already in memory")
+
+
+def main():
+    quick = "--quick" in sys.argv
+    rows_only = "--rows-only" in sys.argv
+    reps = 2 if quick else 3
+    epochs = 2 if quick else 5
+    for prog in (NND, ENGINE, LATENCY):
+        if not os.access(prog, os.X_OK):
+            sys.exit(f"bench/service.py: build first (make all): {prog}")
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = "1"
+    os.makedirs(CACHE, exist_ok=True)
+    fmnist_csv()  # generated once, outside any timing
+
+    d = Daemon(2, env)
+    workdir = tempfile.mkdtemp(prefix="nnd-bench-work-")
+    try:
+        ct = env.get("OPENBLAS_CORETYPE") or d.coretype()
+        if ct:
+            env["OPENBLAS_CORETYPE"] = ct
+        blas = d.info.get("blas", {})
+        if not rows_only:
+            row("stage", "nnd", "compared with", "ratio", "target")
+            row("-" * 44, "-" * 14, "-" * 14, "-" * 8, "-" * 6)
+        note(f"daemon: 2 workers, OpenBLAS core {blas.get('core')} with "
+             f"{blas.get('threads')} thread(s) per job; peers under OPENBLAS_CORETYPE="
+             f"{ct or 'unset'}")
+        ds = bench_uploads(d, env, reps)
+        model = bench_training(d, env, ds, epochs, reps)
+        bench_predict(d, env, model, 10000, 3 if quick else 8, reps, workdir)
+    finally:
+        d.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
