@@ -16,6 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "storage.h"
@@ -29,7 +32,14 @@ typedef struct snap {
 	char model[API_ID_LEN];
 	struct snap *next;      /* in the cache list */
 	int cached;
+	uint64_t used;          /* cache clock at the last lookup (LRU) */
+	int64_t bytes;          /* parameters and state, for the cache budget */
 } snap;
+
+/* The snapshot cache holds at most this many models and bytes of weights;
+ * past either, the least recently used go (holders keep theirs alive). */
+#define SNAP_CACHE_MAX 64
+#define SNAP_CACHE_BYTES ((int64_t)1 << 30)
 
 struct store {
 	char dir[1024];
@@ -39,6 +49,7 @@ struct store {
 	pthread_mutex_t snap_mu;  /* guards the snapshot cache and refs */
 	snap *snaps;
 	uint64_t serial;
+	uint64_t clock;           /* LRU clock for the cache */
 };
 
 static const char schema[] =
@@ -440,6 +451,25 @@ int store_dataset_load(store *s, const char *id, api_dataset *out, api_err *e)
 {
 	char path[1200];
 	snprintf(path, sizeof path, "%s/%s.data", s->ds_dir, id);
+	/* Mapped, not read: the matrix stays in the page cache, shared by every
+	 * job on the data set, instead of one private copy per job (and a
+	 * second one while it was parsed). Data files never change once
+	 * written, and one in use cannot be deleted. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat sb;
+	if (fd >= 0 && fstat(fd, &sb) == 0 && sb.st_size > 0) {
+		void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+		close(fd);
+		fd = -1;
+		if (map != MAP_FAILED) {
+			if (api_dataset_deserialize_mapped(map, (size_t)sb.st_size, out, e) == 0)
+				return 0;
+			munmap(map, (size_t)sb.st_size);
+			return -1;
+		}
+	}
+	if (fd >= 0)
+		close(fd);
 	void *buf = NULL;
 	size_t len = 0;
 	if (util_read_file(path, &buf, &len) < 0)
@@ -735,10 +765,37 @@ static snap *snap_new(store *s, const char *id, nn_model *m, int version, const 
 		}
 	}
 	cJSON_Delete(cj);
+	int64_t np = 0, ns = 0;
+	nn_model_params(m, &np);
+	nn_model_state(m, &ns);
+	p->bytes = (np + ns) * (int64_t)sizeof(float);
 	pthread_mutex_lock(&s->snap_mu);
 	p->pub.serial = ++s->serial;
 	pthread_mutex_unlock(&s->snap_mu);
 	return p;
+}
+
+/* Evicts least recently used entries (never keep) past the budget.
+ * Caller holds snap_mu. */
+static void snap_evict_locked(store *s, const snap *keep)
+{
+	for (;;) {
+		int n = 0;
+		int64_t bytes = 0;
+		snap **victim = NULL;
+		for (snap **pp = &s->snaps; *pp; pp = &(*pp)->next) {
+			n++;
+			bytes += (*pp)->bytes;
+			if (*pp != keep && (!victim || (*pp)->used < (*victim)->used))
+				victim = pp;
+		}
+		if (!victim || (n <= SNAP_CACHE_MAX && bytes <= SNAP_CACHE_BYTES))
+			return;
+		snap *v = *victim;
+		*victim = v->next;
+		v->cached = 0;
+		snap_unref_locked(v);
+	}
 }
 
 /* Puts p in the cache unless a newer version is there. Takes one ref for
@@ -758,8 +815,10 @@ static void snap_cache_locked(store *s, snap *p)
 	}
 	p->refs++;
 	p->cached = 1;
+	p->used = ++s->clock;
 	p->next = s->snaps;
 	s->snaps = p;
+	snap_evict_locked(s, p);
 }
 
 int store_model_snapshot(store *s, const char *id, api_model_snap **out, api_err *e)
@@ -768,6 +827,7 @@ int store_model_snapshot(store *s, const char *id, api_model_snap **out, api_err
 	for (snap *p = s->snaps; p; p = p->next)
 		if (strcmp(p->model, id) == 0) {
 			p->refs++;
+			p->used = ++s->clock;
 			pthread_mutex_unlock(&s->snap_mu);
 			*out = &p->pub;
 			return 0;

@@ -293,6 +293,40 @@ START_TEST(test_jobs_history_and_conflicts)
 }
 END_TEST
 
+START_TEST(test_snapshot_cache_evicts_but_holders_keep_theirs)
+{
+	store *s = open_store();
+	api_err e = API_ERR_INIT;
+	nn_model *m = small_model();
+	char ids[80][API_ID_LEN];
+	api_model_snap *held = NULL;
+	for (int i = 0; i < 80; i++) {
+		api_model_info info;
+		ck_assert_int_eq(store_model_create(s, NULL, m, &info, &e), 0);
+		strcpy(ids[i], info.id);
+		api_model_info_release(&info);
+		api_model_snap *sn = NULL;
+		ck_assert_int_eq(store_model_snapshot(s, ids[i], &sn, &e), 0);
+		if (i == 0)
+			held = sn;      /* kept across the evictions */
+		else
+			store_snap_release(s, sn);
+	}
+	int64_t n;
+	ck_assert_int_eq(held->version, 0);
+	ck_assert_int_eq(nn_model_params((nn_model *)held->model, &n)[0],
+	                 nn_model_params(m, &n)[0]);
+	/* evicted models load again */
+	api_model_snap *again = NULL;
+	ck_assert_int_eq(store_model_snapshot(s, ids[1], &again, &e), 0);
+	ck_assert_int_eq(again->version, 0);
+	store_snap_release(s, again);
+	store_snap_release(s, held);
+	nn_model_free(m);
+	store_close(s);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("store");
@@ -302,6 +336,7 @@ int main(void)
 	tcase_add_test(t, test_dataset_round_trip_and_delete);
 	tcase_add_test(t, test_versions_and_snapshots);
 	tcase_add_test(t, test_jobs_history_and_conflicts);
+	tcase_add_test(t, test_snapshot_cache_evicts_but_holders_keep_theirs);
 	suite_add_tcase(s, t);
 	SRunner *r = srunner_create(s);
 	srunner_run_all(r, CK_NORMAL);
