@@ -544,6 +544,49 @@ START_TEST(test_resume_from_a_mid_epoch_checkpoint_is_bit_identical)
 }
 END_TEST
 
+typedef struct counter {
+	int calls, epochs[8];
+	int fail;
+} counter;
+
+static int count_ckpt(void *ctx, const void *buf, size_t len, int epoch, int64_t step)
+{
+	counter *c = ctx;
+	(void)step;
+	ck_assert_ptr_nonnull(buf);
+	ck_assert_int_gt((int)len, 16);
+	ck_assert(memcmp(buf, "NNDCKPT", 8) == 0);
+	if (c->calls < 8)
+		c->epochs[c->calls] = epoch;
+	c->calls++;
+	return c->fail;
+}
+
+START_TEST(test_checkpoints_come_every_n_epochs_and_a_failed_store_fails_training)
+{
+	problem pr = make_problem(20, 4, 10);
+	nn_model *m = mlp(4, 0, 0);
+	nn_train_config c = plain(5, 0.01f);
+	c.checkpoint_every_epochs = 2;
+	counter k = { 0 };
+	nn_callbacks cb = { .ctx = &k, .on_checkpoint = count_ckpt };
+	char err[128] = "";
+	ck_assert_int_eq(nn_train(m, &pr.d, NULL, &c, &cb, NULL, 0, NULL, err, sizeof err), NN_OK);
+	ck_assert_int_eq(k.calls, 2);
+	ck_assert_int_eq(k.epochs[0], 2); /* epochs done when saved */
+	ck_assert_int_eq(k.epochs[1], 4);
+
+	k.calls = 0;
+	k.fail = 1;
+	ck_assert_int_eq(nn_train(m, &pr.d, NULL, &c, &cb, NULL, 0, NULL, err, sizeof err),
+	                 NN_EINVAL);
+	ck_assert_int_eq(k.calls, 1);
+	ck_assert_ptr_nonnull(strstr(err, "checkpoint"));
+	nn_model_free(m);
+	free_problem(&pr);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- clipping, norms */
 
 typedef struct epochs {
@@ -712,6 +755,7 @@ int main(void)
 	tcase_add_test(tc, test_same_seed_gives_the_same_bytes);
 	tcase_add_test(tc, test_resume_from_an_epoch_checkpoint_is_bit_identical);
 	tcase_add_test(tc, test_resume_from_a_mid_epoch_checkpoint_is_bit_identical);
+	tcase_add_test(tc, test_checkpoints_come_every_n_epochs_and_a_failed_store_fails_training);
 	tcase_add_test(tc, test_clip_grad_norm_scales_the_gradient_to_the_clip);
 	tcase_add_test(tc, test_grad_norms_are_reported_per_layer_with_parameters);
 	tcase_add_test(tc, test_cancel_stops_before_the_next_step);
