@@ -683,6 +683,32 @@ START_TEST(test_cancel_stops_before_the_next_step)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- standardisation */
+
+START_TEST(test_standardize_stores_the_training_mean_and_population_std)
+{
+	/* column 0: 1, 2, 3, 4 (mean 2.5, population std sqrt(1.25));
+	 * column 1: constant 7 (std 0 -> stored as 1) */
+	float x[8] = { 1, 7, 2, 7, 3, 7, 4, 7 }, y[4] = { 0, 1, 0, 1 };
+	nn_model_spec s = { NN_TASK_REGRESSION, 2, 1, NN_INIT_AUTO, 1, NULL, 0 };
+	char err[128];
+	nn_model *m = nn_model_create(&s, err, sizeof err);
+	ck_assert_ptr_nonnull(m);
+	nn_data d = { 4, 2, 1, x, NULL, y, 0, 0, 0 };
+	nn_train_config c = plain(1, 0.01f);
+	c.standardize = 1;
+	ck_assert_int_eq(nn_train(m, &d, NULL, &c, NULL, NULL, 0, NULL, err, sizeof err), NN_OK);
+	const float *mean = nn_model_std_mean(m), *sd = nn_model_std_std(m);
+	ck_assert_ptr_nonnull(mean);
+	ck_assert_ptr_nonnull(sd);
+	ck_assert_float_eq_tol(mean[0], 2.5f, 1e-6);
+	ck_assert_float_eq_tol(sd[0], sqrtf(1.25f), 1e-6);
+	ck_assert_float_eq_tol(mean[1], 7.0f, 1e-6);
+	ck_assert_float_eq(sd[1], 1.0f);
+	nn_model_free(m);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- config, evaluate */
 
 START_TEST(test_config_check_names_the_bad_field)
@@ -759,6 +785,7 @@ int main(void)
 	tcase_add_test(tc, test_clip_grad_norm_scales_the_gradient_to_the_clip);
 	tcase_add_test(tc, test_grad_norms_are_reported_per_layer_with_parameters);
 	tcase_add_test(tc, test_cancel_stops_before_the_next_step);
+	tcase_add_test(tc, test_standardize_stores_the_training_mean_and_population_std);
 	tcase_add_test(tc, test_config_check_names_the_bad_field);
 	tcase_add_test(tc, test_evaluate_reports_loss_and_accuracy);
 	suite_add_tcase(s, tc);
