@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <zlib.h>
 #include "dataset_io.h"
 #include "dataset_util.h"
@@ -87,9 +88,13 @@ void api_dataset_free(api_dataset *d)
 {
 	if (!d)
 		return;
-	free(d->x);
-	free(d->labels);
-	free(d->targets);
+	if (d->map) {
+		munmap(d->map, d->map_len);
+	} else {
+		free(d->x);
+		free(d->labels);
+		free(d->targets);
+	}
 	api_strv_free(d->classes, d->n_classes);
 	api_strv_free(d->feature_names, d->features);
 	memset(d, 0, sizeof *d);
@@ -657,7 +662,45 @@ static int corrupt(api_err *e, const char *what)
 	return api_err_set(e, 500, "corrupt_dataset", "the stored data set is damaged: %s", what);
 }
 
+/* Frees what a failed deserialize built; borrowed arrays are the caller's. */
+static void free_partial(api_dataset *d, int borrow)
+{
+	if (borrow) {
+		d->x = NULL;
+		d->labels = NULL;
+		d->targets = NULL;
+	}
+	api_dataset_free(d);
+}
+
+/* borrow: x and labels/targets point into buf (little-endian hosts, and
+ * buf 4-byte aligned) instead of copies. */
+static int deserialize(const void *buf, size_t len, api_dataset *out, api_err *e, int borrow);
+
 int api_dataset_deserialize(const void *buf, size_t len, api_dataset *out, api_err *e)
+{
+	return deserialize(buf, len, out, e, 0);
+}
+
+int api_dataset_deserialize_mapped(void *map, size_t len, api_dataset *out, api_err *e)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	int borrow = ((uintptr_t)map & 3) == 0;
+#else
+	int borrow = 0;
+#endif
+	if (deserialize(map, len, out, e, borrow) < 0)
+		return -1;
+	if (borrow) {
+		out->map = map;
+		out->map_len = len;
+	} else {
+		munmap(map, len);
+	}
+	return 0;
+}
+
+static int deserialize(const void *buf, size_t len, api_dataset *out, api_err *e, int borrow)
 {
 	memset(out, 0, sizeof *out);
 	if (!buf || len < DS_HDR + 4 || memcmp(buf, DS_MAGIC, 8) != 0)
@@ -706,36 +749,48 @@ int api_dataset_deserialize(const void *buf, size_t len, api_dataset *out, api_e
 	if (nx + ny > avail || (uint64_t)ncls + (uint64_t)out->features > avail - (nx + ny))
 		return corrupt(e, "sizes do not match the file");
 	out->rows = rows;
-	out->x = malloc(nx ? nx * 4 : 1);
-	if (cls)
-		out->labels = malloc(ny ? ny * 4 : 1);
-	else
-		out->targets = malloc(ny ? ny * 4 : 1);
+	if (borrow) {
+		/* the caller's buffer outlives out: x and y stay where they are */
+		out->x = (float *)(void *)(r.p + r.off);
+		if (cls)
+			out->labels = (int32_t *)(void *)(r.p + r.off + nx * 4);
+		else
+			out->targets = (float *)(void *)(r.p + r.off + nx * 4);
+		r.off += (nx + ny) * 4;
+	} else {
+		out->x = malloc(nx ? nx * 4 : 1);
+		if (cls)
+			out->labels = malloc(ny ? ny * 4 : 1);
+		else
+			out->targets = malloc(ny ? ny * 4 : 1);
+	}
 	out->classes = calloc((size_t)ncls + 1, sizeof(char *));
 	out->feature_names = calloc((size_t)out->features + 1, sizeof(char *));
 	if (!out->x || (cls ? !out->labels : !out->targets) || !out->classes || !out->feature_names) {
-		api_dataset_free(out);
+		free_partial(out, borrow);
 		return api_err_set(e, 500, "out_of_memory", "no memory to load the data set");
 	}
-	rb_words(&r, out->x, nx);
-	rb_words(&r, cls ? (void *)out->labels : (void *)out->targets, ny);
+	if (!borrow) {
+		rb_words(&r, out->x, nx);
+		rb_words(&r, cls ? (void *)out->labels : (void *)out->targets, ny);
+	}
 	for (size_t i = 0; cls && i < ny; i++)
 		if (out->labels[i] < 0 || out->labels[i] >= out->outputs) {
-			api_dataset_free(out);
+			free_partial(out, borrow);
 			return corrupt(e, "label out of range");
 		}
 	for (int i = 0; i < ncls; i++, out->n_classes++)
 		if (rb_str(&r, &out->classes[i]) != 0) {
-			api_dataset_free(out);
+			free_partial(out, borrow);
 			return corrupt(e, "bad class name");
 		}
 	for (int i = 0; i < out->features; i++)
 		if (rb_str(&r, &out->feature_names[i]) != 0) {
-			api_dataset_free(out);
+			free_partial(out, borrow);
 			return corrupt(e, "bad feature name");
 		}
 	if (r.off != r.len) {
-		api_dataset_free(out);
+		free_partial(out, borrow);
 		return corrupt(e, "trailing bytes");
 	}
 	return 0;

@@ -28,6 +28,11 @@ typedef struct api_dataset {
 	int n_classes;
 	char **feature_names; /* features names ("x0", "x1", ... when the source has none) */
 	int width, height, channels; /* image data sets (IDX), else 0 */
+	/* When map is set, x and labels/targets point into this read-only
+	 * mapping of the stored file (api_dataset_deserialize_mapped), which
+	 * api_dataset_free unmaps instead of freeing them. */
+	void *map;
+	size_t map_len;
 } api_dataset;
 
 void api_dataset_free(api_dataset *d);  /* frees the contents, not d; NULL ok */
@@ -65,5 +70,9 @@ void api_idx_free(api_idx *r);
  * "NNDDATA1", little-endian header, x, labels/targets, classes, names, CRC-32. */
 int api_dataset_serialize(const api_dataset *d, void **buf, size_t *len);
 int api_dataset_deserialize(const void *buf, size_t len, api_dataset *out, api_err *e);
+/* The same checks, but x and labels/targets are not copied: they point into
+ * map (len bytes from mmap, read-only), which out then owns (freed with
+ * munmap by api_dataset_free) on success; on failure the caller keeps it. */
+int api_dataset_deserialize_mapped(void *map, size_t len, api_dataset *out, api_err *e);
 
 #endif
