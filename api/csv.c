@@ -12,6 +12,9 @@
  * strtod per field). Labels are kept twice until the end, as a parsed value
  * (for regression) and as an id in a label set (for classification), because
  * with task auto-detection the task is known only when every label was seen.
+ * A classification has at most 65536 classes: past that many distinct labels
+ * an auto-detected task can only be regression (even for integer labels), and
+ * the label set is dropped, so a large regression file costs no string memory.
  *
  * Every error names its place: 400 "malformed_csv", detail
  * "line L, column C: ..." with L the 1-based physical line where the field
@@ -27,6 +30,7 @@
 #define CSV_MAX_COLUMNS 100000
 #define CSV_MAX_FIELD (1u << 20)          /* bytes in one field */
 #define CSV_MAX_FIRST ((size_t)16 << 20)  /* bytes in the first record */
+#define CSV_MAX_CLASSES 65536             /* distinct labels of a classification */
 
 enum { S_START, S_UNQ, S_QUO, S_QQ };
 
@@ -65,6 +69,7 @@ struct api_csv {
 	int64_t rows, cap;
 	api_labelset *ls;
 	int any_nonnum;
+	int regression_only;    /* task auto, but too many distinct labels for classes */
 };
 
 static const unsigned char BOM[3] = { 0xEF, 0xBB, 0xBF };
@@ -224,11 +229,13 @@ static int put_label(api_csv *c, const char *s, size_t len)
 	int r = api_parse_float(s, len, &v);
 	char ex[48];
 	if (r != 1) {
-		if (c->o.task == NN_TASK_REGRESSION) {
+		if (c->o.task == NN_TASK_REGRESSION || c->regression_only) {
 			excerpt(ex, sizeof ex, s, len);
 			return fail_at(c, c->field_line, col,
 				       r < 0 ? "label '%s' is not a finite number (outside float range)"
-					     : "label '%s' is not a number (the task is regression)", ex);
+				       : c->regression_only
+					       ? "label '%s' is not a number (the column has too many distinct values for classes)"
+					       : "label '%s' is not a number (the task is regression)", ex);
 		}
 		c->any_nonnum = 1;
 		v = NAN;
@@ -242,6 +249,20 @@ static int put_label(api_csv *c, const char *s, size_t len)
 			return fail_err(c);
 		}
 		c->yid[c->rows] = id;
+		if (api_labelset_count(c->ls) > CSV_MAX_CLASSES) {
+			char m[16];
+			snprintf(m, sizeof m, "%d", CSV_MAX_CLASSES);
+			if (c->o.task == NN_TASK_CLASSIFICATION || c->any_nonnum)
+				return fail_at(c, c->field_line, col,
+					       "more than %s distinct labels: too many classes", m);
+			/* Task auto with numbers only: just regression can follow,
+			 * so stop keeping the labels as strings. */
+			api_labelset_free(c->ls);
+			c->ls = NULL;
+			free(c->yid);
+			c->yid = NULL;
+			c->regression_only = 1;
+		}
 	}
 	return 0;
 }
@@ -701,7 +722,7 @@ static int build(api_csv *c, api_dataset *out)
 	nn_task task;
 	if (c->o.task >= 0)
 		task = (nn_task)c->o.task;
-	else if (c->any_nonnum || api_labelset_numeric(c->ls) == 2)
+	else if (!c->regression_only && (c->any_nonnum || api_labelset_numeric(c->ls) == 2))
 		task = NN_TASK_CLASSIFICATION;
 	else
 		task = NN_TASK_REGRESSION;

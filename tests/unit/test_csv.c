@@ -445,6 +445,52 @@ START_TEST(test_field_and_header_bounds)
 }
 END_TEST
 
+/* 70000 rows whose labels are all distinct, ending with `last`. */
+static char *distinct_labels(const char *fmt, const char *last)
+{
+	size_t cap = 70000 * 32 + 64, len = 0;
+	char *s = malloc(cap);
+	len += (size_t)sprintf(s, "x,y\n");
+	for (int i = 0; i < 69999; i++)
+		len += (size_t)sprintf(s + len, fmt, i, i);
+	sprintf(s + len, "1,%s\n", last);
+	return s;
+}
+
+START_TEST(test_too_many_distinct_labels)
+{
+	api_csv_opts o = opts();
+	api_dataset d;
+	api_err e;
+	/* integers, but more distinct values than classes can be: regression */
+	char *s = distinct_labels("%d,%d\n", "5");
+	ck_assert_int_eq(parse(s, &o, &d, &e), 0);
+	ck_assert_int_eq(d.task, NN_TASK_REGRESSION);
+	ck_assert_int_eq(d.rows, 70000);
+	ck_assert_float_eq(d.targets[69998], 69998.0f);
+	ck_assert_ptr_null(d.labels);
+	api_dataset_free(&d);
+	/* forced classification: refused where the 65537th class appears */
+	o.task = NN_TASK_CLASSIFICATION;
+	ck_assert_int_eq(parse(s, &o, &d, &e), -1);
+	ck_assert_str_eq(e.detail, "line 65538, column 2: more than 65536 distinct labels: too many classes");
+	free(s);
+	/* a word after that many numbers cannot be a class any more */
+	o.task = -1;
+	s = distinct_labels("%d,%d.5\n", "cat");
+	ck_assert_int_eq(parse(s, &o, &d, &e), -1);
+	ck_assert_str_eq(e.detail, "line 70001, column 2: label 'cat' is not a number "
+				   "(the column has too many distinct values for classes)");
+	free(s);
+	/* and a word before them makes the 65537th class an error */
+	s = distinct_labels("%d,%d\n", "1");
+	memcpy(s + 4, "0,a", 3);
+	ck_assert_int_eq(parse(s, &o, &d, &e), -1);
+	ck_assert_str_eq(e.detail, "line 65538, column 2: more than 65536 distinct labels: too many classes");
+	free(s);
+}
+END_TEST
+
 START_TEST(test_max_bytes_gives_413)
 {
 	api_csv_opts o = opts();
@@ -637,6 +683,7 @@ static Suite *suite(void)
 	tcase_add_test(t, test_empty_inputs);
 	tcase_add_test(t, test_too_many_columns);
 	tcase_add_test(t, test_field_and_header_bounds);
+	tcase_add_test(t, test_too_many_distinct_labels);
 	tcase_add_test(t, test_max_bytes_gives_413);
 	tcase_add_test(t, test_feed_after_error_repeats_it);
 	tcase_add_test(t, test_numbers_exact_values);
