@@ -8,6 +8,8 @@
  * equal-length lists of numbers (several outputs). Without "task" the rule of
  * the CSV reader applies: classification when a label is not a number or all
  * labels are integers, else regression (lists always mean regression).
+ * At most 65536 classes: past that, integer labels (task auto) become a
+ * regression, as in the CSV reader.
  * Every problem is a 422 naming its field path ("x[3][2]", "y[5]"); up to
  * API_MAX_FIELD_ERRORS are collected before the reader gives up.
  */
@@ -20,6 +22,7 @@
 #include "dataset_util.h"
 
 #define JSON_MAX_FEATURES 100000
+#define JSON_MAX_CLASSES 65536
 
 static int full(const api_err *e)
 {
@@ -282,6 +285,26 @@ int api_dataset_from_json(const cJSON *body, api_dataset *out, api_err *e)
 	out->task = t >= 0 ? (nn_task)t : infer_task(y);
 	if (out->task == NN_TASK_CLASSIFICATION ? read_classes(y, out, e) : read_targets(y, out, e))
 		goto fail;
+	if (out->task == NN_TASK_CLASSIFICATION && out->n_classes > JSON_MAX_CLASSES) {
+		/* Like the CSV reader: integers with more distinct values than a
+		 * model can have classes are an auto-detected regression. */
+		int numbers = 1;
+		for (const cJSON *v = y->child; v && numbers; v = v->next)
+			numbers = cJSON_IsNumber(v);
+		if (t >= 0 || !numbers) {
+			api_err_field(e, "y", "has %d distinct labels; a classification has at most %d classes",
+				      out->n_classes, JSON_MAX_CLASSES);
+			goto fail;
+		}
+		free(out->labels);
+		out->labels = NULL;
+		api_strv_free(out->classes, out->n_classes);
+		out->classes = NULL;
+		out->n_classes = 0;
+		out->task = NN_TASK_REGRESSION;
+		if (read_targets(y, out, e))
+			goto fail;
+	}
 	if (read_names(fn, out, e) != 0)
 		goto fail;
 	return 0;

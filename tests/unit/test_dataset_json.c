@@ -152,6 +152,32 @@ START_TEST(test_error_list_is_bounded)
 }
 END_TEST
 
+START_TEST(test_too_many_classes)
+{
+	cJSON *j = cJSON_CreateObject();
+	cJSON *x = cJSON_AddArrayToObject(j, "x"), *y = cJSON_AddArrayToObject(j, "y");
+	for (int i = 0; i < 65537; i++) {
+		cJSON *row = cJSON_CreateArray();
+		cJSON_AddItemToArray(row, cJSON_CreateNumber(i));
+		cJSON_AddItemToArray(x, row);
+		cJSON_AddItemToArray(y, cJSON_CreateNumber(i));
+	}
+	api_dataset d;
+	api_err e = API_ERR_INIT;
+	ck_assert_int_eq(api_dataset_from_json(j, &d, &e), 0);
+	ck_assert_int_eq(d.task, NN_TASK_REGRESSION);
+	ck_assert_int_eq(d.outputs, 1);
+	ck_assert_float_eq(d.targets[65536], 65536.0f);
+	ck_assert_ptr_null(d.classes);
+	api_dataset_free(&d);
+	cJSON_AddStringToObject(j, "task", "classification");
+	ck_assert_int_eq(api_dataset_from_json(j, &d, &e), -1);
+	ck_assert_str_eq(e.fields[0].field, "y");
+	ck_assert_str_eq(e.fields[0].message, "has 65537 distinct labels; a classification has at most 65536 classes");
+	cJSON_Delete(j);
+}
+END_TEST
+
 START_TEST(test_serialize_round_trip_and_corruption)
 {
 	api_dataset d, r;
@@ -220,6 +246,7 @@ static Suite *suite(void)
 	tcase_add_test(t, test_regression_inferred_and_multi_output);
 	tcase_add_test(t, test_errors_name_field_paths);
 	tcase_add_test(t, test_error_list_is_bounded);
+	tcase_add_test(t, test_too_many_classes);
 	tcase_add_test(t, test_serialize_round_trip_and_corruption);
 	suite_add_tcase(s, t);
 	return s;
