@@ -6,6 +6,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -51,23 +52,34 @@ static int spawn(nnd *d)
 			dup2(null, 0);
 			dup2(null, 1);
 		}
-		char *argv[32];
+		if (d->gid && (setgroups(0, NULL) < 0 || setgid(d->gid) < 0))
+			_exit(126);
+		if (d->uid && setuid(d->uid) < 0)
+			_exit(126);
+		char *argv[64];
 		int n = 0;
+		/* NND_WRAP: a prefix command (its words split on spaces) */
+		char *wrap = getenv("NND_WRAP") ? strdup(getenv("NND_WRAP")) : NULL;
+		for (char *w = wrap ? strtok(wrap, " ") : NULL; w && n < 24; w = strtok(NULL, " "))
+			argv[n++] = w;
+		const char *exe = n ? argv[0] : path;
 		argv[n++] = path;
 		argv[n++] = "--listen";
 		argv[n++] = "127.0.0.1:0";
 		argv[n++] = "--data-dir";
 		argv[n++] = d->data;
-		for (int i = 0; i < d->nargs && n < 30; i++)
+		for (int i = 0; i < d->nargs && n < 62; i++)
 			argv[n++] = d->args[i];
 		argv[n] = NULL;
-		execv(path, argv);
+		execvp(exe, argv);
 		_exit(127);
 	}
 	d->pid = pid;
 	d->port = 0;
-	/* the first line of the log: "listening on 127.0.0.1:PORT" */
-	for (int i = 0; i < 3000 && !d->port; i++) {
+	/* the first line of the log: "listening on 127.0.0.1:PORT" (a
+	 * wrapper such as valgrind may take a while to get there) */
+	int tries = getenv("NND_WRAP") ? 30000 : 3000;
+	for (int i = 0; i < tries && !d->port; i++) {
 		FILE *f = fopen(d->log, "r");
 		char line[256];
 		if (f && fgets(line, sizeof line, f) && strchr(line, '\n')) {
@@ -91,7 +103,7 @@ static int spawn(nnd *d)
 	}
 	if (!d->port)
 		return -1;
-	for (int i = 0; i < 2000; i++) {
+	for (int i = 0; i < tries; i++) {
 		http_resp r;
 		if (http_do_auth(d, "GET", "/readyz", NULL, NULL, 0, "", &r) == 200) {
 			resp_free(&r);
@@ -103,7 +115,7 @@ static int spawn(nnd *d)
 	return -1;
 }
 
-int nnd_start(nnd *d, const char *const *flags)
+static int start(nnd *d, const char *const *flags, uid_t uid, gid_t gid)
 {
 	char key[128];
 	snprintf(key, sizeof key, "%s", d->key);
@@ -123,7 +135,21 @@ int nnd_start(nnd *d, const char *const *flags)
 		curl_global_init(CURL_GLOBAL_DEFAULT);
 		curl_ready = 1;
 	}
+	d->uid = uid;
+	d->gid = gid;
+	if ((uid || gid) && chown(d->dir, uid, gid) < 0)
+		return -1;
 	return spawn(d);
+}
+
+int nnd_start(nnd *d, const char *const *flags)
+{
+	return start(d, flags, 0, 0);
+}
+
+int nnd_start_as(nnd *d, const char *const *flags, uid_t uid, gid_t gid)
+{
+	return start(d, flags, uid, gid);
 }
 
 int nnd_restart(nnd *d)
@@ -136,6 +162,8 @@ int nnd_stop(nnd *d, int timeout_s)
 	if (d->pid <= 0)
 		return -1;
 	kill(d->pid, SIGTERM);
+	if (getenv("NND_WRAP"))
+		timeout_s *= 6;   /* valgrind's exit (the leak check) takes long */
 	for (int i = 0; i < timeout_s * 100; i++) {
 		int st;
 		if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
@@ -159,20 +187,22 @@ void nnd_kill9(nnd *d)
 	d->pid = 0;
 }
 
-void nnd_cleanup(nnd *d)
+int nnd_cleanup(nnd *d)
 {
+	int status = 0;
 	if (d->pid > 0)
-		nnd_stop(d, 10);
+		status = nnd_stop(d, 10);
 	if (d->dir[0] && strncmp(d->dir, "/tmp/nnd-itest-", 15) == 0) {
 		char cmd[600];
-		if (getenv("NND_KEEP_TMP")) {
-			fprintf(stderr, "kept %s\n", d->dir);
-			return;
+		if (status != 0 || getenv("NND_KEEP_TMP")) {
+			fprintf(stderr, "kept %s (exit status %d)\n", d->dir, status);
+			return status;
 		}
 		snprintf(cmd, sizeof cmd, "rm -rf '%s'", d->dir);
 		if (system(cmd) != 0)
 			fprintf(stderr, "cannot remove %s\n", d->dir);
 	}
+	return status;
 }
 
 /* ---------------------------------------------------------------- http */

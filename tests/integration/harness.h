@@ -3,6 +3,10 @@
  * default "bin") on 127.0.0.1:0 with a fresh data directory, read its port
  * from the first line of its stderr, talk to it over libcurl, stop it (by
  * SIGTERM or SIGKILL) and restart it on the same data.
+ *
+ * NND_WRAP, when set, is a command put before the daemon's (split on
+ * spaces), e.g. "valgrind --leak-check=full --log-file=/tmp/vg.%p"; it must
+ * keep the daemon's stderr for the daemon.
  */
 #ifndef NND_HARNESS_H
 #define NND_HARNESS_H
@@ -20,19 +24,26 @@ typedef struct nnd {
 	char key[128];        /* sent as the bearer token when not empty */
 	char args[8][64];     /* extra flags */
 	int nargs;
+	uid_t uid;            /* run as this user when not 0 (nnd_start_as) */
+	gid_t gid;
 } nnd;
 
 /* Makes the temporary directory, starts the daemon with the extra flags
  * (NULL-terminated list, may be NULL) and waits for /readyz. 0 or -1. */
 int nnd_start(nnd *d, const char *const *flags);
+/* As nnd_start, but the daemon runs as uid/gid (the test must be root):
+ * the temporary directory is given to that user first. */
+int nnd_start_as(nnd *d, const char *const *flags, uid_t uid, gid_t gid);
 /* Starts it again on the same data directory and flags. */
 int nnd_restart(nnd *d);
 /* SIGTERM and wait (at most timeout_s); returns the exit status or -1. */
 int nnd_stop(nnd *d, int timeout_s);
 /* SIGKILL and reap. */
 void nnd_kill9(nnd *d);
-/* Stops (if running) and removes the temporary directory. */
-void nnd_cleanup(nnd *d);
+/* Stops (if running) and removes the temporary directory. Returns the
+ * daemon's exit status (0 when it was not running), so a test can require
+ * a clean exit (under make sanitize a leak report makes it non-zero). */
+int nnd_cleanup(nnd *d);
 
 typedef struct http_resp {
 	long status;

@@ -125,7 +125,7 @@ START_TEST(test_four_jobs_two_workers_full_queue_and_predictions)
 	ck_assert_double_eq(jnum(j, "total"), 4);
 	cJSON_Delete(j);
 	resp_free(&r);
-	nnd_cleanup(&d);
+	ck_assert_int_eq(nnd_cleanup(&d), 0);
 }
 END_TEST
 
@@ -174,7 +174,7 @@ START_TEST(test_cancel_queued_and_running)
 	http_resp r;
 	ck_assert_int_eq(http_do(&d, "DELETE", path, NULL, NULL, 0, &r), 204);
 	resp_free(&r);
-	nnd_cleanup(&d);
+	ck_assert_int_eq(nnd_cleanup(&d), 0);
 }
 END_TEST
 
@@ -250,7 +250,7 @@ START_TEST(test_many_subscribers_get_the_same_live_events)
 	http_resp r;
 	ck_assert_int_eq(http_do(&d, "GET", "/healthz", NULL, NULL, 0, &r), 200);
 	resp_free(&r);
-	nnd_cleanup(&d);
+	ck_assert_int_eq(nnd_cleanup(&d), 0);
 }
 END_TEST
 

@@ -180,7 +180,7 @@ START_TEST(test_kill9_resumes_to_the_same_weights)
 	ck_assert_msg(strcmp(resumed, straight) == 0, "resumed and uninterrupted weights differ");
 	free(resumed);
 	free(straight);
-	nnd_cleanup(&d);
+	ck_assert_int_eq(nnd_cleanup(&d), 0);
 }
 END_TEST
 
@@ -232,7 +232,7 @@ START_TEST(test_sigterm_checkpoints_and_resumes)
 	ck_assert(log_has(&d, "resuming from its checkpoint"));
 	check_history(&d, job, 8);
 	ck_assert_int_eq(nnd_stop(&d, 10), 0);
-	nnd_cleanup(&d);
+	ck_assert_int_eq(nnd_cleanup(&d), 0);
 }
 END_TEST
 
@@ -256,7 +256,7 @@ START_TEST(test_acknowledged_cancel_survives_kill9)
 	ck_assert_ptr_nonnull(done);
 	ck_assert_str_eq(jstr(done, "state"), "cancelled");
 	cJSON_Delete(done);
-	nnd_cleanup(&d);
+	ck_assert_int_eq(nnd_cleanup(&d), 0);
 }
 END_TEST
 
@@ -288,7 +288,7 @@ START_TEST(test_readyz_is_503_while_draining)
 	ck_assert_int_eq(ready_after, 0);
 	/* a second SIGTERM during the drain changes nothing: still exit 0 */
 	ck_assert_int_eq(nnd_stop(&d, 10), 0);
-	nnd_cleanup(&d);
+	ck_assert_int_eq(nnd_cleanup(&d), 0);
 }
 END_TEST
 

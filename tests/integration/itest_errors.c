@@ -167,7 +167,7 @@ START_TEST(test_each_status_code)
 	cJSON_Delete(j);
 	resp_free(&r);
 	check(&d, "GET", "/v1/models?limit=5000", NULL, NULL, 422, "validation_failed");
-	nnd_cleanup(&d);
+	ck_assert_int_eq(nnd_cleanup(&d), 0);
 }
 END_TEST
 
@@ -179,7 +179,7 @@ START_TEST(test_api_key_on_and_off)
 	http_resp r;
 	ck_assert_int_eq(http_do(&d, "GET", "/v1/models", NULL, NULL, 0, &r), 200);
 	resp_free(&r);
-	nnd_cleanup(&d);
+	ck_assert_int_eq(nnd_cleanup(&d), 0);
 
 	/* on, from a key file */
 	char keyfile[] = "/tmp/nnd-key-XXXXXX";
@@ -221,7 +221,7 @@ START_TEST(test_api_key_on_and_off)
 	if (f)
 		fclose(f);
 	ck_assert_int_eq(leaked, 0);
-	nnd_cleanup(&k);
+	ck_assert_int_eq(nnd_cleanup(&k), 0);
 
 	/* on, from NND_API_KEY */
 	setenv("NND_API_KEY", "env-key", 1);
@@ -233,7 +233,7 @@ START_TEST(test_api_key_on_and_off)
 	resp_free(&r);
 	ck_assert_int_eq(http_do_auth(&e, "GET", "/v1/jobs", NULL, NULL, 0, "", &r), 401);
 	resp_free(&r);
-	nnd_cleanup(&e);
+	ck_assert_int_eq(nnd_cleanup(&e), 0);
 }
 END_TEST
 
@@ -291,7 +291,7 @@ START_TEST(test_diverging_job_fails_with_code_diverged)
 	ck_assert_double_eq(jnum(j, "model_version"), 0);
 	cJSON_Delete(j);
 	resp_free(&r);
-	nnd_cleanup(&d);
+	ck_assert_int_eq(nnd_cleanup(&d), 0);
 }
 END_TEST
 

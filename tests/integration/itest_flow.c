@@ -220,7 +220,7 @@ START_TEST(test_flow_csv)
 	cJSON_Delete(j);
 	resp_free(&r);
 	flow(&d, ds, 5, 3);
-	nnd_cleanup(&d);
+	ck_assert_int_eq(nnd_cleanup(&d), 0);
 }
 END_TEST
 
@@ -239,7 +239,7 @@ START_TEST(test_flow_json)
 	snprintf(ds, sizeof ds, "%s", jstr(j, "id"));
 	cJSON_Delete(j);
 	flow(&d, ds, 4, 3);
-	nnd_cleanup(&d);
+	ck_assert_int_eq(nnd_cleanup(&d), 0);
 }
 END_TEST
 
@@ -306,7 +306,7 @@ START_TEST(test_flow_idx_multipart_gzip)
 	cJSON_Delete(j);
 	resp_free(&r);
 	flow(&d, ds, W * H, 3);
-	nnd_cleanup(&d);
+	ck_assert_int_eq(nnd_cleanup(&d), 0);
 }
 END_TEST
 

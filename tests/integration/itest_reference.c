@@ -180,7 +180,7 @@ START_TEST(test_every_reference_case_matches_pytorch_over_http)
 		n++;
 	}
 	ck_assert_int_ge(n, 11);
-	nnd_cleanup(&d);
+	ck_assert_int_eq(nnd_cleanup(&d), 0);
 	cJSON_Delete(all);
 }
 END_TEST
