@@ -172,9 +172,15 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* past a file-size limit a write fails with EFBIG (a 507), instead
+	 * of the signal ending the daemon */
+	signal(SIGXFSZ, SIG_IGN);
 
-	http_config hc = { host, (int)port, (int)(cores < 2 ? 2 : cores), 1024, 60,
-	                   max_body, key, (int)workers, (int)queue };
+	/* a connection stays on one pool thread; a long upload parses on its
+	 * thread, so more threads than cores keep the others answering */
+	int pool = (int)(cores * 2 < 4 ? 4 : cores * 2);
+	http_config hc = { host, (int)port, pool, 1024, 60, max_body, key, (int)workers,
+	                   (int)queue };
 	http_server *h = NULL;
 	int bound = 0;
 	char err[512];
