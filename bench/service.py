@@ -99,7 +99,7 @@ class Daemon:
     def conn(self):
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
 
-    def request(self, method, path, body=None, ctype="application/json", conn=None):
+    def request(self, method, path, body=None, ctype="application/json", conn=None, raw=False):
         c = conn or self.conn()
         headers = {}
         if body is not None:
@@ -111,6 +111,8 @@ class Daemon:
         data = r.read()
         if conn is None:
             c.close()
+        if raw:
+            return r.status, data
         if r.getheader("Content-Type", "").startswith(("application/json",
                                                         "application/problem+json")):
             data = json.loads(data)
@@ -133,6 +135,12 @@ class Daemon:
                 if line.startswith(key + ":"):
                     return int(line.split()[1])
         return 0
+
+    def cpu_seconds(self):
+        """User + system CPU seconds of every daemon thread so far."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def reset_peak(self):
         with open(f"/proc/{self.proc.pid}/clear_refs", "w") as f:
@@ -279,6 +287,19 @@ def submit(d, model, ds, epochs, seed=1):
     return check(*d.request("POST", "/v1/jobs", job))["id"]
 
 
+def rfc3339(t):
+    """Seconds since the epoch of an RFC 3339 UTC time with milliseconds."""
+    import datetime
+    return datetime.datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
+
+
+def job_split(job):
+    """(created -> started, started -> finished) seconds of a finished job."""
+    c, s, f = (rfc3339(job[k]) for k in ("created_at", "started_at", "finished_at"))
+    return s - c, f - s
+
+
 def new_model(d, seed=1):
     spec = {"name": "fmnist-mlp", "task": "classification", "inputs": 784, "outputs": 10,
             "seed": seed, "layers": MLP}
@@ -288,15 +309,16 @@ def new_model(d, seed=1):
 def bench_training(d, env, ds, epochs, reps):
     """One job through the daemon vs the engine alone; two jobs vs one; peak RSS."""
     rows = ds["rows"]
-    t_daemon, t_engine, model = [], [], None
+    t_daemon, t_engine, model, split = [], [], None, []
     peak_kb = 0
     for i in range(reps):
         model = new_model(d)
         d.reset_peak()
         t0 = time.perf_counter()
         job = submit(d, model["id"], ds["id"], epochs)
-        d.wait_job(job)
+        last = d.wait_job(job)
         t_daemon.append(time.perf_counter() - t0)
+        split.append(job_split(last))
         peak_kb = max(peak_kb, d.status_kb("VmHWM"))
         e = run_json([ENGINE, "--epochs", str(epochs), "--threads", "1", "--init", "auto",
                       "--no-roofline"], env)
@@ -304,11 +326,16 @@ def bench_training(d, env, ds, epochs, reps):
     td, te = min(t_daemon), min(t_engine)
     row(f"daemon training, {epochs} epoch(s), seconds", f"{td:.2f} s", f"{te:.2f} s engine",
         f"{(td / te - 1) * 100:+.1f}%", "overhead <= 5%")
+    q, run = split[t_daemon.index(td)]
+    note(f"daemon job: {q:.2f} s submit to running (loading the data set), {run:.2f} s running "
+         f"(training, checkpoints, publishing); engine alone: nn_train only")
 
     # two jobs on two workers at once vs one job on one worker
     t_one = min(t_daemon)
     t_two = []
+    cores = []
     for _ in range(max(1, reps - 1)):
+        c0 = d.cpu_seconds()
         m1, m2 = new_model(d, 1), new_model(d, 2)
         t0 = time.perf_counter()
         j1 = submit(d, m1["id"], ds["id"], epochs, 1)
@@ -323,10 +350,13 @@ def bench_training(d, env, ds, epochs, reps):
         if len(done) != 2:
             raise RuntimeError("a concurrent job failed")
         t_two.append(time.perf_counter() - t0)
+        cores.append((d.cpu_seconds() - c0) / t_two[-1])
     one_rate = rows * epochs / t_one
     two_rate = 2 * rows * epochs / min(t_two)
     row("two jobs on two workers, samples/s", f"{two_rate:,.0f}", f"{one_rate:,.0f} one",
         f"{two_rate / one_rate:.2f}x", ">= 1.8x")
+    note(f"the two jobs kept {max(cores):.2f} of {os.cpu_count()} cores busy; load average "
+         f"{os.getloadavg()[0]:.1f} (other processes compete for the cores)")
 
     params = model["parameters"]
     # training state: weights, gradients and Adam's two moments, float32
@@ -402,9 +432,10 @@ def bench_predict(d, env, model, n_lat, wrk_seconds, reps, workdir):
     t_b = []
     for _ in range(reps):
         t0 = time.perf_counter()
-        st, res = d.request("POST", path, batch, conn=conn)
+        st, res = d.request("POST", path, batch, conn=conn, raw=True)
         t_b.append(time.perf_counter() - t0)
         check(st, res, (200,))
+    res = json.loads(res)
     conn.close()
     if len(res["predictions"]) != n:
         raise RuntimeError("batch predict returned the wrong number of rows")
@@ -474,9 +505,10 @@ def main():
         if not rows_only:
             row("stage", "nnd", "compared with", "ratio", "target")
             row("-" * 44, "-" * 14, "-" * 14, "-" * 8, "-" * 6)
-        note(f"daemon: 2 workers, OpenBLAS core {blas.get('core')} with "
+        note(f"daemon: 2 workers, OpenBLAS core {blas.get('core')} (GET /v1/info) with "
              f"{blas.get('threads')} thread(s) per job; peers under OPENBLAS_CORETYPE="
-             f"{ct or 'unset'}")
+             f"{ct or 'unset (the same core is detected natively)'}; load average "
+             f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         ds = bench_uploads(d, env, reps)
         model = bench_training(d, env, ds, epochs, reps)
         bench_predict(d, env, model, 10000, 3 if quick else 8, reps, workdir)
