@@ -204,6 +204,11 @@ START_TEST(test_model_size_limits_are_422_naming_the_field)
 	expect_field("/v1/models",
 	             "{\"task\":\"regression\",\"inputs\":8192,\"outputs\":8192,"
 	             "\"layers\":[{\"type\":\"dense\",\"units\":8192}]}", "layers");
+	/* 2^24 x 2^16 x 2: 2.2e12 parameters (8.8 TB): only a check made before
+	 * allocating can answer this with a 422 */
+	expect_field("/v1/models",
+	             "{\"task\":\"regression\",\"inputs\":16777216,\"outputs\":65536,"
+	             "\"layers\":[{\"type\":\"dense\",\"units\":65536}]}", "layers");
 	expect_field("/v1/models",
 	             "{\"task\":\"regression\",\"inputs\":4,\"outputs\":1,"
 	             "\"layers\":[{\"type\":\"dense\",\"units\":65537}]}", "layers[0].units");
