@@ -14,6 +14,7 @@
  * checkpoint holds the step the engine resumes from, so history written
  * past it is simply rewritten on resume (same values, same seed).
  */
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -481,6 +482,7 @@ typedef struct run {
 	int epochs;
 	int64_t last_step;
 	int64_t last_flush_us;
+	int ckpt_errno;       /* set when a checkpoint could not be written */
 } run;
 
 static cJSON *num_or_null(double v)
@@ -600,7 +602,9 @@ static int on_checkpoint(void *ctx, const void *buf, size_t len, int epoch, int6
 	(void)epoch;
 	(void)step;
 	if (store_checkpoint_put(r->q->st, r->j.id, buf, len) < 0) {
-		util_log(0, "jobs: %s: cannot write a checkpoint", r->j.id);
+		r->ckpt_errno = errno ? errno : EIO;
+		util_log(0, "jobs: %s: cannot write a checkpoint: %s", r->j.id,
+		         strerror(r->ckpt_errno));
 		return 1;
 	}
 	flush(r, 0, 0, NULL);
@@ -751,6 +755,13 @@ static int run_job(jobs *q, live *lv)
 		}
 	} else {
 		r.j.state = API_JOB_FAILED;
+		if (!code && r.ckpt_errno) {
+			/* a full disk is the store's 507, not a training error */
+			code = util_errno_is_space(r.ckpt_errno) ? "insufficient_storage"
+			                                        : "checkpoint_failed";
+			snprintf(err, sizeof err, "cannot write a checkpoint: %s",
+			         strerror(r.ckpt_errno));
+		}
 		if (!code)
 			code = st == NN_EDIVERGED ? "diverged" : nn_status_name(st);
 		set_error(&r.j, code, err[0] ? err : nn_status_name(st));
@@ -774,7 +785,7 @@ static int run_job(jobs *q, live *lv)
 			m = NULL;
 			if (store_job_publish(q->st, &r.j, pub, classes, &e) < 0) {
 				r.j.state = API_JOB_FAILED;
-				set_error(&r.j, "publish_failed", e.detail);
+				set_error(&r.j, e.status == 507 ? e.code : "publish_failed", e.detail);
 				store_job_update(q->st, &r.j, &e);
 			}
 			free(classes);

@@ -75,10 +75,36 @@ static const char schema[] =
 
 /* ---------------------------------------------------------------- helpers */
 
+/* A failed statement: a full disk is a 507, anything else a 500. Full
+ * means SQLITE_FULL, or an I/O error whose errno is ENOSPC, EDQUOT or
+ * EFBIG: SQLite's own record of it (sqlite3_system_errno, the main file's
+ * last errno) or, for the write-ahead log whose errno SQLite does not
+ * keep, errno as the failed call left it (callers come here straight
+ * from the failing sqlite3 call). */
 static int db_fail(store *s, api_err *e, const char *what)
 {
+	int err = errno;
 	util_log(0, "store: %s: %s", what, sqlite3_errmsg(s->db));
+	int rc = sqlite3_extended_errcode(s->db), last = 0;
+	sqlite3_file_control(s->db, "main", SQLITE_FCNTL_LAST_ERRNO, &last);
+	if ((rc & 0xff) == SQLITE_FULL ||
+	    ((rc & 0xff) == SQLITE_IOERR && (util_errno_is_space(sqlite3_system_errno(s->db)) ||
+	                                     util_errno_is_space(last) ||
+	                                     util_errno_is_space(err))))
+		return api_err_set(e, 507, "insufficient_storage", "the store is out of space (%s)",
+		                   what);
 	return api_err_set(e, 500, "store_failed", "the store failed (%s)", what);
+}
+
+/* A failed file write (errno set): 507 for a full disk, else 500. */
+static int file_fail(api_err *e, const char *what)
+{
+	int err = errno;
+	if (util_errno_is_space(err))
+		return api_err_set(e, 507, "insufficient_storage", "cannot write the %s: %s", what,
+		                   strerror(err));
+	return api_err_set(e, 500, "store_failed", "cannot write the %s: %s", what,
+	                   strerror(err));
 }
 
 static sqlite3_stmt *prep(store *s, const char *sql)
@@ -308,19 +334,27 @@ int store_dataset_create(store *s, const api_dataset *d, const char *name,
 	cJSON_Delete(doc);
 	if (!text)
 		return api_err_set(e, 500, "out_of_memory", "out of memory");
+	/* the matrix goes to the file from the data set's own arrays: no
+	 * second copy of it in memory */
+	api_dataset_pieces pc;
 	void *buf = NULL;
 	size_t len = 0;
-	if (api_dataset_serialize(d, &buf, &len) < 0) {
+	int rc;
+	ds_file(id, file, sizeof file);
+	if (api_dataset_serialize_pieces(d, &pc) == 0) {
+		len = pc.len[0] + pc.len[1] + pc.len[2] + pc.len[3];
+		rc = util_write_atomic_pieces(s->ds_dir, file, pc.p, pc.len, 4);
+		api_dataset_pieces_release(&pc);
+	} else if (api_dataset_serialize(d, &buf, &len) == 0) {
+		rc = util_write_atomic(s->ds_dir, file, buf, len);
+		free(buf);
+	} else {
 		free(text);
 		return api_err_set(e, 500, "out_of_memory", "cannot serialise the data set");
 	}
-	ds_file(id, file, sizeof file);
-	int rc = util_write_atomic(s->ds_dir, file, buf, len);
-	free(buf);
 	if (rc < 0) {
 		free(text);
-		return api_err_set(e, 507, "insufficient_storage", "cannot write the data set: %s",
-		                   strerror(errno));
+		return file_fail(e, "data set");
 	}
 	pthread_mutex_lock(&s->mu);
 	sqlite3_stmt *st = prep(s, "INSERT INTO datasets(id, doc, task, rows, features, outputs,"
@@ -554,8 +588,7 @@ int store_model_create(store *s, const char *name, const nn_model *m, api_model_
 	free(buf);
 	if (rc < 0) {
 		free(text);
-		return api_err_set(e, 507, "insufficient_storage", "cannot write the model: %s",
-		                   strerror(errno));
+		return file_fail(e, "model");
 	}
 	int64_t now = util_now_ms();
 	pthread_mutex_lock(&s->mu);
@@ -913,15 +946,16 @@ static int publish(store *s, const char *id, nn_model *m, api_job *j, const char
 	int ok = nn_model_save(m, &buf, &len) == NN_OK;
 	if (ok && util_write_atomic(s->mdl_dir, file, buf, len) < 0) {
 		ok = 0;
-		api_err_set(e, 507, "insufficient_storage", "cannot write the model: %s",
-		            strerror(errno));
+		file_fail(e, "model");
 	} else if (!ok) {
 		api_err_set(e, 500, "out_of_memory", "cannot serialise the model");
 	}
 	free(buf);
 	int64_t now = util_now_ms();
-	if (ok && exec(s, "BEGIN IMMEDIATE") < 0)
+	if (ok && exec(s, "BEGIN IMMEDIATE") < 0) {
 		ok = 0;
+		db_fail(s, e, "publish");
+	}
 	if (ok) {
 		st = prep(s, "INSERT OR REPLACE INTO model_versions(model, version, job, created_at)"
 		             " VALUES(?,?,?,?)");

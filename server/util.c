@@ -62,6 +62,12 @@ int util_fsync_dir(const char *dir)
 
 int util_write_atomic(const char *dir, const char *name, const void *buf, size_t len)
 {
+	return util_write_atomic_pieces(dir, name, &buf, &len, 1);
+}
+
+int util_write_atomic_pieces(const char *dir, const char *name, const void *const *bufs,
+                             const size_t *lens, int npieces)
+{
 	char tmp[4096], dst[4096];
 	unsigned char r[4];
 	if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
@@ -75,17 +81,19 @@ int util_write_atomic(const char *dir, const char *name, const void *buf, size_t
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -1;
-	const char *p = buf;
-	size_t left = len;
-	while (left > 0) {
-		ssize_t n = write(fd, p, left);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			goto fail;
+	for (int i = 0; i < npieces; i++) {
+		const char *p = bufs[i];
+		size_t left = lens[i];
+		while (left > 0) {
+			ssize_t n = write(fd, p, left);
+			if (n < 0) {
+				if (errno == EINTR)
+					continue;
+				goto fail;
+			}
+			p += n;
+			left -= (size_t)n;
 		}
-		p += n;
-		left -= (size_t)n;
 	}
 	if (fsync(fd) < 0)
 		goto fail;
@@ -104,6 +112,11 @@ fail:;
 	unlink(tmp);
 	errno = saved;
 	return -1;
+}
+
+int util_errno_is_space(int err)
+{
+	return err == ENOSPC || err == EDQUOT || err == EFBIG;
 }
 
 int util_read_file(const char *path, void **buf, size_t *len)

@@ -21,6 +21,9 @@ int util_new_id(const char *prefix, char *out, size_t len);
  * fsync, rename over name, fsync of dir. 0 or -1 (errno kept).
  */
 int util_write_atomic(const char *dir, const char *name, const void *buf, size_t len);
+/* The same, with the file's bytes given as n pieces written in order. */
+int util_write_atomic_pieces(const char *dir, const char *name, const void *const *bufs,
+                             const size_t *lens, int n);
 /* Reads a whole file into a malloc'd buffer. 0 or -1. */
 int util_read_file(const char *path, void **buf, size_t *len);
 /* mkdir -p one level (0700); 0 when it exists. */
@@ -29,6 +32,9 @@ int util_mkdir(const char *path);
 int util_fsync_dir(const char *dir);
 /* Removes every ".tmp-*" entry of dir. Returns how many. */
 int util_remove_temps(const char *dir);
+/* Is this errno a full disk or quota, or a file-size limit (ENOSPC,
+ * EDQUOT, EFBIG)? Those are the store's 507, not a fault. */
+int util_errno_is_space(int err);
 /* Removes dir/name when it exists and fsyncs dir. */
 int util_unlink(const char *dir, const char *name);
 

@@ -410,7 +410,7 @@ START_TEST(test_kill9_at_random_moments_loses_nothing_acknowledged)
 		check_integrity();
 	}
 	fprintf(stderr, "crash: %d rounds passed, %d interrupted jobs resumed\n", rounds, resumed);
-	nnd_cleanup(&D);
+	ck_assert_int_eq(nnd_cleanup(&D), 0);
 }
 END_TEST
 
