@@ -613,6 +613,85 @@ int api_dataset_serialize(const api_dataset *d, void **buf, size_t *len)
 	return 0;
 }
 
+/* CRC-32 of n bytes on from c, in pieces zlib's uInt lengths take. */
+static uLong crc_more(uLong c, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+	while (n > 0) {
+		size_t k = n > (1u << 30) ? (1u << 30) : n;
+		c = crc32(c, b, (uInt)k);
+		b += k;
+		n -= k;
+	}
+	return c;
+}
+
+int api_dataset_serialize_pieces(const api_dataset *d, api_dataset_pieces *out)
+{
+	memset(out, 0, sizeof *out);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	if (!d || d->rows < 0 || d->features < 0 || d->outputs < 0)
+		return -1;
+	int cls = d->task == NN_TASK_CLASSIFICATION;
+	size_t nx = (size_t)d->rows * (size_t)d->features;
+	size_t ny = cls ? (size_t)d->rows : (size_t)d->rows * (size_t)d->outputs;
+	wbuf h = { 0 }, t = { 0 };
+	wb_put(&h, DS_MAGIC, 8);
+	wb_u32(&h, (uint32_t)d->task);
+	wb_u32(&h, (uint32_t)d->features);
+	wb_u32(&h, (uint32_t)d->outputs);
+	wb_u32(&h, (uint32_t)(cls ? d->n_classes : 0));
+	wb_u32(&h, (uint32_t)d->width);
+	wb_u32(&h, (uint32_t)d->height);
+	wb_u32(&h, (uint32_t)d->channels);
+	wb_u32(&h, 0);
+	wb_u64(&h, (uint64_t)d->rows);
+	for (int i = 0; cls && i < d->n_classes; i++)
+		wb_str(&t, d->classes ? d->classes[i] : NULL);
+	for (int i = 0; i < d->features; i++)
+		wb_str(&t, d->feature_names ? d->feature_names[i] : NULL);
+	if (h.failed || t.failed || (nx && !d->x) || (ny && !(cls ? (void *)d->labels : (void *)d->targets))) {
+		free(h.p);
+		free(t.p);
+		return -1;
+	}
+	uLong c = crc32(0L, Z_NULL, 0);
+	c = crc_more(c, h.p, h.len);
+	c = crc_more(c, d->x, nx * 4);
+	c = crc_more(c, cls ? (const void *)d->labels : (const void *)d->targets, ny * 4);
+	c = crc_more(c, t.p, t.len);
+	wb_u32(&t, (uint32_t)c);
+	if (t.failed) {
+		free(h.p);
+		free(t.p);
+		return -1;
+	}
+	out->head = h.p;
+	out->tail = t.p;
+	out->p[0] = h.p;
+	out->len[0] = h.len;
+	out->p[1] = d->x;
+	out->len[1] = nx * 4;
+	out->p[2] = cls ? (const void *)d->labels : (const void *)d->targets;
+	out->len[2] = ny * 4;
+	out->p[3] = t.p;
+	out->len[3] = t.len;
+	return 0;
+#else
+	(void)d;
+	return -1;
+#endif
+}
+
+void api_dataset_pieces_release(api_dataset_pieces *pc)
+{
+	if (!pc)
+		return;
+	free(pc->head);
+	free(pc->tail);
+	memset(pc, 0, sizeof *pc);
+}
+
 typedef struct rbuf {
 	const unsigned char *p;
 	size_t len, off;

@@ -69,6 +69,17 @@ void api_idx_free(api_idx *r);
 /* ---- binary matrix file of a stored data set (the store writes the bytes):
  * "NNDDATA1", little-endian header, x, labels/targets, classes, names, CRC-32. */
 int api_dataset_serialize(const api_dataset *d, void **buf, size_t *len);
+/* The same bytes in four pieces, without a copy of the matrix: piece 0 the
+ * header (owned), 1 x and 2 labels/targets (d's own arrays: d must outlive
+ * the pieces), 3 the names and the CRC (owned). -1 when out of memory or
+ * on a big-endian host (use api_dataset_serialize there). */
+typedef struct api_dataset_pieces {
+	const void *p[4];
+	size_t len[4];
+	void *head, *tail;    /* what pieces 0 and 3 point to */
+} api_dataset_pieces;
+int api_dataset_serialize_pieces(const api_dataset *d, api_dataset_pieces *out);
+void api_dataset_pieces_release(api_dataset_pieces *pc);
 int api_dataset_deserialize(const void *buf, size_t len, api_dataset *out, api_err *e);
 /* The same checks, but x and labels/targets are not copied: they point into
  * map (len bytes from mmap, read-only), which out then owns (freed with
