@@ -24,7 +24,7 @@ Peers run under the daemon's OpenBLAS core (OPENBLAS_CORETYPE as the daemon
 selected it, or as the caller set it) and with as many threads as one job.
 Never pass/fail; bench/run calls it (--rows-only) to print one table.
 
-  bench/service.py [--quick] [--rows-only] [--keep]
+  bench/service.py [--quick] [--rows-only] [--only=uploads,training,predict]
 """
 import gzip
 import http.client
@@ -235,6 +235,12 @@ def best(values, key=min):
 
 # ---- the rows
 
+def upload_idx(d):
+    body, ctype = multipart([("images", "i.gz", open(IMAGES, "rb").read()),
+                             ("labels", "l.gz", open(LABELS, "rb").read())])
+    return check(*d.request("POST", "/v1/datasets?name=fmnist-idx", body, ctype))
+
+
 def bench_uploads(d, env, reps):
     """IDX (gzip, multipart) and CSV uploads against zcat and pandas."""
     idx_body, idx_type = multipart([("images", "train-images-idx3-ubyte.gz",
@@ -300,6 +306,13 @@ def job_split(job):
     return s - c, f - s
 
 
+def metric(job, key):
+    m = job.get("metrics")
+    if isinstance(m, str):
+        m = json.loads(m)
+    return float((m or {}).get(key) or 0)
+
+
 def new_model(d, seed=1):
     spec = {"name": "fmnist-mlp", "task": "classification", "inputs": 784, "outputs": 10,
             "seed": seed, "layers": MLP}
@@ -309,7 +322,7 @@ def new_model(d, seed=1):
 def bench_training(d, env, ds, epochs, reps):
     """One job through the daemon vs the engine alone; two jobs vs one; peak RSS."""
     rows = ds["rows"]
-    t_daemon, t_engine, model, split = [], [], None, []
+    t_daemon, t_engine, model, split, e_sps = [], [], None, [], []
     peak_kb = 0
     for i in range(reps):
         model = new_model(d)
@@ -318,17 +331,19 @@ def bench_training(d, env, ds, epochs, reps):
         job = submit(d, model["id"], ds["id"], epochs)
         last = d.wait_job(job)
         t_daemon.append(time.perf_counter() - t0)
-        split.append(job_split(last))
+        split.append(job_split(last) + (metric(last, "samples_per_second"),))
         peak_kb = max(peak_kb, d.status_kb("VmHWM"))
         e = run_json([ENGINE, "--epochs", str(epochs), "--threads", "1", "--init", "auto",
                       "--no-roofline"], env)
         t_engine.append(e["wall_seconds"])
+        e_sps.append(e["samples_per_second"])
     td, te = min(t_daemon), min(t_engine)
     row(f"daemon training, {epochs} epoch(s), seconds", f"{td:.2f} s", f"{te:.2f} s engine",
         f"{(td / te - 1) * 100:+.1f}%", "overhead <= 5%")
-    q, run = split[t_daemon.index(td)]
+    q, run, sps = split[t_daemon.index(td)]
     note(f"daemon job: {q:.2f} s submit to running (loading the data set), {run:.2f} s running "
-         f"(training, checkpoints, publishing); engine alone: nn_train only")
+         f"(training, checkpoints, publishing); steps at {sps:,.0f} samples/s in the daemon, "
+         f"{e_sps[t_engine.index(te)]:,.0f} in the engine alone (nn_train only)")
 
     # two jobs on two workers at once vs one job on one worker
     t_one = min(t_daemon)
@@ -358,6 +373,7 @@ def bench_training(d, env, ds, epochs, reps):
     note(f"the two jobs kept {max(cores):.2f} of {os.cpu_count()} cores busy; load average "
          f"{os.getloadavg()[0]:.1f} (other processes compete for the cores)")
 
+    d.two_rate = two_rate
     params = model["parameters"]
     # training state: weights, gradients and Adam's two moments, float32
     model_bytes = 4 * 4 * params
@@ -369,6 +385,22 @@ def bench_training(d, env, ds, epochs, reps):
     note(f"model = weights, gradients, Adam moments: {model_bytes / 1e6:.1f} MB "
          f"({params:,} parameters)")
     return model
+
+
+def bench_blas_threads(env, epochs, two_rate):
+    """One job on a one-worker daemon (two BLAS threads) vs two jobs with one each."""
+    d1 = Daemon(1, env)
+    try:
+        threads = d1.info.get("blas", {}).get("threads")
+        ds = upload_idx(d1)
+        m = new_model(d1)
+        t0 = time.perf_counter()
+        d1.wait_job(submit(d1, m["id"], ds["id"], epochs))
+        rate = ds["rows"] * epochs / (time.perf_counter() - t0)
+    finally:
+        d1.stop()
+    row(f"  one job on 1 worker, {threads} BLAS threads", f"{rate:,.0f}",
+        f"{two_rate:,.0f} 2 jobs", f"{rate / two_rate:.2f}x", "(2 x 1 thread wins if < 1)")
 
 
 def write_lua(path, body_file):
@@ -486,6 +518,7 @@ def main():
     quick = "--quick" in sys.argv
     rows_only = "--rows-only" in sys.argv
     reps = 2 if quick else 3
+    train_reps = 3 if quick else 4
     epochs = 2 if quick else 5
     for prog in (NND, ENGINE, LATENCY):
         if not os.access(prog, os.X_OK):
@@ -509,9 +542,19 @@ def main():
              f"{blas.get('threads')} thread(s) per job; peers under OPENBLAS_CORETYPE="
              f"{ct or 'unset (the same core is detected natively)'}; load average "
              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-        ds = bench_uploads(d, env, reps)
-        model = bench_training(d, env, ds, epochs, reps)
-        bench_predict(d, env, model, 10000, 3 if quick else 8, reps, workdir)
+        only = next((a.split("=", 1)[1].split(",") for a in sys.argv
+                     if a.startswith("--only=")), None)
+        if only and "uploads" not in only:
+            ds = upload_idx(d)
+        else:
+            ds = bench_uploads(d, env, reps)
+        if only and "training" not in only:
+            model = new_model(d)
+        else:
+            model = bench_training(d, env, ds, epochs, train_reps)
+            bench_blas_threads(env, epochs, d.two_rate)
+        if not only or "predict" in only:
+            bench_predict(d, env, model, 10000, 3 if quick else 8, reps, workdir)
     finally:
         d.stop()
         shutil.rmtree(workdir, ignore_errors=True)
