@@ -2,9 +2,10 @@
  * jobs.c - the job queue, the worker pool that runs nn_train, and the
  * per-job event feeds (see jobs.h).
  *
- * Locks, always taken in this order: q->mu (the live list and queue), then
- * the store's own lock inside store_* calls; q->fmu (feeds) is taken alone
- * or inside q->mu, never the other way round.
+ * Locks, always taken in this order: q->submit_mu (submissions, one at a
+ * time), q->mu (the live list and queue), then the store's own lock inside
+ * store_* calls; q->fmu (feeds) is taken alone or inside q->mu, never the
+ * other way round.
  *
  * A job's durable record is the store's row; the in-memory `live` entry
  * exists while it is queued or running and carries the cancel flag and the
@@ -64,6 +65,7 @@ struct jobs {
 	pthread_t *threads;
 	int started;
 	pthread_mutex_t mu;
+	pthread_mutex_t submit_mu;  /* one submission at a time */
 	pthread_cond_t cv;
 	live *lives;          /* submission order; the queue is its queued entries */
 	volatile int stopping;
@@ -345,21 +347,24 @@ int jobs_submit(jobs *q, const api_job_refs *refs, const char *config, api_job *
 	out->config = strdup(config);
 	if (!out->config)
 		return api_err_set(e, 500, "out_of_memory", "out of memory");
+	/* submissions take turns (so the capacity check holds until the job
+	 * is queued), but the store's commit happens outside q->mu, so the
+	 * workers' per-step bookkeeping never waits for an fsync */
+	pthread_mutex_lock(&q->submit_mu);
 	pthread_mutex_lock(&q->mu);
-	if (q->stopping) {
-		pthread_mutex_unlock(&q->mu);
+	int stopping = q->stopping, full = count_queued(q) >= q->capacity;
+	pthread_mutex_unlock(&q->mu);
+	if (stopping || full) {
+		pthread_mutex_unlock(&q->submit_mu);
 		api_job_release(out);
-		return api_err_set(e, 503, "shutting_down", "the daemon is shutting down");
-	}
-	if (count_queued(q) >= q->capacity) {
-		pthread_mutex_unlock(&q->mu);
-		api_job_release(out);
+		if (stopping)
+			return api_err_set(e, 503, "shutting_down", "the daemon is shutting down");
 		return api_err_set(e, 429, "queue_full",
 		                   "the job queue is full (%d queued); retry later", q->capacity);
 	}
 	feed *f = feed_new();
 	if (!f || store_job_insert(q->st, out, e) < 0) {
-		pthread_mutex_unlock(&q->mu);
+		pthread_mutex_unlock(&q->submit_mu);
 		if (f)
 			feed_free(f);
 		else
@@ -368,6 +373,7 @@ int jobs_submit(jobs *q, const api_job_refs *refs, const char *config, api_job *
 		return -1;
 	}
 	feed_push(q, f, FEED_STATE, 0, job_text(out));
+	pthread_mutex_lock(&q->mu);
 	if (!add_live(q, out, f)) {
 		/* stored but not queued: it is picked up at the next start */
 		feed_unref(q, f);
@@ -375,6 +381,7 @@ int jobs_submit(jobs *q, const api_job_refs *refs, const char *config, api_job *
 	}
 	pthread_cond_signal(&q->cv);
 	pthread_mutex_unlock(&q->mu);
+	pthread_mutex_unlock(&q->submit_mu);
 	return 0;
 }
 
@@ -851,6 +858,7 @@ int jobs_start(store *st, int workers, int capacity, const api_limits *lim, jobs
 	q->n_workers = workers > 0 ? workers : 1;
 	q->capacity = capacity > 0 ? capacity : 1;
 	pthread_mutex_init(&q->mu, NULL);
+	pthread_mutex_init(&q->submit_mu, NULL);
 	pthread_cond_init(&q->cv, NULL);
 	pthread_mutex_init(&q->fmu, NULL);
 
@@ -938,6 +946,7 @@ void jobs_free(jobs *q)
 	}
 	free(q->threads);
 	pthread_mutex_destroy(&q->mu);
+	pthread_mutex_destroy(&q->submit_mu);
 	pthread_cond_destroy(&q->cv);
 	pthread_mutex_destroy(&q->fmu);
 	free(q);
