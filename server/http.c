@@ -612,6 +612,22 @@ int http_start(const http_config *cfg, http_server **out, int *port, char *err, 
 		return -1;
 	}
 	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	/* HTTPS: the certificate and key from memory (MHD's GnuTLS) */
+	int tls = cfg->tls_cert && cfg->tls_key;
+	struct MHD_OptionItem tls_opts[] = {
+		{ MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)cfg->tls_key },
+		{ MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cfg->tls_cert },
+		{ MHD_OPTION_END, 0, NULL },
+	};
+	struct MHD_OptionItem no_opts[] = { { MHD_OPTION_END, 0, NULL } };
+	if (tls) {
+		if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+			snprintf(err, errlen, "this libmicrohttpd was built without TLS support");
+			free(h);
+			return -1;
+		}
+		flags |= MHD_USE_TLS;
+	}
 	h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h,
 	                        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
 	                        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(cfg->threads > 0 ? cfg->threads : 2),
@@ -619,9 +635,11 @@ int http_start(const http_config *cfg, http_server **out, int *port, char *err, 
 	                        MHD_OPTION_CONNECTION_TIMEOUT, cfg->timeout_s ? cfg->timeout_s : 60u,
 	                        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
 	                        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+	                        MHD_OPTION_ARRAY, tls ? tls_opts : no_opts,
 	                        MHD_OPTION_END);
 	if (!h->d) {
-		snprintf(err, errlen, "cannot listen on %s:%d", cfg->host, cfg->port);
+		snprintf(err, errlen, "cannot listen on %s:%d%s", cfg->host, cfg->port,
+		         tls ? " (or the TLS certificate or key was refused)" : "");
 		free(h);
 		return -1;
 	}

@@ -22,12 +22,17 @@ typedef struct http_config {
 	int64_t max_body;
 	const char *api_key;     /* NULL or "" = open */
 	int workers, queue;      /* for /v1/info */
+	const char *tls_cert;    /* PEM text of the certificate (chain) and its */
+	const char *tls_key;     /* key: HTTPS only when both are set; the
+	                          * caller keeps them until http_stop */
 } http_config;
 
 typedef struct http_server http_server;
 
 /* Binds and starts serving (not ready: /v1 answers 503 until
- * http_set_backend). *port gets the bound port. */
+ * http_set_backend). *port gets the bound port. With tls_cert and tls_key
+ * the port speaks HTTPS only; -1 with a message when this libmicrohttpd
+ * has no TLS support or the certificate or key is refused. */
 int http_start(const http_config *cfg, http_server **out, int *port, char *err, size_t errlen);
 /* Connects the store, jobs and backend and marks the server ready. */
 void http_set_backend(http_server *h, store *st, jobs *q, const api_backend *be);

@@ -42,7 +42,7 @@ static void usage(FILE *f)
 	fprintf(f,
 	        "usage: nnd [--listen HOST:PORT] [--data-dir DIR] [--workers N] [--queue N]\n"
 	        "           [--max-body BYTES] [--api-key-file FILE] [--log-level LEVEL]\n"
-	        "           [--help] [--version]\n"
+	        "           [--tls-cert FILE --tls-key FILE] [--help] [--version]\n"
 	        "\n"
 	        "  --listen HOST:PORT    address to serve on (default 127.0.0.1:8080; port 0 = any)\n"
 	        "  --data-dir DIR        where the store lives (default ./nnd-data)\n"
@@ -50,7 +50,9 @@ static void usage(FILE *f)
 	        "  --queue N             queued jobs accepted at most (default 64; then 429)\n"
 	        "  --max-body BYTES      request body limit (default 1 GiB; then 413)\n"
 	        "  --api-key-file FILE   require 'Authorization: Bearer <key>' (also NND_API_KEY)\n"
-	        "  --log-level LEVEL     error, warn, info (default) or debug\n");
+	        "  --log-level LEVEL     error, warn, info (default) or debug\n"
+	        "  --tls-cert FILE       serve HTTPS only, with this PEM certificate (chain)\n"
+	        "  --tls-key FILE        and this PEM private key (both or neither)\n");
 }
 
 static int parse_int(const char *s, long long lo, long long hi, long long *out)
@@ -79,6 +81,34 @@ static int read_key(const char *path, char *key, size_t len)
 	return key[0] ? 0 : -1;
 }
 
+/* A whole PEM file as a NUL-terminated malloc'd string, or NULL. */
+static char *read_pem(const char *path)
+{
+	void *buf = NULL;
+	size_t len = 0;
+	if (util_read_file(path, &buf, &len) < 0)
+		return NULL;
+	char *s = realloc(buf, len + 1);
+	if (!s) {
+		free(buf);
+		return NULL;
+	}
+	s[len] = '\0';
+	if (len == 0 || strlen(s) != len) {   /* empty, or not text */
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+/* Wipes and frees the private key's text. */
+static void free_secret(char *s)
+{
+	if (s)
+		explicit_bzero(s, strlen(s));
+	free(s);
+}
+
 int main(int argc, char **argv)
 {
 	nn_blas_autoselect(argc, argv);
@@ -87,6 +117,7 @@ int main(int argc, char **argv)
 	char host[256] = "127.0.0.1";
 	long long port = 8080, workers = 0, queue = 64, max_body = 1LL << 30;
 	const char *data_dir = "./nnd-data", *key_file = NULL;
+	const char *cert_file = NULL, *tls_key_file = NULL;
 	char key[512] = "";
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -127,6 +158,10 @@ int main(int argc, char **argv)
 			bad = parse_int(v, 1, 1LL << 40, &max_body) < 0;
 		} else if (strcmp(a, "--api-key-file") == 0) {
 			key_file = v;
+		} else if (strcmp(a, "--tls-cert") == 0) {
+			cert_file = v;
+		} else if (strcmp(a, "--tls-key") == 0) {
+			tls_key_file = v;
 		} else if (strcmp(a, "--log-level") == 0) {
 			int l = util_log_level_parse(v);
 			bad = l < 0;
@@ -149,6 +184,20 @@ int main(int argc, char **argv)
 		}
 	} else if (getenv("NND_API_KEY")) {
 		snprintf(key, sizeof key, "%s", getenv("NND_API_KEY"));
+	}
+	char *tls_cert = NULL, *tls_key = NULL;
+	if (!cert_file != !tls_key_file) {
+		fprintf(stderr, "nnd: --tls-cert and --tls-key go together\n");
+		return 2;
+	}
+	if (cert_file) {
+		tls_cert = read_pem(cert_file);
+		tls_key = tls_cert ? read_pem(tls_key_file) : NULL;
+		if (!tls_key) {
+			fprintf(stderr, "nnd: cannot read %s\n", tls_cert ? tls_key_file : cert_file);
+			free(tls_cert);
+			return 2;
+		}
 	}
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	if (cores < 1)
@@ -180,12 +229,14 @@ int main(int argc, char **argv)
 	 * thread, so more threads than cores keep the others answering */
 	int pool = (int)(cores * 2 < 4 ? 4 : cores * 2);
 	http_config hc = { host, (int)port, pool, 1024, 60, max_body, key, (int)workers,
-	                   (int)queue };
+	                   (int)queue, tls_cert, tls_key };
 	http_server *h = NULL;
 	int bound = 0;
 	char err[512];
 	if (http_start(&hc, &h, &bound, err, sizeof err) < 0) {
 		fprintf(stderr, "nnd: %s\n", err);
+		free(tls_cert);
+		free_secret(tls_key);
 		return 1;
 	}
 	fprintf(stderr, "listening on %s:%d\n", host, bound);
@@ -209,8 +260,9 @@ int main(int argc, char **argv)
 	api_backend be;
 	backend_fill(&bctx, max_body, &be);
 	http_set_backend(h, st, q, &be);
-	util_log(2, "nnd %s ready: data %s, %lld workers, queue %lld, BLAS %s", NN_VERSION,
-	         data_dir, workers, queue, nn_blas_core() ? nn_blas_core() : "?");
+	util_log(2, "nnd %s ready: data %s, %lld workers, queue %lld, BLAS %s, %s", NN_VERSION,
+	         data_dir, workers, queue, nn_blas_core() ? nn_blas_core() : "?",
+	         tls_cert ? "HTTPS" : "HTTP");
 
 	unsigned char sig = 0;
 	while (read(sig_pipe[0], &sig, 1) < 0 && errno == EINTR)
@@ -220,6 +272,8 @@ int main(int argc, char **argv)
 	jobs_stop(q);
 	usleep(100 * 1000);   /* let resumed streams write their end */
 	http_stop(h);
+	free(tls_cert);
+	free_secret(tls_key);
 	jobs_free(q);
 	store_close(st);
 	util_log(2, "stopped");

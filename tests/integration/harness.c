@@ -118,9 +118,12 @@ static int spawn(nnd *d)
 static int start(nnd *d, const char *const *flags, uid_t uid, gid_t gid)
 {
 	char key[128];
+	char cainfo[256];
 	snprintf(key, sizeof key, "%s", d->key);
+	snprintf(cainfo, sizeof cainfo, "%s", d->cainfo);
 	memset(d, 0, sizeof *d);
 	snprintf(d->key, sizeof d->key, "%s", key);
+	snprintf(d->cainfo, sizeof d->cainfo, "%s", cainfo);
 	snprintf(d->dir, sizeof d->dir, "/tmp/nnd-itest-XXXXXX");
 	if (!mkdtemp(d->dir))
 		return -1;
@@ -300,7 +303,10 @@ static long perform(nnd *d, const char *method, const char *path, struct curl_sl
 	CURL *c = thread_curl();
 	curl_easy_reset(c);
 	char url[512];
-	snprintf(url, sizeof url, "http://127.0.0.1:%d%s", d->port, path);
+	snprintf(url, sizeof url, "%s://127.0.0.1:%d%s", d->cainfo[0] ? "https" : "http", d->port,
+	         path);
+	if (d->cainfo[0])
+		curl_easy_setopt(c, CURLOPT_CAINFO, d->cainfo);
 	sink s = { NULL, 0, 0 };
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);

@@ -24,6 +24,7 @@ typedef struct nnd {
 	char key[128];        /* sent as the bearer token when not empty */
 	char args[8][64];     /* extra flags */
 	int nargs;
+	char cainfo[256];     /* when set: talk HTTPS, trusting this PEM file */
 	uid_t uid;            /* run as this user when not 0 (nnd_start_as) */
 	gid_t gid;
 } nnd;
