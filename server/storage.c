@@ -164,8 +164,11 @@ static void mdl_file(const char *id, int version, char *name, size_t n)
 	snprintf(name, n, "%s-v%d.model", id, version);
 }
 
-/* Removes files in dir named after ids the table no longer holds. */
-static void remove_orphans(store *s, const char *dir, const char *sql_has)
+/* Removes files in dir named after ids the table no longer holds. With
+ * `versioned`, names are "<id>-v<N>.model" and sql_has takes the version
+ * as its second parameter: a version file written just before a crash,
+ * whose commit never happened, goes too. */
+static void remove_orphans(store *s, const char *dir, const char *sql_has, int versioned)
 {
 	DIR *d = opendir(dir);
 	if (!d)
@@ -181,10 +184,17 @@ static void remove_orphans(store *s, const char *dir, const char *sql_has)
 			continue;
 		memcpy(id, de->d_name, n);
 		id[n] = '\0';
+		int version = -1;
+		char tail[16] = "";
+		if (versioned && (sscanf(de->d_name + n, "-v%d%15s", &version, tail) != 2 ||
+		                  strcmp(tail, ".model") != 0))
+			version = -1;
 		sqlite3_stmt *st = prep(s, sql_has);
 		if (!st)
 			break;
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+		if (versioned)
+			sqlite3_bind_int(st, 2, version);
 		int keep = sqlite3_step(st) == SQLITE_ROW;
 		sqlite3_finalize(st);
 		if (!keep) {
@@ -254,9 +264,10 @@ int store_open(const char *dir, store **out, char *err, size_t errlen)
 		store_close(s);
 		return -1;
 	}
-	remove_orphans(s, s->ds_dir, "SELECT 1 FROM datasets WHERE id=?");
-	remove_orphans(s, s->mdl_dir, "SELECT 1 FROM models WHERE id=?");
-	remove_orphans(s, s->ckpt_dir, "SELECT 1 FROM jobs WHERE id=? AND state<2");
+	remove_orphans(s, s->ds_dir, "SELECT 1 FROM datasets WHERE id=?", 0);
+	remove_orphans(s, s->mdl_dir,
+	               "SELECT 1 FROM model_versions WHERE model=? AND version=?", 1);
+	remove_orphans(s, s->ckpt_dir, "SELECT 1 FROM jobs WHERE id=? AND state<2", 0);
 	*out = s;
 	return 0;
 }

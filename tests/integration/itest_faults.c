@@ -11,7 +11,9 @@
  *    on the other worker succeeds and predictions keep answering;
  *  - every file the daemon writes is 0600 and every directory 0700;
  *  - as root, the daemon runs as `nobody` on a data directory owned by
- *    nobody and serves the whole flow.
+ *    nobody and serves the whole flow;
+ *  - a start removes what a crash can leave: temporary files, files with
+ *    no row, a model version file whose commit never happened.
  */
 #define _GNU_SOURCE
 #include <check.h>
@@ -408,6 +410,42 @@ START_TEST(test_runs_as_nobody)
 }
 END_TEST
 
+/* Files a crash can leave: a version file whose commit never happened, a
+ * temporary file, a data set file without its row. The next start removes
+ * them and keeps every file a row names. */
+START_TEST(test_start_removes_what_a_crash_left)
+{
+	nnd d = { 0 };
+	ck_assert_int_eq(nnd_start(&d, NULL), 0);
+	char ds[32], mdl[32];
+	ck_assert_int_eq(make_dataset_csv(&d, 50, 32, 3, ds), 0);
+	ck_assert_int_eq(post_model(&d, 8, mdl), 201);
+	ck_assert_int_eq(nnd_stop(&d, 20), 0);
+	const char *planted[] = { "models/%s-v1.model", "models/.tmp-0badf00d-%s-v1.model",
+	                          "datasets/ds_00000000000000ff.data", "checkpoints/%s.ckpt" };
+	char paths[4][700];
+	for (int i = 0; i < 4; i++) {
+		char rel[200];
+		snprintf(rel, sizeof rel, planted[i], mdl);
+		snprintf(paths[i], sizeof paths[i], "%s/%s", d.data, rel);
+		FILE *f = fopen(paths[i], "w");
+		ck_assert_ptr_nonnull(f);
+		fputs("left by a crash", f);
+		fclose(f);
+	}
+	ck_assert_int_eq(nnd_restart(&d), 0);
+	for (int i = 0; i < 4; i++)
+		ck_assert_msg(access(paths[i], F_OK) != 0, "%s is still there", paths[i]);
+	char keep[700];
+	snprintf(keep, sizeof keep, "%s/models/%s-v0.model", d.data, mdl);
+	ck_assert_int_eq(access(keep, F_OK), 0);
+	snprintf(keep, sizeof keep, "%s/datasets/%s.data", d.data, ds);
+	ck_assert_int_eq(access(keep, F_OK), 0);
+	predict_ok(&d, mdl);
+	ck_assert_int_eq(nnd_cleanup(&d), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("faults");
@@ -417,6 +455,7 @@ int main(void)
 	tcase_add_test(t, test_diverging_job_leaves_other_jobs_and_predictions_alone);
 	tcase_add_test(t, test_files_are_owner_only);
 	tcase_add_test(t, test_runs_as_nobody);
+	tcase_add_test(t, test_start_removes_what_a_crash_left);
 	suite_add_tcase(s, t);
 	SRunner *r = srunner_create(s);
 	srunner_run_all(r, CK_NORMAL);
