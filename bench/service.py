@@ -446,6 +446,17 @@ def bench_predict(d, env, model, n_lat, wrk_seconds, reps, workdir):
         f"{h['p50_us']:.0f} us healthz", f"{p['p50_us'] / h['p50_us']:.2f}x", "<= 1.5x")
     row("single-row predict p99", f"{p['p99_us']:.0f} us", f"{h['p99_us']:.0f} us healthz",
         f"{p['p99_us'] / h['p99_us']:.2f}x", "")
+    # the same body to a model with one hidden unit: the service's own cost
+    # (body, JSON, snapshot, reply) without the MLP's forward pass
+    tiny = check(*d.request("POST", "/v1/models", {
+        "name": "tiny", "task": "classification", "inputs": 784, "outputs": 10, "seed": 1,
+        "layers": [{"type": "dense", "units": 1}]}))
+    t = min((run_json([LATENCY, "--port", str(d.port), "--path",
+                       f"/v1/models/{tiny['id']}/predict", "--body", one, "--n", str(n_lat)], env)
+             for _ in range(reps)), key=lambda r: r["p50_us"])
+    note(f"p50 split: /healthz {h['p50_us']:.0f} us, + body and JSON of 784 inputs "
+         f"{t['p50_us'] - h['p50_us']:.0f} us (a 784-1-10 model), + the MLP's forward "
+         f"{p['p50_us'] - t['p50_us']:.0f} us")
 
     lua = os.path.join(workdir, "predict.lua")
     write_lua(lua, one)
