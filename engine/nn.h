@@ -356,6 +356,7 @@ typedef struct nn_epoch_record {
 	int n_grad_norms;      /* one per layer with parameters */
 	const char *const *grad_norm_names; /* layer paths */
 	const float *grad_norms; /* L2 norm of that layer's gradient, mean over the epoch's steps */
+	int64_t step;          /* the global step count at the epoch's end (its last step) */
 } nn_epoch_record;
 
 /* What the caller answers from should_stop. */

@@ -728,6 +728,7 @@ static nn_status end_epoch(nn_trainer *t, const nn_callbacks *cb, float lr, doub
 	nn_epoch_record r;
 	memset(&r, 0, sizeof r);
 	r.epoch = t->epoch;
+	r.step = t->step;
 	r.train_loss = t->loss_n ? (float)(t->loss_sum / (double)t->loss_n) : NAN;
 	r.val_loss = NAN;
 	r.val_accuracy = NAN;
