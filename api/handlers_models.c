@@ -480,6 +480,32 @@ static int fmt_float_g(char *d, float v, int prec)
 	uint64_t dig = 0;
 	for (int tries = 0; tries < 3; tries++) {
 		int n = prec - 1 - e;
+		if (n > 22 && n <= 44) {
+			/* small values (tiny probabilities): |v| = m 2^q exactly, so
+			 * |v| 10^n = m 5^n 2^(n+q), an integer product below 2^127
+			 * shifted right with round-half-even, as printf rounds */
+			int ex;
+			float f = frexpf(fabsf(v), &ex);
+			unsigned __int128 x = (unsigned __int128)(uint32_t)ldexpf(f, 24);
+			for (int i = 0; i < n; i++)
+				x *= 5;
+			int k = -(n + ex - 24);
+			if (k <= 0 || k >= 127)
+				return 0;
+			unsigned __int128 q = x >> k, rem = x - (q << k), half = (unsigned __int128)1 << (k - 1);
+			if (rem > half || (rem == half && (q & 1)))
+				q++;
+			if (q >= p10[prec]) {
+				e++;
+				continue;
+			}
+			if (q < p10[prec - 1]) {
+				e--;
+				continue;
+			}
+			dig = (uint64_t)q;
+			break;
+		}
 		if (n < -22 || n > 22)
 			return 0;
 		double sc = n >= 0 ? a * pow10_exact[n] : a / pow10_exact[-n];
@@ -541,6 +567,12 @@ static int fmt_float_g(char *d, float v, int prec)
 			*q++ = (char)('0' + ae / 100);
 		*q++ = (char)('0' + ae / 10 % 10);
 		*q++ = (char)('0' + ae % 10);
+	}
+	if (prec - 1 - e > 22) {
+		/* exact digits; whether they read back is strtod's to say */
+		*q = 0;
+		if ((float)strtod(d, NULL) != v)
+			return -1;
 	}
 	return (int)(q - d);
 }
