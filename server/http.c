@@ -253,16 +253,12 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 		int kind;
 		int64_t id;
 		char *data = NULL;
-		int rc = jobs_feed_next(s->h->q, s->f, &s->cursor, &kind, &id, &data, &s->w);
+		int rc = jobs_feed_next_after(s->h->q, s->f, &s->cursor, s->last_id, &kind, &id,
+		                              &data, &s->w);
 		if (rc == 0)
 			return 0;      /* suspended; resumed on the next event */
 		if (rc < 0) {
 			s->ended = 1;
-			continue;
-		}
-		if (s->last_id >= 0 && ((kind == FEED_STEP && id <= s->last_id) ||
-		                        (kind == FEED_EPOCH && id < s->last_id))) {
-			free(data);
 			continue;
 		}
 		free(s->pend);

@@ -25,8 +25,13 @@
 #include "jobs.h"
 #include "util.h"
 
+/* An event: id is the step number of a step event, the global step count
+ * at the end of an epoch for an epoch event (a step and the epoch it ends
+ * share an id, the step first), and the newest of those for a state event,
+ * so ids never decrease along a feed. final marks the terminal state. */
 typedef struct feed_ev {
 	int kind;
+	int final;
 	int64_t id;
 	char *data;
 } feed_ev;
@@ -41,8 +46,9 @@ struct feed {
 	feed_ev *ev;
 	size_t n, cap;
 	size_t base;          /* absolute index of ev[0]; cursors are absolute */
-	int64_t last_step;
-	int last_epoch;
+	int64_t last_step;    /* newest step event */
+	int last_epoch;       /* newest epoch event's epoch number */
+	int64_t last_id;      /* newest event id (0 before any step or epoch) */
 	feed_waiter *waiters;
 };
 
@@ -108,15 +114,16 @@ static void wake_all_locked(feed *f)
 	}
 }
 
-/* Appends an event (data taken). Steps and epochs already present (a
- * resumed job replays the steps after its checkpoint) are dropped. Caller
- * holds q->fmu. */
-static void feed_push_locked(feed *f, int kind, int64_t id, char *data)
+/* Appends an event (data taken): a step with its step number id, an epoch
+ * (number epoch) ending at step id, or a state (id and epoch unused; final
+ * for the terminal one). Steps and epochs already present (a resumed job
+ * replays the steps after its checkpoint) are dropped. Caller holds q->fmu. */
+static void feed_push_locked(feed *f, int kind, int64_t id, int epoch, int final, char *data)
 {
 	if (!data)
 		return;
 	if ((kind == FEED_STEP && id <= f->last_step) ||
-	    (kind == FEED_EPOCH && (int)id <= f->last_epoch) || f->done) {
+	    (kind == FEED_EPOCH && epoch <= f->last_epoch) || f->done) {
 		free(data);
 		return;
 	}
@@ -138,26 +145,26 @@ static void feed_push_locked(feed *f, int kind, int64_t id, char *data)
 		f->ev = p;
 		f->cap = cap;
 	}
-	int64_t ev_id = id;
+	/* ids never go back (history written before epochs carried their
+	 * step keeps its order this way) */
+	int64_t ev_id = kind == FEED_STATE || id < f->last_id ? f->last_id : id;
 	if (kind == FEED_STEP)
 		f->last_step = id;
-	if (kind == FEED_EPOCH) {
-		f->last_epoch = (int)id;
-		ev_id = f->last_step > 0 ? f->last_step : 0;
-	}
-	if (kind == FEED_STATE)
-		ev_id = f->last_step > 0 ? f->last_step : 0;
+	if (kind == FEED_EPOCH)
+		f->last_epoch = epoch;
+	f->last_id = ev_id;
 	f->ev[f->n].kind = kind;
+	f->ev[f->n].final = kind == FEED_STATE && final;
 	f->ev[f->n].id = ev_id;
 	f->ev[f->n].data = data;
 	f->n++;
 	wake_all_locked(f);
 }
 
-static void feed_push(jobs *q, feed *f, int kind, int64_t id, char *data)
+static void feed_push(jobs *q, feed *f, int kind, int64_t id, int epoch, char *data)
 {
 	pthread_mutex_lock(&q->fmu);
-	feed_push_locked(f, kind, id, data);
+	feed_push_locked(f, kind, id, epoch, 0, data);
 	pthread_mutex_unlock(&q->fmu);
 }
 
@@ -188,6 +195,15 @@ static char *job_text(const api_job *j)
 	return t;
 }
 
+/* A state event: the job object j, final when j's state is terminal. */
+static void feed_push_state(jobs *q, feed *f, const api_job *j)
+{
+	char *t = job_text(j);
+	pthread_mutex_lock(&q->fmu);
+	feed_push_locked(f, FEED_STATE, 0, 0, api_job_state_final(j->state), t);
+	pthread_mutex_unlock(&q->fmu);
+}
+
 /* A feed holding job id's stored history (steps and epochs). */
 static feed *feed_from_history(jobs *q, const char *id)
 {
@@ -199,14 +215,15 @@ static feed *feed_from_history(jobs *q, const char *id)
 	store_history(q->st, id, &ev, &n);
 	pthread_mutex_lock(&q->fmu);
 	for (int i = 0; i < n; i++) {
-		int64_t key = ev[i].id;
+		int epoch = 0;
 		if (ev[i].kind == 1) {
 			cJSON *d = cJSON_Parse(ev[i].data);
 			const cJSON *e = d ? cJSON_GetObjectItemCaseSensitive(d, "epoch") : NULL;
-			key = cJSON_IsNumber(e) ? (int64_t)e->valuedouble : f->last_epoch + 1;
+			epoch = cJSON_IsNumber(e) ? (int)e->valuedouble : f->last_epoch + 1;
 			cJSON_Delete(d);
 		}
-		feed_push_locked(f, ev[i].kind == 0 ? FEED_STEP : FEED_EPOCH, key, ev[i].data);
+		feed_push_locked(f, ev[i].kind == 0 ? FEED_STEP : FEED_EPOCH, ev[i].id, epoch, 0,
+		                 ev[i].data);
 		ev[i].data = NULL;
 	}
 	pthread_mutex_unlock(&q->fmu);
@@ -233,7 +250,7 @@ feed *jobs_feed_open(jobs *q, const char *id, api_err *e)
 		return NULL;
 	feed *f = feed_from_history(q, id);
 	if (f) {
-		feed_push(q, f, FEED_STATE, 0, job_text(&j));
+		feed_push_state(q, f, &j);
 		f->done = 1;
 	} else {
 		api_err_set(e, 500, "out_of_memory", "out of memory");
@@ -264,10 +281,19 @@ void jobs_feed_close(jobs *q, feed *f, feed_waiter *w)
 int jobs_feed_next(jobs *q, feed *f, size_t *cursor, int *kind, int64_t *id, char **data,
                    feed_waiter *w)
 {
+	return jobs_feed_next_after(q, f, cursor, -1, kind, id, data, w);
+}
+
+int jobs_feed_next_after(jobs *q, feed *f, size_t *cursor, int64_t after, int *kind,
+                         int64_t *id, char **data, feed_waiter *w)
+{
 	pthread_mutex_lock(&q->fmu);
 	int rc;
 	if (*cursor < f->base)
 		*cursor = f->base;     /* fell behind the kept window */
+	while (*cursor < f->base + f->n && f->ev[*cursor - f->base].id <= after &&
+	       !f->ev[*cursor - f->base].final)
+		(*cursor)++;           /* the client has it already */
 	if (*cursor < f->base + f->n) {
 		feed_ev *ev = &f->ev[*cursor - f->base];
 		*kind = ev->kind;
@@ -372,7 +398,7 @@ int jobs_submit(jobs *q, const api_job_refs *refs, const char *config, api_job *
 		api_job_release(out);
 		return -1;
 	}
-	feed_push(q, f, FEED_STATE, 0, job_text(out));
+	feed_push_state(q, f, out);
 	pthread_mutex_lock(&q->mu);
 	if (!add_live(q, out, f)) {
 		/* stored but not queued: it is picked up at the next start */
@@ -450,7 +476,7 @@ int jobs_cancel(jobs *q, const char *id, api_job *out, api_err *e)
 	out->finished_at = util_now_ms();
 	int rc = store_job_update(q->st, out, e);
 	store_checkpoint_delete(q->st, id);
-	feed_push(q, lv->f, FEED_STATE, 0, job_text(out));
+	feed_push_state(q, lv->f, out);
 	feed_finish(q, lv->f);
 	feed_unref(q, lv->f);
 	free(lv);
@@ -487,7 +513,6 @@ typedef struct run {
 	int64_t total_steps;
 	int64_t n_train;
 	int epochs;
-	int64_t last_step;
 	int64_t last_flush_us;
 	int ckpt_errno;       /* set when a checkpoint could not be written */
 } run;
@@ -526,7 +551,6 @@ static void on_step(void *ctx, const nn_step_record *rec)
 		r->cap_steps = cap;
 	}
 	r->steps[r->n_steps++] = (store_step){ rec->step, rec->epoch, rec->loss, rec->lr };
-	r->last_step = rec->step;
 	double progress = r->total_steps > 0 ? (double)rec->step / (double)r->total_steps : 0;
 	if (progress > 1)
 		progress = 1;
@@ -545,7 +569,7 @@ static void on_step(void *ctx, const nn_step_record *rec)
 	cJSON_AddItemToObject(o, "lr", flt_or_null(rec->lr));
 	char *t = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
-	feed_push(r->q, r->lv->f, FEED_STEP, rec->step, t);
+	feed_push(r->q, r->lv->f, FEED_STEP, rec->step, rec->epoch, t);
 	/* history readers lag live events by about a second at most */
 	if (r->n_steps >= 4096 || util_mono_us() - r->last_flush_us > 1000000)
 		flush(r, 0, 0, NULL);
@@ -582,15 +606,17 @@ static void on_epoch(void *ctx, const nn_epoch_record *rec)
 	cJSON_Delete(m);
 
 	r->j.epoch = rec->epoch;
+	r->j.step = rec->step;   /* the step count, also when not a logged step */
 	double progress = r->epochs > 0 ? (double)(rec->epoch + 1) / r->epochs : 0;
 	if (progress > r->j.progress)
 		r->j.progress = progress > 1 ? 1 : progress;
 	pthread_mutex_lock(&r->q->mu);
+	r->lv->step = rec->step;
 	r->lv->progress = r->j.progress;
 	r->q->samples += r->n_train;
 	pthread_mutex_unlock(&r->q->mu);
-	flush(r, rec->epoch, r->last_step, t);
-	feed_push(r->q, r->lv->f, FEED_EPOCH, rec->epoch, t);
+	flush(r, rec->epoch, rec->step, t);
+	feed_push(r->q, r->lv->f, FEED_EPOCH, rec->step, rec->epoch, t);
 }
 
 static int should_stop(void *ctx)
@@ -722,7 +748,7 @@ static int run_job(jobs *q, live *lv)
 	if (!r.j.started_at)
 		r.j.started_at = util_now_ms();
 	store_job_update(q->st, &r.j, &e);
-	feed_push(q, lv->f, FEED_STATE, 0, job_text(&r.j));
+	feed_push_state(q, lv->f, &r.j);
 
 	nn_status st = NN_EINVAL;
 	nn_train_result res;
@@ -815,7 +841,7 @@ static int run_job(jobs *q, live *lv)
 		lv->state = API_JOB_QUEUED;
 	pthread_mutex_unlock(&q->mu);
 	if (final) {
-		feed_push(q, lv->f, FEED_STATE, 0, job_text(&r.j));
+		feed_push_state(q, lv->f, &r.j);
 		feed_finish(q, lv->f);
 		feed_unref(q, lv->f);
 		free(lv);
@@ -886,7 +912,7 @@ int jobs_start(store *st, int workers, int capacity, const api_limits *lim, jobs
 		}
 		feed *f = feed_from_history(q, j.id);
 		if (f) {
-			feed_push(q, f, FEED_STATE, 0, job_text(&j));
+			feed_push_state(q, f, &j);
 			if (!add_live(q, &j, f))
 				feed_free(f);
 		}

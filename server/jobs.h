@@ -67,5 +67,15 @@ void jobs_feed_close(jobs *q, feed *f, feed_waiter *w);
  */
 int jobs_feed_next(jobs *q, feed *f, size_t *cursor, int *kind, int64_t *id, char **data,
                    feed_waiter *w);
+/*
+ * The same, resuming after event id `after` (a Last-Event-ID; -1 = none):
+ * events whose id is <= after are skipped, except the terminal state event,
+ * which every stream ends with. Ids never decrease along a feed: a step's
+ * id is its step number, an epoch's the global step count at its end (a
+ * step and the epoch it ends share an id, the step coming first), a state
+ * event's the newest id before it.
+ */
+int jobs_feed_next_after(jobs *q, feed *f, size_t *cursor, int64_t after, int *kind,
+                         int64_t *id, char **data, feed_waiter *w);
 
 #endif
