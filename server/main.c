@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "healthcheck.h"
 #include "http.h"
 #include "jobs.h"
 #include "storage.h"
@@ -43,6 +44,7 @@ static void usage(FILE *f)
 	        "usage: nnd [--listen HOST:PORT] [--data-dir DIR] [--workers N] [--queue N]\n"
 	        "           [--max-body BYTES] [--api-key-file FILE] [--log-level LEVEL]\n"
 	        "           [--tls-cert FILE --tls-key FILE] [--help] [--version]\n"
+	        "       nnd --healthcheck [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE]\n"
 	        "\n"
 	        "  --listen HOST:PORT    address to serve on (default 127.0.0.1:8080; port 0 = any)\n"
 	        "  --data-dir DIR        where the store lives (default ./nnd-data)\n"
@@ -52,7 +54,11 @@ static void usage(FILE *f)
 	        "  --api-key-file FILE   require 'Authorization: Bearer <key>' (also NND_API_KEY)\n"
 	        "  --log-level LEVEL     error, warn, info (default) or debug\n"
 	        "  --tls-cert FILE       serve HTTPS only, with this PEM certificate (chain)\n"
-	        "  --tls-key FILE        and this PEM private key (both or neither)\n");
+	        "  --tls-key FILE        and this PEM private key (both or neither)\n"
+	        "  --healthcheck         do not serve: ask GET /healthz of the daemon at --listen\n"
+	        "                        (0.0.0.0 and :: are asked on the loopback) and exit 0\n"
+	        "                        when it answers ok, 1 otherwise, within 2 seconds; with\n"
+	        "                        --tls-cert only the connection is checked\n");
 }
 
 static int parse_int(const char *s, long long lo, long long hi, long long *out)
@@ -119,6 +125,8 @@ int main(int argc, char **argv)
 	const char *data_dir = "./nnd-data", *key_file = NULL;
 	const char *cert_file = NULL, *tls_key_file = NULL;
 	char key[512] = "";
+	int healthcheck = 0;
+	char err_hc[300];
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -129,6 +137,10 @@ int main(int argc, char **argv)
 		if (strcmp(a, "--version") == 0) {
 			printf("nnd %s\n", NN_VERSION);
 			return 0;
+		}
+		if (strcmp(a, "--healthcheck") == 0) {
+			healthcheck = 1;
+			continue;
 		}
 		if (!v) {
 			fprintf(stderr, "nnd: %s needs a value (or unknown flag)\n", a);
@@ -176,6 +188,14 @@ int main(int argc, char **argv)
 			fprintf(stderr, "nnd: bad value for %s: %s\n", a, v);
 			return 2;
 		}
+	}
+	if (healthcheck) {
+		/* a probe: the other flags only say where the daemon listens */
+		if (healthcheck_run(host, (int)port, cert_file != NULL, 2000, err_hc, sizeof err_hc) < 0) {
+			fprintf(stderr, "nnd: unhealthy: %s\n", err_hc);
+			return 1;
+		}
+		return 0;
 	}
 	if (key_file) {
 		if (read_key(key_file, key, sizeof key) < 0) {
