@@ -250,7 +250,7 @@ START_TEST(test_operations_list_their_replies_and_problems)
 		int want[600];
 		expected(rt, want);
 		for (int code = 100; code < 600; code++) {
-			char key[8];
+			char key[16];
 			snprintf(key, sizeof key, "%d", code);
 			const cJSON *r = cJSON_GetObjectItemCaseSensitive(resps, key);
 			ck_assert_msg(!want[code] || r, "%s %s does not list %d", rt->method, rt->pattern,
