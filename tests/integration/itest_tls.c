@@ -2,9 +2,10 @@
  * itest_tls.c - HTTPS with --tls-cert/--tls-key: a self-signed
  * certificate made here with the openssl CLI, libcurl trusting exactly
  * that certificate; the whole flow (uploads, a job, its event stream,
- * predictions, the API key) works over TLS, plain HTTP on the same port
- * gets no HTTP answer, a client that does not trust the certificate is
- * refused, and bad TLS flags stop the daemon at start with a message.
+ * predictions, the API key, which never reaches the log) works over TLS,
+ * plain HTTP on the same port gets no HTTP answer, a client that does not
+ * trust the certificate is refused, and bad TLS flags stop the daemon at
+ * start with a message.
  */
 #include <check.h>
 #include <curl/curl.h>
@@ -73,7 +74,7 @@ START_TEST(test_https_serves_the_flow_and_refuses_plain_http)
 	snprintf(d.cainfo, sizeof d.cainfo, "%s", cert);
 	snprintf(d.key, sizeof d.key, "tls-test-key");
 	const char *flags[] = { "--tls-cert", cert, "--tls-key", key, "--api-key-file", keyfile,
-	                        NULL };
+	                        "--log-level", "debug", NULL };
 	ck_assert_int_eq(nnd_start(&d, flags), 0);   /* readiness already over HTTPS */
 
 	http_resp r;
@@ -118,6 +119,20 @@ START_TEST(test_https_serves_the_flow_and_refuses_plain_http)
 	/* the daemon is still fine after the refused handshakes */
 	ck_assert_int_eq(http_do(&d, "GET", "/readyz", NULL, NULL, 0, &r), 200);
 	resp_free(&r);
+	ck_assert_int_eq(nnd_stop(&d, 20), 0);
+	/* neither the API key nor the private key reaches the log, even at
+	 * debug level */
+	FILE *lf = fopen(d.log, "r");
+	ck_assert_ptr_nonnull(lf);
+	char line[2048];
+	int lines = 0;
+	while (fgets(line, sizeof line, lf)) {
+		lines++;
+		ck_assert_msg(!strstr(line, "tls-test-key") && !strstr(line, "PRIVATE KEY"),
+		              "a secret in the log: %s", line);
+	}
+	fclose(lf);
+	ck_assert_int_ge(lines, 10);
 	ck_assert_int_eq(nnd_cleanup(&d), 0);
 	remove_cert();
 }
