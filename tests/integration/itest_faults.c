@@ -6,7 +6,8 @@
  *    files, weight versions, checkpoints and store commits fail with a 507
  *    problem "insufficient_storage" (a job: failed with that code), the
  *    store stays consistent, the daemon keeps serving, and everything works
- *    again once the limit is lifted;
+ *    again once the limit is lifted; and the same on a real full
+ *    filesystem (a small tmpfs, when the test may mount one);
  *  - a diverging job (lr 1e6) fails with code diverged while another job
  *    on the other worker succeeds and predictions keep answering;
  *  - every file the daemon writes is 0600 and every directory 0700;
@@ -483,6 +484,88 @@ START_TEST(test_start_removes_what_a_crash_left)
 }
 END_TEST
 
+/* A real full filesystem, when the test may mount one (root): a 3 MiB
+ * tmpfs as the data directory, filled by uploads. Every refusal is a 507
+ * (store commits fail with SQLITE_FULL there, files with ENOSPC), reads
+ * and predictions go on, and after the tmpfs grows everything works. */
+START_TEST(test_full_filesystem_is_507_and_recovers_when_it_grows)
+{
+	char mnt[64] = "/tmp/nnd-full-XXXXXX", cmd[300];
+	ck_assert_ptr_nonnull(mkdtemp(mnt));
+	snprintf(cmd, sizeof cmd, "mount -t tmpfs -o size=3m,mode=0700 tmpfs '%s' 2>/dev/null", mnt);
+	if (getuid() != 0 || system(cmd) != 0) {
+		fprintf(stderr, "faults: cannot mount a tmpfs, skipping the full-filesystem test\n");
+		rmdir(mnt);
+		return;
+	}
+	char data[128];
+	snprintf(data, sizeof data, "%s/data", mnt);
+	const char *flags[] = { "--data-dir", data, NULL };
+	nnd d = { 0 };
+	ck_assert_int_eq(nnd_start(&d, flags), 0);
+	snprintf(d.data, sizeof d.data, "%s", data);   /* for count_temps and sqlite3 */
+	char ds[32], mdl[32], job[32];
+	ck_assert_int_eq(make_dataset_csv(&d, 100, 32, 3, ds), 0);
+	ck_assert_int_eq(post_model(&d, 8, mdl), 201);
+
+	/* fill it: 1000-row data sets (~130 KB each) until refused */
+	char *csv = gen_csv(1000, 32, 3, 4);
+	int created = 0, refused = 0;
+	for (int i = 0; i < 40 && refused < 3; i++) {
+		http_resp r;
+		long st = http_do(&d, "POST", "/v1/datasets?name=fill", "text/csv", csv, strlen(csv), &r);
+		if (st == 201)
+			created++;
+		else {
+			expect_problem(&r, 507, "insufficient_storage");
+			refused++;
+		}
+		resp_free(&r);
+	}
+	ck_assert_int_gt(created, 0);
+	ck_assert_int_eq(refused, 3);
+	/* more writes while full: 2xx or 507, never anything else */
+	int full_models = 0, full_jobs = 0;
+	for (int i = 0; i < 5; i++) {
+		char id[32];
+		http_resp r;
+		long st = post_model(&d, 8, id);
+		ck_assert_msg(st == 201 || st == 507, "model create while full: %ld", st);
+		full_models += st == 507;
+		st = submit_job(&d, mdl, ds, 1, 50, NULL, id);
+		ck_assert_msg(st == 202 || st == 507, "job submit while full: %ld", st);
+		full_jobs += st == 507;
+		ck_assert_int_eq(http_do(&d, "GET", "/healthz", NULL, NULL, 0, &r), 200);
+		resp_free(&r);
+	}
+	fprintf(stderr, "faults: full tmpfs: %d data sets fitted, then 507; while full %d of 5 "
+	        "model creates and %d of 5 job submits got 507\n", created, full_models, full_jobs);
+	predict_ok(&d, mdl);
+	ck_assert_int_eq(total_of(&d, "/v1/datasets"), 1 + created);
+	ck_assert_int_eq(count_temps(data), 0);
+	check_integrity(&d);
+
+	/* space returns */
+	snprintf(cmd, sizeof cmd, "mount -o remount,size=64m '%s'", mnt);
+	ck_assert_int_eq(system(cmd), 0);
+	http_resp r;
+	ck_assert_int_eq(http_do(&d, "POST", "/v1/datasets?name=after", "text/csv", csv, strlen(csv),
+	                         &r), 201);
+	resp_free(&r);
+	free(csv);
+	ck_assert_int_eq(submit_job(&d, mdl, ds, 2, 20, "\"checkpoint_every_epochs\":1", job), 202);
+	cJSON *done = wait_job(&d, job, 60);
+	ck_assert_ptr_nonnull(done);
+	ck_assert_str_eq(jstr(done, "state"), "succeeded");
+	cJSON_Delete(done);
+	ck_assert_int_eq(nnd_stop(&d, 20), 0);
+	check_integrity(&d);
+	snprintf(cmd, sizeof cmd, "umount '%s' && rmdir '%s'", mnt, mnt);
+	ck_assert_int_eq(system(cmd), 0);
+	ck_assert_int_eq(nnd_cleanup(&d), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("faults");
@@ -493,6 +576,7 @@ int main(void)
 	tcase_add_test(t, test_files_are_owner_only);
 	tcase_add_test(t, test_runs_as_nobody);
 	tcase_add_test(t, test_start_removes_what_a_crash_left);
+	tcase_add_test(t, test_full_filesystem_is_507_and_recovers_when_it_grows);
 	suite_add_tcase(s, t);
 	SRunner *r = srunner_create(s);
 	srunner_run_all(r, CK_NORMAL);
