@@ -13,9 +13,9 @@
  *    named by a row (data sets, model versions, checkpoints of unfinished
  *    jobs only);
  *  - every acknowledged job, the interrupted ones included, resumes and
- *    ends succeeded with a published version (the long first job of a
- *    round is still running at the kill: at least one job per round is
- *    unfinished in the store and must resume).
+ *    ends succeeded with a published version and a whole metric history
+ *    (the long first job of a round is still running at the kill: at
+ *    least one job per round is unfinished in the store and must resume).
  *
  * CRASH_ROUNDS (default 3, as in make check; .ci runs 20) sets the rounds,
  * CRASH_SEED the random seed (printed, to replay a failure).
@@ -38,7 +38,7 @@ enum { ACK_DATASET, ACK_DELETING, ACK_DELETED, ACK_MODEL, ACK_JOB };
 typedef struct ack {
 	int kind;
 	char id[32];
-	int value;            /* rows of a data set, version of a model */
+	int value;            /* rows of a data set, version of a model, epochs of a job */
 } ack;
 
 #define MAX_ACKS 8192
@@ -169,7 +169,7 @@ static void *submitter(void *arg)
 		record(ACK_MODEL, mdl, 0);
 		if (post_job(mdl, 3, job) != 202)
 			break;
-		record(ACK_JOB, job, 0);
+		record(ACK_JOB, job, 3);
 		for (int k = 0; k < 10 && !stop_flag; k++)
 			sleep_ms(30);
 	}
@@ -309,6 +309,35 @@ static void check_acks(void)
 	}
 }
 
+/* A finished job's metric history is whole: one record per epoch in
+ * order, logged steps strictly increasing up to the last step (75 steps an
+ * epoch, one logged every 20), however often it was interrupted. */
+static void check_history(const char *job, int epochs)
+{
+	char path[128];
+	long st;
+	snprintf(path, sizeof path, "/v1/jobs/%s/metrics", job);
+	cJSON *m = http_json(&D, "GET", path, NULL, &st);
+	ck_assert_int_eq(st, 200);
+	const cJSON *ep = cJSON_GetObjectItem(m, "epochs");
+	ck_assert_int_eq(cJSON_GetArraySize(ep), epochs);
+	int i = 0;
+	const cJSON *e;
+	cJSON_ArrayForEach(e, ep)
+		ck_assert_int_eq((int)jnum(e, "epoch"), i++);
+	const cJSON *steps = cJSON_GetObjectItem(m, "steps");
+	int last = 0, n = 0;
+	cJSON_ArrayForEach(e, steps) {
+		int k = (int)jnum(e, "step");
+		ck_assert_msg(k > last, "job %s: step %d after %d", job, k, last);
+		last = k;
+		n++;
+	}
+	ck_assert_int_ge(n, epochs * 75 / 20);
+	ck_assert_int_ge(last, epochs * 75 / 20 * 20);
+	cJSON_Delete(m);
+}
+
 static void finish_jobs(void)
 {
 	for (int i = 0; i < acks.n; i++) {
@@ -320,6 +349,7 @@ static void finish_jobs(void)
 		              acks.a[i].id, jstr(j, "state"),
 		              jstr(cJSON_GetObjectItem(j, "error"), "detail"));
 		ck_assert_int_ge((int)jnum(j, "model_version"), 1);
+		check_history(acks.a[i].id, acks.a[i].value);
 		char path[128];
 		long st;
 		snprintf(path, sizeof path, "/v1/models/%s/weights", jstr(j, "model"));
@@ -372,7 +402,7 @@ START_TEST(test_kill9_at_random_moments_loses_nothing_acknowledged)
 		ck_assert_int_eq(post_model(&D, 256, round, mdl), 201);
 		record(ACK_MODEL, mdl, 0);
 		ck_assert_int_eq(post_job(mdl, 100, first_job), 202);
-		record(ACK_JOB, first_job, 0);
+		record(ACK_JOB, first_job, 100);
 		pthread_t up, sub;
 		pthread_create(&up, NULL, uploader, (void *)(uintptr_t)next_rand(&rng_state));
 		pthread_create(&sub, NULL, submitter, NULL);
