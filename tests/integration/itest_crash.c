@@ -2,9 +2,10 @@
  * itest_crash.c - crash consistency under kill -9 at a random moment.
  *
  * Each round starts the daemon on the same data directory, runs uploads
- * (CSV data sets, models, new weight versions, data-set deletes) and
- * training jobs from two threads, and SIGKILLs it at a random moment while
- * a long job runs (at a random step of it, plus a few ms). Then it checks, before and after a restart:
+ * (CSV and JSON data sets, models, new weight versions, data-set deletes)
+ * and training jobs from two threads, and SIGKILLs it at a random moment
+ * while a long job runs (at a random step of it, plus a few ms). Then it
+ * checks, before and after a restart:
  *  - the SQLite file passes PRAGMA integrity_check;
  *  - every object acknowledged with a 2xx is there and readable (data sets
  *    with their row count, models at or past the acknowledged version with
@@ -105,11 +106,22 @@ static void *uploader(void *arg)
 	char own[64][32];
 	int n_own = 0;
 	for (int i = 0; !stop_flag; i++) {
+		/* CSV and JSON uploads in turn */
 		int rows = 40 + (int)(next_rand(&s) % 80);
-		char *csv = gen_csv(rows, 32, 3, next_rand(&s));
 		http_resp r;
-		long st = http_do(&D, "POST", "/v1/datasets?name=up", "text/csv", csv, strlen(csv), &r);
-		free(csv);
+		long st;
+		if (i % 2 == 0) {
+			char *csv = gen_csv(rows, 32, 3, next_rand(&s));
+			st = http_do(&D, "POST", "/v1/datasets?name=up", "text/csv", csv, strlen(csv), &r);
+			free(csv);
+		} else {
+			cJSON *body = gen_json(rows, 32, 3, next_rand(&s));
+			char *text = cJSON_PrintUnformatted(body);
+			cJSON_Delete(body);
+			st = http_do(&D, "POST", "/v1/datasets", "application/json", text, strlen(text),
+			             &r);
+			free(text);
+		}
 		if (st == 201) {
 			cJSON *j = cJSON_Parse(r.body);
 			record(ACK_DATASET, jstr(j, "id"), rows);
