@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "jobs.h"
 #include "util.h"
@@ -654,6 +655,27 @@ static void set_error(api_job *j, const char *code, const char *detail)
 	cJSON_Delete(o);
 }
 
+/*
+ * Records a finished job's row. A store that cannot take it (a full disk)
+ * is tried again every 200 ms until it can or the daemon stops: until then
+ * readers see the last state recorded, and if the daemon stops first the
+ * job stays unfinished in the store and runs again from its checkpoint at
+ * the next start. 0 when recorded.
+ */
+static int record_end(jobs *q, const api_job *j)
+{
+	api_err e = API_ERR_INIT;
+	for (int tries = 0; store_job_update(q->st, j, &e) < 0; tries++) {
+		if (tries == 0)
+			util_log(0, "jobs: %s: cannot record its end (%s); retrying", j->id, e.detail);
+		if (q->stopping)
+			return -1;
+		struct timespec ts = { 0, 200 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
 /* The data set's classes as a JSON array text, or NULL. */
 static char *classes_of(store *st, const char *ds)
 {
@@ -812,6 +834,7 @@ static int run_job(jobs *q, live *lv)
 		flush(&r, 0, 0, NULL);
 		r.j.state = fin;
 		r.j.finished_at = util_now_ms();
+		int recorded = 1;
 		if (r.j.state == API_JOB_SUCCEEDED) {
 			char *classes = classes_of(q->st, r.j.dataset);
 			nn_model *pub = m;
@@ -819,13 +842,14 @@ static int run_job(jobs *q, live *lv)
 			if (store_job_publish(q->st, &r.j, pub, classes, &e) < 0) {
 				r.j.state = API_JOB_FAILED;
 				set_error(&r.j, e.status == 507 ? e.code : "publish_failed", e.detail);
-				store_job_update(q->st, &r.j, &e);
+				recorded = record_end(q, &r.j) == 0;
 			}
 			free(classes);
 		} else {
-			store_job_update(q->st, &r.j, &e);
+			recorded = record_end(q, &r.j) == 0;
 		}
-		store_checkpoint_delete(q->st, r.j.id);
+		if (recorded)   /* else a restart resumes it from the checkpoint */
+			store_checkpoint_delete(q->st, r.j.id);
 		util_log(2, "jobs: %s: %s", r.j.id, api_job_state_name(r.j.state));
 	}
 	nn_model_free(m);

@@ -558,6 +558,22 @@ START_TEST(test_full_filesystem_is_507_and_recovers_when_it_grows)
 	ck_assert_ptr_nonnull(done);
 	ck_assert_str_eq(jstr(done, "state"), "succeeded");
 	cJSON_Delete(done);
+	/* the jobs accepted while full reach a final state too (one whose
+	 * end could not be recorded while full is recorded now) */
+	cJSON *list = http_json(&d, "GET", "/v1/jobs", NULL, NULL);
+	const cJSON *it;
+	cJSON_ArrayForEach(it, cJSON_GetObjectItem(list, "jobs")) {
+		cJSON *j = wait_job(&d, jstr(it, "id"), 30);
+		ck_assert_msg(j != NULL, "job %s never ended", jstr(it, "id"));
+		int ok = strcmp(jstr(j, "state"), "succeeded") == 0 ||
+		         (strcmp(jstr(j, "state"), "failed") == 0 &&
+		          strcmp(jstr(cJSON_GetObjectItem(j, "error"), "code"),
+		                 "insufficient_storage") == 0);
+		ck_assert_msg(ok, "job %s: %s %s", jstr(j, "id"), jstr(j, "state"),
+		              jstr(cJSON_GetObjectItem(j, "error"), "code"));
+		cJSON_Delete(j);
+	}
+	cJSON_Delete(list);
 	ck_assert_int_eq(nnd_stop(&d, 20), 0);
 	check_integrity(&d);
 	snprintf(cmd, sizeof cmd, "umount '%s' && rmdir '%s'", mnt, mnt);
