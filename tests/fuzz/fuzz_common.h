@@ -92,6 +92,25 @@ static inline void fuzz_check_dataset(const api_dataset *d, int finite)
 		FUZZ_ASSERT((int64_t)d->width * d->height * d->channels == d->features);
 }
 
+/* Two readings of the same bytes (whole, and in pieces) must agree exactly. */
+static inline void fuzz_same_dataset(const api_dataset *a, const api_dataset *b)
+{
+	FUZZ_ASSERT(a->task == b->task && a->rows == b->rows && a->features == b->features &&
+	            a->outputs == b->outputs && a->n_classes == b->n_classes &&
+	            a->width == b->width && a->height == b->height && a->channels == b->channels);
+	size_t nx = (size_t)a->rows * (size_t)a->features;
+	FUZZ_ASSERT(nx == 0 || memcmp(a->x, b->x, nx * sizeof(float)) == 0);
+	if (a->labels)
+		FUZZ_ASSERT(b->labels && memcmp(a->labels, b->labels, (size_t)a->rows * 4) == 0);
+	if (a->targets)
+		FUZZ_ASSERT(b->targets &&
+		            memcmp(a->targets, b->targets, (size_t)a->rows * (size_t)a->outputs * 4) == 0);
+	for (int i = 0; a->classes && i < a->n_classes; i++)
+		FUZZ_ASSERT(strcmp(a->classes[i], b->classes[i]) == 0);
+	for (int i = 0; a->feature_names && i < a->features; i++)
+		FUZZ_ASSERT(strcmp(a->feature_names[i], b->feature_names[i]) == 0);
+}
+
 /*
  * The tiny training run the checkpoint target resumes (and the seed
  * generator checkpoints): 12 rows of 3 features, 2 classes, a dense layer,

@@ -4,11 +4,33 @@
  * Input: byte 0 picks the options (header on/off, the label column, the
  * task, a memory limit); bytes 1..4 seed the piece lengths; the rest is the
  * CSV body, fed in pieces of 1..31 bytes or whole, so every state of the
- * tokenizer meets a piece boundary. An accepted data set must be consistent.
+ * tokenizer meets a piece boundary, and once whole: both readings must agree
+ * (result, values, names, or the error's detail), and an accepted data set
+ * must be consistent.
  */
 #include "fuzz_common.h"
 
 static const char *const labels[] = { NULL, "0", "1", "label", "y", "-1", "99999999999", "" };
+
+/* Reads body with opts, in pieces from sp (whole when sp is NULL). */
+static int read_csv(const api_csv_opts *opts, const char *body, size_t left, fuzz_splitter *sp,
+                    api_dataset *d, api_err *e)
+{
+	api_csv *c = api_csv_new(opts);
+	FUZZ_ASSERT(c != NULL);
+	int rc = 0;
+	while (left > 0 && rc == 0) {
+		size_t n = sp ? fuzz_next_piece(sp, left) : left;
+		rc = api_csv_feed(c, body, n, e);
+		body += n;
+		left -= n;
+	}
+	memset(d, 0, sizeof *d);
+	if (rc == 0)
+		rc = api_csv_finish(c, d, e);
+	api_csv_free(c);
+	return rc;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -22,28 +44,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *body = (const char *)data + 5;
 	size_t left = size - 5;
 
-	api_err e = API_ERR_INIT;
-	api_csv *c = api_csv_new(&opts);
-	FUZZ_ASSERT(c != NULL);
-	int rc = 0;
-	while (left > 0 && rc == 0) {
-		size_t n = fuzz_next_piece(&sp, left);
-		rc = api_csv_feed(c, body, n, &e);
-		body += n;
-		left -= n;
-	}
-	api_dataset d;
-	memset(&d, 0, sizeof d);
-	if (rc == 0)
-		rc = api_csv_finish(c, &d, &e);
+	api_err e = API_ERR_INIT, e1 = API_ERR_INIT;
+	api_dataset d, whole;
+	int rc = read_csv(&opts, body, left, &sp, &d, &e);
+	int rc1 = read_csv(&opts, body, left, NULL, &whole, &e1);
+	/* the split never changes the outcome, nor the error's wording */
+	FUZZ_ASSERT(rc == rc1);
 	if (rc == 0) {
 		fuzz_check_dataset(&d, 1);
 		FUZZ_ASSERT(d.rows > 0);
+		fuzz_same_dataset(&d, &whole);
 	} else {
 		/* a rejection is a 4xx with a code, never a 5xx */
 		FUZZ_ASSERT(e.status >= 400 && e.status < 500 && e.code[0] != '\0');
+		FUZZ_ASSERT(e.status == e1.status && strcmp(e.detail, e1.detail) == 0);
 	}
 	api_dataset_free(&d);
-	api_csv_free(c);
+	api_dataset_free(&whole);
 	return 0;
 }

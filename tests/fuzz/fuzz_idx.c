@@ -8,7 +8,8 @@
  * also reach the reader through a valid gzip stream; the raw input may of
  * course hold gzip bytes of its own), bit 4 a small memory limit. Bytes 1-2
  * give the images part's length (big-endian, cut to what is there), bytes
- * 3-6 seed the piece lengths; the rest is images then labels.
+ * 3-6 seed the piece lengths; the rest is images then labels. The pair is
+ * also read whole, images first: both readings must agree.
  */
 #include <zlib.h>
 #include "fuzz_common.h"
@@ -48,6 +49,32 @@ static part gzip_part(const uint8_t *p, size_t n)
 	return out;
 }
 
+/* Feeds both parts, first part `first`, in pieces from sp (whole when sp is
+ * NULL), alternating the parts piece by piece when interleave is set. */
+static int read_idx(const part parts[2], int first, int interleave, fuzz_splitter *sp,
+                    int64_t max_bytes, api_dataset *d, api_err *e)
+{
+	api_idx *r = api_idx_new(max_bytes);
+	FUZZ_ASSERT(r != NULL);
+	int rc = 0, k = first;
+	size_t off[2] = { 0, 0 };
+	while (rc == 0 && (off[0] < parts[0].n || off[1] < parts[1].n)) {
+		if (off[k] >= parts[k].n)
+			k = !k;
+		size_t left = parts[k].n - off[k];
+		size_t n = sp ? fuzz_next_piece(sp, left) : left;
+		rc = api_idx_feed(r, k, (const char *)parts[k].p + off[k], n, e);
+		off[k] += n;
+		if (interleave)
+			k = !k;
+	}
+	memset(d, 0, sizeof *d);
+	if (rc == 0)
+		rc = api_idx_finish(r, d, e);
+	api_idx_free(r);
+	return rc;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 7)
@@ -63,34 +90,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		parts[0] = gzip_part(parts[0].p, parts[0].n);
 	if (o & 8)
 		parts[1] = gzip_part(parts[1].p, parts[1].n);
+	int64_t max_bytes = (o & 16) ? 4096 : 64 << 20;
 
-	api_err e = API_ERR_INIT;
-	api_idx *r = api_idx_new((o & 16) ? 4096 : 64 << 20);
-	FUZZ_ASSERT(r != NULL);
-	int first = o & 1, rc = 0;
-	size_t off[2] = { 0, 0 };
-	int k = first;
-	while (rc == 0 && (off[0] < parts[0].n || off[1] < parts[1].n)) {
-		if (off[k] >= parts[k].n)
-			k = !k;
-		size_t n = fuzz_next_piece(&sp, parts[k].n - off[k]);
-		rc = api_idx_feed(r, k, (const char *)parts[k].p + off[k], n, &e);
-		off[k] += n;
-		if (o & 2)
-			k = !k;     /* interleave the parts piece by piece */
-	}
-	api_dataset d;
-	memset(&d, 0, sizeof d);
-	if (rc == 0)
-		rc = api_idx_finish(r, &d, &e);
+	api_err e = API_ERR_INIT, e1 = API_ERR_INIT;
+	api_dataset d, whole;
+	int rc = read_idx(parts, o & 1, (o & 2) != 0, &sp, max_bytes, &d, &e);
+	int rc1 = read_idx(parts, 0, 0, NULL, max_bytes, &whole, &e1);
+	/* order and split never change whether the pair is accepted, nor what
+	 * it holds (which error is found first may depend on the order) */
+	FUZZ_ASSERT(rc == rc1);
 	if (rc == 0) {
 		fuzz_check_dataset(&d, 1);
 		FUZZ_ASSERT(d.width > 0 && d.height > 0 && d.channels > 0);
+		fuzz_same_dataset(&d, &whole);
 	} else {
 		FUZZ_ASSERT(e.status >= 400 && e.status < 500 && e.code[0] != '\0');
+		FUZZ_ASSERT(e1.status >= 400 && e1.status < 500 && e1.code[0] != '\0');
 	}
 	api_dataset_free(&d);
-	api_idx_free(r);
+	api_dataset_free(&whole);
 	free(parts[0].owned);
 	free(parts[1].owned);
 	return 0;
