@@ -21,6 +21,7 @@
  */
 #include <float.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -264,6 +265,86 @@ static void missing(const char *path, const char *key, api_err *e)
 	api_err_field(e, p, "is required");
 }
 
+/*
+ * Scalar fields read by a table: each rule names the field (an index into the
+ * object's keys, and so into what pick() found), its type and range, and where
+ * the value goes (an offset into the struct being filled). read_fields reads
+ * the rules in order, so errors come in the table's order; a value is written
+ * only when it is acceptable.
+ */
+enum {
+	F_FLOAT,               /* float, range lo..hi with open or closed ends */
+	F_INT,                 /* int in [lo, hi] */
+	F_INT64,               /* int64_t in [lo, hi] */
+	F_BOOL,                /* int, 0 or 1 */
+	F_REQUIRED = 0x10      /* or'ed in: absent is an error */
+};
+
+typedef struct field_rule {
+	int key;
+	int type;
+	double lo;
+	int lo_open;           /* F_FLOAT only */
+	double hi;
+	int hi_open;           /* F_FLOAT only */
+	size_t off;
+} field_rule;
+
+/* Returns the number of bad fields; sets bit `key` of *failed (when not NULL)
+ * for each of them. */
+static int read_fields(const cJSON *const *f, const char *const *keys, const char *path,
+		       const field_rule *r, int n, void *dst, unsigned *failed, api_err *e)
+{
+	int bad = 0;
+	for (; n > 0; n--, r++) {
+		const cJSON *v = f[r->key];
+		const char *k = keys[r->key];
+		char *d = (char *)dst + r->off;
+		int rc;
+		if (!v) {
+			if (!(r->type & F_REQUIRED))
+				continue;
+			missing(path, k, e);
+			rc = -1;
+		} else {
+			switch (r->type & ~F_REQUIRED) {
+			case F_FLOAT:
+				rc = get_float(v, path, k, r->lo, r->lo_open, r->hi, r->hi_open, (float *)d, e);
+				break;
+			case F_INT:
+				rc = get_int32(v, path, k, (int64_t)r->lo, (int64_t)r->hi, (int *)d, e);
+				break;
+			case F_INT64:
+				rc = get_int(v, path, k, (int64_t)r->lo, (int64_t)r->hi, (int64_t *)d, e);
+				break;
+			default:
+				rc = get_bool(v, path, k, (int *)d, e);
+				break;
+			}
+		}
+		if (rc != 0) {
+			bad++;
+			if (failed)
+				*failed |= 1u << r->key;
+		}
+	}
+	return bad;
+}
+
+/* An engine check's message, "field: problem", reported under its field
+ * (under `whole` when it names none). */
+static void engine_error(api_err *e, const char *msg, const char *whole)
+{
+	char field[128];
+	const char *colon = strstr(msg, ": ");
+	if (colon) {
+		snprintf(field, sizeof field, "%.*s", (int)(colon - msg), msg);
+		api_err_field(e, field, "%s", colon + 2);
+	} else {
+		api_err_field(e, whole, "%s", msg);
+	}
+}
+
 /* ---------------------------------------------------------------- model spec */
 
 typedef struct spec_ctx {
@@ -410,17 +491,19 @@ static int parse_layer(spec_ctx *c, const cJSON *o, const char *path, int depth,
 		parse_alpha(c, f[L_ALPHA], path, act, &l->alpha);
 		return out;
 	}
-	case NN_LAYER_BATCH_NORM:
-		if (f[L_MOMENTUM] && get_float(f[L_MOMENTUM], path, "momentum", 0, 0, 1, 0, &l->momentum, c->e))
-			c->errors++;
-		if (f[L_EPS] && get_float(f[L_EPS], path, "eps", 0, 1, 1, 0, &l->eps, c->e))
-			c->errors++;
+	case NN_LAYER_BATCH_NORM: {
+		static const field_rule R[] = {
+			{ L_MOMENTUM, F_FLOAT, 0, 0, 1, 0, offsetof(nn_layer_spec, momentum) },
+			{ L_EPS, F_FLOAT, 0, 1, 1, 0, offsetof(nn_layer_spec, eps) },
+		};
+		c->errors += read_fields(f, LAYER_KEYS, path, R, COUNT(R), l, NULL, c->e);
 		if (width > 0)
 			add_params(c, 2 * (int64_t)width);
 		return out;
-	case NN_LAYER_DROPOUT:
-		if (f[L_RATE] && get_float(f[L_RATE], path, "rate", 0, 0, 1, 1, &l->rate, c->e))
-			c->errors++;
+	}
+	case NN_LAYER_DROPOUT: {
+		static const field_rule R[] = { { L_RATE, F_FLOAT, 0, 0, 1, 1, offsetof(nn_layer_spec, rate) } };
+		c->errors += read_fields(f, LAYER_KEYS, path, R, COUNT(R), l, NULL, c->e);
 		if (f[L_MODE]) {
 			static const char *const MODES[] = { "inverted", "scale_at_test" };
 			int m = get_enum(f[L_MODE], path, "mode", MODES, 2, c->e);
@@ -430,6 +513,7 @@ static int parse_layer(spec_ctx *c, const cJSON *o, const char *path, int depth,
 				l->mode = (nn_dropout_mode)m;
 		}
 		return out;
+	}
 	case NN_LAYER_RESIDUAL: {
 		if (f[L_PROJECTION] && get_bool(f[L_PROJECTION], path, "projection", &l->projection, c->e))
 			c->errors++;
@@ -551,12 +635,10 @@ int api_model_spec_from_json(const cJSON *j, const api_limits *lim, nn_model_spe
 		c.errors++;
 	}
 	out->task = task < 0 ? NN_TASK_CLASSIFICATION : (nn_task)task;
-	if (!f[M_INPUTS]) {
-		missing("", "inputs", e);
-		c.errors++;
-	} else if (get_int32(f[M_INPUTS], "", "inputs", 1, MAX_INPUTS, &out->inputs, e)) {
-		c.errors++;
-	}
+	static const field_rule INPUTS[] = {
+		{ M_INPUTS, F_INT | F_REQUIRED, 1, 0, MAX_INPUTS, 0, offsetof(nn_model_spec, inputs) }
+	};
+	c.errors += read_fields(f, MODEL_KEYS, "", INPUTS, 1, out, NULL, e);
 	if (!f[M_OUTPUTS]) {
 		missing("", "outputs", e);
 		c.errors++;
@@ -596,11 +678,7 @@ int api_model_spec_from_json(const cJSON *j, const api_limits *lim, nn_model_spe
 		/* The engine's own check, as a safety net: it must agree. */
 		char msg[256];
 		if (nn_spec_check(out, lim->max_params, NULL, msg, sizeof msg) != NN_OK) {
-			char field[128];
-			const char *colon = strstr(msg, ": ");
-			snprintf(field, sizeof field, "%.*s", colon ? (int)(colon - msg) : 6,
-				 colon ? msg : "layers");
-			api_err_field(e, field, "%s", colon ? colon + 2 : msg);
+			engine_error(e, msg, "layers");
 			c.errors++;
 		}
 	}
@@ -641,6 +719,17 @@ static double short_num(float f)
 static int add_num(cJSON *o, const char *k, float f)
 {
 	return cJSON_AddNumberToObject(o, k, short_num(f)) != NULL;
+}
+
+/* Appends item (made by the caller) to array a and returns a; when item is
+ * NULL or cannot be added, frees both and returns NULL. */
+static cJSON *push(cJSON *a, cJSON *item)
+{
+	if (item && cJSON_AddItemToArray(a, item))
+		return a;
+	cJSON_Delete(item);
+	cJSON_Delete(a);
+	return NULL;
 }
 
 static cJSON *layers_to_json(const nn_layer_spec *ls, int n);
@@ -698,14 +787,8 @@ static cJSON *layer_to_json(const nn_layer_spec *l)
 static cJSON *layers_to_json(const nn_layer_spec *ls, int n)
 {
 	cJSON *a = cJSON_CreateArray();
-	for (int i = 0; a && i < n; i++) {
-		cJSON *l = layer_to_json(&ls[i]);
-		if (!l || !cJSON_AddItemToArray(a, l)) {
-			cJSON_Delete(l);
-			cJSON_Delete(a);
-			return NULL;
-		}
-	}
+	for (int i = 0; a && i < n; i++)
+		a = push(a, layer_to_json(&ls[i]));
 	return a;
 }
 
@@ -824,22 +907,17 @@ static int parse_optimizer(const cJSON *o, nn_optimizer *opt, api_err *e)
 	bad += only_allowed(f, O_N, OPT_KEYS, OPT_ALLOWED[t], P, what, e);
 	*opt = nn_optimizer_default((nn_opt_type)t);
 	opt->lr = (t == NN_OPT_ADAM || t == NN_OPT_ADAMW) ? 0.001f : 0.01f;
-	if (f[O_LR] && get_float(f[O_LR], P, "lr", 0, 1, 1e9, 0, &opt->lr, e))
-		bad++;
-	/* nesterov needs a momentum above 0, as in PyTorch */
-	if (f[O_MOMENTUM] &&
-	    get_float(f[O_MOMENTUM], P, "momentum", 0, t == NN_OPT_NESTEROV, 1, 1, &opt->momentum, e))
-		bad++;
-	if (f[O_BETA1] && get_float(f[O_BETA1], P, "beta1", 0, 0, 1, 1, &opt->beta1, e))
-		bad++;
-	if (f[O_BETA2] && get_float(f[O_BETA2], P, "beta2", 0, 0, 1, 1, &opt->beta2, e))
-		bad++;
-	if (f[O_EPS] && get_float(f[O_EPS], P, "eps", 0, 1, 1, 0, &opt->eps, e))
-		bad++;
-	if (f[O_RHO] && get_float(f[O_RHO], P, "rho", 0, 0, 1, 1, &opt->rho, e))
-		bad++;
-	if (f[O_WD] && get_float(f[O_WD], P, "weight_decay", 0, 0, 1e3, 0, &opt->weight_decay, e))
-		bad++;
+	const field_rule R[] = {
+		{ O_LR, F_FLOAT, 0, 1, 1e9, 0, offsetof(nn_optimizer, lr) },
+		/* nesterov needs a momentum above 0, as in PyTorch */
+		{ O_MOMENTUM, F_FLOAT, 0, t == NN_OPT_NESTEROV, 1, 1, offsetof(nn_optimizer, momentum) },
+		{ O_BETA1, F_FLOAT, 0, 0, 1, 1, offsetof(nn_optimizer, beta1) },
+		{ O_BETA2, F_FLOAT, 0, 0, 1, 1, offsetof(nn_optimizer, beta2) },
+		{ O_EPS, F_FLOAT, 0, 1, 1, 0, offsetof(nn_optimizer, eps) },
+		{ O_RHO, F_FLOAT, 0, 0, 1, 1, offsetof(nn_optimizer, rho) },
+		{ O_WD, F_FLOAT, 0, 0, 1e3, 0, offsetof(nn_optimizer, weight_decay) },
+	};
+	bad += read_fields(f, OPT_KEYS, P, R, COUNT(R), opt, NULL, e);
 	return bad ? -1 : 0;
 }
 
@@ -885,30 +963,25 @@ static int parse_schedule(const cJSON *o, nn_schedule *s, api_err *e)
 		else
 			s->per_step = p;
 	}
-	const double BIG = 1e300;
-	if (f[S_WARMUP] && get_float(f[S_WARMUP], P, "warmup_epochs", 0, 0, BIG, 0, &s->warmup_epochs, e))
-		bad++;
-	if (f[S_STEP_EPOCHS] && get_float(f[S_STEP_EPOCHS], P, "step_epochs", 0, 1, BIG, 0, &s->step_epochs, e))
-		bad++;
-	if (f[S_GAMMA] && get_float(f[S_GAMMA], P, "gamma", 0, 1, BIG, 0, &s->gamma, e))
-		bad++;
-	if (f[S_K] && get_float(f[S_K], P, "k", 0, 0, BIG, 0, &s->k, e))
-		bad++;
-	if (f[S_POWER] && get_float(f[S_POWER], P, "power", 0, 1, BIG, 0, &s->power, e))
-		bad++;
-	if (f[S_HALF] && get_float(f[S_HALF], P, "half_cycle_epochs", 0, 1, BIG, 0, &s->half_cycle_epochs, e))
-		bad++;
-	int lo_ok = 1, hi_ok = 1;
-	if (f[S_MIN_LR] && get_float(f[S_MIN_LR], P, "min_lr", 0, 0, BIG, 0, &s->min_lr, e))
-		bad++, lo_ok = 0;
-	if (f[S_MAX_LR] && get_float(f[S_MAX_LR], P, "max_lr", 0, 1, BIG, 0, &s->max_lr, e))
-		bad++, hi_ok = 0;
+	static const field_rule R[] = {
+		{ S_WARMUP, F_FLOAT, 0, 0, 1e300, 0, offsetof(nn_schedule, warmup_epochs) },
+		{ S_STEP_EPOCHS, F_FLOAT, 0, 1, 1e300, 0, offsetof(nn_schedule, step_epochs) },
+		{ S_GAMMA, F_FLOAT, 0, 1, 1e300, 0, offsetof(nn_schedule, gamma) },
+		{ S_K, F_FLOAT, 0, 0, 1e300, 0, offsetof(nn_schedule, k) },
+		{ S_POWER, F_FLOAT, 0, 1, 1e300, 0, offsetof(nn_schedule, power) },
+		{ S_HALF, F_FLOAT, 0, 1, 1e300, 0, offsetof(nn_schedule, half_cycle_epochs) },
+		{ S_MIN_LR, F_FLOAT, 0, 0, 1e300, 0, offsetof(nn_schedule, min_lr) },
+		{ S_MAX_LR, F_FLOAT, 0, 1, 1e300, 0, offsetof(nn_schedule, max_lr) },
+	};
+	unsigned failed = 0;
+	bad += read_fields(f, SCHED_KEYS, P, R, COUNT(R), s, &failed, e);
 	if (t == NN_SCHED_CYCLICAL) {
 		if (!f[S_MIN_LR])
-			missing(P, "min_lr", e), bad++, lo_ok = 0;
+			missing(P, "min_lr", e), bad++;
 		if (!f[S_MAX_LR])
-			missing(P, "max_lr", e), bad++, hi_ok = 0;
-		if (lo_ok && hi_ok && s->max_lr <= s->min_lr)
+			missing(P, "max_lr", e), bad++;
+		if (f[S_MIN_LR] && f[S_MAX_LR] && !(failed & (1u << S_MIN_LR | 1u << S_MAX_LR)) &&
+		    s->max_lr <= s->min_lr)
 			api_err_field(e, "schedule.max_lr", "must be greater than min_lr"), bad++;
 	}
 	return bad ? -1 : 0;
@@ -926,8 +999,8 @@ static int parse_validation(const cJSON *o, nn_train_config *cfg, api_job_refs *
 		return api_err_field(e, P, "give either fraction or dataset, not both");
 	if (!f[0] && !f[1])
 		return bad ? -1 : api_err_field(e, P, "must be {\"fraction\": f} or {\"dataset\": id}");
-	if (f[0] && get_float(f[0], P, "fraction", 0, 1, 1, 1, &cfg->val_fraction, e))
-		bad++;
+	static const field_rule R[] = { { 0, F_FLOAT, 0, 1, 1, 1, offsetof(nn_train_config, val_fraction) } };
+	bad += read_fields(f, K, P, R, COUNT(R), cfg, NULL, e);
 	if (f[1] && get_id(f[1], P, "dataset", "ds_", "data set", &refs->val_dataset, e))
 		bad++;
 	return bad ? -1 : 0;
@@ -942,12 +1015,12 @@ static int parse_early(const cJSON *o, nn_train_config *cfg, api_err *e)
 	const cJSON *f[3];
 	int bad = pick(o, P, K, 3, f, e);
 	cfg->early.enabled = 1;
-	if (f[0] && get_int32(f[0], P, "patience", 0, 1000000, &cfg->early.patience, e))
-		bad++;
-	if (f[1] && get_float(f[1], P, "min_delta", 0, 0, 1e300, 0, &cfg->early.min_delta, e))
-		bad++;
-	if (f[2] && get_bool(f[2], P, "restore_best", &cfg->early.restore_best, e))
-		bad++;
+	static const field_rule R[] = {
+		{ 0, F_INT, 0, 0, 1000000, 0, offsetof(nn_train_config, early.patience) },
+		{ 1, F_FLOAT, 0, 0, 1e300, 0, offsetof(nn_train_config, early.min_delta) },
+		{ 2, F_BOOL, 0, 0, 0, 0, offsetof(nn_train_config, early.restore_best) },
+	};
+	bad += read_fields(f, K, P, R, COUNT(R), cfg, NULL, e);
 	return bad ? -1 : 0;
 }
 
@@ -971,10 +1044,11 @@ static int parse_averaging(const cJSON *o, nn_train_config *cfg, api_err *e)
 	snprintf(what, sizeof what, "%s averaging", AVG_NAMES[t]);
 	bad += only_allowed(f, 3, K, allowed[t], P, what, e);
 	cfg->avg.type = (nn_avg_type)t;
-	if (f[1] && get_int32(f[1], P, "start_epoch", 0, INT32_MAX, &cfg->avg.start_epoch, e))
-		bad++;
-	if (f[2] && get_float(f[2], P, "decay", 0, 1, 1, 1, &cfg->avg.decay, e))
-		bad++;
+	static const field_rule R[] = {
+		{ 1, F_INT, 0, 0, INT32_MAX, 0, offsetof(nn_train_config, avg.start_epoch) },
+		{ 2, F_FLOAT, 0, 1, 1, 1, offsetof(nn_train_config, avg.decay) },
+	};
+	bad += read_fields(f, K, P, R, COUNT(R), cfg, NULL, e);
 	return bad ? -1 : 0;
 }
 
@@ -991,10 +1065,18 @@ static int parse_augment(const cJSON *o, nn_augment *a, api_err *e)
 		return api_err_field(e, P, "must be an object or null");
 	const cJSON *f[A_N];
 	int bad = pick(o, P, AUG_KEYS, A_N, f, e);
-	if (f[A_ROT] && get_float(f[A_ROT], P, "rotate_degrees", 0, 0, 180, 0, &a->rotate_degrees, e))
-		bad++;
-	if (f[A_TRANS] && get_float(f[A_TRANS], P, "translate_pixels", 0, 0, 1000, 0, &a->translate_pixels, e))
-		bad++;
+	/* in the order of AUG_KEYS, with the scale pair read in between */
+	static const field_rule R[] = {
+		{ A_ROT, F_FLOAT, 0, 0, 180, 0, offsetof(nn_augment, rotate_degrees) },
+		{ A_TRANS, F_FLOAT, 0, 0, 1000, 0, offsetof(nn_augment, translate_pixels) },
+		{ A_FLIPH, F_BOOL, 0, 0, 0, 0, offsetof(nn_augment, flip_horizontal) },
+		{ A_FLIPV, F_BOOL, 0, 0, 0, 0, offsetof(nn_augment, flip_vertical) },
+		{ A_CROP, F_INT, 0, 0, 1000, 0, offsetof(nn_augment, crop_padding) },
+		{ A_BRIGHT, F_FLOAT, 0, 0, 1, 0, offsetof(nn_augment, brightness) },
+		{ A_CONTRAST, F_FLOAT, 0, 0, 1, 0, offsetof(nn_augment, contrast) },
+		{ A_NOISE, F_FLOAT, 0, 0, 1000, 0, offsetof(nn_augment, noise_std) },
+	};
+	bad += read_fields(f, AUG_KEYS, P, R, 2, a, NULL, e);
 	if (f[A_SCALE]) {
 		const cJSON *s = f[A_SCALE];
 		double lo, hi;
@@ -1012,18 +1094,7 @@ static int parse_augment(const cJSON *o, nn_augment *a, api_err *e)
 			a->scale_max = (float)hi;
 		}
 	}
-	if (f[A_FLIPH] && get_bool(f[A_FLIPH], P, "flip_horizontal", &a->flip_horizontal, e))
-		bad++;
-	if (f[A_FLIPV] && get_bool(f[A_FLIPV], P, "flip_vertical", &a->flip_vertical, e))
-		bad++;
-	if (f[A_CROP] && get_int32(f[A_CROP], P, "crop_padding", 0, 1000, &a->crop_padding, e))
-		bad++;
-	if (f[A_BRIGHT] && get_float(f[A_BRIGHT], P, "brightness", 0, 0, 1, 0, &a->brightness, e))
-		bad++;
-	if (f[A_CONTRAST] && get_float(f[A_CONTRAST], P, "contrast", 0, 0, 1, 0, &a->contrast, e))
-		bad++;
-	if (f[A_NOISE] && get_float(f[A_NOISE], P, "noise_std", 0, 0, 1000, 0, &a->noise_std, e))
-		bad++;
+	bad += read_fields(f, AUG_KEYS, P, R + 2, COUNT(R) - 2, a, NULL, e);
 	return bad ? -1 : 0;
 }
 
@@ -1036,14 +1107,12 @@ static int parse_sparsity(const cJSON *o, nn_train_config *cfg, api_err *e)
 	const cJSON *f[3];
 	int bad = pick(o, P, K, 3, f, e);
 	cfg->sparsity.enabled = 1;
-	if (!f[0])
-		missing(P, "max_nonzero", e), bad++;
-	else if (get_int(f[0], P, "max_nonzero", 1, (int64_t)MAX_SEED, &cfg->sparsity.max_nonzero, e))
-		bad++;
-	if (f[1] && get_int32(f[1], P, "start_epoch", 0, INT32_MAX, &cfg->sparsity.start_epoch, e))
-		bad++;
-	if (f[2] && get_float(f[2], P, "bound", 0, 1, 1e300, 0, &cfg->sparsity.bound, e))
-		bad++;
+	static const field_rule R[] = {
+		{ 0, F_INT64 | F_REQUIRED, 1, 0, MAX_SEED, 0, offsetof(nn_train_config, sparsity.max_nonzero) },
+		{ 1, F_INT, 0, 0, INT32_MAX, 0, offsetof(nn_train_config, sparsity.start_epoch) },
+		{ 2, F_FLOAT, 0, 1, 1e300, 0, offsetof(nn_train_config, sparsity.bound) },
+	};
+	bad += read_fields(f, K, P, R, COUNT(R), cfg, NULL, e);
 	return bad ? -1 : 0;
 }
 
@@ -1075,12 +1144,18 @@ int api_train_config_from_json(const cJSON *j, const api_limits *lim, nn_train_c
 		bad++;
 	if (f[J_VALIDATION] && parse_validation(f[J_VALIDATION], cfg, refs, e))
 		bad++;
-	if (f[J_EPOCHS] && get_int32(f[J_EPOCHS], "", "epochs", 1, lim->max_epochs, &cfg->epochs, e))
-		bad++;
-	if (f[J_BATCH] && get_int32(f[J_BATCH], "", "batch_size", 1, lim->max_batch, &cfg->batch_size, e))
-		bad++;
-	if (f[J_SHUFFLE] && get_bool(f[J_SHUFFLE], "", "shuffle", &cfg->shuffle, e))
-		bad++;
+	/* The scalar fields, in three runs between the others (in JOB_KEYS order). */
+	const field_rule R[] = {
+		{ J_EPOCHS, F_INT, 1, 0, lim->max_epochs, 0, offsetof(nn_train_config, epochs) },
+		{ J_BATCH, F_INT, 1, 0, lim->max_batch, 0, offsetof(nn_train_config, batch_size) },
+		{ J_SHUFFLE, F_BOOL, 0, 0, 0, 0, offsetof(nn_train_config, shuffle) },
+		{ J_L2, F_FLOAT, 0, 0, 1e6, 0, offsetof(nn_train_config, l2) },
+		{ J_STD, F_BOOL, 0, 0, 0, 0, offsetof(nn_train_config, standardize) },
+		{ J_CLIP, F_FLOAT, 0, 1, 1e300, 0, offsetof(nn_train_config, clip_grad_norm) },
+		{ J_LOG, F_INT, 1, 0, INT32_MAX, 0, offsetof(nn_train_config, log_every_steps) },
+		{ J_CKPT, F_INT, 0, 0, lim->max_epochs, 0, offsetof(nn_train_config, checkpoint_every_epochs) },
+	};
+	bad += read_fields(f, JOB_KEYS, "", R, 3, cfg, NULL, e);
 	int64_t seed = 0;
 	if (f[J_SEED] && get_int(f[J_SEED], "", "seed", 0, (int64_t)MAX_SEED, &seed, e))
 		bad++;
@@ -1089,10 +1164,7 @@ int api_train_config_from_json(const cJSON *j, const api_limits *lim, nn_train_c
 		bad++;
 	if (f[J_SCHED] && parse_schedule(f[J_SCHED], &cfg->sched, e))
 		bad++;
-	if (f[J_L2] && get_float(f[J_L2], "", "l2", 0, 0, 1e6, 0, &cfg->l2, e))
-		bad++;
-	if (f[J_STD] && get_bool(f[J_STD], "", "standardize", &cfg->standardize, e))
-		bad++;
+	bad += read_fields(f, JOB_KEYS, "", R + 3, 2, cfg, NULL, e);
 	if (f[J_BNSTATS]) {
 		static const char *const BN[] = { "population", "running" };
 		int b = get_enum(f[J_BNSTATS], "", "batch_norm_stats", BN, 2, e);
@@ -1113,21 +1185,12 @@ int api_train_config_from_json(const cJSON *j, const api_limits *lim, nn_train_c
 		bad++;
 	if (f[J_SPARSITY] && parse_sparsity(f[J_SPARSITY], cfg, e))
 		bad++;
-	if (f[J_CLIP] && get_float(f[J_CLIP], "", "clip_grad_norm", 0, 1, 1e300, 0, &cfg->clip_grad_norm, e))
-		bad++;
-	if (f[J_LOG] && get_int32(f[J_LOG], "", "log_every_steps", 1, INT32_MAX, &cfg->log_every_steps, e))
-		bad++;
-	if (f[J_CKPT] && get_int32(f[J_CKPT], "", "checkpoint_every_epochs", 0, lim->max_epochs,
-				   &cfg->checkpoint_every_epochs, e))
-		bad++;
+	bad += read_fields(f, JOB_KEYS, "", R + 5, 3, cfg, NULL, e);
 	if (!bad) {
 		/* The engine's own check, as a safety net: it must agree. */
 		char msg[256];
 		if (nn_train_config_check(cfg, msg, sizeof msg) != NN_OK) {
-			char field[128];
-			const char *colon = strstr(msg, ": ");
-			snprintf(field, sizeof field, "%.*s", colon ? (int)(colon - msg) : 4, colon ? msg : "body");
-			api_err_field(e, field, "%s", colon ? colon + 2 : msg);
+			engine_error(e, msg, "body");
 			bad++;
 		}
 	}
@@ -1286,28 +1349,16 @@ cJSON *api_train_config_to_json(const nn_train_config *cfg, const api_job_refs *
 static cJSON *vec_to_json(const float *v, int n)
 {
 	cJSON *a = cJSON_CreateArray();
-	for (int i = 0; a && i < n; i++) {
-		cJSON *x = isfinite(v[i]) ? cJSON_CreateNumber((double)v[i]) : NULL;
-		if (!x || !cJSON_AddItemToArray(a, x)) {
-			cJSON_Delete(x);
-			cJSON_Delete(a);
-			return NULL;
-		}
-	}
+	for (int i = 0; a && i < n; i++)
+		a = push(a, isfinite(v[i]) ? cJSON_CreateNumber((double)v[i]) : NULL);
 	return a;
 }
 
 static cJSON *mat_to_json(const float *w, int rows, int cols)
 {
 	cJSON *a = cJSON_CreateArray();
-	for (int r = 0; a && r < rows; r++) {
-		cJSON *row = vec_to_json(w + (size_t)r * (size_t)cols, cols);
-		if (!row || !cJSON_AddItemToArray(a, row)) {
-			cJSON_Delete(row);
-			cJSON_Delete(a);
-			return NULL;
-		}
-	}
+	for (int r = 0; a && r < rows; r++)
+		a = push(a, vec_to_json(w + (size_t)r * (size_t)cols, cols));
 	return a;
 }
 
@@ -1380,14 +1431,8 @@ fail:
 static cJSON *wlayers_to_json(wctx *c, const nn_layer_spec *ls, int n)
 {
 	cJSON *a = cJSON_CreateArray();
-	for (int i = 0; a && i < n; i++) {
-		cJSON *l = wlayer_to_json(c, &ls[i]);
-		if (!l || !cJSON_AddItemToArray(a, l)) {
-			cJSON_Delete(l);
-			cJSON_Delete(a);
-			return NULL;
-		}
-	}
+	for (int i = 0; a && i < n; i++)
+		a = push(a, wlayer_to_json(c, &ls[i]));
 	return a;
 }
 
