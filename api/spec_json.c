@@ -888,23 +888,53 @@ static int only_allowed(const cJSON **f, int n, const char *const *keys, unsigne
 	return bad;
 }
 
-static int parse_optimizer(const cJSON *o, nn_optimizer *opt, api_err *e)
+/* An object whose "type" says which of its keys it takes (the optimizer,
+ * the schedule, the averaging); keys[0] is "type". */
+typedef struct variant {
+	const char *path;
+	const char *not_object;          /* the message when it is not an object */
+	const char *const *keys;
+	int n_keys;
+	const char *const *types;
+	int n_types;
+	const unsigned *allowed;         /* per type: bit i = keys[i] */
+	const char *what_pre, *what_post; /* around the type: "the adam optimizer" */
+} variant;
+
+/* Picks the fields of o into f[v->n_keys] and reads its type. Returns the
+ * type, with the fields it does not take dropped and reported, and the errors
+ * counted in *bad; -1 after reporting when o has no valid type. */
+static int pick_variant(const cJSON *o, const variant *v, const cJSON **f, int *bad, api_err *e)
 {
-	const char *P = "optimizer";
 	if (!cJSON_IsObject(o))
-		return api_err_field(e, P, "must be an object with a \"type\"");
-	const cJSON *f[O_N];
-	int bad = pick(o, P, OPT_KEYS, O_N, f, e);
-	if (!f[O_TYPE]) {
-		missing(P, "type", e);
+		return api_err_field(e, v->path, "%s", v->not_object);
+	*bad = pick(o, v->path, v->keys, v->n_keys, f, e);
+	if (!f[0]) {
+		missing(v->path, "type", e);
 		return -1;
 	}
-	int t = get_enum(f[O_TYPE], P, "type", OPT_NAMES, COUNT(OPT_NAMES), e);
+	int t = get_enum(f[0], v->path, "type", v->types, v->n_types, e);
 	if (t < 0)
 		return -1;
 	char what[64];
-	snprintf(what, sizeof what, "the %s optimizer", OPT_NAMES[t]);
-	bad += only_allowed(f, O_N, OPT_KEYS, OPT_ALLOWED[t], P, what, e);
+	snprintf(what, sizeof what, "%s%s%s", v->what_pre, v->types[t], v->what_post);
+	*bad += only_allowed(f, v->n_keys, v->keys, v->allowed[t], v->path, what, e);
+	return t;
+}
+
+static const variant OPTIMIZER = {
+	"optimizer", "must be an object with a \"type\"", OPT_KEYS, O_N,
+	OPT_NAMES, COUNT(OPT_NAMES), OPT_ALLOWED, "the ", " optimizer"
+};
+
+static int parse_optimizer(const cJSON *o, nn_optimizer *opt, api_err *e)
+{
+	const char *P = OPTIMIZER.path;
+	const cJSON *f[O_N];
+	int bad = 0;
+	int t = pick_variant(o, &OPTIMIZER, f, &bad, e);
+	if (t < 0)
+		return -1;
 	*opt = nn_optimizer_default((nn_opt_type)t);
 	opt->lr = (t == NN_OPT_ADAM || t == NN_OPT_ADAMW) ? 0.001f : 0.01f;
 	const field_rule R[] = {
@@ -937,23 +967,19 @@ static const unsigned SCHED_ALLOWED[] = {
 	[NN_SCHED_COSINE] = S_COMMON | 1u << S_MIN_LR,
 };
 
+static const variant SCHEDULE = {
+	"schedule", "must be an object with a \"type\"", SCHED_KEYS, S_N,
+	SCHED_NAMES, COUNT(SCHED_NAMES), SCHED_ALLOWED, "the ", " schedule"
+};
+
 static int parse_schedule(const cJSON *o, nn_schedule *s, api_err *e)
 {
-	const char *P = "schedule";
-	if (!cJSON_IsObject(o))
-		return api_err_field(e, P, "must be an object with a \"type\"");
+	const char *P = SCHEDULE.path;
 	const cJSON *f[S_N];
-	int bad = pick(o, P, SCHED_KEYS, S_N, f, e);
-	if (!f[S_TYPE]) {
-		missing(P, "type", e);
-		return -1;
-	}
-	int t = get_enum(f[S_TYPE], P, "type", SCHED_NAMES, COUNT(SCHED_NAMES), e);
+	int bad = 0;
+	int t = pick_variant(o, &SCHEDULE, f, &bad, e);
 	if (t < 0)
 		return -1;
-	char what[64];
-	snprintf(what, sizeof what, "the %s schedule", SCHED_NAMES[t]);
-	bad += only_allowed(f, S_N, SCHED_KEYS, SCHED_ALLOWED[t], P, what, e);
 	s->type = (nn_sched_type)t;
 	if (f[S_PER]) {
 		static const char *const PER[] = { "epoch", "step" };
@@ -1024,31 +1050,26 @@ static int parse_early(const cJSON *o, nn_train_config *cfg, api_err *e)
 	return bad ? -1 : 0;
 }
 
+static const char *const AVG_KEYS[] = { "type", "start_epoch", "decay" };
+static const unsigned AVG_ALLOWED[] = { 1u, 1u | 2u, 1u | 2u | 4u };
+static const variant AVERAGING = {
+	"averaging", "must be an object with a \"type\" or null", AVG_KEYS, COUNT(AVG_KEYS),
+	AVG_NAMES, COUNT(AVG_NAMES), AVG_ALLOWED, "", " averaging"
+};
+
 static int parse_averaging(const cJSON *o, nn_train_config *cfg, api_err *e)
 {
-	static const char *const K[] = { "type", "start_epoch", "decay" };
-	const char *P = "averaging";
-	if (!cJSON_IsObject(o))
-		return api_err_field(e, P, "must be an object with a \"type\" or null");
-	const cJSON *f[3];
-	int bad = pick(o, P, K, 3, f, e);
-	if (!f[0]) {
-		missing(P, "type", e);
-		return -1;
-	}
-	int t = get_enum(f[0], P, "type", AVG_NAMES, COUNT(AVG_NAMES), e);
+	const cJSON *f[COUNT(AVG_KEYS)];
+	int bad = 0;
+	int t = pick_variant(o, &AVERAGING, f, &bad, e);
 	if (t < 0)
 		return -1;
-	static const unsigned allowed[] = { 1u, 1u | 2u, 1u | 2u | 4u };
-	char what[48];
-	snprintf(what, sizeof what, "%s averaging", AVG_NAMES[t]);
-	bad += only_allowed(f, 3, K, allowed[t], P, what, e);
 	cfg->avg.type = (nn_avg_type)t;
 	static const field_rule R[] = {
 		{ 1, F_INT, 0, 0, INT32_MAX, 0, offsetof(nn_train_config, avg.start_epoch) },
 		{ 2, F_FLOAT, 0, 1, 1, 1, offsetof(nn_train_config, avg.decay) },
 	};
-	bad += read_fields(f, K, P, R, COUNT(R), cfg, NULL, e);
+	bad += read_fields(f, AVG_KEYS, AVERAGING.path, R, COUNT(R), cfg, NULL, e);
 	return bad ? -1 : 0;
 }
 
