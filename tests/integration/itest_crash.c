@@ -15,8 +15,9 @@
  *    jobs only);
  *  - every acknowledged job, the interrupted ones included, resumes and
  *    ends succeeded with a published version and a whole metric history
- *    (the long first job of a round is still running at the kill: at
- *    least one job per round is unfinished in the store and must resume).
+ *    (the long first job of a round is still running at the kill, unless
+ *    this process starved past its end: a job per round is unfinished in
+ *    the store and must resume).
  *
  * CRASH_ROUNDS (default 3, as in make check; .ci runs 20) sets the rounds,
  * CRASH_SEED the random seed (printed, to replay a failure).
@@ -371,8 +372,9 @@ static void finish_jobs(void)
 	}
 }
 
-/* Waits until the job has passed step `step` while running. */
-static void wait_step(const char *job, int step)
+/* Waits until the job has passed step `step` while running: 1, or 0 when
+ * it ended first (this process starved on a loaded machine). */
+static int wait_step(const char *job, int step)
 {
 	char path[128];
 	snprintf(path, sizeof path, "/v1/jobs/%s", job);
@@ -384,11 +386,13 @@ static void wait_step(const char *job, int step)
 		int over = strcmp(state, "succeeded") == 0 || strcmp(state, "failed") == 0;
 		cJSON_Delete(j);
 		if (past)
-			return;
-		ck_assert_msg(!over, "job %s ended before step %d", job, step);
+			return 1;
+		if (over)
+			return 0;
 		sleep_ms(2);
 	}
 	ck_abort_msg("job %s never reached step %d", job, step);
+	return 0;
 }
 
 START_TEST(test_kill9_at_random_moments_loses_nothing_acknowledged)
@@ -418,11 +422,11 @@ START_TEST(test_kill9_at_random_moments_loses_nothing_acknowledged)
 		pthread_t up, sub;
 		pthread_create(&up, NULL, uploader, (void *)(uintptr_t)next_rand(&rng_state));
 		pthread_create(&sub, NULL, submitter, NULL);
-		/* the moment: a random step of the long job
+		/* the moment: a random step in the first half of the long job
 		 * (75 steps an epoch, 100 epochs), then a random few ms */
-		int step = 1 + (int)(next_rand(&rng_state) % 6000);
+		int step = 1 + (int)(next_rand(&rng_state) % 3750);
 		int delay = (int)(next_rand(&rng_state) % 20);
-		wait_step(first_job, step);
+		int caught = wait_step(first_job, step);
 		sleep_ms(delay);
 		nnd_kill9(&D);
 		stop_flag = 1;
@@ -439,7 +443,7 @@ START_TEST(test_kill9_at_random_moments_loses_nothing_acknowledged)
 		resumed += unfinished;
 		fprintf(stderr, "crash: round %d: killed at step %d + %d ms, %d objects acknowledged, "
 		        "%d jobs unfinished\n", round + 1, step, delay, acks.n, unfinished);
-		if (unfinished < 1) {
+		if (caught && unfinished < 1) {
 			out = sql_out("SELECT id, state, epoch, error FROM jobs");
 			ck_abort_msg("no job was unfinished at the kill: %s", out);
 		}
@@ -452,6 +456,7 @@ START_TEST(test_kill9_at_random_moments_loses_nothing_acknowledged)
 		check_integrity();
 	}
 	fprintf(stderr, "crash: %d rounds passed, %d interrupted jobs resumed\n", rounds, resumed);
+	ck_assert_int_ge(resumed, 1);
 	ck_assert_int_eq(nnd_cleanup(&D), 0);
 }
 END_TEST
