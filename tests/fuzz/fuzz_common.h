@@ -2,9 +2,10 @@
  * fuzz_common.h - small helpers shared by the libFuzzer targets in this
  * directory: cutting an input into pieces at positions derived from its own
  * bytes (so the streaming readers see every kind of split), repairing a
- * trailing CRC-32 (so mutations reach the parsers behind the checksum), and
+ * trailing CRC-32 (so mutations reach the parsers behind the checksum),
  * invariant checks that stop the run loudly when a reader accepts something
- * inconsistent.
+ * inconsistent or two readings of the same bytes differ, and the tiny models
+ * and training run the checkpoint and weights targets (and seedgen.c) share.
  *
  * Every helper is static inline: each target is one translation unit.
  */
@@ -21,9 +22,9 @@
 /* Stops the run with a crash libFuzzer records: an invariant was broken. */
 #define FUZZ_ASSERT(c) do { if (!(c)) __builtin_trap(); } while (0)
 
-/* A cursor that hands out piece lengths from a small table of seeds: lengths
- * 1..max cycle through the table, so splits land everywhere, including
- * single bytes and long runs. */
+/* A cursor that hands out piece lengths from four seed bytes taken from the
+ * input, cycling through them, so splits land everywhere, single bytes and
+ * long runs included. */
 typedef struct fuzz_splitter {
 	unsigned char seed[4];
 	unsigned i;
@@ -37,7 +38,8 @@ static inline fuzz_splitter fuzz_splitter_of(const uint8_t *b, size_t n)
 	return s;
 }
 
-/* The next piece length (1..256, or "everything" when the seed byte is 255). */
+/* The next piece length: seed % 32 (1..31), seed + 1 for multiples of 32
+ * (up to 225), or everything left when the seed byte is 255. */
 static inline size_t fuzz_next_piece(fuzz_splitter *s, size_t left)
 {
 	unsigned char b = s->seed[s->i++ % 4];
