@@ -1389,22 +1389,15 @@ typedef struct wctx {
 	int count;
 	int write;             /* 0: check only, 1: copy the values in */
 	api_err *e;
-	int failed;
 } wctx;
 
 /* The next tensor, which must be of the kind the spec walk expects. */
 static int next_tensor(wctx *c, nn_tensor_kind kind, nn_tensor *t)
 {
-	if (c->next >= c->count) {
-		c->failed = 1;
+	if (c->next >= c->count)
 		return -1;
-	}
 	*t = nn_model_tensor(c->m, c->next++);
-	if (t->kind != kind || !t->data) {
-		c->failed = 1;
-		return -1;
-	}
-	return 0;
+	return t->kind == kind && t->data ? 0 : -1;
 }
 
 static cJSON *wlayers_to_json(wctx *c, const nn_layer_spec *ls, int n);
@@ -1462,7 +1455,7 @@ cJSON *api_weights_to_json(const nn_model *m)
 	if (!m)
 		return NULL;
 	const nn_model_spec *s = nn_model_spec_of(m);
-	wctx c = { (nn_model *)m, 0, nn_model_tensor_count(m), 0, NULL, 0 };
+	wctx c = { (nn_model *)m, 0, nn_model_tensor_count(m), 0, NULL };
 	cJSON *o = cJSON_CreateObject();
 	if (!o || !add_obj(o, "layers", wlayers_to_json(&c, s->layers, s->n_layers)) || c.next != c.count)
 		goto fail;
@@ -1484,10 +1477,10 @@ static int read_vec(wctx *c, const cJSON *a, const char *path, float *dst, int n
 		    int nonneg)
 {
 	if (!cJSON_IsArray(a))
-		return c->failed = 1, api_err_field(c->e, path, "must be an array of %d numbers", n);
+		return api_err_field(c->e, path, "must be an array of %d numbers", n);
 	int got = cJSON_GetArraySize(a);
 	if (got != n)
-		return c->failed = 1, api_err_field(c->e, path, "expected %d values, got %d", n, got);
+		return api_err_field(c->e, path, "expected %d values, got %d", n, got);
 	int i = 0;
 	for (const cJSON *v = a->child; v; v = v->next, i++) {
 		double x = cJSON_IsNumber(v) ? v->valuedouble : NAN;
@@ -1495,7 +1488,6 @@ static int read_vec(wctx *c, const cJSON *a, const char *path, float *dst, int n
 		if (!isfinite(x) || fabs(x) > FLT_MAX || (positive && !(fx > 0)) || (nonneg && x < 0)) {
 			char p[160];
 			joini(p, sizeof p, path, i);
-			c->failed = 1;
 			return api_err_field(c->e, p, !cJSON_IsNumber(v) ? "must be a number"
 						      : !isfinite(x) || fabs(x) > FLT_MAX ? "must be a finite number within float range"
 						      : positive ? "must be greater than 0" : "must be at least 0");
@@ -1509,10 +1501,10 @@ static int read_vec(wctx *c, const cJSON *a, const char *path, float *dst, int n
 static int read_mat(wctx *c, const cJSON *a, const char *path, const nn_tensor *t)
 {
 	if (!cJSON_IsArray(a))
-		return c->failed = 1, api_err_field(c->e, path, "must be an array of %d rows of %d values", t->rows, t->cols);
+		return api_err_field(c->e, path, "must be an array of %d rows of %d values", t->rows, t->cols);
 	int got = cJSON_GetArraySize(a);
 	if (got != t->rows)
-		return c->failed = 1, api_err_field(c->e, path, "expected %d rows, got %d", t->rows, got);
+		return api_err_field(c->e, path, "expected %d rows, got %d", t->rows, got);
 	int r = 0;
 	char p[160];
 	for (const cJSON *row = a->child; row; row = row->next, r++) {
@@ -1538,7 +1530,7 @@ static int wlayer_from_json(wctx *c, const cJSON *o, const char *path, const nn_
 	};
 	char p[160];
 	if (!cJSON_IsObject(o))
-		return c->failed = 1, api_err_field(c->e, path, "must be an object for the %s layer", LAYER_NAMES[l->type]);
+		return api_err_field(c->e, path, "must be an object for the %s layer", LAYER_NAMES[l->type]);
 	const cJSON *f[9];
 	for (int i = 0; i < 9; i++)
 		f[i] = NULL;
@@ -1547,16 +1539,16 @@ static int wlayer_from_json(wctx *c, const cJSON *o, const char *path, const nn_
 		int i = find_name(K, 9, k);
 		join(p, sizeof p, path, k);
 		if (i < 0 || !(allowed[l->type] & (1u << i)))
-			return c->failed = 1, api_err_field(c->e, p, "unknown field for a %s layer", LAYER_NAMES[l->type]);
+			return api_err_field(c->e, p, "unknown field for a %s layer", LAYER_NAMES[l->type]);
 		if (f[i])
-			return c->failed = 1, api_err_field(c->e, p, "duplicate field");
+			return api_err_field(c->e, p, "duplicate field");
 		f[i] = it;
 	}
 	join(p, sizeof p, path, "type");
 	if (!f[0])
-		return c->failed = 1, api_err_field(c->e, p, "is required (\"%s\")", LAYER_NAMES[l->type]);
+		return api_err_field(c->e, p, "is required (\"%s\")", LAYER_NAMES[l->type]);
 	if (!cJSON_IsString(f[0]) || strcmp(f[0]->valuestring, LAYER_NAMES[l->type]) != 0)
-		return c->failed = 1, api_err_field(c->e, p, "must be \"%s\" like the model's layer", LAYER_NAMES[l->type]);
+		return api_err_field(c->e, p, "must be \"%s\" like the model's layer", LAYER_NAMES[l->type]);
 	nn_tensor t;
 	switch (l->type) {
 	case NN_LAYER_DENSE:
@@ -1564,19 +1556,19 @@ static int wlayer_from_json(wctx *c, const cJSON *o, const char *path, const nn_
 		if (next_tensor(c, NN_T_WEIGHT, &t))
 			return -1;
 		if (!f[1])
-			return c->failed = 1, api_err_field(c->e, p, "is required");
+			return api_err_field(c->e, p, "is required");
 		if (read_mat(c, f[1], p, &t))
 			return -1;
 		join(p, sizeof p, path, "bias");
 		if (!l->bias) {
 			if (f[2])
-				return c->failed = 1, api_err_field(c->e, p, "the layer has no bias");
+				return api_err_field(c->e, p, "the layer has no bias");
 			break;
 		}
 		if (next_tensor(c, NN_T_BIAS, &t))
 			return -1;
 		if (!f[2])
-			return c->failed = 1, api_err_field(c->e, p, "is required");
+			return api_err_field(c->e, p, "is required");
 		return read_vec(c, f[2], p, t.data, t.cols, 0, 0);
 	case NN_LAYER_BATCH_NORM: {
 		static const nn_tensor_kind KK[] = { NN_T_GAMMA, NN_T_BETA, NN_T_RUNNING_MEAN, NN_T_RUNNING_VAR };
@@ -1585,7 +1577,7 @@ static int wlayer_from_json(wctx *c, const cJSON *o, const char *path, const nn_
 			if (next_tensor(c, KK[i], &t))
 				return -1;
 			if (!f[3 + i])
-				return c->failed = 1, api_err_field(c->e, p, "is required");
+				return api_err_field(c->e, p, "is required");
 			if (read_vec(c, f[3 + i], p, t.data, t.cols, 0, i == 3))
 				return -1;
 		}
@@ -1594,22 +1586,22 @@ static int wlayer_from_json(wctx *c, const cJSON *o, const char *path, const nn_
 	case NN_LAYER_RESIDUAL:
 		join(p, sizeof p, path, "layers");
 		if (!f[7])
-			return c->failed = 1, api_err_field(c->e, p, "is required");
+			return api_err_field(c->e, p, "is required");
 		if (wlayers_from_json(c, f[7], p, l->children, l->n_children))
 			return -1;
 		join(p, sizeof p, path, "projection");
 		if (!l->projection) {
 			if (f[8])
-				return c->failed = 1, api_err_field(c->e, p, "the block has no projection");
+				return api_err_field(c->e, p, "the block has no projection");
 			break;
 		}
 		if (next_tensor(c, NN_T_WEIGHT, &t))
 			return -1;
 		if (!f[8])
-			return c->failed = 1, api_err_field(c->e, p, "is required ({\"weight\": [[...]]})");
+			return api_err_field(c->e, p, "is required ({\"weight\": [[...]]})");
 		if (!cJSON_IsObject(f[8]) || !f[8]->child || f[8]->child->next ||
 		    !f[8]->child->string || strcmp(f[8]->child->string, "weight") != 0)
-			return c->failed = 1, api_err_field(c->e, p, "must be {\"weight\": [[...]]}");
+			return api_err_field(c->e, p, "must be {\"weight\": [[...]]}");
 		join(p, sizeof p, path, "projection.weight");
 		return read_mat(c, f[8]->child, p, &t);
 	default:
@@ -1621,10 +1613,10 @@ static int wlayer_from_json(wctx *c, const cJSON *o, const char *path, const nn_
 static int wlayers_from_json(wctx *c, const cJSON *a, const char *path, const nn_layer_spec *ls, int n)
 {
 	if (!cJSON_IsArray(a))
-		return c->failed = 1, api_err_field(c->e, path, "must be an array of %d layers", n);
+		return api_err_field(c->e, path, "must be an array of %d layers", n);
 	int got = cJSON_GetArraySize(a);
 	if (got != n)
-		return c->failed = 1, api_err_field(c->e, path, "expected %d layers (the output layer last), got %d", n, got);
+		return api_err_field(c->e, path, "expected %d layers (the output layer last), got %d", n, got);
 	int i = 0;
 	char p[160];
 	for (const cJSON *it = a->child; it; it = it->next, i++) {
@@ -1648,19 +1640,19 @@ static int weights_pass(wctx *c, const cJSON *j, const nn_model_spec *s, float *
 		else {
 			char p[128];
 			snprintf(p, sizeof p, "%.100s", k);
-			return c->failed = 1, api_err_field(c->e, p, "unknown field");
+			return api_err_field(c->e, p, "unknown field");
 		}
 	}
 	if (!layers)
-		return c->failed = 1, api_err_field(c->e, "layers", "is required");
+		return api_err_field(c->e, "layers", "is required");
 	if (wlayers_from_json(c, layers, "layers", s->layers, s->n_layers))
 		return -1;
 	if (c->next != c->count)
-		return c->failed = 1, -1;
+		return -1;
 	if (st && !cJSON_IsNull(st)) {
 		const cJSON *sm = NULL, *ss = NULL;
 		if (!cJSON_IsObject(st))
-			return c->failed = 1, api_err_field(c->e, "standardize", "must be {\"mean\": [...], \"std\": [...]} or null");
+			return api_err_field(c->e, "standardize", "must be {\"mean\": [...], \"std\": [...]} or null");
 		for (const cJSON *it = st->child; it; it = it->next) {
 			const char *k = it->string ? it->string : "";
 			if (strcmp(k, "mean") == 0 && !sm)
@@ -1670,13 +1662,13 @@ static int weights_pass(wctx *c, const cJSON *j, const nn_model_spec *s, float *
 			else {
 				char p[160];
 				join(p, sizeof p, "standardize", k);
-				return c->failed = 1, api_err_field(c->e, p, "unknown field");
+				return api_err_field(c->e, p, "unknown field");
 			}
 		}
 		if (!sm)
-			return c->failed = 1, api_err_field(c->e, "standardize.mean", "is required");
+			return api_err_field(c->e, "standardize.mean", "is required");
 		if (!ss)
-			return c->failed = 1, api_err_field(c->e, "standardize.std", "is required");
+			return api_err_field(c->e, "standardize.std", "is required");
 		if (read_vec(c, sm, "standardize.mean", mean, s->inputs, 0, 0) ||
 		    read_vec(c, ss, "standardize.std", std, s->inputs, 1, 0))
 			return -1;
@@ -1694,7 +1686,7 @@ int api_weights_from_json(const cJSON *j, nn_model *m, api_err *e)
 	if (!cJSON_IsObject(j))
 		return api_err_field(e, "body", "must be a JSON object with \"layers\"");
 	const nn_model_spec *s = nn_model_spec_of(m);
-	wctx c = { m, 0, nn_model_tensor_count(m), 0, e, 0 };
+	wctx c = { m, 0, nn_model_tensor_count(m), 0, e };
 	int has_std = 0;
 	const cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "standardize");
 	has_std = st && !cJSON_IsNull(st);
