@@ -236,8 +236,10 @@ START_TEST(test_many_subscribers_get_the_same_live_events)
 		ck_assert_int_eq(pthread_create(&th[i], NULL, subscribe, &subs[i]), 0);
 	}
 	vanish(&d, subs[0].path);
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 3; i++) {
 		pthread_join(th[i], NULL);
+		ck_assert_msg(subs[i].text != NULL, "subscriber %d got no stream", i);
+	}
 	int steps = count(subs[0].text, "event: step");
 	ck_assert_int_ge(steps, 2);
 	ck_assert_int_eq(count(subs[1].text, "event: step"), steps);
