@@ -40,15 +40,26 @@ static const struct optdef {
 
 #define MAX_POS 16
 
+struct cmd;
+
 struct args {
+	const struct cmd *cmd;   /* the command the words named */
 	int npos;
 	const char *pos[MAX_POS];
 	const char *opt[N_OPTS]; /* the value, or "1" for a flag; NULL when absent */
 };
 
+/* A collection of resources: what list, get and rm act on. */
+struct collection {
+	const char *name;                /* "datasets": the path under /v1/ */
+	void (*header)(void);            /* list's header line and rows */
+	void (*row)(const cJSON *);
+};
+
 struct cmd {
 	const char *group, *verb;
 	int (*fn)(const nc_ctx *, struct args *);
+	const struct collection *coll;   /* for cmd_list, cmd_get and cmd_rm; else NULL */
 	int min_pos, max_pos;
 	unsigned long opts; /* bit mask of accepted O_* */
 	const char *usage, *help;
@@ -95,6 +106,23 @@ static int print_reply(const nc_ctx *c, nc_reply *r)
 	return NC_OK;
 }
 
+/*
+ * The reply's JSON, for a table or a summary; r is released. With --json the
+ * reply is printed as it came instead and NULL returned with *rc NC_OK; NULL
+ * with *rc NC_ERR when the body is not JSON.
+ */
+static cJSON *reply_json(const nc_ctx *c, nc_reply *r, int *rc)
+{
+	if (c->json) {
+		*rc = print_reply(c, r);
+		return NULL;
+	}
+	cJSON *j = nc_reply_json(r);
+	nc_reply_release(r);
+	*rc = j ? NC_OK : NC_ERR;
+	return j;
+}
+
 /* Checks an id-shaped argument only for characters safe in a path. */
 static int safe_id(const char *id)
 {
@@ -111,6 +139,23 @@ static int bad_id(const char *id)
 {
 	fprintf(stderr, "nnctl: not an id: %s\n", id);
 	return NC_USAGE;
+}
+
+/*
+ * Sends METHOD /v1/<kind>/<id><suffix> without a body, once id is known to be
+ * safe in a path. NC_OK with the reply in *r; otherwise the exit status, with
+ * the problem printed and *r released.
+ */
+static int id_request(const nc_ctx *c, const char *method, const char *kind, const char *id,
+                      const char *suffix, nc_reply *r)
+{
+	if (!safe_id(id))
+		return bad_id(id);
+	char path[256];
+	snprintf(path, sizeof path, "/v1/%s/%s%s", kind, id, suffix);
+	if (nc_request(c, method, path, NULL, NULL, 0, r) != 0)
+		return fail_reply(r);
+	return NC_OK;
 }
 
 static int parse_num(const char *opt, const char *s, double *out)
@@ -193,11 +238,11 @@ static const cJSON *list_items(const cJSON *reply)
 	return NULL;
 }
 
-static int do_list(const nc_ctx *c, const char *base, struct args *a,
-                   void (*header)(void), void (*row)(const cJSON *))
+static int cmd_list(const nc_ctx *c, struct args *a)
 {
+	const struct collection *coll = a->cmd->coll;
 	char path[512];
-	snprintf(path, sizeof path, "%s", base);
+	snprintf(path, sizeof path, "/v1/%s", coll->name);
 	if (add_query(path, sizeof path, "limit", a->opt[O_LIMIT]) ||
 	    add_query(path, sizeof path, "offset", a->opt[O_OFFSET]) ||
 	    add_query(path, sizeof path, "state", a->opt[O_STATE])) {
@@ -207,20 +252,18 @@ static int do_list(const nc_ctx *c, const char *base, struct args *a,
 	nc_reply r = NC_REPLY_INIT;
 	if (nc_request(c, "GET", path, NULL, NULL, 0, &r) != 0)
 		return fail_reply(&r);
-	if (c->json)
-		return print_reply(c, &r);
-	cJSON *j = nc_reply_json(&r);
-	nc_reply_release(&r);
+	int rc;
+	cJSON *j = reply_json(c, &r, &rc);
 	if (!j)
-		return NC_ERR;
+		return rc;
 	const cJSON *items = list_items(j), *it;
 	if (!c->quiet)
-		header();
+		coll->header();
 	cJSON_ArrayForEach(it, items) {
 		if (c->quiet)
 			puts(str(it, "id"));
 		else
-			row(it);
+			coll->row(it);
 	}
 	double total = num(j, "total");
 	if (!c->quiet && !isnan(total) && total > cJSON_GetArraySize(items))
@@ -229,31 +272,21 @@ static int do_list(const nc_ctx *c, const char *base, struct args *a,
 	return NC_OK;
 }
 
-static int do_get(const nc_ctx *c, const char *kind, const char *id)
+static int cmd_get(const nc_ctx *c, struct args *a)
 {
-	if (!safe_id(id))
-		return bad_id(id);
-	char path[256];
-	snprintf(path, sizeof path, "/v1/%s/%s", kind, id);
 	nc_reply r = NC_REPLY_INIT;
-	if (nc_request(c, "GET", path, NULL, NULL, 0, &r) != 0)
-		return fail_reply(&r);
-	return print_reply(c, &r);
+	int rc = id_request(c, "GET", a->cmd->coll->name, a->pos[0], "", &r);
+	return rc != NC_OK ? rc : print_reply(c, &r);
 }
 
-static int do_rm(const nc_ctx *c, const char *kind, struct args *a)
+static int cmd_rm(const nc_ctx *c, struct args *a)
 {
 	int rc = NC_OK;
 	for (int i = 0; i < a->npos; i++) {
-		if (!safe_id(a->pos[i])) {
-			rc = bad_id(a->pos[i]);
-			continue;
-		}
-		char path[256];
-		snprintf(path, sizeof path, "/v1/%s/%s", kind, a->pos[i]);
 		nc_reply r = NC_REPLY_INIT;
-		if (nc_request(c, "DELETE", path, NULL, NULL, 0, &r) != 0) {
-			rc = fail_reply(&r);
+		int one = id_request(c, "DELETE", a->cmd->coll->name, a->pos[i], "", &r);
+		if (one != NC_OK) {
+			rc = one;
 			continue;
 		}
 		nc_reply_release(&r);
@@ -266,12 +299,10 @@ static int do_rm(const nc_ctx *c, const char *kind, struct args *a)
 /* Prints a created object: raw with --json, the id with -q, else a summary. */
 static int print_created(const nc_ctx *c, nc_reply *r, void (*summary)(const cJSON *))
 {
-	if (c->json)
-		return print_reply(c, r);
-	cJSON *j = nc_reply_json(r);
-	nc_reply_release(r);
+	int rc;
+	cJSON *j = reply_json(c, r, &rc);
 	if (!j)
-		return NC_ERR;
+		return rc;
 	if (c->quiet)
 		puts(str(j, "id"));
 	else
@@ -350,21 +381,6 @@ static int cmd_ds_upload(const nc_ctx *c, struct args *a)
 	return print_created(c, &r, ds_summary);
 }
 
-static int cmd_ds_list(const nc_ctx *c, struct args *a)
-{
-	return do_list(c, "/v1/datasets", a, ds_header, ds_row);
-}
-
-static int cmd_ds_get(const nc_ctx *c, struct args *a)
-{
-	return do_get(c, "datasets", a->pos[0]);
-}
-
-static int cmd_ds_rm(const nc_ctx *c, struct args *a)
-{
-	return do_rm(c, "datasets", a);
-}
-
 /* ---- models ------------------------------------------------------------ */
 
 static void mdl_summary(const cJSON *m)
@@ -404,21 +420,6 @@ static int cmd_mdl_create(const nc_ctx *c, struct args *a)
 	return print_created(c, &r, mdl_summary);
 }
 
-static int cmd_mdl_list(const nc_ctx *c, struct args *a)
-{
-	return do_list(c, "/v1/models", a, mdl_header, mdl_row);
-}
-
-static int cmd_mdl_get(const nc_ctx *c, struct args *a)
-{
-	return do_get(c, "models", a->pos[0]);
-}
-
-static int cmd_mdl_rm(const nc_ctx *c, struct args *a)
-{
-	return do_rm(c, "models", a);
-}
-
 static int cmd_mdl_weights(const nc_ctx *c, struct args *a)
 {
 	const char *id = a->pos[0];
@@ -439,10 +440,8 @@ static int cmd_mdl_weights(const nc_ctx *c, struct args *a)
 		if (c->json)
 			return print_reply(c, &r);
 		nc_reply_release(&r);
-		snprintf(path, sizeof path, "/v1/models/%s", id);
-		if (nc_request(c, "GET", path, NULL, NULL, 0, &r) != 0)
-			return fail_reply(&r);
-		return print_created(c, &r, mdl_summary);
+		rc = id_request(c, "GET", "models", id, "", &r);
+		return rc != NC_OK ? rc : print_created(c, &r, mdl_summary);
 	}
 	if (nc_request(c, "GET", path, NULL, NULL, 0, &r) != 0)
 		return fail_reply(&r);
@@ -481,6 +480,19 @@ static void set_item(cJSON *o, const char *key, cJSON *v)
 	cJSON_AddItemToObject(o, key, v);
 }
 
+/* Sets key of o to the number given to option opt, when it was given; -1
+ * (message printed) when that is not a number. */
+static int set_num(cJSON *o, const char *key, const struct args *a, int opt)
+{
+	double v;
+	if (!a->opt[opt])
+		return 0;
+	if (parse_num(optdefs[opt].name, a->opt[opt], &v))
+		return -1;
+	set_item(o, key, cJSON_CreateNumber(v));
+	return 0;
+}
+
 static int cmd_train(const nc_ctx *c, struct args *a)
 {
 	if (!a->opt[O_MODEL] || !a->opt[O_DATASET]) {
@@ -500,25 +512,14 @@ static int cmd_train(const nc_ctx *c, struct args *a)
 	static const struct { int o; const char *key; } nums[] = {
 		{ O_EPOCHS, "epochs" }, { O_BATCH, "batch_size" }, { O_SEED, "seed" },
 	};
-	for (size_t i = 0; i < sizeof nums / sizeof *nums; i++) {
-		double v;
-		if (!a->opt[nums[i].o])
-			continue;
-		if (parse_num(optdefs[nums[i].o].name, a->opt[nums[i].o], &v)) {
-			cJSON_Delete(job);
-			return NC_USAGE;
-		}
-		set_item(job, nums[i].key, cJSON_CreateNumber(v));
-	}
+	for (size_t i = 0; i < sizeof nums / sizeof *nums; i++)
+		if (set_num(job, nums[i].key, a, nums[i].o))
+			goto usage;
 	if (a->opt[O_VALIDATION]) {
-		double v;
-		if (parse_num("validation", a->opt[O_VALIDATION], &v)) {
-			cJSON_Delete(job);
-			return NC_USAGE;
-		}
 		cJSON *val = cJSON_CreateObject();
-		cJSON_AddNumberToObject(val, "fraction", v);
 		set_item(job, "validation", val);
+		if (set_num(val, "fraction", a, O_VALIDATION))
+			goto usage;
 	}
 	if (a->opt[O_STANDARDIZE])
 		set_item(job, "standardize", cJSON_CreateTrue());
@@ -532,14 +533,8 @@ static int cmd_train(const nc_ctx *c, struct args *a)
 		}
 		if (a->opt[O_OPTIMIZER])
 			set_item(opt, "type", cJSON_CreateString(a->opt[O_OPTIMIZER]));
-		if (a->opt[O_LR]) {
-			double v;
-			if (parse_num("lr", a->opt[O_LR], &v)) {
-				cJSON_Delete(job);
-				return NC_USAGE;
-			}
-			set_item(opt, "lr", cJSON_CreateNumber(v));
-		}
+		if (set_num(opt, "lr", a, O_LR))
+			goto usage;
 	}
 	nc_reply r = NC_REPLY_INIT;
 	int rc = nc_request_json(c, "POST", "/v1/jobs", job, &r);
@@ -560,28 +555,18 @@ static int cmd_train(const nc_ctx *c, struct args *a)
 		fprintf(stderr, "started job %s\n", id);
 	nc_reply_release(&r);
 	return nc_follow(c, id);
-}
-
-static int cmd_jobs_list(const nc_ctx *c, struct args *a)
-{
-	return do_list(c, "/v1/jobs", a, job_header, job_row);
-}
-
-static int cmd_jobs_get(const nc_ctx *c, struct args *a)
-{
-	return do_get(c, "jobs", a->pos[0]);
+usage:
+	cJSON_Delete(job);
+	return NC_USAGE;
 }
 
 static int cmd_jobs_cancel(const nc_ctx *c, struct args *a)
 {
 	const char *id = a->pos[0];
-	if (!safe_id(id))
-		return bad_id(id);
-	char path[256];
-	snprintf(path, sizeof path, "/v1/jobs/%s/cancel", id);
 	nc_reply r = NC_REPLY_INIT;
-	if (nc_request(c, "POST", path, NULL, NULL, 0, &r) != 0)
-		return fail_reply(&r);
+	int rc = id_request(c, "POST", "jobs", id, "/cancel", &r);
+	if (rc != NC_OK)
+		return rc;
 	if (c->json)
 		return print_reply(c, &r);
 	nc_reply_release(&r);
@@ -598,20 +583,13 @@ static int cmd_jobs_follow(const nc_ctx *c, struct args *a)
 
 static int cmd_jobs_metrics(const nc_ctx *c, struct args *a)
 {
-	const char *id = a->pos[0];
-	if (!safe_id(id))
-		return bad_id(id);
-	char path[256];
-	snprintf(path, sizeof path, "/v1/jobs/%s/metrics", id);
 	nc_reply r = NC_REPLY_INIT;
-	if (nc_request(c, "GET", path, NULL, NULL, 0, &r) != 0)
-		return fail_reply(&r);
-	if (c->json)
-		return print_reply(c, &r);
-	cJSON *j = nc_reply_json(&r);
-	nc_reply_release(&r);
+	int rc = id_request(c, "GET", "jobs", a->pos[0], "/metrics", &r);
+	if (rc != NC_OK)
+		return rc;
+	cJSON *j = reply_json(c, &r, &rc);
 	if (!j)
-		return NC_ERR;
+		return rc;
 	printf("%6s %12s %12s %12s %12s %9s\n", "EPOCH", "TRAIN_LOSS", "VAL_LOSS", "VAL_ACC",
 	       "LR", "SECONDS");
 	const cJSON *e;
@@ -728,12 +706,9 @@ static int cmd_predict(const nc_ctx *c, struct args *a)
 	cJSON_Delete(body);
 	if (rc != 0)
 		return fail_reply(&r);
-	if (c->json)
-		return print_reply(c, &r);
-	cJSON *j = nc_reply_json(&r);
-	nc_reply_release(&r);
+	cJSON *j = reply_json(c, &r, &rc);
 	if (!j)
-		return NC_ERR;
+		return rc;
 	const cJSON *p;
 	cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(j, "predictions")) {
 		if (cJSON_IsObject(p)) {
@@ -775,8 +750,12 @@ static int cmd_info(const nc_ctx *c, struct args *a)
 
 /* ---- the command table ----------------------------------------------- */
 
+static const struct collection DATASETS = { "datasets", ds_header, ds_row };
+static const struct collection MODELS = { "models", mdl_header, mdl_row };
+static const struct collection JOBS = { "jobs", job_header, job_row };
+
 static const struct cmd cmds[] = {
-	{ "datasets", "upload", cmd_ds_upload, 0, 1,
+	{ "datasets", "upload", cmd_ds_upload, NULL, 0, 1,
 	  B(O_LABEL) | B(O_NAME) | B(O_TASK) | B(O_NO_HEADER) | B(O_IMAGES) | B(O_LABELS),
 	  "datasets upload FILE [--label COL] [--name N] [--task T] [--no-header]\n"
 	  "       nnctl datasets upload --images FILE --labels FILE [--name N]",
@@ -786,21 +765,21 @@ static const struct cmd cmds[] = {
 	  "  --name N       a name for the data set\n"
 	  "  --task T       classification or regression (default: inferred)\n"
 	  "  --no-header    the CSV's first line is data, not column names" },
-	{ "datasets", "list", cmd_ds_list, 0, 0, B(O_LIMIT) | B(O_OFFSET),
+	{ "datasets", "list", cmd_list, &DATASETS, 0, 0, B(O_LIMIT) | B(O_OFFSET),
 	  "datasets list [--limit N] [--offset N]", "Lists data sets." },
-	{ "datasets", "get", cmd_ds_get, 1, 1, 0, "datasets get ID", "Shows one data set." },
-	{ "datasets", "rm", cmd_ds_rm, 1, MAX_POS, 0, "datasets rm ID...",
+	{ "datasets", "get", cmd_get, &DATASETS, 1, 1, 0, "datasets get ID", "Shows one data set." },
+	{ "datasets", "rm", cmd_rm, &DATASETS, 1, MAX_POS, 0, "datasets rm ID...",
 	  "Deletes data sets (refused while a queued or running job uses one)." },
-	{ "models", "create", cmd_mdl_create, 1, 1, B(O_NAME), "models create SPEC.json [--name N]",
+	{ "models", "create", cmd_mdl_create, NULL, 1, 1, B(O_NAME), "models create SPEC.json [--name N]",
 	  "Creates a model from a JSON spec ({\"task\", \"inputs\", \"outputs\", \"layers\": [...]})." },
-	{ "models", "list", cmd_mdl_list, 0, 0, B(O_LIMIT) | B(O_OFFSET),
+	{ "models", "list", cmd_list, &MODELS, 0, 0, B(O_LIMIT) | B(O_OFFSET),
 	  "models list [--limit N] [--offset N]", "Lists models." },
-	{ "models", "get", cmd_mdl_get, 1, 1, 0, "models get ID", "Shows one model." },
-	{ "models", "rm", cmd_mdl_rm, 1, MAX_POS, 0, "models rm ID...", "Deletes models." },
-	{ "models", "weights", cmd_mdl_weights, 1, 1, B(O_PUT), "models weights ID [--put FILE]",
+	{ "models", "get", cmd_get, &MODELS, 1, 1, 0, "models get ID", "Shows one model." },
+	{ "models", "rm", cmd_rm, &MODELS, 1, MAX_POS, 0, "models rm ID...", "Deletes models." },
+	{ "models", "weights", cmd_mdl_weights, NULL, 1, 1, B(O_PUT), "models weights ID [--put FILE]",
 	  "Prints the model's weights as JSON, or with --put FILE publishes FILE's\n"
 	  "weights as a new version (shapes must match the model exactly)." },
-	{ "train", NULL, cmd_train, 0, 0,
+	{ "train", NULL, cmd_train, NULL, 0, 0,
 	  B(O_MODEL) | B(O_DATASET) | B(O_CONFIG) | B(O_EPOCHS) | B(O_BATCH) | B(O_LR) |
 	  B(O_OPTIMIZER) | B(O_SEED) | B(O_VALIDATION) | B(O_STANDARDIZE) | B(O_FOLLOW),
 	  "train --model ID --dataset ID [--config JOB.json] [--epochs N] [--batch-size N]\n"
@@ -813,25 +792,25 @@ static const struct cmd cmds[] = {
 	  "  --standardize  standardize the inputs (mean 0, std 1 per feature)\n"
 	  "  --follow       follow the job to its end (see jobs follow); exits 3 when\n"
 	  "                 it fails, 4 when it is cancelled" },
-	{ "jobs", "list", cmd_jobs_list, 0, 0, B(O_STATE) | B(O_LIMIT) | B(O_OFFSET),
+	{ "jobs", "list", cmd_list, &JOBS, 0, 0, B(O_STATE) | B(O_LIMIT) | B(O_OFFSET),
 	  "jobs list [--state S] [--limit N] [--offset N]",
 	  "Lists jobs, optionally those in state S (queued, running, succeeded, failed, cancelled)." },
-	{ "jobs", "get", cmd_jobs_get, 1, 1, 0, "jobs get ID", "Shows one job." },
-	{ "jobs", "cancel", cmd_jobs_cancel, 1, 1, 0, "jobs cancel ID",
+	{ "jobs", "get", cmd_get, &JOBS, 1, 1, 0, "jobs get ID", "Shows one job." },
+	{ "jobs", "cancel", cmd_jobs_cancel, NULL, 1, 1, 0, "jobs cancel ID",
 	  "Cancels a queued or running job (it stops at its next step)." },
-	{ "jobs", "follow", cmd_jobs_follow, 1, 1, 0, "jobs follow ID",
+	{ "jobs", "follow", cmd_jobs_follow, NULL, 1, 1, 0, "jobs follow ID",
 	  "Follows a job's live events to its end. On a terminal: a progress bar (epoch,\n"
 	  "step, loss, validation metrics, throughput, ETA); otherwise one line per event;\n"
 	  "with --json one JSON object per event. Exits 0 when the job succeeded, 3 when\n"
 	  "it failed, 4 when it was cancelled." },
-	{ "jobs", "metrics", cmd_jobs_metrics, 1, 1, 0, "jobs metrics ID",
+	{ "jobs", "metrics", cmd_jobs_metrics, NULL, 1, 1, 0, "jobs metrics ID",
 	  "Prints the job's per-epoch metrics." },
-	{ "predict", NULL, cmd_predict, 1, 1, B(O_INPUT), "predict ID --input ROWS.json|ROWS.csv",
+	{ "predict", NULL, cmd_predict, NULL, 1, 1, B(O_INPUT), "predict ID --input ROWS.json|ROWS.csv",
 	  "Predicts rows of raw features with the model's newest version. ROWS.json is\n"
 	  "[[...], ...] or {\"instances\": [...]}; a CSV holds numbers only (a header line\n"
 	  "is skipped); - reads stdin. Prints one line per row: the label and its\n"
 	  "probability (classification) or the outputs (regression)." },
-	{ "info", NULL, cmd_info, 0, 0, 0, "info", "Shows the server's version, workers and BLAS." },
+	{ "info", NULL, cmd_info, NULL, 0, 0, 0, "info", "Shows the server's version, workers and BLAS." },
 };
 
 #define N_CMDS (sizeof cmds / sizeof *cmds)
@@ -995,5 +974,6 @@ int main(int argc, char **argv)
 		return NC_USAGE;
 	}
 	c.server = url;
+	a.cmd = cm;
 	return cm->fn(&c, &a);
 }
