@@ -10,6 +10,7 @@
 #include <string.h>
 #include "dataset_io.h"
 #include "dataset_util.h"
+#include "check_main.h"
 
 /* How the input is cut into pieces for api_csv_feed. */
 enum { WHOLE, BYTES, RANDOM };
@@ -695,9 +696,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(suite());
 }

@@ -21,6 +21,7 @@
 
 #include "dataset_io.h"
 #include "util.h"
+#include "check_main.h"
 
 static char **names(int n, const char *prefix)
 {
@@ -285,9 +286,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(suite());
 }

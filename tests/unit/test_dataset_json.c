@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "dataset_io.h"
+#include "check_main.h"
 
 static int load(const char *json, api_dataset *d, api_err *e)
 {
@@ -254,9 +255,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(suite());
 }

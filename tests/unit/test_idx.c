@@ -10,6 +10,7 @@
 #include <string.h>
 #include <zlib.h>
 #include "dataset_io.h"
+#include "check_main.h"
 
 typedef struct blob {
 	unsigned char *p;
@@ -302,9 +303,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(suite());
 }

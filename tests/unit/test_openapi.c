@@ -26,6 +26,7 @@
 
 #include "router.h"
 #include "spec_json.h"
+#include "check_main.h"
 
 #define DOC_PATH "api/openapi.json"
 
@@ -684,9 +685,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(suite());
 }

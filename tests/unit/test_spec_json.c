@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "spec_json.h"
+#include "check_main.h"
 
 /* Single quotes stand for double quotes, to keep the JSON readable. */
 static cJSON *J(const char *s)
@@ -866,9 +867,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(suite());
 }
