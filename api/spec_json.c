@@ -1165,7 +1165,7 @@ int api_train_config_from_json(const cJSON *j, const api_limits *lim, nn_train_c
 		bad++;
 	if (f[J_VALIDATION] && parse_validation(f[J_VALIDATION], cfg, refs, e))
 		bad++;
-	/* The scalar fields, in three runs between the others (in JOB_KEYS order). */
+	/* The scalar fields: three runs of R, read in JOB_KEYS order between the others. */
 	const field_rule R[] = {
 		{ J_EPOCHS, F_INT, 1, 0, lim->max_epochs, 0, offsetof(nn_train_config, epochs) },
 		{ J_BATCH, F_INT, 1, 0, lim->max_batch, 0, offsetof(nn_train_config, batch_size) },
@@ -1176,7 +1176,7 @@ int api_train_config_from_json(const cJSON *j, const api_limits *lim, nn_train_c
 		{ J_LOG, F_INT, 1, 0, INT32_MAX, 0, offsetof(nn_train_config, log_every_steps) },
 		{ J_CKPT, F_INT, 0, 0, lim->max_epochs, 0, offsetof(nn_train_config, checkpoint_every_epochs) },
 	};
-	bad += read_fields(f, JOB_KEYS, "", R, 3, cfg, NULL, e);
+	bad += read_fields(f, JOB_KEYS, "", R, 3, cfg, NULL, e);           /* epochs .. shuffle */
 	int64_t seed = 0;
 	if (f[J_SEED] && get_int(f[J_SEED], "", "seed", 0, (int64_t)MAX_SEED, &seed, e))
 		bad++;
@@ -1185,7 +1185,7 @@ int api_train_config_from_json(const cJSON *j, const api_limits *lim, nn_train_c
 		bad++;
 	if (f[J_SCHED] && parse_schedule(f[J_SCHED], &cfg->sched, e))
 		bad++;
-	bad += read_fields(f, JOB_KEYS, "", R + 3, 2, cfg, NULL, e);
+	bad += read_fields(f, JOB_KEYS, "", R + 3, 2, cfg, NULL, e);       /* l2, standardize */
 	if (f[J_BNSTATS]) {
 		static const char *const BN[] = { "population", "running" };
 		int b = get_enum(f[J_BNSTATS], "", "batch_norm_stats", BN, 2, e);
@@ -1206,7 +1206,7 @@ int api_train_config_from_json(const cJSON *j, const api_limits *lim, nn_train_c
 		bad++;
 	if (f[J_SPARSITY] && parse_sparsity(f[J_SPARSITY], cfg, e))
 		bad++;
-	bad += read_fields(f, JOB_KEYS, "", R + 5, 3, cfg, NULL, e);
+	bad += read_fields(f, JOB_KEYS, "", R + 5, 3, cfg, NULL, e);       /* clip .. checkpoint */
 	if (!bad) {
 		/* The engine's own check, as a safety net: it must agree. */
 		char msg[256];
