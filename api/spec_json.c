@@ -929,7 +929,6 @@ static const variant OPTIMIZER = {
 
 static int parse_optimizer(const cJSON *o, nn_optimizer *opt, api_err *e)
 {
-	const char *P = OPTIMIZER.path;
 	const cJSON *f[O_N];
 	int bad = 0;
 	int t = pick_variant(o, &OPTIMIZER, f, &bad, e);
@@ -947,7 +946,7 @@ static int parse_optimizer(const cJSON *o, nn_optimizer *opt, api_err *e)
 		{ O_RHO, F_FLOAT, 0, 0, 1, 1, offsetof(nn_optimizer, rho) },
 		{ O_WD, F_FLOAT, 0, 0, 1e3, 0, offsetof(nn_optimizer, weight_decay) },
 	};
-	bad += read_fields(f, OPT_KEYS, P, R, COUNT(R), opt, NULL, e);
+	bad += read_fields(f, OPT_KEYS, OPTIMIZER.path, R, COUNT(R), opt, NULL, e);
 	return bad ? -1 : 0;
 }
 
