@@ -1514,6 +1514,21 @@ static int read_mat(wctx *c, const cJSON *a, const char *path, const nn_tensor *
 	return 0;
 }
 
+/* Reads field v (at path p) into the model's next tensor, which must be of the
+ * given kind: rows of numbers for a weight matrix, else one row (nonneg: no
+ * value below 0). -1 after reporting when v is absent or does not fit. */
+static int read_tensor(wctx *c, const cJSON *v, const char *p, nn_tensor_kind kind, int nonneg)
+{
+	nn_tensor t;
+	if (next_tensor(c, kind, &t))
+		return -1;
+	if (!v)
+		return api_err_field(c->e, p, "is required");
+	if (kind == NN_T_WEIGHT)
+		return read_mat(c, v, p, &t);
+	return read_vec(c, v, p, t.data, t.cols, 0, nonneg);
+}
+
 static int wlayers_from_json(wctx *c, const cJSON *a, const char *path, const nn_layer_spec *ls, int n);
 
 static int wlayer_from_json(wctx *c, const cJSON *o, const char *path, const nn_layer_spec *l)
@@ -1552,32 +1567,17 @@ static int wlayer_from_json(wctx *c, const cJSON *o, const char *path, const nn_
 	switch (l->type) {
 	case NN_LAYER_DENSE:
 		join(p, sizeof p, path, "weight");
-		if (next_tensor(c, NN_T_WEIGHT, &t))
-			return -1;
-		if (!f[1])
-			return api_err_field(c->e, p, "is required");
-		if (read_mat(c, f[1], p, &t))
+		if (read_tensor(c, f[1], p, NN_T_WEIGHT, 0))
 			return -1;
 		join(p, sizeof p, path, "bias");
-		if (!l->bias) {
-			if (f[2])
-				return api_err_field(c->e, p, "the layer has no bias");
-			break;
-		}
-		if (next_tensor(c, NN_T_BIAS, &t))
-			return -1;
-		if (!f[2])
-			return api_err_field(c->e, p, "is required");
-		return read_vec(c, f[2], p, t.data, t.cols, 0, 0);
+		if (!l->bias)
+			return f[2] ? api_err_field(c->e, p, "the layer has no bias") : 0;
+		return read_tensor(c, f[2], p, NN_T_BIAS, 0);
 	case NN_LAYER_BATCH_NORM: {
 		static const nn_tensor_kind KK[] = { NN_T_GAMMA, NN_T_BETA, NN_T_RUNNING_MEAN, NN_T_RUNNING_VAR };
 		for (int i = 0; i < 4; i++) {
 			join(p, sizeof p, path, K[3 + i]);
-			if (next_tensor(c, KK[i], &t))
-				return -1;
-			if (!f[3 + i])
-				return api_err_field(c->e, p, "is required");
-			if (read_vec(c, f[3 + i], p, t.data, t.cols, 0, i == 3))
+			if (read_tensor(c, f[3 + i], p, KK[i], i == 3))
 				return -1;
 		}
 		break;
@@ -1626,22 +1626,37 @@ static int wlayers_from_json(wctx *c, const cJSON *a, const char *path, const nn
 	return 0;
 }
 
+/* Picks the two keys an object of the weights document may hold, each at
+ * most once, into v[0] and v[1] (NULL when absent); -1 after reporting the
+ * first other or repeated key (cut at 100 bytes at the root). */
+static int pick_two(wctx *c, const cJSON *o, const char *path, const char *k0, const char *k1,
+		    const cJSON **v)
+{
+	v[0] = v[1] = NULL;
+	for (const cJSON *it = o->child; it; it = it->next) {
+		const char *k = it->string ? it->string : "";
+		int i = strcmp(k, k0) == 0 ? 0 : strcmp(k, k1) == 0 ? 1 : -1;
+		if (i >= 0 && !v[i]) {
+			v[i] = it;
+			continue;
+		}
+		char p[160];
+		if (path[0])
+			join(p, sizeof p, path, k);
+		else
+			snprintf(p, sizeof p, "%.100s", k);
+		return api_err_field(c->e, p, "unknown field");
+	}
+	return 0;
+}
+
 static int weights_pass(wctx *c, const cJSON *j, const nn_model_spec *s, float *mean, float *std)
 {
 	c->next = 0;
-	const cJSON *layers = NULL, *st = NULL;
-	for (const cJSON *it = j->child; it; it = it->next) {
-		const char *k = it->string ? it->string : "";
-		if (strcmp(k, "layers") == 0 && !layers)
-			layers = it;
-		else if (strcmp(k, "standardize") == 0 && !st)
-			st = it;
-		else {
-			char p[128];
-			snprintf(p, sizeof p, "%.100s", k);
-			return api_err_field(c->e, p, "unknown field");
-		}
-	}
+	const cJSON *top[2];
+	if (pick_two(c, j, "", "layers", "standardize", top))
+		return -1;
+	const cJSON *layers = top[0], *st = top[1];
 	if (!layers)
 		return api_err_field(c->e, "layers", "is required");
 	if (wlayers_from_json(c, layers, "layers", s->layers, s->n_layers))
@@ -1649,21 +1664,12 @@ static int weights_pass(wctx *c, const cJSON *j, const nn_model_spec *s, float *
 	if (c->next != c->count)
 		return -1;
 	if (st && !cJSON_IsNull(st)) {
-		const cJSON *sm = NULL, *ss = NULL;
+		const cJSON *ms[2];
 		if (!cJSON_IsObject(st))
 			return api_err_field(c->e, "standardize", "must be {\"mean\": [...], \"std\": [...]} or null");
-		for (const cJSON *it = st->child; it; it = it->next) {
-			const char *k = it->string ? it->string : "";
-			if (strcmp(k, "mean") == 0 && !sm)
-				sm = it;
-			else if (strcmp(k, "std") == 0 && !ss)
-				ss = it;
-			else {
-				char p[160];
-				join(p, sizeof p, "standardize", k);
-				return api_err_field(c->e, p, "unknown field");
-			}
-		}
+		if (pick_two(c, st, "standardize", "mean", "std", ms))
+			return -1;
+		const cJSON *sm = ms[0], *ss = ms[1];
 		if (!sm)
 			return api_err_field(c->e, "standardize.mean", "is required");
 		if (!ss)
