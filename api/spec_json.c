@@ -1031,22 +1031,29 @@ static int parse_validation(const cJSON *o, nn_train_config *cfg, api_job_refs *
 	return bad ? -1 : 0;
 }
 
+/* An optional object made of n scalar fields (keys[i] read by rule i) only;
+ * 0, or -1 after reporting. */
+static int read_object(const cJSON *o, const char *path, const char *const *keys,
+		       const field_rule *r, int n, void *dst, api_err *e)
+{
+	if (!cJSON_IsObject(o))
+		return api_err_field(e, path, "must be an object or null");
+	const cJSON *f[n];
+	int bad = pick(o, path, keys, n, f, e);
+	bad += read_fields(f, keys, path, r, n, dst, NULL, e);
+	return bad ? -1 : 0;
+}
+
 static int parse_early(const cJSON *o, nn_train_config *cfg, api_err *e)
 {
 	static const char *const K[] = { "patience", "min_delta", "restore_best" };
-	const char *P = "early_stopping";
-	if (!cJSON_IsObject(o))
-		return api_err_field(e, P, "must be an object or null");
-	const cJSON *f[3];
-	int bad = pick(o, P, K, 3, f, e);
-	cfg->early.enabled = 1;
 	static const field_rule R[] = {
 		{ 0, F_INT, 0, 0, 1000000, 0, offsetof(nn_train_config, early.patience) },
 		{ 1, F_FLOAT, 0, 0, 1e300, 0, offsetof(nn_train_config, early.min_delta) },
 		{ 2, F_BOOL, 0, 0, 0, 0, offsetof(nn_train_config, early.restore_best) },
 	};
-	bad += read_fields(f, K, P, R, COUNT(R), cfg, NULL, e);
-	return bad ? -1 : 0;
+	cfg->early.enabled = cJSON_IsObject(o);
+	return read_object(o, "early_stopping", K, R, COUNT(R), cfg, e);
 }
 
 static const char *const AVG_KEYS[] = { "type", "start_epoch", "decay" };
@@ -1121,19 +1128,13 @@ static int parse_augment(const cJSON *o, nn_augment *a, api_err *e)
 static int parse_sparsity(const cJSON *o, nn_train_config *cfg, api_err *e)
 {
 	static const char *const K[] = { "max_nonzero", "start_epoch", "bound" };
-	const char *P = "sparsity";
-	if (!cJSON_IsObject(o))
-		return api_err_field(e, P, "must be an object or null");
-	const cJSON *f[3];
-	int bad = pick(o, P, K, 3, f, e);
-	cfg->sparsity.enabled = 1;
 	static const field_rule R[] = {
 		{ 0, F_INT64 | F_REQUIRED, 1, 0, MAX_SEED, 0, offsetof(nn_train_config, sparsity.max_nonzero) },
 		{ 1, F_INT, 0, 0, INT32_MAX, 0, offsetof(nn_train_config, sparsity.start_epoch) },
 		{ 2, F_FLOAT, 0, 1, 1e300, 0, offsetof(nn_train_config, sparsity.bound) },
 	};
-	bad += read_fields(f, K, P, R, COUNT(R), cfg, NULL, e);
-	return bad ? -1 : 0;
+	cfg->sparsity.enabled = cJSON_IsObject(o);
+	return read_object(o, "sparsity", K, R, COUNT(R), cfg, e);
 }
 
 int api_train_config_from_json(const cJSON *j, const api_limits *lim, nn_train_config *cfg,
