@@ -13,10 +13,26 @@
  * of the job's feed, the connection is suspended under the feed lock and
  * resumed by whoever appends the next event, so no thread ever sleeps in
  * a callback.
+ *
+ * The request deadline (--request-timeout): MHD's idle timeout restarts on
+ * every byte, so a client trickling a byte a second would hold a
+ * connection forever. Every connection is tracked from MHD's connect
+ * notification to its close notification (a list under a mutex); a reaper
+ * thread looks once a second and shuts down the socket of a connection
+ * whose request headers have not all arrived within the deadline (counted
+ * from the connect, or from the end of the previous request on a kept-alive
+ * connection, so an idle kept-alive connection also ends there), or whose
+ * body, past the deadline, has averaged less than HTTP_MIN_BODY_RATE.
+ * Connections answering (event streams included) are never cut by it. The
+ * reaper only touches the fd recorded at connect, and only while the
+ * connection is still registered, so it never races MHD's close.
  */
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,9 +57,26 @@ struct http_server {
 	api_backend be;
 	volatile int ready;
 	volatile int draining;
+	int streams;             /* open event streams (atomic) */
+	pthread_mutex_t conns_mu;
+	struct conn_rec *conns;
+	pthread_t reaper;
+	int reaper_on;
+	pthread_mutex_t stop_mu;
+	pthread_cond_t stop_cv;
+	int stopping;
 };
 
 typedef struct stream stream;
+
+/* A tracked connection (see the request deadline above). */
+typedef struct conn_rec {
+	struct conn_rec *next, *prev;
+	int fd;
+	int phase;               /* 0 headers, 1 body, 2 answering */
+	int64_t since;           /* when the phase began (monotonic us) */
+	int64_t body_bytes;
+} conn_rec;
 
 typedef struct req {
 	http_server *h;
@@ -68,6 +101,7 @@ typedef struct req {
 	mp_parser *mp;
 	int part;                /* current multipart part: 0 images, 1 labels, 2 name */
 	stream *sse;
+	conn_rec *cr;            /* its connection's record (NULL when untracked) */
 } req;
 
 struct stream {
@@ -287,6 +321,7 @@ static void stream_free(void *cls)
 	jobs_feed_close(s->h->q, s->f, &s->w);
 	if (s->r)
 		s->r->sse = NULL;
+	__atomic_sub_fetch(&s->h->streams, 1, __ATOMIC_SEQ_CST);
 	free(s->pend);
 	free(s);
 }
@@ -300,11 +335,21 @@ static enum MHD_Result serve_events(req *r)
 		api_err_field(&e, "format", "must be sse or ndjson");
 		return problem(r, &e, NULL, 0, 0);
 	}
+	int max = h->cfg.max_streams > 0 ? h->cfg.max_streams : 1024;
+	if (__atomic_add_fetch(&h->streams, 1, __ATOMIC_SEQ_CST) > max) {
+		__atomic_sub_fetch(&h->streams, 1, __ATOMIC_SEQ_CST);
+		api_err_set(&e, 429, "too_many_streams",
+		            "%d event streams are open, the limit; retry later", max);
+		return problem(r, &e, NULL, 1, 0);
+	}
 	feed *f = jobs_feed_open(h->q, r->id, &e);
-	if (!f)
+	if (!f) {
+		__atomic_sub_fetch(&h->streams, 1, __ATOMIC_SEQ_CST);
 		return problem(r, &e, NULL, 0, 0);
+	}
 	stream *s = calloc(1, sizeof *s);
 	if (!s) {
+		__atomic_sub_fetch(&h->streams, 1, __ATOMIC_SEQ_CST);
 		jobs_feed_close(h->q, f, NULL);
 		return fail(r, 500, "out_of_memory", "out of memory");
 	}
@@ -450,10 +495,62 @@ static enum MHD_Result begin(req *r, const char *method, const char *url)
 	return MHD_YES;
 }
 
+/* Moves the request's connection record to a phase (under the list lock:
+ * the reaper reads the fields). */
+static int conn_live(http_server *h, const conn_rec *cr)
+{
+	for (const conn_rec *c = h->conns; c; c = c->next)
+		if (c == cr)
+			return 1;
+	return 0;
+}
+
+static void conn_phase(req *r, int phase)
+{
+	if (!r->cr)
+		return;
+	pthread_mutex_lock(&r->h->conns_mu);
+	if (conn_live(r->h, r->cr)) {
+		r->cr->phase = phase;
+		r->cr->since = util_mono_us();
+		r->cr->body_bytes = 0;
+	}
+	pthread_mutex_unlock(&r->h->conns_mu);
+}
+
+/* How deep JSON text nests ([ and { outside strings), stopping past lim. */
+static int json_depth_over(const char *s, size_t len, int lim)
+{
+	int depth = 0, in_str = 0;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (in_str) {
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_str = 0;
+		} else if (c == '"') {
+			in_str = 1;
+		} else if (c == '[' || c == '{') {
+			if (++depth > lim)
+				return 1;
+		} else if (c == ']' || c == '}') {
+			depth--;
+		}
+	}
+	return 0;
+}
+
 /* A piece of the body. */
 static void body_piece(req *r, const char *data, size_t n)
 {
 	r->total += (int64_t)n;
+	if (r->cr) {
+		pthread_mutex_lock(&r->h->conns_mu);
+		if (conn_live(r->h, r->cr) && r->cr->phase == 1)
+			r->cr->body_bytes += (int64_t)n;
+		pthread_mutex_unlock(&r->h->conns_mu);
+	}
 	if (r->total > r->h->cfg.max_body)
 		r->too_large = 1;
 	if (r->too_large || r->failed)
@@ -499,6 +596,13 @@ static enum MHD_Result dispatch(req *r)
 	}
 	if (r->failed)
 		return problem(r, &r->err, NULL, 0, 0);
+	conn_phase(r, 2);
+	int jd = h->cfg.max_json_depth > 0 ? h->cfg.max_json_depth : 64;
+	if (rt->body == BODY_JSON && r->buf && json_depth_over(r->buf, r->len, jd)) {
+		api_err e = API_ERR_INIT;
+		api_err_set(&e, 400, "malformed_json", "the JSON nests deeper than %d levels", jd);
+		return problem(r, &e, NULL, 0, 0);
+	}
 	if (rt->srv != SRV_NONE)
 		return serve_srv(r, rt->srv);
 	api_req rq = make_req(r);
@@ -546,7 +650,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			if ((unsigned char)*p < 0x20 || *p == 0x7f)
 				*p = '?';
 		*con_cls = r;
-		return begin(r, method, url);
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+		r->cr = ci ? ci->socket_context : NULL;
+		conn_phase(r, 1);
+		enum MHD_Result rc = begin(r, method, url);
+		if (r->responded)
+			conn_phase(r, 2);
+		return rc;
 	}
 	if (*upload_data_size) {
 		size_t n = *upload_data_size;
@@ -577,10 +688,86 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	         (unsigned long long)r->bytes, (long long)us,
 	         toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
 	metrics_observe(r->route, status, us);
+	conn_phase(r, 0);   /* a kept-alive connection waits for its next headers */
 	api_upload_free(r->up);
 	mp_free(r->mp);
 	free(r->buf);
 	free(r);
+}
+
+/* ---------------------------------------------------------------- deadline */
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+	http_server *h = cls;
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		conn_rec *c = calloc(1, sizeof *c);
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		if (!c || !ci) {
+			free(c);
+			*socket_context = NULL;
+			return;
+		}
+		c->fd = ci->connect_fd;
+		c->since = util_mono_us();
+		pthread_mutex_lock(&h->conns_mu);
+		c->next = h->conns;
+		if (h->conns)
+			h->conns->prev = c;
+		h->conns = c;
+		pthread_mutex_unlock(&h->conns_mu);
+		*socket_context = c;
+	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+		conn_rec *c = *socket_context;
+		if (!c)
+			return;
+		pthread_mutex_lock(&h->conns_mu);
+		if (c->prev)
+			c->prev->next = c->next;
+		else
+			h->conns = c->next;
+		if (c->next)
+			c->next->prev = c->prev;
+		pthread_mutex_unlock(&h->conns_mu);
+		*socket_context = NULL;
+		free(c);
+	}
+}
+
+/* Once a second: shut down the connections past the request deadline. */
+static void *reaper_main(void *arg)
+{
+	http_server *h = arg;
+	int64_t limit = (int64_t)h->cfg.request_timeout_s * 1000000;
+	pthread_mutex_lock(&h->stop_mu);
+	while (!h->stopping) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&h->stop_cv, &h->stop_mu, &ts);
+		if (h->stopping)
+			break;
+		int64_t now = util_mono_us();
+		pthread_mutex_lock(&h->conns_mu);
+		for (conn_rec *c = h->conns; c; c = c->next) {
+			int64_t age = now - c->since;
+			int cut = 0;
+			if (c->phase == 0)
+				cut = age > limit;
+			else if (c->phase == 1 && age > limit)
+				cut = (double)c->body_bytes * 1e6 / (double)age < HTTP_MIN_BODY_RATE;
+			if (cut && c->fd >= 0) {
+				util_log(3, "connection past the request deadline: closed");
+				shutdown(c->fd, SHUT_RDWR);
+				c->fd = -1;   /* once */
+			}
+		}
+		pthread_mutex_unlock(&h->conns_mu);
+	}
+	pthread_mutex_unlock(&h->stop_mu);
+	return NULL;
 }
 
 /* ---------------------------------------------------------------- lifecycle */
@@ -593,6 +780,9 @@ int http_start(const http_config *cfg, http_server **out, int *port, char *err, 
 		return -1;
 	}
 	h->cfg = *cfg;
+	pthread_mutex_init(&h->conns_mu, NULL);
+	pthread_mutex_init(&h->stop_mu, NULL);
+	pthread_cond_init(&h->stop_cv, NULL);
 	if (cfg->api_key && cfg->api_key[0]) {
 		snprintf(h->api_key, sizeof h->api_key, "%s", cfg->api_key);
 		h->api_key_len = strlen(h->api_key);
@@ -631,6 +821,7 @@ int http_start(const http_config *cfg, http_server **out, int *port, char *err, 
 	                        MHD_OPTION_CONNECTION_TIMEOUT, cfg->timeout_s ? cfg->timeout_s : 60u,
 	                        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
 	                        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+	                        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
 	                        MHD_OPTION_ARRAY, tls ? tls_opts : no_opts,
 	                        MHD_OPTION_END);
 	if (!h->d) {
@@ -638,6 +829,15 @@ int http_start(const http_config *cfg, http_server **out, int *port, char *err, 
 		         tls ? " (or the TLS certificate or key was refused)" : "");
 		free(h);
 		return -1;
+	}
+	if (cfg->request_timeout_s > 0) {
+		if (pthread_create(&h->reaper, NULL, reaper_main, h) != 0) {
+			snprintf(err, errlen, "cannot start the request-deadline thread");
+			MHD_stop_daemon(h->d);
+			free(h);
+			return -1;
+		}
+		h->reaper_on = 1;
 	}
 	const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
 	*port = di ? di->port : cfg->port;
@@ -667,6 +867,16 @@ void http_stop(http_server *h)
 {
 	if (!h)
 		return;
+	if (h->reaper_on) {
+		pthread_mutex_lock(&h->stop_mu);
+		h->stopping = 1;
+		pthread_cond_signal(&h->stop_cv);
+		pthread_mutex_unlock(&h->stop_mu);
+		pthread_join(h->reaper, NULL);
+	}
 	MHD_stop_daemon(h->d);
+	pthread_mutex_destroy(&h->conns_mu);
+	pthread_mutex_destroy(&h->stop_mu);
+	pthread_cond_destroy(&h->stop_cv);
 	free(h);
 }

@@ -25,7 +25,16 @@ typedef struct http_config {
 	const char *tls_cert;    /* PEM text of the certificate (chain) and its */
 	const char *tls_key;     /* key: HTTPS only when both are set; the
 	                          * caller keeps them until http_stop */
+	int max_streams;         /* concurrent event streams (0 = 1024); past it 429 */
+	unsigned request_timeout_s; /* request deadline (0 = none): headers must be
+	                          * complete within it (counted from the connection's
+	                          * start or the end of its previous request), and a
+	                          * body still arriving after it must average at
+	                          * least HTTP_MIN_BODY_RATE bytes a second */
+	int max_json_depth;      /* JSON bodies nested deeper: 400 malformed_json */
 } http_config;
+
+#define HTTP_MIN_BODY_RATE (64 * 1024)
 
 typedef struct http_server http_server;
 

@@ -43,6 +43,9 @@ static void usage(FILE *f)
 	fprintf(f,
 	        "usage: nnd [--listen HOST:PORT] [--data-dir DIR] [--workers N] [--queue N]\n"
 	        "           [--max-body BYTES] [--api-key-file FILE] [--log-level LEVEL]\n"
+	        "           [--max-params N] [--max-depth N] [--max-layers N] [--max-epochs N]\n"
+	        "           [--max-batch N] [--max-json-depth N] [--max-connections N]\n"
+	        "           [--max-streams N] [--idle-timeout SECONDS] [--request-timeout SECONDS]\n"
 	        "           [--tls-cert FILE --tls-key FILE] [--help] [--version]\n"
 	        "       nnd --healthcheck [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE]\n"
 	        "\n"
@@ -51,6 +54,20 @@ static void usage(FILE *f)
 	        "  --workers N           training jobs run at once (default: the cores)\n"
 	        "  --queue N             queued jobs accepted at most (default 64; then 429)\n"
 	        "  --max-body BYTES      request body limit (default 1 GiB; then 413)\n"
+	        "  --max-params N        parameters per model (default 50000000; then 422)\n"
+	        "  --max-depth N         residual blocks nested (default 8; then 422)\n"
+	        "  --max-layers N        layers in one list (default 256; then 422)\n"
+	        "  --max-epochs N        epochs of a job (default 100000; then 422)\n"
+	        "  --max-batch N         batch size of a job (default 1048576; then 422)\n"
+	        "  --max-json-depth N    JSON body nesting (default 64; then 400 malformed_json)\n"
+	        "  --max-connections N   concurrent connections (default 1024; more are refused)\n"
+	        "  --max-streams N       concurrent event streams (default 1024; then 429\n"
+	        "                        too_many_streams with Retry-After)\n"
+	        "  --idle-timeout S      close a connection silent this long (default 60)\n"
+	        "  --request-timeout S   request headers must arrive within S seconds (default\n"
+	        "                        30; idle kept-alive connections end then too); a body\n"
+	        "                        still arriving after S must average >= 64 KiB/s;\n"
+	        "                        answers (event streams) are never cut; 0 = off\n"
 	        "  --api-key-file FILE   require 'Authorization: Bearer <key>' (also NND_API_KEY)\n"
 	        "  --log-level LEVEL     error, warn, info (default) or debug\n"
 	        "  --tls-cert FILE       serve HTTPS only, with this PEM certificate (chain)\n"
@@ -129,6 +146,10 @@ int main(int argc, char **argv)
 	long long port = 8080, workers = 0, queue = 64, max_body = 1LL << 30;
 	const char *data_dir = "./nnd-data", *key_file = NULL;
 	const char *cert_file = NULL, *tls_key_file = NULL;
+	long long max_json_depth = 64, max_conns = 1024, max_streams = 1024;
+	long long idle_timeout = 60, request_timeout = 30;
+	api_limits lim = api_limits_default();
+	long long lv;
 	char key[512] = "";
 	int healthcheck = 0;
 	char err_hc[300];
@@ -173,6 +194,31 @@ int main(int argc, char **argv)
 			bad = parse_int(v, 1, 1000000, &queue) < 0;
 		} else if (strcmp(a, "--max-body") == 0) {
 			bad = parse_int(v, 1, 1LL << 40, &max_body) < 0;
+		} else if (strcmp(a, "--max-params") == 0) {
+			bad = parse_int(v, 1, 1LL << 40, &lv) < 0;
+			lim.max_params = lv;
+		} else if (strcmp(a, "--max-depth") == 0) {
+			bad = parse_int(v, 0, 1000, &lv) < 0;
+			lim.max_depth = (int)lv;
+		} else if (strcmp(a, "--max-layers") == 0) {
+			bad = parse_int(v, 1, 100000, &lv) < 0;
+			lim.max_layers = (int)lv;
+		} else if (strcmp(a, "--max-epochs") == 0) {
+			bad = parse_int(v, 1, 100000000, &lv) < 0;
+			lim.max_epochs = (int)lv;
+		} else if (strcmp(a, "--max-batch") == 0) {
+			bad = parse_int(v, 1, 1LL << 30, &lv) < 0;
+			lim.max_batch = (int)lv;
+		} else if (strcmp(a, "--max-json-depth") == 0) {
+			bad = parse_int(v, 1, 900, &max_json_depth) < 0;
+		} else if (strcmp(a, "--max-connections") == 0) {
+			bad = parse_int(v, 1, 1000000, &max_conns) < 0;
+		} else if (strcmp(a, "--max-streams") == 0) {
+			bad = parse_int(v, 1, 1000000, &max_streams) < 0;
+		} else if (strcmp(a, "--idle-timeout") == 0) {
+			bad = parse_int(v, 1, 86400, &idle_timeout) < 0;
+		} else if (strcmp(a, "--request-timeout") == 0) {
+			bad = parse_int(v, 0, 86400, &request_timeout) < 0;
 		} else if (strcmp(a, "--api-key-file") == 0) {
 			key_file = v;
 		} else if (strcmp(a, "--tls-cert") == 0) {
@@ -253,8 +299,13 @@ int main(int argc, char **argv)
 	/* a connection stays on one pool thread; a long upload parses on its
 	 * thread, so more threads than cores keep the others answering */
 	int pool = (int)(cores * 2 < 4 ? 4 : cores * 2);
-	http_config hc = { host, (int)port, pool, 1024, 60, max_body, key, (int)workers,
-	                   (int)queue, tls_cert, tls_key };
+	http_config hc = { .host = host, .port = (int)port, .threads = pool,
+	                   .conn_limit = (unsigned)max_conns, .timeout_s = (unsigned)idle_timeout,
+	                   .max_body = max_body, .api_key = key, .workers = (int)workers,
+	                   .queue = (int)queue, .tls_cert = tls_cert, .tls_key = tls_key,
+	                   .max_streams = (int)max_streams,
+	                   .request_timeout_s = (unsigned)request_timeout,
+	                   .max_json_depth = (int)max_json_depth };
 	http_server *h = NULL;
 	int bound = 0;
 	char err[512];
@@ -273,7 +324,6 @@ int main(int argc, char **argv)
 		http_stop(h);
 		return 1;
 	}
-	api_limits lim = api_limits_default();
 	jobs *q = NULL;
 	if (jobs_start(st, (int)workers, (int)queue, &lim, &q) < 0) {
 		fprintf(stderr, "nnd: cannot start the workers\n");
@@ -284,6 +334,7 @@ int main(int argc, char **argv)
 	backend_ctx bctx = { st, q };
 	api_backend be;
 	backend_fill(&bctx, max_body, &be);
+	be.limits = lim;
 	http_set_backend(h, st, q, &be);
 	util_log(2, "nnd %s ready: data %s, %lld workers, queue %lld, BLAS %s, %s", NN_VERSION,
 	         data_dir, workers, queue, nn_blas_core() ? nn_blas_core() : "?",
