@@ -58,6 +58,7 @@ struct http_server {
 	volatile int ready;
 	volatile int draining;
 	int streams;             /* open event streams (atomic) */
+	int nconns;              /* connections admitted and not yet closed (atomic) */
 	pthread_mutex_t conns_mu;
 	struct conn_rec *conns;
 	pthread_t reaper;
@@ -720,6 +721,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 		pthread_mutex_unlock(&h->conns_mu);
 		*socket_context = c;
 	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+		__atomic_sub_fetch(&h->nconns, 1, __ATOMIC_SEQ_CST);
 		conn_rec *c = *socket_context;
 		if (!c)
 			return;
@@ -734,6 +736,24 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 		*socket_context = NULL;
 		free(c);
 	}
+}
+
+/* The connection limit, over the whole pool: MHD divides its own limit
+ * among the pool's threads, and a thread at its share leaves the others'
+ * accepts waiting, so the daemon counts for itself. Past the limit a new
+ * connection is closed at once, before any byte is read. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t len)
+{
+	http_server *h = cls;
+	(void)addr;
+	(void)len;
+	unsigned lim = h->cfg.conn_limit ? h->cfg.conn_limit : 1024u;
+	if ((unsigned)__atomic_add_fetch(&h->nconns, 1, __ATOMIC_SEQ_CST) > lim) {
+		__atomic_sub_fetch(&h->nconns, 1, __ATOMIC_SEQ_CST);
+		util_log(3, "connection refused: %u open, the limit", lim);
+		return MHD_NO;
+	}
+	return MHD_YES;   /* counted down on MHD_CONNECTION_NOTIFY_CLOSED */
 }
 
 /* Once a second: shut down the connections past the request deadline. */
@@ -814,10 +834,13 @@ int http_start(const http_config *cfg, http_server **out, int *port, char *err, 
 		}
 		flags |= MHD_USE_TLS;
 	}
-	h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h,
+	unsigned threads = (unsigned)(cfg->threads > 0 ? cfg->threads : 2);
+	unsigned conn_limit = cfg->conn_limit ? cfg->conn_limit : 1024u;
+	h->d = MHD_start_daemon(flags, 0, on_accept, h, on_request, h,
 	                        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-	                        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(cfg->threads > 0 ? cfg->threads : 2),
-	                        MHD_OPTION_CONNECTION_LIMIT, cfg->conn_limit ? cfg->conn_limit : 1024u,
+	                        MHD_OPTION_THREAD_POOL_SIZE, threads,
+	                        /* each thread may hold them all; on_accept counts */
+	                        MHD_OPTION_CONNECTION_LIMIT, conn_limit * threads,
 	                        MHD_OPTION_CONNECTION_TIMEOUT, cfg->timeout_s ? cfg->timeout_s : 60u,
 	                        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
 	                        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,

@@ -10,16 +10,28 @@
  *    the field, answered at once (no allocation of the model);
  *  - epochs (100,000) and batch size (2^20): 422 naming the field;
  *  - JSON nesting deeper than the parser's 1000 levels: 400 malformed_json.
- * The limits on connections, event streams and the idle timeout have no flag
- * yet, so they are not tested here.
+ * And each limit's flag, on daemons started with small values:
+ *  - --max-params, --max-depth, --max-layers: 422 validation_failed;
+ *    --max-json-depth 16: 17 levels are 400 malformed_json, 16 are parsed;
+ *  - --max-epochs, --max-batch: 422 naming the field;
+ *  - --max-streams 1: a second event stream is 429 too_many_streams with
+ *    Retry-After, and one opens again once the first has ended;
+ *  - --max-connections 4: past four (the harness's client may hold one)
+ *    a connection is closed unanswered, and once one of the four closes
+ *    a new connection is answered;
+ *  - --request-timeout 2: a client sending its headers a byte a second is
+ *    cut off long before it finishes, while /healthz keeps answering.
  */
 #include <arpa/inet.h>
 #include <check.h>
+#include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -282,6 +294,258 @@ START_TEST(test_json_nested_past_the_parser_limit_is_400)
 }
 END_TEST
 
+/* ------------------------------------------------------------ the flags */
+
+static void start_with(const char *const *flags)
+{
+	memset(&d, 0, sizeof d);
+	ck_assert_int_eq(nnd_start(&d, flags), 0);
+}
+
+/* A status of a JSON request. */
+static long status_of(const char *method, const char *path, const char *body)
+{
+	http_resp r;
+	http_do(&d, method, path, body ? "application/json" : NULL, body, body ? strlen(body) : 0, &r);
+	long st = r.status;
+	resp_free(&r);
+	return st;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int raw_connect(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(fd, 0);
+	struct sockaddr_in sa = { 0 };
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)d.port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+	return fd;
+}
+
+/* Reads what arrives within ms into buf (NUL-terminated); returns the
+ * bytes read, 0 when the peer closed with nothing, -1 when nothing came. */
+static int read_within(int fd, char *buf, size_t cap, int ms)
+{
+	size_t len = 0;
+	buf[0] = '\0';
+	struct pollfd p = { fd, POLLIN, 0 };
+	while (len < cap - 1 && poll(&p, 1, ms) > 0) {
+		ssize_t k = read(fd, buf + len, cap - 1 - len);
+		if (k <= 0)
+			return (int)len;
+		len += (size_t)k;
+		buf[len] = '\0';
+		if (strstr(buf, "\r\n\r\n"))
+			return (int)len;
+	}
+	return len ? (int)len : -1;
+}
+
+static void model_body(char *b, size_t cap, const char *layers)
+{
+	snprintf(b, cap, "{\"task\":\"regression\",\"inputs\":4,\"outputs\":1,\"layers\":%s}",
+	         layers);
+}
+
+START_TEST(test_model_limit_flags)
+{
+	const char *flags[] = { "--max-params", "1000", "--max-depth", "2", "--max-layers", "3",
+		                "--max-json-depth", "16", NULL };
+	start_with(flags);
+	char b[4096];
+	/* 4*100+100 + 100+1 = 601 parameters pass; 4*200+200 + 200+1 = 1201 do not */
+	model_body(b, sizeof b, "[{\"type\":\"dense\",\"units\":100}]");
+	ck_assert_int_eq(status_of("POST", "/v1/models", b), 201);
+	model_body(b, sizeof b, "[{\"type\":\"dense\",\"units\":200}]");
+	expect_field("/v1/models", b, "layers");
+	/* residual nesting 2 passes, 3 does not */
+	for (int depth = 2; depth <= 3; depth++) {
+		char l[1024] = "";
+		for (int i = 0; i < depth; i++)
+			strcat(l, "[{\"type\":\"residual\",\"layers\":");
+		strcat(l, "[{\"type\":\"dense\",\"units\":4}]");
+		for (int i = 0; i < depth; i++)
+			strcat(l, "}]");
+		model_body(b, sizeof b, l);
+		if (depth == 2)
+			ck_assert_int_eq(status_of("POST", "/v1/models", b), 201);
+		else
+			cJSON_Delete(expect("POST", "/v1/models", "application/json", b, strlen(b), 422,
+			                    "validation_failed"));
+	}
+	/* 3 layers in a list pass, 4 do not */
+	model_body(b, sizeof b, "[{\"type\":\"dropout\",\"rate\":0},{\"type\":\"dropout\",\"rate\":0},"
+	                        "{\"type\":\"dropout\",\"rate\":0}]");
+	ck_assert_int_eq(status_of("POST", "/v1/models", b), 201);
+	model_body(b, sizeof b, "[{\"type\":\"dropout\",\"rate\":0},{\"type\":\"dropout\",\"rate\":0},"
+	                        "{\"type\":\"dropout\",\"rate\":0},{\"type\":\"dropout\",\"rate\":0}]");
+	expect_field("/v1/models", b, "layers");
+	/* JSON depth: the object and 15 arrays (16 levels) are parsed (and
+	 * refused as a spec, 422); 16 arrays (17 levels) are 400 */
+	for (int n = 15; n <= 16; n++) {
+		char l[64];
+		memset(l, '[', (size_t)n);
+		memset(l + n, ']', (size_t)n);
+		l[2 * n] = '\0';
+		model_body(b, sizeof b, l);
+		cJSON *j = expect("POST", "/v1/models", "application/json", b, strlen(b),
+		                  n == 15 ? 422 : 400, n == 15 ? "validation_failed" : "malformed_json");
+		if (n == 16)
+			ck_assert_ptr_nonnull(strstr(jstr(j, "detail"), "deeper than 16"));
+		cJSON_Delete(j);
+	}
+	ck_assert_double_eq(total("/v1/models"), 3);
+	nnd_cleanup(&d);
+}
+END_TEST
+
+START_TEST(test_job_and_stream_limit_flags)
+{
+	const char *flags[] = { "--max-epochs", "5", "--max-batch", "8", "--max-streams", "1",
+		                "--workers", "1", NULL };
+	start_with(flags);
+	/* a job long enough to hold a stream open: 20000 rows, 4096 hidden units */
+	ck_assert_int_eq(make_dataset_csv(&d, 20000, 32, 2, ds_id), 0);
+	ck_assert_int_eq(make_model(&d, 32, 2, 4096, 1, mdl_id), 0);
+	char body[512], job[32];
+	snprintf(body, sizeof body, "{\"model\":\"%s\",\"dataset\":\"%s\",\"epochs\":6}", mdl_id,
+	         ds_id);
+	expect_field("/v1/jobs", body, "epochs");
+	snprintf(body, sizeof body, "{\"model\":\"%s\",\"dataset\":\"%s\",\"batch_size\":9}",
+	         mdl_id, ds_id);
+	expect_field("/v1/jobs", body, "batch_size");
+	ck_assert_double_eq(total("/v1/jobs"), 0);
+	ck_assert_int_eq(submit_job(&d, mdl_id, ds_id, 5, 8, NULL, job), 202);
+
+	/* the one stream allowed, held open on a raw socket */
+	int fd = raw_connect();
+	char req[256], buf[8192];
+	int n = snprintf(req, sizeof req, "GET /v1/jobs/%s/events HTTP/1.1\r\nHost: x\r\n\r\n", job);
+	ck_assert_int_eq(write(fd, req, (size_t)n), n);
+	ck_assert_int_gt(read_within(fd, buf, sizeof buf, 10000), 0);
+	ck_assert_msg(strncmp(buf, "HTTP/1.1 200", 12) == 0, "first stream: %.200s", buf);
+
+	char path[96];
+	snprintf(path, sizeof path, "/v1/jobs/%s/events", job);
+	http_resp r;
+	http_do(&d, "GET", path, NULL, NULL, 0, &r);
+	ck_assert_msg(r.status == 429, "second stream: %ld %.200s", r.status, r.body);
+	ck_assert_str_eq(r.ctype, "application/problem+json");
+	ck_assert_ptr_nonnull(strstr(r.body, "\"too_many_streams\""));
+	ck_assert_str_eq(r.retry_after, "1");
+	resp_free(&r);
+
+	/* cancel: the first stream ends, and a stream opens again */
+	char cpath[96];
+	snprintf(cpath, sizeof cpath, "/v1/jobs/%s/cancel", job);
+	long cst = status_of("POST", cpath, NULL);
+	ck_assert_msg(cst == 202 || cst == 409, "cancel: %ld", cst);
+	close(fd);
+	long st = 0;
+	for (int i = 0; i < 50 && st != 200; i++) {
+		char *s = NULL;
+		http_do(&d, "GET", path, NULL, NULL, 0, &r);
+		st = r.status;
+		if (st == 200)
+			s = strstr(r.body, "event: state");
+		if (st == 200)
+			ck_assert_ptr_nonnull(s);
+		resp_free(&r);
+		if (st != 200)
+			usleep(100 * 1000);
+	}
+	ck_assert_int_eq(st, 200);
+	nnd_cleanup(&d);
+}
+END_TEST
+
+START_TEST(test_connection_limit_flag)
+{
+	const char *flags[] = { "--max-connections", "4", NULL };
+	start_with(flags);
+	const char *hz = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+	int held[5];
+	char buf[4096];
+	/* connections answered once and kept alive until one is refused; the
+	 * harness's own client may hold one of the four */
+	int n = 0, k = 0;
+	for (; n < 5; n++) {
+		held[n] = raw_connect();
+		ck_assert_int_eq(write(held[n], hz, strlen(hz)), (ssize_t)strlen(hz));
+		k = read_within(held[n], buf, sizeof buf, 3000);
+		if (k <= 0 || strncmp(buf, "HTTP/1.1 503", 12) == 0)
+			break;   /* refused: closed unanswered, no answer, or a 503 */
+		ck_assert_msg(strncmp(buf, "HTTP/1.1 200", 12) == 0, "conn %d: %.100s", n, buf);
+	}
+	ck_assert_msg(n >= 3 && n <= 4, "%d connections held before the refusal", n);
+	int refused = held[n];
+	/* one of them closing lets a new connection in */
+	close(held[0]);
+	int again = -1;
+	for (int i = 0; i < 50; i++) {
+		again = raw_connect();
+		ck_assert_int_eq(write(again, hz, strlen(hz)), (ssize_t)strlen(hz));
+		k = read_within(again, buf, sizeof buf, 3000);
+		if (k > 0 && strncmp(buf, "HTTP/1.1 200", 12) == 0)
+			break;
+		close(again);
+		again = -1;
+		usleep(100 * 1000);
+	}
+	ck_assert_msg(again >= 0, "no connection admitted after a close");
+	close(again);
+	close(refused);
+	for (int i = 1; i < n; i++)
+		close(held[i]);
+	nnd_cleanup(&d);
+}
+END_TEST
+
+START_TEST(test_request_timeout_cuts_a_trickling_client)
+{
+	const char *flags[] = { "--request-timeout", "2", NULL };
+	start_with(flags);
+	const char *hz = "GET /healthz HTTP/1.1\r\nHost: localhost\r\nUser-Agent: slow\r\n\r\n";
+	size_t len = strlen(hz);   /* 50 bytes: 50 s at a byte a second */
+	int fd = raw_connect();
+	double t0 = now_s();
+	size_t sent = 0;
+	int closed = 0, healthz_ok = 0;
+	while (sent < len && !closed) {
+		if (write(fd, hz + sent, 1) == 1)
+			sent++;
+		struct pollfd p = { fd, POLLIN, 0 };
+		if (poll(&p, 1, 1000) > 0) {
+			char c;
+			ssize_t k = recv(fd, &c, 1, MSG_DONTWAIT);
+			if (k == 0 || (k < 0 && errno != EAGAIN))
+				closed = 1;
+			else if (k > 0)
+				ck_abort_msg("the trickling client got an answer");
+		}
+		/* the daemon keeps serving the others */
+		healthz_ok += status_of("GET", "/healthz", NULL) == 200;
+	}
+	double took = now_s() - t0;
+	close(fd);
+	ck_assert_msg(closed, "the trickling client was never cut off");
+	ck_assert_uint_lt(sent, len);
+	ck_assert_msg(took < 10, "cut off after %.1f s", took);   /* deadline 2 s + reaper tick */
+	ck_assert_int_ge(healthz_ok, 1);
+	ck_assert_int_eq(status_of("GET", "/healthz", NULL), 200);
+	nnd_cleanup(&d);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("limits");
@@ -295,6 +559,13 @@ int main(void)
 	tcase_add_test(tc, test_epochs_and_batch_size_limits_are_422_naming_the_field);
 	tcase_add_test(tc, test_json_nested_past_the_parser_limit_is_400);
 	suite_add_tcase(s, tc);
+	TCase *tf = tcase_create("flags");
+	tcase_set_timeout(tf, 120);
+	tcase_add_test(tf, test_model_limit_flags);
+	tcase_add_test(tf, test_job_and_stream_limit_flags);
+	tcase_add_test(tf, test_connection_limit_flag);
+	tcase_add_test(tf, test_request_timeout_cuts_a_trickling_client);
+	suite_add_tcase(s, tf);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
