@@ -598,7 +598,7 @@ static enum MHD_Result dispatch(req *r)
 	if (r->failed)
 		return problem(r, &r->err, NULL, 0, 0);
 	conn_phase(r, 2);
-	int jd = h->cfg.max_json_depth > 0 ? h->cfg.max_json_depth : 64;
+	int jd = h->cfg.max_json_depth > 0 ? h->cfg.max_json_depth : 128;
 	if (rt->body == BODY_JSON && r->buf && json_depth_over(r->buf, r->len, jd)) {
 		api_err e = API_ERR_INIT;
 		api_err_set(&e, 400, "malformed_json", "the JSON nests deeper than %d levels", jd);

@@ -59,7 +59,7 @@ static void usage(FILE *f)
 	        "  --max-layers N        layers in one list (default 256; then 422)\n"
 	        "  --max-epochs N        epochs of a job (default 100000; then 422)\n"
 	        "  --max-batch N         batch size of a job (default 1048576; then 422)\n"
-	        "  --max-json-depth N    JSON body nesting (default 64; then 400 malformed_json)\n"
+	        "  --max-json-depth N    JSON body nesting (default 128; then 400 malformed_json)\n"
 	        "  --max-connections N   concurrent connections (default 1024; more are refused)\n"
 	        "  --max-streams N       concurrent event streams (default 1024; then 429\n"
 	        "                        too_many_streams with Retry-After)\n"
@@ -146,7 +146,7 @@ int main(int argc, char **argv)
 	long long port = 8080, workers = 0, queue = 64, max_body = 1LL << 30;
 	const char *data_dir = "./nnd-data", *key_file = NULL;
 	const char *cert_file = NULL, *tls_key_file = NULL;
-	long long max_json_depth = 64, max_conns = 1024, max_streams = 1024;
+	long long max_json_depth = 128, max_conns = 1024, max_streams = 1024;
 	long long idle_timeout = 60, request_timeout = 30;
 	api_limits lim = api_limits_default();
 	long long lv;
