@@ -20,7 +20,8 @@
  *    a connection is closed unanswered, and once one of the four closes
  *    a new connection is answered;
  *  - --request-timeout 2: a client sending its headers a byte a second is
- *    cut off long before it finishes, while /healthz keeps answering.
+ *    cut off long before it finishes, while /healthz keeps answering; an
+ *    event stream open for more than twice the deadline is not cut.
  */
 #include <arpa/inet.h>
 #include <check.h>
@@ -546,6 +547,37 @@ START_TEST(test_request_timeout_cuts_a_trickling_client)
 }
 END_TEST
 
+START_TEST(test_request_timeout_spares_event_streams)
+{
+	const char *flags[] = { "--request-timeout", "2", "--workers", "1", NULL };
+	start_with(flags);
+	ck_assert_int_eq(make_dataset_csv(&d, 20000, 32, 2, ds_id), 0);
+	ck_assert_int_eq(make_model(&d, 32, 2, 4096, 1, mdl_id), 0);
+	char job[32], req[256], buf[8192];
+	ck_assert_int_eq(submit_job(&d, mdl_id, ds_id, 50, 8, NULL, job), 202);
+	int fd = raw_connect();
+	int n = snprintf(req, sizeof req, "GET /v1/jobs/%s/events HTTP/1.1\r\nHost: x\r\n\r\n", job);
+	ck_assert_int_eq(write(fd, req, (size_t)n), n);
+	ck_assert_int_gt(read_within(fd, buf, sizeof buf, 10000), 0);
+	ck_assert_msg(strncmp(buf, "HTTP/1.1 200", 12) == 0, "stream: %.200s", buf);
+	/* twice the deadline and more: the stream is still open */
+	double t0 = now_s();
+	int open = 1;
+	while (open && now_s() - t0 < 5) {
+		struct pollfd p = { fd, POLLIN, 0 };
+		if (poll(&p, 1, 200) > 0 && read(fd, buf, sizeof buf) <= 0)
+			open = 0;
+	}
+	ck_assert_msg(open, "the event stream was cut");
+	char cpath[96];
+	snprintf(cpath, sizeof cpath, "/v1/jobs/%s/cancel", job);
+	long cst = status_of("POST", cpath, NULL);
+	ck_assert_msg(cst == 202, "cancel: %ld (the job ended before the check)", cst);
+	close(fd);
+	nnd_cleanup(&d);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("limits");
@@ -565,6 +597,7 @@ int main(void)
 	tcase_add_test(tf, test_job_and_stream_limit_flags);
 	tcase_add_test(tf, test_connection_limit_flag);
 	tcase_add_test(tf, test_request_timeout_cuts_a_trickling_client);
+	tcase_add_test(tf, test_request_timeout_spares_event_streams);
 	suite_add_tcase(s, tf);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
