@@ -213,7 +213,7 @@ static const struct {
 	{ "GET", "/v1/jobs/{job}", { 200 } },
 	{ "POST", "/v1/jobs/{job}/cancel", { 202, 409, 507 } },
 	{ "GET", "/v1/jobs/{job}/metrics", { 200, 422 } },
-	{ "GET", "/v1/jobs/{job}/events", { 200, 422 } },
+	{ "GET", "/v1/jobs/{job}/events", { 200, 422, 429 } },
 };
 
 /* The statuses route rt can answer with, as a set over 100..599. */
