@@ -102,6 +102,10 @@ void nn_optim_step(const nn_optimizer *o, float lr, int64_t t, float *restrict p
 		double bc1 = 1.0 - pow(b1, (double)t), bc2 = 1.0 - pow(b2, (double)t);
 		float step = (float)((double)lr / bc1);
 		float bc2s = (float)sqrt(bc2);
+		/* One division per element instead of two: sqrt(v) / bc2s becomes
+		 * a multiply by the reciprocal (at most one ulp away from torch's
+		 * quotient, within the reference tolerance). */
+		float inv_bc2s = 1.0f / bc2s;
 		float fb1 = o->beta1, fb2 = o->beta2;
 		float a1 = (float)(1.0 - b1), a2 = (float)(1.0 - b2), eps = o->eps;
 		if (o->type == NN_OPT_ADAMW) {
@@ -115,7 +119,7 @@ void nn_optim_step(const nn_optimizer *o, float lr, int64_t t, float *restrict p
 		for (i = 0; i < n; i++) {
 			s1[i] = s1[i] * fb1 + a1 * g[i];
 			s2[i] = s2[i] * fb2 + a2 * (g[i] * g[i]);
-			float denom = sqrtf(s2[i]) / bc2s + eps;
+			float denom = sqrtf(s2[i]) * inv_bc2s + eps;
 			p[i] -= step * (s1[i] / denom);
 		}
 		break;
