@@ -2,9 +2,9 @@
  * layer_dense.c - the fully connected layer y = f(x W^T + b), W [out][in] as
  * PyTorch's nn.Linear.weight, and its backward pass.
  *
- * Forward: one sgemm into the output (or into the pre-activation cache when
- * the activation's derivative needs z), then bias and activation in one pass
- * per row. Backward: the activation derivative is applied to the incoming
+ * Forward: the bias rows copied into the output (or into the pre-activation
+ * cache when the activation's derivative needs z), one sgemm accumulating
+ * onto them, then the activation in one pass (none for identity in place). Backward: the activation derivative is applied to the incoming
  * gradient in place, the bias gradient summed in the same sweep, then two
  * sgemms with transposes (no copies): dW = dZ^T X and dX = dZ W. The first
  * layer skips dX (nobody needs the gradient of the input).
@@ -24,10 +24,19 @@ static void dense_forward(const nn_node *nd, int k, nn_run *r)
 	float *z = nd->store_z ? r->c0[k] : y;
 	int n = r->n, in = nd->in_w, out = nd->out_w;
 
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, W, in, 0.0f,
+	float beta = 0.0f;
+
+	/* With a bias, z starts as the bias rows and the sgemm accumulates into
+	 * them (beta 1), like torch's addmm: no zeroing pass, no bias pass. */
+	if (nd->has_bias) {
+		const float *b = r->params + nd->b_off;
+		for (int i = 0; i < n; i++)
+			memcpy(z + (int64_t)i * out, b, sizeof(float) * (size_t)out);
+		beta = 1.0f;
+	}
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, W, in, beta,
 	            z, out);
-	nn_act_bias_rows(nd->act, nd->alpha, z, nd->has_bias ? r->params + nd->b_off : NULL, y, n,
-	                 out);
+	nn_act_bias_rows(nd->act, nd->alpha, z, NULL, y, n, out);
 }
 
 static void dense_backward(const nn_node *nd, int k, nn_run *r)
