@@ -34,6 +34,15 @@ void nn_optim_step(const nn_optimizer *o, float lr, int64_t t, float *p, const f
 /* How many state buffers (0, 1 or 2) the optimizer keeps. */
 int nn_optim_buffers(nn_opt_type t);
 
+/* Converts n floats to bytes; 0 when one of them is not an integer in 0..255
+ * (NaN included), and then dst holds garbage. */
+int nn_to_bytes(uint8_t *dst, const float *src, int64_t n);
+/* Training data of at least nn_byte_copy_min floats, all integers 0..255,
+ * is gathered from a byte copy (train.c); nn_byte_copies_made counts the
+ * copies made. Both are for tests. */
+extern int64_t nn_byte_copy_min;
+extern int64_t nn_byte_copies_made;
+
 /*
  * An image augmentation with every random draw made: nn_augment_image draws
  * these from its rng and applies them with nn_augment_apply, which tests can
@@ -100,6 +109,8 @@ typedef struct nn_trainer {
 	int32_t *by;               /* labels, or NULL */
 	float *bt;                 /* targets, or NULL */
 	float *img;                /* one raw image, for augmentation */
+	uint8_t *x8;               /* train->x as bytes when every value is an
+	                            * integer 0..255 (see byte_copy), or NULL */
 
 	/* optimizer */
 	float *s1, *s2;            /* n_params each, or NULL */

@@ -4,7 +4,8 @@
  * against the iterates, population vs running batch-norm statistics,
  * sparsity, divergence, determinism, checkpoint/resume bit for bit (at an
  * epoch end and mid-epoch), corrupted checkpoints, gradient clipping,
- * reported gradient norms, cancellation, and config checks.
+ * reported gradient norms, cancellation, config checks, and the byte copy
+ * of image data (the same bits as the float path).
  */
 #include <check.h>
 #include <math.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "nn.h"
+#include "trainer.h"
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -420,6 +422,70 @@ START_TEST(test_same_seed_gives_the_same_bytes)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- byte copy */
+
+START_TEST(test_to_bytes_accepts_integers_0_to_255_only)
+{
+	float ok[20];
+	uint8_t b[20];
+	for (int i = 0; i < 20; i++)
+		ok[i] = (float)(i * 13 % 256);
+	ok[19] = 255.0f;
+	ck_assert_int_eq(nn_to_bytes(b, ok, 20), 1);
+	for (int i = 0; i < 20; i++)
+		ck_assert_int_eq(b[i], (int)ok[i]);
+	/* each bad value, in the vector part (index 3) and in the tail (18) */
+	const float bad[] = { 256.0f, -1.0f, 0.5f, 254.999f, NAN, INFINITY, -INFINITY, 1e9f };
+	for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+		for (int at = 3; at <= 18; at += 15) {
+			float x[20];
+			memcpy(x, ok, sizeof x);
+			x[at] = bad[k];
+			ck_assert_msg(nn_to_bytes(b, x, 20) == 0, "value %g at %d accepted", bad[k], at);
+		}
+	}
+}
+END_TEST
+
+/* Byte-valued data (an image data set) trained through the byte copy and
+ * through the floats: the same weights to the bit, standardisation and
+ * noise included. */
+START_TEST(test_byte_copy_trains_to_the_same_bits_as_the_floats)
+{
+	const int rows = 400, f = 24;
+	problem pr = make_problem(rows, f, 11);
+	for (int64_t i = 0; i < (int64_t)rows * f; i++)
+		pr.x[i] = (float)((int)(fabsf(pr.x[i]) * 60.0f) % 256);
+	nn_train_config c = busy();
+	c.clip_grad_norm = 0;
+	int64_t saved = nn_byte_copy_min, made = nn_byte_copies_made;
+	char err[128];
+
+	nn_model *viafloat = mlp(f, 1, 1), *viabytes = mlp(f, 1, 1);
+	nn_byte_copy_min = INT64_MAX;
+	ck_assert_int_eq(nn_train(viafloat, &pr.d, NULL, &c, NULL, NULL, 0, NULL, err, sizeof err),
+	                 NN_OK);
+	ck_assert_int_eq(nn_byte_copies_made, made);
+	nn_byte_copy_min = 0;
+	ck_assert_int_eq(nn_train(viabytes, &pr.d, NULL, &c, NULL, NULL, 0, NULL, err, sizeof err),
+	                 NN_OK);
+	ck_assert_int_eq(nn_byte_copies_made, made + 1);
+	ck_assert(same_weights(viafloat, viabytes));
+
+	/* one fractional value anywhere keeps the float path */
+	pr.x[(int64_t)rows * f - 1] = 0.5f;
+	nn_model *frac = mlp(f, 1, 1);
+	ck_assert_int_eq(nn_train(frac, &pr.d, NULL, &c, NULL, NULL, 0, NULL, err, sizeof err),
+	                 NN_OK);
+	ck_assert_int_eq(nn_byte_copies_made, made + 1);
+	nn_byte_copy_min = saved;
+	nn_model_free(viafloat);
+	nn_model_free(viabytes);
+	nn_model_free(frac);
+	free_problem(&pr);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- checkpoints */
 
 typedef struct saver {
@@ -779,6 +845,8 @@ int main(void)
 	tcase_add_test(tc, test_sparsity_keeps_at_most_max_nonzero_weights_within_bound);
 	tcase_add_test(tc, test_divergence_returns_ediverged);
 	tcase_add_test(tc, test_same_seed_gives_the_same_bytes);
+	tcase_add_test(tc, test_to_bytes_accepts_integers_0_to_255_only);
+	tcase_add_test(tc, test_byte_copy_trains_to_the_same_bits_as_the_floats);
 	tcase_add_test(tc, test_resume_from_an_epoch_checkpoint_is_bit_identical);
 	tcase_add_test(tc, test_resume_from_a_mid_epoch_checkpoint_is_bit_identical);
 	tcase_add_test(tc, test_checkpoints_come_every_n_epochs_and_a_failed_store_fails_training);
