@@ -25,6 +25,7 @@ MHD_LIBS    := $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmic
 SQLITE_LIBS := $(shell pkg-config --libs sqlite3 2>/dev/null || echo -lsqlite3)
 CURL_LIBS   := $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
 Z_LIBS      := $(shell pkg-config --libs zlib 2>/dev/null || echo -lz)
+DEFLATE_LIBS := $(shell pkg-config --libs libdeflate 2>/dev/null || echo -ldeflate)
 CHECK_LIBS  := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
 
 CPPFLAGS += -Iengine -Iapi -Iserver $(BLAS_CFLAGS) $(PKG_CFLAGS)
@@ -44,7 +45,7 @@ LIB_ENGINE := $(BUILD)/libnnengine.a
 LIB_API    := $(BUILD)/libnnapi.a
 LIB_SERVER := $(BUILD)/libnnserver.a
 ENGINE_LIBS := $(BLAS_LIBS) -lm
-API_LIBS    := $(CJSON_LIBS) $(Z_LIBS) $(ENGINE_LIBS)
+API_LIBS    := $(CJSON_LIBS) $(DEFLATE_LIBS) $(Z_LIBS) $(ENGINE_LIBS)
 SERVER_LIBS := $(MHD_LIBS) $(SQLITE_LIBS) $(API_LIBS)
 
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BIN)/%,$(UNIT_SRC))
