@@ -20,7 +20,7 @@
 
 #include "harness.h"
 
-static void sleep_ms(int ms)
+void sleep_ms(int ms)
 {
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
 	nanosleep(&ts, NULL);
@@ -450,6 +450,27 @@ char *read_stream(nnd *d, const char *path, const char *last_event_id)
 	return r.body;
 }
 
+static void *bg_stream_run(void *arg)
+{
+	bg_stream *s = arg;
+	s->text = read_stream(s->d, s->path, NULL);
+	return NULL;
+}
+
+int bg_stream_start(bg_stream *s, nnd *d, const char *path)
+{
+	s->d = d;
+	snprintf(s->path, sizeof s->path, "%s", path);
+	s->text = NULL;
+	return pthread_create(&s->th, NULL, bg_stream_run, s) == 0 ? 0 : -1;
+}
+
+char *bg_stream_join(bg_stream *s)
+{
+	pthread_join(s->th, NULL);
+	return s->text;
+}
+
 /* ---------------------------------------------------------------- data */
 
 static double gen_value(unsigned *s)
@@ -507,6 +528,19 @@ int make_dataset_csv(nnd *d, int rows, int feats, int classes, char *ds_id)
 	return st == 201 ? 0 : -1;
 }
 
+long create_model(nnd *d, const char *spec, char *mdl_id)
+{
+	http_resp r;
+	long st = http_do(d, "POST", "/v1/models", "application/json", spec, strlen(spec), &r);
+	if (mdl_id) {
+		cJSON *j = cJSON_Parse(r.body);
+		snprintf(mdl_id, 32, "%s", jstr(j, "id"));
+		cJSON_Delete(j);
+	}
+	resp_free(&r);
+	return st;
+}
+
 int make_model(nnd *d, int inputs, int outputs, int hidden, int seed, char *mdl_id)
 {
 	char body[512];
@@ -514,13 +548,7 @@ int make_model(nnd *d, int inputs, int outputs, int hidden, int seed, char *mdl_
 	         "{\"name\":\"m\",\"task\":\"classification\",\"inputs\":%d,\"outputs\":%d,"
 	         "\"seed\":%d,\"layers\":[{\"type\":\"dense\",\"units\":%d,\"activation\":\"relu\"}]}",
 	         inputs, outputs, seed, hidden);
-	http_resp r;
-	long st = http_do(d, "POST", "/v1/models", "application/json", body, strlen(body), &r);
-	cJSON *j = cJSON_Parse(r.body);
-	snprintf(mdl_id, 32, "%s", jstr(j, "id"));
-	cJSON_Delete(j);
-	resp_free(&r);
-	return st == 201 ? 0 : -1;
+	return create_model(d, body, mdl_id) == 201 ? 0 : -1;
 }
 
 long submit_job(nnd *d, const char *mdl, const char *ds, int epochs, int batch,

@@ -11,6 +11,7 @@
 #ifndef NND_HARNESS_H
 #define NND_HARNESS_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <sys/types.h>
 #include <cjson/cJSON.h>
@@ -83,8 +84,24 @@ double jnum(const cJSON *o, const char *key);
  * malloc'd string; extra headers may be NULL. */
 char *read_stream(nnd *d, const char *path, const char *last_event_id);
 
+/* read_stream on a thread of its own: a subscriber that follows a job while
+ * the test goes on. bg_stream_start returns 0, or -1 when no thread could be
+ * started; bg_stream_join waits for the stream's end and returns its text
+ * (the caller frees it; NULL when the daemon sent no stream). */
+typedef struct bg_stream {
+	nnd *d;
+	char path[128];
+	char *text;
+	pthread_t th;
+} bg_stream;
+int bg_stream_start(bg_stream *s, nnd *d, const char *path);
+char *bg_stream_join(bg_stream *s);
+
 /* $NND_SHARED or ../shared (relative to the repo root). */
 const char *shared_dir(void);
+
+/* Sleeps ms milliseconds (for polling loops, never for timing asserts). */
+void sleep_ms(int ms);
 
 #endif
 
@@ -97,6 +114,9 @@ cJSON *gen_json(int rows, int feats, int classes, unsigned seed);
 /* Uploads (CSV or JSON), creates a model and returns their ids (0 or -1). */
 int make_dataset_csv(nnd *d, int rows, int feats, int classes, char *ds_id);
 int make_model(nnd *d, int inputs, int outputs, int hidden, int seed, char *mdl_id);
+/* POST /v1/models with the JSON spec; returns the HTTP status and, when
+ * mdl_id is not NULL, the new id (32 bytes; "" when the reply has none). */
+long create_model(nnd *d, const char *spec, char *mdl_id);
 /* Submits a job; returns the HTTP status and the job id. */
 long submit_job(nnd *d, const char *mdl, const char *ds, int epochs, int batch,
                 const char *extra_json, char *job_id);

@@ -6,11 +6,9 @@
  */
 #include <check.h>
 #include <curl/curl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "harness.h"
 
@@ -18,23 +16,6 @@ static const char *SPEC =
 	"{\"task\":\"classification\",\"inputs\":30,\"outputs\":3,\"seed\":3,"
 	"\"layers\":[{\"type\":\"dense\",\"units\":256,\"activation\":\"relu\"},"
 	"{\"type\":\"dense\",\"units\":256,\"activation\":\"relu\"}]}";
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
-static void model(nnd *d, char *id)
-{
-	http_resp r;
-	ck_assert_int_eq(http_do(d, "POST", "/v1/models", "application/json", SPEC, strlen(SPEC), &r),
-	                 201);
-	cJSON *j = cJSON_Parse(r.body);
-	snprintf(id, 32, "%s", jstr(j, "id"));
-	cJSON_Delete(j);
-	resp_free(&r);
-}
 
 static const char *state_of(nnd *d, const char *job, char *buf)
 {
@@ -81,7 +62,7 @@ START_TEST(test_four_jobs_two_workers_full_queue_and_predictions)
 	char ds[32], m[5][32], job[5][32];
 	ck_assert_int_eq(make_dataset_csv(&d, 2400, 30, 3, ds), 0);
 	for (int i = 0; i < 5; i++)
-		model(&d, m[i]);
+		ck_assert_int_eq(create_model(&d, SPEC, m[i]), 201);
 	ck_assert_int_eq(submit_job(&d, m[0], ds, 5, 32, NULL, job[0]), 202);
 	ck_assert_int_eq(submit_job(&d, m[1], ds, 5, 32, NULL, job[1]), 202);
 	wait_running(&d, job[0]);
@@ -136,8 +117,8 @@ START_TEST(test_cancel_queued_and_running)
 	ck_assert_int_eq(nnd_start(&d, flags), 0);
 	char ds[32], m[2][32], job[2][32], path[128];
 	ck_assert_int_eq(make_dataset_csv(&d, 2400, 30, 3, ds), 0);
-	model(&d, m[0]);
-	model(&d, m[1]);
+	ck_assert_int_eq(create_model(&d, SPEC, m[0]), 201);
+	ck_assert_int_eq(create_model(&d, SPEC, m[1]), 201);
 	ck_assert_int_eq(submit_job(&d, m[0], ds, 500, 32, NULL, job[0]), 202);
 	wait_running(&d, job[0]);
 	ck_assert_int_eq(submit_job(&d, m[1], ds, 500, 32, NULL, job[1]), 202);
@@ -178,19 +159,6 @@ START_TEST(test_cancel_queued_and_running)
 }
 END_TEST
 
-typedef struct sub {
-	nnd *d;
-	char path[128];
-	char *text;
-} sub;
-
-static void *subscribe(void *arg)
-{
-	sub *s = arg;
-	s->text = read_stream(s->d, s->path, NULL);
-	return NULL;
-}
-
 static int count(const char *text, const char *needle)
 {
 	int n = 0;
@@ -224,22 +192,18 @@ START_TEST(test_many_subscribers_get_the_same_live_events)
 	ck_assert_int_eq(nnd_start(&d, flags), 0);
 	char ds[32], m[32], job[32];
 	ck_assert_int_eq(make_dataset_csv(&d, 2400, 30, 3, ds), 0);
-	model(&d, m);
+	ck_assert_int_eq(create_model(&d, SPEC, m), 201);
 	ck_assert_int_eq(submit_job(&d, m, ds, 12, 32, "\"log_every_steps\":5", job), 202);
-	sub subs[3];
-	pthread_t th[3];
+	bg_stream subs[3];
 	for (int i = 0; i < 3; i++) {
-		subs[i].d = &d;
-		snprintf(subs[i].path, sizeof subs[i].path, "/v1/jobs/%s/events%s", job,
+		char path[128];
+		snprintf(path, sizeof path, "/v1/jobs/%s/events%s", job,
 		         i == 2 ? "?format=ndjson" : "");
-		subs[i].text = NULL;
-		ck_assert_int_eq(pthread_create(&th[i], NULL, subscribe, &subs[i]), 0);
+		ck_assert_int_eq(bg_stream_start(&subs[i], &d, path), 0);
 	}
 	vanish(&d, subs[0].path);
-	for (int i = 0; i < 3; i++) {
-		pthread_join(th[i], NULL);
-		ck_assert_msg(subs[i].text != NULL, "subscriber %d got no stream", i);
-	}
+	for (int i = 0; i < 3; i++)
+		ck_assert_msg(bg_stream_join(&subs[i]) != NULL, "subscriber %d got no stream", i);
 	int steps = count(subs[0].text, "event: step");
 	ck_assert_int_ge(steps, 2);
 	ck_assert_int_eq(count(subs[1].text, "event: step"), steps);

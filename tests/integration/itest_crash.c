@@ -57,12 +57,6 @@ static char base_ds[32];
 static char first_job[32];
 static unsigned rng_state;
 
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
 /* Thread-safe small generator for the workers (their own state). */
 static unsigned next_rand(unsigned *s)
 {
@@ -90,13 +84,7 @@ static long post_model(nnd *d, int hidden, int seed, char *id)
 	         "{\"name\":\"crash\",\"task\":\"classification\",\"inputs\":32,\"outputs\":3,"
 	         "\"seed\":%d,\"layers\":[{\"type\":\"dense\",\"units\":%d,\"activation\":\"relu\"}]}",
 	         seed, hidden);
-	http_resp r;
-	long st = http_do(d, "POST", "/v1/models", "application/json", body, strlen(body), &r);
-	cJSON *j = cJSON_Parse(r.body);
-	snprintf(id, 32, "%s", jstr(j, "id"));
-	cJSON_Delete(j);
-	resp_free(&r);
-	return st;
+	return create_model(d, body, id);
 }
 
 /* Uploads, new weight versions and deletes until stop_flag (or until the

@@ -9,7 +9,6 @@
  */
 #include <check.h>
 #include <signal.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,23 +20,6 @@ static const char *SPEC =
 	"{\"name\":\"durable\",\"task\":\"classification\",\"inputs\":30,\"outputs\":3,\"seed\":11,"
 	"\"layers\":[{\"type\":\"dense\",\"units\":384,\"activation\":\"relu\"},"
 	"{\"type\":\"dense\",\"units\":384,\"activation\":\"tanh\"}]}";
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
-static void create_model(nnd *d, char *id)
-{
-	http_resp r;
-	ck_assert_int_eq(http_do(d, "POST", "/v1/models", "application/json", SPEC, strlen(SPEC), &r),
-	                 201);
-	cJSON *j = cJSON_Parse(r.body);
-	snprintf(id, 32, "%s", jstr(j, "id"));
-	cJSON_Delete(j);
-	resp_free(&r);
-}
 
 static long start_job(nnd *d, const char *mdl, const char *ds, int epochs, char *id)
 {
@@ -136,7 +118,7 @@ START_TEST(test_kill9_resumes_to_the_same_weights)
 	resp_free(&r);
 	char *kept_w = weights_of(&d, kept);
 
-	create_model(&d, mdl);
+	ck_assert_int_eq(create_model(&d, SPEC, mdl), 201);
 	ck_assert_int_eq(start_job(&d, mdl, ds, 10, job), 202);
 	wait_epoch(&d, job, 3);
 	nnd_kill9(&d);
@@ -170,7 +152,7 @@ START_TEST(test_kill9_resumes_to_the_same_weights)
 
 	/* the same job never interrupted */
 	char mdl2[32], job2[32];
-	create_model(&d, mdl2);
+	ck_assert_int_eq(create_model(&d, SPEC, mdl2), 201);
 	ck_assert_int_eq(start_job(&d, mdl2, ds, 10, job2), 202);
 	done = wait_job(&d, job2, 90);
 	ck_assert_ptr_nonnull(done);
@@ -184,19 +166,6 @@ START_TEST(test_kill9_resumes_to_the_same_weights)
 }
 END_TEST
 
-typedef struct follower {
-	nnd *d;
-	char path[128];
-	char *text;
-} follower;
-
-static void *follow(void *arg)
-{
-	follower *f = arg;
-	f->text = read_stream(f->d, f->path, NULL);
-	return NULL;
-}
-
 START_TEST(test_sigterm_checkpoints_and_resumes)
 {
 	const char *flags[] = { "--workers", "1", NULL };
@@ -204,21 +173,20 @@ START_TEST(test_sigterm_checkpoints_and_resumes)
 	ck_assert_int_eq(nnd_start(&d, flags), 0);
 	char ds[32], mdl[32], job[32];
 	ck_assert_int_eq(make_dataset_csv(&d, 2400, 30, 3, ds), 0);
-	create_model(&d, mdl);
+	ck_assert_int_eq(create_model(&d, SPEC, mdl), 201);
 	ck_assert_int_eq(start_job(&d, mdl, ds, 8, job), 202);
 	wait_epoch(&d, job, 1);
 	/* a subscriber still following when the signal comes */
-	follower f = { &d, "", NULL };
-	snprintf(f.path, sizeof f.path, "/v1/jobs/%s/events", job);
-	pthread_t th;
-	ck_assert_int_eq(pthread_create(&th, NULL, follow, &f), 0);
+	bg_stream f;
+	char path[128];
+	snprintf(path, sizeof path, "/v1/jobs/%s/events", job);
+	ck_assert_int_eq(bg_stream_start(&f, &d, path), 0);
 	sleep_ms(100);
 	time_t t0 = time(NULL);
 	ck_assert_int_eq(nnd_stop(&d, 10), 0);
 	ck_assert_int_le(time(NULL) - t0, 10);
 	ck_assert(log_has(&d, "stays queued"));
-	pthread_join(th, NULL);
-	ck_assert_ptr_nonnull(f.text);
+	ck_assert_ptr_nonnull(bg_stream_join(&f));
 	ck_assert_ptr_nonnull(strstr(f.text, "event: step"));
 	ck_assert_ptr_null(strstr(f.text, "\"state\":\"succeeded\""));
 	free(f.text);
@@ -243,7 +211,7 @@ START_TEST(test_acknowledged_cancel_survives_kill9)
 	ck_assert_int_eq(nnd_start(&d, flags), 0);
 	char ds[32], mdl[32], job[32], path[128];
 	ck_assert_int_eq(make_dataset_csv(&d, 2400, 30, 3, ds), 0);
-	create_model(&d, mdl);
+	ck_assert_int_eq(create_model(&d, SPEC, mdl), 201);
 	ck_assert_int_eq(start_job(&d, mdl, ds, 200, job), 202);
 	wait_epoch(&d, job, 1);
 	snprintf(path, sizeof path, "/v1/jobs/%s/cancel", job);

@@ -27,16 +27,9 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
 
 /* A classification model on 32 inputs, 3 classes, one hidden layer. */
 static long post_model(nnd *d, int hidden, char *id)
@@ -46,14 +39,7 @@ static long post_model(nnd *d, int hidden, char *id)
 	         "{\"name\":\"faults\",\"task\":\"classification\",\"inputs\":32,\"outputs\":3,"
 	         "\"seed\":5,\"layers\":[{\"type\":\"dense\",\"units\":%d,\"activation\":\"relu\"}]}",
 	         hidden);
-	http_resp r;
-	long st = http_do(d, "POST", "/v1/models", "application/json", body, strlen(body), &r);
-	cJSON *j = cJSON_Parse(r.body);
-	if (id)
-		snprintf(id, 32, "%s", jstr(j, "id"));
-	cJSON_Delete(j);
-	resp_free(&r);
-	return st;
+	return create_model(d, body, id);
 }
 
 /* Asserts a problem+json reply with this status and code. */
