@@ -38,6 +38,14 @@ typedef struct nn_ws nn_ws;
 nn_ws *nn_ws_create(const nn_model *m, int max_batch);
 void nn_ws_free(nn_ws *w);
 float *nn_ws_grads(nn_ws *w);
+/* Training passes of w take node 0's forward product from sp (sparse_in.h)
+ * until it is set back to NULL. */
+struct nn_sparse_in;
+void nn_ws_set_sparse_in(nn_ws *w, const struct nn_sparse_in *sp);
+/* 1 when m's first node is a dense layer that alone reads the input, with
+ * a width that is a multiple of 16: its weight and bias offsets (b_off -1:
+ * no bias) and width. */
+int nn_model_sparse_first(const nn_model *m, int64_t *w_off, int64_t *b_off, int *out);
 int nn_ws_max_batch(const nn_ws *w);
 
 /*

@@ -9,12 +9,17 @@
  * sgemms with transposes (no copies): dW = dZ^T X and dX = dZ W. The first
  * layer skips dX (nobody needs the gradient of the input).
  *
+ * In training steps over sparse image data the trainer may hand node 0 a
+ * sparse batch (sparse_in.h): its forward product then skips the zero
+ * inputs; the backward pass is the same.
+ *
  * Cache c0: z, n x out floats, only when store_z.
  */
 #include <cblas.h>
 #include <string.h>
 
 #include "plan.h"
+#include "sparse_in.h"
 
 static void dense_forward(const nn_node *nd, int k, nn_run *r)
 {
@@ -26,6 +31,12 @@ static void dense_forward(const nn_node *nd, int k, nn_run *r)
 
 	float beta = 0.0f;
 
+	if (k == 0 && r->sp) {
+		/* the trainer's sparse input: bias and standardisation folded in */
+		nn_sparse_in_forward(r->sp, z);
+		nn_act_bias_rows(nd->act, nd->alpha, z, NULL, y, n, out);
+		return;
+	}
 	/* With a bias, z starts as the bias rows and the sgemm accumulates into
 	 * them (beta 1), like torch's addmm: no zeroing pass, no bias pass. */
 	if (nd->has_bias) {

@@ -485,7 +485,14 @@ struct nn_ws {
 	float *grads;
 	float *block;
 	int last_n, last_training;
+	const struct nn_sparse_in *sp;
 };
+
+void nn_ws_set_sparse_in(nn_ws *w, const struct nn_sparse_in *sp)
+{
+	if (w)
+		w->sp = sp;
+}
 
 #define SHAPE_INTS 5
 
@@ -662,7 +669,8 @@ const float *nn_plan_forward(const nn_model *m, nn_ws *w, const float *x, int n,
 	if (training && p->has_dropout && !rng)
 		return NULL;
 	r = (nn_run){ m->params, state_update, m->state, w->grads, w->v, w->g, w->c0, w->c1, n,
-	              training, rng };
+	              training, rng, NULL };
+	r.sp = training && stop == p->n_nodes ? w->sp : NULL;
 	w->v[0] = (float *)x; /* read only */
 	for (int k = 0; k < stop; k++)
 		layer_ops[p->nodes[k].kind]->forward(&p->nodes[k], k, &r);
@@ -680,6 +688,24 @@ const float *nn_forward(nn_model *m, nn_ws *w, const float *x, int n, int traini
 	                       m->impl->n_nodes);
 }
 
+int nn_model_sparse_first(const nn_model *m, int64_t *w_off, int64_t *b_off, int *out)
+{
+	if (!m || m->impl->n_nodes < 1)
+		return 0;
+	const struct nn_impl *p = m->impl;
+	const nn_node *nd = &p->nodes[0];
+	if (nd->kind != NN_NODE_DENSE || nd->in_v != 0 || nd->out_w % 16)
+		return 0;
+	for (int k = 1; k < p->n_nodes; k++)
+		if (p->nodes[k].in_v == 0 || (p->nodes[k].kind == NN_NODE_RES_END &&
+		                              p->nodes[k].skip_v == 0))
+			return 0;
+	*w_off = nd->w_off;
+	*b_off = nd->has_bias ? nd->b_off : -1;
+	*out = nd->out_w;
+	return 1;
+}
+
 void nn_backward(nn_model *m, nn_ws *w, int n)
 {
 	const struct nn_impl *p;
@@ -689,7 +715,7 @@ void nn_backward(nn_model *m, nn_ws *w, int n)
 		return;
 	p = m->impl;
 	r = (nn_run){ m->params, NULL, m->state, w->grads, w->v, w->g, w->c0, w->c1, n,
-	              w->last_training, NULL };
+	              w->last_training, NULL, NULL };
 	for (int k = p->n_nodes - 1; k >= 0; k--)
 		layer_ops[p->nodes[k].kind]->backward(&p->nodes[k], k, &r);
 }

@@ -72,6 +72,9 @@ typedef struct nn_run {
 	int n;                 /* rows in this batch */
 	int training;
 	nn_rng *rng;
+	/* training only: node 0 (a dense layer) computes its forward product
+	 * from the batch's non-zero raw inputs (sparse_in.h) instead of v[0] */
+	const struct nn_sparse_in *sp;
 } nn_run;
 
 /* One entry per node kind: forward and backward of node k. */

@@ -39,6 +39,7 @@
 #include <string.h>
 #include <time.h>
 #include "trainer.h"
+#include "sparse_in.h"
 
 /* ---------------------------------------------------------------- config */
 
@@ -311,6 +312,37 @@ static nn_status byte_copy(nn_trainer *t)
 	return NN_OK;
 }
 
+float nn_sparse_max_density = 0.6f;
+int64_t nn_sparse_runs;
+
+/*
+ * With a byte copy, decides whether node 0's forward product runs from the
+ * non-zero bytes (sparse_in.h): the model must allow it, the CPU must run
+ * the kernels, no input noise may fill the zeros, and the data must be
+ * sparse enough to pay (measured on every 16th row).
+ */
+static nn_status sparse_setup(nn_trainer *t)
+{
+	int out = 0;
+	if (!t->x8 || t->cfg.aug.noise_std > 0 || !nn_sparse_in_supported() ||
+	    !nn_model_sparse_first(t->m, &t->sp_w_off, &t->sp_b_off, &out))
+		return NN_OK;
+	const int f = t->features;
+	int64_t nz = 0, seen = 0;
+	for (int64_t r = 0; r < t->train->rows; r += 16) {
+		const uint8_t *row = t->x8 + r * f;
+		for (int j = 0; j < f; j++)
+			nz += row[j] != 0;
+		seen += f;
+	}
+	if (seen == 0 || (double)nz > (double)nn_sparse_max_density * (double)seen)
+		return NN_OK;
+	t->sp = nn_sparse_in_create(t->max_batch, f, out);
+	if (t->sp)
+		__atomic_add_fetch(&nn_sparse_runs, 1, __ATOMIC_RELAXED);
+	return NN_OK; /* without memory for it, the dense path */
+}
+
 /*
  * Gathers n rows of d (rows idx[start..start+n) or start..start+n when idx is
  * NULL) into the batch buffers: raw image augmentation when `train`, then
@@ -326,6 +358,9 @@ static void gather(nn_trainer *t, const nn_data *d, const int64_t *idx, int64_t 
 	float noise = train ? a->noise_std : 0.0f;
 
 	const uint8_t *x8 = d == t->train && !aug ? t->x8 : NULL;
+	nn_sparse_in *sp = train && x8 ? t->sp : NULL;
+	if (sp)
+		nn_sparse_in_begin(sp);
 
 	for (int i = 0; i < n; i++) {
 		int64_t r = idx ? idx[start + i] : start + i;
@@ -343,6 +378,8 @@ static void gather(nn_trainer *t, const nn_data *d, const int64_t *idx, int64_t 
 				standardize_row8(dst, s8, mean, sd, f);
 			else
 				widen_row8(dst, s8, f);
+			if (sp)
+				nn_sparse_in_add_row(sp, s8);
 		} else if (i + 4 < n) {
 			/* rows are scattered over the data set: ask for the one four
 			 * ahead now, so it is in cache when its turn comes */
@@ -515,6 +552,7 @@ static void trainer_release(nn_trainer *t)
 	free(t->bt);
 	free(t->img);
 	free(t->x8);
+	nn_sparse_in_free(t->sp);
 	free(t->s1);
 	free(t->s2);
 	free(t->avg);
@@ -785,7 +823,15 @@ static nn_status step(nn_trainer *t, int n, float lr, const nn_callbacks *cb, ch
 
 	gather(t, t->train, t->perm, t->pos, n, 1);
 
-	if (!nn_forward(t->m, t->ws, t->bx, n, 1, &t->rng)) {
+	int sparse = t->sp && nn_sparse_in_rows(t->sp) == n;
+	if (sparse) {
+		nn_sparse_in_weights(t->sp, p + t->sp_w_off, t->sp_b_off >= 0 ? p + t->sp_b_off : NULL,
+		                     nn_model_std_mean(t->m), nn_model_std_std(t->m));
+		nn_ws_set_sparse_in(t->ws, t->sp);
+	}
+	const float *fw = nn_forward(t->m, t->ws, t->bx, n, 1, &t->rng);
+	nn_ws_set_sparse_in(t->ws, NULL);
+	if (!fw) {
 		nn_errf(err, errlen, "internal: the forward pass refused a batch of %d rows", n);
 		return NN_EINVAL;
 	}
@@ -971,6 +1017,8 @@ nn_status nn_train(nn_model *m, const nn_data *train, const nn_data *val,
 		nn_errf(err, errlen, "out of memory");
 	if (st == NN_OK)
 		st = byte_copy(&t);
+	if (st == NN_OK)
+		st = sparse_setup(&t);
 	if (st == NN_OK && resume)
 		st = nn_ckpt_load(&t, resume, resume_len, err, errlen);
 	else if (st == NN_OK && cfg->standardize) {

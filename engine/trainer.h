@@ -42,6 +42,11 @@ int nn_to_bytes(uint8_t *dst, const float *src, int64_t n);
  * copies made. Both are for tests. */
 extern int64_t nn_byte_copy_min;
 extern int64_t nn_byte_copies_made;
+/* Byte data with at most this fraction of non-zero values trains node 0
+ * through sparse_in.h (when the model and the CPU allow it); tests set it
+ * to 0 (never) or 1 (always). nn_sparse_runs counts the runs that did. */
+extern float nn_sparse_max_density;
+extern int64_t nn_sparse_runs;
 
 /*
  * An image augmentation with every random draw made: nn_augment_image draws
@@ -111,6 +116,9 @@ typedef struct nn_trainer {
 	float *img;                /* one raw image, for augmentation */
 	uint8_t *x8;               /* train->x as bytes when every value is an
 	                            * integer 0..255 (see byte_copy), or NULL */
+	struct nn_sparse_in *sp;   /* the batch's non-zero bytes for node 0's
+	                            * forward product (sparse_in.h), or NULL */
+	int64_t sp_w_off, sp_b_off;
 
 	/* optimizer */
 	float *s1, *s2;            /* n_params each, or NULL */

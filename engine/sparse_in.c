@@ -1,0 +1,307 @@
+/*
+ * sparse_in.c - the first dense layer's forward product from the non-zero
+ * input bytes of a batch (see sparse_in.h for the identity and when the
+ * trainer uses it).
+ *
+ * Layout, chosen so that the hot loop reads only L1:
+ *  - the batch is kept as compressed rows: per row its non-zero features
+ *    (index and value) in feature order, with the start of every chunk of
+ *    KC features recorded (cb), built 16 bytes at a time with AVX-512
+ *    compress;
+ *  - Ws^T is packed per block of 128 outputs: wt[block][k][128], so the KC
+ *    rows of one chunk of one block (KC x 512 bytes) are contiguous and stay
+ *    in L1 while every row of the batch runs over them;
+ *  - the product runs block by block, chunk by chunk, row by row, with the
+ *    row's 128 outputs in eight AVX-512 accumulators, loaded from z (or from
+ *    the folded bias at the first chunk) and stored back after the chunk.
+ * Ws^T and the folded bias are rebuilt once per step from the current
+ * weights with 16 x 16 in-register transposes.
+ *
+ * Everything here is compiled for AVX-512F (function attributes); callers
+ * check nn_sparse_in_supported() first.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "sparse_in.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define SP_X86 1
+#define SP_TARGET __attribute__((target("avx512f")))
+#else
+#define SP_X86 0
+#endif
+
+#define KC 64   /* features per chunk: KC x 128 floats (32 KiB) of Ws^T */
+#define BLK 128 /* outputs per block: eight 16-float accumulators */
+
+struct nn_sparse_in {
+	int max_batch, f, out, n;
+	int nchunk;            /* ceil(f / KC) */
+	int nblk;              /* ceil(out / BLK) */
+	int32_t nnz;
+	int32_t *col;          /* feature index of each non-zero (+16 slack) */
+	float *val;            /* its value */
+	int32_t *cb;           /* row i, chunk c: cb[i * (nchunk + 1) + c] */
+	float *wt;             /* [nblk][f][BLK] packed Ws^T (tail block narrower) */
+	float *c;              /* [out] folded bias */
+	float *rs;             /* [f] 1 / sd */
+};
+
+int nn_sparse_in_supported(void)
+{
+#if SP_X86
+	return __builtin_cpu_supports("avx512f");
+#else
+	return 0;
+#endif
+}
+
+void nn_sparse_in_free(nn_sparse_in *s)
+{
+	if (!s)
+		return;
+	free(s->col);
+	free(s->val);
+	free(s->cb);
+	free(s->wt);
+	free(s->c);
+	free(s->rs);
+	free(s);
+}
+
+nn_sparse_in *nn_sparse_in_create(int max_batch, int f, int out)
+{
+	if (max_batch <= 0 || f <= 0 || out <= 0 || out % 16)
+		return NULL;
+	nn_sparse_in *s = calloc(1, sizeof *s);
+	if (!s)
+		return NULL;
+	s->max_batch = max_batch;
+	s->f = f;
+	s->out = out;
+	s->nchunk = (f + KC - 1) / KC;
+	s->nblk = (out + BLK - 1) / BLK;
+	size_t cap = (size_t)max_batch * (size_t)f + 16;
+	s->col = malloc(sizeof(int32_t) * cap);
+	s->val = malloc(sizeof(float) * cap);
+	s->cb = malloc(sizeof(int32_t) * (size_t)max_batch * (size_t)(s->nchunk + 1));
+	s->wt = aligned_alloc(64, sizeof(float) * (size_t)f * (size_t)s->nblk * BLK);
+	s->c = malloc(sizeof(float) * (size_t)out);
+	s->rs = malloc(sizeof(float) * (size_t)f);
+	if (!s->col || !s->val || !s->cb || !s->wt || !s->c || !s->rs) {
+		nn_sparse_in_free(s);
+		return NULL;
+	}
+	return s;
+}
+
+void nn_sparse_in_begin(nn_sparse_in *s)
+{
+	s->n = 0;
+	s->nnz = 0;
+}
+
+int nn_sparse_in_rows(const nn_sparse_in *s)
+{
+	return s->n;
+}
+
+#if SP_X86
+SP_TARGET static void add_row_avx512(nn_sparse_in *s, const uint8_t *row)
+{
+	const int f = s->f;
+	int32_t *cb = s->cb + (int64_t)s->n * (s->nchunk + 1);
+	int32_t nnz = s->nnz;
+	const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+	                                       15);
+	int k = 0, c = 0;
+	for (; k + 16 <= f; k += 16) {
+		if (k % KC == 0)
+			cb[c++] = nnz;
+		__m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + k)));
+		__mmask16 m = _mm512_test_epi32_mask(v, v);
+		__m512i idx = _mm512_add_epi32(_mm512_set1_epi32(k), lane);
+		/* full-width stores, the slack absorbs what lies past the count */
+		_mm512_storeu_si512(s->col + nnz, _mm512_maskz_compress_epi32(m, idx));
+		_mm512_storeu_ps(s->val + nnz, _mm512_maskz_compress_ps(m, _mm512_cvtepi32_ps(v)));
+		nnz += __builtin_popcount(m);
+	}
+	for (; k < f; k++) {
+		if (k % KC == 0)
+			cb[c++] = nnz;
+		if (row[k]) {
+			s->col[nnz] = k;
+			s->val[nnz++] = (float)row[k];
+		}
+	}
+	cb[s->nchunk] = nnz;
+	s->nnz = nnz;
+	s->n++;
+}
+#endif
+
+void nn_sparse_in_add_row(nn_sparse_in *s, const uint8_t *row)
+{
+#if SP_X86
+	if (s->n < s->max_batch)
+		add_row_avx512(s, row);
+#else
+	(void)s;
+	(void)row;
+#endif
+}
+
+#if SP_X86
+/* Transposes the 16 x 16 tile r (rows in registers) in place. */
+SP_TARGET static inline void transpose16(__m512 r[16])
+{
+	__m512 t[16], u[16];
+	for (int i = 0; i < 8; i++) {
+		t[i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+		t[i + 8] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+	}
+	/* t[i]: rows 2i, 2i+1 interleaved, columns 4L, 4L+1 of each lane L;
+	 * t[i + 8]: columns 4L+2, 4L+3 */
+	for (int q = 0; q < 4; q++) {
+		__m512d a = _mm512_castps_pd(t[2 * q]), b = _mm512_castps_pd(t[2 * q + 1]);
+		__m512d a2 = _mm512_castps_pd(t[2 * q + 8]), b2 = _mm512_castps_pd(t[2 * q + 9]);
+		/* u[4q + m]: rows 4q..4q+3, column 4L + m in lane L */
+		u[4 * q + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+		u[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+		u[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a2, b2));
+		u[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a2, b2));
+	}
+	for (int m = 0; m < 4; m++) {
+		__m512 x0 = _mm512_shuffle_f32x4(u[m], u[4 + m], _MM_SHUFFLE(2, 0, 2, 0));
+		__m512 y0 = _mm512_shuffle_f32x4(u[m], u[4 + m], _MM_SHUFFLE(3, 1, 3, 1));
+		__m512 x1 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], _MM_SHUFFLE(2, 0, 2, 0));
+		__m512 y1 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], _MM_SHUFFLE(3, 1, 3, 1));
+		r[m] = _mm512_shuffle_f32x4(x0, x1, _MM_SHUFFLE(2, 0, 2, 0));
+		r[8 + m] = _mm512_shuffle_f32x4(x0, x1, _MM_SHUFFLE(3, 1, 3, 1));
+		r[4 + m] = _mm512_shuffle_f32x4(y0, y1, _MM_SHUFFLE(2, 0, 2, 0));
+		r[12 + m] = _mm512_shuffle_f32x4(y0, y1, _MM_SHUFFLE(3, 1, 3, 1));
+	}
+}
+
+/* Where Ws^T[k][j] lives in the packed layout. */
+static inline float *wt_at(const nn_sparse_in *s, int k, int j)
+{
+	int blk = j / BLK;
+	int w = s->out - blk * BLK < BLK ? s->out - blk * BLK : BLK;
+	return s->wt + (int64_t)blk * BLK * s->f + (int64_t)k * w + (j - blk * BLK);
+}
+
+SP_TARGET static void weights_avx512(nn_sparse_in *s, const float *W, const float *b,
+                                     const float *mean)
+{
+	const int f = s->f, out = s->out;
+	const int f16 = f - f % 16;
+	for (int j0 = 0; j0 < out; j0 += 16) {
+		/* the packed rows of this block: Ws^T[k][j0..j0+15] at base + k w */
+		float *base = wt_at(s, 0, j0);
+		int64_t w = wt_at(s, 1, j0) - base;
+		/* four accumulators for sum_k Ws[j][k] mean[k], 16 rows j at once */
+		__m512 acc[4] = { _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+		                  _mm512_setzero_ps() };
+		for (int k0 = 0; k0 < f16; k0 += 16) {
+			__m512 r[16];
+			for (int i = 0; i < 16; i++)
+				r[i] = _mm512_loadu_ps(W + (int64_t)(j0 + i) * f + k0);
+			transpose16(r);
+			/* r[t]: column k0 + t, rows j0..j0+15 */
+			for (int t = 0; t < 16; t++) {
+				__m512 v = _mm512_mul_ps(r[t], _mm512_set1_ps(s->rs[k0 + t]));
+				_mm512_storeu_ps(base + (int64_t)(k0 + t) * w, v);
+				if (mean)
+					acc[t & 3] = _mm512_fmadd_ps(v, _mm512_set1_ps(mean[k0 + t]),
+					                             acc[t & 3]);
+			}
+		}
+		float sum[16], tail[16];
+		_mm512_storeu_ps(sum, _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]),
+		                                    _mm512_add_ps(acc[2], acc[3])));
+		memset(tail, 0, sizeof tail);
+		for (int k = f16; k < f; k++) {
+			for (int i = 0; i < 16; i++) {
+				float v = W[(int64_t)(j0 + i) * f + k] * s->rs[k];
+				*wt_at(s, k, j0 + i) = v;
+				if (mean)
+					tail[i] += v * mean[k];
+			}
+		}
+		for (int i = 0; i < 16; i++)
+			s->c[j0 + i] = (b ? b[j0 + i] : 0.0f) - (sum[i] + tail[i]);
+	}
+}
+#endif
+
+void nn_sparse_in_weights(nn_sparse_in *s, const float *W, const float *b, const float *mean,
+                          const float *sd)
+{
+	for (int k = 0; k < s->f; k++)
+		s->rs[k] = sd ? 1.0f / sd[k] : 1.0f;
+#if SP_X86
+	weights_avx512(s, W, b, mean);
+#else
+	(void)W;
+	(void)b;
+	(void)mean;
+#endif
+}
+
+#if SP_X86
+/* One row, one chunk, one block of w = 16 * NA outputs. */
+#define SP_ROW_KERNEL(NAME, NA)                                                              \
+	SP_TARGET static inline void NAME(const nn_sparse_in *s, const float *wt, int w,      \
+	                                  const float *init, float *z, int32_t p0, int32_t p1) \
+	{                                                                                      \
+		__m512 a[NA];                                                                  \
+		for (int q = 0; q < NA; q++)                                                   \
+			a[q] = _mm512_loadu_ps(init + 16 * q);                                 \
+		for (int32_t p = p0; p < p1; p++) {                                            \
+			__m512 x = _mm512_set1_ps(s->val[p]);                                  \
+			const float *wr = wt + (int64_t)s->col[p] * w;                         \
+			for (int q = 0; q < NA; q++)                                           \
+				a[q] = _mm512_fmadd_ps(x, _mm512_loadu_ps(wr + 16 * q), a[q]); \
+		}                                                                              \
+		for (int q = 0; q < NA; q++)                                                   \
+			_mm512_storeu_ps(z + 16 * q, a[q]);                                    \
+	}
+SP_ROW_KERNEL(row8, 8)
+SP_ROW_KERNEL(row1, 1)
+
+SP_TARGET static void forward_avx512(const nn_sparse_in *s, float *z)
+{
+	const int out = s->out, nc1 = s->nchunk + 1;
+	for (int blk = 0; blk < s->nblk; blk++) {
+		int j0 = blk * BLK;
+		int w = out - j0 < BLK ? out - j0 : BLK;
+		const float *wt = s->wt + (int64_t)j0 * s->f;
+		for (int c = 0; c < s->nchunk; c++) {
+			for (int i = 0; i < s->n; i++) {
+				float *zr = z + (int64_t)i * out + j0;
+				const float *init = c == 0 ? s->c + j0 : zr;
+				int32_t p0 = s->cb[(int64_t)i * nc1 + c], p1 = s->cb[(int64_t)i * nc1 + c + 1];
+				if (w == BLK) {
+					row8(s, wt, w, init, zr, p0, p1);
+				} else {
+					for (int q = 0; q < w; q += 16)
+						row1(s, wt + q, w, init + q, zr + q, p0, p1);
+				}
+			}
+		}
+	}
+}
+#endif
+
+void nn_sparse_in_forward(const nn_sparse_in *s, float *z)
+{
+#if SP_X86
+	forward_avx512(s, z);
+#else
+	(void)s;
+	(void)z;
+#endif
+}

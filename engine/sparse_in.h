@@ -1,0 +1,44 @@
+/*
+ * sparse_in.h - the first dense layer of a training step computed from the
+ * raw, mostly-zero input rows of image data (private to the engine).
+ *
+ * Image data (Fashion-MNIST: half of the pixels are 0) become dense only
+ * through standardisation, x' = (x - mean) / sd. For the first layer
+ *   z = x' W^T + b = x (W / sd)^T + (b - (W / sd) mean),
+ * so the product can skip the zero pixels of x: per row, only its non-zero
+ * pixels contribute a row of Ws^T = (W / sd)^T. The results equal the dense
+ * path's up to float rounding (the sums run in another order); tests compare
+ * both against sgemm. The backward pass is unchanged (dense, from x').
+ *
+ * Used by the trainer (train.c) for training steps only, when the training
+ * data hold bytes, are sparse enough, the first node is a dense layer whose
+ * input nobody else reads, its width is a multiple of 16, and the CPU has
+ * AVX-512. Evaluation and prediction keep the dense path.
+ */
+#ifndef NN_SPARSE_IN_H
+#define NN_SPARSE_IN_H
+
+#include <stdint.h>
+
+typedef struct nn_sparse_in nn_sparse_in;
+
+/* 1 when this CPU runs the kernels (AVX-512F). */
+int nn_sparse_in_supported(void);
+/* Buffers for batches of up to max_batch rows of f features into a dense
+ * layer of `out` outputs (a multiple of 16). NULL when out of memory. */
+nn_sparse_in *nn_sparse_in_create(int max_batch, int f, int out);
+void nn_sparse_in_free(nn_sparse_in *s);
+
+/* Starts a batch; then rows 0, 1, ... are added in order from bytes. */
+void nn_sparse_in_begin(nn_sparse_in *s);
+void nn_sparse_in_add_row(nn_sparse_in *s, const uint8_t *row);
+int nn_sparse_in_rows(const nn_sparse_in *s);
+
+/* Ws^T and the folded bias from the layer's current W [out][f] and b (NULL:
+ * none), and the standardisation (NULL: none). Once per step, before the
+ * forward pass. */
+void nn_sparse_in_weights(nn_sparse_in *s, const float *W, const float *b, const float *mean,
+                          const float *sd);
+/* z [rows][out] = the layer's pre-activation for the batch's rows. */
+void nn_sparse_in_forward(const nn_sparse_in *s, float *z);
+#endif

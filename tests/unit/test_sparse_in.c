@@ -1,0 +1,269 @@
+/*
+ * test_sparse_in.c - the first layer's forward product from non-zero bytes
+ * (engine/sparse_in.c) against sgemm on the standardised rows, over shapes
+ * that exercise every edge: widths with a narrower last block of outputs,
+ * feature counts that are not multiples of 16 or of the chunk, partial
+ * batches, empty and full rows, no bias and no standardisation; then a
+ * training run through it against the dense path.
+ */
+#include <cblas.h>
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check_main.h"
+#include "nn.h"
+#include "sparse_in.h"
+#include "trainer.h"
+
+static uint32_t lcg(uint32_t *s)
+{
+	*s = *s * 1664525u + 1013904223u;
+	return *s >> 8;
+}
+
+static float unit(uint32_t *s)
+{
+	return (float)lcg(s) / 16777216.0f;
+}
+
+/* One case: n rows of f bytes (about `density` of them non-zero) into a
+ * layer of `out` outputs; compares with (x - mean) / sd times W^T plus b. */
+static void check_case(int max_batch, int n, int f, int out, float density, int with_bias,
+                       int with_std, uint32_t seed)
+{
+	uint8_t *x8 = malloc((size_t)n * f);
+	float *xs = malloc(sizeof(float) * (size_t)n * f);
+	float *W = malloc(sizeof(float) * (size_t)out * f);
+	float *b = malloc(sizeof(float) * (size_t)out);
+	float *mean = malloc(sizeof(float) * (size_t)f), *sd = malloc(sizeof(float) * (size_t)f);
+	float *want = malloc(sizeof(float) * (size_t)n * out);
+	float *got = malloc(sizeof(float) * (size_t)n * out);
+	uint32_t s = seed;
+
+	for (int k = 0; k < f; k++) {
+		mean[k] = with_std ? 100.0f * unit(&s) : 0.0f;
+		sd[k] = with_std ? 0.5f + 80.0f * unit(&s) : 1.0f;
+	}
+	for (int i = 0; i < n; i++)
+		for (int k = 0; k < f; k++) {
+			uint8_t v = unit(&s) < density ? (uint8_t)(1 + lcg(&s) % 255) : 0;
+			if (i == 1)
+				v = 0; /* an empty row */
+			if (i == 2)
+				v = (uint8_t)(1 + k % 255); /* a full row */
+			x8[(int64_t)i * f + k] = v;
+			xs[(int64_t)i * f + k] = ((float)v - mean[k]) / sd[k];
+		}
+	for (int64_t i = 0; i < (int64_t)out * f; i++)
+		W[i] = (unit(&s) - 0.5f) * 0.2f;
+	for (int j = 0; j < out; j++)
+		b[j] = with_bias ? unit(&s) - 0.5f : 0.0f;
+	for (int i = 0; i < n; i++)
+		memcpy(want + (int64_t)i * out, b, sizeof(float) * (size_t)out);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, f, 1.0f, xs, f, W, f, 1.0f,
+	            want, out);
+
+	nn_sparse_in *sp = nn_sparse_in_create(max_batch, f, out);
+	ck_assert_ptr_nonnull(sp);
+	/* a first batch, to show that begin forgets it */
+	nn_sparse_in_begin(sp);
+	nn_sparse_in_add_row(sp, x8 + (int64_t)(n - 1) * f);
+	nn_sparse_in_begin(sp);
+	for (int i = 0; i < n; i++)
+		nn_sparse_in_add_row(sp, x8 + (int64_t)i * f);
+	ck_assert_int_eq(nn_sparse_in_rows(sp), n);
+	nn_sparse_in_weights(sp, W, with_bias ? b : NULL, with_std ? mean : NULL,
+	                     with_std ? sd : NULL);
+	memset(got, 0xff, sizeof(float) * (size_t)n * out); /* NaN: every output must be written */
+	nn_sparse_in_forward(sp, got);
+
+	/* Rounding errors scale with the sum of the magnitudes of the terms
+	 * (both paths' terms), not with the result: the error is measured
+	 * against that sum. A wrong index or a lost term is of its order. */
+	double worst = 0;
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < out; j++) {
+			double mag = fabs((double)b[j]) + 1e-3;
+			for (int k = 0; k < f; k++) {
+				double w = fabs((double)W[(int64_t)j * f + k]) / sd[k];
+				mag += w * (x8[(int64_t)i * f + k] + fabs((double)mean[k]));
+			}
+			double g = got[(int64_t)i * out + j], e = want[(int64_t)i * out + j];
+			ck_assert_msg(isfinite(g), "output %d,%d not written", i, j);
+			double err = fabs(g - e) / mag;
+			if (err > worst)
+				worst = err;
+		}
+	ck_assert_msg(worst < 1e-6, "n %d f %d out %d: worst error %g of the magnitude", n, f, out,
+	              worst);
+	/* the empty row is the bias alone */
+	for (int j = 0; j < out; j++)
+		ck_assert_float_eq_tol(got[out + j], want[out + j], 1e-4f);
+
+	nn_sparse_in_free(sp);
+	free(x8);
+	free(xs);
+	free(W);
+	free(b);
+	free(mean);
+	free(sd);
+	free(want);
+	free(got);
+}
+
+START_TEST(test_forward_matches_sgemm_on_standardised_rows)
+{
+	if (!nn_sparse_in_supported())
+		return; /* the trainer never uses it on such a CPU */
+	/* Fashion-MNIST's first layer, a whole and a partial batch */
+	check_case(128, 128, 784, 256, 0.5f, 1, 1, 1);
+	check_case(128, 37, 784, 256, 0.5f, 1, 1, 2);
+	/* a narrower last block (144 = 128 + 16), odd feature counts */
+	check_case(16, 16, 150, 144, 0.3f, 1, 1, 3);
+	check_case(8, 5, 17, 16, 0.9f, 1, 1, 4);
+	check_case(8, 8, 64, 48, 0.05f, 1, 1, 5);
+	/* no bias, no standardisation */
+	check_case(32, 20, 200, 128, 0.5f, 0, 0, 6);
+	check_case(32, 20, 200, 128, 0.5f, 1, 0, 7);
+}
+END_TEST
+
+START_TEST(test_create_refuses_widths_that_are_not_multiples_of_16)
+{
+	ck_assert_ptr_null(nn_sparse_in_create(8, 10, 20));
+	ck_assert_ptr_null(nn_sparse_in_create(0, 10, 16));
+	ck_assert_ptr_null(nn_sparse_in_create(8, 0, 16));
+	nn_sparse_in *s = nn_sparse_in_create(8, 10, 32);
+	ck_assert_ptr_nonnull(s);
+	nn_sparse_in_free(s);
+	nn_sparse_in_free(NULL);
+}
+END_TEST
+
+/* Sparse byte images (about 30% non-zero), 4 classes decided by which
+ * quarter of the image is brightest. */
+typedef struct images {
+	float *x;
+	int32_t *y;
+	nn_data d;
+} images;
+
+static images make_images(int rows, int side, uint32_t seed)
+{
+	images im;
+	int f = side * side;
+	uint32_t s = seed;
+	im.x = calloc((size_t)rows * f, sizeof(float));
+	im.y = malloc(sizeof(int32_t) * (size_t)rows);
+	for (int i = 0; i < rows; i++) {
+		int cls = (int)(lcg(&s) % 4);
+		im.y[i] = cls;
+		for (int r = 0; r < side; r++)
+			for (int c = 0; c < side; c++) {
+				int q = (r >= side / 2) * 2 + (c >= side / 2);
+				float p = q == cls ? 0.6f : 0.2f;
+				if (unit(&s) < p)
+					im.x[(int64_t)i * f + r * side + c] = (float)(1 + lcg(&s) % 255);
+			}
+	}
+	memset(&im.d, 0, sizeof im.d);
+	im.d.rows = rows;
+	im.d.features = f;
+	im.d.outputs = 4;
+	im.d.x = im.x;
+	im.d.labels = im.y;
+	im.d.width = im.d.height = side;
+	im.d.channels = 1;
+	return im;
+}
+
+static nn_model *mlp(int f)
+{
+	nn_layer_spec hidden[1] = { nn_layer_default(NN_LAYER_DENSE) };
+	hidden[0].units = 32;
+	hidden[0].act = NN_ACT_RELU;
+	nn_model_spec s = { NN_TASK_CLASSIFICATION, f, 4, NN_INIT_AUTO, 7, hidden, 1 };
+	char err[128];
+	nn_model *m = nn_model_create(&s, err, sizeof err);
+	ck_assert_msg(m != NULL, "%s", err);
+	return m;
+}
+
+typedef struct losses {
+	int n;
+	float loss[8];
+} losses;
+
+static void on_epoch(void *ctx, const nn_epoch_record *r)
+{
+	losses *l = ctx;
+	if (l->n < 8)
+		l->loss[l->n++] = r->train_loss;
+}
+
+START_TEST(test_training_through_it_tracks_the_dense_path)
+{
+	if (!nn_sparse_in_supported())
+		return;
+	images im = make_images(600, 16, 9);
+	nn_train_config c = nn_train_config_default();
+	c.epochs = 3;
+	c.batch_size = 50;
+	c.seed = 4;
+	c.standardize = 1;
+	c.opt = nn_optimizer_default(NN_OPT_ADAM);
+	c.log_every_steps = 1000;
+	c.checkpoint_every_epochs = 0;
+	int64_t saved_min = nn_byte_copy_min;
+	float saved_density = nn_sparse_max_density;
+	int64_t runs = nn_sparse_runs;
+	losses ld = { 0 }, ls = { 0 };
+	nn_callbacks cbd = { &ld, NULL, on_epoch, NULL, NULL }, cbs = { &ls, NULL, on_epoch, NULL, NULL };
+	char err[128];
+
+	nn_byte_copy_min = 0;
+	nn_sparse_max_density = 0.0f;
+	nn_model *dense = mlp(256), *sparse = mlp(256);
+	ck_assert_int_eq(nn_train(dense, &im.d, NULL, &c, &cbd, NULL, 0, NULL, err, sizeof err),
+	                 NN_OK);
+	ck_assert_int_eq(nn_sparse_runs, runs);
+	nn_sparse_max_density = 1.0f;
+	ck_assert_int_eq(nn_train(sparse, &im.d, NULL, &c, &cbs, NULL, 0, NULL, err, sizeof err),
+	                 NN_OK);
+	ck_assert_int_eq(nn_sparse_runs, runs + 1);
+	nn_byte_copy_min = saved_min;
+	nn_sparse_max_density = saved_density;
+
+	ck_assert_int_eq(ld.n, 3);
+	ck_assert_int_eq(ls.n, 3);
+	for (int e = 0; e < 3; e++)
+		ck_assert_msg(fabsf(ld.loss[e] - ls.loss[e]) <= 1e-4f * fabsf(ld.loss[e]),
+		              "epoch %d loss: dense %.7f sparse %.7f", e, ld.loss[e], ls.loss[e]);
+	/* it learns: the last epoch's loss is well below log(4) */
+	ck_assert_float_lt(ls.loss[2], 0.5f * logf(4.0f));
+	int64_t np = 0, np2 = 0;
+	const float *pd = nn_model_params(dense, &np), *ps = nn_model_params(sparse, &np2);
+	ck_assert_int_eq(np, np2);
+	for (int64_t i = 0; i < np; i++)
+		ck_assert_msg(fabsf(pd[i] - ps[i]) <= 1e-4f, "param %lld: %g vs %g", (long long)i,
+		              pd[i], ps[i]);
+	nn_model_free(dense);
+	nn_model_free(sparse);
+	free(im.x);
+	free(im.y);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("sparse_in");
+	TCase *tc = tcase_create("sparse_in");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_forward_matches_sgemm_on_standardised_rows);
+	tcase_add_test(tc, test_create_refuses_widths_that_are_not_multiples_of_16);
+	tcase_add_test(tc, test_training_through_it_tracks_the_dense_path);
+	suite_add_tcase(s, tc);
+	return check_run(s);
+}
