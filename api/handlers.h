@@ -31,6 +31,9 @@ typedef struct api_reply {
 	char location[96];       /* "" = no Location header */
 	int retry_after;         /* > 0: a Retry-After header */
 	int64_t rows;            /* predictions: rows answered (for metrics) */
+	size_t body_len;         /* > 0: body holds this many bytes (binary, may
+	                          * hold NULs); 0: body is a NUL-terminated text */
+	char model_version[16];  /* "" = none; else an X-Model-Version header */
 } api_reply;
 
 void api_reply_release(api_reply *rp);

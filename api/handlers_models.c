@@ -3,21 +3,22 @@
  * (GET and PUT a new version) and predictions.
  *
  * Predictions read an immutable snapshot of the newest version, so they
- * never wait for training; each serving thread keeps its own scratch
- * buffers, rebuilt only when the snapshot it last served changes.
+ * never wait for training. Plain bodies go through the stream reader of
+ * predict_stream.c (the daemon feeds it as the body arrives; a handler call
+ * with the whole body feeds it in one piece); the cJSON path here reads any
+ * other body and names every bad field. The reply writer below serves both.
  */
 #include <math.h>
 #include <stdint.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "handlers.h"
 #include "handlers_int.h"
+#include "predict_stream.h"
 
-#define PREDICT_MAX_ROWS 100000
-#define SCRATCH_ROWS 256
+#define PREDICT_MAX_ROWS API_PREDICT_MAX_ROWS
 
 int api_models_create(const api_backend *b, const api_req *rq, api_reply *rp)
 {
@@ -146,48 +147,6 @@ int api_model_weights_put(const api_backend *b, const api_req *rq, api_reply *rp
 	return api_reply_json(rp, 200, doc);
 }
 
-/* ---- per-thread scratch for predictions */
-
-typedef struct tl_scratch {
-	uint64_t serial;
-	nn_scratch *s;
-} tl_scratch;
-
-static pthread_key_t scratch_key;
-static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
-
-static void scratch_destroy(void *p)
-{
-	tl_scratch *t = p;
-	if (t) {
-		nn_scratch_free(t->s);
-		free(t);
-	}
-}
-
-static void scratch_key_init(void)
-{
-	pthread_key_create(&scratch_key, scratch_destroy);
-}
-
-static nn_scratch *thread_scratch(const api_model_snap *snap)
-{
-	pthread_once(&scratch_once, scratch_key_init);
-	tl_scratch *t = pthread_getspecific(scratch_key);
-	if (!t) {
-		t = calloc(1, sizeof *t);
-		if (!t)
-			return NULL;
-		pthread_setspecific(scratch_key, t);
-	}
-	if (!t->s || t->serial != snap->serial) {
-		nn_scratch_free(t->s);
-		t->s = nn_scratch_create(snap->model, SCRATCH_ROWS);
-		t->serial = snap->serial;
-	}
-	return t->s;
-}
-
 /* instances -> a rows x inputs matrix; every bad value named by its path. */
 static float *read_instances(const cJSON *inst, int inputs, int *rows, api_err *e)
 {
@@ -243,191 +202,14 @@ static cJSON *num(float v)
 	return isfinite(v) ? cJSON_CreateNumber(api_float_json(v)) : cJSON_CreateNull();
 }
 
-/* ---- the fast path of predict: {"instances": [[n, ...], ...]} read
- * straight into floats and the reply written straight into a buffer.
- * It accepts only that plain shape (ASCII, one key, numbers only, rows of
- * equal width), so whatever it accepts is valid JSON that the general path
- * would read to the same floats (a decimal with at most 19 digits and a
- * power of ten up to 22 is exact in double, as strtod's; anything else goes
- * through strtod). Anything else falls back to the general path, which
- * names the error. */
+/* ---- the reply of a prediction, written directly into one buffer: the
+ * same document the general path builds with cJSON (test_predict_fast
+ * holds them byte for byte equal), or float32 rows. */
 
 static const double pow10_exact[23] = {
 	1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
 	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22
 };
-
-static const char *skip_ws(const char *p, const char *end)
-{
-	while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
-		p++;
-	return p;
-}
-
-/* One JSON number at *pp as a float (the double rounded, like the general
- * path). 0, or -1 when it is not a plain finite number within +-3e38. */
-static int fast_number(const char **pp, const char *end, float *out)
-{
-	const char *p = *pp, *start = p;
-	int neg = 0, digits = 0, frac = 0, exp = 0;
-	uint64_t m = 0;
-	if (p < end && *p == '-') {
-		neg = 1;
-		p++;
-	}
-	if (p >= end || *p < '0' || *p > '9')
-		return -1;
-	if (*p == '0' && p + 1 < end && p[1] >= '0' && p[1] <= '9')
-		return -1;  /* leading zero: not JSON */
-	for (; p < end && *p >= '0' && *p <= '9'; p++, digits++)
-		m = m * 10 + (uint64_t)(*p - '0');
-	if (p < end && *p == '.') {
-		p++;
-		if (p >= end || *p < '0' || *p > '9')
-			return -1;
-		for (; p < end && *p >= '0' && *p <= '9'; p++, digits++, frac++)
-			m = m * 10 + (uint64_t)(*p - '0');
-	}
-	if (p < end && (*p == 'e' || *p == 'E')) {
-		p++;
-		int eneg = 0;
-		if (p < end && (*p == '+' || *p == '-'))
-			eneg = *p++ == '-';
-		if (p >= end || *p < '0' || *p > '9')
-			return -1;
-		for (; p < end && *p >= '0' && *p <= '9'; p++)
-			if (exp < 10000)
-				exp = exp * 10 + (*p - '0');
-		if (eneg)
-			exp = -exp;
-	}
-	if (digits <= 9 && frac == 0 && exp == 0) {
-		/* a plain integer below 1e9: one conversion, always in range */
-		*out = neg ? -(float)m : (float)m;
-		*pp = p;
-		return 0;
-	}
-	double v;
-	int e10 = exp - frac;
-	if (digits <= 19 && m < (1ULL << 53) && e10 >= -22 && e10 <= 22) {
-		v = (double)m;
-		v = e10 < 0 ? v / pow10_exact[-e10] : v * pow10_exact[e10];
-		if (neg)
-			v = -v;
-	} else {
-		char tmp[64];
-		size_t n = (size_t)(p - start);
-		if (n >= sizeof tmp)
-			return -1;
-		memcpy(tmp, start, n);
-		tmp[n] = 0;
-		v = strtod(tmp, NULL);
-	}
-	if (!isfinite(v) || fabs(v) > 3.0e38)
-		return -1;
-	*out = (float)v;
-	*pp = p;
-	return 0;
-}
-
-/* The rows of a plain {"instances": [[...], ...]} body into a malloc'd
- * rows x *cols matrix, or NULL (not that shape: use the general path).
- * The body ends in a NUL (api_req), which matches nothing the scanner
- * expects, so the loops stop there without a bound check; end is checked
- * where a step may move further. */
-static float *fast_instances(const char *body, size_t len, int *rows, int *cols)
-{
-	const char *p = body, *end = body + len;
-	static const char key[] = "\"instances\"";
-	if (body[len] != 0)
-		return NULL;
-	p = skip_ws(p, end);
-	if (*p++ != '{')
-		return NULL;
-	p = skip_ws(p, end);
-	if ((size_t)(end - p) < sizeof key - 1 || memcmp(p, key, sizeof key - 1) != 0)
-		return NULL;
-	p = skip_ws(p + sizeof key - 1, end);
-	if (*p++ != ':')
-		return NULL;
-	p = skip_ws(p, end);
-	if (*p++ != '[')
-		return NULL;
-	/* a number takes two bytes at least ("0,"): len / 2 bounds the count,
-	 * len / 3 covers typical bodies without a copy */
-	size_t cap = len / 3 + 16, n = 0;
-	float *x = malloc(cap * sizeof *x);
-	int r = 0, width = -1;
-	if (!x)
-		return NULL;
-	for (;;) {
-		p = skip_ws(p, end);
-		if (*p++ != '[')
-			goto fallback;
-		int c = 0;
-		for (;;) {
-			if (*p == ' ')
-				p = skip_ws(p, end);
-			if (n == cap) {
-				float *nx = realloc(x, 2 * cap * sizeof *x);
-				if (!nx)
-					goto fallback;
-				x = nx;
-				cap *= 2;
-			}
-			const char *q = p;
-			unsigned v = 0;
-			/* the common case: an integer of up to 7 digits, then , or ] */
-			while (*q >= '0' && *q <= '9' && q - p < 8)
-				v = v * 10 + (unsigned)(*q++ - '0');
-			if (q > p && q - p < 8 && (*q == ',' || *q == ']') && (*p != '0' || q == p + 1)) {
-				x[n] = (float)v;
-				p = q;
-			} else {
-				if (fast_number(&p, end, &x[n]) < 0)
-					goto fallback;
-				if (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')
-					p = skip_ws(p, end);
-			}
-			n++;
-			c++;
-			if (*p == ',') {
-				p++;
-				continue;
-			}
-			if (*p == ']') {
-				p++;
-				break;
-			}
-			goto fallback;
-		}
-		if (width < 0)
-			width = c;
-		if (c != width || ++r > PREDICT_MAX_ROWS)
-			goto fallback;
-		p = skip_ws(p, end);
-		if (*p == ',') {
-			p++;
-			continue;
-		}
-		if (*p == ']') {
-			p++;
-			break;
-		}
-		goto fallback;
-	}
-	p = skip_ws(p, end);
-	if (*p++ != '}')
-		goto fallback;
-	if (skip_ws(p, end) != end)
-		goto fallback;
-	*rows = r;
-	*cols = width;
-	return x;
-fallback:
-	free(x);
-	return NULL;
-}
 
 /* A growing reply text; on allocation failure ok drops to 0. */
 typedef struct obuf {
@@ -688,57 +470,72 @@ static char *predict_text(const api_model_snap *s, const float *out, int rows, i
 	return o.b;
 }
 
-/* Predicts through the fast path. 1 when it answered (rp filled), 0 when
- * the body is not of its plain shape or does not fit the model (the
- * general path then reads it again and names the error). */
-static int predict_fast(const api_backend *b, const api_req *rq, api_reply *rp)
+int api_predict_reply(api_reply *rp, const api_model_snap *s, float *out, int64_t rows,
+                      int outs, int binary)
 {
-	int rows = 0, cols = 0;
-	if (!rq->body)
-		return 0;
-	float *x = fast_instances(rq->body, rq->body_len, &rows, &cols);
-	if (!x)
-		return 0;
-	api_err e = API_ERR_INIT;
-	api_model_snap *s = NULL;
-	if (b->model_snapshot(b->ctx, rq->id, &s, &e) < 0) {
-		free(x);
-		api_reply_error(rp, &e);
-		return 1;
-	}
 	const nn_model_spec *spec = nn_model_spec_of(s->model);
-	if (cols != spec->inputs) {
-		free(x);
-		b->snap_release(b->ctx, s);
-		return 0;
+	char *body = NULL;
+	size_t len = 0;
+	if (binary) {
+		body = (char *)out;
+		len = (size_t)rows * (size_t)outs * sizeof *out;
+		out = NULL;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+		uint32_t *w = (uint32_t *)body;
+		for (size_t i = 0; i < len / 4; i++)
+			w[i] = __builtin_bswap32(w[i]);
+#endif
+		if (!body) {
+			/* no rows cannot happen here; keep the body non-NULL anyway */
+			body = malloc(1);
+			len = 0;
+		}
+	} else if (out) {
+		body = predict_text(s, out, (int)rows, outs, spec->task == NN_TASK_CLASSIFICATION);
 	}
-	int outs = spec->outputs;
-	float *out = malloc((size_t)rows * (size_t)outs * sizeof *out);
-	nn_scratch *sc = thread_scratch(s);
-	nn_status st = out && sc ? nn_predict(s->model, sc, x, rows, out) : NN_ENOMEM;
-	free(x);
-	char *text = st == NN_OK ? predict_text(s, out, rows, outs,
-	                                        spec->task == NN_TASK_CLASSIFICATION) : NULL;
 	free(out);
-	b->snap_release(b->ctx, s);
-	if (!text) {
-		api_err_set(&e, 500, "predict_failed", "prediction failed: %s",
-		            nn_status_name(st == NN_OK ? NN_ENOMEM : st));
-		api_reply_error(rp, &e);
-		return 1;
+	if (!body) {
+		api_err *e = calloc(1, sizeof *e);
+		if (e)
+			api_err_set(e, 500, "out_of_memory", "could not render the prediction");
+		api_reply_error(rp, e);
+		free(e);
+		return 0;
 	}
 	free(rp->body);
-	rp->body = text;
+	rp->body = body;
 	rp->status = 200;
-	rp->ctype = "application/json";
 	rp->rows = rows;
-	return 1;
+	if (binary) {
+		rp->ctype = "application/octet-stream";
+		rp->body_len = len;
+		snprintf(rp->model_version, sizeof rp->model_version, "%d", s->version);
+	} else {
+		rp->ctype = "application/json";
+	}
+	return 0;
 }
 
 int api_model_predict(const api_backend *b, const api_req *rq, api_reply *rp)
 {
-	if (predict_fast(b, rq, rp))
-		return 0;
+	/* the plain body through the stream reader, in one piece */
+	api_predict_stream *ps = NULL;
+	if (rq->body)
+		ps = api_predict_stream_new(b, rq, API_PREDICT_JSON, (int64_t)rq->body_len, 0, NULL);
+	if (ps) {
+		api_predict_stream_scan(ps, rq->body, rq->body_len);
+		int done = api_predict_stream_finish(ps, rq, rp);
+		api_predict_stream_free(ps);
+		if (done)
+			return 0;
+	}
+	return api_model_predict_general(b, rq, rp, 0);
+}
+
+int api_model_predict_general(const api_backend *b, const api_req *rq, api_reply *rp,
+                              int binary_reply)
+{
+
 	api_err e = API_ERR_INIT;
 	cJSON *j = api_parse_body(rq, &e);
 	if (!j)
@@ -771,7 +568,7 @@ int api_model_predict(const api_backend *b, const api_req *rq, api_reply *rp)
 	}
 	int outs = spec->outputs;
 	float *out = malloc((size_t)rows * (size_t)outs * sizeof *out);
-	nn_scratch *sc = thread_scratch(s);
+	nn_scratch *sc = api_predict_scratch(s);
 	nn_status st = out && sc ? nn_predict(s->model, sc, x, rows, out) : NN_ENOMEM;
 	free(x);
 	if (st != NN_OK) {
@@ -779,6 +576,11 @@ int api_model_predict(const api_backend *b, const api_req *rq, api_reply *rp)
 		b->snap_release(b->ctx, s);
 		api_err_set(&e, 500, "predict_failed", "prediction failed: %s", nn_status_name(st));
 		return api_reply_error(rp, &e);
+	}
+	if (binary_reply) {
+		api_predict_reply(rp, s, out, rows, outs, 1);
+		b->snap_release(b->ctx, s);
+		return 0;
 	}
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddNumberToObject(o, "model_version", s->version);

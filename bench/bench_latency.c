@@ -8,8 +8,11 @@
  * runs it against nnd's /healthz and against a single-row predict and prints
  * the ratio. This program never decides pass or fail.
  *
- *   bench_latency --port P --path /healthz [--body FILE] [--n 10000] [--warmup 200]
- * With --body the request is a POST of the file's bytes as application/json.
+ *   bench_latency --port P --path /healthz [--body FILE] [--ctype TYPE]
+ *                 [--accept TYPE] [--n 10000] [--warmup 200]
+ * With --body the request is a POST of the file's bytes as --ctype (default
+ * application/json); --accept adds an Accept header (application/octet-stream
+ * asks predict for float32 rows).
  * The last output line is one JSON object for scripts.
  */
 #define _GNU_SOURCE
@@ -95,7 +98,8 @@ static int cmp_double(const void *a, const void *b)
 int main(int argc, char **argv)
 {
 	int port = 0, n = 10000, warmup = 200;
-	const char *path = "/healthz", *body_file = NULL;
+	const char *path = "/healthz", *body_file = NULL, *ctype = "application/json";
+	const char *accept = NULL;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--port") && i + 1 < argc)
 			port = atoi(argv[++i]);
@@ -103,13 +107,17 @@ int main(int argc, char **argv)
 			path = argv[++i];
 		else if (!strcmp(argv[i], "--body") && i + 1 < argc)
 			body_file = argv[++i];
+		else if (!strcmp(argv[i], "--ctype") && i + 1 < argc)
+			ctype = argv[++i];
+		else if (!strcmp(argv[i], "--accept") && i + 1 < argc)
+			accept = argv[++i];
 		else if (!strcmp(argv[i], "--n") && i + 1 < argc)
 			n = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--warmup") && i + 1 < argc)
 			warmup = atoi(argv[++i]);
 		else {
-			fprintf(stderr, "usage: %s --port P [--path P] [--body FILE] [--n N] "
-			                "[--warmup N]\n", argv[0]);
+			fprintf(stderr, "usage: %s --port P [--path P] [--body FILE] [--ctype TYPE] "
+			                "[--accept TYPE] [--n N] [--warmup N]\n", argv[0]);
 			return 2;
 		}
 	}
@@ -133,20 +141,28 @@ int main(int argc, char **argv)
 		}
 		fclose(f);
 	}
-	size_t rlen = 512 + (size_t)blen;
+	size_t rlen = 1024 + (size_t)blen;
 	char *req = malloc(rlen);
 	size_t cap = 1 << 20;
 	char *reply = malloc(cap);
 	double *t = malloc(sizeof(double) * (size_t)n);
 	if (!req || !reply || !t)
 		return 1;
+	char acc[256] = "";
+	if (accept)
+		snprintf(acc, sizeof acc, "Accept: %.200s\r\n", accept);
 	int hl;
 	if (body)
-		hl = snprintf(req, 512, "POST %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
-		              "Content-Type: application/json\r\nContent-Length: %ld\r\n\r\n",
-		              path, port, blen);
+		hl = snprintf(req, 1024, "POST %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%s"
+		              "Content-Type: %.200s\r\nContent-Length: %ld\r\n\r\n",
+		              path, port, acc, ctype, blen);
 	else
-		hl = snprintf(req, 512, "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n", path, port);
+		hl = snprintf(req, 1024, "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%s\r\n", path,
+		              port, acc);
+	if (hl < 0 || hl >= 1024) {
+		fprintf(stderr, "bench_latency: path too long\n");
+		return 2;
+	}
 	if (body)
 		memcpy(req + hl, body, (size_t)blen);
 	size_t total = (size_t)hl + (size_t)blen;

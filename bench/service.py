@@ -13,10 +13,14 @@ instead, or with the same daemon's cheapest route, side by side:
                        dir) end to end vs pandas.read_csv(dtype=float32)
   IDX upload           the gzip IDX pair (multipart) vs `zcat FILES > /dev/null`
   predict latency      one keep-alive connection, 10k single-row predicts vs
-                       10k GET /healthz (bin/bench_latency, C, raw sockets)
+                       10k GET /healthz (bin/bench_latency, C, raw sockets);
+                       the JSON body, then the same row as float32
+                       (application/octet-stream, reply float32 too)
   predict throughput   wrk -c16 single-row predicts vs wrk -c16 /healthz
+                       (JSON, then float32)
   batch predict        10,000 rows in one request vs PyTorch forward (+softmax)
-                       of the same weights in-process
+                       of the same weights in-process: the JSON body and reply,
+                       then float32 rows in and out
   peak memory          daemon VmHWM while training (peak reset before the job)
                        vs the stored data set bytes + the model's training state
 
@@ -403,13 +407,14 @@ def bench_blas_threads(env, epochs, two_rate):
         f"{two_rate:,.0f} 2 jobs", f"{rate / two_rate:.2f}x", "(2 x 1 thread wins if < 1)")
 
 
-def write_lua(path, body_file):
+def write_lua(path, body_file, ctype="application/json", accept=None):
     with open(path, "w") as f:
         f.write("local f = io.open(%r, 'rb')\n" % body_file +
                 "wrk.method = 'POST'\n"
                 "wrk.body = f:read('*a')\n"
                 "f:close()\n"
-                "wrk.headers['Content-Type'] = 'application/json'\n")
+                "wrk.headers['Content-Type'] = '%s'\n" % ctype +
+                ("wrk.headers['Accept'] = '%s'\n" % accept if accept else ""))
 
 
 def wrk(d, path, seconds, script=None):
@@ -432,20 +437,29 @@ def bench_predict(d, env, model, n_lat, wrk_seconds, reps, workdir):
     one = os.path.join(workdir, "one.json")
     with open(one, "w") as f:
         json.dump({"instances": [xte[0].tolist()]}, f)
+    one_bin = os.path.join(workdir, "one.f32")
+    xte[:1].astype("<f4").tofile(one_bin)
+    binary = ["--ctype", "application/octet-stream", "--accept", "application/octet-stream"]
     path = f"/v1/models/{model['id']}/predict"
 
-    hz, pr = [], []
+    # healthz, JSON and float32 requests take turns, so drift hits all three
+    hz, pr, pb = [], [], []
     for _ in range(reps):
         hz.append(run_json([LATENCY, "--port", str(d.port), "--path", "/healthz",
                             "--n", str(n_lat)], env))
         pr.append(run_json([LATENCY, "--port", str(d.port), "--path", path, "--body", one,
                             "--n", str(n_lat)], env))
+        pb.append(run_json([LATENCY, "--port", str(d.port), "--path", path, "--body", one_bin,
+                            "--n", str(n_lat)] + binary, env))
     h = min(hz, key=lambda r: r["p50_us"])
     p = min(pr, key=lambda r: r["p50_us"])
+    b = min(pb, key=lambda r: r["p50_us"])
     row(f"single-row predict p50, 1 conn, {n_lat // 1000}k req", f"{p['p50_us']:.0f} us",
         f"{h['p50_us']:.0f} us healthz", f"{p['p50_us'] / h['p50_us']:.2f}x", "<= 1.5x")
     row("single-row predict p99", f"{p['p99_us']:.0f} us", f"{h['p99_us']:.0f} us healthz",
         f"{p['p99_us'] / h['p99_us']:.2f}x", "")
+    row("  the same, float32 row in and out, p50", f"{b['p50_us']:.0f} us",
+        f"{h['p50_us']:.0f} us healthz", f"{b['p50_us'] / h['p50_us']:.2f}x", "(extension)")
     # the same body to a model with one hidden unit: the service's own cost
     # (body, JSON, snapshot, reply) without the MLP's forward pass
     tiny = check(*d.request("POST", "/v1/models", {
@@ -460,28 +474,48 @@ def bench_predict(d, env, model, n_lat, wrk_seconds, reps, workdir):
 
     lua = os.path.join(workdir, "predict.lua")
     write_lua(lua, one)
-    rh, rp = [], []
+    lua_bin = os.path.join(workdir, "predict_bin.lua")
+    write_lua(lua_bin, one_bin, "application/octet-stream", "application/octet-stream")
+    rh, rp, rb = [], [], []
     for _ in range(max(1, reps - 1)):
         rh.append(wrk(d, "/healthz", wrk_seconds))
         rp.append(wrk(d, path, wrk_seconds, lua))
-    rh, rp = max(rh), max(rp)
+        rb.append(wrk(d, path, wrk_seconds, lua_bin))
+    rh, rp, rb = max(rh), max(rp), max(rb)
     row("single-row predict, wrk -c16, req/s", f"{rp:,.0f}", f"{rh:,.0f} healthz",
         f"{rp / rh:.2f}x", ">= 0.6x")
+    row("  the same, float32 row in and out", f"{rb:,.0f}", f"{rh:,.0f} healthz",
+        f"{rb / rh:.2f}x", "(extension)")
 
-    # batch: 10,000 rows in one request vs torch forward of the same weights
+    # batch: 10,000 rows in one request vs torch forward of the same weights;
+    # JSON and float32 requests take turns on one kept-alive connection
     n = 10000
     batch = json.dumps({"instances": xte[:n].tolist()}).encode()
+    batch_bin = xte[:n].astype("<f4").tobytes()
     conn = d.conn()
-    t_b = []
-    for _ in range(reps):
+    t_b, t_bb = [], []
+    for _ in range(max(reps, 3)):
         t0 = time.perf_counter()
         st, res = d.request("POST", path, batch, conn=conn, raw=True)
         t_b.append(time.perf_counter() - t0)
         check(st, res, (200,))
+        t0 = time.perf_counter()
+        conn.request("POST", path, body=batch_bin,
+                     headers={"Content-Type": "application/octet-stream",
+                              "Accept": "application/octet-stream"})
+        r = conn.getresponse()
+        res_bin = r.read()
+        t_bb.append(time.perf_counter() - t0)
+        check(r.status, res_bin, (200,))
+    json_reply = len(res)
     res = json.loads(res)
     conn.close()
     if len(res["predictions"]) != n:
         raise RuntimeError("batch predict returned the wrong number of rows")
+    probs = np.frombuffer(res_bin, "<f4").reshape(n, -1)
+    if not np.array_equal(probs, np.array([p["probabilities"] for p in res["predictions"]],
+                                          np.float32)):
+        raise RuntimeError("float32 batch predictions differ from the JSON ones")
     weights = check(*d.request("GET", f"/v1/models/{model['id']}/weights"))
     wfile = os.path.join(workdir, "weights.json")
     with open(wfile, "w") as f:
@@ -518,11 +552,16 @@ def bench_predict(d, env, model, n_lat, wrk_seconds, reps, workdir):
     if peer["argmax0"] != res["predictions"][0]["class"]:
         note(f"warning: class of row 0 differs (nnd {res['predictions'][0]['class']}, "
              f"torch {peer['argmax0']})")
-    nr, tr = n / min(t_b), n / peer["seconds"]
-    row("batch predict 10,000 rows, rows/s", f"{nr:,.0f}", f"{tr:,.0f} torch",
+    nr, tr, br = n / min(t_b), n / peer["seconds"], n / min(t_bb)
+    row("batch predict 10,000 rows, JSON, rows/s", f"{nr:,.0f}", f"{tr:,.0f} torch",
         f"{nr / tr:.2f}x", ">= 1.0x")
-    note(f"batch request {len(batch) / 1e6:.1f} MB of JSON; torch forward on {threads} "
-         f"thread(s), tensors already in memory")
+    row("batch predict 10,000 rows, float32, rows/s", f"{br:,.0f}", f"{tr:,.0f} torch",
+        f"{br / tr:.2f}x", ">= 1.0x")
+    note(f"JSON: {len(batch) / 1e6:.1f} MB request, {json_reply / 1e6:.1f} MB "
+         f"reply; float32: {len(batch_bin) / 1e6:.1f} MB request "
+         f"(application/octet-stream), {len(res_bin) / 1e6:.1f} MB reply (Accept: "
+         f"application/octet-stream); both end to end through the daemon, torch forward on "
+         f"{threads} thread(s) with tensors already in memory")
 
 
 def main():

@@ -42,6 +42,7 @@
 #include "http.h"
 #include "metrics.h"
 #include "multipart.h"
+#include "predict_stream.h"
 #include "router.h"
 #include "util.h"
 
@@ -103,6 +104,11 @@ typedef struct req {
 	int part;                /* current multipart part: 0 images, 1 labels, 2 name */
 	stream *sse;
 	conn_rec *cr;            /* its connection's record (NULL when untracked) */
+	/* predictions: rows read and predicted as the body arrives */
+	int predict;             /* the predict route */
+	int bin;                 /* a float32 body (application/octet-stream) */
+	int binary_reply;        /* Accept asks for float32 rows */
+	api_predict_stream *ps;  /* NULL when the handler reads the whole body */
 } req;
 
 struct stream {
@@ -121,9 +127,9 @@ struct stream {
 
 /* ---------------------------------------------------------------- replies */
 
-static enum MHD_Result queue(req *r, int status, const char *ctype, char *body, size_t len,
-                             const char *location, const char *allow, int retry_after,
-                             int www_auth)
+static enum MHD_Result queue_v(req *r, int status, const char *ctype, char *body, size_t len,
+                               const char *location, const char *allow, int retry_after,
+                               int www_auth, const char *model_version)
 {
 	struct MHD_Response *resp =
 		MHD_create_response_from_buffer(len, body ? body : (char *)"", body ? MHD_RESPMEM_MUST_FREE
@@ -145,12 +151,21 @@ static enum MHD_Result queue(req *r, int status, const char *ctype, char *body, 
 	}
 	if (www_auth)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+	if (model_version && model_version[0])
+		MHD_add_response_header(resp, "X-Model-Version", model_version);
 	enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)status, resp);
 	MHD_destroy_response(resp);
 	r->status = status;
 	r->bytes = len;
 	r->responded = 1;
 	return rc;
+}
+
+static enum MHD_Result queue(req *r, int status, const char *ctype, char *body, size_t len,
+                             const char *location, const char *allow, int retry_after,
+                             int www_auth)
+{
+	return queue_v(r, status, ctype, body, len, location, allow, retry_after, www_auth, NULL);
 }
 
 static enum MHD_Result problem(req *r, const api_err *e, const char *allow, int retry_after,
@@ -178,8 +193,9 @@ static enum MHD_Result reply(req *r, api_reply *rp)
 {
 	char *body = rp->body;
 	rp->body = NULL;
-	return queue(r, rp->status, rp->ctype, body, body ? strlen(body) : 0, rp->location, NULL,
-	             rp->retry_after, 0);
+	size_t len = rp->body_len ? rp->body_len : body ? strlen(body) : 0;
+	return queue_v(r, rp->status, rp->ctype, body, len, rp->location, NULL, rp->retry_after, 0,
+	               rp->model_version);
 }
 
 /* ---------------------------------------------------------------- helpers */
@@ -428,6 +444,47 @@ static enum MHD_Result serve_srv(req *r, route_srv srv)
 
 /* ---------------------------------------------------------------- requests */
 
+/* JSON bodies of a known length up to this size get their buffer at once. */
+#define HTTP_PREALLOC_MAX ((int64_t)64 << 20)
+
+/* The predict route: JSON or float32 rows, read by a prediction stream as
+ * they arrive (see predict_stream.h). A JSON body also goes to the buffer,
+ * for the general path when it is not the plain shape. */
+static enum MHD_Result begin_predict(req *r, const char *ct, int64_t clen)
+{
+	http_server *h = r->h;
+	r->predict = 1;
+	r->bin = ctype_is(ct, "application/octet-stream");
+	if (!r->bin && !ctype_is(ct, "application/json")) {
+		api_err e = API_ERR_INIT;
+		api_err_set(&e, 415, "unsupported_media_type",
+		            "send application/json or application/octet-stream (float32 rows), "
+		            "not %.100s", ct ? ct : "(no Content-Type)");
+		return problem(r, &e, NULL, 0, 0);
+	}
+	r->binary_reply = api_predict_accepts_binary(
+		MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT));
+	api_req rq = make_req(r);
+	if (!r->bin) {
+		/* the model's absence or a bad body is the handler's to name */
+		r->ps = api_predict_stream_new(&h->be, &rq, API_PREDICT_JSON, clen, r->binary_reply,
+		                               NULL);
+		if (clen > 0 && clen <= HTTP_PREALLOC_MAX) {
+			if (!(r->buf = malloc((size_t)clen + 1)))
+				return fail(r, 500, "out_of_memory", "out of memory");
+			r->cap = (size_t)clen + 1;
+		}
+		return MHD_YES;
+	}
+	api_err *e = calloc(1, sizeof *e);
+	if (!e)
+		return fail(r, 500, "out_of_memory", "out of memory");
+	r->ps = api_predict_stream_new(&h->be, &rq, API_PREDICT_BINARY, clen, r->binary_reply, e);
+	enum MHD_Result rc = r->ps ? MHD_YES : problem(r, e, NULL, 0, 0);
+	free(e);
+	return rc;
+}
+
 /* The first call: route, auth, size and type checks, body sink. */
 static enum MHD_Result begin(req *r, const char *method, const char *url)
 {
@@ -464,6 +521,12 @@ static enum MHD_Result begin(req *r, const char *method, const char *url)
 	r->body = rt->body;
 	const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
 	                                             MHD_HTTP_HEADER_CONTENT_TYPE);
+	if (rt->handler == api_model_predict)
+		return begin_predict(r, ct, cl ? clen : -1);
+	if (rt->body == BODY_JSON && clen > 0 && clen <= HTTP_PREALLOC_MAX &&
+	    !(r->buf = malloc((size_t)clen + 1)))
+		return fail(r, 500, "out_of_memory", "out of memory");
+	r->cap = r->buf ? (size_t)clen + 1 : 0;
 	if (rt->body == BODY_JSON && !ctype_is(ct, "application/json")) {
 		api_err e = API_ERR_INIT;
 		api_err_set(&e, 415, "unsupported_media_type", "send application/json, not %.100s",
@@ -556,7 +619,9 @@ static void body_piece(req *r, const char *data, size_t n)
 		r->too_large = 1;
 	if (r->too_large || r->failed)
 		return;
-	if (r->body == BODY_JSON) {
+	if (r->bin) {
+		api_predict_stream_feed(r->ps, data, n);
+	} else if (r->body == BODY_JSON) {
 		if (r->len + n + 1 > r->cap) {
 			size_t cap = r->cap ? r->cap : 4096;
 			while (cap < r->len + n + 1)
@@ -572,6 +637,8 @@ static void body_piece(req *r, const char *data, size_t n)
 		memcpy(r->buf + r->len, data, n);
 		r->len += n;
 		r->buf[r->len] = '\0';
+		if (r->ps)
+			api_predict_stream_scan(r->ps, r->buf, r->len);
 	} else if (r->body == BODY_UPLOAD) {
 		if (r->mp) {
 			if (mp_feed(r->mp, data, n) < 0 && !r->failed) {
@@ -582,6 +649,33 @@ static void body_piece(req *r, const char *data, size_t n)
 			r->failed = 1;
 		}
 	}
+}
+
+/* The last call of a prediction: the stream answers, or the general path
+ * reads the whole JSON body (after the nesting check the plain shape did not
+ * need). */
+static enum MHD_Result dispatch_predict(req *r)
+{
+	http_server *h = r->h;
+	api_req rq = make_req(r);
+	api_reply rp = { 0, NULL, NULL, "", 0, 0, 0, "" };
+	int done = r->ps && api_predict_stream_finish(r->ps, &rq, &rp);
+	api_predict_stream_free(r->ps);
+	r->ps = NULL;
+	if (!done) {
+		int jd = h->cfg.max_json_depth > 0 ? h->cfg.max_json_depth : 128;
+		if (r->buf && json_depth_over(r->buf, r->len, jd)) {
+			api_err e = API_ERR_INIT;
+			api_err_set(&e, 400, "malformed_json", "the JSON nests deeper than %d levels", jd);
+			return problem(r, &e, NULL, 0, 0);
+		}
+		api_model_predict_general(&h->be, &rq, &rp, r->binary_reply);
+	}
+	if (rp.rows > 0)
+		metrics_count_predictions(rp.rows);
+	enum MHD_Result rc = reply(r, &rp);
+	api_reply_release(&rp);
+	return rc;
 }
 
 /* The last call: the body is complete. */
@@ -598,6 +692,8 @@ static enum MHD_Result dispatch(req *r)
 	if (r->failed)
 		return problem(r, &r->err, NULL, 0, 0);
 	conn_phase(r, 2);
+	if (r->predict)
+		return dispatch_predict(r);
 	int jd = h->cfg.max_json_depth > 0 ? h->cfg.max_json_depth : 128;
 	if (rt->body == BODY_JSON && r->buf && json_depth_over(r->buf, r->len, jd)) {
 		api_err e = API_ERR_INIT;
@@ -607,7 +703,7 @@ static enum MHD_Result dispatch(req *r)
 	if (rt->srv != SRV_NONE)
 		return serve_srv(r, rt->srv);
 	api_req rq = make_req(r);
-	api_reply rp = { 0, NULL, NULL, "", 0, 0 };
+	api_reply rp = { 0, NULL, NULL, "", 0, 0, 0, "" };
 	if (rt->body == BODY_UPLOAD) {
 		if (r->mp && mp_finish(r->mp) < 0) {
 			api_err e = API_ERR_INIT;
@@ -691,6 +787,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	metrics_observe(r->route, status, us);
 	conn_phase(r, 0);   /* a kept-alive connection waits for its next headers */
 	api_upload_free(r->up);
+	api_predict_stream_free(r->ps);
 	mp_free(r->mp);
 	free(r->buf);
 	free(r);

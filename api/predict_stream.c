@@ -1,0 +1,587 @@
+/*
+ * predict_stream.c - predictions read as the body arrives (see
+ * predict_stream.h): the plain JSON reader, the float32 row reader, the
+ * blocks of rows handed to nn_predict as soon as they are full, and each
+ * serving thread's scratch.
+ *
+ * Rows go into one block buffer (at most STREAM_BLOCK rows, fewer when the
+ * body's length says it holds fewer, so a single-row request allocates a
+ * row, not a block); a full block is predicted at once into the outputs,
+ * which grow with the rows. The JSON reader keeps its place in the body
+ * between calls and reads a row only once its closing bracket has arrived,
+ * so no number is ever split; whatever it accepts is valid JSON that the
+ * general path would read to the same floats (a decimal with at most 19
+ * digits and a power of ten up to 22 is exact in double, as strtod's;
+ * anything else goes through strtod).
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "predict_stream.h"
+
+#define STREAM_BLOCK 256   /* rows per forward call, and the scratch's rows */
+
+/* ---- per-thread scratch */
+
+typedef struct tl_scratch {
+	uint64_t serial;
+	nn_scratch *s;
+} tl_scratch;
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_destroy(void *p)
+{
+	tl_scratch *t = p;
+	if (t) {
+		nn_scratch_free(t->s);
+		free(t);
+	}
+}
+
+static void scratch_key_init(void)
+{
+	pthread_key_create(&scratch_key, scratch_destroy);
+}
+
+nn_scratch *api_predict_scratch(const api_model_snap *snap)
+{
+	pthread_once(&scratch_once, scratch_key_init);
+	tl_scratch *t = pthread_getspecific(scratch_key);
+	if (!t) {
+		t = calloc(1, sizeof *t);
+		if (!t)
+			return NULL;
+		pthread_setspecific(scratch_key, t);
+	}
+	if (!t->s || t->serial != snap->serial) {
+		nn_scratch_free(t->s);
+		t->s = nn_scratch_create(snap->model, STREAM_BLOCK);
+		t->serial = snap->serial;
+	}
+	return t->s;
+}
+
+/* ---- Accept */
+
+/* The q of one media range's parameters ("; q=0.5; x=y"), 1 when absent. */
+static double accept_q(const char *p, const char *end)
+{
+	double q = 1;
+	while (p < end) {
+		const char *semi = memchr(p, ';', (size_t)(end - p));
+		if (!semi)
+			break;
+		p = semi + 1;
+		while (p < end && (*p == ' ' || *p == '\t'))
+			p++;
+		if (end - p >= 2 && (p[0] == 'q' || p[0] == 'Q') && p[1] == '=') {
+			char tmp[16];
+			size_t n = strcspn(p + 2, ";,");
+			if (n >= sizeof tmp)
+				n = sizeof tmp - 1;
+			memcpy(tmp, p + 2, n);
+			tmp[n] = 0;
+			q = strtod(tmp, NULL);
+		}
+	}
+	return q;
+}
+
+int api_predict_accepts_binary(const char *accept)
+{
+	double q_bin = 0, q_json = 0;
+	if (!accept)
+		return 0;
+	const char *p = accept;
+	while (*p) {
+		const char *end = strchr(p, ',');
+		if (!end)
+			end = p + strlen(p);
+		while (p < end && (*p == ' ' || *p == '\t'))
+			p++;
+		size_t n = strcspn(p, ";, \t");
+		if (n > (size_t)(end - p))
+			n = (size_t)(end - p);
+		if (n == 24 && strncasecmp(p, "application/octet-stream", n) == 0)
+			q_bin = accept_q(p + n, end);
+		else if (n == 16 && strncasecmp(p, "application/json", n) == 0)
+			q_json = accept_q(p + n, end);
+		p = *end ? end + 1 : end;
+	}
+	return q_bin > 0 && q_bin > q_json;
+}
+
+/* ---- numbers */
+
+static const double pow10_exact[23] = {
+	1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22
+};
+
+static const char *skip_ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+		p++;
+	return p;
+}
+
+/* One JSON number at *pp (before end) as a float (the double rounded, like
+ * the general path). 0, or -1 when it is not a plain finite number within
+ * +-3e38. */
+static int fast_number(const char **pp, const char *end, float *out)
+{
+	const char *p = *pp, *start = p;
+	int neg = 0, digits = 0, frac = 0, exp = 0;
+	uint64_t m = 0;
+	if (p < end && *p == '-') {
+		neg = 1;
+		p++;
+	}
+	if (p >= end || *p < '0' || *p > '9')
+		return -1;
+	if (*p == '0' && p + 1 < end && p[1] >= '0' && p[1] <= '9')
+		return -1;  /* leading zero: not JSON */
+	for (; p < end && *p >= '0' && *p <= '9'; p++, digits++)
+		m = m * 10 + (uint64_t)(*p - '0');
+	if (p < end && *p == '.') {
+		p++;
+		if (p >= end || *p < '0' || *p > '9')
+			return -1;
+		for (; p < end && *p >= '0' && *p <= '9'; p++, digits++, frac++)
+			m = m * 10 + (uint64_t)(*p - '0');
+	}
+	if (p < end && (*p == 'e' || *p == 'E')) {
+		p++;
+		int eneg = 0;
+		if (p < end && (*p == '+' || *p == '-'))
+			eneg = *p++ == '-';
+		if (p >= end || *p < '0' || *p > '9')
+			return -1;
+		for (; p < end && *p >= '0' && *p <= '9'; p++)
+			if (exp < 10000)
+				exp = exp * 10 + (*p - '0');
+		if (eneg)
+			exp = -exp;
+	}
+	if (digits <= 9 && frac == 0 && exp == 0) {
+		/* a plain integer below 1e9: one conversion, always in range */
+		*out = neg ? -(float)m : (float)m;
+		*pp = p;
+		return 0;
+	}
+	double v;
+	int e10 = exp - frac;
+	if (digits <= 19 && m < (1ULL << 53) && e10 >= -22 && e10 <= 22) {
+		v = (double)m;
+		v = e10 < 0 ? v / pow10_exact[-e10] : v * pow10_exact[e10];
+		if (neg)
+			v = -v;
+	} else {
+		char tmp[64];
+		size_t n = (size_t)(p - start);
+		if (n >= sizeof tmp)
+			return -1;
+		memcpy(tmp, start, n);
+		tmp[n] = 0;
+		v = strtod(tmp, NULL);
+	}
+	if (!isfinite(v) || fabs(v) > 3.0e38)
+		return -1;
+	*out = (float)v;
+	*pp = p;
+	return 0;
+}
+
+/* The numbers of one row, p just past its '[' and close at its ']', into
+ * x (width numbers exactly). 0, or -1 when the row is not plain numbers or
+ * not width of them. */
+static int read_row(const char *p, const char *close, float *x, int width)
+{
+	int c = 0;
+	for (;;) {
+		if (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')
+			p = skip_ws(p, close);
+		if (c == width)
+			return -1;
+		const char *q = p;
+		unsigned v = 0;
+		/* the common case: an integer of up to 7 digits, then , or ] */
+		while (*q >= '0' && *q <= '9' && q - p < 8)
+			v = v * 10 + (unsigned)(*q++ - '0');
+		if (q > p && q - p < 8 && (*q == ',' || *q == ']') && (*p != '0' || q == p + 1)) {
+			x[c] = (float)v;
+			p = q;
+		} else {
+			if (fast_number(&p, close, &x[c]) < 0)
+				return -1;
+			if (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')
+				p = skip_ws(p, close);
+		}
+		c++;
+		if (*p == ',') {
+			p++;
+			continue;
+		}
+		if (p == close)
+			return c == width ? 0 : -1;
+		return -1;
+	}
+}
+
+/* ---- the stream */
+
+enum { JS_PREFIX, JS_ROW, JS_AFTER_ROW, JS_END, JS_TAIL, JS_FAIL };
+
+struct api_predict_stream {
+	const api_backend *b;
+	api_model_snap *snap;
+	api_predict_kind kind;
+	int binary_reply;
+	int inputs, outputs;
+	/* the rows not yet predicted: blk_cap rows of inputs floats */
+	float *blk;
+	int blk_cap, blk_rows;
+	size_t blk_fill;         /* binary: bytes in blk */
+	/* the outputs: done rows predicted so far, room for out_cap */
+	float *out;
+	int64_t done, out_cap;
+	int64_t rows;            /* rows read */
+	nn_status st;            /* the first forward failure */
+	/* JSON: where the reader is and what it expects there */
+	size_t pos, searched;
+	int js;
+	/* binary */
+	int64_t total;           /* body bytes */
+	int too_many;            /* more rows than API_PREDICT_MAX_ROWS */
+	api_err *err;            /* non-finite values (NULL until one) */
+};
+
+api_predict_stream *api_predict_stream_new(const api_backend *b, const api_req *rq,
+                                           api_predict_kind kind, int64_t expect_len,
+                                           int binary_reply, api_err *e)
+{
+	api_model_snap *s = NULL;
+	if (!b || !rq || !rq->id)
+		return NULL;
+	if (b->model_snapshot(b->ctx, rq->id, &s, e) < 0)
+		return NULL;
+	const nn_model_spec *spec = nn_model_spec_of(s->model);
+	api_predict_stream *ps = calloc(1, sizeof *ps);
+	if (!ps) {
+		b->snap_release(b->ctx, s);
+		if (e)
+			api_err_set(e, 500, "out_of_memory", "out of memory");
+		return NULL;
+	}
+	ps->b = b;
+	ps->snap = s;
+	ps->kind = kind;
+	ps->binary_reply = binary_reply;
+	ps->inputs = spec->inputs;
+	ps->outputs = spec->outputs;
+	ps->st = NN_OK;
+	int64_t row_bytes = (int64_t)spec->inputs * 4;
+	int64_t expect = STREAM_BLOCK;
+	if (expect_len >= 0) {
+		/* a JSON number takes two bytes at least ("0,") */
+		expect = kind == API_PREDICT_BINARY ? expect_len / row_bytes
+		                                    : expect_len / (2 * (int64_t)spec->inputs) + 1;
+		if (kind == API_PREDICT_BINARY && expect > 0 && expect <= API_PREDICT_MAX_ROWS &&
+		    expect_len % row_bytes == 0) {
+			ps->out = malloc((size_t)expect * (size_t)ps->outputs * sizeof(float));
+			ps->out_cap = ps->out ? expect : 0;
+		}
+		if (expect < 1)
+			expect = 1;
+	}
+	ps->blk_cap = expect < STREAM_BLOCK ? (int)expect : STREAM_BLOCK;
+	ps->blk = malloc((size_t)ps->blk_cap * (size_t)row_bytes);
+	if (!ps->blk) {
+		api_predict_stream_free(ps);
+		if (e)
+			api_err_set(e, 500, "out_of_memory", "out of memory");
+		return NULL;
+	}
+	return ps;
+}
+
+void api_predict_stream_free(api_predict_stream *ps)
+{
+	if (!ps)
+		return;
+	if (ps->snap)
+		ps->b->snap_release(ps->b->ctx, ps->snap);
+	free(ps->blk);
+	free(ps->out);
+	free(ps->err);
+	free(ps);
+}
+
+/* Predicts the block's rows into the outputs. */
+static void flush(api_predict_stream *ps)
+{
+	int n = ps->blk_rows;
+	ps->blk_rows = 0;
+	ps->blk_fill = 0;
+	if (n == 0 || ps->st != NN_OK)
+		return;
+	if (ps->done + n > ps->out_cap) {
+		int64_t cap = ps->out_cap ? ps->out_cap : STREAM_BLOCK;
+		while (cap < ps->done + n)
+			cap *= 2;
+		float *o = realloc(ps->out, (size_t)cap * (size_t)ps->outputs * sizeof *o);
+		if (!o) {
+			ps->st = NN_ENOMEM;
+			return;
+		}
+		ps->out = o;
+		ps->out_cap = cap;
+	}
+	nn_scratch *sc = api_predict_scratch(ps->snap);
+	ps->st = sc ? nn_predict(ps->snap->model, sc, ps->blk, n,
+	                         ps->out + ps->done * ps->outputs) : NN_ENOMEM;
+	ps->done += n;
+}
+
+void api_predict_stream_scan(api_predict_stream *ps, const char *body, size_t len)
+{
+	static const char key[] = "\"instances\"";
+	const size_t klen = sizeof key - 1;
+	if (!ps || ps->kind != API_PREDICT_JSON || ps->js == JS_FAIL)
+		return;
+	if (!body || body[len] != 0 || ps->pos > len) {
+		ps->js = JS_FAIL;
+		return;
+	}
+	const char *p = body + ps->pos, *end = body + len, *q;
+	for (;;) {
+		switch (ps->js) {
+		case JS_PREFIX:
+			/* ws { ws "instances" ws : ws [ - read whole once it is all here */
+			q = skip_ws(p, end);
+			if (q == end)
+				goto wait;
+			if (*q++ != '{')
+				goto fail;
+			q = skip_ws(q, end);
+			if ((size_t)(end - q) < klen) {
+				if (memcmp(q, key, (size_t)(end - q)) != 0)
+					goto fail;
+				goto wait;
+			}
+			if (memcmp(q, key, klen) != 0)
+				goto fail;
+			q = skip_ws(q + klen, end);
+			if (q == end)
+				goto wait;
+			if (*q++ != ':')
+				goto fail;
+			q = skip_ws(q, end);
+			if (q == end)
+				goto wait;
+			if (*q++ != '[')
+				goto fail;
+			p = q;
+			ps->js = JS_ROW;
+			break;
+		case JS_ROW: {
+			p = skip_ws(p, end);
+			if (p == end)
+				goto wait;
+			if (*p != '[')
+				goto fail;
+			/* resume the search for ']' where the last call left it */
+			size_t from = (size_t)(p - body) + 1;
+			if (ps->searched > from)
+				from = ps->searched;
+			const char *close = memchr(body + from, ']', len - from);
+			if (!close) {
+				ps->searched = len;
+				goto wait;
+			}
+			ps->searched = 0;
+			if (ps->rows >= API_PREDICT_MAX_ROWS ||
+			    read_row(p + 1, close, ps->blk + (size_t)ps->blk_rows * ps->inputs,
+			             ps->inputs) < 0)
+				goto fail;
+			ps->rows++;
+			if (++ps->blk_rows == ps->blk_cap)
+				flush(ps);
+			p = close + 1;
+			ps->js = JS_AFTER_ROW;
+			break;
+		}
+		case JS_AFTER_ROW:
+			p = skip_ws(p, end);
+			if (p == end)
+				goto wait;
+			if (*p == ',')
+				ps->js = JS_ROW;
+			else if (*p == ']')
+				ps->js = JS_END;
+			else
+				goto fail;
+			p++;
+			break;
+		case JS_END:
+			p = skip_ws(p, end);
+			if (p == end)
+				goto wait;
+			if (*p++ != '}')
+				goto fail;
+			ps->js = JS_TAIL;
+			break;
+		default:   /* JS_TAIL: only white space may follow */
+			p = skip_ws(p, end);
+			if (p != end)
+				goto fail;
+			goto wait;
+		}
+	}
+wait:
+	ps->pos = (size_t)(p - body);
+	return;
+fail:
+	ps->js = JS_FAIL;
+}
+
+/* 0 when one of the n float32 bit patterns is an infinity or a NaN (every
+ * exponent bit set). Two at a time in 64-bit words: adding 1 to a full
+ * exponent carries into the lane's top bit, and never out of the lane. */
+static int all_finite(const uint32_t *w, size_t n)
+{
+	const uint64_t expo = 0x7f8000007f800000ull, one = 0x0080000000800000ull;
+	uint64_t bad = 0;
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t a, b, c, d;
+		memcpy(&a, w + i, 8);
+		memcpy(&b, w + i + 2, 8);
+		memcpy(&c, w + i + 4, 8);
+		memcpy(&d, w + i + 6, 8);
+		bad |= ((a & expo) + one) | ((b & expo) + one) | ((c & expo) + one) |
+		       ((d & expo) + one);
+	}
+	for (; i < n; i++)
+		bad |= (uint64_t)((w[i] & 0x7f800000u) + 0x00800000u);
+	return (bad & 0x8000000080000000ull) == 0;
+}
+
+/* Binary: the n full rows in the block are read; check and predict them. */
+static void binary_rows(api_predict_stream *ps, int n)
+{
+	if (ps->rows + n > API_PREDICT_MAX_ROWS)
+		ps->too_many = 1;
+	if (ps->too_many || ps->err) {
+		ps->blk_fill = 0;
+		return;
+	}
+	size_t count = (size_t)n * (size_t)ps->inputs;
+	uint32_t *w = (uint32_t *)ps->blk;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	for (size_t i = 0; i < count; i++)
+		w[i] = __builtin_bswap32(w[i]);
+#endif
+	if (!all_finite(w, count)) {
+		ps->err = calloc(1, sizeof *ps->err);
+		if (!ps->err) {
+			ps->st = NN_ENOMEM;
+		} else {
+			for (size_t i = 0; i < count && ps->err->n_fields < API_MAX_FIELD_ERRORS; i++)
+				if ((w[i] & 0x7f800000u) == 0x7f800000u) {
+					char path[64];
+					snprintf(path, sizeof path, "instances[%lld][%d]",
+					         (long long)(ps->rows + (int64_t)(i / (size_t)ps->inputs)),
+					         (int)(i % (size_t)ps->inputs));
+					api_err_field(ps->err, path, "must be a finite number");
+				}
+		}
+		ps->blk_fill = 0;
+		return;
+	}
+	ps->blk_rows = n;
+	ps->rows += n;
+	flush(ps);
+}
+
+void api_predict_stream_feed(api_predict_stream *ps, const char *piece, size_t len)
+{
+	if (!ps || ps->kind != API_PREDICT_BINARY)
+		return;
+	ps->total += (int64_t)len;
+	size_t cap = (size_t)ps->blk_cap * (size_t)ps->inputs * 4;
+	while (len > 0) {
+		size_t take = cap - ps->blk_fill;
+		if (take > len)
+			take = len;
+		memcpy((char *)ps->blk + ps->blk_fill, piece, take);
+		ps->blk_fill += take;
+		piece += take;
+		len -= take;
+		if (ps->blk_fill == cap)
+			binary_rows(ps, ps->blk_cap);
+	}
+}
+
+int api_predict_stream_finish(api_predict_stream *ps, const api_req *rq, api_reply *rp)
+{
+	(void)rq;
+	if (!ps)
+		return 0;
+	int64_t row_bytes = (int64_t)ps->inputs * 4;
+	if (ps->kind == API_PREDICT_JSON) {
+		if (ps->js != JS_TAIL || ps->rows == 0)
+			return 0;
+		flush(ps);
+	} else {
+		api_err *e = calloc(1, sizeof *e);
+		if (!e) {
+			api_err oom = API_ERR_INIT;
+			api_err_set(&oom, 500, "out_of_memory", "out of memory");
+			api_reply_error(rp, &oom);
+			return 1;
+		}
+		if (ps->total % row_bytes != 0) {
+			api_err_field(e, "body", "is %lld bytes, not a whole number of rows of %d "
+			              "float32 values (%lld bytes each)", (long long)ps->total,
+			              ps->inputs, (long long)row_bytes);
+			api_err_set(e, 400, "malformed_body", "the body is not a whole number of "
+			            "float32 rows of the model's %d inputs", ps->inputs);
+		} else {
+			if (ps->blk_fill > 0)
+				binary_rows(ps, (int)(ps->blk_fill / (size_t)row_bytes));
+			if (ps->err)
+				*e = *ps->err;
+			else if (ps->too_many || ps->rows == 0)
+				api_err_field(e, "body", "must hold 1 to %d rows of %d float32 values "
+				              "(%lld bytes each); it holds %lld", API_PREDICT_MAX_ROWS,
+				              ps->inputs, (long long)row_bytes,
+				              (long long)(ps->total / row_bytes));
+		}
+		if (e->status) {
+			api_reply_error(rp, e);
+			free(e);
+			return 1;
+		}
+		free(e);
+	}
+	if (ps->st != NN_OK) {
+		api_err *e = calloc(1, sizeof *e);
+		if (e)
+			api_err_set(e, 500, "predict_failed", "prediction failed: %s",
+			            nn_status_name(ps->st));
+		api_reply_error(rp, e);
+		free(e);
+		return 1;
+	}
+	float *out = ps->out;
+	ps->out = NULL;
+	api_predict_reply(rp, ps->snap, out, ps->done, ps->outputs, ps->binary_reply);
+	return 1;
+}
