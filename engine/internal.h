@@ -41,7 +41,7 @@ float *nn_ws_grads(nn_ws *w);
 /* Training passes of w take node 0's forward product from sp (sparse_in.h)
  * until it is set back to NULL. */
 struct nn_sparse_in;
-void nn_ws_set_sparse_in(nn_ws *w, const struct nn_sparse_in *sp);
+void nn_ws_set_sparse_in(nn_ws *w, struct nn_sparse_in *sp);
 /* 1 when m's first node is a dense layer that alone reads the input, with
  * a width that is a multiple of 16: its weight and bias offsets (b_off -1:
  * no bias) and width. */

@@ -10,8 +10,8 @@
  * layer skips dX (nobody needs the gradient of the input).
  *
  * In training steps over sparse image data the trainer may hand node 0 a
- * sparse batch (sparse_in.h): its forward product then skips the zero
- * inputs; the backward pass is the same.
+ * sparse batch (sparse_in.h): its forward product and its weight gradient
+ * then skip the zero inputs.
  *
  * Cache c0: z, n x out floats, only when store_z.
  */
@@ -75,6 +75,12 @@ static void dense_backward(const nn_node *nd, int k, nn_run *r)
 		}
 	} else if (nd->act != NN_ACT_IDENTITY) {
 		nn_act_grad_rows(nd->act, nd->alpha, z, y, g, g, n, out, 0);
+	}
+	if (k == 0 && r->sp) {
+		/* from the non-zero raw inputs; node 0 has no input gradient */
+		nn_sparse_in_grad(r->sp, g, nd->has_bias ? r->grads + nd->b_off : NULL,
+		                  r->grads + nd->w_off);
+		return;
 	}
 	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.0f, g, out, x, in, 0.0f,
 	            r->grads + nd->w_off, in);

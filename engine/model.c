@@ -485,10 +485,10 @@ struct nn_ws {
 	float *grads;
 	float *block;
 	int last_n, last_training;
-	const struct nn_sparse_in *sp;
+	struct nn_sparse_in *sp;
 };
 
-void nn_ws_set_sparse_in(nn_ws *w, const struct nn_sparse_in *sp)
+void nn_ws_set_sparse_in(nn_ws *w, struct nn_sparse_in *sp)
 {
 	if (w)
 		w->sp = sp;
@@ -715,7 +715,7 @@ void nn_backward(nn_model *m, nn_ws *w, int n)
 		return;
 	p = m->impl;
 	r = (nn_run){ m->params, NULL, m->state, w->grads, w->v, w->g, w->c0, w->c1, n,
-	              w->last_training, NULL, NULL };
+	              w->last_training, NULL, w->last_training ? w->sp : NULL };
 	for (int k = p->n_nodes - 1; k >= 0; k--)
 		layer_ops[p->nodes[k].kind]->backward(&p->nodes[k], k, &r);
 }

@@ -74,7 +74,7 @@ typedef struct nn_run {
 	nn_rng *rng;
 	/* training only: node 0 (a dense layer) computes its forward product
 	 * from the batch's non-zero raw inputs (sparse_in.h) instead of v[0] */
-	const struct nn_sparse_in *sp;
+	struct nn_sparse_in *sp;
 } nn_run;
 
 /* One entry per node kind: forward and backward of node k. */

@@ -47,6 +47,13 @@ struct nn_sparse_in {
 	float *wt;             /* [nblk][f][BLK] packed Ws^T (tail block narrower) */
 	float *c;              /* [out] folded bias */
 	float *rs;             /* [f] 1 / sd */
+	const float *mean;     /* the step's standardisation mean, or NULL */
+	/* the weight gradient */
+	const uint8_t **rowp;  /* the batch's rows of bytes */
+	uint32_t *mask;        /* [nbc][f]: bit i = row bc * 32 + i is non-zero at k */
+	float *dzp;            /* [nblk][max_batch][BLK] packed dz */
+	float *gt;             /* [nblk][f][BLK] packed x^T dz */
+	float *db;             /* [out] bias gradient scratch (layers without bias) */
 };
 
 int nn_sparse_in_supported(void)
@@ -68,6 +75,11 @@ void nn_sparse_in_free(nn_sparse_in *s)
 	free(s->wt);
 	free(s->c);
 	free(s->rs);
+	free(s->rowp);
+	free(s->mask);
+	free(s->dzp);
+	free(s->gt);
+	free(s->db);
 	free(s);
 }
 
@@ -90,7 +102,13 @@ nn_sparse_in *nn_sparse_in_create(int max_batch, int f, int out)
 	s->wt = aligned_alloc(64, sizeof(float) * (size_t)f * (size_t)s->nblk * BLK);
 	s->c = malloc(sizeof(float) * (size_t)out);
 	s->rs = malloc(sizeof(float) * (size_t)f);
-	if (!s->col || !s->val || !s->cb || !s->wt || !s->c || !s->rs) {
+	s->rowp = malloc(sizeof(*s->rowp) * (size_t)max_batch);
+	s->mask = malloc(sizeof(uint32_t) * (size_t)f * (size_t)((max_batch + 31) / 32));
+	s->dzp = aligned_alloc(64, sizeof(float) * (size_t)max_batch * (size_t)s->nblk * BLK);
+	s->gt = aligned_alloc(64, sizeof(float) * (size_t)f * (size_t)s->nblk * BLK);
+	s->db = malloc(sizeof(float) * (size_t)out);
+	if (!s->col || !s->val || !s->cb || !s->wt || !s->c || !s->rs || !s->rowp || !s->mask ||
+	    !s->dzp || !s->gt || !s->db) {
 		nn_sparse_in_free(s);
 		return NULL;
 	}
@@ -138,6 +156,7 @@ SP_TARGET static void add_row_avx512(nn_sparse_in *s, const uint8_t *row)
 	}
 	cb[s->nchunk] = nnz;
 	s->nnz = nnz;
+	s->rowp[s->n] = row;
 	s->n++;
 }
 #endif
@@ -240,6 +259,7 @@ SP_TARGET static void weights_avx512(nn_sparse_in *s, const float *W, const floa
 void nn_sparse_in_weights(nn_sparse_in *s, const float *W, const float *b, const float *mean,
                           const float *sd)
 {
+	s->mean = mean;
 	for (int k = 0; k < s->f; k++)
 		s->rs[k] = sd ? 1.0f / sd[k] : 1.0f;
 #if SP_X86
@@ -303,5 +323,148 @@ void nn_sparse_in_forward(const nn_sparse_in *s, float *z)
 #else
 	(void)s;
 	(void)z;
+#endif
+}
+
+#if SP_X86
+/* The masks: per chunk of 32 rows and per feature, which rows are non-zero
+ * there (from the compressed rows). */
+static void build_masks(nn_sparse_in *s)
+{
+	const int f = s->f, nc1 = s->nchunk + 1;
+	int nbc = (s->n + 31) / 32;
+	memset(s->mask, 0, sizeof(uint32_t) * (size_t)f * (size_t)nbc);
+	for (int i = 0; i < s->n; i++) {
+		uint32_t *m = s->mask + (int64_t)(i / 32) * f;
+		uint32_t bit = 1u << (i % 32);
+		int32_t p1 = s->cb[(int64_t)i * nc1 + s->nchunk];
+		for (int32_t p = s->cb[(int64_t)i * nc1]; p < p1; p++)
+			m[s->col[p]] |= bit;
+	}
+}
+
+/* x^T dz for one block of 128 outputs: gt[k][0..128) = sum over the rows
+ * non-zero at k of x[row][k] dz[row][block], 32 rows at a time (their dz,
+ * 16 KiB, stay in L1), the sums in eight accumulators. */
+SP_TARGET static void grad_block(nn_sparse_in *s, int blk)
+{
+	const int f = s->f;
+	const float *dzp = s->dzp + (int64_t)blk * BLK * s->max_batch;
+	float *gt = s->gt + (int64_t)blk * BLK * f;
+	int nbc = (s->n + 31) / 32;
+	for (int bc = 0; bc < nbc; bc++) {
+		const uint32_t *mk = s->mask + (int64_t)bc * f;
+		for (int k = 0; k < f; k++) {
+			float *g = gt + (int64_t)k * BLK;
+			uint32_t bits = mk[k];
+			__m512 a[8];
+			if (bc == 0) {
+				for (int q = 0; q < 8; q++)
+					a[q] = _mm512_setzero_ps();
+			} else {
+				if (!bits)
+					continue;
+				for (int q = 0; q < 8; q++)
+					a[q] = _mm512_loadu_ps(g + 16 * q);
+			}
+			while (bits) {
+				int i = bc * 32 + __builtin_ctz(bits);
+				bits &= bits - 1;
+				__m512 x = _mm512_set1_ps((float)s->rowp[i][k]);
+				const float *d = dzp + (int64_t)i * BLK;
+				for (int q = 0; q < 8; q++)
+					a[q] = _mm512_fmadd_ps(x, _mm512_loadu_ps(d + 16 * q), a[q]);
+			}
+			for (int q = 0; q < 8; q++)
+				_mm512_storeu_ps(g + 16 * q, a[q]);
+		}
+	}
+}
+
+/* The same for a block narrower than 128 (w outputs, 16 at a time). */
+SP_TARGET static void grad_block_narrow(nn_sparse_in *s, int blk, int w)
+{
+	const int f = s->f;
+	const float *dzp = s->dzp + (int64_t)blk * BLK * s->max_batch;
+	float *gt = s->gt + (int64_t)blk * BLK * f;
+	for (int k = 0; k < f; k++) {
+		for (int q = 0; q < w; q += 16) {
+			__m512 a = _mm512_setzero_ps();
+			for (int i = 0; i < s->n; i++) {
+				uint8_t v = s->rowp[i][k];
+				if (v)
+					a = _mm512_fmadd_ps(_mm512_set1_ps((float)v),
+					                    _mm512_loadu_ps(dzp + (int64_t)i * w + q), a);
+			}
+			_mm512_storeu_ps(gt + (int64_t)k * w + q, a);
+		}
+	}
+}
+
+SP_TARGET static void grad_avx512(nn_sparse_in *s, const float *dz, const float *db, float *dW)
+{
+	const int f = s->f, out = s->out, n = s->n;
+	const int f16 = f - f % 16;
+
+	/* dz packed per block, so a block's rows are contiguous */
+	for (int blk = 0; blk < s->nblk; blk++) {
+		int j0 = blk * BLK, w = out - j0 < BLK ? out - j0 : BLK;
+		float *dst = s->dzp + (int64_t)blk * BLK * s->max_batch;
+		for (int i = 0; i < n; i++)
+			memcpy(dst + (int64_t)i * w, dz + (int64_t)i * out + j0, sizeof(float) * (size_t)w);
+	}
+	if (!db) {
+		memset(s->db, 0, sizeof(float) * (size_t)out);
+		for (int i = 0; i < n; i++)
+			for (int j = 0; j < out; j++)
+				s->db[j] += dz[(int64_t)i * out + j];
+		db = s->db;
+	}
+	build_masks(s);
+	for (int blk = 0; blk < s->nblk; blk++) {
+		int w = out - blk * BLK < BLK ? out - blk * BLK : BLK;
+		if (w == BLK)
+			grad_block(s, blk);
+		else
+			grad_block_narrow(s, blk, w);
+	}
+
+	/* dW[j][k] = (gt[k][j] - mean[k] db[j]) / sd[k], transposed back 16 x 16 */
+	for (int j0 = 0; j0 < out; j0 += 16) {
+		const float *base = wt_at(s, 0, j0) - s->wt + s->gt;
+		int64_t w = wt_at(s, 1, j0) - wt_at(s, 0, j0);
+		__m512 dbv = _mm512_loadu_ps(db + j0);
+		for (int k0 = 0; k0 < f16; k0 += 16) {
+			__m512 r[16];
+			for (int t = 0; t < 16; t++) {
+				__m512 g = _mm512_loadu_ps(base + (int64_t)(k0 + t) * w);
+				if (s->mean)
+					g = _mm512_fnmadd_ps(_mm512_set1_ps(s->mean[k0 + t]), dbv, g);
+				r[t] = _mm512_mul_ps(g, _mm512_set1_ps(s->rs[k0 + t]));
+			}
+			transpose16(r);
+			for (int i = 0; i < 16; i++)
+				_mm512_storeu_ps(dW + (int64_t)(j0 + i) * f + k0, r[i]);
+		}
+		for (int k = f16; k < f; k++)
+			for (int i = 0; i < 16; i++) {
+				float g = base[(int64_t)k * w + i];
+				if (s->mean)
+					g -= s->mean[k] * db[j0 + i];
+				dW[(int64_t)(j0 + i) * f + k] = g * s->rs[k];
+			}
+	}
+}
+#endif
+
+void nn_sparse_in_grad(nn_sparse_in *s, const float *dz, const float *db, float *dW)
+{
+#if SP_X86
+	grad_avx512(s, dz, db, dW);
+#else
+	(void)s;
+	(void)dz;
+	(void)db;
+	(void)dW;
 #endif
 }

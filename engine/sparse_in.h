@@ -8,7 +8,8 @@
  * so the product can skip the zero pixels of x: per row, only its non-zero
  * pixels contribute a row of Ws^T = (W / sd)^T. The results equal the dense
  * path's up to float rounding (the sums run in another order); tests compare
- * both against sgemm. The backward pass is unchanged (dense, from x').
+ * both against sgemm. The same identity gives the weight gradient:
+ *   dW[j][k] = (sum_b dz[b][j] x[b][k] - mean[k] db[j]) / sd[k].
  *
  * Used by the trainer (train.c) for training steps only, when the training
  * data hold bytes, are sparse enough, the first node is a dense layer whose
@@ -41,4 +42,9 @@ void nn_sparse_in_weights(nn_sparse_in *s, const float *W, const float *b, const
                           const float *sd);
 /* z [rows][out] = the layer's pre-activation for the batch's rows. */
 void nn_sparse_in_forward(const nn_sparse_in *s, float *z);
+/* dW [out][f] = dz^T x' for the batch (x' standardised as given to the last
+ * nn_sparse_in_weights), from dz [rows][out] and the bias gradient
+ * db[j] = sum_b dz[b][j] (NULL: summed here). */
+void nn_sparse_in_grad(nn_sparse_in *s, const float *dz, const float *db, float *dW);
+
 #endif

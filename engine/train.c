@@ -374,12 +374,13 @@ static void gather(nn_trainer *t, const nn_data *d, const int64_t *idx, int64_t 
 				for (int b = 0; b < f; b += 64)
 					__builtin_prefetch(nx + b);
 			}
-			if (mean && sd)
+			/* the sparse path reads the bytes only: no dense row */
+			if (sp)
+				nn_sparse_in_add_row(sp, s8);
+			else if (mean && sd)
 				standardize_row8(dst, s8, mean, sd, f);
 			else
 				widen_row8(dst, s8, f);
-			if (sp)
-				nn_sparse_in_add_row(sp, s8);
 		} else if (i + 4 < n) {
 			/* rows are scattered over the data set: ask for the one four
 			 * ahead now, so it is in cache when its turn comes */
@@ -830,18 +831,20 @@ static nn_status step(nn_trainer *t, int n, float lr, const nn_callbacks *cb, ch
 		nn_ws_set_sparse_in(t->ws, t->sp);
 	}
 	const float *fw = nn_forward(t->m, t->ws, t->bx, n, 1, &t->rng);
-	nn_ws_set_sparse_in(t->ws, NULL);
 	if (!fw) {
+		nn_ws_set_sparse_in(t->ws, NULL);
 		nn_errf(err, errlen, "internal: the forward pass refused a batch of %d rows", n);
 		return NN_EINVAL;
 	}
 	float loss = nn_loss(t->m, t->ws, t->by, t->bt, n, 1);
 	if (!isfinite(loss)) {
+		nn_ws_set_sparse_in(t->ws, NULL);
 		nn_errf(err, errlen, "diverged: the loss became %s at epoch %d, step %lld",
 		        isnan(loss) ? "NaN" : "infinite", t->epoch, (long long)t->step + 1);
 		return NN_EDIVERGED;
 	}
 	nn_backward(t->m, t->ws, n);
+	nn_ws_set_sparse_in(t->ws, NULL);
 
 	if (c->l2 > 0) {
 		const float l2 = c->l2;

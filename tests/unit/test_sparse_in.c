@@ -1,6 +1,7 @@
 /*
- * test_sparse_in.c - the first layer's forward product from non-zero bytes
- * (engine/sparse_in.c) against sgemm on the standardised rows, over shapes
+ * test_sparse_in.c - the first layer's forward product and weight gradient
+ * from non-zero bytes (engine/sparse_in.c) against sgemm on the
+ * standardised rows, over shapes
  * that exercise every edge: widths with a narrower last block of outputs,
  * feature counts that are not multiples of 16 or of the chunk, partial
  * batches, empty and full rows, no bias and no standardisation; then a
@@ -102,6 +103,41 @@ static void check_case(int max_batch, int n, int f, int out, float density, int 
 	for (int j = 0; j < out; j++)
 		ck_assert_float_eq_tol(got[out + j], want[out + j], 1e-4f);
 
+	/* the weight gradient dz^T x' against sgemm, with the bias gradient
+	 * given and summed inside */
+	float *dz = malloc(sizeof(float) * (size_t)n * out);
+	float *db = calloc((size_t)out, sizeof(float));
+	float *dw_want = malloc(sizeof(float) * (size_t)out * f);
+	float *dw_got = malloc(sizeof(float) * (size_t)out * f);
+	for (int64_t i = 0; i < (int64_t)n * out; i++) {
+		dz[i] = unit(&s) - 0.5f;
+		db[i % out] += dz[i];
+	}
+	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, f, n, 1.0f, dz, out, xs, f, 0.0f,
+	            dw_want, f);
+	for (int pass = 0; pass < 2; pass++) {
+		memset(dw_got, 0xff, sizeof(float) * (size_t)out * f);
+		nn_sparse_in_grad(sp, dz, pass ? NULL : db, dw_got);
+		double gworst = 0;
+		for (int j = 0; j < out; j++)
+			for (int k = 0; k < f; k++) {
+				double mag = 1e-3;
+				for (int i = 0; i < n; i++)
+					mag += fabs((double)dz[(int64_t)i * out + j]) *
+					       (x8[(int64_t)i * f + k] + fabs((double)mean[k])) / sd[k];
+				double g = dw_got[(int64_t)j * f + k], e = dw_want[(int64_t)j * f + k];
+				ck_assert_msg(isfinite(g), "dW %d,%d not written", j, k);
+				if (fabs(g - e) / mag > gworst)
+					gworst = fabs(g - e) / mag;
+			}
+		ck_assert_msg(gworst < 1e-6, "n %d f %d out %d: gradient error %g of the magnitude",
+		              n, f, out, gworst);
+	}
+	free(dz);
+	free(db);
+	free(dw_want);
+	free(dw_got);
+
 	nn_sparse_in_free(sp);
 	free(x8);
 	free(xs);
@@ -113,7 +149,7 @@ static void check_case(int max_batch, int n, int f, int out, float density, int 
 	free(got);
 }
 
-START_TEST(test_forward_matches_sgemm_on_standardised_rows)
+START_TEST(test_forward_and_gradient_match_sgemm_on_standardised_rows)
 {
 	if (!nn_sparse_in_supported())
 		return; /* the trainer never uses it on such a CPU */
@@ -122,6 +158,7 @@ START_TEST(test_forward_matches_sgemm_on_standardised_rows)
 	check_case(128, 37, 784, 256, 0.5f, 1, 1, 2);
 	/* a narrower last block (144 = 128 + 16), odd feature counts */
 	check_case(16, 16, 150, 144, 0.3f, 1, 1, 3);
+	check_case(80, 70, 150, 144, 0.3f, 1, 1, 8);
 	check_case(8, 5, 17, 16, 0.9f, 1, 1, 4);
 	check_case(8, 8, 64, 48, 0.05f, 1, 1, 5);
 	/* no bias, no standardisation */
@@ -261,7 +298,7 @@ int main(void)
 	Suite *s = suite_create("sparse_in");
 	TCase *tc = tcase_create("sparse_in");
 	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_forward_matches_sgemm_on_standardised_rows);
+	tcase_add_test(tc, test_forward_and_gradient_match_sgemm_on_standardised_rows);
 	tcase_add_test(tc, test_create_refuses_widths_that_are_not_multiples_of_16);
 	tcase_add_test(tc, test_training_through_it_tracks_the_dense_path);
 	suite_add_tcase(s, tc);
