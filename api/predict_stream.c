@@ -198,32 +198,63 @@ static int fast_number(const char **pp, const char *end, float *out)
 	return 0;
 }
 
+/* The run of decimal digits that starts the 8 bytes at p: its length (0
+ * to 8) and, when 1 to 7, its value, eight bytes at a time (SWAR): a
+ * byte's top bit marks it as no digit; the digits, moved to the top of the
+ * word behind zero digits, are summed in pairs, then fours, then all. */
+static int swar_digits(const char *p, uint32_t *val)
+{
+	const uint64_t top = 0x8080808080808080ull, zeros = 0x3030303030303030ull;
+	uint64_t x;
+	memcpy(&x, p, 8);
+	/* > '9', or < '0' (the top bit cleared by the subtraction), or not ASCII */
+	uint64_t nd = ((x + 0x4646464646464646ull) | ~((x | top) - zeros) | x) & top;
+	int n = nd ? __builtin_ctzll(nd) >> 3 : 8;
+	if (n == 0 || n == 8)
+		return n;
+	/* little-endian: the first character is the low byte; the bytes past
+	 * the digits (and any borrow out of them) leave at the top */
+	uint64_t d = (x - zeros) << (8 * (8 - n));
+	d = d * 10 + (d >> 8);
+	d = (((d & 0x000000ff000000ffull) * (100 + (1000000ull << 32))) +
+	     (((d >> 16) & 0x000000ff000000ffull) * (1 + (10000ull << 32)))) >> 32;
+	*val = (uint32_t)d;
+	return n;
+}
+
+#define IS_WS(ch) ((ch) == ' ' || (ch) == '\n' || (ch) == '\r' || (ch) == '\t')
+
 /* The numbers of one row, p just past its '[' and close at its ']', into
  * x (width numbers exactly). 0, or -1 when the row is not plain numbers or
- * not width of them. */
+ * not width of them. White space never runs past close (a ']'). */
 static int read_row(const char *p, const char *close, float *x, int width)
 {
 	int c = 0;
 	for (;;) {
-		if (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')
-			p = skip_ws(p, close);
+		while (IS_WS(*p))
+			p++;
 		if (c == width)
 			return -1;
-		const char *q = p;
-		unsigned v = 0;
-		/* the common case: an integer of up to 7 digits, then , or ] */
-		while (*q >= '0' && *q <= '9' && q - p < 8)
-			v = v * 10 + (unsigned)(*q++ - '0');
-		if (q > p && q - p < 8 && (*q == ',' || *q == ']') && (*p != '0' || q == p + 1)) {
+		/* the common case: an integer of up to 7 digits, then , ] or
+		 * white space (and no leading zero) */
+		uint32_t v = 0;
+		int n = close - p >= 8 ? swar_digits(p, &v) : -1;
+		if (n < 0) {
+			const char *q = p;
+			while (*q >= '0' && *q <= '9' && q - p < 8)
+				v = v * 10 + (uint32_t)(*q++ - '0');
+			n = (int)(q - p);
+		}
+		if (n > 0 && n < 8 && (p[n] == ',' || p[n] == ']' || IS_WS(p[n])) &&
+		    (*p != '0' || n == 1)) {
 			x[c] = (float)v;
-			p = q;
-		} else {
-			if (fast_number(&p, close, &x[c]) < 0)
-				return -1;
-			if (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')
-				p = skip_ws(p, close);
+			p += n;
+		} else if (fast_number(&p, close, &x[c]) < 0) {
+			return -1;
 		}
 		c++;
+		while (IS_WS(*p))
+			p++;
 		if (*p == ',') {
 			p++;
 			continue;
