@@ -253,14 +253,17 @@ def bench_uploads(d, env, reps):
                                      open(LABELS, "rb").read())])
     gz_bytes = os.path.getsize(IMAGES) + os.path.getsize(LABELS)
     t_idx, t_zcat, ds = [], [], None
-    for _ in range(reps):
+    # one more than the other rows: the daemon's first upload also faults in
+    # memory the process never had (about 0.6 s each, so cheap)
+    idx_reps = reps + 1
+    for _ in range(idx_reps):
         t0 = time.perf_counter()
         ds = check(*d.request("POST", "/v1/datasets?name=fmnist-idx", idx_body, idx_type))
         t_idx.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         subprocess.run(["zcat", IMAGES, LABELS], stdout=subprocess.DEVNULL, check=True)
         t_zcat.append(time.perf_counter() - t0)
-        if len(t_idx) < reps:
+        if len(t_idx) < idx_reps:
             d.request("DELETE", f"/v1/datasets/{ds['id']}")
     mb = gz_bytes / 1e6
     idx_rate, zcat_rate = mb / min(t_idx), mb / min(t_zcat)
