@@ -351,9 +351,16 @@ SP_TARGET static void grad_block(nn_sparse_in *s, int blk)
 	const int f = s->f;
 	const float *dzp = s->dzp + (int64_t)blk * BLK * s->max_batch;
 	float *gt = s->gt + (int64_t)blk * BLK * f;
+	const int nc1 = s->nchunk + 1;
 	int nbc = (s->n + 31) / 32;
 	for (int bc = 0; bc < nbc; bc++) {
 		const uint32_t *mk = s->mask + (int64_t)bc * f;
+		/* Each row's non-zeros are in feature order and k only grows, so a
+		 * cursor per row walks its values: a broadcast from memory, no
+		 * conversion on the vector ports. */
+		int32_t cur[32];
+		for (int r = 0; r < 32 && bc * 32 + r < s->n; r++)
+			cur[r] = s->cb[(int64_t)(bc * 32 + r) * nc1];
 		for (int k = 0; k < f; k++) {
 			float *g = gt + (int64_t)k * BLK;
 			uint32_t bits = mk[k];
@@ -368,10 +375,10 @@ SP_TARGET static void grad_block(nn_sparse_in *s, int blk)
 					a[q] = _mm512_loadu_ps(g + 16 * q);
 			}
 			while (bits) {
-				int i = bc * 32 + __builtin_ctz(bits);
+				int r = __builtin_ctz(bits);
 				bits &= bits - 1;
-				__m512 x = _mm512_set1_ps((float)s->rowp[i][k]);
-				const float *d = dzp + (int64_t)i * BLK;
+				__m512 x = _mm512_set1_ps(s->val[cur[r]++]);
+				const float *d = dzp + (int64_t)(bc * 32 + r) * BLK;
 				for (int q = 0; q < 8; q++)
 					a[q] = _mm512_fmadd_ps(x, _mm512_loadu_ps(d + 16 * q), a[q]);
 			}
