@@ -222,6 +222,92 @@ static int swar_digits(const char *p, uint32_t *val)
 	return n;
 }
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+
+/* Bit i of each mask tells the class of byte i of the 64 at s: a digit, a
+ * comma, white space. */
+static void classify64(const char *s, uint64_t *d, uint64_t *c, uint64_t *w)
+{
+	const __m128i lo = _mm_set1_epi8('0' - 1), hi = _mm_set1_epi8('9' + 1);
+	const __m128i comma = _mm_set1_epi8(','), sp = _mm_set1_epi8(' ');
+	const __m128i nl = _mm_set1_epi8('\n'), cr = _mm_set1_epi8('\r'), tab = _mm_set1_epi8('\t');
+	uint64_t dm = 0, cm = 0, wm = 0;
+	for (int k = 0; k < 4; k++) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + 16 * k));
+		__m128i dig = _mm_and_si128(_mm_cmpgt_epi8(v, lo), _mm_cmplt_epi8(v, hi));
+		__m128i ws = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, sp), _mm_cmpeq_epi8(v, nl)),
+		                          _mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, tab)));
+		dm |= (uint64_t)(uint16_t)_mm_movemask_epi8(dig) << (16 * k);
+		cm |= (uint64_t)(uint16_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v, comma)) << (16 * k);
+		wm |= (uint64_t)(uint16_t)_mm_movemask_epi8(ws) << (16 * k);
+	}
+	*d = dm;
+	*c = cm;
+	*w = wm;
+}
+
+/*
+ * A row of small non-negative integers, the common shape of image data
+ * ("0,12,255" or "0, 12, 255"), p just past the '[' and close at the ']':
+ * the bytes are classified 64 at a time, the structure checked on the bit
+ * masks (digits, then a comma, then at most one white space, then digits
+ * again), and each number read from where its run starts, so one number's
+ * reading never waits for the one before. 0 when read (width numbers);
+ * -1 when the row is of another shape (read_row then reads it).
+ */
+static int int_row(const char *p, const char *close, float *x, int width)
+{
+	size_t len = (size_t)(close - p);
+	/* the byte before the row counts as a comma: a digit or one white space
+	 * may follow it */
+	uint64_t carry_d = 0, carry_c = 1, carry_w = 0;
+	int c = 0, last_digit = 0;
+	for (size_t off = 0; off < len; off += 64) {
+		const char *s = p + off;
+		char tail[64];
+		size_t m = len - off < 64 ? len - off : 64;
+		if (m < 64) {
+			memcpy(tail, s, m);
+			memset(tail + m, 'x', 64 - m);
+			s = tail;
+		}
+		uint64_t d, cm, w;
+		classify64(s, &d, &cm, &w);
+		uint64_t valid = m == 64 ? ~0ull : (1ull << m) - 1;
+		/* the class of the byte before each byte */
+		uint64_t pd = d << 1 | carry_d, pc = cm << 1 | carry_c, pw = w << 1 | carry_w;
+		if ((~(d | cm | w) |                 /* another byte */
+		     (w & ~pc) |                     /* white space not after a comma */
+		     (pd & ~d & ~cm) |               /* a digit run not ended by a comma */
+		     (pc & ~(d | w)) |               /* a comma not followed by a number */
+		     (pw & ~d)) & valid)             /* white space not followed by one */
+			return -1;
+		carry_d = d >> 63;
+		carry_c = cm >> 63;
+		carry_w = w >> 63;
+		last_digit = (int)(d >> (m - 1) & 1);
+		for (uint64_t starts = d & ~pd & valid; starts; starts &= starts - 1) {
+			const char *q = p + off + (size_t)__builtin_ctzll(starts);
+			uint32_t v = 0;
+			int n;
+			if (c == width)
+				return -1;
+			if (close - q >= 8) {
+				n = swar_digits(q, &v);
+			} else {
+				for (n = 0; q[n] >= '0' && q[n] <= '9' && n < 8; n++)
+					v = v * 10 + (uint32_t)(q[n] - '0');
+			}
+			if (n >= 8 || (n > 1 && *q == '0'))
+				return -1;    /* too long for a float to hold exactly, or 01 */
+			x[c++] = (float)v;
+		}
+	}
+	return last_digit && c == width ? 0 : -1;
+}
+#endif
+
 #define IS_WS(ch) ((ch) == ' ' || (ch) == '\n' || (ch) == '\r' || (ch) == '\t')
 
 /* The numbers of one row, p just past its '[' and close at its ']', into
@@ -437,10 +523,17 @@ void api_predict_stream_scan(api_predict_stream *ps, const char *body, size_t le
 				goto wait;
 			}
 			ps->searched = 0;
-			if (ps->rows >= API_PREDICT_MAX_ROWS ||
-			    read_row(p + 1, close, ps->blk + (size_t)ps->blk_rows * ps->inputs,
-			             ps->inputs) < 0)
+			float *x = ps->blk + (size_t)ps->blk_rows * ps->inputs;
+			if (ps->rows >= API_PREDICT_MAX_ROWS)
 				goto fail;
+#if defined(__SSE2__)
+			if (int_row(p + 1, close, x, ps->inputs) < 0 &&
+			    read_row(p + 1, close, x, ps->inputs) < 0)
+				goto fail;
+#else
+			if (read_row(p + 1, close, x, ps->inputs) < 0)
+				goto fail;
+#endif
 			ps->rows++;
 			if (++ps->blk_rows == ps->blk_cap)
 				flush(ps);
@@ -560,6 +653,33 @@ void api_predict_stream_feed(api_predict_stream *ps, const char *piece, size_t l
 	}
 }
 
+/* The problem reply of a binary body: not whole rows (400), or the
+ * non-finite values found, or no rows or too many (422). */
+static void binary_problem(const api_predict_stream *ps, int bad_len, api_reply *rp)
+{
+	int64_t row_bytes = (int64_t)ps->inputs * 4;
+	api_err *e = calloc(1, sizeof *e);
+	if (!e) {
+		api_reply_error(rp, NULL);   /* a 500 */
+		return;
+	}
+	if (bad_len) {
+		api_err_field(e, "body", "is %lld bytes, not a whole number of rows of %d "
+		              "float32 values (%lld bytes each)", (long long)ps->total,
+		              ps->inputs, (long long)row_bytes);
+		api_err_set(e, 400, "malformed_body", "the body is not a whole number of "
+		            "float32 rows of the model's %d inputs", ps->inputs);
+	} else if (ps->err) {
+		*e = *ps->err;
+	} else {
+		api_err_field(e, "body", "must hold 1 to %d rows of %d float32 values "
+		              "(%lld bytes each); it holds %lld", API_PREDICT_MAX_ROWS,
+		              ps->inputs, (long long)row_bytes, (long long)(ps->total / row_bytes));
+	}
+	api_reply_error(rp, e);
+	free(e);
+}
+
 int api_predict_stream_finish(api_predict_stream *ps, const api_req *rq, api_reply *rp)
 {
 	(void)rq;
@@ -571,36 +691,13 @@ int api_predict_stream_finish(api_predict_stream *ps, const api_req *rq, api_rep
 			return 0;
 		flush(ps);
 	} else {
-		api_err *e = calloc(1, sizeof *e);
-		if (!e) {
-			api_err oom = API_ERR_INIT;
-			api_err_set(&oom, 500, "out_of_memory", "out of memory");
-			api_reply_error(rp, &oom);
+		if (ps->total % row_bytes == 0 && ps->blk_fill > 0)
+			binary_rows(ps, (int)(ps->blk_fill / (size_t)row_bytes));
+		int bad_len = ps->total % row_bytes != 0;
+		if (bad_len || ps->err || ps->too_many || ps->rows == 0) {
+			binary_problem(ps, bad_len, rp);
 			return 1;
 		}
-		if (ps->total % row_bytes != 0) {
-			api_err_field(e, "body", "is %lld bytes, not a whole number of rows of %d "
-			              "float32 values (%lld bytes each)", (long long)ps->total,
-			              ps->inputs, (long long)row_bytes);
-			api_err_set(e, 400, "malformed_body", "the body is not a whole number of "
-			            "float32 rows of the model's %d inputs", ps->inputs);
-		} else {
-			if (ps->blk_fill > 0)
-				binary_rows(ps, (int)(ps->blk_fill / (size_t)row_bytes));
-			if (ps->err)
-				*e = *ps->err;
-			else if (ps->too_many || ps->rows == 0)
-				api_err_field(e, "body", "must hold 1 to %d rows of %d float32 values "
-				              "(%lld bytes each); it holds %lld", API_PREDICT_MAX_ROWS,
-				              ps->inputs, (long long)row_bytes,
-				              (long long)(ps->total / row_bytes));
-		}
-		if (e->status) {
-			api_reply_error(rp, e);
-			free(e);
-			return 1;
-		}
-		free(e);
 	}
 	if (ps->st != NN_OK) {
 		api_err *e = calloc(1, sizeof *e);

@@ -98,7 +98,7 @@ typedef struct req {
 	int64_t total;
 	int too_large;
 	int failed;
-	api_err err;
+	api_err *err;            /* uploads: the first error (allocated with the upload) */
 	api_upload *up;
 	mp_parser *mp;
 	int part;                /* current multipart part: 0 images, 1 labels, 2 name */
@@ -248,7 +248,7 @@ static int mp_part_begin(void *ctx, const char *name, const char *filename)
 	else {
 		char field[160];
 		snprintf(field, sizeof field, "%.100s", name[0] ? name : "(unnamed part)");
-		api_err_field(&r->err, field, "unknown part; expected images and labels");
+		api_err_field(r->err, field, "unknown part; expected images and labels");
 		r->failed = 1;
 		return 1;
 	}
@@ -258,7 +258,7 @@ static int mp_part_begin(void *ctx, const char *name, const char *filename)
 static int mp_part_data(void *ctx, const char *buf, size_t len)
 {
 	req *r = ctx;
-	if (api_upload_feed(r->up, r->part, buf, len, &r->err) < 0) {
+	if (api_upload_feed(r->up, r->part, buf, len, r->err) < 0) {
 		r->failed = 1;
 		return 1;
 	}
@@ -476,6 +476,11 @@ static enum MHD_Result begin_predict(req *r, const char *ct, int64_t clen)
 		}
 		return MHD_YES;
 	}
+	r->ps = api_predict_stream_new(&h->be, &rq, API_PREDICT_BINARY, clen, r->binary_reply,
+	                               NULL);
+	if (r->ps)
+		return MHD_YES;
+	/* ask again for the reason (rare: no such model) */
 	api_err *e = calloc(1, sizeof *e);
 	if (!e)
 		return fail(r, 500, "out_of_memory", "out of memory");
@@ -534,6 +539,8 @@ static enum MHD_Result begin(req *r, const char *method, const char *url)
 		return problem(r, &e, NULL, 0, 0);
 	}
 	if (rt->body == BODY_UPLOAD) {
+		if (!(r->err = calloc(1, sizeof *r->err)))
+			return fail(r, 500, "out_of_memory", "out of memory");
 		int kind = api_upload_kind_of(ct);
 		if (kind < 0) {
 			api_err e = API_ERR_INIT;
@@ -643,9 +650,9 @@ static void body_piece(req *r, const char *data, size_t n)
 		if (r->mp) {
 			if (mp_feed(r->mp, data, n) < 0 && !r->failed) {
 				r->failed = 1;
-				api_err_set(&r->err, 400, "malformed_multipart", "%s", mp_error(r->mp));
+				api_err_set(r->err, 400, "malformed_multipart", "%s", mp_error(r->mp));
 			}
-		} else if (api_upload_feed(r->up, 0, data, n, &r->err) < 0) {
+		} else if (api_upload_feed(r->up, 0, data, n, r->err) < 0) {
 			r->failed = 1;
 		}
 	}
@@ -690,7 +697,7 @@ static enum MHD_Result dispatch(req *r)
 		return problem(r, &e, NULL, 0, 0);
 	}
 	if (r->failed)
-		return problem(r, &r->err, NULL, 0, 0);
+		return problem(r, r->err, NULL, 0, 0);
 	conn_phase(r, 2);
 	if (r->predict)
 		return dispatch_predict(r);
@@ -789,6 +796,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	api_upload_free(r->up);
 	api_predict_stream_free(r->ps);
 	mp_free(r->mp);
+	free(r->err);
 	free(r->buf);
 	free(r);
 }
@@ -939,7 +947,7 @@ int http_start(const http_config *cfg, http_server **out, int *port, char *err, 
 	                        /* each thread may hold them all; on_accept counts */
 	                        MHD_OPTION_CONNECTION_LIMIT, conn_limit * threads,
 	                        MHD_OPTION_CONNECTION_TIMEOUT, cfg->timeout_s ? cfg->timeout_s : 60u,
-	                        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
+	                        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
 	                        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
 	                        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
 	                        MHD_OPTION_ARRAY, tls ? tls_opts : no_opts,
