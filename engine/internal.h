@@ -38,10 +38,17 @@ typedef struct nn_ws nn_ws;
 nn_ws *nn_ws_create(const nn_model *m, int max_batch);
 void nn_ws_free(nn_ws *w);
 float *nn_ws_grads(nn_ws *w);
-/* Training passes of w take node 0's forward product from sp (sparse_in.h)
- * until it is set back to NULL. */
+/* Node k's sparse-input buffers (sparse_in.h), owned by the caller; NULL
+ * for the dense path. They are used by the training passes while
+ * nn_ws_sparse_on(w, 1). */
 struct nn_sparse_in;
-void nn_ws_set_sparse_in(nn_ws *w, struct nn_sparse_in *sp);
+void nn_ws_set_sparse_in(nn_ws *w, int k, struct nn_sparse_in *sp);
+void nn_ws_sparse_on(nn_ws *w, int on);
+/* 1 when m's node k (k >= 1) is a dense layer fed by a ReLU whose output
+ * nothing else reads, with a width that is a multiple of 16. */
+int nn_model_sparse_hidden(const nn_model *m, int k, int *in, int *out);
+/* Nodes of m's compiled plan. */
+int nn_model_nodes(const nn_model *m);
 /* 1 when m's first node is a dense layer that alone reads the input, with
  * a width that is a multiple of 16: its weight and bias offsets (b_off -1:
  * no bias) and width. */

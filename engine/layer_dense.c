@@ -9,9 +9,11 @@
  * sgemms with transposes (no copies): dW = dZ^T X and dX = dZ W. The first
  * layer skips dX (nobody needs the gradient of the input).
  *
- * In training steps over sparse image data the trainer may hand node 0 a
- * sparse batch (sparse_in.h): its forward product and its weight gradient
- * then skip the zero inputs.
+ * In training steps the trainer may hand a dense node sparse-input buffers
+ * (sparse_in.h): node 0 gets the batch's non-zero bytes of image data; a
+ * hidden layer fed by a ReLU compresses its input itself and, when at most
+ * nn_sparse_max_density of it is non-zero, its forward product and weight
+ * gradient skip the zeros. The input gradient stays one sgemm.
  *
  * Cache c0: z, n x out floats, only when store_z.
  */
@@ -20,6 +22,7 @@
 
 #include "plan.h"
 #include "sparse_in.h"
+#include "trainer.h"
 
 static void dense_forward(const nn_node *nd, int k, nn_run *r)
 {
@@ -31,9 +34,21 @@ static void dense_forward(const nn_node *nd, int k, nn_run *r)
 
 	float beta = 0.0f;
 
-	if (k == 0 && r->sp) {
-		/* the trainer's sparse input: bias and standardisation folded in */
-		nn_sparse_in_forward(r->sp, z);
+	nn_sparse_in *sp = r->sp ? r->sp[k] : NULL;
+	if (sp && k > 0) {
+		/* a hidden layer after a ReLU: its input's non-zeros, this step */
+		nn_sparse_in_begin(sp);
+		for (int i = 0; i < n; i++)
+			nn_sparse_in_add_row_f32(sp, x + (int64_t)i * in);
+		if (nn_sparse_in_density(sp) <= nn_sparse_max_density) {
+			nn_sparse_in_weights(sp, W, nd->has_bias ? r->params + nd->b_off : NULL, NULL,
+			                     NULL);
+			__atomic_add_fetch(&nn_sparse_hidden_steps, 1, __ATOMIC_RELAXED);
+		}
+	}
+	if (sp && nn_sparse_in_active(sp)) {
+		/* node 0: the trainer's batch, standardisation folded in */
+		nn_sparse_in_forward(sp, z);
 		nn_act_bias_rows(nd->act, nd->alpha, z, NULL, y, n, out);
 		return;
 	}
@@ -76,14 +91,13 @@ static void dense_backward(const nn_node *nd, int k, nn_run *r)
 	} else if (nd->act != NN_ACT_IDENTITY) {
 		nn_act_grad_rows(nd->act, nd->alpha, z, y, g, g, n, out, 0);
 	}
-	if (k == 0 && r->sp) {
-		/* from the non-zero raw inputs; node 0 has no input gradient */
-		nn_sparse_in_grad(r->sp, g, nd->has_bias ? r->grads + nd->b_off : NULL,
+	nn_sparse_in *sp = r->sp ? r->sp[k] : NULL;
+	if (sp && nn_sparse_in_active(sp))
+		nn_sparse_in_grad(sp, g, nd->has_bias ? r->grads + nd->b_off : NULL,
 		                  r->grads + nd->w_off);
-		return;
-	}
-	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.0f, g, out, x, in, 0.0f,
-	            r->grads + nd->w_off, in);
+	else
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.0f, g, out, x, in,
+		            0.0f, r->grads + nd->w_off, in);
 	if (dx)
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1.0f, g, out, W, in,
 		            nd->accum_in ? 1.0f : 0.0f, dx, in);

@@ -485,13 +485,20 @@ struct nn_ws {
 	float *grads;
 	float *block;
 	int last_n, last_training;
-	struct nn_sparse_in *sp;
+	struct nn_sparse_in **sp; /* per node, or NULL (see sparse_in.h) */
+	int sp_on;                /* training passes use sp */
 };
 
-void nn_ws_set_sparse_in(nn_ws *w, struct nn_sparse_in *sp)
+void nn_ws_set_sparse_in(nn_ws *w, int k, struct nn_sparse_in *sp)
+{
+	if (w && k >= 0 && k < w->n_nodes)
+		w->sp[k] = sp;
+}
+
+void nn_ws_sparse_on(nn_ws *w, int on)
 {
 	if (w)
-		w->sp = sp;
+		w->sp_on = on;
 }
 
 #define SHAPE_INTS 5
@@ -548,7 +555,8 @@ static nn_ws *ws_create(const nn_model *m, int max_batch, int with_grads)
 	w->c0 = calloc((size_t)p->n_nodes + 1, sizeof(float *));
 	w->c1 = calloc((size_t)p->n_nodes + 1, sizeof(float *));
 	w->shape = calloc((size_t)p->n_nodes + 1, sizeof(int) * SHAPE_INTS);
-	if (!w->v || !w->g || !w->c0 || !w->c1 || !w->shape)
+	w->sp = calloc((size_t)p->n_nodes + 1, sizeof(*w->sp));
+	if (!w->v || !w->g || !w->c0 || !w->c1 || !w->shape || !w->sp)
 		goto fail;
 	for (int k = 0; k < p->n_nodes; k++)
 		shape_of(&p->nodes[k], w->shape + (int64_t)k * SHAPE_INTS);
@@ -614,6 +622,7 @@ void nn_ws_free(nn_ws *w)
 	free(w->c0);
 	free(w->c1);
 	free(w->shape);
+	free(w->sp);
 	free(w->block);
 	free(w);
 }
@@ -670,7 +679,7 @@ const float *nn_plan_forward(const nn_model *m, nn_ws *w, const float *x, int n,
 		return NULL;
 	r = (nn_run){ m->params, state_update, m->state, w->grads, w->v, w->g, w->c0, w->c1, n,
 	              training, rng, NULL };
-	r.sp = training && stop == p->n_nodes ? w->sp : NULL;
+	r.sp = training && stop == p->n_nodes && w->sp_on ? w->sp : NULL;
 	w->v[0] = (float *)x; /* read only */
 	for (int k = 0; k < stop; k++)
 		layer_ops[p->nodes[k].kind]->forward(&p->nodes[k], k, &r);
@@ -706,6 +715,31 @@ int nn_model_sparse_first(const nn_model *m, int64_t *w_off, int64_t *b_off, int
 	return 1;
 }
 
+int nn_model_nodes(const nn_model *m)
+{
+	return m ? m->impl->n_nodes : 0;
+}
+
+int nn_model_sparse_hidden(const nn_model *m, int k, int *in, int *out)
+{
+	if (!m || k < 1 || k >= m->impl->n_nodes)
+		return 0;
+	const struct nn_impl *p = m->impl;
+	const nn_node *nd = &p->nodes[k], *prev = &p->nodes[k - 1];
+	if (nd->kind != NN_NODE_DENSE || nd->in_v != k || nd->out_w % 16)
+		return 0;
+	if (!((prev->kind == NN_NODE_DENSE || prev->kind == NN_NODE_ACT) &&
+	      prev->act == NN_ACT_RELU))
+		return 0;
+	for (int j = 0; j < p->n_nodes; j++)
+		if (j != k && (p->nodes[j].in_v == k ||
+		               (p->nodes[j].kind == NN_NODE_RES_END && p->nodes[j].skip_v == k)))
+			return 0;
+	*in = nd->in_w;
+	*out = nd->out_w;
+	return 1;
+}
+
 void nn_backward(nn_model *m, nn_ws *w, int n)
 {
 	const struct nn_impl *p;
@@ -715,7 +749,7 @@ void nn_backward(nn_model *m, nn_ws *w, int n)
 		return;
 	p = m->impl;
 	r = (nn_run){ m->params, NULL, m->state, w->grads, w->v, w->g, w->c0, w->c1, n,
-	              w->last_training, NULL, w->last_training ? w->sp : NULL };
+	              w->last_training, NULL, w->last_training && w->sp_on ? w->sp : NULL };
 	for (int k = p->n_nodes - 1; k >= 0; k--)
 		layer_ops[p->nodes[k].kind]->backward(&p->nodes[k], k, &r);
 }

@@ -72,9 +72,9 @@ typedef struct nn_run {
 	int n;                 /* rows in this batch */
 	int training;
 	nn_rng *rng;
-	/* training only: node 0 (a dense layer) computes its forward product
-	 * from the batch's non-zero raw inputs (sparse_in.h) instead of v[0] */
-	struct nn_sparse_in *sp;
+	/* training only, per node or NULL: dense node k computes its product
+	 * and weight gradient from the non-zero inputs (sparse_in.h) */
+	struct nn_sparse_in **sp;
 } nn_run;
 
 /* One entry per node kind: forward and backward of node k. */

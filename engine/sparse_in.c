@@ -49,7 +49,7 @@ struct nn_sparse_in {
 	float *rs;             /* [f] 1 / sd */
 	const float *mean;     /* the step's standardisation mean, or NULL */
 	/* the weight gradient */
-	const uint8_t **rowp;  /* the batch's rows of bytes */
+	int active;            /* weights given since the last begin */
 	uint32_t *mask;        /* [nbc][f]: bit i = row bc * 32 + i is non-zero at k */
 	float *dzp;            /* [nblk][max_batch][BLK] packed dz */
 	float *gt;             /* [nblk][f][BLK] packed x^T dz */
@@ -75,7 +75,6 @@ void nn_sparse_in_free(nn_sparse_in *s)
 	free(s->wt);
 	free(s->c);
 	free(s->rs);
-	free(s->rowp);
 	free(s->mask);
 	free(s->dzp);
 	free(s->gt);
@@ -102,12 +101,11 @@ nn_sparse_in *nn_sparse_in_create(int max_batch, int f, int out)
 	s->wt = aligned_alloc(64, sizeof(float) * (size_t)f * (size_t)s->nblk * BLK);
 	s->c = malloc(sizeof(float) * (size_t)out);
 	s->rs = malloc(sizeof(float) * (size_t)f);
-	s->rowp = malloc(sizeof(*s->rowp) * (size_t)max_batch);
 	s->mask = malloc(sizeof(uint32_t) * (size_t)f * (size_t)((max_batch + 31) / 32));
 	s->dzp = aligned_alloc(64, sizeof(float) * (size_t)max_batch * (size_t)s->nblk * BLK);
 	s->gt = aligned_alloc(64, sizeof(float) * (size_t)f * (size_t)s->nblk * BLK);
 	s->db = malloc(sizeof(float) * (size_t)out);
-	if (!s->col || !s->val || !s->cb || !s->wt || !s->c || !s->rs || !s->rowp || !s->mask ||
+	if (!s->col || !s->val || !s->cb || !s->wt || !s->c || !s->rs || !s->mask ||
 	    !s->dzp || !s->gt || !s->db) {
 		nn_sparse_in_free(s);
 		return NULL;
@@ -119,6 +117,17 @@ void nn_sparse_in_begin(nn_sparse_in *s)
 {
 	s->n = 0;
 	s->nnz = 0;
+	s->active = 0;
+}
+
+int nn_sparse_in_active(const nn_sparse_in *s)
+{
+	return s->active;
+}
+
+double nn_sparse_in_density(const nn_sparse_in *s)
+{
+	return s->n ? (double)s->nnz / ((double)s->n * (double)s->f) : 1.0;
 }
 
 int nn_sparse_in_rows(const nn_sparse_in *s)
@@ -156,10 +165,55 @@ SP_TARGET static void add_row_avx512(nn_sparse_in *s, const uint8_t *row)
 	}
 	cb[s->nchunk] = nnz;
 	s->nnz = nnz;
-	s->rowp[s->n] = row;
 	s->n++;
 }
 #endif
+
+#if SP_X86
+/* The same from floats (a hidden layer's input): every value that is not
+ * 0 (NaN included) is kept as it is. */
+SP_TARGET static void add_row_f32_avx512(nn_sparse_in *s, const float *row)
+{
+	const int f = s->f;
+	int32_t *cb = s->cb + (int64_t)s->n * (s->nchunk + 1);
+	int32_t nnz = s->nnz;
+	const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+	                                       15);
+	int k = 0, c = 0;
+	for (; k + 16 <= f; k += 16) {
+		if (k % KC == 0)
+			cb[c++] = nnz;
+		__m512 v = _mm512_loadu_ps(row + k);
+		__mmask16 m = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+		__m512i idx = _mm512_add_epi32(_mm512_set1_epi32(k), lane);
+		_mm512_storeu_si512(s->col + nnz, _mm512_maskz_compress_epi32(m, idx));
+		_mm512_storeu_ps(s->val + nnz, _mm512_maskz_compress_ps(m, v));
+		nnz += __builtin_popcount(m);
+	}
+	for (; k < f; k++) {
+		if (k % KC == 0)
+			cb[c++] = nnz;
+		if (row[k] != 0.0f || row[k] != row[k]) {
+			s->col[nnz] = k;
+			s->val[nnz++] = row[k];
+		}
+	}
+	cb[s->nchunk] = nnz;
+	s->nnz = nnz;
+	s->n++;
+}
+#endif
+
+void nn_sparse_in_add_row_f32(nn_sparse_in *s, const float *row)
+{
+#if SP_X86
+	if (s->n < s->max_batch)
+		add_row_f32_avx512(s, row);
+#else
+	(void)s;
+	(void)row;
+#endif
+}
 
 void nn_sparse_in_add_row(nn_sparse_in *s, const uint8_t *row)
 {
@@ -260,6 +314,7 @@ void nn_sparse_in_weights(nn_sparse_in *s, const float *W, const float *b, const
                           const float *sd)
 {
 	s->mean = mean;
+	s->active = 1;
 	for (int k = 0; k < s->f; k++)
 		s->rs[k] = sd ? 1.0f / sd[k] : 1.0f;
 #if SP_X86
@@ -388,22 +443,32 @@ SP_TARGET static void grad_block(nn_sparse_in *s, int blk)
 	}
 }
 
-/* The same for a block narrower than 128 (w outputs, 16 at a time). */
+/* The same for a block narrower than 128 (w outputs): the sums kept in gt
+ * itself, 16 outputs at a time (a tail block only, not a hot path). */
 SP_TARGET static void grad_block_narrow(nn_sparse_in *s, int blk, int w)
 {
-	const int f = s->f;
+	const int f = s->f, nc1 = s->nchunk + 1;
 	const float *dzp = s->dzp + (int64_t)blk * BLK * s->max_batch;
 	float *gt = s->gt + (int64_t)blk * BLK * f;
-	for (int k = 0; k < f; k++) {
-		for (int q = 0; q < w; q += 16) {
-			__m512 a = _mm512_setzero_ps();
-			for (int i = 0; i < s->n; i++) {
-				uint8_t v = s->rowp[i][k];
-				if (v)
-					a = _mm512_fmadd_ps(_mm512_set1_ps((float)v),
-					                    _mm512_loadu_ps(dzp + (int64_t)i * w + q), a);
+	int nbc = (s->n + 31) / 32;
+	memset(gt, 0, sizeof(float) * (size_t)f * (size_t)w);
+	for (int bc = 0; bc < nbc; bc++) {
+		const uint32_t *mk = s->mask + (int64_t)bc * f;
+		int32_t cur[32];
+		for (int r = 0; r < 32 && bc * 32 + r < s->n; r++)
+			cur[r] = s->cb[(int64_t)(bc * 32 + r) * nc1];
+		for (int k = 0; k < f; k++) {
+			float *g = gt + (int64_t)k * w;
+			uint32_t bits = mk[k];
+			while (bits) {
+				int r = __builtin_ctz(bits);
+				bits &= bits - 1;
+				__m512 x = _mm512_set1_ps(s->val[cur[r]++]);
+				const float *d = dzp + (int64_t)(bc * 32 + r) * w;
+				for (int q = 0; q < w; q += 16)
+					_mm512_storeu_ps(g + q, _mm512_fmadd_ps(x, _mm512_loadu_ps(d + q),
+					                                        _mm512_loadu_ps(g + q)));
 			}
-			_mm512_storeu_ps(gt + (int64_t)k * w + q, a);
 		}
 	}
 }

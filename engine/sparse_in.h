@@ -15,6 +15,12 @@
  * data hold bytes, are sparse enough, the first node is a dense layer whose
  * input nobody else reads, its width is a multiple of 16, and the CPU has
  * AVX-512. Evaluation and prediction keep the dense path.
+ *
+ * Hidden dense layers fed by a ReLU use the same kernels without the
+ * standardisation (mean NULL, sd NULL): their input is the ReLU's output,
+ * zero wherever the pre-activation was negative. layer_dense.c builds their
+ * rows from floats each step and takes this path when at most
+ * nn_sparse_max_density of the values are non-zero.
  */
 #ifndef NN_SPARSE_IN_H
 #define NN_SPARSE_IN_H
@@ -34,6 +40,13 @@ void nn_sparse_in_free(nn_sparse_in *s);
 void nn_sparse_in_begin(nn_sparse_in *s);
 void nn_sparse_in_add_row(nn_sparse_in *s, const uint8_t *row);
 int nn_sparse_in_rows(const nn_sparse_in *s);
+/* The same from floats: a hidden layer's input (a ReLU's output). */
+void nn_sparse_in_add_row_f32(nn_sparse_in *s, const float *row);
+/* Non-zeros over values of the batch so far (1 when empty). */
+double nn_sparse_in_density(const nn_sparse_in *s);
+/* 1 after nn_sparse_in_weights, until the next begin: the batch is to be
+ * computed through this struct. */
+int nn_sparse_in_active(const nn_sparse_in *s);
 
 /* Ws^T and the folded bias from the layer's current W [out][f] and b (NULL:
  * none), and the standardisation (NULL: none). Once per step, before the

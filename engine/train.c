@@ -314,6 +314,8 @@ static nn_status byte_copy(nn_trainer *t)
 
 float nn_sparse_max_density = 0.6f;
 int64_t nn_sparse_runs;
+int64_t nn_sparse_hidden_min = 16384;
+int64_t nn_sparse_hidden_steps;
 
 /*
  * With a byte copy, decides whether node 0's forward product runs from the
@@ -324,7 +326,22 @@ int64_t nn_sparse_runs;
 static nn_status sparse_setup(nn_trainer *t)
 {
 	int out = 0;
-	if (!t->x8 || t->cfg.aug.noise_std > 0 || !nn_sparse_in_supported() ||
+	if (!nn_sparse_in_supported())
+		return NN_OK;
+	/* hidden dense layers fed by a ReLU, large enough to pay; each step
+	 * decides from its own batch's density (layer_dense.c) */
+	t->n_nodes = nn_model_nodes(t->m);
+	t->sph = calloc((size_t)t->n_nodes + 1, sizeof(*t->sph));
+	if (!t->sph)
+		return NN_OK;
+	for (int k = 1; k < t->n_nodes; k++) {
+		int in = 0, o = 0;
+		if (nn_model_sparse_hidden(t->m, k, &in, &o) && (int64_t)in * o >= nn_sparse_hidden_min) {
+			t->sph[k] = nn_sparse_in_create(t->max_batch, in, o);
+			nn_ws_set_sparse_in(t->ws, k, t->sph[k]);
+		}
+	}
+	if (!t->x8 || t->cfg.aug.noise_std > 0 ||
 	    !nn_model_sparse_first(t->m, &t->sp_w_off, &t->sp_b_off, &out))
 		return NN_OK;
 	const int f = t->features;
@@ -338,8 +355,10 @@ static nn_status sparse_setup(nn_trainer *t)
 	if (seen == 0 || (double)nz > (double)nn_sparse_max_density * (double)seen)
 		return NN_OK;
 	t->sp = nn_sparse_in_create(t->max_batch, f, out);
-	if (t->sp)
+	if (t->sp) {
+		nn_ws_set_sparse_in(t->ws, 0, t->sp);
 		__atomic_add_fetch(&nn_sparse_runs, 1, __ATOMIC_RELAXED);
+	}
 	return NN_OK; /* without memory for it, the dense path */
 }
 
@@ -554,6 +573,9 @@ static void trainer_release(nn_trainer *t)
 	free(t->img);
 	free(t->x8);
 	nn_sparse_in_free(t->sp);
+	for (int k = 0; t->sph && k < t->n_nodes; k++)
+		nn_sparse_in_free(t->sph[k]);
+	free(t->sph);
 	free(t->s1);
 	free(t->s2);
 	free(t->avg);
@@ -824,27 +846,25 @@ static nn_status step(nn_trainer *t, int n, float lr, const nn_callbacks *cb, ch
 
 	gather(t, t->train, t->perm, t->pos, n, 1);
 
-	int sparse = t->sp && nn_sparse_in_rows(t->sp) == n;
-	if (sparse) {
+	if (t->sp && nn_sparse_in_rows(t->sp) == n)
 		nn_sparse_in_weights(t->sp, p + t->sp_w_off, t->sp_b_off >= 0 ? p + t->sp_b_off : NULL,
 		                     nn_model_std_mean(t->m), nn_model_std_std(t->m));
-		nn_ws_set_sparse_in(t->ws, t->sp);
-	}
+	nn_ws_sparse_on(t->ws, 1);
 	const float *fw = nn_forward(t->m, t->ws, t->bx, n, 1, &t->rng);
 	if (!fw) {
-		nn_ws_set_sparse_in(t->ws, NULL);
+		nn_ws_sparse_on(t->ws, 0);
 		nn_errf(err, errlen, "internal: the forward pass refused a batch of %d rows", n);
 		return NN_EINVAL;
 	}
 	float loss = nn_loss(t->m, t->ws, t->by, t->bt, n, 1);
 	if (!isfinite(loss)) {
-		nn_ws_set_sparse_in(t->ws, NULL);
+		nn_ws_sparse_on(t->ws, 0);
 		nn_errf(err, errlen, "diverged: the loss became %s at epoch %d, step %lld",
 		        isnan(loss) ? "NaN" : "infinite", t->epoch, (long long)t->step + 1);
 		return NN_EDIVERGED;
 	}
 	nn_backward(t->m, t->ws, n);
-	nn_ws_set_sparse_in(t->ws, NULL);
+	nn_ws_sparse_on(t->ws, 0);
 
 	if (c->l2 > 0) {
 		const float l2 = c->l2;

@@ -47,6 +47,11 @@ extern int64_t nn_byte_copies_made;
  * to 0 (never) or 1 (always). nn_sparse_runs counts the runs that did. */
 extern float nn_sparse_max_density;
 extern int64_t nn_sparse_runs;
+/* Hidden dense layers (after a ReLU) of at least this many weights get
+ * sparse-input buffers; nn_sparse_hidden_steps counts the layer passes
+ * that took that path. For tests. */
+extern int64_t nn_sparse_hidden_min;
+extern int64_t nn_sparse_hidden_steps;
 
 /*
  * An image augmentation with every random draw made: nn_augment_image draws
@@ -118,6 +123,8 @@ typedef struct nn_trainer {
 	                            * integer 0..255 (see byte_copy), or NULL */
 	struct nn_sparse_in *sp;   /* the batch's non-zero bytes for node 0's
 	                            * forward product (sparse_in.h), or NULL */
+	struct nn_sparse_in **sph; /* per node: hidden layers fed by a ReLU */
+	int n_nodes;
 	int64_t sp_w_off, sp_b_off;
 
 	/* optimizer */

@@ -4,8 +4,9 @@
  * standardised rows, over shapes
  * that exercise every edge: widths with a narrower last block of outputs,
  * feature counts that are not multiples of 16 or of the chunk, partial
- * batches, empty and full rows, no bias and no standardisation; then a
- * training run through it against the dense path.
+ * batches, empty and full rows, no bias and no standardisation, float rows
+ * (a hidden layer's input); then a training run through it (input layer
+ * and a hidden layer) against the dense path.
  */
 #include <cblas.h>
 #include <check.h>
@@ -31,8 +32,8 @@ static float unit(uint32_t *s)
 
 /* One case: n rows of f bytes (about `density` of them non-zero) into a
  * layer of `out` outputs; compares with (x - mean) / sd times W^T plus b. */
-static void check_case(int max_batch, int n, int f, int out, float density, int with_bias,
-                       int with_std, uint32_t seed)
+static void check_case_as(int max_batch, int n, int f, int out, float density, int with_bias,
+                          int with_std, uint32_t seed, int floats)
 {
 	uint8_t *x8 = malloc((size_t)n * f);
 	float *xs = malloc(sizeof(float) * (size_t)n * f);
@@ -56,6 +57,8 @@ static void check_case(int max_batch, int n, int f, int out, float density, int 
 				v = (uint8_t)(1 + k % 255); /* a full row */
 			x8[(int64_t)i * f + k] = v;
 			xs[(int64_t)i * f + k] = ((float)v - mean[k]) / sd[k];
+			if (floats && v) /* a hidden layer's input: any non-zero float */
+				xs[(int64_t)i * f + k] = (unit(&s) - 0.3f) * 7.0f;
 		}
 	for (int64_t i = 0; i < (int64_t)out * f; i++)
 		W[i] = (unit(&s) - 0.5f) * 0.2f;
@@ -72,11 +75,23 @@ static void check_case(int max_batch, int n, int f, int out, float density, int 
 	nn_sparse_in_begin(sp);
 	nn_sparse_in_add_row(sp, x8 + (int64_t)(n - 1) * f);
 	nn_sparse_in_begin(sp);
-	for (int i = 0; i < n; i++)
-		nn_sparse_in_add_row(sp, x8 + (int64_t)i * f);
+	ck_assert_int_eq(nn_sparse_in_active(sp), 0);
+	for (int i = 0; i < n; i++) {
+		if (floats)
+			nn_sparse_in_add_row_f32(sp, xs + (int64_t)i * f);
+		else
+			nn_sparse_in_add_row(sp, x8 + (int64_t)i * f);
+	}
+	if (floats) {
+		int64_t nz = 0;
+		for (int64_t i = 0; i < (int64_t)n * f; i++)
+			nz += xs[i] != 0.0f;
+		ck_assert_double_eq_tol(nn_sparse_in_density(sp), (double)nz / ((double)n * f), 1e-12);
+	}
 	ck_assert_int_eq(nn_sparse_in_rows(sp), n);
 	nn_sparse_in_weights(sp, W, with_bias ? b : NULL, with_std ? mean : NULL,
 	                     with_std ? sd : NULL);
+	ck_assert_int_eq(nn_sparse_in_active(sp), 1);
 	memset(got, 0xff, sizeof(float) * (size_t)n * out); /* NaN: every output must be written */
 	nn_sparse_in_forward(sp, got);
 
@@ -89,7 +104,9 @@ static void check_case(int max_batch, int n, int f, int out, float density, int 
 			double mag = fabs((double)b[j]) + 1e-3;
 			for (int k = 0; k < f; k++) {
 				double w = fabs((double)W[(int64_t)j * f + k]) / sd[k];
-				mag += w * (x8[(int64_t)i * f + k] + fabs((double)mean[k]));
+				double xv = floats ? fabs((double)xs[(int64_t)i * f + k]) * sd[k]
+				                   : x8[(int64_t)i * f + k];
+				mag += w * (xv + fabs((double)mean[k]));
 			}
 			double g = got[(int64_t)i * out + j], e = want[(int64_t)i * out + j];
 			ck_assert_msg(isfinite(g), "output %d,%d not written", i, j);
@@ -122,9 +139,12 @@ static void check_case(int max_batch, int n, int f, int out, float density, int 
 		for (int j = 0; j < out; j++)
 			for (int k = 0; k < f; k++) {
 				double mag = 1e-3;
-				for (int i = 0; i < n; i++)
+				for (int i = 0; i < n; i++) {
+					double xv = floats ? fabs((double)xs[(int64_t)i * f + k]) * sd[k]
+					                   : x8[(int64_t)i * f + k];
 					mag += fabs((double)dz[(int64_t)i * out + j]) *
-					       (x8[(int64_t)i * f + k] + fabs((double)mean[k])) / sd[k];
+					       (xv + fabs((double)mean[k])) / sd[k];
+				}
 				double g = dw_got[(int64_t)j * f + k], e = dw_want[(int64_t)j * f + k];
 				ck_assert_msg(isfinite(g), "dW %d,%d not written", j, k);
 				if (fabs(g - e) / mag > gworst)
@@ -148,6 +168,23 @@ static void check_case(int max_batch, int n, int f, int out, float density, int 
 	free(want);
 	free(got);
 }
+
+static void check_case(int max_batch, int n, int f, int out, float density, int with_bias,
+                       int with_std, uint32_t seed)
+{
+	check_case_as(max_batch, n, f, out, density, with_bias, with_std, seed, 0);
+}
+
+/* A hidden layer's input: floats, no standardisation. */
+START_TEST(test_float_rows_match_sgemm)
+{
+	if (!nn_sparse_in_supported())
+		return;
+	check_case_as(128, 128, 256, 128, 0.5f, 1, 0, 21, 1);
+	check_case_as(64, 50, 100, 48, 0.4f, 1, 0, 22, 1);
+	check_case_as(64, 64, 40, 144, 0.7f, 0, 0, 23, 1);
+}
+END_TEST
 
 START_TEST(test_forward_and_gradient_match_sgemm_on_standardised_rows)
 {
@@ -216,12 +253,17 @@ static images make_images(int rows, int side, uint32_t seed)
 	return im;
 }
 
+/* f -> 32 relu -> 16 relu -> 4: node 0 reads the bytes, node 1 (32 -> 16)
+ * is a hidden layer fed by a ReLU. */
 static nn_model *mlp(int f)
 {
-	nn_layer_spec hidden[1] = { nn_layer_default(NN_LAYER_DENSE) };
+	nn_layer_spec hidden[2] = { nn_layer_default(NN_LAYER_DENSE),
+		                    nn_layer_default(NN_LAYER_DENSE) };
 	hidden[0].units = 32;
 	hidden[0].act = NN_ACT_RELU;
-	nn_model_spec s = { NN_TASK_CLASSIFICATION, f, 4, NN_INIT_AUTO, 7, hidden, 1 };
+	hidden[1].units = 16;
+	hidden[1].act = NN_ACT_RELU;
+	nn_model_spec s = { NN_TASK_CLASSIFICATION, f, 4, NN_INIT_AUTO, 7, hidden, 2 };
 	char err[128];
 	nn_model *m = nn_model_create(&s, err, sizeof err);
 	ck_assert_msg(m != NULL, "%s", err);
@@ -255,22 +297,28 @@ START_TEST(test_training_through_it_tracks_the_dense_path)
 	c.checkpoint_every_epochs = 0;
 	int64_t saved_min = nn_byte_copy_min;
 	float saved_density = nn_sparse_max_density;
-	int64_t runs = nn_sparse_runs;
+	int64_t runs = nn_sparse_runs, hidden_min = nn_sparse_hidden_min;
+	int64_t hidden_steps = nn_sparse_hidden_steps;
 	losses ld = { 0 }, ls = { 0 };
 	nn_callbacks cbd = { &ld, NULL, on_epoch, NULL, NULL }, cbs = { &ls, NULL, on_epoch, NULL, NULL };
 	char err[128];
 
 	nn_byte_copy_min = 0;
+	nn_sparse_hidden_min = 0;
 	nn_sparse_max_density = 0.0f;
 	nn_model *dense = mlp(256), *sparse = mlp(256);
 	ck_assert_int_eq(nn_train(dense, &im.d, NULL, &c, &cbd, NULL, 0, NULL, err, sizeof err),
 	                 NN_OK);
 	ck_assert_int_eq(nn_sparse_runs, runs);
+	ck_assert_int_eq(nn_sparse_hidden_steps, hidden_steps);
 	nn_sparse_max_density = 1.0f;
 	ck_assert_int_eq(nn_train(sparse, &im.d, NULL, &c, &cbs, NULL, 0, NULL, err, sizeof err),
 	                 NN_OK);
 	ck_assert_int_eq(nn_sparse_runs, runs + 1);
+	/* the hidden layer took the sparse path at every step: 3 epochs of 12 */
+	ck_assert_int_eq(nn_sparse_hidden_steps, hidden_steps + 36);
 	nn_byte_copy_min = saved_min;
+	nn_sparse_hidden_min = hidden_min;
 	nn_sparse_max_density = saved_density;
 
 	ck_assert_int_eq(ld.n, 3);
@@ -278,8 +326,8 @@ START_TEST(test_training_through_it_tracks_the_dense_path)
 	for (int e = 0; e < 3; e++)
 		ck_assert_msg(fabsf(ld.loss[e] - ls.loss[e]) <= 1e-4f * fabsf(ld.loss[e]),
 		              "epoch %d loss: dense %.7f sparse %.7f", e, ld.loss[e], ls.loss[e]);
-	/* it learns: the last epoch's loss is well below log(4) */
-	ck_assert_float_lt(ls.loss[2], 0.5f * logf(4.0f));
+	/* it learns: the last epoch's loss is well below log(4), chance */
+	ck_assert_float_lt(ls.loss[2], 0.7f * logf(4.0f));
 	int64_t np = 0, np2 = 0;
 	const float *pd = nn_model_params(dense, &np), *ps = nn_model_params(sparse, &np2);
 	ck_assert_int_eq(np, np2);
@@ -299,6 +347,7 @@ int main(void)
 	TCase *tc = tcase_create("sparse_in");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_forward_and_gradient_match_sgemm_on_standardised_rows);
+	tcase_add_test(tc, test_float_rows_match_sgemm);
 	tcase_add_test(tc, test_create_refuses_widths_that_are_not_multiples_of_16);
 	tcase_add_test(tc, test_training_through_it_tracks_the_dense_path);
 	suite_add_tcase(s, tc);
