@@ -26,6 +26,18 @@ void sleep_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
+int log_has(const nnd *d, const char *needle)
+{
+	FILE *f = fopen(d->log, "r");
+	char line[2048];
+	int found = 0;
+	while (f && fgets(line, sizeof line, f))
+		found |= strstr(line, needle) != NULL;
+	if (f)
+		fclose(f);
+	return found;
+}
+
 const char *shared_dir(void)
 {
 	const char *s = getenv("NND_SHARED");

@@ -102,6 +102,8 @@ const char *shared_dir(void);
 
 /* Sleeps ms milliseconds (for polling loops, never for timing asserts). */
 void sleep_ms(int ms);
+/* 1 when a line of the daemon's log (d->log) holds needle, else 0. */
+int log_has(const nnd *d, const char *needle);
 
 #endif
 

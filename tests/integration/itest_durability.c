@@ -64,18 +64,6 @@ static char *weights_of(nnd *d, const char *mdl)
 	return t;
 }
 
-static int log_has(const nnd *d, const char *needle)
-{
-	FILE *f = fopen(d->log, "r");
-	char line[2048];
-	int found = 0;
-	while (f && fgets(line, sizeof line, f))
-		found |= strstr(line, needle) != NULL;
-	if (f)
-		fclose(f);
-	return found;
-}
-
 /* Every epoch 0..n-1 appears exactly once in the job's history. */
 static void check_history(nnd *d, const char *job, int epochs)
 {

@@ -21,7 +21,15 @@
  *    a new connection is answered;
  *  - --request-timeout 2: a client sending its headers a byte a second is
  *    cut off long before it finishes, while /healthz keeps answering; an
- *    event stream open for more than twice the deadline is not cut.
+ *    event stream open for more than twice the deadline is not cut;
+ *  - --request-timeout 1, the minimum body rate (64 KiB/s): a 1 MiB body
+ *    sent at about 640 KiB/s for longer than the deadline is taken (201);
+ *    one sent at about 10 KiB/s is shut down unanswered soon after the
+ *    deadline, long before its end, and nothing is stored (the log names
+ *    the deadline and the request as 499);
+ *  - --idle-timeout 1 (the request deadline off): a kept-alive connection
+ *    left silent is closed, while one asking every 250 ms is answered on
+ *    the same connection throughout, and closed too once it falls silent.
  */
 #include <arpa/inet.h>
 #include <check.h>
@@ -578,6 +586,170 @@ START_TEST(test_request_timeout_spares_event_streams)
 }
 END_TEST
 
+/* Sends all of s (no SIGPIPE when the daemon has hung up); 0 or -1. */
+static int send_all(int fd, const char *s, size_t n)
+{
+	while (n > 0) {
+		ssize_t k = send(fd, s, n, MSG_NOSIGNAL);
+		if (k <= 0)
+			return -1;
+		s += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+/* Reads one whole reply (headers, then a Content-Length body) within ms
+ * into buf; returns its status, 0 when the peer closed first, -1 when it
+ * did not come in time. */
+static int read_reply(int fd, char *buf, size_t cap, int ms)
+{
+	size_t len = 0;
+	double end = now_s() + ms / 1000.0;
+	buf[0] = '\0';
+	for (;;) {
+		const char *eoh = strstr(buf, "\r\n\r\n");
+		if (eoh) {
+			const char *cl = strstr(buf, "\r\nContent-Length: ");
+			size_t want = (size_t)(eoh + 4 - buf);
+			if (cl && cl < eoh)
+				want += strtoul(cl + 18, NULL, 10);
+			if (len >= want) {
+				int st = 0;
+				return sscanf(buf, "HTTP/1.1 %d", &st) == 1 ? st : -1;
+			}
+		}
+		int left = (int)((end - now_s()) * 1000);
+		struct pollfd p = { fd, POLLIN, 0 };
+		if (left <= 0 || len + 1 >= cap || poll(&p, 1, left) <= 0)
+			return -1;
+		ssize_t k = read(fd, buf + len, cap - 1 - len);
+		if (k <= 0)
+			return 0;
+		len += (size_t)k;
+		buf[len] = '\0';
+	}
+}
+
+/* 1 when the daemon closes fd within ms (end of stream or reset), 0 when
+ * it is still open then; aborts when the daemon sends anything instead. */
+static int closed_within(int fd, int ms, const char *who)
+{
+	struct pollfd p = { fd, POLLIN, 0 };
+	if (poll(&p, 1, ms) <= 0)
+		return 0;
+	char c[256];
+	ssize_t k = recv(fd, c, sizeof c - 1, MSG_DONTWAIT);
+	if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return 0;
+	if (k > 0) {
+		c[k] = '\0';
+		ck_abort_msg("%s got an answer instead of a close: %.100s", who, c);
+	}
+	return 1;
+}
+
+/* A new connection with the headers of a POST /v1/models of n bytes sent. */
+static int post_models_head(size_t n)
+{
+	char head[256];
+	int fd = raw_connect();
+	int hl = snprintf(head, sizeof head,
+	                  "POST /v1/models HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+	                  "Content-Length: %zu\r\n\r\n", n);
+	ck_assert_int_eq(send_all(fd, head, (size_t)hl), 0);
+	return fd;
+}
+
+START_TEST(test_request_timeout_cuts_a_body_slower_than_64_kib_per_second)
+{
+	const char *flags[] = { "--request-timeout", "1", "--log-level", "debug", NULL };
+	start_with(flags);
+	char buf[4096];
+
+	/* 1 MiB at about 640 KiB/s: it arrives for longer than the deadline,
+	 * faster than the minimum rate, and is taken */
+	size_t n = 1u << 20;
+	char *spec = padded_spec(n);
+	int fd = post_models_head(n);
+	double t0 = now_s();
+	for (size_t off = 0; off < n; off += 32768) {
+		ck_assert_msg(send_all(fd, spec + off, n - off < 32768 ? n - off : 32768) == 0,
+		              "the fast body was cut at %zu bytes", off);
+		sleep_ms(50);
+	}
+	ck_assert_msg(now_s() - t0 > 1.5, "the fast body did not outlast the deadline");
+	ck_assert_int_eq(read_reply(fd, buf, sizeof buf, 10000), 201);
+	close(fd);
+	free(spec);
+	ck_assert_double_eq(total("/v1/models"), 1);
+	ck_assert(!log_has(&d, "connection past the request deadline"));
+
+	/* 128 KiB at 1 KiB every 100 ms (about 10 KiB/s): shut down unanswered
+	 * once the deadline has passed, long before the body is in */
+	n = 128u << 10;
+	spec = padded_spec(n);
+	fd = post_models_head(n);
+	size_t sent = 0;
+	int closed = 0;
+	while (sent < n && !closed) {
+		if (send_all(fd, spec + sent, 1024) == 0)
+			sent += 1024;
+		else
+			closed = 1;
+		if (!closed)
+			closed = closed_within(fd, 100, "the slow sender");
+	}
+	close(fd);
+	free(spec);
+	ck_assert_msg(closed, "the slow body was never cut off");
+	ck_assert_uint_lt(sent, n / 2);
+	ck_assert_uint_ge(sent, 1024);
+	ck_assert_double_eq(total("/v1/models"), 1);   /* nothing stored */
+	ck_assert(log_has(&d, "connection past the request deadline: closed"));
+	ck_assert(log_has(&d, "POST /v1/models 499"));
+	ck_assert_int_eq(status_of("GET", "/healthz", NULL), 200);
+	nnd_cleanup(&d);
+}
+END_TEST
+
+START_TEST(test_idle_timeout_closes_an_idle_kept_alive_connection_only)
+{
+	/* the request deadline off: what closes is the idle timeout alone */
+	const char *flags[] = { "--idle-timeout", "1", "--request-timeout", "0", NULL };
+	start_with(flags);
+	const char *hz = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+	size_t hzlen = strlen(hz);
+	char buf[4096];
+	int idle = raw_connect(), active = raw_connect();
+	ck_assert_int_eq(send_all(idle, hz, hzlen), 0);
+	ck_assert_int_eq(read_reply(idle, buf, sizeof buf, 5000), 200);
+	ck_assert_ptr_null(strstr(buf, "Connection: close"));   /* kept alive */
+	ck_assert_int_eq(send_all(active, hz, hzlen), 0);
+	ck_assert_int_eq(read_reply(active, buf, sizeof buf, 5000), 200);
+
+	/* four seconds: the active connection asks every 250 ms, the idle one
+	 * says nothing */
+	int answered = 0, idle_closed = 0, rounds = 16;
+	for (int i = 0; i < rounds; i++) {
+		if (idle_closed)
+			sleep_ms(250);
+		else
+			idle_closed = closed_within(idle, 250, "the idle connection");
+		if (send_all(active, hz, hzlen) == 0)
+			answered += read_reply(active, buf, sizeof buf, 5000) == 200;
+	}
+	ck_assert_msg(idle_closed, "the idle connection is open after 4 s (--idle-timeout 1)");
+	ck_assert_int_eq(answered, rounds);   /* all on the one active connection */
+	/* silent now, the active one goes the same way */
+	ck_assert_int_eq(closed_within(active, 10000, "the no longer active connection"), 1);
+	close(idle);
+	close(active);
+	ck_assert_int_eq(status_of("GET", "/healthz", NULL), 200);
+	nnd_cleanup(&d);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("limits");
@@ -598,6 +770,8 @@ int main(void)
 	tcase_add_test(tf, test_connection_limit_flag);
 	tcase_add_test(tf, test_request_timeout_cuts_a_trickling_client);
 	tcase_add_test(tf, test_request_timeout_spares_event_streams);
+	tcase_add_test(tf, test_request_timeout_cuts_a_body_slower_than_64_kib_per_second);
+	tcase_add_test(tf, test_idle_timeout_closes_an_idle_kept_alive_connection_only);
 	suite_add_tcase(s, tf);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
