@@ -50,7 +50,8 @@ struct nn_sparse_in {
 	const float *mean;     /* the step's standardisation mean, or NULL */
 	/* the weight gradient */
 	int active;            /* weights given since the last begin */
-	uint32_t *mask;        /* [nbc][f]: bit i = row bc * 32 + i is non-zero at k */
+	uint32_t *mask;        /* [nbc][f]: bit i = row bc * 32 + i is non-zero at k
+	                        * (set as the rows are added) */
 	float *dzp;            /* [nblk][max_batch][BLK] packed dz */
 	float *gt;             /* [nblk][f][BLK] packed x^T dz */
 	float *db;             /* [out] bias gradient scratch (layers without bias) */
@@ -118,6 +119,7 @@ void nn_sparse_in_begin(nn_sparse_in *s)
 	s->n = 0;
 	s->nnz = 0;
 	s->active = 0;
+	memset(s->mask, 0, sizeof(uint32_t) * (size_t)s->f * (size_t)((s->max_batch + 31) / 32));
 }
 
 int nn_sparse_in_active(const nn_sparse_in *s)
@@ -143,6 +145,9 @@ SP_TARGET static void add_row_avx512(nn_sparse_in *s, const uint8_t *row)
 	int32_t nnz = s->nnz;
 	const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
 	                                       15);
+	uint32_t *mrow = s->mask + (int64_t)(s->n / 32) * f;
+	uint32_t bit = 1u << (s->n % 32);
+	const __m512i bitv = _mm512_set1_epi32((int)bit);
 	int k = 0, c = 0;
 	for (; k + 16 <= f; k += 16) {
 		if (k % KC == 0)
@@ -153,12 +158,17 @@ SP_TARGET static void add_row_avx512(nn_sparse_in *s, const uint8_t *row)
 		/* full-width stores, the slack absorbs what lies past the count */
 		_mm512_storeu_si512(s->col + nnz, _mm512_maskz_compress_epi32(m, idx));
 		_mm512_storeu_ps(s->val + nnz, _mm512_maskz_compress_ps(m, _mm512_cvtepi32_ps(v)));
+		/* this row's bit in the masks of the 16 features, 16 words at once */
+		__m512i *mw = (__m512i *)(mrow + k);
+		_mm512_storeu_si512(mw, _mm512_mask_or_epi32(_mm512_loadu_si512(mw), m,
+		                                             _mm512_loadu_si512(mw), bitv));
 		nnz += __builtin_popcount(m);
 	}
 	for (; k < f; k++) {
 		if (k % KC == 0)
 			cb[c++] = nnz;
 		if (row[k]) {
+			mrow[k] |= bit;
 			s->col[nnz] = k;
 			s->val[nnz++] = (float)row[k];
 		}
@@ -179,6 +189,9 @@ SP_TARGET static void add_row_f32_avx512(nn_sparse_in *s, const float *row)
 	int32_t nnz = s->nnz;
 	const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
 	                                       15);
+	uint32_t *mrow = s->mask + (int64_t)(s->n / 32) * f;
+	uint32_t bit = 1u << (s->n % 32);
+	const __m512i bitv = _mm512_set1_epi32((int)bit);
 	int k = 0, c = 0;
 	for (; k + 16 <= f; k += 16) {
 		if (k % KC == 0)
@@ -188,12 +201,17 @@ SP_TARGET static void add_row_f32_avx512(nn_sparse_in *s, const float *row)
 		__m512i idx = _mm512_add_epi32(_mm512_set1_epi32(k), lane);
 		_mm512_storeu_si512(s->col + nnz, _mm512_maskz_compress_epi32(m, idx));
 		_mm512_storeu_ps(s->val + nnz, _mm512_maskz_compress_ps(m, v));
+		/* this row's bit in the masks of the 16 features, 16 words at once */
+		__m512i *mw = (__m512i *)(mrow + k);
+		_mm512_storeu_si512(mw, _mm512_mask_or_epi32(_mm512_loadu_si512(mw), m,
+		                                             _mm512_loadu_si512(mw), bitv));
 		nnz += __builtin_popcount(m);
 	}
 	for (; k < f; k++) {
 		if (k % KC == 0)
 			cb[c++] = nnz;
 		if (row[k] != 0.0f || row[k] != row[k]) {
+			mrow[k] |= bit;
 			s->col[nnz] = k;
 			s->val[nnz++] = row[k];
 		}
@@ -382,22 +400,6 @@ void nn_sparse_in_forward(const nn_sparse_in *s, float *z)
 }
 
 #if SP_X86
-/* The masks: per chunk of 32 rows and per feature, which rows are non-zero
- * there (from the compressed rows). */
-static void build_masks(nn_sparse_in *s)
-{
-	const int f = s->f, nc1 = s->nchunk + 1;
-	int nbc = (s->n + 31) / 32;
-	memset(s->mask, 0, sizeof(uint32_t) * (size_t)f * (size_t)nbc);
-	for (int i = 0; i < s->n; i++) {
-		uint32_t *m = s->mask + (int64_t)(i / 32) * f;
-		uint32_t bit = 1u << (i % 32);
-		int32_t p1 = s->cb[(int64_t)i * nc1 + s->nchunk];
-		for (int32_t p = s->cb[(int64_t)i * nc1]; p < p1; p++)
-			m[s->col[p]] |= bit;
-	}
-}
-
 /* x^T dz for one block of 128 outputs: gt[k][0..128) = sum over the rows
  * non-zero at k of x[row][k] dz[row][block], 32 rows at a time (their dz,
  * 16 KiB, stay in L1), the sums in eight accumulators. */
@@ -492,7 +494,6 @@ SP_TARGET static void grad_avx512(nn_sparse_in *s, const float *dz, const float 
 				s->db[j] += dz[(int64_t)i * out + j];
 		db = s->db;
 	}
-	build_masks(s);
 	for (int blk = 0; blk < s->nblk; blk++) {
 		int w = out - blk * BLK < BLK ? out - blk * BLK : BLK;
 		if (w == BLK)
