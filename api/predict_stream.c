@@ -263,6 +263,7 @@ static int int_row(const char *p, const char *close, float *x, int width)
 	 * may follow it */
 	uint64_t carry_d = 0, carry_c = 1, carry_w = 0;
 	int c = 0, last_digit = 0;
+	unsigned bad = 0;
 	for (size_t off = 0; off < len; off += 64) {
 		const char *s = p + off;
 		char tail[64];
@@ -288,23 +289,37 @@ static int int_row(const char *p, const char *close, float *x, int width)
 		carry_w = w >> 63;
 		last_digit = (int)(d >> (m - 1) & 1);
 		for (uint64_t starts = d & ~pd & valid; starts; starts &= starts - 1) {
-			const char *q = p + off + (size_t)__builtin_ctzll(starts);
+			int i = __builtin_ctzll(starts);
+			const char *q = p + off + (size_t)i;
 			uint32_t v = 0;
-			int n;
+			/* the run's length from the mask, unless it reaches the
+			 * block's end (and so may go on) */
+			int n = __builtin_ctzll(~(d >> i));
 			if (c == width)
 				return -1;
-			if (close - q >= 8) {
-				n = swar_digits(q, &v);
+			if (n <= 4 && i + n < 64) {
+				/* 1 to 4 digits, then a comma or the ']': 4 bytes readable;
+				 * the digits go to the top of the word behind zero digits */
+				uint32_t y;
+				memcpy(&y, q, 4);
+				y = (y - 0x30303030u) << (8 * (4 - n));
+				y = y * 10 + (y >> 8);
+				v = (y & 0xff) * 100 + (y >> 16 & 0xff);
+			} else if (close - q >= 8) {
+				uint32_t w8 = 0;
+				n = swar_digits(q, &w8);
+				v = w8;
 			} else {
 				for (n = 0; q[n] >= '0' && q[n] <= '9' && n < 8; n++)
 					v = v * 10 + (uint32_t)(q[n] - '0');
 			}
-			if (n >= 8 || (n > 1 && *q == '0'))
-				return -1;    /* too long for a float to hold exactly, or 01 */
+			/* too long for a float to hold exactly, or 01: checked once,
+			 * after the row (a branch here would guess wrong often) */
+			bad |= (unsigned)(n >= 8) | ((unsigned)(n > 1) & (unsigned)(*q == '0'));
 			x[c++] = (float)v;
 		}
 	}
-	return last_digit && c == width ? 0 : -1;
+	return !bad && last_digit && c == width ? 0 : -1;
 }
 #endif
 
