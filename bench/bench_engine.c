@@ -12,7 +12,9 @@
  * PyTorch peer in the same run; this program never decides pass or fail.
  *
  *   bench_engine [--epochs N] [--threads N] [--batch N] [--seed N] [--data DIR]
- *                [--init torch|auto] [--no-roofline]
+ *                [--init torch|auto] [--no-roofline] [--no-sparse]
+ * --no-sparse: every product through cblas_sgemm (the training's sparse
+ * kernels for mostly-zero inputs off, nn_train_config.sparse_kernels = 0).
  * --init torch (the default) draws every weight and bias from
  * U(-1/sqrt(fan_in), 1/sqrt(fan_in)) like torch.nn.Linear, so both sides
  * start from the same distribution; auto keeps the engine's He init.
@@ -153,7 +155,7 @@ int main(int argc, char **argv)
 {
 	nn_blas_autoselect(argc, argv);
 
-	int epochs = 1, threads = 1, batch = 128, roofline = 1, torch_init = 1;
+	int epochs = 1, threads = 1, batch = 128, roofline = 1, torch_init = 1, sparse = 1;
 	uint64_t seed = 1;
 	const char *dir = "/usr/share/datasets/fashion-mnist";
 	for (int i = 1; i < argc; i++) {
@@ -171,9 +173,11 @@ int main(int argc, char **argv)
 			torch_init = strcmp(argv[++i], "auto") != 0;
 		else if (!strcmp(argv[i], "--no-roofline"))
 			roofline = 0;
+		else if (!strcmp(argv[i], "--no-sparse"))
+			sparse = 0;
 		else {
 			fprintf(stderr, "usage: %s [--epochs N] [--threads N] [--batch N] [--seed N] "
-			                "[--data DIR] [--init torch|auto] [--no-roofline]\n", argv[0]);
+			                "[--data DIR] [--init torch|auto] [--no-roofline] [--no-sparse]\n", argv[0]);
 			return 2;
 		}
 	}
@@ -228,6 +232,7 @@ int main(int argc, char **argv)
 	cfg.standardize = 1;
 	cfg.checkpoint_every_epochs = 0;
 	cfg.log_every_steps = 1000000;
+	cfg.sparse_kernels = sparse;
 
 	nn_train_result res;
 	double t0 = now();

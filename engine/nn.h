@@ -329,6 +329,10 @@ typedef struct nn_train_config {
 	float clip_grad_norm;   /* 0 = off */
 	int log_every_steps;    /* step callback period (default 10) */
 	int checkpoint_every_epochs; /* 0 = never */
+	/* 1 (default): training steps may compute dense layers whose input is
+	 * mostly zeros (image bytes, a ReLU's output) with sparse kernels on
+	 * CPUs with AVX-512; 0: every product through cblas_sgemm */
+	int sparse_kernels;
 } nn_train_config;
 
 /* Defaults of API.md (sgd lr 0.01, 10 epochs, batch 32, shuffle, ...). */

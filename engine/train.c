@@ -76,6 +76,7 @@ nn_train_config nn_train_config_default(void)
 	c.clip_grad_norm = 0;
 	c.log_every_steps = 10;
 	c.checkpoint_every_epochs = 1;
+	c.sparse_kernels = 1;
 	return c;
 }
 
@@ -326,7 +327,7 @@ int64_t nn_sparse_hidden_steps;
 static nn_status sparse_setup(nn_trainer *t)
 {
 	int out = 0;
-	if (!nn_sparse_in_supported())
+	if (!t->cfg.sparse_kernels || !nn_sparse_in_supported())
 		return NN_OK;
 	/* hidden dense layers fed by a ReLU, large enough to pay; each step
 	 * decides from its own batch's density (layer_dense.c) */
