@@ -773,8 +773,8 @@ static nn_status trainer_init(nn_trainer *t, nn_model *m, const nn_data *train,
 	    !(t->avg = calloc((size_t)np ? (size_t)np : 1, sizeof(double))))
 		return NN_ENOMEM;
 	if (cfg->early.enabled && cfg->early.restore_best) {
-		t->best_params = malloc(sizeof(float) * (size_t)(np ? np : 1));
-		t->best_state = malloc(sizeof(float) * (size_t)(ns ? ns : 1));
+		t->best_params = calloc((size_t)(np ? np : 1), sizeof(float));
+		t->best_state = calloc((size_t)(ns ? ns : 1), sizeof(float));
 		if (!t->best_params || !t->best_state)
 			return NN_ENOMEM;
 	}
