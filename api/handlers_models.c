@@ -392,9 +392,20 @@ static void ob_float(obuf *o, float v)
 
 static void ob_int(obuf *o, long long v)
 {
-	char *d = ob_room(o, 24);
-	if (d)
-		o->len += (size_t)snprintf(d, 24, "%lld", v);
+	char tmp[24], *d = ob_room(o, 24);
+	if (!d)
+		return;
+	/* the digits backwards from the end of tmp, then the sign */
+	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+	int n = 0;
+	do {
+		tmp[sizeof tmp - 1 - n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		tmp[sizeof tmp - 1 - n++] = '-';
+	memcpy(d, tmp + sizeof tmp - n, (size_t)n);
+	o->len += (size_t)n;
 }
 
 /* A JSON string (UTF-8 passes through; quote, backslash and control

@@ -464,7 +464,7 @@ static void flush(api_predict_stream *ps)
 	if (n == 0 || ps->st != NN_OK)
 		return;
 	if (ps->done + n > ps->out_cap) {
-		int64_t cap = ps->out_cap ? ps->out_cap : STREAM_BLOCK;
+		int64_t cap = ps->out_cap ? ps->out_cap : ps->blk_cap;
 		while (cap < ps->done + n)
 			cap *= 2;
 		float *o = realloc(ps->out, (size_t)cap * (size_t)ps->outputs * sizeof *o);

@@ -728,6 +728,16 @@ static enum MHD_Result dispatch(req *r)
 	return rc;
 }
 
+/* Copies s into d (cap bytes, truncated, NUL-terminated) with control
+ * bytes as '?'. */
+static void log_copy(char *d, size_t cap, const char *s)
+{
+	size_t i = 0;
+	for (; s[i] && i + 1 < cap; i++)
+		d[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+	d[i] = 0;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -744,15 +754,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		r->conn = conn;
 		r->t0 = util_mono_us();
 		r->route = -1;
-		snprintf(r->method, sizeof r->method, "%s", method);
-		snprintf(r->path, sizeof r->path, "%s", url);
-		/* the path is logged: no control bytes from clients in the log */
-		for (char *p = r->path; *p; p++)
-			if ((unsigned char)*p < 0x20 || *p == 0x7f)
-				*p = '?';
-		for (char *p = r->method; *p; p++)
-			if ((unsigned char)*p < 0x20 || *p == 0x7f)
-				*p = '?';
+		/* both are logged: no control bytes from clients in the log */
+		log_copy(r->method, sizeof r->method, method);
+		log_copy(r->path, sizeof r->path, url);
 		*con_cls = r;
 		const union MHD_ConnectionInfo *ci =
 			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
