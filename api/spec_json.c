@@ -851,11 +851,13 @@ static int get_id(const cJSON *v, const char *path, const char *key, const char 
 }
 
 enum { J_MODEL, J_DATASET, J_VALIDATION, J_EPOCHS, J_BATCH, J_SHUFFLE, J_SEED, J_OPT, J_SCHED,
-       J_L2, J_STD, J_BNSTATS, J_EARLY, J_AVG, J_AUG, J_SPARSITY, J_CLIP, J_LOG, J_CKPT, J_N };
+       J_L2, J_STD, J_BNSTATS, J_EARLY, J_AVG, J_AUG, J_SPARSITY, J_CLIP, J_LOG, J_CKPT,
+       J_SPARSE_K, J_N };
 static const char *const JOB_KEYS[J_N] = {
 	"model", "dataset", "validation", "epochs", "batch_size", "shuffle", "seed", "optimizer",
 	"schedule", "l2", "standardize", "batch_norm_stats", "early_stopping", "averaging",
-	"augment", "sparsity", "clip_grad_norm", "log_every_steps", "checkpoint_every_epochs"
+	"augment", "sparsity", "clip_grad_norm", "log_every_steps", "checkpoint_every_epochs",
+	"sparse_kernels"
 };
 
 enum { O_TYPE, O_LR, O_MOMENTUM, O_BETA1, O_BETA2, O_EPS, O_RHO, O_WD, O_N };
@@ -1175,6 +1177,7 @@ int api_train_config_from_json(const cJSON *j, const api_limits *lim, nn_train_c
 		{ J_CLIP, F_FLOAT, 0, 1, 1e300, 0, offsetof(nn_train_config, clip_grad_norm) },
 		{ J_LOG, F_INT, 1, 0, INT32_MAX, 0, offsetof(nn_train_config, log_every_steps) },
 		{ J_CKPT, F_INT, 0, 0, lim->max_epochs, 0, offsetof(nn_train_config, checkpoint_every_epochs) },
+		{ J_SPARSE_K, F_BOOL, 0, 0, 0, 0, offsetof(nn_train_config, sparse_kernels) },
 	};
 	bad += read_fields(f, JOB_KEYS, "", R, 3, cfg, NULL, e);           /* epochs .. shuffle */
 	int64_t seed = 0;
@@ -1206,7 +1209,7 @@ int api_train_config_from_json(const cJSON *j, const api_limits *lim, nn_train_c
 		bad++;
 	if (f[J_SPARSITY] && parse_sparsity(f[J_SPARSITY], cfg, e))
 		bad++;
-	bad += read_fields(f, JOB_KEYS, "", R + 5, 3, cfg, NULL, e);       /* clip .. checkpoint */
+	bad += read_fields(f, JOB_KEYS, "", R + 5, 4, cfg, NULL, e);       /* clip .. sparse_kernels */
 	if (!bad) {
 		/* The engine's own check, as a safety net: it must agree. */
 		char msg[256];
@@ -1356,7 +1359,8 @@ cJSON *api_train_config_to_json(const nn_train_config *cfg, const api_job_refs *
 	ok = ok && (cfg->clip_grad_norm > 0 ? add_num(o, "clip_grad_norm", cfg->clip_grad_norm)
 					    : cJSON_AddNullToObject(o, "clip_grad_norm") != NULL) &&
 	     cJSON_AddNumberToObject(o, "log_every_steps", cfg->log_every_steps) &&
-	     cJSON_AddNumberToObject(o, "checkpoint_every_epochs", cfg->checkpoint_every_epochs);
+	     cJSON_AddNumberToObject(o, "checkpoint_every_epochs", cfg->checkpoint_every_epochs) &&
+	     cJSON_AddBoolToObject(o, "sparse_kernels", cfg->sparse_kernels != 0);
 	if (!ok) {
 		cJSON_Delete(o);
 		return NULL;

@@ -436,6 +436,7 @@ START_TEST(test_api_example_job_parses)
 	ck_assert_float_eq(c.clip_grad_norm, 0);
 	ck_assert_int_eq(c.log_every_steps, 10);
 	ck_assert_int_eq(c.checkpoint_every_epochs, 1);
+	ck_assert_int_eq(c.sparse_kernels, 1);   /* absent: on */
 	/* the stored config reads back to itself */
 	cJSON *j = api_train_config_to_json(&c, &r);
 	char *t1 = cJSON_PrintUnformatted(j);
@@ -451,7 +452,8 @@ START_TEST(test_api_example_job_parses)
 		"\"flip_horizontal\":true,\"flip_vertical\":false,\"crop_padding\":2,\"brightness\":0.1,"
 		"\"contrast\":0.1,\"noise_std\":0},"
 		"\"sparsity\":{\"max_nonzero\":20000,\"start_epoch\":2,\"bound\":1},"
-		"\"clip_grad_norm\":null,\"log_every_steps\":10,\"checkpoint_every_epochs\":1}");
+		"\"clip_grad_norm\":null,\"log_every_steps\":10,\"checkpoint_every_epochs\":1,"
+		"\"sparse_kernels\":true}");
 	nn_train_config c2;
 	api_job_refs r2;
 	e = (api_err)API_ERR_INIT;
@@ -485,7 +487,7 @@ START_TEST(test_job_defaults)
 		"\"averaging\":null,\"augment\":{\"rotate_degrees\":0,\"translate_pixels\":0,\"scale\":null,"
 		"\"flip_horizontal\":false,\"flip_vertical\":false,\"crop_padding\":0,\"brightness\":0,"
 		"\"contrast\":0,\"noise_std\":0},\"sparsity\":null,\"clip_grad_norm\":null,"
-		"\"log_every_steps\":10,\"checkpoint_every_epochs\":1}");
+		"\"log_every_steps\":10,\"checkpoint_every_epochs\":1,\"sparse_kernels\":true}");
 	free(t);
 	cJSON_Delete(j);
 	api_job_refs_free(&r);
@@ -525,6 +527,67 @@ START_TEST(test_job_defaults)
 	ck_assert_int_eq(c.standardize, 0);
 	ck_assert_float_eq(c.opt.rho, 0.9f);
 	api_job_refs_free(&r);
+}
+END_TEST
+
+/* "sparse_kernels": true when absent or null, false reaches the engine as 0,
+ * anything but a boolean is named; the stored config says it and reads back. */
+START_TEST(test_job_sparse_kernels)
+{
+	nn_train_config c;
+	api_job_refs r;
+	api_err e;
+	ck_assert_int_eq(job("{" IDS "}", &c, &r, &e), 0);
+	ck_assert_int_eq(c.sparse_kernels, 1);
+	api_job_refs_free(&r);
+	ck_assert_int_eq(job("{" IDS ",'sparse_kernels':null}", &c, &r, &e), 0);
+	ck_assert_int_eq(c.sparse_kernels, 1);
+	api_job_refs_free(&r);
+	ck_assert_int_eq(job("{" IDS ",'sparse_kernels':true}", &c, &r, &e), 0);
+	ck_assert_int_eq(c.sparse_kernels, 1);
+	api_job_refs_free(&r);
+	ck_assert_int_eq(job("{" IDS ",'epochs':3,'sparse_kernels':false}", &c, &r, &e), 0);
+	ck_assert_int_eq(c.sparse_kernels, 0);
+	ck_assert_int_eq(c.epochs, 3);
+	/* echoed last, and the echo reads back to the same config */
+	cJSON *j = api_train_config_to_json(&c, &r);
+	ck_assert_ptr_nonnull(j);
+	ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(j, "sparse_kernels")));
+	char *t1 = cJSON_PrintUnformatted(j);
+	size_t n = strlen(t1), tail = strlen(",\"sparse_kernels\":false}");
+	ck_assert_uint_gt(n, tail);
+	ck_assert_str_eq(t1 + n - tail, ",\"sparse_kernels\":false}");
+	nn_train_config c2;
+	api_job_refs r2;
+	e = (api_err)API_ERR_INIT;
+	ck_assert_int_eq(api_train_config_from_json(j, NULL, &c2, &r2, &e), 0);
+	ck_assert_int_eq(c2.sparse_kernels, 0);
+	cJSON *j2 = api_train_config_to_json(&c2, &r2);
+	char *t2 = cJSON_PrintUnformatted(j2);
+	ck_assert_str_eq(t2, t1);
+	free(t1);
+	free(t2);
+	cJSON_Delete(j);
+	cJSON_Delete(j2);
+	api_job_refs_free(&r);
+	api_job_refs_free(&r2);
+	/* a config stored before the field existed reads as on */
+	ck_assert_int_eq(job("{" IDS ",'clip_grad_norm':null,'log_every_steps':10,'checkpoint_every_epochs':1}",
+			     &c, &r, &e), 0);
+	ck_assert_int_eq(c.sparse_kernels, 1);
+	api_job_refs_free(&r);
+	/* not a boolean */
+	job_fails("{" IDS ",'sparse_kernels':'false'}", "sparse_kernels", "must be true or false");
+	job_fails("{" IDS ",'sparse_kernels':0}", "sparse_kernels", "must be true or false");
+	job_fails("{" IDS ",'sparse_kernels':1}", "sparse_kernels", "must be true or false");
+	job_fails("{" IDS ",'sparse_kernels':[]}", "sparse_kernels", "must be true or false");
+	job_fails("{" IDS ",'sparse_kernels':true,'sparse_kernels':false}", "sparse_kernels", "duplicate field");
+	/* alongside other bad fields, each is named */
+	ck_assert_int_eq(job("{" IDS ",'epochs':0,'sparse_kernels':'no'}", &c, &r, &e), -1);
+	ck_assert_int_eq(e.status, 422);
+	ck_assert_int_eq(e.n_fields, 2);
+	has_field(&e, "epochs", "must be an integer in [1, 100000]");
+	has_field(&e, "sparse_kernels", "must be true or false");
 }
 END_TEST
 
@@ -856,6 +919,7 @@ static Suite *suite(void)
 	tcase_add_test(t, test_stored_spec_has_output_layer_and_defaults);
 	tcase_add_test(t, test_api_example_job_parses);
 	tcase_add_test(t, test_job_defaults);
+	tcase_add_test(t, test_job_sparse_kernels);
 	tcase_add_test(t, test_job_errors_name_fields);
 	tcase_add_test(t, test_weights_round_trip_between_models);
 	tcase_add_test(t, test_weights_mismatch_named_and_nothing_written);
