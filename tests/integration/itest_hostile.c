@@ -15,6 +15,9 @@
  * Every failing case is printed, then the test fails if there was one. At
  * the end the daemon must exit cleanly on SIGTERM (under `make sanitize`,
  * with no leak reported).
+ *
+ * Beside the corpus, the boolean job field "sparse_kernels": a non-boolean
+ * is a 422 naming it, false is echoed in the job's config and the job runs.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -250,6 +253,9 @@ static void add_job_cases(void)
 	};
 	for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
 		add_mutation("job", "/v1/jobs", base, fields[i][0], fields[i][1], 0);
+	static const char *const bad_bool[] = { "\"false\"", "0", "1", "[]", "{}" };
+	for (size_t i = 0; i < sizeof bad_bool / sizeof *bad_bool; i++)
+		add_mutation("job", "/v1/jobs", base, "sparse_kernels", bad_bool[i], 422);
 	add_mutation("job missing", "/v1/jobs", base, "model", NULL, 422);
 	add_mutation("job missing", "/v1/jobs", base, "dataset", NULL, 422);
 }
@@ -722,12 +728,108 @@ START_TEST(test_hostile_requests_get_problems_and_change_nothing)
 }
 END_TEST
 
+/* The problem of a rejected job body: 422, problem+json, `field` named. */
+static void job_rejected(nnd *d, const char *body, const char *field)
+{
+	http_resp r;
+	long st = http_do(d, "POST", "/v1/jobs", "application/json", body, strlen(body), &r);
+	ck_assert_msg(st == 422, "%s: status %ld: %s", body, st, r.body);
+	ck_assert_str_eq(r.ctype, "application/problem+json");
+	cJSON *j = cJSON_Parse(r.body);
+	ck_assert_ptr_nonnull(j);
+	ck_assert_str_eq(jstr(j, "code"), "validation_failed");
+	int named = 0;
+	const cJSON *e;
+	cJSON_ArrayForEach(e, cJSON_GetObjectItem(j, "errors"))
+		if (!strcmp(jstr(e, "field"), field)) {
+			ck_assert_str_eq(jstr(e, "message"), "must be true or false");
+			named = 1;
+		}
+	ck_assert_msg(named, "%s: %s not named in %s", body, field, r.body);
+	cJSON_Delete(j);
+	resp_free(&r);
+}
+
+/* The "sparse_kernels" job field: false is kept and echoed in the job's
+ * config (POST reply, GET while and after it runs), absent reads as true,
+ * a non-boolean is a 422 naming it; both jobs train to the end. */
+START_TEST(test_sparse_kernels_is_echoed)
+{
+	nnd d = { 0 };
+	ck_assert_int_eq(nnd_start(&d, NULL), 0);
+	char ds[32], mdl[32], off[32], on[32], path[96];
+	ck_assert_int_eq(make_dataset_csv(&d, 40, 4, 2, ds), 0);
+	ck_assert_int_eq(make_model(&d, 4, 2, 8, 1, mdl), 0);
+
+	char body[512];
+	snprintf(body, sizeof body,
+	         "{\"model\":\"%s\",\"dataset\":\"%s\",\"epochs\":2,\"sparse_kernels\":\"no\"}", mdl, ds);
+	job_rejected(&d, body, "sparse_kernels");
+	snprintf(body, sizeof body,
+	         "{\"model\":\"%s\",\"dataset\":\"%s\",\"epochs\":2,\"sparse_kernels\":0}", mdl, ds);
+	job_rejected(&d, body, "sparse_kernels");
+
+	/* the POST reply already carries the stored config */
+	snprintf(body, sizeof body,
+	         "{\"model\":\"%s\",\"dataset\":\"%s\",\"epochs\":2,\"batch_size\":8,\"seed\":1,"
+	         "\"sparse_kernels\":false}", mdl, ds);
+	http_resp r;
+	ck_assert_int_eq(http_do(&d, "POST", "/v1/jobs", "application/json", body, strlen(body), &r), 202);
+	cJSON *j = cJSON_Parse(r.body);
+	resp_free(&r);
+	ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "config"), "sparse_kernels")));
+	snprintf(off, sizeof off, "%s", jstr(j, "id"));
+	cJSON_Delete(j);
+	ck_assert_int_eq(submit_job(&d, mdl, ds, 2, 8, NULL, on), 202);
+
+	long st = 0;
+	snprintf(path, sizeof path, "/v1/jobs/%s", off);
+	j = http_json(&d, "GET", path, NULL, &st);
+	ck_assert_int_eq(st, 200);
+	const cJSON *cfg = cJSON_GetObjectItem(j, "config");
+	ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(cfg, "sparse_kernels")));
+	ck_assert_double_eq(jnum(cfg, "epochs"), 2);
+	ck_assert_double_eq(jnum(cfg, "batch_size"), 8);
+	cJSON_Delete(j);
+
+	cJSON *done = wait_job(&d, off, 60);
+	ck_assert_ptr_nonnull(done);
+	ck_assert_str_eq(jstr(done, "state"), "succeeded");
+	ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(cJSON_GetObjectItem(done, "config"), "sparse_kernels")));
+	cJSON_Delete(done);
+	done = wait_job(&d, on, 60);
+	ck_assert_ptr_nonnull(done);
+	ck_assert_str_eq(jstr(done, "state"), "succeeded");
+	ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(done, "config"), "sparse_kernels")));
+	cJSON_Delete(done);
+
+	/* the list renders the same config */
+	j = http_json(&d, "GET", "/v1/jobs", NULL, &st);
+	ck_assert_int_eq(st, 200);
+	ck_assert_double_eq(jnum(j, "total"), 2);
+	int seen = 0;
+	const cJSON *it;
+	cJSON_ArrayForEach(it, cJSON_GetObjectItem(j, "jobs")) {
+		const cJSON *sk = cJSON_GetObjectItem(cJSON_GetObjectItem(it, "config"), "sparse_kernels");
+		if (!strcmp(jstr(it, "id"), off))
+			ck_assert(cJSON_IsFalse(sk)), seen++;
+		else if (!strcmp(jstr(it, "id"), on))
+			ck_assert(cJSON_IsTrue(sk)), seen++;
+	}
+	ck_assert_int_eq(seen, 2);
+	cJSON_Delete(j);
+	ck_assert_int_eq(nnd_stop(&d, 60), 0);
+	nnd_cleanup(&d);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("hostile");
 	TCase *tc = tcase_create("corpus");
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, test_hostile_requests_get_problems_and_change_nothing);
+	tcase_add_test(tc, test_sparse_kernels_is_echoed);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
