@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <zlib.h>
+#include <libdeflate.h>
 #include "dataset_io.h"
 #include "dataset_util.h"
 
@@ -594,15 +594,9 @@ int api_dataset_serialize(const api_dataset *d, void **buf, size_t *len)
 		free(w.p);
 		return -1;
 	}
-	/* The CRC covers everything before it: compute it in pieces (zlib's
-	 * crc32 takes uInt lengths) and overwrite the placeholder. */
-	uLong c = crc32(0L, Z_NULL, 0);
+	/* The CRC covers everything before it: overwrite the placeholder. */
 	size_t body = w.len - 4;
-	for (size_t off = 0; off < body;) {
-		size_t n = body - off > (1u << 30) ? (1u << 30) : body - off;
-		c = crc32(c, w.p + off, (uInt)n);
-		off += n;
-	}
+	uint32_t c = libdeflate_crc32(0, w.p, body);
 	unsigned char *t = w.p + body;
 	t[0] = (unsigned char)c;
 	t[1] = (unsigned char)(c >> 8);
@@ -613,17 +607,11 @@ int api_dataset_serialize(const api_dataset *d, void **buf, size_t *len)
 	return 0;
 }
 
-/* CRC-32 of n bytes on from c, in pieces zlib's uInt lengths take. */
-static uLong crc_more(uLong c, const void *p, size_t n)
+/* CRC-32 (gzip's, as zlib's crc32) of n bytes on from c: libdeflate's
+ * is some 3x faster than zlib's on large buffers, and takes size_t. */
+static uint32_t crc_more(uint32_t c, const void *p, size_t n)
 {
-	const unsigned char *b = p;
-	while (n > 0) {
-		size_t k = n > (1u << 30) ? (1u << 30) : n;
-		c = crc32(c, b, (uInt)k);
-		b += k;
-		n -= k;
-	}
-	return c;
+	return libdeflate_crc32(c, p, n);
 }
 
 int api_dataset_serialize_pieces(const api_dataset *d, api_dataset_pieces *out)
@@ -655,7 +643,7 @@ int api_dataset_serialize_pieces(const api_dataset *d, api_dataset_pieces *out)
 		free(t.p);
 		return -1;
 	}
-	uLong c = crc32(0L, Z_NULL, 0);
+	uint32_t c = 0;
 	c = crc_more(c, h.p, h.len);
 	c = crc_more(c, d->x, nx * 4);
 	c = crc_more(c, cls ? (const void *)d->labels : (const void *)d->targets, ny * 4);
@@ -788,13 +776,8 @@ static int deserialize(const void *buf, size_t len, api_dataset *out, api_err *e
 	uint32_t crc_stored, h[8], lo, hi;
 	rbuf t = { buf, len, len - 4 };
 	rb_u32(&t, &crc_stored);
-	uLong c = crc32(0L, Z_NULL, 0);
-	for (size_t off = 0; off < len - 4;) {
-		size_t n = len - 4 - off > (1u << 30) ? (1u << 30) : len - 4 - off;
-		c = crc32(c, (const unsigned char *)buf + off, (uInt)n);
-		off += n;
-	}
-	if ((uint32_t)c != crc_stored)
+	uint32_t c = crc_more(0, buf, len - 4);
+	if (c != crc_stored)
 		return corrupt(e, "checksum mismatch");
 	for (int i = 0; i < 8; i++)
 		rb_u32(&r, &h[i]);
