@@ -487,7 +487,8 @@ int api_predict_reply(api_reply *rp, const api_model_snap *s, float *out, int64_
 	const nn_model_spec *spec = nn_model_spec_of(s->model);
 	char *body = NULL;
 	size_t len = 0;
-	if (binary) {
+	if (binary && out && rows > 0 && outs > 0) {
+		/* the outputs are the body (body_len > 0 marks it binary) */
 		body = (char *)out;
 		len = (size_t)rows * (size_t)outs * sizeof *out;
 		out = NULL;
@@ -496,12 +497,7 @@ int api_predict_reply(api_reply *rp, const api_model_snap *s, float *out, int64_
 		for (size_t i = 0; i < len / 4; i++)
 			w[i] = __builtin_bswap32(w[i]);
 #endif
-		if (!body) {
-			/* no rows cannot happen here; keep the body non-NULL anyway */
-			body = malloc(1);
-			len = 0;
-		}
-	} else if (out) {
+	} else if (!binary && out) {
 		body = predict_text(s, out, (int)rows, outs, spec->task == NN_TASK_CLASSIFICATION);
 	}
 	free(out);

@@ -7,8 +7,9 @@
  * width. A stream takes the model's snapshot when the request begins, reads
  * rows while the body is still arriving and runs the forward pass on each
  * full block of rows at once, so the computation overlaps the transfer; the
- * reply is written straight into one buffer, as JSON or, for
- * Accept: application/octet-stream, as float32 rows.
+ * reply is written straight into one buffer (api_predict_reply, in
+ * handlers_models.c), as JSON or, for Accept: application/octet-stream, as
+ * float32 rows.
  *
  * JSON streams take only the plain shape (one key, numbers only, rows of
  * the model's width); any other body makes the stream step aside, and the
