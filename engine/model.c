@@ -679,7 +679,7 @@ const float *nn_plan_forward(const nn_model *m, nn_ws *w, const float *x, int n,
 		return NULL;
 	r = (nn_run){ m->params, state_update, m->state, w->grads, w->v, w->g, w->c0, w->c1, n,
 	              training, rng, NULL };
-	r.sp = training && stop == p->n_nodes && w->sp_on ? w->sp : NULL;
+	r.sp = stop == p->n_nodes && w->sp_on ? w->sp : NULL;
 	w->v[0] = (float *)x; /* read only */
 	for (int k = 0; k < stop; k++)
 		layer_ops[p->nodes[k].kind]->forward(&p->nodes[k], k, &r);

@@ -4,22 +4,62 @@
  * statistics, runs the plan in inference mode in chunks of the scratch's
  * max_rows, and turns logits into softmax probabilities for classification.
  * The model is only read, so threads may share it, each with its scratch.
+ * Blocks of rows that are mostly zeros (image pixels) take the first layer
+ * through sparse_in.h, the same path as training steps.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "plan.h"
+#include "sparse_in.h"
+#include "trainer.h"
 
-/* w: an inference workspace; xs: max_rows x inputs for standardised rows. */
+/* w: an inference workspace; xs: max_rows x inputs for standardised rows;
+ * sp: the first layer's packed weights for sparse blocks, or NULL. */
 struct nn_scratch {
 	nn_ws *w;
 	float *xs;
 	int max_rows;
 	int inputs;
+	nn_sparse_in *sp;
+	const nn_model *owner; /* the frozen model sp was packed from */
 };
 
+int64_t nn_sparse_predict_blocks;
+
+/* The first layer's weights packed for sparse rows (sparse_in.h), when the
+ * model and the CPU allow it and the layer is at most 16 Mi weights. The
+ * model does not change under a scratch, so this is done once. */
+static void sparse_setup(nn_scratch *s, const nn_model *m)
+{
+	int64_t w_off, b_off;
+	int out;
+	if (!nn_sparse_in_supported() || !nn_model_sparse_first(m, &w_off, &b_off, &out) ||
+	    (int64_t)out * m->spec.inputs > ((int64_t)1 << 24))
+		return;
+	s->sp = nn_sparse_in_create(s->max_rows, m->spec.inputs, out);
+	if (!s->sp)
+		return;
+	nn_sparse_in_weights(s->sp, m->params + w_off, b_off >= 0 ? m->params + b_off : NULL,
+	                     m->std_mean, m->std_std);
+	nn_ws_set_sparse_in(s->w, 0, s->sp);
+	s->owner = m;
+}
+
+static nn_scratch *scratch_create(const nn_model *m, int max_rows, int frozen);
+
 nn_scratch *nn_scratch_create(const nn_model *m, int max_rows)
+{
+	return scratch_create(m, max_rows, 0);
+}
+
+nn_scratch *nn_scratch_create_frozen(const nn_model *m, int max_rows)
+{
+	return scratch_create(m, max_rows, 1);
+}
+
+static nn_scratch *scratch_create(const nn_model *m, int max_rows, int frozen)
 {
 	nn_scratch *s;
 
@@ -36,6 +76,8 @@ nn_scratch *nn_scratch_create(const nn_model *m, int max_rows)
 		nn_scratch_free(s);
 		return NULL;
 	}
+	if (frozen)
+		sparse_setup(s, m);
 	return s;
 }
 
@@ -44,6 +86,7 @@ void nn_scratch_free(nn_scratch *s)
 	if (!s)
 		return;
 	nn_ws_free(s->w);
+	nn_sparse_in_free(s->sp);
 	free(s->xs);
 	free(s);
 }
@@ -61,7 +104,21 @@ nn_status nn_predict(const nn_model *m, nn_scratch *s, const float *x, int n, fl
 		const float *in = x + (int64_t)r0 * d;
 		const float *y;
 		float *o = out + (int64_t)r0 * k;
-		if (m->std_mean) {
+		int sparse = 0;
+		if (s->sp && m == s->owner) {
+			/* rows mostly zero: the first layer from their non-zeros, the
+			 * standardisation folded into its packed weights */
+			nn_sparse_in_begin(s->sp);
+			for (int i = 0; i < c; i++)
+				nn_sparse_in_add_row_f32(s->sp, in + (int64_t)i * d);
+			sparse = nn_sparse_in_density(s->sp) <= nn_sparse_max_density;
+			if (sparse) {
+				nn_sparse_in_reuse_weights(s->sp);
+				__atomic_add_fetch(&nn_sparse_predict_blocks, 1, __ATOMIC_RELAXED);
+			}
+		}
+		nn_ws_sparse_on(s->w, sparse);
+		if (m->std_mean && !sparse) {
 			for (int i = 0; i < c; i++)
 				for (int j = 0; j < d; j++)
 					s->xs[(int64_t)i * d + j] =
@@ -69,6 +126,7 @@ nn_status nn_predict(const nn_model *m, nn_scratch *s, const float *x, int n, fl
 			in = s->xs;
 		}
 		y = nn_plan_forward(m, s->w, in, c, 0, NULL, NULL, m->impl->n_nodes);
+		nn_ws_sparse_on(s->w, 0);
 		if (!y)
 			return NN_EINVAL;
 		if (m->spec.task == NN_TASK_CLASSIFICATION) {

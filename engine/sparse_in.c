@@ -127,6 +127,11 @@ int nn_sparse_in_active(const nn_sparse_in *s)
 	return s->active;
 }
 
+void nn_sparse_in_reuse_weights(nn_sparse_in *s)
+{
+	s->active = 1;
+}
+
 double nn_sparse_in_density(const nn_sparse_in *s)
 {
 	return s->n ? (double)s->nnz / ((double)s->n * (double)s->f) : 1.0;

@@ -14,7 +14,9 @@
  * Used by the trainer (train.c) for training steps only, when the training
  * data hold bytes, are sparse enough, the first node is a dense layer whose
  * input nobody else reads, its width is a multiple of 16, and the CPU has
- * AVX-512. Evaluation and prediction keep the dense path.
+ * AVX-512. Evaluation keeps the dense path. Prediction (predict.c) takes
+ * the first layer through it for blocks of rows that are sparse enough:
+ * its scratch packs the model's weights once.
  *
  * Hidden dense layers fed by a ReLU use the same kernels without the
  * standardisation (mean NULL, sd NULL): their input is the ReLU's output,
@@ -47,6 +49,9 @@ double nn_sparse_in_density(const nn_sparse_in *s);
 /* 1 after nn_sparse_in_weights, until the next begin: the batch is to be
  * computed through this struct. */
 int nn_sparse_in_active(const nn_sparse_in *s);
+/* Marks the batch active with the Ws^T of the last nn_sparse_in_weights
+ * (inference: the weights do not change between batches). */
+void nn_sparse_in_reuse_weights(nn_sparse_in *s);
 
 /* Ws^T and the folded bias from the layer's current W [out][f] and b (NULL:
  * none), and the standardisation (NULL: none). Once per step, before the

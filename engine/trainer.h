@@ -52,6 +52,8 @@ extern int64_t nn_sparse_runs;
  * that took that path. For tests. */
 extern int64_t nn_sparse_hidden_min;
 extern int64_t nn_sparse_hidden_steps;
+/* Blocks of rows nn_predict computed through sparse_in.h (for tests). */
+extern int64_t nn_sparse_predict_blocks;
 
 /*
  * An image augmentation with every random draw made: nn_augment_image draws

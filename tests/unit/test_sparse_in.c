@@ -6,7 +6,8 @@
  * feature counts that are not multiples of 16 or of the chunk, partial
  * batches, empty and full rows, no bias and no standardisation, float rows
  * (a hidden layer's input); then a training run through it (input layer
- * and a hidden layer) against the dense path.
+ * and a hidden layer) against the dense path, and prediction with a frozen
+ * scratch against the dense path.
  */
 #include <cblas.h>
 #include <check.h>
@@ -341,6 +342,73 @@ START_TEST(test_training_through_it_tracks_the_dense_path)
 }
 END_TEST
 
+/* Prediction with a frozen scratch: mostly-zero rows take the sparse first
+ * layer; the probabilities agree with the dense path's, a row alone gets
+ * its result within a batch, and another model of the same shape is not
+ * predicted with the packed weights of the first. */
+START_TEST(test_frozen_scratch_predicts_sparse_rows_like_the_dense_path)
+{
+	if (!nn_sparse_in_supported())
+		return;
+	const int f = 256, rows = 40;
+	images im = make_images(rows, 16, 31);
+	nn_model *m = mlp(f), *other = mlp(f);
+	int64_t np = 0;
+	float *po = nn_model_params(other, &np);
+	for (int64_t i = 0; i < np; i++)
+		po[i] *= -0.5f; /* different weights, same shape */
+	float mean[256], sd[256];
+	for (int k = 0; k < f; k++) {
+		mean[k] = 20.0f + k % 7;
+		sd[k] = 40.0f + k % 5;
+	}
+	ck_assert_int_eq(nn_model_set_standardize(m, mean, sd), NN_OK);
+	ck_assert_int_eq(nn_model_set_standardize(other, mean, sd), NN_OK);
+
+	nn_scratch *dense = nn_scratch_create(m, 16), *frozen = nn_scratch_create_frozen(m, 16);
+	ck_assert_ptr_nonnull(dense);
+	ck_assert_ptr_nonnull(frozen);
+	float *pd = malloc(sizeof(float) * rows * 4), *pf = malloc(sizeof(float) * rows * 4);
+	float one[4];
+	int64_t blocks = nn_sparse_predict_blocks;
+	ck_assert_int_eq(nn_predict(m, dense, im.x, rows, pd), NN_OK);
+	ck_assert_int_eq(nn_sparse_predict_blocks, blocks);
+	ck_assert_int_eq(nn_predict(m, frozen, im.x, rows, pf), NN_OK);
+	ck_assert_int_eq(nn_sparse_predict_blocks, blocks + 3); /* 40 rows in blocks of 16 */
+	for (int i = 0; i < rows * 4; i++)
+		ck_assert_msg(fabsf(pd[i] - pf[i]) <= 1e-5f, "probability %d: %g vs %g", i, pd[i],
+		              pf[i]);
+	for (int r = 0; r < rows; r++) {
+		ck_assert_int_eq(nn_predict(m, frozen, im.x + (int64_t)r * f, 1, one), NN_OK);
+		for (int j = 0; j < 4; j++)
+			ck_assert_float_eq_tol(one[j], pf[r * 4 + j], 1e-6f);
+	}
+	/* the other model through m's frozen scratch: its own (dense) result */
+	nn_scratch *od = nn_scratch_create(other, 16);
+	ck_assert_int_eq(nn_predict(other, od, im.x, rows, pd), NN_OK);
+	ck_assert_int_eq(nn_predict(other, frozen, im.x, rows, pf), NN_OK);
+	ck_assert_int_eq(memcmp(pd, pf, sizeof(float) * rows * 4), 0);
+	/* dense rows (no zeros) stay on the dense path */
+	float *full = malloc(sizeof(float) * rows * f);
+	for (int64_t i = 0; i < (int64_t)rows * f; i++)
+		full[i] = 1.0f + (float)(i % 200);
+	blocks = nn_sparse_predict_blocks;
+	ck_assert_int_eq(nn_predict(m, frozen, full, rows, pf), NN_OK);
+	ck_assert_int_eq(nn_sparse_predict_blocks, blocks);
+
+	nn_scratch_free(dense);
+	nn_scratch_free(frozen);
+	nn_scratch_free(od);
+	nn_model_free(m);
+	nn_model_free(other);
+	free(pd);
+	free(pf);
+	free(full);
+	free(im.x);
+	free(im.y);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("sparse_in");
@@ -350,6 +418,7 @@ int main(void)
 	tcase_add_test(tc, test_float_rows_match_sgemm);
 	tcase_add_test(tc, test_create_refuses_widths_that_are_not_multiples_of_16);
 	tcase_add_test(tc, test_training_through_it_tracks_the_dense_path);
+	tcase_add_test(tc, test_frozen_scratch_predicts_sparse_rows_like_the_dense_path);
 	suite_add_tcase(s, tc);
 	return check_run(s);
 }
