@@ -61,7 +61,7 @@ nn_scratch *api_predict_scratch(const api_model_snap *snap)
 	}
 	if (!t->s || t->serial != snap->serial) {
 		nn_scratch_free(t->s);
-		t->s = nn_scratch_create(snap->model, STREAM_BLOCK);
+		t->s = nn_scratch_create_frozen(snap->model, STREAM_BLOCK);
 		t->serial = snap->serial;
 	}
 	return t->s;
