@@ -248,17 +248,44 @@ static void ob_put(obuf *o, const char *s, size_t n)
 
 #define OB_LIT(o, s) ob_put((o), (s), sizeof(s) - 1)
 
+/* Whether dig x 10^-n (n in 23..44) reads back as the float v: 1 yes, 0
+ * no, -1 too close to tell. The product in double is within 2^-52 of the
+ * decimal (10^-n correctly rounded, dig exact); v's rounding interval ends
+ * halfway to its neighbours, exact in double. */
+static int tiny_reads_back(uint64_t dig, int n, float v)
+{
+	static const double neg_pow10[45] = {
+		1e-0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10, 1e-11, 1e-12,
+		1e-13, 1e-14, 1e-15, 1e-16, 1e-17, 1e-18, 1e-19, 1e-20, 1e-21, 1e-22, 1e-23,
+		1e-24, 1e-25, 1e-26, 1e-27, 1e-28, 1e-29, 1e-30, 1e-31, 1e-32, 1e-33, 1e-34,
+		1e-35, 1e-36, 1e-37, 1e-38, 1e-39, 1e-40, 1e-41, 1e-42, 1e-43, 1e-44
+	};
+	if (n < 0 || n > 44)
+		return -1;
+	double x = (double)dig * neg_pow10[n];
+	float a = fabsf(v);
+	double lo = ((double)a + (double)nextafterf(a, 0.0f)) / 2;
+	double hi = ((double)a + (double)nextafterf(a, INFINITY)) / 2;
+	double margin = x * 0x1p-48;
+	if (x > lo + margin && x < hi - margin)
+		return 1;
+	if (x < lo - margin || x > hi + margin)
+		return 0;
+	return -1;
+}
+
 /* v (finite, not 0) as printf's "%.<prec>g" would print it, when that
- * text reads back (strtod, then float) as v: its length, else 0 (the text
+ * text reads back (strtod, then float) as v; e10 = floor(log10(|v|)): its
+ * length, else 0 (the text
  * does not read back, or the shortcut cannot tell: the caller then uses
  * snprintf). Digits come from one double product, exact for the powers of
  * ten up to 1e22, and the read-back is the same product the other way. */
-static int fmt_float_g(char *d, float v, int prec)
+static int fmt_float_g(char *d, float v, int prec, int e10)
 {
 	static const uint64_t p10[] = { 1, 10, 100, 1000, 10000, 100000, 1000000, 10000000,
 	                                100000000, 1000000000, 10000000000ULL };
 	double a = fabs((double)v);
-	int e = (int)floor(log10(a));
+	int e = e10;
 	uint64_t dig = 0;
 	for (int tries = 0; tries < 3; tries++) {
 		int n = prec - 1 - e;
@@ -268,9 +295,14 @@ static int fmt_float_g(char *d, float v, int prec)
 			 * shifted right with round-half-even, as printf rounds */
 			int ex;
 			float f = frexpf(fabsf(v), &ex);
-			unsigned __int128 x = (unsigned __int128)(uint32_t)ldexpf(f, 24);
-			for (int i = 0; i < n; i++)
-				x *= 5;
+			/* 5^n by squaring (the last square may wrap; it is not used) */
+			unsigned __int128 p5 = 1, b5 = 5;
+			for (int k5 = n; k5; k5 >>= 1) {
+				if (k5 & 1)
+					p5 *= b5;
+				b5 *= b5;
+			}
+			unsigned __int128 x = (unsigned __int128)(uint32_t)ldexpf(f, 24) * p5;
 			int k = -(n + ex - 24);
 			if (k <= 0 || k >= 127)
 				return 0;
@@ -311,6 +343,7 @@ static int fmt_float_g(char *d, float v, int prec)
 		return 0;
 	char ds[16];
 	int nd = prec;
+	uint64_t digits = dig;
 	for (int i = prec - 1; i >= 0; i--, dig /= 10)
 		ds[i] = (char)('0' + dig % 10);
 	while (nd > 1 && ds[nd - 1] == '0')
@@ -351,9 +384,14 @@ static int fmt_float_g(char *d, float v, int prec)
 		*q++ = (char)('0' + ae % 10);
 	}
 	if (prec - 1 - e > 22) {
-		/* exact digits; whether they read back is strtod's to say */
-		*q = 0;
-		if ((float)strtod(d, NULL) != v)
+		/* exact digits; whether they read back: the double product says so
+		 * unless it falls near a rounding boundary, then strtod does */
+		int back = tiny_reads_back(digits, prec - 1 - e, v);
+		if (back < 0) {
+			*q = 0;
+			back = (float)strtod(d, NULL) == v;
+		}
+		if (!back)
 			return -1;
 	}
 	return (int)(q - d);
@@ -377,8 +415,9 @@ static void ob_float(obuf *o, float v)
 		return;
 	}
 	int n = 0;
+	int e10 = (int)floor(log10(fabs((double)v)));   /* once for every precision */
 	for (int prec = 6; prec <= 9; prec++) {
-		n = fmt_float_g(d, v, prec);
+		n = fmt_float_g(d, v, prec, e10);
 		if (n > 0)
 			break;
 		if (n < 0 && prec < 9)
