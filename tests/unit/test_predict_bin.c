@@ -430,6 +430,67 @@ START_TEST(test_json_reader_steps_aside_for_other_bodies)
 }
 END_TEST
 
+/* The reply writer's numbers: each the shortest "%.<6..9>g" text that reads
+ * back as the float (what api_float_json and cJSON print on the general
+ * path), for 200,000 floats of every magnitude and tiny ones most. */
+START_TEST(test_reply_numbers_are_the_shortest_that_read_back)
+{
+	const int rows = 1000, outs = 200;
+	api_backend b = backend();
+	serve_model(NN_TASK_REGRESSION, 3, outs);
+	(void)b;
+	uint32_t st = 20261127u;
+	float *out = malloc(sizeof *out * rows * outs);
+	ck_assert_ptr_nonnull(out);
+	for (int i = 0; i < rows * outs; i++) {
+		uint32_t bits;
+		do {
+			st = st * 1664525u + 1013904223u;
+			bits = st;
+			if (i % 2) /* exponents of 2^-126 .. 2^13: probabilities and the like */
+				bits = (bits & 0x807fffffu) | ((1u + (st >> 9) % 140u) << 23);
+			memcpy(&out[i], &bits, 4);
+		} while (!isfinite(out[i]));
+	}
+	out[0] = 0.1f;
+	out[1] = -0.0f;
+	out[2] = 1e-45f;
+	out[3] = 3.4028235e38f;
+	float *copy = malloc(sizeof *copy * rows * outs);
+	ck_assert_ptr_nonnull(copy);
+	memcpy(copy, out, sizeof *copy * rows * outs);
+	api_reply rp;
+	memset(&rp, 0, sizeof rp);
+	api_predict_reply(&rp, &snap, out, rows, outs, 0);
+	ck_assert_int_eq(rp.status, 200);
+	const char *p = strstr(rp.body, "\"predictions\":[");
+	ck_assert_ptr_nonnull(p);
+	p += 15;
+	for (int i = 0; i < rows * outs; i++) {
+		while (*p == '[' || *p == ',' || *p == ']')
+			p++;
+		size_t n = strcspn(p, ",]");
+		char want[32];
+		float v = copy[i];
+		if (v == 0) {
+			snprintf(want, sizeof want, "0");
+		} else {
+			for (int prec = 6; prec <= 9; prec++) {
+				snprintf(want, sizeof want, "%.*g", prec, (double)v);
+				if ((float)strtod(want, NULL) == v)
+					break;
+			}
+		}
+		ck_assert_msg(n == strlen(want) && strncmp(p, want, n) == 0, "%a: got %.*s want %s",
+		              (double)v, (int)n, p, want);
+		p += n;
+	}
+	api_reply_release(&rp);
+	free(copy);
+	drop_model();
+}
+END_TEST
+
 START_TEST(test_accept_picks_float32_only_when_preferred)
 {
 	ck_assert_int_eq(api_predict_accepts_binary(NULL), 0);
@@ -459,6 +520,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_bad_float32_bodies_name_the_field);
 	tcase_add_test(tc, test_json_reader_reads_numbers_as_strtod);
 	tcase_add_test(tc, test_json_reader_steps_aside_for_other_bodies);
+	tcase_add_test(tc, test_reply_numbers_are_the_shortest_that_read_back);
 	tcase_add_test(tc, test_accept_picks_float32_only_when_preferred);
 	suite_add_tcase(s, tc);
 	return s;
