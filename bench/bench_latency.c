@@ -12,7 +12,10 @@
  *                 [--accept TYPE] [--n 10000] [--warmup 200]
  * With --body the request is a POST of the file's bytes as --ctype (default
  * application/json); --accept adds an Accept header (application/octet-stream
- * asks predict for float32 rows).
+ * asks predict for float32 rows). --versus PATH sends a GET of PATH before each
+ * request, on the same connection, and reports its times too (vs_p50_us,
+ * ...): the two are then measured under the same conditions, request by
+ * request, however the machine's load drifts.
  * The last output line is one JSON object for scripts.
  */
 #define _GNU_SOURCE
@@ -99,7 +102,7 @@ int main(int argc, char **argv)
 {
 	int port = 0, n = 10000, warmup = 200;
 	const char *path = "/healthz", *body_file = NULL, *ctype = "application/json";
-	const char *accept = NULL;
+	const char *accept = NULL, *versus = NULL;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--port") && i + 1 < argc)
 			port = atoi(argv[++i]);
@@ -111,13 +114,15 @@ int main(int argc, char **argv)
 			ctype = argv[++i];
 		else if (!strcmp(argv[i], "--accept") && i + 1 < argc)
 			accept = argv[++i];
+		else if (!strcmp(argv[i], "--versus") && i + 1 < argc)
+			versus = argv[++i];
 		else if (!strcmp(argv[i], "--n") && i + 1 < argc)
 			n = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--warmup") && i + 1 < argc)
 			warmup = atoi(argv[++i]);
 		else {
 			fprintf(stderr, "usage: %s --port P [--path P] [--body FILE] [--ctype TYPE] "
-			                "[--accept TYPE] [--n N] [--warmup N]\n", argv[0]);
+			                "[--accept TYPE] [--versus PATH] [--n N] [--warmup N]\n", argv[0]);
 			return 2;
 		}
 	}
@@ -146,8 +151,19 @@ int main(int argc, char **argv)
 	size_t cap = 1 << 20;
 	char *reply = malloc(cap);
 	double *t = malloc(sizeof(double) * (size_t)n);
-	if (!req || !reply || !t)
+	double *tv = malloc(sizeof(double) * (size_t)n);
+	char vreq[1024];
+	int vl = 0;
+	if (!req || !reply || !t || !tv)
 		return 1;
+	if (versus) {
+		vl = snprintf(vreq, sizeof vreq, "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n",
+		              versus, port);
+		if (vl < 0 || vl >= (int)sizeof vreq) {
+			fprintf(stderr, "bench_latency: path too long\n");
+			return 2;
+		}
+	}
 	char acc[256] = "";
 	if (accept)
 		snprintf(acc, sizeof acc, "Accept: %.200s\r\n", accept);
@@ -179,6 +195,16 @@ int main(int argc, char **argv)
 
 	int last = 0;
 	for (int i = -warmup; i < n; i++) {
+		if (versus) {
+			double v0 = now();
+			if (write_all(fd, vreq, (size_t)vl) < 0 ||
+			    (last = read_reply(fd, reply, cap)) != 200) {
+				fprintf(stderr, "bench_latency: %s failed at request %d\n", versus, i);
+				return 1;
+			}
+			if (i >= 0)
+				tv[i] = now() - v0;
+		}
 		double t0 = now();
 		if (write_all(fd, req, total) < 0 || (last = read_reply(fd, reply, cap)) < 0) {
 			fprintf(stderr, "bench_latency: connection failed at request %d\n", i);
@@ -201,11 +227,23 @@ int main(int argc, char **argv)
 	printf("%s: %d requests, p50 %.1f us, p90 %.1f us, p99 %.1f us, max %.1f us\n", path, n,
 	       PCT(0.50), PCT(0.90), PCT(0.99), t[n - 1] * 1e6);
 	printf("{\"path\": \"%s\", \"n\": %d, \"p50_us\": %.2f, \"p90_us\": %.2f, \"p99_us\": %.2f, "
-	       "\"max_us\": %.2f, \"mean_us\": %.2f}\n", path, n, PCT(0.50), PCT(0.90), PCT(0.99),
+	       "\"max_us\": %.2f, \"mean_us\": %.2f", path, n, PCT(0.50), PCT(0.90), PCT(0.99),
 	       t[n - 1] * 1e6, sum / n * 1e6);
+	if (versus) {
+		double p50 = PCT(0.50), p99 = PCT(0.99);
+		qsort(tv, (size_t)n, sizeof *tv, cmp_double);
+		double *keep = t;
+		t = tv;
+		printf(", \"versus\": \"%s\", \"vs_p50_us\": %.2f, \"vs_p99_us\": %.2f, "
+		       "\"p50_ratio\": %.3f, \"p99_ratio\": %.3f", versus, PCT(0.50), PCT(0.99),
+		       p50 / PCT(0.50), p99 / PCT(0.99));
+		t = keep;
+	}
+	printf("}\n");
 	free(body);
 	free(req);
 	free(reply);
 	free(t);
+	free(tv);
 	return 0;
 }
