@@ -253,6 +253,10 @@ typedef struct nn_data {
 	const int32_t *labels;
 	const float *targets;
 	int width, height, channels;
+	/* Optional: the same rows as bytes (every value an integer 0..255), for
+	 * data stored that way. With x NULL it is the only copy; given beside x,
+	 * both must hold the same values. Training then reads the bytes. */
+	const uint8_t *x8;
 } nn_data;
 
 /* ---------------------------------------------------------------- training */

@@ -196,7 +196,7 @@ static nn_status check_data(const nn_model *m, const nn_data *d, const char *wha
                             size_t errlen)
 {
 	const nn_model_spec *s = nn_model_spec_of(m);
-	CHECK(d->rows >= 1 && d->x, "%s: no rows", what);
+	CHECK(d->rows >= 1 && (d->x || d->x8), "%s: no rows", what);
 	CHECK(d->features == s->inputs, "%s: %d features, the model takes %d", what, d->features,
 	      s->inputs);
 	CHECK(d->outputs == s->outputs, "%s: %d outputs, the model has %d", what, d->outputs,
@@ -296,11 +296,18 @@ static nn_status byte_copy(nn_trainer *t)
 {
 	const nn_data *d = t->train;
 	int64_t n = d->rows * (int64_t)d->features;
+	if (d->x8) {
+		/* the caller's bytes: nothing to copy */
+		t->x8 = (uint8_t *)d->x8;
+		t->x8_owned = 0;
+		return NN_OK;
+	}
 	if (n < nn_byte_copy_min || n <= 0 || nn_augment_has_image(&t->cfg.aug))
 		return NN_OK;
 	t->x8 = malloc((size_t)n);
 	if (!t->x8)
 		return NN_OK; /* an optimisation only: go on without it */
+	t->x8_owned = 1;
 	const int64_t chunk = (int64_t)1 << 16;
 	for (int64_t i = 0; i < n; i += chunk) {
 		if (!nn_to_bytes(t->x8 + i, d->x + i, n - i < chunk ? n - i : chunk)) {
@@ -342,7 +349,7 @@ static nn_status sparse_setup(nn_trainer *t)
 			nn_ws_set_sparse_in(t->ws, k, t->sph[k]);
 		}
 	}
-	if (!t->x8 || t->cfg.aug.noise_std > 0 ||
+	if (!t->x8 || t->cfg.aug.noise_std > 0 || nn_augment_has_image(&t->cfg.aug) ||
 	    !nn_model_sparse_first(t->m, &t->sp_w_off, &t->sp_b_off, &out))
 		return NN_OK;
 	const int f = t->features;
@@ -377,8 +384,8 @@ static void gather(nn_trainer *t, const nn_data *d, const int64_t *idx, int64_t 
 	int aug = train && nn_augment_has_image(a);
 	float noise = train ? a->noise_std : 0.0f;
 
-	const uint8_t *x8 = d == t->train && !aug ? t->x8 : NULL;
-	nn_sparse_in *sp = train && x8 ? t->sp : NULL;
+	const uint8_t *x8 = d == t->train ? t->x8 : d->x8;
+	nn_sparse_in *sp = train && x8 && d == t->train ? t->sp : NULL;
 	if (sp)
 		nn_sparse_in_begin(sp);
 
@@ -395,12 +402,22 @@ static void gather(nn_trainer *t, const nn_data *d, const int64_t *idx, int64_t 
 					__builtin_prefetch(nx + b);
 			}
 			/* the sparse path reads the bytes only: no dense row */
-			if (sp)
+			if (sp) {
 				nn_sparse_in_add_row(sp, s8);
-			else if (mean && sd)
-				standardize_row8(dst, s8, mean, sd, f);
-			else
+			} else if (aug) {
+				/* the augmentation works on a float image */
 				widen_row8(dst, s8, f);
+				nn_augment_image(a, dst, t->img, d->width, d->height, d->channels,
+				                 &t->rng);
+				if (mean && sd)
+					standardize_row(dst, t->img, mean, sd, f);
+				else
+					memcpy(dst, t->img, sizeof(float) * (size_t)f);
+			} else if (mean && sd) {
+				standardize_row8(dst, s8, mean, sd, f);
+			} else {
+				widen_row8(dst, s8, f);
+			}
 		} else if (i + 4 < n) {
 			/* rows are scattered over the data set: ask for the one four
 			 * ahead now, so it is in cache when its turn comes */
@@ -572,7 +589,8 @@ static void trainer_release(nn_trainer *t)
 	free(t->by);
 	free(t->bt);
 	free(t->img);
-	free(t->x8);
+	if (t->x8_owned)
+		free(t->x8);
 	nn_sparse_in_free(t->sp);
 	for (int k = 0; t->sph && k < t->n_nodes; k++)
 		nn_sparse_in_free(t->sph[k]);
@@ -806,14 +824,23 @@ static const float *standardized_split(nn_trainer *t, float **owned)
 	const float *mean = nn_model_std_mean(t->m), *sd = nn_model_std_std(t->m);
 	const int f = t->features;
 	*owned = NULL;
-	if (!(mean && sd) && t->n_va == 0)
+	if (!(mean && sd) && t->n_va == 0 && t->train->x)
 		return t->train->x;
 	float *x = malloc(sizeof(float) * (size_t)t->n_tr * (size_t)f);
 	if (!x)
 		return NULL;
 	for (int64_t i = 0; i < t->n_tr; i++) {
-		const float *src = t->train->x + t->tr_idx[i] * f;
 		float *dst = x + i * f;
+		if (!t->train->x) {
+			/* bytes only (the caller's): the same values */
+			const uint8_t *s8 = t->x8 + t->tr_idx[i] * f;
+			if (mean && sd)
+				standardize_row8(dst, s8, mean, sd, f);
+			else
+				widen_row8(dst, s8, f);
+			continue;
+		}
+		const float *src = t->train->x + t->tr_idx[i] * f;
 		if (mean && sd)
 			standardize_row(dst, src, mean, sd, f);
 		else

@@ -123,6 +123,7 @@ typedef struct nn_trainer {
 	float *img;                /* one raw image, for augmentation */
 	uint8_t *x8;               /* train->x as bytes when every value is an
 	                            * integer 0..255 (see byte_copy), or NULL */
+	int x8_owned;              /* x8 is our copy (else train->x8) */
 	struct nn_sparse_in *sp;   /* the batch's non-zero bytes for node 0's
 	                            * forward product (sparse_in.h), or NULL */
 	struct nn_sparse_in **sph; /* per node: hidden layers fed by a ReLU */

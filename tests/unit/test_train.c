@@ -67,7 +67,7 @@ static problem make_problem(int rows, int features, uint64_t seed)
 		}
 		p.y[i] = s > 1.0f ? 2 : (s > -1.0f ? 1 : 0);
 	}
-	nn_data d = { rows, features, 3, p.x, p.y, NULL, 0, 0, 0 };
+	nn_data d = { rows, features, 3, p.x, p.y, NULL, 0, 0, 0, NULL };
 	p.d = d;
 	return p;
 }
@@ -128,8 +128,8 @@ static int same_weights(nn_model *a, nn_model *b)
 START_TEST(test_early_stopping_stops_after_patience_and_restores_the_best_epoch)
 {
 	float x[1] = { 1 }, y[1] = { 1 }, vy[1] = { 0.5f };
-	nn_data tr = { 1, 1, 1, x, NULL, y, 0, 0, 0 };
-	nn_data va = { 1, 1, 1, x, NULL, vy, 0, 0, 0 };
+	nn_data tr = { 1, 1, 1, x, NULL, y, 0, 0, 0, NULL };
+	nn_data va = { 1, 1, 1, x, NULL, vy, 0, 0, 0, NULL };
 	for (int restore = 0; restore <= 1; restore++) {
 		nn_model *m = linear(0, 0);
 		nn_train_config c = plain(50, 0.05f);
@@ -157,8 +157,8 @@ END_TEST
 START_TEST(test_min_delta_counts_small_improvements_as_none)
 {
 	float x[1] = { 1 }, y[1] = { 1 }, vy[1] = { 0.5f };
-	nn_data tr = { 1, 1, 1, x, NULL, y, 0, 0, 0 };
-	nn_data va = { 1, 1, 1, x, NULL, vy, 0, 0, 0 };
+	nn_data tr = { 1, 1, 1, x, NULL, y, 0, 0, 0, NULL };
+	nn_data va = { 1, 1, 1, x, NULL, vy, 0, 0, 0, NULL };
 	nn_model *m = linear(0, 0);
 	nn_train_config c = plain(50, 0.05f);
 	c.early.enabled = 1;
@@ -177,7 +177,7 @@ END_TEST
 START_TEST(test_early_stopping_without_validation_is_rejected)
 {
 	float x[1] = { 1 }, y[1] = { 1 };
-	nn_data tr = { 1, 1, 1, x, NULL, y, 0, 0, 0 };
+	nn_data tr = { 1, 1, 1, x, NULL, y, 0, 0, 0, NULL };
 	nn_model *m = linear(0, 0);
 	nn_train_config c = plain(5, 0.05f);
 	c.early.enabled = 1;
@@ -341,7 +341,7 @@ START_TEST(test_divergence_returns_ediverged)
 {
 	/* x = 1, y = 1, lr 1e6: s' - 1 = (1 - 4e6)(s - 1) overflows within steps */
 	float x[1] = { 1 }, y[1] = { 1 };
-	nn_data d = { 1, 1, 1, x, NULL, y, 0, 0, 0 };
+	nn_data d = { 1, 1, 1, x, NULL, y, 0, 0, 0, NULL };
 	nn_model *m = linear(0, 0);
 	nn_train_config c = plain(50, 1e6f);
 	char err[128] = "";
@@ -364,7 +364,7 @@ START_TEST(test_divergence_returns_ediverged)
 	float t[20];
 	for (int i = 0; i < 20; i++)
 		t[i] = 1000.0f * (float)pr.y[i];
-	nn_data dr = { 20, 4, 1, pr.x, NULL, t, 0, 0, 0 };
+	nn_data dr = { 20, 4, 1, pr.x, NULL, t, 0, 0, 0, NULL };
 	ck_assert_int_eq(nn_train(m, &dr, NULL, &c, NULL, NULL, 0, &res, err, sizeof err),
 	                 NN_EDIVERGED);
 	nn_model_free(m);
@@ -482,6 +482,69 @@ START_TEST(test_byte_copy_trains_to_the_same_bits_as_the_floats)
 	nn_model_free(viafloat);
 	nn_model_free(viabytes);
 	nn_model_free(frac);
+	free_problem(&pr);
+}
+END_TEST
+
+/* Data given only as bytes (nn_data.x8, x NULL; how the daemon stores image
+ * data) trains, validates, augments and evaluates to the same bits as the
+ * same values given as floats. */
+START_TEST(test_bytes_only_data_trains_like_the_floats)
+{
+	const int rows = 300, f = 24; /* 4 x 6 images */
+	problem pr = make_problem(rows, f, 13);
+	uint8_t *x8 = malloc((size_t)rows * f);
+	for (int64_t i = 0; i < (int64_t)rows * f; i++) {
+		x8[i] = (uint8_t)((int)(fabsf(pr.x[i]) * 40.0f) % 256);
+		pr.x[i] = x8[i];
+	}
+	pr.d.width = 6;
+	pr.d.height = 4;
+	pr.d.channels = 1;
+	nn_data bytes = pr.d, both = pr.d;
+	bytes.x = NULL;
+	bytes.x8 = x8;
+	both.x8 = x8;
+	int64_t saved = nn_byte_copy_min;
+	nn_byte_copy_min = 0; /* the float run makes its own byte copy */
+	char err[128];
+
+	for (int aug = 0; aug < 2; aug++) {
+		nn_train_config c = busy();
+		c.clip_grad_norm = 0;
+		if (aug) {
+			c.aug.flip_horizontal = 1;
+			c.aug.translate_pixels = 1;
+		}
+		nn_model *a = mlp(f, 1, 1), *b = mlp(f, 1, 1), *ab = mlp(f, 1, 1);
+		ck_assert_int_eq(nn_train(a, &pr.d, NULL, &c, NULL, NULL, 0, NULL, err, sizeof err),
+		                 NN_OK);
+		ck_assert_int_eq(nn_train(b, &bytes, NULL, &c, NULL, NULL, 0, NULL, err, sizeof err),
+		                 NN_OK);
+		ck_assert_int_eq(nn_train(ab, &both, &bytes, &c, NULL, NULL, 0, NULL, err, sizeof err),
+		                 NN_OK);
+		ck_assert_msg(same_weights(a, b), "aug %d: bytes only differ from floats", aug);
+		float la, aa, lb, ab_acc;
+		ck_assert_int_eq(nn_evaluate(a, &pr.d, &la, &aa), NN_OK);
+		ck_assert_int_eq(nn_evaluate(a, &bytes, &lb, &ab_acc), NN_OK);
+		ck_assert_float_eq(la, lb);
+		ck_assert_float_eq(aa, ab_acc);
+		ck_assert(isfinite(la));
+		nn_model_free(a);
+		nn_model_free(b);
+		nn_model_free(ab);
+	}
+	/* neither x nor x8: refused */
+	nn_data none = pr.d;
+	none.x = NULL;
+	nn_model *m = mlp(f, 1, 1);
+	nn_train_config c = busy();
+	ck_assert_int_eq(nn_train(m, &none, NULL, &c, NULL, NULL, 0, NULL, err, sizeof err),
+	                 NN_EINVAL);
+	ck_assert_msg(strstr(err, "no rows") != NULL, "%s", err);
+	nn_model_free(m);
+	nn_byte_copy_min = saved;
+	free(x8);
 	free_problem(&pr);
 }
 END_TEST
@@ -680,7 +743,7 @@ static void on_epoch(void *ctx, const nn_epoch_record *r)
 START_TEST(test_clip_grad_norm_scales_the_gradient_to_the_clip)
 {
 	float x[1] = { 1 }, y[1] = { 10 };
-	nn_data d = { 1, 1, 1, x, NULL, y, 0, 0, 0 };
+	nn_data d = { 1, 1, 1, x, NULL, y, 0, 0, 0, NULL };
 	nn_model *m = linear(0, 0);
 	nn_train_config c = plain(1, 0.1f);
 	c.clip_grad_norm = 1;
@@ -760,7 +823,7 @@ START_TEST(test_standardize_stores_the_training_mean_and_population_std)
 	char err[128];
 	nn_model *m = nn_model_create(&s, err, sizeof err);
 	ck_assert_ptr_nonnull(m);
-	nn_data d = { 4, 2, 1, x, NULL, y, 0, 0, 0 };
+	nn_data d = { 4, 2, 1, x, NULL, y, 0, 0, 0, NULL };
 	nn_train_config c = plain(1, 0.01f);
 	c.standardize = 1;
 	ck_assert_int_eq(nn_train(m, &d, NULL, &c, NULL, NULL, 0, NULL, err, sizeof err), NN_OK);
@@ -817,7 +880,7 @@ START_TEST(test_evaluate_reports_loss_and_accuracy)
 	float *p = nn_model_params(m, &np);
 	ck_assert_int_eq(np, 4);
 	p[0] = 10; p[1] = -10; p[2] = 0; p[3] = 0;
-	nn_data d = { 4, 1, 2, x, y, NULL, 0, 0, 0 };
+	nn_data d = { 4, 1, 2, x, y, NULL, 0, 0, 0, NULL };
 	float loss, acc;
 	ck_assert_int_eq(nn_evaluate(m, &d, &loss, &acc), NN_OK);
 	ck_assert_float_eq(acc, 1.0f);
@@ -847,6 +910,7 @@ int main(void)
 	tcase_add_test(tc, test_same_seed_gives_the_same_bytes);
 	tcase_add_test(tc, test_to_bytes_accepts_integers_0_to_255_only);
 	tcase_add_test(tc, test_byte_copy_trains_to_the_same_bits_as_the_floats);
+	tcase_add_test(tc, test_bytes_only_data_trains_like_the_floats);
 	tcase_add_test(tc, test_resume_from_an_epoch_checkpoint_is_bit_identical);
 	tcase_add_test(tc, test_resume_from_a_mid_epoch_checkpoint_is_bit_identical);
 	tcase_add_test(tc, test_checkpoints_come_every_n_epochs_and_a_failed_store_fails_training);
