@@ -1,19 +1,23 @@
 /*
- * sparse_in.c - the first dense layer's forward product from the non-zero
- * input bytes of a batch (see sparse_in.h for the identity and when the
- * trainer uses it).
+ * sparse_in.c - a dense layer's forward product and weight gradient from
+ * the non-zero inputs of a batch (see sparse_in.h for the identity and when
+ * the trainer and prediction use it).
  *
- * Layout, chosen so that the hot loop reads only L1:
+ * Layout, chosen so that the hot loops read only L1:
  *  - the batch is kept as compressed rows: per row its non-zero features
  *    (index and value) in feature order, with the start of every chunk of
- *    KC features recorded (cb), built 16 bytes at a time with AVX-512
- *    compress;
+ *    KC features (cb) and the chunk's 64-bit mask of non-zeros (rm), built
+ *    16 values at a time with AVX-512 compress; per 32 rows and feature, a
+ *    mask of the rows non-zero there (mask), for the gradient;
  *  - Ws^T is packed per block of 128 outputs: wt[block][k][128], so the KC
  *    rows of one chunk of one block (KC x 512 bytes) are contiguous and stay
  *    in L1 while every row of the batch runs over them;
- *  - the product runs block by block, chunk by chunk, row by row, with the
- *    row's 128 outputs in eight AVX-512 accumulators, loaded from z (or from
- *    the folded bias at the first chunk) and stored back after the chunk.
+ *  - the forward product runs block by block, chunk by chunk, two rows at a
+ *    time, each row's 128 outputs in eight AVX-512 accumulators, loaded from
+ *    z (or from the folded bias at the first chunk) and stored back after
+ *    the chunk; the features non-zero in both rows load Ws^T once;
+ *  - the gradient runs per 32 rows (their dz, packed, 16 KiB) and feature,
+ *    the sums in eight accumulators, then is corrected and transposed back.
  * Ws^T and the folded bias are rebuilt once per step from the current
  * weights with 16 x 16 in-register transposes.
  *
@@ -44,6 +48,8 @@ struct nn_sparse_in {
 	int32_t *col;          /* feature index of each non-zero (+16 slack) */
 	float *val;            /* its value */
 	int32_t *cb;           /* row i, chunk c: cb[i * (nchunk + 1) + c] */
+	uint64_t *rm;          /* row i, chunk c: rm[i * nchunk + c], bit j = feature
+	                        * c * KC + j is non-zero */
 	float *wt;             /* [nblk][f][BLK] packed Ws^T (tail block narrower) */
 	float *c;              /* [out] folded bias */
 	float *rs;             /* [f] 1 / sd */
@@ -73,6 +79,7 @@ void nn_sparse_in_free(nn_sparse_in *s)
 	free(s->col);
 	free(s->val);
 	free(s->cb);
+	free(s->rm);
 	free(s->wt);
 	free(s->c);
 	free(s->rs);
@@ -99,6 +106,7 @@ nn_sparse_in *nn_sparse_in_create(int max_batch, int f, int out)
 	s->col = malloc(sizeof(int32_t) * cap);
 	s->val = malloc(sizeof(float) * cap);
 	s->cb = malloc(sizeof(int32_t) * (size_t)max_batch * (size_t)(s->nchunk + 1));
+	s->rm = malloc(sizeof(uint64_t) * (size_t)max_batch * (size_t)s->nchunk);
 	s->wt = aligned_alloc(64, sizeof(float) * (size_t)f * (size_t)s->nblk * BLK);
 	s->c = malloc(sizeof(float) * (size_t)out);
 	s->rs = malloc(sizeof(float) * (size_t)f);
@@ -106,7 +114,7 @@ nn_sparse_in *nn_sparse_in_create(int max_batch, int f, int out)
 	s->dzp = aligned_alloc(64, sizeof(float) * (size_t)max_batch * (size_t)s->nblk * BLK);
 	s->gt = aligned_alloc(64, sizeof(float) * (size_t)f * (size_t)s->nblk * BLK);
 	s->db = malloc(sizeof(float) * (size_t)out);
-	if (!s->col || !s->val || !s->cb || !s->wt || !s->c || !s->rs || !s->mask ||
+	if (!s->col || !s->val || !s->cb || !s->rm || !s->wt || !s->c || !s->rs || !s->mask ||
 	    !s->dzp || !s->gt || !s->db) {
 		nn_sparse_in_free(s);
 		return NULL;
@@ -153,6 +161,8 @@ SP_TARGET static void add_row_avx512(nn_sparse_in *s, const uint8_t *row)
 	uint32_t *mrow = s->mask + (int64_t)(s->n / 32) * f;
 	uint32_t bit = 1u << (s->n % 32);
 	const __m512i bitv = _mm512_set1_epi32((int)bit);
+	uint64_t *rm = s->rm + (int64_t)s->n * s->nchunk;
+	memset(rm, 0, sizeof(uint64_t) * (size_t)s->nchunk);
 	int k = 0, c = 0;
 	for (; k + 16 <= f; k += 16) {
 		if (k % KC == 0)
@@ -167,6 +177,7 @@ SP_TARGET static void add_row_avx512(nn_sparse_in *s, const uint8_t *row)
 		__m512i *mw = (__m512i *)(mrow + k);
 		_mm512_storeu_si512(mw, _mm512_mask_or_epi32(_mm512_loadu_si512(mw), m,
 		                                             _mm512_loadu_si512(mw), bitv));
+		rm[k / KC] |= (uint64_t)m << (k % KC);
 		nnz += __builtin_popcount(m);
 	}
 	for (; k < f; k++) {
@@ -174,6 +185,7 @@ SP_TARGET static void add_row_avx512(nn_sparse_in *s, const uint8_t *row)
 			cb[c++] = nnz;
 		if (row[k]) {
 			mrow[k] |= bit;
+			rm[k / KC] |= 1ull << (k % KC);
 			s->col[nnz] = k;
 			s->val[nnz++] = (float)row[k];
 		}
@@ -197,6 +209,8 @@ SP_TARGET static void add_row_f32_avx512(nn_sparse_in *s, const float *row)
 	uint32_t *mrow = s->mask + (int64_t)(s->n / 32) * f;
 	uint32_t bit = 1u << (s->n % 32);
 	const __m512i bitv = _mm512_set1_epi32((int)bit);
+	uint64_t *rm = s->rm + (int64_t)s->n * s->nchunk;
+	memset(rm, 0, sizeof(uint64_t) * (size_t)s->nchunk);
 	int k = 0, c = 0;
 	for (; k + 16 <= f; k += 16) {
 		if (k % KC == 0)
@@ -210,6 +224,7 @@ SP_TARGET static void add_row_f32_avx512(nn_sparse_in *s, const float *row)
 		__m512i *mw = (__m512i *)(mrow + k);
 		_mm512_storeu_si512(mw, _mm512_mask_or_epi32(_mm512_loadu_si512(mw), m,
 		                                             _mm512_loadu_si512(mw), bitv));
+		rm[k / KC] |= (uint64_t)m << (k % KC);
 		nnz += __builtin_popcount(m);
 	}
 	for (; k < f; k++) {
@@ -217,6 +232,7 @@ SP_TARGET static void add_row_f32_avx512(nn_sparse_in *s, const float *row)
 			cb[c++] = nnz;
 		if (row[k] != 0.0f || row[k] != row[k]) {
 			mrow[k] |= bit;
+			rm[k / KC] |= 1ull << (k % KC);
 			s->col[nnz] = k;
 			s->val[nnz++] = row[k];
 		}
@@ -370,6 +386,54 @@ void nn_sparse_in_weights(nn_sparse_in *s, const float *W, const float *b, const
 SP_ROW_KERNEL(row8, 8)
 SP_ROW_KERNEL(row1, 1)
 
+/*
+ * Two rows, one chunk, one full block: the features non-zero in both rows
+ * load each packed row of Ws^T once for both (the loads, not the
+ * multiply-adds, bound this kernel); the rest go row by row. A value's place
+ * in its row's list is the count of the row's mask bits below it.
+ */
+SP_TARGET static inline void pair8(const nn_sparse_in *s, const float *wt, const float *init1,
+                                   const float *init2, float *z1, float *z2, int32_t p1,
+                                   int32_t p2, uint64_t m1, uint64_t m2)
+{
+	__m512 a[8], b[8];
+	const float *v1 = s->val + p1, *v2 = s->val + p2;
+	for (int q = 0; q < 8; q++) {
+		a[q] = _mm512_loadu_ps(init1 + 16 * q);
+		b[q] = _mm512_loadu_ps(init2 + 16 * q);
+	}
+	for (uint64_t both = m1 & m2; both; both &= both - 1) {
+		int kk = __builtin_ctzll(both);
+		uint64_t below = (1ull << kk) - 1;
+		__m512 x1 = _mm512_set1_ps(v1[__builtin_popcountll(m1 & below)]);
+		__m512 x2 = _mm512_set1_ps(v2[__builtin_popcountll(m2 & below)]);
+		const float *wr = wt + (int64_t)kk * BLK;
+		for (int q = 0; q < 8; q++) {
+			__m512 w = _mm512_loadu_ps(wr + 16 * q);
+			a[q] = _mm512_fmadd_ps(x1, w, a[q]);
+			b[q] = _mm512_fmadd_ps(x2, w, b[q]);
+		}
+	}
+	for (uint64_t only = m1 & ~m2; only; only &= only - 1) {
+		int kk = __builtin_ctzll(only);
+		__m512 x1 = _mm512_set1_ps(v1[__builtin_popcountll(m1 & ((1ull << kk) - 1))]);
+		const float *wr = wt + (int64_t)kk * BLK;
+		for (int q = 0; q < 8; q++)
+			a[q] = _mm512_fmadd_ps(x1, _mm512_loadu_ps(wr + 16 * q), a[q]);
+	}
+	for (uint64_t only = m2 & ~m1; only; only &= only - 1) {
+		int kk = __builtin_ctzll(only);
+		__m512 x2 = _mm512_set1_ps(v2[__builtin_popcountll(m2 & ((1ull << kk) - 1))]);
+		const float *wr = wt + (int64_t)kk * BLK;
+		for (int q = 0; q < 8; q++)
+			b[q] = _mm512_fmadd_ps(x2, _mm512_loadu_ps(wr + 16 * q), b[q]);
+	}
+	for (int q = 0; q < 8; q++) {
+		_mm512_storeu_ps(z1 + 16 * q, a[q]);
+		_mm512_storeu_ps(z2 + 16 * q, b[q]);
+	}
+}
+
 SP_TARGET static void forward_avx512(const nn_sparse_in *s, float *z)
 {
 	const int out = s->out, nc1 = s->nchunk + 1;
@@ -378,7 +442,18 @@ SP_TARGET static void forward_avx512(const nn_sparse_in *s, float *z)
 		int w = out - j0 < BLK ? out - j0 : BLK;
 		const float *wt = s->wt + (int64_t)j0 * s->f;
 		for (int c = 0; c < s->nchunk; c++) {
-			for (int i = 0; i < s->n; i++) {
+			int i = 0;
+			if (w == BLK) {
+				const float *wc = wt + (int64_t)c * KC * BLK;
+				for (; i + 2 <= s->n; i += 2) {
+					float *z1 = z + (int64_t)i * out + j0, *z2 = z1 + out;
+					pair8(s, wc, c == 0 ? s->c + j0 : z1, c == 0 ? s->c + j0 : z2, z1, z2,
+					      s->cb[(int64_t)i * nc1 + c], s->cb[(int64_t)(i + 1) * nc1 + c],
+					      s->rm[(int64_t)i * s->nchunk + c],
+					      s->rm[(int64_t)(i + 1) * s->nchunk + c]);
+				}
+			}
+			for (; i < s->n; i++) {
 				float *zr = z + (int64_t)i * out + j0;
 				const float *init = c == 0 ? s->c + j0 : zr;
 				int32_t p0 = s->cb[(int64_t)i * nc1 + c], p1 = s->cb[(int64_t)i * nc1 + c + 1];
