@@ -444,7 +444,8 @@ static enum MHD_Result serve_srv(req *r, route_srv srv)
 
 /* ---------------------------------------------------------------- requests */
 
-/* JSON bodies of a known length up to this size get their buffer at once. */
+/* Predict JSON bodies of a known length up to this size get their buffer
+ * at once (a 30 MB batch is then never copied by realloc). */
 #define HTTP_PREALLOC_MAX ((int64_t)64 << 20)
 
 /* The predict route: JSON or float32 rows, read by a prediction stream as
@@ -528,10 +529,6 @@ static enum MHD_Result begin(req *r, const char *method, const char *url)
 	                                             MHD_HTTP_HEADER_CONTENT_TYPE);
 	if (rt->handler == api_model_predict)
 		return begin_predict(r, ct, cl ? clen : -1);
-	if (rt->body == BODY_JSON && clen > 0 && clen <= HTTP_PREALLOC_MAX &&
-	    !(r->buf = malloc((size_t)clen + 1)))
-		return fail(r, 500, "out_of_memory", "out of memory");
-	r->cap = r->buf ? (size_t)clen + 1 : 0;
 	if (rt->body == BODY_JSON && !ctype_is(ct, "application/json")) {
 		api_err e = API_ERR_INIT;
 		api_err_set(&e, 415, "unsupported_media_type", "send application/json, not %.100s",
