@@ -483,6 +483,17 @@ void nn_sparse_in_forward(const nn_sparse_in *s, float *z)
 /* x^T dz for one block of 128 outputs: gt[k][0..128) = sum over the rows
  * non-zero at k of x[row][k] dz[row][block], 32 rows at a time (their dz,
  * 16 KiB, stay in L1), the sums in eight accumulators. */
+/* The sums of one feature k over the rows in bits, added to a (cursor walk
+ * as in grad_block). */
+#define SP_GRAD_ONE(a, bits)                                                            \
+	for (uint32_t bb_ = (bits); bb_; bb_ &= bb_ - 1) {                                   \
+		int r_ = __builtin_ctz(bb_);                                                 \
+		__m512 x_ = _mm512_set1_ps(s->val[cur[r_]++]);                               \
+		const float *d_ = dzp + (int64_t)(bc * 32 + r_) * BLK;                       \
+		for (int q = 0; q < 8; q++)                                                  \
+			a[q] = _mm512_fmadd_ps(x_, _mm512_loadu_ps(d_ + 16 * q), a[q]);      \
+	}
+
 SP_TARGET static void grad_block(nn_sparse_in *s, int blk)
 {
 	const int f = s->f;
@@ -498,27 +509,48 @@ SP_TARGET static void grad_block(nn_sparse_in *s, int blk)
 		int32_t cur[32];
 		for (int r = 0; r < 32 && bc * 32 + r < s->n; r++)
 			cur[r] = s->cb[(int64_t)(bc * 32 + r) * nc1];
-		for (int k = 0; k < f; k++) {
+		/* Features two at a time: a row non-zero at both (neighbouring
+		 * pixels mostly are) loads its dz once for both sums. A row's two
+		 * values are then consecutive in its list, k's first. */
+		int k = 0;
+		for (; k + 2 <= f; k += 2) {
+			float *g1 = gt + (int64_t)k * BLK, *g2 = g1 + BLK;
+			uint32_t m1 = mk[k], m2 = mk[k + 1];
+			__m512 a[8], b[8];
+			if (bc > 0 && !(m1 | m2))
+				continue;
+			for (int q = 0; q < 8; q++) {
+				a[q] = bc == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(g1 + 16 * q);
+				b[q] = bc == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(g2 + 16 * q);
+			}
+			for (uint32_t both = m1 & m2; both; both &= both - 1) {
+				int r = __builtin_ctz(both);
+				__m512 x1 = _mm512_set1_ps(s->val[cur[r]]);
+				__m512 x2 = _mm512_set1_ps(s->val[cur[r] + 1]);
+				cur[r] += 2;
+				const float *d = dzp + (int64_t)(bc * 32 + r) * BLK;
+				for (int q = 0; q < 8; q++) {
+					__m512 dv = _mm512_loadu_ps(d + 16 * q);
+					a[q] = _mm512_fmadd_ps(x1, dv, a[q]);
+					b[q] = _mm512_fmadd_ps(x2, dv, b[q]);
+				}
+			}
+			SP_GRAD_ONE(a, m1 & ~m2)
+			SP_GRAD_ONE(b, m2 & ~m1)
+			for (int q = 0; q < 8; q++) {
+				_mm512_storeu_ps(g1 + 16 * q, a[q]);
+				_mm512_storeu_ps(g2 + 16 * q, b[q]);
+			}
+		}
+		for (; k < f; k++) {
 			float *g = gt + (int64_t)k * BLK;
 			uint32_t bits = mk[k];
 			__m512 a[8];
-			if (bc == 0) {
-				for (int q = 0; q < 8; q++)
-					a[q] = _mm512_setzero_ps();
-			} else {
-				if (!bits)
-					continue;
-				for (int q = 0; q < 8; q++)
-					a[q] = _mm512_loadu_ps(g + 16 * q);
-			}
-			while (bits) {
-				int r = __builtin_ctz(bits);
-				bits &= bits - 1;
-				__m512 x = _mm512_set1_ps(s->val[cur[r]++]);
-				const float *d = dzp + (int64_t)(bc * 32 + r) * BLK;
-				for (int q = 0; q < 8; q++)
-					a[q] = _mm512_fmadd_ps(x, _mm512_loadu_ps(d + 16 * q), a[q]);
-			}
+			if (bc > 0 && !bits)
+				continue;
+			for (int q = 0; q < 8; q++)
+				a[q] = bc == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(g + 16 * q);
+			SP_GRAD_ONE(a, bits)
 			for (int q = 0; q < 8; q++)
 				_mm512_storeu_ps(g + 16 * q, a[q]);
 		}
