@@ -505,6 +505,32 @@ int64_t jobs_samples_trained(jobs *q)
 
 /* ---------------------------------------------------------------- running */
 
+/*
+ * A job's checkpoint writer. Writing a checkpoint durably (temporary file,
+ * fsync, rename, directory fsync) takes milliseconds on a quiet disk and
+ * far longer on a busy one, so it runs on a thread of its own while
+ * training goes on: on_checkpoint copies the engine's buffer and starts
+ * the write. At most one write is in flight per job: the next checkpoint,
+ * and the job's end (whatever the end), first wait for it, so a failed
+ * write fails the job at the next checkpoint or at its end, and no final
+ * state is recorded while a write is pending. A crash meanwhile leaves
+ * the previous checkpoint (the rename is atomic), from which the job
+ * resumes to the same weights.
+ *
+ * Invariants: buf (cap bytes, len used) belongs to the thread while busy
+ * and to the worker otherwise; err is the errno of the last write, set by
+ * the thread and read only after it was joined.
+ */
+typedef struct ckpt_writer {
+	store *st;
+	const char *job;
+	pthread_t thread;
+	int busy;
+	void *buf;
+	size_t len, cap;
+	int err;
+} ckpt_writer;
+
 typedef struct run {
 	jobs *q;
 	live *lv;
@@ -516,6 +542,8 @@ typedef struct run {
 	int epochs;
 	int64_t last_flush_us;
 	int ckpt_errno;       /* set when a checkpoint could not be written */
+	ckpt_writer w;
+	int64_t ckpt_us;      /* time training spent in on_checkpoint (debug log) */
 } run;
 
 static cJSON *num_or_null(double v)
@@ -630,19 +658,89 @@ static int should_stop(void *ctx)
 	return NN_GO_ON;
 }
 
+static void ckpt_failed(run *r, int err)
+{
+	if (r->ckpt_errno)
+		return;
+	r->ckpt_errno = err ? err : EIO;
+	util_log(0, "jobs: %s: cannot write a checkpoint: %s", r->j.id, strerror(r->ckpt_errno));
+}
+
+static void *ckpt_write_main(void *arg)
+{
+	ckpt_writer *w = arg;
+	w->err = 0;
+	if (store_checkpoint_put(w->st, w->job, w->buf, w->len) < 0)
+		w->err = errno ? errno : EIO;
+	return NULL;
+}
+
+/* Waits for the write in flight, if any. 0, or the errno of a checkpoint
+ * that could not be written (this one or an earlier one). */
+static int ckpt_wait(run *r)
+{
+	if (r->w.busy) {
+		pthread_join(r->w.thread, NULL);
+		r->w.busy = 0;
+		if (r->w.err)
+			ckpt_failed(r, r->w.err);
+	}
+	return r->ckpt_errno;
+}
+
+/*
+ * A checkpoint from the engine: waits for the previous write (failing
+ * training when it failed), writes the buffered history (so the history
+ * up to the checkpoint is durable before the checkpoint can be; at an
+ * epoch's end on_epoch has just done it, and no empty commit follows) and
+ * starts the write of a copy. 0, or 1 to fail training.
+ *
+ * The last epoch's checkpoint is not written: the job publishes right
+ * after it, and a crash before the publish resumes from the checkpoint
+ * before it, which reaches the same weights (as when checkpoint_every_epochs
+ * does not divide the epochs).
+ */
+static int ckpt_start(run *r, const void *buf, size_t len, int epoch)
+{
+	if (ckpt_wait(r))
+		return 1;
+	if (r->epochs > 0 && epoch >= r->epochs)
+		return 0;
+	if (r->n_steps > 0)
+		flush(r, 0, 0, NULL);
+	if (len > r->w.cap) {
+		void *p = realloc(r->w.buf, len);
+		if (!p) {
+			ckpt_failed(r, ENOMEM);
+			return 1;
+		}
+		r->w.buf = p;
+		r->w.cap = len;
+	}
+	memcpy(r->w.buf, buf, len);
+	r->w.len = len;
+	r->w.st = r->q->st;
+	r->w.job = r->j.id;
+	if (pthread_create(&r->w.thread, NULL, ckpt_write_main, &r->w) == 0) {
+		r->w.busy = 1;
+		return 0;
+	}
+	ckpt_write_main(&r->w);   /* no thread: written here */
+	if (r->w.err) {
+		ckpt_failed(r, r->w.err);
+		return 1;
+	}
+	return 0;
+}
+
 static int on_checkpoint(void *ctx, const void *buf, size_t len, int epoch, int64_t step)
 {
 	run *r = ctx;
-	(void)epoch;
 	(void)step;
-	if (store_checkpoint_put(r->q->st, r->j.id, buf, len) < 0) {
-		r->ckpt_errno = errno ? errno : EIO;
-		util_log(0, "jobs: %s: cannot write a checkpoint: %s", r->j.id,
-		         strerror(r->ckpt_errno));
-		return 1;
-	}
-	flush(r, 0, 0, NULL);
-	return 0;
+	int64_t t0 = util_mono_us();
+	int rc = ckpt_start(r, buf, len, epoch);
+	r->ckpt_us += util_mono_us() - t0;
+	return rc;
 }
 
 static void set_error(api_job *j, const char *code, const char *detail)
@@ -693,6 +791,7 @@ static char *classes_of(store *st, const char *ds)
  * when the job reached a final state. */
 static int run_job(jobs *q, live *lv)
 {
+	int64_t t_start = util_mono_us();   /* phases for the debug log */
 	run r;
 	memset(&r, 0, sizeof r);
 	r.q = q;
@@ -712,7 +811,7 @@ static int run_job(jobs *q, live *lv)
 	nn_model *m = NULL;
 	void *ckpt = NULL;
 	size_t ckpt_len = 0;
-	int final = 1;
+	int final = 1, drop_ckpt = 0;
 	char err[600] = "";
 	const char *code = NULL;
 
@@ -734,6 +833,7 @@ static int run_job(jobs *q, live *lv)
 			have_val = 1;
 		}
 	}
+	int new_base = -1;    /* the version a first start trains from */
 	if (!code) {
 		int base = -1;
 		store_job_base_version(q->st, r.j.id, &base);
@@ -741,9 +841,8 @@ static int run_job(jobs *q, live *lv)
 			api_model_snap *s = NULL;
 			if (store_model_snapshot(q->st, r.j.model, &s, &e) == 0) {
 				m = nn_model_clone(s->model);
-				base = s->version;
+				new_base = s->version;
 				store_snap_release(q->st, s);
-				store_job_set_base_version(q->st, r.j.id, base);
 			}
 		} else if (store_model_load(q->st, r.j.model, base, &m, &e) < 0) {
 			m = NULL;
@@ -769,9 +868,12 @@ static int run_job(jobs *q, live *lv)
 	r.j.state = API_JOB_RUNNING;
 	if (!r.j.started_at)
 		r.j.started_at = util_now_ms();
-	store_job_update(q->st, &r.j, &e);
+	/* one commit for the state and the base version: a restart resumes
+	 * from the same version (and a checkpoint only exists after this) */
+	store_job_start(q->st, &r.j, m ? new_base : -1, &e);
 	feed_push_state(q, lv->f, &r.j);
 
+	int64_t t_train = util_mono_us();
 	nn_status st = NN_EINVAL;
 	nn_train_result res;
 	memset(&res, 0, sizeof res);
@@ -786,6 +888,12 @@ static int run_job(jobs *q, live *lv)
 		              sizeof err);
 	}
 	free(ckpt);
+	/* no end is recorded before the last checkpoint write is done; one
+	 * that failed fails the job, as it would have at its checkpoint */
+	if (ckpt_wait(&r) && (st == NN_OK || st == NN_ESTOPPED))
+		st = NN_EINVAL;
+	free(r.w.buf);
+	int64_t t_end = util_mono_us();
 
 	if (!code && st == NN_ESTOPPED && !lv->cancel) {
 		/* shutdown: stays queued, resumes from the checkpoint next start */
@@ -828,10 +936,12 @@ static int run_job(jobs *q, live *lv)
 		lv->state = r.j.state;
 		pthread_mutex_unlock(&q->mu);
 		/* the last steps first, with the row still running, so no reader
-		 * sees the final state before the version is published */
+		 * sees the final state before the version is published (none are
+		 * left when the last epoch's end wrote them) */
 		int fin = r.j.state;
 		r.j.state = API_JOB_RUNNING;
-		flush(&r, 0, 0, NULL);
+		if (r.n_steps > 0)
+			flush(&r, 0, 0, NULL);
 		r.j.state = fin;
 		r.j.finished_at = util_now_ms();
 		int recorded = 1;
@@ -848,10 +958,12 @@ static int run_job(jobs *q, live *lv)
 		} else {
 			recorded = record_end(q, &r.j) == 0;
 		}
-		if (recorded)   /* else a restart resumes it from the checkpoint */
-			store_checkpoint_delete(q->st, r.j.id);
+		drop_ckpt = recorded;   /* else a restart resumes from it */
 		util_log(2, "jobs: %s: %s", r.j.id, api_job_state_name(r.j.state));
 	}
+	util_log(3, "jobs: %s: %.1f ms to start, %.1f ms training (%.1f ms of it handing over "
+	         "checkpoints), %.1f ms to record the end", r.j.id, (t_train - t_start) / 1e3,
+	         (t_end - t_train) / 1e3, r.ckpt_us / 1e3, (util_mono_us() - t_end) / 1e3);
 	nn_model_free(m);
 	api_dataset_free(&train);
 	api_dataset_free(&val);
@@ -870,6 +982,10 @@ static int run_job(jobs *q, live *lv)
 		feed_unref(q, lv->f);
 		free(lv);
 	}
+	/* after the final state is out: a finished job's checkpoint is
+	 * useless, and one a crash leaves behind goes at the next start */
+	if (drop_ckpt)
+		store_checkpoint_delete(q->st, r.j.id);
 	api_job_release(&r.j);
 	return final;
 }

@@ -1217,6 +1217,32 @@ int store_job_update(store *s, const api_job *j, api_err *e)
 	return rc;
 }
 
+int store_job_start(store *s, const api_job *j, int base_version, api_err *e)
+{
+	pthread_mutex_lock(&s->mu);
+	int ok = exec(s, "BEGIN IMMEDIATE") == 0;
+	if (ok && base_version >= 0) {
+		sqlite3_stmt *st = prep(s, "UPDATE jobs SET base_version=? WHERE id=?");
+		ok = st != NULL;
+		if (st) {
+			sqlite3_bind_int(st, 1, base_version);
+			sqlite3_bind_text(st, 2, j->id, -1, SQLITE_TRANSIENT);
+			ok = sqlite3_step(st) == SQLITE_DONE;
+			sqlite3_finalize(st);
+		}
+	}
+	if (ok)
+		ok = job_update_locked(s, j) == 0;
+	if (ok)
+		ok = exec(s, "COMMIT") == 0;
+	if (!ok) {
+		db_fail(s, e, "start job");
+		exec(s, "ROLLBACK");
+	}
+	pthread_mutex_unlock(&s->mu);
+	return ok ? 0 : -1;
+}
+
 int store_job_request_cancel(store *s, const char *id)
 {
 	pthread_mutex_lock(&s->mu);

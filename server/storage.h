@@ -67,6 +67,10 @@ int store_job_update(store *s, const api_job *j, api_err *e);
 /* The model version a job started from (-1 when not started yet). */
 int store_job_base_version(store *s, const char *id, int *version);
 int store_job_set_base_version(store *s, const char *id, int version);
+/* A job's start in one commit: every mutable field of j (as
+ * store_job_update) and, when base_version >= 0, the model version it
+ * starts from. */
+int store_job_start(store *s, const api_job *j, int base_version, api_err *e);
 /* A cancel of a running job, recorded before it is acknowledged so a crash
  * before the job stops cannot undo it. 0 or -1. */
 int store_job_request_cancel(store *s, const char *id);
