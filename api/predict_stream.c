@@ -226,13 +226,13 @@ static int swar_digits(const char *p, uint32_t *val)
 #include <emmintrin.h>
 
 /* Bit i of each mask tells the class of byte i of the 64 at s: a digit, a
- * comma, white space. */
-static void classify64(const char *s, uint64_t *d, uint64_t *c, uint64_t *w)
+ * comma, white space, a '0'. */
+static void classify64(const char *s, uint64_t *d, uint64_t *c, uint64_t *w, uint64_t *z)
 {
 	const __m128i lo = _mm_set1_epi8('0' - 1), hi = _mm_set1_epi8('9' + 1);
-	const __m128i comma = _mm_set1_epi8(','), sp = _mm_set1_epi8(' ');
+	const __m128i comma = _mm_set1_epi8(','), sp = _mm_set1_epi8(' '), zero = _mm_set1_epi8('0');
 	const __m128i nl = _mm_set1_epi8('\n'), cr = _mm_set1_epi8('\r'), tab = _mm_set1_epi8('\t');
-	uint64_t dm = 0, cm = 0, wm = 0;
+	uint64_t dm = 0, cm = 0, wm = 0, zm = 0;
 	for (int k = 0; k < 4; k++) {
 		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + 16 * k));
 		__m128i dig = _mm_and_si128(_mm_cmpgt_epi8(v, lo), _mm_cmplt_epi8(v, hi));
@@ -241,10 +241,91 @@ static void classify64(const char *s, uint64_t *d, uint64_t *c, uint64_t *w)
 		dm |= (uint64_t)(uint16_t)_mm_movemask_epi8(dig) << (16 * k);
 		cm |= (uint64_t)(uint16_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v, comma)) << (16 * k);
 		wm |= (uint64_t)(uint16_t)_mm_movemask_epi8(ws) << (16 * k);
+		zm |= (uint64_t)(uint16_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v, zero)) << (16 * k);
 	}
 	*d = dm;
 	*c = cm;
 	*w = wm;
+	*z = zm;
+}
+
+/* val[j] = the value of the up to 3 digits that end at byte j of the 64 at
+ * s (s[-1] and s[-2] readable): units + 10 tens + 100 hundreds, each digit
+ * counted only while the digits after it are digits too, 16 bits a lane. */
+static void values64(const char *s, uint16_t *val)
+{
+	const __m128i lo = _mm_set1_epi8('0' - 1), hi = _mm_set1_epi8('9' + 1);
+	const __m128i c0 = _mm_set1_epi8('0'), z = _mm_setzero_si128();
+	const __m128i ten = _mm_set1_epi16(10), hundred = _mm_set1_epi16(100);
+	for (int k = 0; k < 4; k++) {
+		const char *q = s + 16 * k;
+		__m128i a = _mm_loadu_si128((const __m128i *)(const void *)q);
+		__m128i b = _mm_loadu_si128((const __m128i *)(const void *)(q - 1));
+		__m128i c = _mm_loadu_si128((const __m128i *)(const void *)(q - 2));
+		__m128i db = _mm_and_si128(_mm_cmpgt_epi8(b, lo), _mm_cmplt_epi8(b, hi));
+		__m128i dc = _mm_and_si128(_mm_and_si128(_mm_cmpgt_epi8(c, lo), _mm_cmplt_epi8(c, hi)), db);
+		__m128i va = _mm_sub_epi8(a, c0);
+		__m128i vb = _mm_and_si128(_mm_sub_epi8(b, c0), db);
+		__m128i vc = _mm_and_si128(_mm_sub_epi8(c, c0), dc);
+		__m128i l16 = _mm_add_epi16(_mm_unpacklo_epi8(va, z),
+		              _mm_add_epi16(_mm_mullo_epi16(_mm_unpacklo_epi8(vb, z), ten),
+		                            _mm_mullo_epi16(_mm_unpacklo_epi8(vc, z), hundred)));
+		__m128i h16 = _mm_add_epi16(_mm_unpackhi_epi8(va, z),
+		              _mm_add_epi16(_mm_mullo_epi16(_mm_unpackhi_epi8(vb, z), ten),
+		                            _mm_mullo_epi16(_mm_unpackhi_epi8(vc, z), hundred)));
+		_mm_storeu_si128((__m128i *)(void *)(val + 16 * k), l16);
+		_mm_storeu_si128((__m128i *)(void *)(val + 16 * k + 8), h16);
+	}
+}
+
+/*
+ * A row of integers of 1 to 3 digits (image pixels): as int_row, but the
+ * numbers' values are computed for every byte at once (values64) and read
+ * where each run of digits ends. p - 2 must be readable (the body holds at
+ * least '[' and one more byte before a row). 0 when read; -1 when the row
+ * is of another shape or holds a longer number (int_row then reads it).
+ */
+static int small_int_row(const char *p, const char *close, float *x, int width)
+{
+	size_t len = (size_t)(close - p);
+	uint64_t carry_d = 0, carry_c = 1, carry_w = 0, prev_d = 0, bad = 0;
+	int c = 0, last_digit = 0;
+	uint16_t val[64];
+	for (size_t off = 0; off < len; off += 64) {
+		const char *s = p + off;
+		char tail[66];
+		size_t m = len - off < 64 ? len - off : 64;
+		if (m < 64) {
+			memcpy(tail, s - 2, m + 2);
+			memset(tail + 2 + m, 'x', 64 - m);
+			s = tail + 2;
+		}
+		uint64_t d, cm, w, zm;
+		classify64(s, &d, &cm, &w, &zm);
+		uint64_t valid = m == 64 ? ~0ull : (1ull << m) - 1;
+		uint64_t pd = d << 1 | carry_d, pc = cm << 1 | carry_c, pw = w << 1 | carry_w;
+		if ((~(d | cm | w) | (w & ~pc) | (pd & ~d & ~cm) | (pc & ~(d | w)) | (pw & ~d)) & valid)
+			return -1;    /* the same structure rules as int_row's */
+		/* a run that touches the block's end may go on in the next */
+		uint64_t more = off + 64 < len && p[off + 64] >= '0' && p[off + 64] <= '9';
+		uint64_t ends = d & ~(d >> 1 | more << 63) & valid;
+		uint64_t starts = d & ~pd & valid;
+		/* a run of 4 digits or more ends here; a number starts with 0 and
+		 * goes on (checked once, after the row) */
+		bad |= ends & pd & (d << 2 | prev_d >> 62) & (d << 3 | prev_d >> 61);
+		bad |= starts & zm & (d >> 1 | more << 63);
+		carry_d = d >> 63;
+		carry_c = cm >> 63;
+		carry_w = w >> 63;
+		prev_d = d;
+		last_digit = (int)(d >> (m - 1) & 1);
+		if (c + __builtin_popcountll(ends) > width)
+			return -1;
+		values64(s, val);
+		for (uint64_t e = ends; e; e &= e - 1)
+			x[c++] = (float)val[__builtin_ctzll(e)];
+	}
+	return !bad && last_digit && c == width ? 0 : -1;
 }
 
 /*
@@ -273,8 +354,9 @@ static int int_row(const char *p, const char *close, float *x, int width)
 			memset(tail + m, 'x', 64 - m);
 			s = tail;
 		}
-		uint64_t d, cm, w;
-		classify64(s, &d, &cm, &w);
+		uint64_t d, cm, w, zm;
+		classify64(s, &d, &cm, &w, &zm);
+		(void)zm;
 		uint64_t valid = m == 64 ? ~0ull : (1ull << m) - 1;
 		/* the class of the byte before each byte */
 		uint64_t pd = d << 1 | carry_d, pc = cm << 1 | carry_c, pw = w << 1 | carry_w;
@@ -542,7 +624,8 @@ void api_predict_stream_scan(api_predict_stream *ps, const char *body, size_t le
 			if (ps->rows >= API_PREDICT_MAX_ROWS)
 				goto fail;
 #if defined(__SSE2__)
-			if (int_row(p + 1, close, x, ps->inputs) < 0 &&
+			if (small_int_row(p + 1, close, x, ps->inputs) < 0 &&
+			    int_row(p + 1, close, x, ps->inputs) < 0 &&
 			    read_row(p + 1, close, x, ps->inputs) < 0)
 				goto fail;
 #else

@@ -388,6 +388,51 @@ START_TEST(test_json_reader_reads_numbers_as_strtod)
 }
 END_TEST
 
+/* Rows of image-like integers (mostly 0 to 255, some of 4 to 6 digits, runs
+ * across the reader's 64-byte blocks), written "1,2" or "1, 2" at random:
+ * the stream reads them as the general path does. */
+START_TEST(test_json_reader_reads_pixel_rows_as_strtod)
+{
+	const int inputs = 150, rows = 40;
+	api_backend b = backend();
+	serve_model(NN_TASK_REGRESSION, inputs, 3);
+	uint32_t st = 99;
+	for (int round = 0; round < 25; round++) {
+		size_t cap = (size_t)rows * inputs * 9 + 64, n = 0;
+		char *json = malloc(cap);
+		ck_assert_ptr_nonnull(json);
+		n += (size_t)snprintf(json + n, cap - n, "{\"instances\":[");
+		for (int r = 0; r < rows; r++) {
+			n += (size_t)snprintf(json + n, cap - n, "%s[", r ? "," : "");
+			for (int c = 0; c < inputs; c++) {
+				st = st * 1664525u + 1013904223u;
+				unsigned kind = (st >> 24) % 10, v = kind < 5 ? 0 : kind < 9 ? (st >> 8) % 256
+				                                                     : (st >> 4) % 1000000;
+				if (round < 5)
+					v %= 256;   /* rows of small numbers only */
+				n += (size_t)snprintf(json + n, cap - n, "%s%u",
+				                      c ? ((st >> 3) & 1 ? ", " : ",") : "", v);
+			}
+			n += (size_t)snprintf(json + n, cap - n, "]");
+		}
+		snprintf(json + n, cap - n, "]}");
+		api_req rq = request(json, strlen(json));
+		api_reply want;
+		memset(&want, 0, sizeof want);
+		api_model_predict_general(&b, &rq, &want, 1);
+		ck_assert_int_eq(want.status, 200);
+		api_reply got;
+		ck_assert_int_eq(predict_json_stream(&b, json, 4096, 1, &got), 1);
+		ck_assert_uint_eq(got.body_len, want.body_len);
+		ck_assert(memcmp(got.body, want.body, want.body_len) == 0);
+		api_reply_release(&got);
+		api_reply_release(&want);
+		free(json);
+	}
+	drop_model();
+}
+END_TEST
+
 START_TEST(test_json_reader_steps_aside_for_other_bodies)
 {
 	const int inputs = 2;
@@ -519,6 +564,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_regression_outputs_as_float32);
 	tcase_add_test(tc, test_bad_float32_bodies_name_the_field);
 	tcase_add_test(tc, test_json_reader_reads_numbers_as_strtod);
+	tcase_add_test(tc, test_json_reader_reads_pixel_rows_as_strtod);
 	tcase_add_test(tc, test_json_reader_steps_aside_for_other_bodies);
 	tcase_add_test(tc, test_reply_numbers_are_the_shortest_that_read_back);
 	tcase_add_test(tc, test_accept_picks_float32_only_when_preferred);
