@@ -319,11 +319,18 @@ static int small_int_row(const char *p, const char *close, float *x, int width)
 		carry_w = w >> 63;
 		prev_d = d;
 		last_digit = (int)(d >> (m - 1) & 1);
-		if (c + __builtin_popcountll(ends) > width)
-			return -1;
 		values64(s, val);
-		for (uint64_t e = ends; e; e &= e - 1)
-			x[c++] = (float)val[__builtin_ctzll(e)];
+		if (c + 32 <= width) {
+			/* room for any block: 64 bytes end 32 numbers at most */
+			for (uint64_t e = ends; e; e &= e - 1)
+				x[c++] = (float)val[__builtin_ctzll(e)];
+		} else {
+			for (uint64_t e = ends; e; e &= e - 1) {
+				if (c == width)
+					return -1;
+				x[c++] = (float)val[__builtin_ctzll(e)];
+			}
+		}
 	}
 	return !bad && last_digit && c == width ? 0 : -1;
 }
