@@ -31,6 +31,7 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <stdio.h>
@@ -448,6 +449,23 @@ static enum MHD_Result serve_srv(req *r, route_srv srv)
  * at once (a 30 MB batch is then never copied by realloc). */
 #define HTTP_PREALLOC_MAX ((int64_t)64 << 20)
 
+/* A hint for a large buffer about to be filled: transparent huge pages
+ * over its 2 MiB-aligned inside, faulted in 2 MiB at a time rather than
+ * 4 KiB (a 30 MB batch body takes 7,500 faults otherwise). Nothing changes
+ * where the kernel refuses. */
+static void huge_pages(void *p, size_t len)
+{
+#ifdef MADV_HUGEPAGE
+	const uintptr_t mb2 = (uintptr_t)2 << 20;
+	uintptr_t from = ((uintptr_t)p + mb2 - 1) & ~(mb2 - 1), to = ((uintptr_t)p + len) & ~(mb2 - 1);
+	if (len >= 4 * mb2 && to > from)
+		(void)madvise((void *)from, to - from, MADV_HUGEPAGE);
+#else
+	(void)p;
+	(void)len;
+#endif
+}
+
 /* The predict route: JSON or float32 rows, read by a prediction stream as
  * they arrive (see predict_stream.h). A JSON body also goes to the buffer,
  * for the general path when it is not the plain shape. */
@@ -474,6 +492,7 @@ static enum MHD_Result begin_predict(req *r, const char *ct, int64_t clen)
 			if (!(r->buf = malloc((size_t)clen + 1)))
 				return fail(r, 500, "out_of_memory", "out of memory");
 			r->cap = (size_t)clen + 1;
+			huge_pages(r->buf, r->cap);
 		}
 		return MHD_YES;
 	}
