@@ -10,10 +10,14 @@
  * A job's durable record is the store's row; the in-memory `live` entry
  * exists while it is queued or running and carries the cancel flag and the
  * newest step for GET /v1/jobs/{id}. Metric history is buffered by the
- * worker and written at each epoch end, checkpoint and finish, and at
- * least once a second; the
- * checkpoint holds the step the engine resumes from, so history written
- * past it is simply rewritten on resume (same values, same seed).
+ * worker and written at each epoch end, before a checkpoint is handed to
+ * its writer thread (see ckpt_writer), at the finish, and at least once a
+ * second; the checkpoint holds the step the engine resumes from, so
+ * history written past it is simply rewritten on resume (same values,
+ * same seed).
+ *
+ * A job's start reads what the store keeps in memory: the data sets'
+ * shared mappings (store_dataset_acquire) and the model's cached version.
  */
 #include <errno.h>
 #include <math.h>
@@ -804,9 +808,8 @@ static int run_job(jobs *q, live *lv)
 	nn_train_config cfg = nn_train_config_default();
 	api_job_refs refs;
 	memset(&refs, 0, sizeof refs);
-	api_dataset train, val;
-	memset(&train, 0, sizeof train);
-	memset(&val, 0, sizeof val);
+	/* the data sets' shared mappings (read-only; see store_dataset_acquire) */
+	const api_dataset *train = NULL, *val = NULL;
 	int have_val = 0;
 	nn_model *m = NULL;
 	void *ckpt = NULL;
@@ -821,12 +824,12 @@ static int run_job(jobs *q, live *lv)
 		snprintf(err, sizeof err, "the stored config is invalid: %.500s", e.detail);
 	}
 	cJSON_Delete(cj);
-	if (!code && store_dataset_load(q->st, r.j.dataset, &train, &e) < 0) {
+	if (!code && store_dataset_acquire(q->st, r.j.dataset, &train, &e) < 0) {
 		code = "dataset_unavailable";
 		snprintf(err, sizeof err, "%s", e.detail);
 	}
 	if (!code && r.j.val_dataset[0]) {
-		if (store_dataset_load(q->st, r.j.val_dataset, &val, &e) < 0) {
+		if (store_dataset_acquire(q->st, r.j.val_dataset, &val, &e) < 0) {
 			code = "dataset_unavailable";
 			snprintf(err, sizeof err, "%s", e.detail);
 		} else {
@@ -859,9 +862,9 @@ static int run_job(jobs *q, live *lv)
 
 	r.epochs = cfg.epochs;
 	r.last_flush_us = util_mono_us();
-	r.n_train = train.rows;
+	r.n_train = train ? train->rows : 0;
 	if (!have_val && cfg.val_fraction > 0)
-		r.n_train = train.rows - (int64_t)((double)train.rows * cfg.val_fraction);
+		r.n_train -= (int64_t)((double)r.n_train * cfg.val_fraction);
 	int64_t spe = cfg.batch_size > 0 ? (r.n_train + cfg.batch_size - 1) / cfg.batch_size : 1;
 	r.total_steps = spe * cfg.epochs;
 
@@ -879,11 +882,11 @@ static int run_job(jobs *q, live *lv)
 	memset(&res, 0, sizeof res);
 	if (!code) {
 		nn_callbacks cb = { &r, on_step, on_epoch, should_stop, on_checkpoint };
-		nn_data tv = api_dataset_view(&train);
-		nn_data vv = have_val ? api_dataset_view(&val) : (nn_data){ 0 };
+		nn_data tv = api_dataset_view(train);
+		nn_data vv = have_val ? api_dataset_view(val) : (nn_data){ 0 };
 		util_log(2, "jobs: %s: %s (%lld rows, %d epochs)", r.j.id,
 		         ckpt ? "resuming from its checkpoint" : "starting",
-		         (long long)train.rows, cfg.epochs);
+		         (long long)train->rows, cfg.epochs);
 		st = nn_train(m, &tv, have_val ? &vv : NULL, &cfg, &cb, ckpt, ckpt_len, &res, err,
 		              sizeof err);
 	}
@@ -965,8 +968,8 @@ static int run_job(jobs *q, live *lv)
 	         "checkpoints), %.1f ms to record the end", r.j.id, (t_train - t_start) / 1e3,
 	         (t_end - t_train) / 1e3, r.ckpt_us / 1e3, (util_mono_us() - t_end) / 1e3);
 	nn_model_free(m);
-	api_dataset_free(&train);
-	api_dataset_free(&val);
+	store_dataset_release(q->st, train);
+	store_dataset_release(q->st, val);
 	api_job_refs_free(&refs);
 	free(r.steps);
 

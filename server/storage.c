@@ -41,6 +41,31 @@ typedef struct snap {
 #define SNAP_CACHE_MAX 64
 #define SNAP_CACHE_BYTES ((int64_t)1 << 30)
 
+/*
+ * A data set's stored matrix, mapped once and shared by the jobs training
+ * on it (store_dataset_acquire). Checking a file (its CRC over every byte)
+ * and mapping it costs some 20 ms per 100 MB; data files never change once
+ * written, so a mapping checked once serves every later job, and one no
+ * job holds stays cached until DS_CACHE_IDLE_MAX others or
+ * DS_CACHE_IDLE_BYTES push it out, or its data set is deleted. The pages
+ * are the file's page cache (clean, reclaimable), not a private copy.
+ *
+ * Invariants: refs counts the holders plus one while cached; d is freed
+ * (unmapped) when refs reaches 0; guarded by store.ds_mu.
+ */
+typedef struct dsmap {
+	api_dataset d;          /* first: holders see this */
+	char id[API_ID_LEN];
+	int refs;
+	int cached;
+	uint64_t used;          /* cache clock at the last acquire (LRU) */
+	int64_t bytes;
+	struct dsmap *next;
+} dsmap;
+
+#define DS_CACHE_IDLE_MAX 4
+#define DS_CACHE_IDLE_BYTES ((int64_t)1 << 31)
+
 struct store {
 	char dir[1024];
 	char ds_dir[1100], mdl_dir[1100], ckpt_dir[1100];
@@ -50,6 +75,9 @@ struct store {
 	snap *snaps;
 	uint64_t serial;
 	uint64_t clock;           /* LRU clock for the cache */
+	pthread_mutex_t ds_mu;    /* guards the data set cache */
+	dsmap *dsmaps;
+	uint64_t ds_clock;
 };
 
 static const char schema[] =
@@ -237,6 +265,7 @@ int store_open(const char *dir, store **out, char *err, size_t errlen)
 	snprintf(s->ckpt_dir, sizeof s->ckpt_dir, "%s/checkpoints", dir);
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_mutex_init(&s->snap_mu, NULL);
+	pthread_mutex_init(&s->ds_mu, NULL);
 	if (util_mkdir(dir) < 0 || util_mkdir(s->ds_dir) < 0 || util_mkdir(s->mdl_dir) < 0 ||
 	    util_mkdir(s->ckpt_dir) < 0) {
 		snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
@@ -289,12 +318,23 @@ void store_close(store *s)
 		}
 		p = next;
 	}
+	dsmap *dm = s->dsmaps;
+	while (dm) {
+		dsmap *next = dm->next;
+		dm->cached = 0;
+		if (--dm->refs == 0) {
+			api_dataset_free(&dm->d);
+			free(dm);
+		}
+		dm = next;
+	}
 	if (s->db) {
 		sqlite3_exec(s->db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
 		sqlite3_close(s->db);
 	}
 	pthread_mutex_destroy(&s->mu);
 	pthread_mutex_destroy(&s->snap_mu);
+	pthread_mutex_destroy(&s->ds_mu);
 	free(s);
 }
 
@@ -462,6 +502,8 @@ static int in_use(store *s, const char *sql, const char *id)
 	return used;
 }
 
+static void ds_uncache(store *s, const char *id);
+
 int store_dataset_delete(store *s, const char *id, api_err *e)
 {
 	pthread_mutex_lock(&s->mu);
@@ -485,6 +527,7 @@ int store_dataset_delete(store *s, const char *id, api_err *e)
 	}
 	pthread_mutex_unlock(&s->mu);
 	if (rc == 0) {
+		ds_uncache(s, id);
 		char file[64];
 		ds_file(id, file, sizeof file);
 		util_unlink(s->ds_dir, file);
@@ -522,6 +565,115 @@ int store_dataset_load(store *s, const char *id, api_dataset *out, api_err *e)
 	int rc = api_dataset_deserialize(buf, len, out, e);
 	free(buf);
 	return rc;
+}
+
+/* ---- the data set cache (see dsmap) */
+
+static void dsmap_unref_locked(dsmap *m)
+{
+	if (--m->refs == 0) {
+		api_dataset_free(&m->d);
+		free(m);
+	}
+}
+
+/* Drops idle entries, least recently used first, past the idle budget.
+ * Caller holds ds_mu. */
+static void ds_evict_locked(store *s)
+{
+	for (;;) {
+		int n = 0;
+		int64_t bytes = 0;
+		dsmap **victim = NULL;
+		for (dsmap **pp = &s->dsmaps; *pp; pp = &(*pp)->next) {
+			if ((*pp)->refs > 1)
+				continue;    /* held by a job */
+			n++;
+			bytes += (*pp)->bytes;
+			if (!victim || (*pp)->used < (*victim)->used)
+				victim = pp;
+		}
+		if (!victim || (n <= DS_CACHE_IDLE_MAX && bytes <= DS_CACHE_IDLE_BYTES))
+			return;
+		dsmap *v = *victim;
+		*victim = v->next;
+		v->cached = 0;
+		dsmap_unref_locked(v);
+	}
+}
+
+static void ds_uncache(store *s, const char *id)
+{
+	pthread_mutex_lock(&s->ds_mu);
+	for (dsmap **pp = &s->dsmaps; *pp; pp = &(*pp)->next)
+		if (strcmp((*pp)->id, id) == 0) {
+			dsmap *m = *pp;
+			*pp = m->next;
+			m->cached = 0;
+			dsmap_unref_locked(m);
+			break;
+		}
+	pthread_mutex_unlock(&s->ds_mu);
+}
+
+int store_dataset_acquire(store *s, const char *id, const api_dataset **out, api_err *e)
+{
+	*out = NULL;
+	pthread_mutex_lock(&s->ds_mu);
+	for (dsmap *m = s->dsmaps; m; m = m->next)
+		if (strcmp(m->id, id) == 0) {
+			m->refs++;
+			m->used = ++s->ds_clock;
+			pthread_mutex_unlock(&s->ds_mu);
+			*out = &m->d;
+			return 0;
+		}
+	pthread_mutex_unlock(&s->ds_mu);
+
+	/* checked and mapped outside the lock; a racing acquire of the same
+	 * data set that cached it first wins, and this copy goes */
+	dsmap *m = calloc(1, sizeof *m);
+	if (!m)
+		return api_err_set(e, 500, "out_of_memory", "out of memory");
+	if (store_dataset_load(s, id, &m->d, e) < 0) {
+		free(m);
+		return -1;
+	}
+	snprintf(m->id, sizeof m->id, "%s", id);
+	m->bytes = m->d.map ? (int64_t)m->d.map_len
+	                    : (int64_t)(m->d.rows * (m->d.features + m->d.outputs) * 4);
+	pthread_mutex_lock(&s->ds_mu);
+	for (dsmap *o = s->dsmaps; o; o = o->next)
+		if (strcmp(o->id, id) == 0) {
+			o->refs++;
+			o->used = ++s->ds_clock;
+			pthread_mutex_unlock(&s->ds_mu);
+			api_dataset_free(&m->d);
+			free(m);
+			*out = &o->d;
+			return 0;
+		}
+	m->refs = 2;              /* the caller and the cache */
+	m->cached = 1;
+	m->used = ++s->ds_clock;
+	m->next = s->dsmaps;
+	s->dsmaps = m;
+	ds_evict_locked(s);
+	pthread_mutex_unlock(&s->ds_mu);
+	*out = &m->d;
+	return 0;
+}
+
+void store_dataset_release(store *s, const api_dataset *d)
+{
+	if (!d)
+		return;
+	dsmap *m = (dsmap *)d;
+	pthread_mutex_lock(&s->ds_mu);
+	dsmap_unref_locked(m);
+	if (m->cached)            /* still alive: it may be idle now */
+		ds_evict_locked(s);
+	pthread_mutex_unlock(&s->ds_mu);
 }
 
 /* ---------------------------------------------------------------- models */
@@ -577,6 +729,8 @@ static int mdl_info_from_row(sqlite3_stmt *st, api_model_info *out)
 	out->doc = o;
 	return 0;
 }
+
+static void snap_cache_new(store *s, const char *id, const nn_model *m);
 
 int store_model_create(store *s, const char *name, const nn_model *m, api_model_info *out,
                        api_err *e)
@@ -643,6 +797,7 @@ int store_model_create(store *s, const char *name, const nn_model *m, api_model_
 		util_unlink(s->mdl_dir, file);
 		return -1;
 	}
+	snap_cache_new(s, id, m);
 	return store_model_get(s, id, out, e);
 }
 
@@ -863,6 +1018,24 @@ static void snap_cache_locked(store *s, snap *p)
 	p->next = s->snaps;
 	s->snaps = p;
 	snap_evict_locked(s, p);
+}
+
+/* Caches a copy of a just-created model as its version 0, so its first
+ * job (or prediction) need not read back and check the file it was just
+ * written to. Best effort: without memory the first reader loads it. */
+static void snap_cache_new(store *s, const char *id, const nn_model *m)
+{
+	nn_model *c = nn_model_clone(m);
+	snap *p = c ? snap_new(s, id, c, 0, NULL) : NULL;
+	if (!p) {
+		nn_model_free(c);
+		return;
+	}
+	pthread_mutex_lock(&s->snap_mu);
+	p->refs = 1;
+	snap_cache_locked(s, p);
+	snap_unref_locked(p);
+	pthread_mutex_unlock(&s->snap_mu);
 }
 
 int store_model_snapshot(store *s, const char *id, api_model_snap **out, api_err *e)

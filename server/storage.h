@@ -37,8 +37,14 @@ int store_dataset_list(store *s, int64_t limit, int64_t offset, cJSON *items, in
                        api_err *e);
 /* 409 while a queued or running job uses it. */
 int store_dataset_delete(store *s, const char *id, api_err *e);
-/* The stored matrix. */
+/* The stored matrix (a private mapping, checked against its CRC). */
 int store_dataset_load(store *s, const char *id, api_dataset *out, api_err *e);
+/* The same, shared: the first call in this process checks and maps the
+ * file, later ones (until the entry leaves the cache, see storage.c) get
+ * that mapping back. *out is read-only and valid until
+ * store_dataset_release(s, *out) (NULL ok). */
+int store_dataset_acquire(store *s, const char *id, const api_dataset **out, api_err *e);
+void store_dataset_release(store *s, const api_dataset *d);
 
 /* ---- models */
 int store_model_create(store *s, const char *name, const nn_model *m, api_model_info *out,
