@@ -445,39 +445,38 @@ def bench_predict(d, env, model, n_lat, wrk_seconds, reps, workdir):
     binary = ["--ctype", "application/octet-stream", "--accept", "application/octet-stream"]
     path = f"/v1/models/{model['id']}/predict"
 
-    # each predict follows a GET /healthz on the same connection (--versus),
-    # so both are timed under the same load, request by request
-    vs = ["--versus", "/healthz"]
-    pr, pb = [], []
-    for _ in range(reps):
-        pr.append(run_json([LATENCY, "--port", str(d.port), "--path", path, "--body", one,
-                            "--n", str(n_lat)] + vs, env))
-        pb.append(run_json([LATENCY, "--port", str(d.port), "--path", path, "--body", one_bin,
-                            "--n", str(n_lat)] + binary + vs, env))
-    p = min(pr, key=lambda r: r["p50_us"])
-    b = min(pb, key=lambda r: r["p50_us"])
-    h = {"p50_us": p["vs_p50_us"], "p99_us": p["vs_p99_us"]}
-    row(f"single-row predict p50, 1 conn, {n_lat // 1000}k req", f"{p['p50_us']:.0f} us",
-        f"{h['p50_us']:.0f} us healthz", f"{p['p50_ratio']:.2f}x", "<= 1.5x")
-    row("single-row predict p99", f"{p['p99_us']:.0f} us", f"{h['p99_us']:.0f} us healthz",
-        f"{p['p99_ratio']:.2f}x", "")
-    row("  the same, float32 row in and out, p50", f"{b['p50_us']:.0f} us",
-        f"{b['vs_p50_us']:.0f} us healthz", f"{b['p50_ratio']:.2f}x", "(extension)")
     # the same body to a model with one hidden unit: the service's own cost
     # (body, JSON, snapshot, reply) without the MLP's forward pass
     tiny = check(*d.request("POST", "/v1/models", {
         "name": "tiny", "task": "classification", "inputs": 784, "outputs": 10, "seed": 1,
         "layers": [{"type": "dense", "units": 1}]}))
-    t = min((run_json([LATENCY, "--port", str(d.port), "--path",
-                       f"/v1/models/{tiny['id']}/predict", "--body", one, "--n", str(n_lat)]
-                      + vs, env)
-             for _ in range(reps)), key=lambda r: r["p50_us"])
-    # each split from its own run's /healthz, so the load of that run cancels
-    service = t["p50_us"] - t["vs_p50_us"]
+    # healthz, JSON, float32 and tiny-model runs take turns, so drift hits all
+    # of them; each is timed on its own (bench_latency --versus would time a
+    # predict right after each /healthz instead, each warming the other's caches)
+    hz, pr, pb, tn = [], [], [], []
+    for _ in range(reps):
+        hz.append(run_json([LATENCY, "--port", str(d.port), "--path", "/healthz",
+                            "--n", str(n_lat)], env))
+        pr.append(run_json([LATENCY, "--port", str(d.port), "--path", path, "--body", one,
+                            "--n", str(n_lat)], env))
+        pb.append(run_json([LATENCY, "--port", str(d.port), "--path", path, "--body", one_bin,
+                            "--n", str(n_lat)] + binary, env))
+        tn.append(run_json([LATENCY, "--port", str(d.port), "--path",
+                            f"/v1/models/{tiny['id']}/predict", "--body", one, "--n", str(n_lat)],
+                           env))
+    h = min(hz, key=lambda r: r["p50_us"])
+    p = min(pr, key=lambda r: r["p50_us"])
+    b = min(pb, key=lambda r: r["p50_us"])
+    row(f"single-row predict p50, 1 conn, {n_lat // 1000}k req", f"{p['p50_us']:.0f} us",
+        f"{h['p50_us']:.0f} us healthz", f"{p['p50_us'] / h['p50_us']:.2f}x", "<= 1.5x")
+    row("single-row predict p99", f"{p['p99_us']:.0f} us", f"{h['p99_us']:.0f} us healthz",
+        f"{p['p99_us'] / h['p99_us']:.2f}x", "")
+    row("  the same, float32 row in and out, p50", f"{b['p50_us']:.0f} us",
+        f"{h['p50_us']:.0f} us healthz", f"{b['p50_us'] / h['p50_us']:.2f}x", "(extension)")
+    t = min(tn, key=lambda r: r["p50_us"])
     note(f"p50 split: /healthz {h['p50_us']:.0f} us, + body and JSON of 784 inputs "
-         f"{service:.0f} us (a 784-1-10 model), + the MLP's forward "
-         f"{p['p50_us'] - p['vs_p50_us'] - service:.0f} us; each predict timed right after a "
-         f"/healthz on the same connection")
+         f"{t['p50_us'] - h['p50_us']:.0f} us (a 784-1-10 model), + the MLP's forward "
+         f"{p['p50_us'] - t['p50_us']:.0f} us")
 
     lua = os.path.join(workdir, "predict.lua")
     write_lua(lua, one)
