@@ -670,8 +670,9 @@ void store_dataset_release(store *s, const api_dataset *d)
 		return;
 	dsmap *m = (dsmap *)d;
 	pthread_mutex_lock(&s->ds_mu);
+	int last = m->refs == 1;  /* then m goes here (no longer cached) */
 	dsmap_unref_locked(m);
-	if (m->cached)            /* still alive: it may be idle now */
+	if (!last)                /* still alive: it may be idle now */
 		ds_evict_locked(s);
 	pthread_mutex_unlock(&s->ds_mu);
 }
