@@ -3,6 +3,7 @@
  * CRC-32 used by model files, checkpoints and the store.
  */
 #include <pthread.h>
+#include <string.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -33,9 +34,12 @@ const char *nn_status_name(nn_status s)
 	return "unknown";
 }
 
-/* The reflected IEEE polynomial's table, built once (pthread_once, so
- * concurrent first callers are safe). */
-static uint32_t crc_table[256];
+/* The reflected IEEE polynomial's tables for slicing by 8 (a byte at a time
+ * is some 500 MB/s; eight bytes per round about five times that), built
+ * once (pthread_once, so concurrent first callers are safe). crc_table[0]
+ * is the classic one-byte table; crc_table[k][i] is i's CRC followed by k
+ * zero bytes. */
+static uint32_t crc_table[8][256];
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 
 static void crc_init(void)
@@ -44,8 +48,12 @@ static void crc_init(void)
 		uint32_t c = i;
 		for (int k = 0; k < 8; k++)
 			c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-		crc_table[i] = c;
+		crc_table[0][i] = c;
 	}
+	for (uint32_t i = 0; i < 256; i++)
+		for (int k = 1; k < 8; k++)
+			crc_table[k][i] = (crc_table[k - 1][i] >> 8) ^
+			                  crc_table[0][crc_table[k - 1][i] & 0xff];
 }
 
 uint32_t nn_crc32(uint32_t crc, const void *buf, size_t len)
@@ -54,7 +62,20 @@ uint32_t nn_crc32(uint32_t crc, const void *buf, size_t len)
 
 	pthread_once(&crc_once, crc_init);
 	crc = ~crc;
-	for (size_t i = 0; i < len; i++)
-		crc = crc_table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
+	size_t i = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	for (; i + 8 <= len; i += 8) {
+		uint32_t lo, hi;
+		memcpy(&lo, p + i, 4);
+		memcpy(&hi, p + i + 4, 4);
+		lo ^= crc;
+		crc = crc_table[7][lo & 0xff] ^ crc_table[6][(lo >> 8) & 0xff] ^
+		      crc_table[5][(lo >> 16) & 0xff] ^ crc_table[4][lo >> 24] ^
+		      crc_table[3][hi & 0xff] ^ crc_table[2][(hi >> 8) & 0xff] ^
+		      crc_table[1][(hi >> 16) & 0xff] ^ crc_table[0][hi >> 24];
+	}
+#endif
+	for (; i < len; i++)
+		crc = crc_table[0][(crc ^ p[i]) & 0xff] ^ (crc >> 8);
 	return ~crc;
 }

@@ -284,6 +284,29 @@ START_TEST(test_crc32_matches_the_ieee_check_value)
 	ck_assert_uint_eq(nn_crc32(nn_crc32(0, "1234", 4), "56789", 5), 0xCBF43926u);
 	ck_assert_str_eq(nn_status_name(NN_ECORRUPT), "corrupt");
 	ck_assert_str_eq(nn_status_name(NN_OK), "ok");
+
+	/* eight bytes per round: against a bit-at-a-time CRC written here, for
+	 * every length 0..40 at every start offset 0..7, and a long buffer
+	 * split at odd places */
+	unsigned char buf[4096 + 8];
+	uint32_t st = 12345;
+	for (size_t i = 0; i < sizeof buf; i++) {
+		st = st * 1103515245u + 12345u;
+		buf[i] = (unsigned char)(st >> 16);
+	}
+	for (int off = 0; off < 8; off++)
+		for (size_t len = 0; len <= 40; len++) {
+			uint32_t c = 0xffffffffu;
+			for (size_t i = 0; i < len; i++) {
+				c ^= buf[off + i];
+				for (int k = 0; k < 8; k++)
+					c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+			}
+			ck_assert_uint_eq(nn_crc32(0, buf + off, len), ~c);
+		}
+	uint32_t whole = nn_crc32(0, buf, 4096);
+	uint32_t parts = nn_crc32(nn_crc32(nn_crc32(0, buf, 3), buf + 3, 1001), buf + 1004, 3092);
+	ck_assert_uint_eq(whole, parts);
 }
 END_TEST
 
