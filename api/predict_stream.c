@@ -383,7 +383,8 @@ static int int_row(const char *p, const char *close, float *x, int width)
 			uint32_t v = 0;
 			/* the run's length from the mask, unless it reaches the
 			 * block's end (and so may go on) */
-			int n = __builtin_ctzll(~(d >> i));
+			uint64_t after = ~(d >> i);  /* 0: 64 digits from the block's start */
+			int n = after ? __builtin_ctzll(after) : 64;
 			if (c == width)
 				return -1;
 			if (n <= 4 && i + n < 64) {

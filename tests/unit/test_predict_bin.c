@@ -433,6 +433,50 @@ START_TEST(test_json_reader_reads_pixel_rows_as_strtod)
 }
 END_TEST
 
+/* Digit runs of every length up to 200 (64 digits fill a classifier block:
+ * the fuzzer found a ctz of zero there), starting at several offsets into
+ * the row (after 0 to 21 one-digit numbers): the streaming reader gives
+ * the general path's reply or steps aside for it (200 up to 38 digits, 422
+ * from 40: no finite float). */
+START_TEST(test_json_reader_takes_digit_runs_of_any_length)
+{
+	api_backend b = backend();
+	char json[512];
+	for (int lead = 0; lead <= 21; lead += 7) {
+		serve_model(NN_TASK_REGRESSION, lead + 2, 2);
+		for (int len = 1; len <= 200; len += (len < 70 ? 1 : 13)) {
+			int n = snprintf(json, sizeof json, "{\"instances\":[[");
+			for (int i = 0; i < lead; i++)
+				n += snprintf(json + n, sizeof json - (size_t)n, "%d,", i % 10);
+			for (int i = 0; i < len; i++)
+				json[n++] = (char)('1' + (i + lead) % 9);
+			n += snprintf(json + n, sizeof json - (size_t)n, ",7]]}");
+			api_req rq = request(json, (size_t)n);
+			api_reply want;
+			memset(&want, 0, sizeof want);
+			api_model_predict_general(&b, &rq, &want, 1);
+			if (len <= 38)
+				ck_assert_int_eq(want.status, 200);
+			if (len >= 40)
+				ck_assert_int_eq(want.status, 422);
+			/* the streaming reader answers, or steps aside for the general
+			 * path (a run too long to read); up to 8 digits it answers */
+			api_reply got;
+			int done = predict_json_stream(&b, json, 5, 1, &got);
+			ck_assert(done || len > 8);
+			if (done) {
+				ck_assert_int_eq(got.status, want.status);
+				ck_assert_uint_eq(got.body_len, want.body_len);
+				ck_assert(memcmp(got.body, want.body, want.body_len) == 0);
+				api_reply_release(&got);
+			}
+			api_reply_release(&want);
+		}
+		drop_model();
+	}
+}
+END_TEST
+
 START_TEST(test_json_reader_steps_aside_for_other_bodies)
 {
 	const int inputs = 2;
@@ -565,6 +609,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_bad_float32_bodies_name_the_field);
 	tcase_add_test(tc, test_json_reader_reads_numbers_as_strtod);
 	tcase_add_test(tc, test_json_reader_reads_pixel_rows_as_strtod);
+	tcase_add_test(tc, test_json_reader_takes_digit_runs_of_any_length);
 	tcase_add_test(tc, test_json_reader_steps_aside_for_other_bodies);
 	tcase_add_test(tc, test_reply_numbers_are_the_shortest_that_read_back);
 	tcase_add_test(tc, test_accept_picks_float32_only_when_preferred);
