@@ -38,7 +38,7 @@ static void sparse_setup(nn_scratch *s, const nn_model *m)
 	if (!nn_sparse_in_supported() || !nn_model_sparse_first(m, &w_off, &b_off, &out) ||
 	    (int64_t)out * m->spec.inputs > ((int64_t)1 << 24))
 		return;
-	s->sp = nn_sparse_in_create(s->max_rows, m->spec.inputs, out);
+	s->sp = nn_sparse_in_create_forward(s->max_rows, m->spec.inputs, out);
 	if (!s->sp)
 		return;
 	nn_sparse_in_weights(s->sp, m->params + w_off, b_off >= 0 ? m->params + b_off : NULL,

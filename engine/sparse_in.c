@@ -90,7 +90,19 @@ void nn_sparse_in_free(nn_sparse_in *s)
 	free(s);
 }
 
+static nn_sparse_in *create(int max_batch, int f, int out, int grad);
+
 nn_sparse_in *nn_sparse_in_create(int max_batch, int f, int out)
+{
+	return create(max_batch, f, out, 1);
+}
+
+nn_sparse_in *nn_sparse_in_create_forward(int max_batch, int f, int out)
+{
+	return create(max_batch, f, out, 0);
+}
+
+static nn_sparse_in *create(int max_batch, int f, int out, int grad)
 {
 	if (max_batch <= 0 || f <= 0 || out <= 0 || out % 16)
 		return NULL;
@@ -110,12 +122,14 @@ nn_sparse_in *nn_sparse_in_create(int max_batch, int f, int out)
 	s->wt = aligned_alloc(64, sizeof(float) * (size_t)f * (size_t)s->nblk * BLK);
 	s->c = malloc(sizeof(float) * (size_t)out);
 	s->rs = malloc(sizeof(float) * (size_t)f);
-	s->mask = malloc(sizeof(uint32_t) * (size_t)f * (size_t)((max_batch + 31) / 32));
-	s->dzp = aligned_alloc(64, sizeof(float) * (size_t)max_batch * (size_t)s->nblk * BLK);
-	s->gt = aligned_alloc(64, sizeof(float) * (size_t)f * (size_t)s->nblk * BLK);
-	s->db = malloc(sizeof(float) * (size_t)out);
-	if (!s->col || !s->val || !s->cb || !s->rm || !s->wt || !s->c || !s->rs || !s->mask ||
-	    !s->dzp || !s->gt || !s->db) {
+	if (grad) {
+		s->mask = malloc(sizeof(uint32_t) * (size_t)f * (size_t)((max_batch + 31) / 32));
+		s->dzp = aligned_alloc(64, sizeof(float) * (size_t)max_batch * (size_t)s->nblk * BLK);
+		s->gt = aligned_alloc(64, sizeof(float) * (size_t)f * (size_t)s->nblk * BLK);
+		s->db = malloc(sizeof(float) * (size_t)out);
+	}
+	if (!s->col || !s->val || !s->cb || !s->rm || !s->wt || !s->c || !s->rs ||
+	    (grad && (!s->mask || !s->dzp || !s->gt || !s->db))) {
 		nn_sparse_in_free(s);
 		return NULL;
 	}
@@ -127,7 +141,9 @@ void nn_sparse_in_begin(nn_sparse_in *s)
 	s->n = 0;
 	s->nnz = 0;
 	s->active = 0;
-	memset(s->mask, 0, sizeof(uint32_t) * (size_t)s->f * (size_t)((s->max_batch + 31) / 32));
+	if (s->mask)
+		memset(s->mask, 0,
+		       sizeof(uint32_t) * (size_t)s->f * (size_t)((s->max_batch + 31) / 32));
 }
 
 int nn_sparse_in_active(const nn_sparse_in *s)
@@ -151,14 +167,18 @@ int nn_sparse_in_rows(const nn_sparse_in *s)
 }
 
 #if SP_X86
-SP_TARGET static void add_row_avx512(nn_sparse_in *s, const uint8_t *row)
+/* Appends one row, from bytes (b) or from floats (x, a hidden layer's input:
+ * every value that is not 0, NaN included, is kept as it is): its non-zeros
+ * (compressed 16 at a time), its chunk starts and chunk masks, and its bit
+ * in the per-feature row masks. */
+SP_TARGET static void add_row_avx512(nn_sparse_in *s, const uint8_t *b, const float *x)
 {
 	const int f = s->f;
 	int32_t *cb = s->cb + (int64_t)s->n * (s->nchunk + 1);
 	int32_t nnz = s->nnz;
 	const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
 	                                       15);
-	uint32_t *mrow = s->mask + (int64_t)(s->n / 32) * f;
+	uint32_t *mrow = s->mask ? s->mask + (int64_t)(s->n / 32) * f : NULL;
 	uint32_t bit = 1u << (s->n % 32);
 	const __m512i bitv = _mm512_set1_epi32((int)bit);
 	uint64_t *rm = s->rm + (int64_t)s->n * s->nchunk;
@@ -167,74 +187,39 @@ SP_TARGET static void add_row_avx512(nn_sparse_in *s, const uint8_t *row)
 	for (; k + 16 <= f; k += 16) {
 		if (k % KC == 0)
 			cb[c++] = nnz;
-		__m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + k)));
-		__mmask16 m = _mm512_test_epi32_mask(v, v);
+		__m512 v;
+		__mmask16 m;
+		if (b) {
+			__m512i vi = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(b + k)));
+			m = _mm512_test_epi32_mask(vi, vi);
+			v = _mm512_cvtepi32_ps(vi);
+		} else {
+			v = _mm512_loadu_ps(x + k);
+			m = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+		}
 		__m512i idx = _mm512_add_epi32(_mm512_set1_epi32(k), lane);
 		/* full-width stores, the slack absorbs what lies past the count */
 		_mm512_storeu_si512(s->col + nnz, _mm512_maskz_compress_epi32(m, idx));
-		_mm512_storeu_ps(s->val + nnz, _mm512_maskz_compress_ps(m, _mm512_cvtepi32_ps(v)));
-		/* this row's bit in the masks of the 16 features, 16 words at once */
-		__m512i *mw = (__m512i *)(mrow + k);
-		_mm512_storeu_si512(mw, _mm512_mask_or_epi32(_mm512_loadu_si512(mw), m,
-		                                             _mm512_loadu_si512(mw), bitv));
-		rm[k / KC] |= (uint64_t)m << (k % KC);
-		nnz += __builtin_popcount(m);
-	}
-	for (; k < f; k++) {
-		if (k % KC == 0)
-			cb[c++] = nnz;
-		if (row[k]) {
-			mrow[k] |= bit;
-			rm[k / KC] |= 1ull << (k % KC);
-			s->col[nnz] = k;
-			s->val[nnz++] = (float)row[k];
-		}
-	}
-	cb[s->nchunk] = nnz;
-	s->nnz = nnz;
-	s->n++;
-}
-#endif
-
-#if SP_X86
-/* The same from floats (a hidden layer's input): every value that is not
- * 0 (NaN included) is kept as it is. */
-SP_TARGET static void add_row_f32_avx512(nn_sparse_in *s, const float *row)
-{
-	const int f = s->f;
-	int32_t *cb = s->cb + (int64_t)s->n * (s->nchunk + 1);
-	int32_t nnz = s->nnz;
-	const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
-	                                       15);
-	uint32_t *mrow = s->mask + (int64_t)(s->n / 32) * f;
-	uint32_t bit = 1u << (s->n % 32);
-	const __m512i bitv = _mm512_set1_epi32((int)bit);
-	uint64_t *rm = s->rm + (int64_t)s->n * s->nchunk;
-	memset(rm, 0, sizeof(uint64_t) * (size_t)s->nchunk);
-	int k = 0, c = 0;
-	for (; k + 16 <= f; k += 16) {
-		if (k % KC == 0)
-			cb[c++] = nnz;
-		__m512 v = _mm512_loadu_ps(row + k);
-		__mmask16 m = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
-		__m512i idx = _mm512_add_epi32(_mm512_set1_epi32(k), lane);
-		_mm512_storeu_si512(s->col + nnz, _mm512_maskz_compress_epi32(m, idx));
 		_mm512_storeu_ps(s->val + nnz, _mm512_maskz_compress_ps(m, v));
 		/* this row's bit in the masks of the 16 features, 16 words at once */
-		__m512i *mw = (__m512i *)(mrow + k);
-		_mm512_storeu_si512(mw, _mm512_mask_or_epi32(_mm512_loadu_si512(mw), m,
-		                                             _mm512_loadu_si512(mw), bitv));
+		if (mrow) {
+			__m512i *mw = (__m512i *)(mrow + k);
+			_mm512_storeu_si512(mw, _mm512_mask_or_epi32(_mm512_loadu_si512(mw), m,
+			                                             _mm512_loadu_si512(mw), bitv));
+		}
 		rm[k / KC] |= (uint64_t)m << (k % KC);
 		nnz += __builtin_popcount(m);
 	}
 	for (; k < f; k++) {
 		if (k % KC == 0)
 			cb[c++] = nnz;
-		if (row[k] != 0.0f || row[k] != row[k]) {
-			mrow[k] |= bit;
+		float v = b ? (float)b[k] : x[k];
+		if (v != 0.0f || v != v) {
+			if (mrow)
+				mrow[k] |= bit;
 			rm[k / KC] |= 1ull << (k % KC);
 			s->col[nnz] = k;
-			s->val[nnz++] = row[k];
+			s->val[nnz++] = v;
 		}
 	}
 	cb[s->nchunk] = nnz;
@@ -247,7 +232,7 @@ void nn_sparse_in_add_row_f32(nn_sparse_in *s, const float *row)
 {
 #if SP_X86
 	if (s->n < s->max_batch)
-		add_row_f32_avx512(s, row);
+		add_row_avx512(s, NULL, row);
 #else
 	(void)s;
 	(void)row;
@@ -258,7 +243,7 @@ void nn_sparse_in_add_row(nn_sparse_in *s, const uint8_t *row)
 {
 #if SP_X86
 	if (s->n < s->max_batch)
-		add_row_avx512(s, row);
+		add_row_avx512(s, row, NULL);
 #else
 	(void)s;
 	(void)row;
@@ -645,7 +630,8 @@ SP_TARGET static void grad_avx512(nn_sparse_in *s, const float *dz, const float 
 void nn_sparse_in_grad(nn_sparse_in *s, const float *dz, const float *db, float *dW)
 {
 #if SP_X86
-	grad_avx512(s, dz, db, dW);
+	if (s->gt)
+		grad_avx512(s, dz, db, dW);
 #else
 	(void)s;
 	(void)dz;

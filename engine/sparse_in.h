@@ -36,6 +36,9 @@ int nn_sparse_in_supported(void);
 /* Buffers for batches of up to max_batch rows of f features into a dense
  * layer of `out` outputs (a multiple of 16). NULL when out of memory. */
 nn_sparse_in *nn_sparse_in_create(int max_batch, int f, int out);
+/* The same without the gradient's buffers (prediction): nn_sparse_in_grad
+ * does nothing with it. */
+nn_sparse_in *nn_sparse_in_create_forward(int max_batch, int f, int out);
 void nn_sparse_in_free(nn_sparse_in *s);
 
 /* Starts a batch; then rows 0, 1, ... are added in order from bytes. */
