@@ -15,31 +15,9 @@
 #include <unistd.h>
 
 #include "storage.h"
+#include "store_fixture.h"
 #include "util.h"
 
-static char dir[64];
-
-static void setup(void)
-{
-	snprintf(dir, sizeof dir, "/tmp/nnd-store-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(dir));
-	util_log_level = 0;
-}
-
-static void teardown(void)
-{
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	ck_assert_int_eq(system(cmd), 0);
-}
-
-static store *open_store(void)
-{
-	store *s = NULL;
-	char err[256];
-	ck_assert_int_eq(store_open(dir, &s, err, sizeof err), 0);
-	return s;
-}
 
 /* 3 rows x 2 features, classes "a" and "b". */
 static void small_dataset(api_dataset *d, float *x, int32_t *y, char **classes, char **names)

@@ -14,32 +14,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "storage.h"
+#include "store_fixture.h"
 #include "util.h"
 
-static char dir[64];
-
-static void setup(void)
-{
-	snprintf(dir, sizeof dir, "/tmp/nnd-cache-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(dir));
-	util_log_level = 0;
-}
-
-static void teardown(void)
-{
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	ck_assert_int_eq(system(cmd), 0);
-}
-
-static store *open_store(void)
-{
-	store *s = NULL;
-	char err[256];
-	ck_assert_int_eq(store_open(dir, &s, err, sizeof err), 0);
-	return s;
-}
 
 /* A 3 x 2 data set whose values start at `base`; its id into id. */
 static void create_dataset(store *s, float base, char *id)
@@ -241,9 +220,5 @@ int main(void)
 	tcase_add_test(t, test_a_new_model_is_cached_as_version_0);
 	tcase_add_test(t, test_job_start_records_state_and_base_version_together);
 	suite_add_tcase(s, t);
-	SRunner *r = srunner_create(s);
-	srunner_run_all(r, CK_NORMAL);
-	int failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? 1 : 0;
+	return check_run(s);
 }
