@@ -8,6 +8,7 @@
  */
 #include <math.h>
 #include "trainer.h"
+#include "sparse_in.h"
 
 nn_optimizer nn_optimizer_default(nn_opt_type t)
 {
@@ -40,6 +41,30 @@ int nn_optim_buffers(nn_opt_type t)
 		return 2;
 	}
 	return 0;
+}
+
+/* Bias corrections in double as Python computes them, then used as float
+ * scalars: denom = sqrt(v) / sqrt(bc2) + eps; p -= (lr / bc1) m / denom.
+ * One division per element instead of two: sqrt(v) / bc2s becomes a
+ * multiply by the reciprocal (at most one ulp away from torch's quotient,
+ * within the reference tolerance). AdamW first decays the dense weights
+ * (only those, like l2; the reference cases do the same) by 1 - lr wd.
+ * The loop below and the fused first-layer step (sparse_in.c) both take
+ * their scalars from here, so they compute the same numbers. */
+void nn_optim_adam_scalars(const nn_optimizer *o, float lr, int64_t t, nn_adam_scalars *a)
+{
+	double b1 = o->beta1, b2 = o->beta2;
+	double bc1 = 1.0 - pow(b1, (double)t), bc2 = 1.0 - pow(b2, (double)t);
+	a->step = (float)((double)lr / bc1);
+	a->inv_bc2s = 1.0f / (float)sqrt(bc2);
+	a->b1 = o->beta1;
+	a->b2 = o->beta2;
+	a->a1 = (float)(1.0 - b1);
+	a->a2 = (float)(1.0 - b2);
+	a->eps = o->eps;
+	a->decay = o->type == NN_OPT_ADAMW ? (float)(1.0 - (double)lr * (double)o->weight_decay)
+	                                   : 1.0f;
+	a->l2 = 0.0f;
 }
 
 NN_HOT
@@ -98,18 +123,12 @@ void nn_optim_step(const nn_optimizer *o, float lr, int64_t t, float *restrict p
 		 * p -= (lr / bc1) m / denom. AdamW first decays the dense weights
 		 * (only those, like l2; the reference cases do the same) by
 		 * 1 - lr wd. */
-		double b1 = o->beta1, b2 = o->beta2;
-		double bc1 = 1.0 - pow(b1, (double)t), bc2 = 1.0 - pow(b2, (double)t);
-		float step = (float)((double)lr / bc1);
-		float bc2s = (float)sqrt(bc2);
-		/* One division per element instead of two: sqrt(v) / bc2s becomes
-		 * a multiply by the reciprocal (at most one ulp away from torch's
-		 * quotient, within the reference tolerance). */
-		float inv_bc2s = 1.0f / bc2s;
-		float fb1 = o->beta1, fb2 = o->beta2;
-		float a1 = (float)(1.0 - b1), a2 = (float)(1.0 - b2), eps = o->eps;
+		nn_adam_scalars sc;
+		nn_optim_adam_scalars(o, lr, t, &sc);
+		const float step = sc.step, inv_bc2s = sc.inv_bc2s, fb1 = sc.b1, fb2 = sc.b2;
+		const float a1 = sc.a1, a2 = sc.a2, eps = sc.eps;
 		if (o->type == NN_OPT_ADAMW) {
-			float decay = (float)(1.0 - (double)lr * (double)o->weight_decay);
+			const float decay = sc.decay;
 			for (int r = 0; r < n_wr; r++) {
 				float *w = p + wr_off[r];
 				for (i = 0; i < wr_len[r]; i++)

@@ -19,11 +19,14 @@
  *  - the gradient runs per 32 rows (their dz, packed, 16 KiB) and feature,
  *    the sums in eight accumulators, then is corrected and transposed back.
  * Ws^T and the folded bias are rebuilt once per step from the current
- * weights with 16 x 16 in-register transposes.
+ * weights with 16 x 16 in-register transposes; with Adam, the trainer has
+ * nn_sparse_in_adam do that in the same pass as the gradient's transpose
+ * and the optimizer step (sparse_in.h).
  *
  * Everything here is compiled for AVX-512F (function attributes); callers
  * check nn_sparse_in_supported() first.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,6 +57,7 @@ struct nn_sparse_in {
 	float *c;              /* [out] folded bias */
 	float *rs;             /* [f] 1 / sd */
 	const float *mean;     /* the step's standardisation mean, or NULL */
+	const float *sd;       /* and sd, or NULL */
 	/* the weight gradient */
 	int active;            /* weights given since the last begin */
 	uint32_t *mask;        /* [nbc][f]: bit i = row bc * 32 + i is non-zero at k
@@ -61,6 +65,13 @@ struct nn_sparse_in {
 	float *dzp;            /* [nblk][max_batch][BLK] packed dz */
 	float *gt;             /* [nblk][f][BLK] packed x^T dz */
 	float *db;             /* [out] bias gradient scratch (layers without bias) */
+	/* the fused optimizer step (nn_sparse_in_adam) */
+	int defer;             /* nn_sparse_in_grad leaves dW to nn_sparse_in_adam */
+	int pending;           /* a deferred gradient waits in gt */
+	const float *dbp;      /* its bias gradient */
+	const float *fresh;    /* W whose Ws^T nn_sparse_in_adam packed, or NULL */
+	const float *fresh_sd; /* the sd it was packed with */
+	float *csum;           /* [out] sum_k Ws[j][k] mean[k] of that packing */
 };
 
 int nn_sparse_in_supported(void)
@@ -87,6 +98,7 @@ void nn_sparse_in_free(nn_sparse_in *s)
 	free(s->dzp);
 	free(s->gt);
 	free(s->db);
+	free(s->csum);
 	free(s);
 }
 
@@ -128,7 +140,8 @@ static nn_sparse_in *create(int max_batch, int f, int out, int grad)
 		s->gt = aligned_alloc(64, sizeof(float) * (size_t)f * (size_t)s->nblk * BLK);
 		s->db = malloc(sizeof(float) * (size_t)out);
 	}
-	if (!s->col || !s->val || !s->cb || !s->rm || !s->wt || !s->c || !s->rs ||
+	s->csum = malloc(sizeof(float) * (size_t)out);
+	if (!s->col || !s->val || !s->cb || !s->rm || !s->wt || !s->c || !s->rs || !s->csum ||
 	    (grad && (!s->mask || !s->dzp || !s->gt || !s->db))) {
 		nn_sparse_in_free(s);
 		return NULL;
@@ -290,6 +303,48 @@ static inline float *wt_at(const nn_sparse_in *s, int k, int j)
 	return s->wt + (int64_t)blk * BLK * s->f + (int64_t)k * w + (j - blk * BLK);
 }
 
+/* Stores a 16 x 16 tile of W transposed and scaled (r[t]: column k0 + t of
+ * 16 rows j, in place) as rows k0.. of the packed Ws^T at base (stride w),
+ * adding Ws[j][k] mean[k] into acc[k % 4]. */
+SP_TARGET static inline void pack_tile(const nn_sparse_in *s, __m512 r[16], float *base,
+                                       int64_t w, int k0, const float *mean, __m512 acc[4])
+{
+	transpose16(r);
+	for (int t = 0; t < 16; t++) {
+		__m512 v = _mm512_mul_ps(r[t], _mm512_set1_ps(s->rs[k0 + t]));
+		_mm512_storeu_ps(base + (int64_t)(k0 + t) * w, v);
+		if (mean)
+			acc[t & 3] = _mm512_fmadd_ps(v, _mm512_set1_ps(mean[k0 + t]), acc[t & 3]);
+	}
+}
+
+/* Loads the gradient tile dW[j0..j0+15][k0..k0+15] into r[0..15] (rows j)
+ * from the packed x^T dz at gbase (stride w): (gt[k][j] - mean[k] db[j]) /
+ * sd[k]. */
+SP_TARGET static inline void grad_tile(const nn_sparse_in *s, __m512 r[16], const float *gbase,
+                                       int64_t w, int k0, __m512 dbv)
+{
+	for (int t = 0; t < 16; t++) {
+		__m512 g = _mm512_loadu_ps(gbase + (int64_t)(k0 + t) * w);
+		if (s->mean)
+			g = _mm512_fnmadd_ps(_mm512_set1_ps(s->mean[k0 + t]), dbv, g);
+		r[t] = _mm512_mul_ps(g, _mm512_set1_ps(s->rs[k0 + t]));
+	}
+	transpose16(r);
+}
+
+/* csum[j0 + i] = sum_k Ws[j0 + i][k] mean[k]: the four accumulators'
+ * lanes, then the f % 16 tail's. */
+SP_TARGET static inline void fold_sums(nn_sparse_in *s, int j0, const __m512 acc[4],
+                                       const float tail[16])
+{
+	float sum[16];
+	_mm512_storeu_ps(sum, _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]),
+	                                    _mm512_add_ps(acc[2], acc[3])));
+	for (int i = 0; i < 16; i++)
+		s->csum[j0 + i] = sum[i] + tail[i];
+}
+
 SP_TARGET static void weights_avx512(nn_sparse_in *s, const float *W, const float *b,
                                      const float *mean)
 {
@@ -306,20 +361,9 @@ SP_TARGET static void weights_avx512(nn_sparse_in *s, const float *W, const floa
 			__m512 r[16];
 			for (int i = 0; i < 16; i++)
 				r[i] = _mm512_loadu_ps(W + (int64_t)(j0 + i) * f + k0);
-			transpose16(r);
-			/* r[t]: column k0 + t, rows j0..j0+15 */
-			for (int t = 0; t < 16; t++) {
-				__m512 v = _mm512_mul_ps(r[t], _mm512_set1_ps(s->rs[k0 + t]));
-				_mm512_storeu_ps(base + (int64_t)(k0 + t) * w, v);
-				if (mean)
-					acc[t & 3] = _mm512_fmadd_ps(v, _mm512_set1_ps(mean[k0 + t]),
-					                             acc[t & 3]);
-			}
+			pack_tile(s, r, base, w, k0, mean, acc);
 		}
-		float sum[16], tail[16];
-		_mm512_storeu_ps(sum, _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]),
-		                                    _mm512_add_ps(acc[2], acc[3])));
-		memset(tail, 0, sizeof tail);
+		float tail[16] = { 0 };
 		for (int k = f16; k < f; k++) {
 			for (int i = 0; i < 16; i++) {
 				float v = W[(int64_t)(j0 + i) * f + k] * s->rs[k];
@@ -328,8 +372,9 @@ SP_TARGET static void weights_avx512(nn_sparse_in *s, const float *W, const floa
 					tail[i] += v * mean[k];
 			}
 		}
+		fold_sums(s, j0, acc, tail);
 		for (int i = 0; i < 16; i++)
-			s->c[j0 + i] = (b ? b[j0 + i] : 0.0f) - (sum[i] + tail[i]);
+			s->c[j0 + i] = (b ? b[j0 + i] : 0.0f) - s->csum[j0 + i];
 	}
 }
 #endif
@@ -337,7 +382,17 @@ SP_TARGET static void weights_avx512(nn_sparse_in *s, const float *W, const floa
 void nn_sparse_in_weights(nn_sparse_in *s, const float *W, const float *b, const float *mean,
                           const float *sd)
 {
+	if (s->fresh && s->fresh == W && s->fresh_sd == sd && s->mean == mean) {
+		/* nn_sparse_in_adam packed these weights: refold the bias only */
+		for (int j = 0; j < s->out; j++)
+			s->c[j] = (b ? b[j] : 0.0f) - s->csum[j];
+		s->fresh = NULL;
+		s->active = 1;
+		return;
+	}
+	s->fresh = NULL;
 	s->mean = mean;
+	s->sd = sd;
 	s->active = 1;
 	for (int k = 0; k < s->f; k++)
 		s->rs[k] = sd ? 1.0f / sd[k] : 1.0f;
@@ -572,10 +627,11 @@ SP_TARGET static void grad_block_narrow(nn_sparse_in *s, int blk, int w)
 	}
 }
 
+SP_TARGET static void grad_epilogue(nn_sparse_in *s, const float *db, float *dW);
+
 SP_TARGET static void grad_avx512(nn_sparse_in *s, const float *dz, const float *db, float *dW)
 {
-	const int f = s->f, out = s->out, n = s->n;
-	const int f16 = f - f % 16;
+	const int out = s->out, n = s->n;
 
 	/* dz packed per block, so a block's rows are contiguous */
 	for (int blk = 0; blk < s->nblk; blk++) {
@@ -598,21 +654,26 @@ SP_TARGET static void grad_avx512(nn_sparse_in *s, const float *dz, const float 
 		else
 			grad_block_narrow(s, blk, w);
 	}
+	if (s->defer) {
+		s->dbp = db;
+		s->pending = 1;
+		return;
+	}
+	grad_epilogue(s, db, dW);
+}
 
-	/* dW[j][k] = (gt[k][j] - mean[k] db[j]) / sd[k], transposed back 16 x 16 */
+/* dW[j][k] = (gt[k][j] - mean[k] db[j]) / sd[k], transposed back 16 x 16 */
+SP_TARGET static void grad_epilogue(nn_sparse_in *s, const float *db, float *dW)
+{
+	const int f = s->f, out = s->out;
+	const int f16 = f - f % 16;
 	for (int j0 = 0; j0 < out; j0 += 16) {
 		const float *base = wt_at(s, 0, j0) - s->wt + s->gt;
 		int64_t w = wt_at(s, 1, j0) - wt_at(s, 0, j0);
 		__m512 dbv = _mm512_loadu_ps(db + j0);
 		for (int k0 = 0; k0 < f16; k0 += 16) {
 			__m512 r[16];
-			for (int t = 0; t < 16; t++) {
-				__m512 g = _mm512_loadu_ps(base + (int64_t)(k0 + t) * w);
-				if (s->mean)
-					g = _mm512_fnmadd_ps(_mm512_set1_ps(s->mean[k0 + t]), dbv, g);
-				r[t] = _mm512_mul_ps(g, _mm512_set1_ps(s->rs[k0 + t]));
-			}
-			transpose16(r);
+			grad_tile(s, r, base, w, k0, dbv);
 			for (int i = 0; i < 16; i++)
 				_mm512_storeu_ps(dW + (int64_t)(j0 + i) * f + k0, r[i]);
 		}
@@ -626,6 +687,147 @@ SP_TARGET static void grad_avx512(nn_sparse_in *s, const float *dz, const float 
 	}
 }
 #endif
+
+#if SP_X86
+/* One 16-float piece of the Adam step, as nn_optim_step's loop computes it
+ * (no contraction): m = m b1 + a1 g; v = v b2 + a2 g^2;
+ * w -= step m / (sqrt(v) / sqrt(bc2) + eps), w decayed first (AdamW). */
+SP_TARGET static inline __m512 adam16(const nn_adam_scalars *a, __m512 w, __m512 g, float *m,
+                                      float *v)
+{
+	__m512 mv = _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(m), _mm512_set1_ps(a->b1)),
+	                          _mm512_mul_ps(_mm512_set1_ps(a->a1), g));
+	__m512 vv = _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(v), _mm512_set1_ps(a->b2)),
+	                          _mm512_mul_ps(_mm512_set1_ps(a->a2), _mm512_mul_ps(g, g)));
+	_mm512_storeu_ps(m, mv);
+	_mm512_storeu_ps(v, vv);
+	__m512 den = _mm512_add_ps(_mm512_mul_ps(_mm512_sqrt_ps(vv), _mm512_set1_ps(a->inv_bc2s)),
+	                           _mm512_set1_ps(a->eps));
+	return _mm512_sub_ps(w, _mm512_mul_ps(_mm512_set1_ps(a->step), _mm512_div_ps(mv, den)));
+}
+
+/* The scalar form of adam16, for the f % 16 tail. */
+static inline float adam1(const nn_adam_scalars *a, float w, float g, float *m, float *v)
+{
+	*m = *m * a->b1 + a->a1 * g;
+	*v = *v * a->b2 + a->a2 * (g * g);
+	float den = sqrtf(*v) * a->inv_bc2s + a->eps;
+	return w - a->step * (*m / den);
+}
+
+SP_TARGET static double adam_avx512(nn_sparse_in *s, const nn_adam_scalars *a, float *W,
+                                    float *m, float *v)
+{
+	const int f = s->f, out = s->out;
+	const int f16 = f - f % 16;
+	const float *db = s->dbp;
+	const float *mean = s->mean;
+	const int decay = a->decay != 1.0f, l2 = a->l2 > 0.0f;
+	__m512 sq = _mm512_setzero_ps();
+	double sq_tail = 0;
+	for (int j0 = 0; j0 < out; j0 += 16) {
+		float *base = wt_at(s, 0, j0);
+		int64_t w = wt_at(s, 1, j0) - base;
+		const float *gbase = base - s->wt + s->gt;
+		__m512 dbv = _mm512_loadu_ps(db + j0);
+		__m512 acc[4] = { _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+		                  _mm512_setzero_ps() };
+		for (int k0 = 0; k0 < f16; k0 += 16) {
+			__m512 r[16];
+			grad_tile(s, r, gbase, w, k0, dbv);
+			/* r[i]: dW[j0 + i][k0 .. k0 + 15]; the step, row by row. The
+			 * 48 rows of W, m and v in flight are too many streams for the
+			 * hardware prefetcher: ask for the lines four tiles ahead. */
+			for (int i = 0; i < 16; i++) {
+				int64_t o = (int64_t)(j0 + i) * f + k0;
+				if (k0 + 64 < f) {
+					__builtin_prefetch(W + o + 64, 1);
+					__builtin_prefetch(m + o + 64, 1);
+					__builtin_prefetch(v + o + 64, 1);
+				}
+				__m512 wv = _mm512_loadu_ps(W + o), g = r[i];
+				if (l2)
+					g = _mm512_add_ps(g, _mm512_mul_ps(_mm512_set1_ps(a->l2), wv));
+				sq = _mm512_add_ps(sq, _mm512_mul_ps(g, g));
+				if (decay)
+					wv = _mm512_mul_ps(wv, _mm512_set1_ps(a->decay));
+				wv = adam16(a, wv, g, m + o, v + o);
+				_mm512_storeu_ps(W + o, wv);
+				r[i] = wv;
+			}
+			/* and the new W packed for the next step, as weights_avx512 */
+			pack_tile(s, r, base, w, k0, mean, acc);
+		}
+		float tail[16] = { 0 };
+		for (int k = f16; k < f; k++) {
+			for (int i = 0; i < 16; i++) {
+				int64_t o = (int64_t)(j0 + i) * f + k;
+				float g = gbase[(int64_t)k * w + i];
+				if (mean)
+					g -= mean[k] * db[j0 + i];
+				g *= s->rs[k];
+				float wv = W[o];
+				if (l2)
+					g += a->l2 * wv;
+				sq_tail += (double)g * g;
+				if (decay)
+					wv *= a->decay;
+				wv = adam1(a, wv, g, m + o, v + o);
+				W[o] = wv;
+				float x = wv * s->rs[k];
+				*wt_at(s, k, j0 + i) = x;
+				if (mean)
+					tail[i] += x * mean[k];
+			}
+		}
+		fold_sums(s, j0, acc, tail);
+	}
+	float lanes[16];
+	_mm512_storeu_ps(lanes, sq);
+	double total = sq_tail;
+	for (int i = 0; i < 16; i++)
+		total += lanes[i];
+	return total;
+}
+#endif
+
+void nn_sparse_in_defer(nn_sparse_in *s, int on)
+{
+	s->defer = on && s->gt;
+	if (!s->defer)
+		s->pending = 0;
+}
+
+int nn_sparse_in_pending(const nn_sparse_in *s)
+{
+	return s->pending;
+}
+
+void nn_sparse_in_forget(nn_sparse_in *s)
+{
+	if (s)
+		s->fresh = NULL;
+}
+
+double nn_sparse_in_adam(nn_sparse_in *s, const nn_adam_scalars *a, float *W, float *m,
+                         float *v)
+{
+	double sq = 0;
+	if (!s->pending)
+		return 0;
+	s->pending = 0;
+#if SP_X86
+	sq = adam_avx512(s, a, W, m, v);
+	s->fresh = W;
+	s->fresh_sd = s->sd;
+#else
+	(void)a;
+	(void)W;
+	(void)m;
+	(void)v;
+#endif
+	return sq;
+}
 
 void nn_sparse_in_grad(nn_sparse_in *s, const float *dz, const float *db, float *dW)
 {

@@ -68,4 +68,31 @@ void nn_sparse_in_forward(const nn_sparse_in *s, float *z);
  * db[j] = sum_b dz[b][j] (NULL: summed here). */
 void nn_sparse_in_grad(nn_sparse_in *s, const float *dz, const float *db, float *dW);
 
+/*
+ * The first layer's Adam step fused with the end of its gradient. The
+ * gradient's last pass (correct, scale, transpose back to [out][f]) and the
+ * optimizer's pass over W, m and v are both memory-bound, and the next
+ * step's packing of Ws^T reads W once more: one pass does all three, 16 x 16
+ * tiles at a time, with the same float operations in the same order as
+ * nn_sparse_in_grad, the trainer's l2 term, nn_optim_step and
+ * nn_sparse_in_weights (so the weights are the same to the bit).
+ *
+ * With defer on, nn_sparse_in_grad stops before writing dW and leaves the
+ * gradient pending; nn_sparse_in_adam then updates W, m, v from it, packs the
+ * new Ws^T and returns the gradient's sum of squares (l2 term included). The
+ * next nn_sparse_in_weights with the same W and sd only refolds the bias.
+ * A caller that changes W any other way calls nn_sparse_in_forget.
+ */
+typedef struct nn_adam_scalars {
+	float step, inv_bc2s, b1, b2, a1, a2, eps;
+	float decay; /* AdamW's 1 - lr wd on W first, else 1 */
+	float l2;    /* the l2 term added to W's gradient, or 0 */
+} nn_adam_scalars;
+
+void nn_sparse_in_defer(nn_sparse_in *s, int on);
+int nn_sparse_in_pending(const nn_sparse_in *s);
+double nn_sparse_in_adam(nn_sparse_in *s, const nn_adam_scalars *a, float *W, float *m,
+                         float *v);
+void nn_sparse_in_forget(nn_sparse_in *s);
+
 #endif

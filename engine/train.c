@@ -320,6 +320,8 @@ static nn_status byte_copy(nn_trainer *t)
 	return NN_OK;
 }
 
+int nn_sparse_fuse = 1;
+int64_t nn_sparse_fused_steps;
 float nn_sparse_max_density = 0.6f;
 int64_t nn_sparse_runs;
 int64_t nn_sparse_hidden_min = 16384;
@@ -362,6 +364,7 @@ static nn_status sparse_setup(nn_trainer *t)
 	}
 	if (seen == 0 || (double)nz > (double)nn_sparse_max_density * (double)seen)
 		return NN_OK;
+	t->sp_w_len = (int64_t)out * f;
 	t->sp = nn_sparse_in_create(t->max_batch, f, out);
 	if (t->sp) {
 		nn_ws_set_sparse_in(t->ws, 0, t->sp);
@@ -584,6 +587,8 @@ static void trainer_release(nn_trainer *t)
 	free(t->gn_mean);
 	free(t->wr_off);
 	free(t->wr_len);
+	free(t->part_off);
+	free(t->part_len);
 	free(t->mag);
 	free(t->bx);
 	free(t->by);
@@ -737,8 +742,10 @@ static nn_status trainer_init(nn_trainer *t, nn_model *m, const nn_data *train,
 	t->gn_mean = calloc((size_t)nt + 1, sizeof(float));
 	t->wr_off = calloc((size_t)nt + 1, sizeof(int64_t));
 	t->wr_len = calloc((size_t)nt + 1, sizeof(int64_t));
+	t->part_off = calloc((size_t)nt + 1, sizeof(int64_t));
+	t->part_len = calloc((size_t)nt + 1, sizeof(int64_t));
 	if (!t->group_off || !t->group_len || !t->group_names || !t->gn_sum || !t->gn_mean ||
-	    !t->wr_off || !t->wr_len)
+	    !t->wr_off || !t->wr_len || !t->part_off || !t->part_len)
 		return NN_ENOMEM;
 	for (int i = 0; i < nt; i++) {
 		nn_tensor ts = nn_model_tensor(m, i);
@@ -864,6 +871,26 @@ static nn_status bn_population(nn_trainer *t)
 /* ---------------------------------------------------------------- the loop */
 
 /* One step on the rows perm[pos .. pos + n) (perm holds row indices). */
+/* The optimizer step on p[from, to) only (the dense-weight ranges rebased
+ * for AdamW's decay). */
+static void optim_part(nn_trainer *t, float lr, float *p, const float *g, int64_t from,
+                       int64_t to)
+{
+	int n = 0;
+	if (to <= from)
+		return;
+	for (int r = 0; r < t->n_wr; r++) {
+		int64_t a = t->wr_off[r] > from ? t->wr_off[r] : from;
+		int64_t b = t->wr_off[r] + t->wr_len[r] < to ? t->wr_off[r] + t->wr_len[r] : to;
+		if (b > a) {
+			t->part_off[n] = a - from;
+			t->part_len[n++] = b - a;
+		}
+	}
+	nn_optim_step(&t->cfg.opt, lr, t->opt_t, p + from, g + from, t->s1 + from, t->s2 + from,
+	              to - from, n, t->part_off, t->part_len);
+}
+
 static nn_status step(nn_trainer *t, int n, float lr, const nn_callbacks *cb, char *err,
                       size_t errlen)
 {
@@ -874,9 +901,19 @@ static nn_status step(nn_trainer *t, int n, float lr, const nn_callbacks *cb, ch
 
 	gather(t, t->train, t->perm, t->pos, n, 1);
 
-	if (t->sp && nn_sparse_in_rows(t->sp) == n)
+	/* the first layer's Adam step fused with the end of its gradient:
+	 * elementwise rules only (no clipping by the global norm first, no
+	 * pruning after) */
+	int fuse = 0;
+	if (t->sp && nn_sparse_in_rows(t->sp) == n) {
 		nn_sparse_in_weights(t->sp, p + t->sp_w_off, t->sp_b_off >= 0 ? p + t->sp_b_off : NULL,
 		                     nn_model_std_mean(t->m), nn_model_std_std(t->m));
+		fuse = nn_sparse_fuse &&
+		       (c->opt.type == NN_OPT_ADAM || c->opt.type == NN_OPT_ADAMW) &&
+		       !(c->clip_grad_norm > 0) && !c->sparsity.enabled;
+	}
+	if (t->sp)
+		nn_sparse_in_defer(t->sp, fuse);
 	nn_ws_sparse_on(t->ws, 1);
 	const float *fw = nn_forward(t->m, t->ws, t->bx, n, 1, &t->rng);
 	if (!fw) {
@@ -893,23 +930,38 @@ static nn_status step(nn_trainer *t, int n, float lr, const nn_callbacks *cb, ch
 	}
 	nn_backward(t->m, t->ws, n);
 	nn_ws_sparse_on(t->ws, 0);
+	fuse = fuse && nn_sparse_in_pending(t->sp);
+	/* with fuse, W1's gradient was never written: [f0, f1) of g is skipped
+	 * here and handled by nn_sparse_in_adam */
+	const int64_t f0 = fuse ? t->sp_w_off : np, f1 = fuse ? t->sp_w_off + t->sp_w_len : np;
 
 	if (c->l2 > 0) {
 		const float l2 = c->l2;
 		for (int r = 0; r < t->n_wr; r++) {
 			float *gw = g + t->wr_off[r];
 			const float *w = p + t->wr_off[r];
+			if (t->wr_off[r] == f0)
+				continue;
 			for (int64_t i = 0; i < t->wr_len[r]; i++)
 				gw[i] += l2 * w[i];
 		}
 	}
 
 	/* per-layer norms; their squares add up to the global norm */
-	double total = 0;
+	double total = 0, fuse_rest = 0;
+	int fuse_group = -1;
 	for (int k = 0; k < t->n_groups; k++) {
-		double s = sumsq(g + t->group_off[k], t->group_len[k]);
+		int64_t a = t->group_off[k], b = a + t->group_len[k];
+		double s;
+		if (fuse && f0 >= a && f1 <= b) {
+			s = sumsq(g + a, f0 - a) + sumsq(g + f1, b - f1);
+			fuse_group = k;
+			fuse_rest = s;
+		} else {
+			s = sumsq(g + a, b - a);
+		}
+		t->gn_sum[k] += fuse_group == k ? 0 : sqrt(s);
 		total += s;
-		t->gn_sum[k] += sqrt(s);
 	}
 	if (c->clip_grad_norm > 0) {
 		/* torch.nn.utils.clip_grad_norm_: scale by clip / (norm + 1e-6) when < 1 */
@@ -921,8 +973,21 @@ static nn_status step(nn_trainer *t, int n, float lr, const nn_callbacks *cb, ch
 	}
 
 	t->opt_t++;
-	nn_optim_step(&c->opt, lr, t->opt_t, p, g, t->s1, t->s2, np, t->n_wr, t->wr_off,
-	              t->wr_len);
+	if (fuse) {
+		optim_part(t, lr, p, g, 0, f0);
+		optim_part(t, lr, p, g, f1, np);
+		nn_adam_scalars sc;
+		nn_optim_adam_scalars(&c->opt, lr, t->opt_t, &sc);
+		sc.l2 = c->l2 > 0 ? c->l2 : 0.0f;
+		double s = nn_sparse_in_adam(t->sp, &sc, p + f0, t->s1 + f0, t->s2 + f0);
+		if (fuse_group >= 0)
+			t->gn_sum[fuse_group] += sqrt(s + fuse_rest);
+		__atomic_add_fetch(&nn_sparse_fused_steps, 1, __ATOMIC_RELAXED);
+	} else {
+		nn_optim_step(&c->opt, lr, t->opt_t, p, g, t->s1, t->s2, np, t->n_wr, t->wr_off,
+		              t->wr_len);
+		nn_sparse_in_forget(t->sp);
+	}
 
 	if (c->sparsity.enabled && t->epoch >= c->sparsity.start_epoch)
 		sparsify(t, p, np);

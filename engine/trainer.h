@@ -33,6 +33,10 @@ void nn_optim_step(const nn_optimizer *o, float lr, int64_t t, float *p, const f
                    const int64_t *wr_len);
 /* How many state buffers (0, 1 or 2) the optimizer keeps. */
 int nn_optim_buffers(nn_opt_type t);
+/* Adam's per-step scalars (sparse_in.h's nn_adam_scalars; l2 left 0). */
+struct nn_adam_scalars;
+void nn_optim_adam_scalars(const nn_optimizer *o, float lr, int64_t t,
+                           struct nn_adam_scalars *a);
 
 /* Converts n floats to bytes; 0 when one of them is not an integer in 0..255
  * (NaN included), and then dst holds garbage. */
@@ -52,6 +56,11 @@ extern int64_t nn_sparse_runs;
  * that took that path. For tests. */
 extern int64_t nn_sparse_hidden_min;
 extern int64_t nn_sparse_hidden_steps;
+/* Steps whose first-layer Adam update ran fused with the end of its
+ * gradient (nn_sparse_in_adam), and the switch tests use to compare with
+ * the separate passes (0: never fuse). */
+extern int nn_sparse_fuse;
+extern int64_t nn_sparse_fused_steps;
 /* Blocks of rows nn_predict computed through sparse_in.h (for tests). */
 extern int64_t nn_sparse_predict_blocks;
 
@@ -128,7 +137,8 @@ typedef struct nn_trainer {
 	                            * forward product (sparse_in.h), or NULL */
 	struct nn_sparse_in **sph; /* per node: hidden layers fed by a ReLU */
 	int n_nodes;
-	int64_t sp_w_off, sp_b_off;
+	int64_t sp_w_off, sp_b_off, sp_w_len;
+	int64_t *part_off, *part_len; /* scratch: weight ranges of a part of p */
 
 	/* optimizer */
 	float *s1, *s2;            /* n_params each, or NULL */
