@@ -195,11 +195,18 @@ SP_TARGET static void add_row_avx512(nn_sparse_in *s, const uint8_t *b, const fl
 	uint32_t bit = 1u << (s->n % 32);
 	const __m512i bitv = _mm512_set1_epi32((int)bit);
 	uint64_t *rm = s->rm + (int64_t)s->n * s->nchunk;
+	int32_t *restrict col = s->col;
+	float *restrict val = s->val;
 	memset(rm, 0, sizeof(uint64_t) * (size_t)s->nchunk);
 	int k = 0, c = 0;
+	uint64_t cm = 0; /* the current chunk's mask, stored when it is full */
 	for (; k + 16 <= f; k += 16) {
-		if (k % KC == 0)
+		if (k % KC == 0) {
+			if (k)
+				rm[k / KC - 1] = cm;
+			cm = 0;
 			cb[c++] = nnz;
+		}
 		__m512 v;
 		__mmask16 m;
 		if (b) {
@@ -212,17 +219,19 @@ SP_TARGET static void add_row_avx512(nn_sparse_in *s, const uint8_t *b, const fl
 		}
 		__m512i idx = _mm512_add_epi32(_mm512_set1_epi32(k), lane);
 		/* full-width stores, the slack absorbs what lies past the count */
-		_mm512_storeu_si512(s->col + nnz, _mm512_maskz_compress_epi32(m, idx));
-		_mm512_storeu_ps(s->val + nnz, _mm512_maskz_compress_ps(m, v));
+		_mm512_storeu_si512(col + nnz, _mm512_maskz_compress_epi32(m, idx));
+		_mm512_storeu_ps(val + nnz, _mm512_maskz_compress_ps(m, v));
 		/* this row's bit in the masks of the 16 features, 16 words at once */
 		if (mrow) {
 			__m512i *mw = (__m512i *)(mrow + k);
 			_mm512_storeu_si512(mw, _mm512_mask_or_epi32(_mm512_loadu_si512(mw), m,
 			                                             _mm512_loadu_si512(mw), bitv));
 		}
-		rm[k / KC] |= (uint64_t)m << (k % KC);
+		cm |= (uint64_t)m << (k % KC);
 		nnz += __builtin_popcount(m);
 	}
+	if (k)
+		rm[(k - 1) / KC] = cm;
 	for (; k < f; k++) {
 		if (k % KC == 0)
 			cb[c++] = nnz;
@@ -715,7 +724,7 @@ static inline float adam1(const nn_adam_scalars *a, float w, float g, float *m, 
 	return w - a->step * (*m / den);
 }
 
-SP_TARGET static double adam_avx512(nn_sparse_in *s, const nn_adam_scalars *a, float *W,
+__attribute__((target("avx512f,prfchw"))) static double adam_avx512(nn_sparse_in *s, const nn_adam_scalars *a, float *W,
                                     float *m, float *v)
 {
 	const int f = s->f, out = s->out;

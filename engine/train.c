@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mman.h>
 #include "trainer.h"
 #include "sparse_in.h"
 
@@ -304,9 +305,16 @@ static nn_status byte_copy(nn_trainer *t)
 	}
 	if (n < nn_byte_copy_min || n <= 0 || nn_augment_has_image(&t->cfg.aug))
 		return NN_OK;
-	t->x8 = malloc((size_t)n);
+	/* 2 MiB aligned and marked for huge pages: the gather reads rows at
+	 * random, and with 4 KiB pages nearly every row also costs a page walk */
+	const size_t huge = (size_t)2 << 20;
+	size_t len = ((size_t)n + huge - 1) / huge * huge;
+	t->x8 = aligned_alloc(huge, len);
 	if (!t->x8)
 		return NN_OK; /* an optimisation only: go on without it */
+#ifdef MADV_HUGEPAGE
+	(void)madvise(t->x8, len, MADV_HUGEPAGE);
+#endif
 	t->x8_owned = 1;
 	const int64_t chunk = (int64_t)1 << 16;
 	for (int64_t i = 0; i < n; i += chunk) {
@@ -398,11 +406,14 @@ static void gather(nn_trainer *t, const nn_data *d, const int64_t *idx, int64_t 
 		float *dst = t->bx + (int64_t)i * f;
 		if (x8) {
 			const uint8_t *s8 = x8 + r * f;
-			if (i + 4 < n) {
-				int64_t r4 = idx ? idx[start + i + 4] : start + i + 4;
-				const char *nx = (const char *)(x8 + r4 * f);
+			if (i + 8 < n) {
+				/* the row (and its label) eight ahead */
+				int64_t r8 = idx ? idx[start + i + 8] : start + i + 8;
+				const char *nx = (const char *)(x8 + r8 * f);
 				for (int b = 0; b < f; b += 64)
 					__builtin_prefetch(nx + b);
+				if (t->by)
+					__builtin_prefetch(d->labels + r8);
 			}
 			/* the sparse path reads the bytes only: no dense row */
 			if (sp) {
