@@ -17,7 +17,8 @@
  * same seed).
  *
  * A job's start reads what the store keeps in memory: the data sets'
- * shared mappings (store_dataset_acquire) and the model's cached version.
+ * shared mappings (store_dataset_acquire), their shared byte copies
+ * (store_dataset_bytes) and the model's cached version.
  */
 #include <errno.h>
 #include <math.h>
@@ -859,6 +860,12 @@ static int run_job(jobs *q, live *lv)
 		code = "checkpoint_unreadable";
 		snprintf(err, sizeof err, "cannot read the checkpoint");
 	}
+	/* image data: the data set's byte copy, shared with every other job
+	 * on it, instead of one the engine would make for this job alone
+	 * (none with image augmentation, which the engine runs on floats) */
+	const uint8_t *x8 = NULL;
+	if (!code && !nn_augment_has_image(&cfg.aug))
+		x8 = store_dataset_bytes(q->st, train);
 
 	r.epochs = cfg.epochs;
 	r.last_flush_us = util_mono_us();
@@ -883,6 +890,7 @@ static int run_job(jobs *q, live *lv)
 	if (!code) {
 		nn_callbacks cb = { &r, on_step, on_epoch, should_stop, on_checkpoint };
 		nn_data tv = api_dataset_view(train);
+		tv.x8 = x8;
 		nn_data vv = have_val ? api_dataset_view(val) : (nn_data){ 0 };
 		util_log(2, "jobs: %s: %s (%lld rows, %d epochs)", r.j.id,
 		         ckpt ? "resuming from its checkpoint" : "starting",

@@ -52,7 +52,19 @@ typedef struct snap {
  *
  * Invariants: refs counts the holders plus one while cached; d is freed
  * (unmapped) when refs reaches 0; guarded by store.ds_mu.
+ *
+ * An image data set's values are integers 0..255 held as floats. The
+ * engine trains from a byte copy of such data (a quarter of the memory to
+ * gather from) and would make one per job; store_dataset_bytes makes one
+ * per data set instead, shared by every job holding it (see x8_state).
  */
+enum {
+	X8_NONE,                /* not made (or dropped: no holder) */
+	X8_BUILDING,            /* chunks handed out to the holders asking */
+	X8_READY,               /* x8 holds the copy */
+	X8_NO                   /* not bytes, or too small to pay: never made */
+};
+
 typedef struct dsmap {
 	api_dataset d;          /* first: holders see this */
 	char id[API_ID_LEN];
@@ -60,8 +72,23 @@ typedef struct dsmap {
 	int cached;
 	uint64_t used;          /* cache clock at the last acquire (LRU) */
 	int64_t bytes;
+	/* The byte copy: x8 (x8_len bytes of an anonymous mapping) is valid
+	 * in X8_BUILDING and X8_READY only, and dropped when the last holder
+	 * releases the data set (refs == cached), so an idle data set costs
+	 * no memory beyond its file's page cache. While building, chunk c
+	 * (X8_CHUNK values) belongs to the holder that took it (x8_next) until
+	 * it counts it in x8_done; x8_bad records a value that is not a byte.
+	 * Guarded by store.ds_mu, except a taken chunk's bytes. */
+	int x8_state;
+	uint8_t *x8;
+	size_t x8_len;
+	int64_t x8_chunks, x8_next, x8_done;
+	int x8_bad;
 	struct dsmap *next;
 } dsmap;
+
+/* Values per chunk of the byte copy (4 MiB of floats read per chunk). */
+#define X8_CHUNK ((int64_t)1 << 20)
 
 #define DS_CACHE_IDLE_MAX 4
 #define DS_CACHE_IDLE_BYTES ((int64_t)1 << 31)
@@ -76,6 +103,7 @@ struct store {
 	uint64_t serial;
 	uint64_t clock;           /* LRU clock for the cache */
 	pthread_mutex_t ds_mu;    /* guards the data set cache */
+	pthread_cond_t ds_cv;     /* a byte copy finished building */
 	dsmap *dsmaps;
 	uint64_t ds_clock;
 };
@@ -252,6 +280,24 @@ static int migrate(store *s)
 	return ok ? 0 : -1;
 }
 
+/* Drops a data set's byte copy (back to X8_NONE; X8_NO stays). */
+static void x8_drop(dsmap *m)
+{
+	if (m->x8)
+		munmap(m->x8, m->x8_len);
+	m->x8 = NULL;
+	m->x8_len = 0;
+	if (m->x8_state != X8_NO)
+		m->x8_state = X8_NONE;
+}
+
+static void dsmap_free(dsmap *m)
+{
+	x8_drop(m);
+	api_dataset_free(&m->d);
+	free(m);
+}
+
 int store_open(const char *dir, store **out, char *err, size_t errlen)
 {
 	store *s = calloc(1, sizeof *s);
@@ -266,6 +312,7 @@ int store_open(const char *dir, store **out, char *err, size_t errlen)
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_mutex_init(&s->snap_mu, NULL);
 	pthread_mutex_init(&s->ds_mu, NULL);
+	pthread_cond_init(&s->ds_cv, NULL);
 	if (util_mkdir(dir) < 0 || util_mkdir(s->ds_dir) < 0 || util_mkdir(s->mdl_dir) < 0 ||
 	    util_mkdir(s->ckpt_dir) < 0) {
 		snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
@@ -322,10 +369,8 @@ void store_close(store *s)
 	while (dm) {
 		dsmap *next = dm->next;
 		dm->cached = 0;
-		if (--dm->refs == 0) {
-			api_dataset_free(&dm->d);
-			free(dm);
-		}
+		if (--dm->refs == 0)
+			dsmap_free(dm);
 		dm = next;
 	}
 	if (s->db) {
@@ -335,6 +380,7 @@ void store_close(store *s)
 	pthread_mutex_destroy(&s->mu);
 	pthread_mutex_destroy(&s->snap_mu);
 	pthread_mutex_destroy(&s->ds_mu);
+	pthread_cond_destroy(&s->ds_cv);
 	free(s);
 }
 
@@ -571,10 +617,8 @@ int store_dataset_load(store *s, const char *id, api_dataset *out, api_err *e)
 
 static void dsmap_unref_locked(dsmap *m)
 {
-	if (--m->refs == 0) {
-		api_dataset_free(&m->d);
-		free(m);
-	}
+	if (--m->refs == 0)
+		dsmap_free(m);
 }
 
 /* Drops idle entries, least recently used first, past the idle budget.
@@ -672,9 +716,147 @@ void store_dataset_release(store *s, const api_dataset *d)
 	pthread_mutex_lock(&s->ds_mu);
 	int last = m->refs == 1;  /* then m goes here (no longer cached) */
 	dsmap_unref_locked(m);
-	if (!last)                /* still alive: it may be idle now */
+	if (!last) {              /* still alive: it may be idle now */
+		if (m->refs == m->cached)
+			x8_drop(m);   /* no holder left (none can be building) */
 		ds_evict_locked(s);
+	}
 	pthread_mutex_unlock(&s->ds_mu);
+}
+
+/* ---- the shared byte copy (see dsmap) */
+
+/* dst[i] = src[i] for n values when every one is an integer 0..255 (the
+ * engine's own rule for its byte copy: -0 counts as 0, NaN as no byte).
+ * 1, or 0 at the first value that is not a byte (dst then undefined). */
+static int bytes_scalar(uint8_t *restrict dst, const float *restrict src, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++) {
+		float v = src[i];
+		if (!(v >= 0.0f && v <= 255.0f))
+			return 0;
+		uint8_t b = (uint8_t)v;
+		if ((float)b != v)
+			return 0;
+		dst[i] = b;
+	}
+	return 1;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* The same, 64 values a round: a value passes when it lies in [0, 255] and
+ * converting it to an integer and back gives it again. */
+__attribute__((target("avx512f"))) static int bytes_avx512(uint8_t *restrict dst,
+                                                           const float *restrict src,
+                                                           int64_t n)
+{
+	const __m512 zero = _mm512_setzero_ps(), top = _mm512_set1_ps(255.0f);
+	int64_t i = 0;
+	for (; i + 64 <= n; i += 64) {
+		__mmask16 bad = 0;
+		for (int k = 0; k < 4; k++) {
+			__m512 v = _mm512_loadu_ps(src + i + 16 * k);
+			__m512i q = _mm512_cvttps_epi32(v);
+			__mmask16 good = _mm512_cmp_ps_mask(v, zero, _CMP_GE_OQ) &
+			                 _mm512_cmp_ps_mask(v, top, _CMP_LE_OQ) &
+			                 _mm512_cmp_ps_mask(_mm512_cvtepi32_ps(q), v, _CMP_EQ_OQ);
+			bad |= (__mmask16)~good;
+			_mm_storeu_si128((__m128i *)(dst + i + 16 * k), _mm512_cvtepi32_epi8(q));
+		}
+		if (bad)
+			return 0;
+	}
+	return bytes_scalar(dst + i, src + i, n - i);
+}
+#endif
+
+static int to_bytes(uint8_t *restrict dst, const float *restrict src, int64_t n)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (__builtin_cpu_supports("avx512f"))
+		return bytes_avx512(dst, src, n);
+#endif
+	return bytes_scalar(dst, src, n);
+}
+
+/* Starts m's byte copy (ds_mu held): X8_BUILDING with its memory, X8_NO
+ * when it would not pay, or still X8_NONE without memory. */
+static void x8_begin_locked(dsmap *m)
+{
+	int64_t n = m->d.rows * (int64_t)m->d.features;
+	if (!m->d.x || n < STORE_BYTES_MIN) {
+		m->x8_state = X8_NO;
+		return;
+	}
+	/* whole huge pages: a few dozen faults instead of one per 4 KiB, and
+	 * the steps' random rows miss the TLB less */
+	const size_t huge = (size_t)2 << 20;
+	size_t len = ((size_t)n + huge - 1) / huge * huge;
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return;
+#ifdef MADV_HUGEPAGE
+	(void)madvise(p, len, MADV_HUGEPAGE);
+#endif
+	m->x8 = p;
+	m->x8_len = len;
+	m->x8_chunks = (n + X8_CHUNK - 1) / X8_CHUNK;
+	m->x8_next = m->x8_done = 0;
+	m->x8_bad = 0;
+	m->x8_state = X8_BUILDING;
+}
+
+int64_t store_bytes_built;
+
+/* Counts `k` chunks done (ds_mu held); the last one settles the copy. */
+static void x8_done_locked(store *s, dsmap *m, int64_t k)
+{
+	m->x8_done += k;
+	if (m->x8_done < m->x8_chunks)
+		return;
+	if (m->x8_bad) {
+		x8_drop(m);
+		m->x8_state = X8_NO;
+	} else {
+		m->x8_state = X8_READY;
+		store_bytes_built++;
+	}
+	pthread_cond_broadcast(&s->ds_cv);
+}
+
+const uint8_t *store_dataset_bytes(store *s, const api_dataset *d)
+{
+	if (!d)
+		return NULL;
+	dsmap *m = (dsmap *)d;
+	const int64_t n = d->rows * (int64_t)d->features;
+	pthread_mutex_lock(&s->ds_mu);
+	if (m->x8_state == X8_NONE)
+		x8_begin_locked(m);
+	while (m->x8_state == X8_BUILDING) {
+		if (m->x8_bad && m->x8_next < m->x8_chunks) {
+			/* no point converting the rest */
+			int64_t left = m->x8_chunks - m->x8_next;
+			m->x8_next = m->x8_chunks;
+			x8_done_locked(s, m, left);
+		} else if (m->x8_next < m->x8_chunks) {
+			/* every holder asking converts chunks until none are left */
+			int64_t c = m->x8_next++;
+			int64_t from = c * X8_CHUNK, len = n - from < X8_CHUNK ? n - from : X8_CHUNK;
+			uint8_t *dst = m->x8 + from;
+			pthread_mutex_unlock(&s->ds_mu);
+			int ok = to_bytes(dst, d->x + from, len);
+			pthread_mutex_lock(&s->ds_mu);
+			m->x8_bad |= !ok;
+			x8_done_locked(s, m, 1);
+		} else {
+			pthread_cond_wait(&s->ds_cv, &s->ds_mu);
+		}
+	}
+	const uint8_t *x8 = m->x8_state == X8_READY ? m->x8 : NULL;
+	pthread_mutex_unlock(&s->ds_mu);
+	return x8;
 }
 
 /* ---------------------------------------------------------------- models */

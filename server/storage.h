@@ -45,6 +45,21 @@ int store_dataset_load(store *s, const char *id, api_dataset *out, api_err *e);
  * store_dataset_release(s, *out) (NULL ok). */
 int store_dataset_acquire(store *s, const char *id, const api_dataset **out, api_err *e);
 void store_dataset_release(store *s, const api_dataset *d);
+/*
+ * The rows of d (from store_dataset_acquire, still held) as bytes, for
+ * nn_data.x8, when every value is an integer 0..255 and there are at
+ * least STORE_BYTES_MIN of them (the engine's own threshold for its byte
+ * copy): one copy per data set, shared by every holder. The first caller
+ * makes it; callers arriving meanwhile convert part of it too and all
+ * return together. It is dropped when the last holder releases the data
+ * set. NULL when the data are not all bytes, too few, or memory is short
+ * (train from the floats then: the engine's numbers are the same).
+ * Valid until the caller's store_dataset_release.
+ */
+#define STORE_BYTES_MIN ((int64_t)1 << 20)
+const uint8_t *store_dataset_bytes(store *s, const api_dataset *d);
+/* Byte copies completed so far in this process (for tests). */
+extern int64_t store_bytes_built;
 
 /* ---- models */
 int store_model_create(store *s, const char *name, const nn_model *m, api_model_info *out,

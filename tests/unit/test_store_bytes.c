@@ -1,0 +1,287 @@
+/*
+ * test_store_bytes.c - the byte copy of a data set that the store shares
+ * between the jobs training on it (store_dataset_bytes, server/storage.c):
+ *  - image data (integers 0..255) get one copy holding the same values,
+ *    the same pointer for every holder, made once however many ask at
+ *    the same time (they convert it together);
+ *  - a value that is not a byte anywhere (fraction, negative, > 255, NaN,
+ *    in the first chunk, the last, or at a chunk's edge) gives NULL, as
+ *    does a data set too small to pay; -0 counts as 0, like the engine;
+ *  - lifetime: the copy lives while any holder does: a data set deleted
+ *    while held keeps it until the last release, and a data set left idle
+ *    in the cache drops it (and makes it again for the next holder).
+ * "Dropped" is checked with mincore(2), which fails with ENOMEM on pages
+ * that are no longer mapped.
+ */
+#include <check.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "check_main.h"
+#include "storage.h"
+#include "store_fixture.h"
+#include "util.h"
+
+/* 1100 rows x 1000 features: 1,100,000 values, above STORE_BYTES_MIN, in
+ * two chunks of the copy (2^20 values and 51,424), the last 32 values
+ * past the vector loop's rounds of 64 */
+#define ROWS 1100
+#define FEATS 1000
+#define N ((int64_t)ROWS * FEATS)
+
+static float value_at(int64_t i)
+{
+	return (float)((i * 37 + i / 1000) % 256);
+}
+
+/* A data set of `rows` x FEATS values value_at(i); when bad_at >= 0 the
+ * value there is bad_value instead. Its id into id. */
+static void create_data(store *s, int64_t rows, int64_t bad_at, float bad_value, char *id)
+{
+	int64_t n = rows * FEATS;
+	float *x = malloc(sizeof(float) * (size_t)n);
+	int32_t *y = malloc(sizeof(int32_t) * (size_t)rows);
+	char **names = malloc(sizeof(char *) * FEATS);
+	ck_assert(x && y && names);
+	for (int64_t i = 0; i < n; i++)
+		x[i] = value_at(i);
+	if (bad_at >= 0)
+		x[bad_at] = bad_value;
+	for (int64_t r = 0; r < rows; r++)
+		y[r] = (int32_t)(r % 2);
+	for (int j = 0; j < FEATS; j++) {
+		names[j] = malloc(16);
+		snprintf(names[j], 16, "p%d", j);
+	}
+	char *classes[2] = { "a", "b" };
+	api_dataset d;
+	memset(&d, 0, sizeof d);
+	d.task = NN_TASK_CLASSIFICATION;
+	d.rows = rows;
+	d.features = FEATS;
+	d.outputs = 2;
+	d.x = x;
+	d.labels = y;
+	d.classes = classes;
+	d.n_classes = 2;
+	d.feature_names = names;
+	api_dataset_info info;
+	api_err e = API_ERR_INIT;
+	ck_assert_int_eq(store_dataset_create(s, &d, "b", &info, &e), 0);
+	strcpy(id, info.id);
+	api_dataset_info_release(&info);
+	for (int j = 0; j < FEATS; j++)
+		free(names[j]);
+	free(names);
+	free(x);
+	free(y);
+}
+
+static const api_dataset *acquire(store *s, const char *id)
+{
+	const api_dataset *d = NULL;
+	api_err e = API_ERR_INIT;
+	ck_assert_int_eq(store_dataset_acquire(s, id, &d, &e), 0);
+	return d;
+}
+
+/* 1 while the first page of p is mapped. */
+static int mapped(const void *p)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	unsigned char v;
+	void *base = (void *)((uintptr_t)p & ~(uintptr_t)(page - 1));
+	if (mincore(base, (size_t)page, &v) == 0)
+		return 1;
+	ck_assert_int_eq(errno, ENOMEM);
+	return 0;
+}
+
+static void assert_same_values(const api_dataset *d, const uint8_t *x8)
+{
+	ck_assert_ptr_nonnull(x8);
+	int64_t wrong = 0;
+	for (int64_t i = 0; i < d->rows * d->features; i++)
+		wrong += (float)x8[i] != d->x[i];
+	ck_assert_int_eq(wrong, 0);
+}
+
+START_TEST(test_image_data_get_one_copy_with_the_same_values_shared_by_holders)
+{
+	store *s = open_store();
+	char id[API_ID_LEN];
+	create_data(s, ROWS, -1, 0, id);
+	int64_t built = store_bytes_built;
+	const api_dataset *a = acquire(s, id), *b = acquire(s, id);
+	const uint8_t *xa = store_dataset_bytes(s, a);
+	assert_same_values(a, xa);
+	ck_assert_int_eq(xa[FEATS + 5], (uint8_t)value_at(FEATS + 5));
+	ck_assert_int_eq(store_bytes_built, built + 1);
+	/* the second holder and a second ask get the same copy, not a new one */
+	ck_assert_ptr_eq(store_dataset_bytes(s, b), xa);
+	ck_assert_ptr_eq(store_dataset_bytes(s, a), xa);
+	ck_assert_int_eq(store_bytes_built, built + 1);
+	store_dataset_release(s, a);
+	/* b still holds it */
+	ck_assert(mapped(xa));
+	ck_assert_int_eq(xa[N - 1], (uint8_t)value_at(N - 1));
+	store_dataset_release(s, b);
+	ck_assert_ptr_null(store_dataset_bytes(s, NULL));
+	store_close(s);
+}
+END_TEST
+
+START_TEST(test_a_value_that_is_not_a_byte_anywhere_gives_null)
+{
+	/* where: the first value, inside the first chunk, the last value of
+	 * the first chunk, the first of the second, the very last */
+	const int64_t at[] = { 0, 4097, ((int64_t)1 << 20) - 1, (int64_t)1 << 20, N - 1 };
+	const float bad[] = { 0.5f, -1.0f, 256.0f, NAN, 254.75f };
+	store *s = open_store();
+	for (int k = 0; k < 5; k++) {
+		char id[API_ID_LEN];
+		create_data(s, ROWS, at[k], bad[k], id);
+		int64_t built = store_bytes_built;
+		const api_dataset *d = acquire(s, id);
+		ck_assert_msg(store_dataset_bytes(s, d) == NULL, "value %g at %lld", (double)bad[k],
+		              (long long)at[k]);
+		/* known now: asking again converts nothing and still gives NULL */
+		ck_assert_ptr_null(store_dataset_bytes(s, d));
+		ck_assert_int_eq(store_bytes_built, built);
+		store_dataset_release(s, d);
+	}
+	store_close(s);
+}
+END_TEST
+
+START_TEST(test_minus_zero_is_a_byte_and_a_small_data_set_gets_no_copy)
+{
+	store *s = open_store();
+	char id[API_ID_LEN], small[API_ID_LEN];
+	create_data(s, ROWS, 12345, -0.0f, id);
+	const api_dataset *d = acquire(s, id);
+	const uint8_t *x8 = store_dataset_bytes(s, d);
+	ck_assert_ptr_nonnull(x8);
+	ck_assert_int_eq(x8[12345], 0);
+	ck_assert_int_eq(x8[12346], (uint8_t)value_at(12346));
+	store_dataset_release(s, d);
+
+	/* 1023 rows: 1,023,000 values, below STORE_BYTES_MIN (2^20) */
+	create_data(s, 1023, -1, 0, small);
+	ck_assert_int_lt(1023 * FEATS, STORE_BYTES_MIN);
+	d = acquire(s, small);
+	ck_assert_ptr_null(store_dataset_bytes(s, d));
+	store_dataset_release(s, d);
+	store_close(s);
+}
+END_TEST
+
+START_TEST(test_deleted_while_held_the_copy_lives_until_the_last_release)
+{
+	store *s = open_store();
+	char id[API_ID_LEN];
+	create_data(s, ROWS, -1, 0, id);
+	const api_dataset *a = acquire(s, id), *b = acquire(s, id);
+	const uint8_t *x8 = store_dataset_bytes(s, a);
+	ck_assert_ptr_nonnull(x8);
+	api_err e = API_ERR_INIT;
+	ck_assert_int_eq(store_dataset_delete(s, id, &e), 0);
+	/* both holders go on reading the copy (and the floats) */
+	assert_same_values(a, x8);
+	ck_assert_ptr_eq(store_dataset_bytes(s, b), x8);
+	store_dataset_release(s, a);
+	ck_assert(mapped(x8));
+	ck_assert_int_eq(x8[N / 2], (uint8_t)value_at(N / 2));
+	store_dataset_release(s, b);
+	ck_assert(!mapped(x8));
+	store_close(s);
+}
+END_TEST
+
+START_TEST(test_an_idle_data_set_drops_its_copy_and_the_next_holder_gets_a_new_one)
+{
+	store *s = open_store();
+	char id[API_ID_LEN];
+	create_data(s, ROWS, -1, 0, id);
+	int64_t built = store_bytes_built;
+	const api_dataset *d = acquire(s, id);
+	const uint8_t *x8 = store_dataset_bytes(s, d);
+	ck_assert_ptr_nonnull(x8);
+	store_dataset_release(s, d);
+	/* idle: the mapping stays cached, the copy goes */
+	ck_assert(!mapped(x8));
+	const api_dataset *again = acquire(s, id);
+	ck_assert_ptr_eq(again, d);
+	const uint8_t *x8b = store_dataset_bytes(s, again);
+	assert_same_values(again, x8b);
+	ck_assert_int_eq(store_bytes_built, built + 2);
+	store_dataset_release(s, again);
+	store_close(s);
+}
+END_TEST
+
+typedef struct asker {
+	store *s;
+	const api_dataset *d;
+	pthread_barrier_t *go;
+	const uint8_t *x8;
+} asker;
+
+static void *ask_bytes(void *arg)
+{
+	asker *a = arg;
+	pthread_barrier_wait(a->go);
+	a->x8 = store_dataset_bytes(a->s, a->d);
+	return NULL;
+}
+
+START_TEST(test_holders_asking_at_once_get_one_copy_made_once)
+{
+	store *s = open_store();
+	char id[API_ID_LEN];
+	create_data(s, ROWS, -1, 0, id);
+	int64_t built = store_bytes_built;
+	enum { K = 4 };
+	pthread_t t[K];
+	asker a[K];
+	pthread_barrier_t go;
+	pthread_barrier_init(&go, NULL, K);
+	for (int i = 0; i < K; i++) {
+		a[i] = (asker){ s, acquire(s, id), &go, NULL };
+		ck_assert_int_eq(pthread_create(&t[i], NULL, ask_bytes, &a[i]), 0);
+	}
+	for (int i = 0; i < K; i++)
+		pthread_join(t[i], NULL);
+	pthread_barrier_destroy(&go);
+	assert_same_values(a[0].d, a[0].x8);
+	for (int i = 1; i < K; i++)
+		ck_assert_ptr_eq(a[i].x8, a[0].x8);
+	ck_assert_int_eq(store_bytes_built, built + 1);
+	for (int i = 0; i < K; i++)
+		store_dataset_release(s, a[i].d);
+	ck_assert(!mapped(a[0].x8));
+	store_close(s);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *su = suite_create("store_bytes");
+	TCase *t = tcase_create("core");
+	tcase_add_checked_fixture(t, setup, teardown);
+	tcase_set_timeout(t, 60);
+	tcase_add_test(t, test_image_data_get_one_copy_with_the_same_values_shared_by_holders);
+	tcase_add_test(t, test_a_value_that_is_not_a_byte_anywhere_gives_null);
+	tcase_add_test(t, test_minus_zero_is_a_byte_and_a_small_data_set_gets_no_copy);
+	tcase_add_test(t, test_deleted_while_held_the_copy_lives_until_the_last_release);
+	tcase_add_test(t, test_an_idle_data_set_drops_its_copy_and_the_next_holder_gets_a_new_one);
+	tcase_add_test(t, test_holders_asking_at_once_get_one_copy_made_once);
+	suite_add_tcase(su, t);
+	return check_run(su);
+}
