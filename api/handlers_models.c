@@ -6,7 +6,9 @@
  * never wait for training. Plain bodies go through the stream reader of
  * predict_stream.c (the daemon feeds it as the body arrives; a handler call
  * with the whole body feeds it in one piece); the cJSON path here reads any
- * other body and names every bad field. The reply writer below serves both.
+ * other body and names every bad field. The reply writer below serves both,
+ * and the stream's helper thread writes the same text block by block
+ * (api_predict_text_*).
  */
 #include <math.h>
 #include <stdint.h>
@@ -468,6 +470,46 @@ static void ob_str(obuf *o, const char *s)
 	OB_LIT(o, "\"");
 }
 
+/* The rows [first, first + rows) of a reply's "predictions" array (out
+ * holds those rows only), each after a comma but the very first. */
+static void predict_rows(obuf *o, const api_model_snap *s, const float *out, int64_t first,
+                         int rows, int outs, int classification)
+{
+	for (int r = 0; r < rows && o->ok; r++) {
+		const float *p = out + (size_t)r * outs;
+		if (first + r)
+			OB_LIT(o, ",");
+		if (classification) {
+			int best = 0;
+			for (int k = 1; k < outs; k++)
+				if (p[k] > p[best])
+					best = k;
+			OB_LIT(o, "{\"class\":");
+			ob_int(o, best);
+			OB_LIT(o, ",\"label\":");
+			if (s->classes && best < s->n_classes && s->classes[best]) {
+				ob_str(o, s->classes[best]);
+			} else {
+				OB_LIT(o, "\"");
+				ob_int(o, best);
+				OB_LIT(o, "\"");
+			}
+			OB_LIT(o, ",\"probabilities\":[");
+		} else {
+			OB_LIT(o, "[");
+		}
+		for (int k = 0; k < outs; k++) {
+			if (k)
+				OB_LIT(o, ",");
+			ob_float(o, p[k]);
+		}
+		if (classification)
+			OB_LIT(o, "]}");
+		else
+			OB_LIT(o, "]");
+	}
+}
+
 /* The reply of a prediction, written directly: the same document the
  * general path builds with cJSON. NULL when out of memory. */
 static char *predict_text(const api_model_snap *s, const float *out, int rows, int outs,
@@ -478,39 +520,7 @@ static char *predict_text(const api_model_snap *s, const float *out, int rows, i
 	OB_LIT(&o, "{\"model_version\":");
 	ob_int(&o, s->version);
 	OB_LIT(&o, ",\"predictions\":[");
-	for (int r = 0; r < rows && o.ok; r++) {
-		const float *p = out + (size_t)r * outs;
-		if (r)
-			OB_LIT(&o, ",");
-		if (classification) {
-			int best = 0;
-			for (int k = 1; k < outs; k++)
-				if (p[k] > p[best])
-					best = k;
-			OB_LIT(&o, "{\"class\":");
-			ob_int(&o, best);
-			OB_LIT(&o, ",\"label\":");
-			if (s->classes && best < s->n_classes && s->classes[best]) {
-				ob_str(&o, s->classes[best]);
-			} else {
-				OB_LIT(&o, "\"");
-				ob_int(&o, best);
-				OB_LIT(&o, "\"");
-			}
-			OB_LIT(&o, ",\"probabilities\":[");
-		} else {
-			OB_LIT(&o, "[");
-		}
-		for (int k = 0; k < outs; k++) {
-			if (k)
-				OB_LIT(&o, ",");
-			ob_float(&o, p[k]);
-		}
-		if (classification)
-			OB_LIT(&o, "]}");
-		else
-			OB_LIT(&o, "]");
-	}
+	predict_rows(&o, s, out, 0, rows, outs, classification);
 	OB_LIT(&o, "]}");
 	if (!o.ok) {
 		free(o.b);
@@ -518,6 +528,70 @@ static char *predict_text(const api_model_snap *s, const float *out, int rows, i
 	}
 	o.b[o.len] = 0;
 	return o.b;
+}
+
+/* ---- the same text piece by piece (predict_stream.h) */
+
+struct api_predict_text {
+	obuf o;
+	int classification;
+};
+
+api_predict_text *api_predict_text_new(const api_model_snap *s, size_t hint)
+{
+	api_predict_text *t = calloc(1, sizeof *t);
+	if (!t)
+		return NULL;
+	t->o.ok = 1;
+	t->classification = nn_model_spec_of(s->model)->task == NN_TASK_CLASSIFICATION;
+	ob_room(&t->o, hint + 64);
+	OB_LIT(&t->o, "{\"model_version\":");
+	ob_int(&t->o, s->version);
+	OB_LIT(&t->o, ",\"predictions\":[");
+	return t;
+}
+
+void api_predict_text_rows(api_predict_text *t, const api_model_snap *s, const float *out,
+                           int64_t first, int rows, int outs)
+{
+	if (t)
+		predict_rows(&t->o, s, out, first, rows, outs, t->classification);
+}
+
+void api_predict_text_free(api_predict_text *t)
+{
+	if (t) {
+		free(t->o.b);
+		free(t);
+	}
+}
+
+int api_predict_reply_text(api_reply *rp, api_predict_text *t, int64_t rows)
+{
+	char *body = NULL;
+	if (t) {
+		OB_LIT(&t->o, "]}");
+		if (t->o.ok) {
+			t->o.b[t->o.len] = 0;
+			body = t->o.b;
+			t->o.b = NULL;
+		}
+		api_predict_text_free(t);
+	}
+	if (!body) {
+		api_err *e = calloc(1, sizeof *e);
+		if (e)
+			api_err_set(e, 500, "out_of_memory", "could not render the prediction");
+		api_reply_error(rp, e);
+		free(e);
+		return 0;
+	}
+	free(rp->body);
+	rp->body = body;
+	rp->status = 200;
+	rp->rows = rows;
+	rp->ctype = "application/json";
+	return 0;
 }
 
 int api_predict_reply(api_reply *rp, const api_model_snap *s, float *out, int64_t rows,

@@ -1,8 +1,9 @@
 /*
  * predict_stream.c - predictions read as the body arrives (see
  * predict_stream.h): the plain JSON reader, the float32 row reader, the
- * blocks of rows handed to nn_predict as soon as they are full, and each
- * serving thread's scratch.
+ * blocks of rows handed to nn_predict as soon as they are full, the helper
+ * thread that shares those blocks on long bodies, and each serving
+ * thread's scratch.
  *
  * Rows go into one block buffer (at most STREAM_BLOCK rows, fewer when the
  * body's length says it holds fewer, so a single-row request allocates a
@@ -12,7 +13,16 @@
  * so no number is ever split; whatever it accepts is valid JSON that the
  * general path would read to the same floats (a decimal with at most 19
  * digits and a power of ten up to 22 is exact in double, as strtod's;
- * anything else goes through strtod).
+ * anything else goes through strtod). Rows of small integers (image
+ * pixels) are read 64 bytes at a time, with AVX-512 where the CPU has it.
+ *
+ * A body long enough to hold HELPER_MIN_ROWS rows gets a second thread
+ * (see "the helper" below): the reading thread parses while the helper
+ * predicts the blocks already read, and the JSON reply is written as rows
+ * are predicted, so on two cores parsing, the forward passes and the reply
+ * overlap. Blocks are the same 256 rows from the first, predicted with the
+ * same frozen scratch kind, so the outputs are the same to the bit either
+ * way.
  */
 #include <math.h>
 #include <pthread.h>
@@ -24,6 +34,9 @@
 #include "predict_stream.h"
 
 #define STREAM_BLOCK 256   /* rows per forward call, and the scratch's rows */
+#define HELPER_MIN_ROWS (2 * STREAM_BLOCK)  /* bodies that may hold this many rows get a helper */
+#define HELPER_RING 4      /* blocks between the reader and the helper */
+#define HELPER_MAX_OUTPUTS ((int64_t)16 << 20)  /* output floats allocated at once, at most */
 
 /* ---- per-thread scratch */
 
@@ -413,6 +426,115 @@ static int int_row(const char *p, const char *close, float *x, int width)
 }
 #endif
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define PIXEL_ROW_AVX512 1
+#define AVX512_ROW __attribute__((target("avx512f,avx512bw,avx512vbmi2")))
+
+/* 16 numbers from the bytes of their units, tens and hundreds (0 where a
+ * number has fewer digits) into x, the first n of them (n <= 16). */
+AVX512_ROW static inline void put16(float *x, __m128i u, __m128i t, __m128i h, int n)
+{
+	__m512i v = _mm512_add_epi32(_mm512_cvtepu8_epi32(u),
+	            _mm512_add_epi32(_mm512_mullo_epi32(_mm512_cvtepu8_epi32(t), _mm512_set1_epi32(10)),
+	                             _mm512_mullo_epi32(_mm512_cvtepu8_epi32(h), _mm512_set1_epi32(100))));
+	_mm512_mask_storeu_ps(x, (__mmask16)((1u << n) - 1), _mm512_cvtepi32_ps(v));
+}
+
+/*
+ * small_int_row with 64-byte vectors (AVX-512 BW and VBMI2): the same
+ * structure rules on the same masks, but each number's digits are packed
+ * together (compress: units, tens, hundreds, one byte each) and 16 numbers
+ * at a time become floats, with no loop over the numbers. p - 2 readable;
+ * the loads past close are masked off.
+ */
+AVX512_ROW static int small_int_row_avx512(const char *p, const char *close, float *x, int width)
+{
+	size_t len = (size_t)(close - p);
+	uint64_t carry_d = 0, carry_c = 1, carry_w = 0, prev_d = 0, bad = 0;
+	int c = 0, last_digit = 0;
+	const __m512i c0 = _mm512_set1_epi8('0'), ten = _mm512_set1_epi8(10);
+	const __m512i comma = _mm512_set1_epi8(','), sp = _mm512_set1_epi8(' ');
+	const __m512i nl = _mm512_set1_epi8('\n'), cr = _mm512_set1_epi8('\r');
+	const __m512i tab = _mm512_set1_epi8('\t');
+	for (size_t off = 0; off < len; off += 64) {
+		const char *s = p + off;
+		size_t m = len - off < 64 ? len - off : 64;
+		__mmask64 valid = m == 64 ? ~0ull : (1ull << m) - 1;
+		__m512i v = _mm512_maskz_loadu_epi8(valid, s);
+		__m512i v1 = _mm512_maskz_loadu_epi8(valid, s - 1);
+		__m512i v2 = _mm512_maskz_loadu_epi8(valid, s - 2);
+		__m512i dv = _mm512_sub_epi8(v, c0), dv1 = _mm512_sub_epi8(v1, c0);
+		__m512i dv2 = _mm512_sub_epi8(v2, c0);
+		uint64_t d = _mm512_mask_cmplt_epu8_mask(valid, dv, ten);
+		uint64_t cm = _mm512_mask_cmpeq_epi8_mask(valid, v, comma);
+		uint64_t w = (_mm512_cmpeq_epi8_mask(v, sp) | _mm512_cmpeq_epi8_mask(v, nl) |
+		              _mm512_cmpeq_epi8_mask(v, cr) | _mm512_cmpeq_epi8_mask(v, tab)) & valid;
+		uint64_t zm = _mm512_mask_cmpeq_epi8_mask(valid, v, c0);
+		uint64_t pd = d << 1 | carry_d, pc = cm << 1 | carry_c, pw = w << 1 | carry_w;
+		if ((~(d | cm | w) | (w & ~pc) | (pd & ~d & ~cm) | (pc & ~(d | w)) | (pw & ~d)) & valid)
+			return -1;    /* the same structure rules as int_row's */
+		uint64_t more = off + 64 < len && p[off + 64] >= '0' && p[off + 64] <= '9';
+		uint64_t ends = d & ~(d >> 1 | more << 63) & valid;
+		uint64_t starts = d & ~pd & valid;
+		/* the bytes two and three before each byte are digits */
+		uint64_t pd2 = d << 2 | prev_d >> 62, pd3 = d << 3 | prev_d >> 61;
+		bad |= ends & pd & pd2 & pd3;
+		bad |= starts & zm & (d >> 1 | more << 63);
+		carry_d = d >> 63;
+		carry_c = cm >> 63;
+		carry_w = w >> 63;
+		prev_d = d;
+		last_digit = (int)(d >> (m - 1) & 1);
+		int k = __builtin_popcountll(ends);
+		if (k == 0)
+			continue;
+		if (c + k > width)
+			return -1;
+		/* each number's tens where the byte before its end is a digit,
+		 * hundreds where the two before are (a run of 4 is bad above) */
+		__m512i u = _mm512_maskz_compress_epi8(ends, dv);
+		__m512i t = _mm512_maskz_compress_epi8(ends, _mm512_maskz_mov_epi8(pd, dv1));
+		__m512i h = _mm512_maskz_compress_epi8(ends, _mm512_maskz_mov_epi8(pd & pd2, dv2));
+		put16(x + c, _mm512_castsi512_si128(u), _mm512_castsi512_si128(t),
+		      _mm512_castsi512_si128(h), k < 16 ? k : 16);
+		if (k > 16)
+			put16(x + c + 16, _mm512_extracti32x4_epi32(u, 1), _mm512_extracti32x4_epi32(t, 1),
+			      _mm512_extracti32x4_epi32(h, 1), k - 16);
+		c += k;
+	}
+	return !bad && last_digit && c == width ? 0 : -1;
+}
+
+static int avx512_rows = -1;   /* -1: not asked yet; 0 or 1 */
+
+static int has_avx512_rows(void)
+{
+	int v = __atomic_load_n(&avx512_rows, __ATOMIC_RELAXED);
+	if (v < 0) {
+		v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+		    __builtin_cpu_supports("avx512vbmi2");
+		__atomic_store_n(&avx512_rows, v, __ATOMIC_RELAXED);
+	}
+	return v;
+}
+#endif
+
+int api_predict_avx512_rows(int on)
+{
+#ifdef PIXEL_ROW_AVX512
+	int was = has_avx512_rows();
+	if (on >= 0)
+		__atomic_store_n(&avx512_rows, on && __builtin_cpu_supports("avx512f") &&
+		                 __builtin_cpu_supports("avx512bw") &&
+		                 __builtin_cpu_supports("avx512vbmi2"), __ATOMIC_RELAXED);
+	return was;
+#else
+	(void)on;
+	return 0;
+#endif
+}
+
 #define IS_WS(ch) ((ch) == ' ' || (ch) == '\n' || (ch) == '\r' || (ch) == '\t')
 
 /* The numbers of one row, p just past its '[' and close at its ']', into
@@ -458,6 +580,11 @@ static int read_row(const char *p, const char *close, float *x, int width)
 
 /* ---- the stream */
 
+typedef struct helper helper;
+static void helper_start(api_predict_stream *ps, int64_t expect);
+static void helper_end(api_predict_stream *ps, int stop);
+static void helper_free(api_predict_stream *ps);
+
 enum { JS_PREFIX, JS_ROW, JS_AFTER_ROW, JS_END, JS_TAIL, JS_FAIL };
 
 struct api_predict_stream {
@@ -482,6 +609,8 @@ struct api_predict_stream {
 	int64_t total;           /* body bytes */
 	int too_many;            /* more rows than API_PREDICT_MAX_ROWS */
 	api_err *err;            /* non-finite values (NULL until one) */
+	int oom;                 /* out of memory naming them */
+	helper *hp;              /* the helper thread, or NULL */
 };
 
 api_predict_stream *api_predict_stream_new(const api_backend *b, const api_req *rq,
@@ -523,7 +652,10 @@ api_predict_stream *api_predict_stream_new(const api_backend *b, const api_req *
 			expect = 1;
 	}
 	ps->blk_cap = expect < STREAM_BLOCK ? (int)expect : STREAM_BLOCK;
-	ps->blk = malloc((size_t)ps->blk_cap * (size_t)row_bytes);
+	if (expect >= HELPER_MIN_ROWS)
+		helper_start(ps, expect);
+	if (!ps->hp)
+		ps->blk = malloc((size_t)ps->blk_cap * (size_t)row_bytes);
 	if (!ps->blk) {
 		api_predict_stream_free(ps);
 		if (e)
@@ -537,6 +669,7 @@ void api_predict_stream_free(api_predict_stream *ps)
 {
 	if (!ps)
 		return;
+	helper_free(ps);
 	if (ps->snap)
 		ps->b->snap_release(ps->b->ctx, ps->snap);
 	free(ps->blk);
@@ -545,12 +678,53 @@ void api_predict_stream_free(api_predict_stream *ps)
 	free(ps);
 }
 
-/* Predicts the block's rows into the outputs. */
-static void flush(api_predict_stream *ps)
+/* ---- the helper: a second thread that predicts blocks while this one
+ * reads the next (bodies that may hold HELPER_MIN_ROWS rows or more).
+ *
+ * The reader fills a free slot of the ring and queues it; the helper
+ * predicts the queued blocks, the lowest rows first. When no slot is free
+ * the reader predicts a queued block itself rather than wait, so the two
+ * threads share the forward passes by how fast each goes. The outputs are
+ * allocated whole beforehand (the body's length bounds its rows), each
+ * block writing its own rows, so rows before done (every block below it
+ * predicted) are final. The JSON reply's text is written in row order by
+ * whichever thread has nothing else to do. Under mu: the slots, done,
+ * texted, texting, st. */
+
+enum { SLOT_FREE, SLOT_FILLING, SLOT_QUEUED, SLOT_BUSY };
+
+static int64_t helper_streams;   /* streams that got a helper, ever */
+
+struct helper {
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;        /* any change below */
+	float *ring[HELPER_RING];
+	int state[HELPER_RING];
+	int rows[HELPER_RING];    /* a queued block's rows */
+	int64_t first[HELPER_RING];  /* and the first of them */
+	int64_t queued;           /* rows queued so far */
+	int64_t done;             /* rows before it all predicted */
+	int64_t texted;           /* rows written into text */
+	int texting;              /* a thread is writing text */
+	int closing;              /* no more blocks come: predict the rest, then end */
+	int stop;                 /* end now (the result is not wanted) */
+	int joined;
+	nn_status st;             /* the first failure */
+	api_predict_text *text;   /* the JSON reply, or NULL (a float32 reply) */
+};
+
+/* Predicts n rows at x into the outputs from row first. */
+static nn_status predict_block(api_predict_stream *ps, const float *x, int64_t first, int n)
 {
-	int n = ps->blk_rows;
-	ps->blk_rows = 0;
-	ps->blk_fill = 0;
+	nn_scratch *sc = api_predict_scratch(ps->snap);
+	return sc ? nn_predict(ps->snap->model, sc, x, n, ps->out + first * ps->outputs)
+	          : NN_ENOMEM;
+}
+
+/* Without a helper: predicts n rows at x after those done. */
+static void predict_rows(api_predict_stream *ps, const float *x, int n)
+{
 	if (n == 0 || ps->st != NN_OK)
 		return;
 	if (ps->done + n > ps->out_cap) {
@@ -565,10 +739,245 @@ static void flush(api_predict_stream *ps)
 		ps->out = o;
 		ps->out_cap = cap;
 	}
-	nn_scratch *sc = api_predict_scratch(ps->snap);
-	ps->st = sc ? nn_predict(ps->snap->model, sc, ps->blk, n,
-	                         ps->out + ps->done * ps->outputs) : NN_ENOMEM;
+	ps->st = predict_block(ps, x, ps->done, n);
 	ps->done += n;
+}
+
+/* The queued slot with the lowest rows, or -1. Under mu, as the rest. */
+static int slot_next(const helper *hp)
+{
+	int best = -1;
+	for (int i = 0; i < HELPER_RING; i++)
+		if (hp->state[i] == SLOT_QUEUED && (best < 0 || hp->first[i] < hp->first[best]))
+			best = i;
+	return best;
+}
+
+/* Predicts the queued block in slot i (mu held on entry and exit). */
+static void slot_predict(api_predict_stream *ps, int i)
+{
+	helper *hp = ps->hp;
+	hp->state[i] = SLOT_BUSY;
+	nn_status st = hp->st;
+	if (st == NN_OK) {
+		pthread_mutex_unlock(&hp->mu);
+		st = predict_block(ps, hp->ring[i], hp->first[i], hp->rows[i]);
+		pthread_mutex_lock(&hp->mu);
+	}
+	if (hp->st == NN_OK)
+		hp->st = st;
+	hp->state[i] = SLOT_FREE;
+	int64_t done = hp->queued;
+	for (int k = 0; k < HELPER_RING; k++)
+		if ((hp->state[k] == SLOT_QUEUED || hp->state[k] == SLOT_BUSY) && hp->first[k] < done)
+			done = hp->first[k];
+	hp->done = done;
+	pthread_cond_broadcast(&hp->cv);
+}
+
+/* Writes the next predicted rows not yet in the text, a block at most,
+ * unless another thread is writing it (mu held on entry and exit). 1 when
+ * it wrote some. */
+static int text_step(api_predict_stream *ps)
+{
+	helper *hp = ps->hp;
+	if (!hp->text || hp->texting || hp->st != NN_OK || hp->texted >= hp->done)
+		return 0;
+	int64_t from = hp->texted;
+	int n = hp->done - from < STREAM_BLOCK ? (int)(hp->done - from) : STREAM_BLOCK;
+	hp->texting = 1;
+	pthread_mutex_unlock(&hp->mu);
+	api_predict_text_rows(hp->text, ps->snap, ps->out + from * ps->outputs, from, n,
+	                      ps->outputs);
+	pthread_mutex_lock(&hp->mu);
+	hp->texted = from + n;
+	hp->texting = 0;
+	pthread_cond_broadcast(&hp->cv);
+	return 1;
+}
+
+/* The helper's thread: predicts queued blocks, else writes text, else
+ * waits; ends when stopped, or closing with nothing left to do. */
+static void *helper_main(void *arg)
+{
+	api_predict_stream *ps = arg;
+	helper *hp = ps->hp;
+	pthread_mutex_lock(&hp->mu);
+	while (!hp->stop) {
+		int i = slot_next(hp);
+		if (i >= 0)
+			slot_predict(ps, i);
+		else if (!text_step(ps)) {
+			if (hp->closing)
+				break;
+			pthread_cond_wait(&hp->cv, &hp->mu);
+		}
+	}
+	pthread_mutex_unlock(&hp->mu);
+	return NULL;
+}
+
+/* Starts the helper for a body of up to expect rows (ps->hp stays NULL when
+ * the outputs would be too large or anything fails: the stream then
+ * predicts on its own thread). */
+static void helper_start(api_predict_stream *ps, int64_t expect)
+{
+	int64_t rows = expect < API_PREDICT_MAX_ROWS ? expect : API_PREDICT_MAX_ROWS;
+	if (rows * ps->outputs > HELPER_MAX_OUTPUTS)
+		return;
+	helper *hp = calloc(1, sizeof *hp);
+	if (!hp)
+		return;
+	size_t bytes = (size_t)ps->blk_cap * (size_t)ps->inputs * sizeof(float);
+	int ok = 1;
+	for (int i = 0; i < HELPER_RING; i++)
+		ok &= (hp->ring[i] = malloc(bytes)) != NULL;
+	if (ok && ps->out_cap < rows) {
+		free(ps->out);
+		ps->out = malloc((size_t)rows * (size_t)ps->outputs * sizeof(float));
+		ps->out_cap = ps->out ? rows : 0;
+		ok = ps->out != NULL;
+	}
+	if (ok && !ps->binary_reply) {
+		/* some 10 bytes a number for the rows the body may hold (a JSON
+		 * body holds about half as many, each number some 20 bytes) */
+		int64_t hint = rows * ps->outputs * 10;
+		hint = hint < ((int64_t)16 << 20) ? hint : (int64_t)16 << 20;
+		ok = (hp->text = api_predict_text_new(ps->snap, (size_t)hint)) != NULL;
+	}
+	hp->st = NN_OK;
+	hp->state[0] = SLOT_FILLING;
+	if (ok && pthread_mutex_init(&hp->mu, NULL) != 0) {
+		ok = 0;
+	} else if (ok && pthread_cond_init(&hp->cv, NULL) != 0) {
+		pthread_mutex_destroy(&hp->mu);
+		ok = 0;
+	}
+	if (ok) {
+		ps->hp = hp;
+		if (pthread_create(&hp->th, NULL, helper_main, ps) != 0) {
+			pthread_cond_destroy(&hp->cv);
+			pthread_mutex_destroy(&hp->mu);
+			ps->hp = NULL;
+			ok = 0;
+		}
+	}
+	if (!ok) {
+		for (int i = 0; i < HELPER_RING; i++)
+			free(hp->ring[i]);
+		api_predict_text_free(hp->text);
+		free(hp);
+		return;
+	}
+	ps->blk = hp->ring[0];
+	__atomic_add_fetch(&helper_streams, 1, __ATOMIC_RELAXED);
+}
+
+int64_t api_predict_helper_streams(void)
+{
+	return __atomic_load_n(&helper_streams, __ATOMIC_RELAXED);
+}
+
+/* Queues the block being filled (n rows) and takes a free slot; while none
+ * is free, predicts a queued block, writes text or waits. */
+static void helper_queue(api_predict_stream *ps, int n)
+{
+	helper *hp = ps->hp;
+	pthread_mutex_lock(&hp->mu);
+	int f = 0;
+	while (hp->state[f] != SLOT_FILLING)
+		f++;
+	if (hp->queued + n > ps->out_cap) {
+		/* never: the rows a body can hold were counted from its length */
+		if (hp->st == NN_OK)
+			hp->st = NN_EINVAL;
+		pthread_mutex_unlock(&hp->mu);
+		return;
+	}
+	hp->state[f] = SLOT_QUEUED;
+	hp->rows[f] = n;
+	hp->first[f] = hp->queued;
+	hp->queued += n;
+	pthread_cond_broadcast(&hp->cv);
+	for (;;) {
+		for (f = 0; f < HELPER_RING && hp->state[f] != SLOT_FREE; f++)
+			;
+		if (f < HELPER_RING)
+			break;
+		int i = slot_next(hp);
+		if (i >= 0)
+			slot_predict(ps, i);
+		else if (!text_step(ps))
+			pthread_cond_wait(&hp->cv, &hp->mu);
+	}
+	hp->state[f] = SLOT_FILLING;
+	ps->blk = hp->ring[f];
+	pthread_mutex_unlock(&hp->mu);
+}
+
+/* Ends the helper: stop, at once (the result is not wanted); else after
+ * every queued block is predicted and every row is in the text, this
+ * thread sharing the work. */
+static void helper_end(api_predict_stream *ps, int stop)
+{
+	helper *hp = ps->hp;
+	if (!hp || hp->joined)
+		return;
+	pthread_mutex_lock(&hp->mu);
+	hp->closing = 1;
+	if (stop)
+		hp->stop = 1;
+	pthread_cond_broadcast(&hp->cv);
+	while (!stop) {
+		int i = slot_next(hp), busy = 0;
+		for (int k = 0; k < HELPER_RING; k++)
+			busy |= hp->state[k] == SLOT_BUSY;
+		if (i >= 0)
+			slot_predict(ps, i);
+		else if (text_step(ps))
+			continue;
+		else if (busy || hp->texting)
+			pthread_cond_wait(&hp->cv, &hp->mu);
+		else
+			break;   /* all predicted, and the text (if any) written */
+	}
+	pthread_mutex_unlock(&hp->mu);
+	pthread_join(hp->th, NULL);
+	hp->joined = 1;
+	if (ps->st == NN_OK)
+		ps->st = hp->st;
+	ps->done = hp->queued;
+}
+
+static void helper_free(api_predict_stream *ps)
+{
+	helper *hp = ps->hp;
+	if (!hp)
+		return;
+	helper_end(ps, 1);
+	pthread_cond_destroy(&hp->cv);
+	pthread_mutex_destroy(&hp->mu);
+	for (int i = 0; i < HELPER_RING; i++)
+		free(hp->ring[i]);
+	api_predict_text_free(hp->text);
+	free(hp);
+	ps->hp = NULL;
+	ps->blk = NULL;
+}
+
+/* Predicts the block's rows into the outputs (or queues them for the
+ * helper). */
+static void flush(api_predict_stream *ps)
+{
+	int n = ps->blk_rows;
+	ps->blk_rows = 0;
+	ps->blk_fill = 0;
+	if (n == 0)
+		return;
+	if (ps->hp)
+		helper_queue(ps, n);
+	else
+		predict_rows(ps, ps->blk, n);
 }
 
 void api_predict_stream_scan(api_predict_stream *ps, const char *body, size_t len)
@@ -629,10 +1038,16 @@ void api_predict_stream_scan(api_predict_stream *ps, const char *body, size_t le
 			}
 			ps->searched = 0;
 			float *x = ps->blk + (size_t)ps->blk_rows * ps->inputs;
-			if (ps->rows >= API_PREDICT_MAX_ROWS)
+			if (ps->rows >= API_PREDICT_MAX_ROWS || (ps->hp && ps->rows >= ps->out_cap))
 				goto fail;
 #if defined(__SSE2__)
-			if (small_int_row(p + 1, close, x, ps->inputs) < 0 &&
+			if (
+#ifdef PIXEL_ROW_AVX512
+			    (has_avx512_rows() ? small_int_row_avx512(p + 1, close, x, ps->inputs)
+			                       : small_int_row(p + 1, close, x, ps->inputs)) < 0 &&
+#else
+			    small_int_row(p + 1, close, x, ps->inputs) < 0 &&
+#endif
 			    int_row(p + 1, close, x, ps->inputs) < 0 &&
 			    read_row(p + 1, close, x, ps->inputs) < 0)
 				goto fail;
@@ -721,7 +1136,7 @@ static void binary_rows(api_predict_stream *ps, int n)
 	if (!all_finite(w, count)) {
 		ps->err = calloc(1, sizeof *ps->err);
 		if (!ps->err) {
-			ps->st = NN_ENOMEM;
+			ps->oom = 1;
 		} else {
 			for (size_t i = 0; i < count && ps->err->n_fields < API_MAX_FIELD_ERRORS; i++)
 				if ((w[i] & 0x7f800000u) == 0x7f800000u) {
@@ -805,6 +1220,9 @@ int api_predict_stream_finish(api_predict_stream *ps, const api_req *rq, api_rep
 			return 1;
 		}
 	}
+	helper_end(ps, 0);
+	if (ps->oom && ps->st == NN_OK)
+		ps->st = NN_ENOMEM;
 	if (ps->st != NN_OK) {
 		api_err *e = calloc(1, sizeof *e);
 		if (e)
@@ -812,6 +1230,12 @@ int api_predict_stream_finish(api_predict_stream *ps, const api_req *rq, api_rep
 			            nn_status_name(ps->st));
 		api_reply_error(rp, e);
 		free(e);
+		return 1;
+	}
+	if (ps->hp && ps->hp->text) {
+		/* the helper wrote the reply as it went */
+		api_predict_reply_text(rp, ps->hp->text, ps->done);
+		ps->hp->text = NULL;
 		return 1;
 	}
 	float *out = ps->out;

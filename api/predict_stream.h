@@ -9,7 +9,9 @@
  * full block of rows at once, so the computation overlaps the transfer; the
  * reply is written straight into one buffer (api_predict_reply, in
  * handlers_models.c), as JSON or, for Accept: application/octet-stream, as
- * float32 rows.
+ * float32 rows. Long bodies share their blocks with a helper thread
+ * (predict_stream.c), which also writes the JSON reply as it goes; the
+ * reply is the same, byte for byte.
  *
  * JSON streams take only the plain shape (one key, numbers only, rows of
  * the model's width); any other body makes the stream step aside, and the
@@ -70,6 +72,15 @@ int api_model_predict_general(const api_backend *b, const api_req *rq, api_reply
  * without q has q=1; one not listed, q=0). */
 int api_predict_accepts_binary(const char *accept);
 
+/* How many streams have had a helper thread so far (bodies long enough to
+ * hold HELPER_MIN_ROWS rows, see predict_stream.c). For tests. */
+int64_t api_predict_helper_streams(void);
+
+/* Whether JSON rows of small integers are read with AVX-512 (on CPUs that
+ * have it): on 1, off 0, unchanged -1. Returns the setting before. For
+ * tests, which check both readers against strtod. */
+int api_predict_avx512_rows(int on);
+
 /* This thread's scratch for snapshot s (rebuilt when the thread last
  * served another snapshot), or NULL when out of memory. */
 nn_scratch *api_predict_scratch(const api_model_snap *s);
@@ -80,5 +91,18 @@ nn_scratch *api_predict_scratch(const api_model_snap *s);
  * as the body). Returns 0 (a 500 problem when out of memory). */
 int api_predict_reply(api_reply *rp, const api_model_snap *s, float *out, int64_t rows,
                       int outs, int binary);
+
+/* The same JSON reply written piece by piece, as blocks of rows are
+ * predicted (byte for byte what api_predict_reply writes for all of them):
+ * _new starts the document (hint: the bytes expected, 0 when unknown);
+ * _rows appends rows [first, first + rows), out holding those rows only;
+ * api_predict_reply_text ends it and makes it rp's 200 reply (a 500
+ * problem when out of memory), freeing t. NULL from _new: out of memory. */
+typedef struct api_predict_text api_predict_text;
+api_predict_text *api_predict_text_new(const api_model_snap *s, size_t hint);
+void api_predict_text_rows(api_predict_text *t, const api_model_snap *s, const float *out,
+                           int64_t first, int rows, int outs);
+void api_predict_text_free(api_predict_text *t);
+int api_predict_reply_text(api_reply *rp, api_predict_text *t, int64_t rows);
 
 #endif
