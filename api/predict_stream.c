@@ -36,6 +36,7 @@
 #define STREAM_BLOCK 256   /* rows per forward call, and the scratch's rows */
 #define HELPER_MIN_ROWS (2 * STREAM_BLOCK)  /* bodies that may hold this many rows get a helper */
 #define HELPER_RING 4      /* blocks between the reader and the helper */
+#define HELPER_TEXT_LAG (2 * STREAM_BLOCK)  /* rows predicted but not yet in the text, at most */
 #define HELPER_MAX_OUTPUTS ((int64_t)16 << 20)  /* output floats allocated at once, at most */
 
 /* ---- per-thread scratch */
@@ -687,9 +688,11 @@ void api_predict_stream_free(api_predict_stream *ps)
  * threads share the forward passes by how fast each goes. The outputs are
  * allocated whole beforehand (the body's length bounds its rows), each
  * block writing its own rows, so rows before done (every block below it
- * predicted) are final. The JSON reply's text is written in row order by
- * whichever thread has nothing else to do. Under mu: the slots, done,
- * texted, texting, st. */
+ * predicted) are final. The JSON reply's text is written in row order, one
+ * thread at a time: by the helper when nothing is queued or the text lags
+ * more than HELPER_TEXT_LAG rows, by the reader when no slot is free
+ * (before it predicts) and at the end, so that little is left for the end.
+ * Under mu: the slots, done, texted, texting, st. */
 
 enum { SLOT_FREE, SLOT_FILLING, SLOT_QUEUED, SLOT_BUSY };
 
@@ -804,6 +807,10 @@ static void *helper_main(void *arg)
 	helper *hp = ps->hp;
 	pthread_mutex_lock(&hp->mu);
 	while (!hp->stop) {
+		/* blocks first, but the text lags HELPER_TEXT_LAG rows at most
+		 * (what is left of it at the end is written by one thread alone) */
+		if (hp->done - hp->texted > HELPER_TEXT_LAG && text_step(ps))
+			continue;
 		int i = slot_next(hp);
 		if (i >= 0)
 			slot_predict(ps, i);
@@ -879,7 +886,7 @@ int64_t api_predict_helper_streams(void)
 }
 
 /* Queues the block being filled (n rows) and takes a free slot; while none
- * is free, predicts a queued block, writes text or waits. */
+ * is free, writes text, else predicts a queued block, else waits. */
 static void helper_queue(api_predict_stream *ps, int n)
 {
 	helper *hp = ps->hp;
@@ -904,10 +911,14 @@ static void helper_queue(api_predict_stream *ps, int n)
 			;
 		if (f < HELPER_RING)
 			break;
+		/* the text first: what is left of it at the end is written by one
+		 * thread while the other waits */
+		if (text_step(ps))
+			continue;
 		int i = slot_next(hp);
 		if (i >= 0)
 			slot_predict(ps, i);
-		else if (!text_step(ps))
+		else
 			pthread_cond_wait(&hp->cv, &hp->mu);
 	}
 	hp->state[f] = SLOT_FILLING;
