@@ -16,7 +16,8 @@
  * anything else goes through strtod). Rows of small integers (image
  * pixels) are read 64 bytes at a time, with AVX-512 where the CPU has it.
  *
- * A body long enough to hold HELPER_MIN_ROWS rows gets a second thread
+ * A body long enough to hold HELPER_MIN_ROWS rows (and of HELPER_MIN_BYTES
+ * at least) gets a second thread
  * (see "the helper" below): the reading thread parses while the helper
  * predicts the blocks already read, and the JSON reply is written as rows
  * are predicted, so on two cores parsing, the forward passes and the reply
@@ -35,9 +36,13 @@
 
 #define STREAM_BLOCK 256   /* rows per forward call, and the scratch's rows */
 #define HELPER_MIN_ROWS (2 * STREAM_BLOCK)  /* bodies that may hold this many rows get a helper */
+#define HELPER_MIN_BYTES ((int64_t)256 << 10)  /* and are this long (a thread costs some 30 us) */
+#define SPARE_SCRATCHES 2  /* helpers' scratches kept for the next helper */
 #define HELPER_RING 4      /* blocks between the reader and the helper */
 #define HELPER_TEXT_LAG (2 * STREAM_BLOCK)  /* rows predicted but not yet in the text, at most */
 #define HELPER_MAX_OUTPUTS ((int64_t)16 << 20)  /* output floats allocated at once, at most */
+
+static int64_t helper_min_bytes = HELPER_MIN_BYTES;   /* tests lower it */
 
 /* ---- per-thread scratch */
 
@@ -79,6 +84,48 @@ nn_scratch *api_predict_scratch(const api_model_snap *snap)
 		t->serial = snap->serial;
 	}
 	return t->s;
+}
+
+/* ---- the helpers' scratches: a helper thread lives for one request, so
+ * its scratch (some 0.7 ms to build for a 784-256-128-10 MLP) is kept here
+ * for the next helper on the same snapshot (serial), at most
+ * SPARE_SCRATCHES of them; the oldest goes when a new one comes. */
+
+static pthread_mutex_t spare_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct { uint64_t serial; nn_scratch *s; } spare[SPARE_SCRATCHES];
+static unsigned spare_next;   /* the slot to reuse when all are taken */
+
+static nn_scratch *spare_take(const api_model_snap *snap)
+{
+	nn_scratch *s = NULL;
+	pthread_mutex_lock(&spare_mu);
+	for (int i = 0; i < SPARE_SCRATCHES && !s; i++)
+		if (spare[i].s && spare[i].serial == snap->serial) {
+			s = spare[i].s;
+			spare[i].s = NULL;
+		}
+	pthread_mutex_unlock(&spare_mu);
+	return s ? s : nn_scratch_create_frozen(snap->model, STREAM_BLOCK);
+}
+
+static void spare_put(uint64_t serial, nn_scratch *s)
+{
+	if (!s)
+		return;
+	nn_scratch *old = NULL;
+	pthread_mutex_lock(&spare_mu);
+	int k = -1;
+	for (int i = 0; i < SPARE_SCRATCHES && k < 0; i++)
+		if (!spare[i].s)
+			k = i;
+	if (k < 0) {
+		k = (int)(spare_next++ % SPARE_SCRATCHES);
+		old = spare[k].s;
+	}
+	spare[k].serial = serial;
+	spare[k].s = s;
+	pthread_mutex_unlock(&spare_mu);
+	nn_scratch_free(old);
 }
 
 /* ---- Accept */
@@ -653,7 +700,7 @@ api_predict_stream *api_predict_stream_new(const api_backend *b, const api_req *
 			expect = 1;
 	}
 	ps->blk_cap = expect < STREAM_BLOCK ? (int)expect : STREAM_BLOCK;
-	if (expect >= HELPER_MIN_ROWS)
+	if (expect >= HELPER_MIN_ROWS && expect_len >= helper_min_bytes)
 		helper_start(ps, expect);
 	if (!ps->hp)
 		ps->blk = malloc((size_t)ps->blk_cap * (size_t)row_bytes);
@@ -680,7 +727,8 @@ void api_predict_stream_free(api_predict_stream *ps)
 }
 
 /* ---- the helper: a second thread that predicts blocks while this one
- * reads the next (bodies that may hold HELPER_MIN_ROWS rows or more).
+ * reads the next (bodies of HELPER_MIN_BYTES that may hold HELPER_MIN_ROWS
+ * rows or more).
  *
  * The reader fills a free slot of the ring and queues it; the helper
  * predicts the queued blocks, the lowest rows first. When no slot is free
@@ -717,10 +765,11 @@ struct helper {
 	api_predict_text *text;   /* the JSON reply, or NULL (a float32 reply) */
 };
 
-/* Predicts n rows at x into the outputs from row first. */
-static nn_status predict_block(api_predict_stream *ps, const float *x, int64_t first, int n)
+/* Predicts n rows at x into the outputs from row first, with scratch sc
+ * (NULL: out of memory). */
+static nn_status predict_block(api_predict_stream *ps, nn_scratch *sc, const float *x,
+                               int64_t first, int n)
 {
-	nn_scratch *sc = api_predict_scratch(ps->snap);
 	return sc ? nn_predict(ps->snap->model, sc, x, n, ps->out + first * ps->outputs)
 	          : NN_ENOMEM;
 }
@@ -742,7 +791,7 @@ static void predict_rows(api_predict_stream *ps, const float *x, int n)
 		ps->out = o;
 		ps->out_cap = cap;
 	}
-	ps->st = predict_block(ps, x, ps->done, n);
+	ps->st = predict_block(ps, api_predict_scratch(ps->snap), x, ps->done, n);
 	ps->done += n;
 }
 
@@ -756,15 +805,17 @@ static int slot_next(const helper *hp)
 	return best;
 }
 
-/* Predicts the queued block in slot i (mu held on entry and exit). */
-static void slot_predict(api_predict_stream *ps, int i)
+/* Predicts the queued block in slot i with scratch sc, NULL for this
+ * thread's (mu held on entry and exit). */
+static void slot_predict(api_predict_stream *ps, int i, nn_scratch *sc)
 {
 	helper *hp = ps->hp;
 	hp->state[i] = SLOT_BUSY;
 	nn_status st = hp->st;
 	if (st == NN_OK) {
 		pthread_mutex_unlock(&hp->mu);
-		st = predict_block(ps, hp->ring[i], hp->first[i], hp->rows[i]);
+		st = predict_block(ps, sc ? sc : api_predict_scratch(ps->snap), hp->ring[i],
+		                   hp->first[i], hp->rows[i]);
 		pthread_mutex_lock(&hp->mu);
 	}
 	if (hp->st == NN_OK)
@@ -805,6 +856,8 @@ static void *helper_main(void *arg)
 {
 	api_predict_stream *ps = arg;
 	helper *hp = ps->hp;
+	/* a kept scratch, or a new one (NULL: this thread's, as a last resort) */
+	nn_scratch *sc = spare_take(ps->snap);
 	pthread_mutex_lock(&hp->mu);
 	while (!hp->stop) {
 		/* blocks first, but the text lags HELPER_TEXT_LAG rows at most
@@ -813,7 +866,7 @@ static void *helper_main(void *arg)
 			continue;
 		int i = slot_next(hp);
 		if (i >= 0)
-			slot_predict(ps, i);
+			slot_predict(ps, i, sc);
 		else if (!text_step(ps)) {
 			if (hp->closing)
 				break;
@@ -821,6 +874,7 @@ static void *helper_main(void *arg)
 		}
 	}
 	pthread_mutex_unlock(&hp->mu);
+	spare_put(ps->snap->serial, sc);
 	return NULL;
 }
 
@@ -885,6 +939,14 @@ int64_t api_predict_helper_streams(void)
 	return __atomic_load_n(&helper_streams, __ATOMIC_RELAXED);
 }
 
+int64_t api_predict_helper_min_bytes(int64_t bytes)
+{
+	int64_t was = __atomic_load_n(&helper_min_bytes, __ATOMIC_RELAXED);
+	if (bytes >= 0)
+		__atomic_store_n(&helper_min_bytes, bytes, __ATOMIC_RELAXED);
+	return was;
+}
+
 /* Queues the block being filled (n rows) and takes a free slot; while none
  * is free, writes text, else predicts a queued block, else waits. */
 static void helper_queue(api_predict_stream *ps, int n)
@@ -917,7 +979,7 @@ static void helper_queue(api_predict_stream *ps, int n)
 			continue;
 		int i = slot_next(hp);
 		if (i >= 0)
-			slot_predict(ps, i);
+			slot_predict(ps, i, NULL);
 		else
 			pthread_cond_wait(&hp->cv, &hp->mu);
 	}
@@ -944,7 +1006,7 @@ static void helper_end(api_predict_stream *ps, int stop)
 		for (int k = 0; k < HELPER_RING; k++)
 			busy |= hp->state[k] == SLOT_BUSY;
 		if (i >= 0)
-			slot_predict(ps, i);
+			slot_predict(ps, i, NULL);
 		else if (text_step(ps))
 			continue;
 		else if (busy || hp->texting)

@@ -76,6 +76,11 @@ int api_predict_accepts_binary(const char *accept);
  * hold HELPER_MIN_ROWS rows, see predict_stream.c). For tests. */
 int64_t api_predict_helper_streams(void);
 
+/* The shortest body (bytes, by its declared length) that gets a helper
+ * thread: set it (>= 0; the default is 256 KiB) or leave it (-1). Returns
+ * the value before. For tests, which use short bodies. */
+int64_t api_predict_helper_min_bytes(int64_t bytes);
+
 /* Whether JSON rows of small integers are read with AVX-512 (on CPUs that
  * have it): on 1, off 0, unchanged -1. Returns the setting before. For
  * tests, which check both readers against strtod. */

@@ -166,16 +166,16 @@ static float *make_rows(int rows, char **json)
 
 START_TEST(test_float32_rows_predict_as_the_json_rows)
 {
-	const char *flags[] = { "--max-body", "200000", "--workers", "1", NULL };
+	const char *flags[] = { "--max-body", "2000000", "--workers", "1", NULL };
 	nnd d = { 0 };
 	ck_assert_int_eq(nnd_start(&d, flags), 0);
 	char mdl[32];
 	ck_assert_int_eq(make_model(&d, INPUTS, OUTPUTS, 8, 3, mdl), 0);
 	CURL *c = curl_easy_init();
 	ck_assert_ptr_nonnull(c);
-	/* 700: blocks of 256 and a rest; 3000: more blocks than the helper's
-	 * ring (bodies this long are shared with a helper thread) */
-	const int counts[] = { 1, 5, 700, 3000 };
+	/* 700: blocks of 256 and a rest; 12000: bodies of 256 KiB and more,
+	 * shared with a helper thread, many more blocks than its ring */
+	const int counts[] = { 1, 5, 700, 12000 };
 	for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ci++) {
 		int rows = counts[ci];
 		char *json;

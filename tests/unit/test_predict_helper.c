@@ -10,7 +10,8 @@
  *
  * Each test checks that the helper was really used
  * (api_predict_helper_streams) where the body is long enough, and not
- * for short ones.
+ * for short ones. The tests lower the helper's minimum body length
+ * (256 KiB) to 0 so that short bodies get one; one checks the default.
  */
 #include <check.h>
 #include <math.h>
@@ -492,11 +493,48 @@ START_TEST(test_both_pixel_readers_read_as_strtod)
 }
 END_TEST
 
+/* The default: bodies under 256 KiB get no helper, longer ones do, with
+ * the same replies. */
+START_TEST(test_only_long_bodies_get_a_helper_by_default)
+{
+	ck_assert_int_eq(api_predict_helper_min_bytes(-1), 0);   /* the fixture's */
+	api_predict_helper_min_bytes(256 << 10);
+	const int inputs = 20;
+	api_backend b = backend();
+	serve_model(NN_TASK_CLASSIFICATION, inputs, 3, 1);
+	const int counts[] = { 600, 4000 };   /* some 60 KB and 400 KB of JSON */
+	for (size_t ci = 0; ci < 2; ci++) {
+		float *x = make_rows(counts[ci], inputs, 77);
+		char *json = rows_json(x, counts[ci], inputs);
+		size_t len = strlen(json);
+		ck_assert(ci == 0 ? len < (256 << 10) : len >= (256 << 10));
+		api_reply want = general(&b, json, 0), rp;
+		int64_t before = api_predict_helper_streams();
+		ck_assert_int_eq(stream_json(&b, json, 0, 16384, 0, &rp), 1);
+		ck_assert_int_eq(api_predict_helper_streams(), before + (int64_t)ci);
+		ck_assert_str_eq(rp.body, want.body);
+		api_reply_release(&rp);
+		api_reply_release(&want);
+		free(json);
+		free(x);
+	}
+	drop_model();
+}
+END_TEST
+
+/* Every other test: any body that may hold 512 rows gets a helper. */
+static void helper_for_short_bodies(void)
+{
+	api_predict_helper_min_bytes(0);
+}
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("predict_helper");
 	TCase *tc = tcase_create("helper");
 	tcase_set_timeout(tc, 120);
+	tcase_add_checked_fixture(tc, helper_for_short_bodies, NULL);
+	tcase_add_test(tc, test_only_long_bodies_get_a_helper_by_default);
 	tcase_add_test(tc, test_rows_around_block_boundaries_match_the_general_path);
 	tcase_add_test(tc, test_a_body_split_at_every_byte);
 	tcase_add_test(tc, test_bad_rows_late_in_a_long_body_get_the_general_problem);
