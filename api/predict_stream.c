@@ -38,6 +38,7 @@
 #define HELPER_MIN_ROWS (2 * STREAM_BLOCK)  /* bodies that may hold this many rows get a helper */
 #define HELPER_MIN_BYTES ((int64_t)256 << 10)  /* and are this long (a thread costs some 30 us) */
 #define SPARE_SCRATCHES 2  /* helpers' scratches kept for the next helper */
+#define HELPER_MAX 4       /* helpers at once, at most (more streams predict alone) */
 #define HELPER_RING 4      /* blocks between the reader and the helper */
 #define HELPER_TEXT_LAG (2 * STREAM_BLOCK)  /* rows predicted but not yet in the text, at most */
 #define HELPER_MAX_OUTPUTS ((int64_t)16 << 20)  /* output floats allocated at once, at most */
@@ -728,7 +729,7 @@ void api_predict_stream_free(api_predict_stream *ps)
 
 /* ---- the helper: a second thread that predicts blocks while this one
  * reads the next (bodies of HELPER_MIN_BYTES that may hold HELPER_MIN_ROWS
- * rows or more).
+ * rows or more; HELPER_MAX of them at once, other streams predict alone).
  *
  * The reader fills a free slot of the ring and queues it; the helper
  * predicts the queued blocks, the lowest rows first. When no slot is free
@@ -745,6 +746,7 @@ void api_predict_stream_free(api_predict_stream *ps)
 enum { SLOT_FREE, SLOT_FILLING, SLOT_QUEUED, SLOT_BUSY };
 
 static int64_t helper_streams;   /* streams that got a helper, ever */
+static int helpers_live;         /* helpers now */
 
 struct helper {
 	pthread_t th;
@@ -886,9 +888,16 @@ static void helper_start(api_predict_stream *ps, int64_t expect)
 	int64_t rows = expect < API_PREDICT_MAX_ROWS ? expect : API_PREDICT_MAX_ROWS;
 	if (rows * ps->outputs > HELPER_MAX_OUTPUTS)
 		return;
-	helper *hp = calloc(1, sizeof *hp);
-	if (!hp)
+	/* more helpers than cores only add switching and memory */
+	if (__atomic_add_fetch(&helpers_live, 1, __ATOMIC_RELAXED) > HELPER_MAX) {
+		__atomic_sub_fetch(&helpers_live, 1, __ATOMIC_RELAXED);
 		return;
+	}
+	helper *hp = calloc(1, sizeof *hp);
+	if (!hp) {
+		__atomic_sub_fetch(&helpers_live, 1, __ATOMIC_RELAXED);
+		return;
+	}
 	size_t bytes = (size_t)ps->blk_cap * (size_t)ps->inputs * sizeof(float);
 	int ok = 1;
 	for (int i = 0; i < HELPER_RING; i++)
@@ -928,6 +937,7 @@ static void helper_start(api_predict_stream *ps, int64_t expect)
 			free(hp->ring[i]);
 		api_predict_text_free(hp->text);
 		free(hp);
+		__atomic_sub_fetch(&helpers_live, 1, __ATOMIC_RELAXED);
 		return;
 	}
 	ps->blk = hp->ring[0];
@@ -1036,6 +1046,7 @@ static void helper_free(api_predict_stream *ps)
 	free(hp);
 	ps->hp = NULL;
 	ps->blk = NULL;
+	__atomic_sub_fetch(&helpers_live, 1, __ATOMIC_RELAXED);
 }
 
 /* Predicts the block's rows into the outputs (or queues them for the

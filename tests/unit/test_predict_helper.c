@@ -432,6 +432,45 @@ START_TEST(test_a_stream_freed_half_way_and_short_bodies)
 }
 END_TEST
 
+/* At most four helpers at once: a fifth long stream predicts on its own
+ * thread, with the same reply; once one ends, the next gets a helper. */
+START_TEST(test_at_most_four_helpers_at_once)
+{
+	const int inputs = 3, rows = 2000;
+	api_backend b = backend();
+	serve_model(NN_TASK_CLASSIFICATION, inputs, 2, 0);
+	float *x = make_rows(rows, inputs, 21);
+	char *json = rows_json(x, rows, inputs);
+	size_t len = strlen(json);
+	api_reply want = general(&b, json, 0);
+	api_req rq = request(NULL, 0);
+	api_predict_stream *open[4];
+	int64_t before = api_predict_helper_streams();
+	for (int i = 0; i < 4; i++) {
+		open[i] = api_predict_stream_new(&b, &rq, API_PREDICT_JSON, (int64_t)len, 0, NULL);
+		ck_assert_ptr_nonnull(open[i]);
+		api_predict_stream_scan(open[i], json, len / 2);
+	}
+	ck_assert_int_eq(api_predict_helper_streams(), before + 4);
+	api_reply rp;
+	ck_assert_int_eq(stream_json(&b, json, 0, 1000, 0, &rp), 1);
+	ck_assert_int_eq(api_predict_helper_streams(), before + 4);   /* none for the fifth */
+	ck_assert_str_eq(rp.body, want.body);
+	api_reply_release(&rp);
+	api_predict_stream_free(open[0]);
+	ck_assert_int_eq(stream_json(&b, json, 0, 1000, 0, &rp), 1);
+	ck_assert_int_eq(api_predict_helper_streams(), before + 5);
+	ck_assert_str_eq(rp.body, want.body);
+	api_reply_release(&rp);
+	for (int i = 1; i < 4; i++)
+		api_predict_stream_free(open[i]);
+	api_reply_release(&want);
+	free(json);
+	free(x);
+	drop_model();
+}
+END_TEST
+
 /* Random rows of small integers with every separator the readers take
  * ("1,2", "1, 2", "1,\n2", "1,\t2") and some they do not ("1 ,2", "1,  2",
  * leading zeros, runs of 4 to 6 digits), of widths 1 to 90 so rows end
@@ -539,6 +578,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_a_body_split_at_every_byte);
 	tcase_add_test(tc, test_bad_rows_late_in_a_long_body_get_the_general_problem);
 	tcase_add_test(tc, test_a_stream_freed_half_way_and_short_bodies);
+	tcase_add_test(tc, test_at_most_four_helpers_at_once);
 	tcase_add_test(tc, test_both_pixel_readers_read_as_strtod);
 	suite_add_tcase(s, tc);
 	return s;
