@@ -15,76 +15,12 @@
 #include <string.h>
 
 #include "check_main.h"
-#include "handlers.h"
-#include "nn.h"
-#include "predict_stream.h"
-#include "store.h"
-
-#define ID "mdl_00000000000000aa"
-
-static api_model_snap snap;
-static int snaps_out;   /* references held: every stream must give its own back */
-
-static int fake_snapshot(void *ctx, const char *id, api_model_snap **out, api_err *e)
-{
-	(void)ctx;
-	if (strcmp(id, ID) != 0)
-		return api_err_set(e, 404, "not_found", "no model %s", id);
-	snaps_out++;
-	*out = &snap;
-	return 0;
-}
-
-static void fake_release(void *ctx, api_model_snap *s)
-{
-	(void)ctx;
-	(void)s;
-	snaps_out--;
-}
-
-static api_backend backend(void)
-{
-	api_backend b;
-	memset(&b, 0, sizeof b);
-	b.limits = api_limits_default();
-	b.model_snapshot = fake_snapshot;
-	b.snap_release = fake_release;
-	return b;
-}
+#include "predict_fixture.h"
 
 /* A model of `inputs` inputs: dense 7 tanh, then `outputs` outputs. */
 static void serve_model(nn_task task, int inputs, int outputs)
 {
-	nn_layer_spec l = nn_layer_default(NN_LAYER_DENSE);
-	l.units = 7;
-	l.act = NN_ACT_TANH;
-	nn_model_spec spec = { task, inputs, outputs, NN_INIT_AUTO, 5, &l, 1 };
-	char err[128];
-	nn_model *m = nn_model_create(&spec, err, sizeof err);
-	ck_assert_ptr_nonnull(m);
-	memset(&snap, 0, sizeof snap);
-	snap.model = m;
-	snap.version = 4;
-	snap.serial = (uint64_t)rand() + 1000;
-	snaps_out = 0;
-}
-
-static void drop_model(void)
-{
-	ck_assert_int_eq(snaps_out, 0);
-	nn_model_free((nn_model *)snap.model);
-	snap.model = NULL;
-}
-
-static api_req request(const char *body, size_t len)
-{
-	api_req rq;
-	memset(&rq, 0, sizeof rq);
-	rq.method = "POST";
-	rq.id = ID;
-	rq.body = body;
-	rq.body_len = len;
-	return rq;
+	serve_dense_model(task, inputs, outputs, 7, NN_ACT_TANH, 5, 4, 1000);
 }
 
 /* A float32 body through a binary stream in pieces of `step` bytes (0: one
@@ -92,21 +28,7 @@ static api_req request(const char *body, size_t len)
 static void predict_binary(const api_backend *b, const void *body, size_t len, size_t step,
                            int declare_len, int binary_reply, api_reply *rp)
 {
-	api_req rq = request(NULL, 0);
-	api_err e = API_ERR_INIT;
-	api_predict_stream *ps = api_predict_stream_new(b, &rq, API_PREDICT_BINARY,
-	                                                declare_len ? (int64_t)len : -1,
-	                                                binary_reply, &e);
-	ck_assert_ptr_nonnull(ps);
-	const char *p = body;
-	for (size_t off = 0; off < len;) {
-		size_t n = step && step < len - off ? step : len - off;
-		api_predict_stream_feed(ps, p + off, n);
-		off += n;
-	}
-	memset(rp, 0, sizeof *rp);
-	ck_assert_int_eq(api_predict_stream_finish(ps, &rq, rp), 1);
-	api_predict_stream_free(ps);
+	stream_binary_body(b, body, len, step, declare_len ? (int64_t)len : -1, binary_reply, rp);
 }
 
 /* A JSON body through a JSON stream, growing by `step` bytes as the daemon
@@ -114,26 +36,7 @@ static void predict_binary(const api_backend *b, const void *body, size_t len, s
 static int predict_json_stream(const api_backend *b, const char *body, size_t step,
                                int binary_reply, api_reply *rp)
 {
-	size_t len = strlen(body);
-	char *buf = malloc(len + 1);
-	ck_assert_ptr_nonnull(buf);
-	api_req rq = request(NULL, 0);
-	api_predict_stream *ps = api_predict_stream_new(b, &rq, API_PREDICT_JSON, (int64_t)len,
-	                                                binary_reply, NULL);
-	ck_assert_ptr_nonnull(ps);
-	for (size_t have = 0; have < len;) {
-		size_t n = step && step < len - have ? step : len - have;
-		memcpy(buf + have, body + have, n);
-		have += n;
-		buf[have] = 0;
-		api_predict_stream_scan(ps, buf, have);
-	}
-	rq = request(buf, len);
-	memset(rp, 0, sizeof *rp);
-	int done = api_predict_stream_finish(ps, &rq, rp);
-	api_predict_stream_free(ps);
-	free(buf);
-	return done;
+	return stream_json(b, body, 0, step, binary_reply, rp);
 }
 
 /* The reply of the route's handler to the whole body (the cJSON path when
@@ -156,24 +59,6 @@ static float *make_rows(int rows, int inputs)
 	for (int i = 0; i < rows * inputs; i++)
 		x[i] = (float)((i * 37) % 101 - 50) / 8.0f;
 	return x;
-}
-
-/* The same rows as {"instances": ...} with every float written exactly. */
-static char *rows_json(const float *x, int rows, int inputs)
-{
-	size_t cap = (size_t)rows * (size_t)inputs * 20 + 64, n = 0;
-	char *s = malloc(cap);
-	ck_assert_ptr_nonnull(s);
-	n += (size_t)snprintf(s + n, cap - n, "{\"instances\": [");
-	for (int r = 0; r < rows; r++) {
-		n += (size_t)snprintf(s + n, cap - n, "%s[", r ? ", " : "");
-		for (int c = 0; c < inputs; c++)
-			n += (size_t)snprintf(s + n, cap - n, "%s%.9g", c ? ", " : "",
-			                      (double)x[(size_t)r * inputs + c]);
-		n += (size_t)snprintf(s + n, cap - n, "]");
-	}
-	snprintf(s + n, cap - n, "]}");
-	return s;
 }
 
 /* The probabilities of a JSON reply (rows x outs) read back as floats. */

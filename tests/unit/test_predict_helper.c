@@ -20,42 +20,7 @@
 #include <string.h>
 
 #include "check_main.h"
-#include "handlers.h"
-#include "nn.h"
-#include "predict_stream.h"
-#include "store.h"
-
-#define ID "mdl_00000000000000aa"
-
-static api_model_snap snap;
-static int snaps_out;   /* references held: every stream must give its own back */
-
-static int fake_snapshot(void *ctx, const char *id, api_model_snap **out, api_err *e)
-{
-	(void)ctx;
-	if (strcmp(id, ID) != 0)
-		return api_err_set(e, 404, "not_found", "no model %s", id);
-	snaps_out++;
-	*out = &snap;
-	return 0;
-}
-
-static void fake_release(void *ctx, api_model_snap *s)
-{
-	(void)ctx;
-	(void)s;
-	snaps_out--;
-}
-
-static api_backend backend(void)
-{
-	api_backend b;
-	memset(&b, 0, sizeof b);
-	b.limits = api_limits_default();
-	b.model_snapshot = fake_snapshot;
-	b.snap_release = fake_release;
-	return b;
-}
+#include "predict_fixture.h"
 
 static char *label_store[3];
 
@@ -63,17 +28,7 @@ static char *label_store[3];
  * classification with labels, one that needs escaping. */
 static void serve_model(nn_task task, int inputs, int outputs, int labels)
 {
-	nn_layer_spec l = nn_layer_default(NN_LAYER_DENSE);
-	l.units = 6;
-	l.act = NN_ACT_RELU;
-	nn_model_spec spec = { task, inputs, outputs, NN_INIT_AUTO, 11, &l, 1 };
-	char err[128];
-	nn_model *m = nn_model_create(&spec, err, sizeof err);
-	ck_assert_ptr_nonnull(m);
-	memset(&snap, 0, sizeof snap);
-	snap.model = m;
-	snap.version = 9;
-	snap.serial = (uint64_t)rand() + 5000;
+	serve_dense_model(task, inputs, outputs, 6, NN_ACT_RELU, 11, 9, 5000);
 	if (labels && outputs == 3) {
 		label_store[0] = "t-shirt";
 		label_store[1] = "say \"hi\"\\";
@@ -81,25 +36,6 @@ static void serve_model(nn_task task, int inputs, int outputs, int labels)
 		snap.classes = label_store;
 		snap.n_classes = 3;
 	}
-	snaps_out = 0;
-}
-
-static void drop_model(void)
-{
-	ck_assert_int_eq(snaps_out, 0);
-	nn_model_free((nn_model *)snap.model);
-	snap.model = NULL;
-}
-
-static api_req request(const char *body, size_t len)
-{
-	api_req rq;
-	memset(&rq, 0, sizeof rq);
-	rq.method = "POST";
-	rq.id = ID;
-	rq.body = body;
-	rq.body_len = len;
-	return rq;
 }
 
 /* The general (cJSON) path's reply: JSON, or float32 when binary. */
@@ -110,36 +46,6 @@ static api_reply general(const api_backend *b, const char *body, int binary)
 	memset(&rp, 0, sizeof rp);
 	api_model_predict_general(b, &rq, &rp, binary);
 	return rp;
-}
-
-/* A JSON body through a JSON stream as the daemon feeds it: the first
- * `first` bytes, then growing by `step` (0: the rest at once). Returns
- * what finish returned (1 answered, 0 stepped aside). */
-static int stream_json(const api_backend *b, const char *body, size_t first, size_t step,
-                       int binary_reply, api_reply *rp)
-{
-	size_t len = strlen(body);
-	char *buf = malloc(len + 1);
-	ck_assert_ptr_nonnull(buf);
-	api_req rq = request(NULL, 0);
-	api_predict_stream *ps = api_predict_stream_new(b, &rq, API_PREDICT_JSON, (int64_t)len,
-	                                                binary_reply, NULL);
-	ck_assert_ptr_nonnull(ps);
-	for (size_t have = 0; have < len;) {
-		size_t n = have == 0 && first ? first : step && step < len - have ? step : len - have;
-		if (n > len - have)
-			n = len - have;
-		memcpy(buf + have, body + have, n);
-		have += n;
-		buf[have] = 0;
-		api_predict_stream_scan(ps, buf, have);
-	}
-	rq = request(buf, len);
-	memset(rp, 0, sizeof *rp);
-	int done = api_predict_stream_finish(ps, &rq, rp);
-	api_predict_stream_free(ps);
-	free(buf);
-	return done;
 }
 
 /* rows x inputs values: integers, decimals, negatives, some zeros. */
@@ -156,41 +62,11 @@ static float *make_rows(int rows, int inputs, unsigned seed)
 	return x;
 }
 
-/* The rows as {"instances": ...}, each float written exactly. */
-static char *rows_json(const float *x, int rows, int inputs)
-{
-	size_t cap = (size_t)rows * (size_t)inputs * 20 + 64, n = 0;
-	char *s = malloc(cap);
-	ck_assert_ptr_nonnull(s);
-	n += (size_t)snprintf(s + n, cap - n, "{\"instances\": [");
-	for (int r = 0; r < rows; r++) {
-		n += (size_t)snprintf(s + n, cap - n, "%s[", r ? ", " : "");
-		for (int c = 0; c < inputs; c++)
-			n += (size_t)snprintf(s + n, cap - n, "%s%.9g", c ? ", " : "",
-			                      (double)x[(size_t)r * inputs + c]);
-		n += (size_t)snprintf(s + n, cap - n, "]");
-	}
-	snprintf(s + n, cap - n, "]}");
-	return s;
-}
-
 /* The rows' float32 body through a binary stream in pieces of step bytes. */
 static void stream_binary(const api_backend *b, const float *x, size_t len, size_t step,
                           int binary_reply, api_reply *rp)
 {
-	api_req rq = request(NULL, 0);
-	api_predict_stream *ps = api_predict_stream_new(b, &rq, API_PREDICT_BINARY, (int64_t)len,
-	                                                binary_reply, NULL);
-	ck_assert_ptr_nonnull(ps);
-	const char *p = (const char *)x;
-	for (size_t off = 0; off < len;) {
-		size_t n = step && step < len - off ? step : len - off;
-		api_predict_stream_feed(ps, p + off, n);
-		off += n;
-	}
-	memset(rp, 0, sizeof *rp);
-	ck_assert_int_eq(api_predict_stream_finish(ps, &rq, rp), 1);
-	api_predict_stream_free(ps);
+	stream_binary_body(b, x, len, step, (int64_t)len, binary_reply, rp);
 }
 
 /* Row counts around a block (256 rows) and around the ring of four blocks,
