@@ -10,22 +10,19 @@
 #include <stdlib.h>
 
 #include "storage.h"
+#include "store_data.h"
 #include "util.h"
 
 static char dir[64];
 
 static void setup(void)
 {
-	snprintf(dir, sizeof dir, "/tmp/nnd-store-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(dir));
-	util_log_level = 0;
+	temp_dir_make(dir, sizeof dir, "/tmp/nnd-store-XXXXXX");
 }
 
 static void teardown(void)
 {
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	ck_assert_int_eq(system(cmd), 0);
+	temp_dir_remove(dir);
 }
 
 static store *open_store(void)

@@ -11,7 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "jobs.h"
+#include "store_data.h"
 #include "util.h"
 
 static char dir[64];
@@ -20,9 +22,7 @@ static char ds_id[API_ID_LEN], mdl_id[API_ID_LEN];
 
 static void setup(void)
 {
-	snprintf(dir, sizeof dir, "/tmp/nnd-jobs-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(dir));
-	util_log_level = 0;
+	temp_dir_make(dir, sizeof dir, "/tmp/nnd-jobs-XXXXXX");
 	char err[256];
 	ck_assert_int_eq(store_open(dir, &st, err, sizeof err), 0);
 
@@ -34,23 +34,9 @@ static void setup(void)
 		x[2 * i] = (float)(i % 2) + 0.01f * (float)i;
 		x[2 * i + 1] = (float)(1 - i % 2);
 	}
-	char *classes[2] = { "a", "b" }, *names[2] = { "f0", "f1" };
-	api_dataset d;
-	memset(&d, 0, sizeof d);
-	d.task = NN_TASK_CLASSIFICATION;
-	d.rows = 64;
-	d.features = 2;
-	d.outputs = 2;
-	d.x = x;
-	d.labels = y;
-	d.classes = classes;
-	d.n_classes = 2;
-	d.feature_names = names;
+	char *names[2] = { "f0", "f1" };
+	create_class_dataset(st, "d", x, y, 64, 2, names, ds_id);
 	api_err e = API_ERR_INIT;
-	api_dataset_info di;
-	ck_assert_int_eq(store_dataset_create(st, &d, "d", &di, &e), 0);
-	strcpy(ds_id, di.id);
-	api_dataset_info_release(&di);
 
 	nn_layer_spec l = nn_layer_default(NN_LAYER_DENSE);
 	l.units = 4;
@@ -68,9 +54,7 @@ static void setup(void)
 static void teardown(void)
 {
 	store_close(st);
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	ck_assert_int_eq(system(cmd), 0);
+	temp_dir_remove(dir);
 }
 
 /* Submits a job of `epochs` epochs; returns the HTTP-like status. */
@@ -247,9 +231,5 @@ int main(void)
 	tcase_add_test(t, test_reader_suspends_and_wakes_once_and_cancel_ends_the_stream);
 	tcase_add_test(t, test_late_reader_gets_history_then_the_final_state);
 	suite_add_tcase(s, t);
-	SRunner *r = srunner_create(s);
-	srunner_run_all(r, CK_NORMAL);
-	int failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? 1 : 0;
+	return check_run(s);
 }

@@ -22,6 +22,7 @@
 #include "check_main.h"
 #include "jobs.h"
 #include "spec_json.h"
+#include "store_data.h"
 #include "trainer.h"
 #include "util.h"
 
@@ -35,16 +36,14 @@ static char ds_id[API_ID_LEN];
 
 static void setup(void)
 {
-	snprintf(dir, sizeof dir, "/tmp/nnd-jobs-shared-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(dir));
-	util_log_level = 0;
+	temp_dir_make(dir, sizeof dir, "/tmp/nnd-jobs-shared-XXXXXX");
 	char err[256];
 	ck_assert_int_eq(store_open(dir, &st, err, sizeof err), 0);
 
 	float *x = malloc(sizeof(float) * ROWS * FEATS);
 	int32_t *y = malloc(sizeof(int32_t) * ROWS);
-	char **names = malloc(sizeof(char *) * FEATS);
-	ck_assert(x && y && names);
+	char **names = feature_names_new(FEATS);
+	ck_assert(x && y);
 	/* mostly zeros like image pixels (the sparse kernels take them), the
 	 * class readable from the first pixels */
 	nn_rng r;
@@ -58,30 +57,8 @@ static void setup(void)
 			x[(size_t)i * FEATS + j] = v;
 		}
 	}
-	for (int j = 0; j < FEATS; j++) {
-		names[j] = malloc(16);
-		snprintf(names[j], 16, "p%d", j);
-	}
-	char *classes[2] = { "a", "b" };
-	api_dataset d;
-	memset(&d, 0, sizeof d);
-	d.task = NN_TASK_CLASSIFICATION;
-	d.rows = ROWS;
-	d.features = FEATS;
-	d.outputs = 2;
-	d.x = x;
-	d.labels = y;
-	d.classes = classes;
-	d.n_classes = 2;
-	d.feature_names = names;
-	api_err e = API_ERR_INIT;
-	api_dataset_info di;
-	ck_assert_int_eq(store_dataset_create(st, &d, "pixels", &di, &e), 0);
-	strcpy(ds_id, di.id);
-	api_dataset_info_release(&di);
-	for (int j = 0; j < FEATS; j++)
-		free(names[j]);
-	free(names);
+	create_class_dataset(st, "pixels", x, y, ROWS, FEATS, names, ds_id);
+	feature_names_free(names, FEATS);
 	free(x);
 	free(y);
 }
@@ -89,9 +66,7 @@ static void setup(void)
 static void teardown(void)
 {
 	store_close(st);
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	ck_assert_int_eq(system(cmd), 0);
+	temp_dir_remove(dir);
 }
 
 static nn_model *new_model(void)

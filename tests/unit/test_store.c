@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "storage.h"
 #include "store_fixture.h"
 #include "util.h"
@@ -316,9 +317,5 @@ int main(void)
 	tcase_add_test(t, test_jobs_history_and_conflicts);
 	tcase_add_test(t, test_snapshot_cache_evicts_but_holders_keep_theirs);
 	suite_add_tcase(s, t);
-	SRunner *r = srunner_create(s);
-	srunner_run_all(r, CK_NORMAL);
-	int failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? 1 : 0;
+	return check_run(s);
 }

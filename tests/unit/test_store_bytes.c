@@ -47,38 +47,16 @@ static void create_data(store *s, int64_t rows, int64_t bad_at, float bad_value,
 	int64_t n = rows * FEATS;
 	float *x = malloc(sizeof(float) * (size_t)n);
 	int32_t *y = malloc(sizeof(int32_t) * (size_t)rows);
-	char **names = malloc(sizeof(char *) * FEATS);
-	ck_assert(x && y && names);
+	char **names = feature_names_new(FEATS);
+	ck_assert(x && y);
 	for (int64_t i = 0; i < n; i++)
 		x[i] = value_at(i);
 	if (bad_at >= 0)
 		x[bad_at] = bad_value;
 	for (int64_t r = 0; r < rows; r++)
 		y[r] = (int32_t)(r % 2);
-	for (int j = 0; j < FEATS; j++) {
-		names[j] = malloc(16);
-		snprintf(names[j], 16, "p%d", j);
-	}
-	char *classes[2] = { "a", "b" };
-	api_dataset d;
-	memset(&d, 0, sizeof d);
-	d.task = NN_TASK_CLASSIFICATION;
-	d.rows = rows;
-	d.features = FEATS;
-	d.outputs = 2;
-	d.x = x;
-	d.labels = y;
-	d.classes = classes;
-	d.n_classes = 2;
-	d.feature_names = names;
-	api_dataset_info info;
-	api_err e = API_ERR_INIT;
-	ck_assert_int_eq(store_dataset_create(s, &d, "b", &info, &e), 0);
-	strcpy(id, info.id);
-	api_dataset_info_release(&info);
-	for (int j = 0; j < FEATS; j++)
-		free(names[j]);
-	free(names);
+	create_class_dataset(s, "b", x, y, rows, FEATS, names, id);
+	feature_names_free(names, FEATS);
 	free(x);
 	free(y);
 }

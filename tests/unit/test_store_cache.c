@@ -25,25 +25,10 @@ static void create_dataset(store *s, float base, char *id)
 {
 	float x[6];
 	int32_t y[3] = { 0, 1, 0 };
-	char *classes[2] = { "a", "b" }, *names[2] = { "f0", "f1" };
+	char *names[2] = { "f0", "f1" };
 	for (int i = 0; i < 6; i++)
 		x[i] = base + (float)i * 0.5f;
-	api_dataset d;
-	memset(&d, 0, sizeof d);
-	d.task = NN_TASK_CLASSIFICATION;
-	d.rows = 3;
-	d.features = 2;
-	d.outputs = 2;
-	d.x = x;
-	d.labels = y;
-	d.classes = classes;
-	d.n_classes = 2;
-	d.feature_names = names;
-	api_dataset_info info;
-	api_err e = API_ERR_INIT;
-	ck_assert_int_eq(store_dataset_create(s, &d, "c", &info, &e), 0);
-	strcpy(id, info.id);
-	api_dataset_info_release(&info);
+	create_class_dataset(s, "c", x, y, 3, 2, names, id);
 }
 
 /* How many mappings of data set files this process holds. */
