@@ -105,6 +105,58 @@ void sleep_ms(int ms);
 /* 1 when a line of the daemon's log (d->log) holds needle, else 0. */
 int log_has(const nnd *d, const char *needle);
 
+/* ---- check-based helpers (static inline: they assert as the tests do) */
+#include <check.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Runs every test of s (and frees it); 1 when any failed, else 0. */
+static inline int run_suite(Suite *s)
+{
+	SRunner *r = srunner_create(s);
+	srunner_run_all(r, CK_NORMAL);
+	int failed = srunner_ntests_failed(r);
+	srunner_free(r);
+	return failed ? 1 : 0;
+}
+
+/* v big-endian into p[0..3] (IDX headers). */
+static inline void put_be32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)(v >> 24);
+	p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8);
+	p[3] = (unsigned char)v;
+}
+
+/* The number `key` of the JSON object GET path_fmt (one %s: id) answers;
+ * asserts there is a JSON reply. */
+static inline int get_int(nnd *d, const char *path_fmt, const char *id, const char *key)
+{
+	char path[128];
+	snprintf(path, sizeof path, path_fmt, id);
+	cJSON *j = http_json(d, "GET", path, NULL, NULL);
+	ck_assert_ptr_nonnull(j);
+	int v = (int)jnum(j, key);
+	cJSON_Delete(j);
+	return v;
+}
+
+/* The weights of a model's current version as the JSON text GET
+ * /v1/models/{id}/weights answers (asserting 200); the caller frees it. */
+static inline char *weights_text(nnd *d, const char *mdl)
+{
+	char path[128];
+	snprintf(path, sizeof path, "/v1/models/%s/weights", mdl);
+	http_resp r;
+	ck_assert_int_eq(http_do(d, "GET", path, NULL, NULL, 0, &r), 200);
+	char *w = strdup(r.body);
+	resp_free(&r);
+	return w;
+}
+
 #endif
 
 /* ---- small synthetic data (deterministic) */

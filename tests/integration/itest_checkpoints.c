@@ -66,13 +66,7 @@ static long post_model(nnd *d, int hidden, char *id)
 
 static int model_version(nnd *d, const char *mdl)
 {
-	char path[128];
-	snprintf(path, sizeof path, "/v1/models/%s", mdl);
-	cJSON *m = http_json(d, "GET", path, NULL, NULL);
-	ck_assert_ptr_nonnull(m);
-	int v = (int)jnum(m, "version");
-	cJSON_Delete(m);
-	return v;
+	return get_int(d, "/v1/models/%s", mdl, "version");
 }
 
 START_TEST(test_failed_write_found_at_the_end_fails_the_job_and_the_last_epoch_writes_none)
@@ -197,18 +191,6 @@ START_TEST(test_cancels_during_writes_leave_no_checkpoint)
 }
 END_TEST
 
-/* The weights of a finished job's model version as JSON text. */
-static char *weights_of(nnd *d, const char *mdl)
-{
-	char path[128];
-	snprintf(path, sizeof path, "/v1/models/%s/weights", mdl);
-	http_resp r;
-	ck_assert_int_eq(http_do(d, "GET", path, NULL, NULL, 0, &r), 200);
-	char *w = strdup(r.body);
-	resp_free(&r);
-	return w;
-}
-
 START_TEST(test_graceful_stop_waits_for_the_checkpoint_and_resumes_to_the_same_weights)
 {
 	const char *flags[] = { "--workers", "1", NULL };
@@ -224,7 +206,7 @@ START_TEST(test_graceful_stop_waits_for_the_checkpoint_and_resumes_to_the_same_w
 	ck_assert_ptr_nonnull(done);
 	ck_assert_str_eq(jstr(done, "state"), "succeeded");
 	cJSON_Delete(done);
-	char *straight = weights_of(&d, b);
+	char *straight = weights_text(&d, b);
 
 	/* a: stopped mid-run, after some epoch checkpoints were handed over */
 	ck_assert_int_eq(submit_job(&d, a, ds, 30, 8, "\"checkpoint_every_epochs\":1", job), 202);
@@ -255,7 +237,7 @@ START_TEST(test_graceful_stop_waits_for_the_checkpoint_and_resumes_to_the_same_w
 		ck_assert(log_has(&d, "resuming from its checkpoint"));
 	}
 	/* both models started from the same spec and seed */
-	char *resumed = weights_of(&d, a);
+	char *resumed = weights_text(&d, a);
 	ck_assert_msg(strcmp(resumed, straight) == 0, "resumed and uninterrupted weights differ");
 	free(resumed);
 	free(straight);
@@ -274,9 +256,5 @@ int main(void)
 	tcase_add_test(t, test_cancels_during_writes_leave_no_checkpoint);
 	tcase_add_test(t, test_graceful_stop_waits_for_the_checkpoint_and_resumes_to_the_same_weights);
 	suite_add_tcase(s, t);
-	SRunner *r = srunner_create(s);
-	srunner_run_all(r, CK_NORMAL);
-	int failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? 1 : 0;
+	return run_suite(s);
 }

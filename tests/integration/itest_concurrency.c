@@ -229,9 +229,5 @@ int main(void)
 	tcase_add_test(t, test_cancel_queued_and_running);
 	tcase_add_test(t, test_many_subscribers_get_the_same_live_events);
 	suite_add_tcase(s, t);
-	SRunner *r = srunner_create(s);
-	srunner_run_all(r, CK_NORMAL);
-	int failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? 1 : 0;
+	return run_suite(s);
 }

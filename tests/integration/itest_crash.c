@@ -458,9 +458,5 @@ int main(void)
 	tcase_set_timeout(t, 60 + 60 * rounds);
 	tcase_add_test(t, test_kill9_at_random_moments_loses_nothing_acknowledged);
 	suite_add_tcase(s, t);
-	SRunner *r = srunner_create(s);
-	srunner_run_all(r, CK_NORMAL);
-	int failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? 1 : 0;
+	return run_suite(s);
 }

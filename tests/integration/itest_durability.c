@@ -258,9 +258,5 @@ int main(void)
 	tcase_add_test(t, test_readyz_is_503_while_draining);
 	tcase_add_test(t, test_acknowledged_cancel_survives_kill9);
 	suite_add_tcase(s, t);
-	SRunner *r = srunner_create(s);
-	srunner_run_all(r, CK_NORMAL);
-	int failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? 1 : 0;
+	return run_suite(s);
 }

@@ -304,9 +304,5 @@ int main(void)
 	tcase_add_test(t, test_api_key_on_and_off);
 	tcase_add_test(t, test_diverging_job_fails_with_code_diverged);
 	suite_add_tcase(s, t);
-	SRunner *r = srunner_create(s);
-	srunner_run_all(r, CK_NORMAL);
-	int failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? 1 : 0;
+	return run_suite(s);
 }

@@ -245,9 +245,5 @@ int main(void)
 	tcase_add_test(t, test_event_ids_are_steps_and_epoch_ends_and_resume_is_exact);
 	tcase_add_test(t, test_events_after_a_crash_and_resume_come_once_each);
 	suite_add_tcase(s, t);
-	SRunner *r = srunner_create(s);
-	srunner_run_all(r, CK_NORMAL);
-	int failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? 1 : 0;
+	return run_suite(s);
 }

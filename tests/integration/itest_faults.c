@@ -580,9 +580,5 @@ int main(void)
 	tcase_add_test(t, test_start_removes_what_a_crash_left);
 	tcase_add_test(t, test_full_filesystem_is_507_and_recovers_when_it_grows);
 	suite_add_tcase(s, t);
-	SRunner *r = srunner_create(s);
-	srunner_run_all(r, CK_NORMAL);
-	int failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? 1 : 0;
+	return run_suite(s);
 }

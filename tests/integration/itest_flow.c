@@ -261,26 +261,18 @@ static char *gzip(const char *buf, size_t len, size_t *out_len)
 	return out;
 }
 
-static void be32(unsigned char *p, unsigned v)
-{
-	p[0] = (unsigned char)(v >> 24);
-	p[1] = (unsigned char)(v >> 16);
-	p[2] = (unsigned char)(v >> 8);
-	p[3] = (unsigned char)v;
-}
-
 START_TEST(test_flow_idx_multipart_gzip)
 {
 	nnd d = { 0 };
 	ck_assert_int_eq(nnd_start(&d, NULL), 0);
 	enum { N = 60, W = 4, H = 3 };
 	unsigned char img[16 + N * W * H], lab[8 + N];
-	be32(img, 0x803);
-	be32(img + 4, N);
-	be32(img + 8, H);
-	be32(img + 12, W);
-	be32(lab, 0x801);
-	be32(lab + 4, N);
+	put_be32(img, 0x803);
+	put_be32(img + 4, N);
+	put_be32(img + 8, H);
+	put_be32(img + 12, W);
+	put_be32(lab, 0x801);
+	put_be32(lab + 4, N);
 	for (int i = 0; i < N; i++) {
 		int k = i % 3;
 		lab[8 + i] = (unsigned char)k;
@@ -319,9 +311,5 @@ int main(void)
 	tcase_add_test(t, test_flow_json);
 	tcase_add_test(t, test_flow_idx_multipart_gzip);
 	suite_add_tcase(s, t);
-	SRunner *r = srunner_create(s);
-	srunner_run_all(r, CK_NORMAL);
-	int failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? 1 : 0;
+	return run_suite(s);
 }

@@ -22,14 +22,6 @@
 #define SIDE 28
 #define EPOCHS 40
 
-static void be32(unsigned char *p, uint32_t v)
-{
-	p[0] = (unsigned char)(v >> 24);
-	p[1] = (unsigned char)(v >> 16);
-	p[2] = (unsigned char)(v >> 8);
-	p[3] = (unsigned char)v;
-}
-
 /* Uploads the images (about half their pixels 0, the class drawn in a band
  * of rows) and labels as an IDX pair; the data set's id into ds. */
 static void upload_images(nnd *d, char *ds)
@@ -37,12 +29,12 @@ static void upload_images(nnd *d, char *ds)
 	size_t ilen = 16 + (size_t)N_IMAGES * SIDE * SIDE, llen = 8 + N_IMAGES;
 	unsigned char *im = malloc(ilen), *lb = malloc(llen);
 	ck_assert(im && lb);
-	be32(im, 0x803);
-	be32(im + 4, N_IMAGES);
-	be32(im + 8, SIDE);
-	be32(im + 12, SIDE);
-	be32(lb, 0x801);
-	be32(lb + 4, N_IMAGES);
+	put_be32(im, 0x803);
+	put_be32(im + 4, N_IMAGES);
+	put_be32(im + 8, SIDE);
+	put_be32(im + 12, SIDE);
+	put_be32(lb, 0x801);
+	put_be32(lb + 4, N_IMAGES);
 	uint32_t s = 12345;
 	for (int i = 0; i < N_IMAGES; i++) {
 		int k = i % 10;
@@ -90,26 +82,9 @@ static void wait_succeeded(nnd *d, const char *job)
 	cJSON_Delete(done);
 }
 
-static char *weights_of(nnd *d, const char *mdl)
-{
-	char path[128];
-	snprintf(path, sizeof path, "/v1/models/%s/weights", mdl);
-	http_resp r;
-	ck_assert_int_eq(http_do(d, "GET", path, NULL, NULL, 0, &r), 200);
-	char *w = strdup(r.body);
-	resp_free(&r);
-	return w;
-}
-
 static int epoch_of(nnd *d, const char *job)
 {
-	char path[128];
-	snprintf(path, sizeof path, "/v1/jobs/%s", job);
-	cJSON *j = http_json(d, "GET", path, NULL, NULL);
-	ck_assert_ptr_nonnull(j);
-	int e = (int)jnum(j, "epoch");
-	cJSON_Delete(j);
-	return e;
+	return get_int(d, "/v1/jobs/%s", job, "epoch");
 }
 
 START_TEST(test_jobs_together_and_killed_mid_run_publish_the_weights_of_one_alone)
@@ -125,7 +100,7 @@ START_TEST(test_jobs_together_and_killed_mid_run_publish_the_weights_of_one_alon
 	/* alone */
 	submit(&d, m[0], ds, j[0]);
 	wait_succeeded(&d, j[0]);
-	char *alone = weights_of(&d, m[0]);
+	char *alone = weights_text(&d, m[0]);
 
 	/* two together */
 	submit(&d, m[1], ds, j[1]);
@@ -133,7 +108,7 @@ START_TEST(test_jobs_together_and_killed_mid_run_publish_the_weights_of_one_alon
 	wait_succeeded(&d, j[1]);
 	wait_succeeded(&d, j[2]);
 	for (int i = 1; i <= 2; i++) {
-		char *w = weights_of(&d, m[i]);
+		char *w = weights_text(&d, m[i]);
 		ck_assert_msg(strcmp(w, alone) == 0, "job %d's weights differ from the job alone", i);
 		free(w);
 	}
@@ -150,7 +125,7 @@ START_TEST(test_jobs_together_and_killed_mid_run_publish_the_weights_of_one_alon
 	if (!log_has(&d, "resuming from its checkpoint"))
 		fprintf(stderr, "jobs_shared: both jobs ended before the kill\n");
 	for (int i = 3; i <= 4; i++) {
-		char *w = weights_of(&d, m[i]);
+		char *w = weights_text(&d, m[i]);
 		ck_assert_msg(strcmp(w, alone) == 0, "job %d's weights differ from the job alone", i);
 		free(w);
 	}
@@ -166,9 +141,5 @@ int main(void)
 	tcase_set_timeout(t, 600);
 	tcase_add_test(t, test_jobs_together_and_killed_mid_run_publish_the_weights_of_one_alone);
 	suite_add_tcase(s, t);
-	SRunner *r = srunner_create(s);
-	srunner_run_all(r, CK_NORMAL);
-	int failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? 1 : 0;
+	return run_suite(s);
 }

@@ -192,9 +192,5 @@ int main(void)
 	tcase_set_timeout(t, 120);
 	tcase_add_test(t, test_every_reference_case_matches_pytorch_over_http);
 	suite_add_tcase(s, t);
-	SRunner *r = srunner_create(s);
-	srunner_run_all(r, CK_NORMAL);
-	int failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? 1 : 0;
+	return run_suite(s);
 }
