@@ -566,18 +566,11 @@ void api_predict_text_free(api_predict_text *t)
 	}
 }
 
-int api_predict_reply_text(api_reply *rp, api_predict_text *t, int64_t rows)
+/* Puts a rendered prediction into rp (status 200, `rows` rows, JSON), or,
+ * when body is NULL (out of memory), the 500 problem. 1 when the body went
+ * in, 0 when the problem did. */
+static int put_body(api_reply *rp, char *body, int64_t rows)
 {
-	char *body = NULL;
-	if (t) {
-		OB_LIT(&t->o, "]}");
-		if (t->o.ok) {
-			t->o.b[t->o.len] = 0;
-			body = t->o.b;
-			t->o.b = NULL;
-		}
-		api_predict_text_free(t);
-	}
 	if (!body) {
 		api_err *e = calloc(1, sizeof *e);
 		if (e)
@@ -591,6 +584,22 @@ int api_predict_reply_text(api_reply *rp, api_predict_text *t, int64_t rows)
 	rp->status = 200;
 	rp->rows = rows;
 	rp->ctype = "application/json";
+	return 1;
+}
+
+int api_predict_reply_text(api_reply *rp, api_predict_text *t, int64_t rows)
+{
+	char *body = NULL;
+	if (t) {
+		OB_LIT(&t->o, "]}");
+		if (t->o.ok) {
+			t->o.b[t->o.len] = 0;
+			body = t->o.b;
+			t->o.b = NULL;
+		}
+		api_predict_text_free(t);
+	}
+	put_body(rp, body, rows);
 	return 0;
 }
 
@@ -614,24 +623,10 @@ int api_predict_reply(api_reply *rp, const api_model_snap *s, float *out, int64_
 		body = predict_text(s, out, (int)rows, outs, spec->task == NN_TASK_CLASSIFICATION);
 	}
 	free(out);
-	if (!body) {
-		api_err *e = calloc(1, sizeof *e);
-		if (e)
-			api_err_set(e, 500, "out_of_memory", "could not render the prediction");
-		api_reply_error(rp, e);
-		free(e);
-		return 0;
-	}
-	free(rp->body);
-	rp->body = body;
-	rp->status = 200;
-	rp->rows = rows;
-	if (binary) {
+	if (put_body(rp, body, rows) && binary) {
 		rp->ctype = "application/octet-stream";
 		rp->body_len = len;
 		snprintf(rp->model_version, sizeof rp->model_version, "%d", s->version);
-	} else {
-		rp->ctype = "application/json";
 	}
 	return 0;
 }
