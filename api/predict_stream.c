@@ -340,6 +340,49 @@ static void values64(const char *s, uint16_t *val)
 	}
 }
 
+/* What the scan of a row of small integers carries from one 64-byte block
+ * to the next: the last byte's digit, comma and white-space bits, the
+ * previous block's digits, and the numbers found bad so far. */
+typedef struct row_scan {
+	uint64_t carry_d, carry_c, carry_w, prev_d, bad;
+} row_scan;
+
+#define ROW_SCAN_INIT { 0, 1, 0, 0, 0 }
+
+/*
+ * One 64-byte block of a row at p + off (row length len), as masks with
+ * bit i for byte i: d digits, cm commas, w white space, zm '0's; valid the
+ * bytes inside the row. -1 when the block breaks int_row's structure
+ * rules; else 0, with the bytes ending a run of digits in *ends, the bytes
+ * after a digit in *pd (when pd is not NULL), numbers of 4 digits or more
+ * and numbers starting with 0 marked in st->bad (checked once, after the
+ * row), and st moved past the block.
+ */
+static inline int scan_block(row_scan *st, uint64_t d, uint64_t cm, uint64_t w, uint64_t zm,
+                             uint64_t valid, const char *p, size_t off, size_t len,
+                             uint64_t *ends, uint64_t *pd)
+{
+	uint64_t pdm = d << 1 | st->carry_d, pc = cm << 1 | st->carry_c, pw = w << 1 | st->carry_w;
+	if ((~(d | cm | w) | (w & ~pc) | (pdm & ~d & ~cm) | (pc & ~(d | w)) | (pw & ~d)) & valid)
+		return -1;
+	/* a run that touches the block's end may go on in the next */
+	uint64_t more = off + 64 < len && p[off + 64] >= '0' && p[off + 64] <= '9';
+	uint64_t e = d & ~(d >> 1 | more << 63) & valid;
+	uint64_t starts = d & ~pdm & valid;
+	/* a run of 4 digits or more ends here; a number starts with 0 and
+	 * goes on */
+	st->bad |= e & pdm & (d << 2 | st->prev_d >> 62) & (d << 3 | st->prev_d >> 61);
+	st->bad |= starts & zm & (d >> 1 | more << 63);
+	st->carry_d = d >> 63;
+	st->carry_c = cm >> 63;
+	st->carry_w = w >> 63;
+	st->prev_d = d;
+	*ends = e;
+	if (pd)
+		*pd = pdm;
+	return 0;
+}
+
 /*
  * A row of integers of 1 to 3 digits (image pixels): as int_row, but the
  * numbers' values are computed for every byte at once (values64) and read
@@ -350,7 +393,7 @@ static void values64(const char *s, uint16_t *val)
 static int small_int_row(const char *p, const char *close, float *x, int width)
 {
 	size_t len = (size_t)(close - p);
-	uint64_t carry_d = 0, carry_c = 1, carry_w = 0, prev_d = 0, bad = 0;
+	row_scan st = ROW_SCAN_INIT;
 	int c = 0, last_digit = 0;
 	uint16_t val[64];
 	for (size_t off = 0; off < len; off += 64) {
@@ -365,21 +408,9 @@ static int small_int_row(const char *p, const char *close, float *x, int width)
 		uint64_t d, cm, w, zm;
 		classify64(s, &d, &cm, &w, &zm);
 		uint64_t valid = m == 64 ? ~0ull : (1ull << m) - 1;
-		uint64_t pd = d << 1 | carry_d, pc = cm << 1 | carry_c, pw = w << 1 | carry_w;
-		if ((~(d | cm | w) | (w & ~pc) | (pd & ~d & ~cm) | (pc & ~(d | w)) | (pw & ~d)) & valid)
-			return -1;    /* the same structure rules as int_row's */
-		/* a run that touches the block's end may go on in the next */
-		uint64_t more = off + 64 < len && p[off + 64] >= '0' && p[off + 64] <= '9';
-		uint64_t ends = d & ~(d >> 1 | more << 63) & valid;
-		uint64_t starts = d & ~pd & valid;
-		/* a run of 4 digits or more ends here; a number starts with 0 and
-		 * goes on (checked once, after the row) */
-		bad |= ends & pd & (d << 2 | prev_d >> 62) & (d << 3 | prev_d >> 61);
-		bad |= starts & zm & (d >> 1 | more << 63);
-		carry_d = d >> 63;
-		carry_c = cm >> 63;
-		carry_w = w >> 63;
-		prev_d = d;
+		uint64_t ends;
+		if (scan_block(&st, d, cm, w, zm, valid, p, off, len, &ends, NULL) != 0)
+			return -1;
 		last_digit = (int)(d >> (m - 1) & 1);
 		values64(s, val);
 		if (c + 32 <= width) {
@@ -394,7 +425,7 @@ static int small_int_row(const char *p, const char *close, float *x, int width)
 			}
 		}
 	}
-	return !bad && last_digit && c == width ? 0 : -1;
+	return !st.bad && last_digit && c == width ? 0 : -1;
 }
 
 /*
@@ -500,7 +531,7 @@ AVX512_ROW static inline void put16(float *x, __m128i u, __m128i t, __m128i h, i
 AVX512_ROW static int small_int_row_avx512(const char *p, const char *close, float *x, int width)
 {
 	size_t len = (size_t)(close - p);
-	uint64_t carry_d = 0, carry_c = 1, carry_w = 0, prev_d = 0, bad = 0;
+	row_scan st = ROW_SCAN_INIT;
 	int c = 0, last_digit = 0;
 	const __m512i c0 = _mm512_set1_epi8('0'), ten = _mm512_set1_epi8(10);
 	const __m512i comma = _mm512_set1_epi8(','), sp = _mm512_set1_epi8(' ');
@@ -520,20 +551,11 @@ AVX512_ROW static int small_int_row_avx512(const char *p, const char *close, flo
 		uint64_t w = (_mm512_cmpeq_epi8_mask(v, sp) | _mm512_cmpeq_epi8_mask(v, nl) |
 		              _mm512_cmpeq_epi8_mask(v, cr) | _mm512_cmpeq_epi8_mask(v, tab)) & valid;
 		uint64_t zm = _mm512_mask_cmpeq_epi8_mask(valid, v, c0);
-		uint64_t pd = d << 1 | carry_d, pc = cm << 1 | carry_c, pw = w << 1 | carry_w;
-		if ((~(d | cm | w) | (w & ~pc) | (pd & ~d & ~cm) | (pc & ~(d | w)) | (pw & ~d)) & valid)
-			return -1;    /* the same structure rules as int_row's */
-		uint64_t more = off + 64 < len && p[off + 64] >= '0' && p[off + 64] <= '9';
-		uint64_t ends = d & ~(d >> 1 | more << 63) & valid;
-		uint64_t starts = d & ~pd & valid;
-		/* the bytes two and three before each byte are digits */
-		uint64_t pd2 = d << 2 | prev_d >> 62, pd3 = d << 3 | prev_d >> 61;
-		bad |= ends & pd & pd2 & pd3;
-		bad |= starts & zm & (d >> 1 | more << 63);
-		carry_d = d >> 63;
-		carry_c = cm >> 63;
-		carry_w = w >> 63;
-		prev_d = d;
+		/* the bytes two before each byte are digits (taken before st moves on) */
+		uint64_t pd2 = d << 2 | st.prev_d >> 62;
+		uint64_t ends, pd;
+		if (scan_block(&st, d, cm, w, zm, valid, p, off, len, &ends, &pd) != 0)
+			return -1;
 		last_digit = (int)(d >> (m - 1) & 1);
 		int k = __builtin_popcountll(ends);
 		if (k == 0)
@@ -552,7 +574,7 @@ AVX512_ROW static int small_int_row_avx512(const char *p, const char *close, flo
 			      _mm512_extracti32x4_epi32(h, 1), k - 16);
 		c += k;
 	}
-	return !bad && last_digit && c == width ? 0 : -1;
+	return !st.bad && last_digit && c == width ? 0 : -1;
 }
 
 static int avx512_rows = -1;   /* -1: not asked yet; 0 or 1 */
