@@ -193,6 +193,21 @@ static void assert_published(const char *model, const nn_model *want)
 	store_snap_release(st, s);
 }
 
+/* Two jobs of 2 epochs on two new models, submitted together: both
+ * succeed and publish want's weights. */
+static void two_jobs_publish(jobs *q, const nn_model *want)
+{
+	char m1[API_ID_LEN], m2[API_ID_LEN], j1[API_ID_LEN], j2[API_ID_LEN];
+	store_model(m1);
+	store_model(m2);
+	submit(q, m1, 2, j1);
+	submit(q, m2, 2, j2);
+	ck_assert_int_eq(wait_past(q, j1, -1), API_JOB_SUCCEEDED);
+	ck_assert_int_eq(wait_past(q, j2, -1), API_JOB_SUCCEEDED);
+	assert_published(m1, want);
+	assert_published(m2, want);
+}
+
 START_TEST(test_jobs_alone_and_two_at_once_on_one_copy_publish_the_float_paths_weights)
 {
 	nn_model *want = reference(2);
@@ -217,15 +232,7 @@ START_TEST(test_jobs_alone_and_two_at_once_on_one_copy_publish_the_float_paths_w
 	ck_assert_ptr_nonnull(store_dataset_bytes(st, held));
 	int64_t copies = store_bytes_built;
 	ck_assert(copies == built + 1 || copies == built + 2);
-	char m1[API_ID_LEN], m2[API_ID_LEN], j1[API_ID_LEN], j2[API_ID_LEN];
-	store_model(m1);
-	store_model(m2);
-	submit(q, m1, 2, j1);
-	submit(q, m2, 2, j2);
-	ck_assert_int_eq(wait_past(q, j1, -1), API_JOB_SUCCEEDED);
-	ck_assert_int_eq(wait_past(q, j2, -1), API_JOB_SUCCEEDED);
-	assert_published(m1, want);
-	assert_published(m2, want);
+	two_jobs_publish(q, want);
 	ck_assert_int_eq(store_bytes_built, copies);
 	store_dataset_release(st, held);
 	/* the engine never copied: every job was given the bytes */
@@ -281,15 +288,7 @@ START_TEST(test_with_sparse_kernels_off_jobs_on_the_copy_publish_the_floats_weig
 	jobs *q = NULL;
 	ck_assert_int_eq(jobs_start(st, 2, 8, &lim, &q), 0);
 	int64_t built = store_bytes_built;
-	char m1[API_ID_LEN], m2[API_ID_LEN], j1[API_ID_LEN], j2[API_ID_LEN];
-	store_model(m1);
-	store_model(m2);
-	submit(q, m1, 2, j1);
-	submit(q, m2, 2, j2);
-	ck_assert_int_eq(wait_past(q, j1, -1), API_JOB_SUCCEEDED);
-	ck_assert_int_eq(wait_past(q, j2, -1), API_JOB_SUCCEEDED);
-	assert_published(m1, want);
-	assert_published(m2, want);
+	two_jobs_publish(q, want);
 	/* one copy, or two when the jobs did not overlap */
 	ck_assert_int_ge(store_bytes_built, built + 1);
 	ck_assert_int_le(store_bytes_built, built + 2);
