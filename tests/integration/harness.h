@@ -131,6 +131,19 @@ static inline void put_be32(unsigned char *p, uint32_t v)
 	p[3] = (unsigned char)v;
 }
 
+/* The headers of an IDX pair: images (magic 0x803, n x rows x cols bytes
+ * after 16) and labels (magic 0x801, n bytes after 8). */
+static inline void put_idx_headers(unsigned char *images, unsigned char *labels, uint32_t n,
+                                   uint32_t rows, uint32_t cols)
+{
+	put_be32(images, 0x803);
+	put_be32(images + 4, n);
+	put_be32(images + 8, rows);
+	put_be32(images + 12, cols);
+	put_be32(labels, 0x801);
+	put_be32(labels + 4, n);
+}
+
 /* The number `key` of the JSON object GET path_fmt (one %s: id) answers;
  * asserts there is a JSON reply. */
 static inline int get_int(nnd *d, const char *path_fmt, const char *id, const char *key)

@@ -267,12 +267,7 @@ START_TEST(test_flow_idx_multipart_gzip)
 	ck_assert_int_eq(nnd_start(&d, NULL), 0);
 	enum { N = 60, W = 4, H = 3 };
 	unsigned char img[16 + N * W * H], lab[8 + N];
-	put_be32(img, 0x803);
-	put_be32(img + 4, N);
-	put_be32(img + 8, H);
-	put_be32(img + 12, W);
-	put_be32(lab, 0x801);
-	put_be32(lab + 4, N);
+	put_idx_headers(img, lab, N, H, W);
 	for (int i = 0; i < N; i++) {
 		int k = i % 3;
 		lab[8 + i] = (unsigned char)k;

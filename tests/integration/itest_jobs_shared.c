@@ -29,12 +29,7 @@ static void upload_images(nnd *d, char *ds)
 	size_t ilen = 16 + (size_t)N_IMAGES * SIDE * SIDE, llen = 8 + N_IMAGES;
 	unsigned char *im = malloc(ilen), *lb = malloc(llen);
 	ck_assert(im && lb);
-	put_be32(im, 0x803);
-	put_be32(im + 4, N_IMAGES);
-	put_be32(im + 8, SIDE);
-	put_be32(im + 12, SIDE);
-	put_be32(lb, 0x801);
-	put_be32(lb + 4, N_IMAGES);
+	put_idx_headers(im, lb, N_IMAGES, SIDE, SIDE);
 	uint32_t s = 12345;
 	for (int i = 0; i < N_IMAGES; i++) {
 		int k = i % 10;
