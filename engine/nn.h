@@ -259,6 +259,11 @@ typedef struct nn_data {
 	const uint8_t *x8;
 } nn_data;
 
+/* Converts n floats to bytes for nn_data.x8: 1 when every one is an integer
+ * in 0..255 (-0 counts as 0), else 0 (NaN included), and then dst holds
+ * garbage. The engine's own byte copy uses the same rule. */
+int nn_to_bytes(uint8_t *dst, const float *src, int64_t n);
+
 /* ---------------------------------------------------------------- training */
 
 typedef enum {

@@ -38,9 +38,6 @@ struct nn_adam_scalars;
 void nn_optim_adam_scalars(const nn_optimizer *o, float lr, int64_t t,
                            struct nn_adam_scalars *a);
 
-/* Converts n floats to bytes; 0 when one of them is not an integer in 0..255
- * (NaN included), and then dst holds garbage. */
-int nn_to_bytes(uint8_t *dst, const float *src, int64_t n);
 /* Training data of at least nn_byte_copy_min floats, all integers 0..255,
  * is gathered from a byte copy (train.c); nn_byte_copies_made counts the
  * copies made. Both are for tests. */

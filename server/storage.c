@@ -726,60 +726,6 @@ void store_dataset_release(store *s, const api_dataset *d)
 
 /* ---- the shared byte copy (see dsmap) */
 
-/* dst[i] = src[i] for n values when every one is an integer 0..255 (the
- * engine's own rule for its byte copy: -0 counts as 0, NaN as no byte).
- * 1, or 0 at the first value that is not a byte (dst then undefined). */
-static int bytes_scalar(uint8_t *restrict dst, const float *restrict src, int64_t n)
-{
-	for (int64_t i = 0; i < n; i++) {
-		float v = src[i];
-		if (!(v >= 0.0f && v <= 255.0f))
-			return 0;
-		uint8_t b = (uint8_t)v;
-		if ((float)b != v)
-			return 0;
-		dst[i] = b;
-	}
-	return 1;
-}
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-/* The same, 64 values a round: a value passes when it lies in [0, 255] and
- * converting it to an integer and back gives it again. */
-__attribute__((target("avx512f"))) static int bytes_avx512(uint8_t *restrict dst,
-                                                           const float *restrict src,
-                                                           int64_t n)
-{
-	const __m512 zero = _mm512_setzero_ps(), top = _mm512_set1_ps(255.0f);
-	int64_t i = 0;
-	for (; i + 64 <= n; i += 64) {
-		__mmask16 bad = 0;
-		for (int k = 0; k < 4; k++) {
-			__m512 v = _mm512_loadu_ps(src + i + 16 * k);
-			__m512i q = _mm512_cvttps_epi32(v);
-			__mmask16 good = _mm512_cmp_ps_mask(v, zero, _CMP_GE_OQ) &
-			                 _mm512_cmp_ps_mask(v, top, _CMP_LE_OQ) &
-			                 _mm512_cmp_ps_mask(_mm512_cvtepi32_ps(q), v, _CMP_EQ_OQ);
-			bad |= (__mmask16)~good;
-			_mm_storeu_si128((__m128i *)(dst + i + 16 * k), _mm512_cvtepi32_epi8(q));
-		}
-		if (bad)
-			return 0;
-	}
-	return bytes_scalar(dst + i, src + i, n - i);
-}
-#endif
-
-static int to_bytes(uint8_t *restrict dst, const float *restrict src, int64_t n)
-{
-#if defined(__x86_64__) && defined(__GNUC__)
-	if (__builtin_cpu_supports("avx512f"))
-		return bytes_avx512(dst, src, n);
-#endif
-	return bytes_scalar(dst, src, n);
-}
-
 /* Starts m's byte copy (ds_mu held): X8_BUILDING with its memory, X8_NO
  * when it would not pay, or still X8_NONE without memory. */
 static void x8_begin_locked(dsmap *m)
@@ -846,7 +792,7 @@ const uint8_t *store_dataset_bytes(store *s, const api_dataset *d)
 			int64_t from = c * X8_CHUNK, len = n - from < X8_CHUNK ? n - from : X8_CHUNK;
 			uint8_t *dst = m->x8 + from;
 			pthread_mutex_unlock(&s->ds_mu);
-			int ok = to_bytes(dst, d->x + from, len);
+			int ok = nn_to_bytes(dst, d->x + from, len);
 			pthread_mutex_lock(&s->ds_mu);
 			m->x8_bad |= !ok;
 			x8_done_locked(s, m, 1);
