@@ -54,6 +54,17 @@ static int count_checkpoints(const nnd *d, int *temps)
 	return n;
 }
 
+/* Stops the daemon and checks it left no checkpoint and no temporary file
+ * (every job had ended), then removes its directory. */
+static void stop_with_no_checkpoint(nnd *d)
+{
+	ck_assert_int_eq(nnd_stop(d, 20), 0);
+	int temps = 0;
+	ck_assert_int_eq(count_checkpoints(d, &temps), 0);
+	ck_assert_int_eq(temps, 0);
+	ck_assert_int_eq(nnd_cleanup(d), 0);
+}
+
 static long post_model(nnd *d, int hidden, char *id)
 {
 	char body[512];
@@ -136,11 +147,7 @@ START_TEST(test_failed_write_found_at_the_end_fails_the_job_and_the_last_epoch_w
 	cJSON_Delete(done);
 
 	/* at rest: no checkpoint of a finished job, no temporary file */
-	ck_assert_int_eq(nnd_stop(&d, 20), 0);
-	int temps = 0;
-	ck_assert_int_eq(count_checkpoints(&d, &temps), 0);
-	ck_assert_int_eq(temps, 0);
-	ck_assert_int_eq(nnd_cleanup(&d), 0);
+	stop_with_no_checkpoint(&d);
 }
 END_TEST
 
@@ -183,11 +190,7 @@ START_TEST(test_cancels_during_writes_leave_no_checkpoint)
 	ck_assert_ptr_nonnull(done);
 	ck_assert_str_eq(jstr(done, "state"), "succeeded");
 	cJSON_Delete(done);
-	ck_assert_int_eq(nnd_stop(&d, 20), 0);
-	int temps = 0;
-	ck_assert_int_eq(count_checkpoints(&d, &temps), 0);
-	ck_assert_int_eq(temps, 0);
-	ck_assert_int_eq(nnd_cleanup(&d), 0);
+	stop_with_no_checkpoint(&d);
 }
 END_TEST
 

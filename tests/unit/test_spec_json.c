@@ -394,6 +394,23 @@ static const char *API_JOB =
 	" 'sparsity': {'max_nonzero': 20000, 'start_epoch': 2, 'bound': 1.0},"
 	" 'clip_grad_norm': null, 'log_every_steps': 10, 'checkpoint_every_epochs': 1}";
 
+/* The stored form j of a job config (printed as t1) parses again into c2
+ * and prints the same; frees j and t1. */
+static void reads_back(cJSON *j, char *t1, nn_train_config *c2)
+{
+	api_job_refs r2;
+	api_err e = API_ERR_INIT;
+	ck_assert_int_eq(api_train_config_from_json(j, NULL, c2, &r2, &e), 0);
+	cJSON *j2 = api_train_config_to_json(c2, &r2);
+	char *t2 = cJSON_PrintUnformatted(j2);
+	ck_assert_str_eq(t2, t1);
+	free(t1);
+	free(t2);
+	cJSON_Delete(j);
+	cJSON_Delete(j2);
+	api_job_refs_free(&r2);
+}
+
 START_TEST(test_api_example_job_parses)
 {
 	nn_train_config c;
@@ -455,18 +472,8 @@ START_TEST(test_api_example_job_parses)
 		"\"clip_grad_norm\":null,\"log_every_steps\":10,\"checkpoint_every_epochs\":1,"
 		"\"sparse_kernels\":true}");
 	nn_train_config c2;
-	api_job_refs r2;
-	e = (api_err)API_ERR_INIT;
-	ck_assert_int_eq(api_train_config_from_json(j, NULL, &c2, &r2, &e), 0);
-	cJSON *j2 = api_train_config_to_json(&c2, &r2);
-	char *t2 = cJSON_PrintUnformatted(j2);
-	ck_assert_str_eq(t2, t1);
-	free(t1);
-	free(t2);
-	cJSON_Delete(j);
-	cJSON_Delete(j2);
+	reads_back(j, t1, &c2);
 	api_job_refs_free(&r);
-	api_job_refs_free(&r2);
 }
 END_TEST
 
@@ -558,19 +565,9 @@ START_TEST(test_job_sparse_kernels)
 	ck_assert_uint_gt(n, tail);
 	ck_assert_str_eq(t1 + n - tail, ",\"sparse_kernels\":false}");
 	nn_train_config c2;
-	api_job_refs r2;
-	e = (api_err)API_ERR_INIT;
-	ck_assert_int_eq(api_train_config_from_json(j, NULL, &c2, &r2, &e), 0);
+	reads_back(j, t1, &c2);
 	ck_assert_int_eq(c2.sparse_kernels, 0);
-	cJSON *j2 = api_train_config_to_json(&c2, &r2);
-	char *t2 = cJSON_PrintUnformatted(j2);
-	ck_assert_str_eq(t2, t1);
-	free(t1);
-	free(t2);
-	cJSON_Delete(j);
-	cJSON_Delete(j2);
 	api_job_refs_free(&r);
-	api_job_refs_free(&r2);
 	/* a config stored before the field existed reads as on */
 	ck_assert_int_eq(job("{" IDS ",'clip_grad_norm':null,'log_every_steps':10,'checkpoint_every_epochs':1}",
 			     &c, &r, &e), 0);
