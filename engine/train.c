@@ -949,10 +949,10 @@ static nn_status step(nn_trainer *t, int n, float lr, const nn_callbacks *cb, ch
 	if (c->l2 > 0) {
 		const float l2 = c->l2;
 		for (int r = 0; r < t->n_wr; r++) {
-			float *gw = g + t->wr_off[r];
-			const float *w = p + t->wr_off[r];
 			if (t->wr_off[r] == f0)
 				continue;
+			float *gw = g + t->wr_off[r];
+			const float *w = p + t->wr_off[r];
 			for (int64_t i = 0; i < t->wr_len[r]; i++)
 				gw[i] += l2 * w[i];
 		}
@@ -963,15 +963,15 @@ static nn_status step(nn_trainer *t, int n, float lr, const nn_callbacks *cb, ch
 	int fuse_group = -1;
 	for (int k = 0; k < t->n_groups; k++) {
 		int64_t a = t->group_off[k], b = a + t->group_len[k];
-		double s;
 		if (fuse && f0 >= a && f1 <= b) {
-			s = sumsq(g + a, f0 - a) + sumsq(g + f1, b - f1);
+			/* W1's share comes from nn_sparse_in_adam below (no clipping
+			 * when fused, so the total is not needed) */
 			fuse_group = k;
-			fuse_rest = s;
-		} else {
-			s = sumsq(g + a, b - a);
+			fuse_rest = sumsq(g + a, f0 - a) + sumsq(g + f1, b - f1);
+			continue;
 		}
-		t->gn_sum[k] += fuse_group == k ? 0 : sqrt(s);
+		double s = sumsq(g + a, b - a);
+		t->gn_sum[k] += sqrt(s);
 		total += s;
 	}
 	if (c->clip_grad_norm > 0) {
