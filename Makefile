@@ -74,6 +74,18 @@ HOT_CFLAGS ?= -O3 -fno-math-errno -ffp-contract=off
 HOT_ENGINE := optim train sparse_in layer_activation layer_dense layer_batchnorm layer_dropout loss model predict
 $(patsubst %,$(BUILD)/engine/%.o,$(HOT_ENGINE)): CFLAGS += $(HOT_CFLAGS)
 
+# Hooks that exist only for tests (#ifdef NND_TEST, as SQLite's SQLITE_TEST)
+# are compiled into the unit tests only: each source that holds one gets a
+# twin object under $(BUILD)/test/, linked into the unit tests ahead of the
+# libraries (so the library's own object of that file is never pulled in).
+TEST_HOOKED := $(shell grep -l NND_TEST $(ENGINE_SRC) $(API_SRC) $(SERVER_SRC) 2>/dev/null)
+TEST_OBJS   := $(patsubst %.c,$(BUILD)/test/%.o,$(TEST_HOOKED))
+$(BUILD)/test/%.o: %.c | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -DNND_TEST $(CFLAGS) -c $< -o $@
+$(patsubst %,$(BUILD)/test/engine/%.o,$(HOT_ENGINE)): CFLAGS += $(HOT_CFLAGS)
+$(BUILD)/tests/unit/%.o: CPPFLAGS += -DNND_TEST
+
 $(LIB_ENGINE): $(call obj,$(ENGINE_SRC))
 	@rm -f $@; ar rcs $@ $^
 $(LIB_API): $(call obj,$(API_SRC))
@@ -90,7 +102,7 @@ $(BIN)/nnctl: $(call obj,$(NNCTL_SRC))
 	$(CC) $(LDFLAGS) -o $@ $^ $(CURL_LIBS) $(CJSON_LIBS) -lm
 
 # Unit tests link everything but main(): a test of any module links.
-$(BIN)/test_%: $(BUILD)/tests/unit/test_%.o $(if $(SERVER_SRC),$(LIB_SERVER)) $(if $(API_SRC),$(LIB_API)) $(LIB_ENGINE)
+$(BIN)/test_%: $(BUILD)/tests/unit/test_%.o $(TEST_OBJS) $(if $(SERVER_SRC),$(LIB_SERVER)) $(if $(API_SRC),$(LIB_API)) $(LIB_ENGINE)
 	@mkdir -p $(BIN)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(SERVER_LIBS) $(CURL_LIBS)
 
