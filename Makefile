@@ -71,20 +71,27 @@ $(BUILD)/%.o: %.c | $(DEPS_OK)
 # No fast-math and no FMA contraction, so every float result is the same as
 # at -O2, whichever vector width runs.
 HOT_CFLAGS ?= -O3 -fno-math-errno -ffp-contract=off
-HOT_ENGINE := optim train sparse_in layer_activation layer_dense layer_batchnorm layer_dropout loss model predict
+HOT_ENGINE := optim train sparse_in row_pack layer_activation layer_dense layer_batchnorm layer_dropout loss model predict
 $(patsubst %,$(BUILD)/engine/%.o,$(HOT_ENGINE)): CFLAGS += $(HOT_CFLAGS)
 
-# Hooks that exist only for tests (#ifdef NND_TEST, as SQLite's SQLITE_TEST)
-# are compiled into the unit tests only: each source that holds one gets a
-# twin object under $(BUILD)/test/, linked into the unit tests ahead of the
-# libraries (so the library's own object of that file is never pulled in).
-TEST_HOOKED := $(shell grep -l NND_TEST $(ENGINE_SRC) $(API_SRC) $(SERVER_SRC) 2>/dev/null)
+# Test builds: unit tests link the engine compiled again with -DNND_TEST
+# (engine/tune.h: writable tuning and the counters tests read), the
+# production objects keep constants and no counters. Same flags otherwise,
+# so both compute the same bits.
+LIB_ENGINE_TEST := $(BUILD)/test/libnnengine.a
+# In api/ and server/ only the sources that hold a test hook (#ifdef
+# NND_TEST, as SQLite's SQLITE_TEST) get a twin under $(BUILD)/test/,
+# linked into the unit tests ahead of the libraries (so the library's own
+# object of that file is never pulled in).
+TEST_HOOKED := $(shell grep -l NND_TEST $(API_SRC) $(SERVER_SRC) 2>/dev/null)
 TEST_OBJS   := $(patsubst %.c,$(BUILD)/test/%.o,$(TEST_HOOKED))
 $(BUILD)/test/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -DNND_TEST $(CFLAGS) -c $< -o $@
 $(patsubst %,$(BUILD)/test/engine/%.o,$(HOT_ENGINE)): CFLAGS += $(HOT_CFLAGS)
 $(BUILD)/tests/unit/%.o: CPPFLAGS += -DNND_TEST
+$(LIB_ENGINE_TEST): $(patsubst %.c,$(BUILD)/test/%.o,$(ENGINE_SRC))
+	@rm -f $@; ar rcs $@ $^
 
 $(LIB_ENGINE): $(call obj,$(ENGINE_SRC))
 	@rm -f $@; ar rcs $@ $^
@@ -102,7 +109,7 @@ $(BIN)/nnctl: $(call obj,$(NNCTL_SRC))
 	$(CC) $(LDFLAGS) -o $@ $^ $(CURL_LIBS) $(CJSON_LIBS) -lm
 
 # Unit tests link everything but main(): a test of any module links.
-$(BIN)/test_%: $(BUILD)/tests/unit/test_%.o $(TEST_OBJS) $(if $(SERVER_SRC),$(LIB_SERVER)) $(if $(API_SRC),$(LIB_API)) $(LIB_ENGINE)
+$(BIN)/test_%: $(BUILD)/tests/unit/test_%.o $(TEST_OBJS) $(if $(SERVER_SRC),$(LIB_SERVER)) $(if $(API_SRC),$(LIB_API)) $(LIB_ENGINE_TEST)
 	@mkdir -p $(BIN)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(SERVER_LIBS) $(CURL_LIBS)
 
