@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "cluster.h"
 #include "healthcheck.h"
 #include "http.h"
 #include "jobs.h"
@@ -54,6 +55,10 @@ static void usage(FILE *f)
 	        "  --data-dir DIR        where the store lives (default ./nnd-data)\n"
 	        "  --store URI           keep everything in PostgreSQL instead (a libpq URI,\n"
 	        "                        postgresql://...), shared by every daemon given it\n"
+	        "  --lease-seconds N     with --store: a job's lease (default 10); another\n"
+	        "                        daemon takes over a job whose lease ran out\n"
+	        "  --max-attempts N      with --store: claims of a job before it fails with\n"
+	        "                        too_many_attempts (default 5)\n"
 	        "  --workers N           training jobs run at once (default: the cores)\n"
 	        "  --queue N             queued jobs accepted at most (default 64; then 429)\n"
 	        "  --max-body BYTES      request body limit (default 1 GiB; then 413)\n"
@@ -193,6 +198,12 @@ int main(int argc, char **argv)
 			data_dir = v;
 		} else if (strcmp(a, "--store") == 0) {
 			store_url = v;
+		} else if (strcmp(a, "--lease-seconds") == 0) {
+			bad = parse_int(v, 1, 86400, &lv) < 0;
+			cluster_lease_ms = (int)lv * 1000;
+		} else if (strcmp(a, "--max-attempts") == 0) {
+			bad = parse_int(v, 1, 1000, &lv) < 0;
+			cluster_max_attempts = (int)lv;
 		} else if (strcmp(a, "--workers") == 0) {
 			bad = parse_int(v, 1, 256, &workers) < 0;
 		} else if (strcmp(a, "--queue") == 0) {

@@ -60,6 +60,9 @@ static const char *const migrations[] = {
 	"CREATE TABLE job_epochs(job text, epoch int, end_step bigint, doc text,"
 	" PRIMARY KEY(job, epoch));"
 	"CREATE TABLE blobs(key text, seq int, data bytea NOT NULL, PRIMARY KEY(key, seq));",
+	/* 2: fencing tokens, increasing across every daemon and restart */
+	"CREATE SEQUENCE lease_tokens;"
+	"CREATE INDEX jobs_lease ON jobs(lease_until) WHERE state=1;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -109,7 +112,8 @@ struct pgs {
 	PGconn *c;
 	pthread_mutex_t mu;       /* guards c and the statements on it */
 	char *url;
-	char schema[128];         /* where the tables are */
+	char schema[128];         /* where the tables are (a quoted identifier) */
+	char channel[160];        /* NOTIFY channel: "nnd:" and the schema's name */
 	int in_tx;
 };
 
@@ -131,6 +135,21 @@ static int reconnect(pgs *p)
 	return 0;
 }
 
+static PGresult *exec_once(pgs *p, const char *sql, const pgp *a, int binary_result)
+{
+	/* without parameters: the simple protocol (several statements allowed) */
+	if (!a && !binary_result)
+		return PQexec(p->c, sql);
+	return PQexecParams(p->c, sql, a ? a->n : 0, NULL, a ? a->v : NULL, a ? a->len : NULL,
+	                    a ? a->fmt : NULL, binary_result);
+}
+
+static int result_ok(const PGresult *r)
+{
+	ExecStatusType st = PQresultStatus(r);
+	return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+}
+
 /* One statement; the result, or NULL (logged) when it failed. */
 static PGresult *run(pgs *p, const char *sql, const pgp *a, int binary_result)
 {
@@ -138,14 +157,17 @@ static PGresult *run(pgs *p, const char *sql, const pgp *a, int binary_result)
 		util_log(0, "store: PostgreSQL unreachable: %s", PQerrorMessage(p->c));
 		return NULL;
 	}
-	/* without parameters: the simple protocol (several statements allowed) */
-	PGresult *r = !a && !binary_result
-	                      ? PQexec(p->c, sql)
-	                      : PQexecParams(p->c, sql, a ? a->n : 0, NULL, a ? a->v : NULL,
-	                                     a ? a->len : NULL, a ? a->fmt : NULL, binary_result);
-	ExecStatusType st = PQresultStatus(r);
-	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+	PGresult *r = exec_once(p, sql, a, binary_result);
+	if (result_ok(r))
 		return r;
+	if (!p->in_tx && PQstatus(p->c) != CONNECTION_OK && reconnect(p) == 0) {
+		/* the server restarted since the last statement: once more on
+		 * the new connection (nothing of this statement was applied) */
+		PQclear(r);
+		r = exec_once(p, sql, a, binary_result);
+		if (result_ok(r))
+			return r;
+	}
 	util_log(0, "store: %.80s: %s", sql, PQerrorMessage(p->c));
 	PQclear(r);
 	return NULL;
@@ -193,6 +215,21 @@ static int fail(pgs *p, api_err *e, const char *what)
 		return api_err_set(e, 507, "insufficient_storage", "the store is out of space (%s)",
 		                   what);
 	return api_err_set(e, 500, "store_failed", "the store failed (%s)", what);
+}
+
+/* NOTIFY the daemons sharing the store (delivered at the commit of the
+ * transaction it is in): kind 'q' (a job was queued), 'c' (job id's
+ * cancel was asked for), 'e' (job id has new rows: events, state). The
+ * payload holds ids only, far below NOTIFY's 8000 bytes: readers read the
+ * rows. */
+static int notify(pgs *p, char kind, const char *id)
+{
+	char payload[64];
+	snprintf(payload, sizeof payload, "%c:%s", kind, id ? id : "");
+	pgp a = { 0 };
+	p_text(&a, p->channel);
+	p_text(&a, payload);
+	return cmd(p, "SELECT pg_notify($1, $2)", &a);
 }
 
 static int not_found(api_err *e, const char *what, const char *id)
@@ -255,6 +292,7 @@ static int pick_schema(pgs *p, char *err, size_t errlen)
 	}
 	snprintf(p->schema, sizeof p->schema, "%s", q);
 	PQfreemem(q);
+	snprintf(p->channel, sizeof p->channel, "nnd:%s", name);
 	char sql[300];
 	snprintf(sql, sizeof sql, "CREATE SCHEMA IF NOT EXISTS %s", p->schema);
 	int rc = cur ? 0 : cmd(p, sql, NULL);
@@ -840,7 +878,7 @@ static int pg_model_publish(void *be, const char *id, const nn_model *m, api_job
 		              : "UPDATE models SET version=$1 WHERE id=$2", &b) == 0;
 		if (ok && j) {
 			j->model_version = v;
-			ok = job_row_update(p, j) == 0;
+			ok = job_row_update(p, j) == 0 && notify(p, 'e', j->id) == 0;
 		}
 		if (ok && commit(p) == 0)
 			rc = 0;
@@ -924,6 +962,35 @@ void pg_lease_mark_lost(const char *job)
 		if (strcmp(h->id, job) == 0)
 			h->lost = 1;
 	pthread_mutex_unlock(&held_mu);
+}
+
+int pg_leases_held(char (**ids)[API_ID_LEN], int64_t **tokens)
+{
+	*ids = NULL;
+	*tokens = NULL;
+	pthread_mutex_lock(&held_mu);
+	int n = 0;
+	for (held *h = helds; h; h = h->next)
+		n += !h->lost;
+	if (n > 0) {
+		*ids = calloc((size_t)n, sizeof **ids);
+		*tokens = calloc((size_t)n, sizeof **tokens);
+	}
+	int k = 0;
+	for (held *h = helds; h && *ids && *tokens; h = h->next)
+		if (!h->lost) {
+			snprintf((*ids)[k], API_ID_LEN, "%s", h->id);
+			(*tokens)[k++] = h->token;
+		}
+	pthread_mutex_unlock(&held_mu);
+	if (n > 0 && (!*ids || !*tokens)) {
+		free(*ids);
+		free(*tokens);
+		*ids = NULL;
+		*tokens = NULL;
+		return -1;
+	}
+	return n;
 }
 
 int pg_lease_lost(const char *job)
@@ -1051,7 +1118,7 @@ static int pg_job_insert(void *be, api_job *j, api_err *e)
 	else if (cmd(p, "INSERT INTO jobs(id, model, dataset, val_dataset, state, progress, epoch,"
 	                " step, stopped_early, config, created_at, started_at, finished_at, replicas)"
 	                " VALUES($1,$2,$3,$4,$5,0,0,0,0,$6,$7,0,0,$8)", &a) == 0 &&
-	         commit(p) == 0)
+	         notify(p, 'q', j->id) == 0 && commit(p) == 0)
 		rc = 0;
 	else
 		fail(p, e, "insert job");
@@ -1111,13 +1178,14 @@ static int job_row_update(pgs *p, const api_job *j)
 	return cmd(p, "UPDATE jobs SET state=$1, progress=$2, epoch=$3, step=$4, metrics=$5,"
 	              " best=$6, stopped_early=$7, model_version=$8, error=$9, started_at=$10,"
 	              " finished_at=$11, owner=CASE WHEN $1::int=1 THEN owner END,"
+	              " attempts=CASE WHEN $1::int=0 THEN greatest(attempts-1, 0) ELSE attempts END,"
 	              " lease_token=CASE WHEN $1::int=1 THEN lease_token END,"
 	              " lease_until=CASE WHEN $1::int=1 THEN lease_until END WHERE id=$12", &a);
 }
 
 /* A write through the job's lease: begin, check, body, commit. */
 static int guarded(pgs *p, const char *job, int (*body)(pgs *, void *), void *arg,
-                   api_err *e, const char *what)
+                   int events, api_err *e, const char *what)
 {
 	pthread_mutex_lock(&p->mu);
 	int rc = -1;
@@ -1125,7 +1193,7 @@ static int guarded(pgs *p, const char *job, int (*body)(pgs *, void *), void *ar
 		fail(p, e, what);
 	else if (lease_check(p, job) < 0)
 		api_err_set(e, 409, "lease_lost", "another daemon holds job %s now", job);
-	else if (body(p, arg) == 0 && commit(p) == 0)
+	else if (body(p, arg) == 0 && (!events || notify(p, 'e', job) == 0) && commit(p) == 0)
 		rc = 0;
 	else
 		fail(p, e, what);
@@ -1141,7 +1209,7 @@ static int update_body(pgs *p, void *arg)
 
 static int pg_job_update(void *be, const api_job *j, api_err *e)
 {
-	return guarded(be, j->id, update_body, (void *)j, e, "update job");
+	return guarded(be, j->id, update_body, (void *)j, 1, e, "update job");
 }
 
 typedef struct start_arg {
@@ -1165,7 +1233,7 @@ static int start_body(pgs *p, void *arg)
 static int pg_job_start(void *be, const api_job *j, int base_version, api_err *e)
 {
 	start_arg s = { j, base_version };
-	return guarded(be, j->id, start_body, &s, e, "start job");
+	return guarded(be, j->id, start_body, &s, 1, e, "start job");
 }
 
 static int pg_job_request_cancel(void *be, const char *id)
@@ -1174,7 +1242,9 @@ static int pg_job_request_cancel(void *be, const char *id)
 	pgp a = { 0 };
 	p_text(&a, id);
 	pthread_mutex_lock(&p->mu);
-	int rc = cmd(p, "UPDATE jobs SET cancel_requested=1 WHERE id=$1", &a);
+	int rc = begin(p) == 0 && cmd(p, "UPDATE jobs SET cancel_requested=1 WHERE id=$1", &a) == 0 &&
+	         notify(p, 'c', id) == 0 && commit(p) == 0 ? 0 : -1;
+	rollback(p);
 	pthread_mutex_unlock(&p->mu);
 	return rc;
 }
@@ -1340,7 +1410,7 @@ static int pg_metrics_write(void *be, const char *job, const store_step *steps, 
                             const api_job *j, api_err *e)
 {
 	metrics_arg m = { job, steps, n, epoch, end_step, epoch_doc, j };
-	return guarded(be, job, metrics_body, &m, e, "write metrics");
+	return guarded(be, job, metrics_body, &m, 1, e, "write metrics");
 }
 
 static int pg_metrics_get(void *be, const char *job, int64_t since_step, cJSON **out,
@@ -1449,7 +1519,7 @@ static int pg_checkpoint_put(void *be, const char *job, const void *buf, size_t 
 	snprintf(key, sizeof key, "c:%s", job);
 	ckpt_arg c = { key, buf, len };
 	api_err e = API_ERR_INIT;
-	if (guarded(be, job, ckpt_body, &c, &e, "write checkpoint") == 0)
+	if (guarded(be, job, ckpt_body, &c, 0, &e, "write checkpoint") == 0)
 		return 0;
 	errno = e.status == 507 ? ENOSPC : EIO;
 	return -1;
@@ -1478,15 +1548,121 @@ static int pg_checkpoint_get(void *be, const char *job, void **buf, size_t *len)
 	return *buf ? 0 : -1;
 }
 
+static int ckpt_delete_body(pgs *p, void *arg)
+{
+	return blob_delete(p, arg, 0);
+}
+
 static int pg_checkpoint_delete(void *be, const char *job)
 {
-	pgs *p = be;
 	char key[64];
 	snprintf(key, sizeof key, "c:%s", job);
+	api_err e = API_ERR_INIT;
+	return guarded(be, job, ckpt_delete_body, key, 0, &e, "delete checkpoint");
+}
+
+/* ---------------------------------------------------------------- claims */
+
+int pg_claim(pgs *p, const char *owner, int workers, int lease_ms, char id[API_ID_LEN],
+             int64_t *token)
+{
+	pgp a = { 0 };
+	p_text(&a, owner);
+	p_int(&a, lease_ms);
+	p_int(&a, workers);
 	pthread_mutex_lock(&p->mu);
-	int rc = blob_delete(p, key, 0);
+	/* the oldest queued job that fits; rows other daemons are claiming
+	 * are skipped, not waited for */
+	PGresult *r = run(p, "UPDATE jobs SET state=1, owner=$1, lease_token=nextval('lease_tokens'),"
+	                     " lease_until=clock_timestamp() + $2 * interval '1 millisecond',"
+	                     " attempts=attempts+1 WHERE id=(SELECT id FROM jobs WHERE state=0 AND"
+	                     " replicas<=$3 ORDER BY seq FOR UPDATE SKIP LOCKED LIMIT 1)"
+	                     " RETURNING id, lease_token", &a, 0);
+	int rc = r ? PQntuples(r) == 1 : -1;
+	if (rc == 1) {
+		copy_id(r, 0, 0, id, API_ID_LEN);
+		*token = ival(r, 0, 1);
+		pg_lease_hold(id, *token);
+	}
+	PQclear(r);
 	pthread_mutex_unlock(&p->mu);
 	return rc;
+}
+
+int pg_renew(pgs *p, const char *id, int64_t token, int lease_ms, int *cancel)
+{
+	pgp a = { 0 };
+	p_text(&a, id);
+	p_int(&a, token);
+	p_int(&a, lease_ms);
+	pthread_mutex_lock(&p->mu);
+	PGresult *r = run(p, "UPDATE jobs SET lease_until=clock_timestamp() + $3 * interval"
+	                     " '1 millisecond' WHERE id=$1 AND lease_token=$2 AND state=1"
+	                     " RETURNING cancel_requested", &a, 0);
+	int rc = r ? PQntuples(r) == 1 : -1;
+	if (rc == 1)
+		*cancel = ival(r, 0, 0) != 0;
+	PQclear(r);
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+int pg_requeue_expired(pgs *p, int max_attempts)
+{
+	pgp a = { 0 };
+	p_int(&a, max_attempts);
+	p_int(&a, util_now_ms());
+	pthread_mutex_lock(&p->mu);
+	/* a job whose daemons keep dying with it fails after max_attempts
+	 * claims instead of taking the next one down too */
+	int rc = -1;
+	PGresult *r = NULL;
+	if (begin(p) == 0 &&
+	    (r = run(p, "UPDATE jobs SET owner=NULL, lease_token=NULL, lease_until=NULL,"
+	                " state=CASE WHEN attempts>=$1 THEN 3 ELSE 0 END,"
+	                " finished_at=CASE WHEN attempts>=$1 THEN $2 ELSE finished_at END,"
+	                " error=CASE WHEN attempts>=$1 THEN json_build_object('code',"
+	                " 'too_many_attempts', 'detail', 'the job was claimed ' || attempts ||"
+	                " ' times and each time the daemon running it died or lost it')::text"
+	                " ELSE error END WHERE state=1 AND lease_until < clock_timestamp()"
+	                " RETURNING id, state", &a, 0)) != NULL) {
+		int ok = 1;
+		for (int i = 0; ok && i < PQntuples(r); i++) {
+			util_log(1, "store: %s: its lease ended; %s", val(r, i, 0),
+			         ival(r, i, 1) == 0 ? "queued again" : "failed (too many attempts)");
+			ok = notify(p, ival(r, i, 1) == 0 ? 'q' : 'e', val(r, i, 0)) == 0;
+		}
+		if (ok && commit(p) == 0)
+			rc = PQntuples(r);
+	}
+	PQclear(r);
+	rollback(p);
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+int pg_cancel_queued(pgs *p, const char *id)
+{
+	pgp a = { 0 };
+	p_text(&a, id);
+	p_int(&a, util_now_ms());
+	pthread_mutex_lock(&p->mu);
+	int rc = -1;
+	PGresult *r = NULL;
+	if (begin(p) == 0 &&
+	    (r = run(p, "UPDATE jobs SET state=4, finished_at=$2 WHERE id=$1 AND state=0"
+	                " RETURNING id", &a, 0)) != NULL &&
+	    (PQntuples(r) == 0 || notify(p, 'e', id) == 0) && commit(p) == 0)
+		rc = PQntuples(r);
+	PQclear(r);
+	rollback(p);
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+const char *pg_channel(const pgs *p)
+{
+	return p->channel;
 }
 
 /* ---------------------------------------------------------------- the table */

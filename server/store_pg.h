@@ -21,8 +21,27 @@ void pg_lease_drop(const char *job);
 void pg_lease_mark_lost(const char *job);
 /* 1 once the lease of a held job was found lost (the job must stop). */
 int pg_lease_lost(const char *job);
+/* The leases held and not lost (malloc'd arrays): how many, or -1. */
+int pg_leases_held(char (**ids)[API_ID_LEN], int64_t **tokens);
 /* Writes refused because their lease was lost, over the process's life. */
 extern int64_t pg_lease_fenced_writes;
+
+/* Claims the oldest queued job whose replicas fit in `workers`, for
+ * owner, under a lease of lease_ms (FOR UPDATE SKIP LOCKED), and holds
+ * it (pg_lease_hold). 1 with id and *token set, 0 when none waits, -1. */
+int pg_claim(pgs *p, const char *owner, int workers, int lease_ms, char id[API_ID_LEN],
+             int64_t *token);
+/* Extends a held lease: 1 (and *cancel: a cancel was asked for), 0 when
+ * the lease is no longer this token's (lost), -1 when the store failed. */
+int pg_renew(pgs *p, const char *id, int64_t token, int lease_ms, int *cancel);
+/* Any daemon: running jobs whose lease ended go back to the queue (or,
+ * claimed max_attempts times already, fail with too_many_attempts).
+ * How many, or -1. */
+int pg_requeue_expired(pgs *p, int max_attempts);
+/* A queued job cancelled in one step: 1, 0 when it was not queued, -1. */
+int pg_cancel_queued(pgs *p, const char *id);
+/* The NOTIFY channel of p's schema (payloads: see notify in store_pg.c). */
+const char *pg_channel(const pgs *p);
 
 /* A new connection to p's database, its search_path set to p's schema;
  * NULL when it cannot connect. The caller PQfinish-es it. */
