@@ -891,7 +891,7 @@ static int run_job(jobs *q, live *lv)
 	nn_train_result res;
 	memset(&res, 0, sizeof res);
 	if (!code) {
-		nn_callbacks cb = { &r, on_step, on_epoch, should_stop, on_checkpoint };
+		nn_callbacks cb = { &r, on_step, on_epoch, should_stop, on_checkpoint, NULL };
 		nn_data tv = api_dataset_view(train);
 		tv.x8 = x8;
 		nn_data vv = have_val ? api_dataset_view(val) : (nn_data){ 0 };

@@ -72,7 +72,7 @@ START_TEST(test_restore_best_with_batch_norm_publishes_the_best_epochs_statistic
 	cfg.early.patience = 100;
 	cfg.early.restore_best = 1;
 	epoch_states es = { m, 0, { { 0 } } };
-	nn_callbacks cb = { &es, NULL, record_state, NULL, NULL };
+	nn_callbacks cb = { &es, NULL, record_state, NULL, NULL, NULL };
 	nn_train_result res;
 
 	ck_assert_int_eq(nn_train(m, &d, NULL, &cfg, &cb, NULL, 0, &res, err, sizeof err), NN_OK);
