@@ -356,9 +356,21 @@ typedef struct nn_train_config {
 	 * `shards` contiguous slices whose gradient sums are added in one fixed
 	 * order, so the weights depend on shards only (1 = one pass over the
 	 * whole batch, the engine before shards). `replicas` (dividing shards)
-	 * is how many carriers share the work: nn_callbacks.par. */
+	 * is how many carriers share the work: par. */
 	int shards;
 	int replicas;
+	/* the replicas that carry a sharded step (nn_parallel, below); NULL:
+	 * the calling thread runs every task. Not part of the job's identity. */
+	const struct nn_parallel *par;
+	/* > 0: train on this many rows of the training split only, drawn with
+	 * the seed (nested: with the same seed and split, a larger count holds
+	 * the rows of a smaller one); more than the split holds is NN_EINVAL */
+	int64_t rows;
+	/* > 0: at the start of this epoch (before its first step) the run saves
+	 * a checkpoint and returns NN_ESTOPPED, as NN_STOP_CHECKPOINT would;
+	 * resuming from it with a later stop (or none) continues bit for bit.
+	 * Not part of the checkpoint's identity. */
+	int stop_at_epoch;
 } nn_train_config;
 
 /* Defaults of API.md (sgd lr 0.01, 10 epochs, batch 32, shuffle, ...). */
@@ -424,9 +436,6 @@ typedef struct nn_callbacks {
 	/* a complete, restorable training state; the buffer lives only during the
 	 * call. Return 0, or non-zero to fail training with NN_EINVAL. May be NULL. */
 	int (*on_checkpoint)(void *ctx, const void *buf, size_t len, int epoch, int64_t step);
-	/* the replicas that carry a sharded step (cfg.shards > 1); NULL: the
-	 * calling thread runs every task */
-	const nn_parallel *par;
 } nn_callbacks;
 
 typedef struct nn_train_result {

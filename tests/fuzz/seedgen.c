@@ -60,7 +60,7 @@ static int checkpoints(void)
 		for (int stop = 0; stop < 2; stop++) {
 			fuzz_run r;
 			ck_ctx c = { config, 0, stop ? 2 : 0, 0, stop ? "mid" : "end" };
-			nn_callbacks cb = { &c, NULL, NULL, should_stop, on_ckpt, NULL };
+			nn_callbacks cb = { &c, NULL, NULL, should_stop, on_ckpt };
 			char err[256];
 			if (fuzz_run_setup(&r, config) != 0)
 				return -1;

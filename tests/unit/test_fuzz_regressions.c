@@ -72,7 +72,7 @@ START_TEST(test_restore_best_with_batch_norm_publishes_the_best_epochs_statistic
 	cfg.early.patience = 100;
 	cfg.early.restore_best = 1;
 	epoch_states es = { m, 0, { { 0 } } };
-	nn_callbacks cb = { &es, NULL, record_state, NULL, NULL, NULL };
+	nn_callbacks cb = { &es, NULL, record_state, NULL, NULL };
 	nn_train_result res;
 
 	ck_assert_int_eq(nn_train(m, &d, NULL, &cfg, &cb, NULL, 0, &res, err, sizeof err), NN_OK);
@@ -185,7 +185,7 @@ static void expect_field(const char *body, const char *field)
 	ck_assert_ptr_nonnull(j);
 	api_limits lim = api_limits_default();
 	nn_train_config cfg;
-	api_job_refs refs = { NULL, NULL, NULL };
+	api_job_refs refs = { .model = NULL };
 	api_err e = API_ERR_INIT;
 	ck_assert_int_eq(api_train_config_from_json(j, &lim, &cfg, &refs, &e), -1);
 	ck_assert_int_eq(e.status, 422);
@@ -208,7 +208,7 @@ START_TEST(test_job_config_floats_rounding_onto_an_open_bound_are_rejected)
 #undef JOB
 	api_limits lim = api_limits_default();
 	nn_train_config cfg;
-	api_job_refs refs = { NULL, NULL, NULL };
+	api_job_refs refs = { .model = NULL };
 	api_err e = API_ERR_INIT;
 	ck_assert_int_eq(api_train_config_from_json(j, &lim, &cfg, &refs, &e), 0);
 	ck_assert_float_eq(cfg.opt.eps, 1e-30f);

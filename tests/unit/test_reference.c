@@ -277,7 +277,7 @@ static void run_case(int idx, int shards)
 	nn_parallel par = par_threads(&shards);
 	cfg.shards = cfg.replicas = shards;
 	if (shards > 1)
-		cb.par = &par;
+		cfg.par = &par;
 	nn_train_result res;
 	nn_status st = nn_train(m, &d, NULL, &cfg, &cb, NULL, 0, &res, err, sizeof err);
 	ck_assert_msg(st == NN_OK, "%s: nn_train: %s", name, err);

@@ -109,10 +109,10 @@ static nn_model *train(const data *a, int regression, int dropout, nn_train_conf
 	nn_model *m = bn_model(a->d.features, regression ? 2 : 10,
 	                       regression ? NN_TASK_REGRESSION : NN_TASK_CLASSIFICATION, dropout);
 	nn_parallel par = carrier == THREADS ? par_threads(&replicas) : par_backwards();
-	nn_callbacks cb = { .par = carrier == SERIAL ? NULL : &par };
+	c.par = carrier == SERIAL ? NULL : &par;
 	c.replicas = carrier == THREADS ? replicas : 1;
 	char err[300];
-	nn_status st = nn_train(m, &a->d, NULL, &c, &cb, NULL, 0, res, err, sizeof err);
+	nn_status st = nn_train(m, &a->d, NULL, &c, NULL, NULL, 0, res, err, sizeof err);
 	ck_assert_msg(st == NN_OK, "nn_train: %s", err);
 	return m;
 }
@@ -281,19 +281,20 @@ START_TEST(test_resume_mid_epoch_on_other_replicas_same_bits)
 	int two = 2, four = 4;
 	nn_parallel p2 = par_threads(&two), p4 = par_threads(&four);
 	saver s = { .stop_at = 9 };
-	nn_callbacks cb = { .ctx = &s, .should_stop = stop, .on_checkpoint = save, .par = &p2 };
+	nn_callbacks cb = { .ctx = &s, .should_stop = stop, .on_checkpoint = save };
 	char err[300];
 	nn_model *m = bn_model(24, 10, NN_TASK_CLASSIFICATION, 1);
 	c.replicas = 2;
+	c.par = &p2;
 	ck_assert_int_eq(nn_train(m, &a.d, NULL, &c, &cb, NULL, 0, NULL, err, sizeof err),
 	                 NN_ESTOPPED);
 	ck_assert_ptr_nonnull(s.buf);
 	nn_model_free(m);
 
 	nn_model *resumed = bn_model(24, 10, NN_TASK_CLASSIFICATION, 1);
-	nn_callbacks cb4 = { .par = &p4 };
 	c.replicas = 4;
-	ck_assert_int_eq(nn_train(resumed, &a.d, NULL, &c, &cb4, s.buf, s.len, NULL, err,
+	c.par = &p4;
+	ck_assert_int_eq(nn_train(resumed, &a.d, NULL, &c, NULL, s.buf, s.len, NULL, err,
 	                          sizeof err), NN_OK);
 	ck_assert(same_bits(straight, resumed));
 	free(s.buf);
@@ -323,9 +324,9 @@ START_TEST(test_replicas_must_divide_shards)
 	data a = make_data(40, 6, 0);
 	int three = 3;
 	nn_parallel p3 = par_threads(&three);
-	nn_callbacks cb = { .par = &p3 };
+	c.par = &p3;
 	nn_model *m = bn_model(6, 10, NN_TASK_CLASSIFICATION, 0);
-	ck_assert_int_eq(nn_train(m, &a.d, NULL, &c, &cb, NULL, 0, NULL, err, sizeof err),
+	ck_assert_int_eq(nn_train(m, &a.d, NULL, &c, NULL, NULL, 0, NULL, err, sizeof err),
 	                 NN_EINVAL);
 	ck_assert_msg(strstr(err, "replicas") != NULL, "%s", err);
 	nn_model_free(m);

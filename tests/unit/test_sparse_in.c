@@ -306,7 +306,7 @@ START_TEST(test_training_through_it_tracks_the_dense_path)
 	int64_t runs = nn_counts.sparse_runs, hidden_min = nn_tune.sparse_hidden_min;
 	int64_t hidden_steps = nn_counts.sparse_hidden_steps;
 	losses ld = { 0 }, ls = { 0 };
-	nn_callbacks cbd = { &ld, NULL, on_epoch, NULL, NULL, NULL }, cbs = { &ls, NULL, on_epoch, NULL, NULL, NULL };
+	nn_callbacks cbd = { &ld, NULL, on_epoch, NULL, NULL }, cbs = { &ls, NULL, on_epoch, NULL, NULL };
 	char err[128];
 
 	nn_tune.byte_copy_min = 0;
@@ -392,8 +392,8 @@ START_TEST(test_fused_adam_step_gives_the_same_bits_as_the_separate_passes)
 		c.log_every_steps = 1000;
 		c.checkpoint_every_epochs = 0;
 		norms lf = { 0 }, ls = { 0 };
-		nn_callbacks cbf = { &lf, NULL, on_epoch_norms, NULL, NULL, NULL };
-		nn_callbacks cbs = { &ls, NULL, on_epoch_norms, NULL, NULL, NULL };
+		nn_callbacks cbf = { &lf, NULL, on_epoch_norms, NULL, NULL };
+		nn_callbacks cbs = { &ls, NULL, on_epoch_norms, NULL, NULL };
 		nn_model *fused = mlp_units(225, 144), *separate = mlp_units(225, 144);
 
 		int64_t steps = nn_counts.sparse_fused_steps;
