@@ -34,6 +34,7 @@ typedef struct api_reply {
 	size_t body_len;         /* > 0: body holds this many bytes (binary, may
 	                          * hold NULs); 0: body is a NUL-terminated text */
 	char model_version[16];  /* "" = none; else an X-Model-Version header */
+	char disposition[128];   /* "" = none; else a Content-Disposition header */
 } api_reply;
 
 void api_reply_release(api_reply *rp);
@@ -55,6 +56,11 @@ int api_model_delete(const api_backend *b, const api_req *rq, api_reply *rp);
 int api_model_weights_get(const api_backend *b, const api_req *rq, api_reply *rp);
 int api_model_weights_put(const api_backend *b, const api_req *rq, api_reply *rp);
 int api_model_predict(const api_backend *b, const api_req *rq, api_reply *rp);
+/* GET /v1/models/{id}/export?format=onnx&opset= (handlers_onnx.c) */
+int api_model_export(const api_backend *b, const api_req *rq, api_reply *rp);
+/* POST /v1/models?format=onnx: the body is an ONNX file (api_models_create
+ * calls it) */
+int api_models_import_onnx(const api_backend *b, const api_req *rq, api_reply *rp);
 
 int api_jobs_create(const api_backend *b, const api_req *rq, api_reply *rp);
 int api_jobs_list(const api_backend *b, const api_req *rq, api_reply *rp);

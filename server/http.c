@@ -109,6 +109,7 @@ typedef struct req {
 	int predict;             /* the predict route */
 	int bin;                 /* a float32 body (application/octet-stream) */
 	int binary_reply;        /* Accept asks for float32 rows */
+	int file_bin;            /* BODY_FILE: the body is application/octet-stream */
 	api_predict_stream *ps;  /* NULL when the handler reads the whole body */
 } req;
 
@@ -130,7 +131,8 @@ struct stream {
 
 static enum MHD_Result queue_v(req *r, int status, const char *ctype, char *body, size_t len,
                                const char *location, const char *allow, int retry_after,
-                               int www_auth, const char *model_version)
+                               int www_auth, const char *model_version,
+                               const char *disposition)
 {
 	struct MHD_Response *resp =
 		MHD_create_response_from_buffer(len, body ? body : (char *)"", body ? MHD_RESPMEM_MUST_FREE
@@ -154,6 +156,8 @@ static enum MHD_Result queue_v(req *r, int status, const char *ctype, char *body
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
 	if (model_version && model_version[0])
 		MHD_add_response_header(resp, "X-Model-Version", model_version);
+	if (disposition && disposition[0])
+		MHD_add_response_header(resp, "Content-Disposition", disposition);
 	enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)status, resp);
 	MHD_destroy_response(resp);
 	r->status = status;
@@ -166,7 +170,8 @@ static enum MHD_Result queue(req *r, int status, const char *ctype, char *body, 
                              const char *location, const char *allow, int retry_after,
                              int www_auth)
 {
-	return queue_v(r, status, ctype, body, len, location, allow, retry_after, www_auth, NULL);
+	return queue_v(r, status, ctype, body, len, location, allow, retry_after, www_auth, NULL,
+	               NULL);
 }
 
 static enum MHD_Result problem(req *r, const api_err *e, const char *allow, int retry_after,
@@ -196,7 +201,7 @@ static enum MHD_Result reply(req *r, api_reply *rp)
 	rp->body = NULL;
 	size_t len = rp->body_len ? rp->body_len : body ? strlen(body) : 0;
 	return queue_v(r, rp->status, rp->ctype, body, len, rp->location, NULL, rp->retry_after, 0,
-	               rp->model_version);
+	               rp->model_version, rp->disposition);
 }
 
 /* ---------------------------------------------------------------- helpers */
@@ -548,6 +553,16 @@ static enum MHD_Result begin(req *r, const char *method, const char *url)
 	                                             MHD_HTTP_HEADER_CONTENT_TYPE);
 	if (rt->handler == api_model_predict)
 		return begin_predict(r, ct, cl ? clen : -1);
+	if (rt->body == BODY_FILE) {
+		r->file_bin = ctype_is(ct, "application/octet-stream");
+		if (!r->file_bin && !ctype_is(ct, "application/json")) {
+			api_err e = API_ERR_INIT;
+			api_err_set(&e, 415, "unsupported_media_type",
+			            "send application/json (or application/octet-stream for a model "
+			            "file), not %.100s", ct ? ct : "(no Content-Type)");
+			return problem(r, &e, NULL, 0, 0);
+		}
+	}
 	if (rt->body == BODY_JSON && !ctype_is(ct, "application/json")) {
 		api_err e = API_ERR_INIT;
 		api_err_set(&e, 415, "unsupported_media_type", "send application/json, not %.100s",
@@ -644,7 +659,7 @@ static void body_piece(req *r, const char *data, size_t n)
 		return;
 	if (r->bin) {
 		api_predict_stream_feed(r->ps, data, n);
-	} else if (r->body == BODY_JSON) {
+	} else if (r->body == BODY_JSON || r->body == BODY_FILE) {
 		if (r->len + n + 1 > r->cap) {
 			size_t cap = r->cap ? r->cap : 4096;
 			while (cap < r->len + n + 1)
@@ -681,7 +696,7 @@ static enum MHD_Result dispatch_predict(req *r)
 {
 	http_server *h = r->h;
 	api_req rq = make_req(r);
-	api_reply rp = { 0, NULL, NULL, "", 0, 0, 0, "" };
+	api_reply rp = { 0, NULL, NULL, "", 0, 0, 0, "", "" };
 	int done = r->ps && api_predict_stream_finish(r->ps, &rq, &rp);
 	api_predict_stream_free(r->ps);
 	r->ps = NULL;
@@ -718,7 +733,8 @@ static enum MHD_Result dispatch(req *r)
 	if (r->predict)
 		return dispatch_predict(r);
 	int jd = h->cfg.max_json_depth > 0 ? h->cfg.max_json_depth : 128;
-	if (rt->body == BODY_JSON && r->buf && json_depth_over(r->buf, r->len, jd)) {
+	int json_body = rt->body == BODY_JSON || (rt->body == BODY_FILE && !r->file_bin);
+	if (json_body && r->buf && json_depth_over(r->buf, r->len, jd)) {
 		api_err e = API_ERR_INIT;
 		api_err_set(&e, 400, "malformed_json", "the JSON nests deeper than %d levels", jd);
 		return problem(r, &e, NULL, 0, 0);
@@ -726,7 +742,7 @@ static enum MHD_Result dispatch(req *r)
 	if (rt->srv != SRV_NONE)
 		return serve_srv(r, rt->srv);
 	api_req rq = make_req(r);
-	api_reply rp = { 0, NULL, NULL, "", 0, 0, 0, "" };
+	api_reply rp = { 0, NULL, NULL, "", 0, 0, 0, "", "" };
 	if (rt->body == BODY_UPLOAD) {
 		if (r->mp && mp_finish(r->mp) < 0) {
 			api_err e = API_ERR_INIT;

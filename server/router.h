@@ -14,7 +14,9 @@
 typedef enum {
 	BODY_NONE,     /* no body expected (one sent is read and ignored) */
 	BODY_JSON,     /* read whole, up to --max-body, then the handler runs */
-	BODY_UPLOAD    /* streamed to api_upload (CSV, JSON or multipart IDX) */
+	BODY_UPLOAD,   /* streamed to api_upload (CSV, JSON or multipart IDX) */
+	BODY_FILE      /* read whole like BODY_JSON, but application/octet-stream too
+	                * (a model file: POST /v1/models?format=onnx) */
 } route_body;
 
 typedef enum {
