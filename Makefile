@@ -71,8 +71,21 @@ $(BUILD)/%.o: %.c | $(DEPS_OK)
 # No fast-math and no FMA contraction, so every float result is the same as
 # at -O2, whichever vector width runs.
 HOT_CFLAGS ?= -O3 -fno-math-errno -ffp-contract=off
-HOT_ENGINE := optim train sparse_in layer_activation layer_dense layer_batchnorm layer_dropout loss model predict
+HOT_ENGINE := optim train sparse_in row_pack layer_activation layer_dense layer_batchnorm layer_dropout loss model predict
 $(patsubst %,$(BUILD)/engine/%.o,$(HOT_ENGINE)): CFLAGS += $(HOT_CFLAGS)
+
+# Test builds: unit tests link the engine compiled again with -DNND_TEST
+# (engine/tune.h: writable tuning and the counters tests read), the
+# production objects keep constants and no counters. Same flags otherwise,
+# so both compute the same bits.
+LIB_ENGINE_TEST := $(BUILD)/test/libnnengine.a
+$(BUILD)/test/%.o: %.c | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -DNND_TEST $(CFLAGS) -c $< -o $@
+$(patsubst %,$(BUILD)/test/engine/%.o,$(HOT_ENGINE)): CFLAGS += $(HOT_CFLAGS)
+$(BUILD)/tests/unit/%.o: CPPFLAGS += -DNND_TEST
+$(LIB_ENGINE_TEST): $(patsubst %.c,$(BUILD)/test/%.o,$(ENGINE_SRC))
+	@rm -f $@; ar rcs $@ $^
 
 $(LIB_ENGINE): $(call obj,$(ENGINE_SRC))
 	@rm -f $@; ar rcs $@ $^
@@ -90,7 +103,7 @@ $(BIN)/nnctl: $(call obj,$(NNCTL_SRC))
 	$(CC) $(LDFLAGS) -o $@ $^ $(CURL_LIBS) $(CJSON_LIBS) -lm
 
 # Unit tests link everything but main(): a test of any module links.
-$(BIN)/test_%: $(BUILD)/tests/unit/test_%.o $(if $(SERVER_SRC),$(LIB_SERVER)) $(if $(API_SRC),$(LIB_API)) $(LIB_ENGINE)
+$(BIN)/test_%: $(BUILD)/tests/unit/test_%.o $(if $(SERVER_SRC),$(LIB_SERVER)) $(if $(API_SRC),$(LIB_API)) $(LIB_ENGINE_TEST)
 	@mkdir -p $(BIN)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(SERVER_LIBS) $(CURL_LIBS)
 

@@ -97,6 +97,7 @@ void api_dataset_free(api_dataset *d)
 	}
 	api_strv_free(d->classes, d->n_classes);
 	api_strv_free(d->feature_names, d->features);
+	cJSON_Delete(d->extra);
 	memset(d, 0, sizeof *d);
 }
 

@@ -40,6 +40,7 @@
 #include <time.h>
 #include <sys/mman.h>
 #include "trainer.h"
+#include "tune.h"
 #include "sparse_in.h"
 
 /* ---------------------------------------------------------------- config */
@@ -290,8 +291,6 @@ int nn_to_bytes(uint8_t *restrict dst, const float *restrict src, int64_t n)
  * float image). Any other value anywhere keeps the float path. The steps'
  * numbers are the same to the bit either way.
  */
-int64_t nn_byte_copy_min = (int64_t)1 << 20;
-int64_t nn_byte_copies_made;
 
 static nn_status byte_copy(nn_trainer *t)
 {
@@ -303,7 +302,7 @@ static nn_status byte_copy(nn_trainer *t)
 		t->x8_owned = 0;
 		return NN_OK;
 	}
-	if (n < nn_byte_copy_min || n <= 0 || nn_augment_has_image(&t->cfg.aug))
+	if (n < nn_tune.byte_copy_min || n <= 0 || nn_augment_has_image(&t->cfg.aug))
 		return NN_OK;
 	/* 2 MiB aligned and marked for huge pages: the gather reads rows at
 	 * random, and with 4 KiB pages nearly every row also costs a page walk */
@@ -324,16 +323,9 @@ static nn_status byte_copy(nn_trainer *t)
 			return NN_OK;
 		}
 	}
-	__atomic_add_fetch(&nn_byte_copies_made, 1, __ATOMIC_RELAXED);
+	NN_TEST_COUNT(byte_copies_made);
 	return NN_OK;
 }
-
-int nn_sparse_fuse = 1;
-int64_t nn_sparse_fused_steps;
-float nn_sparse_max_density = 0.6f;
-int64_t nn_sparse_runs;
-int64_t nn_sparse_hidden_min = 16384;
-int64_t nn_sparse_hidden_steps;
 
 /*
  * With a byte copy, decides whether node 0's forward product runs from the
@@ -354,7 +346,7 @@ static nn_status sparse_setup(nn_trainer *t)
 		return NN_OK;
 	for (int k = 1; k < t->n_nodes; k++) {
 		int in = 0, o = 0;
-		if (nn_model_sparse_hidden(t->m, k, &in, &o) && (int64_t)in * o >= nn_sparse_hidden_min) {
+		if (nn_model_sparse_hidden(t->m, k, &in, &o) && (int64_t)in * o >= nn_tune.sparse_hidden_min) {
 			t->sph[k] = nn_sparse_in_create(t->max_batch, in, o);
 			nn_ws_set_sparse_in(t->ws, k, t->sph[k]);
 		}
@@ -370,13 +362,13 @@ static nn_status sparse_setup(nn_trainer *t)
 			nz += row[j] != 0;
 		seen += f;
 	}
-	if (seen == 0 || (double)nz > (double)nn_sparse_max_density * (double)seen)
+	if (seen == 0 || (double)nz > (double)nn_tune.sparse_max_density * (double)seen)
 		return NN_OK;
 	t->sp_w_len = (int64_t)out * f;
 	t->sp = nn_sparse_in_create(t->max_batch, f, out);
 	if (t->sp) {
 		nn_ws_set_sparse_in(t->ws, 0, t->sp);
-		__atomic_add_fetch(&nn_sparse_runs, 1, __ATOMIC_RELAXED);
+		NN_TEST_COUNT(sparse_runs);
 	}
 	return NN_OK; /* without memory for it, the dense path */
 }
@@ -919,7 +911,7 @@ static nn_status step(nn_trainer *t, int n, float lr, const nn_callbacks *cb, ch
 	if (t->sp && nn_sparse_in_rows(t->sp) == n) {
 		nn_sparse_in_weights(t->sp, p + t->sp_w_off, t->sp_b_off >= 0 ? p + t->sp_b_off : NULL,
 		                     nn_model_std_mean(t->m), nn_model_std_std(t->m));
-		fuse = nn_sparse_fuse &&
+		fuse = nn_tune.sparse_fuse &&
 		       (c->opt.type == NN_OPT_ADAM || c->opt.type == NN_OPT_ADAMW) &&
 		       !(c->clip_grad_norm > 0) && !c->sparsity.enabled;
 	}
@@ -993,7 +985,7 @@ static nn_status step(nn_trainer *t, int n, float lr, const nn_callbacks *cb, ch
 		double s = nn_sparse_in_adam(t->sp, &sc, p + f0, t->s1 + f0, t->s2 + f0);
 		if (fuse_group >= 0)
 			t->gn_sum[fuse_group] += sqrt(s + fuse_rest);
-		__atomic_add_fetch(&nn_sparse_fused_steps, 1, __ATOMIC_RELAXED);
+		NN_TEST_COUNT(sparse_fused_steps);
 	} else {
 		nn_optim_step(&c->opt, lr, t->opt_t, p, g, t->s1, t->s2, np, t->n_wr, t->wr_off,
 		              t->wr_len);

@@ -458,18 +458,18 @@ START_TEST(test_byte_copy_trains_to_the_same_bits_as_the_floats)
 		pr.x[i] = (float)((int)(fabsf(pr.x[i]) * 60.0f) % 256);
 	nn_train_config c = busy();
 	c.clip_grad_norm = 0;
-	int64_t saved = nn_byte_copy_min, made = nn_byte_copies_made;
+	int64_t saved = nn_tune.byte_copy_min, made = nn_counts.byte_copies_made;
 	char err[128];
 
 	nn_model *viafloat = mlp(f, 1, 1), *viabytes = mlp(f, 1, 1);
-	nn_byte_copy_min = INT64_MAX;
+	nn_tune.byte_copy_min = INT64_MAX;
 	ck_assert_int_eq(nn_train(viafloat, &pr.d, NULL, &c, NULL, NULL, 0, NULL, err, sizeof err),
 	                 NN_OK);
-	ck_assert_int_eq(nn_byte_copies_made, made);
-	nn_byte_copy_min = 0;
+	ck_assert_int_eq(nn_counts.byte_copies_made, made);
+	nn_tune.byte_copy_min = 0;
 	ck_assert_int_eq(nn_train(viabytes, &pr.d, NULL, &c, NULL, NULL, 0, NULL, err, sizeof err),
 	                 NN_OK);
-	ck_assert_int_eq(nn_byte_copies_made, made + 1);
+	ck_assert_int_eq(nn_counts.byte_copies_made, made + 1);
 	ck_assert(same_weights(viafloat, viabytes));
 
 	/* one fractional value anywhere keeps the float path */
@@ -477,8 +477,8 @@ START_TEST(test_byte_copy_trains_to_the_same_bits_as_the_floats)
 	nn_model *frac = mlp(f, 1, 1);
 	ck_assert_int_eq(nn_train(frac, &pr.d, NULL, &c, NULL, NULL, 0, NULL, err, sizeof err),
 	                 NN_OK);
-	ck_assert_int_eq(nn_byte_copies_made, made + 1);
-	nn_byte_copy_min = saved;
+	ck_assert_int_eq(nn_counts.byte_copies_made, made + 1);
+	nn_tune.byte_copy_min = saved;
 	nn_model_free(viafloat);
 	nn_model_free(viabytes);
 	nn_model_free(frac);
@@ -505,8 +505,8 @@ START_TEST(test_bytes_only_data_trains_like_the_floats)
 	bytes.x = NULL;
 	bytes.x8 = x8;
 	both.x8 = x8;
-	int64_t saved = nn_byte_copy_min;
-	nn_byte_copy_min = 0; /* the float run makes its own byte copy */
+	int64_t saved = nn_tune.byte_copy_min;
+	nn_tune.byte_copy_min = 0; /* the float run makes its own byte copy */
 	char err[128];
 
 	for (int aug = 0; aug < 2; aug++) {
@@ -543,7 +543,7 @@ START_TEST(test_bytes_only_data_trains_like_the_floats)
 	                 NN_EINVAL);
 	ck_assert_msg(strstr(err, "no rows") != NULL, "%s", err);
 	nn_model_free(m);
-	nn_byte_copy_min = saved;
+	nn_tune.byte_copy_min = saved;
 	free(x8);
 	free_problem(&pr);
 }
