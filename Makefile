@@ -79,6 +79,12 @@ $(patsubst %,$(BUILD)/engine/%.o,$(HOT_ENGINE)): CFLAGS += $(HOT_CFLAGS)
 # production objects keep constants and no counters. Same flags otherwise,
 # so both compute the same bits.
 LIB_ENGINE_TEST := $(BUILD)/test/libnnengine.a
+# In api/ and server/ only the sources that hold a test hook (#ifdef
+# NND_TEST, as SQLite's SQLITE_TEST) get a twin under $(BUILD)/test/,
+# linked into the unit tests ahead of the libraries (so the library's own
+# object of that file is never pulled in).
+TEST_HOOKED := $(shell grep -l NND_TEST $(API_SRC) $(SERVER_SRC) 2>/dev/null)
+TEST_OBJS   := $(patsubst %.c,$(BUILD)/test/%.o,$(TEST_HOOKED))
 $(BUILD)/test/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -DNND_TEST $(CFLAGS) -c $< -o $@
@@ -103,7 +109,7 @@ $(BIN)/nnctl: $(call obj,$(NNCTL_SRC))
 	$(CC) $(LDFLAGS) -o $@ $^ $(CURL_LIBS) $(CJSON_LIBS) -lm
 
 # Unit tests link everything but main(): a test of any module links.
-$(BIN)/test_%: $(BUILD)/tests/unit/test_%.o $(if $(SERVER_SRC),$(LIB_SERVER)) $(if $(API_SRC),$(LIB_API)) $(LIB_ENGINE_TEST)
+$(BIN)/test_%: $(BUILD)/tests/unit/test_%.o $(TEST_OBJS) $(if $(SERVER_SRC),$(LIB_SERVER)) $(if $(API_SRC),$(LIB_API)) $(LIB_ENGINE_TEST)
 	@mkdir -p $(BIN)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(SERVER_LIBS) $(CURL_LIBS)
 

@@ -22,6 +22,7 @@ typedef struct api_req {
 	void *qcls;
 	const char *body;        /* NUL-terminated, may be NULL */
 	size_t body_len;
+	const char *accept;      /* the Accept header, or NULL */
 } api_req;
 
 typedef struct api_reply {
@@ -55,12 +56,18 @@ int api_model_get(const api_backend *b, const api_req *rq, api_reply *rp);
 int api_model_delete(const api_backend *b, const api_req *rq, api_reply *rp);
 int api_model_weights_get(const api_backend *b, const api_req *rq, api_reply *rp);
 int api_model_weights_put(const api_backend *b, const api_req *rq, api_reply *rp);
+/* Predictions from a whole body (JSON; the reply as rq->accept asks). */
 int api_model_predict(const api_backend *b, const api_req *rq, api_reply *rp);
 /* GET /v1/models/{id}/export?format=onnx&opset= (handlers_onnx.c) */
 int api_model_export(const api_backend *b, const api_req *rq, api_reply *rp);
 /* POST /v1/models?format=onnx: the body is an ONNX file (api_models_create
  * calls it) */
 int api_models_import_onnx(const api_backend *b, const api_req *rq, api_reply *rp);
+/* The cJSON path of predict: reads any JSON body and names every bad
+ * field; binary_reply: answer with float32 rows. (api_model_predict tries
+ * the stream reader on the whole body first, then this.) */
+int api_model_predict_general(const api_backend *b, const api_req *rq, api_reply *rp,
+                              int binary_reply);
 
 int api_jobs_create(const api_backend *b, const api_req *rq, api_reply *rp);
 int api_jobs_list(const api_backend *b, const api_req *rq, api_reply *rp);

@@ -42,18 +42,6 @@ int api_job_state_parse(const char *s)
 	return -1;
 }
 
-double api_float_json(float f)
-{
-	char buf[32];
-	for (int prec = 6; prec <= 9; prec++) {
-		snprintf(buf, sizeof buf, "%.*g", prec, (double)f);
-		double d = strtod(buf, NULL);
-		if ((float)d == f)
-			return d;
-	}
-	return (double)f;
-}
-
 void api_time_format(int64_t ms, char *buf, size_t len)
 {
 	time_t secs = (time_t)(ms / 1000);

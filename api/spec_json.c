@@ -704,21 +704,9 @@ int api_model_spec_from_json(const cJSON *j, const api_limits *lim, nn_model_spe
 
 /* ---------------------------------------------------------------- output helpers */
 
-/* The shortest decimal that reads back as f, as a double for cJSON. */
-static double short_num(float f)
-{
-	char buf[32];
-	for (int p = 6; p <= 9; p++) {
-		snprintf(buf, sizeof buf, "%.*g", p, (double)f);
-		if (strtof(buf, NULL) == f)
-			return strtod(buf, NULL);
-	}
-	return (double)f;
-}
-
 static int add_num(cJSON *o, const char *k, float f)
 {
-	return cJSON_AddNumberToObject(o, k, short_num(f)) != NULL;
+	return cJSON_AddNumberToObject(o, k, api_float_json(f)) != NULL;
 }
 
 /* Appends item (made by the caller) to array a and returns a; when item is
@@ -1334,8 +1322,8 @@ cJSON *api_train_config_to_json(const nn_train_config *cfg, const api_job_refs *
 		     add_num(x, "translate_pixels", a->translate_pixels);
 		if (ok && a->scale_min > 0) {
 			cJSON *s = cJSON_CreateArray();
-			ok = add_obj(x, "scale", s) && cJSON_AddItemToArray(s, cJSON_CreateNumber(short_num(a->scale_min))) &&
-			     cJSON_AddItemToArray(s, cJSON_CreateNumber(short_num(a->scale_max))) &&
+			ok = add_obj(x, "scale", s) && cJSON_AddItemToArray(s, cJSON_CreateNumber(api_float_json(a->scale_min))) &&
+			     cJSON_AddItemToArray(s, cJSON_CreateNumber(api_float_json(a->scale_max))) &&
 			     cJSON_GetArraySize(s) == 2;
 		} else if (ok) {
 			ok = cJSON_AddNullToObject(x, "scale") != NULL;

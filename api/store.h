@@ -19,6 +19,7 @@
 #include "api_err.h"
 #include "dataset_io.h"
 #include "spec_json.h"
+#include "numtext.h"   /* api_float_json */
 
 #define API_ID_LEN 24   /* "mdl_" + 16 hex digits + NUL fits */
 
@@ -97,9 +98,6 @@ void api_job_release(api_job *j);
 /* The job object of API.md. */
 cJSON *api_job_to_json(const api_job *j);
 
-/* The shortest decimal that reads back as f (0.1f -> 0.1, not
- * 0.100000001490116), for JSON output of float32 values. */
-double api_float_json(float f);
 
 /* Milliseconds since the epoch as RFC 3339 UTC with milliseconds, into
  * buf (>= 25 bytes). */

@@ -24,7 +24,7 @@ const route router_table[] = {
 	{ "GET",    "/v1/models/{mdl}/weights",  "model_weights", BODY_NONE,   SRV_NONE,    api_model_weights_get, 0 },
 	{ "PUT",    "/v1/models/{mdl}/weights",  "model_weights", BODY_JSON,   SRV_NONE,    api_model_weights_put, 0 },
 	{ "GET",    "/v1/models/{mdl}/export",   "model_export",  BODY_NONE,   SRV_NONE,    api_model_export, 0 },
-	{ "POST",   "/v1/models/{mdl}/predict",  "predict",       BODY_JSON,   SRV_NONE,    api_model_predict, 0 },
+	{ "POST",   "/v1/models/{mdl}/predict",  "predict",       BODY_ROWS,   SRV_NONE,    api_model_predict, 0 },
 	{ "POST",   "/v1/jobs",                  "jobs",          BODY_JSON,   SRV_NONE,    api_jobs_create, 0 },
 	{ "GET",    "/v1/jobs",                  "jobs",          BODY_NONE,   SRV_NONE,    api_jobs_list, 0 },
 	{ "GET",    "/v1/jobs/{job}",            "job",           BODY_NONE,   SRV_NONE,    api_job_get, 0 },

@@ -25,6 +25,7 @@ START_TEST(test_every_route_is_found)
 	ck_assert_int_ge(i, 0);
 	ck_assert_str_eq(id, "mdl_00000000000000ff");
 	ck_assert_ptr_eq((void *)router_table[i].handler, (void *)api_model_predict);
+	ck_assert_int_eq(router_table[i].body, BODY_ROWS);   /* a streamed body is a route kind */
 	i = match("GET", "/v1/jobs/job_aaaaaaaaaaaaaaaa/events", id, allow);
 	ck_assert_int_ge(i, 0);
 	ck_assert_int_eq(router_table[i].srv, SRV_EVENTS);
