@@ -46,7 +46,11 @@ LIB_API    := $(BUILD)/libnnapi.a
 LIB_SERVER := $(BUILD)/libnnserver.a
 ENGINE_LIBS := $(BLAS_LIBS) -lm
 API_LIBS    := $(CJSON_LIBS) $(DEFLATE_LIBS) $(Z_LIBS) $(ENGINE_LIBS)
-SERVER_LIBS := $(MHD_LIBS) $(SQLITE_LIBS) $(API_LIBS)
+# libpq for the PostgreSQL store (server/store_pg.c, --store postgresql://...)
+PQ_CFLAGS   := $(shell pkg-config --cflags libpq 2>/dev/null || echo -I/usr/include/postgresql)
+PQ_LIBS     := $(shell pkg-config --libs libpq 2>/dev/null || echo -lpq)
+CPPFLAGS    += $(PQ_CFLAGS)
+SERVER_LIBS := $(MHD_LIBS) $(SQLITE_LIBS) $(PQ_LIBS) $(API_LIBS)
 
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BIN)/%,$(UNIT_SRC))
 ITEST_BINS := $(patsubst tests/integration/%.c,$(BIN)/%,$(ITEST_SRC))

@@ -413,6 +413,8 @@ static enum MHD_Result serve_srv(req *r, route_srv srv)
 	case SRV_HEALTHZ:
 		return json(r, 200, "{\"status\":\"ok\"}");
 	case SRV_READYZ:
+		if (h->ready && !h->draining && !store_ready(h->st))
+			return fail(r, 503, "not_ready", "the store is unreachable");
 		if (h->ready && !h->draining)
 			return json(r, 200, "{\"status\":\"ready\"}");
 		return fail(r, 503, "not_ready", h->draining ? "the daemon is shutting down"
