@@ -107,7 +107,7 @@ typedef struct req {
 	stream *sse;
 	conn_rec *cr;            /* its connection's record (NULL when untracked) */
 	/* BODY_ROWS: rows read and predicted as the body arrives */
-	int bin;                 /* a float32 body (application/octet-stream) */
+	int bin;                 /* a float32 body (application/octet-stream); BODY_FILE: a file */
 	predict_body *pb;        /* NULL when the handler reads the whole body */
 } req;
 
@@ -131,7 +131,8 @@ struct stream {
 
 static enum MHD_Result queue_v(req *r, int status, const char *ctype, char *body, size_t len,
                                const char *location, const char *allow, int retry_after,
-                               int www_auth, const char *model_version)
+                               int www_auth, const char *model_version,
+                               const char *disposition)
 {
 	struct MHD_Response *resp =
 		MHD_create_response_from_buffer(len, body ? body : (char *)"", body ? MHD_RESPMEM_MUST_FREE
@@ -155,6 +156,8 @@ static enum MHD_Result queue_v(req *r, int status, const char *ctype, char *body
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
 	if (model_version && model_version[0])
 		MHD_add_response_header(resp, "X-Model-Version", model_version);
+	if (disposition && disposition[0])
+		MHD_add_response_header(resp, "Content-Disposition", disposition);
 	enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)status, resp);
 	MHD_destroy_response(resp);
 	r->status = status;
@@ -167,7 +170,8 @@ static enum MHD_Result queue(req *r, int status, const char *ctype, char *body, 
                              const char *location, const char *allow, int retry_after,
                              int www_auth)
 {
-	return queue_v(r, status, ctype, body, len, location, allow, retry_after, www_auth, NULL);
+	return queue_v(r, status, ctype, body, len, location, allow, retry_after, www_auth, NULL,
+	               NULL);
 }
 
 static enum MHD_Result problem(req *r, const api_err *e, const char *allow, int retry_after,
@@ -197,7 +201,7 @@ static enum MHD_Result reply(req *r, api_reply *rp)
 	rp->body = NULL;
 	size_t len = rp->body_len ? rp->body_len : body ? strlen(body) : 0;
 	return queue_v(r, rp->status, rp->ctype, body, len, rp->location, NULL, rp->retry_after, 0,
-	               rp->model_version);
+	               rp->model_version, rp->disposition);
 }
 
 /* ---------------------------------------------------------------- helpers */
@@ -602,7 +606,7 @@ static enum MHD_Result none_finish(req *r)
 	if (rt->srv != SRV_NONE)
 		return serve_srv(r, rt->srv);
 	api_req rq = make_req(r);
-	api_reply rp = { 0, NULL, NULL, "", 0, 0, 0, "" };
+	api_reply rp = { 0, NULL, NULL, "", 0, 0, 0, "", "" };
 	rt->handler(&r->h->be, &rq, &rp);
 	return answer(r, &rp);
 }
@@ -647,6 +651,27 @@ static enum MHD_Result json_finish(req *r)
 		return problem(r, &e, NULL, 0, 0);
 	}
 	return none_finish(r);
+}
+
+/* BODY_FILE: a JSON document, or a file (application/octet-stream: a
+ * model file), read whole into r->buf for the handler. */
+static enum MHD_Result file_begin(req *r, const char *ct, int64_t clen)
+{
+	r->bin = ctype_is(ct, "application/octet-stream");
+	if (r->bin)
+		return MHD_YES;
+	if (ctype_is(ct, "application/json"))
+		return json_begin(r, ct, clen);
+	api_err e = API_ERR_INIT;
+	api_err_set(&e, 415, "unsupported_media_type",
+	            "send application/json, or application/octet-stream for a model file, "
+	            "not %.100s", ct ? ct : "(no Content-Type)");
+	return problem(r, &e, NULL, 0, 0);
+}
+
+static enum MHD_Result file_finish(req *r)
+{
+	return r->bin ? none_finish(r) : json_finish(r);
 }
 
 /* BODY_UPLOAD: CSV, JSON or multipart IDX, streamed into api_upload. */
@@ -699,7 +724,7 @@ static enum MHD_Result upload_finish(req *r)
 		return problem(r, &e, NULL, 0, 0);
 	}
 	api_req rq = make_req(r);
-	api_reply rp = { 0, NULL, NULL, "", 0, 0, 0, "" };
+	api_reply rp = { 0, NULL, NULL, "", 0, 0, 0, "", "" };
 	api_upload_finish(r->up, &r->h->be, &rq, &rp);
 	return answer(r, &rp);
 }
@@ -753,7 +778,7 @@ static void rows_piece(req *r, const char *data, size_t n)
 
 static enum MHD_Result rows_finish(req *r)
 {
-	api_reply rp = { 0, NULL, NULL, "", 0, 0, 0, "" };
+	api_reply rp = { 0, NULL, NULL, "", 0, 0, 0, "", "" };
 	int done = predict_finish(r->pb, &rp);
 	predict_free(r->pb);
 	r->pb = NULL;
@@ -772,6 +797,7 @@ static const struct body_kind {
 	[BODY_JSON] = { json_begin, json_piece, json_finish },
 	[BODY_UPLOAD] = { upload_begin, upload_piece, upload_finish },
 	[BODY_ROWS] = { rows_begin, rows_piece, rows_finish },
+	[BODY_FILE] = { file_begin, json_piece, file_finish },
 };
 
 /* ---------------------------------------------------------------- requests */

@@ -208,6 +208,7 @@ static const struct {
 	{ "GET", "/v1/models/{mdl}/weights", { 200 } },
 	{ "PUT", "/v1/models/{mdl}/weights", { 200, 422, 507 } },
 	{ "POST", "/v1/models/{mdl}/predict", { 200, 422 } },
+	{ "GET", "/v1/models/{mdl}/export", { 200, 422 } },
 	{ "POST", "/v1/jobs", { 202, 422, 429, 507 } },
 	{ "GET", "/v1/jobs", { 200, 422 } },
 	{ "GET", "/v1/jobs/{job}", { 200 } },
