@@ -1444,11 +1444,12 @@ static int publish(store *s, const char *id, nn_model *m, api_job *j, const char
 				sqlite3_finalize(st);
 			}
 		} else if (ok) {
-			st = prep(s, "UPDATE models SET version=? WHERE id=?");
+			st = prep(s, "UPDATE models SET version=?, classes=? WHERE id=?");
 			ok = st != NULL;
 			if (st) {
 				sqlite3_bind_int(st, 1, v);
-				sqlite3_bind_text(st, 2, id, -1, SQLITE_TRANSIENT);
+				bind_text(st, 2, classes ? classes : old_classes);
+				sqlite3_bind_text(st, 3, id, -1, SQLITE_TRANSIENT);
 				ok = sqlite3_step(st) == SQLITE_DONE;
 				sqlite3_finalize(st);
 			}
@@ -1515,6 +1516,12 @@ int store_model_publish(store *s, const char *id, nn_model *m, int *version, api
 	if (s->ops)
 		return publish_via(s, id, m, NULL, NULL, version, e);
 	return publish(s, id, m, NULL, NULL, version, e);
+}
+
+int store_model_publish_classes(store *s, const char *id, nn_model *m, const char *classes,
+                                int *version, api_err *e)
+{
+	return publish(s, id, m, NULL, classes, version, e);
 }
 
 /* ---------------------------------------------------------------- jobs */

@@ -104,6 +104,10 @@ void store_snap_release(store *s, api_model_snap *snap);
 int store_model_load(store *s, const char *id, int version, nn_model **out, api_err *e);
 /* Publishes m (taken) as the next version (PUT weights). */
 int store_model_publish(store *s, const char *id, nn_model *m, int *version, api_err *e);
+/* The same, also setting the model's classes (JSON array text, or NULL to
+ * keep them). */
+int store_model_publish_classes(store *s, const char *id, nn_model *m, const char *classes,
+                                int *version, api_err *e);
 
 /* ---- jobs */
 /* Inserts j (id, created_at filled here) after checking that its model
