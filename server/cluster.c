@@ -23,7 +23,7 @@ struct cluster {
 	cluster_hooks h;
 	char owner[160];
 	int workers;
-	pthread_t th;
+	pthread_t lease_th, listen_th;
 	int wake[2];              /* a byte here ends the thread's wait */
 	volatile int stop;
 };
@@ -93,20 +93,22 @@ static int64_t now_ms(void)
 	return util_mono_us() / 1000;
 }
 
-static void *loop(void *arg)
+/* Waits up to ms for a byte on the wake pipe or input on fd (-1: none). */
+static void wait_for(cluster *c, int fd, int ms)
+{
+	struct pollfd fds[2] = { { c->wake[0], POLLIN, 0 }, { fd, POLLIN, 0 } };
+	if (ms > 0)
+		poll(fds, fd >= 0 ? 2 : 1, ms);
+}
+
+/* The lease thread: renewals, and expired jobs back to the queue. */
+static void *lease_loop(void *arg)
 {
 	cluster *c = arg;
-	PGconn *ln = NULL;
-	int64_t next_renew = 0, next_scan = 0, next_tick = 0, next_listen = 0;
+	int64_t next_renew = 0, next_scan = 0;
 	int scan_ms = cluster_lease_ms / 2 < 1000 ? cluster_lease_ms / 2 : 1000;
 	while (!c->stop) {
 		int64_t now = now_ms();
-		if (!ln && now >= next_listen) {
-			ln = listen_open(c);
-			next_listen = now + 1000;
-			if (ln)   /* notifications may have gone by meanwhile */
-				c->h.queued(c->h.ctx);
-		}
 		if (now >= next_renew) {
 			renew_all(c);
 			next_renew = now + cluster_lease_ms / 3;
@@ -116,19 +118,35 @@ static void *loop(void *arg)
 				c->h.queued(c->h.ctx);
 			next_scan = now + scan_ms;
 		}
-		if (now >= next_tick) {
-			c->h.tick(c->h.ctx);
-			next_tick = now + 1000;
-		}
 		int64_t next = next_renew < next_scan ? next_renew : next_scan;
-		next = next < next_tick ? next : next_tick;
+		wait_for(c, -1, (int)(next - now_ms()));
+	}
+	return NULL;
+}
+
+/* The listening thread: notifications to the hooks, and the ticks. */
+static void *listen_loop(void *arg)
+{
+	cluster *c = arg;
+	PGconn *ln = NULL;
+	int64_t next_tick = 0, next_listen = 0;
+	int ticks = 0;
+	while (!c->stop) {
+		int64_t now = now_ms();
+		if (!ln && now >= next_listen) {
+			ln = listen_open(c);
+			next_listen = now + 1000;
+			if (ln)   /* notifications may have gone by meanwhile */
+				c->h.queued(c->h.ctx);
+		}
+		if (now >= next_tick) {
+			c->h.tick(c->h.ctx, ticks++ % 5 == 0);
+			next_tick = now + 200;
+		}
+		int64_t next = next_tick;
 		if (!ln && next_listen < next)
 			next = next_listen;
-		int timeout = (int)(next - now_ms());
-		struct pollfd fds[2] = { { c->wake[0], POLLIN, 0 },
-		                         { ln ? PQsocket(ln) : -1, POLLIN, 0 } };
-		if (timeout > 0)
-			poll(fds, ln ? 2 : 1, timeout);
+		wait_for(c, ln ? PQsocket(ln) : -1, (int)(next - now_ms()));
 		if (!ln)
 			continue;
 		if (!PQconsumeInput(ln) || PQstatus(ln) != CONNECTION_OK) {
@@ -155,20 +173,30 @@ cluster *cluster_open(store *st, int workers, const cluster_hooks *h)
 	if (!c)
 		return NULL;
 	c->st = st;
-	c->p = store_impl(st);
+	c->p = pg_clone(store_impl(st));
+	if (!c->p) {
+		free(c);
+		return NULL;
+	}
 	c->h = *h;
 	c->workers = workers;
 	char host[128] = "?";
 	gethostname(host, sizeof host - 1);
 	snprintf(c->owner, sizeof c->owner, "%s/%ld", host, (long)getpid());
 	if (pipe(c->wake) < 0) {
+		pg_free(c->p);
 		free(c);
 		return NULL;
 	}
-	if (pthread_create(&c->th, NULL, loop, c) != 0) {
+	if (pthread_create(&c->lease_th, NULL, lease_loop, c) != 0) {
 		close(c->wake[0]);
 		close(c->wake[1]);
+		pg_free(c->p);
 		free(c);
+		return NULL;
+	}
+	if (pthread_create(&c->listen_th, NULL, listen_loop, c) != 0) {
+		cluster_close(c);
 		return NULL;
 	}
 	util_log(2, "cluster: %s shares the queue (lease %d ms, %d attempts at most)", c->owner,
@@ -183,9 +211,12 @@ void cluster_close(cluster *c)
 	c->stop = 1;
 	if (write(c->wake[1], "x", 1) < 0)
 		util_log(0, "cluster: cannot wake the thread: %s", strerror(errno));
-	pthread_join(c->th, NULL);
+	pthread_join(c->lease_th, NULL);
+	if (c->listen_th)
+		pthread_join(c->listen_th, NULL);
 	close(c->wake[0]);
 	close(c->wake[1]);
+	pg_free(c->p);
 	free(c);
 }
 

@@ -4,11 +4,12 @@
  * return of expired jobs to the queue, and the wake-ups other daemons send
  * (LISTEN/NOTIFY).
  *
- * One thread per daemon: it listens on a connection of its own, renews the
- * leases of the jobs running here every third of a lease, and every second
- * (at most half a lease) returns jobs whose lease ended to the queue, any
- * daemon's. What it hears it hands to the hooks (the job queue's, jobs.c),
- * from that thread; a hook must not block for long.
+ * Two threads per daemon. One renews the leases of the jobs running here
+ * every third of a lease and every second (at most half a lease) returns
+ * jobs whose lease ended to the queue, any daemon's; nothing else runs on
+ * it, so no stream or slow hook can starve a renewal. The other listens on
+ * a connection of its own and hands what it hears to the hooks (the job
+ * queue's, jobs.c), from that thread.
  */
 #ifndef NND_CLUSTER_H
 #define NND_CLUSTER_H
@@ -25,8 +26,9 @@ typedef struct cluster_hooks {
 	void (*cancel)(void *ctx, const char *id);
 	/* job id has new rows (events, state), written by any daemon */
 	void (*events)(void *ctx, const char *id);
-	/* once a second: the fallback for anything a notification missed */
-	void (*tick)(void *ctx);
+	/* five times a second, fallback set once a second: the fallback for
+	 * anything a notification missed */
+	void (*tick)(void *ctx, int fallback);
 } cluster_hooks;
 
 /* The lease a claim takes (ms; --lease-seconds) and how many claims a job

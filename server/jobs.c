@@ -262,7 +262,10 @@ static void feed_add_history(jobs *q, feed *f, const char *id)
 {
 	store_event *ev = NULL;
 	int n = 0;
-	store_history(q->st, id, &ev, &n);
+	pthread_mutex_lock(&q->fmu);
+	int64_t after = f->last_id;
+	pthread_mutex_unlock(&q->fmu);
+	store_history_after(q->st, id, after, &ev, &n);
 	pthread_mutex_lock(&q->fmu);
 	for (int i = 0; i < n; i++) {
 		int epoch = 0;
@@ -1403,6 +1406,7 @@ typedef struct remote {
 	char id[API_ID_LEN];
 	feed *f;              /* one reference held here */
 	int state;            /* the last state pushed */
+	int dirty;            /* a notification said it has new rows */
 	struct remote *next;
 } remote;
 
@@ -1439,19 +1443,20 @@ static void remote_drop_locked(jobs *q, remote *rm)
 	free(rm);
 }
 
-/* Refreshes the remote feed of job id (all of them when id is NULL); drops
- * those that ended or that no stream reads any more. Runs on the cluster
- * thread only, so a remote is never refreshed twice at once. */
-static void remote_refresh_all(jobs *q, const char *id)
+/* Refreshes the remote feeds (only those notified since, unless all);
+ * drops those that ended or that no stream reads any more. Runs on the
+ * cluster thread only, so a remote is never refreshed twice at once. */
+static void remote_refresh_all(jobs *q, int all)
 {
 	pthread_mutex_lock(&q->mu);
 	remote *rm = q->remotes;
 	while (rm) {
 		remote *next = rm->next;
-		if (id && strcmp(rm->id, id) != 0) {
+		if (!all && !rm->dirty) {
 			rm = next;
 			continue;
 		}
+		rm->dirty = 0;
 		pthread_mutex_lock(&q->fmu);
 		int unread = rm->f->refs == 1;
 		pthread_mutex_unlock(&q->fmu);
@@ -1575,15 +1580,24 @@ static void hk_cancel(void *ctx, const char *id)
 	pthread_mutex_unlock(&q->mu);
 }
 
+/* Notifications of new rows only mark the feed: a busy job notifies at
+ * every epoch, and the next tick (a fifth of a second) reads them all at
+ * once. */
 static void hk_events(void *ctx, const char *id)
 {
-	remote_refresh_all(ctx, id);
+	jobs *q = ctx;
+	pthread_mutex_lock(&q->mu);
+	for (remote *rm = q->remotes; rm; rm = rm->next)
+		if (strcmp(rm->id, id) == 0)
+			rm->dirty = 1;
+	pthread_mutex_unlock(&q->mu);
 }
 
-static void hk_tick(void *ctx)
+static void hk_tick(void *ctx, int fallback)
 {
-	hk_queued(ctx);            /* idle workers look at the queue again */
-	remote_refresh_all(ctx, NULL);
+	if (fallback)
+		hk_queued(ctx);    /* idle workers look at the queue again */
+	remote_refresh_all(ctx, fallback);
 }
 
 /* Claims a job and makes its live entry (running). NULL when none waits. */

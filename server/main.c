@@ -21,6 +21,7 @@
 
 #include "backend.h"
 #include "cluster.h"
+#include "store_pg.h"
 #include "healthcheck.h"
 #include "http.h"
 #include "jobs.h"
@@ -201,6 +202,7 @@ int main(int argc, char **argv)
 		} else if (strcmp(a, "--lease-seconds") == 0) {
 			bad = parse_int(v, 1, 86400, &lv) < 0;
 			cluster_lease_ms = (int)lv * 1000;
+			pg_idle_tx_ms = cluster_lease_ms;
 		} else if (strcmp(a, "--max-attempts") == 0) {
 			bad = parse_int(v, 1, 1000, &lv) < 0;
 			cluster_max_attempts = (int)lv;

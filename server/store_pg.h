@@ -12,6 +12,11 @@
 
 typedef struct pgs pgs;
 
+/* idle_in_transaction_session_timeout of every connection (ms; main sets
+ * it to the lease): a frozen daemon's open transaction, and the row locks
+ * it holds, end then. */
+extern int pg_idle_tx_ms;
+
 /* This daemon holds job's lease under token (after a claim): from now on
  * every write for the job commits only while the row carries the token. */
 void pg_lease_hold(const char *job, int64_t token);
@@ -46,6 +51,12 @@ const char *pg_channel(const pgs *p);
 /* A new connection to p's database, its search_path set to p's schema;
  * NULL when it cannot connect. The caller PQfinish-es it. */
 PGconn *pg_connect_more(pgs *p);
+/* Another handle on p's database and schema, with a connection of its
+ * own (the cluster's, so its claims and renewals never wait behind an
+ * upload on the store's connection), whose lock waits end after a second.
+ * NULL when it cannot connect. */
+pgs *pg_clone(pgs *p);
+void pg_free(pgs *p);
 /* The schema (quoted identifier) the tables live in. */
 const char *pg_schema(const pgs *p);
 
