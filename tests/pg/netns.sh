@@ -12,14 +12,20 @@ cd "$(dirname "$0")/../.." || exit 1
 pg_have || { echo "SKIP: PostgreSQL 15 binaries missing"; exit 77; }
 ip netns add nnd-db 2>/dev/null || { echo "SKIP: cannot make network namespaces"; exit 77; }
 ip netns add nnd-h1 && ip netns add nnd-h2 || exit 1
+# the processes inside the namespaces made here are this script's daemons
+ns_kill() {
+	for p in $(ip netns pids "$2" 2>/dev/null); do kill "-$1" "$p" 2>/dev/null; done
+}
 cleanup() {
-	for p in $P1 $P2; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+	ns_kill TERM nnd-h1; ns_kill TERM nnd-h2
+	sleep 2
+	ns_kill KILL nnd-h1; ns_kill KILL nnd-h2
 	pg_stop
 	ip netns del nnd-h1 2>/dev/null; ip netns del nnd-h2 2>/dev/null; ip netns del nnd-db 2>/dev/null
 	rm -rf "$T"
 }
 T=$(mktemp -d /tmp/nnd-netns.XXXXXX)
-trap cleanup EXIT
+trap cleanup EXIT   # set again after pg_start, which sets its own
 FAILS=0
 fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
 for h in 1 2; do
@@ -36,11 +42,12 @@ ip -n nnd-db link set lo up
 PG_EXEC="ip netns exec nnd-db"; PG_LISTEN="10.77.1.1,10.77.2.1"; PG_PORT=5432
 pg_start >/dev/null ||
 	{ echo "FAIL: PostgreSQL in nnd-db"; exit 1; }
+trap cleanup EXIT
 NND_BIN=${NND_BIN:-bin}
 start() {   # start HOST: the daemon in nnd-hHOST over TCP to 10.77.HOST.1
 	ip netns exec nnd-h$1 "$NND_BIN/nnd" --listen 127.0.0.1:0 --workers 1 --data-dir "$T/d$1" \
 		--store "postgresql://nnd@10.77.$1.1:5432/nnd?options=-csearch_path%3Dhosts" \
-		2>"$T/h$1.log" &
+		2>"$T/h$1.log" >/dev/null &
 	eval "P$1=$!"
 	for i in $(seq 1 100); do
 		port=$(head -1 "$T/h$1.log" | sed -n 's/^listening on .*://p')

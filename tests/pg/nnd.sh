@@ -19,7 +19,7 @@ nnd_up() {
 	n=$1; shift
 	from=$(($(cat "$T/$n.log" 2>/dev/null | wc -l) + 1))
 	"$NND_BIN/nnd" --listen 127.0.0.1:0 --store "$STORE_URL" --data-dir "$T/data-$n" "$@" \
-		2>>"$T/$n.log" &
+		2>>"$T/$n.log" >/dev/null &
 	eval "PID_$n=$!"
 	eval "ARGS_$n=\"\$*\""
 	case " $NAMES " in *" $n "*) ;; *) NAMES="$NAMES $n" ;; esac
