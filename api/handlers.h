@@ -74,6 +74,10 @@ int api_jobs_list(const api_backend *b, const api_req *rq, api_reply *rp);
 int api_job_get(const api_backend *b, const api_req *rq, api_reply *rp);
 int api_job_cancel(const api_backend *b, const api_req *rq, api_reply *rp);
 int api_job_metrics(const api_backend *b, const api_req *rq, api_reply *rp);
+/* GET /v1/jobs/{id}/plot.svg: ?metrics= (epoch metrics, comma-separated;
+ * default train_loss,val_loss) against the epoch, ?log_y=true for a log
+ * axis; image/svg+xml. */
+int api_job_plot_svg(const api_backend *b, const api_req *rq, api_reply *rp);
 
 /* ---- streaming data-set upload (POST /v1/datasets) */
 typedef enum { API_UPLOAD_CSV, API_UPLOAD_JSON, API_UPLOAD_IDX } api_upload_kind;

@@ -46,6 +46,7 @@
 #include "predict.h"
 #include "router.h"
 #include "util.h"
+#include "web.h"
 
 extern const char nnd_openapi_json[];   /* openapi_blob.c */
 
@@ -121,6 +122,8 @@ struct stream {
 	char *pend;
 	size_t pend_len, pend_off;
 	int ended;
+	int all;                 /* the all-jobs feed (GET /v1/events) */
+	int epochs;              /* all: epoch events too (?all=true) */
 	req *r;                  /* for the byte count; NULL once the request is done */
 };
 
@@ -285,7 +288,8 @@ static void stream_wake(void *arg)
 
 static const char *kind_name(int kind)
 {
-	return kind == FEED_STEP ? "step" : kind == FEED_EPOCH ? "epoch" : "state";
+	return kind == FEED_STEP ? "step" : kind == FEED_EPOCH ? "epoch" :
+	       kind == FEED_TRIAL ? "trial" : "state";
 }
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
@@ -314,6 +318,10 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 			return 0;      /* suspended; resumed on the next event */
 		if (rc < 0) {
 			s->ended = 1;
+			continue;
+		}
+		if (s->all && !s->epochs && (kind == FEED_EPOCH || kind == FEED_TRIAL)) {
+			free(data);
 			continue;
 		}
 		free(s->pend);
@@ -347,15 +355,24 @@ static void stream_free(void *cls)
 	free(s);
 }
 
-static enum MHD_Result serve_events(req *r)
+/* A job's events (all = 0), or every job's (all = 1: GET /v1/events). */
+static enum MHD_Result serve_events(req *r, int all)
 {
 	http_server *h = r->h;
 	api_err e = API_ERR_INIT;
 	const char *fmt = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "format");
-	if (fmt && strcmp(fmt, "ndjson") != 0 && strcmp(fmt, "sse") != 0) {
+	if (fmt && strcmp(fmt, "ndjson") != 0 && strcmp(fmt, "sse") != 0)
 		api_err_field(&e, "format", "must be sse or ndjson");
+	const char *aq = all ? MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "all")
+	                     : NULL;
+	if (aq && strcmp(aq, "true") != 0 && strcmp(aq, "false") != 0)
+		api_err_field(&e, "all", "must be true or false");
+	if (e.n_fields)
 		return problem(r, &e, NULL, 0, 0);
-	}
+	int64_t last_id = -1, v;
+	const char *lei = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Last-Event-ID");
+	if (lei && api_parse_i64(lei, &v) == 0)
+		last_id = v;
 	int max = h->cfg.max_streams > 0 ? h->cfg.max_streams : 1024;
 	if (__atomic_add_fetch(&h->streams, 1, __ATOMIC_SEQ_CST) > max) {
 		__atomic_sub_fetch(&h->streams, 1, __ATOMIC_SEQ_CST);
@@ -363,7 +380,8 @@ static enum MHD_Result serve_events(req *r)
 		            "%d event streams are open, the limit; retry later", max);
 		return problem(r, &e, NULL, 1, 0);
 	}
-	feed *f = jobs_feed_open(h->q, r->id, &e);
+	size_t cursor = 0;
+	feed *f = all ? jobs_events_open(h->q, last_id, &cursor) : jobs_feed_open(h->q, r->id, &e);
 	if (!f) {
 		__atomic_sub_fetch(&h->streams, 1, __ATOMIC_SEQ_CST);
 		return problem(r, &e, NULL, 0, 0);
@@ -377,15 +395,14 @@ static enum MHD_Result serve_events(req *r)
 	s->h = h;
 	s->conn = r->conn;
 	s->f = f;
+	s->cursor = cursor;
+	s->all = all;
+	s->epochs = aq && strcmp(aq, "true") == 0;
 	s->ndjson = fmt && strcmp(fmt, "ndjson") == 0;
 	s->w.suspend = stream_suspend;
 	s->w.wake = stream_wake;
 	s->w.arg = s;
-	s->last_id = -1;
-	const char *lei = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Last-Event-ID");
-	int64_t v;
-	if (lei && api_parse_i64(lei, &v) == 0)
-		s->last_id = v;
+	s->last_id = all ? -1 : last_id;   /* the all-jobs cursor starts after it */
 	struct MHD_Response *resp =
 		MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, s, stream_free);
 	if (!resp) {
@@ -400,6 +417,55 @@ static enum MHD_Result serve_events(req *r)
 	enum MHD_Result rc = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
 	MHD_destroy_response(resp);
 	r->status = 200;
+	r->responded = 1;
+	return rc;
+}
+
+/* ---------------------------------------------------------------- dashboard */
+
+/* GET / (a redirect to /ui/) and the dashboard's pages and files: stored
+ * gzip-compressed, sent so to clients that accept gzip, inflated for the
+ * others; never from another origin (the Content-Security-Policy). */
+static enum MHD_Result serve_ui(req *r)
+{
+	struct MHD_Response *resp;
+	int status = MHD_HTTP_OK;
+	size_t len = 0;
+	if (strcmp(r->path, "/") == 0) {
+		resp = MHD_create_response_from_buffer(0, (char *)"", MHD_RESPMEM_PERSISTENT);
+		status = MHD_HTTP_FOUND;
+		if (resp)
+			MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, "/ui/");
+	} else {
+		web_asset a = web_asset_for(r->path);
+		int gz = web_accepts_gzip(MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+		                                                      MHD_HTTP_HEADER_ACCEPT_ENCODING));
+		char *plain = gz ? NULL : web_inflate(&a, &len);
+		if (!gz && !plain)
+			return fail(r, 500, "out_of_memory", "out of memory");
+		if (gz)
+			len = a.gz_len;
+		resp = gz ? MHD_create_response_from_buffer(len, (void *)a.gz, MHD_RESPMEM_PERSISTENT)
+		          : MHD_create_response_from_buffer(len, plain, MHD_RESPMEM_MUST_FREE);
+		if (!resp) {
+			free(plain);
+			return MHD_NO;
+		}
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, a.ctype);
+		if (gz)
+			MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING, "gzip");
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Accept-Encoding");
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+		MHD_add_response_header(resp, "Content-Security-Policy", web_csp);
+		MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+		MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+	}
+	if (!resp)
+		return MHD_NO;
+	enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)status, resp);
+	MHD_destroy_response(resp);
+	r->status = status;
+	r->bytes = len;
 	r->responded = 1;
 	return rc;
 }
@@ -441,7 +507,11 @@ static enum MHD_Result serve_srv(req *r, route_srv srv)
 		return queue(r, 200, "application/json", t, t ? strlen(t) : 0, NULL, NULL, 0, 0);
 	}
 	case SRV_EVENTS:
-		return serve_events(r);
+		return serve_events(r, 0);
+	case SRV_EVENTS_ALL:
+		return serve_events(r, 1);
+	case SRV_UI:
+		return serve_ui(r);
 	case SRV_NONE:
 		break;
 	}

@@ -31,6 +31,21 @@ const route router_table[] = {
 	{ "POST",   "/v1/jobs/{job}/cancel",     "job_cancel",    BODY_NONE,   SRV_NONE,    api_job_cancel, 0 },
 	{ "GET",    "/v1/jobs/{job}/metrics",    "job_metrics",   BODY_NONE,   SRV_NONE,    api_job_metrics, 0 },
 	{ "GET",    "/v1/jobs/{job}/events",     "job_events",    BODY_NONE,   SRV_EVENTS,  NULL, 0 },
+	{ "GET",    "/v1/jobs/{job}/plot.svg",   "job_plot",      BODY_NONE,   SRV_NONE,    api_job_plot_svg, 0 },
+	{ "GET",    "/v1/events",                "events",        BODY_NONE,   SRV_EVENTS_ALL, NULL, 0 },
+	/* the dashboard: its pages, script and style (open: they hold no data) */
+	{ "GET",    "/",                         "ui",            BODY_NONE,   SRV_UI,      NULL, 1 },
+	{ "GET",    "/ui/",                      "ui",            BODY_NONE,   SRV_UI,      NULL, 1 },
+	{ "GET",    "/ui/app.js",                "ui",            BODY_NONE,   SRV_UI,      NULL, 1 },
+	{ "GET",    "/ui/app.css",               "ui",            BODY_NONE,   SRV_UI,      NULL, 1 },
+	{ "GET",    "/ui/compare",               "ui",            BODY_NONE,   SRV_UI,      NULL, 1 },
+	{ "GET",    "/ui/jobs/{job}",            "ui",            BODY_NONE,   SRV_UI,      NULL, 1 },
+	{ "GET",    "/ui/models",                "ui",            BODY_NONE,   SRV_UI,      NULL, 1 },
+	{ "GET",    "/ui/models/{mdl}",          "ui",            BODY_NONE,   SRV_UI,      NULL, 1 },
+	{ "GET",    "/ui/datasets",              "ui",            BODY_NONE,   SRV_UI,      NULL, 1 },
+	{ "GET",    "/ui/datasets/{ds}",         "ui",            BODY_NONE,   SRV_UI,      NULL, 1 },
+	{ "GET",    "/ui/studies",               "ui",            BODY_NONE,   SRV_UI,      NULL, 1 },
+	{ "GET",    "/ui/studies/{std}",         "ui",            BODY_NONE,   SRV_UI,      NULL, 1 },
 };
 const int router_count = (int)(sizeof router_table / sizeof router_table[0]);
 

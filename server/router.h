@@ -24,7 +24,8 @@ typedef enum {
 
 typedef enum {
 	SRV_NONE,      /* an api handler */
-	SRV_HEALTHZ, SRV_READYZ, SRV_METRICS, SRV_OPENAPI, SRV_INFO, SRV_EVENTS
+	SRV_HEALTHZ, SRV_READYZ, SRV_METRICS, SRV_OPENAPI, SRV_INFO, SRV_EVENTS,
+	SRV_EVENTS_ALL, SRV_UI
 } route_srv;
 
 typedef struct route {

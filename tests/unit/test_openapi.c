@@ -215,6 +215,20 @@ static const struct {
 	{ "POST", "/v1/jobs/{job}/cancel", { 202, 409, 507 } },
 	{ "GET", "/v1/jobs/{job}/metrics", { 200, 422 } },
 	{ "GET", "/v1/jobs/{job}/events", { 200, 422, 429 } },
+	{ "GET", "/v1/jobs/{job}/plot.svg", { 200, 422 } },
+	{ "GET", "/v1/events", { 200, 422, 429 } },
+	{ "GET", "/", { 302 } },
+	{ "GET", "/ui/", { 200 } },
+	{ "GET", "/ui/app.js", { 200 } },
+	{ "GET", "/ui/app.css", { 200 } },
+	{ "GET", "/ui/compare", { 200 } },
+	{ "GET", "/ui/jobs/{job}", { 200 } },
+	{ "GET", "/ui/models", { 200 } },
+	{ "GET", "/ui/models/{mdl}", { 200 } },
+	{ "GET", "/ui/datasets", { 200 } },
+	{ "GET", "/ui/datasets/{ds}", { 200 } },
+	{ "GET", "/ui/studies", { 200 } },
+	{ "GET", "/ui/studies/{std}", { 200 } },
 };
 
 /* The statuses route rt can answer with, as a set over 100..599. */
