@@ -26,7 +26,7 @@ int api_id_valid(const char *id, const char *prefix)
 }
 
 static const char *const state_names[API_JOB_NSTATES] = {
-	"queued", "running", "succeeded", "failed", "cancelled"
+	"queued", "running", "succeeded", "failed", "cancelled", "paused"
 };
 
 const char *api_job_state_name(int s)
@@ -204,6 +204,10 @@ cJSON *api_job_to_json(const api_job *j)
 	api_add_time(o, "created_at", j->created_at);
 	api_add_time(o, "started_at", j->started_at);
 	api_add_time(o, "finished_at", j->finished_at);
+	if (j->study[0]) {
+		cJSON_AddStringToObject(o, "study", j->study);
+		cJSON_AddNumberToObject(o, "trial", j->trial);
+	}
 	return o;
 }
 

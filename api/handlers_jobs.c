@@ -4,6 +4,7 @@
  * list, get, cancel and the metric history. The event stream is the
  * daemon's (it needs suspend/resume); it reuses api_job_to_json.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,14 @@ static void check_compat(const api_model_info *m, const api_dataset_info *d,
 	}
 }
 
+int64_t api_train_split_rows(int64_t rows, float val_fraction)
+{
+	if (val_fraction <= 0)
+		return rows;
+	int64_t nv = (int64_t)llround((double)rows * val_fraction);
+	return rows - (nv < 1 ? 1 : nv);
+}
+
 int api_jobs_create(const api_backend *b, const api_req *rq, api_reply *rp)
 {
 	api_err e = API_ERR_INIT;
@@ -50,12 +59,13 @@ int api_jobs_create(const api_backend *b, const api_req *rq, api_reply *rp)
 	}
 
 	api_model_info m;
-	api_dataset_info d, v;
+	api_dataset_info d, v, t;
 	memset(&m, 0, sizeof m);
 	memset(&d, 0, sizeof d);
 	memset(&v, 0, sizeof v);
+	memset(&t, 0, sizeof t);
 	api_err tmp = API_ERR_INIT;
-	int have_m = 0, have_d = 0, have_v = 0;
+	int have_m = 0, have_d = 0, have_v = 0, have_t = 0;
 	if (!refs.model || !api_id_valid(refs.model, "mdl") ||
 	    b->model_get(b->ctx, refs.model, &m, &tmp) < 0)
 		api_err_field(&e, "model", "no model with this id");
@@ -73,10 +83,25 @@ int api_jobs_create(const api_backend *b, const api_req *rq, api_reply *rp)
 		else
 			have_v = 1;
 	}
+	if (refs.test_dataset) {
+		if (!api_id_valid(refs.test_dataset, "ds") ||
+		    b->dataset_get(b->ctx, refs.test_dataset, &t, &tmp) < 0)
+			api_err_field(&e, "test.dataset", "no data set with this id");
+		else
+			have_t = 1;
+	}
 	if (have_m && have_d)
 		check_compat(&m, &d, "dataset", &e);
 	if (have_m && have_v)
 		check_compat(&m, &v, "validation.dataset", &e);
+	if (have_m && have_t)
+		check_compat(&m, &t, "test.dataset", &e);
+	if (have_d && cfg.rows > 0) {
+		int64_t split = api_train_split_rows(d.rows, have_v ? 0 : cfg.val_fraction);
+		if (cfg.rows > split)
+			api_err_field(&e, "rows", "is %lld but the training split holds %lld rows",
+			              (long long)cfg.rows, (long long)split);
+	}
 	if (have_d && nn_augment_has_image(&cfg.aug) && !d.image)
 		api_err_field(&e, "augment", "image augmentations need a data set with an image shape");
 	if (cfg.early.enabled && cfg.val_fraction <= 0 && !refs.val_dataset)
@@ -84,6 +109,7 @@ int api_jobs_create(const api_backend *b, const api_req *rq, api_reply *rp)
 	api_model_info_release(&m);
 	api_dataset_info_release(&d);
 	api_dataset_info_release(&v);
+	api_dataset_info_release(&t);
 	if (e.n_fields) {
 		api_job_refs_free(&refs);
 		api_err_set(&e, 422, "validation_failed", "the job cannot run as submitted");

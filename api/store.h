@@ -27,14 +27,20 @@
  * "job"), else 0. Anything else is answered 404 before reaching a store. */
 int api_id_valid(const char *id, const char *prefix);
 
+/* API_JOB_PAUSED: a study's trial waiting between rungs of successive
+ * halving (it holds no worker and is not final). */
 typedef enum {
-	API_JOB_QUEUED, API_JOB_RUNNING, API_JOB_SUCCEEDED, API_JOB_FAILED, API_JOB_CANCELLED
+	API_JOB_QUEUED, API_JOB_RUNNING, API_JOB_SUCCEEDED, API_JOB_FAILED, API_JOB_CANCELLED,
+	API_JOB_PAUSED
 } api_job_state;
-#define API_JOB_NSTATES 5
+#define API_JOB_NSTATES 6
 
 const char *api_job_state_name(int s);
 int api_job_state_parse(const char *s);           /* -1 when unknown */
-static inline int api_job_state_final(int s) { return s >= API_JOB_SUCCEEDED; }
+static inline int api_job_state_final(int s)
+{
+	return s >= API_JOB_SUCCEEDED && s <= API_JOB_CANCELLED;
+}
 
 /* A stored data set: the fields compatibility checks need, and the object as
  * served (doc). */
@@ -92,6 +98,9 @@ typedef struct api_job {
 	int stopped_early;
 	int model_version;    /* -1 until it published one */
 	int64_t created_at, started_at, finished_at; /* ms since the epoch; 0 = null */
+	char study[API_ID_LEN];        /* a study's trial: its study, else "" */
+	int trial;                     /* and its trial number */
+	int pause_at;                  /* insert only: the epoch a trial pauses at (0 = none) */
 } api_job;
 void api_job_release(api_job *j);
 

@@ -348,6 +348,15 @@ typedef struct nn_train_config {
 	 * mostly zeros (image bytes, a ReLU's output) with sparse kernels on
 	 * CPUs with AVX-512; 0: every product through cblas_sgemm */
 	int sparse_kernels;
+	/* > 0: train on this many rows of the training split only, drawn with
+	 * the seed (nested: with the same seed and split, a larger count holds
+	 * the rows of a smaller one); more than the split holds is NN_EINVAL */
+	int64_t rows;
+	/* > 0: at the start of this epoch (before its first step) the run saves
+	 * a checkpoint and returns NN_ESTOPPED, as NN_STOP_CHECKPOINT would;
+	 * resuming from it with a later stop (or none) continues bit for bit.
+	 * Not part of the checkpoint's identity. */
+	int stop_at_epoch;
 } nn_train_config;
 
 /* Defaults of API.md (sgd lr 0.01, 10 epochs, batch 32, shuffle, ...). */

@@ -105,6 +105,8 @@ nn_status nn_train_config_check(const nn_train_config *c, char *err, size_t errl
 	CHECK(c->epochs >= 1, "epochs: must be a positive integer");
 	CHECK(c->batch_size >= 1, "batch_size: must be a positive integer");
 	CHECK(unit(c->val_fraction), "validation.fraction: must be in [0, 1)");
+	CHECK(c->rows >= 0, "rows: must be a positive integer");
+	CHECK(c->stop_at_epoch >= 0, "stop_at_epoch: must not be negative");
 	CHECK((unsigned)o->type <= NN_OPT_ADAMW, "optimizer.type: unknown optimizer");
 	CHECK(isfinite(o->lr) && o->lr > 0, "optimizer.lr: must be a positive number");
 	CHECK(unit(o->momentum), "optimizer.momentum: must be in [0, 1)");
@@ -685,11 +687,38 @@ static nn_status set_standardize(nn_trainer *t)
 	return st;
 }
 
+/* cfg->rows of the training split: the first rows of a shuffle of the
+ * split by a generator of its own (so the run's own stream is untouched)
+ * seeded from the job's seed, in ascending order. The same seed and split
+ * shuffle the same way, so a smaller count's rows are a prefix of a
+ * larger one's: learning curves train on nested samples. */
+#define ROWS_SEED_MIX 0x6A09E667F3BCC909ull
+void nn_rows_subset(int64_t *idx, int64_t n, int64_t k, uint64_t seed)
+{
+	nn_rng r;
+	nn_rng_seed(&r, seed ^ ROWS_SEED_MIX);
+	shuffle(idx, n, &r);
+	qsort(idx, (size_t)k, sizeof(int64_t), cmp_i64);
+}
+
+static nn_status subset_rows(nn_trainer *t, const nn_train_config *cfg, char *err,
+                             size_t errlen)
+{
+	CHECK(cfg->rows <= t->n_tr, "rows: %lld is more than the training split holds (%lld)",
+	      (long long)cfg->rows, (long long)t->n_tr);
+	if (cfg->rows == t->n_tr)
+		return NN_OK;
+	nn_rows_subset(t->tr_idx, t->n_tr, cfg->rows, cfg->seed);
+	t->n_tr = cfg->rows;
+	return NN_OK;
+}
+
 static nn_status trainer_init(nn_trainer *t, nn_model *m, const nn_data *train,
                               const nn_data *val, const nn_train_config *cfg, char *err,
                               size_t errlen)
 {
 	int64_t np = 0, ns = 0;
+	nn_status st;
 	float *params = nn_model_params(m, &np);
 	const nn_model_spec *spec = nn_model_spec_of(m);
 	(void)nn_model_state(m, &ns);  /* sizes the best-epoch copy of the state */
@@ -729,6 +758,9 @@ static nn_status trainer_init(nn_trainer *t, nn_model *m, const nn_data *train,
 		qsort(t->tr_idx, (size_t)t->n_tr, sizeof(int64_t), cmp_i64);
 		qsort(t->va_idx, (size_t)t->n_va, sizeof(int64_t), cmp_i64);
 	}
+
+	if (cfg->rows > 0 && (st = subset_rows(t, cfg, err, errlen)) != NN_OK)
+		return st;
 
 	t->max_batch = cfg->batch_size < t->n_tr ? cfg->batch_size : (int)t->n_tr;
 	t->steps_per_epoch = (t->n_tr + cfg->batch_size - 1) / cfg->batch_size;
@@ -1163,6 +1195,8 @@ nn_status nn_train(nn_model *m, const nn_data *train, const nn_data *val,
 		                          total);
 		while (st == NN_OK && t.pos < t.n_tr) {
 			int ask = cb && cb->should_stop ? cb->should_stop(cb->ctx) : NN_GO_ON;
+			if (ask == NN_GO_ON && cfg->stop_at_epoch > 0 && t.epoch >= cfg->stop_at_epoch)
+				ask = NN_STOP_CHECKPOINT;
 			if (ask == NN_STOP_CHECKPOINT)
 				st = checkpoint(&t, cb, err, errlen);
 			if (ask != NN_GO_ON) {

@@ -41,6 +41,11 @@ void nn_optim_adam_scalars(const nn_optimizer *o, float lr, int64_t t,
 /* Tuning constants and the counters tests read. */
 #include "tune.h"
 
+/* The rows a job with `rows` = k trains on: idx holds the n rows of the
+ * training split (ascending); afterwards idx[0..k) are the chosen ones,
+ * ascending. The same seed and idx give nested choices for every k. */
+void nn_rows_subset(int64_t *idx, int64_t n, int64_t k, uint64_t seed);
+
 /*
  * An image augmentation with every random draw made: nn_augment_image draws
  * these from its rng and applies them with nn_augment_apply, which tests can

@@ -87,6 +87,9 @@ struct jobs {
 	pthread_mutex_t fmu;
 	int feeds_closed;
 	int64_t samples;      /* trained samples, for /metrics */
+	/* called (outside every lock) when a study's trial pauses or ends */
+	void (*on_trial)(void *ctx, const char *study);
+	void *on_trial_ctx;
 };
 
 /* ---------------------------------------------------------------- feeds */
@@ -369,10 +372,17 @@ static live *add_live(jobs *q, const api_job *j, feed *f)
 	return lv;
 }
 
-int jobs_submit(jobs *q, const api_job_refs *refs, const char *config, api_job *out,
-                api_err *e)
+/* A submission; a study's trial (study not NULL) does not count against
+ * the queue's capacity (its study bounds its trials). */
+static int submit(jobs *q, const api_job_refs *refs, const char *config, const char *study,
+                  int trial, int pause_at, api_job *out, api_err *e)
 {
 	memset(out, 0, sizeof *out);
+	if (study) {
+		snprintf(out->study, sizeof out->study, "%s", study);
+		out->trial = trial;
+		out->pause_at = pause_at;
+	}
 	snprintf(out->model, sizeof out->model, "%s", refs->model ? refs->model : "");
 	snprintf(out->dataset, sizeof out->dataset, "%s", refs->dataset ? refs->dataset : "");
 	snprintf(out->val_dataset, sizeof out->val_dataset, "%s",
@@ -387,7 +397,7 @@ int jobs_submit(jobs *q, const api_job_refs *refs, const char *config, api_job *
 	 * workers' per-step bookkeeping never waits for an fsync */
 	pthread_mutex_lock(&q->submit_mu);
 	pthread_mutex_lock(&q->mu);
-	int stopping = q->stopping, full = count_queued(q) >= q->capacity;
+	int stopping = q->stopping, full = !study && count_queued(q) >= q->capacity;
 	pthread_mutex_unlock(&q->mu);
 	if (stopping || full) {
 		pthread_mutex_unlock(&q->submit_mu);
@@ -418,6 +428,39 @@ int jobs_submit(jobs *q, const api_job_refs *refs, const char *config, api_job *
 	pthread_mutex_unlock(&q->mu);
 	pthread_mutex_unlock(&q->submit_mu);
 	return 0;
+}
+
+int jobs_submit(jobs *q, const api_job_refs *refs, const char *config, api_job *out,
+                api_err *e)
+{
+	return submit(q, refs, config, NULL, 0, 0, out, e);
+}
+
+int jobs_submit_trial(jobs *q, const api_job_refs *refs, const char *config,
+                      const char *study, int trial, int pause_at, api_job *out, api_err *e)
+{
+	return submit(q, refs, config, study, trial, pause_at, out, e);
+}
+
+int jobs_resume(jobs *q, const char *id, int pause_at)
+{
+	if (store_job_resume(q->st, id, pause_at) < 0)
+		return -1;
+	pthread_mutex_lock(&q->mu);
+	live *lv = find_live(q, id);
+	if (lv && lv->state == API_JOB_PAUSED)
+		lv->state = API_JOB_QUEUED;
+	pthread_cond_broadcast(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+	return lv ? 0 : -1;
+}
+
+void jobs_set_trial_listener(jobs *q, void (*fn)(void *ctx, const char *study), void *ctx)
+{
+	pthread_mutex_lock(&q->mu);
+	q->on_trial = fn;
+	q->on_trial_ctx = ctx;
+	pthread_mutex_unlock(&q->mu);
 }
 
 int jobs_get(jobs *q, const char *id, api_job *out, api_err *e)
@@ -454,7 +497,15 @@ void jobs_overlay(jobs *q, cJSON *items)
 	pthread_mutex_unlock(&q->mu);
 }
 
+static void set_error(api_job *j, const char *code, const char *detail);
+
 int jobs_cancel(jobs *q, const char *id, api_job *out, api_err *e)
+{
+	return jobs_cancel_code(q, id, NULL, NULL, out, e);
+}
+
+int jobs_cancel_code(jobs *q, const char *id, const char *code, const char *detail,
+                     api_job *out, api_err *e)
 {
 	pthread_mutex_lock(&q->mu);
 	live *lv = find_live(q, id);
@@ -483,6 +534,8 @@ int jobs_cancel(jobs *q, const char *id, api_job *out, api_err *e)
 	}
 	out->state = API_JOB_CANCELLED;
 	out->finished_at = util_now_ms();
+	if (code)
+		set_error(out, code, detail ? detail : code);
 	int rc = store_job_update(q->st, out, e);
 	store_checkpoint_delete(q->st, id);
 	feed_push_state(q, lv->f, out);
@@ -795,11 +848,35 @@ static char *classes_of(store *st, const char *ds)
 	return t;
 }
 
+/* Puts test_loss (and test_accuracy for classification) of the published
+ * model m on the test set into j's metrics. */
+static void add_test_metrics(api_job *j, const nn_model *m, const api_dataset *test)
+{
+	float loss = NAN, acc = NAN;
+	nn_data tv = api_dataset_view(test);
+	if (nn_evaluate(m, &tv, &loss, &acc) != NN_OK)
+		return;
+	cJSON *o = j->metrics ? cJSON_Parse(j->metrics) : NULL;
+	if (!o)
+		o = cJSON_CreateObject();
+	cJSON_DeleteItemFromObjectCaseSensitive(o, "test_loss");
+	cJSON_AddItemToObject(o, "test_loss", flt_or_null(loss));
+	if (test->task == NN_TASK_CLASSIFICATION)
+		cJSON_AddItemToObject(o, "test_accuracy", flt_or_null(acc));
+	char *t = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	if (t) {
+		free(j->metrics);
+		j->metrics = t;
+	}
+}
+
 /* Runs one job to an end state (or back to queued on shutdown). Returns 1
  * when the job reached a final state. */
 static int run_job(jobs *q, live *lv)
 {
 	int64_t t_start = util_mono_us();   /* phases for the debug log */
+	const api_dataset *test = NULL;
 	run r;
 	memset(&r, 0, sizeof r);
 	r.q = q;
@@ -840,6 +917,13 @@ static int run_job(jobs *q, live *lv)
 			have_val = 1;
 		}
 	}
+	if (!code && refs.test_dataset &&
+	    store_dataset_acquire(q->st, refs.test_dataset, &test, &e) < 0) {
+		code = "dataset_unavailable";
+		snprintf(err, sizeof err, "test: %s", e.detail);
+	}
+	if (!code)
+		cfg.stop_at_epoch = store_job_pause_at(q->st, r.j.id);
 	int new_base = -1;    /* the version a first start trains from */
 	if (!code) {
 		int base = -1;
@@ -875,6 +959,8 @@ static int run_job(jobs *q, live *lv)
 	r.n_train = train ? train->rows : 0;
 	if (!have_val && cfg.val_fraction > 0)
 		r.n_train -= (int64_t)((double)r.n_train * cfg.val_fraction);
+	if (cfg.rows > 0 && cfg.rows < r.n_train)
+		r.n_train = cfg.rows;
 	int64_t spe = cfg.batch_size > 0 ? (r.n_train + cfg.batch_size - 1) / cfg.batch_size : 1;
 	r.total_steps = spe * cfg.epochs;
 
@@ -909,7 +995,13 @@ static int run_job(jobs *q, live *lv)
 	free(r.w.buf);
 	int64_t t_end = util_mono_us();
 
-	if (!code && st == NN_ESTOPPED && !lv->cancel) {
+	if (!code && st == NN_ESTOPPED && !lv->cancel && !q->stopping && cfg.stop_at_epoch > 0) {
+		/* a study's trial at the end of its rung: it waits, holding no
+		 * worker, until the study continues or prunes it */
+		r.j.state = API_JOB_PAUSED;
+		flush(&r, 0, 0, NULL);
+		final = 0;
+	} else if (!code && st == NN_ESTOPPED && !lv->cancel) {
 		/* shutdown: stays queued, resumes from the checkpoint next start */
 		r.j.state = API_JOB_QUEUED;
 		flush(&r, 0, 0, NULL);
@@ -921,6 +1013,8 @@ static int run_job(jobs *q, live *lv)
 	} else if (!code && st == NN_OK) {
 		r.j.state = API_JOB_SUCCEEDED;
 		r.j.progress = 1;
+		if (test)
+			add_test_metrics(&r.j, m, test);
 		r.j.stopped_early = res.stopped_early;
 		if (res.best_epoch >= 0) {
 			cJSON *b = cJSON_CreateObject();
@@ -981,6 +1075,7 @@ static int run_job(jobs *q, live *lv)
 	nn_model_free(m);
 	store_dataset_release(q->st, train);
 	store_dataset_release(q->st, val);
+	store_dataset_release(q->st, test);
 	api_job_refs_free(&refs);
 	free(r.steps);
 
@@ -988,8 +1083,12 @@ static int run_job(jobs *q, live *lv)
 	if (final)
 		remove_live(q, lv);
 	else
-		lv->state = API_JOB_QUEUED;
+		lv->state = r.j.state == API_JOB_PAUSED ? API_JOB_PAUSED : API_JOB_QUEUED;
 	pthread_mutex_unlock(&q->mu);
+	if (r.j.state == API_JOB_PAUSED)
+		feed_push_state(q, lv->f, &r.j);
+	if ((final || r.j.state == API_JOB_PAUSED) && q->on_trial && r.j.study[0])
+		q->on_trial(q->on_trial_ctx, r.j.study);
 	if (final) {
 		feed_push_state(q, lv->f, &r.j);
 		feed_finish(q, lv->f);
@@ -1087,8 +1186,11 @@ int jobs_start(store *st, int workers, int capacity, const api_limits *lim, jobs
 		feed *f = feed_from_history(q, j.id);
 		if (f) {
 			feed_push_state(q, f, &j);
-			if (!add_live(q, &j, f))
+			live *lv = add_live(q, &j, f);
+			if (!lv)
 				feed_free(f);
+			else if (j.state == API_JOB_PAUSED)
+				lv->state = API_JOB_PAUSED;
 		}
 		util_log(2, "jobs: %s requeued", j.id);
 		api_job_release(&j);

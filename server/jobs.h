@@ -31,6 +31,23 @@ void jobs_free(jobs *q);
 int jobs_submit(jobs *q, const api_job_refs *refs, const char *config, api_job *out,
                 api_err *e);
 int jobs_cancel(jobs *q, const char *id, api_job *out, api_err *e);
+
+/* ---- studies' trials (server/studies.c) */
+/* Submits a study's trial: it does not count against the capacity; with
+ * pause_at > 0 it pauses (state paused, holding no worker) at the start of
+ * that epoch. */
+int jobs_submit_trial(jobs *q, const api_job_refs *refs, const char *config,
+                      const char *study, int trial, int pause_at, api_job *out, api_err *e);
+/* Continues a paused trial from its checkpoint, to pause again at pause_at
+ * (0 = run to the end). 0, or -1 when it is not paused here. */
+int jobs_resume(jobs *q, const char *id, int pause_at);
+/* Cancels like jobs_cancel; a job that had not started (queued or paused)
+ * records the error {code, detail} when code is not NULL (pruned trials). */
+int jobs_cancel_code(jobs *q, const char *id, const char *code, const char *detail,
+                     api_job *out, api_err *e);
+/* fn(ctx, study) runs on a worker, outside every lock, whenever a study's
+ * trial pauses or reaches a final state. */
+void jobs_set_trial_listener(jobs *q, void (*fn)(void *ctx, const char *study), void *ctx);
 /* The stored job with the live step, epoch and progress of a running job. */
 int jobs_get(jobs *q, const char *id, api_job *out, api_err *e);
 

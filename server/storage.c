@@ -270,14 +270,25 @@ static void remove_orphans(store *s, const char *dir, const char *sql_has, int v
 /* Columns added after the first schema; "duplicate column" means done. */
 static int migrate(store *s)
 {
-	char *msg = NULL;
-	int rc = sqlite3_exec(s->db, "ALTER TABLE jobs ADD COLUMN cancel_requested INT DEFAULT 0",
-	                      NULL, NULL, &msg);
-	int ok = rc == SQLITE_OK || (msg && strstr(msg, "duplicate column"));
-	if (!ok)
-		util_log(0, "store: migrate: %s", msg ? msg : "?");
-	sqlite3_free(msg);
-	return ok ? 0 : -1;
+	static const char *const add[] = {
+		"ALTER TABLE jobs ADD COLUMN cancel_requested INT DEFAULT 0",
+		/* studies: a trial's job names its study and number; pause_at is
+		 * the epoch successive halving stops it at (0 = none) */
+		"ALTER TABLE jobs ADD COLUMN study TEXT",
+		"ALTER TABLE jobs ADD COLUMN trial INT DEFAULT 0",
+		"ALTER TABLE jobs ADD COLUMN pause_at INT DEFAULT 0",
+	};
+	for (size_t i = 0; i < sizeof add / sizeof add[0]; i++) {
+		char *msg = NULL;
+		int rc = sqlite3_exec(s->db, add[i], NULL, NULL, &msg);
+		int ok = rc == SQLITE_OK || (msg && strstr(msg, "duplicate column"));
+		if (!ok)
+			util_log(0, "store: migrate: %s", msg ? msg : "?");
+		sqlite3_free(msg);
+		if (!ok)
+			return -1;
+	}
+	return exec(s, "CREATE INDEX IF NOT EXISTS jobs_study ON jobs(study, trial)");
 }
 
 /* Drops a data set's byte copy (back to X8_NONE; X8_NO stays). */
@@ -343,7 +354,7 @@ int store_open(const char *dir, store **out, char *err, size_t errlen)
 	remove_orphans(s, s->ds_dir, "SELECT 1 FROM datasets WHERE id=?", 0);
 	remove_orphans(s, s->mdl_dir,
 	               "SELECT 1 FROM model_versions WHERE model=? AND version=?", 1);
-	remove_orphans(s, s->ckpt_dir, "SELECT 1 FROM jobs WHERE id=? AND state<2", 0);
+	remove_orphans(s, s->ckpt_dir, "SELECT 1 FROM jobs WHERE id=? AND state IN (0,1,5)", 0);
 	*out = s;
 	return 0;
 }
@@ -554,7 +565,7 @@ int store_dataset_delete(store *s, const char *id, api_err *e)
 {
 	pthread_mutex_lock(&s->mu);
 	int rc = -1;
-	if (in_use(s, "SELECT 1 FROM jobs WHERE (dataset=?1 OR val_dataset=?1) AND state<2", id)) {
+	if (in_use(s, "SELECT 1 FROM jobs WHERE (dataset=?1 OR val_dataset=?1) AND state IN (0,1,5)", id)) {
 		api_err_set(e, 409, "in_use", "data set %s is used by a queued or running job", id);
 	} else {
 		sqlite3_stmt *st = prep(s, "DELETE FROM datasets WHERE id=?");
@@ -1004,7 +1015,7 @@ int store_model_delete(store *s, const char *id, api_err *e)
 {
 	pthread_mutex_lock(&s->mu);
 	int rc = -1, version = -1;
-	if (in_use(s, "SELECT 1 FROM jobs WHERE model=? AND state<2", id)) {
+	if (in_use(s, "SELECT 1 FROM jobs WHERE model=? AND state IN (0,1,5)", id)) {
 		api_err_set(e, 409, "in_use", "model %s is used by a queued or running job", id);
 		goto out;
 	}
@@ -1359,7 +1370,8 @@ int store_model_publish(store *s, const char *id, nn_model *m, int *version, api
 /* ---------------------------------------------------------------- jobs */
 
 #define JOB_COLS "id, model, dataset, val_dataset, state, progress, epoch, step, metrics," \
-	" best, stopped_early, model_version, error, config, created_at, started_at, finished_at"
+	" best, stopped_early, model_version, error, config, created_at, started_at, finished_at," \
+	" study, trial"
 
 static void job_from_row(sqlite3_stmt *st, api_job *j)
 {
@@ -1382,6 +1394,8 @@ static void job_from_row(sqlite3_stmt *st, api_job *j)
 	j->created_at = sqlite3_column_int64(st, 14);
 	j->started_at = sqlite3_column_int64(st, 15);
 	j->finished_at = sqlite3_column_int64(st, 16);
+	col_copy(st, 17, j->study, sizeof j->study);
+	j->trial = sqlite3_column_int(st, 18);
 }
 
 static int exists(store *s, const char *sql, const char *id)
@@ -1406,7 +1420,8 @@ int store_job_insert(store *s, api_job *j, api_err *e)
 	} else {
 		sqlite3_stmt *st = prep(s, "INSERT INTO jobs(id, model, dataset, val_dataset, state,"
 		                           " progress, epoch, step, stopped_early, config, created_at,"
-		                           " started_at, finished_at) VALUES(?,?,?,?,?,0,0,0,0,?,?,0,0)");
+		                           " started_at, finished_at, study, trial, pause_at)"
+		                           " VALUES(?,?,?,?,?,0,0,0,0,?,?,0,0,?,?,?)");
 		if (st) {
 			sqlite3_bind_text(st, 1, j->id, -1, SQLITE_TRANSIENT);
 			sqlite3_bind_text(st, 2, j->model, -1, SQLITE_TRANSIENT);
@@ -1415,6 +1430,9 @@ int store_job_insert(store *s, api_job *j, api_err *e)
 			sqlite3_bind_int(st, 5, j->state);
 			bind_text(st, 6, j->config);
 			sqlite3_bind_int64(st, 7, j->created_at);
+			bind_text(st, 8, j->study[0] ? j->study : NULL);
+			sqlite3_bind_int(st, 9, j->trial);
+			sqlite3_bind_int(st, 10, j->pause_at);
 			if (sqlite3_step(st) == SQLITE_DONE)
 				rc = 0;
 			else
@@ -1452,22 +1470,29 @@ int store_job_get(store *s, const char *id, api_job *out, api_err *e)
 	return rc;
 }
 
-int store_job_list(store *s, int state, int64_t limit, int64_t offset, cJSON *items,
-                   int64_t *total, api_err *e)
+/* The jobs in one state (state < 0: any) or of one study (study not
+ * NULL), in submission order, or trial order for a study. */
+static int list_jobs(store *s, int state, const char *study, int64_t limit, int64_t offset,
+                     cJSON *items, int64_t *total, api_err *e)
 {
 	pthread_mutex_lock(&s->mu);
 	int rc = 0;
-	sqlite3_stmt *c = prep(s, "SELECT count(*) FROM jobs WHERE ?1<0 OR state=?1");
-	sqlite3_stmt *st = prep(s, "SELECT " JOB_COLS " FROM jobs WHERE ?1<0 OR state=?1"
-	                           " ORDER BY seq LIMIT ?2 OFFSET ?3");
+	sqlite3_stmt *c = prep(s, "SELECT count(*) FROM jobs WHERE (?1<0 OR state=?1)"
+	                          " AND (?2 IS NULL OR study=?2)");
+	sqlite3_stmt *st = prep(s, "SELECT " JOB_COLS " FROM jobs WHERE (?1<0 OR state=?1)"
+	                           " AND (?2 IS NULL OR study=?2)"
+	                           " ORDER BY CASE WHEN ?2 IS NULL THEN seq ELSE trial END, seq"
+	                           " LIMIT ?3 OFFSET ?4");
 	if (!c || !st) {
 		rc = db_fail(s, e, "list jobs");
 	} else {
 		sqlite3_bind_int(c, 1, state);
+		bind_text(c, 2, study);
 		*total = sqlite3_step(c) == SQLITE_ROW ? sqlite3_column_int64(c, 0) : 0;
 		sqlite3_bind_int(st, 1, state);
-		sqlite3_bind_int64(st, 2, limit);
-		sqlite3_bind_int64(st, 3, offset);
+		bind_text(st, 2, study);
+		sqlite3_bind_int64(st, 3, limit);
+		sqlite3_bind_int64(st, 4, offset);
 		while (sqlite3_step(st) == SQLITE_ROW) {
 			api_job j;
 			job_from_row(st, &j);
@@ -1479,6 +1504,12 @@ int store_job_list(store *s, int state, int64_t limit, int64_t offset, cJSON *it
 	sqlite3_finalize(st);
 	pthread_mutex_unlock(&s->mu);
 	return rc;
+}
+
+int store_job_list(store *s, int state, int64_t limit, int64_t offset, cJSON *items,
+                   int64_t *total, api_err *e)
+{
+	return list_jobs(s, state, NULL, limit, offset, items, total, e);
 }
 
 /* Caller holds s->mu. */
@@ -1612,7 +1643,7 @@ int store_jobs_unfinished(store *s, char (**ids)[API_ID_LEN], int *n)
 	*ids = NULL;
 	*n = 0;
 	pthread_mutex_lock(&s->mu);
-	sqlite3_stmt *st = prep(s, "SELECT id FROM jobs WHERE state<2 ORDER BY seq");
+	sqlite3_stmt *st = prep(s, "SELECT id FROM jobs WHERE state IN (0,1,5) ORDER BY seq");
 	int rc = st ? 0 : -1, cap = 0;
 	while (st && sqlite3_step(st) == SQLITE_ROW) {
 		if (*n == cap) {
@@ -1840,4 +1871,43 @@ int store_checkpoint_delete(store *s, const char *job)
 int store_job_publish(store *s, api_job *j, nn_model *m, const char *classes_json, api_err *e)
 {
 	return publish(s, j->model, m, j, classes_json, NULL, e);
+}
+
+/* ---------------------------------------------------------------- studies: jobs
+ * (the study tables and their functions are in the block at the end) */
+
+int store_job_pause_at(store *s, const char *id)
+{
+	pthread_mutex_lock(&s->mu);
+	sqlite3_stmt *st = prep(s, "SELECT pause_at FROM jobs WHERE id=?");
+	int v = 0;
+	if (st) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			v = sqlite3_column_int(st, 0);
+	}
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->mu);
+	return v;
+}
+
+int store_job_resume(store *s, const char *id, int pause_at)
+{
+	pthread_mutex_lock(&s->mu);
+	sqlite3_stmt *st = prep(s, "UPDATE jobs SET pause_at=?, state=0 WHERE id=? AND state=5");
+	int ok = 0;
+	if (st) {
+		sqlite3_bind_int(st, 1, pause_at);
+		sqlite3_bind_text(st, 2, id, -1, SQLITE_TRANSIENT);
+		ok = sqlite3_step(st) == SQLITE_DONE;
+	}
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->mu);
+	return ok ? 0 : -1;
+}
+
+int store_job_list_study(store *s, const char *study, int64_t limit, int64_t offset,
+                         cJSON *items, int64_t *total, api_err *e)
+{
+	return list_jobs(s, -1, study, limit, offset, items, total, e);
 }

@@ -100,6 +100,13 @@ int store_job_cancel_requested(store *s, const char *id);
 int store_jobs_unfinished(store *s, char (**ids)[API_ID_LEN], int *n);
 /* Jobs per state. */
 int store_job_counts(store *s, int64_t counts[API_JOB_NSTATES]);
+/* The epoch a study's trial pauses at (0 = none, also on errors). */
+int store_job_pause_at(store *s, const char *id);
+/* A paused trial goes back to queued with a new pause epoch (0 = none). */
+int store_job_resume(store *s, const char *id, int pause_at);
+/* The jobs of one study in trial order (GET /v1/jobs?study=). */
+int store_job_list_study(store *s, const char *study, int64_t limit, int64_t offset,
+                         cJSON *items, int64_t *total, api_err *e);
 
 typedef struct store_step {
 	int64_t step;
