@@ -281,7 +281,8 @@ static void stream_wake(void *arg)
 
 static const char *kind_name(int kind)
 {
-	return kind == FEED_STEP ? "step" : kind == FEED_EPOCH ? "epoch" : "state";
+	return kind == FEED_STEP ? "step" : kind == FEED_EPOCH ? "epoch"
+	       : kind == FEED_TRIAL ? "trial" : "state";
 }
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)

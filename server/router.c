@@ -30,6 +30,13 @@ const route router_table[] = {
 	{ "POST",   "/v1/jobs/{job}/cancel",     "job_cancel",    BODY_NONE,   SRV_NONE,    api_job_cancel, 0 },
 	{ "GET",    "/v1/jobs/{job}/metrics",    "job_metrics",   BODY_NONE,   SRV_NONE,    api_job_metrics, 0 },
 	{ "GET",    "/v1/jobs/{job}/events",     "job_events",    BODY_NONE,   SRV_EVENTS,  NULL, 0 },
+	{ "POST",   "/v1/studies",               "studies",       BODY_JSON,   SRV_NONE,    api_studies_create, 0 },
+	{ "GET",    "/v1/studies",               "studies",       BODY_NONE,   SRV_NONE,    api_studies_list, 0 },
+	{ "GET",    "/v1/studies/{std}",         "study",         BODY_NONE,   SRV_NONE,    api_study_get, 0 },
+	{ "DELETE", "/v1/studies/{std}",         "study",         BODY_NONE,   SRV_NONE,    api_study_delete, 0 },
+	{ "POST",   "/v1/studies/{std}/cancel",  "study_cancel",  BODY_NONE,   SRV_NONE,    api_study_cancel, 0 },
+	{ "GET",    "/v1/studies/{std}/trials",  "study_trials",  BODY_NONE,   SRV_NONE,    api_study_trials, 0 },
+	{ "GET",    "/v1/studies/{std}/events",  "study_events",  BODY_NONE,   SRV_EVENTS,  NULL, 0 },
 };
 const int router_count = (int)(sizeof router_table / sizeof router_table[0]);
 

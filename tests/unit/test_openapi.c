@@ -214,6 +214,13 @@ static const struct {
 	{ "POST", "/v1/jobs/{job}/cancel", { 202, 409, 507 } },
 	{ "GET", "/v1/jobs/{job}/metrics", { 200, 422 } },
 	{ "GET", "/v1/jobs/{job}/events", { 200, 422, 429 } },
+	{ "POST", "/v1/studies", { 202, 422, 507 } },
+	{ "GET", "/v1/studies", { 200, 422 } },
+	{ "GET", "/v1/studies/{std}", { 200 } },
+	{ "DELETE", "/v1/studies/{std}", { 204, 422 } },
+	{ "POST", "/v1/studies/{std}/cancel", { 202, 409 } },
+	{ "GET", "/v1/studies/{std}/trials", { 200, 422 } },
+	{ "GET", "/v1/studies/{std}/events", { 200, 422, 429 } },
 };
 
 /* The statuses route rt can answer with, as a set over 100..599. */
