@@ -22,6 +22,13 @@
 int api_models_create(const api_backend *b, const api_req *rq, api_reply *rp)
 {
 	api_err e = API_ERR_INIT;
+	const char *format = rq->query ? rq->query(rq->qcls, "format") : NULL;
+	if (format && strcmp(format, "onnx") == 0)
+		return api_models_import_onnx(b, rq, rp);
+	if (format) {
+		api_err_field(&e, "format", "must be onnx (or absent for a JSON spec)");
+		return api_reply_error(rp, &e);
+	}
 	cJSON *j = api_parse_body(rq, &e);
 	if (!j)
 		return api_reply_error(rp, &e);

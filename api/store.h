@@ -141,6 +141,10 @@ typedef struct api_backend {
 	/* Publishes m (ownership passes to the backend, also on failure) as the
 	 * next version; *version gets its number. */
 	int (*model_publish)(void *ctx, const char *id, nn_model *m, int *version, api_err *e);
+	/* The same, setting the model's classes (JSON array text; NULL keeps
+	 * them): an imported model's first version. */
+	int (*model_publish_classes)(void *ctx, const char *id, nn_model *m, const char *classes,
+	                             int *version, api_err *e);
 
 	/* Jobs. submit stores and queues a job (429 when the queue is full). */
 	int (*job_submit)(void *ctx, const api_job_refs *refs, const char *config_json,

@@ -46,6 +46,7 @@
 #include "predict.h"
 #include "router.h"
 #include "util.h"
+#include "web.h"
 
 extern const char nnd_openapi_json[];   /* openapi_blob.c */
 
@@ -106,7 +107,7 @@ typedef struct req {
 	stream *sse;
 	conn_rec *cr;            /* its connection's record (NULL when untracked) */
 	/* BODY_ROWS: rows read and predicted as the body arrives */
-	int bin;                 /* a float32 body (application/octet-stream) */
+	int bin;                 /* a float32 body (application/octet-stream); BODY_FILE: a file */
 	predict_body *pb;        /* NULL when the handler reads the whole body */
 } req;
 
@@ -121,6 +122,8 @@ struct stream {
 	char *pend;
 	size_t pend_len, pend_off;
 	int ended;
+	int all;                 /* the all-jobs feed (GET /v1/events) */
+	int epochs;              /* all: epoch events too (?all=true) */
 	req *r;                  /* for the byte count; NULL once the request is done */
 };
 
@@ -128,7 +131,8 @@ struct stream {
 
 static enum MHD_Result queue_v(req *r, int status, const char *ctype, char *body, size_t len,
                                const char *location, const char *allow, int retry_after,
-                               int www_auth, const char *model_version)
+                               int www_auth, const char *model_version,
+                               const char *disposition)
 {
 	struct MHD_Response *resp =
 		MHD_create_response_from_buffer(len, body ? body : (char *)"", body ? MHD_RESPMEM_MUST_FREE
@@ -152,6 +156,8 @@ static enum MHD_Result queue_v(req *r, int status, const char *ctype, char *body
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
 	if (model_version && model_version[0])
 		MHD_add_response_header(resp, "X-Model-Version", model_version);
+	if (disposition && disposition[0])
+		MHD_add_response_header(resp, "Content-Disposition", disposition);
 	enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)status, resp);
 	MHD_destroy_response(resp);
 	r->status = status;
@@ -164,7 +170,8 @@ static enum MHD_Result queue(req *r, int status, const char *ctype, char *body, 
                              const char *location, const char *allow, int retry_after,
                              int www_auth)
 {
-	return queue_v(r, status, ctype, body, len, location, allow, retry_after, www_auth, NULL);
+	return queue_v(r, status, ctype, body, len, location, allow, retry_after, www_auth, NULL,
+	               NULL);
 }
 
 static enum MHD_Result problem(req *r, const api_err *e, const char *allow, int retry_after,
@@ -194,7 +201,7 @@ static enum MHD_Result reply(req *r, api_reply *rp)
 	rp->body = NULL;
 	size_t len = rp->body_len ? rp->body_len : body ? strlen(body) : 0;
 	return queue_v(r, rp->status, rp->ctype, body, len, rp->location, NULL, rp->retry_after, 0,
-	               rp->model_version);
+	               rp->model_version, rp->disposition);
 }
 
 /* ---------------------------------------------------------------- helpers */
@@ -281,8 +288,8 @@ static void stream_wake(void *arg)
 
 static const char *kind_name(int kind)
 {
-	return kind == FEED_STEP ? "step" : kind == FEED_EPOCH ? "epoch"
-	       : kind == FEED_TRIAL ? "trial" : "state";
+	return kind == FEED_STEP ? "step" : kind == FEED_EPOCH ? "epoch" :
+	       kind == FEED_TRIAL ? "trial" : "state";
 }
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
@@ -311,6 +318,10 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 			return 0;      /* suspended; resumed on the next event */
 		if (rc < 0) {
 			s->ended = 1;
+			continue;
+		}
+		if (s->all && !s->epochs && (kind == FEED_EPOCH || kind == FEED_TRIAL)) {
+			free(data);
 			continue;
 		}
 		free(s->pend);
@@ -344,15 +355,24 @@ static void stream_free(void *cls)
 	free(s);
 }
 
-static enum MHD_Result serve_events(req *r)
+/* A job's events (all = 0), or every job's (all = 1: GET /v1/events). */
+static enum MHD_Result serve_events(req *r, int all)
 {
 	http_server *h = r->h;
 	api_err e = API_ERR_INIT;
 	const char *fmt = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "format");
-	if (fmt && strcmp(fmt, "ndjson") != 0 && strcmp(fmt, "sse") != 0) {
+	if (fmt && strcmp(fmt, "ndjson") != 0 && strcmp(fmt, "sse") != 0)
 		api_err_field(&e, "format", "must be sse or ndjson");
+	const char *aq = all ? MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "all")
+	                     : NULL;
+	if (aq && strcmp(aq, "true") != 0 && strcmp(aq, "false") != 0)
+		api_err_field(&e, "all", "must be true or false");
+	if (e.n_fields)
 		return problem(r, &e, NULL, 0, 0);
-	}
+	int64_t last_id = -1, v;
+	const char *lei = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Last-Event-ID");
+	if (lei && api_parse_i64(lei, &v) == 0)
+		last_id = v;
 	int max = h->cfg.max_streams > 0 ? h->cfg.max_streams : 1024;
 	if (__atomic_add_fetch(&h->streams, 1, __ATOMIC_SEQ_CST) > max) {
 		__atomic_sub_fetch(&h->streams, 1, __ATOMIC_SEQ_CST);
@@ -360,7 +380,8 @@ static enum MHD_Result serve_events(req *r)
 		            "%d event streams are open, the limit; retry later", max);
 		return problem(r, &e, NULL, 1, 0);
 	}
-	feed *f = jobs_feed_open(h->q, r->id, &e);
+	size_t cursor = 0;
+	feed *f = all ? jobs_events_open(h->q, last_id, &cursor) : jobs_feed_open(h->q, r->id, &e);
 	if (!f) {
 		__atomic_sub_fetch(&h->streams, 1, __ATOMIC_SEQ_CST);
 		return problem(r, &e, NULL, 0, 0);
@@ -374,15 +395,14 @@ static enum MHD_Result serve_events(req *r)
 	s->h = h;
 	s->conn = r->conn;
 	s->f = f;
+	s->cursor = cursor;
+	s->all = all;
+	s->epochs = aq && strcmp(aq, "true") == 0;
 	s->ndjson = fmt && strcmp(fmt, "ndjson") == 0;
 	s->w.suspend = stream_suspend;
 	s->w.wake = stream_wake;
 	s->w.arg = s;
-	s->last_id = -1;
-	const char *lei = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Last-Event-ID");
-	int64_t v;
-	if (lei && api_parse_i64(lei, &v) == 0)
-		s->last_id = v;
+	s->last_id = all ? -1 : last_id;   /* the all-jobs cursor starts after it */
 	struct MHD_Response *resp =
 		MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, s, stream_free);
 	if (!resp) {
@@ -401,6 +421,55 @@ static enum MHD_Result serve_events(req *r)
 	return rc;
 }
 
+/* ---------------------------------------------------------------- dashboard */
+
+/* GET / (a redirect to /ui/) and the dashboard's pages and files: stored
+ * gzip-compressed, sent so to clients that accept gzip, inflated for the
+ * others; never from another origin (the Content-Security-Policy). */
+static enum MHD_Result serve_ui(req *r)
+{
+	struct MHD_Response *resp;
+	int status = MHD_HTTP_OK;
+	size_t len = 0;
+	if (strcmp(r->path, "/") == 0) {
+		resp = MHD_create_response_from_buffer(0, (char *)"", MHD_RESPMEM_PERSISTENT);
+		status = MHD_HTTP_FOUND;
+		if (resp)
+			MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, "/ui/");
+	} else {
+		web_asset a = web_asset_for(r->path);
+		int gz = web_accepts_gzip(MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+		                                                      MHD_HTTP_HEADER_ACCEPT_ENCODING));
+		char *plain = gz ? NULL : web_inflate(&a, &len);
+		if (!gz && !plain)
+			return fail(r, 500, "out_of_memory", "out of memory");
+		if (gz)
+			len = a.gz_len;
+		resp = gz ? MHD_create_response_from_buffer(len, (void *)a.gz, MHD_RESPMEM_PERSISTENT)
+		          : MHD_create_response_from_buffer(len, plain, MHD_RESPMEM_MUST_FREE);
+		if (!resp) {
+			free(plain);
+			return MHD_NO;
+		}
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, a.ctype);
+		if (gz)
+			MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING, "gzip");
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Accept-Encoding");
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+		MHD_add_response_header(resp, "Content-Security-Policy", web_csp);
+		MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+		MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+	}
+	if (!resp)
+		return MHD_NO;
+	enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)status, resp);
+	MHD_destroy_response(resp);
+	r->status = status;
+	r->bytes = len;
+	r->responded = 1;
+	return rc;
+}
+
 /* ---------------------------------------------------------------- service */
 
 static enum MHD_Result serve_srv(req *r, route_srv srv)
@@ -410,6 +479,8 @@ static enum MHD_Result serve_srv(req *r, route_srv srv)
 	case SRV_HEALTHZ:
 		return json(r, 200, "{\"status\":\"ok\"}");
 	case SRV_READYZ:
+		if (h->ready && !h->draining && !store_ready(h->st))
+			return fail(r, 503, "not_ready", "the store is unreachable");
 		if (h->ready && !h->draining)
 			return json(r, 200, "{\"status\":\"ready\"}");
 		return fail(r, 503, "not_ready", h->draining ? "the daemon is shutting down"
@@ -436,7 +507,11 @@ static enum MHD_Result serve_srv(req *r, route_srv srv)
 		return queue(r, 200, "application/json", t, t ? strlen(t) : 0, NULL, NULL, 0, 0);
 	}
 	case SRV_EVENTS:
-		return serve_events(r);
+		return serve_events(r, 0);
+	case SRV_EVENTS_ALL:
+		return serve_events(r, 1);
+	case SRV_UI:
+		return serve_ui(r);
 	case SRV_NONE:
 		break;
 	}
@@ -531,7 +606,7 @@ static enum MHD_Result none_finish(req *r)
 	if (rt->srv != SRV_NONE)
 		return serve_srv(r, rt->srv);
 	api_req rq = make_req(r);
-	api_reply rp = { 0, NULL, NULL, "", 0, 0, 0, "" };
+	api_reply rp = { 0, NULL, NULL, "", 0, 0, 0, "", "" };
 	rt->handler(&r->h->be, &rq, &rp);
 	return answer(r, &rp);
 }
@@ -576,6 +651,27 @@ static enum MHD_Result json_finish(req *r)
 		return problem(r, &e, NULL, 0, 0);
 	}
 	return none_finish(r);
+}
+
+/* BODY_FILE: a JSON document, or a file (application/octet-stream: a
+ * model file), read whole into r->buf for the handler. */
+static enum MHD_Result file_begin(req *r, const char *ct, int64_t clen)
+{
+	r->bin = ctype_is(ct, "application/octet-stream");
+	if (r->bin)
+		return MHD_YES;
+	if (ctype_is(ct, "application/json"))
+		return json_begin(r, ct, clen);
+	api_err e = API_ERR_INIT;
+	api_err_set(&e, 415, "unsupported_media_type",
+	            "send application/json, or application/octet-stream for a model file, "
+	            "not %.100s", ct ? ct : "(no Content-Type)");
+	return problem(r, &e, NULL, 0, 0);
+}
+
+static enum MHD_Result file_finish(req *r)
+{
+	return r->bin ? none_finish(r) : json_finish(r);
 }
 
 /* BODY_UPLOAD: CSV, JSON or multipart IDX, streamed into api_upload. */
@@ -628,7 +724,7 @@ static enum MHD_Result upload_finish(req *r)
 		return problem(r, &e, NULL, 0, 0);
 	}
 	api_req rq = make_req(r);
-	api_reply rp = { 0, NULL, NULL, "", 0, 0, 0, "" };
+	api_reply rp = { 0, NULL, NULL, "", 0, 0, 0, "", "" };
 	api_upload_finish(r->up, &r->h->be, &rq, &rp);
 	return answer(r, &rp);
 }
@@ -682,7 +778,7 @@ static void rows_piece(req *r, const char *data, size_t n)
 
 static enum MHD_Result rows_finish(req *r)
 {
-	api_reply rp = { 0, NULL, NULL, "", 0, 0, 0, "" };
+	api_reply rp = { 0, NULL, NULL, "", 0, 0, 0, "", "" };
 	int done = predict_finish(r->pb, &rp);
 	predict_free(r->pb);
 	r->pb = NULL;
@@ -701,6 +797,7 @@ static const struct body_kind {
 	[BODY_JSON] = { json_begin, json_piece, json_finish },
 	[BODY_UPLOAD] = { upload_begin, upload_piece, upload_finish },
 	[BODY_ROWS] = { rows_begin, rows_piece, rows_finish },
+	[BODY_FILE] = { file_begin, json_piece, file_finish },
 };
 
 /* ---------------------------------------------------------------- requests */

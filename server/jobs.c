@@ -48,10 +48,14 @@ typedef struct feed_ev {
 /* A live feed keeps at most this many events; past it the oldest quarter
  * goes (the full history stays in the store, GET .../metrics). */
 #define FEED_MAX_EVENTS 100000
+/* The all-jobs feed (GET /v1/events) keeps fewer: its readers want what
+ * happens now, and a state event is a whole job object. */
+#define ALL_MAX_EVENTS 2048
 
 struct feed {
 	int refs;
 	int done;
+	size_t max;           /* events kept at most (0 = FEED_MAX_EVENTS) */
 	feed_ev *ev;
 	size_t n, cap;
 	size_t base;          /* absolute index of ev[0]; cursors are absolute */
@@ -86,6 +90,8 @@ struct jobs {
 	volatile int stopping;
 	pthread_mutex_t fmu;
 	int feeds_closed;
+	feed *all;            /* every job's state and epoch events (ids: the
+	                       * event's absolute index), for GET /v1/events */
 	int64_t samples;      /* trained samples, for /metrics */
 	/* called (outside every lock) when a study's trial pauses or ends */
 	void (*on_trial)(void *ctx, const char *study);
@@ -129,20 +135,12 @@ static void wake_all_locked(feed *f)
 	}
 }
 
-/* Appends an event (data taken): a step with its step number id, an epoch
- * (number epoch) ending at step id, or a state (id and epoch unused; final
- * for the terminal one). Steps and epochs already present (a resumed job
- * replays the steps after its checkpoint) are dropped. Caller holds q->fmu. */
-static void feed_push_locked(feed *f, int kind, int64_t id, int epoch, int final, char *data)
+/* Appends an event (data taken) with its id, waking the readers; past
+ * the feed's size its oldest quarter goes. Caller holds q->fmu. */
+static void feed_append_locked(feed *f, int kind, int64_t ev_id, int final, char *data)
 {
-	if (!data)
-		return;
-	if ((kind == FEED_STEP && id <= f->last_step) ||
-	    (kind == FEED_EPOCH && epoch <= f->last_epoch) || f->done) {
-		free(data);
-		return;
-	}
-	if (f->n >= FEED_MAX_EVENTS) {
+	size_t max = f->max ? f->max : FEED_MAX_EVENTS;
+	if (f->n >= max) {
 		size_t drop = f->n / 4;
 		for (size_t i = 0; i < drop; i++)
 			free(f->ev[i].data);
@@ -160,6 +158,29 @@ static void feed_push_locked(feed *f, int kind, int64_t id, int epoch, int final
 		f->ev = p;
 		f->cap = cap;
 	}
+	f->last_id = ev_id;
+	f->ev[f->n].kind = kind;
+	f->ev[f->n].final = final;
+	f->ev[f->n].id = ev_id;
+	f->ev[f->n].data = data;
+	f->n++;
+	wake_all_locked(f);
+}
+
+/* Appends a job's event (data taken): a step with its step number id, an
+ * epoch (number epoch) ending at step id, or a state (id and epoch unused;
+ * final for the terminal one). Steps and epochs already present (a resumed
+ * job replays the steps after its checkpoint) are dropped. Caller holds
+ * q->fmu. */
+static void feed_push_locked(feed *f, int kind, int64_t id, int epoch, int final, char *data)
+{
+	if (!data)
+		return;
+	if ((kind == FEED_STEP && id <= f->last_step) ||
+	    (kind == FEED_EPOCH && epoch <= f->last_epoch) || f->done) {
+		free(data);
+		return;
+	}
 	/* ids never go back (history written before epochs carried their
 	 * step keeps its order this way); a study's events carry their own */
 	int64_t ev_id = kind >= FEED_TRIAL ? id
@@ -168,13 +189,17 @@ static void feed_push_locked(feed *f, int kind, int64_t id, int epoch, int final
 		f->last_step = id;
 	if (kind == FEED_EPOCH)
 		f->last_epoch = epoch;
-	f->last_id = ev_id;
-	f->ev[f->n].kind = kind;
-	f->ev[f->n].final = (kind == FEED_STATE || kind == FEED_STUDY_STATE) && final;
-	f->ev[f->n].id = ev_id;
-	f->ev[f->n].data = data;
-	f->n++;
-	wake_all_locked(f);
+	feed_append_locked(f, kind, ev_id,
+	                   (kind == FEED_STATE || kind == FEED_STUDY_STATE) && final, data);
+}
+
+/* Appends a copy of text to the all-jobs feed, its id the event's absolute
+ * index. Caller holds q->fmu. */
+static void all_push_locked(jobs *q, int kind, const char *text)
+{
+	char *t = text && q->all ? strdup(text) : NULL;
+	if (t)
+		feed_append_locked(q->all, kind, (int64_t)(q->all->base + q->all->n), 0, t);
 }
 
 static void feed_push(jobs *q, feed *f, int kind, int64_t id, int epoch, char *data)
@@ -211,13 +236,21 @@ static char *job_text(const api_job *j)
 	return t;
 }
 
-/* A state event: the job object j, final when j's state is terminal. */
-static void feed_push_state(jobs *q, feed *f, const api_job *j)
+/* A state event: the job object j, final when j's state is terminal; a
+ * change (announce) also goes to the all-jobs feed. */
+static void feed_push_state_of(jobs *q, feed *f, const api_job *j, int announce)
 {
 	char *t = job_text(j);
 	pthread_mutex_lock(&q->fmu);
+	if (announce)
+		all_push_locked(q, FEED_STATE, t);
 	feed_push_locked(f, FEED_STATE, 0, 0, api_job_state_final(j->state), t);
 	pthread_mutex_unlock(&q->fmu);
+}
+
+static void feed_push_state(jobs *q, feed *f, const api_job *j)
+{
+	feed_push_state_of(q, f, j, 1);
 }
 
 /* A feed holding job id's stored history (steps and epochs). */
@@ -308,7 +341,7 @@ feed *jobs_feed_open(jobs *q, const char *id, api_err *e)
 		return NULL;
 	feed *f = feed_from_history(q, id);
 	if (f) {
-		feed_push_state(q, f, &j);
+		feed_push_state_of(q, f, &j, 0);
 		f->done = 1;
 	} else {
 		api_err_set(e, 500, "out_of_memory", "out of memory");
@@ -370,6 +403,26 @@ int jobs_feed_next_after(jobs *q, feed *f, size_t *cursor, int64_t after, int *k
 	}
 	pthread_mutex_unlock(&q->fmu);
 	return rc;
+}
+
+/* ---------------------------------------------------------------- all jobs */
+
+feed *jobs_events_open(jobs *q, int64_t last_id, size_t *cursor)
+{
+	pthread_mutex_lock(&q->fmu);
+	feed *f = q->all;
+	f->refs++;
+	size_t end = f->base + f->n;
+	*cursor = last_id >= 0 && (size_t)last_id < end ? (size_t)last_id + 1 : end;
+	pthread_mutex_unlock(&q->fmu);
+	return f;
+}
+
+void jobs_events_publish(jobs *q, int kind, const char *text)
+{
+	pthread_mutex_lock(&q->fmu);
+	all_push_locked(q, kind, text);
+	pthread_mutex_unlock(&q->fmu);
 }
 
 /* ---------------------------------------------------------------- queue */
@@ -675,6 +728,21 @@ static void flush(run *r, int epoch, int64_t end_step, const char *epoch_doc)
 		util_log(0, "jobs: %s: cannot write metrics: %s", r->j.id, e.detail);
 }
 
+/* The all-jobs feed's epoch event: the record with the job's id first,
+ * {"job":"job_...", ...}. */
+static void all_push_epoch(jobs *q, const char *id, const char *rec)
+{
+	size_t n = strlen(rec) + strlen(id) + 16;
+	char *t = rec[0] == '{' ? malloc(n) : NULL;
+	if (!t)
+		return;
+	snprintf(t, n, "{\"job\":\"%s\"%s%s", id, rec[1] == '}' ? "" : ",", rec + 1);
+	pthread_mutex_lock(&q->fmu);
+	all_push_locked(q, FEED_EPOCH, t);
+	pthread_mutex_unlock(&q->fmu);
+	free(t);
+}
+
 static void on_step(void *ctx, const nn_step_record *rec)
 {
 	run *r = ctx;
@@ -752,6 +820,7 @@ static void on_epoch(void *ctx, const nn_epoch_record *rec)
 	r->q->samples += r->n_train;
 	pthread_mutex_unlock(&r->q->mu);
 	flush(r, rec->epoch, rec->step, t);
+	all_push_epoch(r->q, r->j.id, t);
 	feed_push(r->q, r->lv->f, FEED_EPOCH, rec->step, rec->epoch, t);
 }
 
@@ -1206,6 +1275,11 @@ int jobs_start(store *st, int workers, int capacity, const api_limits *lim, jobs
 	pthread_mutex_init(&q->submit_mu, NULL);
 	pthread_cond_init(&q->cv, NULL);
 	pthread_mutex_init(&q->fmu, NULL);
+	if (!(q->all = feed_new())) {
+		jobs_free(q);
+		return -1;
+	}
+	q->all->max = ALL_MAX_EVENTS;
 
 	char (*ids)[API_ID_LEN] = NULL;
 	int n = 0;
@@ -1277,6 +1351,8 @@ void jobs_stop(jobs *q)
 	q->feeds_closed = 1;
 	for (live *lv = q->lives; lv; lv = lv->next)
 		wake_all_locked(lv->f);
+	if (q->all)
+		wake_all_locked(q->all);
 	pthread_mutex_unlock(&q->fmu);
 	pthread_mutex_unlock(&q->mu);
 }
@@ -1292,6 +1368,7 @@ void jobs_free(jobs *q)
 		free(lv);
 		lv = next;
 	}
+	feed_unref(q, q->all);
 	free(q->threads);
 	pthread_mutex_destroy(&q->mu);
 	pthread_mutex_destroy(&q->submit_mu);

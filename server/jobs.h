@@ -64,7 +64,8 @@ int64_t jobs_samples_trained(jobs *q);
 typedef struct feed feed;
 
 /* FEED_TRIAL and FEED_STUDY_STATE are a study's events ("trial" and
- * "state"); their ids are the study's event sequence numbers. */
+ * "state"); in a study's own feed their ids are the study's event sequence
+ * numbers. */
 enum { FEED_STEP = 0, FEED_EPOCH = 1, FEED_STATE = 2, FEED_TRIAL = 3, FEED_STUDY_STATE = 4 };
 
 typedef struct feed_waiter {
@@ -105,5 +106,21 @@ int jobs_feed_next(jobs *q, feed *f, size_t *cursor, int *kind, int64_t *id, cha
  */
 int jobs_feed_next_after(jobs *q, feed *f, size_t *cursor, int64_t after, int *kind,
                          int64_t *id, char **data, feed_waiter *w);
+
+/* ---- the all-jobs feed (GET /v1/events)
+ * Every job's state events (the job object, at each change) and epoch
+ * events (the epoch record with "job": id first), in the order they
+ * happened; an event's id is its absolute index in the feed. It keeps the
+ * newest 2048 events: a reader that falls further behind skips ahead. It
+ * never ends while the daemon runs. */
+
+/* A reference to the feed (close it with jobs_feed_close) and the cursor
+ * of the event after last_id (a Last-Event-ID), or of the next event to
+ * come when last_id is -1. Read it with jobs_feed_next. */
+feed *jobs_events_open(jobs *q, int64_t last_id, size_t *cursor);
+/* Appends a copy of text (a JSON document) as an event of kind (FEED_STATE
+ * for a study object, FEED_TRIAL for a trial), for whoever else has
+ * events to tell every dashboard (studies). */
+void jobs_events_publish(jobs *q, int kind, const char *text);
 
 #endif

@@ -67,6 +67,16 @@ static sfeed *find_feed(studies *S, const char *id)
 static void emit(studies *S, const char *id, int kind, cJSON *data, int final)
 {
 	char *t = data ? cJSON_PrintUnformatted(data) : NULL;
+	if (data && kind == FEED_TRIAL) {
+		/* every dashboard's stream (GET /v1/events): the trial with its study */
+		cJSON_AddStringToObject(data, "study", id);
+		char *all = cJSON_PrintUnformatted(data);
+		if (all)
+			jobs_events_publish(S->q, FEED_TRIAL, all);
+		free(all);
+	} else if (t) {
+		jobs_events_publish(S->q, FEED_STATE, t);
+	}
 	cJSON_Delete(data);
 	if (!t)
 		return;

@@ -208,6 +208,7 @@ static const struct {
 	{ "GET", "/v1/models/{mdl}/weights", { 200 } },
 	{ "PUT", "/v1/models/{mdl}/weights", { 200, 422, 507 } },
 	{ "POST", "/v1/models/{mdl}/predict", { 200, 422 } },
+	{ "GET", "/v1/models/{mdl}/export", { 200, 422 } },
 	{ "POST", "/v1/jobs", { 202, 422, 429, 507 } },
 	{ "GET", "/v1/jobs", { 200, 422 } },
 	{ "GET", "/v1/jobs/{job}", { 200 } },
@@ -221,6 +222,20 @@ static const struct {
 	{ "POST", "/v1/studies/{std}/cancel", { 202, 409 } },
 	{ "GET", "/v1/studies/{std}/trials", { 200, 422 } },
 	{ "GET", "/v1/studies/{std}/events", { 200, 422, 429 } },
+	{ "GET", "/v1/jobs/{job}/plot.svg", { 200, 422 } },
+	{ "GET", "/v1/events", { 200, 422, 429 } },
+	{ "GET", "/", { 302 } },
+	{ "GET", "/ui/", { 200 } },
+	{ "GET", "/ui/app.js", { 200 } },
+	{ "GET", "/ui/app.css", { 200 } },
+	{ "GET", "/ui/compare", { 200 } },
+	{ "GET", "/ui/jobs/{job}", { 200 } },
+	{ "GET", "/ui/models", { 200 } },
+	{ "GET", "/ui/models/{mdl}", { 200 } },
+	{ "GET", "/ui/datasets", { 200 } },
+	{ "GET", "/ui/datasets/{ds}", { 200 } },
+	{ "GET", "/ui/studies", { 200 } },
+	{ "GET", "/ui/studies/{std}", { 200 } },
 };
 
 /* The statuses route rt can answer with, as a set over 100..599. */
