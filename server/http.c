@@ -455,15 +455,8 @@ static enum MHD_Result serve_srv(req *r, route_srv srv)
  * where the kernel refuses. */
 static void huge_pages(void *p, size_t len)
 {
-#ifdef MADV_HUGEPAGE
-	const uintptr_t mb2 = (uintptr_t)2 << 20;
-	uintptr_t from = ((uintptr_t)p + mb2 - 1) & ~(mb2 - 1), to = ((uintptr_t)p + len) & ~(mb2 - 1);
-	if (len >= 4 * mb2 && to > from)
-		(void)madvise((void *)from, to - from, MADV_HUGEPAGE);
-#else
-	(void)p;
-	(void)len;
-#endif
+	if (len >= (size_t)8 << 20)
+		nn_huge_pages(p, len);
 }
 
 /* The predict route: JSON or float32 rows, read by a prediction stream as
