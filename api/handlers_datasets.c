@@ -190,7 +190,7 @@ int api_upload_finish(api_upload *u, const api_backend *b, const api_req *rq, ap
 		rc = api_idx_finish(u->idx, &d, &e);
 		break;
 	case API_UPLOAD_JSON: {
-		api_req jr = { "POST", NULL, NULL, NULL, u->json, u->json_len };
+		api_req jr = { "POST", NULL, NULL, NULL, u->json, u->json_len, NULL };
 		cJSON *j = api_parse_body(&jr, &e);
 		if (!j)
 			return api_reply_error(rp, &e);

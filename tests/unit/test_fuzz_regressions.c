@@ -185,7 +185,7 @@ static void expect_field(const char *body, const char *field)
 	ck_assert_ptr_nonnull(j);
 	api_limits lim = api_limits_default();
 	nn_train_config cfg;
-	api_job_refs refs = { NULL, NULL, NULL };
+	api_job_refs refs = { .model = NULL };
 	api_err e = API_ERR_INIT;
 	ck_assert_int_eq(api_train_config_from_json(j, &lim, &cfg, &refs, &e), -1);
 	ck_assert_int_eq(e.status, 422);
@@ -208,7 +208,7 @@ START_TEST(test_job_config_floats_rounding_onto_an_open_bound_are_rejected)
 #undef JOB
 	api_limits lim = api_limits_default();
 	nn_train_config cfg;
-	api_job_refs refs = { NULL, NULL, NULL };
+	api_job_refs refs = { .model = NULL };
 	api_err e = API_ERR_INIT;
 	ck_assert_int_eq(api_train_config_from_json(j, &lim, &cfg, &refs, &e), 0);
 	ck_assert_float_eq(cfg.opt.eps, 1e-30f);

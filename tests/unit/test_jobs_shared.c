@@ -139,7 +139,7 @@ static nn_model *reference(int epochs)
 static void submit(jobs *q, char *model, int epochs, char *id)
 {
 	nn_train_config cfg = config(epochs);
-	api_job_refs refs = { model, ds_id, NULL };
+	api_job_refs refs = { .model = model, .dataset = ds_id };
 	cJSON *c = api_train_config_to_json(&cfg, &refs);
 	char *text = cJSON_PrintUnformatted(c);
 	cJSON_Delete(c);
