@@ -257,6 +257,9 @@ typedef struct nn_data {
 	 * data stored that way. With x NULL it is the only copy; given beside x,
 	 * both must hold the same values. Training then reads the bytes. */
 	const uint8_t *x8;
+	/* Optional: per feature, 1 when standardisation leaves it alone (mean 0,
+	 * std 1: one-hot and missing-indicator inputs). */
+	const uint8_t *std_skip;
 } nn_data;
 
 /* Converts n floats to bytes for nn_data.x8: 1 when every one is an integer
@@ -413,6 +416,15 @@ typedef struct nn_train_result {
  * batch-norm statistics and standardisation set as configured).
  * On NN_EDIVERGED, NN_ESTOPPED and errors m holds whatever it reached.
  */
+/*
+ * The split nn_train makes of rows training rows with cfg's seed and
+ * val_fraction (has_val: a separate validation set, so no split): idx[0..
+ * *n_train) the training rows, then the validating ones, each ascending.
+ * idx holds rows entries. NN_EINVAL when no training row is left.
+ */
+nn_status nn_train_split(int64_t rows, int has_val, const nn_train_config *cfg, int64_t *idx,
+                         int64_t *n_train);
+
 nn_status nn_train(nn_model *m, const nn_data *train, const nn_data *val,
                    const nn_train_config *cfg, const nn_callbacks *cb,
                    const void *resume, size_t resume_len,

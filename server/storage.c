@@ -34,6 +34,7 @@ typedef struct snap {
 	int cached;
 	uint64_t used;          /* cache clock at the last lookup (LRU) */
 	int64_t bytes;          /* parameters and state, for the cache budget */
+	api_tab_enc *enc;       /* owned; pub.enc points here */
 } snap;
 
 /* The snapshot cache holds at most this many models and bytes of weights;
@@ -361,6 +362,8 @@ void store_close(store *s)
 			for (int i = 0; i < p->pub.n_classes; i++)
 				free(p->pub.classes[i]);
 			free(p->pub.classes);
+			api_tab_enc_free(p->enc);
+			free(p->enc);
 			free(p);
 		}
 		p = next;
@@ -852,9 +855,14 @@ static int mdl_info_from_row(sqlite3_stmt *st, api_model_info *out)
 			cJSON_AddItemToObject(o, "metrics", mj);
 	}
 	const unsigned char *cl = sqlite3_column_text(st, 7);
-	cJSON *cj = cl ? cJSON_Parse((const char *)cl) : NULL;
+	cJSON *meta = cl ? cJSON_Parse((const char *)cl) : NULL;
+	const cJSON *cj, *cols;
+	api_tab_meta_parse(meta, &cj, &cols);
 	if (cj)
-		cJSON_AddItemToObject(o, "classes", cj);
+		cJSON_AddItemToObject(o, "classes", cJSON_Duplicate(cj, 1));
+	if (cols)
+		cJSON_AddItemToObject(o, "columns", cJSON_Duplicate(cols, 1));
+	cJSON_Delete(meta);
 	out->doc = o;
 	return 0;
 }
@@ -983,6 +991,8 @@ static void snap_unref_locked(snap *p)
 	for (int i = 0; i < p->pub.n_classes; i++)
 		free(p->pub.classes[i]);
 	free(p->pub.classes);
+	api_tab_enc_free(p->enc);
+	free(p->enc);
 	free(p);
 }
 
@@ -1083,7 +1093,9 @@ static snap *snap_new(store *s, const char *id, nn_model *m, int version, const 
 	p->pub.model = m;
 	p->pub.version = version;
 	snprintf(p->model, sizeof p->model, "%s", id);
-	cJSON *cj = classes ? cJSON_Parse(classes) : NULL;
+	cJSON *meta = classes ? cJSON_Parse(classes) : NULL;
+	const cJSON *cj, *cols;
+	api_tab_meta_parse(meta, &cj, &cols);
 	int n = cJSON_IsArray(cj) ? cJSON_GetArraySize(cj) : 0;
 	if (n > 0 && (p->pub.classes = calloc((size_t)n, sizeof(char *))) != NULL) {
 		const cJSON *c;
@@ -1092,7 +1104,15 @@ static snap *snap_new(store *s, const char *id, nn_model *m, int version, const 
 				strdup(cJSON_IsString(c) ? c->valuestring : "");
 		}
 	}
-	cJSON_Delete(cj);
+	api_err e = API_ERR_INIT;
+	if (cols && (p->enc = calloc(1, sizeof *p->enc)) != NULL &&
+	    api_tab_enc_from_json(cols, p->enc, &e) < 0) {
+		free(p->enc);
+		p->enc = NULL;
+		util_log(0, "store: model %s: %s", id, e.detail);
+	}
+	p->pub.enc = p->enc;
+	cJSON_Delete(meta);
 	int64_t np = 0, ns = 0;
 	nn_model_params(m, &np);
 	nn_model_state(m, &ns);

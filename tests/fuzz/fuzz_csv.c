@@ -37,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 5)
 		return 0;
 	uint8_t o = data[0];
-	api_csv_opts opts = { (o & 1) == 0, labels[(o >> 1) & 7], -1, 0 };
+	api_csv_opts opts = { .header = (o & 1) == 0, .label = labels[(o >> 1) & 7], .task = -1 };
 	opts.task = (o >> 4) % 3 == 0 ? -1 : (int)((o >> 4) % 3) - 1;
 	opts.max_bytes = (o & 0x40) ? 4096 : 0;
 	fuzz_splitter sp = fuzz_splitter_of(data + 1, 4);

@@ -59,7 +59,7 @@ START_TEST(test_restore_best_with_batch_norm_publishes_the_best_epochs_statistic
 		x[i] = (float)((i * 7) % 11) - 5.0f;
 	for (int i = 0; i < 12; i++)
 		y[i] = (i * 5) % 3 == 0;
-	nn_data d = { 12, 3, 2, x, y, NULL, 0, 0, 0, NULL };
+	nn_data d = { 12, 3, 2, x, y, NULL, 0, 0, 0, NULL, NULL };
 	nn_train_config cfg = nn_train_config_default();
 	cfg.epochs = 6;
 	cfg.batch_size = 4;

@@ -67,7 +67,7 @@ static problem make_problem(int rows, int features, uint64_t seed)
 		}
 		p.y[i] = s > 1.0f ? 2 : (s > -1.0f ? 1 : 0);
 	}
-	nn_data d = { rows, features, 3, p.x, p.y, NULL, 0, 0, 0, NULL };
+	nn_data d = { rows, features, 3, p.x, p.y, NULL, 0, 0, 0, NULL, NULL };
 	p.d = d;
 	return p;
 }
@@ -128,8 +128,8 @@ static int same_weights(nn_model *a, nn_model *b)
 START_TEST(test_early_stopping_stops_after_patience_and_restores_the_best_epoch)
 {
 	float x[1] = { 1 }, y[1] = { 1 }, vy[1] = { 0.5f };
-	nn_data tr = { 1, 1, 1, x, NULL, y, 0, 0, 0, NULL };
-	nn_data va = { 1, 1, 1, x, NULL, vy, 0, 0, 0, NULL };
+	nn_data tr = { 1, 1, 1, x, NULL, y, 0, 0, 0, NULL, NULL };
+	nn_data va = { 1, 1, 1, x, NULL, vy, 0, 0, 0, NULL, NULL };
 	for (int restore = 0; restore <= 1; restore++) {
 		nn_model *m = linear(0, 0);
 		nn_train_config c = plain(50, 0.05f);
@@ -157,8 +157,8 @@ END_TEST
 START_TEST(test_min_delta_counts_small_improvements_as_none)
 {
 	float x[1] = { 1 }, y[1] = { 1 }, vy[1] = { 0.5f };
-	nn_data tr = { 1, 1, 1, x, NULL, y, 0, 0, 0, NULL };
-	nn_data va = { 1, 1, 1, x, NULL, vy, 0, 0, 0, NULL };
+	nn_data tr = { 1, 1, 1, x, NULL, y, 0, 0, 0, NULL, NULL };
+	nn_data va = { 1, 1, 1, x, NULL, vy, 0, 0, 0, NULL, NULL };
 	nn_model *m = linear(0, 0);
 	nn_train_config c = plain(50, 0.05f);
 	c.early.enabled = 1;
@@ -177,7 +177,7 @@ END_TEST
 START_TEST(test_early_stopping_without_validation_is_rejected)
 {
 	float x[1] = { 1 }, y[1] = { 1 };
-	nn_data tr = { 1, 1, 1, x, NULL, y, 0, 0, 0, NULL };
+	nn_data tr = { 1, 1, 1, x, NULL, y, 0, 0, 0, NULL, NULL };
 	nn_model *m = linear(0, 0);
 	nn_train_config c = plain(5, 0.05f);
 	c.early.enabled = 1;
@@ -341,7 +341,7 @@ START_TEST(test_divergence_returns_ediverged)
 {
 	/* x = 1, y = 1, lr 1e6: s' - 1 = (1 - 4e6)(s - 1) overflows within steps */
 	float x[1] = { 1 }, y[1] = { 1 };
-	nn_data d = { 1, 1, 1, x, NULL, y, 0, 0, 0, NULL };
+	nn_data d = { 1, 1, 1, x, NULL, y, 0, 0, 0, NULL, NULL };
 	nn_model *m = linear(0, 0);
 	nn_train_config c = plain(50, 1e6f);
 	char err[128] = "";
@@ -364,7 +364,7 @@ START_TEST(test_divergence_returns_ediverged)
 	float t[20];
 	for (int i = 0; i < 20; i++)
 		t[i] = 1000.0f * (float)pr.y[i];
-	nn_data dr = { 20, 4, 1, pr.x, NULL, t, 0, 0, 0, NULL };
+	nn_data dr = { 20, 4, 1, pr.x, NULL, t, 0, 0, 0, NULL, NULL };
 	ck_assert_int_eq(nn_train(m, &dr, NULL, &c, NULL, NULL, 0, &res, err, sizeof err),
 	                 NN_EDIVERGED);
 	nn_model_free(m);
@@ -743,7 +743,7 @@ static void on_epoch(void *ctx, const nn_epoch_record *r)
 START_TEST(test_clip_grad_norm_scales_the_gradient_to_the_clip)
 {
 	float x[1] = { 1 }, y[1] = { 10 };
-	nn_data d = { 1, 1, 1, x, NULL, y, 0, 0, 0, NULL };
+	nn_data d = { 1, 1, 1, x, NULL, y, 0, 0, 0, NULL, NULL };
 	nn_model *m = linear(0, 0);
 	nn_train_config c = plain(1, 0.1f);
 	c.clip_grad_norm = 1;
@@ -823,7 +823,7 @@ START_TEST(test_standardize_stores_the_training_mean_and_population_std)
 	char err[128];
 	nn_model *m = nn_model_create(&s, err, sizeof err);
 	ck_assert_ptr_nonnull(m);
-	nn_data d = { 4, 2, 1, x, NULL, y, 0, 0, 0, NULL };
+	nn_data d = { 4, 2, 1, x, NULL, y, 0, 0, 0, NULL, NULL };
 	nn_train_config c = plain(1, 0.01f);
 	c.standardize = 1;
 	ck_assert_int_eq(nn_train(m, &d, NULL, &c, NULL, NULL, 0, NULL, err, sizeof err), NN_OK);
@@ -880,7 +880,7 @@ START_TEST(test_evaluate_reports_loss_and_accuracy)
 	float *p = nn_model_params(m, &np);
 	ck_assert_int_eq(np, 4);
 	p[0] = 10; p[1] = -10; p[2] = 0; p[3] = 0;
-	nn_data d = { 4, 1, 2, x, y, NULL, 0, 0, 0, NULL };
+	nn_data d = { 4, 1, 2, x, y, NULL, 0, 0, 0, NULL, NULL };
 	float loss, acc;
 	ck_assert_int_eq(nn_evaluate(m, &d, &loss, &acc), NN_OK);
 	ck_assert_float_eq(acc, 1.0f);
