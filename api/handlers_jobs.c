@@ -14,13 +14,13 @@
 /* Checks one data set against the model; field is "dataset" or
  * "validation.dataset". */
 static void check_compat(const api_model_info *m, const api_dataset_info *d,
-                         const char *field, api_err *e)
+                         const char *field, int by_name, api_err *e)
 {
 	if (d->task != m->task)
 		api_err_field(e, field, "is a %s data set but the model does %s",
 		              d->task == NN_TASK_CLASSIFICATION ? "classification" : "regression",
 		              m->task == NN_TASK_CLASSIFICATION ? "classification" : "regression");
-	if (d->features != m->inputs)
+	if (!by_name && d->features != m->inputs)
 		api_err_field(e, field, "has %d features but the model takes %d inputs",
 		              d->features, m->inputs);
 	if (d->task == m->task) {
@@ -74,9 +74,15 @@ int api_jobs_create(const api_backend *b, const api_req *rq, api_reply *rp)
 			have_v = 1;
 	}
 	if (have_m && have_d)
-		check_compat(&m, &d, "dataset", &e);
+		check_compat(&m, &d, "dataset", 0, &e);
+	/* a validation set with typed columns is encoded with the training
+	 * set's encoding, column by column name: its own width does not count */
+	const cJSON *tc = have_d ? cJSON_GetObjectItemCaseSensitive(d.doc, "columns") : NULL;
+	const cJSON *vc = have_v ? cJSON_GetObjectItemCaseSensitive(v.doc, "columns") : NULL;
+	if (tc && vc)
+		api_tab_columns_check(tc, vc, "validation.dataset", &e);
 	if (have_m && have_v)
-		check_compat(&m, &v, "validation.dataset", &e);
+		check_compat(&m, &v, "validation.dataset", tc && vc, &e);
 	if (have_d && nn_augment_has_image(&cfg.aug) && !d.image)
 		api_err_field(&e, "augment", "image augmentations need a data set with an image shape");
 	if (cfg.early.enabled && cfg.val_fraction <= 0 && !refs.val_dataset)

@@ -674,10 +674,14 @@ int api_model_predict_general(const api_backend *b, const api_req *rq, api_reply
 	}
 	const nn_model_spec *spec = nn_model_spec_of(s->model);
 	int rows = 0;
-	float *x = read_instances(cJSON_GetObjectItemCaseSensitive(j, "instances"), spec->inputs,
-	                         &rows, &e);
+	/* a model trained on typed columns takes raw records */
+	cJSON *warnings = s->enc ? cJSON_CreateArray() : NULL;
+	const cJSON *inst = cJSON_GetObjectItemCaseSensitive(j, "instances");
+	float *x = s->enc ? api_tab_read_instances(s->enc, inst, PREDICT_MAX_ROWS, &rows, warnings, &e)
+	                  : read_instances(inst, spec->inputs, &rows, &e);
 	cJSON_Delete(j);
 	if (!x) {
+		cJSON_Delete(warnings);
 		b->snap_release(b->ctx, s);
 		return api_reply_error(rp, &e);
 	}
@@ -688,11 +692,13 @@ int api_model_predict_general(const api_backend *b, const api_req *rq, api_reply
 	free(x);
 	if (st != NN_OK) {
 		free(out);
+		cJSON_Delete(warnings);
 		b->snap_release(b->ctx, s);
 		api_err_set(&e, 500, "predict_failed", "prediction failed: %s", nn_status_name(st));
 		return api_reply_error(rp, &e);
 	}
 	if (binary_reply) {
+		cJSON_Delete(warnings);
 		api_predict_reply(rp, s, out, rows, outs, 1);
 		b->snap_release(b->ctx, s);
 		return 0;
@@ -727,6 +733,10 @@ int api_model_predict_general(const api_backend *b, const api_req *rq, api_reply
 			cJSON_AddItemToArray(preds, pa);
 		}
 	}
+	if (cJSON_GetArraySize(warnings) > 0)
+		cJSON_AddItemToObject(o, "warnings", warnings);
+	else
+		cJSON_Delete(warnings);
 	free(out);
 	b->snap_release(b->ctx, s);
 	rp->rows = rows;

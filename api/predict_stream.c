@@ -708,6 +708,8 @@ api_predict_stream *api_predict_stream_new(const api_backend *b, const api_req *
 	ps->inputs = spec->inputs;
 	ps->outputs = spec->outputs;
 	ps->st = NN_OK;
+	if (kind == API_PREDICT_JSON && s->enc && !api_tab_enc_plain(s->enc))
+		ps->js = JS_FAIL;   /* raw records: api_model_predict_general encodes them */
 	int64_t row_bytes = (int64_t)spec->inputs * 4;
 	int64_t expect = STREAM_BLOCK;
 	if (expect_len >= 0) {

@@ -9,6 +9,7 @@
 #include <string.h>
 #include "dataset_io.h"
 #include "dataset_util.h"
+#include "store.h"
 #include "tabular.h"
 
 /* ---------------------------------------------------------------- columns */
@@ -270,6 +271,7 @@ void api_tab_number_text(float v, char *buf, size_t cap)
 typedef struct col_map {
 	int src;
 	int *lv;
+	int by_text;   /* numbers of d matched to enc's levels by their text */
 } col_map;
 
 static void maps_free(col_map *m, int n)
@@ -289,8 +291,10 @@ static col_map *maps_build(const api_tab_enc *enc, const api_dataset *d, const c
 	}
 	for (int i = 0; i < enc->n; i++) {
 		const api_tab_col *c = &enc->cols[i];
-		m[i].src = -1;
-		for (int j = 0; j < d->n_columns; j++)
+		/* the same place first, so files with repeated names match
+		 * themselves; then the first column of that name */
+		m[i].src = i < d->n_columns && strcmp(d->columns[i].name, c->name) == 0 ? i : -1;
+		for (int j = 0; j < d->n_columns && m[i].src < 0; j++)
 			if (strcmp(d->columns[j].name, c->name) == 0) {
 				m[i].src = j;
 				break;
@@ -300,13 +304,14 @@ static col_map *maps_build(const api_tab_enc *enc, const api_dataset *d, const c
 		const api_column *s = &d->columns[m[i].src];
 		if (s->type == API_COL_EMPTY || c->type == API_COL_EMPTY)
 			continue;
-		if (s->type != c->type) {
+		if (s->type == API_COL_CATEGORICAL && c->type == API_COL_NUMERIC) {
 			api_err_field(e, field, "column '%s' is %s here but %s in the training set",
 			              c->name, api_col_type_name(s->type), api_col_type_name(c->type));
 			maps_free(m, enc->n);
 			return NULL;
 		}
-		if (c->type != API_COL_CATEGORICAL)
+		m[i].by_text = s->type == API_COL_NUMERIC && c->type == API_COL_CATEGORICAL;
+		if (c->type != API_COL_CATEGORICAL || m[i].by_text)
 			continue;
 		m[i].lv = malloc(sizeof(int) * ((size_t)s->n_levels + 1));
 		if (!m[i].lv) {
@@ -356,6 +361,11 @@ int api_tab_encode_dataset(const api_tab_enc *enc, const api_dataset *d, const c
 				v = NAN;
 			if (m[i].lv && !isnan(v))
 				v = m[i].lv[(int)v] < 0 ? -1.0f : (float)m[i].lv[(int)v];
+			if (m[i].by_text && !isnan(v)) {
+				char t[40];
+				api_tab_number_text(v, t, sizeof t);
+				v = (float)api_tab_level(enc->cols[i].levels, enc->cols[i].n_levels, t);
+			}
 			row[i] = v;
 		}
 		api_tab_encode_row(enc, row, out + r * enc->width);
@@ -379,7 +389,7 @@ cJSON *api_tab_enc_to_json(const api_tab_enc *enc)
 		if (c->type == API_COL_CATEGORICAL)
 			cJSON_AddItemToObject(o, "levels", levels_json(c->levels, c->n_levels));
 		if (c->type == API_COL_NUMERIC)
-			cJSON_AddNumberToObject(o, "impute", short_num(c->impute));
+			cJSON_AddNumberToObject(o, "impute", api_float_json(c->impute));
 		cJSON_AddBoolToObject(o, "indicator", c->indicator);
 		cJSON_AddNumberToObject(o, "inputs", c->offset);
 		cJSON_AddItemToArray(a, o);
@@ -617,4 +627,74 @@ void api_tab_meta_parse(const cJSON *meta, const cJSON **classes, const cJSON **
 		c = cJSON_GetObjectItemCaseSensitive(meta, "columns");
 		*columns = cJSON_IsArray(c) ? c : NULL;
 	}
+}
+
+int api_tab_enc_plain(const api_tab_enc *enc)
+{
+	for (int i = 0; i < enc->n; i++)
+		if (enc->cols[i].type != API_COL_NUMERIC || enc->cols[i].indicator)
+			return 0;
+	return 1;
+}
+
+float *api_tab_read_instances(const api_tab_enc *enc, const cJSON *inst, int max_rows,
+                              int *rows, cJSON *warnings, api_err *e)
+{
+	if (!cJSON_IsArray(inst)) {
+		api_err_field(e, "instances", "must be an array of records");
+		return NULL;
+	}
+	int n = cJSON_GetArraySize(inst);
+	if (n < 1 || n > max_rows) {
+		api_err_field(e, "instances", "must hold 1 to %d records", max_rows);
+		return NULL;
+	}
+	float *x = malloc((size_t)n * (size_t)(enc->width ? enc->width : 1) * sizeof *x);
+	if (!x) {
+		api_err_set(e, 500, "out_of_memory", "out of memory");
+		return NULL;
+	}
+	int r = 0;
+	const cJSON *rec;
+	cJSON_ArrayForEach(rec, inst) {
+		if (api_tab_encode_record(enc, rec, r, x + (size_t)r * enc->width, warnings, e) < 0 &&
+		    (e->status != 422 || e->n_fields >= API_MAX_FIELD_ERRORS))
+			break;
+		r++;
+	}
+	if (e->status) {
+		free(x);
+		return NULL;
+	}
+	*rows = n;
+	return x;
+}
+
+int api_tab_columns_check(const cJSON *train, const cJSON *other, const char *field,
+                          api_err *e)
+{
+	int bad = 0;
+	const cJSON *t, *o;
+	cJSON_ArrayForEach(t, train) {
+		const cJSON *tn = cJSON_GetObjectItemCaseSensitive(t, "name");
+		const cJSON *tt = cJSON_GetObjectItemCaseSensitive(t, "type");
+		if (!cJSON_IsString(tn) || !cJSON_IsString(tt) || strcmp(tt->valuestring, "empty") == 0)
+			continue;
+		cJSON_ArrayForEach(o, other) {
+			const cJSON *on = cJSON_GetObjectItemCaseSensitive(o, "name");
+			const cJSON *ot = cJSON_GetObjectItemCaseSensitive(o, "type");
+			if (!cJSON_IsString(on) || !cJSON_IsString(ot) ||
+			    strcmp(on->valuestring, tn->valuestring) != 0)
+				continue;
+			/* numbers may be levels; text is never a number */
+			if (strcmp(ot->valuestring, "categorical") == 0 &&
+			    strcmp(tt->valuestring, "numeric") == 0) {
+				api_err_field(e, field, "column '%.100s' is %s here but %s in the training set",
+				              tn->valuestring, ot->valuestring, tt->valuestring);
+				bad++;
+			}
+			break;
+		}
+	}
+	return bad;
 }

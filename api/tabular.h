@@ -84,8 +84,9 @@ void api_tab_encode_row(const api_tab_enc *enc, const float *raw, float *out);
 /*
  * Encodes data set d with enc, matching columns by name: a column of enc
  * that d lacks is all missing, a column of d that enc lacks is ignored, a
- * level enc lacks encodes as zeros, a categorical column of d where enc has
- * a numeric one (or the reverse) is a 422 naming field and the column.
+ * level enc lacks encodes as zeros, numbers of d in a categorical column
+ * of enc are levels by their text, and a categorical column of d where enc
+ * has a numeric one is a 422 naming field and the column.
  * d without columns (a JSON upload, or stored before typed columns) must
  * have width features and is copied as is. *x: rows x width, malloc'd.
  */
@@ -136,6 +137,23 @@ void api_tab_train_release(api_tab_train *t);
  */
 char *api_tab_meta_make(const char *classes_json, const api_tab_enc *enc);
 void api_tab_meta_parse(const cJSON *meta, const cJSON **classes, const cJSON **columns);
+
+/* 1 when enc's inputs are its columns as they are (every column numeric,
+ * no indicator): numeric rows need no encoding then. */
+int api_tab_enc_plain(const api_tab_enc *enc);
+
+/* The "instances" of a prediction as raw records (api_tab_encode_record):
+ * 1 to max_rows of them; *rows x enc->width inputs (malloc'd), or NULL
+ * with e set (every bad record named, up to the error limit). */
+float *api_tab_read_instances(const api_tab_enc *enc, const cJSON *inst, int max_rows,
+                              int *rows, cJSON *warnings, api_err *e);
+
+/* Checks the "columns" of a validation or test data set's object (other)
+ * against the training set's (train), by name: a column that is
+ * categorical in other but numeric in train is a 422 field error naming
+ * field and the column. Returns the number of errors added. */
+int api_tab_columns_check(const cJSON *train, const cJSON *other, const char *field,
+                          api_err *e);
 
 /* The level index of s in a sorted level list, or -1. */
 int api_tab_level(char *const *levels, int n, const char *s);

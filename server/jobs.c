@@ -928,8 +928,11 @@ static int run_job(jobs *q, live *lv)
 		}
 		tv.std_skip = tab.std_skip;
 		nn_data vv = have_val ? api_dataset_view(val) : (nn_data){ 0 };
-		if (tab.val_x)
+		if (tab.val_x) {
 			vv.x = tab.val_x;
+			vv.x8 = NULL;
+			vv.features = tab.enc.width;
+		}
 		util_log(2, "jobs: %s: %s (%lld rows, %d epochs)", r.j.id,
 		         ckpt ? "resuming from its checkpoint" : "starting",
 		         (long long)train->rows, cfg.epochs);
