@@ -46,7 +46,11 @@ LIB_API    := $(BUILD)/libnnapi.a
 LIB_SERVER := $(BUILD)/libnnserver.a
 ENGINE_LIBS := $(BLAS_LIBS) -lm
 API_LIBS    := $(CJSON_LIBS) $(DEFLATE_LIBS) $(Z_LIBS) $(ENGINE_LIBS)
-SERVER_LIBS := $(MHD_LIBS) $(SQLITE_LIBS) $(API_LIBS)
+# libpq for the PostgreSQL store (server/store_pg.c, --store postgresql://...)
+PQ_CFLAGS   := $(shell pkg-config --cflags libpq 2>/dev/null || echo -I/usr/include/postgresql)
+PQ_LIBS     := $(shell pkg-config --libs libpq 2>/dev/null || echo -lpq)
+CPPFLAGS    += $(PQ_CFLAGS)
+SERVER_LIBS := $(MHD_LIBS) $(SQLITE_LIBS) $(PQ_LIBS) $(API_LIBS)
 
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BIN)/%,$(UNIT_SRC))
 ITEST_BINS := $(patsubst tests/integration/%.c,$(BIN)/%,$(ITEST_SRC))
@@ -71,8 +75,27 @@ $(BUILD)/%.o: %.c | $(DEPS_OK)
 # No fast-math and no FMA contraction, so every float result is the same as
 # at -O2, whichever vector width runs.
 HOT_CFLAGS ?= -O3 -fno-math-errno -ffp-contract=off
-HOT_ENGINE := optim train sparse_in layer_activation layer_dense layer_batchnorm layer_dropout loss model predict
+HOT_ENGINE := optim train sparse_in row_pack layer_activation layer_dense layer_batchnorm layer_dropout loss model predict
 $(patsubst %,$(BUILD)/engine/%.o,$(HOT_ENGINE)): CFLAGS += $(HOT_CFLAGS)
+
+# Test builds: unit tests link the engine compiled again with -DNND_TEST
+# (engine/tune.h: writable tuning and the counters tests read), the
+# production objects keep constants and no counters. Same flags otherwise,
+# so both compute the same bits.
+LIB_ENGINE_TEST := $(BUILD)/test/libnnengine.a
+# In api/ and server/ only the sources that hold a test hook (#ifdef
+# NND_TEST, as SQLite's SQLITE_TEST) get a twin under $(BUILD)/test/,
+# linked into the unit tests ahead of the libraries (so the library's own
+# object of that file is never pulled in).
+TEST_HOOKED := $(shell grep -l NND_TEST $(API_SRC) $(SERVER_SRC) 2>/dev/null)
+TEST_OBJS   := $(patsubst %.c,$(BUILD)/test/%.o,$(TEST_HOOKED))
+$(BUILD)/test/%.o: %.c | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -DNND_TEST $(CFLAGS) -c $< -o $@
+$(patsubst %,$(BUILD)/test/engine/%.o,$(HOT_ENGINE)): CFLAGS += $(HOT_CFLAGS)
+$(BUILD)/tests/unit/%.o: CPPFLAGS += -DNND_TEST
+$(LIB_ENGINE_TEST): $(patsubst %.c,$(BUILD)/test/%.o,$(ENGINE_SRC))
+	@rm -f $@; ar rcs $@ $^
 
 $(LIB_ENGINE): $(call obj,$(ENGINE_SRC))
 	@rm -f $@; ar rcs $@ $^
@@ -90,7 +113,7 @@ $(BIN)/nnctl: $(call obj,$(NNCTL_SRC))
 	$(CC) $(LDFLAGS) -o $@ $^ $(CURL_LIBS) $(CJSON_LIBS) -lm
 
 # Unit tests link everything but main(): a test of any module links.
-$(BIN)/test_%: $(BUILD)/tests/unit/test_%.o $(if $(SERVER_SRC),$(LIB_SERVER)) $(if $(API_SRC),$(LIB_API)) $(LIB_ENGINE)
+$(BIN)/test_%: $(BUILD)/tests/unit/test_%.o $(TEST_OBJS) $(if $(SERVER_SRC),$(LIB_SERVER)) $(if $(API_SRC),$(LIB_API)) $(LIB_ENGINE_TEST)
 	@mkdir -p $(BIN)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(SERVER_LIBS) $(CURL_LIBS)
 
@@ -146,6 +169,23 @@ container-test:
 
 # The daemon embeds api/openapi.json (server/openapi_blob.c uses .incbin).
 $(BUILD)/server/openapi_blob.o: api/openapi.json
+
+# The dashboard (clients/web/ with uPlot from npm), gzip-compressed into
+# $(BUILD)/web and embedded by server/web_blob.c (.incbin).
+WEB_DIR := $(BUILD)/web
+UPLOT   := tools/node_modules/uplot/dist
+WEB_GZ  := $(WEB_DIR)/index.html.gz $(WEB_DIR)/app.js.gz $(WEB_DIR)/app.css.gz
+$(WEB_DIR)/index.html.gz: clients/web/index.html
+$(WEB_DIR)/app.js.gz: $(UPLOT)/uPlot.iife.min.js clients/web/app.js
+$(WEB_DIR)/app.css.gz: $(UPLOT)/uPlot.min.css clients/web/app.css
+$(WEB_DIR)/%.gz: | $(DEPS_OK)
+	@mkdir -p $(WEB_DIR)
+	cat $^ | gzip -9n > $@.tmp && mv $@.tmp $@
+$(UPLOT)/%:
+	@echo "make: $@ is missing: the dashboard embeds uPlot from npm;" \
+	  "run scripts/install-deps (it puts it in tools/node_modules)" >&2; exit 1
+$(BUILD)/server/web_blob.o: $(WEB_GZ)
+$(BUILD)/server/web_blob.o: CPPFLAGS += -DNND_WEB_DIR='"$(WEB_DIR)"'
 
 # libFuzzer targets (tests/fuzz/) under ASan and UBSan, built with clang;
 # each runs FUZZ_SECONDS (default 60) on a copy of its seed corpus.

@@ -1,7 +1,7 @@
 /*
  * dataset.c - the parsed data set (api_dataset) and what every reader shares:
  * freeing, the engine's borrowed view, the binary file format the store
- * writes, a fast decimal number parser, and the label set that turns label
+ * writes, and the label set that turns label
  * strings into sorted classes.
  *
  * File format ("NNDDATA1"), all little-endian:
@@ -105,6 +105,7 @@ void api_dataset_free(api_dataset *d)
 	api_strv_free(d->feature_names, d->features);
 	api_columns_free(d->columns, d->n_columns);
 	free(d->raw);
+	cJSON_Delete(d->extra);
 	memset(d, 0, sizeof *d);
 }
 
@@ -124,180 +125,6 @@ nn_data api_dataset_view(const api_dataset *d)
 	v.height = d->height;
 	v.channels = d->channels;
 	return v;
-}
-
-/* ---------------------------------------------------------------- numbers */
-
-static const float p10f[] = { 1e0f, 1e1f, 1e2f, 1e3f, 1e4f, 1e5f, 1e6f, 1e7f, 1e8f, 1e9f, 1e10f };
-static const double p10d[] = {
-	1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
-	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22
-};
-
-/* The scanned shape of a decimal token. */
-typedef struct numtok {
-	const char *s;     /* the token without surrounding blanks */
-	size_t len;
-	int neg;
-	uint64_t mant;     /* up to 19 significant digits */
-	int truncated;     /* nonzero digits were dropped past 19 */
-	long e10;          /* value = mant * 10^e10 (when not truncated) */
-} numtok;
-
-/* Checks the syntax and gathers mantissa and exponent. 1 ok, 0 not a number. */
-static int scan_number(const char *s, size_t len, numtok *t)
-{
-	while (len > 0 && (*s == ' ' || *s == '\t')) {
-		s++;
-		len--;
-	}
-	while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
-		len--;
-	t->s = s;
-	t->len = len;
-	t->neg = 0;
-	t->mant = 0;
-	t->truncated = 0;
-	t->e10 = 0;
-	size_t i = 0;
-	if (i < len && (s[i] == '+' || s[i] == '-')) {
-		t->neg = s[i] == '-';
-		i++;
-	}
-	int nd = 0, any = 0;
-	long dexp = 0;
-	while (i < len && s[i] >= '0' && s[i] <= '9') {
-		unsigned d = (unsigned)(s[i++] - '0');
-		any = 1;
-		if (nd == 0 && d == 0)
-			continue;
-		if (nd < 19) {
-			t->mant = t->mant * 10 + d;
-			nd++;
-		} else {
-			dexp++;
-			if (d)
-				t->truncated = 1;
-		}
-	}
-	if (i < len && s[i] == '.') {
-		i++;
-		while (i < len && s[i] >= '0' && s[i] <= '9') {
-			unsigned d = (unsigned)(s[i++] - '0');
-			any = 1;
-			if (nd == 0 && d == 0) {
-				dexp--;
-				continue;
-			}
-			if (nd < 19) {
-				t->mant = t->mant * 10 + d;
-				nd++;
-				dexp--;
-			} else if (d) {
-				t->truncated = 1;
-			}
-		}
-	}
-	if (!any)
-		return 0;
-	if (i < len && (s[i] == 'e' || s[i] == 'E')) {
-		i++;
-		int eneg = 0;
-		if (i < len && (s[i] == '+' || s[i] == '-')) {
-			eneg = s[i] == '-';
-			i++;
-		}
-		if (i >= len || s[i] < '0' || s[i] > '9')
-			return 0;
-		long ev = 0;
-		while (i < len && s[i] >= '0' && s[i] <= '9') {
-			if (ev < 1000000)
-				ev = ev * 10 + (s[i] - '0');
-			i++;
-		}
-		dexp += eneg ? -ev : ev;
-	}
-	if (i != len)
-		return 0;
-	t->e10 = dexp;
-	return 1;
-}
-
-/* strtof/strtod on a token already checked by scan_number. */
-static int slow_parse(const numtok *t, int want_double, double *out)
-{
-	char stack[128];
-	char *buf = t->len < sizeof stack ? stack : malloc(t->len + 1);
-	if (!buf)
-		return 0;
-	memcpy(buf, t->s, t->len);
-	buf[t->len] = '\0';
-	double v = want_double ? strtod(buf, NULL) : (double)strtof(buf, NULL);
-	if (buf != stack)
-		free(buf);
-	if (!isfinite(v))
-		return -1;
-	*out = v;
-	return 1;
-}
-
-int api_parse_float(const char *s, size_t len, float *out)
-{
-	numtok t;
-	if (!scan_number(s, len, &t))
-		return 0;
-	if (t.mant == 0) {
-		*out = t.neg ? -0.0f : 0.0f;
-		return 1;
-	}
-	if (!t.truncated) {
-		/* Clinger's fast path in float: both operands exact, one rounding. */
-		if (t.mant <= (1u << 24) && t.e10 >= -10 && t.e10 <= 10) {
-			float f = (float)t.mant;
-			f = t.e10 < 0 ? f / p10f[-t.e10] : f * p10f[t.e10];
-			*out = t.neg ? -f : f;
-			return 1;
-		}
-		/* In double, correctly rounded; the second rounding to float can
-		 * only go wrong when the double lands exactly on a float midpoint,
-		 * which we detect and leave to strtof. */
-		if (t.mant <= (1ull << 53) && t.e10 >= -22 && t.e10 <= 22) {
-			double d = (double)t.mant;
-			d = t.e10 < 0 ? d / p10d[-t.e10] : d * p10d[t.e10];
-			if (d >= FLT_MIN && d <= FLT_MAX) {
-				uint64_t bits;
-				memcpy(&bits, &d, sizeof bits);
-				if ((bits & ((1ull << 29) - 1)) != (1ull << 28)) {
-					float f = (float)d;
-					*out = t.neg ? -f : f;
-					return 1;
-				}
-			}
-		}
-	}
-	double v;
-	int r = slow_parse(&t, 0, &v);
-	if (r == 1)
-		*out = (float)v;
-	return r;
-}
-
-int api_parse_double(const char *s, size_t len, double *out)
-{
-	numtok t;
-	if (!scan_number(s, len, &t))
-		return 0;
-	if (t.mant == 0) {
-		*out = t.neg ? -0.0 : 0.0;
-		return 1;
-	}
-	if (!t.truncated && t.mant <= (1ull << 53) && t.e10 >= -22 && t.e10 <= 22) {
-		double d = (double)t.mant;
-		d = t.e10 < 0 ? d / p10d[-t.e10] : d * p10d[t.e10];
-		*out = t.neg ? -d : d;
-		return 1;
-	}
-	return slow_parse(&t, 1, out);
 }
 
 /* ---------------------------------------------------------------- labels */

@@ -43,6 +43,9 @@ typedef struct api_dataset {
 	int n_columns;
 	float *raw;
 	int64_t skipped_rows; /* rows left out for a missing label */
+	/* More fields for the data set object (a generated set's "generator"
+	 * and "theory"), or NULL. Owned; not part of the stored matrix. */
+	cJSON *extra;
 } api_dataset;
 
 void api_dataset_free(api_dataset *d);  /* frees the contents, not d; NULL ok */
@@ -71,6 +74,14 @@ void api_csv_free(api_csv *c);
 
 /* ---- JSON: {"name", "task", "x": [[...]], "y": [...]} (already parsed). */
 int api_dataset_from_json(const cJSON *body, api_dataset *out, api_err *e);
+
+/* ---- generated: {"name", "generator": {...}} (API.md, "Generated data
+ * sets"). Fills out (regression, one target) and out->extra with the
+ * generator as applied (defaults filled) and the theory's rate. 0 or -1
+ * with every bad field in e (a field the function does not take is one). */
+int api_dataset_from_generator(const cJSON *body, api_dataset *out, api_err *e);
+int api_gen_spec_from_json(const cJSON *g, nn_gen_spec *out, api_err *e);
+cJSON *api_gen_spec_to_json(const nn_gen_spec *s);
 
 /* ---- IDX pair (images idx3 of uint8, labels idx1 of uint8), gzip detected
  * by its magic bytes. part: 0 images, 1 labels; parts may come in any order. */

@@ -1,7 +1,6 @@
 /*
  * dataset_util.h - pieces shared by the data-set readers (csv.c, idx.c,
- * dataset_json.c) and kept out of the public dataset_io.h: the number
- * parser, the label set that turns label strings into sorted classes, and the
+ * dataset_json.c) and kept out of the public dataset_io.h: the label set that turns label strings into sorted classes, and the
  * rule that picks the task when the caller gave none.
  */
 #ifndef API_DATASET_UTIL_H
@@ -9,16 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-
-/*
- * Parses s[0..len) (surrounding spaces and tabs allowed) as a decimal number
- * ([+-]digits[.digits][e[+-]digits], or .digits) to the nearest float.
- * Returns 1 and sets *out, 0 when the text is not a number ("", "abc",
- * "inf", "nan", hex), -1 when it is a number outside float range (1e999).
- */
-int api_parse_float(const char *s, size_t len, float *out);
-/* The same syntax to the nearest double (for labels). */
-int api_parse_double(const char *s, size_t len, double *out);
+#include "numtext.h"   /* api_parse_float, api_parse_double */
 
 /* 1 when s[0..len) is well-formed UTF-8 (no overlong forms, surrogates or
  * code points past U+10FFFF), else 0. */

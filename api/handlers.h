@@ -22,6 +22,7 @@ typedef struct api_req {
 	void *qcls;
 	const char *body;        /* NUL-terminated, may be NULL */
 	size_t body_len;
+	const char *accept;      /* the Accept header, or NULL */
 } api_req;
 
 typedef struct api_reply {
@@ -34,6 +35,7 @@ typedef struct api_reply {
 	size_t body_len;         /* > 0: body holds this many bytes (binary, may
 	                          * hold NULs); 0: body is a NUL-terminated text */
 	char model_version[16];  /* "" = none; else an X-Model-Version header */
+	char disposition[128];   /* "" = none; else a Content-Disposition header */
 } api_reply;
 
 void api_reply_release(api_reply *rp);
@@ -54,13 +56,28 @@ int api_model_get(const api_backend *b, const api_req *rq, api_reply *rp);
 int api_model_delete(const api_backend *b, const api_req *rq, api_reply *rp);
 int api_model_weights_get(const api_backend *b, const api_req *rq, api_reply *rp);
 int api_model_weights_put(const api_backend *b, const api_req *rq, api_reply *rp);
+/* Predictions from a whole body (JSON; the reply as rq->accept asks). */
 int api_model_predict(const api_backend *b, const api_req *rq, api_reply *rp);
+/* GET /v1/models/{id}/export?format=onnx&opset= (handlers_onnx.c) */
+int api_model_export(const api_backend *b, const api_req *rq, api_reply *rp);
+/* POST /v1/models?format=onnx: the body is an ONNX file (api_models_create
+ * calls it) */
+int api_models_import_onnx(const api_backend *b, const api_req *rq, api_reply *rp);
+/* The cJSON path of predict: reads any JSON body and names every bad
+ * field; binary_reply: answer with float32 rows. (api_model_predict tries
+ * the stream reader on the whole body first, then this.) */
+int api_model_predict_general(const api_backend *b, const api_req *rq, api_reply *rp,
+                              int binary_reply);
 
 int api_jobs_create(const api_backend *b, const api_req *rq, api_reply *rp);
 int api_jobs_list(const api_backend *b, const api_req *rq, api_reply *rp);
 int api_job_get(const api_backend *b, const api_req *rq, api_reply *rp);
 int api_job_cancel(const api_backend *b, const api_req *rq, api_reply *rp);
 int api_job_metrics(const api_backend *b, const api_req *rq, api_reply *rp);
+/* GET /v1/jobs/{id}/plot.svg: ?metrics= (epoch metrics, comma-separated;
+ * default train_loss,val_loss) against the epoch, ?log_y=true for a log
+ * axis; image/svg+xml. */
+int api_job_plot_svg(const api_backend *b, const api_req *rq, api_reply *rp);
 
 /* ---- streaming data-set upload (POST /v1/datasets) */
 typedef enum { API_UPLOAD_CSV, API_UPLOAD_JSON, API_UPLOAD_IDX } api_upload_kind;

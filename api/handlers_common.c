@@ -26,7 +26,7 @@ int api_id_valid(const char *id, const char *prefix)
 }
 
 static const char *const state_names[API_JOB_NSTATES] = {
-	"queued", "running", "succeeded", "failed", "cancelled"
+	"queued", "running", "succeeded", "failed", "cancelled", "paused"
 };
 
 const char *api_job_state_name(int s)
@@ -40,18 +40,6 @@ int api_job_state_parse(const char *s)
 		if (strcmp(s, state_names[i]) == 0)
 			return i;
 	return -1;
-}
-
-double api_float_json(float f)
-{
-	char buf[32];
-	for (int prec = 6; prec <= 9; prec++) {
-		snprintf(buf, sizeof buf, "%.*g", prec, (double)f);
-		double d = strtod(buf, NULL);
-		if ((float)d == f)
-			return d;
-	}
-	return (double)f;
 }
 
 void api_time_format(int64_t ms, char *buf, size_t len)
@@ -216,6 +204,10 @@ cJSON *api_job_to_json(const api_job *j)
 	api_add_time(o, "created_at", j->created_at);
 	api_add_time(o, "started_at", j->started_at);
 	api_add_time(o, "finished_at", j->finished_at);
+	if (j->study[0]) {
+		cJSON_AddStringToObject(o, "study", j->study);
+		cJSON_AddNumberToObject(o, "trial", j->trial);
+	}
 	return o;
 }
 

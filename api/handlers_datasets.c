@@ -201,7 +201,7 @@ int api_upload_finish(api_upload *u, const api_backend *b, const api_req *rq, ap
 		rc = api_idx_finish(u->idx, &d, &e);
 		break;
 	case API_UPLOAD_JSON: {
-		api_req jr = { "POST", NULL, NULL, NULL, u->json, u->json_len };
+		api_req jr = { "POST", NULL, NULL, NULL, u->json, u->json_len, NULL };
 		cJSON *j = api_parse_body(&jr, &e);
 		if (!j)
 			return api_reply_error(rp, &e);
@@ -218,7 +218,9 @@ int api_upload_finish(api_upload *u, const api_backend *b, const api_req *rq, ap
 				u->has_name = 1;
 			}
 		}
-		rc = api_dataset_from_json(j, &d, &e);
+		rc = cJSON_GetObjectItemCaseSensitive(j, "generator")
+		     ? api_dataset_from_generator(j, &d, &e)
+		     : api_dataset_from_json(j, &d, &e);
 		cJSON_Delete(j);
 		free(u->json);
 		u->json = NULL;
@@ -283,6 +285,8 @@ cJSON *api_dataset_doc(const api_dataset *d, const char *name)
 		cJSON_AddNumberToObject(im, "height", d->height);
 		cJSON_AddNumberToObject(im, "channels", d->channels);
 	}
+	for (const cJSON *it = d->extra ? d->extra->child : NULL; it; it = it->next)
+		cJSON_AddItemToObject(o, it->string, cJSON_Duplicate(it, 1));
 	return o;
 }
 

@@ -4,12 +4,15 @@
  * list, get, cancel and the metric history. The event stream is the
  * daemon's (it needs suspend/resume); it reuses api_job_to_json.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "curves.h"
 #include "handlers.h"
 #include "handlers_int.h"
+#include "plot_svg.h"
 
 /* Checks one data set against the model; field is "dataset" or
  * "validation.dataset". */
@@ -33,6 +36,14 @@ static void check_compat(const api_model_info *m, const api_dataset_info *d,
 	}
 }
 
+int64_t api_train_split_rows(int64_t rows, float val_fraction)
+{
+	if (val_fraction <= 0)
+		return rows;
+	int64_t nv = (int64_t)llround((double)rows * val_fraction);
+	return rows - (nv < 1 ? 1 : nv);
+}
+
 int api_jobs_create(const api_backend *b, const api_req *rq, api_reply *rp)
 {
 	api_err e = API_ERR_INIT;
@@ -50,12 +61,13 @@ int api_jobs_create(const api_backend *b, const api_req *rq, api_reply *rp)
 	}
 
 	api_model_info m;
-	api_dataset_info d, v;
+	api_dataset_info d, v, t;
 	memset(&m, 0, sizeof m);
 	memset(&d, 0, sizeof d);
 	memset(&v, 0, sizeof v);
+	memset(&t, 0, sizeof t);
 	api_err tmp = API_ERR_INIT;
-	int have_m = 0, have_d = 0, have_v = 0;
+	int have_m = 0, have_d = 0, have_v = 0, have_t = 0;
 	if (!refs.model || !api_id_valid(refs.model, "mdl") ||
 	    b->model_get(b->ctx, refs.model, &m, &tmp) < 0)
 		api_err_field(&e, "model", "no model with this id");
@@ -73,16 +85,34 @@ int api_jobs_create(const api_backend *b, const api_req *rq, api_reply *rp)
 		else
 			have_v = 1;
 	}
+	if (refs.test_dataset) {
+		if (!api_id_valid(refs.test_dataset, "ds") ||
+		    b->dataset_get(b->ctx, refs.test_dataset, &t, &tmp) < 0)
+			api_err_field(&e, "test.dataset", "no data set with this id");
+		else
+			have_t = 1;
+	}
 	if (have_m && have_d)
 		check_compat(&m, &d, "dataset", 0, &e);
 	/* a validation set with typed columns is encoded with the training
 	 * set's encoding, column by column name: its own width does not count */
 	const cJSON *tc = have_d ? cJSON_GetObjectItemCaseSensitive(d.doc, "columns") : NULL;
 	const cJSON *vc = have_v ? cJSON_GetObjectItemCaseSensitive(v.doc, "columns") : NULL;
+	const cJSON *sc = have_t ? cJSON_GetObjectItemCaseSensitive(t.doc, "columns") : NULL;
 	if (tc && vc)
 		api_tab_columns_check(tc, vc, "validation.dataset", &e);
+	if (tc && sc)
+		api_tab_columns_check(tc, sc, "test.dataset", &e);
 	if (have_m && have_v)
 		check_compat(&m, &v, "validation.dataset", tc && vc, &e);
+	if (have_m && have_t)
+		check_compat(&m, &t, "test.dataset", tc && sc, &e);
+	if (have_d && cfg.rows > 0) {
+		int64_t split = api_train_split_rows(d.rows, have_v ? 0 : cfg.val_fraction);
+		if (cfg.rows > split)
+			api_err_field(&e, "rows", "is %lld but the training split holds %lld rows",
+			              (long long)cfg.rows, (long long)split);
+	}
 	if (have_d && nn_augment_has_image(&cfg.aug) && !d.image)
 		api_err_field(&e, "augment", "image augmentations need a data set with an image shape");
 	if (cfg.early.enabled && cfg.val_fraction <= 0 && !refs.val_dataset)
@@ -90,6 +120,7 @@ int api_jobs_create(const api_backend *b, const api_req *rq, api_reply *rp)
 	api_model_info_release(&m);
 	api_dataset_info_release(&d);
 	api_dataset_info_release(&v);
+	api_dataset_info_release(&t);
 	if (e.n_fields) {
 		api_job_refs_free(&refs);
 		api_err_set(&e, 422, "validation_failed", "the job cannot run as submitted");
@@ -168,14 +199,164 @@ int api_job_cancel(const api_backend *b, const api_req *rq, api_reply *rp)
 int api_job_metrics(const api_backend *b, const api_req *rq, api_reply *rp)
 {
 	api_err e = API_ERR_INIT;
-	int64_t since = -1;
+	int64_t since = -1, max_points = 0;
 	const char *s = rq->query ? rq->query(rq->qcls, "since_step") : NULL;
-	if (s && api_parse_i64(s, &since) < 0) {
+	if (s && api_parse_i64(s, &since) < 0)
 		api_err_field(&e, "since_step", "must be a non-negative integer");
+	const char *mp = rq->query ? rq->query(rq->qcls, "max_points") : NULL;
+	if (mp && (api_parse_i64(mp, &max_points) < 0 || max_points < 2 || max_points > 1000000))
+		api_err_field(&e, "max_points", "must be an integer from 2 to 1000000");
+	if (e.n_fields)
 		return api_reply_error(rp, &e);
-	}
 	cJSON *o = NULL;
 	if (b->job_metrics(b->ctx, rq->id, since, &o, &e) < 0)
 		return api_reply_error(rp, &e);
+	if (mp) {
+		int a = api_curves_downsample(cJSON_GetObjectItemCaseSensitive(o, "steps"),
+		                              (int)max_points);
+		int c = api_curves_downsample(cJSON_GetObjectItemCaseSensitive(o, "epochs"),
+		                              (int)max_points);
+		if (a < 0 || c < 0) {
+			cJSON_Delete(o);
+			api_err_set(&e, 500, "out_of_memory", "out of memory");
+			return api_reply_error(rp, &e);
+		}
+		cJSON_AddBoolToObject(o, "downsampled", a > 0 || c > 0);
+	}
 	return api_reply_json(rp, 200, o);
+}
+
+/* ---------------------------------------------------------------- plot */
+
+static const char *const PLOT_METRICS[] = { "train_loss", "val_loss", "val_accuracy", "lr",
+                                            "seconds", "samples_per_second", "grad_norms" };
+#define N_PLOT_METRICS ((int)(sizeof PLOT_METRICS / sizeof PLOT_METRICS[0]))
+#define PLOT_MAX_SERIES 32
+
+typedef struct plot_data {
+	plot_series s[PLOT_MAX_SERIES];
+	char *names[PLOT_MAX_SERIES];
+	double *xy[PLOT_MAX_SERIES];
+	int n;
+} plot_data;
+
+static void plot_data_release(plot_data *p)
+{
+	for (int i = 0; i < p->n; i++) {
+		free(p->names[i]);
+		free(p->xy[i]);
+	}
+	p->n = 0;
+}
+
+/* Adds the curve of member key (of each record, or of its "grad_norms"
+ * when grad) as a series named name. */
+static int add_series(plot_data *p, const cJSON *epochs, const char *key, int grad,
+                      const char *name)
+{
+	if (p->n == PLOT_MAX_SERIES)
+		return 0;
+	size_t n = (size_t)cJSON_GetArraySize(epochs), i = 0;
+	double *xy = malloc((2 * n + 1) * sizeof *xy);
+	char *nm = strdup(name);
+	if (!xy || !nm) {
+		free(xy);
+		free(nm);
+		return -1;
+	}
+	const cJSON *r;
+	cJSON_ArrayForEach(r, epochs) {
+		const cJSON *from = grad ? cJSON_GetObjectItemCaseSensitive(r, "grad_norms") : r;
+		const cJSON *x = cJSON_GetObjectItemCaseSensitive(r, "epoch");
+		const cJSON *y = cJSON_GetObjectItemCaseSensitive(from, key);
+		xy[i] = cJSON_IsNumber(x) ? x->valuedouble : NAN;
+		xy[n + i] = cJSON_IsNumber(y) ? y->valuedouble : NAN;
+		i++;
+	}
+	p->names[p->n] = nm;
+	p->xy[p->n] = xy;
+	p->s[p->n] = (plot_series){ nm, xy, xy + n, n };
+	p->n++;
+	return 0;
+}
+
+/* The series the ?metrics= list names (comma-separated), fields named in e
+ * when one is unknown. */
+static int plot_series_of(plot_data *p, const cJSON *epochs, const char *list, api_err *e)
+{
+	char buf[512];
+	snprintf(buf, sizeof buf, "%s", list);
+	for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		int known = 0;
+		for (int k = 0; k < N_PLOT_METRICS; k++)
+			known |= !strcmp(t, PLOT_METRICS[k]);
+		if (!known) {
+			api_err_field(e, "metrics",
+			              "unknown metric %.64s; use train_loss, val_loss, val_accuracy, lr, "
+			              "seconds, samples_per_second or grad_norms", t);
+			return -1;
+		}
+		if (strcmp(t, "grad_norms") != 0) {
+			if (add_series(p, epochs, t, 0, t) < 0)
+				return -1;
+			continue;
+		}
+		/* every layer's gradient norm, in the first record's order */
+		const cJSON *g = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(epochs, 0),
+		                                                  "grad_norms"), *m;
+		cJSON_ArrayForEach(m, g) {
+			char nm[160];
+			snprintf(nm, sizeof nm, "grad norm %.140s", m->string);
+			if (add_series(p, epochs, m->string, 1, nm) < 0)
+				return -1;
+		}
+	}
+	return 0;
+}
+
+int api_job_plot_svg(const api_backend *b, const api_req *rq, api_reply *rp)
+{
+	api_err e = API_ERR_INIT;
+	const char *list = rq->query ? rq->query(rq->qcls, "metrics") : NULL;
+	const char *ly = rq->query ? rq->query(rq->qcls, "log_y") : NULL;
+	if (list && (!list[0] || strlen(list) > 500))
+		api_err_field(&e, "metrics", "must be a comma-separated list of metric names");
+	if (ly && strcmp(ly, "true") != 0 && strcmp(ly, "false") != 0)
+		api_err_field(&e, "log_y", "must be true or false");
+	if (e.n_fields)
+		return api_reply_error(rp, &e);
+	api_job job;
+	memset(&job, 0, sizeof job);
+	cJSON *o = NULL;
+	if (b->job_get(b->ctx, rq->id, &job, &e) < 0 ||
+	    b->job_metrics(b->ctx, rq->id, -1, &o, &e) < 0) {
+		api_job_release(&job);
+		return api_reply_error(rp, &e);
+	}
+	cJSON *epochs = cJSON_GetObjectItemCaseSensitive(o, "epochs");
+	plot_data p = { .n = 0 };
+	char title[200];
+	snprintf(title, sizeof title, "%s (model %s, %s)", job.id, job.model,
+	         api_job_state_name(job.state));
+	api_job_release(&job);
+	int rc = api_curves_downsample(epochs, 1000) < 0 ? -1 : 0;
+	if (rc == 0)
+		rc = plot_series_of(&p, epochs, list ? list : "train_loss,val_loss", &e);
+	char *svg = NULL;
+	if (rc == 0) {
+		plot_spec sp = { title, "epoch", list ? "" : "loss", ly && !strcmp(ly, "true"), 0, 0 };
+		svg = plot_svg(&sp, p.s, p.n);
+	}
+	plot_data_release(&p);
+	cJSON_Delete(o);
+	if (rc < 0 && e.n_fields)
+		return api_reply_error(rp, &e);
+	if (!svg) {
+		api_err_set(&e, 500, "out_of_memory", "out of memory");
+		return api_reply_error(rp, &e);
+	}
+	rp->status = 200;
+	rp->body = svg;
+	rp->ctype = "image/svg+xml";
+	return 0;
 }

@@ -704,21 +704,9 @@ int api_model_spec_from_json(const cJSON *j, const api_limits *lim, nn_model_spe
 
 /* ---------------------------------------------------------------- output helpers */
 
-/* The shortest decimal that reads back as f, as a double for cJSON. */
-static double short_num(float f)
-{
-	char buf[32];
-	for (int p = 6; p <= 9; p++) {
-		snprintf(buf, sizeof buf, "%.*g", p, (double)f);
-		if (strtof(buf, NULL) == f)
-			return strtod(buf, NULL);
-	}
-	return (double)f;
-}
-
 static int add_num(cJSON *o, const char *k, float f)
 {
-	return cJSON_AddNumberToObject(o, k, short_num(f)) != NULL;
+	return cJSON_AddNumberToObject(o, k, api_float_json(f)) != NULL;
 }
 
 /* Appends item (made by the caller) to array a and returns a; when item is
@@ -826,6 +814,7 @@ void api_job_refs_free(api_job_refs *r)
 	free(r->model);
 	free(r->dataset);
 	free(r->val_dataset);
+	free(r->test_dataset);
 	memset(r, 0, sizeof *r);
 }
 
@@ -852,12 +841,12 @@ static int get_id(const cJSON *v, const char *path, const char *key, const char 
 
 enum { J_MODEL, J_DATASET, J_VALIDATION, J_EPOCHS, J_BATCH, J_SHUFFLE, J_SEED, J_OPT, J_SCHED,
        J_L2, J_STD, J_BNSTATS, J_EARLY, J_AVG, J_AUG, J_SPARSITY, J_CLIP, J_LOG, J_CKPT,
-       J_SPARSE_K, J_N };
+       J_SPARSE_K, J_TEST, J_ROWS, J_N };
 static const char *const JOB_KEYS[J_N] = {
 	"model", "dataset", "validation", "epochs", "batch_size", "shuffle", "seed", "optimizer",
 	"schedule", "l2", "standardize", "batch_norm_stats", "early_stopping", "averaging",
 	"augment", "sparsity", "clip_grad_norm", "log_every_steps", "checkpoint_every_epochs",
-	"sparse_kernels"
+	"sparse_kernels", "test", "rows"
 };
 
 enum { O_TYPE, O_LR, O_MOMENTUM, O_BETA1, O_BETA2, O_EPS, O_RHO, O_WD, O_N };
@@ -1029,6 +1018,23 @@ static int parse_validation(const cJSON *o, nn_train_config *cfg, api_job_refs *
 	static const field_rule R[] = { { 0, F_FLOAT, 0, 1, 1, 1, offsetof(nn_train_config, val_fraction) } };
 	bad += read_fields(f, K, P, R, COUNT(R), cfg, NULL, e);
 	if (f[1] && get_id(f[1], P, "dataset", "ds_", "data set", &refs->val_dataset, e))
+		bad++;
+	return bad ? -1 : 0;
+}
+
+/* "test": {"dataset": id}: the set the published model is scored on. */
+static int parse_test(const cJSON *o, api_job_refs *refs, api_err *e)
+{
+	static const char *const K[] = { "dataset" };
+	if (cJSON_IsNull(o))
+		return 0;
+	if (!cJSON_IsObject(o))
+		return api_err_field(e, "test", "must be {\"dataset\": id}");
+	const cJSON *f[1];
+	int bad = pick(o, "test", K, 1, f, e);
+	if (!f[0])
+		return api_err_field(e, "test.dataset", "is required");
+	if (get_id(f[0], "test", "dataset", "ds_", "data set", &refs->test_dataset, e))
 		bad++;
 	return bad ? -1 : 0;
 }
@@ -1210,6 +1216,13 @@ int api_train_config_from_json(const cJSON *j, const api_limits *lim, nn_train_c
 	if (f[J_SPARSITY] && parse_sparsity(f[J_SPARSITY], cfg, e))
 		bad++;
 	bad += read_fields(f, JOB_KEYS, "", R + 5, 4, cfg, NULL, e);       /* clip .. sparse_kernels */
+	if (f[J_TEST] && parse_test(f[J_TEST], refs, e))
+		bad++;
+	int64_t rows = 0;
+	if (f[J_ROWS] && !cJSON_IsNull(f[J_ROWS]) &&
+	    get_int(f[J_ROWS], "", "rows", 1, INT64_C(1) << 40, &rows, e))
+		bad++;
+	cfg->rows = rows;
 	if (!bad) {
 		/* The engine's own check, as a safety net: it must agree. */
 		char msg[256];
@@ -1334,8 +1347,8 @@ cJSON *api_train_config_to_json(const nn_train_config *cfg, const api_job_refs *
 		     add_num(x, "translate_pixels", a->translate_pixels);
 		if (ok && a->scale_min > 0) {
 			cJSON *s = cJSON_CreateArray();
-			ok = add_obj(x, "scale", s) && cJSON_AddItemToArray(s, cJSON_CreateNumber(short_num(a->scale_min))) &&
-			     cJSON_AddItemToArray(s, cJSON_CreateNumber(short_num(a->scale_max))) &&
+			ok = add_obj(x, "scale", s) && cJSON_AddItemToArray(s, cJSON_CreateNumber(api_float_json(a->scale_min))) &&
+			     cJSON_AddItemToArray(s, cJSON_CreateNumber(api_float_json(a->scale_max))) &&
 			     cJSON_GetArraySize(s) == 2;
 		} else if (ok) {
 			ok = cJSON_AddNullToObject(x, "scale") != NULL;
@@ -1361,6 +1374,14 @@ cJSON *api_train_config_to_json(const nn_train_config *cfg, const api_job_refs *
 	     cJSON_AddNumberToObject(o, "log_every_steps", cfg->log_every_steps) &&
 	     cJSON_AddNumberToObject(o, "checkpoint_every_epochs", cfg->checkpoint_every_epochs) &&
 	     cJSON_AddBoolToObject(o, "sparse_kernels", cfg->sparse_kernels != 0);
+	if (ok && refs && refs->test_dataset) {
+		cJSON *t = cJSON_AddObjectToObject(o, "test");
+		ok = t && cJSON_AddStringToObject(t, "dataset", refs->test_dataset);
+	} else if (ok) {
+		ok = cJSON_AddNullToObject(o, "test") != NULL;
+	}
+	ok = ok && (cfg->rows > 0 ? cJSON_AddNumberToObject(o, "rows", (double)cfg->rows) != NULL
+	                          : cJSON_AddNullToObject(o, "rows") != NULL);
 	if (!ok) {
 		cJSON_Delete(o);
 		return NULL;

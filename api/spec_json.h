@@ -37,10 +37,14 @@ typedef struct api_job_refs {
 	char *model;
 	char *dataset;
 	char *val_dataset;
+	char *test_dataset;   /* "test": {"dataset"}, or NULL */
 } api_job_refs;
 void api_job_refs_free(api_job_refs *r);
 int api_train_config_from_json(const cJSON *j, const api_limits *lim, nn_train_config *cfg,
                                api_job_refs *refs, api_err *e);
+/* Rows of the training split of a data set of `rows` rows with a
+ * validation fraction (0 = none), as the engine splits it. */
+int64_t api_train_split_rows(int64_t rows, float val_fraction);
 /* The config as stored, with defaults filled ("config" of the job object). */
 cJSON *api_train_config_to_json(const nn_train_config *cfg, const api_job_refs *refs);
 

@@ -19,6 +19,7 @@
 #include "api_err.h"
 #include "dataset_io.h"
 #include "spec_json.h"
+#include "numtext.h"   /* api_float_json */
 
 #define API_ID_LEN 24   /* "mdl_" + 16 hex digits + NUL fits */
 
@@ -26,14 +27,20 @@
  * "job"), else 0. Anything else is answered 404 before reaching a store. */
 int api_id_valid(const char *id, const char *prefix);
 
+/* API_JOB_PAUSED: a study's trial waiting between rungs of successive
+ * halving (it holds no worker and is not final). */
 typedef enum {
-	API_JOB_QUEUED, API_JOB_RUNNING, API_JOB_SUCCEEDED, API_JOB_FAILED, API_JOB_CANCELLED
+	API_JOB_QUEUED, API_JOB_RUNNING, API_JOB_SUCCEEDED, API_JOB_FAILED, API_JOB_CANCELLED,
+	API_JOB_PAUSED
 } api_job_state;
-#define API_JOB_NSTATES 5
+#define API_JOB_NSTATES 6
 
 const char *api_job_state_name(int s);
 int api_job_state_parse(const char *s);           /* -1 when unknown */
-static inline int api_job_state_final(int s) { return s >= API_JOB_SUCCEEDED; }
+static inline int api_job_state_final(int s)
+{
+	return s >= API_JOB_SUCCEEDED && s <= API_JOB_CANCELLED;
+}
 
 /* A stored data set: the fields compatibility checks need, and the object as
  * served (doc). */
@@ -94,15 +101,15 @@ typedef struct api_job {
 	int stopped_early;
 	int model_version;    /* -1 until it published one */
 	int64_t created_at, started_at, finished_at; /* ms since the epoch; 0 = null */
+	char study[API_ID_LEN];        /* a study's trial: its study, else "" */
+	int trial;                     /* and its trial number */
+	int pause_at;                  /* insert only: the epoch a trial pauses at (0 = none) */
 } api_job;
 void api_job_release(api_job *j);
 
 /* The job object of API.md. */
 cJSON *api_job_to_json(const api_job *j);
 
-/* The shortest decimal that reads back as f (0.1f -> 0.1, not
- * 0.100000001490116), for JSON output of float32 values. */
-double api_float_json(float f);
 
 /* Milliseconds since the epoch as RFC 3339 UTC with milliseconds, into
  * buf (>= 25 bytes). */
@@ -135,6 +142,10 @@ typedef struct api_backend {
 	/* Publishes m (ownership passes to the backend, also on failure) as the
 	 * next version; *version gets its number. */
 	int (*model_publish)(void *ctx, const char *id, nn_model *m, int *version, api_err *e);
+	/* The same, setting the model's classes (JSON array text; NULL keeps
+	 * them): an imported model's first version. */
+	int (*model_publish_classes)(void *ctx, const char *id, nn_model *m, const char *classes,
+	                             int *version, api_err *e);
 
 	/* Jobs. submit stores and queues a job (429 when the queue is full). */
 	int (*job_submit)(void *ctx, const api_job_refs *refs, const char *config_json,

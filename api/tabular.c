@@ -567,7 +567,7 @@ int api_tab_encode_record(const api_tab_enc *enc, const cJSON *rec, int64_t row,
 /* ---------------------------------------------------------------- jobs */
 
 int api_tab_train_prepare(const api_dataset *train, const api_dataset *val,
-                          const int64_t *tr_rows, int64_t n_tr, const char *val_field,
+                          const api_dataset *test, const int64_t *tr_rows, int64_t n_tr,
                           api_tab_train *out, api_err *e)
 {
 	memset(out, 0, sizeof *out);
@@ -586,8 +586,10 @@ int api_tab_train_prepare(const api_dataset *train, const api_dataset *val,
 			return -1;
 		}
 	}
-	if (val && val->columns &&
-	    api_tab_encode_dataset(&out->enc, val, val_field, &out->val_x, e) < 0) {
+	if ((val && val->columns &&
+	     api_tab_encode_dataset(&out->enc, val, "validation.dataset", &out->val_x, e) < 0) ||
+	    (test && test->columns &&
+	     api_tab_encode_dataset(&out->enc, test, "test.dataset", &out->test_x, e) < 0)) {
 		api_tab_train_release(out);
 		return -1;
 	}
@@ -601,6 +603,7 @@ void api_tab_train_release(api_tab_train *t)
 	api_tab_enc_free(&t->enc);
 	free(t->x);
 	free(t->val_x);
+	free(t->test_x);
 	free(t->std_skip);
 	memset(t, 0, sizeof *t);
 }

@@ -114,17 +114,17 @@ int api_tab_encode_record(const api_tab_enc *enc, const cJSON *rec, int64_t row,
  * the encoding with means over tr_rows[0..n_tr) (the training split); x
  * the training set encoded with it (NULL when its own x is that already:
  * every column numeric and complete); std_skip the one-hot and indicator
- * inputs (NULL when none); val_x the validation set (when it has typed
- * columns) encoded by column name (a 422 naming val_field on a column of
- * the wrong kind). Without train->columns everything stays zero. 0 or -1.
+ * inputs (NULL when none); val_x and test_x the validation and test sets
+ * (when they have typed columns) encoded by column name (a 422 naming
+ * validation.dataset or test.dataset on a column of the wrong kind). Without train->columns everything stays zero. 0 or -1.
  */
 typedef struct api_tab_train {
 	api_tab_enc enc;
-	float *x, *val_x;
+	float *x, *val_x, *test_x;
 	uint8_t *std_skip;
 } api_tab_train;
 int api_tab_train_prepare(const struct api_dataset *train, const struct api_dataset *val,
-                          const int64_t *tr_rows, int64_t n_tr, const char *val_field,
+                          const struct api_dataset *test, const int64_t *tr_rows, int64_t n_tr,
                           api_tab_train *out, api_err *e);
 void api_tab_train_release(api_tab_train *t);
 

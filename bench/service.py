@@ -18,6 +18,9 @@ instead, or with the same daemon's cheapest route, side by side:
                        (application/octet-stream, reply float32 too)
   predict throughput   wrk -c16 single-row predicts vs wrk -c16 /healthz
                        (JSON, then float32)
+  dense single row     the same two rows for a row without zeros (random
+                       integers 0..255) on fresh weights: the path no sparse
+                       kernel helps
   batch predict        10,000 rows in one request vs PyTorch forward (+softmax)
                        of the same weights in-process: the JSON body and reply,
                        then float32 rows in and out
@@ -29,6 +32,11 @@ selected it, or as the caller set it) and with as many threads as one job.
 Never pass/fail; bench/run calls it (--rows-only) to print one table.
 
   bench/service.py [--quick] [--rows-only] [--only=uploads,training,predict]
+  bench/service.py --ab=OLD_NND [--rounds=5]
+      single rows only, of both kinds (a Fashion-MNIST test row on weights
+      trained one epoch, a dense random row on fresh weights), on bin/nnd and
+      on OLD_NND, the two daemons taking turns round after round: per round
+      and daemon the ratios to its own /healthz; the median and the range.
 """
 import gzip
 import http.client
@@ -69,10 +77,10 @@ def note(text):
 class Daemon:
     """bin/nnd on 127.0.0.1:0 with a temporary data directory."""
 
-    def __init__(self, workers, env):
+    def __init__(self, workers, env, binary=None):
         self.dir = tempfile.mkdtemp(prefix="nnd-bench-")
         self.log = open(os.path.join(self.dir, "log"), "w+")
-        self.proc = subprocess.Popen([NND, "--listen", "127.0.0.1:0", "--data-dir",
+        self.proc = subprocess.Popen([binary or NND, "--listen", "127.0.0.1:0", "--data-dir",
                                       os.path.join(self.dir, "data"), "--workers",
                                       str(workers), "--log-level", "warn"],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -446,6 +454,75 @@ def wrk(d, path, seconds, script=None):
     return float(m.group(1))
 
 
+def dense_row_file(workdir, seed=11):
+    """A JSON body of one row of 784 random integers 0..255 (none of them 0)."""
+    import random
+    rnd = random.Random(seed)
+    path = os.path.join(workdir, "dense.json")
+    with open(path, "w") as f:
+        json.dump({"instances": [[rnd.randint(1, 255) for _ in range(784)]]}, f)
+    return path
+
+
+def fmnist_row_file(workdir):
+    """A JSON body of the first Fashion-MNIST test row."""
+    with gzip.open(os.path.join(FMNIST, "t10k-images-idx3-ubyte.gz")) as f:
+        pixels = list(f.read(16 + 784)[16:])
+    path = os.path.join(workdir, "one.json")
+    with open(path, "w") as f:
+        json.dump({"instances": [pixels]}, f)
+    return path
+
+
+def spread(values):
+    v = sorted(values)
+    mid = v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+    return f"{mid:.2f}x [{v[0]:.2f}..{v[-1]:.2f}]"
+
+
+def bench_ab(env, old_bin, rounds, n_lat, wrk_seconds, workdir):
+    """Single rows of both kinds on bin/nnd ("new") and old_bin ("old"), taking turns."""
+    sides = {}
+    for name, binary in (("new", NND), ("old", old_bin)):
+        d = Daemon(2, env, binary)
+        ds = upload_idx(d)
+        trained = new_model(d)
+        d.wait_job(submit(d, trained["id"], ds["id"], 1))
+        fresh = new_model(d, seed=7)
+        sides[name] = (d, trained, fresh)
+    bodies = {"fmnist": fmnist_row_file(workdir), "dense": dense_row_file(workdir)}
+    lat = {(s, k): [] for s in sides for k in bodies}
+    thr = {(s, k): [] for s in sides for k in bodies}
+    try:
+        for rnd in range(rounds):
+            for s, (d, trained, fresh) in (sorted(sides.items()) if rnd % 2 else
+                                          sorted(sides.items(), reverse=True)):
+                paths = {"fmnist": f"/v1/models/{trained['id']}/predict",
+                         "dense": f"/v1/models/{fresh['id']}/predict"}
+                h = run_json([LATENCY, "--port", str(d.port), "--path", "/healthz",
+                              "--n", str(n_lat)], env)
+                for k in bodies:
+                    p = run_json([LATENCY, "--port", str(d.port), "--path", paths[k],
+                                  "--body", bodies[k], "--n", str(n_lat)], env)
+                    lat[(s, k)].append(p["p50_us"] / h["p50_us"])
+                rh = wrk(d, "/healthz", wrk_seconds)
+                for k in bodies:
+                    lua = os.path.join(workdir, f"{k}.lua")
+                    write_lua(lua, bodies[k])
+                    thr[(s, k)].append(wrk(d, paths[k], wrk_seconds, lua) / rh)
+                print(f"  round {rnd + 1} {s}: p50/healthz " +
+                      ", ".join(f"{k} {lat[(s, k)][-1]:.2f}x" for k in bodies) +
+                      "; wrk/healthz " + ", ".join(f"{k} {thr[(s, k)][-1]:.2f}x"
+                                                    for k in bodies), flush=True)
+    finally:
+        for d, _, _ in sides.values():
+            d.stop()
+    for k, label in (("fmnist", "Fashion-MNIST row, trained"), ("dense", "dense row, fresh")):
+        for s in ("old", "new"):
+            row(f"{label}, p50/healthz, {s}", spread(lat[(s, k)]), "", "", "<= 1.5x")
+            row(f"{label}, wrk -c16/healthz, {s}", spread(thr[(s, k)]), "", "", ">= 0.6x")
+
+
 def bench_predict(d, env, model, n_lat, wrk_seconds, reps, workdir):
     import numpy as np
     with gzip.open(os.path.join(FMNIST, "t10k-images-idx3-ubyte.gz")) as f:
@@ -505,6 +582,30 @@ def bench_predict(d, env, model, n_lat, wrk_seconds, reps, workdir):
         f"{rp / rh:.2f}x", ">= 0.6x")
     row("  the same, float32 row in and out", f"{rb:,.0f}", f"{rh:,.0f} healthz",
         f"{rb / rh:.2f}x", "(extension)")
+
+    # a row without zeros on fresh weights: no sparse kernel helps it
+    fresh = new_model(d, seed=7)
+    dense = dense_row_file(workdir)
+    dpath = f"/v1/models/{fresh['id']}/predict"
+    hz, dr = [], []
+    for _ in range(reps):
+        hz.append(run_json([LATENCY, "--port", str(d.port), "--path", "/healthz",
+                            "--n", str(n_lat)], env))
+        dr.append(run_json([LATENCY, "--port", str(d.port), "--path", dpath, "--body", dense,
+                            "--n", str(n_lat)], env))
+    h = min(hz, key=lambda r: r["p50_us"])
+    q = min(dr, key=lambda r: r["p50_us"])
+    row("dense random row on fresh weights, p50", f"{q['p50_us']:.0f} us",
+        f"{h['p50_us']:.0f} us healthz", f"{q['p50_us'] / h['p50_us']:.2f}x", "<= 1.5x")
+    lua_dense = os.path.join(workdir, "dense.lua")
+    write_lua(lua_dense, dense)
+    rh, rd = [], []
+    for _ in range(max(2, reps - 1)):
+        rh.append(wrk(d, "/healthz", wrk_seconds))
+        rd.append(wrk(d, dpath, wrk_seconds, lua_dense))
+    rh, rd = max(rh), max(rd)
+    row("  the same, wrk -c16, req/s", f"{rd:,.0f}", f"{rh:,.0f} healthz", f"{rd / rh:.2f}x",
+        ">= 0.6x")
 
     # batch: 10,000 rows in one request vs torch forward of the same weights;
     # JSON and float32 requests take turns on one kept-alive connection
@@ -605,6 +706,16 @@ def main():
             sys.exit(f"bench/service.py: build first (make all): {prog}")
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = "1"
+    ab = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--ab=")), None)
+    if ab:
+        rounds = int(next((a.split("=", 1)[1] for a in sys.argv
+                           if a.startswith("--rounds=")), "5"))
+        workdir = tempfile.mkdtemp(prefix="nnd-bench-work-")
+        try:
+            bench_ab(env, ab, rounds, 5000, 3, workdir)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return
     os.makedirs(CACHE, exist_ok=True)
     fmnist_csv()  # generated once, outside any timing
 

@@ -44,6 +44,16 @@ float *nn_ws_grads(nn_ws *w);
 struct nn_sparse_in;
 void nn_ws_set_sparse_in(nn_ws *w, int k, struct nn_sparse_in *sp);
 void nn_ws_sparse_on(nn_ws *w, int on);
+/* Node k's weights packed for one-row products (row_pack.h), owned by the
+ * caller; NULL for sgemm. Used by inference passes of exactly one row while
+ * nn_ws_row_on(w, 1). */
+struct nn_row_pack;
+void nn_ws_set_row_pack(nn_ws *w, int k, const struct nn_row_pack *p);
+void nn_ws_row_on(nn_ws *w, int on);
+/* 1 when m's node k is a dense layer: its weight and bias offsets in params
+ * (b_off -1 without bias) and its widths. */
+int nn_model_dense_node(const nn_model *m, int k, int64_t *w_off, int64_t *b_off, int *in,
+                        int *out);
 /* 1 when m's node k (k >= 1) is a dense layer fed by a ReLU whose output
  * nothing else reads, with a width that is a multiple of 16. */
 int nn_model_sparse_hidden(const nn_model *m, int k, int *in, int *out);

@@ -12,7 +12,7 @@
  * In training steps the trainer may hand a dense node sparse-input buffers
  * (sparse_in.h): node 0 gets the batch's non-zero bytes of image data; a
  * hidden layer fed by a ReLU compresses its input itself and, when at most
- * nn_sparse_max_density of it is non-zero, its forward product and weight
+ * nn_tune.sparse_max_density of it is non-zero, its forward product and weight
  * gradient skip the zeros. The input gradient stays one sgemm.
  *
  * Cache c0: z, n x out floats, only when store_z.
@@ -21,8 +21,10 @@
 #include <string.h>
 
 #include "plan.h"
+#include "row_pack.h"
 #include "sparse_in.h"
 #include "trainer.h"
+#include "tune.h"
 
 static void dense_forward(const nn_node *nd, int k, nn_run *r)
 {
@@ -40,15 +42,23 @@ static void dense_forward(const nn_node *nd, int k, nn_run *r)
 		nn_sparse_in_begin(sp);
 		for (int i = 0; i < n; i++)
 			nn_sparse_in_add_row_f32(sp, x + (int64_t)i * in);
-		if (nn_sparse_in_density(sp) <= nn_sparse_max_density) {
+		if (nn_sparse_in_density(sp) <= nn_tune.sparse_max_density) {
 			nn_sparse_in_weights(sp, W, nd->has_bias ? r->params + nd->b_off : NULL, NULL,
 			                     NULL);
-			__atomic_add_fetch(&nn_sparse_hidden_steps, 1, __ATOMIC_RELAXED);
+			NN_TEST_COUNT(sparse_hidden_steps);
 		}
 	}
 	if (sp && nn_sparse_in_active(sp)) {
 		/* node 0: the trainer's batch, standardisation folded in */
 		nn_sparse_in_forward(sp, z);
+		nn_act_bias_rows(nd->act, nd->alpha, z, NULL, y, n, out);
+		return;
+	}
+	const nn_row_pack *rp = r->rowp ? r->rowp[k] : NULL;
+	if (rp && n == 1) {
+		/* one prediction row: weights packed once, no sgemm packing */
+		nn_row_product(rp, x, z);
+		NN_TEST_COUNT(row_predictions);
 		nn_act_bias_rows(nd->act, nd->alpha, z, NULL, y, n, out);
 		return;
 	}

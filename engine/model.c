@@ -487,7 +487,21 @@ struct nn_ws {
 	int last_n, last_training;
 	struct nn_sparse_in **sp; /* per node, or NULL (see sparse_in.h) */
 	int sp_on;                /* training passes use sp */
+	const struct nn_row_pack **rowp; /* per node, or NULL (see row_pack.h) */
+	int row_on;                      /* one-row inference passes use rowp */
 };
+
+void nn_ws_row_on(nn_ws *w, int on)
+{
+	if (w)
+		w->row_on = on;
+}
+
+void nn_ws_set_row_pack(nn_ws *w, int k, const struct nn_row_pack *p)
+{
+	if (w && k >= 0 && k < w->n_nodes)
+		w->rowp[k] = p;
+}
 
 void nn_ws_set_sparse_in(nn_ws *w, int k, struct nn_sparse_in *sp)
 {
@@ -556,7 +570,8 @@ static nn_ws *ws_create(const nn_model *m, int max_batch, int with_grads)
 	w->c1 = calloc((size_t)p->n_nodes + 1, sizeof(float *));
 	w->shape = calloc((size_t)p->n_nodes + 1, sizeof(int) * SHAPE_INTS);
 	w->sp = calloc((size_t)p->n_nodes + 1, sizeof(*w->sp));
-	if (!w->v || !w->g || !w->c0 || !w->c1 || !w->shape || !w->sp)
+	w->rowp = calloc((size_t)p->n_nodes + 1, sizeof(*w->rowp));
+	if (!w->v || !w->g || !w->c0 || !w->c1 || !w->shape || !w->sp || !w->rowp)
 		goto fail;
 	for (int k = 0; k < p->n_nodes; k++)
 		shape_of(&p->nodes[k], w->shape + (int64_t)k * SHAPE_INTS);
@@ -623,6 +638,7 @@ void nn_ws_free(nn_ws *w)
 	free(w->c1);
 	free(w->shape);
 	free(w->sp);
+	free(w->rowp);
 	free(w->block);
 	free(w);
 }
@@ -678,8 +694,9 @@ const float *nn_plan_forward(const nn_model *m, nn_ws *w, const float *x, int n,
 	if (training && p->has_dropout && !rng)
 		return NULL;
 	r = (nn_run){ m->params, state_update, m->state, w->grads, w->v, w->g, w->c0, w->c1, n,
-	              training, rng, NULL };
+	              training, rng, NULL, NULL };
 	r.sp = stop == p->n_nodes && w->sp_on ? w->sp : NULL;
+	r.rowp = n == 1 && !training && w->row_on ? w->rowp : NULL;
 	w->v[0] = (float *)x; /* read only */
 	for (int k = 0; k < stop; k++)
 		layer_ops[p->nodes[k].kind]->forward(&p->nodes[k], k, &r);
@@ -711,6 +728,19 @@ int nn_model_sparse_first(const nn_model *m, int64_t *w_off, int64_t *b_off, int
 			return 0;
 	*w_off = nd->w_off;
 	*b_off = nd->has_bias ? nd->b_off : -1;
+	*out = nd->out_w;
+	return 1;
+}
+
+int nn_model_dense_node(const nn_model *m, int k, int64_t *w_off, int64_t *b_off, int *in,
+                        int *out)
+{
+	if (!m || k < 0 || k >= m->impl->n_nodes || m->impl->nodes[k].kind != NN_NODE_DENSE)
+		return 0;
+	const nn_node *nd = &m->impl->nodes[k];
+	*w_off = nd->w_off;
+	*b_off = nd->has_bias ? nd->b_off : -1;
+	*in = nd->in_w;
 	*out = nd->out_w;
 	return 1;
 }
@@ -749,7 +779,7 @@ void nn_backward(nn_model *m, nn_ws *w, int n)
 		return;
 	p = m->impl;
 	r = (nn_run){ m->params, NULL, m->state, w->grads, w->v, w->g, w->c0, w->c1, n,
-	              w->last_training, NULL, w->last_training && w->sp_on ? w->sp : NULL };
+	              w->last_training, NULL, w->last_training && w->sp_on ? w->sp : NULL, NULL };
 	for (int k = p->n_nodes - 1; k >= 0; k--)
 		layer_ops[p->nodes[k].kind]->backward(&p->nodes[k], k, &r);
 }

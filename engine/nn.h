@@ -257,9 +257,6 @@ typedef struct nn_data {
 	 * data stored that way. With x NULL it is the only copy; given beside x,
 	 * both must hold the same values. Training then reads the bytes. */
 	const uint8_t *x8;
-	/* Optional: per feature, 1 when standardisation leaves it alone (mean 0,
-	 * std 1: one-hot and missing-indicator inputs). */
-	const uint8_t *std_skip;
 } nn_data;
 
 /* Converts n floats to bytes for nn_data.x8: 1 when every one is an integer
@@ -339,6 +336,9 @@ typedef struct nn_train_config {
 	nn_schedule sched;
 	float l2;               /* (lambda/2) sum ||W||^2 over dense weights: g += lambda W */
 	int standardize;
+	/* Optional, borrowed: per input, 1 when standardisation leaves it alone
+	 * (mean 0, std 1: one-hot and missing-indicator inputs). */
+	const uint8_t *std_skip;
 	nn_bn_stats bn_stats;
 	struct { int enabled; int patience; float min_delta; int restore_best; } early;
 	struct { nn_avg_type type; int start_epoch; float decay; } avg;
@@ -351,6 +351,15 @@ typedef struct nn_train_config {
 	 * mostly zeros (image bytes, a ReLU's output) with sparse kernels on
 	 * CPUs with AVX-512; 0: every product through cblas_sgemm */
 	int sparse_kernels;
+	/* > 0: train on this many rows of the training split only, drawn with
+	 * the seed (nested: with the same seed and split, a larger count holds
+	 * the rows of a smaller one); more than the split holds is NN_EINVAL */
+	int64_t rows;
+	/* > 0: at the start of this epoch (before its first step) the run saves
+	 * a checkpoint and returns NN_ESTOPPED, as NN_STOP_CHECKPOINT would;
+	 * resuming from it with a later stop (or none) continues bit for bit.
+	 * Not part of the checkpoint's identity. */
+	int stop_at_epoch;
 } nn_train_config;
 
 /* Defaults of API.md (sgd lr 0.01, 10 epochs, batch 32, shuffle, ...). */
@@ -445,6 +454,70 @@ nn_status nn_model_load(const void *buf, size_t len, nn_model **out, char *err, 
 
 /* CRC-32 (IEEE), exposed for the store and tests. */
 uint32_t nn_crc32(uint32_t crc, const void *buf, size_t len);
+
+/* ---------------------------------------------------------------- generated data */
+
+/*
+ * Data sets from the seed's function classes (generate.c states the exact
+ * construction): Y = f*(X) + noise_std * N(0,1), X uniform on [0,1]^inputs.
+ * f* depends only on function_seed and the class's fields; X only on
+ * sample_seed, inputs and rows; noise_std only scales the noise.
+ */
+typedef enum {
+	NN_GEN_LINEAR, NN_GEN_ADDITIVE, NN_GEN_TENSOR, NN_GEN_COMPOSITION, NN_GEN_TEACHER
+} nn_gen_function;
+
+typedef struct nn_gen_spec {
+	nn_gen_function function;
+	int inputs;
+	int64_t rows;
+	double smoothness;     /* alpha: component coefficients decay like k^-(alpha+1/2) */
+	double noise_std;
+	uint64_t function_seed, sample_seed;
+	int terms;             /* tensor_product (default 3) */
+	int depth;             /* composition q (default 2), teacher layers (default 3) */
+	int arity;             /* composition (default 2) */
+	int width;             /* teacher (default 32) */
+	int64_t nonzero;       /* teacher (default 200) */
+} nn_gen_spec;
+
+/* The defaults of API.md for function f (inputs 10, rows 1000, alpha 2,
+ * noise 0.1, seeds 1 and 2). */
+nn_gen_spec nn_gen_default(nn_gen_function f);
+/* Checks ranges; the message names the field ("generator.arity"). */
+nn_status nn_gen_check(const nn_gen_spec *s, char *err, size_t errlen);
+/* The seed's rate exponent of the excess risk in n (*known = 0 for teacher). */
+double nn_gen_rate_exponent(const nn_gen_spec *s, int *known);
+
+/* f* itself, for evaluating at any point (not thread-safe: it has scratch). */
+typedef struct nn_gen_fn nn_gen_fn;
+nn_gen_fn *nn_gen_fn_create(const nn_gen_spec *s, char *err, size_t errlen);
+double nn_gen_fn_eval(nn_gen_fn *f, const float *x);
+void nn_gen_fn_free(nn_gen_fn *f);
+
+/* Fills x (rows x inputs) and y (rows), and fstar (rows, may be NULL) with
+ * f*(x) without noise. */
+nn_status nn_generate(const nn_gen_spec *s, float *x, float *y, float *fstar, char *err,
+                      size_t errlen);
+
+/* ---------------------------------------------------------------- statistics */
+
+/* The p-quantile of Student's t with df degrees of freedom (NAN when out of
+ * range): nn_t_quantile(0.975, 1) = 12.7062... */
+double nn_t_quantile(double p, double df);
+
+typedef struct nn_slope_fit {
+	double slope, intercept;
+	double lo, hi;         /* 95% interval (NAN with fewer than 3 points) */
+	int points;
+} nn_slope_fit;
+
+/* Ordinary least squares of log(values) on log(rows) over all n points,
+ * with a 95% interval from Student's t with n - 2 degrees of freedom.
+ * NN_EINVAL (message says why) when a value is <= 0, n < 2 or all rows are
+ * equal. */
+nn_status nn_loglog_fit(const double *rows, const double *values, int n, nn_slope_fit *out,
+                        char *err, size_t errlen);
 
 /* ---------------------------------------------------------------- BLAS */
 

@@ -75,6 +75,9 @@ typedef struct nn_run {
 	/* training only, per node or NULL: dense node k computes its product
 	 * and weight gradient from the non-zero inputs (sparse_in.h) */
 	struct nn_sparse_in **sp;
+	/* inference of one row, per node or NULL: dense node k's weights packed
+	 * for a matrix-vector product (row_pack.h) */
+	const struct nn_row_pack *const *rowp;
 } nn_run;
 
 /* One entry per node kind: forward and backward of node k. */

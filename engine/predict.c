@@ -5,15 +5,20 @@
  * max_rows, and turns logits into softmax probabilities for classification.
  * The model is only read, so threads may share it, each with its scratch.
  * Blocks of rows that are mostly zeros (image pixels) take the first layer
- * through sparse_in.h, the same path as training steps.
+ * through sparse_in.h, the same path as training steps. A scratch for a
+ * frozen model also packs every dense layer's weights for one-row products
+ * (row_pack.h): a block of a single row, the usual request of a service,
+ * then runs matrix-vector products instead of sgemm.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "plan.h"
+#include "row_pack.h"
 #include "sparse_in.h"
 #include "trainer.h"
+#include "tune.h"
 
 /* w: an inference workspace; xs: max_rows x inputs for standardised rows;
  * sp: the first layer's packed weights for sparse blocks, or NULL. */
@@ -23,10 +28,10 @@ struct nn_scratch {
 	int max_rows;
 	int inputs;
 	nn_sparse_in *sp;
-	const nn_model *owner; /* the frozen model sp was packed from */
+	nn_row_pack **rowp;    /* per node: packed for one row, or NULL */
+	int n_nodes;
+	const nn_model *owner; /* the frozen model sp and rowp were packed from */
 };
-
-int64_t nn_sparse_predict_blocks;
 
 /* The first layer's weights packed for sparse rows (sparse_in.h), when the
  * model and the CPU allow it and the layer is at most 16 Mi weights. The
@@ -36,7 +41,7 @@ static void sparse_setup(nn_scratch *s, const nn_model *m)
 	int64_t w_off, b_off;
 	int out;
 	if (!nn_sparse_in_supported() || !nn_model_sparse_first(m, &w_off, &b_off, &out) ||
-	    (int64_t)out * m->spec.inputs > ((int64_t)1 << 24))
+	    (int64_t)out * m->spec.inputs > nn_tune.sparse_predict_max_weights)
 		return;
 	s->sp = nn_sparse_in_create_forward(s->max_rows, m->spec.inputs, out);
 	if (!s->sp)
@@ -44,6 +49,40 @@ static void sparse_setup(nn_scratch *s, const nn_model *m)
 	nn_sparse_in_weights(s->sp, m->params + w_off, b_off >= 0 ? m->params + b_off : NULL,
 	                     m->std_mean, m->std_std);
 	nn_ws_set_sparse_in(s->w, 0, s->sp);
+	s->owner = m;
+}
+
+/* Every dense layer's weights packed for one-row products, when the model
+ * has at most nn_tune.row_pack_max_weights of them (each scratch holds a
+ * copy). All or none: a failed allocation leaves the sgemm path. */
+static void row_setup(nn_scratch *s, const nn_model *m)
+{
+	int64_t w_off, b_off, total = 0;
+	int in, out, n = nn_model_nodes(m);
+	for (int k = 0; k < n; k++)
+		if (nn_model_dense_node(m, k, &w_off, &b_off, &in, &out))
+			total += (int64_t)in * out;
+	if (total == 0 || total > nn_tune.row_pack_max_weights)
+		return;
+	s->rowp = calloc((size_t)n, sizeof(*s->rowp));
+	if (!s->rowp)
+		return;
+	s->n_nodes = n;
+	for (int k = 0; k < n; k++) {
+		if (!nn_model_dense_node(m, k, &w_off, &b_off, &in, &out))
+			continue;
+		s->rowp[k] = nn_row_pack_create(m->params + w_off, b_off >= 0 ? m->params + b_off : NULL,
+		                                in, out);
+		if (!s->rowp[k]) {
+			for (int i = 0; i < n; i++) {
+				nn_ws_set_row_pack(s->w, i, NULL);
+				nn_row_pack_free(s->rowp[i]);
+				s->rowp[i] = NULL;
+			}
+			return;
+		}
+		nn_ws_set_row_pack(s->w, k, s->rowp[k]);
+	}
 	s->owner = m;
 }
 
@@ -76,8 +115,10 @@ static nn_scratch *scratch_create(const nn_model *m, int max_rows, int frozen)
 		nn_scratch_free(s);
 		return NULL;
 	}
-	if (frozen)
+	if (frozen) {
 		sparse_setup(s, m);
+		row_setup(s, m);
+	}
 	return s;
 }
 
@@ -87,6 +128,9 @@ void nn_scratch_free(nn_scratch *s)
 		return;
 	nn_ws_free(s->w);
 	nn_sparse_in_free(s->sp);
+	for (int k = 0; k < s->n_nodes; k++)
+		nn_row_pack_free(s->rowp[k]);
+	free(s->rowp);
 	free(s->xs);
 	free(s);
 }
@@ -111,13 +155,14 @@ nn_status nn_predict(const nn_model *m, nn_scratch *s, const float *x, int n, fl
 			nn_sparse_in_begin(s->sp);
 			for (int i = 0; i < c; i++)
 				nn_sparse_in_add_row_f32(s->sp, in + (int64_t)i * d);
-			sparse = nn_sparse_in_density(s->sp) <= nn_sparse_max_density;
+			sparse = nn_sparse_in_density(s->sp) <= nn_tune.sparse_max_density;
 			if (sparse) {
 				nn_sparse_in_reuse_weights(s->sp);
-				__atomic_add_fetch(&nn_sparse_predict_blocks, 1, __ATOMIC_RELAXED);
+				NN_TEST_COUNT(sparse_predict_blocks);
 			}
 		}
 		nn_ws_sparse_on(s->w, sparse);
+		nn_ws_row_on(s->w, s->rowp && m == s->owner);
 		if (m->std_mean && !sparse) {
 			for (int i = 0; i < c; i++)
 				for (int j = 0; j < d; j++)

@@ -40,6 +40,7 @@
 #include <time.h>
 #include <sys/mman.h>
 #include "trainer.h"
+#include "tune.h"
 #include "sparse_in.h"
 
 /* ---------------------------------------------------------------- config */
@@ -104,6 +105,8 @@ nn_status nn_train_config_check(const nn_train_config *c, char *err, size_t errl
 	CHECK(c->epochs >= 1, "epochs: must be a positive integer");
 	CHECK(c->batch_size >= 1, "batch_size: must be a positive integer");
 	CHECK(unit(c->val_fraction), "validation.fraction: must be in [0, 1)");
+	CHECK(c->rows >= 0, "rows: must be a positive integer");
+	CHECK(c->stop_at_epoch >= 0, "stop_at_epoch: must not be negative");
 	CHECK((unsigned)o->type <= NN_OPT_ADAMW, "optimizer.type: unknown optimizer");
 	CHECK(isfinite(o->lr) && o->lr > 0, "optimizer.lr: must be a positive number");
 	CHECK(unit(o->momentum), "optimizer.momentum: must be in [0, 1)");
@@ -331,8 +334,6 @@ int nn_to_bytes(uint8_t *restrict dst, const float *restrict src, int64_t n)
  * float image). Any other value anywhere keeps the float path. The steps'
  * numbers are the same to the bit either way.
  */
-int64_t nn_byte_copy_min = (int64_t)1 << 20;
-int64_t nn_byte_copies_made;
 
 static nn_status byte_copy(nn_trainer *t)
 {
@@ -344,7 +345,7 @@ static nn_status byte_copy(nn_trainer *t)
 		t->x8_owned = 0;
 		return NN_OK;
 	}
-	if (n < nn_byte_copy_min || n <= 0 || nn_augment_has_image(&t->cfg.aug))
+	if (n < nn_tune.byte_copy_min || n <= 0 || nn_augment_has_image(&t->cfg.aug))
 		return NN_OK;
 	/* 2 MiB aligned and marked for huge pages: the gather reads rows at
 	 * random, and with 4 KiB pages nearly every row also costs a page walk */
@@ -365,16 +366,9 @@ static nn_status byte_copy(nn_trainer *t)
 			return NN_OK;
 		}
 	}
-	__atomic_add_fetch(&nn_byte_copies_made, 1, __ATOMIC_RELAXED);
+	NN_TEST_COUNT(byte_copies_made);
 	return NN_OK;
 }
-
-int nn_sparse_fuse = 1;
-int64_t nn_sparse_fused_steps;
-float nn_sparse_max_density = 0.6f;
-int64_t nn_sparse_runs;
-int64_t nn_sparse_hidden_min = 16384;
-int64_t nn_sparse_hidden_steps;
 
 /*
  * With a byte copy, decides whether node 0's forward product runs from the
@@ -395,7 +389,7 @@ static nn_status sparse_setup(nn_trainer *t)
 		return NN_OK;
 	for (int k = 1; k < t->n_nodes; k++) {
 		int in = 0, o = 0;
-		if (nn_model_sparse_hidden(t->m, k, &in, &o) && (int64_t)in * o >= nn_sparse_hidden_min) {
+		if (nn_model_sparse_hidden(t->m, k, &in, &o) && (int64_t)in * o >= nn_tune.sparse_hidden_min) {
 			t->sph[k] = nn_sparse_in_create(t->max_batch, in, o);
 			nn_ws_set_sparse_in(t->ws, k, t->sph[k]);
 		}
@@ -411,13 +405,13 @@ static nn_status sparse_setup(nn_trainer *t)
 			nz += row[j] != 0;
 		seen += f;
 	}
-	if (seen == 0 || (double)nz > (double)nn_sparse_max_density * (double)seen)
+	if (seen == 0 || (double)nz > (double)nn_tune.sparse_max_density * (double)seen)
 		return NN_OK;
 	t->sp_w_len = (int64_t)out * f;
 	t->sp = nn_sparse_in_create(t->max_batch, f, out);
 	if (t->sp) {
 		nn_ws_set_sparse_in(t->ws, 0, t->sp);
-		__atomic_add_fetch(&nn_sparse_runs, 1, __ATOMIC_RELAXED);
+		NN_TEST_COUNT(sparse_runs);
 	}
 	return NN_OK; /* without memory for it, the dense path */
 }
@@ -723,7 +717,7 @@ static nn_status set_standardize(nn_trainer *t)
 		else
 			add_sq_dev(sq, sum, t->train->x + t->tr_idx[i] * f, f);
 	}
-	const uint8_t *skip = t->train->std_skip;
+	const uint8_t *skip = t->cfg.std_skip;
 	for (int j = 0; j < f; j++) {
 		double s = sqrt(sq[j] / (double)t->n_tr);
 		mean[j] = (float)sum[j];
@@ -739,11 +733,38 @@ static nn_status set_standardize(nn_trainer *t)
 	return st;
 }
 
+/* cfg->rows of the training split: the first rows of a shuffle of the
+ * split by a generator of its own (so the run's own stream is untouched)
+ * seeded from the job's seed, in ascending order. The same seed and split
+ * shuffle the same way, so a smaller count's rows are a prefix of a
+ * larger one's: learning curves train on nested samples. */
+#define ROWS_SEED_MIX 0x6A09E667F3BCC909ull
+void nn_rows_subset(int64_t *idx, int64_t n, int64_t k, uint64_t seed)
+{
+	nn_rng r;
+	nn_rng_seed(&r, seed ^ ROWS_SEED_MIX);
+	shuffle(idx, n, &r);
+	qsort(idx, (size_t)k, sizeof(int64_t), cmp_i64);
+}
+
+static nn_status subset_rows(nn_trainer *t, const nn_train_config *cfg, char *err,
+                             size_t errlen)
+{
+	CHECK(cfg->rows <= t->n_tr, "rows: %lld is more than the training split holds (%lld)",
+	      (long long)cfg->rows, (long long)t->n_tr);
+	if (cfg->rows == t->n_tr)
+		return NN_OK;
+	nn_rows_subset(t->tr_idx, t->n_tr, cfg->rows, cfg->seed);
+	t->n_tr = cfg->rows;
+	return NN_OK;
+}
+
 static nn_status trainer_init(nn_trainer *t, nn_model *m, const nn_data *train,
                               const nn_data *val, const nn_train_config *cfg, char *err,
                               size_t errlen)
 {
 	int64_t np = 0, ns = 0;
+	nn_status st;
 	float *params = nn_model_params(m, &np);
 	const nn_model_spec *spec = nn_model_spec_of(m);
 	(void)nn_model_state(m, &ns);  /* sizes the best-epoch copy of the state */
@@ -773,6 +794,9 @@ static nn_status trainer_init(nn_trainer *t, nn_model *m, const nn_data *train,
 		return NN_ENOMEM;
 	split_rows(t->tr_idx, rows, t->n_va, &t->rng);
 	memcpy(t->va_idx, t->tr_idx + t->n_tr, sizeof(int64_t) * (size_t)t->n_va);
+
+	if (cfg->rows > 0 && (st = subset_rows(t, cfg, err, errlen)) != NN_OK)
+		return st;
 
 	t->max_batch = cfg->batch_size < t->n_tr ? cfg->batch_size : (int)t->n_tr;
 	t->steps_per_epoch = (t->n_tr + cfg->batch_size - 1) / cfg->batch_size;
@@ -955,7 +979,7 @@ static nn_status step(nn_trainer *t, int n, float lr, const nn_callbacks *cb, ch
 	if (t->sp && nn_sparse_in_rows(t->sp) == n) {
 		nn_sparse_in_weights(t->sp, p + t->sp_w_off, t->sp_b_off >= 0 ? p + t->sp_b_off : NULL,
 		                     nn_model_std_mean(t->m), nn_model_std_std(t->m));
-		fuse = nn_sparse_fuse &&
+		fuse = nn_tune.sparse_fuse &&
 		       (c->opt.type == NN_OPT_ADAM || c->opt.type == NN_OPT_ADAMW) &&
 		       !(c->clip_grad_norm > 0) && !c->sparsity.enabled;
 	}
@@ -1029,7 +1053,7 @@ static nn_status step(nn_trainer *t, int n, float lr, const nn_callbacks *cb, ch
 		double s = nn_sparse_in_adam(t->sp, &sc, p + f0, t->s1 + f0, t->s2 + f0);
 		if (fuse_group >= 0)
 			t->gn_sum[fuse_group] += sqrt(s + fuse_rest);
-		__atomic_add_fetch(&nn_sparse_fused_steps, 1, __ATOMIC_RELAXED);
+		NN_TEST_COUNT(sparse_fused_steps);
 	} else {
 		nn_optim_step(&c->opt, lr, t->opt_t, p, g, t->s1, t->s2, np, t->n_wr, t->wr_off,
 		              t->wr_len);
@@ -1207,6 +1231,8 @@ nn_status nn_train(nn_model *m, const nn_data *train, const nn_data *val,
 		                          total);
 		while (st == NN_OK && t.pos < t.n_tr) {
 			int ask = cb && cb->should_stop ? cb->should_stop(cb->ctx) : NN_GO_ON;
+			if (ask == NN_GO_ON && cfg->stop_at_epoch > 0 && t.epoch >= cfg->stop_at_epoch)
+				ask = NN_STOP_CHECKPOINT;
 			if (ask == NN_STOP_CHECKPOINT)
 				st = checkpoint(&t, cb, err, errlen);
 			if (ask != NN_GO_ON) {

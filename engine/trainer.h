@@ -38,28 +38,13 @@ struct nn_adam_scalars;
 void nn_optim_adam_scalars(const nn_optimizer *o, float lr, int64_t t,
                            struct nn_adam_scalars *a);
 
-/* Training data of at least nn_byte_copy_min floats, all integers 0..255,
- * is gathered from a byte copy (train.c); nn_byte_copies_made counts the
- * copies made. Both are for tests. */
-extern int64_t nn_byte_copy_min;
-extern int64_t nn_byte_copies_made;
-/* Byte data with at most this fraction of non-zero values trains node 0
- * through sparse_in.h (when the model and the CPU allow it); tests set it
- * to 0 (never) or 1 (always). nn_sparse_runs counts the runs that did. */
-extern float nn_sparse_max_density;
-extern int64_t nn_sparse_runs;
-/* Hidden dense layers (after a ReLU) of at least this many weights get
- * sparse-input buffers; nn_sparse_hidden_steps counts the layer passes
- * that took that path. For tests. */
-extern int64_t nn_sparse_hidden_min;
-extern int64_t nn_sparse_hidden_steps;
-/* Steps whose first-layer Adam update ran fused with the end of its
- * gradient (nn_sparse_in_adam), and the switch tests use to compare with
- * the separate passes (0: never fuse). */
-extern int nn_sparse_fuse;
-extern int64_t nn_sparse_fused_steps;
-/* Blocks of rows nn_predict computed through sparse_in.h (for tests). */
-extern int64_t nn_sparse_predict_blocks;
+/* Tuning constants and the counters tests read. */
+#include "tune.h"
+
+/* The rows a job with `rows` = k trains on: idx holds the n rows of the
+ * training split (ascending); afterwards idx[0..k) are the chosen ones,
+ * ascending. The same seed and idx give nested choices for every k. */
+void nn_rows_subset(int64_t *idx, int64_t n, int64_t k, uint64_t seed);
 
 /*
  * An image augmentation with every random draw made: nn_augment_image draws

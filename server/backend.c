@@ -52,6 +52,11 @@ static int mdl_publish(void *c, const char *id, nn_model *m, int *version, api_e
 {
 	return store_model_publish(((backend_ctx *)c)->st, id, m, version, e);
 }
+static int mdl_publish_classes(void *c, const char *id, nn_model *m, const char *classes,
+                               int *version, api_err *e)
+{
+	return store_model_publish_classes(((backend_ctx *)c)->st, id, m, classes, version, e);
+}
 static int job_submit(void *c, const api_job_refs *refs, const char *config, api_job *out,
                       api_err *e)
 {
@@ -95,6 +100,7 @@ void backend_fill(backend_ctx *ctx, int64_t max_body, api_backend *b)
 	b->model_snapshot = mdl_snapshot;
 	b->snap_release = snap_release;
 	b->model_publish = mdl_publish;
+	b->model_publish_classes = mdl_publish_classes;
 	b->job_submit = job_submit;
 	b->job_get = job_get;
 	b->job_list = job_list;

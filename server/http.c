@@ -43,9 +43,10 @@
 #include "http.h"
 #include "metrics.h"
 #include "multipart.h"
-#include "predict_stream.h"
+#include "predict.h"
 #include "router.h"
 #include "util.h"
+#include "web.h"
 
 extern const char nnd_openapi_json[];   /* openapi_blob.c */
 
@@ -105,11 +106,9 @@ typedef struct req {
 	int part;                /* current multipart part: 0 images, 1 labels, 2 name */
 	stream *sse;
 	conn_rec *cr;            /* its connection's record (NULL when untracked) */
-	/* predictions: rows read and predicted as the body arrives */
-	int predict;             /* the predict route */
-	int bin;                 /* a float32 body (application/octet-stream) */
-	int binary_reply;        /* Accept asks for float32 rows */
-	api_predict_stream *ps;  /* NULL when the handler reads the whole body */
+	/* BODY_ROWS: rows read and predicted as the body arrives */
+	int bin;                 /* a float32 body (application/octet-stream); BODY_FILE: a file */
+	predict_body *pb;        /* NULL when the handler reads the whole body */
 } req;
 
 struct stream {
@@ -123,6 +122,8 @@ struct stream {
 	char *pend;
 	size_t pend_len, pend_off;
 	int ended;
+	int all;                 /* the all-jobs feed (GET /v1/events) */
+	int epochs;              /* all: epoch events too (?all=true) */
 	req *r;                  /* for the byte count; NULL once the request is done */
 };
 
@@ -130,7 +131,8 @@ struct stream {
 
 static enum MHD_Result queue_v(req *r, int status, const char *ctype, char *body, size_t len,
                                const char *location, const char *allow, int retry_after,
-                               int www_auth, const char *model_version)
+                               int www_auth, const char *model_version,
+                               const char *disposition)
 {
 	struct MHD_Response *resp =
 		MHD_create_response_from_buffer(len, body ? body : (char *)"", body ? MHD_RESPMEM_MUST_FREE
@@ -154,6 +156,8 @@ static enum MHD_Result queue_v(req *r, int status, const char *ctype, char *body
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
 	if (model_version && model_version[0])
 		MHD_add_response_header(resp, "X-Model-Version", model_version);
+	if (disposition && disposition[0])
+		MHD_add_response_header(resp, "Content-Disposition", disposition);
 	enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)status, resp);
 	MHD_destroy_response(resp);
 	r->status = status;
@@ -166,7 +170,8 @@ static enum MHD_Result queue(req *r, int status, const char *ctype, char *body, 
                              const char *location, const char *allow, int retry_after,
                              int www_auth)
 {
-	return queue_v(r, status, ctype, body, len, location, allow, retry_after, www_auth, NULL);
+	return queue_v(r, status, ctype, body, len, location, allow, retry_after, www_auth, NULL,
+	               NULL);
 }
 
 static enum MHD_Result problem(req *r, const api_err *e, const char *allow, int retry_after,
@@ -196,7 +201,7 @@ static enum MHD_Result reply(req *r, api_reply *rp)
 	rp->body = NULL;
 	size_t len = rp->body_len ? rp->body_len : body ? strlen(body) : 0;
 	return queue_v(r, rp->status, rp->ctype, body, len, rp->location, NULL, rp->retry_after, 0,
-	               rp->model_version);
+	               rp->model_version, rp->disposition);
 }
 
 /* ---------------------------------------------------------------- helpers */
@@ -209,7 +214,8 @@ static const char *query_get(void *qcls, const char *key)
 
 static api_req make_req(req *r)
 {
-	api_req rq = { r->method, r->id[0] ? r->id : NULL, query_get, r->conn, r->buf, r->len };
+	api_req rq = { r->method, r->id[0] ? r->id : NULL, query_get, r->conn, r->buf, r->len,
+		MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT) };
 	return rq;
 }
 
@@ -282,7 +288,8 @@ static void stream_wake(void *arg)
 
 static const char *kind_name(int kind)
 {
-	return kind == FEED_STEP ? "step" : kind == FEED_EPOCH ? "epoch" : "state";
+	return kind == FEED_STEP ? "step" : kind == FEED_EPOCH ? "epoch" :
+	       kind == FEED_TRIAL ? "trial" : "state";
 }
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
@@ -311,6 +318,10 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 			return 0;      /* suspended; resumed on the next event */
 		if (rc < 0) {
 			s->ended = 1;
+			continue;
+		}
+		if (s->all && !s->epochs && (kind == FEED_EPOCH || kind == FEED_TRIAL)) {
+			free(data);
 			continue;
 		}
 		free(s->pend);
@@ -344,15 +355,24 @@ static void stream_free(void *cls)
 	free(s);
 }
 
-static enum MHD_Result serve_events(req *r)
+/* A job's events (all = 0), or every job's (all = 1: GET /v1/events). */
+static enum MHD_Result serve_events(req *r, int all)
 {
 	http_server *h = r->h;
 	api_err e = API_ERR_INIT;
 	const char *fmt = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "format");
-	if (fmt && strcmp(fmt, "ndjson") != 0 && strcmp(fmt, "sse") != 0) {
+	if (fmt && strcmp(fmt, "ndjson") != 0 && strcmp(fmt, "sse") != 0)
 		api_err_field(&e, "format", "must be sse or ndjson");
+	const char *aq = all ? MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "all")
+	                     : NULL;
+	if (aq && strcmp(aq, "true") != 0 && strcmp(aq, "false") != 0)
+		api_err_field(&e, "all", "must be true or false");
+	if (e.n_fields)
 		return problem(r, &e, NULL, 0, 0);
-	}
+	int64_t last_id = -1, v;
+	const char *lei = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Last-Event-ID");
+	if (lei && api_parse_i64(lei, &v) == 0)
+		last_id = v;
 	int max = h->cfg.max_streams > 0 ? h->cfg.max_streams : 1024;
 	if (__atomic_add_fetch(&h->streams, 1, __ATOMIC_SEQ_CST) > max) {
 		__atomic_sub_fetch(&h->streams, 1, __ATOMIC_SEQ_CST);
@@ -360,7 +380,8 @@ static enum MHD_Result serve_events(req *r)
 		            "%d event streams are open, the limit; retry later", max);
 		return problem(r, &e, NULL, 1, 0);
 	}
-	feed *f = jobs_feed_open(h->q, r->id, &e);
+	size_t cursor = 0;
+	feed *f = all ? jobs_events_open(h->q, last_id, &cursor) : jobs_feed_open(h->q, r->id, &e);
 	if (!f) {
 		__atomic_sub_fetch(&h->streams, 1, __ATOMIC_SEQ_CST);
 		return problem(r, &e, NULL, 0, 0);
@@ -374,15 +395,14 @@ static enum MHD_Result serve_events(req *r)
 	s->h = h;
 	s->conn = r->conn;
 	s->f = f;
+	s->cursor = cursor;
+	s->all = all;
+	s->epochs = aq && strcmp(aq, "true") == 0;
 	s->ndjson = fmt && strcmp(fmt, "ndjson") == 0;
 	s->w.suspend = stream_suspend;
 	s->w.wake = stream_wake;
 	s->w.arg = s;
-	s->last_id = -1;
-	const char *lei = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Last-Event-ID");
-	int64_t v;
-	if (lei && api_parse_i64(lei, &v) == 0)
-		s->last_id = v;
+	s->last_id = all ? -1 : last_id;   /* the all-jobs cursor starts after it */
 	struct MHD_Response *resp =
 		MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, s, stream_free);
 	if (!resp) {
@@ -401,6 +421,55 @@ static enum MHD_Result serve_events(req *r)
 	return rc;
 }
 
+/* ---------------------------------------------------------------- dashboard */
+
+/* GET / (a redirect to /ui/) and the dashboard's pages and files: stored
+ * gzip-compressed, sent so to clients that accept gzip, inflated for the
+ * others; never from another origin (the Content-Security-Policy). */
+static enum MHD_Result serve_ui(req *r)
+{
+	struct MHD_Response *resp;
+	int status = MHD_HTTP_OK;
+	size_t len = 0;
+	if (strcmp(r->path, "/") == 0) {
+		resp = MHD_create_response_from_buffer(0, (char *)"", MHD_RESPMEM_PERSISTENT);
+		status = MHD_HTTP_FOUND;
+		if (resp)
+			MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, "/ui/");
+	} else {
+		web_asset a = web_asset_for(r->path);
+		int gz = web_accepts_gzip(MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+		                                                      MHD_HTTP_HEADER_ACCEPT_ENCODING));
+		char *plain = gz ? NULL : web_inflate(&a, &len);
+		if (!gz && !plain)
+			return fail(r, 500, "out_of_memory", "out of memory");
+		if (gz)
+			len = a.gz_len;
+		resp = gz ? MHD_create_response_from_buffer(len, (void *)a.gz, MHD_RESPMEM_PERSISTENT)
+		          : MHD_create_response_from_buffer(len, plain, MHD_RESPMEM_MUST_FREE);
+		if (!resp) {
+			free(plain);
+			return MHD_NO;
+		}
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, a.ctype);
+		if (gz)
+			MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING, "gzip");
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Accept-Encoding");
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+		MHD_add_response_header(resp, "Content-Security-Policy", web_csp);
+		MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+		MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+	}
+	if (!resp)
+		return MHD_NO;
+	enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)status, resp);
+	MHD_destroy_response(resp);
+	r->status = status;
+	r->bytes = len;
+	r->responded = 1;
+	return rc;
+}
+
 /* ---------------------------------------------------------------- service */
 
 static enum MHD_Result serve_srv(req *r, route_srv srv)
@@ -410,6 +479,8 @@ static enum MHD_Result serve_srv(req *r, route_srv srv)
 	case SRV_HEALTHZ:
 		return json(r, 200, "{\"status\":\"ok\"}");
 	case SRV_READYZ:
+		if (h->ready && !h->draining && !store_ready(h->st))
+			return fail(r, 503, "not_ready", "the store is unreachable");
 		if (h->ready && !h->draining)
 			return json(r, 200, "{\"status\":\"ready\"}");
 		return fail(r, 503, "not_ready", h->draining ? "the daemon is shutting down"
@@ -436,17 +507,46 @@ static enum MHD_Result serve_srv(req *r, route_srv srv)
 		return queue(r, 200, "application/json", t, t ? strlen(t) : 0, NULL, NULL, 0, 0);
 	}
 	case SRV_EVENTS:
-		return serve_events(r);
+		return serve_events(r, 0);
+	case SRV_EVENTS_ALL:
+		return serve_events(r, 1);
+	case SRV_UI:
+		return serve_ui(r);
 	case SRV_NONE:
 		break;
 	}
 	return fail(r, 404, "not_found", "no such route");
 }
 
-/* ---------------------------------------------------------------- requests */
+/* ---------------------------------------------------------------- connections */
 
-/* Predict JSON bodies of a known length up to this size get their buffer
- * at once (a 30 MB batch is then never copied by realloc). */
+/* Moves the request's connection record to a phase (under the list lock:
+ * the reaper reads the fields). */
+static int conn_live(http_server *h, const conn_rec *cr)
+{
+	for (const conn_rec *c = h->conns; c; c = c->next)
+		if (c == cr)
+			return 1;
+	return 0;
+}
+
+static void conn_phase(req *r, int phase)
+{
+	if (!r->cr)
+		return;
+	pthread_mutex_lock(&r->h->conns_mu);
+	if (conn_live(r->h, r->cr)) {
+		r->cr->phase = phase;
+		r->cr->since = util_mono_us();
+		r->cr->body_bytes = 0;
+	}
+	pthread_mutex_unlock(&r->h->conns_mu);
+}
+
+/* ---------------------------------------------------------------- bodies */
+
+/* JSON bodies of a known length up to this size get their buffer at once
+ * (a 30 MB prediction batch is then never copied by realloc). */
 #define HTTP_PREALLOC_MAX ((int64_t)64 << 20)
 
 /* A hint for a large buffer about to be filled: transparent huge pages
@@ -466,13 +566,175 @@ static void huge_pages(void *p, size_t len)
 #endif
 }
 
-/* The predict route: JSON or float32 rows, read by a prediction stream as
- * they arrive (see predict_stream.h). A JSON body also goes to the buffer,
- * for the general path when it is not the plain shape. */
-static enum MHD_Result begin_predict(req *r, const char *ct, int64_t clen)
+/* How deep JSON text nests ([ and { outside strings), stopping past lim. */
+static int json_depth_over(const char *s, size_t len, int lim)
 {
-	http_server *h = r->h;
-	r->predict = 1;
+	int depth = 0, in_str = 0;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (in_str) {
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_str = 0;
+		} else if (c == '"') {
+			in_str = 1;
+		} else if (c == '[' || c == '{') {
+			if (++depth > lim)
+				return 1;
+		} else if (c == ']' || c == '}') {
+			depth--;
+		}
+	}
+	return 0;
+}
+
+/* Answers with rp (taken), counting the predictions it holds. */
+static enum MHD_Result answer(req *r, api_reply *rp)
+{
+	if (rp->rows > 0)
+		metrics_count_predictions(rp->rows);
+	enum MHD_Result rc = reply(r, rp);
+	api_reply_release(rp);
+	return rc;
+}
+
+/* BODY_NONE: the daemon's own endpoint, or the route's handler. */
+static enum MHD_Result none_finish(req *r)
+{
+	const route *rt = &router_table[r->route];
+	if (rt->srv != SRV_NONE)
+		return serve_srv(r, rt->srv);
+	api_req rq = make_req(r);
+	api_reply rp = { 0, NULL, NULL, "", 0, 0, 0, "", "" };
+	rt->handler(&r->h->be, &rq, &rp);
+	return answer(r, &rp);
+}
+
+/* BODY_JSON: the document, read whole into r->buf, to the handler. */
+static enum MHD_Result json_begin(req *r, const char *ct, int64_t clen)
+{
+	(void)clen;
+	if (ctype_is(ct, "application/json"))
+		return MHD_YES;
+	api_err e = API_ERR_INIT;
+	api_err_set(&e, 415, "unsupported_media_type", "send application/json, not %.100s",
+	            ct ? ct : "(no Content-Type)");
+	return problem(r, &e, NULL, 0, 0);
+}
+
+static void json_piece(req *r, const char *data, size_t n)
+{
+	if (r->len + n + 1 > r->cap) {
+		size_t cap = r->cap ? r->cap : 4096;
+		while (cap < r->len + n + 1)
+			cap *= 2;
+		char *p = realloc(r->buf, cap);
+		if (!p) {
+			r->too_large = 1;
+			return;
+		}
+		r->buf = p;
+		r->cap = cap;
+	}
+	memcpy(r->buf + r->len, data, n);
+	r->len += n;
+	r->buf[r->len] = '\0';
+}
+
+static enum MHD_Result json_finish(req *r)
+{
+	int jd = r->h->cfg.max_json_depth > 0 ? r->h->cfg.max_json_depth : 128;
+	if (r->buf && json_depth_over(r->buf, r->len, jd)) {
+		api_err e = API_ERR_INIT;
+		api_err_set(&e, 400, "malformed_json", "the JSON nests deeper than %d levels", jd);
+		return problem(r, &e, NULL, 0, 0);
+	}
+	return none_finish(r);
+}
+
+/* BODY_FILE: a JSON document, or a file (application/octet-stream: a
+ * model file), read whole into r->buf for the handler. */
+static enum MHD_Result file_begin(req *r, const char *ct, int64_t clen)
+{
+	r->bin = ctype_is(ct, "application/octet-stream");
+	if (r->bin)
+		return MHD_YES;
+	if (ctype_is(ct, "application/json"))
+		return json_begin(r, ct, clen);
+	api_err e = API_ERR_INIT;
+	api_err_set(&e, 415, "unsupported_media_type",
+	            "send application/json, or application/octet-stream for a model file, "
+	            "not %.100s", ct ? ct : "(no Content-Type)");
+	return problem(r, &e, NULL, 0, 0);
+}
+
+static enum MHD_Result file_finish(req *r)
+{
+	return r->bin ? none_finish(r) : json_finish(r);
+}
+
+/* BODY_UPLOAD: CSV, JSON or multipart IDX, streamed into api_upload. */
+static enum MHD_Result upload_begin(req *r, const char *ct, int64_t clen)
+{
+	(void)clen;
+	if (!(r->err = calloc(1, sizeof *r->err)))
+		return fail(r, 500, "out_of_memory", "out of memory");
+	int kind = api_upload_kind_of(ct);
+	if (kind < 0) {
+		api_err e = API_ERR_INIT;
+		api_err_set(&e, 415, "unsupported_media_type",
+		            "upload text/csv, application/json or multipart/form-data, not %.100s",
+		            ct ? ct : "(none)");
+		return problem(r, &e, NULL, 0, 0);
+	}
+	if (kind == API_UPLOAD_IDX) {
+		char boundary[80];
+		mp_callbacks cb = { r, mp_part_begin, mp_part_data, NULL };
+		if (mp_boundary_of(ct, boundary, sizeof boundary) < 0 ||
+		    !(r->mp = mp_new(boundary, &cb)))
+			return fail(r, 400, "malformed_multipart",
+			            "the multipart Content-Type has no usable boundary");
+	}
+	api_err e = API_ERR_INIT;
+	api_req rq = make_req(r);
+	r->up = api_upload_new((api_upload_kind)kind, &rq, r->h->cfg.max_body, &e);
+	if (!r->up)
+		return problem(r, &e, NULL, 0, 0);
+	return MHD_YES;
+}
+
+static void upload_piece(req *r, const char *data, size_t n)
+{
+	if (r->mp) {
+		if (mp_feed(r->mp, data, n) < 0 && !r->failed) {
+			r->failed = 1;
+			api_err_set(r->err, 400, "malformed_multipart", "%s", mp_error(r->mp));
+		}
+	} else if (api_upload_feed(r->up, 0, data, n, r->err) < 0) {
+		r->failed = 1;
+	}
+}
+
+static enum MHD_Result upload_finish(req *r)
+{
+	if (r->mp && mp_finish(r->mp) < 0) {
+		api_err e = API_ERR_INIT;
+		api_err_set(&e, 400, "malformed_multipart", "%s", mp_error(r->mp));
+		return problem(r, &e, NULL, 0, 0);
+	}
+	api_req rq = make_req(r);
+	api_reply rp = { 0, NULL, NULL, "", 0, 0, 0, "", "" };
+	api_upload_finish(r->up, &r->h->be, &rq, &rp);
+	return answer(r, &rp);
+}
+
+/* BODY_ROWS: JSON or float32 rows, read and predicted as they arrive
+ * (predict.h). A JSON body also goes to r->buf: when it is not the plain
+ * shape, it is a JSON document for the route's handler, which names the
+ * fault. */
+static enum MHD_Result rows_begin(req *r, const char *ct, int64_t clen)
+{
 	r->bin = ctype_is(ct, "application/octet-stream");
 	if (!r->bin && !ctype_is(ct, "application/json")) {
 		api_err e = API_ERR_INIT;
@@ -481,13 +743,11 @@ static enum MHD_Result begin_predict(req *r, const char *ct, int64_t clen)
 		            "not %.100s", ct ? ct : "(no Content-Type)");
 		return problem(r, &e, NULL, 0, 0);
 	}
-	r->binary_reply = api_predict_accepts_binary(
-		MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT));
 	api_req rq = make_req(r);
+	int binary_reply = api_predict_accepts_binary(rq.accept);
 	if (!r->bin) {
 		/* the model's absence or a bad body is the handler's to name */
-		r->ps = api_predict_stream_new(&h->be, &rq, API_PREDICT_JSON, clen, r->binary_reply,
-		                               NULL);
+		r->pb = predict_begin(&r->h->be, &rq, API_PREDICT_JSON, clen, binary_reply, NULL);
 		if (clen > 0 && clen <= HTTP_PREALLOC_MAX) {
 			if (!(r->buf = malloc((size_t)clen + 1)))
 				return fail(r, 500, "out_of_memory", "out of memory");
@@ -496,19 +756,51 @@ static enum MHD_Result begin_predict(req *r, const char *ct, int64_t clen)
 		}
 		return MHD_YES;
 	}
-	r->ps = api_predict_stream_new(&h->be, &rq, API_PREDICT_BINARY, clen, r->binary_reply,
-	                               NULL);
-	if (r->ps)
-		return MHD_YES;
-	/* ask again for the reason (rare: no such model) */
 	api_err *e = calloc(1, sizeof *e);
 	if (!e)
 		return fail(r, 500, "out_of_memory", "out of memory");
-	r->ps = api_predict_stream_new(&h->be, &rq, API_PREDICT_BINARY, clen, r->binary_reply, e);
-	enum MHD_Result rc = r->ps ? MHD_YES : problem(r, e, NULL, 0, 0);
+	r->pb = predict_begin(&r->h->be, &rq, API_PREDICT_BINARY, clen, binary_reply, e);
+	enum MHD_Result rc = r->pb ? MHD_YES : problem(r, e, NULL, 0, 0);
 	free(e);
 	return rc;
 }
+
+static void rows_piece(req *r, const char *data, size_t n)
+{
+	if (r->bin) {
+		predict_feed(r->pb, data, n);
+		return;
+	}
+	json_piece(r, data, n);
+	if (!r->too_large)
+		predict_scan(r->pb, r->buf, r->len);
+}
+
+static enum MHD_Result rows_finish(req *r)
+{
+	api_reply rp = { 0, NULL, NULL, "", 0, 0, 0, "", "" };
+	int done = predict_finish(r->pb, &rp);
+	predict_free(r->pb);
+	r->pb = NULL;
+	return done ? answer(r, &rp) : json_finish(r);
+}
+
+/* How each kind of body (the route's) is taken: begin checks the request's
+ * headers (answering at once when they fail), piece takes each piece of
+ * the body as it arrives, finish answers once the body is complete. */
+static const struct body_kind {
+	enum MHD_Result (*begin)(req *r, const char *ct, int64_t clen);
+	void (*piece)(req *r, const char *data, size_t n);
+	enum MHD_Result (*finish)(req *r);
+} body_kinds[] = {
+	[BODY_NONE] = { NULL, NULL, none_finish },
+	[BODY_JSON] = { json_begin, json_piece, json_finish },
+	[BODY_UPLOAD] = { upload_begin, upload_piece, upload_finish },
+	[BODY_ROWS] = { rows_begin, rows_piece, rows_finish },
+	[BODY_FILE] = { file_begin, json_piece, file_finish },
+};
+
+/* ---------------------------------------------------------------- requests */
 
 /* The first call: route, auth, size and type checks, body sink. */
 static enum MHD_Result begin(req *r, const char *method, const char *url)
@@ -546,86 +838,9 @@ static enum MHD_Result begin(req *r, const char *method, const char *url)
 	r->body = rt->body;
 	const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
 	                                             MHD_HTTP_HEADER_CONTENT_TYPE);
-	if (rt->handler == api_model_predict)
-		return begin_predict(r, ct, cl ? clen : -1);
-	if (rt->body == BODY_JSON && !ctype_is(ct, "application/json")) {
-		api_err e = API_ERR_INIT;
-		api_err_set(&e, 415, "unsupported_media_type", "send application/json, not %.100s",
-		            ct ? ct : "(no Content-Type)");
-		return problem(r, &e, NULL, 0, 0);
-	}
-	if (rt->body == BODY_UPLOAD) {
-		if (!(r->err = calloc(1, sizeof *r->err)))
-			return fail(r, 500, "out_of_memory", "out of memory");
-		int kind = api_upload_kind_of(ct);
-		if (kind < 0) {
-			api_err e = API_ERR_INIT;
-			api_err_set(&e, 415, "unsupported_media_type",
-			            "upload text/csv, application/json or multipart/form-data, not %.100s",
-			            ct ? ct : "(none)");
-			return problem(r, &e, NULL, 0, 0);
-		}
-		if (kind == API_UPLOAD_IDX) {
-			char boundary[80];
-			mp_callbacks cb = { r, mp_part_begin, mp_part_data, NULL };
-			if (mp_boundary_of(ct, boundary, sizeof boundary) < 0 ||
-			    !(r->mp = mp_new(boundary, &cb)))
-				return fail(r, 400, "malformed_multipart",
-				            "the multipart Content-Type has no usable boundary");
-		}
-		api_err e = API_ERR_INIT;
-		api_req rq = make_req(r);
-		r->up = api_upload_new((api_upload_kind)kind, &rq, h->cfg.max_body, &e);
-		if (!r->up)
-			return problem(r, &e, NULL, 0, 0);
-	}
+	if (body_kinds[r->body].begin)
+		return body_kinds[r->body].begin(r, ct, cl ? clen : -1);
 	return MHD_YES;
-}
-
-/* Moves the request's connection record to a phase (under the list lock:
- * the reaper reads the fields). */
-static int conn_live(http_server *h, const conn_rec *cr)
-{
-	for (const conn_rec *c = h->conns; c; c = c->next)
-		if (c == cr)
-			return 1;
-	return 0;
-}
-
-static void conn_phase(req *r, int phase)
-{
-	if (!r->cr)
-		return;
-	pthread_mutex_lock(&r->h->conns_mu);
-	if (conn_live(r->h, r->cr)) {
-		r->cr->phase = phase;
-		r->cr->since = util_mono_us();
-		r->cr->body_bytes = 0;
-	}
-	pthread_mutex_unlock(&r->h->conns_mu);
-}
-
-/* How deep JSON text nests ([ and { outside strings), stopping past lim. */
-static int json_depth_over(const char *s, size_t len, int lim)
-{
-	int depth = 0, in_str = 0;
-	for (size_t i = 0; i < len; i++) {
-		char c = s[i];
-		if (in_str) {
-			if (c == '\\')
-				i++;
-			else if (c == '"')
-				in_str = 0;
-		} else if (c == '"') {
-			in_str = 1;
-		} else if (c == '[' || c == '{') {
-			if (++depth > lim)
-				return 1;
-		} else if (c == ']' || c == '}') {
-			depth--;
-		}
-	}
-	return 0;
 }
 
 /* A piece of the body. */
@@ -640,108 +855,24 @@ static void body_piece(req *r, const char *data, size_t n)
 	}
 	if (r->total > r->h->cfg.max_body)
 		r->too_large = 1;
-	if (r->too_large || r->failed)
+	if (r->too_large || r->failed || !body_kinds[r->body].piece)
 		return;
-	if (r->bin) {
-		api_predict_stream_feed(r->ps, data, n);
-	} else if (r->body == BODY_JSON) {
-		if (r->len + n + 1 > r->cap) {
-			size_t cap = r->cap ? r->cap : 4096;
-			while (cap < r->len + n + 1)
-				cap *= 2;
-			char *p = realloc(r->buf, cap);
-			if (!p) {
-				r->too_large = 1;
-				return;
-			}
-			r->buf = p;
-			r->cap = cap;
-		}
-		memcpy(r->buf + r->len, data, n);
-		r->len += n;
-		r->buf[r->len] = '\0';
-		if (r->ps)
-			api_predict_stream_scan(r->ps, r->buf, r->len);
-	} else if (r->body == BODY_UPLOAD) {
-		if (r->mp) {
-			if (mp_feed(r->mp, data, n) < 0 && !r->failed) {
-				r->failed = 1;
-				api_err_set(r->err, 400, "malformed_multipart", "%s", mp_error(r->mp));
-			}
-		} else if (api_upload_feed(r->up, 0, data, n, r->err) < 0) {
-			r->failed = 1;
-		}
-	}
-}
-
-/* The last call of a prediction: the stream answers, or the general path
- * reads the whole JSON body (after the nesting check the plain shape did not
- * need). */
-static enum MHD_Result dispatch_predict(req *r)
-{
-	http_server *h = r->h;
-	api_req rq = make_req(r);
-	api_reply rp = { 0, NULL, NULL, "", 0, 0, 0, "" };
-	int done = r->ps && api_predict_stream_finish(r->ps, &rq, &rp);
-	api_predict_stream_free(r->ps);
-	r->ps = NULL;
-	if (!done) {
-		int jd = h->cfg.max_json_depth > 0 ? h->cfg.max_json_depth : 128;
-		if (r->buf && json_depth_over(r->buf, r->len, jd)) {
-			api_err e = API_ERR_INIT;
-			api_err_set(&e, 400, "malformed_json", "the JSON nests deeper than %d levels", jd);
-			return problem(r, &e, NULL, 0, 0);
-		}
-		api_model_predict_general(&h->be, &rq, &rp, r->binary_reply);
-	}
-	if (rp.rows > 0)
-		metrics_count_predictions(rp.rows);
-	enum MHD_Result rc = reply(r, &rp);
-	api_reply_release(&rp);
-	return rc;
+	body_kinds[r->body].piece(r, data, n);
 }
 
 /* The last call: the body is complete. */
 static enum MHD_Result dispatch(req *r)
 {
-	http_server *h = r->h;
-	const route *rt = &router_table[r->route];
 	if (r->too_large) {
 		api_err e = API_ERR_INIT;
 		api_err_set(&e, 413, "body_too_large", "the body exceeds the limit of %lld bytes",
-		            (long long)h->cfg.max_body);
+		            (long long)r->h->cfg.max_body);
 		return problem(r, &e, NULL, 0, 0);
 	}
 	if (r->failed)
 		return problem(r, r->err, NULL, 0, 0);
 	conn_phase(r, 2);
-	if (r->predict)
-		return dispatch_predict(r);
-	int jd = h->cfg.max_json_depth > 0 ? h->cfg.max_json_depth : 128;
-	if (rt->body == BODY_JSON && r->buf && json_depth_over(r->buf, r->len, jd)) {
-		api_err e = API_ERR_INIT;
-		api_err_set(&e, 400, "malformed_json", "the JSON nests deeper than %d levels", jd);
-		return problem(r, &e, NULL, 0, 0);
-	}
-	if (rt->srv != SRV_NONE)
-		return serve_srv(r, rt->srv);
-	api_req rq = make_req(r);
-	api_reply rp = { 0, NULL, NULL, "", 0, 0, 0, "" };
-	if (rt->body == BODY_UPLOAD) {
-		if (r->mp && mp_finish(r->mp) < 0) {
-			api_err e = API_ERR_INIT;
-			api_err_set(&e, 400, "malformed_multipart", "%s", mp_error(r->mp));
-			return problem(r, &e, NULL, 0, 0);
-		}
-		api_upload_finish(r->up, &h->be, &rq, &rp);
-	} else {
-		rt->handler(&h->be, &rq, &rp);
-	}
-	if (rp.rows > 0)
-		metrics_count_predictions(rp.rows);
-	enum MHD_Result rc = reply(r, &rp);
-	api_reply_release(&rp);
-	return rc;
+	return body_kinds[r->body].finish(r);
 }
 
 /* Copies s into d (cap bytes, truncated, NUL-terminated) with control
@@ -814,7 +945,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	metrics_observe(r->route, status, us);
 	conn_phase(r, 0);   /* a kept-alive connection waits for its next headers */
 	api_upload_free(r->up);
-	api_predict_stream_free(r->ps);
+	predict_free(r->pb);
 	mp_free(r->mp);
 	free(r->err);
 	free(r->buf);

@@ -48,10 +48,14 @@ typedef struct feed_ev {
 /* A live feed keeps at most this many events; past it the oldest quarter
  * goes (the full history stays in the store, GET .../metrics). */
 #define FEED_MAX_EVENTS 100000
+/* The all-jobs feed (GET /v1/events) keeps fewer: its readers want what
+ * happens now, and a state event is a whole job object. */
+#define ALL_MAX_EVENTS 2048
 
 struct feed {
 	int refs;
 	int done;
+	size_t max;           /* events kept at most (0 = FEED_MAX_EVENTS) */
 	feed_ev *ev;
 	size_t n, cap;
 	size_t base;          /* absolute index of ev[0]; cursors are absolute */
@@ -86,7 +90,12 @@ struct jobs {
 	volatile int stopping;
 	pthread_mutex_t fmu;
 	int feeds_closed;
+	feed *all;            /* every job's state and epoch events (ids: the
+	                       * event's absolute index), for GET /v1/events */
 	int64_t samples;      /* trained samples, for /metrics */
+	/* called (outside every lock) when a study's trial pauses or ends */
+	void (*on_trial)(void *ctx, const char *study);
+	void *on_trial_ctx;
 };
 
 /* ---------------------------------------------------------------- feeds */
@@ -123,20 +132,12 @@ static void wake_all_locked(feed *f)
 	}
 }
 
-/* Appends an event (data taken): a step with its step number id, an epoch
- * (number epoch) ending at step id, or a state (id and epoch unused; final
- * for the terminal one). Steps and epochs already present (a resumed job
- * replays the steps after its checkpoint) are dropped. Caller holds q->fmu. */
-static void feed_push_locked(feed *f, int kind, int64_t id, int epoch, int final, char *data)
+/* Appends an event (data taken) with its id, waking the readers; past
+ * the feed's size its oldest quarter goes. Caller holds q->fmu. */
+static void feed_append_locked(feed *f, int kind, int64_t ev_id, int final, char *data)
 {
-	if (!data)
-		return;
-	if ((kind == FEED_STEP && id <= f->last_step) ||
-	    (kind == FEED_EPOCH && epoch <= f->last_epoch) || f->done) {
-		free(data);
-		return;
-	}
-	if (f->n >= FEED_MAX_EVENTS) {
+	size_t max = f->max ? f->max : FEED_MAX_EVENTS;
+	if (f->n >= max) {
 		size_t drop = f->n / 4;
 		for (size_t i = 0; i < drop; i++)
 			free(f->ev[i].data);
@@ -154,6 +155,29 @@ static void feed_push_locked(feed *f, int kind, int64_t id, int epoch, int final
 		f->ev = p;
 		f->cap = cap;
 	}
+	f->last_id = ev_id;
+	f->ev[f->n].kind = kind;
+	f->ev[f->n].final = final;
+	f->ev[f->n].id = ev_id;
+	f->ev[f->n].data = data;
+	f->n++;
+	wake_all_locked(f);
+}
+
+/* Appends a job's event (data taken): a step with its step number id, an
+ * epoch (number epoch) ending at step id, or a state (id and epoch unused;
+ * final for the terminal one). Steps and epochs already present (a resumed
+ * job replays the steps after its checkpoint) are dropped. Caller holds
+ * q->fmu. */
+static void feed_push_locked(feed *f, int kind, int64_t id, int epoch, int final, char *data)
+{
+	if (!data)
+		return;
+	if ((kind == FEED_STEP && id <= f->last_step) ||
+	    (kind == FEED_EPOCH && epoch <= f->last_epoch) || f->done) {
+		free(data);
+		return;
+	}
 	/* ids never go back (history written before epochs carried their
 	 * step keeps its order this way) */
 	int64_t ev_id = kind == FEED_STATE || id < f->last_id ? f->last_id : id;
@@ -161,13 +185,16 @@ static void feed_push_locked(feed *f, int kind, int64_t id, int epoch, int final
 		f->last_step = id;
 	if (kind == FEED_EPOCH)
 		f->last_epoch = epoch;
-	f->last_id = ev_id;
-	f->ev[f->n].kind = kind;
-	f->ev[f->n].final = kind == FEED_STATE && final;
-	f->ev[f->n].id = ev_id;
-	f->ev[f->n].data = data;
-	f->n++;
-	wake_all_locked(f);
+	feed_append_locked(f, kind, ev_id, kind == FEED_STATE && final, data);
+}
+
+/* Appends a copy of text to the all-jobs feed, its id the event's absolute
+ * index. Caller holds q->fmu. */
+static void all_push_locked(jobs *q, int kind, const char *text)
+{
+	char *t = text && q->all ? strdup(text) : NULL;
+	if (t)
+		feed_append_locked(q->all, kind, (int64_t)(q->all->base + q->all->n), 0, t);
 }
 
 static void feed_push(jobs *q, feed *f, int kind, int64_t id, int epoch, char *data)
@@ -204,13 +231,21 @@ static char *job_text(const api_job *j)
 	return t;
 }
 
-/* A state event: the job object j, final when j's state is terminal. */
-static void feed_push_state(jobs *q, feed *f, const api_job *j)
+/* A state event: the job object j, final when j's state is terminal; a
+ * change (announce) also goes to the all-jobs feed. */
+static void feed_push_state_of(jobs *q, feed *f, const api_job *j, int announce)
 {
 	char *t = job_text(j);
 	pthread_mutex_lock(&q->fmu);
+	if (announce)
+		all_push_locked(q, FEED_STATE, t);
 	feed_push_locked(f, FEED_STATE, 0, 0, api_job_state_final(j->state), t);
 	pthread_mutex_unlock(&q->fmu);
+}
+
+static void feed_push_state(jobs *q, feed *f, const api_job *j)
+{
+	feed_push_state_of(q, f, j, 1);
 }
 
 /* A feed holding job id's stored history (steps and epochs). */
@@ -259,7 +294,7 @@ feed *jobs_feed_open(jobs *q, const char *id, api_err *e)
 		return NULL;
 	feed *f = feed_from_history(q, id);
 	if (f) {
-		feed_push_state(q, f, &j);
+		feed_push_state_of(q, f, &j, 0);
 		f->done = 1;
 	} else {
 		api_err_set(e, 500, "out_of_memory", "out of memory");
@@ -323,6 +358,26 @@ int jobs_feed_next_after(jobs *q, feed *f, size_t *cursor, int64_t after, int *k
 	return rc;
 }
 
+/* ---------------------------------------------------------------- all jobs */
+
+feed *jobs_events_open(jobs *q, int64_t last_id, size_t *cursor)
+{
+	pthread_mutex_lock(&q->fmu);
+	feed *f = q->all;
+	f->refs++;
+	size_t end = f->base + f->n;
+	*cursor = last_id >= 0 && (size_t)last_id < end ? (size_t)last_id + 1 : end;
+	pthread_mutex_unlock(&q->fmu);
+	return f;
+}
+
+void jobs_events_publish(jobs *q, int kind, const char *text)
+{
+	pthread_mutex_lock(&q->fmu);
+	all_push_locked(q, kind, text);
+	pthread_mutex_unlock(&q->fmu);
+}
+
 /* ---------------------------------------------------------------- queue */
 
 static live *find_live(jobs *q, const char *id)
@@ -369,10 +424,17 @@ static live *add_live(jobs *q, const api_job *j, feed *f)
 	return lv;
 }
 
-int jobs_submit(jobs *q, const api_job_refs *refs, const char *config, api_job *out,
-                api_err *e)
+/* A submission; a study's trial (study not NULL) does not count against
+ * the queue's capacity (its study bounds its trials). */
+static int submit(jobs *q, const api_job_refs *refs, const char *config, const char *study,
+                  int trial, int pause_at, api_job *out, api_err *e)
 {
 	memset(out, 0, sizeof *out);
+	if (study) {
+		snprintf(out->study, sizeof out->study, "%s", study);
+		out->trial = trial;
+		out->pause_at = pause_at;
+	}
 	snprintf(out->model, sizeof out->model, "%s", refs->model ? refs->model : "");
 	snprintf(out->dataset, sizeof out->dataset, "%s", refs->dataset ? refs->dataset : "");
 	snprintf(out->val_dataset, sizeof out->val_dataset, "%s",
@@ -387,7 +449,7 @@ int jobs_submit(jobs *q, const api_job_refs *refs, const char *config, api_job *
 	 * workers' per-step bookkeeping never waits for an fsync */
 	pthread_mutex_lock(&q->submit_mu);
 	pthread_mutex_lock(&q->mu);
-	int stopping = q->stopping, full = count_queued(q) >= q->capacity;
+	int stopping = q->stopping, full = !study && count_queued(q) >= q->capacity;
 	pthread_mutex_unlock(&q->mu);
 	if (stopping || full) {
 		pthread_mutex_unlock(&q->submit_mu);
@@ -418,6 +480,39 @@ int jobs_submit(jobs *q, const api_job_refs *refs, const char *config, api_job *
 	pthread_mutex_unlock(&q->mu);
 	pthread_mutex_unlock(&q->submit_mu);
 	return 0;
+}
+
+int jobs_submit(jobs *q, const api_job_refs *refs, const char *config, api_job *out,
+                api_err *e)
+{
+	return submit(q, refs, config, NULL, 0, 0, out, e);
+}
+
+int jobs_submit_trial(jobs *q, const api_job_refs *refs, const char *config,
+                      const char *study, int trial, int pause_at, api_job *out, api_err *e)
+{
+	return submit(q, refs, config, study, trial, pause_at, out, e);
+}
+
+int jobs_resume(jobs *q, const char *id, int pause_at)
+{
+	if (store_job_resume(q->st, id, pause_at) < 0)
+		return -1;
+	pthread_mutex_lock(&q->mu);
+	live *lv = find_live(q, id);
+	if (lv && lv->state == API_JOB_PAUSED)
+		lv->state = API_JOB_QUEUED;
+	pthread_cond_broadcast(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+	return lv ? 0 : -1;
+}
+
+void jobs_set_trial_listener(jobs *q, void (*fn)(void *ctx, const char *study), void *ctx)
+{
+	pthread_mutex_lock(&q->mu);
+	q->on_trial = fn;
+	q->on_trial_ctx = ctx;
+	pthread_mutex_unlock(&q->mu);
 }
 
 int jobs_get(jobs *q, const char *id, api_job *out, api_err *e)
@@ -454,7 +549,15 @@ void jobs_overlay(jobs *q, cJSON *items)
 	pthread_mutex_unlock(&q->mu);
 }
 
+static void set_error(api_job *j, const char *code, const char *detail);
+
 int jobs_cancel(jobs *q, const char *id, api_job *out, api_err *e)
+{
+	return jobs_cancel_code(q, id, NULL, NULL, out, e);
+}
+
+int jobs_cancel_code(jobs *q, const char *id, const char *code, const char *detail,
+                     api_job *out, api_err *e)
 {
 	pthread_mutex_lock(&q->mu);
 	live *lv = find_live(q, id);
@@ -483,6 +586,8 @@ int jobs_cancel(jobs *q, const char *id, api_job *out, api_err *e)
 	}
 	out->state = API_JOB_CANCELLED;
 	out->finished_at = util_now_ms();
+	if (code)
+		set_error(out, code, detail ? detail : code);
 	int rc = store_job_update(q->st, out, e);
 	store_checkpoint_delete(q->st, id);
 	feed_push_state(q, lv->f, out);
@@ -576,6 +681,21 @@ static void flush(run *r, int epoch, int64_t end_step, const char *epoch_doc)
 		util_log(0, "jobs: %s: cannot write metrics: %s", r->j.id, e.detail);
 }
 
+/* The all-jobs feed's epoch event: the record with the job's id first,
+ * {"job":"job_...", ...}. */
+static void all_push_epoch(jobs *q, const char *id, const char *rec)
+{
+	size_t n = strlen(rec) + strlen(id) + 16;
+	char *t = rec[0] == '{' ? malloc(n) : NULL;
+	if (!t)
+		return;
+	snprintf(t, n, "{\"job\":\"%s\"%s%s", id, rec[1] == '}' ? "" : ",", rec + 1);
+	pthread_mutex_lock(&q->fmu);
+	all_push_locked(q, FEED_EPOCH, t);
+	pthread_mutex_unlock(&q->fmu);
+	free(t);
+}
+
 static void on_step(void *ctx, const nn_step_record *rec)
 {
 	run *r = ctx;
@@ -653,6 +773,7 @@ static void on_epoch(void *ctx, const nn_epoch_record *rec)
 	r->q->samples += r->n_train;
 	pthread_mutex_unlock(&r->q->mu);
 	flush(r, rec->epoch, rec->step, t);
+	all_push_epoch(r->q, r->j.id, t);
 	feed_push(r->q, r->lv->f, FEED_EPOCH, rec->step, rec->epoch, t);
 }
 
@@ -798,7 +919,8 @@ static char *classes_of(store *st, const char *ds)
 /* The typed-column work of a job (api_tab_train_prepare) on the split the
  * engine will make. 0, or -1 with e set. */
 static int prepare_tabular(const api_dataset *train, const api_dataset *val,
-                           const nn_train_config *cfg, api_tab_train *tab, api_err *e)
+                           const api_dataset *test, const nn_train_config *cfg,
+                           api_tab_train *tab, api_err *e)
 {
 	if (!train->columns)
 		return 0;
@@ -809,9 +931,39 @@ static int prepare_tabular(const api_dataset *train, const api_dataset *val,
 	if (nn_train_split(train->rows, val != NULL, cfg, idx, &n_tr) != NN_OK)
 		rc = 0;   /* nn_train reports it */
 	else
-		rc = api_tab_train_prepare(train, val, idx, n_tr, "validation.dataset", tab, e);
+		rc = api_tab_train_prepare(train, val, test, idx, n_tr, tab, e);
 	free(idx);
 	return rc;
+}
+
+/* Puts test_loss (and test_accuracy for classification) of the published
+ * model m on the test set into j's metrics; x: the test set encoded with
+ * the training set's typed columns (width inputs), or NULL. */
+static void add_test_metrics(api_job *j, const nn_model *m, const api_dataset *test,
+                             const float *x, int width)
+{
+	float loss = NAN, acc = NAN;
+	nn_data tv = api_dataset_view(test);
+	if (x) {
+		tv.x = x;
+		tv.x8 = NULL;
+		tv.features = width;
+	}
+	if (nn_evaluate(m, &tv, &loss, &acc) != NN_OK)
+		return;
+	cJSON *o = j->metrics ? cJSON_Parse(j->metrics) : NULL;
+	if (!o)
+		o = cJSON_CreateObject();
+	cJSON_DeleteItemFromObjectCaseSensitive(o, "test_loss");
+	cJSON_AddItemToObject(o, "test_loss", flt_or_null(loss));
+	if (test->task == NN_TASK_CLASSIFICATION)
+		cJSON_AddItemToObject(o, "test_accuracy", flt_or_null(acc));
+	char *t = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	if (t) {
+		free(j->metrics);
+		j->metrics = t;
+	}
 }
 
 /* Runs one job to an end state (or back to queued on shutdown). Returns 1
@@ -819,6 +971,7 @@ static int prepare_tabular(const api_dataset *train, const api_dataset *val,
 static int run_job(jobs *q, live *lv)
 {
 	int64_t t_start = util_mono_us();   /* phases for the debug log */
+	const api_dataset *test = NULL;
 	run r;
 	memset(&r, 0, sizeof r);
 	r.q = q;
@@ -859,6 +1012,13 @@ static int run_job(jobs *q, live *lv)
 			have_val = 1;
 		}
 	}
+	if (!code && refs.test_dataset &&
+	    store_dataset_acquire(q->st, refs.test_dataset, &test, &e) < 0) {
+		code = "dataset_unavailable";
+		snprintf(err, sizeof err, "test: %s", e.detail);
+	}
+	if (!code)
+		cfg.stop_at_epoch = store_job_pause_at(q->st, r.j.id);
 	int new_base = -1;    /* the version a first start trains from */
 	if (!code) {
 		int base = -1;
@@ -892,7 +1052,7 @@ static int run_job(jobs *q, live *lv)
 	 * its rows only), and the validation set encoded with it */
 	api_tab_train tab;
 	memset(&tab, 0, sizeof tab);
-	if (!code && prepare_tabular(train, have_val ? val : NULL, &cfg, &tab, &e) < 0) {
+	if (!code && prepare_tabular(train, have_val ? val : NULL, test, &cfg, &tab, &e) < 0) {
 		code = e.status == 422 ? "invalid_dataset" : "out_of_memory";
 		snprintf(err, sizeof err, "%.380s%s%.200s", e.detail, e.n_fields ? ": " : "",
 		         e.n_fields ? e.fields[0].message : "");
@@ -903,6 +1063,8 @@ static int run_job(jobs *q, live *lv)
 	r.n_train = train ? train->rows : 0;
 	if (!have_val && cfg.val_fraction > 0)
 		r.n_train -= (int64_t)((double)r.n_train * cfg.val_fraction);
+	if (cfg.rows > 0 && cfg.rows < r.n_train)
+		r.n_train = cfg.rows;
 	int64_t spe = cfg.batch_size > 0 ? (r.n_train + cfg.batch_size - 1) / cfg.batch_size : 1;
 	r.total_steps = spe * cfg.epochs;
 
@@ -926,7 +1088,7 @@ static int run_job(jobs *q, live *lv)
 			tv.x = tab.x;
 			tv.x8 = NULL;
 		}
-		tv.std_skip = tab.std_skip;
+		cfg.std_skip = tab.std_skip;
 		nn_data vv = have_val ? api_dataset_view(val) : (nn_data){ 0 };
 		if (tab.val_x) {
 			vv.x = tab.val_x;
@@ -947,7 +1109,13 @@ static int run_job(jobs *q, live *lv)
 	free(r.w.buf);
 	int64_t t_end = util_mono_us();
 
-	if (!code && st == NN_ESTOPPED && !lv->cancel) {
+	if (!code && st == NN_ESTOPPED && !lv->cancel && !q->stopping && cfg.stop_at_epoch > 0) {
+		/* a study's trial at the end of its rung: it waits, holding no
+		 * worker, until the study continues or prunes it */
+		r.j.state = API_JOB_PAUSED;
+		flush(&r, 0, 0, NULL);
+		final = 0;
+	} else if (!code && st == NN_ESTOPPED && !lv->cancel) {
 		/* shutdown: stays queued, resumes from the checkpoint next start */
 		r.j.state = API_JOB_QUEUED;
 		flush(&r, 0, 0, NULL);
@@ -959,6 +1127,8 @@ static int run_job(jobs *q, live *lv)
 	} else if (!code && st == NN_OK) {
 		r.j.state = API_JOB_SUCCEEDED;
 		r.j.progress = 1;
+		if (test)
+			add_test_metrics(&r.j, m, test, tab.test_x, tab.enc.width);
 		r.j.stopped_early = res.stopped_early;
 		if (res.best_epoch >= 0) {
 			cJSON *b = cJSON_CreateObject();
@@ -1025,6 +1195,7 @@ static int run_job(jobs *q, live *lv)
 	store_dataset_release(q->st, train);
 	store_dataset_release(q->st, val);
 	api_tab_train_release(&tab);
+	store_dataset_release(q->st, test);
 	api_job_refs_free(&refs);
 	free(r.steps);
 
@@ -1032,8 +1203,12 @@ static int run_job(jobs *q, live *lv)
 	if (final)
 		remove_live(q, lv);
 	else
-		lv->state = API_JOB_QUEUED;
+		lv->state = r.j.state == API_JOB_PAUSED ? API_JOB_PAUSED : API_JOB_QUEUED;
 	pthread_mutex_unlock(&q->mu);
+	if (r.j.state == API_JOB_PAUSED)
+		feed_push_state(q, lv->f, &r.j);
+	if ((final || r.j.state == API_JOB_PAUSED) && q->on_trial && r.j.study[0])
+		q->on_trial(q->on_trial_ctx, r.j.study);
 	if (final) {
 		feed_push_state(q, lv->f, &r.j);
 		feed_finish(q, lv->f);
@@ -1105,6 +1280,11 @@ int jobs_start(store *st, int workers, int capacity, const api_limits *lim, jobs
 	pthread_mutex_init(&q->submit_mu, NULL);
 	pthread_cond_init(&q->cv, NULL);
 	pthread_mutex_init(&q->fmu, NULL);
+	if (!(q->all = feed_new())) {
+		jobs_free(q);
+		return -1;
+	}
+	q->all->max = ALL_MAX_EVENTS;
 
 	char (*ids)[API_ID_LEN] = NULL;
 	int n = 0;
@@ -1131,8 +1311,11 @@ int jobs_start(store *st, int workers, int capacity, const api_limits *lim, jobs
 		feed *f = feed_from_history(q, j.id);
 		if (f) {
 			feed_push_state(q, f, &j);
-			if (!add_live(q, &j, f))
+			live *lv = add_live(q, &j, f);
+			if (!lv)
 				feed_free(f);
+			else if (j.state == API_JOB_PAUSED)
+				lv->state = API_JOB_PAUSED;
 		}
 		util_log(2, "jobs: %s requeued", j.id);
 		api_job_release(&j);
@@ -1173,6 +1356,8 @@ void jobs_stop(jobs *q)
 	q->feeds_closed = 1;
 	for (live *lv = q->lives; lv; lv = lv->next)
 		wake_all_locked(lv->f);
+	if (q->all)
+		wake_all_locked(q->all);
 	pthread_mutex_unlock(&q->fmu);
 	pthread_mutex_unlock(&q->mu);
 }
@@ -1188,6 +1373,7 @@ void jobs_free(jobs *q)
 		free(lv);
 		lv = next;
 	}
+	feed_unref(q, q->all);
 	free(q->threads);
 	pthread_mutex_destroy(&q->mu);
 	pthread_mutex_destroy(&q->submit_mu);

@@ -31,6 +31,23 @@ void jobs_free(jobs *q);
 int jobs_submit(jobs *q, const api_job_refs *refs, const char *config, api_job *out,
                 api_err *e);
 int jobs_cancel(jobs *q, const char *id, api_job *out, api_err *e);
+
+/* ---- studies' trials (server/studies.c) */
+/* Submits a study's trial: it does not count against the capacity; with
+ * pause_at > 0 it pauses (state paused, holding no worker) at the start of
+ * that epoch. */
+int jobs_submit_trial(jobs *q, const api_job_refs *refs, const char *config,
+                      const char *study, int trial, int pause_at, api_job *out, api_err *e);
+/* Continues a paused trial from its checkpoint, to pause again at pause_at
+ * (0 = run to the end). 0, or -1 when it is not paused here. */
+int jobs_resume(jobs *q, const char *id, int pause_at);
+/* Cancels like jobs_cancel; a job that had not started (queued or paused)
+ * records the error {code, detail} when code is not NULL (pruned trials). */
+int jobs_cancel_code(jobs *q, const char *id, const char *code, const char *detail,
+                     api_job *out, api_err *e);
+/* fn(ctx, study) runs on a worker, outside every lock, whenever a study's
+ * trial pauses or reaches a final state. */
+void jobs_set_trial_listener(jobs *q, void (*fn)(void *ctx, const char *study), void *ctx);
 /* The stored job with the live step, epoch and progress of a running job. */
 int jobs_get(jobs *q, const char *id, api_job *out, api_err *e);
 
@@ -46,7 +63,7 @@ int64_t jobs_samples_trained(jobs *q);
 /* ---- event feeds */
 typedef struct feed feed;
 
-enum { FEED_STEP = 0, FEED_EPOCH = 1, FEED_STATE = 2 };
+enum { FEED_STEP = 0, FEED_EPOCH = 1, FEED_STATE = 2, FEED_TRIAL = 3 };
 
 typedef struct feed_waiter {
 	void (*suspend)(void *arg);  /* called under the feed lock */
@@ -77,5 +94,21 @@ int jobs_feed_next(jobs *q, feed *f, size_t *cursor, int *kind, int64_t *id, cha
  */
 int jobs_feed_next_after(jobs *q, feed *f, size_t *cursor, int64_t after, int *kind,
                          int64_t *id, char **data, feed_waiter *w);
+
+/* ---- the all-jobs feed (GET /v1/events)
+ * Every job's state events (the job object, at each change) and epoch
+ * events (the epoch record with "job": id first), in the order they
+ * happened; an event's id is its absolute index in the feed. It keeps the
+ * newest 2048 events: a reader that falls further behind skips ahead. It
+ * never ends while the daemon runs. */
+
+/* A reference to the feed (close it with jobs_feed_close) and the cursor
+ * of the event after last_id (a Last-Event-ID), or of the next event to
+ * come when last_id is -1. Read it with jobs_feed_next. */
+feed *jobs_events_open(jobs *q, int64_t last_id, size_t *cursor);
+/* Appends a copy of text (a JSON document) as an event of kind (FEED_STATE
+ * for a study object, FEED_TRIAL for a trial), for whoever else has
+ * events to tell every dashboard (studies). */
+void jobs_events_publish(jobs *q, int kind, const char *text);
 
 #endif

@@ -41,7 +41,8 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
 	fprintf(f,
-	        "usage: nnd [--listen HOST:PORT] [--data-dir DIR] [--workers N] [--queue N]\n"
+	        "usage: nnd [--listen HOST:PORT] [--data-dir DIR | --store URI] [--workers N]\n"
+	        "           [--queue N]\n"
 	        "           [--max-body BYTES] [--api-key-file FILE] [--log-level LEVEL]\n"
 	        "           [--max-params N] [--max-depth N] [--max-layers N] [--max-epochs N]\n"
 	        "           [--max-batch N] [--max-json-depth N] [--max-connections N]\n"
@@ -51,6 +52,8 @@ static void usage(FILE *f)
 	        "\n"
 	        "  --listen HOST:PORT    address to serve on (default 127.0.0.1:8080; port 0 = any)\n"
 	        "  --data-dir DIR        where the store lives (default ./nnd-data)\n"
+	        "  --store URI           keep everything in PostgreSQL instead (a libpq URI,\n"
+	        "                        postgresql://...), shared by every daemon given it\n"
 	        "  --workers N           training jobs run at once (default: the cores)\n"
 	        "  --queue N             queued jobs accepted at most (default 64; then 429)\n"
 	        "  --max-body BYTES      request body limit (default 1 GiB; then 413)\n"
@@ -144,7 +147,7 @@ int main(int argc, char **argv)
 
 	char host[256] = "127.0.0.1";
 	long long port = 8080, workers = 0, queue = 64, max_body = 1LL << 30;
-	const char *data_dir = "./nnd-data", *key_file = NULL;
+	const char *data_dir = "./nnd-data", *key_file = NULL, *store_url = NULL;
 	const char *cert_file = NULL, *tls_key_file = NULL;
 	long long max_json_depth = 128, max_conns = 1024, max_streams = 1024;
 	long long idle_timeout = 60, request_timeout = 30;
@@ -188,6 +191,8 @@ int main(int argc, char **argv)
 			}
 		} else if (strcmp(a, "--data-dir") == 0) {
 			data_dir = v;
+		} else if (strcmp(a, "--store") == 0) {
+			store_url = v;
 		} else if (strcmp(a, "--workers") == 0) {
 			bad = parse_int(v, 1, 256, &workers) < 0;
 		} else if (strcmp(a, "--queue") == 0) {
@@ -319,7 +324,7 @@ int main(int argc, char **argv)
 	fflush(stderr);
 
 	store *st = NULL;
-	if (store_open(data_dir, &st, err, sizeof err) < 0) {
+	if (store_open_url(store_url, data_dir, &st, err, sizeof err) < 0) {
 		fprintf(stderr, "nnd: %s\n", err);
 		http_stop(h);
 		return 1;
@@ -337,7 +342,7 @@ int main(int argc, char **argv)
 	be.limits = lim;
 	http_set_backend(h, st, q, &be);
 	util_log(2, "nnd %s ready: data %s, %lld workers, queue %lld, BLAS %s, %s", NN_VERSION,
-	         data_dir, workers, queue, nn_blas_core() ? nn_blas_core() : "?",
+	         store_url ? store_kind(st) : data_dir, workers, queue, nn_blas_core() ? nn_blas_core() : "?",
 	         tls_cert ? "HTTPS" : "HTTP");
 
 	unsigned char sig = 0;

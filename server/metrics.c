@@ -3,13 +3,13 @@
  * of slots (the codes API.md uses, plus "other"), so the tables are static
  * and updates need no lock.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "metrics.h"
 #include "router.h"
+#include "textbuf.h"
 
 #define MAX_ROUTES 64
 static const int statuses[] = { 200, 201, 202, 204, 400, 401, 404, 405, 409, 413, 415, 422,
@@ -55,35 +55,9 @@ void metrics_count_predictions(int64_t rows)
 	__atomic_fetch_add(&predictions, (uint64_t)rows, __ATOMIC_RELAXED);
 }
 
-typedef struct buf {
-	char *p;
-	size_t len, cap;
-} buf;
-
-static void put(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(buf *b, const char *fmt, ...)
-{
-	for (;;) {
-		va_list ap;
-		va_start(ap, fmt);
-		int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
-		va_end(ap);
-		if (n < 0)
-			return;
-		if (b->p && b->len + (size_t)n < b->cap) {
-			b->len += (size_t)n;
-			return;
-		}
-		size_t cap = b->cap ? b->cap * 2 : 16384;
-		while (cap < b->len + (size_t)n + 1)
-			cap *= 2;
-		char *np = realloc(b->p, cap);
-		if (!np)
-			return;
-		b->p = np;
-		b->cap = cap;
-	}
-}
+/* the page is built in a textbuf (api/textbuf.h) */
+typedef textbuf buf;
+#define put textbuf_put
 
 static const char *route_name(int r)
 {
@@ -92,7 +66,7 @@ static const char *route_name(int r)
 
 char *metrics_render(jobs *q, store *st)
 {
-	buf b = { NULL, 0, 0 };
+	buf b = TEXTBUF_INIT;
 	put(&b, "# HELP nnd_http_requests_total HTTP requests by route and status.\n"
 	        "# TYPE nnd_http_requests_total counter\n");
 	int nr = router_count < MAX_ROUTES ? router_count : MAX_ROUTES;

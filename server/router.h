@@ -14,12 +14,18 @@
 typedef enum {
 	BODY_NONE,     /* no body expected (one sent is read and ignored) */
 	BODY_JSON,     /* read whole, up to --max-body, then the handler runs */
-	BODY_UPLOAD    /* streamed to api_upload (CSV, JSON or multipart IDX) */
+	BODY_UPLOAD,   /* streamed to api_upload (CSV, JSON or multipart IDX) */
+	BODY_FILE,     /* read whole like BODY_JSON, but application/octet-stream too
+	                * (a model file: POST /v1/models?format=onnx) */
+	BODY_ROWS      /* rows predicted as they arrive (predict.h: JSON or float32);
+	                * a JSON body that is not the plain shape goes to the
+	                * handler whole, as BODY_JSON */
 } route_body;
 
 typedef enum {
 	SRV_NONE,      /* an api handler */
-	SRV_HEALTHZ, SRV_READYZ, SRV_METRICS, SRV_OPENAPI, SRV_INFO, SRV_EVENTS
+	SRV_HEALTHZ, SRV_READYZ, SRV_METRICS, SRV_OPENAPI, SRV_INFO, SRV_EVENTS,
+	SRV_EVENTS_ALL, SRV_UI
 } route_srv;
 
 typedef struct route {

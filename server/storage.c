@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "storage.h"
+#include "store_ops.h"
 #include "spec_json.h"
 #include "util.h"
 
@@ -95,6 +96,9 @@ typedef struct dsmap {
 #define DS_CACHE_IDLE_BYTES ((int64_t)1 << 31)
 
 struct store {
+	/* another store chosen at start (store_open_url), else NULL: SQLite */
+	const store_ops *ops;
+	void *be;
 	char dir[1024];
 	char ds_dir[1100], mdl_dir[1100], ckpt_dir[1100];
 	sqlite3 *db;
@@ -131,6 +135,14 @@ static const char schema[] =
 	" PRIMARY KEY(job, epoch)) WITHOUT ROWID;";
 
 /* ---------------------------------------------------------------- helpers */
+
+/* The first line of a public function whose work another store does when
+ * one was chosen at start (see store_ops.h). */
+#define VIA(s, fn, ...) \
+	do { \
+		if ((s)->ops) \
+			return (s)->ops->fn((s)->be, __VA_ARGS__); \
+	} while (0)
 
 /* A failed statement: a full disk is a 507, anything else a 500. Full
  * means SQLITE_FULL, or an I/O error whose errno is ENOSPC, EDQUOT or
@@ -271,14 +283,25 @@ static void remove_orphans(store *s, const char *dir, const char *sql_has, int v
 /* Columns added after the first schema; "duplicate column" means done. */
 static int migrate(store *s)
 {
-	char *msg = NULL;
-	int rc = sqlite3_exec(s->db, "ALTER TABLE jobs ADD COLUMN cancel_requested INT DEFAULT 0",
-	                      NULL, NULL, &msg);
-	int ok = rc == SQLITE_OK || (msg && strstr(msg, "duplicate column"));
-	if (!ok)
-		util_log(0, "store: migrate: %s", msg ? msg : "?");
-	sqlite3_free(msg);
-	return ok ? 0 : -1;
+	static const char *const add[] = {
+		"ALTER TABLE jobs ADD COLUMN cancel_requested INT DEFAULT 0",
+		/* studies: a trial's job names its study and number; pause_at is
+		 * the epoch successive halving stops it at (0 = none) */
+		"ALTER TABLE jobs ADD COLUMN study TEXT",
+		"ALTER TABLE jobs ADD COLUMN trial INT DEFAULT 0",
+		"ALTER TABLE jobs ADD COLUMN pause_at INT DEFAULT 0",
+	};
+	for (size_t i = 0; i < sizeof add / sizeof add[0]; i++) {
+		char *msg = NULL;
+		int rc = sqlite3_exec(s->db, add[i], NULL, NULL, &msg);
+		int ok = rc == SQLITE_OK || (msg && strstr(msg, "duplicate column"));
+		if (!ok)
+			util_log(0, "store: migrate: %s", msg ? msg : "?");
+		sqlite3_free(msg);
+		if (!ok)
+			return -1;
+	}
+	return exec(s, "CREATE INDEX IF NOT EXISTS jobs_study ON jobs(study, trial)");
 }
 
 /* Drops a data set's byte copy (back to X8_NONE; X8_NO stays). */
@@ -344,15 +367,58 @@ int store_open(const char *dir, store **out, char *err, size_t errlen)
 	remove_orphans(s, s->ds_dir, "SELECT 1 FROM datasets WHERE id=?", 0);
 	remove_orphans(s, s->mdl_dir,
 	               "SELECT 1 FROM model_versions WHERE model=? AND version=?", 1);
-	remove_orphans(s, s->ckpt_dir, "SELECT 1 FROM jobs WHERE id=? AND state<2", 0);
+	remove_orphans(s, s->ckpt_dir, "SELECT 1 FROM jobs WHERE id=? AND state IN (0,1,5)", 0);
 	*out = s;
 	return 0;
+}
+
+int store_open_url(const char *url, const char *dir, store **out, char *err, size_t errlen)
+{
+	if (!url || !*url)
+		return store_open(dir, out, err, errlen);
+	store *s = calloc(1, sizeof *s);
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_mutex_init(&s->snap_mu, NULL);
+	pthread_mutex_init(&s->ds_mu, NULL);
+	pthread_cond_init(&s->ds_cv, NULL);
+	if (strncmp(url, "postgresql://", 13) != 0 && strncmp(url, "postgres://", 11) != 0) {
+		snprintf(err, errlen, "--store: not a postgresql:// URI");
+		store_close(s);
+		return -1;
+	}
+	if (store_pg_open(url, &s->be, &s->ops, err, errlen) < 0) {
+		store_close(s);
+		return -1;
+	}
+	*out = s;
+	return 0;
+}
+
+const char *store_kind(store *s)
+{
+	return s->ops ? s->ops->name : "sqlite";
+}
+
+int store_ready(store *s)
+{
+	return s->ops ? s->ops->ready(s->be) : 1;
+}
+
+void *store_impl(store *s)
+{
+	return s->be;
 }
 
 void store_close(store *s)
 {
 	if (!s)
 		return;
+	if (s->ops && s->be)
+		s->ops->close(s->be);
 	snap *p = s->snaps;
 	while (p) {
 		snap *next = p->next;
@@ -389,18 +455,18 @@ void store_close(store *s)
 
 /* ---------------------------------------------------------------- data sets */
 
-static int ds_info_from_row(sqlite3_stmt *st, api_dataset_info *out)
+int store_ds_info_make(api_dataset_info *out, const char *id, const char *doc, int regression,
+                       int64_t rows, int features, int outputs, int image, int64_t bytes,
+                       int64_t created_at)
 {
-	/* columns: id, doc, task, rows, features, outputs, image, bytes, created_at */
 	memset(out, 0, sizeof *out);
-	col_copy(st, 0, out->id, sizeof out->id);
-	out->task = sqlite3_column_int(st, 2) ? NN_TASK_REGRESSION : NN_TASK_CLASSIFICATION;
-	out->rows = sqlite3_column_int64(st, 3);
-	out->features = sqlite3_column_int(st, 4);
-	out->outputs = sqlite3_column_int(st, 5);
-	out->image = sqlite3_column_int(st, 6);
-	const unsigned char *doc = sqlite3_column_text(st, 1);
-	cJSON *d = doc ? cJSON_Parse((const char *)doc) : NULL;
+	snprintf(out->id, sizeof out->id, "%s", id ? id : "");
+	out->task = regression ? NN_TASK_REGRESSION : NN_TASK_CLASSIFICATION;
+	out->rows = rows;
+	out->features = features;
+	out->outputs = outputs;
+	out->image = image;
+	cJSON *d = doc ? cJSON_Parse(doc) : NULL;
 	cJSON *o = cJSON_CreateObject();
 	if (!o || !d) {
 		cJSON_Delete(d);
@@ -413,12 +479,23 @@ static int ds_info_from_row(sqlite3_stmt *st, api_dataset_info *out)
 		cJSON_AddItemToObject(o, it->string, it);
 	}
 	cJSON_Delete(d);
-	cJSON_AddNumberToObject(o, "bytes", (double)sqlite3_column_int64(st, 7));
+	cJSON_AddNumberToObject(o, "bytes", (double)bytes);
 	char t[40];
-	api_time_format(sqlite3_column_int64(st, 8), t, sizeof t);
+	api_time_format(created_at, t, sizeof t);
 	cJSON_AddStringToObject(o, "created_at", t);
 	out->doc = o;
 	return 0;
+}
+
+static int ds_info_from_row(sqlite3_stmt *st, api_dataset_info *out)
+{
+	/* columns: id, doc, task, rows, features, outputs, image, bytes, created_at */
+	return store_ds_info_make(out, (const char *)sqlite3_column_text(st, 0),
+	                          (const char *)sqlite3_column_text(st, 1),
+	                          sqlite3_column_int(st, 2), sqlite3_column_int64(st, 3),
+	                          sqlite3_column_int(st, 4), sqlite3_column_int(st, 5),
+	                          sqlite3_column_int(st, 6), sqlite3_column_int64(st, 7),
+	                          sqlite3_column_int64(st, 8));
 }
 
 #define DS_COLS "id, doc, task, rows, features, outputs, image, bytes, created_at"
@@ -426,6 +503,7 @@ static int ds_info_from_row(sqlite3_stmt *st, api_dataset_info *out)
 int store_dataset_create(store *s, const api_dataset *d, const char *name,
                          api_dataset_info *out, api_err *e)
 {
+	VIA(s, dataset_create, d, name, out, e);
 	char id[API_ID_LEN], file[64];
 	if (util_new_id("ds", id, sizeof id) < 0)
 		return api_err_set(e, 500, "random_failed", "cannot make an id");
@@ -486,6 +564,7 @@ int store_dataset_create(store *s, const api_dataset *d, const char *name,
 
 int store_dataset_get(store *s, const char *id, api_dataset_info *out, api_err *e)
 {
+	VIA(s, dataset_get, id, out, e);
 	pthread_mutex_lock(&s->mu);
 	sqlite3_stmt *st = prep(s, "SELECT " DS_COLS " FROM datasets WHERE id=?");
 	int rc = -1;
@@ -519,6 +598,7 @@ static int64_t count_rows(store *s, const char *sql)
 int store_dataset_list(store *s, int64_t limit, int64_t offset, cJSON *items, int64_t *total,
                        api_err *e)
 {
+	VIA(s, dataset_list, limit, offset, items, total, e);
 	pthread_mutex_lock(&s->mu);
 	int rc = 0;
 	*total = count_rows(s, "SELECT count(*) FROM datasets");
@@ -555,9 +635,15 @@ static void ds_uncache(store *s, const char *id);
 
 int store_dataset_delete(store *s, const char *id, api_err *e)
 {
+	if (s->ops) {
+		if (s->ops->dataset_delete(s->be, id, e) < 0)
+			return -1;
+		ds_uncache(s, id);
+		return 0;
+	}
 	pthread_mutex_lock(&s->mu);
 	int rc = -1;
-	if (in_use(s, "SELECT 1 FROM jobs WHERE (dataset=?1 OR val_dataset=?1) AND state<2", id)) {
+	if (in_use(s, "SELECT 1 FROM jobs WHERE (dataset=?1 OR val_dataset=?1) AND state IN (0,1,5)", id)) {
 		api_err_set(e, 409, "in_use", "data set %s is used by a queued or running job", id);
 	} else {
 		sqlite3_stmt *st = prep(s, "DELETE FROM datasets WHERE id=?");
@@ -586,6 +672,7 @@ int store_dataset_delete(store *s, const char *id, api_err *e)
 
 int store_dataset_load(store *s, const char *id, api_dataset *out, api_err *e)
 {
+	VIA(s, dataset_load, id, out, e);
 	char path[1200];
 	snprintf(path, sizeof path, "%s/%s.data", s->ds_dir, id);
 	/* Mapped, not read: the matrix stays in the page cache, shared by every
@@ -813,16 +900,15 @@ const uint8_t *store_dataset_bytes(store *s, const api_dataset *d)
 #define MDL_COLS "id, name, spec, params, version, trained_by, metrics, classes, created_at," \
 	" task, inputs, outputs"
 
-static int mdl_info_from_row(sqlite3_stmt *st, api_model_info *out)
+int store_mdl_info_make(api_model_info *out, const store_mdl_row *r)
 {
 	memset(out, 0, sizeof *out);
-	col_copy(st, 0, out->id, sizeof out->id);
-	out->version = sqlite3_column_int(st, 4);
-	out->task = sqlite3_column_int(st, 9) ? NN_TASK_REGRESSION : NN_TASK_CLASSIFICATION;
-	out->inputs = sqlite3_column_int(st, 10);
-	out->outputs = sqlite3_column_int(st, 11);
-	const unsigned char *spec = sqlite3_column_text(st, 2);
-	cJSON *sp = spec ? cJSON_Parse((const char *)spec) : NULL;
+	snprintf(out->id, sizeof out->id, "%s", r->id ? r->id : "");
+	out->version = r->version;
+	out->task = r->regression ? NN_TASK_REGRESSION : NN_TASK_CLASSIFICATION;
+	out->inputs = r->inputs;
+	out->outputs = r->outputs;
+	cJSON *sp = r->spec ? cJSON_Parse(r->spec) : NULL;
 	cJSON *o = cJSON_CreateObject();
 	if (!sp || !o) {
 		cJSON_Delete(sp);
@@ -830,9 +916,8 @@ static int mdl_info_from_row(sqlite3_stmt *st, api_model_info *out)
 		return -1;
 	}
 	cJSON_AddStringToObject(o, "id", out->id);
-	const unsigned char *name = sqlite3_column_text(st, 1);
-	if (name)
-		cJSON_AddStringToObject(o, "name", (const char *)name);
+	if (r->name)
+		cJSON_AddStringToObject(o, "name", r->name);
 	else
 		cJSON_AddNullToObject(o, "name");
 	cJSON_DeleteItemFromObjectCaseSensitive(sp, "name");
@@ -841,21 +926,18 @@ static int mdl_info_from_row(sqlite3_stmt *st, api_model_info *out)
 		cJSON_AddItemToObject(o, it->string, it);
 	}
 	cJSON_Delete(sp);
-	cJSON_AddNumberToObject(o, "parameters", (double)sqlite3_column_int64(st, 3));
+	cJSON_AddNumberToObject(o, "parameters", (double)r->params);
 	cJSON_AddNumberToObject(o, "version", out->version);
 	char t[40];
-	api_time_format(sqlite3_column_int64(st, 8), t, sizeof t);
+	api_time_format(r->created_at, t, sizeof t);
 	cJSON_AddStringToObject(o, "created_at", t);
-	const unsigned char *tb = sqlite3_column_text(st, 5);
-	if (tb) {
-		cJSON_AddStringToObject(o, "trained_by", (const char *)tb);
-		const unsigned char *m = sqlite3_column_text(st, 6);
-		cJSON *mj = m ? cJSON_Parse((const char *)m) : NULL;
+	if (r->trained_by) {
+		cJSON_AddStringToObject(o, "trained_by", r->trained_by);
+		cJSON *mj = r->metrics ? cJSON_Parse(r->metrics) : NULL;
 		if (mj)
 			cJSON_AddItemToObject(o, "metrics", mj);
 	}
-	const unsigned char *cl = sqlite3_column_text(st, 7);
-	cJSON *meta = cl ? cJSON_Parse((const char *)cl) : NULL;
+	cJSON *meta = r->classes ? cJSON_Parse(r->classes) : NULL;
 	const cJSON *cj, *cols;
 	api_tab_meta_parse(meta, &cj, &cols);
 	if (cj)
@@ -867,11 +949,31 @@ static int mdl_info_from_row(sqlite3_stmt *st, api_model_info *out)
 	return 0;
 }
 
+static int mdl_info_from_row(sqlite3_stmt *st, api_model_info *out)
+{
+	/* columns: MDL_COLS */
+	store_mdl_row r = {
+		(const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
+		(const char *)sqlite3_column_text(st, 2), sqlite3_column_int64(st, 3),
+		sqlite3_column_int(st, 4), (const char *)sqlite3_column_text(st, 5),
+		(const char *)sqlite3_column_text(st, 6), (const char *)sqlite3_column_text(st, 7),
+		sqlite3_column_int64(st, 8), sqlite3_column_int(st, 9), sqlite3_column_int(st, 10),
+		sqlite3_column_int(st, 11)
+	};
+	return store_mdl_info_make(out, &r);
+}
+
 static void snap_cache_new(store *s, const char *id, const nn_model *m);
 
 int store_model_create(store *s, const char *name, const nn_model *m, api_model_info *out,
                        api_err *e)
 {
+	if (s->ops) {
+		if (s->ops->model_create(s->be, name, m, out, e) < 0)
+			return -1;
+		snap_cache_new(s, out->id, m);
+		return 0;
+	}
 	char id[API_ID_LEN], file[64];
 	if (util_new_id("mdl", id, sizeof id) < 0)
 		return api_err_set(e, 500, "random_failed", "cannot make an id");
@@ -940,6 +1042,7 @@ int store_model_create(store *s, const char *name, const nn_model *m, api_model_
 
 int store_model_get(store *s, const char *id, api_model_info *out, api_err *e)
 {
+	VIA(s, model_get, id, out, e);
 	pthread_mutex_lock(&s->mu);
 	sqlite3_stmt *st = prep(s, "SELECT " MDL_COLS " FROM models WHERE id=?");
 	int rc = -1;
@@ -963,6 +1066,7 @@ int store_model_get(store *s, const char *id, api_model_info *out, api_err *e)
 int store_model_list(store *s, int64_t limit, int64_t offset, cJSON *items, int64_t *total,
                      api_err *e)
 {
+	VIA(s, model_list, limit, offset, items, total, e);
 	pthread_mutex_lock(&s->mu);
 	int rc = 0;
 	*total = count_rows(s, "SELECT count(*) FROM models");
@@ -1012,9 +1116,17 @@ static void snap_uncache_locked(store *s, const char *id)
 
 int store_model_delete(store *s, const char *id, api_err *e)
 {
+	if (s->ops) {
+		if (s->ops->model_delete(s->be, id, e) < 0)
+			return -1;
+		pthread_mutex_lock(&s->snap_mu);
+		snap_uncache_locked(s, id);
+		pthread_mutex_unlock(&s->snap_mu);
+		return 0;
+	}
 	pthread_mutex_lock(&s->mu);
 	int rc = -1, version = -1;
-	if (in_use(s, "SELECT 1 FROM jobs WHERE model=? AND state<2", id)) {
+	if (in_use(s, "SELECT 1 FROM jobs WHERE model=? AND state IN (0,1,5)", id)) {
 		api_err_set(e, 409, "in_use", "model %s is used by a queued or running job", id);
 		goto out;
 	}
@@ -1069,6 +1181,7 @@ out:
 
 int store_model_load(store *s, const char *id, int version, nn_model **out, api_err *e)
 {
+	VIA(s, model_load, id, version, out, e);
 	char file[64], path[1200];
 	mdl_file(id, version, file, sizeof file);
 	snprintf(path, sizeof path, "%s/%s", s->mdl_dir, file);
@@ -1187,8 +1300,60 @@ static void snap_cache_new(store *s, const char *id, const nn_model *m)
 	pthread_mutex_unlock(&s->snap_mu);
 }
 
+/* Loads version `version` of model id and caches it (replacing an older
+ * version's snapshot); one reference for the caller. classes is taken. */
+static int snap_load(store *s, const char *id, int version, char *classes,
+                     api_model_snap **out, api_err *e)
+{
+	nn_model *m = NULL;
+	if (store_model_load(s, id, version, &m, e) < 0) {
+		free(classes);
+		return -1;
+	}
+	snap *p = snap_new(s, id, m, version, classes);
+	free(classes);
+	if (!p) {
+		nn_model_free(m);
+		return api_err_set(e, 500, "out_of_memory", "out of memory");
+	}
+	pthread_mutex_lock(&s->snap_mu);
+	p->refs = 1;
+	snap_cache_locked(s, p);
+	pthread_mutex_unlock(&s->snap_mu);
+	*out = &p->pub;
+	return 0;
+}
+
+/*
+ * A snapshot when another store is shared with other daemons: any of them
+ * may have published since, so the newest version number is asked each
+ * time (one indexed read) and the cached snapshot serves only while it is
+ * that version; otherwise the version is loaded and replaces it.
+ */
+static int snapshot_shared(store *s, const char *id, api_model_snap **out, api_err *e)
+{
+	int version = -1;
+	char *classes = NULL;
+	if (s->ops->model_head(s->be, id, &version, &classes, e) < 0)
+		return -1;
+	pthread_mutex_lock(&s->snap_mu);
+	for (snap *p = s->snaps; p; p = p->next)
+		if (strcmp(p->model, id) == 0 && p->pub.version == version) {
+			p->refs++;
+			p->used = ++s->clock;
+			pthread_mutex_unlock(&s->snap_mu);
+			free(classes);
+			*out = &p->pub;
+			return 0;
+		}
+	pthread_mutex_unlock(&s->snap_mu);
+	return snap_load(s, id, version, classes, out, e);
+}
+
 int store_model_snapshot(store *s, const char *id, api_model_snap **out, api_err *e)
 {
+	if (s->ops)
+		return snapshot_shared(s, id, out, e);
 	pthread_mutex_lock(&s->snap_mu);
 	for (snap *p = s->snaps; p; p = p->next)
 		if (strcmp(p->model, id) == 0) {
@@ -1215,23 +1380,7 @@ int store_model_snapshot(store *s, const char *id, api_model_snap **out, api_err
 	pthread_mutex_unlock(&s->mu);
 	if (version < 0)
 		return not_found(e, "model", id);
-	nn_model *m = NULL;
-	if (store_model_load(s, id, version, &m, e) < 0) {
-		free(classes);
-		return -1;
-	}
-	snap *p = snap_new(s, id, m, version, classes);
-	free(classes);
-	if (!p) {
-		nn_model_free(m);
-		return api_err_set(e, 500, "out_of_memory", "out of memory");
-	}
-	pthread_mutex_lock(&s->snap_mu);
-	p->refs = 1;
-	snap_cache_locked(s, p);
-	pthread_mutex_unlock(&s->snap_mu);
-	*out = &p->pub;
-	return 0;
+	return snap_load(s, id, version, classes, out, e);
 }
 
 void store_snap_release(store *s, api_model_snap *pub)
@@ -1315,11 +1464,12 @@ static int publish(store *s, const char *id, nn_model *m, api_job *j, const char
 				sqlite3_finalize(st);
 			}
 		} else if (ok) {
-			st = prep(s, "UPDATE models SET version=? WHERE id=?");
+			st = prep(s, "UPDATE models SET version=?, classes=? WHERE id=?");
 			ok = st != NULL;
 			if (st) {
 				sqlite3_bind_int(st, 1, v);
-				sqlite3_bind_text(st, 2, id, -1, SQLITE_TRANSIENT);
+				bind_text(st, 2, classes ? classes : old_classes);
+				sqlite3_bind_text(st, 3, id, -1, SQLITE_TRANSIENT);
 				ok = sqlite3_step(st) == SQLITE_DONE;
 				sqlite3_finalize(st);
 			}
@@ -1371,15 +1521,34 @@ static int publish(store *s, const char *id, nn_model *m, api_job *j, const char
 	return 0;
 }
 
+/* publish() through another store: the version is written there; readers
+ * load it at their next snapshot (snapshot_shared). m is taken. */
+static int publish_via(store *s, const char *id, nn_model *m, api_job *j, const char *classes,
+                       int *version, api_err *e)
+{
+	int rc = s->ops->model_publish(s->be, id, m, j, classes, version, e);
+	nn_model_free(m);
+	return rc;
+}
+
 int store_model_publish(store *s, const char *id, nn_model *m, int *version, api_err *e)
 {
+	if (s->ops)
+		return publish_via(s, id, m, NULL, NULL, version, e);
 	return publish(s, id, m, NULL, NULL, version, e);
+}
+
+int store_model_publish_classes(store *s, const char *id, nn_model *m, const char *classes,
+                                int *version, api_err *e)
+{
+	return publish(s, id, m, NULL, classes, version, e);
 }
 
 /* ---------------------------------------------------------------- jobs */
 
 #define JOB_COLS "id, model, dataset, val_dataset, state, progress, epoch, step, metrics," \
-	" best, stopped_early, model_version, error, config, created_at, started_at, finished_at"
+	" best, stopped_early, model_version, error, config, created_at, started_at, finished_at," \
+	" study, trial"
 
 static void job_from_row(sqlite3_stmt *st, api_job *j)
 {
@@ -1402,6 +1571,8 @@ static void job_from_row(sqlite3_stmt *st, api_job *j)
 	j->created_at = sqlite3_column_int64(st, 14);
 	j->started_at = sqlite3_column_int64(st, 15);
 	j->finished_at = sqlite3_column_int64(st, 16);
+	col_copy(st, 17, j->study, sizeof j->study);
+	j->trial = sqlite3_column_int(st, 18);
 }
 
 static int exists(store *s, const char *sql, const char *id)
@@ -1411,6 +1582,7 @@ static int exists(store *s, const char *sql, const char *id)
 
 int store_job_insert(store *s, api_job *j, api_err *e)
 {
+	VIA(s, job_insert, j, e);
 	if (util_new_id("job", j->id, sizeof j->id) < 0)
 		return api_err_set(e, 500, "random_failed", "cannot make an id");
 	j->created_at = util_now_ms();
@@ -1426,7 +1598,8 @@ int store_job_insert(store *s, api_job *j, api_err *e)
 	} else {
 		sqlite3_stmt *st = prep(s, "INSERT INTO jobs(id, model, dataset, val_dataset, state,"
 		                           " progress, epoch, step, stopped_early, config, created_at,"
-		                           " started_at, finished_at) VALUES(?,?,?,?,?,0,0,0,0,?,?,0,0)");
+		                           " started_at, finished_at, study, trial, pause_at)"
+		                           " VALUES(?,?,?,?,?,0,0,0,0,?,?,0,0,?,?,?)");
 		if (st) {
 			sqlite3_bind_text(st, 1, j->id, -1, SQLITE_TRANSIENT);
 			sqlite3_bind_text(st, 2, j->model, -1, SQLITE_TRANSIENT);
@@ -1435,6 +1608,9 @@ int store_job_insert(store *s, api_job *j, api_err *e)
 			sqlite3_bind_int(st, 5, j->state);
 			bind_text(st, 6, j->config);
 			sqlite3_bind_int64(st, 7, j->created_at);
+			bind_text(st, 8, j->study[0] ? j->study : NULL);
+			sqlite3_bind_int(st, 9, j->trial);
+			sqlite3_bind_int(st, 10, j->pause_at);
 			if (sqlite3_step(st) == SQLITE_DONE)
 				rc = 0;
 			else
@@ -1450,6 +1626,7 @@ int store_job_insert(store *s, api_job *j, api_err *e)
 
 int store_job_get(store *s, const char *id, api_job *out, api_err *e)
 {
+	VIA(s, job_get, id, out, e);
 	pthread_mutex_lock(&s->mu);
 	sqlite3_stmt *st = prep(s, "SELECT " JOB_COLS " FROM jobs WHERE id=?");
 	int rc = -1;
@@ -1472,22 +1649,30 @@ int store_job_get(store *s, const char *id, api_job *out, api_err *e)
 	return rc;
 }
 
-int store_job_list(store *s, int state, int64_t limit, int64_t offset, cJSON *items,
-                   int64_t *total, api_err *e)
+/* The jobs in one state (state < 0: any) or of one study (study not
+ * NULL), in submission order, or trial order for a study. */
+static int list_jobs(store *s, int state, const char *study, int64_t limit, int64_t offset,
+                     cJSON *items, int64_t *total, api_err *e)
 {
+	VIA(s, job_list, state, limit, offset, items, total, e);
 	pthread_mutex_lock(&s->mu);
 	int rc = 0;
-	sqlite3_stmt *c = prep(s, "SELECT count(*) FROM jobs WHERE ?1<0 OR state=?1");
-	sqlite3_stmt *st = prep(s, "SELECT " JOB_COLS " FROM jobs WHERE ?1<0 OR state=?1"
-	                           " ORDER BY seq LIMIT ?2 OFFSET ?3");
+	sqlite3_stmt *c = prep(s, "SELECT count(*) FROM jobs WHERE (?1<0 OR state=?1)"
+	                          " AND (?2 IS NULL OR study=?2)");
+	sqlite3_stmt *st = prep(s, "SELECT " JOB_COLS " FROM jobs WHERE (?1<0 OR state=?1)"
+	                           " AND (?2 IS NULL OR study=?2)"
+	                           " ORDER BY CASE WHEN ?2 IS NULL THEN seq ELSE trial END, seq"
+	                           " LIMIT ?3 OFFSET ?4");
 	if (!c || !st) {
 		rc = db_fail(s, e, "list jobs");
 	} else {
 		sqlite3_bind_int(c, 1, state);
+		bind_text(c, 2, study);
 		*total = sqlite3_step(c) == SQLITE_ROW ? sqlite3_column_int64(c, 0) : 0;
 		sqlite3_bind_int(st, 1, state);
-		sqlite3_bind_int64(st, 2, limit);
-		sqlite3_bind_int64(st, 3, offset);
+		bind_text(st, 2, study);
+		sqlite3_bind_int64(st, 3, limit);
+		sqlite3_bind_int64(st, 4, offset);
 		while (sqlite3_step(st) == SQLITE_ROW) {
 			api_job j;
 			job_from_row(st, &j);
@@ -1499,6 +1684,12 @@ int store_job_list(store *s, int state, int64_t limit, int64_t offset, cJSON *it
 	sqlite3_finalize(st);
 	pthread_mutex_unlock(&s->mu);
 	return rc;
+}
+
+int store_job_list(store *s, int state, int64_t limit, int64_t offset, cJSON *items,
+                   int64_t *total, api_err *e)
+{
+	return list_jobs(s, state, NULL, limit, offset, items, total, e);
 }
 
 /* Caller holds s->mu. */
@@ -1531,6 +1722,7 @@ static int job_update_locked(store *s, const api_job *j)
 
 int store_job_update(store *s, const api_job *j, api_err *e)
 {
+	VIA(s, job_update, j, e);
 	pthread_mutex_lock(&s->mu);
 	int rc = job_update_locked(s, j);
 	if (rc < 0)
@@ -1541,6 +1733,7 @@ int store_job_update(store *s, const api_job *j, api_err *e)
 
 int store_job_start(store *s, const api_job *j, int base_version, api_err *e)
 {
+	VIA(s, job_start, j, base_version, e);
 	pthread_mutex_lock(&s->mu);
 	int ok = exec(s, "BEGIN IMMEDIATE") == 0;
 	if (ok && base_version >= 0) {
@@ -1567,6 +1760,7 @@ int store_job_start(store *s, const api_job *j, int base_version, api_err *e)
 
 int store_job_request_cancel(store *s, const char *id)
 {
+	VIA(s, job_request_cancel, id);
 	pthread_mutex_lock(&s->mu);
 	sqlite3_stmt *st = prep(s, "UPDATE jobs SET cancel_requested=1 WHERE id=?");
 	int rc = -1;
@@ -1581,6 +1775,7 @@ int store_job_request_cancel(store *s, const char *id)
 
 int store_job_cancel_requested(store *s, const char *id)
 {
+	VIA(s, job_cancel_requested, id);
 	pthread_mutex_lock(&s->mu);
 	sqlite3_stmt *st = prep(s, "SELECT cancel_requested FROM jobs WHERE id=?");
 	int yes = 0;
@@ -1596,6 +1791,7 @@ int store_job_cancel_requested(store *s, const char *id)
 
 int store_job_base_version(store *s, const char *id, int *version)
 {
+	VIA(s, job_base_version, id, version);
 	pthread_mutex_lock(&s->mu);
 	sqlite3_stmt *st = prep(s, "SELECT base_version FROM jobs WHERE id=?");
 	int rc = -1;
@@ -1614,6 +1810,7 @@ int store_job_base_version(store *s, const char *id, int *version)
 
 int store_job_set_base_version(store *s, const char *id, int version)
 {
+	VIA(s, job_set_base_version, id, version);
 	pthread_mutex_lock(&s->mu);
 	sqlite3_stmt *st = prep(s, "UPDATE jobs SET base_version=? WHERE id=?");
 	int rc = -1;
@@ -1629,10 +1826,11 @@ int store_job_set_base_version(store *s, const char *id, int version)
 
 int store_jobs_unfinished(store *s, char (**ids)[API_ID_LEN], int *n)
 {
+	VIA(s, jobs_unfinished, ids, n);
 	*ids = NULL;
 	*n = 0;
 	pthread_mutex_lock(&s->mu);
-	sqlite3_stmt *st = prep(s, "SELECT id FROM jobs WHERE state<2 ORDER BY seq");
+	sqlite3_stmt *st = prep(s, "SELECT id FROM jobs WHERE state IN (0,1,5) ORDER BY seq");
 	int rc = st ? 0 : -1, cap = 0;
 	while (st && sqlite3_step(st) == SQLITE_ROW) {
 		if (*n == cap) {
@@ -1654,6 +1852,7 @@ int store_jobs_unfinished(store *s, char (**ids)[API_ID_LEN], int *n)
 
 int store_job_counts(store *s, int64_t counts[API_JOB_NSTATES])
 {
+	VIA(s, job_counts, counts);
 	memset(counts, 0, sizeof(int64_t) * API_JOB_NSTATES);
 	pthread_mutex_lock(&s->mu);
 	sqlite3_stmt *st = prep(s, "SELECT state, count(*) FROM jobs GROUP BY state");
@@ -1670,6 +1869,7 @@ int store_job_counts(store *s, int64_t counts[API_JOB_NSTATES])
 int store_metrics_write(store *s, const char *job, const store_step *steps, int n, int epoch,
                         int64_t end_step, const char *epoch_doc, const api_job *j, api_err *e)
 {
+	VIA(s, metrics_write, job, steps, n, epoch, end_step, epoch_doc, j, e);
 	pthread_mutex_lock(&s->mu);
 	int ok = exec(s, "BEGIN IMMEDIATE") == 0;
 	if (ok && n > 0) {
@@ -1715,22 +1915,30 @@ int store_metrics_write(store *s, const char *job, const store_step *steps, int 
 	return ok ? 0 : -1;
 }
 
+cJSON *store_step_json(int64_t step, int epoch, int has_loss, double loss, double lr)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "step", (double)step);
+	cJSON_AddNumberToObject(o, "epoch", epoch);
+	if (!has_loss)
+		cJSON_AddNullToObject(o, "loss");
+	else
+		cJSON_AddNumberToObject(o, "loss", api_float_json((float)loss));
+	cJSON_AddNumberToObject(o, "lr", api_float_json((float)lr));
+	return o;
+}
+
 static cJSON *step_json(sqlite3_stmt *st)
 {
 	/* columns: step, epoch, loss, lr */
-	cJSON *o = cJSON_CreateObject();
-	cJSON_AddNumberToObject(o, "step", (double)sqlite3_column_int64(st, 0));
-	cJSON_AddNumberToObject(o, "epoch", sqlite3_column_int(st, 1));
-	if (sqlite3_column_type(st, 2) == SQLITE_NULL)
-		cJSON_AddNullToObject(o, "loss");
-	else
-		cJSON_AddNumberToObject(o, "loss", api_float_json((float)sqlite3_column_double(st, 2)));
-	cJSON_AddNumberToObject(o, "lr", api_float_json((float)sqlite3_column_double(st, 3)));
-	return o;
+	return store_step_json(sqlite3_column_int64(st, 0), sqlite3_column_int(st, 1),
+	                       sqlite3_column_type(st, 2) != SQLITE_NULL,
+	                       sqlite3_column_double(st, 2), sqlite3_column_double(st, 3));
 }
 
 int store_metrics_get(store *s, const char *job, int64_t since_step, cJSON **out, api_err *e)
 {
+	VIA(s, metrics_get, job, since_step, out, e);
 	pthread_mutex_lock(&s->mu);
 	int rc = 0;
 	if (!exists(s, "SELECT 1 FROM jobs WHERE id=?", job)) {
@@ -1776,6 +1984,7 @@ int store_metrics_get(store *s, const char *job, int64_t since_step, cJSON **out
 
 int store_history(store *s, const char *job, store_event **out, int *n)
 {
+	VIA(s, history, job, out, n);
 	*out = NULL;
 	*n = 0;
 	int cap = 0, rc = 0;
@@ -1803,14 +2012,10 @@ int store_history(store *s, const char *job, store_event **out, int *n)
 		ev->kind = sqlite3_column_int(st, 0);
 		ev->id = sqlite3_column_int64(st, 1);
 		if (ev->kind == 0) {
-			cJSON *o = cJSON_CreateObject();
-			cJSON_AddNumberToObject(o, "step", (double)ev->id);
-			cJSON_AddNumberToObject(o, "epoch", sqlite3_column_int(st, 2));
-			if (sqlite3_column_type(st, 3) == SQLITE_NULL)
-				cJSON_AddNullToObject(o, "loss");
-			else
-				cJSON_AddNumberToObject(o, "loss", api_float_json((float)sqlite3_column_double(st, 3)));
-			cJSON_AddNumberToObject(o, "lr", api_float_json((float)sqlite3_column_double(st, 4)));
+			cJSON *o = store_step_json(ev->id, sqlite3_column_int(st, 2),
+			                           sqlite3_column_type(st, 3) != SQLITE_NULL,
+			                           sqlite3_column_double(st, 3),
+			                           sqlite3_column_double(st, 4));
 			ev->data = cJSON_PrintUnformatted(o);
 			cJSON_Delete(o);
 		} else {
@@ -1834,6 +2039,7 @@ void store_history_free(store_event *ev, int n)
 
 int store_checkpoint_put(store *s, const char *job, const void *buf, size_t len)
 {
+	VIA(s, checkpoint_put, job, buf, len);
 	char file[64];
 	snprintf(file, sizeof file, "%s.ckpt", job);
 	return util_write_atomic(s->ckpt_dir, file, buf, len);
@@ -1841,6 +2047,7 @@ int store_checkpoint_put(store *s, const char *job, const void *buf, size_t len)
 
 int store_checkpoint_get(store *s, const char *job, void **buf, size_t *len)
 {
+	VIA(s, checkpoint_get, job, buf, len);
 	char path[1200];
 	snprintf(path, sizeof path, "%s/%s.ckpt", s->ckpt_dir, job);
 	*buf = NULL;
@@ -1852,6 +2059,7 @@ int store_checkpoint_get(store *s, const char *job, void **buf, size_t *len)
 
 int store_checkpoint_delete(store *s, const char *job)
 {
+	VIA(s, checkpoint_delete, job);
 	char file[64];
 	snprintf(file, sizeof file, "%s.ckpt", job);
 	return util_unlink(s->ckpt_dir, file);
@@ -1859,5 +2067,46 @@ int store_checkpoint_delete(store *s, const char *job)
 
 int store_job_publish(store *s, api_job *j, nn_model *m, const char *classes_json, api_err *e)
 {
+	if (s->ops)
+		return publish_via(s, j->model, m, j, classes_json, NULL, e);
 	return publish(s, j->model, m, j, classes_json, NULL, e);
+}
+
+/* ---------------------------------------------------------------- studies: jobs
+ * (the study tables and their functions are in the block at the end) */
+
+int store_job_pause_at(store *s, const char *id)
+{
+	pthread_mutex_lock(&s->mu);
+	sqlite3_stmt *st = prep(s, "SELECT pause_at FROM jobs WHERE id=?");
+	int v = 0;
+	if (st) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			v = sqlite3_column_int(st, 0);
+	}
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->mu);
+	return v;
+}
+
+int store_job_resume(store *s, const char *id, int pause_at)
+{
+	pthread_mutex_lock(&s->mu);
+	sqlite3_stmt *st = prep(s, "UPDATE jobs SET pause_at=?, state=0 WHERE id=? AND state=5");
+	int ok = 0;
+	if (st) {
+		sqlite3_bind_int(st, 1, pause_at);
+		sqlite3_bind_text(st, 2, id, -1, SQLITE_TRANSIENT);
+		ok = sqlite3_step(st) == SQLITE_DONE;
+	}
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->mu);
+	return ok ? 0 : -1;
+}
+
+int store_job_list_study(store *s, const char *study, int64_t limit, int64_t offset,
+                         cJSON *items, int64_t *total, api_err *e)
+{
+	return list_jobs(s, -1, study, limit, offset, items, total, e);
 }

@@ -27,7 +27,36 @@ typedef struct store store;
 
 /* Opens (creating) the store; removes leftover temporary files. */
 int store_open(const char *dir, store **out, char *err, size_t errlen);
+/* With url NULL or "": store_open(dir). With a postgresql:// URI: the
+ * PostgreSQL store there (store_pg.c, see store_ops.h), shared with any
+ * other daemon given the same URI; dir is then unused. */
+int store_open_url(const char *url, const char *dir, store **out, char *err, size_t errlen);
+/* "sqlite" or the other store's name ("postgresql"). */
+const char *store_kind(store *s);
+/* 1 while the store answers (SQLite: always), for /readyz. */
+int store_ready(store *s);
+/* The other store's handle (NULL for SQLite), for the code that shares
+ * its queue with other daemons (cluster.c). */
+void *store_impl(store *s);
 void store_close(store *s);
+
+/* Row builders both stores share: the served objects from column values
+ * (doc and spec are the JSON texts stored). 0, or -1 when out of memory
+ * or the stored JSON does not parse. */
+int store_ds_info_make(api_dataset_info *out, const char *id, const char *doc, int regression,
+                       int64_t rows, int features, int outputs, int image, int64_t bytes,
+                       int64_t created_at);
+typedef struct store_mdl_row {
+	const char *id, *name, *spec;
+	int64_t params;
+	int version;
+	const char *trained_by, *metrics, *classes;   /* NULL when absent */
+	int64_t created_at;
+	int regression, inputs, outputs;
+} store_mdl_row;
+int store_mdl_info_make(api_model_info *out, const store_mdl_row *r);
+/* {"step", "epoch", "loss" (null unless has_loss), "lr"} */
+cJSON *store_step_json(int64_t step, int epoch, int has_loss, double loss, double lr);
 
 /* ---- data sets */
 int store_dataset_create(store *s, const api_dataset *d, const char *name,
@@ -75,6 +104,10 @@ void store_snap_release(store *s, api_model_snap *snap);
 int store_model_load(store *s, const char *id, int version, nn_model **out, api_err *e);
 /* Publishes m (taken) as the next version (PUT weights). */
 int store_model_publish(store *s, const char *id, nn_model *m, int *version, api_err *e);
+/* The same, also setting the model's classes (JSON array text, or NULL to
+ * keep them). */
+int store_model_publish_classes(store *s, const char *id, nn_model *m, const char *classes,
+                                int *version, api_err *e);
 
 /* ---- jobs */
 /* Inserts j (id, created_at filled here) after checking that its model
@@ -100,6 +133,13 @@ int store_job_cancel_requested(store *s, const char *id);
 int store_jobs_unfinished(store *s, char (**ids)[API_ID_LEN], int *n);
 /* Jobs per state. */
 int store_job_counts(store *s, int64_t counts[API_JOB_NSTATES]);
+/* The epoch a study's trial pauses at (0 = none, also on errors). */
+int store_job_pause_at(store *s, const char *id);
+/* A paused trial goes back to queued with a new pause epoch (0 = none). */
+int store_job_resume(store *s, const char *id, int pause_at);
+/* The jobs of one study in trial order (GET /v1/jobs?study=). */
+int store_job_list_study(store *s, const char *study, int64_t limit, int64_t offset,
+                         cJSON *items, int64_t *total, api_err *e);
 
 typedef struct store_step {
 	int64_t step;

@@ -439,7 +439,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			snprintf(prefix, sizeof prefix, "%.*s", (int)strcspn(brace + 1, "}"), brace + 1);
 			FUZZ_ASSERT(api_id_valid(id, prefix));
 		}
-		api_req rq = { method, id[0] ? id : NULL, query_get, &q, blen ? body : NULL, blen };
+		api_req rq = { method, id[0] ? id : NULL, query_get, &q, blen ? body : NULL, blen, NULL };
 		api_reply rp;
 		memset(&rp, 0, sizeof rp);
 		if (rt->handler)

@@ -19,7 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	api_limits lim = api_limits_default();
 	api_err e = API_ERR_INIT;
 	nn_train_config cfg;
-	api_job_refs refs = { NULL, NULL, NULL };
+	api_job_refs refs = { .model = NULL };
 	if (api_train_config_from_json(j, &lim, &cfg, &refs, &e) == 0) {
 		char err[256];
 		FUZZ_ASSERT(nn_train_config_check(&cfg, err, sizeof err) == NN_OK);

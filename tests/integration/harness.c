@@ -44,6 +44,35 @@ const char *shared_dir(void)
 	return s && *s ? s : "../shared";
 }
 
+/* $NND_TEST_STORE with "@ID@" replaced by "t_" and the lowercase letters
+ * and digits of d's directory name (malloc'd). */
+static char *store_flags(const nnd *d)
+{
+	const char *t = getenv("NND_TEST_STORE");
+	char id[64] = "t_";
+	size_t k = 2;
+	for (const char *c = strrchr(d->dir, '-') ? strrchr(d->dir, '-') + 1 : d->dir;
+	     *c && k + 1 < sizeof id; c++)
+		if ((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9'))
+			id[k++] = *c;
+		else if (*c >= 'A' && *c <= 'Z')
+			id[k++] = (char)(*c - 'A' + 'a');
+	id[k] = '\0';
+	size_t cap = strlen(t) * 2 + 256, o = 0;
+	char *out = malloc(cap);
+	while (out && *t && o + 70 < cap) {
+		if (strncmp(t, "@ID@", 4) == 0) {
+			o += (size_t)snprintf(out + o, cap - o, "%s", id);
+			t += 4;
+		} else {
+			out[o++] = *t++;
+		}
+	}
+	if (out)
+		out[o] = '\0';
+	return out;
+}
+
 static int spawn(nnd *d)
 {
 	const char *bin = getenv("NND_BIN");
@@ -82,6 +111,14 @@ static int spawn(nnd *d)
 		argv[n++] = d->data;
 		for (int i = 0; i < d->nargs && n < 62; i++)
 			argv[n++] = d->args[i];
+		/* NND_TEST_STORE: more flags (split on spaces), "@ID@" in them
+		 * replaced by a name unique to this daemon's directory, e.g.
+		 * "--store postgresql:///nnd?host=/tmp/pg&options=-csearch_path%3D@ID@"
+		 * (tests/pg/run-pg.sh): a fresh store per test, kept across
+		 * restarts like the data directory */
+		char *extra = getenv("NND_TEST_STORE") ? store_flags(d) : NULL;
+		for (char *w = extra ? strtok(extra, " ") : NULL; w && n < 62; w = strtok(NULL, " "))
+			argv[n++] = w;
 		argv[n] = NULL;
 		execvp(exe, argv);
 		_exit(127);

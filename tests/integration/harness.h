@@ -7,6 +7,10 @@
  * NND_WRAP, when set, is a command put before the daemon's (split on
  * spaces), e.g. "valgrind --leak-check=full --log-file=/tmp/vg.%p"; it must
  * keep the daemon's stderr for the daemon.
+ *
+ * NND_TEST_STORE, when set, holds more daemon flags (split on spaces) with
+ * "@ID@" standing for a name unique to the daemon's directory: the suite
+ * runs against another store, e.g. PostgreSQL (tests/pg/run-pg.sh).
  */
 #ifndef NND_HARNESS_H
 #define NND_HARNESS_H

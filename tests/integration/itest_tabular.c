@@ -239,11 +239,15 @@ START_TEST(test_generated_edges)
 	model_for(&d, features, 2, mdl);
 	snprintf(body, sizeof body,
 	         "{\"model\":\"%s\",\"dataset\":\"%s\",\"validation\":{\"dataset\":\"%s\"},"
-	         "\"epochs\":3,\"batch_size\":8}", mdl, dsid, vid);
+	         "\"test\":{\"dataset\":\"%s\"},\"epochs\":3,\"batch_size\":8}", mdl, dsid, vid,
+	         vid);
 	cJSON *job = train(&d, body);
 	ck_assert_msg(strcmp(jstr(job, "state"), "succeeded") == 0, "%s",
 	              jstr(cJSON_GetObjectItem(job, "error"), "detail"));
 	ck_assert(isfinite(jnum(cJSON_GetObjectItem(job, "metrics"), "val_loss")));
+	/* the test set is encoded as the validation set: the same rows, the same loss */
+	const cJSON *tl = cJSON_GetObjectItem(cJSON_GetObjectItem(job, "metrics"), "test_loss");
+	ck_assert(cJSON_IsNumber(tl) && tl->valuedouble >= 0);
 	cJSON_Delete(job);
 	/* the imputation mean is the training set's, never the validation set's */
 	char path[128];

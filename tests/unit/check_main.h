@@ -6,6 +6,7 @@
 #define TESTS_CHECK_MAIN_H
 
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 /* Runs every test of s (and frees it); EXIT_SUCCESS when none failed. */
@@ -17,5 +18,27 @@ static inline int check_run(Suite *s)
 	srunner_free(sr);
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
+
+/* The same for a suite of which `skipped` tests could not run on this
+ * machine (each said "SKIP: why" and was left out of s): 77 when nothing
+ * failed but something was skipped, so scripts/run-tests counts the binary
+ * as skipped, never as passed. */
+static inline int check_run_skipping(Suite *s, int skipped)
+{
+	int rc = check_run(s);
+	return rc == EXIT_SUCCESS && skipped > 0 ? 77 : rc;
+}
+
+/* Adds test t to tc when `can` (this machine can run it), else prints
+ * "SKIP: name: why" and counts it in *skipped. */
+#define tcase_add_test_if(tc, t, can, why, skipped)                                        \
+	do {                                                                               \
+		if (can)                                                                   \
+			tcase_add_test(tc, t);                                             \
+		else {                                                                     \
+			printf("SKIP: %s: %s\n", #t, why);                                \
+			(*(skipped))++;                                                    \
+		}                                                                          \
+	} while (0)
 
 #endif

@@ -16,7 +16,7 @@
 
 #include "handlers.h"
 #include "nn.h"
-#include "predict_stream.h"
+#include "predict.h"
 #include "store.h"
 
 #define ID "mdl_00000000000000aa"
@@ -98,18 +98,18 @@ static inline void stream_binary_body(const api_backend *b, const void *body, si
 {
 	api_req rq = request(NULL, 0);
 	api_err e = API_ERR_INIT;
-	api_predict_stream *ps = api_predict_stream_new(b, &rq, API_PREDICT_BINARY, declared,
+	predict_body *ps = predict_begin(b, &rq, API_PREDICT_BINARY, declared,
 	                                                binary_reply, &e);
 	ck_assert_ptr_nonnull(ps);
 	const char *p = body;
 	for (size_t off = 0; off < len;) {
 		size_t n = step && step < len - off ? step : len - off;
-		api_predict_stream_feed(ps, p + off, n);
+		predict_feed(ps, p + off, n);
 		off += n;
 	}
 	memset(rp, 0, sizeof *rp);
-	ck_assert_int_eq(api_predict_stream_finish(ps, &rq, rp), 1);
-	api_predict_stream_free(ps);
+	ck_assert_int_eq(predict_finish(ps, rp), 1);
+	predict_free(ps);
 }
 
 /* A JSON body through a JSON stream as the daemon feeds it: the first
@@ -123,7 +123,7 @@ static inline int stream_json(const api_backend *b, const char *body, size_t fir
 	char *buf = malloc(len + 1);
 	ck_assert_ptr_nonnull(buf);
 	api_req rq = request(NULL, 0);
-	api_predict_stream *ps = api_predict_stream_new(b, &rq, API_PREDICT_JSON, (int64_t)len,
+	predict_body *ps = predict_begin(b, &rq, API_PREDICT_JSON, (int64_t)len,
 	                                                binary_reply, NULL);
 	ck_assert_ptr_nonnull(ps);
 	for (size_t have = 0; have < len;) {
@@ -133,12 +133,12 @@ static inline int stream_json(const api_backend *b, const char *body, size_t fir
 		memcpy(buf + have, body + have, n);
 		have += n;
 		buf[have] = 0;
-		api_predict_stream_scan(ps, buf, have);
+		predict_scan(ps, buf, have);
 	}
 	rq = request(buf, len);
 	memset(rp, 0, sizeof *rp);
-	int done = api_predict_stream_finish(ps, &rq, rp);
-	api_predict_stream_free(ps);
+	int done = predict_finish(ps, rp);
+	predict_free(ps);
 	free(buf);
 	return done;
 }

@@ -310,7 +310,7 @@ static double noisy_loss(float target)
 	ck_assert_int_eq(np, 2);
 	p[0] = 1; /* weight */
 	p[1] = 0; /* bias */
-	nn_data d = { N, 1, 1, x, NULL, y, 0, 0, 0, NULL, NULL };
+	nn_data d = { N, 1, 1, x, NULL, y, 0, 0, 0, NULL };
 	nn_train_config c = nn_train_config_default();
 	c.epochs = 1;
 	c.batch_size = N;
@@ -342,7 +342,7 @@ START_TEST(test_image_augmentation_needs_an_image_data_set)
 	char err[128] = "";
 	nn_model *m = nn_model_create(&s, err, sizeof err);
 	ck_assert_ptr_nonnull(m);
-	nn_data d = { 2, 4, 1, x, NULL, y, 0, 0, 0, NULL, NULL };
+	nn_data d = { 2, 4, 1, x, NULL, y, 0, 0, 0, NULL };
 	nn_train_config c = nn_train_config_default();
 	c.epochs = 1;
 	c.aug.flip_horizontal = 1;

@@ -59,7 +59,7 @@ START_TEST(test_restore_best_with_batch_norm_publishes_the_best_epochs_statistic
 		x[i] = (float)((i * 7) % 11) - 5.0f;
 	for (int i = 0; i < 12; i++)
 		y[i] = (i * 5) % 3 == 0;
-	nn_data d = { 12, 3, 2, x, y, NULL, 0, 0, 0, NULL, NULL };
+	nn_data d = { 12, 3, 2, x, y, NULL, 0, 0, 0, NULL };
 	nn_train_config cfg = nn_train_config_default();
 	cfg.epochs = 6;
 	cfg.batch_size = 4;
@@ -185,7 +185,7 @@ static void expect_field(const char *body, const char *field)
 	ck_assert_ptr_nonnull(j);
 	api_limits lim = api_limits_default();
 	nn_train_config cfg;
-	api_job_refs refs = { NULL, NULL, NULL };
+	api_job_refs refs = { .model = NULL };
 	api_err e = API_ERR_INIT;
 	ck_assert_int_eq(api_train_config_from_json(j, &lim, &cfg, &refs, &e), -1);
 	ck_assert_int_eq(e.status, 422);
@@ -208,7 +208,7 @@ START_TEST(test_job_config_floats_rounding_onto_an_open_bound_are_rejected)
 #undef JOB
 	api_limits lim = api_limits_default();
 	nn_train_config cfg;
-	api_job_refs refs = { NULL, NULL, NULL };
+	api_job_refs refs = { .model = NULL };
 	api_err e = API_ERR_INIT;
 	ck_assert_int_eq(api_train_config_from_json(j, &lim, &cfg, &refs, &e), 0);
 	ck_assert_float_eq(cfg.opt.eps, 1e-30f);

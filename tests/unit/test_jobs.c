@@ -64,7 +64,7 @@ static int submit(jobs *q, int epochs, char *id)
 	cfg.epochs = epochs;
 	cfg.batch_size = 4;
 	cfg.log_every_steps = 1;
-	api_job_refs refs = { mdl_id, ds_id, NULL };
+	api_job_refs refs = { .model = mdl_id, .dataset = ds_id };
 	cJSON *c = api_train_config_to_json(&cfg, &refs);
 	char *text = cJSON_PrintUnformatted(c);
 	cJSON_Delete(c);

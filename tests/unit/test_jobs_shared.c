@@ -7,7 +7,7 @@
  *    bit, with standardisation, a validation split and shuffling on;
  *  - with the sparse kernels off, those are the weights of the float
  *    path (the byte path off), bit for bit;
- *  - the engine makes no copy of its own for them (nn_byte_copies_made),
+ *  - the engine makes no copy of its own for them (nn_counts.byte_copies_made),
  *    and jobs running while a copy exists make no new one
  *    (store_bytes_built);
  *  - a job stopped mid-run (graceful stop: checkpoint, stays queued) and
@@ -125,13 +125,13 @@ static nn_model *reference(int epochs)
 	ck_assert_ptr_null(v.x8);
 	nn_train_config cfg = config(epochs);
 	nn_model *m = new_model();
-	int64_t saved = nn_byte_copy_min, made = nn_byte_copies_made;
+	int64_t saved = nn_tune.byte_copy_min, made = nn_counts.byte_copies_made;
 	if (!sparse_kernels)
-		nn_byte_copy_min = INT64_MAX;
+		nn_tune.byte_copy_min = INT64_MAX;
 	char err[256];
 	ck_assert_int_eq(nn_train(m, &v, NULL, &cfg, NULL, NULL, 0, NULL, err, sizeof err), NN_OK);
-	nn_byte_copy_min = saved;
-	ck_assert_int_eq(nn_byte_copies_made, made + sparse_kernels);
+	nn_tune.byte_copy_min = saved;
+	ck_assert_int_eq(nn_counts.byte_copies_made, made + sparse_kernels);
 	store_dataset_release(st, d);
 	return m;
 }
@@ -139,7 +139,7 @@ static nn_model *reference(int epochs)
 static void submit(jobs *q, char *model, int epochs, char *id)
 {
 	nn_train_config cfg = config(epochs);
-	api_job_refs refs = { model, ds_id, NULL };
+	api_job_refs refs = { .model = model, .dataset = ds_id };
 	cJSON *c = api_train_config_to_json(&cfg, &refs);
 	char *text = cJSON_PrintUnformatted(c);
 	cJSON_Delete(c);
@@ -214,7 +214,7 @@ START_TEST(test_jobs_alone_and_two_at_once_on_one_copy_publish_the_float_paths_w
 	api_limits lim = api_limits_default();
 	jobs *q = NULL;
 	ck_assert_int_eq(jobs_start(st, 2, 8, &lim, &q), 0);
-	int64_t made = nn_byte_copies_made, built = store_bytes_built;
+	int64_t made = nn_counts.byte_copies_made, built = store_bytes_built;
 
 	/* alone: it makes the copy (and drops it at its end) */
 	char m0[API_ID_LEN], j0[API_ID_LEN];
@@ -236,7 +236,7 @@ START_TEST(test_jobs_alone_and_two_at_once_on_one_copy_publish_the_float_paths_w
 	ck_assert_int_eq(store_bytes_built, copies);
 	store_dataset_release(st, held);
 	/* the engine never copied: every job was given the bytes */
-	ck_assert_int_eq(nn_byte_copies_made, made);
+	ck_assert_int_eq(nn_counts.byte_copies_made, made);
 	jobs_stop(q);
 	jobs_free(q);
 	nn_model_free(want);

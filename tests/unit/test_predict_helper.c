@@ -9,7 +9,7 @@
  * strtod does.
  *
  * Each test checks that the helper was really used
- * (api_predict_helper_streams) where the body is long enough, and not
+ * (predict_helper_streams) where the body is long enough, and not
  * for short ones. The tests lower the helper's minimum body length
  * (256 KiB) to 0 so that short bodies get one; one checks the default.
  */
@@ -95,11 +95,11 @@ START_TEST(test_rows_around_block_boundaries_match_the_general_path)
 			/* whole, in odd pieces, and in pieces the size of a row or so */
 			const size_t steps[] = { 0, 997, 31 };
 			for (size_t si = 0; si < sizeof steps / sizeof steps[0]; si++) {
-				int64_t before = api_predict_helper_streams();
+				int64_t before = predict_helper_streams();
 				api_reply rp;
 				ck_assert_int_eq(stream_json(&b, json, 0, steps[si], 0, &rp), 1);
 				/* every body here may hold 512 rows by its length */
-				ck_assert_int_eq(api_predict_helper_streams(), before + 1);
+				ck_assert_int_eq(predict_helper_streams(), before + 1);
 				ck_assert_int_eq(rp.status, 200);
 				ck_assert_str_eq(rp.ctype, "application/json");
 				ck_assert_int_eq(rp.rows, rows);
@@ -121,9 +121,9 @@ START_TEST(test_rows_around_block_boundaries_match_the_general_path)
 			size_t len = sizeof *x * (size_t)rows * (size_t)inputs;
 			const size_t bsteps[] = { 0, 4093, 4 * (size_t)inputs * 256 };
 			for (size_t si = 0; si < sizeof bsteps / sizeof bsteps[0]; si++) {
-				int64_t before = api_predict_helper_streams();
+				int64_t before = predict_helper_streams();
 				stream_binary(&b, x, len, bsteps[si], 0, &rp);
-				ck_assert_int_eq(api_predict_helper_streams(), before + (rows >= 512));
+				ck_assert_int_eq(predict_helper_streams(), before + (rows >= 512));
 				ck_assert_int_eq(rp.status, 200);
 				ck_assert_str_eq(rp.body, want.body);
 				api_reply_release(&rp);
@@ -162,7 +162,7 @@ START_TEST(test_a_body_split_at_every_byte)
 	size_t len = strlen(json);
 	api_reply want = general(&b, json, 0);
 	ck_assert_int_eq(want.status, 200);
-	int64_t before = api_predict_helper_streams();
+	int64_t before = predict_helper_streams();
 	for (size_t cut = 1; cut < len; cut++) {
 		api_reply rp;
 		ck_assert_int_eq(stream_json(&b, json, cut, 0, 0, &rp), 1);
@@ -174,7 +174,7 @@ START_TEST(test_a_body_split_at_every_byte)
 	ck_assert_int_eq(stream_json(&b, json, 0, 1, 0, &rp), 1);
 	ck_assert_str_eq(rp.body, want.body);
 	api_reply_release(&rp);
-	ck_assert_int_eq(api_predict_helper_streams(), before + (int64_t)len);
+	ck_assert_int_eq(predict_helper_streams(), before + (int64_t)len);
 	api_reply_release(&want);
 	free(json);
 	drop_model();
@@ -229,11 +229,11 @@ START_TEST(test_bad_rows_late_in_a_long_body_get_the_general_problem)
 			snprintf(quoted, sizeof quoted, "\"field\":\"%s\"", bad[i].field);
 			ck_assert_msg(strstr(want.body, quoted), "%s", want.body);
 		}
-		int64_t before = api_predict_helper_streams();
+		int64_t before = predict_helper_streams();
 		api_reply rp;
 		ck_assert_int_eq(stream_json(&b, body, 0, 4096, 0, &rp), 0);
 		api_reply_release(&rp);
-		ck_assert_int_eq(api_predict_helper_streams(), before + 1);
+		ck_assert_int_eq(predict_helper_streams(), before + 1);
 		rp = handler(&b, body);
 		ck_assert_int_eq(rp.status, want.status);
 		ck_assert_str_eq(rp.ctype, "application/problem+json");
@@ -278,26 +278,26 @@ START_TEST(test_a_stream_freed_half_way_and_short_bodies)
 	size_t len = strlen(json);
 	for (size_t upto = 10; upto < len; upto += len / 7) {
 		api_req rq = request(NULL, 0);
-		int64_t before = api_predict_helper_streams();
-		api_predict_stream *ps = api_predict_stream_new(&b, &rq, API_PREDICT_JSON,
+		int64_t before = predict_helper_streams();
+		predict_body *ps = predict_begin(&b, &rq, API_PREDICT_JSON,
 		                                                (int64_t)len, 0, NULL);
 		ck_assert_ptr_nonnull(ps);
-		ck_assert_int_eq(api_predict_helper_streams(), before + 1);
+		ck_assert_int_eq(predict_helper_streams(), before + 1);
 		char *buf = malloc(upto + 1);
 		ck_assert_ptr_nonnull(buf);
 		memcpy(buf, json, upto);
 		buf[upto] = 0;
-		api_predict_stream_scan(ps, buf, upto);
-		api_predict_stream_free(ps);
+		predict_scan(ps, buf, upto);
+		predict_free(ps);
 		free(buf);
 		ck_assert_int_eq(snaps_out, 0);
 	}
 	/* 50 rows of 3: too short to hold 512 rows, no helper, same answer */
 	char *small = rows_json(x, 50, inputs);
 	api_reply want = general(&b, small, 0), rp;
-	int64_t before = api_predict_helper_streams();
+	int64_t before = predict_helper_streams();
 	ck_assert_int_eq(stream_json(&b, small, 0, 100, 0, &rp), 1);
-	ck_assert_int_eq(api_predict_helper_streams(), before);
+	ck_assert_int_eq(predict_helper_streams(), before);
 	ck_assert_str_eq(rp.body, want.body);
 	api_reply_release(&rp);
 	api_reply_release(&want);
@@ -320,26 +320,26 @@ START_TEST(test_at_most_four_helpers_at_once)
 	size_t len = strlen(json);
 	api_reply want = general(&b, json, 0);
 	api_req rq = request(NULL, 0);
-	api_predict_stream *open[4];
-	int64_t before = api_predict_helper_streams();
+	predict_body *open[4];
+	int64_t before = predict_helper_streams();
 	for (int i = 0; i < 4; i++) {
-		open[i] = api_predict_stream_new(&b, &rq, API_PREDICT_JSON, (int64_t)len, 0, NULL);
+		open[i] = predict_begin(&b, &rq, API_PREDICT_JSON, (int64_t)len, 0, NULL);
 		ck_assert_ptr_nonnull(open[i]);
-		api_predict_stream_scan(open[i], json, len / 2);
+		predict_scan(open[i], json, len / 2);
 	}
-	ck_assert_int_eq(api_predict_helper_streams(), before + 4);
+	ck_assert_int_eq(predict_helper_streams(), before + 4);
 	api_reply rp;
 	ck_assert_int_eq(stream_json(&b, json, 0, 1000, 0, &rp), 1);
-	ck_assert_int_eq(api_predict_helper_streams(), before + 4);   /* none for the fifth */
+	ck_assert_int_eq(predict_helper_streams(), before + 4);   /* none for the fifth */
 	ck_assert_str_eq(rp.body, want.body);
 	api_reply_release(&rp);
-	api_predict_stream_free(open[0]);
+	predict_free(open[0]);
 	ck_assert_int_eq(stream_json(&b, json, 0, 1000, 0, &rp), 1);
-	ck_assert_int_eq(api_predict_helper_streams(), before + 5);
+	ck_assert_int_eq(predict_helper_streams(), before + 5);
 	ck_assert_str_eq(rp.body, want.body);
 	api_reply_release(&rp);
 	for (int i = 1; i < 4; i++)
-		api_predict_stream_free(open[i]);
+		predict_free(open[i]);
 	api_reply_release(&want);
 	free(json);
 	free(x);
@@ -412,8 +412,8 @@ END_TEST
  * the same replies. */
 START_TEST(test_only_long_bodies_get_a_helper_by_default)
 {
-	ck_assert_int_eq(api_predict_helper_min_bytes(-1), 0);   /* the fixture's */
-	api_predict_helper_min_bytes(256 << 10);
+	ck_assert_int_eq(predict_helper_min_bytes(-1), 0);   /* the fixture's */
+	predict_helper_min_bytes(256 << 10);
 	const int inputs = 20;
 	api_backend b = backend();
 	serve_model(NN_TASK_CLASSIFICATION, inputs, 3, 1);
@@ -424,9 +424,9 @@ START_TEST(test_only_long_bodies_get_a_helper_by_default)
 		size_t len = strlen(json);
 		ck_assert(ci == 0 ? len < (256 << 10) : len >= (256 << 10));
 		api_reply want = general(&b, json, 0), rp;
-		int64_t before = api_predict_helper_streams();
+		int64_t before = predict_helper_streams();
 		ck_assert_int_eq(stream_json(&b, json, 0, 16384, 0, &rp), 1);
-		ck_assert_int_eq(api_predict_helper_streams(), before + (int64_t)ci);
+		ck_assert_int_eq(predict_helper_streams(), before + (int64_t)ci);
 		ck_assert_str_eq(rp.body, want.body);
 		api_reply_release(&rp);
 		api_reply_release(&want);
@@ -440,7 +440,7 @@ END_TEST
 /* Every other test: any body that may hold 512 rows gets a helper. */
 static void helper_for_short_bodies(void)
 {
-	api_predict_helper_min_bytes(0);
+	predict_helper_min_bytes(0);
 }
 
 static Suite *suite(void)

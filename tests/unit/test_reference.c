@@ -246,7 +246,7 @@ static void run_case(int idx)
 				targets[r * spec.outputs + k] = (float)cJSON_GetArrayItem(
 					cJSON_GetArrayItem(yj, r), k)->valuedouble;
 	}
-	nn_data d = { rows, spec.inputs, spec.outputs, x, labels, targets, 0, 0, 0, NULL, NULL };
+	nn_data d = { rows, spec.inputs, spec.outputs, x, labels, targets, 0, 0, 0, NULL };
 
 	/* the job */
 	nn_train_config cfg = nn_train_config_default();

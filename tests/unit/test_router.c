@@ -25,6 +25,7 @@ START_TEST(test_every_route_is_found)
 	ck_assert_int_ge(i, 0);
 	ck_assert_str_eq(id, "mdl_00000000000000ff");
 	ck_assert_ptr_eq((void *)router_table[i].handler, (void *)api_model_predict);
+	ck_assert_int_eq(router_table[i].body, BODY_ROWS);   /* a streamed body is a route kind */
 	i = match("GET", "/v1/jobs/job_aaaaaaaaaaaaaaaa/events", id, allow);
 	ck_assert_int_ge(i, 0);
 	ck_assert_int_eq(router_table[i].srv, SRV_EVENTS);
@@ -38,6 +39,23 @@ START_TEST(test_every_route_is_found)
 	i = match("GET", "/metrics", id, allow);
 	ck_assert_int_ge(i, 0);
 	ck_assert_int_eq(router_table[i].open, 0);
+	/* the dashboard: open pages, and the API's streams and plots */
+	i = match("GET", "/", id, allow);
+	ck_assert_int_ge(i, 0);
+	ck_assert_int_eq(router_table[i].srv, SRV_UI);
+	ck_assert_int_eq(router_table[i].open, 1);
+	i = match("GET", "/ui/studies/std_0123456789abcdef", id, allow);
+	ck_assert_int_ge(i, 0);
+	ck_assert_int_eq(router_table[i].srv, SRV_UI);
+	ck_assert_int_eq(router_table[i].open, 1);
+	ck_assert_str_eq(id, "std_0123456789abcdef");
+	i = match("GET", "/v1/events", id, allow);
+	ck_assert_int_ge(i, 0);
+	ck_assert_int_eq(router_table[i].srv, SRV_EVENTS_ALL);
+	ck_assert_int_eq(router_table[i].open, 0);
+	i = match("GET", "/v1/jobs/job_aaaaaaaaaaaaaaaa/plot.svg", id, allow);
+	ck_assert_int_ge(i, 0);
+	ck_assert_ptr_eq((void *)router_table[i].handler, (void *)api_job_plot_svg);
 }
 END_TEST
 
@@ -51,7 +69,10 @@ START_TEST(test_bad_ids_and_unknown_paths_are_404)
 	ck_assert_int_eq(match("GET", "/v1/datasets/../../etc/passwd", id, allow), -404);
 	ck_assert_int_eq(match("GET", "/v1/nothing", id, allow), -404);
 	ck_assert_int_eq(match("GET", "/v1/datasets/", id, allow), -404);
-	ck_assert_int_eq(match("GET", "/", id, allow), -404);
+	ck_assert_int_eq(match("GET", "/nothing", id, allow), -404);
+	ck_assert_int_eq(match("GET", "/ui/jobs/job_0123", id, allow), -404);
+	ck_assert_int_eq(match("GET", "/ui/nothing", id, allow), -404);
+	ck_assert_int_eq(match("GET", "/ui/studies/job_0123456789abcdef", id, allow), -404);
 	ck_assert_int_eq(match("GET", "/v1/jobs/job_aaaaaaaaaaaaaaaa/events/x", id, allow), -404);
 }
 END_TEST

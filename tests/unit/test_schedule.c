@@ -146,7 +146,7 @@ static nn_model *tiny(void)
 START_TEST(test_training_uses_the_epoch_rate_for_every_step_of_the_epoch)
 {
 	float x[8] = { 0, 1, 1, 0, 1, 1, 0, 0 }, y[4] = { 1, 1, 0, 0 };
-	nn_data d = { 4, 2, 1, x, NULL, y, 0, 0, 0, NULL, NULL };
+	nn_data d = { 4, 2, 1, x, NULL, y, 0, 0, 0, NULL };
 	nn_model *m = tiny();
 	nn_train_config c = nn_train_config_default();
 	c.epochs = 3;

@@ -301,31 +301,31 @@ START_TEST(test_training_through_it_tracks_the_dense_path)
 	c.opt = nn_optimizer_default(NN_OPT_ADAM);
 	c.log_every_steps = 1000;
 	c.checkpoint_every_epochs = 0;
-	int64_t saved_min = nn_byte_copy_min;
-	float saved_density = nn_sparse_max_density;
-	int64_t runs = nn_sparse_runs, hidden_min = nn_sparse_hidden_min;
-	int64_t hidden_steps = nn_sparse_hidden_steps;
+	int64_t saved_min = nn_tune.byte_copy_min;
+	float saved_density = nn_tune.sparse_max_density;
+	int64_t runs = nn_counts.sparse_runs, hidden_min = nn_tune.sparse_hidden_min;
+	int64_t hidden_steps = nn_counts.sparse_hidden_steps;
 	losses ld = { 0 }, ls = { 0 };
 	nn_callbacks cbd = { &ld, NULL, on_epoch, NULL, NULL }, cbs = { &ls, NULL, on_epoch, NULL, NULL };
 	char err[128];
 
-	nn_byte_copy_min = 0;
-	nn_sparse_hidden_min = 0;
-	nn_sparse_max_density = 0.0f;
+	nn_tune.byte_copy_min = 0;
+	nn_tune.sparse_hidden_min = 0;
+	nn_tune.sparse_max_density = 0.0f;
 	nn_model *dense = mlp(256), *sparse = mlp(256);
 	ck_assert_int_eq(nn_train(dense, &im.d, NULL, &c, &cbd, NULL, 0, NULL, err, sizeof err),
 	                 NN_OK);
-	ck_assert_int_eq(nn_sparse_runs, runs);
-	ck_assert_int_eq(nn_sparse_hidden_steps, hidden_steps);
-	nn_sparse_max_density = 1.0f;
+	ck_assert_int_eq(nn_counts.sparse_runs, runs);
+	ck_assert_int_eq(nn_counts.sparse_hidden_steps, hidden_steps);
+	nn_tune.sparse_max_density = 1.0f;
 	ck_assert_int_eq(nn_train(sparse, &im.d, NULL, &c, &cbs, NULL, 0, NULL, err, sizeof err),
 	                 NN_OK);
-	ck_assert_int_eq(nn_sparse_runs, runs + 1);
+	ck_assert_int_eq(nn_counts.sparse_runs, runs + 1);
 	/* the hidden layer took the sparse path at every step: 3 epochs of 12 */
-	ck_assert_int_eq(nn_sparse_hidden_steps, hidden_steps + 36);
-	nn_byte_copy_min = saved_min;
-	nn_sparse_hidden_min = hidden_min;
-	nn_sparse_max_density = saved_density;
+	ck_assert_int_eq(nn_counts.sparse_hidden_steps, hidden_steps + 36);
+	nn_tune.byte_copy_min = saved_min;
+	nn_tune.sparse_hidden_min = hidden_min;
+	nn_tune.sparse_max_density = saved_density;
 
 	ck_assert_int_eq(ld.n, 3);
 	ck_assert_int_eq(ls.n, 3);
@@ -374,11 +374,11 @@ START_TEST(test_fused_adam_step_gives_the_same_bits_as_the_separate_passes)
 	if (!nn_sparse_in_supported())
 		return;
 	images im = make_images(300, 15, 12); /* 225 features */
-	int64_t saved_min = nn_byte_copy_min;
-	float saved_density = nn_sparse_max_density;
-	int saved_fuse = nn_sparse_fuse;
-	nn_byte_copy_min = 0;
-	nn_sparse_max_density = 1.0f;
+	int64_t saved_min = nn_tune.byte_copy_min;
+	float saved_density = nn_tune.sparse_max_density;
+	int saved_fuse = nn_tune.sparse_fuse;
+	nn_tune.byte_copy_min = 0;
+	nn_tune.sparse_max_density = 1.0f;
 	char err[128];
 	for (int variant = 0; variant < 3; variant++) {
 		nn_train_config c = nn_train_config_default();
@@ -396,17 +396,17 @@ START_TEST(test_fused_adam_step_gives_the_same_bits_as_the_separate_passes)
 		nn_callbacks cbs = { &ls, NULL, on_epoch_norms, NULL, NULL };
 		nn_model *fused = mlp_units(225, 144), *separate = mlp_units(225, 144);
 
-		int64_t steps = nn_sparse_fused_steps;
-		nn_sparse_fuse = 1;
+		int64_t steps = nn_counts.sparse_fused_steps;
+		nn_tune.sparse_fuse = 1;
 		ck_assert_int_eq(nn_train(fused, &im.d, NULL, &c, &cbf, NULL, 0, NULL, err, sizeof err),
 		                 NN_OK);
-		ck_assert_int_eq(nn_sparse_fused_steps - steps, variant == 2 ? 0 : 10);
-		steps = nn_sparse_fused_steps;
-		nn_sparse_fuse = 0;
+		ck_assert_int_eq(nn_counts.sparse_fused_steps - steps, variant == 2 ? 0 : 10);
+		steps = nn_counts.sparse_fused_steps;
+		nn_tune.sparse_fuse = 0;
 		ck_assert_int_eq(nn_train(separate, &im.d, NULL, &c, &cbs, NULL, 0, NULL, err,
 		                          sizeof err),
 		                 NN_OK);
-		ck_assert_int_eq(nn_sparse_fused_steps, steps);
+		ck_assert_int_eq(nn_counts.sparse_fused_steps, steps);
 
 		int64_t np = 0, np2 = 0;
 		const float *pf = nn_model_params(fused, &np), *ps = nn_model_params(separate, &np2);
@@ -429,9 +429,9 @@ START_TEST(test_fused_adam_step_gives_the_same_bits_as_the_separate_passes)
 		nn_model_free(fused);
 		nn_model_free(separate);
 	}
-	nn_byte_copy_min = saved_min;
-	nn_sparse_max_density = saved_density;
-	nn_sparse_fuse = saved_fuse;
+	nn_tune.byte_copy_min = saved_min;
+	nn_tune.sparse_max_density = saved_density;
+	nn_tune.sparse_fuse = saved_fuse;
 	free(im.x);
 	free(im.y);
 }
@@ -465,11 +465,11 @@ START_TEST(test_frozen_scratch_predicts_sparse_rows_like_the_dense_path)
 	ck_assert_ptr_nonnull(frozen);
 	float *pd = malloc(sizeof(float) * rows * 4), *pf = malloc(sizeof(float) * rows * 4);
 	float one[4];
-	int64_t blocks = nn_sparse_predict_blocks;
+	int64_t blocks = nn_counts.sparse_predict_blocks;
 	ck_assert_int_eq(nn_predict(m, dense, im.x, rows, pd), NN_OK);
-	ck_assert_int_eq(nn_sparse_predict_blocks, blocks);
+	ck_assert_int_eq(nn_counts.sparse_predict_blocks, blocks);
 	ck_assert_int_eq(nn_predict(m, frozen, im.x, rows, pf), NN_OK);
-	ck_assert_int_eq(nn_sparse_predict_blocks, blocks + 3); /* 40 rows in blocks of 16 */
+	ck_assert_int_eq(nn_counts.sparse_predict_blocks, blocks + 3); /* 40 rows in blocks of 16 */
 	for (int i = 0; i < rows * 4; i++)
 		ck_assert_msg(fabsf(pd[i] - pf[i]) <= 1e-5f, "probability %d: %g vs %g", i, pd[i],
 		              pf[i]);
@@ -487,9 +487,9 @@ START_TEST(test_frozen_scratch_predicts_sparse_rows_like_the_dense_path)
 	float *full = malloc(sizeof(float) * rows * f);
 	for (int64_t i = 0; i < (int64_t)rows * f; i++)
 		full[i] = 1.0f + (float)(i % 200);
-	blocks = nn_sparse_predict_blocks;
+	blocks = nn_counts.sparse_predict_blocks;
 	ck_assert_int_eq(nn_predict(m, frozen, full, rows, pf), NN_OK);
-	ck_assert_int_eq(nn_sparse_predict_blocks, blocks);
+	ck_assert_int_eq(nn_counts.sparse_predict_blocks, blocks);
 
 	nn_scratch_free(dense);
 	nn_scratch_free(frozen);

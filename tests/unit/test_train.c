@@ -67,7 +67,7 @@ static problem make_problem(int rows, int features, uint64_t seed)
 		}
 		p.y[i] = s > 1.0f ? 2 : (s > -1.0f ? 1 : 0);
 	}
-	nn_data d = { rows, features, 3, p.x, p.y, NULL, 0, 0, 0, NULL, NULL };
+	nn_data d = { rows, features, 3, p.x, p.y, NULL, 0, 0, 0, NULL };
 	p.d = d;
 	return p;
 }
@@ -128,8 +128,8 @@ static int same_weights(nn_model *a, nn_model *b)
 START_TEST(test_early_stopping_stops_after_patience_and_restores_the_best_epoch)
 {
 	float x[1] = { 1 }, y[1] = { 1 }, vy[1] = { 0.5f };
-	nn_data tr = { 1, 1, 1, x, NULL, y, 0, 0, 0, NULL, NULL };
-	nn_data va = { 1, 1, 1, x, NULL, vy, 0, 0, 0, NULL, NULL };
+	nn_data tr = { 1, 1, 1, x, NULL, y, 0, 0, 0, NULL };
+	nn_data va = { 1, 1, 1, x, NULL, vy, 0, 0, 0, NULL };
 	for (int restore = 0; restore <= 1; restore++) {
 		nn_model *m = linear(0, 0);
 		nn_train_config c = plain(50, 0.05f);
@@ -157,8 +157,8 @@ END_TEST
 START_TEST(test_min_delta_counts_small_improvements_as_none)
 {
 	float x[1] = { 1 }, y[1] = { 1 }, vy[1] = { 0.5f };
-	nn_data tr = { 1, 1, 1, x, NULL, y, 0, 0, 0, NULL, NULL };
-	nn_data va = { 1, 1, 1, x, NULL, vy, 0, 0, 0, NULL, NULL };
+	nn_data tr = { 1, 1, 1, x, NULL, y, 0, 0, 0, NULL };
+	nn_data va = { 1, 1, 1, x, NULL, vy, 0, 0, 0, NULL };
 	nn_model *m = linear(0, 0);
 	nn_train_config c = plain(50, 0.05f);
 	c.early.enabled = 1;
@@ -177,7 +177,7 @@ END_TEST
 START_TEST(test_early_stopping_without_validation_is_rejected)
 {
 	float x[1] = { 1 }, y[1] = { 1 };
-	nn_data tr = { 1, 1, 1, x, NULL, y, 0, 0, 0, NULL, NULL };
+	nn_data tr = { 1, 1, 1, x, NULL, y, 0, 0, 0, NULL };
 	nn_model *m = linear(0, 0);
 	nn_train_config c = plain(5, 0.05f);
 	c.early.enabled = 1;
@@ -341,7 +341,7 @@ START_TEST(test_divergence_returns_ediverged)
 {
 	/* x = 1, y = 1, lr 1e6: s' - 1 = (1 - 4e6)(s - 1) overflows within steps */
 	float x[1] = { 1 }, y[1] = { 1 };
-	nn_data d = { 1, 1, 1, x, NULL, y, 0, 0, 0, NULL, NULL };
+	nn_data d = { 1, 1, 1, x, NULL, y, 0, 0, 0, NULL };
 	nn_model *m = linear(0, 0);
 	nn_train_config c = plain(50, 1e6f);
 	char err[128] = "";
@@ -364,7 +364,7 @@ START_TEST(test_divergence_returns_ediverged)
 	float t[20];
 	for (int i = 0; i < 20; i++)
 		t[i] = 1000.0f * (float)pr.y[i];
-	nn_data dr = { 20, 4, 1, pr.x, NULL, t, 0, 0, 0, NULL, NULL };
+	nn_data dr = { 20, 4, 1, pr.x, NULL, t, 0, 0, 0, NULL };
 	ck_assert_int_eq(nn_train(m, &dr, NULL, &c, NULL, NULL, 0, &res, err, sizeof err),
 	                 NN_EDIVERGED);
 	nn_model_free(m);
@@ -458,18 +458,18 @@ START_TEST(test_byte_copy_trains_to_the_same_bits_as_the_floats)
 		pr.x[i] = (float)((int)(fabsf(pr.x[i]) * 60.0f) % 256);
 	nn_train_config c = busy();
 	c.clip_grad_norm = 0;
-	int64_t saved = nn_byte_copy_min, made = nn_byte_copies_made;
+	int64_t saved = nn_tune.byte_copy_min, made = nn_counts.byte_copies_made;
 	char err[128];
 
 	nn_model *viafloat = mlp(f, 1, 1), *viabytes = mlp(f, 1, 1);
-	nn_byte_copy_min = INT64_MAX;
+	nn_tune.byte_copy_min = INT64_MAX;
 	ck_assert_int_eq(nn_train(viafloat, &pr.d, NULL, &c, NULL, NULL, 0, NULL, err, sizeof err),
 	                 NN_OK);
-	ck_assert_int_eq(nn_byte_copies_made, made);
-	nn_byte_copy_min = 0;
+	ck_assert_int_eq(nn_counts.byte_copies_made, made);
+	nn_tune.byte_copy_min = 0;
 	ck_assert_int_eq(nn_train(viabytes, &pr.d, NULL, &c, NULL, NULL, 0, NULL, err, sizeof err),
 	                 NN_OK);
-	ck_assert_int_eq(nn_byte_copies_made, made + 1);
+	ck_assert_int_eq(nn_counts.byte_copies_made, made + 1);
 	ck_assert(same_weights(viafloat, viabytes));
 
 	/* one fractional value anywhere keeps the float path */
@@ -477,8 +477,8 @@ START_TEST(test_byte_copy_trains_to_the_same_bits_as_the_floats)
 	nn_model *frac = mlp(f, 1, 1);
 	ck_assert_int_eq(nn_train(frac, &pr.d, NULL, &c, NULL, NULL, 0, NULL, err, sizeof err),
 	                 NN_OK);
-	ck_assert_int_eq(nn_byte_copies_made, made + 1);
-	nn_byte_copy_min = saved;
+	ck_assert_int_eq(nn_counts.byte_copies_made, made + 1);
+	nn_tune.byte_copy_min = saved;
 	nn_model_free(viafloat);
 	nn_model_free(viabytes);
 	nn_model_free(frac);
@@ -505,8 +505,8 @@ START_TEST(test_bytes_only_data_trains_like_the_floats)
 	bytes.x = NULL;
 	bytes.x8 = x8;
 	both.x8 = x8;
-	int64_t saved = nn_byte_copy_min;
-	nn_byte_copy_min = 0; /* the float run makes its own byte copy */
+	int64_t saved = nn_tune.byte_copy_min;
+	nn_tune.byte_copy_min = 0; /* the float run makes its own byte copy */
 	char err[128];
 
 	for (int aug = 0; aug < 2; aug++) {
@@ -543,7 +543,7 @@ START_TEST(test_bytes_only_data_trains_like_the_floats)
 	                 NN_EINVAL);
 	ck_assert_msg(strstr(err, "no rows") != NULL, "%s", err);
 	nn_model_free(m);
-	nn_byte_copy_min = saved;
+	nn_tune.byte_copy_min = saved;
 	free(x8);
 	free_problem(&pr);
 }
@@ -743,7 +743,7 @@ static void on_epoch(void *ctx, const nn_epoch_record *r)
 START_TEST(test_clip_grad_norm_scales_the_gradient_to_the_clip)
 {
 	float x[1] = { 1 }, y[1] = { 10 };
-	nn_data d = { 1, 1, 1, x, NULL, y, 0, 0, 0, NULL, NULL };
+	nn_data d = { 1, 1, 1, x, NULL, y, 0, 0, 0, NULL };
 	nn_model *m = linear(0, 0);
 	nn_train_config c = plain(1, 0.1f);
 	c.clip_grad_norm = 1;
@@ -823,7 +823,7 @@ START_TEST(test_standardize_stores_the_training_mean_and_population_std)
 	char err[128];
 	nn_model *m = nn_model_create(&s, err, sizeof err);
 	ck_assert_ptr_nonnull(m);
-	nn_data d = { 4, 2, 1, x, NULL, y, 0, 0, 0, NULL, NULL };
+	nn_data d = { 4, 2, 1, x, NULL, y, 0, 0, 0, NULL };
 	nn_train_config c = plain(1, 0.01f);
 	c.standardize = 1;
 	ck_assert_int_eq(nn_train(m, &d, NULL, &c, NULL, NULL, 0, NULL, err, sizeof err), NN_OK);
@@ -880,7 +880,7 @@ START_TEST(test_evaluate_reports_loss_and_accuracy)
 	float *p = nn_model_params(m, &np);
 	ck_assert_int_eq(np, 4);
 	p[0] = 10; p[1] = -10; p[2] = 0; p[3] = 0;
-	nn_data d = { 4, 1, 2, x, y, NULL, 0, 0, 0, NULL, NULL };
+	nn_data d = { 4, 1, 2, x, y, NULL, 0, 0, 0, NULL };
 	float loss, acc;
 	ck_assert_int_eq(nn_evaluate(m, &d, &loss, &acc), NN_OK);
 	ck_assert_float_eq(acc, 1.0f);

@@ -1,0 +1,48 @@
+/*
+ * row_pack.h - a dense layer's weights kept ready for one-row products
+ * (private to the engine).
+ *
+ * A single prediction row through sgemm pays for packing the whole weight
+ * matrix on every call (OpenBLAS copies W before its kernel runs), several
+ * times the product itself. A prediction scratch made for a frozen model
+ * (predict.c) packs each dense layer's W [out][in] once as Wt [in][pad]
+ * (pad = out rounded up to 16, zero-filled), so that
+ *   z[j] = b[j] + sum over k with x[k] != 0 of x[k] Wt[k][j]
+ * streams Wt row by row, skipping the rows of the inputs that are zero (a
+ * hidden layer's ReLU output, image pixels): a row costs what its non-zeros
+ * cost, and a row without zeros costs one pass over W.
+ *
+ * Two kernels compute it, term by term in k order, each term a product then
+ * a sum (no contraction), so both give the same bits: nn_row_product_plain,
+ * plain C (the fallback and the tests' oracle), and an AVX-512 one that
+ * nn_row_product picks when the CPU has it. Their sums run in another order
+ * than sgemm's, so a row predicted alone may differ from the same row in a
+ * block in the last bits.
+ */
+#ifndef NN_ROW_PACK_H
+#define NN_ROW_PACK_H
+
+#include <stdint.h>
+
+/* wt: [in][pad] floats, 64-byte aligned, columns out..pad zero; b: [pad],
+ * the bias (zeros without one). Never changed after nn_row_pack_create. */
+typedef struct nn_row_pack {
+	int in, out, pad;
+	float *wt;
+	float *b;
+} nn_row_pack;
+
+/* Packs W [out][in] and b [out] (NULL: no bias). NULL when out of memory or
+ * the sizes are not positive. */
+nn_row_pack *nn_row_pack_create(const float *W, const float *b, int in, int out);
+void nn_row_pack_free(nn_row_pack *p);
+
+/* z [out] = the layer's pre-activation for the one row x [in]. */
+void nn_row_product(const nn_row_pack *p, const float *x, float *z);
+/* The same in plain C, on any CPU. */
+void nn_row_product_plain(const nn_row_pack *p, const float *x, float *z);
+/* 1 when nn_row_product runs the AVX-512 kernel (this CPU has it, and
+ * nn_tune.simd). */
+int nn_row_product_simd(void);
+
+#endif

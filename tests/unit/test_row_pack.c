@@ -1,0 +1,223 @@
+/*
+ * test_row_pack.c - one-row products against packed weights
+ * (engine/row_pack.c) and the prediction path that uses them
+ * (engine/predict.c): the plain kernel against a sum in double over widths
+ * that exercise every block size and the masked tail, the AVX-512 kernel
+ * against the plain one to the bit (SKIP without AVX-512), and single-row
+ * predictions through a frozen scratch against sgemm's, counted, never for
+ * another model's weights, and not for models over the size limit.
+ */
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check_main.h"
+#include "nn.h"
+#include "row_pack.h"
+#include "tune.h"
+
+static uint32_t lcg(uint32_t *s)
+{
+	*s = *s * 1664525u + 1013904223u;
+	return *s >> 8;
+}
+
+static float unit(uint32_t *s)
+{
+	return (float)lcg(s) / 16777216.0f;
+}
+
+/* Widths: below 16, a masked tail, exactly 128 and 256, and mixes of the
+ * 256, 128 and 16 blocks. */
+static const int shapes[][2] = { { 1, 1 },    { 7, 10 },   { 33, 100 }, { 64, 128 },
+	                         { 5, 256 },  { 784, 256 }, { 9, 300 },  { 40, 513 },
+	                         { 128, 10 } };
+
+typedef struct pcase {
+	int in, out;
+	float *W, *b, *x;
+} pcase;
+
+static pcase make_case(int in, int out, int with_bias, uint32_t seed)
+{
+	pcase c = { in, out, malloc(sizeof(float) * (size_t)in * out),
+		    with_bias ? malloc(sizeof(float) * (size_t)out) : NULL,
+		    malloc(sizeof(float) * (size_t)in) };
+	uint32_t s = seed;
+	for (int64_t i = 0; i < (int64_t)in * out; i++)
+		c.W[i] = unit(&s) - 0.5f;
+	for (int j = 0; with_bias && j < out; j++)
+		c.b[j] = unit(&s) - 0.5f;
+	for (int k = 0; k < in; k++) {
+		float u = unit(&s);
+		c.x[k] = u < 0.4f ? 0.0f : u < 0.45f ? -0.0f : 255.0f * unit(&s) - 100.0f;
+	}
+	return c;
+}
+
+static void free_case(pcase *c)
+{
+	free(c->W);
+	free(c->b);
+	free(c->x);
+}
+
+START_TEST(test_plain_product_matches_a_sum_in_double)
+{
+	for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+		for (int with_bias = 0; with_bias < 2; with_bias++) {
+			pcase c = make_case(shapes[t][0], shapes[t][1], with_bias, 17 + (uint32_t)t);
+			nn_row_pack *p = nn_row_pack_create(c.W, c.b, c.in, c.out);
+			ck_assert_ptr_nonnull(p);
+			ck_assert_int_eq(p->pad % 16, 0);
+			float *z = malloc(sizeof(float) * (size_t)c.out + 64);
+			z[c.out] = 12345.0f; /* nothing is written past out */
+			nn_row_product_plain(p, c.x, z);
+			ck_assert_float_eq(z[c.out], 12345.0f);
+			for (int j = 0; j < c.out; j++) {
+				double want = c.b ? c.b[j] : 0.0, mag = fabs(want);
+				for (int k = 0; k < c.in; k++) {
+					want += (double)c.x[k] * c.W[(int64_t)j * c.in + k];
+					mag += fabs((double)c.x[k] * c.W[(int64_t)j * c.in + k]);
+				}
+				ck_assert_msg(fabs(z[j] - want) <= 1e-5 * mag + 1e-6,
+				              "%dx%d output %d: %g vs %g", c.in, c.out, j, z[j], want);
+			}
+			free(z);
+			nn_row_pack_free(p);
+			free_case(&c);
+		}
+	}
+	ck_assert_ptr_null(nn_row_pack_create(NULL, NULL, 3, 3));
+	float w = 1.0f;
+	ck_assert_ptr_null(nn_row_pack_create(&w, NULL, 0, 1));
+	nn_row_pack_free(NULL);
+}
+END_TEST
+
+START_TEST(test_avx512_product_gives_the_plain_ones_bits)
+{
+	ck_assert_int_eq(nn_row_product_simd(), 1);
+	for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+		pcase c = make_case(shapes[t][0], shapes[t][1], 1, 91 + (uint32_t)t);
+		if (t == 3)
+			c.x[c.in / 2] = NAN; /* a NaN input reaches every output in both */
+		nn_row_pack *p = nn_row_pack_create(c.W, c.b, c.in, c.out);
+		float *zs = malloc(sizeof(float) * (size_t)c.out + 64);
+		float *zp = malloc(sizeof(float) * (size_t)c.out + 64);
+		zs[c.out] = zp[c.out] = 777.0f;
+		nn_row_product(p, c.x, zs);
+		nn_row_product_plain(p, c.x, zp);
+		ck_assert_float_eq(zs[c.out], 777.0f); /* the masked tail stays inside */
+		ck_assert_msg(memcmp(zs, zp, sizeof(float) * (size_t)c.out) == 0,
+		              "%dx%d: the kernels differ", c.in, c.out);
+		if (t == 3)
+			ck_assert(isnan(zs[0]) && isnan(zs[c.out - 1]));
+		free(zs);
+		free(zp);
+		nn_row_pack_free(p);
+		free_case(&c);
+	}
+	/* with nn_tune.simd off the plain kernel runs */
+	nn_tune.simd = 0;
+	ck_assert_int_eq(nn_row_product_simd(), 0);
+	nn_tune.simd = 1;
+}
+END_TEST
+
+static nn_model *mlp(int f, uint64_t seed)
+{
+	nn_layer_spec hidden[2] = { nn_layer_default(NN_LAYER_DENSE),
+		                    nn_layer_default(NN_LAYER_DENSE) };
+	hidden[0].units = 48;
+	hidden[0].act = NN_ACT_RELU;
+	hidden[1].units = 20;
+	hidden[1].act = NN_ACT_TANH;
+	hidden[1].bias = 0;
+	nn_model_spec s = { NN_TASK_CLASSIFICATION, f, 3, NN_INIT_AUTO, seed, hidden, 2 };
+	char err[128];
+	nn_model *m = nn_model_create(&s, err, sizeof err);
+	ck_assert_msg(m != NULL, "%s", err);
+	return m;
+}
+
+/* A frozen scratch predicts one row through the packs of its three dense
+ * layers, within rounding of sgemm's result, plain and AVX-512 alike; a
+ * block of rows and another model of the same shape keep sgemm. */
+START_TEST(test_one_row_through_a_frozen_scratch_uses_the_packs)
+{
+	const int f = 70, rows = 5;
+	nn_model *m = mlp(f, 3), *other = mlp(f, 4);
+	float mean[70], sd[70], x[5 * 70];
+	uint32_t s = 5;
+	for (int k = 0; k < f; k++) {
+		mean[k] = 10.0f * unit(&s);
+		sd[k] = 1.0f + 20.0f * unit(&s);
+	}
+	for (int i = 0; i < rows * f; i++)
+		x[i] = 1.0f + (float)(lcg(&s) % 255); /* no zeros */
+	ck_assert_int_eq(nn_model_set_standardize(m, mean, sd), NN_OK);
+	nn_scratch *gen = nn_scratch_create(m, 8), *frozen = nn_scratch_create_frozen(m, 8);
+	float want[15], got[3], plain[3], block[15];
+
+	int64_t before = nn_counts.row_predictions;
+	ck_assert_int_eq(nn_predict(m, gen, x, rows, want), NN_OK);
+	ck_assert_int_eq(nn_predict(m, frozen, x, rows, block), NN_OK);
+	ck_assert_int_eq(memcmp(want, block, sizeof want), 0); /* a block: sgemm */
+	ck_assert_int_eq(nn_counts.row_predictions, before);
+	for (int r = 0; r < rows; r++) {
+		ck_assert_int_eq(nn_predict(m, frozen, x + r * f, 1, got), NN_OK);
+		ck_assert_int_eq(nn_counts.row_predictions, before + 6 * r + 3); /* 3 dense layers */
+		nn_tune.simd = 0;
+		ck_assert_int_eq(nn_predict(m, frozen, x + r * f, 1, plain), NN_OK);
+		nn_tune.simd = 1;
+		ck_assert_int_eq(memcmp(got, plain, sizeof got), 0);
+		for (int j = 0; j < 3; j++)
+			ck_assert_msg(fabsf(got[j] - want[r * 3 + j]) <= 1e-5f, "row %d class %d: %g vs %g",
+			              r, j, got[j], want[r * 3 + j]);
+	}
+	/* another model through m's frozen scratch: sgemm, its own weights */
+	before = nn_counts.row_predictions;
+	nn_scratch *og = nn_scratch_create(other, 8);
+	ck_assert_int_eq(nn_predict(other, og, x, 1, plain), NN_OK);
+	ck_assert_int_eq(nn_predict(other, frozen, x, 1, got), NN_OK);
+	ck_assert_int_eq(memcmp(got, plain, sizeof got), 0);
+	ck_assert_int_eq(nn_counts.row_predictions, before);
+	nn_scratch_free(og);
+	nn_scratch_free(gen);
+	nn_scratch_free(frozen);
+	nn_model_free(m);
+	nn_model_free(other);
+}
+END_TEST
+
+START_TEST(test_models_over_the_size_limit_keep_sgemm)
+{
+	nn_model *m = mlp(70, 3);
+	int64_t saved = nn_tune.row_pack_max_weights, before = nn_counts.row_predictions;
+	nn_tune.row_pack_max_weights = 70 * 48; /* less than the model's dense weights */
+	nn_scratch *frozen = nn_scratch_create_frozen(m, 4);
+	nn_tune.row_pack_max_weights = saved;
+	float x[70] = { 1.0f }, out[3];
+	ck_assert_int_eq(nn_predict(m, frozen, x, 1, out), NN_OK);
+	ck_assert_int_eq(nn_counts.row_predictions, before);
+	ck_assert_float_eq_tol(out[0] + out[1] + out[2], 1.0f, 1e-6f);
+	nn_scratch_free(frozen);
+	nn_model_free(m);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("row_pack");
+	TCase *tc = tcase_create("row_pack");
+	int skipped = 0;
+	tcase_add_test(tc, test_plain_product_matches_a_sum_in_double);
+	tcase_add_test_if(tc, test_avx512_product_gives_the_plain_ones_bits, nn_row_product_simd(),
+	                  "this CPU has no AVX-512F", &skipped);
+	tcase_add_test(tc, test_one_row_through_a_frozen_scratch_uses_the_packs);
+	tcase_add_test(tc, test_models_over_the_size_limit_keep_sgemm);
+	suite_add_tcase(s, tc);
+	return check_run_skipping(s, skipped);
+}
