@@ -985,6 +985,8 @@ static int act_of(const imp *im, int k, nn_act *act, float *alpha)
 	} else {
 		return 0;
 	}
+	if ((*act == NN_ACT_LEAKY_RELU || *act == NN_ACT_ELU) && *alpha == 0.0f)
+		*act = NN_ACT_RELU;  /* nnd reads alpha 0 as the default */
 	return 1;
 }
 

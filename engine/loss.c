@@ -8,15 +8,15 @@
 
 #include "plan.h"
 
-float nn_loss(const nn_model *m, nn_ws *w, const int32_t *labels, const float *targets, int n,
-              int want_grad)
+double nn_loss_sum(const nn_model *m, nn_ws *w, const int32_t *labels, const float *targets,
+                   int n, int total_n, int want_grad)
 {
 	const float *y;
 	float *g;
 	int k;
 	double total = 0;
 
-	if (!m || !w || n <= 0 || n != nn_ws_last_n(w) || !nn_ws_fits(w, m))
+	if (!m || !w || n <= 0 || total_n < n || n != nn_ws_last_n(w) || !nn_ws_fits(w, m))
 		return NAN;
 	if (want_grad && !nn_ws_out_grad(w))
 		return NAN; /* an inference-only workspace */
@@ -24,7 +24,7 @@ float nn_loss(const nn_model *m, nn_ws *w, const int32_t *labels, const float *t
 	g = want_grad ? nn_ws_out_grad(w) : NULL;
 	k = m->spec.outputs;
 	if (m->spec.task == NN_TASK_CLASSIFICATION) {
-		float inv_n = 1.0f / (float)n;
+		float inv_n = 1.0f / (float)total_n;
 		if (!labels)
 			return NAN;
 		for (int i = 0; i < n; i++) {
@@ -51,19 +51,30 @@ float nn_loss(const nn_model *m, nn_ws *w, const int32_t *labels, const float *t
 			}
 			total += (double)logf(s) + (double)mx - (double)yr[c];
 		}
-		return (float)(total / n);
+		return total;
 	}
 	if (!targets)
 		return NAN;
 	{
 		int64_t len = (int64_t)n * k;
-		float scale = 2.0f / (float)len;
+		float scale = 2.0f / (float)((int64_t)total_n * k);
 		for (int64_t i = 0; i < len; i++) {
 			float d = y[i] - targets[i];
 			total += (double)d * d;
 			if (g)
 				g[i] = scale * d;
 		}
-		return (float)(total / (double)len);
+		return total;
 	}
+}
+
+float nn_loss(const nn_model *m, nn_ws *w, const int32_t *labels, const float *targets, int n,
+              int want_grad)
+{
+	double total = nn_loss_sum(m, w, labels, targets, n, n, want_grad);
+	if (!m || n <= 0)
+		return NAN;
+	if (m->spec.task == NN_TASK_CLASSIFICATION)
+		return (float)(total / n);
+	return (float)(total / (double)((int64_t)n * m->spec.outputs));
 }

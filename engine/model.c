@@ -714,6 +714,26 @@ const float *nn_forward(nn_model *m, nn_ws *w, const float *x, int n, int traini
 	                       m->impl->n_nodes);
 }
 
+const nn_node *nn_model_node(const nn_model *m, int k)
+{
+	return &m->impl->nodes[k];
+}
+
+const nn_layer_ops *nn_node_ops(const nn_node *nd)
+{
+	return layer_ops[nd->kind];
+}
+
+nn_run nn_ws_train_run(const nn_model *m, nn_ws *w, const float *x, int n, nn_rng *rng)
+{
+	nn_run r = { m->params, NULL, m->state, w->grads, w->v, w->g, w->c0, w->c1, n, 1, rng,
+	             w->sp_on ? w->sp : NULL, NULL };
+	w->v[0] = (float *)x;
+	w->last_n = n;
+	w->last_training = 1;
+	return r;
+}
+
 int nn_model_sparse_first(const nn_model *m, int64_t *w_off, int64_t *b_off, int *out)
 {
 	if (!m || m->impl->n_nodes < 1)

@@ -146,6 +146,10 @@ typedef struct nn_model_spec {
 nn_status nn_layers_copy(const nn_layer_spec *src, int n, nn_layer_spec **out);
 void nn_layers_free(nn_layer_spec *layers, int n);
 
+/* The most shards a job may cut its batches into (each keeps a workspace
+ * and a gradient of its own). */
+#define NN_MAX_SHARDS 64
+
 /*
  * Checks a spec without allocating the model: widths, residual shapes, ranges.
  * On success stores the trainable parameter count in *params (may be NULL).
@@ -351,6 +355,16 @@ typedef struct nn_train_config {
 	 * mostly zeros (image bytes, a ReLU's output) with sparse kernels on
 	 * CPUs with AVX-512; 0: every product through cblas_sgemm */
 	int sparse_kernels;
+	/* data parallelism (API.md `shards`, `replicas`): each batch is cut into
+	 * `shards` contiguous slices whose gradient sums are added in one fixed
+	 * order, so the weights depend on shards only (1 = one pass over the
+	 * whole batch, the engine before shards). `replicas` (dividing shards)
+	 * is how many carriers share the work: par. */
+	int shards;
+	int replicas;
+	/* the replicas that carry a sharded step (nn_parallel, below); NULL:
+	 * the calling thread runs every task. Not part of the job's identity. */
+	const struct nn_parallel *par;
 	/* > 0: train on this many rows of the training split only, drawn with
 	 * the seed (nested: with the same seed and split, a larger count holds
 	 * the rows of a smaller one); more than the split holds is NN_EINVAL */
@@ -389,6 +403,26 @@ typedef struct nn_epoch_record {
 	const float *grad_norms; /* L2 norm of that layer's gradient, mean over the epoch's steps */
 	int64_t step;          /* the global step count at the epoch's end (its last step) */
 } nn_epoch_record;
+
+/*
+ * The data-parallel carrier: the engine cuts a sharded step into phases,
+ * each a set of tasks that may run at once (one per shard, or one per range
+ * of parameters); the caller runs them on its replicas (threads, MPI
+ * ranks). Every task's numbers are fixed by its index alone, so where it
+ * runs changes nothing. Task i belongs to replica i * replicas / n.
+ */
+typedef struct nn_tasks {
+	void (*fn)(void *arg, int i);
+	void *arg;
+	int n;
+} nn_tasks;
+
+typedef struct nn_parallel {
+	int replicas;
+	void *ctx;
+	/* runs fn(arg, i) for every i in [0, n); returns when all are done */
+	void (*run)(void *ctx, const nn_tasks *t);
+} nn_parallel;
 
 /* What the caller answers from should_stop. */
 enum { NN_GO_ON = 0, NN_STOP_CANCEL = 1, NN_STOP_CHECKPOINT = 2 };

@@ -121,4 +121,41 @@ float *nn_ws_out_grad(nn_ws *w);
 /* Value k's buffer (k >= 1) - for nn_bn_population. */
 float *nn_ws_value(nn_ws *w, int k);
 
+/* ---- a training pass driven node by node (shard.c) */
+
+/* Node k of m's plan, and the layer functions of a node. */
+const nn_node *nn_model_node(const nn_model *m, int k);
+const nn_layer_ops *nn_node_ops(const nn_node *nd);
+/* A training run over w's buffers for n rows of x (n in [1, max_batch]),
+ * marking w's last pass as n rows for nn_loss_sum. Running statistics are
+ * not touched (state NULL); sparse inputs as nn_ws_sparse_on set them. */
+nn_run nn_ws_train_run(const nn_model *m, nn_ws *w, const float *x, int n, nn_rng *rng);
+
+/*
+ * Batch norm over a batch cut into shards (layer_batchnorm.c): the whole
+ * batch's mean and biased variance from per-shard sums added in a fixed
+ * order, then the per-shard normalisation; backward likewise from the
+ * whole batch's sums of dY and dY xhat.
+ *   nn_bn_sum: sum[j] = sum over the shard's rows of x[j] (row order).
+ *   nn_bn_sqdev: sq[j] = sum of (x[j] - mean[j])^2.
+ *   nn_bn_apply: node k's output for the shard from the batch's mean and
+ *     variance (kept in c1 as the training forward keeps them).
+ *   nn_bn_grad_sums: the shard's dgamma and dbeta into r->grads.
+ *   nn_bn_dx: the shard's input gradient from the whole batch's dgamma,
+ *     dbeta and row count.
+ */
+void nn_bn_sum(const nn_node *nd, const float *x, int n, float *sum);
+void nn_bn_sqdev(const nn_node *nd, const float *x, int n, const float *mean, float *sq);
+void nn_bn_apply(const nn_node *nd, int k, nn_run *r, const float *mean, const float *var);
+void nn_bn_grad_sums(const nn_node *nd, int k, nn_run *r);
+void nn_bn_dx(const nn_node *nd, int k, nn_run *r, const float *dgamma, const float *dbeta,
+              int total_n);
+
+/* The data loss of the last pass's n rows summed over rows (in double, as
+ * nn_loss sums it), with the gradient (want_grad) scaled for a mean over
+ * total_n rows; NAN on bad labels. nn_loss is this divided by n (by n x
+ * outputs for regression) with total_n = n. */
+double nn_loss_sum(const nn_model *m, nn_ws *w, const int32_t *labels, const float *targets,
+                   int n, int total_n, int want_grad);
+
 #endif

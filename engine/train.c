@@ -79,6 +79,8 @@ nn_train_config nn_train_config_default(void)
 	c.log_every_steps = 10;
 	c.checkpoint_every_epochs = 1;
 	c.sparse_kernels = 1;
+	c.shards = 1;
+	c.replicas = 1;
 	return c;
 }
 
@@ -167,6 +169,10 @@ nn_status nn_train_config_check(const nn_train_config *c, char *err, size_t errl
 	CHECK(c->log_every_steps >= 1, "log_every_steps: must be a positive integer");
 	CHECK(c->checkpoint_every_epochs >= 0,
 	      "checkpoint_every_epochs: must be an integer >= 0");
+	CHECK(c->shards >= 1 && c->shards <= NN_MAX_SHARDS, "shards: must be an integer in [1, %d]",
+	      NN_MAX_SHARDS);
+	CHECK(c->replicas >= 1 && c->replicas <= c->shards && c->shards % c->replicas == 0,
+	      "replicas: must be a positive integer that divides shards");
 	return NN_OK;
 }
 
@@ -416,13 +422,8 @@ static nn_status sparse_setup(nn_trainer *t)
 	return NN_OK; /* without memory for it, the dense path */
 }
 
-/*
- * Gathers n rows of d (rows idx[start..start+n) or start..start+n when idx is
- * NULL) into the batch buffers: raw image augmentation when `train`, then
- * standardisation, then Gaussian noise when `train`.
- */
-static void gather(nn_trainer *t, const nn_data *d, const int64_t *idx, int64_t start, int n,
-                   int train)
+void nn_trainer_gather(nn_trainer *t, const nn_batch *b, const nn_data *d, const int64_t *idx,
+                       int64_t start, int n, int train)
 {
 	const int f = t->features, o = t->outputs;
 	const float *mean = nn_model_std_mean(t->m), *sd = nn_model_std_std(t->m);
@@ -431,23 +432,23 @@ static void gather(nn_trainer *t, const nn_data *d, const int64_t *idx, int64_t 
 	float noise = train ? a->noise_std : 0.0f;
 
 	const uint8_t *x8 = d == t->train ? t->x8 : d->x8;
-	nn_sparse_in *sp = train && x8 && d == t->train ? t->sp : NULL;
+	nn_sparse_in *sp = train && x8 && d == t->train ? b->sp : NULL;
 	if (sp)
 		nn_sparse_in_begin(sp);
 
 	for (int i = 0; i < n; i++) {
 		int64_t r = idx ? idx[start + i] : start + i;
 		const float *src = d->x + r * f;
-		float *dst = t->bx + (int64_t)i * f;
+		float *dst = b->bx + (int64_t)i * f;
 		if (x8) {
 			const uint8_t *s8 = x8 + r * f;
 			if (i + 8 < n) {
 				/* the row (and its label) eight ahead */
 				int64_t r8 = idx ? idx[start + i + 8] : start + i + 8;
 				const char *nx = (const char *)(x8 + r8 * f);
-				for (int b = 0; b < f; b += 64)
-					__builtin_prefetch(nx + b);
-				if (t->by)
+				for (int o8 = 0; o8 < f; o8 += 64)
+					__builtin_prefetch(nx + o8);
+				if (b->by)
 					__builtin_prefetch(d->labels + r8);
 			}
 			/* the sparse path reads the bytes only: no dense row */
@@ -456,12 +457,12 @@ static void gather(nn_trainer *t, const nn_data *d, const int64_t *idx, int64_t 
 			} else if (aug) {
 				/* the augmentation works on a float image */
 				widen_row8(dst, s8, f);
-				nn_augment_image(a, dst, t->img, d->width, d->height, d->channels,
-				                 &t->rng);
+				nn_augment_image(a, dst, b->img, d->width, d->height, d->channels,
+				                 b->rng);
 				if (mean && sd)
-					standardize_row(dst, t->img, mean, sd, f);
+					standardize_row(dst, b->img, mean, sd, f);
 				else
-					memcpy(dst, t->img, sizeof(float) * (size_t)f);
+					memcpy(dst, b->img, sizeof(float) * (size_t)f);
 			} else if (mean && sd) {
 				standardize_row8(dst, s8, mean, sd, f);
 			} else {
@@ -472,14 +473,14 @@ static void gather(nn_trainer *t, const nn_data *d, const int64_t *idx, int64_t 
 			 * ahead now, so it is in cache when its turn comes */
 			int64_t r4 = idx ? idx[start + i + 4] : start + i + 4;
 			const char *nx = (const char *)(d->x + r4 * f);
-			for (size_t b = 0; b < sizeof(float) * (size_t)f; b += 64)
-				__builtin_prefetch(nx + b);
+			for (size_t o8 = 0; o8 < sizeof(float) * (size_t)f; o8 += 64)
+				__builtin_prefetch(nx + o8);
 		}
 		if (!x8) {
 			if (aug) {
-				nn_augment_image(a, src, t->img, d->width, d->height, d->channels,
-				                 &t->rng);
-				src = t->img;
+				nn_augment_image(a, src, b->img, d->width, d->height, d->channels,
+				                 b->rng);
+				src = b->img;
 			}
 			if (mean && sd)
 				standardize_row(dst, src, mean, sd, f);
@@ -488,11 +489,11 @@ static void gather(nn_trainer *t, const nn_data *d, const int64_t *idx, int64_t 
 		}
 		if (noise > 0)
 			for (int j = 0; j < f; j++)
-				dst[j] += noise * nn_rng_normal(&t->rng);
-		if (t->by)
-			t->by[i] = d->labels[r];
+				dst[j] += noise * nn_rng_normal(b->rng);
+		if (b->by)
+			b->by[i] = d->labels[r];
 		else
-			memcpy(t->bt + (int64_t)i * o, d->targets + r * o, sizeof(float) * (size_t)o);
+			memcpy(b->bt + (int64_t)i * o, d->targets + r * o, sizeof(float) * (size_t)o);
 	}
 }
 
@@ -506,7 +507,7 @@ static void evaluate_rows(nn_trainer *t, const nn_data *d, const int64_t *idx, i
 
 	for (int64_t start = 0; start < rows; start += t->max_batch) {
 		int n = (int)(rows - start < t->max_batch ? rows - start : t->max_batch);
-		gather(t, d, idx, start, n, 0);
+		nn_trainer_gather(t, &t->batch, d, idx, start, n, 0);
 		const float *out = nn_forward(t->m, t->ws, t->bx, n, 0, NULL);
 		if (!out) {
 			*loss = *acc = NAN;
@@ -530,7 +531,7 @@ static void evaluate_rows(nn_trainer *t, const nn_data *d, const int64_t *idx, i
 
 /* Sum of squares in 16 independent float lanes (vectorisable, and in a
  * fixed order, so the result does not depend on the BLAS or threads). */
-NN_HOT static double sumsq(const float *restrict v, int64_t n)
+NN_HOT double nn_sumsq(const float *restrict v, int64_t n)
 {
 	float acc[16] = { 0 };
 	int64_t i = 0;
@@ -622,6 +623,7 @@ static void sparsify(nn_trainer *t, float *p, int64_t np)
 
 static void trainer_release(nn_trainer *t)
 {
+	nn_shard_release(t);
 	nn_ws_free(t->ws);
 	free(t->tr_idx);
 	free(t->va_idx);
@@ -939,13 +941,22 @@ static nn_status bn_population(nn_trainer *t)
 	return st;
 }
 
-/* ---------------------------------------------------------------- the loop */
+/* ---------------------------------------------------------------- a step */
 
-/* One step on the rows perm[pos .. pos + n) (perm holds row indices). */
-/* The optimizer step on p[from, to) only (the dense-weight ranges rebased
- * for AdamW's decay). */
-static void optim_part(nn_trainer *t, float lr, float *p, const float *g, int64_t from,
-                       int64_t to)
+/*
+ * A step in phases: gather the batch; the pass (forward, loss, backward);
+ * the l2 term; the per-layer norms and clipping; the update; sparsity and
+ * averaging; the bookkeeping. With `shards` > 1 the gather and the pass run
+ * per shard and the rest per parameter unit (shard.c), from the same
+ * phase functions.
+ *
+ * The first layer's Adam update may run fused with the end of its gradient
+ * (fused_update, sparse_in.h): only with one shard, elementwise rules only
+ * (no clipping by the global norm first, no pruning after).
+ */
+
+void nn_trainer_optim_range(const nn_trainer *t, float lr, float *p, const float *g,
+                            int64_t from, int64_t to, int64_t *part_off, int64_t *part_len)
 {
 	int n = 0;
 	if (to <= from)
@@ -954,27 +965,96 @@ static void optim_part(nn_trainer *t, float lr, float *p, const float *g, int64_
 		int64_t a = t->wr_off[r] > from ? t->wr_off[r] : from;
 		int64_t b = t->wr_off[r] + t->wr_len[r] < to ? t->wr_off[r] + t->wr_len[r] : to;
 		if (b > a) {
-			t->part_off[n] = a - from;
-			t->part_len[n++] = b - a;
+			part_off[n] = a - from;
+			part_len[n++] = b - a;
 		}
 	}
 	nn_optim_step(&t->cfg.opt, lr, t->opt_t, p + from, g + from, t->s1 + from, t->s2 + from,
-	              to - from, n, t->part_off, t->part_len);
+	              to - from, n, part_off, part_len);
 }
 
-static nn_status step(nn_trainer *t, int n, float lr, const nn_callbacks *cb, char *err,
-                      size_t errlen)
+void nn_trainer_l2(const nn_trainer *t, float *g, const float *p, int64_t from, int64_t to,
+                   int64_t skip)
+{
+	const float l2 = t->cfg.l2;
+	if (!(l2 > 0))
+		return;
+	for (int r = 0; r < t->n_wr; r++) {
+		if (t->wr_off[r] == skip)
+			continue;
+		int64_t a = t->wr_off[r] > from ? t->wr_off[r] : from;
+		int64_t b = t->wr_off[r] + t->wr_len[r] < to ? t->wr_off[r] + t->wr_len[r] : to;
+		for (int64_t i = a; i < b; i++)
+			g[i] += l2 * p[i];
+	}
+}
+
+float nn_trainer_clip_coef(const nn_trainer *t, double total)
+{
+	/* torch.nn.utils.clip_grad_norm_: scale by clip / (norm + 1e-6) when < 1 */
+	if (!(t->cfg.clip_grad_norm > 0))
+		return 1.0f;
+	float norm = (float)sqrt(total);
+	float coef = t->cfg.clip_grad_norm / (norm + 1e-6f);
+	return coef < 1.0f ? coef : 1.0f;
+}
+
+void nn_trainer_average(nn_trainer *t, const float *p, int64_t from, int64_t to)
 {
 	const nn_train_config *c = &t->cfg;
-	int64_t np = 0;
-	float *p = nn_model_params(t->m, &np);
-	float *g = nn_ws_grads(t->ws);
+	if (c->avg.type == NN_AVG_POLYAK) {
+		for (int64_t i = from; i < to; i++)
+			t->avg[i] += p[i];
+	} else if (t->avg_n == 0) {
+		for (int64_t i = from; i < to; i++)
+			t->avg[i] = p[i];
+	} else {
+		const double dcy = c->avg.decay;
+		for (int64_t i = from; i < to; i++)
+			t->avg[i] = dcy * t->avg[i] + (1.0 - dcy) * p[i];
+	}
+}
 
-	gather(t, t->train, t->perm, t->pos, n, 1);
+int nn_trainer_averaging(const nn_trainer *t)
+{
+	return t->avg && t->epoch >= t->cfg.avg.start_epoch;
+}
 
-	/* the first layer's Adam step fused with the end of its gradient:
-	 * elementwise rules only (no clipping by the global norm first, no
-	 * pruning after) */
+void nn_trainer_after_update(nn_trainer *t, float *p, int64_t np)
+{
+	const nn_train_config *c = &t->cfg;
+	if (c->sparsity.enabled && t->epoch >= c->sparsity.start_epoch)
+		sparsify(t, p, np);
+	if (nn_trainer_averaging(t)) {
+		nn_trainer_average(t, p, 0, np);
+		t->avg_n++;
+	}
+}
+
+void nn_trainer_end_step(nn_trainer *t, int n, float loss, float lr, const nn_callbacks *cb)
+{
+	t->pos += n;
+	t->step++;
+	t->loss_sum += loss;
+	t->loss_n++;
+	if (cb && cb->on_step && t->step % t->cfg.log_every_steps == 0) {
+		nn_step_record r = { t->step, t->epoch, loss, lr };
+		cb->on_step(cb->ctx, &r);
+	}
+}
+
+nn_status nn_trainer_diverged(const nn_trainer *t, float loss, char *err, size_t errlen)
+{
+	nn_errf(err, errlen, "diverged: the loss became %s at epoch %d, step %lld",
+	        isnan(loss) ? "NaN" : "infinite", t->epoch, (long long)t->step + 1);
+	return NN_EDIVERGED;
+}
+
+/* Packs the first layer's weights for the sparse pass; 1 when its Adam
+ * update can run fused with the end of its gradient. */
+static int fuse_begin(nn_trainer *t, int n, const float *p)
+{
+	const nn_train_config *c = &t->cfg;
 	int fuse = 0;
 	if (t->sp && nn_sparse_in_rows(t->sp) == n) {
 		nn_sparse_in_weights(t->sp, p + t->sp_w_off, t->sp_b_off >= 0 ? p + t->sp_b_off : NULL,
@@ -985,6 +1065,12 @@ static nn_status step(nn_trainer *t, int n, float lr, const nn_callbacks *cb, ch
 	}
 	if (t->sp)
 		nn_sparse_in_defer(t->sp, fuse);
+	return fuse;
+}
+
+/* Forward, loss and backward of the n gathered rows; the loss in *loss. */
+static nn_status pass(nn_trainer *t, int n, float *loss, char *err, size_t errlen)
+{
 	nn_ws_sparse_on(t->ws, 1);
 	const float *fw = nn_forward(t->m, t->ws, t->bx, n, 1, &t->rng);
 	if (!fw) {
@@ -992,102 +1078,96 @@ static nn_status step(nn_trainer *t, int n, float lr, const nn_callbacks *cb, ch
 		nn_errf(err, errlen, "internal: the forward pass refused a batch of %d rows", n);
 		return NN_EINVAL;
 	}
-	float loss = nn_loss(t->m, t->ws, t->by, t->bt, n, 1);
-	if (!isfinite(loss)) {
+	*loss = nn_loss(t->m, t->ws, t->by, t->bt, n, 1);
+	if (!isfinite(*loss)) {
 		nn_ws_sparse_on(t->ws, 0);
-		nn_errf(err, errlen, "diverged: the loss became %s at epoch %d, step %lld",
-		        isnan(loss) ? "NaN" : "infinite", t->epoch, (long long)t->step + 1);
-		return NN_EDIVERGED;
+		return nn_trainer_diverged(t, *loss, err, errlen);
 	}
 	nn_backward(t->m, t->ws, n);
 	nn_ws_sparse_on(t->ws, 0);
-	fuse = fuse && nn_sparse_in_pending(t->sp);
-	/* with fuse, W1's gradient was never written: [f0, f1) of g is skipped
-	 * here and handled by nn_sparse_in_adam */
-	const int64_t f0 = fuse ? t->sp_w_off : np, f1 = fuse ? t->sp_w_off + t->sp_w_len : np;
+	return NN_OK;
+}
 
-	if (c->l2 > 0) {
-		const float l2 = c->l2;
-		for (int r = 0; r < t->n_wr; r++) {
-			if (t->wr_off[r] == f0)
-				continue;
-			float *gw = g + t->wr_off[r];
-			const float *w = p + t->wr_off[r];
-			for (int64_t i = 0; i < t->wr_len[r]; i++)
-				gw[i] += l2 * w[i];
-		}
-	}
-
-	/* per-layer norms; their squares add up to the global norm */
-	double total = 0, fuse_rest = 0;
-	int fuse_group = -1;
+/* Adds each layer's gradient norm to gn_sum; returns the squared global
+ * norm. With fuse, W1 = g[f0, f1) is left out: its layer's norm is
+ * completed by fused_update from *fgroup and the rest's squares *frest. */
+static double norms(nn_trainer *t, const float *g, int fuse, int64_t f0, int64_t f1,
+                    int *fgroup, double *frest)
+{
+	double total = 0;
 	for (int k = 0; k < t->n_groups; k++) {
 		int64_t a = t->group_off[k], b = a + t->group_len[k];
 		if (fuse && f0 >= a && f1 <= b) {
-			/* W1's share comes from nn_sparse_in_adam below (no clipping
-			 * when fused, so the total is not needed) */
-			fuse_group = k;
-			fuse_rest = sumsq(g + a, f0 - a) + sumsq(g + f1, b - f1);
+			*fgroup = k;
+			*frest = nn_sumsq(g + a, f0 - a) + nn_sumsq(g + f1, b - f1);
 			continue;
 		}
-		double s = sumsq(g + a, b - a);
+		double s = nn_sumsq(g + a, b - a);
 		t->gn_sum[k] += sqrt(s);
 		total += s;
 	}
-	if (c->clip_grad_norm > 0) {
-		/* torch.nn.utils.clip_grad_norm_: scale by clip / (norm + 1e-6) when < 1 */
-		float norm = (float)sqrt(total);
-		float coef = c->clip_grad_norm / (norm + 1e-6f);
-		if (coef < 1.0f)
-			for (int64_t i = 0; i < np; i++)
-				g[i] *= coef;
-	}
+	return total;
+}
+
+/* The first layer's Adam step fused with the end of its gradient (W1 =
+ * p[f0, f1)), after the optimizer on the rest of p. */
+static void fused_update(nn_trainer *t, float lr, float *p, const float *g, int64_t np,
+                         int64_t f0, int64_t f1, int fgroup, double frest)
+{
+	const nn_train_config *c = &t->cfg;
+	nn_trainer_optim_range(t, lr, p, g, 0, f0, t->part_off, t->part_len);
+	nn_trainer_optim_range(t, lr, p, g, f1, np, t->part_off, t->part_len);
+	nn_adam_scalars sc;
+	nn_optim_adam_scalars(&c->opt, lr, t->opt_t, &sc);
+	sc.l2 = c->l2 > 0 ? c->l2 : 0.0f;
+	double s = nn_sparse_in_adam(t->sp, &sc, p + f0, t->s1 + f0, t->s2 + f0);
+	if (fgroup >= 0)
+		t->gn_sum[fgroup] += sqrt(s + frest);
+	NN_TEST_COUNT(sparse_fused_steps);
+}
+
+/* One step on the rows perm[pos .. pos + n) (perm holds row indices). */
+static nn_status step(nn_trainer *t, int n, float lr, const nn_callbacks *cb, char *err,
+                      size_t errlen)
+{
+	int64_t np = 0;
+	float *p = nn_model_params(t->m, &np);
+	float *g = nn_ws_grads(t->ws);
+	float loss = 0;
+
+	if (t->dp)
+		return nn_shard_step(t, n, lr, cb, err, errlen);
+	nn_trainer_gather(t, &t->batch, t->train, t->perm, t->pos, n, 1);
+	int fuse = fuse_begin(t, n, p);
+	nn_status st = pass(t, n, &loss, err, errlen);
+	if (st != NN_OK)
+		return st;
+	/* fused: W1's gradient was never written; nn_sparse_in_adam has it */
+	fuse = fuse && nn_sparse_in_pending(t->sp);
+	const int64_t f0 = fuse ? t->sp_w_off : np, f1 = fuse ? t->sp_w_off + t->sp_w_len : np;
+
+	nn_trainer_l2(t, g, p, 0, np, f0);
+	int fgroup = -1;
+	double frest = 0;
+	float coef = nn_trainer_clip_coef(t, norms(t, g, fuse, f0, f1, &fgroup, &frest));
+	if (coef < 1.0f)
+		for (int64_t i = 0; i < np; i++)
+			g[i] *= coef;
 
 	t->opt_t++;
 	if (fuse) {
-		optim_part(t, lr, p, g, 0, f0);
-		optim_part(t, lr, p, g, f1, np);
-		nn_adam_scalars sc;
-		nn_optim_adam_scalars(&c->opt, lr, t->opt_t, &sc);
-		sc.l2 = c->l2 > 0 ? c->l2 : 0.0f;
-		double s = nn_sparse_in_adam(t->sp, &sc, p + f0, t->s1 + f0, t->s2 + f0);
-		if (fuse_group >= 0)
-			t->gn_sum[fuse_group] += sqrt(s + fuse_rest);
-		NN_TEST_COUNT(sparse_fused_steps);
+		fused_update(t, lr, p, g, np, f0, f1, fgroup, frest);
 	} else {
-		nn_optim_step(&c->opt, lr, t->opt_t, p, g, t->s1, t->s2, np, t->n_wr, t->wr_off,
+		nn_optim_step(&t->cfg.opt, lr, t->opt_t, p, g, t->s1, t->s2, np, t->n_wr, t->wr_off,
 		              t->wr_len);
 		nn_sparse_in_forget(t->sp);
 	}
-
-	if (c->sparsity.enabled && t->epoch >= c->sparsity.start_epoch)
-		sparsify(t, p, np);
-
-	if (t->avg && t->epoch >= c->avg.start_epoch) {
-		if (c->avg.type == NN_AVG_POLYAK) {
-			for (int64_t i = 0; i < np; i++)
-				t->avg[i] += p[i];
-		} else if (t->avg_n == 0) {
-			for (int64_t i = 0; i < np; i++)
-				t->avg[i] = p[i];
-		} else {
-			const double dcy = c->avg.decay;
-			for (int64_t i = 0; i < np; i++)
-				t->avg[i] = dcy * t->avg[i] + (1.0 - dcy) * p[i];
-		}
-		t->avg_n++;
-	}
-
-	t->pos += n;
-	t->step++;
-	t->loss_sum += loss;
-	t->loss_n++;
-	if (cb && cb->on_step && t->step % c->log_every_steps == 0) {
-		nn_step_record r = { t->step, t->epoch, loss, lr };
-		cb->on_step(cb->ctx, &r);
-	}
+	nn_trainer_after_update(t, p, np);
+	nn_trainer_end_step(t, n, loss, lr, cb);
 	return NN_OK;
 }
+
+/* ---------------------------------------------------------------- the loop */
 
 /* Validation, early stopping, the epoch record and the epoch checkpoint. */
 static nn_status end_epoch(nn_trainer *t, const nn_callbacks *cb, float lr, double t0,
@@ -1206,6 +1286,9 @@ nn_status nn_train(nn_model *m, const nn_data *train, const nn_data *val,
 		st = byte_copy(&t);
 	if (st == NN_OK)
 		st = sparse_setup(&t);
+	t.batch = (nn_batch){ t.bx, t.by, t.bt, t.img, t.sp, &t.rng };
+	if (st == NN_OK && cfg->shards > 1)
+		st = nn_shard_init(&t, cfg->par, err, errlen);
 	if (st == NN_OK && resume)
 		st = nn_ckpt_load(&t, resume, resume_len, err, errlen);
 	else if (st == NN_OK && cfg->standardize) {
@@ -1308,6 +1391,7 @@ nn_status nn_evaluate(const nn_model *m, const nn_data *d, float *loss, float *a
 		return NN_ENOMEM;
 	}
 	float l, a;
+	t.batch = (nn_batch){ t.bx, t.by, t.bt, NULL, NULL, NULL };
 	evaluate_rows(&t, d, NULL, d->rows, &l, &a);
 	if (loss)
 		*loss = l;

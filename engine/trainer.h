@@ -66,6 +66,17 @@ void nn_augment_draw(const nn_augment *a, nn_rng *rng, nn_aug_draw *d);
 /* dst and src are distinct w x h x c images. */
 void nn_augment_apply(const nn_aug_draw *d, const float *src, float *dst, int w, int h, int c);
 
+/* Where a gather puts a batch and what it draws from: the trainer's own
+ * buffers, or a shard's (shard.c). sp: node 0's sparse input, or NULL. */
+typedef struct nn_batch {
+	float *bx;
+	int32_t *by;
+	float *bt;
+	float *img;
+	struct nn_sparse_in *sp;
+	nn_rng *rng;
+} nn_batch;
+
 /*
  * A training run in progress: everything nn_train needs to continue, so a
  * checkpoint is this struct written out (checkpoint.c) and read back.
@@ -139,7 +150,50 @@ typedef struct nn_trainer {
 
 	/* the last finished epoch */
 	nn_epoch_record last;
+
+	nn_batch batch;            /* the buffers above, for nn_trainer_gather */
+	struct nn_dp *dp;          /* shards > 1: shard.c's state, else NULL */
 } nn_trainer;
+
+/* ---- the phases of a step, shared by train.c and shard.c */
+
+/* Gathers n rows of d (rows idx[start..start+n), or start..start+n when idx
+ * is NULL) into b: raw image augmentation when `train`, standardisation,
+ * then Gaussian noise when `train`, drawing from b->rng. */
+void nn_trainer_gather(nn_trainer *t, const nn_batch *b, const nn_data *d, const int64_t *idx,
+                       int64_t start, int n, int train);
+/* Sum of squares of v[0, n) in 16 float lanes (a fixed order). */
+double nn_sumsq(const float *v, int64_t n);
+/* g[i] += l2 p[i] over the dense weights within [from, to), leaving out
+ * the weight range that starts at skip. */
+void nn_trainer_l2(const nn_trainer *t, float *g, const float *p, int64_t from, int64_t to,
+                   int64_t skip);
+/* clip_grad_norm's factor for a squared global norm (1: none). */
+float nn_trainer_clip_coef(const nn_trainer *t, double total);
+/* The optimizer on p[from, to) (the dense-weight ranges rebased into the
+ * part_off/part_len scratch, n_wr entries each). */
+void nn_trainer_optim_range(const nn_trainer *t, float lr, float *p, const float *g,
+                            int64_t from, int64_t to, int64_t *part_off, int64_t *part_len);
+/* 1 when this step's weights enter the average; nn_trainer_average adds
+ * p[from, to) to it (the caller then counts avg_n). */
+int nn_trainer_averaging(const nn_trainer *t);
+void nn_trainer_average(nn_trainer *t, const float *p, int64_t from, int64_t to);
+/* Sparsity and averaging over all of p, after the optimizer. */
+void nn_trainer_after_update(nn_trainer *t, float *p, int64_t np);
+/* Counts the step and reports it to cb->on_step. */
+void nn_trainer_end_step(nn_trainer *t, int n, float loss, float lr, const nn_callbacks *cb);
+/* The divergence error for a loss that is not finite. */
+nn_status nn_trainer_diverged(const nn_trainer *t, float loss, char *err, size_t errlen);
+
+/* ---- shards (shard.c) */
+
+/* Per-shard buffers and the parameter units for cfg.shards > 1, carried by
+ * par (NULL: the calling thread runs every task). */
+nn_status nn_shard_init(nn_trainer *t, const nn_parallel *par, char *err, size_t errlen);
+void nn_shard_release(nn_trainer *t);
+/* One step on the rows perm[pos .. pos + n), cut into shards. */
+nn_status nn_shard_step(nn_trainer *t, int n, float lr, const nn_callbacks *cb, char *err,
+                        size_t errlen);
 
 /* Checkpoint format: "NNDCKPT\0", u32 version, the trainer's fields in a
  * fixed order (little-endian), and a CRC-32 of every byte before it. */

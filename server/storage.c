@@ -1533,14 +1533,14 @@ static int publish_via(store *s, const char *id, nn_model *m, api_job *j, const 
 
 int store_model_publish(store *s, const char *id, nn_model *m, int *version, api_err *e)
 {
-	if (s->ops)
-		return publish_via(s, id, m, NULL, NULL, version, e);
-	return publish(s, id, m, NULL, NULL, version, e);
+	return store_model_publish_classes(s, id, m, NULL, version, e);
 }
 
 int store_model_publish_classes(store *s, const char *id, nn_model *m, const char *classes,
                                 int *version, api_err *e)
 {
+	if (s->ops)
+		return publish_via(s, id, m, NULL, classes, version, e);
 	return publish(s, id, m, NULL, classes, version, e);
 }
 

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "nn.h"
+#include "par_fixture.h"
 
 static cJSON *cases;
 
@@ -187,7 +188,9 @@ static void on_step(void *ctx, const nn_step_record *r)
 		l->v[l->n++] = r->loss;
 }
 
-static void run_case(int idx)
+/* Case idx with its batches cut into `shards` slices, carried by as many
+ * threads (shards 1: today's engine): the same mathematics as one batch. */
+static void run_case(int idx, int shards)
 {
 	const cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItem(cases, "cases"), idx);
 	const char *name = str(c, "name");
@@ -271,6 +274,10 @@ static void run_case(int idx)
 
 	losses l = { .n = 0 };
 	nn_callbacks cb = { .ctx = &l, .on_step = on_step };
+	nn_parallel par = par_threads(&shards);
+	cfg.shards = cfg.replicas = shards;
+	if (shards > 1)
+		cfg.par = &par;
 	nn_train_result res;
 	nn_status st = nn_train(m, &d, NULL, &cfg, &cb, NULL, 0, &res, err, sizeof err);
 	ck_assert_msg(st == NN_OK, "%s: nn_train: %s", name, err);
@@ -325,7 +332,17 @@ static void run_case(int idx)
 START_TEST(test_reference_case_matches_pytorch)
 {
 	load_cases();
-	run_case(_i);
+	run_case(_i, 1);
+	cJSON_Delete(cases);
+	cases = NULL;
+}
+END_TEST
+
+/* Loop index i: case i % 11 with 2 shards, then with 4 (threads 2, 4). */
+START_TEST(test_reference_case_in_shards_matches_pytorch)
+{
+	load_cases();
+	run_case(_i % 11, _i < 11 ? 2 : 4);
 	cJSON_Delete(cases);
 	cases = NULL;
 }
@@ -348,6 +365,7 @@ int main(void)
 	tcase_add_test(tc, test_reference_file_has_cases);
 	/* one test per case, so a failure names its case index */
 	tcase_add_loop_test(tc, test_reference_case_matches_pytorch, 0, 11);
+	tcase_add_loop_test(tc, test_reference_case_in_shards_matches_pytorch, 0, 22);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -1,0 +1,507 @@
+/*
+ * shard.c - a training step with its batch cut into shards (API.md `shards`),
+ * so that replicas can share it and still compute the same floats.
+ *
+ * The batch's n rows are cut into S contiguous slices in batch order, of
+ * sizes differing by at most one (larger first; a slice may be empty). Each
+ * shard runs the forward and backward pass of its rows in a workspace of its
+ * own; its loss gradient is scaled by 1 / n (the whole batch), so the
+ * shard's parameter gradient is its share of the batch mean and the batch
+ * gradient is the shards' sum. Every sum over shards is added in one fixed
+ * order, a left fold over shard indices (((s0 + s1) + s2) + ...):
+ *  - batch norm in training uses the whole batch's statistics: per-shard
+ *    column sums folded into the mean, per-shard squared deviations folded
+ *    into the biased variance; backward folds the shards' dgamma and dbeta
+ *    (SyncBatchNorm by construction);
+ *  - the parameter gradient is folded unit by unit (ranges of at most UNIT
+ *    parameters within one layer), and each unit then takes its l2 term,
+ *    its sum of squares (the layer norms add the units' in order) and its
+ *    optimizer update;
+ *  - the loss is the fold of the shards' row sums (double) over n.
+ * Random draws (dropout masks, augmentation, noise) come from a generator
+ * per shard seeded from (seed, step, shard), not from the run's generator.
+ *
+ * Nothing here knows threads: a step is a sequence of phases, each a set of
+ * tasks (one per shard, or one per unit) whose results depend on their index
+ * only; the caller's nn_parallel runs them (train.c's nn_callbacks.par), or
+ * the calling thread does. So any number of replicas dividing S, anywhere,
+ * gives the same weights. The phases of a model with m batch-norm layers:
+ * m + 1 forward segments with a variance phase between each pair (2m + 1),
+ * then m backward phases from the last batch norm down, then one phase of
+ * units (two with clipping, which needs the global norm first).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "plan.h"
+#include "sparse_in.h"
+#include "trainer.h"
+
+/* Parameters per update unit: a multiple of the sums' 16 lanes. */
+#define UNIT 16384
+
+typedef struct shard {
+	nn_ws *ws;
+	nn_batch b;            /* own buffers; b.rng = &rng */
+	nn_sparse_in **sph;    /* per node: hidden sparse inputs, or NULL */
+	nn_rng rng;
+	nn_run r;              /* the step's pass over ws */
+	int64_t start;         /* its first row in the batch */
+	int n;                 /* its rows this step (0: empty) */
+	double loss;           /* summed over its rows */
+	float *part;           /* 4 x max_w: a batch norm's sums (sum, squares)
+	                        * and what the fold made of them (mean, var /
+	                        * dgamma, dbeta) */
+} shard;
+
+typedef struct unit {
+	int64_t from, to;
+	int group;
+	int64_t *part_off, *part_len; /* n_wr + 1 each: optimizer scratch */
+} unit;
+
+struct nn_dp {
+	nn_trainer *t;
+	const nn_parallel *par;
+	int S;
+	shard *sh;
+	int *bn, n_bn;         /* the batch-norm nodes, in order */
+	int n_nodes, max_w;
+	unit *u;
+	int n_units;
+	double *unit_ss;
+	/* the step in progress */
+	int N, phase, clip, avg;
+	float lr, coef;
+};
+
+static uint64_t mix(uint64_t z)
+{
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
+}
+
+/* ---------------------------------------------------------------- folds */
+
+/* out[0, w) = the shards' part[off + j], added in shard order. */
+static void fold_part(const struct nn_dp *dp, int off, int w, float *out)
+{
+	memcpy(out, dp->sh[0].part + off, sizeof(float) * (size_t)w);
+	for (int s = 1; s < dp->S; s++) {
+		const float *x = dp->sh[s].part + off;
+		for (int j = 0; j < w; j++)
+			out[j] += x[j];
+	}
+}
+
+/* out[0, w) = the shards' gradients at [off, off + w), in shard order. */
+static void fold_grads(const struct nn_dp *dp, int64_t off, int w, float *out)
+{
+	memcpy(out, nn_ws_grads(dp->sh[0].ws) + off, sizeof(float) * (size_t)w);
+	for (int s = 1; s < dp->S; s++) {
+		const float *x = nn_ws_grads(dp->sh[s].ws) + off;
+		for (int j = 0; j < w; j++)
+			out[j] += x[j];
+	}
+}
+
+/* ---------------------------------------------------------------- passes */
+
+static void forward_nodes(struct nn_dp *dp, shard *s, int from, int to)
+{
+	for (int k = from; k < to; k++) {
+		const nn_node *nd = nn_model_node(dp->t->m, k);
+		nn_node_ops(nd)->forward(nd, k, &s->r);
+	}
+}
+
+/* Backward over nodes [from, to), last first. */
+static void backward_nodes(struct nn_dp *dp, shard *s, int from, int to)
+{
+	for (int k = to - 1; k >= from; k--) {
+		const nn_node *nd = nn_model_node(dp->t->m, k);
+		nn_node_ops(nd)->backward(nd, k, &s->r);
+	}
+}
+
+/* Phase 0's start: the shard's rows gathered, its run set up. */
+static void begin(struct nn_dp *dp, shard *s)
+{
+	nn_trainer *t = dp->t;
+	float *p = nn_model_params(t->m, NULL);
+	nn_trainer_gather(t, &s->b, t->train, t->perm, t->pos + s->start, s->n, 1);
+	if (s->b.sp && nn_sparse_in_rows(s->b.sp) == s->n) {
+		nn_sparse_in_forget(s->b.sp);
+		nn_sparse_in_weights(s->b.sp, p + t->sp_w_off, t->sp_b_off >= 0 ? p + t->sp_b_off : NULL,
+		                     nn_model_std_mean(t->m), nn_model_std_std(t->m));
+	}
+	s->r = nn_ws_train_run(t->m, s->ws, s->b.bx, s->n, &s->rng);
+}
+
+/* Forward segment i (0..m): after batch norm i - 1, up to batch norm i (its
+ * column sums) or, for i = m, to the end, the loss and the backward pass
+ * down to the last batch norm (its dgamma and dbeta). */
+static void forward_segment(struct nn_dp *dp, shard *s, int i)
+{
+	const int W = dp->max_w, m = dp->n_bn;
+	int from = 0;
+	if (i == 0) {
+		begin(dp, s);
+	} else {
+		int k = dp->bn[i - 1];
+		const nn_node *nd = nn_model_node(dp->t->m, k);
+		float *mean = s->part + 2 * W, *var = s->part + 3 * W;
+		fold_part(dp, W, nd->out_w, var);
+		for (int j = 0; j < nd->out_w; j++)
+			var[j] /= (float)dp->N;
+		nn_bn_apply(nd, k, &s->r, mean, var);
+		from = k + 1;
+	}
+	if (i < m) {
+		int k = dp->bn[i];
+		const nn_node *nd = nn_model_node(dp->t->m, k);
+		forward_nodes(dp, s, from, k);
+		nn_bn_sum(nd, s->r.v[nd->in_v], s->n, s->part);
+		return;
+	}
+	forward_nodes(dp, s, from, dp->n_nodes);
+	const nn_trainer *t = dp->t;
+	s->loss = nn_loss_sum(t->m, s->ws, s->b.by, s->b.bt, s->n, dp->N, 1);
+	int low = m ? dp->bn[m - 1] + 1 : 0;
+	backward_nodes(dp, s, low, dp->n_nodes);
+	if (m)
+		nn_bn_grad_sums(nn_model_node(t->m, dp->bn[m - 1]), dp->bn[m - 1], &s->r);
+}
+
+/* Between forward segments i and i + 1: batch norm i's mean, and the
+ * shard's squared deviations from it. */
+static void variance(struct nn_dp *dp, shard *s, int i)
+{
+	const int W = dp->max_w;
+	int k = dp->bn[i];
+	const nn_node *nd = nn_model_node(dp->t->m, k);
+	float *mean = s->part + 2 * W;
+	fold_part(dp, 0, nd->out_w, mean);
+	for (int j = 0; j < nd->out_w; j++)
+		mean[j] /= (float)dp->N;
+	nn_bn_sqdev(nd, s->r.v[nd->in_v], s->n, mean, s->part + W);
+}
+
+/* Backward through batch norm i with the batch's dgamma and dbeta, down to
+ * batch norm i - 1 (its dgamma and dbeta) or the input. */
+static void backward_segment(struct nn_dp *dp, shard *s, int i)
+{
+	const int W = dp->max_w;
+	int k = dp->bn[i];
+	const nn_node *nd = nn_model_node(dp->t->m, k);
+	float *dgamma = s->part + 2 * W, *dbeta = s->part + 3 * W;
+	fold_grads(dp, nd->w_off, nd->out_w, dgamma);
+	fold_grads(dp, nd->b_off, nd->out_w, dbeta);
+	nn_bn_dx(nd, k, &s->r, dgamma, dbeta, dp->N);
+	int low = i > 0 ? dp->bn[i - 1] + 1 : 0;
+	backward_nodes(dp, s, low, k);
+	if (i > 0)
+		nn_bn_grad_sums(nn_model_node(dp->t->m, dp->bn[i - 1]), dp->bn[i - 1], &s->r);
+}
+
+static void shard_task(void *arg, int i)
+{
+	struct nn_dp *dp = arg;
+	shard *s = &dp->sh[i];
+	const int m = dp->n_bn, p = dp->phase;
+
+	if (s->n == 0) {
+		/* nothing to add: zeros in every fold */
+		if (p == 0) {
+			int64_t np = 0;
+			(void)nn_model_params(dp->t->m, &np);
+			memset(nn_ws_grads(s->ws), 0, sizeof(float) * (size_t)np);
+			memset(s->part, 0, sizeof(float) * 4 * (size_t)dp->max_w);
+			s->loss = 0;
+		}
+		return;
+	}
+	if (p <= 2 * m) {
+		if (p % 2)
+			variance(dp, s, p / 2);
+		else
+			forward_segment(dp, s, p / 2);
+	} else {
+		backward_segment(dp, s, m - 1 - (p - 2 * m - 1));
+	}
+}
+
+/* ---------------------------------------------------------------- units */
+
+/* The unit's optimizer step (after clipping by dp->coef) and average. */
+static void update_unit(struct nn_dp *dp, const unit *u)
+{
+	nn_trainer *t = dp->t;
+	float *p = nn_model_params(t->m, NULL), *g = nn_ws_grads(dp->sh[0].ws);
+	if (dp->coef < 1.0f)
+		for (int64_t i = u->from; i < u->to; i++)
+			g[i] *= dp->coef;
+	nn_trainer_optim_range(t, dp->lr, p, g, u->from, u->to, u->part_off, u->part_len);
+	if (dp->avg)
+		nn_trainer_average(t, p, u->from, u->to);
+}
+
+/* The batch gradient of the unit (into shard 0's), its l2 term and its sum
+ * of squares; without clipping, the update too. */
+static void unit_task(void *arg, int i)
+{
+	struct nn_dp *dp = arg;
+	const unit *u = &dp->u[i];
+	nn_trainer *t = dp->t;
+	float *p = nn_model_params(t->m, NULL), *g = nn_ws_grads(dp->sh[0].ws);
+	for (int s = 1; s < dp->S; s++) {
+		const float *x = nn_ws_grads(dp->sh[s].ws);
+		for (int64_t j = u->from; j < u->to; j++)
+			g[j] += x[j];
+	}
+	nn_trainer_l2(t, g, p, u->from, u->to, -1);
+	dp->unit_ss[i] = nn_sumsq(g + u->from, u->to - u->from);
+	if (!dp->clip)
+		update_unit(dp, u);
+}
+
+static void clip_task(void *arg, int i)
+{
+	struct nn_dp *dp = arg;
+	update_unit(dp, &dp->u[i]);
+}
+
+static void run(struct nn_dp *dp, void (*fn)(void *, int), int n)
+{
+	nn_tasks tk = { fn, dp, n };
+	if (dp->par && dp->par->run) {
+		dp->par->run(dp->par->ctx, &tk);
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		fn(dp, i);
+}
+
+/* ---------------------------------------------------------------- the step */
+
+/* The running statistics from the batch's mean and variance (kept by every
+ * shard's pass; shard 0 always has rows), as bn_forward updates them. */
+static void running_stats(struct nn_dp *dp)
+{
+	nn_model *m = dp->t->m;
+	float *state = nn_model_state(m, NULL);
+	if (dp->N < 2)
+		return;
+	for (int i = 0; i < dp->n_bn; i++) {
+		int k = dp->bn[i];
+		const nn_node *nd = nn_model_node(m, k);
+		const float *mean = dp->sh[0].r.c1[k] + nd->out_w, *var = mean + nd->out_w;
+		float *rm = state + nd->rm_off, *rv = state + nd->rv_off;
+		float mo = nd->momentum, unb = (float)dp->N / (float)(dp->N - 1);
+		for (int j = 0; j < nd->out_w; j++) {
+			rm[j] = (1.0f - mo) * rm[j] + mo * mean[j];
+			rv[j] = (1.0f - mo) * rv[j] + mo * var[j] * unb;
+		}
+	}
+}
+
+nn_status nn_shard_step(nn_trainer *t, int n, float lr, const nn_callbacks *cb, char *err,
+                        size_t errlen)
+{
+	struct nn_dp *dp = t->dp;
+	const nn_train_config *c = &t->cfg;
+	const int S = dp->S;
+	int64_t np = 0;
+	float *p = nn_model_params(t->m, &np);
+
+	dp->N = n;
+	int64_t start = 0;
+	for (int s = 0; s < S; s++) {
+		shard *sh = &dp->sh[s];
+		sh->start = start;
+		sh->n = n / S + (s < n % S);
+		start += sh->n;
+		nn_rng_seed(&sh->rng, mix(mix(c->seed + (uint64_t)t->step) + (uint64_t)s));
+	}
+	for (dp->phase = 0; dp->phase < 3 * dp->n_bn + 1; dp->phase++)
+		run(dp, shard_task, S);
+
+	double total = 0;
+	for (int s = 0; s < S; s++)
+		total += dp->sh[s].loss;
+	float loss = nn_model_spec_of(t->m)->task == NN_TASK_CLASSIFICATION
+	                     ? (float)(total / n)
+	                     : (float)(total / ((double)n * t->outputs));
+	if (!isfinite(loss))
+		return nn_trainer_diverged(t, loss, err, errlen);
+	running_stats(dp);
+
+	/* sparsity prunes before averaging: then both run after the units */
+	int prune = c->sparsity.enabled && t->epoch >= c->sparsity.start_epoch;
+	dp->lr = lr;
+	dp->coef = 1.0f;
+	dp->clip = c->clip_grad_norm > 0;
+	dp->avg = !prune && nn_trainer_averaging(t);
+	t->opt_t++;
+	run(dp, unit_task, dp->n_units);
+	double sq = 0;
+	for (int k = 0, i = 0; k < t->n_groups; k++) {
+		double gs = 0;
+		for (; i < dp->n_units && dp->u[i].group == k; i++)
+			gs += dp->unit_ss[i];
+		t->gn_sum[k] += sqrt(gs);
+		sq += gs;
+	}
+	if (dp->clip) {
+		dp->coef = nn_trainer_clip_coef(t, sq);
+		run(dp, clip_task, dp->n_units);
+	}
+	if (prune)
+		nn_trainer_after_update(t, p, np);
+	else if (dp->avg)
+		t->avg_n++;
+	nn_trainer_end_step(t, n, loss, lr, cb);
+	return NN_OK;
+}
+
+/* ---------------------------------------------------------------- setup */
+
+static nn_status shard_buffers(nn_trainer *t, shard *s, int rows)
+{
+	const int f = t->features;
+	s->ws = nn_ws_create(t->m, rows);
+	s->b.bx = malloc(sizeof(float) * (size_t)rows * (size_t)f);
+	if (nn_model_spec_of(t->m)->task == NN_TASK_CLASSIFICATION)
+		s->b.by = malloc(sizeof(int32_t) * (size_t)rows);
+	else
+		s->b.bt = malloc(sizeof(float) * (size_t)rows * (size_t)t->outputs);
+	if (nn_augment_has_image(&t->cfg.aug))
+		s->b.img = malloc(sizeof(float) * (size_t)f);
+	s->b.rng = &s->rng;
+	if (!s->ws || !s->b.bx || (!s->b.by && !s->b.bt) ||
+	    (nn_augment_has_image(&t->cfg.aug) && !s->b.img))
+		return NN_ENOMEM;
+	/* the sparse inputs the trainer chose (train.c's sparse_setup) */
+	if (t->sp) {
+		s->b.sp = nn_sparse_in_create(rows, f, (int)(t->sp_w_len / f));
+		if (!s->b.sp)
+			return NN_ENOMEM;
+		nn_sparse_in_defer(s->b.sp, 0);
+		nn_ws_set_sparse_in(s->ws, 0, s->b.sp);
+	}
+	if (t->sph) {
+		s->sph = calloc((size_t)t->n_nodes + 1, sizeof(*s->sph));
+		if (!s->sph)
+			return NN_ENOMEM;
+		for (int k = 1; k < t->n_nodes; k++) {
+			int in = 0, out = 0;
+			if (!t->sph[k] || !nn_model_sparse_hidden(t->m, k, &in, &out))
+				continue;
+			if (!(s->sph[k] = nn_sparse_in_create(rows, in, out)))
+				return NN_ENOMEM;
+			nn_ws_set_sparse_in(s->ws, k, s->sph[k]);
+		}
+	}
+	nn_ws_sparse_on(s->ws, 1);
+	return NN_OK;
+}
+
+/* Units of at most UNIT parameters, none across a layer's boundary. */
+static nn_status make_units(nn_trainer *t, struct nn_dp *dp)
+{
+	int n = 0;
+	for (int k = 0; k < t->n_groups; k++)
+		n += (int)((t->group_len[k] + UNIT - 1) / UNIT);
+	dp->u = calloc((size_t)n + 1, sizeof(*dp->u));
+	dp->unit_ss = calloc((size_t)n + 1, sizeof(double));
+	if (!dp->u || !dp->unit_ss)
+		return NN_ENOMEM;
+	for (int k = 0; k < t->n_groups; k++) {
+		int64_t a = t->group_off[k], b = a + t->group_len[k];
+		for (int64_t from = a; from < b; from += UNIT) {
+			unit *u = &dp->u[dp->n_units++];
+			u->from = from;
+			u->to = from + UNIT < b ? from + UNIT : b;
+			u->group = k;
+			u->part_off = calloc((size_t)t->n_wr + 1, sizeof(int64_t));
+			u->part_len = calloc((size_t)t->n_wr + 1, sizeof(int64_t));
+			if (!u->part_off || !u->part_len)
+				return NN_ENOMEM;
+		}
+	}
+	return NN_OK;
+}
+
+nn_status nn_shard_init(nn_trainer *t, const nn_parallel *par, char *err, size_t errlen)
+{
+	const int S = t->cfg.shards;
+	if (par && (par->replicas < 1 || S % par->replicas)) {
+		nn_errf(err, errlen, "replicas: %d replicas do not divide %d shards",
+		        par->replicas, S);
+		return NN_EINVAL;
+	}
+	struct nn_dp *dp = calloc(1, sizeof *dp);
+	if (!dp)
+		goto oom;
+	t->dp = dp;
+	dp->t = t;
+	dp->par = par;
+	dp->S = S;
+	dp->n_nodes = nn_model_nodes(t->m);
+	dp->sh = calloc((size_t)S, sizeof(*dp->sh));
+	dp->bn = calloc((size_t)dp->n_nodes + 1, sizeof(int));
+	if (!dp->sh || !dp->bn)
+		goto oom;
+	for (int k = 0; k < dp->n_nodes; k++) {
+		const nn_node *nd = nn_model_node(t->m, k);
+		if (nd->out_w > dp->max_w)
+			dp->max_w = nd->out_w;
+		if (nd->kind == NN_NODE_BN)
+			dp->bn[dp->n_bn++] = k;
+	}
+	int rows = (t->max_batch + S - 1) / S;
+	for (int s = 0; s < S; s++) {
+		shard *sh = &dp->sh[s];
+		sh->part = calloc(4 * (size_t)dp->max_w, sizeof(float));
+		if (!sh->part || shard_buffers(t, sh, rows) != NN_OK)
+			goto oom;
+	}
+	if (make_units(t, dp) != NN_OK)
+		goto oom;
+	return NN_OK;
+oom:
+	nn_errf(err, errlen, "out of memory");
+	return NN_ENOMEM;
+}
+
+void nn_shard_release(nn_trainer *t)
+{
+	struct nn_dp *dp = t->dp;
+	if (!dp)
+		return;
+	for (int s = 0; dp->sh && s < dp->S; s++) {
+		shard *sh = &dp->sh[s];
+		nn_ws_free(sh->ws);
+		free(sh->b.bx);
+		free(sh->b.by);
+		free(sh->b.bt);
+		free(sh->b.img);
+		nn_sparse_in_free(sh->b.sp);
+		for (int k = 0; sh->sph && k < dp->n_nodes; k++)
+			nn_sparse_in_free(sh->sph[k]);
+		free(sh->sph);
+		free(sh->part);
+	}
+	for (int i = 0; dp->u && i < dp->n_units; i++) {
+		free(dp->u[i].part_off);
+		free(dp->u[i].part_len);
+	}
+	free(dp->u);
+	free(dp->unit_ss);
+	free(dp->sh);
+	free(dp->bn);
+	free(dp);
+	t->dp = NULL;
+}
