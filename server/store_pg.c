@@ -1725,6 +1725,17 @@ int pg_renew(pgs *p, const char *id, int64_t token, int lease_ms, int *cancel)
 	if (rc == 1)
 		*cancel = ival(r, 0, 0) != 0;
 	PQclear(r);
+	if (rc == 0) {
+		/* not ours any more: ended by this daemon's own last write (a
+		 * final or paused state, in the instant before the worker let go
+		 * of the lease), or taken (queued again, another's token) */
+		pgp b = { 0 };
+		p_text(&b, id);
+		r = run(p, "SELECT state FROM jobs WHERE id=$1", &b, 0);
+		if (r && PQntuples(r) == 1 && ival(r, 0, 0) >= 2)
+			rc = 2;
+		PQclear(r);
+	}
 	pthread_mutex_unlock(&p->mu);
 	return rc;
 }

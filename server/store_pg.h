@@ -37,7 +37,8 @@ extern int64_t pg_lease_fenced_writes;
 int pg_claim(pgs *p, const char *owner, int workers, int lease_ms, char id[API_ID_LEN],
              int64_t *token);
 /* Extends a held lease: 1 (and *cancel: a cancel was asked for), 0 when
- * the lease is no longer this token's (lost), -1 when the store failed. */
+ * the lease is no longer this token's (lost), 2 when the job has ended
+ * (final or paused: nothing to renew), -1 when the store failed. */
 int pg_renew(pgs *p, const char *id, int64_t token, int lease_ms, int *cancel);
 /* Any daemon: running jobs whose lease ended go back to the queue (or,
  * claimed max_attempts times already, fail with too_many_attempts).

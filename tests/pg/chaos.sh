@@ -21,40 +21,58 @@ LIMIT=${CHAOS_SECONDS:-300}
 SEED=${CHAOS_SEED:-$$}
 echo "chaos: $N jobs, seed $SEED"
 
-for n in A B C; do nnd_up $n --workers 1 --lease-seconds 2 || exit 1; done
+: >"$T/jobs"
+for n in A B C; do
+	nnd_up $n --workers 1 --lease-seconds 2 || exit 1
+	echo "$n $(nnd_port $n)" >>"$T/ports"
+done
 DS=$(make_data A)
 MR=$(make_model A)
 R=$(submit A "$MR" "$DS" $E)
 [ "$(wait_final A "$R" 120)" = succeeded ] || { echo "FAIL: the reference job"; exit 1; }
 WREF=$(weights A "$MR")
 
-i=0
-: >"$T/jobs"
-while [ $i -lt "$N" ]; do
-	d=$(echo A B C | cut -d' ' -f$((i % 3 + 1)))
-	m=$(make_model $d)
-	j=$(submit $d "$m" "$DS" $E)
-	[ -n "$j" ] || { echo "FAIL: submission $i was refused"; exit 1; }
-	echo "$m $j" >>"$T/jobs"
-	i=$((i + 1))
-done
+# the submissions go on in the background, to whichever daemon is up,
+# while the killing starts
+(
+	i=0
+	while [ $i -lt "$N" ]; do
+		for try in 1 2 3 4 5 6 7 8 9; do
+			d=$(echo A B C | cut -d' ' -f$(((i + try) % 3 + 1)))
+			port=$(sed -n "s/^$d //p" "$T/ports" | tail -1)
+			PORT_X=$port
+			m=$(make_model X 2>/dev/null)
+			j=$([ -n "$m" ] && submit X "$m" "$DS" $E 2>/dev/null)
+			[ -n "$j" ] && break
+			sleep 0.3
+		done
+		[ -n "$j" ] || { echo "FAIL: submission $i was refused by every daemon"; break; }
+		echo "$m $j" >>"$T/jobs"
+		i=$((i + 1))
+	done
+	touch "$T/submitted"
+) &
+SUB=$!
 
-# kill -9 a random daemon every 2-4 s until every job is final
+# kill -9 a random daemon every 2-4 s until every job is submitted and final
 t0=$(date +%s)
 kills=0
 rnd=$SEED
 while :; do
 	left=$(pg_psql -c "SELECT count(*) FROM $SCHEMA.jobs WHERE state IN (0,1)")
-	[ "$left" = 0 ] && break
-	[ $(($(date +%s) - t0)) -gt "$LIMIT" ] && { echo "FAIL: $left jobs unfinished after ${LIMIT}s"; break; }
+	[ -f "$T/submitted" ] && [ "$left" = 0 ] && break
+	[ $(($(date +%s) - t0)) -gt "$LIMIT" ] && { fail "$left jobs unfinished after ${LIMIT}s"; break; }
 	rnd=$(((rnd * 1103515245 + 12345) % 2147483648))
 	sleep $((2 + rnd % 3))
 	v=$(echo A B C | cut -d' ' -f$((rnd / 7 % 3 + 1)))
 	nnd_kill9 $v
 	kills=$((kills + 1))
 	eval "nnd_up $v \$ARGS_$v" || exit 1
+	echo "$v $(nnd_port $v)" >>"$T/ports"
 done
+wait $SUB
 secs=$(($(date +%s) - t0))
+[ "$(wc -l <"$T/jobs")" = "$N" ] || fail "$(wc -l <"$T/jobs") of $N jobs submitted"
 
 q="SELECT count(*) FROM $SCHEMA.jobs WHERE id <> '$R'"
 succeeded=$(pg_psql -c "$q AND state=2")
@@ -69,10 +87,11 @@ while read -r m j; do
 	[ "$(weights A "$m")" = "$WREF" ] && same=$((same + 1))
 done <"$T/jobs"
 refused=$(cat "$T"/*.log | grep -c "write refused")
+takeovers=$(cat "$T"/*.log | grep -c "resuming from its checkpoint")
 lost=$(cat "$T"/*.log | grep -c "lease lost at step\|the lease was lost")
 echo "chaos: $N jobs, $kills kills in ${secs}s: $succeeded succeeded, $other not, $once published" \
 	"exactly once, $resumed claimed more than once, $same with the uninterrupted weights;" \
-	"$lost leases lost, $refused writes refused"
+	"$lost leases lost, $refused writes refused, $takeovers resumed from a checkpoint"
 [ "$succeeded" = "$N" ] || fail "$succeeded of $N jobs succeeded"
 [ "$once" = "$N" ] || fail "$once of $N jobs published exactly one version"
 [ "$same" = "$N" ] || fail "$same of $N jobs reached the uninterrupted weights"
