@@ -280,6 +280,8 @@ int main(int argc, char **argv)
 		cores = 1;
 	if (workers == 0)
 		workers = cores;
+	/* a data-parallel job holds up to every worker */
+	lim.max_replicas = (int)workers;
 	/* jobs share the cores: BLAS threads per job so they do not oversubscribe */
 	nn_blas_set_threads(workers >= cores ? 1 : (int)(cores / workers));
 
