@@ -28,7 +28,18 @@ Z_LIBS      := $(shell pkg-config --libs zlib 2>/dev/null || echo -lz)
 DEFLATE_LIBS := $(shell pkg-config --libs libdeflate 2>/dev/null || echo -ldeflate)
 CHECK_LIBS  := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
 
-CPPFLAGS += -Iengine -Iapi -Iserver $(BLAS_CFLAGS) $(PKG_CFLAGS)
+CPPFLAGS += $(BLAS_CFLAGS) $(PKG_CFLAGS)
+
+# Each layer compiles with the include paths it may use, so a back edge
+# (engine -> api, api -> server, api -> the engine's internals) fails the
+# build: engine/ sees its own headers; api/ its own and the engine's public
+# nn.h alone (a link to it in $(BUILD)/include); server/, tests, bench and
+# clients see all. make check-layers proves it (tests/layers/).
+INC_engine := -Iengine
+INC_api    := -Iapi -I$(BUILD)/include
+INC_all    := -Iserver -Iapi -Iengine
+LAYER_OF    = $(firstword $(subst /, ,$(patsubst test/%,%,$(patsubst $(BUILD)/%,%,$@))))
+LAYER_INC   = $(or $(INC_$(LAYER_OF)),$(INC_all))
 
 ENGINE_SRC := $(wildcard engine/*.c)
 API_SRC    := $(wildcard api/*.c)
@@ -58,7 +69,7 @@ BENCH_BINS := $(patsubst bench/%.c,$(BIN)/%,$(BENCH_SRC))
 PROGS := $(if $(wildcard server/main.c),$(BIN)/nnd) $(if $(NNCTL_SRC),$(BIN)/nnctl)
 
 .SECONDARY:
-.PHONY: all deps check check-long unit integration sanitize bench bench-quick clean fuzz container-test
+.PHONY: all deps check check-layers check-long unit integration sanitize bench bench-quick clean fuzz container-test
 all: $(DEPS_OK) $(PROGS) $(UNIT_BINS) $(ITEST_BINS) $(BENCH_BINS)
 
 deps $(DEPS_OK):
@@ -67,7 +78,12 @@ deps $(DEPS_OK):
 
 $(BUILD)/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+	$(CC) $(LAYER_INC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/include/nn.h: engine/nn.h
+	@mkdir -p $(dir $@)
+	@ln -sf $(abspath $<) $@
+$(call obj,$(API_SRC)) $(patsubst %.c,$(BUILD)/test/%.o,$(API_SRC)): | $(BUILD)/include/nn.h
 
 # The engine's element-wise loops (activations, bias, optimizer, batch
 # gather, gradient norms) vectorise only at -O3 (GCC's -O2 cost model skips
@@ -91,7 +107,7 @@ TEST_HOOKED := $(shell grep -l NND_TEST $(API_SRC) $(SERVER_SRC) 2>/dev/null)
 TEST_OBJS   := $(patsubst %.c,$(BUILD)/test/%.o,$(TEST_HOOKED))
 $(BUILD)/test/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -DNND_TEST $(CFLAGS) -c $< -o $@
+	$(CC) $(LAYER_INC) $(CPPFLAGS) -DNND_TEST $(CFLAGS) -c $< -o $@
 $(patsubst %,$(BUILD)/test/engine/%.o,$(HOT_ENGINE)): CFLAGS += $(HOT_CFLAGS)
 $(BUILD)/tests/unit/%.o: CPPFLAGS += -DNND_TEST
 $(LIB_ENGINE_TEST): $(patsubst %.c,$(BUILD)/test/%.o,$(ENGINE_SRC))
@@ -127,8 +143,24 @@ $(BIN)/bench_%: $(BUILD)/bench/bench_%.o $(LIB_ENGINE)
 
 # Every test: unit tests, then integration tests (each starts its own daemon
 # on an ephemeral port with a temporary data directory), then extra suites.
-check: all
+check: all check-layers
 	@scripts/run-tests $(UNIT_BINS) $(ITEST_BINS)
+
+# tests/layers/<layer>_*.c each include a header that layer may not see,
+# and must not compile with the layer's include paths; <layer>_ok.c must
+# (so a failure is the include's, not the command's).
+LAYER_PROBES := $(wildcard tests/layers/*.c)
+check-layers: $(BUILD)/include/nn.h | $(DEPS_OK)
+	@for f in $(LAYER_PROBES); do \
+	  b=$${f##*/}; \
+	  case $$b in engine_*) inc="$(INC_engine)";; api_*) inc="$(INC_api)";; *) inc="$(INC_all)";; esac; \
+	  if $(CC) $$inc $(CPPFLAGS) -std=gnu11 -fsyntax-only $$f 2>/dev/null; then ok=1; else ok=0; fi; \
+	  case $$b in *_ok.c) want=1;; *) want=0;; esac; \
+	  if [ $$ok != $$want ]; then \
+	    [ $$want = 1 ] && echo "check-layers: $$f does not compile" >&2 \
+	                   || echo "check-layers: $$f compiles: a back edge would build" >&2; \
+	    exit 1; fi; \
+	done; echo "check-layers: $(words $(LAYER_PROBES)) include probes hold"
 
 unit: all
 	@scripts/run-tests $(UNIT_BINS)

@@ -93,6 +93,12 @@ typedef struct req {
 	int status;
 	uint64_t bytes;
 	int responded;
+	/* a reply decided before the body was read, held until the body has
+	 * been read and dropped (see on_request) */
+	int hold;                /* while begin runs: hold what it queues */
+	struct MHD_Response *held;
+	int64_t held_at;         /* when it was decided (monotonic us) */
+	int64_t dropped;         /* body bytes dropped since */
 	/* body */
 	route_body body;
 	char *buf;
@@ -158,11 +164,16 @@ static enum MHD_Result queue_v(req *r, int status, const char *ctype, char *body
 		MHD_add_response_header(resp, "X-Model-Version", model_version);
 	if (disposition && disposition[0])
 		MHD_add_response_header(resp, "Content-Disposition", disposition);
-	enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)status, resp);
-	MHD_destroy_response(resp);
 	r->status = status;
 	r->bytes = len;
 	r->responded = 1;
+	if (r->hold) {
+		r->held = resp;
+		r->held_at = util_mono_us();
+		return MHD_YES;
+	}
+	enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)status, resp);
+	MHD_destroy_response(resp);
 	return rc;
 }
 
@@ -875,6 +886,53 @@ static enum MHD_Result dispatch(req *r)
 	return body_kinds[r->body].finish(r);
 }
 
+/* ---------------------------------------------------------------- early replies */
+
+/*
+ * A reply decided from the headers alone (404, 405, 401, 413 by
+ * Content-Length, 415...) is held while the body arrives, and queued once
+ * it has been read and dropped. Queued at once, MHD would send it and
+ * close the connection with the body still arriving, and the client's
+ * unread bytes reset the connection, often before the client has read the
+ * reply: a client that writes its whole body before reading (Python's
+ * http.client) saw a broken pipe instead of the 413. Reading on is bounded
+ * (HTTP_DROP_MAX bytes, HTTP_DROP_US), as nginx's lingering close is;
+ * past either the connection is closed. A client that sent Expect:
+ * 100-continue has sent no body yet and waits: it is answered at once (and
+ * then sends none).
+ */
+#define HTTP_DROP_MAX ((int64_t)64 << 20)
+#define HTTP_DROP_US ((int64_t)10 * 1000000)
+
+/* 1 when replies decided before the body should wait for it: a body is
+ * coming (a Content-Length up to HTTP_DROP_MAX, or chunked) and the
+ * client does not wait for a 100 Continue. */
+static int hold_early_replies(struct MHD_Connection *conn)
+{
+	const char *ex = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+	if (ex && strncasecmp(ex, "100-continue", 12) == 0)
+		return 0;
+	const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+	                                             MHD_HTTP_HEADER_CONTENT_LENGTH);
+	int64_t clen = 0;
+	if (cl)
+		return api_parse_i64(cl, &clen) == 0 && clen > 0 && clen <= HTTP_DROP_MAX;
+	return MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+	                                   MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
+}
+
+/* A piece of a body behind a held reply: dropped, within the bounds. */
+static enum MHD_Result drop_piece(req *r, size_t n)
+{
+	r->dropped += (int64_t)n;
+	if (r->dropped > HTTP_DROP_MAX || util_mono_us() - r->held_at > HTTP_DROP_US) {
+		util_log(3, "%s %s: the body after an early %d went on too long: closed", r->method,
+		         r->path, r->status);
+		return MHD_NO;
+	}
+	return MHD_YES;
+}
+
 /* Copies s into d (cap bytes, truncated, NUL-terminated) with control
  * bytes as '?'. */
 static void log_copy(char *d, size_t cap, const char *s)
@@ -909,17 +967,29 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 		r->cr = ci ? ci->socket_context : NULL;
 		conn_phase(r, 1);
+		r->hold = hold_early_replies(conn);
 		enum MHD_Result rc = begin(r, method, url);
-		if (r->responded)
+		r->hold = 0;
+		if (r->responded && !r->held)
 			conn_phase(r, 2);
 		return rc;
 	}
 	if (*upload_data_size) {
 		size_t n = *upload_data_size;
 		*upload_data_size = 0;
+		if (r->held)
+			return drop_piece(r, n);
 		if (!r->responded)
 			body_piece(r, upload_data, n);
 		return MHD_YES;
+	}
+	if (r->held) {
+		/* the body is read: the reply now leaves on a clean connection */
+		enum MHD_Result rc = MHD_queue_response(conn, (unsigned)r->status, r->held);
+		MHD_destroy_response(r->held);
+		r->held = NULL;
+		conn_phase(r, 2);
+		return rc;
 	}
 	if (r->responded)
 		return MHD_YES;
@@ -944,6 +1014,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	         toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
 	metrics_observe(r->route, status, us);
 	conn_phase(r, 0);   /* a kept-alive connection waits for its next headers */
+	if (r->held)
+		MHD_destroy_response(r->held);
 	api_upload_free(r->up);
 	predict_free(r->pb);
 	mp_free(r->mp);

@@ -2,7 +2,10 @@
  * itest_limits.c - the daemon's limits hit on purpose, each answered with its
  * documented status and problem code, and nothing stored:
  *  - the request body (--max-body): 413 body_too_large, with Content-Length
- *    and chunked; a body of exactly the limit passes;
+ *    and chunked; a body of exactly the limit passes; a client that writes
+ *    its whole body before reading gets the 413 (and a 404) decided from
+ *    the headers, on a connection that stays open; with Expect:
+ *    100-continue the 413 comes before any body;
  *  - the data set in memory (bounded by --max-body too): a CSV whose matrix
  *    outgrows the limit although its text does not: 413 payload_too_large;
  *  - parameters per model (50,000,000), residual nesting (8), layers per
@@ -194,6 +197,70 @@ START_TEST(test_chunked_body_over_max_body_is_413)
 	ck_assert_int_eq(chunked_upload(2 * MAX_BODY, &problem), 413);
 	ck_assert(problem);
 	ck_assert_double_eq(total("/v1/datasets"), 0);
+}
+END_TEST
+
+static int raw_connect(void);
+static int read_within(int fd, char *buf, size_t cap, int ms);
+static int send_all(int fd, const char *s, size_t n);
+static int read_reply(int fd, char *buf, size_t cap, int ms);
+
+/* A client that writes the whole body before it reads a byte, as Python's
+ * http.client does: POST path with `bytes` of body (Content-Length), then
+ * the reply's status (0: the connection broke, the reply lost). When the
+ * daemon answers before the body is read it must still read (and drop)
+ * the body first, or the unread bytes reset the connection under the
+ * reply. Then /healthz on the same connection: the body was all taken. */
+static long post_whole_body_then_read(const char *path, size_t bytes, int *healthz)
+{
+	int fd = raw_connect();
+	char head[256];
+	int n = snprintf(head, sizeof head, "POST %s HTTP/1.1\r\nHost: x\r\n"
+	                 "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+	                 path, bytes);
+	char *body = malloc(bytes);
+	ck_assert_ptr_nonnull(body);
+	memset(body, ' ', bytes);
+	char buf[8192];
+	long status = 0;
+	*healthz = 0;
+	if (send_all(fd, head, (size_t)n) == 0 && send_all(fd, body, bytes) == 0) {
+		status = read_reply(fd, buf, sizeof buf, 10000);
+		const char *get = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+		if (status > 0 && send_all(fd, get, strlen(get)) == 0)
+			*healthz = read_reply(fd, buf, sizeof buf, 10000) == 200;
+	}
+	free(body);
+	close(fd);
+	return status;
+}
+
+/* Replies decided before the body is read (413 by Content-Length, 404)
+ * reach a client that writes its whole 4 MiB body first, every time, and
+ * the connection stays usable; with Expect: 100-continue the 413 comes at
+ * once, before any body. */
+START_TEST(test_early_replies_reach_clients_that_write_the_body_first)
+{
+	const size_t big = (size_t)4 << 20;
+	for (int i = 0; i < 4; i++) {
+		int healthz = 0;
+		ck_assert_int_eq(post_whole_body_then_read("/v1/models", big, &healthz), 413);
+		ck_assert(healthz);
+		ck_assert_int_eq(post_whole_body_then_read("/v1/nothing", big, &healthz), 404);
+		ck_assert(healthz);
+	}
+	int fd = raw_connect();
+	char head[256], buf[8192];
+	int n = snprintf(head, sizeof head, "POST /v1/models HTTP/1.1\r\nHost: x\r\n"
+	                 "Content-Type: application/json\r\nContent-Length: %zu\r\n"
+	                 "Expect: 100-continue\r\n\r\n", big);
+	ck_assert_int_eq(send_all(fd, head, (size_t)n), 0);
+	ck_assert_int_gt(read_within(fd, buf, sizeof buf, 5000), 0);
+	long status = 0;
+	sscanf(buf, "HTTP/1.%*d %ld", &status);
+	ck_assert_int_eq(status, 413);
+	close(fd);
+	ck_assert_double_eq(total("/v1/models"), 0);
 }
 END_TEST
 
@@ -758,6 +825,7 @@ int main(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_body_over_max_body_is_413_and_exactly_the_limit_passes);
 	tcase_add_test(tc, test_chunked_body_over_max_body_is_413);
+	tcase_add_test(tc, test_early_replies_reach_clients_that_write_the_body_first);
 	tcase_add_test(tc, test_dataset_matrix_over_the_memory_limit_is_413);
 	tcase_add_test(tc, test_model_size_limits_are_422_naming_the_field);
 	tcase_add_test(tc, test_epochs_and_batch_size_limits_are_422_naming_the_field);
