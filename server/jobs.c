@@ -980,12 +980,39 @@ static char *classes_of(store *st, const char *ds)
 	return t;
 }
 
+/* The typed-column work of a job (api_tab_train_prepare) on the split the
+ * engine will make. 0, or -1 with e set. */
+static int prepare_tabular(const api_dataset *train, const api_dataset *val,
+                           const api_dataset *test, const nn_train_config *cfg,
+                           api_tab_train *tab, api_err *e)
+{
+	if (!train->columns)
+		return 0;
+	int64_t *idx = malloc(sizeof(int64_t) * (size_t)(train->rows + 1)), n_tr = 0;
+	if (!idx)
+		return api_err_set(e, 500, "out_of_memory", "out of memory");
+	int rc;
+	if (nn_train_split(train->rows, val != NULL, cfg, idx, &n_tr) != NN_OK)
+		rc = 0;   /* nn_train reports it */
+	else
+		rc = api_tab_train_prepare(train, val, test, idx, n_tr, tab, e);
+	free(idx);
+	return rc;
+}
+
 /* Puts test_loss (and test_accuracy for classification) of the published
- * model m on the test set into j's metrics. */
-static void add_test_metrics(api_job *j, const nn_model *m, const api_dataset *test)
+ * model m on the test set into j's metrics; x: the test set encoded with
+ * the training set's typed columns (width inputs), or NULL. */
+static void add_test_metrics(api_job *j, const nn_model *m, const api_dataset *test,
+                             const float *x, int width)
 {
 	float loss = NAN, acc = NAN;
 	nn_data tv = api_dataset_view(test);
+	if (x) {
+		tv.x = x;
+		tv.x8 = NULL;
+		tv.features = width;
+	}
 	if (nn_evaluate(m, &tv, &loss, &acc) != NN_OK)
 		return;
 	cJSON *o = j->metrics ? cJSON_Parse(j->metrics) : NULL;
@@ -1022,6 +1049,9 @@ typedef struct job_inputs {
 	size_t ckpt_len;
 	const uint8_t *x8;
 	int new_base;         /* the version a first start trains from */
+	/* typed columns: the training split's encoding (imputation means from
+	 * its rows only), and the validation and test sets encoded with it */
+	api_tab_train tab;
 	const char *code;
 	char err[600];
 } job_inputs;
@@ -1084,6 +1114,12 @@ static void load_inputs(jobs *q, run *r, job_inputs *in)
 	 * (none with image augmentation, which the engine runs on floats) */
 	if (!in->code && !nn_augment_has_image(&in->cfg.aug))
 		in->x8 = store_dataset_bytes(q->st, in->train);
+	if (!in->code && prepare_tabular(in->train, in->have_val ? in->val : NULL, in->test,
+	                                 &in->cfg, &in->tab, &e) < 0) {
+		in->code = e.status == 422 ? "invalid_dataset" : "out_of_memory";
+		snprintf(in->err, sizeof in->err, "%.380s%s%.200s", e.detail, e.n_fields ? ": " : "",
+		         e.n_fields ? e.fields[0].message : "");
+	}
 }
 
 /* The progress totals, and the running state recorded. */
@@ -1121,7 +1157,17 @@ static nn_status train_job(run *r, job_inputs *in, nn_train_result *res)
 		nn_callbacks cb = { r, on_step, on_epoch, should_stop, on_checkpoint };
 		nn_data tv = api_dataset_view(in->train);
 		tv.x8 = in->x8;
+		if (in->tab.x) {
+			tv.x = in->tab.x;
+			tv.x8 = NULL;
+		}
+		in->cfg.std_skip = in->tab.std_skip;
 		nn_data vv = in->have_val ? api_dataset_view(in->val) : (nn_data){ 0 };
+		if (in->tab.val_x) {
+			vv.x = in->tab.val_x;
+			vv.x8 = NULL;
+			vv.features = in->tab.enc.width;
+		}
 		replicas *rp = in->cfg.replicas > 1 ? replicas_start(in->cfg.replicas) : NULL;
 		in->cfg.par = replicas_carrier(rp);
 		if (in->cfg.replicas > 1 && !rp)
@@ -1172,7 +1218,7 @@ static int end_state(jobs *q, run *r, job_inputs *in, nn_status st, const nn_tra
 		r->j.state = API_JOB_SUCCEEDED;
 		r->j.progress = 1;
 		if (in->test)
-			add_test_metrics(&r->j, in->m, in->test);
+			add_test_metrics(&r->j, in->m, in->test, in->tab.test_x, in->tab.enc.width);
 		r->j.stopped_early = res->stopped_early;
 		if (res->best_epoch >= 0) {
 			cJSON *b = cJSON_CreateObject();
@@ -1219,6 +1265,11 @@ static int record_final(jobs *q, run *r, job_inputs *in)
 	int recorded = 1;
 	if (r->j.state == API_JOB_SUCCEEDED) {
 		char *classes = classes_of(q->st, r->j.dataset);
+		if (in->tab.enc.cols) {
+			char *meta = api_tab_meta_make(classes, &in->tab.enc);
+			free(classes);
+			classes = meta;
+		}
 		nn_model *pub = in->m;
 		in->m = NULL;
 		if (store_job_publish(q->st, &r->j, pub, classes, &e) < 0) {
@@ -1242,6 +1293,7 @@ static void release_inputs(jobs *q, job_inputs *in)
 	store_dataset_release(q->st, in->test);
 	api_job_refs_free(&in->refs);
 	free(in->ckpt);
+	api_tab_train_release(&in->tab);
 }
 
 /* Takes a final job off the live list (its feed ends), or puts it back as
