@@ -150,10 +150,23 @@ int api_jobs_list(const api_backend *b, const api_req *rq, api_reply *rp)
 	const char *s = rq->query ? rq->query(rq->qcls, "state") : NULL;
 	if (s && (state = api_job_state_parse(s)) < 0)
 		api_err_field(&e, "state",
-		              "must be queued, running, succeeded, failed or cancelled");
+		              "must be queued, running, succeeded, failed, cancelled or paused");
 	if (api_paging(rq, &limit, &offset, &e) < 0 || e.n_fields) {
 		api_err_set(&e, 422, "validation_failed", "invalid query parameters");
 		return api_reply_error(rp, &e);
+	}
+	const char *study = rq->query ? rq->query(rq->qcls, "study") : NULL;
+	if (study) {
+		if (!api_id_valid(study, "std") || !b->job_list_study) {
+			api_err_field(&e, "study", "must be a study id");
+			return api_reply_error(rp, &e);
+		}
+		cJSON *items = cJSON_CreateArray();
+		if (b->job_list_study(b->ctx, study, limit, offset, items, &total, &e) < 0) {
+			cJSON_Delete(items);
+			return api_reply_error(rp, &e);
+		}
+		return api_reply_list(rp, "jobs", items, total, limit, offset);
 	}
 	cJSON *items = cJSON_CreateArray();
 	if (b->job_list(b->ctx, state, limit, offset, items, &total, &e) < 0) {

@@ -112,6 +112,8 @@ cJSON *api_job_to_json(const api_job *j);
  * buf (>= 25 bytes). */
 void api_time_format(int64_t ms, char *buf, size_t len);
 
+struct api_study;
+
 typedef struct api_backend {
 	void *ctx;
 	api_limits limits;
@@ -156,6 +158,21 @@ typedef struct api_backend {
 	/* {"steps": [...], "epochs": [...]} with steps after since_step. */
 	int (*job_metrics)(void *ctx, const char *id, int64_t since_step, cJSON **out,
 	                   api_err *e);
+
+	/* Studies (API.md "Studies"). obj: the study object (the caller's).
+	 * create takes a checked document (s stays the caller's). */
+	int workers;          /* a study's default parallelism */
+	int (*study_create)(void *ctx, struct api_study *s, cJSON **obj, api_err *e);
+	int (*study_get)(void *ctx, const char *id, cJSON **obj, api_err *e);
+	int (*study_list)(void *ctx, int64_t limit, int64_t offset, cJSON *items, int64_t *total,
+	                  api_err *e);
+	int (*study_cancel)(void *ctx, const char *id, cJSON **obj, api_err *e);
+	int (*study_delete)(void *ctx, const char *id, int keep_best, api_err *e);
+	int (*study_trials)(void *ctx, const char *id, int by_number, int64_t limit,
+	                    int64_t offset, cJSON *items, int64_t *total, api_err *e);
+	/* GET /v1/jobs?study=: the study's jobs in trial order */
+	int (*job_list_study)(void *ctx, const char *study, int64_t limit, int64_t offset,
+	                      cJSON *items, int64_t *total, api_err *e);
 } api_backend;
 
 #endif

@@ -96,6 +96,9 @@ struct jobs {
 	/* called (outside every lock) when a study's trial pauses or ends */
 	void (*on_trial)(void *ctx, const char *study);
 	void *on_trial_ctx;
+	/* opens a study's event feed (server/studies.c) */
+	feed *(*study_open)(void *ctx, const char *id, api_err *e);
+	void *study_open_ctx;
 };
 
 /* ---------------------------------------------------------------- feeds */
@@ -179,13 +182,15 @@ static void feed_push_locked(feed *f, int kind, int64_t id, int epoch, int final
 		return;
 	}
 	/* ids never go back (history written before epochs carried their
-	 * step keeps its order this way) */
-	int64_t ev_id = kind == FEED_STATE || id < f->last_id ? f->last_id : id;
+	 * step keeps its order this way); a study's events carry their own */
+	int64_t ev_id = kind >= FEED_TRIAL ? id
+	                : kind == FEED_STATE || id < f->last_id ? f->last_id : id;
 	if (kind == FEED_STEP)
 		f->last_step = id;
 	if (kind == FEED_EPOCH)
 		f->last_epoch = epoch;
-	feed_append_locked(f, kind, ev_id, kind == FEED_STATE && final, data);
+	feed_append_locked(f, kind, ev_id,
+	                   (kind == FEED_STATE || kind == FEED_STUDY_STATE) && final, data);
 }
 
 /* Appends a copy of text to the all-jobs feed, its id the event's absolute
@@ -275,8 +280,50 @@ static feed *feed_from_history(jobs *q, const char *id)
 	return f;
 }
 
+feed *jobs_feed_detached(void)
+{
+	return feed_new();
+}
+
+void jobs_feed_append(jobs *q, feed *f, int kind, int64_t id, int final, char *data)
+{
+	pthread_mutex_lock(&q->fmu);
+	feed_push_locked(f, kind, id, 0, final, data);
+	if (final) {
+		f->done = 1;
+		wake_all_locked(f);
+	}
+	pthread_mutex_unlock(&q->fmu);
+}
+
+void jobs_feed_ref(jobs *q, feed *f)
+{
+	pthread_mutex_lock(&q->fmu);
+	f->refs++;
+	pthread_mutex_unlock(&q->fmu);
+}
+
+void jobs_feed_release(jobs *q, feed *f)
+{
+	feed_unref(q, f);
+}
+
+void jobs_set_study_feeds(jobs *q, feed *(*open)(void *ctx, const char *id, api_err *e),
+                          void *ctx)
+{
+	pthread_mutex_lock(&q->mu);
+	q->study_open = open;
+	q->study_open_ctx = ctx;
+	pthread_mutex_unlock(&q->mu);
+}
+
 feed *jobs_feed_open(jobs *q, const char *id, api_err *e)
 {
+	if (strncmp(id, "std_", 4) == 0) {
+		if (!q->study_open)
+			return api_err_set(e, 404, "not_found", "no study %s", id), NULL;
+		return q->study_open(q->study_open_ctx, id, e);
+	}
 	pthread_mutex_lock(&q->mu);
 	for (live *lv = q->lives; lv; lv = lv->next)
 		if (strcmp(lv->id, id) == 0) {

@@ -336,7 +336,10 @@ int main(int argc, char **argv)
 		http_stop(h);
 		return 1;
 	}
-	backend_ctx bctx = { st, q };
+	studies *S = NULL;
+	if (studies_start(st, q, &lim, (int)workers, &S) < 0)
+		util_log(0, "nnd: cannot start the study scheduler; studies are off");
+	backend_ctx bctx = { st, q, S };
 	api_backend be;
 	backend_fill(&bctx, max_body, &be);
 	be.limits = lim;
@@ -350,11 +353,13 @@ int main(int argc, char **argv)
 		;
 	util_log(2, "signal %d: draining", sig);
 	http_drain(h);
+	studies_stop(S);
 	jobs_stop(q);
 	usleep(100 * 1000);   /* let resumed streams write their end */
 	http_stop(h);
 	free(tls_cert);
 	free_secret(tls_key);
+	studies_free(S);
 	jobs_free(q);
 	store_close(st);
 	util_log(2, "stopped");

@@ -175,6 +175,17 @@ function smooth(ys, a) {
 let smoothing = 0;
 const charts = new Set();
 
+/* x values are epochs or steps: whole-number ticks */
+const INT_INCRS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6];
+
+/* A linear y range with a margin; a flat curve (a constant learning rate)
+ * gets one around its value instead of a zero-width range. */
+function yRange(u, min, max) {
+  if (min == null || max == null) return [0, 1];
+  if (min === max) { const d = Math.abs(min) * 0.5 || 1; return [min - d, max + d]; }
+  return uPlot.rangeNum(min, max, 0.1, true);
+}
+
 /* A chart card: a title, a log-scale switch, a CSV link, a note, and a
  * uPlot chart of series sharing one x. set() replaces the data; add()
  * appends one x value's points. */
@@ -217,8 +228,9 @@ class Chart {
     const width = Math.max(300, this.box.clientWidth || this.card.clientWidth - 24 || 600);
     const opts = {
       width, height: this.o.height || 230,
-      scales: { x: { time: false }, y: this.log ? { distr: 3 } : {} },
-      axes: [{ label: this.o.xLabel, size: 40 }, { size: 60 }],
+      scales: { x: { time: false }, y: this.log ? { distr: 3 } : { range: yRange } },
+      axes: [{ label: this.o.xLabel, size: 40, incrs: INT_INCRS },
+             { size: 60, values: (u, ticks) => ticks.map(v => fmt(v, 3)) }],
       legend: { show: this.o.names.length <= 12 },
       series: [{ label: this.o.xLabel }, ...this.o.names.map((n, i) => ({
         label: n, stroke: COLORS[i % COLORS.length], width: 1.6, spanGaps: true,
@@ -650,7 +662,12 @@ async function pageModel(id) {
     const res = await request(`/v1/models/${id}/weights`);
     download(await res.blob(), 'application/json', `${id}-v${md.version}-weights.json`);
   } }, 'Download weights (JSON)');
-  m.replaceChildren(title('Model ' + id, weights),
+  const onnx = h('button', { onclick: async () => {
+    const res = await request(`/v1/models/${id}/export?format=onnx`);
+    if (res.ok) download(await res.blob(), 'application/octet-stream', `${id}-v${md.version}.onnx`);
+    else alert('export: HTTP ' + res.status);
+  } }, 'Export ONNX');
+  m.replaceChildren(title('Model ' + id, weights, onnx),
     h('section', { class: 'card' }, h('dl', {}, facts.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
       md.metrics ? h('p', {}, 'final metrics: ' + Object.entries(md.metrics).map(([k, v]) => `${k} ${fmt(v)}`).join(', ')) : null),
     h('section', { class: 'card' }, h('h3', {}, 'Layers'),

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include "fuzz_common.h"
 #include "spec_json.h"
+#include "onnx.h"
 
 static const char *dir;
 
@@ -181,6 +182,26 @@ static int idx(const char *name, uint8_t control, uint32_t n, uint32_t h, uint32
 	return put("idx", name, buf, 7 + ni + nl, NULL, 0);
 }
 
+/* ---- ONNX files as GET /v1/models/{id}/export writes them */
+
+static int onnx_files(void)
+{
+	int rc = 0;
+	for (int k = 0; k < FUZZ_WEIGHT_MODELS; k++) {
+		nn_model *m = fuzz_weights_model(k);
+		uint8_t *buf = NULL;
+		size_t n = 0;
+		api_err e = API_ERR_INIT;
+		char name[32];
+		snprintf(name, sizeof name, "model%d-opset13", k);
+		rc |= m && api_onnx_export(m, 13, NULL, &buf, &n, &e) == 0 ? put("onnx", name, "", 0, buf, n)
+		                                                         : -1;
+		free(buf);
+		nn_model_free(m);
+	}
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -192,6 +213,7 @@ int main(int argc, char **argv)
 	rc |= checkpoints();
 	rc |= models();
 	rc |= weights();
+	rc |= onnx_files();
 	rc |= dataset_file("classes", "a,b,label\n1,2,cat\n3,4,dog\n5,6,cat\n", 1);
 	rc |= dataset_file("regression", "1.5,2,0.25\n3,4,0.5\n", 0);
 	rc |= idx("raw-in-order", 0x00, 4, 3, 2, 0);
