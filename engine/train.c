@@ -38,7 +38,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <sys/mman.h>
 #include "trainer.h"
 #include "tune.h"
 #include "sparse_in.h"
@@ -319,9 +318,7 @@ static nn_status byte_copy(nn_trainer *t)
 	t->x8 = aligned_alloc(huge, len);
 	if (!t->x8)
 		return NN_OK; /* an optimisation only: go on without it */
-#ifdef MADV_HUGEPAGE
-	(void)madvise(t->x8, len, MADV_HUGEPAGE);
-#endif
+	nn_huge_pages(t->x8, len);
 	t->x8_owned = 1;
 	const int64_t chunk = (int64_t)1 << 16;
 	for (int64_t i = 0; i < n; i += chunk) {

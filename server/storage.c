@@ -848,9 +848,7 @@ static void x8_begin_locked(dsmap *m)
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 		return;
-#ifdef MADV_HUGEPAGE
-	(void)madvise(p, len, MADV_HUGEPAGE);
-#endif
+	nn_huge_pages(p, len);
 	m->x8 = p;
 	m->x8_len = len;
 	m->x8_chunks = (n + X8_CHUNK - 1) / X8_CHUNK;
