@@ -17,13 +17,13 @@
 /* Checks one data set against the model; field is "dataset" or
  * "validation.dataset". */
 static void check_compat(const api_model_info *m, const api_dataset_info *d,
-                         const char *field, api_err *e)
+                         const char *field, int by_name, api_err *e)
 {
 	if (d->task != m->task)
 		api_err_field(e, field, "is a %s data set but the model does %s",
 		              d->task == NN_TASK_CLASSIFICATION ? "classification" : "regression",
 		              m->task == NN_TASK_CLASSIFICATION ? "classification" : "regression");
-	if (d->features != m->inputs)
+	if (!by_name && d->features != m->inputs)
 		api_err_field(e, field, "has %d features but the model takes %d inputs",
 		              d->features, m->inputs);
 	if (d->task == m->task) {
@@ -93,11 +93,20 @@ int api_jobs_create(const api_backend *b, const api_req *rq, api_reply *rp)
 			have_t = 1;
 	}
 	if (have_m && have_d)
-		check_compat(&m, &d, "dataset", &e);
+		check_compat(&m, &d, "dataset", 0, &e);
+	/* a validation set with typed columns is encoded with the training
+	 * set's encoding, column by column name: its own width does not count */
+	const cJSON *tc = have_d ? cJSON_GetObjectItemCaseSensitive(d.doc, "columns") : NULL;
+	const cJSON *vc = have_v ? cJSON_GetObjectItemCaseSensitive(v.doc, "columns") : NULL;
+	const cJSON *sc = have_t ? cJSON_GetObjectItemCaseSensitive(t.doc, "columns") : NULL;
+	if (tc && vc)
+		api_tab_columns_check(tc, vc, "validation.dataset", &e);
+	if (tc && sc)
+		api_tab_columns_check(tc, sc, "test.dataset", &e);
 	if (have_m && have_v)
-		check_compat(&m, &v, "validation.dataset", &e);
+		check_compat(&m, &v, "validation.dataset", tc && vc, &e);
 	if (have_m && have_t)
-		check_compat(&m, &t, "test.dataset", &e);
+		check_compat(&m, &t, "test.dataset", tc && sc, &e);
 	if (have_d && cfg.rows > 0) {
 		int64_t split = api_train_split_rows(d.rows, have_v ? 0 : cfg.val_fraction);
 		if (cfg.rows > split)

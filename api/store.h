@@ -79,6 +79,9 @@ typedef struct api_model_snap {
 	char **classes;       /* n_classes labels, or NULL */
 	int n_classes;
 	uint64_t serial;
+	/* The encoding of the training set's typed columns (raw records are
+	 * encoded with it), or NULL when the model takes numbers only. */
+	const api_tab_enc *enc;
 } api_model_snap;
 
 /* A job row. Text fields hold JSON ("null" or NULL when absent). */

@@ -35,6 +35,7 @@ typedef struct snap {
 	int cached;
 	uint64_t used;          /* cache clock at the last lookup (LRU) */
 	int64_t bytes;          /* parameters and state, for the cache budget */
+	api_tab_enc *enc;       /* owned; pub.enc points here */
 } snap;
 
 /* The snapshot cache holds at most this many models and bytes of weights;
@@ -443,6 +444,8 @@ void store_close(store *s)
 			for (int i = 0; i < p->pub.n_classes; i++)
 				free(p->pub.classes[i]);
 			free(p->pub.classes);
+			api_tab_enc_free(p->enc);
+			free(p->enc);
 			free(p);
 		}
 		p = next;
@@ -951,9 +954,14 @@ int store_mdl_info_make(api_model_info *out, const store_mdl_row *r)
 		if (mj)
 			cJSON_AddItemToObject(o, "metrics", mj);
 	}
-	cJSON *cj = r->classes ? cJSON_Parse(r->classes) : NULL;
+	cJSON *meta = r->classes ? cJSON_Parse(r->classes) : NULL;
+	const cJSON *cj, *cols;
+	api_tab_meta_parse(meta, &cj, &cols);
 	if (cj)
-		cJSON_AddItemToObject(o, "classes", cj);
+		cJSON_AddItemToObject(o, "classes", cJSON_Duplicate(cj, 1));
+	if (cols)
+		cJSON_AddItemToObject(o, "columns", cJSON_Duplicate(cols, 1));
+	cJSON_Delete(meta);
 	out->doc = o;
 	return 0;
 }
@@ -1104,6 +1112,8 @@ static void snap_unref_locked(snap *p)
 	for (int i = 0; i < p->pub.n_classes; i++)
 		free(p->pub.classes[i]);
 	free(p->pub.classes);
+	api_tab_enc_free(p->enc);
+	free(p->enc);
 	free(p);
 }
 
@@ -1213,7 +1223,9 @@ static snap *snap_new(store *s, const char *id, nn_model *m, int version, const 
 	p->pub.model = m;
 	p->pub.version = version;
 	snprintf(p->model, sizeof p->model, "%s", id);
-	cJSON *cj = classes ? cJSON_Parse(classes) : NULL;
+	cJSON *meta = classes ? cJSON_Parse(classes) : NULL;
+	const cJSON *cj, *cols;
+	api_tab_meta_parse(meta, &cj, &cols);
 	int n = cJSON_IsArray(cj) ? cJSON_GetArraySize(cj) : 0;
 	if (n > 0 && (p->pub.classes = calloc((size_t)n, sizeof(char *))) != NULL) {
 		const cJSON *c;
@@ -1222,7 +1234,15 @@ static snap *snap_new(store *s, const char *id, nn_model *m, int version, const 
 				strdup(cJSON_IsString(c) ? c->valuestring : "");
 		}
 	}
-	cJSON_Delete(cj);
+	api_err e = API_ERR_INIT;
+	if (cols && (p->enc = calloc(1, sizeof *p->enc)) != NULL &&
+	    api_tab_enc_from_json(cols, p->enc, &e) < 0) {
+		free(p->enc);
+		p->enc = NULL;
+		util_log(0, "store: model %s: %s", id, e.detail);
+	}
+	p->pub.enc = p->enc;
+	cJSON_Delete(meta);
 	int64_t np = 0, ns = 0;
 	nn_model_params(m, &np);
 	nn_model_state(m, &ns);
