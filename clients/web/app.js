@@ -232,7 +232,7 @@ class Chart {
       scales: { x: this.o.logX ? { time: false, distr: 3 } : { time: false },
                 y: this.log ? { distr: 3 } : { range: yRange } },
       axes: [{ label: this.o.xLabel, size: 40, incrs: this.o.scatter || this.o.logX ? undefined : INT_INCRS },
-             { size: 60, values: (u, ticks) => ticks.map(v => fmt(v, 3)) }],
+             { size: 60, values: (u, ticks) => ticks.map(v => (v == null ? '' : fmt(v, 3))) }],
       /* many runs: no legend, no hover dots, 1-pixel lines (fractional
        * widths cost the rasterizer several times more) */
       legend: { show: !many },
@@ -256,6 +256,8 @@ class Chart {
     this.redraw();
   }
   setNote(t) { this.note.textContent = t || ''; }
+  /* Takes the chart off the page for good. */
+  remove() { if (this.u) this.u.destroy(); this.card.remove(); charts.delete(this); }
   resize() {
     if (this.u && this.box.clientWidth) this.u.setSize({ width: this.box.clientWidth, height: this.u.height });
   }
@@ -786,6 +788,12 @@ function paramAxis(trials, key) {
   return { nums: vals.map(v => distinct.indexOf(JSON.stringify(v))), labels: distinct };
 }
 
+/* Positive values spanning two decades or more: a log axis reads them. */
+function wideRange(v) {
+  const pos = v.filter(x => x > 0);
+  return pos.length === v.length && pos.length > 1 && Math.max(...pos) / Math.min(...pos) >= 100;
+}
+
 /* Ordinary least squares of log(value) on log(rows) over every value. */
 function logFit(points) {
   const xs = [], ys = [];
@@ -827,7 +835,10 @@ async function pageStudy(id) {
   const keys = Object.keys((st.config && st.config.space) || {});
   const psel = h('select', {}, keys.map(k => h('option', {}, k)));
   let scatter = null;
+  let curveCharts = [];
   const drawScatter = () => {
+    if (scatter) scatter.remove();
+    scatter = null;
     charts.querySelectorAll('.scatter').forEach(e => e.remove());
     if (!keys.length) return;
     const done = trials.filter(t => t.value != null);
@@ -838,12 +849,14 @@ async function pageStudy(id) {
     box.append(h('div', { class: 'ctlrow' }, h('label', {}, 'parameter ', psel)));
     scatter = new Chart(box, { title: `objective against ${psel.value}`, names: ['value'], xLabel: psel.value,
                                scatter: true, smoothable: false, file: id + '-trials',
-                               logX: keys.length && /log_uniform/.test(JSON.stringify(st.config.space[psel.value])) });
+                               logX: !ax.labels && wideRange(ax.nums) });
     scatter.set(order.map(i => ax.nums[i]), [order.map(i => done[i].value)]);
     if (ax.labels) scatter.setNote(ax.labels.map((l, i) => `${i} = ${l}`).join(', '));
   };
   psel.onchange = drawScatter;
   const drawCurves = () => {
+    curveCharts.forEach(c => c.remove());
+    curveCharts = [];
     charts.querySelectorAll('.curves').forEach(e => e.remove());
     for (const [ci, c] of (st.curves || []).entries()) {
       const pts = (c.points || []).filter(p => p.mean != null && p.mean > 0);
@@ -856,9 +869,11 @@ async function pageStudy(id) {
       if (c.theory_slope != null) { names.push(`theory: slope ${fmt(c.theory_slope, 3)}`); ys.push(line(c.theory_slope)); }
       const box = h('div', { class: 'curves' });
       charts.append(box);
-      const ch = new Chart(box, { title: 'Learning curve ' + (JSON.stringify(c.params) || ''), names, xLabel: 'rows',
+      const pl = c.params && Object.keys(c.params).length ? ' ' + JSON.stringify(c.params) : '';
+      const ch = new Chart(box, { title: 'Learning curve' + pl, names, xLabel: 'rows',
                                   log: true, logX: true, smoothable: false, file: `${id}-curve-${ci}` });
       ch.set(xs, ys);
+      curveCharts.push(ch);
     }
   };
   const loadTrials = async () => {
@@ -880,7 +895,8 @@ async function pageStudy(id) {
   let pending = null;
   page.off.push(Events.on((name, d) => {
     if (name === 'state' && d.id === id) { showHead(d); drawCurves(); }
-    if ((name === 'trial' && d.study === id) || (name === 'state' && d.id === id)) {
+    if (name === 'state' && d.id === id && !['queued', 'running'].includes(d.state)) loadTrials();
+    else if ((name === 'trial' && d.study === id) || (name === 'state' && d.id === id)) {
       if (!pending) pending = setTimeout(() => { pending = null; loadTrials(); }, 1000);
     }
   }));

@@ -323,7 +323,7 @@ def test_studies(b, api, base, ds):
        (rows, want))
     pts = b.wait("(() => { const c = [...window.nnd.charts].find(c => c.o.title.startsWith('objective against'));"
                  " return c && c.x.length === 3 ? c.x : null; })()", what="the objective chart")
-    ok("the study draws the objective against the learning rate", pts == [0.001, 0.01, 0.1], pts)
+    ok("the study draws the objective against the learning rate (log axis)", pts == [0.001, 0.01, 0.1], pts)
     shot(b, "study")
     lc = api.post("/v1/studies", dict(base_doc, name="curve", space={},
                                        strategy={"type": "learning_curve", "rows": [100, 200, 400, 800],
@@ -334,6 +334,9 @@ def test_studies(b, api, base, ds):
                  timeout=180, what="the learning curve with its fit")
     ok("the learning curve is drawn on log-log axes with its fitted line",
        got == [[100, 200, 400, 800], 2, True, True], got)
+    b.wait("(() => { const r = [...document.querySelectorAll('#leaderboard tbody tr')];"
+           " return r.length === 8 && r.every(x => x.children[2].textContent === 'succeeded'); })()",
+           timeout=120, what="the curve study's 8 trials succeeded on the leaderboard")
     shot(b, "study-curve")
 
 
