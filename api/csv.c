@@ -16,6 +16,16 @@
  * an auto-detected task can only be regression (even for integer labels), and
  * the label set is dropped, so a large regression file costs no string memory.
  *
+ * Feature columns are typed as they come (API.md, "Tabular columns"): a
+ * column holds floats until its first value that is neither a number nor a
+ * missing token; from then on it is categorical, its earlier numbers turn
+ * into levels named by their shortest text (api_tab_number_text), and x
+ * holds provisional level ids. Missing values are NaN in x. A row whose
+ * label is missing is skipped. At the end the columns get their types,
+ * sorted levels and statistics, and when any column is not plain numeric
+ * the raw matrix is kept beside its encoding. All-numeric files never
+ * leave the fast path (a per-column byte says which columns it may take).
+ *
  * Every error names its place: 400 "malformed_csv", detail
  * "line L, column C: ..." with L the 1-based physical line where the field
  * starts and C the 1-based field number in its record.
@@ -24,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include "dataset_io.h"
 #include "dataset_util.h"
 
@@ -31,6 +42,7 @@
 #define CSV_MAX_FIELD (1u << 20)          /* bytes in one field */
 #define CSV_MAX_FIRST ((size_t)16 << 20)  /* bytes in the first record */
 #define CSV_MAX_CLASSES 65536             /* distinct labels of a classification */
+#define CSV_MAX_LEVELS 1000               /* default levels of a categorical column */
 
 enum { S_START, S_UNQ, S_QUO, S_QQ };
 
@@ -70,6 +82,17 @@ struct api_csv {
 	api_labelset *ls;
 	int any_nonnum;
 	int regression_only;    /* task auto, but too many distinct labels for classes */
+	/* typed columns */
+	int *fidx;              /* per column: feature index, -1 the label, -2 ignored */
+	unsigned char *fast;    /* per column: 1 while the numeric fast path may take it */
+	int *fcol;              /* per feature: its column */
+	api_labelset **lv;      /* per feature: its levels once categorical, else NULL */
+	char **na;              /* missing tokens */
+	int n_na;
+	char *ignore;           /* copy of o.ignore */
+	int max_levels;
+	int skip;               /* the current record's label is missing */
+	int64_t skipped;
 };
 
 static const unsigned char BOM[3] = { 0xEF, 0xBB, 0xBF };
@@ -90,6 +113,27 @@ static void init_tables(void)
 	special_quo[(unsigned char)'"'] = 1;
 	special_quo[(unsigned char)'\n'] = 1;
 	special_quo[0] = 1;
+}
+
+/* Splits a comma-separated list into c->na. 0 or -1 (no memory). */
+static int set_tokens(api_csv *c, const char *list)
+{
+	int n = 1;
+	for (const char *p = list; *p; p++)
+		n += *p == ',';
+	c->na = calloc((size_t)n + 1, sizeof *c->na);
+	if (!c->na)
+		return -1;
+	const char *p = list;
+	for (;;) {
+		size_t k = strcspn(p, ",");
+		if (k > 0 && !(c->na[c->n_na++] = api_strndup(p, k)))
+			return -1;
+		if (!p[k])
+			break;
+		p += k + 1;
+	}
+	return 0;
 }
 
 api_csv *api_csv_new(const api_csv_opts *opts)
@@ -114,6 +158,13 @@ api_csv *api_csv_new(const api_csv_opts *opts)
 	}
 	if (c->o.task != NN_TASK_CLASSIFICATION && c->o.task != NN_TASK_REGRESSION)
 		c->o.task = -1;
+	c->max_levels = c->o.max_levels > 0 ? c->o.max_levels : CSV_MAX_LEVELS;
+	if (set_tokens(c, opts && opts->na ? opts->na : "NA,NaN,null,?") != 0 ||
+	    (opts && opts->ignore && !(c->ignore = api_strndup(opts->ignore, strlen(opts->ignore))))) {
+		api_csv_free(c);
+		return NULL;
+	}
+	c->o.na = c->o.ignore = NULL;
 	c->line = 1;
 	c->state = S_START;
 	return c;
@@ -131,6 +182,14 @@ void api_csv_free(api_csv *c)
 	free(c->yv);
 	free(c->yid);
 	api_labelset_free(c->ls);
+	for (int j = 0; c->lv && j < c->features; j++)
+		api_labelset_free(c->lv[j]);
+	free(c->lv);
+	free(c->fidx);
+	free(c->fast);
+	free(c->fcol);
+	api_strv_free(c->na, c->n_na);
+	free(c->ignore);
 	free(c);
 }
 
@@ -175,7 +234,10 @@ static int row_begin(api_csv *c)
 	size_t row_bytes = (size_t)c->features * 4 + (c->yv ? 4 : 0) + (c->yid ? 4 : 0);
 	int64_t ncap = c->cap ? c->cap * 2 : 1024;
 	if (c->o.max_bytes > 0) {
-		int64_t fit = (c->o.max_bytes - (int64_t)api_labelset_bytes(c->ls)) / (int64_t)row_bytes;
+		int64_t held = (int64_t)api_labelset_bytes(c->ls);
+		for (int j = 0; c->lv && j < c->features; j++)
+			held += (int64_t)api_labelset_bytes(c->lv[j]);
+		int64_t fit = (c->o.max_bytes - held) / (int64_t)row_bytes;
 		if (c->rows + 1 > fit) {
 			api_err_set(&c->err, 413, "payload_too_large",
 				    "line %lld: the data set needs more than the %lld bytes allowed in memory",
@@ -212,6 +274,34 @@ oom:
 	return fail_err(c);
 }
 
+/* 1 when s[0..len) (trimmed) is a missing token. */
+static int is_na(const api_csv *c, const char *s, size_t len)
+{
+	for (int i = 0; i < c->n_na; i++)
+		if (strlen(c->na[i]) == len && memcmp(c->na[i], s, len) == 0)
+			return 1;
+	return 0;
+}
+
+/* 1 when s[0..len) is inf or infinity, signed or not, in any case. */
+static int is_inf(const char *s, size_t len)
+{
+	if (len > 0 && (*s == '+' || *s == '-'))
+		s++, len--;
+	return (len == 3 && strncasecmp(s, "inf", 3) == 0) ||
+	       (len == 8 && strncasecmp(s, "infinity", 8) == 0);
+}
+
+static void trim(const char **s, size_t *len)
+{
+	while (*len > 0 && (**s == ' ' || **s == '\t')) {
+		(*s)++;
+		(*len)--;
+	}
+	while (*len > 0 && ((*s)[*len - 1] == ' ' || (*s)[*len - 1] == '\t'))
+		(*len)--;
+}
+
 static int put_label(api_csv *c, const char *s, size_t len)
 {
 	while (len > 0 && (*s == ' ' || *s == '\t')) {
@@ -221,8 +311,10 @@ static int put_label(api_csv *c, const char *s, size_t len)
 	while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
 		len--;
 	int col = c->col + 1;
-	if (len == 0)
-		return fail_at(c, c->field_line, col, "empty label", NULL);
+	if (len == 0 || is_na(c, s, len)) {
+		c->skip = 1;   /* a missing label: the row is left out */
+		return 0;
+	}
 	if (!api_utf8_valid(s, len))
 		return fail_at(c, c->field_line, col, "the label is not valid UTF-8%s", NULL);
 	float v;
@@ -267,24 +359,110 @@ static int put_label(api_csv *c, const char *s, size_t len)
 	return 0;
 }
 
+static int too_many_levels(api_csv *c, int j)
+{
+	api_err_field(&c->err, "max_levels",
+	              "column '%.100s' has more than %d distinct values (levels): raise max_levels "
+	              "or leave it out with ignore=", c->names[j], c->max_levels);
+	api_err_set(&c->err, 422, "validation_failed",
+	            "column '%.100s' has more than %d levels", c->names[j], c->max_levels);
+	return fail_err(c);
+}
+
+/* Adds level text s to categorical feature j's set; its provisional id, or
+ * -1 with the error set. */
+static int add_level(api_csv *c, int j, const char *s, size_t len)
+{
+	int32_t id = api_labelset_add(c->lv[j], s, len);
+	if (id < 0) {
+		api_err_set(&c->err, 413, "payload_too_large", "no memory for the levels");
+		return fail_err(c);
+	}
+	if (api_labelset_count(c->lv[j]) > c->max_levels)
+		return too_many_levels(c, j);
+	return id;
+}
+
+/* Feature j turns categorical: its numbers so far become levels. */
+static int to_categorical(api_csv *c, int j)
+{
+	c->lv[j] = api_labelset_new();
+	if (!c->lv[j]) {
+		api_err_set(&c->err, 413, "payload_too_large", "no memory for the levels");
+		return fail_err(c);
+	}
+	c->fast[c->fcol[j]] = 0;
+	for (int64_t i = 0; i < c->rows; i++) {
+		float *v = &c->x[i * c->features + j];
+		if (isnan(*v))
+			continue;
+		char t[40];
+		api_tab_number_text(*v, t, sizeof t);
+		int id = add_level(c, j, t, strlen(t));
+		if (id < 0)
+			return -1;
+		*v = (float)id;
+	}
+	return 0;
+}
+
+static int bad_value(api_csv *c, const char *s, size_t len, int r)
+{
+	char ex[48];
+	excerpt(ex, sizeof ex, s, len);
+	return fail_at(c, c->field_line, c->col + 1,
+		       r < 0 ? "'%s' is not a finite number (outside float range)"
+			     : "'%s' is not a finite number", ex);
+}
+
+/* A value of categorical feature j. */
+static int put_level(api_csv *c, int j, const char *s, size_t len)
+{
+	float *dst = &c->x[c->rows * c->features + j];
+	trim(&s, &len);
+	if (len == 0 || is_na(c, s, len)) {
+		*dst = NAN;
+		return 0;
+	}
+	float v;
+	int r = api_parse_float(s, len, &v);
+	char t[40];
+	if (r == 1) {
+		api_tab_number_text(v, t, sizeof t);
+		s = t;
+		len = strlen(t);
+	} else if (r < 0 || is_inf(s, len)) {
+		return bad_value(c, s, len, r);
+	} else if (!api_utf8_valid(s, len)) {
+		return fail_at(c, c->field_line, c->col + 1, "the value is not valid UTF-8%s", NULL);
+	}
+	int id = add_level(c, j, s, len);
+	if (id < 0)
+		return -1;
+	*dst = (float)id;
+	return 0;
+}
+
 static int put_feature(api_csv *c, int j, const char *s, size_t len)
 {
+	if (c->lv[j])
+		return put_level(c, j, s, len);
 	float v;
 	int r = api_parse_float(s, len, &v);
 	if (r == 1) {
 		c->x[c->rows * c->features + j] = v;
 		return 0;
 	}
-	char ex[48];
-	excerpt(ex, sizeof ex, s, len);
-	size_t k = 0;
-	while (k < len && (s[k] == ' ' || s[k] == '\t'))
-		k++;
-	if (k == len)
-		return fail_at(c, c->field_line, c->col + 1, "empty value (features must be numbers)", NULL);
-	return fail_at(c, c->field_line, c->col + 1,
-		       r < 0 ? "'%s' is not a finite number (outside float range)"
-			     : "'%s' is not a number", ex);
+	trim(&s, &len);
+	if (len == 0 || is_na(c, s, len)) {
+		c->x[c->rows * c->features + j] = NAN;
+		return 0;
+	}
+	if (r < 0 || is_inf(s, len))
+		return bad_value(c, s, len, r);
+	if (to_categorical(c, j) != 0)
+		return -1;
+	return put_level(c, j, s, len);
 }
 
 /* One field of a data record, at column c->col of row c->rows. */
@@ -300,7 +478,10 @@ static int data_field(api_csv *c, const char *s, size_t len)
 	}
 	if (c->col == c->label_col)
 		return put_label(c, s, len);
-	return put_feature(c, c->col - (c->col > c->label_col), s, len);
+	int j = c->fidx[c->col];
+	if (j < 0)
+		return 0;  /* an ignored column */
+	return put_feature(c, j, s, len);
 }
 
 static int data_record_end(api_csv *c)
@@ -309,6 +490,11 @@ static int data_record_end(api_csv *c)
 		char m[64];
 		snprintf(m, sizeof m, "%d fields, expected %d", c->col + 1, c->ncols);
 		return fail_at(c, c->line, c->col + 2, "missing field: the record has %s", m);
+	}
+	if (c->skip) {
+		c->skip = 0;
+		c->skipped++;
+		return 0;
 	}
 	c->rows++;
 	return 0;
@@ -322,6 +508,42 @@ static int is_index(const char *s)
 		if (*s < '0' || *s > '9')
 			return 0;
 	return 1;
+}
+
+/* Marks the columns of the ignore list with fidx -2 (c->first holds the
+ * first record). 0, or -1 with a 422 naming "ignore". */
+static int mark_ignored(api_csv *c)
+{
+	const char *p = c->ignore;
+	while (p && *p) {
+		size_t k = strcspn(p, ",");
+		int hit = -1;
+		for (int i = 0; c->o.header && i < c->n_first; i++)
+			if (strlen(c->first[i]) == k && memcmp(c->first[i], p, k) == 0) {
+				hit = i;
+				break;
+			}
+		char t[16];
+		if (hit < 0 && k > 0 && k < sizeof t) {
+			memcpy(t, p, k);
+			t[k] = '\0';
+			if (is_index(t) && atoi(t) < c->n_first)
+				hit = atoi(t);
+		}
+		char ex[48];
+		excerpt(ex, sizeof ex, p, k);
+		if (hit < 0) {
+			api_err_field(&c->err, "ignore", "no column is named '%s'", ex);
+			return fail_err(c);
+		}
+		if (hit == c->label_col) {
+			api_err_field(&c->err, "ignore", "'%s' is the label column", ex);
+			return fail_err(c);
+		}
+		c->fidx[hit] = -2;
+		p += k + (p[k] == ',');
+	}
+	return 0;
 }
 
 /* The first record ended: fix the shape, then treat it as data if there is
@@ -361,12 +583,31 @@ static int first_record_end(api_csv *c)
 	}
 	c->ncols = n;
 	c->label_col = lc;
-	c->features = n - 1;
+	c->fidx = calloc((size_t)n, sizeof *c->fidx);
+	c->fast = calloc((size_t)n, 1);
+	c->fcol = calloc((size_t)n, sizeof *c->fcol);
+	c->lv = calloc((size_t)n, sizeof *c->lv);
+	if (!c->fidx || !c->fast || !c->fcol || !c->lv)
+		goto oom;
+	c->fidx[lc] = -1;
+	if (mark_ignored(c) != 0)
+		return -1;
+	c->features = 0;
+	for (int i = 0; i < n; i++)
+		if (c->fidx[i] == 0) {
+			c->fcol[c->features] = i;
+			c->fidx[i] = c->features++;
+			c->fast[i] = 1;
+		}
+	if (c->features == 0) {
+		api_err_field(&c->err, "ignore", "leaves no feature column");
+		return fail_err(c);
+	}
 	c->names = calloc((size_t)c->features, sizeof *c->names);
 	if (!c->names)
 		goto oom;
 	for (int i = 0, j = 0; i < n; i++) {
-		if (i == lc)
+		if (c->fidx[i] < 0)
 			continue;
 		if (c->o.header) {
 			c->names[j] = c->first[i];
@@ -526,7 +767,7 @@ static const char *fast_feature(api_csv *c, const char *p, const char *end)
 	} else if (api_parse_float(p, (size_t)(q - p), &v) != 1) {
 		return NULL;
 	}
-	c->x[c->rows * c->features + (c->col - (c->col > c->label_col))] = v;
+	c->x[c->rows * c->features + c->fidx[c->col]] = v;
 	return q;
 }
 
@@ -578,7 +819,7 @@ static int process(api_csv *c, const char *buf, size_t len)
 			}
 			if (ch == 0)
 				return fail_at(c, c->line, c->col + 1, "NUL byte in the input%s", NULL);
-			if (c->ncols && c->col != c->label_col && c->col < c->ncols) {
+			if (c->col < c->ncols && c->fast[c->col]) {
 				const char *q = fast_feature(c, p, end);
 				if (!q && c->failed)
 					return -1;
@@ -717,6 +958,147 @@ int api_csv_feed(api_csv *c, const char *buf, size_t len, api_err *e)
 	return 0;
 }
 
+typedef struct lvl_ent {
+	const char *s;
+	int32_t id;
+} lvl_ent;
+
+static int cmp_lvl(const void *a, const void *b)
+{
+	return strcmp(((const lvl_ent *)a)->s, ((const lvl_ent *)b)->s);
+}
+
+/* Categorical feature j of d (x holds provisional ids): the levels its
+ * rows use, sorted bytewise, into col; x gets their indices. 0 or -1. */
+static int finish_levels(api_csv *c, api_dataset *d, int j, api_column *col)
+{
+	int32_t n = api_labelset_count(c->lv[j]);
+	int64_t *cnt = calloc((size_t)n + 1, sizeof *cnt);
+	lvl_ent *ord = malloc(((size_t)n + 1) * sizeof *ord);
+	int32_t *map = malloc(((size_t)n + 1) * sizeof *map);
+	col->levels = calloc((size_t)n + 1, sizeof *col->levels);
+	int rc = -1;
+	if (!cnt || !ord || !map || !col->levels)
+		goto out;
+	int f = d->features;
+	for (int64_t i = 0; i < d->rows; i++) {
+		float v = d->x[i * f + j];
+		if (!isnan(v))
+			cnt[(int32_t)v]++;
+	}
+	int k = 0;
+	for (int32_t id = 0; id < n; id++) {
+		map[id] = -1;
+		if (cnt[id])
+			ord[k++] = (lvl_ent){ api_labelset_str(c->lv[j], id), id };
+	}
+	qsort(ord, (size_t)k, sizeof *ord, cmp_lvl);
+	for (int i = 0; i < k; i++, col->n_levels++) {
+		map[ord[i].id] = i;
+		if (!(col->levels[i] = api_strndup(ord[i].s, strlen(ord[i].s))))
+			goto out;
+	}
+	for (int64_t i = 0; i < d->rows; i++) {
+		float *v = &d->x[i * f + j];
+		if (!isnan(*v))
+			*v = (float)map[(int32_t)*v];
+	}
+	col->type = k ? API_COL_CATEGORICAL : API_COL_EMPTY;
+	rc = 0;
+out:
+	free(cnt);
+	free(ord);
+	free(map);
+	return rc;
+}
+
+/* Missing count, mean and population std of numeric feature j. */
+static void numeric_stats(const api_dataset *d, int j, api_column *col)
+{
+	int f = d->features;
+	double sum = 0, sq = 0;
+	int64_t n = 0;
+	for (int64_t i = 0; i < d->rows; i++) {
+		float v = d->x[i * f + j];
+		if (!isnan(v)) {
+			sum += v;
+			n++;
+		}
+	}
+	col->missing = d->rows - n;
+	col->type = n ? API_COL_NUMERIC : API_COL_EMPTY;
+	if (!n)
+		return;
+	col->mean = sum / (double)n;
+	for (int64_t i = 0; i < d->rows; i++) {
+		float v = d->x[i * f + j];
+		if (!isnan(v))
+			sq += ((double)v - col->mean) * ((double)v - col->mean);
+	}
+	col->std = sqrt(sq / (double)n);
+}
+
+/* Replaces d's matrix by its encoding (the raw one kept in d->raw). */
+static int encode_all(api_csv *c, api_dataset *d)
+{
+	api_tab_enc enc;
+	if (api_tab_enc_from_dataset(d, NULL, 0, &enc) != 0)
+		return -1;
+	size_t n = (size_t)d->rows * (size_t)enc.width;
+	if (c->o.max_bytes > 0 &&
+	    (int64_t)((n + (size_t)d->rows * (size_t)d->n_columns) * 4) > c->o.max_bytes) {
+		api_tab_enc_free(&enc);
+		api_err_set(&c->err, 413, "payload_too_large",
+		            "the encoded data set (%d inputs per row) needs more than the %lld bytes "
+		            "allowed in memory", enc.width, (long long)c->o.max_bytes);
+		return -2;
+	}
+	char **names = api_tab_enc_names(&enc);
+	float *x = malloc(n ? n * 4 : 4);
+	if (!names || !x) {
+		api_strv_free(names, enc.width);
+		free(x);
+		api_tab_enc_free(&enc);
+		return -1;
+	}
+	for (int64_t i = 0; i < d->rows; i++)
+		api_tab_encode_row(&enc, d->x + i * d->n_columns, x + i * enc.width);
+	api_strv_free(d->feature_names, d->features);
+	d->raw = d->x;
+	d->x = x;
+	d->feature_names = names;
+	d->features = enc.width;
+	api_tab_enc_free(&enc);
+	return 0;
+}
+
+/* Types d's feature columns; encodes d when any is not plain numeric. */
+static int type_columns(api_csv *c, api_dataset *d)
+{
+	int f = d->features;
+	d->skipped_rows = c->skipped;
+	d->columns = calloc((size_t)f + 1, sizeof *d->columns);
+	if (!d->columns)
+		return -1;
+	d->n_columns = f;
+	int plain = 1;
+	for (int j = 0; j < f; j++) {
+		api_column *col = &d->columns[j];
+		if (!(col->name = api_strndup(d->feature_names[j], strlen(d->feature_names[j]))))
+			return -1;
+		if (c->lv[j]) {
+			numeric_stats(d, j, col);  /* for the missing count */
+			col->mean = col->std = 0;
+			if (finish_levels(c, d, j, col) != 0)
+				return -1;
+		} else {
+			numeric_stats(d, j, col);
+		}
+		plain &= col->type == API_COL_NUMERIC && col->missing == 0;
+	}
+	return plain ? 0 : encode_all(c, d);
+}
+
 static int build(api_csv *c, api_dataset *out)
 {
 	nn_task task;
@@ -749,7 +1131,7 @@ static int build(api_csv *c, api_dataset *out)
 	c->x = NULL;
 	out->feature_names = c->names;
 	c->names = NULL;
-	return 0;
+	return type_columns(c, out);
 }
 
 int api_csv_finish(api_csv *c, api_dataset *out, api_err *e)
@@ -794,9 +1176,10 @@ int api_csv_finish(api_csv *c, api_dataset *out, api_err *e)
 		fail_at(c, c->line + tail, 1, "no data rows%s", NULL);
 		return report(c, e);
 	}
-	if (build(c, out) != 0) {
+	if ((r = build(c, out)) != 0) {
 		api_dataset_free(out);
-		api_err_set(&c->err, 413, "payload_too_large", "no memory to finish the data set");
+		if (r != -2)
+			api_err_set(&c->err, 413, "payload_too_large", "no memory to finish the data set");
 		c->failed = 1;
 		return report(c, e);
 	}

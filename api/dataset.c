@@ -12,7 +12,13 @@
  *   classification: i32 labels[rows]; regression: f32 targets[rows * outputs]
  *   n_classes x (u32 length, bytes)       class names
  *   features  x (u32 length, bytes)       feature names
+ *   (format 2) the typed columns: u32 n_columns, i64 skipped_rows,
+ *     u32 has_raw, per column (str name, u32 type, i64 missing, f64 mean,
+ *     f64 std, u32 n_levels, n_levels x str), then when has_raw
+ *     f32 raw[rows * n_columns]
  *   u32 CRC-32 (IEEE, zlib's) of every byte before it
+ * The header's last u32 is the format: 0 (no typed columns; every file
+ * written before them) or 2.
  */
 #include <errno.h>
 #include <float.h>
@@ -97,6 +103,8 @@ void api_dataset_free(api_dataset *d)
 	}
 	api_strv_free(d->classes, d->n_classes);
 	api_strv_free(d->feature_names, d->features);
+	api_columns_free(d->columns, d->n_columns);
+	free(d->raw);
 	cJSON_Delete(d->extra);
 	memset(d, 0, sizeof *d);
 }
@@ -217,6 +225,11 @@ int32_t api_labelset_add(api_labelset *ls, const char *s, size_t len)
 int32_t api_labelset_count(const api_labelset *ls)
 {
 	return ls ? ls->n : 0;
+}
+
+const char *api_labelset_str(const api_labelset *ls, int32_t id)
+{
+	return ls->ents[id].s;
 }
 
 size_t api_labelset_bytes(const api_labelset *ls)
@@ -384,6 +397,36 @@ static void wb_str(wbuf *w, const char *s)
 	wb_put(w, s ? s : "", n);
 }
 
+static void wb_f64(wbuf *w, double v)
+{
+	uint64_t u;
+	memcpy(&u, &v, 8);
+	wb_u64(w, u);
+}
+
+/* The typed-columns section of format 2 (nothing without columns). */
+static void wb_columns(wbuf *w, const api_dataset *d)
+{
+	if (!d->columns)
+		return;
+	wb_u32(w, (uint32_t)d->n_columns);
+	wb_u64(w, (uint64_t)d->skipped_rows);
+	wb_u32(w, d->raw ? 1u : 0u);
+	for (int i = 0; i < d->n_columns; i++) {
+		const api_column *c = &d->columns[i];
+		wb_str(w, c->name);
+		wb_u32(w, (uint32_t)c->type);
+		wb_u64(w, (uint64_t)c->missing);
+		wb_f64(w, c->mean);
+		wb_f64(w, c->std);
+		wb_u32(w, (uint32_t)c->n_levels);
+		for (int l = 0; l < c->n_levels; l++)
+			wb_str(w, c->levels[l]);
+	}
+	if (d->raw)
+		wb_words(w, d->raw, (size_t)d->rows * (size_t)d->n_columns);
+}
+
 int api_dataset_serialize(const api_dataset *d, void **buf, size_t *len)
 {
 	*buf = NULL;
@@ -406,7 +449,7 @@ int api_dataset_serialize(const api_dataset *d, void **buf, size_t *len)
 	wb_u32(&w, (uint32_t)d->width);
 	wb_u32(&w, (uint32_t)d->height);
 	wb_u32(&w, (uint32_t)d->channels);
-	wb_u32(&w, 0);
+	wb_u32(&w, d->columns ? 2u : 0u);
 	wb_u64(&w, (uint64_t)d->rows);
 	if (nx)
 		wb_words(&w, d->x, nx);
@@ -416,6 +459,7 @@ int api_dataset_serialize(const api_dataset *d, void **buf, size_t *len)
 		wb_str(&w, d->classes ? d->classes[i] : NULL);
 	for (int i = 0; i < d->features; i++)
 		wb_str(&w, d->feature_names ? d->feature_names[i] : NULL);
+	wb_columns(&w, d);
 	wb_u32(&w, 0); /* the CRC's place */
 	if (w.failed) {
 		free(w.p);
@@ -459,12 +503,13 @@ int api_dataset_serialize_pieces(const api_dataset *d, api_dataset_pieces *out)
 	wb_u32(&h, (uint32_t)d->width);
 	wb_u32(&h, (uint32_t)d->height);
 	wb_u32(&h, (uint32_t)d->channels);
-	wb_u32(&h, 0);
+	wb_u32(&h, d->columns ? 2u : 0u);
 	wb_u64(&h, (uint64_t)d->rows);
 	for (int i = 0; cls && i < d->n_classes; i++)
 		wb_str(&t, d->classes ? d->classes[i] : NULL);
 	for (int i = 0; i < d->features; i++)
 		wb_str(&t, d->feature_names ? d->feature_names[i] : NULL);
+	wb_columns(&t, d);
 	if (h.failed || t.failed || (nx && !d->x) || (ny && !(cls ? (void *)d->labels : (void *)d->targets))) {
 		free(h.p);
 		free(t.p);
@@ -556,6 +601,74 @@ static int corrupt(api_err *e, const char *what)
 	return api_err_set(e, 500, "corrupt_dataset", "the stored data set is damaged: %s", what);
 }
 
+static int rb_u64(rbuf *r, uint64_t *v)
+{
+	uint32_t lo, hi;
+	if (rb_u32(r, &lo) != 0 || rb_u32(r, &hi) != 0)
+		return -1;
+	*v = (uint64_t)hi << 32 | lo;
+	return 0;
+}
+
+/* Reads the typed-columns section into out (rows and features set). */
+static int rb_columns(rbuf *r, api_dataset *out)
+{
+	uint32_t n, has_raw;
+	uint64_t skipped;
+	if (rb_u32(r, &n) != 0 || rb_u64(r, &skipped) != 0 || rb_u32(r, &has_raw) != 0 ||
+	    n > (r->len - r->off) / 4 || has_raw > 1 || (int64_t)skipped < 0)
+		return -1;
+	out->skipped_rows = (int64_t)skipped;
+	out->columns = calloc((size_t)n + 1, sizeof *out->columns);
+	if (!out->columns)
+		return -1;
+	int width = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		api_column *c = &out->columns[out->n_columns++];
+		uint32_t type, nl;
+		uint64_t miss, mean, sd;
+		if (rb_str(r, &c->name) != 0 || rb_u32(r, &type) != 0 || rb_u64(r, &miss) != 0 ||
+		    rb_u64(r, &mean) != 0 || rb_u64(r, &sd) != 0 || rb_u32(r, &nl) != 0 ||
+		    type > API_COL_EMPTY || (int64_t)miss < 0 || (int64_t)miss > out->rows ||
+		    nl > (r->len - r->off) / 4 || (type != API_COL_CATEGORICAL && nl))
+			return -1;
+		c->type = (api_col_type)type;
+		c->missing = (int64_t)miss;
+		memcpy(&c->mean, &mean, 8);
+		memcpy(&c->std, &sd, 8);
+		c->levels = calloc((size_t)nl + 1, sizeof *c->levels);
+		if (!c->levels)
+			return -1;
+		for (; (uint32_t)c->n_levels < nl; c->n_levels++)
+			if (rb_str(r, &c->levels[c->n_levels]) != 0 ||
+			    (c->n_levels > 0 && strcmp(c->levels[c->n_levels - 1], c->levels[c->n_levels]) >= 0)) {
+				c->n_levels++;
+				return -1;
+			}
+		width += type == API_COL_NUMERIC ? 1 : (int)nl;
+		width += type != API_COL_EMPTY && miss > 0;
+	}
+	if (!has_raw)
+		return width == out->features && width == (int)n ? 0 : -1;
+	if (width != out->features)
+		return -1;
+	size_t nr = (size_t)out->rows * n;
+	if (out->rows && n && (uint64_t)out->rows > (r->len - r->off) / 4 / n)
+		return -1;
+	out->raw = malloc(nr ? nr * 4 : 4);
+	if (!out->raw || rb_words(r, out->raw, nr) != 0)
+		return -1;
+	/* level indices in range */
+	for (size_t k = 0; k < nr; k++) {
+		const api_column *c = &out->columns[k % n];
+		float v = out->raw[k];
+		if (c->type == API_COL_CATEGORICAL && !isnan(v) &&
+		    !(v >= 0 && v < (float)c->n_levels && v == floorf(v)))
+			return -1;
+	}
+	return 0;
+}
+
 /* Frees what a failed deserialize built; borrowed arrays are the caller's. */
 static void free_partial(api_dataset *d, int borrow)
 {
@@ -611,7 +724,7 @@ static int deserialize(const void *buf, size_t len, api_dataset *out, api_err *e
 	rb_u32(&r, &lo);
 	rb_u32(&r, &hi);
 	int64_t rows = (int64_t)((uint64_t)hi << 32 | lo);
-	if (h[0] > 1 || h[1] > INT32_MAX || h[2] > INT32_MAX || h[3] > INT32_MAX ||
+	if (h[0] > 1 || (h[7] != 0 && h[7] != 2) || h[1] > INT32_MAX || h[2] > INT32_MAX || h[3] > INT32_MAX ||
 	    h[4] > INT32_MAX || h[5] > INT32_MAX || h[6] > INT32_MAX || rows < 0)
 		return corrupt(e, "bad header");
 	/* an image shape, when there is one, covers the features exactly */
@@ -678,6 +791,10 @@ static int deserialize(const void *buf, size_t len, api_dataset *out, api_err *e
 			free_partial(out, borrow);
 			return corrupt(e, "bad feature name");
 		}
+	if (h[7] == 2 && rb_columns(&r, out) != 0) {
+		free_partial(out, borrow);
+		return corrupt(e, "bad typed columns");
+	}
 	if (r.off != r.len) {
 		free_partial(out, borrow);
 		return corrupt(e, "trailing bytes");

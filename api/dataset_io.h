@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 #include "nn.h"
 #include "api_err.h"
+#include "tabular.h"
 
 /* A parsed data set. Owns every pointer. */
 typedef struct api_dataset {
@@ -33,6 +34,15 @@ typedef struct api_dataset {
 	 * api_dataset_free unmaps instead of freeing them. */
 	void *map;
 	size_t map_len;
+	/* Typed columns (CSV uploads): n_columns columns, and their raw values
+	 * (tabular.h) in raw[rows x n_columns]. raw is NULL when x holds the
+	 * raw values as they are (every column numeric, nothing missing).
+	 * columns is NULL for data sets without typed columns (JSON, IDX, or
+	 * stored before them). */
+	api_column *columns;
+	int n_columns;
+	float *raw;
+	int64_t skipped_rows; /* rows left out for a missing label */
 	/* More fields for the data set object (a generated set's "generator"
 	 * and "theory"), or NULL. Owned; not part of the stored matrix. */
 	cJSON *extra;
@@ -48,6 +58,10 @@ typedef struct api_csv_opts {
 	const char *label;    /* column name or 0-based index; NULL = last column */
 	int task;             /* -1 auto, else an nn_task */
 	int64_t max_bytes;    /* limit on the matrix in memory; 0 = none (413 past it) */
+	const char *na;       /* comma-separated missing tokens; NULL = "NA,NaN,null,?"
+	                       * (an empty field is always missing) */
+	const char *ignore;   /* comma-separated column names or 0-based indices to leave out */
+	int max_levels;       /* levels of a categorical column; 0 = 1000 (422 past it) */
 } api_csv_opts;
 
 typedef struct api_csv api_csv;

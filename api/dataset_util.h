@@ -30,6 +30,8 @@ api_labelset *api_labelset_new(void);
 /* The provisional id (>= 0), or -1 when out of memory. */
 int32_t api_labelset_add(api_labelset *ls, const char *s, size_t len);
 int32_t api_labelset_count(const api_labelset *ls);
+/* The label of provisional id (0 <= id < count), NUL-terminated. */
+const char *api_labelset_str(const api_labelset *ls, int32_t id);
 /* The bytes held by the set (for memory limits). */
 size_t api_labelset_bytes(const api_labelset *ls);
 /* 1 when every label is a finite number, 2 when moreover every one is an

@@ -79,6 +79,13 @@ int api_job_metrics(const api_backend *b, const api_req *rq, api_reply *rp);
  * axis; image/svg+xml. */
 int api_job_plot_svg(const api_backend *b, const api_req *rq, api_reply *rp);
 
+int api_studies_create(const api_backend *b, const api_req *rq, api_reply *rp);
+int api_studies_list(const api_backend *b, const api_req *rq, api_reply *rp);
+int api_study_get(const api_backend *b, const api_req *rq, api_reply *rp);
+int api_study_cancel(const api_backend *b, const api_req *rq, api_reply *rp);
+int api_study_delete(const api_backend *b, const api_req *rq, api_reply *rp);
+int api_study_trials(const api_backend *b, const api_req *rq, api_reply *rp);
+
 /* ---- streaming data-set upload (POST /v1/datasets) */
 typedef enum { API_UPLOAD_CSV, API_UPLOAD_JSON, API_UPLOAD_IDX } api_upload_kind;
 

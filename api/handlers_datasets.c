@@ -73,7 +73,7 @@ api_upload *api_upload_new(api_upload_kind kind, const api_req *rq, int64_t max_
 		u->has_name = 1;
 	}
 	if (kind == API_UPLOAD_CSV) {
-		api_csv_opts o = { 1, NULL, -1, max_bytes };
+		api_csv_opts o = { .header = 1, .task = -1, .max_bytes = max_bytes };
 		const char *h = q(rq, "header");
 		if (h) {
 			if (strcmp(h, "true") == 0)
@@ -94,6 +94,17 @@ api_upload *api_upload_new(api_upload_kind kind, const api_req *rq, int64_t max_
 				o.task = NN_TASK_REGRESSION;
 			else
 				api_err_field(e, "task", "must be classification or regression");
+		}
+		o.na = q(rq, "na");
+		o.ignore = q(rq, "ignore");
+		const char *ml = q(rq, "max_levels");
+		if (ml) {
+			char *end;
+			long v = strtol(ml, &end, 10);
+			if (!*ml || *end || v < 1 || v > 1000000)
+				api_err_field(e, "max_levels", "must be an integer from 1 to 1000000");
+			else
+				o.max_levels = (int)v;
 		}
 		if (e->n_fields) {
 			free(u);
@@ -264,6 +275,10 @@ cJSON *api_dataset_doc(const api_dataset *d, const char *name)
 	cJSON *f = cJSON_AddArrayToObject(o, "feature_names");
 	for (int i = 0; d->feature_names && i < d->features; i++)
 		cJSON_AddItemToArray(f, cJSON_CreateString(d->feature_names[i] ? d->feature_names[i] : ""));
+	if (d->columns) {
+		cJSON_AddItemToObject(o, "columns", api_columns_json(d->columns, d->n_columns));
+		cJSON_AddNumberToObject(o, "skipped_rows", (double)d->skipped_rows);
+	}
 	if (d->width > 0) {
 		cJSON *im = cJSON_AddObjectToObject(o, "image");
 		cJSON_AddNumberToObject(im, "width", d->width);

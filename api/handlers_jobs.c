@@ -17,13 +17,13 @@
 /* Checks one data set against the model; field is "dataset" or
  * "validation.dataset". */
 static void check_compat(const api_model_info *m, const api_dataset_info *d,
-                         const char *field, api_err *e)
+                         const char *field, int by_name, api_err *e)
 {
 	if (d->task != m->task)
 		api_err_field(e, field, "is a %s data set but the model does %s",
 		              d->task == NN_TASK_CLASSIFICATION ? "classification" : "regression",
 		              m->task == NN_TASK_CLASSIFICATION ? "classification" : "regression");
-	if (d->features != m->inputs)
+	if (!by_name && d->features != m->inputs)
 		api_err_field(e, field, "has %d features but the model takes %d inputs",
 		              d->features, m->inputs);
 	if (d->task == m->task) {
@@ -93,11 +93,20 @@ int api_jobs_create(const api_backend *b, const api_req *rq, api_reply *rp)
 			have_t = 1;
 	}
 	if (have_m && have_d)
-		check_compat(&m, &d, "dataset", &e);
+		check_compat(&m, &d, "dataset", 0, &e);
+	/* a validation set with typed columns is encoded with the training
+	 * set's encoding, column by column name: its own width does not count */
+	const cJSON *tc = have_d ? cJSON_GetObjectItemCaseSensitive(d.doc, "columns") : NULL;
+	const cJSON *vc = have_v ? cJSON_GetObjectItemCaseSensitive(v.doc, "columns") : NULL;
+	const cJSON *sc = have_t ? cJSON_GetObjectItemCaseSensitive(t.doc, "columns") : NULL;
+	if (tc && vc)
+		api_tab_columns_check(tc, vc, "validation.dataset", &e);
+	if (tc && sc)
+		api_tab_columns_check(tc, sc, "test.dataset", &e);
 	if (have_m && have_v)
-		check_compat(&m, &v, "validation.dataset", &e);
+		check_compat(&m, &v, "validation.dataset", tc && vc, &e);
 	if (have_m && have_t)
-		check_compat(&m, &t, "test.dataset", &e);
+		check_compat(&m, &t, "test.dataset", tc && sc, &e);
 	if (have_d && cfg.rows > 0) {
 		int64_t split = api_train_split_rows(d.rows, have_v ? 0 : cfg.val_fraction);
 		if (cfg.rows > split)
@@ -150,10 +159,23 @@ int api_jobs_list(const api_backend *b, const api_req *rq, api_reply *rp)
 	const char *s = rq->query ? rq->query(rq->qcls, "state") : NULL;
 	if (s && (state = api_job_state_parse(s)) < 0)
 		api_err_field(&e, "state",
-		              "must be queued, running, succeeded, failed or cancelled");
+		              "must be queued, running, succeeded, failed, cancelled or paused");
 	if (api_paging(rq, &limit, &offset, &e) < 0 || e.n_fields) {
 		api_err_set(&e, 422, "validation_failed", "invalid query parameters");
 		return api_reply_error(rp, &e);
+	}
+	const char *study = rq->query ? rq->query(rq->qcls, "study") : NULL;
+	if (study) {
+		if (!api_id_valid(study, "std") || !b->job_list_study) {
+			api_err_field(&e, "study", "must be a study id");
+			return api_reply_error(rp, &e);
+		}
+		cJSON *items = cJSON_CreateArray();
+		if (b->job_list_study(b->ctx, study, limit, offset, items, &total, &e) < 0) {
+			cJSON_Delete(items);
+			return api_reply_error(rp, &e);
+		}
+		return api_reply_list(rp, "jobs", items, total, limit, offset);
 	}
 	cJSON *items = cJSON_CreateArray();
 	if (b->job_list(b->ctx, state, limit, offset, items, &total, &e) < 0) {

@@ -171,6 +171,22 @@ int api_model_predict(const api_backend *b, const api_req *rq, api_reply *rp)
 	return api_model_predict_general(b, rq, rp, binary);
 }
 
+/* Adds "warnings" (when there are any) to the JSON reply in rp. */
+static void add_warnings(api_reply *rp, const cJSON *warnings)
+{
+	if (cJSON_GetArraySize(warnings) == 0 || !rp->body)
+		return;
+	char *w = cJSON_PrintUnformatted(warnings);
+	size_t n = strlen(rp->body);
+	char *b = w && n > 0 && rp->body[n - 1] == '}' ? realloc(rp->body, n + strlen(w) + 16) : NULL;
+	if (b) {
+		/* the reply ends with its closing brace */
+		sprintf(b + n - 1, ",\"warnings\":%s}", w);
+		rp->body = b;
+	}
+	free(w);
+}
+
 int api_model_predict_general(const api_backend *b, const api_req *rq, api_reply *rp,
                               int binary_reply)
 {
@@ -197,10 +213,15 @@ int api_model_predict_general(const api_backend *b, const api_req *rq, api_reply
 	}
 	const nn_model_spec *spec = nn_model_spec_of(s->model);
 	int rows = 0;
-	float *x = api_rows_cjson(cJSON_GetObjectItemCaseSensitive(j, "instances"), spec->inputs,
-	                          &rows, &e);
+	/* a model trained on typed columns takes raw records */
+	cJSON *warnings = s->enc ? cJSON_CreateArray() : NULL;
+	const cJSON *inst = cJSON_GetObjectItemCaseSensitive(j, "instances");
+	float *x = s->enc ? api_tab_read_instances(s->enc, inst, API_PREDICT_MAX_ROWS, &rows,
+	                                           warnings, &e)
+	                  : api_rows_cjson(inst, spec->inputs, &rows, &e);
 	cJSON_Delete(j);
 	if (!x) {
+		cJSON_Delete(warnings);
 		b->snap_release(b->ctx, s);
 		return api_reply_error(rp, &e);
 	}
@@ -211,11 +232,15 @@ int api_model_predict_general(const api_backend *b, const api_req *rq, api_reply
 	free(x);
 	if (st != NN_OK) {
 		free(out);
+		cJSON_Delete(warnings);
 		b->snap_release(b->ctx, s);
 		api_err_set(&e, 500, "predict_failed", "prediction failed: %s", nn_status_name(st));
 		return api_reply_error(rp, &e);
 	}
 	api_predict_reply(rp, s, out, rows, outs, binary_reply);
+	if (!binary_reply && rp->status == 200)
+		add_warnings(rp, warnings);
+	cJSON_Delete(warnings);
 	b->snap_release(b->ctx, s);
 	return 0;
 }

@@ -37,7 +37,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <zlib.h>
 #include "dataset_io.h"
 #include "dataset_util.h"
@@ -295,25 +294,6 @@ static int inflate_some(api_idx *r, int k, const unsigned char *b, size_t n, int
 	return 0;
 }
 
-/* Asks for transparent huge pages over the 2 MiB-aligned inside of a large
- * buffer that is going to be filled (the kept compressed bytes, the float
- * matrix): the kernel then faults it in 2 MiB at a time instead of 4 KiB,
- * about five times cheaper here, and frees it as fast. Only a hint: nothing
- * changes where it is refused, and pages never written are never faulted. */
-static void want_huge_pages(void *p, size_t len)
-{
-#ifdef MADV_HUGEPAGE
-	const uintptr_t huge = (uintptr_t)2 << 20;
-	uintptr_t s = ((uintptr_t)p + huge - 1) & ~(huge - 1);
-	uintptr_t e = ((uintptr_t)p + len) & ~(huge - 1);
-	if (e > s)
-		(void)madvise((void *)s, e - s, MADV_HUGEPAGE);
-#else
-	(void)p;
-	(void)len;
-#endif
-}
-
 /* The most compressed bytes part k keeps before it streams instead: what
  * its declared data could take as stored deflate blocks, with room for gzip
  * headers and members, or a fixed allowance while the header is unknown. */
@@ -370,7 +350,7 @@ static int keep(api_idx *r, int k, const unsigned char *b, size_t n)
 		p->zb = z;
 		p->zcap = cap;
 		if (cap >= IDX_HUGE_MIN)
-			want_huge_pages(z, cap);
+			nn_huge_pages(z, cap);
 	}
 	memcpy(p->zb + p->zlen, b, n);
 	p->zlen += n;
@@ -429,7 +409,7 @@ static int inflate_kept(api_idx *r, int k)
 	if (!mem)
 		return 0;
 	if (memlen >= IDX_HUGE_MIN)
-		want_huge_pages(mem, memlen);
+		nn_huge_pages(mem, memlen);
 	unsigned char *out = mem + memlen - want;
 	size_t in = 0, got = 0;
 	int ok = 1;

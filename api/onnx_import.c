@@ -746,6 +746,13 @@ static int index_graph(ox_graph *g, api_err *e)
 			}
 			n->done = 1;
 		}
+		/* an Identity of a constant is that constant (torch writes one for
+		 * each initializer equal to another: zero means, unit variances) */
+		if (strcmp(n->op, "Identity") == 0 && n->n_in == 1 && n->n_out == 1 && n->in[0] >= 0 &&
+		    n->out[0] >= 0 && g->vals[n->in[0]].k) {
+			g->vals[n->out[0]].k = g->vals[n->in[0]].k;
+			n->done = 1;
+		}
 		for (int j = 0; j < n->n_in; j++) {
 			int id = n->in[j];
 			if (id < 0)

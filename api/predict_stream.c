@@ -40,6 +40,7 @@ struct api_predict_stream {
 	nn_status st;            /* the first forward failure */
 	api_predict_sink sink;   /* shared: where full blocks go (block NULL: not shared) */
 	api_rows_json rj;        /* JSON: where the reader is */
+	int raw_records;         /* JSON for a model of typed columns: not read here */
 	/* binary */
 	int64_t total;           /* body bytes */
 	int too_many;            /* more rows than API_PREDICT_MAX_ROWS */
@@ -122,6 +123,8 @@ api_predict_stream *api_predict_stream_new(const api_backend *b, const api_req *
 	ps->inputs = spec->inputs;
 	ps->outputs = spec->outputs;
 	ps->st = NN_OK;
+	/* raw records: api_model_predict_general encodes them */
+	ps->raw_records = kind == API_PREDICT_JSON && s->enc && !api_tab_enc_plain(s->enc);
 	int64_t row_bytes = (int64_t)spec->inputs * 4;
 	int64_t expect = API_PREDICT_BLOCK;
 	if (expect_len >= 0) {
@@ -260,7 +263,7 @@ static void flush(api_predict_stream *ps)
 
 void api_predict_stream_scan(api_predict_stream *ps, const char *body, size_t len)
 {
-	if (!ps || ps->kind != API_PREDICT_JSON)
+	if (!ps || ps->kind != API_PREDICT_JSON || ps->raw_records)
 		return;
 	for (;;) {
 		/* room for one more row: the request's limit, and a shared
@@ -350,7 +353,7 @@ int api_predict_stream_close(api_predict_stream *ps, api_reply *rp)
 		return 0;
 	int64_t row_bytes = (int64_t)ps->inputs * 4;
 	if (ps->kind == API_PREDICT_JSON) {
-		if (!api_rows_json_done(&ps->rj) || ps->rows == 0)
+		if (ps->raw_records || !api_rows_json_done(&ps->rj) || ps->rows == 0)
 			return 0;
 		flush(ps);
 		return 2;

@@ -396,9 +396,10 @@ static void parse_alpha(spec_ctx *c, const cJSON *v, const char *path, int act, 
 		c->errors++;
 }
 
-/* One layer; returns its output width (-1 when unknown after an error). */
-static int parse_layer(spec_ctx *c, const cJSON *o, const char *path, int depth, int width,
-		       nn_layer_spec *l)
+/* A layer's defaults, its type and its fields (f), each allowed for the
+ * type; the type, or -1 after an error that leaves nothing to read. */
+static int layer_head(spec_ctx *c, const cJSON *o, const char *path, const cJSON *f[L_N],
+		      nn_layer_spec *l)
 {
 	memset(l, 0, sizeof *l);
 	l->act = NN_ACT_IDENTITY;
@@ -413,7 +414,6 @@ static int parse_layer(spec_ctx *c, const cJSON *o, const char *path, int depth,
 		c->errors++;
 		return -1;
 	}
-	const cJSON *f[L_N];
 	const cJSON *tv = cJSON_GetObjectItemCaseSensitive(o, "type");
 	if (!tv) {
 		missing(path, "type", c->e);
@@ -435,122 +435,162 @@ static int parse_layer(spec_ctx *c, const cJSON *o, const char *path, int depth,
 			c->errors++;
 			f[i] = NULL;
 		}
-	int out = width;
-	switch (l->type) {
-	case NN_LAYER_DENSE: {
-		int ok = 1;
-		if (!f[L_UNITS]) {
-			missing(path, "units", c->e);
-			ok = 0;
-		} else if (get_int32(f[L_UNITS], path, "units", 1, c->lim->max_units, &l->units, c->e) != 0) {
-			ok = 0;
+	return type;
+}
+
+/* A dense layer's init, and the std or limit that goes with it. */
+static void parse_dense_init(spec_ctx *c, const cJSON *const f[L_N], const char *path,
+			     nn_layer_spec *l)
+{
+	int init = NN_INIT_AUTO;
+	if (f[L_INIT] &&
+	    (init = get_enum(f[L_INIT], path, "init", INIT_NAMES, COUNT(INIT_NAMES), c->e)) < 0)
+		c->errors++;
+	l->init = init < 0 ? NN_INIT_AUTO : (nn_init)init;
+	for (int k = L_STD; k <= L_LIMIT; k++) {
+		if (!f[k])
+			continue;
+		int want = k == L_STD ? NN_INIT_NORMAL : NN_INIT_UNIFORM;
+		if (init >= 0 && init != want) {
+			char p[160];
+			join(p, sizeof p, path, LAYER_KEYS[k]);
+			api_err_field(c->e, p, "only the %s init takes a %s", INIT_NAMES[want], LAYER_KEYS[k]);
+			c->errors++;
+		} else if (get_float(f[k], path, LAYER_KEYS[k], 0, 1, 1e6, 0, &l->init_param, c->e) != 0) {
+			c->errors++;
 		}
-		int act = NN_ACT_IDENTITY;
-		if (f[L_ACTIVATION] &&
-		    (act = get_enum(f[L_ACTIVATION], path, "activation", ACT_NAMES, COUNT(ACT_NAMES), c->e)) < 0)
-			c->errors++;
-		l->act = act < 0 ? NN_ACT_IDENTITY : (nn_act)act;
-		parse_alpha(c, f[L_ALPHA], path, act, &l->alpha);
-		int init = NN_INIT_AUTO;
-		if (f[L_INIT] &&
-		    (init = get_enum(f[L_INIT], path, "init", INIT_NAMES, COUNT(INIT_NAMES), c->e)) < 0)
-			c->errors++;
-		l->init = init < 0 ? NN_INIT_AUTO : (nn_init)init;
-		for (int k = L_STD; k <= L_LIMIT; k++) {
-			if (!f[k])
-				continue;
-			int want = k == L_STD ? NN_INIT_NORMAL : NN_INIT_UNIFORM;
-			if (init >= 0 && init != want) {
-				char p[160];
-				join(p, sizeof p, path, LAYER_KEYS[k]);
-				api_err_field(c->e, p, "only the %s init takes a %s", INIT_NAMES[want], LAYER_KEYS[k]);
-				c->errors++;
-			} else if (get_float(f[k], path, LAYER_KEYS[k], 0, 1, 1e6, 0, &l->init_param, c->e) != 0) {
-				c->errors++;
-			}
-		}
-		if (f[L_BIAS] && get_bool(f[L_BIAS], path, "bias", &l->bias, c->e) != 0)
-			c->errors++;
-		if (!ok) {
-			c->errors++;
-			return -1;
-		}
-		if (width > 0)
-			add_params(c, (int64_t)width * l->units + (l->bias ? l->units : 0));
-		return l->units;
 	}
-	case NN_LAYER_ACTIVATION: {
-		int act = -1;
-		if (!f[L_FUNCTION]) {
-			missing(path, "function", c->e);
-			c->errors++;
-		} else if ((act = get_enum(f[L_FUNCTION], path, "function", ACT_NAMES, COUNT(ACT_NAMES), c->e)) < 0) {
-			c->errors++;
-		}
-		l->act = act < 0 ? NN_ACT_IDENTITY : (nn_act)act;
-		parse_alpha(c, f[L_ALPHA], path, act, &l->alpha);
-		return out;
+}
+
+static int parse_dense(spec_ctx *c, const cJSON *const f[L_N], const char *path, int width,
+		       nn_layer_spec *l)
+{
+	int ok = 1;
+	if (!f[L_UNITS]) {
+		missing(path, "units", c->e);
+		ok = 0;
+	} else if (get_int32(f[L_UNITS], path, "units", 1, c->lim->max_units, &l->units, c->e) != 0) {
+		ok = 0;
 	}
-	case NN_LAYER_BATCH_NORM: {
-		static const field_rule R[] = {
-			{ L_MOMENTUM, F_FLOAT, 0, 0, 1, 0, offsetof(nn_layer_spec, momentum) },
-			{ L_EPS, F_FLOAT, 0, 1, 1, 0, offsetof(nn_layer_spec, eps) },
-		};
-		c->errors += read_fields(f, LAYER_KEYS, path, R, COUNT(R), l, NULL, c->e);
-		if (width > 0)
-			add_params(c, 2 * (int64_t)width);
-		return out;
+	int act = NN_ACT_IDENTITY;
+	if (f[L_ACTIVATION] &&
+	    (act = get_enum(f[L_ACTIVATION], path, "activation", ACT_NAMES, COUNT(ACT_NAMES), c->e)) < 0)
+		c->errors++;
+	l->act = act < 0 ? NN_ACT_IDENTITY : (nn_act)act;
+	parse_alpha(c, f[L_ALPHA], path, act, &l->alpha);
+	parse_dense_init(c, f, path, l);
+	if (f[L_BIAS] && get_bool(f[L_BIAS], path, "bias", &l->bias, c->e) != 0)
+		c->errors++;
+	if (!ok) {
+		c->errors++;
+		return -1;
 	}
-	case NN_LAYER_DROPOUT: {
-		static const field_rule R[] = { { L_RATE, F_FLOAT, 0, 0, 1, 1, offsetof(nn_layer_spec, rate) } };
-		c->errors += read_fields(f, LAYER_KEYS, path, R, COUNT(R), l, NULL, c->e);
-		if (f[L_MODE]) {
-			static const char *const MODES[] = { "inverted", "scale_at_test" };
-			int m = get_enum(f[L_MODE], path, "mode", MODES, 2, c->e);
-			if (m < 0)
-				c->errors++;
-			else
-				l->mode = (nn_dropout_mode)m;
-		}
-		return out;
+	if (width > 0)
+		add_params(c, (int64_t)width * l->units + (l->bias ? l->units : 0));
+	return l->units;
+}
+
+static int parse_activation(spec_ctx *c, const cJSON *const f[L_N], const char *path, int width,
+			    nn_layer_spec *l)
+{
+	int act = -1;
+	if (!f[L_FUNCTION]) {
+		missing(path, "function", c->e);
+		c->errors++;
+	} else if ((act = get_enum(f[L_FUNCTION], path, "function", ACT_NAMES, COUNT(ACT_NAMES), c->e)) < 0) {
+		c->errors++;
 	}
-	case NN_LAYER_RESIDUAL: {
-		if (f[L_PROJECTION] && get_bool(f[L_PROJECTION], path, "projection", &l->projection, c->e))
+	l->act = act < 0 ? NN_ACT_IDENTITY : (nn_act)act;
+	parse_alpha(c, f[L_ALPHA], path, act, &l->alpha);
+	return width;
+}
+
+static int parse_batch_norm(spec_ctx *c, const cJSON *const f[L_N], const char *path, int width,
+			    nn_layer_spec *l)
+{
+	static const field_rule R[] = {
+		{ L_MOMENTUM, F_FLOAT, 0, 0, 1, 0, offsetof(nn_layer_spec, momentum) },
+		{ L_EPS, F_FLOAT, 0, 1, 1, 0, offsetof(nn_layer_spec, eps) },
+	};
+	c->errors += read_fields(f, LAYER_KEYS, path, R, COUNT(R), l, NULL, c->e);
+	if (width > 0)
+		add_params(c, 2 * (int64_t)width);
+	return width;
+}
+
+static int parse_dropout(spec_ctx *c, const cJSON *const f[L_N], const char *path, int width,
+			 nn_layer_spec *l)
+{
+	static const field_rule R[] = { { L_RATE, F_FLOAT, 0, 0, 1, 1, offsetof(nn_layer_spec, rate) } };
+	c->errors += read_fields(f, LAYER_KEYS, path, R, COUNT(R), l, NULL, c->e);
+	if (f[L_MODE]) {
+		static const char *const MODES[] = { "inverted", "scale_at_test" };
+		int m = get_enum(f[L_MODE], path, "mode", MODES, 2, c->e);
+		if (m < 0)
 			c->errors++;
-		if (depth + 1 > c->lim->max_depth || depth + 1 > NN_MAX_DEPTH) {
-			int lim = c->lim->max_depth < NN_MAX_DEPTH ? c->lim->max_depth : NN_MAX_DEPTH;
-			api_err_field(c->e, path, "residual blocks nest deeper than %d", lim);
-			c->errors++;
-			return -1;
-		}
-		char p[160];
-		join(p, sizeof p, path, "layers");
-		if (!f[L_LAYERS]) {
-			missing(path, "layers", c->e);
-			c->errors++;
-			return -1;
-		}
-		if (!cJSON_IsArray(f[L_LAYERS]) || cJSON_GetArraySize(f[L_LAYERS]) == 0) {
-			api_err_field(c->e, p, "must be a non-empty array of layers");
-			c->errors++;
-			return -1;
-		}
-		int w = -1;
-		if (parse_layer_list(c, f[L_LAYERS], p, depth + 1, width, &w, &l->children, &l->n_children) != 0)
-			return -1;
-		if (w < 0 || width < 0)
-			return -1;
-		if (l->projection) {
-			add_params(c, (int64_t)width * w);
-		} else if (w != width) {
-			api_err_field(c->e, path,
-				      "the block maps width %d to %d; it must keep the width or set \"projection\": true",
-				      width, w);
-			c->errors++;
-			return -1;
-		}
-		return w;
+		else
+			l->mode = (nn_dropout_mode)m;
 	}
+	return width;
+}
+
+/* A residual block: its children, and a width it keeps or projects. */
+static int parse_residual(spec_ctx *c, const cJSON *const f[L_N], const char *path, int depth,
+			  int width, nn_layer_spec *l)
+{
+	if (f[L_PROJECTION] && get_bool(f[L_PROJECTION], path, "projection", &l->projection, c->e))
+		c->errors++;
+	if (depth + 1 > c->lim->max_depth || depth + 1 > NN_MAX_DEPTH) {
+		int lim = c->lim->max_depth < NN_MAX_DEPTH ? c->lim->max_depth : NN_MAX_DEPTH;
+		api_err_field(c->e, path, "residual blocks nest deeper than %d", lim);
+		c->errors++;
+		return -1;
+	}
+	char p[160];
+	join(p, sizeof p, path, "layers");
+	if (!f[L_LAYERS]) {
+		missing(path, "layers", c->e);
+		c->errors++;
+		return -1;
+	}
+	if (!cJSON_IsArray(f[L_LAYERS]) || cJSON_GetArraySize(f[L_LAYERS]) == 0) {
+		api_err_field(c->e, p, "must be a non-empty array of layers");
+		c->errors++;
+		return -1;
+	}
+	int w = -1;
+	if (parse_layer_list(c, f[L_LAYERS], p, depth + 1, width, &w, &l->children, &l->n_children) != 0)
+		return -1;
+	if (w < 0 || width < 0)
+		return -1;
+	if (l->projection) {
+		add_params(c, (int64_t)width * w);
+	} else if (w != width) {
+		api_err_field(c->e, path,
+			      "the block maps width %d to %d; it must keep the width or set \"projection\": true",
+			      width, w);
+		c->errors++;
+		return -1;
+	}
+	return w;
+}
+
+/* One layer; returns its output width (-1 when unknown after an error). */
+static int parse_layer(spec_ctx *c, const cJSON *o, const char *path, int depth, int width,
+		       nn_layer_spec *l)
+{
+	const cJSON *f[L_N];
+	switch (layer_head(c, o, path, f, l)) {
+	case NN_LAYER_DENSE:
+		return parse_dense(c, f, path, width, l);
+	case NN_LAYER_ACTIVATION:
+		return parse_activation(c, f, path, width, l);
+	case NN_LAYER_BATCH_NORM:
+		return parse_batch_norm(c, f, path, width, l);
+	case NN_LAYER_DROPOUT:
+		return parse_dropout(c, f, path, width, l);
+	case NN_LAYER_RESIDUAL:
+		return parse_residual(c, f, path, depth, width, l);
 	}
 	return -1;
 }

@@ -79,6 +79,9 @@ typedef struct api_model_snap {
 	char **classes;       /* n_classes labels, or NULL */
 	int n_classes;
 	uint64_t serial;
+	/* The encoding of the training set's typed columns (raw records are
+	 * encoded with it), or NULL when the model takes numbers only. */
+	const api_tab_enc *enc;
 } api_model_snap;
 
 /* A job row. Text fields hold JSON ("null" or NULL when absent). */
@@ -111,6 +114,8 @@ cJSON *api_job_to_json(const api_job *j);
 /* Milliseconds since the epoch as RFC 3339 UTC with milliseconds, into
  * buf (>= 25 bytes). */
 void api_time_format(int64_t ms, char *buf, size_t len);
+
+struct api_study;
 
 typedef struct api_backend {
 	void *ctx;
@@ -156,6 +161,21 @@ typedef struct api_backend {
 	/* {"steps": [...], "epochs": [...]} with steps after since_step. */
 	int (*job_metrics)(void *ctx, const char *id, int64_t since_step, cJSON **out,
 	                   api_err *e);
+
+	/* Studies (API.md "Studies"). obj: the study object (the caller's).
+	 * create takes a checked document (s stays the caller's). */
+	int workers;          /* a study's default parallelism */
+	int (*study_create)(void *ctx, struct api_study *s, cJSON **obj, api_err *e);
+	int (*study_get)(void *ctx, const char *id, cJSON **obj, api_err *e);
+	int (*study_list)(void *ctx, int64_t limit, int64_t offset, cJSON *items, int64_t *total,
+	                  api_err *e);
+	int (*study_cancel)(void *ctx, const char *id, cJSON **obj, api_err *e);
+	int (*study_delete)(void *ctx, const char *id, int keep_best, api_err *e);
+	int (*study_trials)(void *ctx, const char *id, int by_number, int64_t limit,
+	                    int64_t offset, cJSON *items, int64_t *total, api_err *e);
+	/* GET /v1/jobs?study=: the study's jobs in trial order */
+	int (*job_list_study)(void *ctx, const char *study, int64_t limit, int64_t offset,
+	                      cJSON *items, int64_t *total, api_err *e);
 } api_backend;
 
 #endif

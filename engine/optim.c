@@ -125,8 +125,6 @@ void nn_optim_step(const nn_optimizer *o, float lr, int64_t t, float *restrict p
 		 * 1 - lr wd. */
 		nn_adam_scalars sc;
 		nn_optim_adam_scalars(o, lr, t, &sc);
-		const float step = sc.step, inv_bc2s = sc.inv_bc2s, fb1 = sc.b1, fb2 = sc.b2;
-		const float a1 = sc.a1, a2 = sc.a2, eps = sc.eps;
 		if (o->type == NN_OPT_ADAMW) {
 			const float decay = sc.decay;
 			for (int r = 0; r < n_wr; r++) {
@@ -135,12 +133,8 @@ void nn_optim_step(const nn_optimizer *o, float lr, int64_t t, float *restrict p
 					w[i] *= decay;
 			}
 		}
-		for (i = 0; i < n; i++) {
-			s1[i] = s1[i] * fb1 + a1 * g[i];
-			s2[i] = s2[i] * fb2 + a2 * (g[i] * g[i]);
-			float denom = sqrtf(s2[i]) * inv_bc2s + eps;
-			p[i] -= step * (s1[i] / denom);
-		}
+		for (i = 0; i < n; i++)
+			p[i] = nn_adam_one(&sc, p[i], g[i], &s1[i], &s2[i]);
 		break;
 	}
 	}

@@ -23,14 +23,16 @@
  * nn_sparse_in_adam do that in the same pass as the gradient's transpose
  * and the optimizer step (sparse_in.h).
  *
- * Everything here is compiled for AVX-512F (function attributes); callers
- * check nn_sparse_in_supported() first.
+ * The kernels here are compiled for AVX-512F (function attributes) and run
+ * where the CPU has it (and nn_tune.simd); elsewhere each entry point calls
+ * the kernel's plain twin (sparse_in_plain.c), which gives the same bits.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "sparse_in.h"
+#include "sparse_in_impl.h"
+#include "tune.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -40,42 +42,27 @@
 #define SP_X86 0
 #endif
 
-#define KC 64   /* features per chunk: KC x 128 floats (32 KiB) of Ws^T */
-#define BLK 128 /* outputs per block: eight 16-float accumulators */
+/* 1 when the AVX-512 kernels run: the CPU has them and nn_tune.simd. */
+static int simd(void)
+{
+#if SP_X86
+	return nn_tune.simd && __builtin_cpu_supports("avx512f");
+#else
+	return 0;
+#endif
+}
 
-struct nn_sparse_in {
-	int max_batch, f, out, n;
-	int nchunk;            /* ceil(f / KC) */
-	int nblk;              /* ceil(out / BLK) */
-	int32_t nnz;
-	int32_t *col;          /* feature index of each non-zero (+16 slack) */
-	float *val;            /* its value */
-	int32_t *cb;           /* row i, chunk c: cb[i * (nchunk + 1) + c] */
-	uint64_t *rm;          /* row i, chunk c: rm[i * nchunk + c], bit j = feature
-	                        * c * KC + j is non-zero */
-	float *wt;             /* [nblk][f][BLK] packed Ws^T (tail block narrower) */
-	float *c;              /* [out] folded bias */
-	float *rs;             /* [f] 1 / sd */
-	const float *mean;     /* the step's standardisation mean, or NULL */
-	const float *sd;       /* and sd, or NULL */
-	/* the weight gradient */
-	int active;            /* weights given since the last begin */
-	uint32_t *mask;        /* [nbc][f]: bit i = row bc * 32 + i is non-zero at k
-	                        * (set as the rows are added) */
-	float *dzp;            /* [nblk][max_batch][BLK] packed dz */
-	float *gt;             /* [nblk][f][BLK] packed x^T dz */
-	float *db;             /* [out] bias gradient scratch (layers without bias) */
-	/* the fused optimizer step (nn_sparse_in_adam) */
-	int defer;             /* nn_sparse_in_grad leaves dW to nn_sparse_in_adam */
-	int pending;           /* a deferred gradient waits in gt */
-	const float *dbp;      /* its bias gradient */
-	const float *fresh;    /* W whose Ws^T nn_sparse_in_adam packed, or NULL */
-	const float *fresh_sd; /* the sd it was packed with */
-	float *csum;           /* [out] sum_k Ws[j][k] mean[k] of that packing */
-};
+int nn_sparse_in_simd(void)
+{
+	return simd();
+}
 
 int nn_sparse_in_supported(void)
 {
+	/* the plain twins, even vectorised for AVX2 and FMA, train a
+	 * 784-256-128-10 MLP on Fashion-MNIST about 3x slower than sgemm (6.5k
+	 * against 16-20k samples/s, measured on an AVX-512 machine with
+	 * nn_tune.simd 0): worth it only with AVX-512 */
 #if SP_X86
 	return __builtin_cpu_supports("avx512f");
 #else
@@ -250,26 +237,27 @@ SP_TARGET static void add_row_avx512(nn_sparse_in *s, const uint8_t *b, const fl
 }
 #endif
 
+static void add_row(nn_sparse_in *s, const uint8_t *b, const float *x)
+{
+	if (s->n >= s->max_batch)
+		return;
+#if SP_X86
+	if (simd()) {
+		add_row_avx512(s, b, x);
+		return;
+	}
+#endif
+	sp_add_row_plain(s, b, x);
+}
+
 void nn_sparse_in_add_row_f32(nn_sparse_in *s, const float *row)
 {
-#if SP_X86
-	if (s->n < s->max_batch)
-		add_row_avx512(s, NULL, row);
-#else
-	(void)s;
-	(void)row;
-#endif
+	add_row(s, NULL, row);
 }
 
 void nn_sparse_in_add_row(nn_sparse_in *s, const uint8_t *row)
 {
-#if SP_X86
-	if (s->n < s->max_batch)
-		add_row_avx512(s, row, NULL);
-#else
-	(void)s;
-	(void)row;
-#endif
+	add_row(s, row, NULL);
 }
 
 #if SP_X86
@@ -302,14 +290,6 @@ SP_TARGET static inline void transpose16(__m512 r[16])
 		r[4 + m] = _mm512_shuffle_f32x4(y0, y1, _MM_SHUFFLE(2, 0, 2, 0));
 		r[12 + m] = _mm512_shuffle_f32x4(y0, y1, _MM_SHUFFLE(3, 1, 3, 1));
 	}
-}
-
-/* Where Ws^T[k][j] lives in the packed layout. */
-static inline float *wt_at(const nn_sparse_in *s, int k, int j)
-{
-	int blk = j / BLK;
-	int w = s->out - blk * BLK < BLK ? s->out - blk * BLK : BLK;
-	return s->wt + (int64_t)blk * BLK * s->f + (int64_t)k * w + (j - blk * BLK);
 }
 
 /* Stores a 16 x 16 tile of W transposed and scaled (r[t]: column k0 + t of
@@ -361,8 +341,8 @@ SP_TARGET static void weights_avx512(nn_sparse_in *s, const float *W, const floa
 	const int f16 = f - f % 16;
 	for (int j0 = 0; j0 < out; j0 += 16) {
 		/* the packed rows of this block: Ws^T[k][j0..j0+15] at base + k w */
-		float *base = wt_at(s, 0, j0);
-		int64_t w = wt_at(s, 1, j0) - base;
+		float *base = sp_wt_at(s, 0, j0);
+		int64_t w = sp_wt_at(s, 1, j0) - base;
 		/* four accumulators for sum_k Ws[j][k] mean[k], 16 rows j at once */
 		__m512 acc[4] = { _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
 		                  _mm512_setzero_ps() };
@@ -376,7 +356,7 @@ SP_TARGET static void weights_avx512(nn_sparse_in *s, const float *W, const floa
 		for (int k = f16; k < f; k++) {
 			for (int i = 0; i < 16; i++) {
 				float v = W[(int64_t)(j0 + i) * f + k] * s->rs[k];
-				*wt_at(s, k, j0 + i) = v;
+				*sp_wt_at(s, k, j0 + i) = v;
 				if (mean)
 					tail[i] += v * mean[k];
 			}
@@ -406,12 +386,12 @@ void nn_sparse_in_weights(nn_sparse_in *s, const float *W, const float *b, const
 	for (int k = 0; k < s->f; k++)
 		s->rs[k] = sd ? 1.0f / sd[k] : 1.0f;
 #if SP_X86
-	weights_avx512(s, W, b, mean);
-#else
-	(void)W;
-	(void)b;
-	(void)mean;
+	if (simd()) {
+		weights_avx512(s, W, b, mean);
+		return;
+	}
 #endif
+	sp_weights_plain(s, W, b, mean);
 }
 
 #if SP_X86
@@ -521,11 +501,12 @@ SP_TARGET static void forward_avx512(const nn_sparse_in *s, float *z)
 void nn_sparse_in_forward(const nn_sparse_in *s, float *z)
 {
 #if SP_X86
-	forward_avx512(s, z);
-#else
-	(void)s;
-	(void)z;
+	if (simd()) {
+		forward_avx512(s, z);
+		return;
+	}
 #endif
+	sp_forward_plain(s, z);
 }
 
 #if SP_X86
@@ -548,7 +529,6 @@ SP_TARGET static void grad_block(nn_sparse_in *s, int blk)
 	const int f = s->f;
 	const float *dzp = s->dzp + (int64_t)blk * BLK * s->max_batch;
 	float *gt = s->gt + (int64_t)blk * BLK * f;
-	const int nc1 = s->nchunk + 1;
 	int nbc = (s->n + 31) / 32;
 	for (int bc = 0; bc < nbc; bc++) {
 		const uint32_t *mk = s->mask + (int64_t)bc * f;
@@ -556,8 +536,7 @@ SP_TARGET static void grad_block(nn_sparse_in *s, int blk)
 		 * cursor per row walks its values: a broadcast from memory, no
 		 * conversion on the vector ports. */
 		int32_t cur[32];
-		for (int r = 0; r < 32 && bc * 32 + r < s->n; r++)
-			cur[r] = s->cb[(int64_t)(bc * 32 + r) * nc1];
+		sp_cursors(s, bc, cur);
 		/* Features two at a time: a row non-zero at both (neighbouring
 		 * pixels mostly are) loads its dz once for both sums. A row's two
 		 * values are then consecutive in its list, k's first. */
@@ -610,7 +589,7 @@ SP_TARGET static void grad_block(nn_sparse_in *s, int blk)
  * itself, 16 outputs at a time (a tail block only, not a hot path). */
 SP_TARGET static void grad_block_narrow(nn_sparse_in *s, int blk, int w)
 {
-	const int f = s->f, nc1 = s->nchunk + 1;
+	const int f = s->f;
 	const float *dzp = s->dzp + (int64_t)blk * BLK * s->max_batch;
 	float *gt = s->gt + (int64_t)blk * BLK * f;
 	int nbc = (s->n + 31) / 32;
@@ -618,8 +597,7 @@ SP_TARGET static void grad_block_narrow(nn_sparse_in *s, int blk, int w)
 	for (int bc = 0; bc < nbc; bc++) {
 		const uint32_t *mk = s->mask + (int64_t)bc * f;
 		int32_t cur[32];
-		for (int r = 0; r < 32 && bc * 32 + r < s->n; r++)
-			cur[r] = s->cb[(int64_t)(bc * 32 + r) * nc1];
+		sp_cursors(s, bc, cur);
 		for (int k = 0; k < f; k++) {
 			float *g = gt + (int64_t)k * w;
 			uint32_t bits = mk[k];
@@ -636,40 +614,6 @@ SP_TARGET static void grad_block_narrow(nn_sparse_in *s, int blk, int w)
 	}
 }
 
-SP_TARGET static void grad_epilogue(nn_sparse_in *s, const float *db, float *dW);
-
-SP_TARGET static void grad_avx512(nn_sparse_in *s, const float *dz, const float *db, float *dW)
-{
-	const int out = s->out, n = s->n;
-
-	/* dz packed per block, so a block's rows are contiguous */
-	for (int blk = 0; blk < s->nblk; blk++) {
-		int j0 = blk * BLK, w = out - j0 < BLK ? out - j0 : BLK;
-		float *dst = s->dzp + (int64_t)blk * BLK * s->max_batch;
-		for (int i = 0; i < n; i++)
-			memcpy(dst + (int64_t)i * w, dz + (int64_t)i * out + j0, sizeof(float) * (size_t)w);
-	}
-	if (!db) {
-		memset(s->db, 0, sizeof(float) * (size_t)out);
-		for (int i = 0; i < n; i++)
-			for (int j = 0; j < out; j++)
-				s->db[j] += dz[(int64_t)i * out + j];
-		db = s->db;
-	}
-	for (int blk = 0; blk < s->nblk; blk++) {
-		int w = out - blk * BLK < BLK ? out - blk * BLK : BLK;
-		if (w == BLK)
-			grad_block(s, blk);
-		else
-			grad_block_narrow(s, blk, w);
-	}
-	if (s->defer) {
-		s->dbp = db;
-		s->pending = 1;
-		return;
-	}
-	grad_epilogue(s, db, dW);
-}
 
 /* dW[j][k] = (gt[k][j] - mean[k] db[j]) / sd[k], transposed back 16 x 16 */
 SP_TARGET static void grad_epilogue(nn_sparse_in *s, const float *db, float *dW)
@@ -677,8 +621,8 @@ SP_TARGET static void grad_epilogue(nn_sparse_in *s, const float *db, float *dW)
 	const int f = s->f, out = s->out;
 	const int f16 = f - f % 16;
 	for (int j0 = 0; j0 < out; j0 += 16) {
-		const float *base = wt_at(s, 0, j0) - s->wt + s->gt;
-		int64_t w = wt_at(s, 1, j0) - wt_at(s, 0, j0);
+		const float *base = sp_wt_at(s, 0, j0) - s->wt + s->gt;
+		int64_t w = sp_wt_at(s, 1, j0) - sp_wt_at(s, 0, j0);
 		__m512 dbv = _mm512_loadu_ps(db + j0);
 		for (int k0 = 0; k0 < f16; k0 += 16) {
 			__m512 r[16];
@@ -698,30 +642,21 @@ SP_TARGET static void grad_epilogue(nn_sparse_in *s, const float *db, float *dW)
 #endif
 
 #if SP_X86
-/* One 16-float piece of the Adam step, as nn_optim_step's loop computes it
- * (no contraction): m = m b1 + a1 g; v = v b2 + a2 g^2;
- * w -= step m / (sqrt(v) / sqrt(bc2) + eps), w decayed first (AdamW). */
+/* Sixteen weights' Adam step (adam.h), in lanes: the compiler vectorises
+ * nn_adam_one over the local copies. */
 SP_TARGET static inline __m512 adam16(const nn_adam_scalars *a, __m512 w, __m512 g, float *m,
                                       float *v)
 {
-	__m512 mv = _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(m), _mm512_set1_ps(a->b1)),
-	                          _mm512_mul_ps(_mm512_set1_ps(a->a1), g));
-	__m512 vv = _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(v), _mm512_set1_ps(a->b2)),
-	                          _mm512_mul_ps(_mm512_set1_ps(a->a2), _mm512_mul_ps(g, g)));
-	_mm512_storeu_ps(m, mv);
-	_mm512_storeu_ps(v, vv);
-	__m512 den = _mm512_add_ps(_mm512_mul_ps(_mm512_sqrt_ps(vv), _mm512_set1_ps(a->inv_bc2s)),
-	                           _mm512_set1_ps(a->eps));
-	return _mm512_sub_ps(w, _mm512_mul_ps(_mm512_set1_ps(a->step), _mm512_div_ps(mv, den)));
-}
-
-/* The scalar form of adam16, for the f % 16 tail. */
-static inline float adam1(const nn_adam_scalars *a, float w, float g, float *m, float *v)
-{
-	*m = *m * a->b1 + a->a1 * g;
-	*v = *v * a->b2 + a->a2 * (g * g);
-	float den = sqrtf(*v) * a->inv_bc2s + a->eps;
-	return w - a->step * (*m / den);
+	float wl[16], gl[16], ml[16], vl[16];
+	_mm512_storeu_ps(wl, w);
+	_mm512_storeu_ps(gl, g);
+	memcpy(ml, m, sizeof ml);
+	memcpy(vl, v, sizeof vl);
+	for (int t = 0; t < 16; t++)
+		wl[t] = nn_adam_one(a, wl[t], gl[t], &ml[t], &vl[t]);
+	memcpy(m, ml, sizeof ml);
+	memcpy(v, vl, sizeof vl);
+	return _mm512_loadu_ps(wl);
 }
 
 __attribute__((target("avx512f,prfchw"))) static double adam_avx512(nn_sparse_in *s, const nn_adam_scalars *a, float *W,
@@ -735,8 +670,8 @@ __attribute__((target("avx512f,prfchw"))) static double adam_avx512(nn_sparse_in
 	__m512 sq = _mm512_setzero_ps();
 	double sq_tail = 0;
 	for (int j0 = 0; j0 < out; j0 += 16) {
-		float *base = wt_at(s, 0, j0);
-		int64_t w = wt_at(s, 1, j0) - base;
+		float *base = sp_wt_at(s, 0, j0);
+		int64_t w = sp_wt_at(s, 1, j0) - base;
 		const float *gbase = base - s->wt + s->gt;
 		__m512 dbv = _mm512_loadu_ps(db + j0);
 		__m512 acc[4] = { _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
@@ -781,10 +716,10 @@ __attribute__((target("avx512f,prfchw"))) static double adam_avx512(nn_sparse_in
 				sq_tail += (double)g * g;
 				if (decay)
 					wv *= a->decay;
-				wv = adam1(a, wv, g, m + o, v + o);
+				wv = nn_adam_one(a, wv, g, m + o, v + o);
 				W[o] = wv;
 				float x = wv * s->rs[k];
-				*wt_at(s, k, j0 + i) = x;
+				*sp_wt_at(s, k, j0 + i) = x;
 				if (mean)
 					tail[i] += x * mean[k];
 			}
@@ -826,27 +761,59 @@ double nn_sparse_in_adam(nn_sparse_in *s, const nn_adam_scalars *a, float *W, fl
 		return 0;
 	s->pending = 0;
 #if SP_X86
-	sq = adam_avx512(s, a, W, m, v);
+	if (simd())
+		sq = adam_avx512(s, a, W, m, v);
+	else
+#endif
+		sq = sp_adam_plain(s, a, W, m, v);
 	s->fresh = W;
 	s->fresh_sd = s->sd;
-#else
-	(void)a;
-	(void)W;
-	(void)m;
-	(void)v;
-#endif
 	return sq;
 }
 
 void nn_sparse_in_grad(nn_sparse_in *s, const float *dz, const float *db, float *dW)
 {
+	const int out = s->out, n = s->n, v = simd();
+	if (!s->gt)
+		return;
+	/* dz packed per block, so a block's rows are contiguous */
+	for (int blk = 0; blk < s->nblk; blk++) {
+		int j0 = blk * BLK, w = out - j0 < BLK ? out - j0 : BLK;
+		float *dst = s->dzp + (int64_t)blk * BLK * s->max_batch;
+		for (int i = 0; i < n; i++)
+			memcpy(dst + (int64_t)i * w, dz + (int64_t)i * out + j0, sizeof(float) * (size_t)w);
+	}
+	if (!db) {
+		memset(s->db, 0, sizeof(float) * (size_t)out);
+		for (int i = 0; i < n; i++)
+			for (int j = 0; j < out; j++)
+				s->db[j] += dz[(int64_t)i * out + j];
+		db = s->db;
+	}
+	for (int blk = 0; blk < s->nblk; blk++) {
+		int w = out - blk * BLK < BLK ? out - blk * BLK : BLK;
 #if SP_X86
-	if (s->gt)
-		grad_avx512(s, dz, db, dW);
-#else
-	(void)s;
-	(void)dz;
-	(void)db;
-	(void)dW;
+		if (v && w == BLK)
+			grad_block(s, blk);
+		else if (v)
+			grad_block_narrow(s, blk, w);
+		else
 #endif
+		if (w == BLK)
+			sp_grad_block_plain(s, blk);
+		else
+			sp_grad_block_narrow_plain(s, blk, w);
+	}
+	if (s->defer) {
+		s->dbp = db;
+		s->pending = 1;
+		return;
+	}
+#if SP_X86
+	if (v) {
+		grad_epilogue(s, db, dW);
+		return;
+	}
+#endif
+	sp_grad_epilogue_plain(s, db, dW);
 }

@@ -13,8 +13,8 @@
  *
  * Used by the trainer (train.c) for training steps only, when the training
  * data hold bytes, are sparse enough, the first node is a dense layer whose
- * input nobody else reads, its width is a multiple of 16, and the CPU has
- * AVX-512. Evaluation keeps the dense path. Prediction (predict.c) takes
+ * input nobody else reads, its width is a multiple of 16, and
+ * nn_sparse_in_supported(). Evaluation keeps the dense path. Prediction (predict.c) takes
  * the first layer through it for blocks of rows that are sparse enough:
  * its scratch packs the model's weights once.
  *
@@ -29,10 +29,17 @@
 
 #include <stdint.h>
 
+#include "adam.h"
+
 typedef struct nn_sparse_in nn_sparse_in;
 
-/* 1 when this CPU runs the kernels (AVX-512F). */
+/* 1 when the kernels beat sgemm on this CPU (it has AVX-512F): the trainer
+ * and prediction take this path only then. Every function works on any
+ * CPU, through the plain twins where AVX-512 is missing. */
 int nn_sparse_in_supported(void);
+/* 1 when the AVX-512 kernels run (this CPU has AVX-512F, and nn_tune.simd);
+ * 0 when their plain twins do. */
+int nn_sparse_in_simd(void);
 /* Buffers for batches of up to max_batch rows of f features into a dense
  * layer of `out` outputs (a multiple of 16). NULL when out of memory. */
 nn_sparse_in *nn_sparse_in_create(int max_batch, int f, int out);
@@ -83,11 +90,6 @@ void nn_sparse_in_grad(nn_sparse_in *s, const float *dz, const float *db, float 
  * next nn_sparse_in_weights with the same W and sd only refolds the bias.
  * A caller that changes W any other way calls nn_sparse_in_forget.
  */
-typedef struct nn_adam_scalars {
-	float step, inv_bc2s, b1, b2, a1, a2, eps;
-	float decay; /* AdamW's 1 - lr wd on W first, else 1 */
-	float l2;    /* the l2 term added to W's gradient, or 0 */
-} nn_adam_scalars;
 
 void nn_sparse_in_defer(nn_sparse_in *s, int on);
 int nn_sparse_in_pending(const nn_sparse_in *s);

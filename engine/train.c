@@ -38,7 +38,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <sys/mman.h>
 #include "trainer.h"
 #include "tune.h"
 #include "sparse_in.h"
@@ -201,6 +200,47 @@ static int cmp_i64(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* Rows that validate out of rows (0 with a validation set). */
+static int64_t split_size(int64_t rows, int has_val, const nn_train_config *cfg)
+{
+	int64_t n_va = 0;
+	if (!has_val && cfg->val_fraction > 0) {
+		n_va = (int64_t)llround((double)rows * cfg->val_fraction);
+		if (n_va < 1)
+			n_va = 1;
+	}
+	return n_va;
+}
+
+/* idx[0..rows) = the training rows then the n_va validating ones, each
+ * part ascending (the split is the first draw of rng). */
+static void split_rows(int64_t *idx, int64_t rows, int64_t n_va, nn_rng *rng)
+{
+	for (int64_t i = 0; i < rows; i++)
+		idx[i] = i;
+	if (!n_va)
+		return;
+	shuffle(idx, rows, rng);
+	qsort(idx, (size_t)(rows - n_va), sizeof(int64_t), cmp_i64);
+	qsort(idx + rows - n_va, (size_t)n_va, sizeof(int64_t), cmp_i64);
+}
+
+nn_status nn_train_split(int64_t rows, int has_val, const nn_train_config *cfg, int64_t *idx,
+                         int64_t *n_train)
+{
+	*n_train = 0;
+	if (rows < 1)
+		return NN_EINVAL;
+	int64_t n_va = split_size(rows, has_val, cfg);
+	if (rows - n_va < 1)
+		return NN_EINVAL;
+	nn_rng rng;
+	nn_rng_seed(&rng, cfg->seed);
+	split_rows(idx, rows, n_va, &rng);
+	*n_train = rows - n_va;
+	return NN_OK;
+}
+
 /* Checks that d fits the model: widths, labels or targets, image shape. */
 static nn_status check_data(const nn_model *m, const nn_data *d, const char *what, char *err,
                             size_t errlen)
@@ -319,9 +359,7 @@ static nn_status byte_copy(nn_trainer *t)
 	t->x8 = aligned_alloc(huge, len);
 	if (!t->x8)
 		return NN_OK; /* an optimisation only: go on without it */
-#ifdef MADV_HUGEPAGE
-	(void)madvise(t->x8, len, MADV_HUGEPAGE);
-#endif
+	nn_huge_pages(t->x8, len);
 	t->x8_owned = 1;
 	const int64_t chunk = (int64_t)1 << 16;
 	for (int64_t i = 0; i < n; i += chunk) {
@@ -678,10 +716,15 @@ static nn_status set_standardize(nn_trainer *t)
 		else
 			add_sq_dev(sq, sum, t->train->x + t->tr_idx[i] * f, f);
 	}
+	const uint8_t *skip = t->cfg.std_skip;
 	for (int j = 0; j < f; j++) {
 		double s = sqrt(sq[j] / (double)t->n_tr);
 		mean[j] = (float)sum[j];
 		sd[j] = s < 1e-7 ? 1.0f : (float)s;
+		if (skip && skip[j]) {
+			mean[j] = 0.0f;  /* one-hot and indicator inputs stay as they are */
+			sd[j] = 1.0f;
+		}
 	}
 	nn_status st = nn_model_set_standardize(t->m, mean, sd);
 	free(sum);
@@ -740,11 +783,7 @@ static nn_status trainer_init(nn_trainer *t, nn_model *m, const nn_data *train,
 
 	/* the split */
 	int64_t rows = train->rows;
-	if (!val && cfg->val_fraction > 0) {
-		t->n_va = (int64_t)llround((double)rows * cfg->val_fraction);
-		if (t->n_va < 1)
-			t->n_va = 1;
-	}
+	t->n_va = split_size(rows, val != NULL, cfg);
 	t->n_tr = rows - t->n_va;
 	CHECK(t->n_tr >= 1, "validation.fraction: leaves no training rows");
 	t->tr_idx = malloc(sizeof(int64_t) * (size_t)rows);
@@ -752,14 +791,8 @@ static nn_status trainer_init(nn_trainer *t, nn_model *m, const nn_data *train,
 	t->perm = malloc(sizeof(int64_t) * (size_t)t->n_tr);
 	if (!t->tr_idx || !t->va_idx || !t->perm)
 		return NN_ENOMEM;
-	for (int64_t i = 0; i < rows; i++)
-		t->tr_idx[i] = i;
-	if (t->n_va) {
-		shuffle(t->tr_idx, rows, &t->rng);
-		memcpy(t->va_idx, t->tr_idx + t->n_tr, sizeof(int64_t) * (size_t)t->n_va);
-		qsort(t->tr_idx, (size_t)t->n_tr, sizeof(int64_t), cmp_i64);
-		qsort(t->va_idx, (size_t)t->n_va, sizeof(int64_t), cmp_i64);
-	}
+	split_rows(t->tr_idx, rows, t->n_va, &t->rng);
+	memcpy(t->va_idx, t->tr_idx + t->n_tr, sizeof(int64_t) * (size_t)t->n_va);
 
 	if (cfg->rows > 0 && (st = subset_rows(t, cfg, err, errlen)) != NN_OK)
 		return st;

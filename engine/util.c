@@ -1,9 +1,11 @@
 /*
- * util.c - small engine-wide helpers: error messages, status names and the
- * CRC-32 used by model files, checkpoints and the store.
+ * util.c - small engine-wide helpers: error messages, status names, the
+ * huge-page hint every large buffer uses, and the CRC-32 used by model
+ * files, checkpoints and the store.
  */
 #include <pthread.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -18,6 +20,20 @@ void nn_errf(char *err, size_t errlen, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
+}
+
+void nn_huge_pages(void *p, size_t len)
+{
+#ifdef MADV_HUGEPAGE
+	const uintptr_t huge = (uintptr_t)2 << 20;
+	uintptr_t from = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+	uintptr_t to = ((uintptr_t)p + len) & ~(huge - 1);
+	if (p && to > from)
+		(void)madvise((void *)from, to - from, MADV_HUGEPAGE);
+#else
+	(void)p;
+	(void)len;
+#endif
 }
 
 const char *nn_status_name(nn_status s)

@@ -84,6 +84,51 @@ static int job_metrics(void *c, const char *id, int64_t since, cJSON **out, api_
 	return store_metrics_get(((backend_ctx *)c)->st, id, since, out, e);
 }
 
+static int std_create(void *c, struct api_study *s, cJSON **obj, api_err *e)
+{
+	backend_ctx *b = c;
+	return b->S ? studies_create(b->S, s, obj, e) : api_err_set(e, 404, "not_found", "no studies");
+}
+static int std_get(void *c, const char *id, cJSON **obj, api_err *e)
+{
+	backend_ctx *b = c;
+	return b->S ? studies_get(b->S, id, obj, e) : api_err_set(e, 404, "not_found", "no studies");
+}
+static int std_list(void *c, int64_t limit, int64_t offset, cJSON *items, int64_t *total,
+                    api_err *e)
+{
+	backend_ctx *b = c;
+	*total = 0;
+	return b->S ? studies_list(b->S, limit, offset, items, total, e) : 0;
+}
+static int std_cancel(void *c, const char *id, cJSON **obj, api_err *e)
+{
+	backend_ctx *b = c;
+	return b->S ? studies_cancel(b->S, id, obj, e) : api_err_set(e, 404, "not_found", "no studies");
+}
+static int std_delete(void *c, const char *id, int keep_best, api_err *e)
+{
+	backend_ctx *b = c;
+	return b->S ? studies_delete(b->S, id, keep_best, e)
+	            : api_err_set(e, 404, "not_found", "no studies");
+}
+static int std_trials(void *c, const char *id, int by_number, int64_t limit, int64_t offset,
+                      cJSON *items, int64_t *total, api_err *e)
+{
+	backend_ctx *b = c;
+	return b->S ? studies_trials(b->S, id, by_number, limit, offset, items, total, e)
+	            : api_err_set(e, 404, "not_found", "no studies");
+}
+static int job_list_study(void *c, const char *study, int64_t limit, int64_t offset,
+                          cJSON *items, int64_t *total, api_err *e)
+{
+	backend_ctx *b = c;
+	if (store_job_list_study(b->st, study, limit, offset, items, total, e) < 0)
+		return -1;
+	jobs_overlay(b->q, items);
+	return 0;
+}
+
 void backend_fill(backend_ctx *ctx, int64_t max_body, api_backend *b)
 {
 	b->ctx = ctx;
@@ -106,4 +151,12 @@ void backend_fill(backend_ctx *ctx, int64_t max_body, api_backend *b)
 	b->job_list = job_list;
 	b->job_cancel = job_cancel;
 	b->job_metrics = job_metrics;
+	b->workers = ctx->q ? jobs_workers(ctx->q) : 1;
+	b->study_create = std_create;
+	b->study_get = std_get;
+	b->study_list = std_list;
+	b->study_cancel = std_cancel;
+	b->study_delete = std_delete;
+	b->study_trials = std_trials;
+	b->job_list_study = job_list_study;
 }

@@ -7,10 +7,12 @@
 
 #include "jobs.h"
 #include "storage.h"
+#include "studies.h"
 
 typedef struct backend_ctx {
 	store *st;
 	jobs *q;
+	studies *S;           /* NULL: no study routes (404) */
 } backend_ctx;
 
 /* Fills b with functions over ctx (which must outlive b). */

@@ -566,15 +566,8 @@ static void conn_phase(req *r, int phase)
  * where the kernel refuses. */
 static void huge_pages(void *p, size_t len)
 {
-#ifdef MADV_HUGEPAGE
-	const uintptr_t mb2 = (uintptr_t)2 << 20;
-	uintptr_t from = ((uintptr_t)p + mb2 - 1) & ~(mb2 - 1), to = ((uintptr_t)p + len) & ~(mb2 - 1);
-	if (len >= 4 * mb2 && to > from)
-		(void)madvise((void *)from, to - from, MADV_HUGEPAGE);
-#else
-	(void)p;
-	(void)len;
-#endif
+	if (len >= (size_t)8 << 20)
+		nn_huge_pages(p, len);
 }
 
 /* How deep JSON text nests ([ and { outside strings), stopping past lim. */

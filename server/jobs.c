@@ -96,6 +96,9 @@ struct jobs {
 	/* called (outside every lock) when a study's trial pauses or ends */
 	void (*on_trial)(void *ctx, const char *study);
 	void *on_trial_ctx;
+	/* opens a study's event feed (server/studies.c) */
+	feed *(*study_open)(void *ctx, const char *id, api_err *e);
+	void *study_open_ctx;
 };
 
 /* ---------------------------------------------------------------- feeds */
@@ -179,13 +182,15 @@ static void feed_push_locked(feed *f, int kind, int64_t id, int epoch, int final
 		return;
 	}
 	/* ids never go back (history written before epochs carried their
-	 * step keeps its order this way) */
-	int64_t ev_id = kind == FEED_STATE || id < f->last_id ? f->last_id : id;
+	 * step keeps its order this way); a study's events carry their own */
+	int64_t ev_id = kind >= FEED_TRIAL ? id
+	                : kind == FEED_STATE || id < f->last_id ? f->last_id : id;
 	if (kind == FEED_STEP)
 		f->last_step = id;
 	if (kind == FEED_EPOCH)
 		f->last_epoch = epoch;
-	feed_append_locked(f, kind, ev_id, kind == FEED_STATE && final, data);
+	feed_append_locked(f, kind, ev_id,
+	                   (kind == FEED_STATE || kind == FEED_STUDY_STATE) && final, data);
 }
 
 /* Appends a copy of text to the all-jobs feed, its id the event's absolute
@@ -275,8 +280,50 @@ static feed *feed_from_history(jobs *q, const char *id)
 	return f;
 }
 
+feed *jobs_feed_detached(void)
+{
+	return feed_new();
+}
+
+void jobs_feed_append(jobs *q, feed *f, int kind, int64_t id, int final, char *data)
+{
+	pthread_mutex_lock(&q->fmu);
+	feed_push_locked(f, kind, id, 0, final, data);
+	if (final) {
+		f->done = 1;
+		wake_all_locked(f);
+	}
+	pthread_mutex_unlock(&q->fmu);
+}
+
+void jobs_feed_ref(jobs *q, feed *f)
+{
+	pthread_mutex_lock(&q->fmu);
+	f->refs++;
+	pthread_mutex_unlock(&q->fmu);
+}
+
+void jobs_feed_release(jobs *q, feed *f)
+{
+	feed_unref(q, f);
+}
+
+void jobs_set_study_feeds(jobs *q, feed *(*open)(void *ctx, const char *id, api_err *e),
+                          void *ctx)
+{
+	pthread_mutex_lock(&q->mu);
+	q->study_open = open;
+	q->study_open_ctx = ctx;
+	pthread_mutex_unlock(&q->mu);
+}
+
 feed *jobs_feed_open(jobs *q, const char *id, api_err *e)
 {
+	if (strncmp(id, "std_", 4) == 0) {
+		if (!q->study_open)
+			return api_err_set(e, 404, "not_found", "no study %s", id), NULL;
+		return q->study_open(q->study_open_ctx, id, e);
+	}
 	pthread_mutex_lock(&q->mu);
 	for (live *lv = q->lives; lv; lv = lv->next)
 		if (strcmp(lv->id, id) == 0) {
@@ -916,12 +963,39 @@ static char *classes_of(store *st, const char *ds)
 	return t;
 }
 
+/* The typed-column work of a job (api_tab_train_prepare) on the split the
+ * engine will make. 0, or -1 with e set. */
+static int prepare_tabular(const api_dataset *train, const api_dataset *val,
+                           const api_dataset *test, const nn_train_config *cfg,
+                           api_tab_train *tab, api_err *e)
+{
+	if (!train->columns)
+		return 0;
+	int64_t *idx = malloc(sizeof(int64_t) * (size_t)(train->rows + 1)), n_tr = 0;
+	if (!idx)
+		return api_err_set(e, 500, "out_of_memory", "out of memory");
+	int rc;
+	if (nn_train_split(train->rows, val != NULL, cfg, idx, &n_tr) != NN_OK)
+		rc = 0;   /* nn_train reports it */
+	else
+		rc = api_tab_train_prepare(train, val, test, idx, n_tr, tab, e);
+	free(idx);
+	return rc;
+}
+
 /* Puts test_loss (and test_accuracy for classification) of the published
- * model m on the test set into j's metrics. */
-static void add_test_metrics(api_job *j, const nn_model *m, const api_dataset *test)
+ * model m on the test set into j's metrics; x: the test set encoded with
+ * the training set's typed columns (width inputs), or NULL. */
+static void add_test_metrics(api_job *j, const nn_model *m, const api_dataset *test,
+                             const float *x, int width)
 {
 	float loss = NAN, acc = NAN;
 	nn_data tv = api_dataset_view(test);
+	if (x) {
+		tv.x = x;
+		tv.x8 = NULL;
+		tv.features = width;
+	}
 	if (nn_evaluate(m, &tv, &loss, &acc) != NN_OK)
 		return;
 	cJSON *o = j->metrics ? cJSON_Parse(j->metrics) : NULL;
@@ -1021,6 +1095,15 @@ static int run_job(jobs *q, live *lv)
 	const uint8_t *x8 = NULL;
 	if (!code && !nn_augment_has_image(&cfg.aug))
 		x8 = store_dataset_bytes(q->st, train);
+	/* typed columns: the training split's encoding (imputation means from
+	 * its rows only), and the validation set encoded with it */
+	api_tab_train tab;
+	memset(&tab, 0, sizeof tab);
+	if (!code && prepare_tabular(train, have_val ? val : NULL, test, &cfg, &tab, &e) < 0) {
+		code = e.status == 422 ? "invalid_dataset" : "out_of_memory";
+		snprintf(err, sizeof err, "%.380s%s%.200s", e.detail, e.n_fields ? ": " : "",
+		         e.n_fields ? e.fields[0].message : "");
+	}
 
 	r.epochs = cfg.epochs;
 	r.last_flush_us = util_mono_us();
@@ -1048,7 +1131,17 @@ static int run_job(jobs *q, live *lv)
 		nn_callbacks cb = { &r, on_step, on_epoch, should_stop, on_checkpoint };
 		nn_data tv = api_dataset_view(train);
 		tv.x8 = x8;
+		if (tab.x) {
+			tv.x = tab.x;
+			tv.x8 = NULL;
+		}
+		cfg.std_skip = tab.std_skip;
 		nn_data vv = have_val ? api_dataset_view(val) : (nn_data){ 0 };
+		if (tab.val_x) {
+			vv.x = tab.val_x;
+			vv.x8 = NULL;
+			vv.features = tab.enc.width;
+		}
 		util_log(2, "jobs: %s: %s (%lld rows, %d epochs)", r.j.id,
 		         ckpt ? "resuming from its checkpoint" : "starting",
 		         (long long)train->rows, cfg.epochs);
@@ -1082,7 +1175,7 @@ static int run_job(jobs *q, live *lv)
 		r.j.state = API_JOB_SUCCEEDED;
 		r.j.progress = 1;
 		if (test)
-			add_test_metrics(&r.j, m, test);
+			add_test_metrics(&r.j, m, test, tab.test_x, tab.enc.width);
 		r.j.stopped_early = res.stopped_early;
 		if (res.best_epoch >= 0) {
 			cJSON *b = cJSON_CreateObject();
@@ -1123,6 +1216,11 @@ static int run_job(jobs *q, live *lv)
 		int recorded = 1;
 		if (r.j.state == API_JOB_SUCCEEDED) {
 			char *classes = classes_of(q->st, r.j.dataset);
+			if (tab.enc.cols) {
+				char *meta = api_tab_meta_make(classes, &tab.enc);
+				free(classes);
+				classes = meta;
+			}
 			nn_model *pub = m;
 			m = NULL;
 			if (store_job_publish(q->st, &r.j, pub, classes, &e) < 0) {
@@ -1143,6 +1241,7 @@ static int run_job(jobs *q, live *lv)
 	nn_model_free(m);
 	store_dataset_release(q->st, train);
 	store_dataset_release(q->st, val);
+	api_tab_train_release(&tab);
 	store_dataset_release(q->st, test);
 	api_job_refs_free(&refs);
 	free(r.steps);

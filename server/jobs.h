@@ -63,7 +63,10 @@ int64_t jobs_samples_trained(jobs *q);
 /* ---- event feeds */
 typedef struct feed feed;
 
-enum { FEED_STEP = 0, FEED_EPOCH = 1, FEED_STATE = 2, FEED_TRIAL = 3 };
+/* FEED_TRIAL and FEED_STUDY_STATE are a study's events ("trial" and
+ * "state"); in a study's own feed their ids are the study's event sequence
+ * numbers. */
+enum { FEED_STEP = 0, FEED_EPOCH = 1, FEED_STATE = 2, FEED_TRIAL = 3, FEED_STUDY_STATE = 4 };
 
 typedef struct feed_waiter {
 	void (*suspend)(void *arg);  /* called under the feed lock */
@@ -75,6 +78,15 @@ typedef struct feed_waiter {
 
 /* A reference to job id's feed (404 when there is no such job). */
 feed *jobs_feed_open(jobs *q, const char *id, api_err *e);
+/* Study feeds (server/studies.c keeps them): a new feed with one
+ * reference; an event appended with its own id (data taken; final ends the
+ * feed); references; and the function jobs_feed_open calls for "std_" ids. */
+feed *jobs_feed_detached(void);
+void jobs_feed_append(jobs *q, feed *f, int kind, int64_t id, int final, char *data);
+void jobs_feed_ref(jobs *q, feed *f);
+void jobs_feed_release(jobs *q, feed *f);
+void jobs_set_study_feeds(jobs *q, feed *(*open)(void *ctx, const char *id, api_err *e),
+                          void *ctx);
 /* Unregisters w (may be NULL) and drops the reference. */
 void jobs_feed_close(jobs *q, feed *f, feed_waiter *w);
 /*

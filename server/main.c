@@ -11,6 +11,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -135,27 +136,107 @@ static void free_secret(char *s)
 	free(s);
 }
 
-int main(int argc, char **argv)
-{
-	/* a health probe does no arithmetic: no BLAS self-test and re-exec */
-	int probe = 0;
-	for (int i = 1; i < argc; i++)
-		probe |= strcmp(argv[i], "--healthcheck") == 0;
-	if (!probe)
-		nn_blas_autoselect(argc, argv);
-	umask(077);   /* the store's files are the owner's alone */
+/* Everything the flags say. */
+typedef struct opts {
+	char host[256];
+	long long port, workers, queue, max_body;
+	const char *data_dir, *key_file, *store_url, *cert_file, *tls_key_file;
+	long long max_json_depth, max_conns, max_streams, idle_timeout, request_timeout;
+	api_limits lim;
+	int healthcheck;
+} opts;
 
-	char host[256] = "127.0.0.1";
-	long long port = 8080, workers = 0, queue = 64, max_body = 1LL << 30;
-	const char *data_dir = "./nnd-data", *key_file = NULL, *store_url = NULL;
-	const char *cert_file = NULL, *tls_key_file = NULL;
-	long long max_json_depth = 128, max_conns = 1024, max_streams = 1024;
-	long long idle_timeout = 60, request_timeout = 30;
-	api_limits lim = api_limits_default();
+#define OPTS_DEFAULT                                                                       \
+	(opts){ .host = "127.0.0.1", .port = 8080, .queue = 64, .max_body = 1LL << 30,     \
+	        .data_dir = "./nnd-data", .max_json_depth = 128, .max_conns = 1024,         \
+	        .max_streams = 1024, .idle_timeout = 60, .request_timeout = 30,             \
+	        .lim = api_limits_default() }
+
+/* --listen's HOST:PORT into o. -1 when it is not one. */
+static int parse_listen(opts *o, const char *v)
+{
+	const char *colon = strrchr(v, ':');
+	long long p;
+	if (!colon || colon == v || (size_t)(colon - v) >= sizeof o->host ||
+	    parse_int(colon + 1, 0, 65535, &p) < 0)
+		return -1;
+	memcpy(o->host, v, (size_t)(colon - v));
+	o->host[colon - v] = '\0';
+	o->port = p;
+	return 0;
+}
+
+/* One flag a with its value v into o: 0 when taken, -1 for a bad value,
+ * -2 for a flag nnd does not know. */
+static int parse_flag(opts *o, const char *a, const char *v)
+{
+	/* flags whose value is a number in a range, and where it goes */
+	static const struct {
+		const char *flag;
+		long long lo, hi;
+		size_t off;
+	} nums[] = {
+		{ "--workers", 1, 256, offsetof(opts, workers) },
+		{ "--queue", 1, 1000000, offsetof(opts, queue) },
+		{ "--max-body", 1, 1LL << 40, offsetof(opts, max_body) },
+		{ "--max-json-depth", 1, 900, offsetof(opts, max_json_depth) },
+		{ "--max-connections", 1, 1000000, offsetof(opts, max_conns) },
+		{ "--max-streams", 1, 1000000, offsetof(opts, max_streams) },
+		{ "--idle-timeout", 1, 86400, offsetof(opts, idle_timeout) },
+		{ "--request-timeout", 0, 86400, offsetof(opts, request_timeout) },
+	};
 	long long lv;
-	char key[512] = "";
-	int healthcheck = 0;
-	char err_hc[300];
+	for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
+		if (strcmp(a, nums[i].flag) == 0)
+			return parse_int(v, nums[i].lo, nums[i].hi,
+			                 (long long *)((char *)o + nums[i].off));
+	if (strcmp(a, "--listen") == 0)
+		return parse_listen(o, v);
+	if (strcmp(a, "--data-dir") == 0)
+		o->data_dir = v;
+	else if (strcmp(a, "--store") == 0)
+		o->store_url = v;
+	else if (strcmp(a, "--api-key-file") == 0)
+		o->key_file = v;
+	else if (strcmp(a, "--tls-cert") == 0)
+		o->cert_file = v;
+	else if (strcmp(a, "--tls-key") == 0)
+		o->tls_key_file = v;
+	else if (strcmp(a, "--max-params") == 0) {
+		if (parse_int(v, 1, 1LL << 40, &lv) < 0)
+			return -1;
+		o->lim.max_params = lv;
+	} else if (strcmp(a, "--max-depth") == 0) {
+		if (parse_int(v, 0, 1000, &lv) < 0)
+			return -1;
+		o->lim.max_depth = (int)lv;
+	} else if (strcmp(a, "--max-layers") == 0) {
+		if (parse_int(v, 1, 100000, &lv) < 0)
+			return -1;
+		o->lim.max_layers = (int)lv;
+	} else if (strcmp(a, "--max-epochs") == 0) {
+		if (parse_int(v, 1, 100000000, &lv) < 0)
+			return -1;
+		o->lim.max_epochs = (int)lv;
+	} else if (strcmp(a, "--max-batch") == 0) {
+		if (parse_int(v, 1, 1LL << 30, &lv) < 0)
+			return -1;
+		o->lim.max_batch = (int)lv;
+	} else if (strcmp(a, "--log-level") == 0) {
+		int l = util_log_level_parse(v);
+		if (l < 0)
+			return -1;
+		util_log_level = l;
+	} else {
+		return -2;
+	}
+	return 0;
+}
+
+/* The command line into o. -1 to go on, else the exit status (after
+ * --help, --version or a bad flag, said on stderr). */
+static int parse_args(int argc, char **argv, opts *o)
+{
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -168,7 +249,7 @@ int main(int argc, char **argv)
 			return 0;
 		}
 		if (strcmp(a, "--healthcheck") == 0) {
-			healthcheck = 1;
+			o->healthcheck = 1;
 			continue;
 		}
 		if (!v) {
@@ -177,117 +258,70 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		i++;
-		int bad = 0;
-		if (strcmp(a, "--listen") == 0) {
-			const char *colon = strrchr(v, ':');
-			long long p;
-			if (!colon || colon == v || (size_t)(colon - v) >= sizeof host ||
-			    parse_int(colon + 1, 0, 65535, &p) < 0) {
-				bad = 1;
-			} else {
-				memcpy(host, v, (size_t)(colon - v));
-				host[colon - v] = '\0';
-				port = p;
-			}
-		} else if (strcmp(a, "--data-dir") == 0) {
-			data_dir = v;
-		} else if (strcmp(a, "--store") == 0) {
-			store_url = v;
-		} else if (strcmp(a, "--workers") == 0) {
-			bad = parse_int(v, 1, 256, &workers) < 0;
-		} else if (strcmp(a, "--queue") == 0) {
-			bad = parse_int(v, 1, 1000000, &queue) < 0;
-		} else if (strcmp(a, "--max-body") == 0) {
-			bad = parse_int(v, 1, 1LL << 40, &max_body) < 0;
-		} else if (strcmp(a, "--max-params") == 0) {
-			bad = parse_int(v, 1, 1LL << 40, &lv) < 0;
-			lim.max_params = lv;
-		} else if (strcmp(a, "--max-depth") == 0) {
-			bad = parse_int(v, 0, 1000, &lv) < 0;
-			lim.max_depth = (int)lv;
-		} else if (strcmp(a, "--max-layers") == 0) {
-			bad = parse_int(v, 1, 100000, &lv) < 0;
-			lim.max_layers = (int)lv;
-		} else if (strcmp(a, "--max-epochs") == 0) {
-			bad = parse_int(v, 1, 100000000, &lv) < 0;
-			lim.max_epochs = (int)lv;
-		} else if (strcmp(a, "--max-batch") == 0) {
-			bad = parse_int(v, 1, 1LL << 30, &lv) < 0;
-			lim.max_batch = (int)lv;
-		} else if (strcmp(a, "--max-json-depth") == 0) {
-			bad = parse_int(v, 1, 900, &max_json_depth) < 0;
-		} else if (strcmp(a, "--max-connections") == 0) {
-			bad = parse_int(v, 1, 1000000, &max_conns) < 0;
-		} else if (strcmp(a, "--max-streams") == 0) {
-			bad = parse_int(v, 1, 1000000, &max_streams) < 0;
-		} else if (strcmp(a, "--idle-timeout") == 0) {
-			bad = parse_int(v, 1, 86400, &idle_timeout) < 0;
-		} else if (strcmp(a, "--request-timeout") == 0) {
-			bad = parse_int(v, 0, 86400, &request_timeout) < 0;
-		} else if (strcmp(a, "--api-key-file") == 0) {
-			key_file = v;
-		} else if (strcmp(a, "--tls-cert") == 0) {
-			cert_file = v;
-		} else if (strcmp(a, "--tls-key") == 0) {
-			tls_key_file = v;
-		} else if (strcmp(a, "--log-level") == 0) {
-			int l = util_log_level_parse(v);
-			bad = l < 0;
-			if (!bad)
-				util_log_level = l;
-		} else {
+		int rc = parse_flag(o, a, v);
+		if (rc == -2) {
 			fprintf(stderr, "nnd: unknown flag %s\n", a);
 			usage(stderr);
 			return 2;
 		}
-		if (bad) {
+		if (rc < 0) {
 			fprintf(stderr, "nnd: bad value for %s: %s\n", a, v);
 			return 2;
 		}
 	}
-	if (healthcheck) {
-		/* a probe: the other flags only say where the daemon listens */
-		if (healthcheck_run(host, (int)port, cert_file != NULL, 2000, err_hc, sizeof err_hc) < 0) {
-			fprintf(stderr, "nnd: unhealthy: %s\n", err_hc);
-			return 1;
-		}
-		return 0;
-	}
-	if (key_file) {
-		if (read_key(key_file, key, sizeof key) < 0) {
-			fprintf(stderr, "nnd: cannot read an API key from %s\n", key_file);
+	return -1;
+}
+
+/* The API key (file or NND_API_KEY) and the TLS certificate and key. */
+typedef struct secrets {
+	char key[512];
+	char *tls_cert, *tls_key; /* PEM text, or NULL without TLS */
+} secrets;
+
+static void secrets_release(secrets *s)
+{
+	free(s->tls_cert);
+	free_secret(s->tls_key);
+	explicit_bzero(s->key, sizeof s->key);
+}
+
+/* Reads o's secrets into s: 0, or an exit status after saying why. */
+static int read_secrets(const opts *o, secrets *s)
+{
+	memset(s, 0, sizeof *s);
+	if (o->key_file) {
+		if (read_key(o->key_file, s->key, sizeof s->key) < 0) {
+			fprintf(stderr, "nnd: cannot read an API key from %s\n", o->key_file);
 			return 2;
 		}
 	} else if (getenv("NND_API_KEY")) {
-		snprintf(key, sizeof key, "%s", getenv("NND_API_KEY"));
+		snprintf(s->key, sizeof s->key, "%s", getenv("NND_API_KEY"));
 	}
-	char *tls_cert = NULL, *tls_key = NULL;
-	if (!cert_file != !tls_key_file) {
+	if (!o->cert_file != !o->tls_key_file) {
 		fprintf(stderr, "nnd: --tls-cert and --tls-key go together\n");
 		return 2;
 	}
-	if (cert_file) {
-		tls_cert = read_pem(cert_file);
-		tls_key = tls_cert ? read_pem(tls_key_file) : NULL;
-		if (!tls_key) {
-			fprintf(stderr, "nnd: cannot read %s\n", tls_cert ? tls_key_file : cert_file);
-			free(tls_cert);
+	if (o->cert_file) {
+		s->tls_cert = read_pem(o->cert_file);
+		s->tls_key = s->tls_cert ? read_pem(o->tls_key_file) : NULL;
+		if (!s->tls_key) {
+			fprintf(stderr, "nnd: cannot read %s\n",
+			        s->tls_cert ? o->tls_key_file : o->cert_file);
+			secrets_release(s);
 			return 2;
 		}
 	}
-	long cores = sysconf(_SC_NPROCESSORS_ONLN);
-	if (cores < 1)
-		cores = 1;
-	if (workers == 0)
-		workers = cores;
-	/* jobs share the cores: BLAS threads per job so they do not oversubscribe */
-	nn_blas_set_threads(workers >= cores ? 1 : (int)(cores / workers));
+	return 0;
+}
 
-	/* SIGTERM / SIGINT may land on any thread (OpenBLAS starts its own
-	 * before main), so the handler only writes to a pipe main waits on */
+/* SIGTERM / SIGINT may land on any thread (OpenBLAS starts its own before
+ * main), so the handler only writes to a pipe main waits on. -1 when the
+ * pipe cannot be made. */
+static int install_signals(void)
+{
 	if (pipe2(sig_pipe, O_CLOEXEC) < 0) {
 		perror("nnd: pipe");
-		return 1;
+		return -1;
 	}
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
@@ -300,63 +334,131 @@ int main(int argc, char **argv)
 	/* past a file-size limit a write fails with EFBIG (a 507), instead
 	 * of the signal ending the daemon */
 	signal(SIGXFSZ, SIG_IGN);
+	return 0;
+}
 
+/* The running daemon's parts, in start-up order. */
+typedef struct daemon_parts {
+	http_server *h;
+	store *st;
+	jobs *q;
+	studies *S;
+	backend_ctx bctx;
+	api_backend be;
+} daemon_parts;
+
+/* Binds (saying "listening on HOST:PORT" first on stderr), opens the store,
+ * starts the workers and the study scheduler and hands requests the
+ * backend. 0, or -1 after saying why with everything started stopped. */
+static int start_parts(const opts *o, const secrets *sec, daemon_parts *d)
+{
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	char err[512];
+	int bound = 0;
+	if (cores < 1)
+		cores = 1;
 	/* a connection stays on one pool thread; a long upload parses on its
 	 * thread, so more threads than cores keep the others answering */
 	int pool = (int)(cores * 2 < 4 ? 4 : cores * 2);
-	http_config hc = { .host = host, .port = (int)port, .threads = pool,
-	                   .conn_limit = (unsigned)max_conns, .timeout_s = (unsigned)idle_timeout,
-	                   .max_body = max_body, .api_key = key, .workers = (int)workers,
-	                   .queue = (int)queue, .tls_cert = tls_cert, .tls_key = tls_key,
-	                   .max_streams = (int)max_streams,
-	                   .request_timeout_s = (unsigned)request_timeout,
-	                   .max_json_depth = (int)max_json_depth };
-	http_server *h = NULL;
-	int bound = 0;
-	char err[512];
-	if (http_start(&hc, &h, &bound, err, sizeof err) < 0) {
+	http_config hc = { .host = o->host, .port = (int)o->port, .threads = pool,
+	                   .conn_limit = (unsigned)o->max_conns,
+	                   .timeout_s = (unsigned)o->idle_timeout, .max_body = o->max_body,
+	                   .api_key = sec->key, .workers = (int)o->workers, .queue = (int)o->queue,
+	                   .tls_cert = sec->tls_cert, .tls_key = sec->tls_key,
+	                   .max_streams = (int)o->max_streams,
+	                   .request_timeout_s = (unsigned)o->request_timeout,
+	                   .max_json_depth = (int)o->max_json_depth };
+	memset(d, 0, sizeof *d);
+	if (http_start(&hc, &d->h, &bound, err, sizeof err) < 0) {
 		fprintf(stderr, "nnd: %s\n", err);
-		free(tls_cert);
-		free_secret(tls_key);
-		return 1;
+		return -1;
 	}
-	fprintf(stderr, "listening on %s:%d\n", host, bound);
+	fprintf(stderr, "listening on %s:%d\n", o->host, bound);
 	fflush(stderr);
-
-	store *st = NULL;
-	if (store_open_url(store_url, data_dir, &st, err, sizeof err) < 0) {
+	if (store_open_url(o->store_url, o->data_dir, &d->st, err, sizeof err) < 0) {
 		fprintf(stderr, "nnd: %s\n", err);
-		http_stop(h);
-		return 1;
+		http_stop(d->h);
+		return -1;
 	}
-	jobs *q = NULL;
-	if (jobs_start(st, (int)workers, (int)queue, &lim, &q) < 0) {
+	if (jobs_start(d->st, (int)o->workers, (int)o->queue, &o->lim, &d->q) < 0) {
 		fprintf(stderr, "nnd: cannot start the workers\n");
-		store_close(st);
-		http_stop(h);
+		store_close(d->st);
+		http_stop(d->h);
+		return -1;
+	}
+	if (studies_start(d->st, d->q, &o->lim, (int)o->workers, &d->S) < 0)
+		util_log(0, "nnd: cannot start the study scheduler; studies are off");
+	d->bctx = (backend_ctx){ d->st, d->q, d->S };
+	backend_fill(&d->bctx, o->max_body, &d->be);
+	d->be.limits = o->lim;
+	http_set_backend(d->h, d->st, d->q, &d->be);
+	return 0;
+}
+
+/* The drain: not ready, no new connections, running jobs checkpoint and
+ * stay queued, streams end; then everything is freed. */
+static void stop_parts(daemon_parts *d)
+{
+	http_drain(d->h);
+	studies_stop(d->S);
+	jobs_stop(d->q);
+	usleep(100 * 1000);   /* let resumed streams write their end */
+	http_stop(d->h);
+	studies_free(d->S);
+	jobs_free(d->q);
+	store_close(d->st);
+}
+
+int main(int argc, char **argv)
+{
+	/* a health probe does no arithmetic: no BLAS self-test and re-exec */
+	int probe = 0;
+	for (int i = 1; i < argc; i++)
+		probe |= strcmp(argv[i], "--healthcheck") == 0;
+	if (!probe)
+		nn_blas_autoselect(argc, argv);
+	umask(077);   /* the store's files are the owner's alone */
+
+	opts o = OPTS_DEFAULT;
+	int rc = parse_args(argc, argv, &o);
+	if (rc >= 0)
+		return rc;
+	if (o.healthcheck) {
+		/* a probe: the other flags only say where the daemon listens */
+		char err[300];
+		if (healthcheck_run(o.host, (int)o.port, o.cert_file != NULL, 2000, err,
+		                    sizeof err) < 0) {
+			fprintf(stderr, "nnd: unhealthy: %s\n", err);
+			return 1;
+		}
+		return 0;
+	}
+	secrets sec;
+	if ((rc = read_secrets(&o, &sec)) != 0)
+		return rc;
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	if (cores < 1)
+		cores = 1;
+	if (o.workers == 0)
+		o.workers = cores;
+	/* jobs share the cores: BLAS threads per job so they do not oversubscribe */
+	nn_blas_set_threads(o.workers >= cores ? 1 : (int)(cores / o.workers));
+
+	daemon_parts d;
+	if (install_signals() < 0 || start_parts(&o, &sec, &d) < 0) {
+		secrets_release(&sec);
 		return 1;
 	}
-	backend_ctx bctx = { st, q };
-	api_backend be;
-	backend_fill(&bctx, max_body, &be);
-	be.limits = lim;
-	http_set_backend(h, st, q, &be);
 	util_log(2, "nnd %s ready: data %s, %lld workers, queue %lld, BLAS %s, %s", NN_VERSION,
-	         store_url ? store_kind(st) : data_dir, workers, queue, nn_blas_core() ? nn_blas_core() : "?",
-	         tls_cert ? "HTTPS" : "HTTP");
+	         o.store_url ? store_kind(d.st) : o.data_dir, o.workers, o.queue,
+	         nn_blas_core() ? nn_blas_core() : "?", sec.tls_cert ? "HTTPS" : "HTTP");
 
 	unsigned char sig = 0;
 	while (read(sig_pipe[0], &sig, 1) < 0 && errno == EINTR)
 		;
 	util_log(2, "signal %d: draining", sig);
-	http_drain(h);
-	jobs_stop(q);
-	usleep(100 * 1000);   /* let resumed streams write their end */
-	http_stop(h);
-	free(tls_cert);
-	free_secret(tls_key);
-	jobs_free(q);
-	store_close(st);
+	stop_parts(&d);
+	secrets_release(&sec);
 	util_log(2, "stopped");
 	return 0;
 }

@@ -31,6 +31,13 @@ const route router_table[] = {
 	{ "POST",   "/v1/jobs/{job}/cancel",     "job_cancel",    BODY_NONE,   SRV_NONE,    api_job_cancel, 0 },
 	{ "GET",    "/v1/jobs/{job}/metrics",    "job_metrics",   BODY_NONE,   SRV_NONE,    api_job_metrics, 0 },
 	{ "GET",    "/v1/jobs/{job}/events",     "job_events",    BODY_NONE,   SRV_EVENTS,  NULL, 0 },
+	{ "POST",   "/v1/studies",               "studies",       BODY_JSON,   SRV_NONE,    api_studies_create, 0 },
+	{ "GET",    "/v1/studies",               "studies",       BODY_NONE,   SRV_NONE,    api_studies_list, 0 },
+	{ "GET",    "/v1/studies/{std}",         "study",         BODY_NONE,   SRV_NONE,    api_study_get, 0 },
+	{ "DELETE", "/v1/studies/{std}",         "study",         BODY_NONE,   SRV_NONE,    api_study_delete, 0 },
+	{ "POST",   "/v1/studies/{std}/cancel",  "study_cancel",  BODY_NONE,   SRV_NONE,    api_study_cancel, 0 },
+	{ "GET",    "/v1/studies/{std}/trials",  "study_trials",  BODY_NONE,   SRV_NONE,    api_study_trials, 0 },
+	{ "GET",    "/v1/studies/{std}/events",  "study_events",  BODY_NONE,   SRV_EVENTS,  NULL, 0 },
 	{ "GET",    "/v1/jobs/{job}/plot.svg",   "job_plot",      BODY_NONE,   SRV_NONE,    api_job_plot_svg, 0 },
 	{ "GET",    "/v1/events",                "events",        BODY_NONE,   SRV_EVENTS_ALL, NULL, 0 },
 	/* the dashboard: its pages, script and style (open: they hold no data) */

@@ -35,6 +35,7 @@ typedef struct snap {
 	int cached;
 	uint64_t used;          /* cache clock at the last lookup (LRU) */
 	int64_t bytes;          /* parameters and state, for the cache budget */
+	api_tab_enc *enc;       /* owned; pub.enc points here */
 } snap;
 
 /* The snapshot cache holds at most this many models and bytes of weights;
@@ -279,6 +280,21 @@ static void remove_orphans(store *s, const char *dir, const char *sql_has, int v
 	}
 }
 
+/* Studies (the block "studies" at the end of this file). A trial's row is
+ * written before its model and job exist (job "" until then), so a crash
+ * between them loses no trial; trials_value serves the leaderboard. */
+static const char study_schema[] =
+	"CREATE TABLE IF NOT EXISTS studies(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" id TEXT UNIQUE NOT NULL, name TEXT, state INT, config TEXT NOT NULL, dataset TEXT,"
+	" val_dataset TEXT, test_dataset TEXT, error TEXT, created_at INT, started_at INT,"
+	" finished_at INT);"
+	"CREATE TABLE IF NOT EXISTS trials(study TEXT, number INT, state INT, params TEXT,"
+	" value REAL, epochs INT, seconds REAL, rows INT, seed INT, job TEXT, model TEXT,"
+	" rung INT, PRIMARY KEY(study, number)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS trials_value ON trials(study, value);"
+	"CREATE TABLE IF NOT EXISTS study_events(study TEXT, seq INT, kind INT, data TEXT,"
+	" PRIMARY KEY(study, seq)) WITHOUT ROWID;";
+
 /* Columns added after the first schema; "duplicate column" means done. */
 static int migrate(store *s)
 {
@@ -300,7 +316,8 @@ static int migrate(store *s)
 		if (!ok)
 			return -1;
 	}
-	return exec(s, "CREATE INDEX IF NOT EXISTS jobs_study ON jobs(study, trial)");
+	return exec(s, "CREATE INDEX IF NOT EXISTS jobs_study ON jobs(study, trial)") < 0 ||
+	       exec(s, study_schema) < 0 ? -1 : 0;
 }
 
 /* Drops a data set's byte copy (back to X8_NONE; X8_NO stays). */
@@ -427,6 +444,8 @@ void store_close(store *s)
 			for (int i = 0; i < p->pub.n_classes; i++)
 				free(p->pub.classes[i]);
 			free(p->pub.classes);
+			api_tab_enc_free(p->enc);
+			free(p->enc);
 			free(p);
 		}
 		p = next;
@@ -642,6 +661,9 @@ int store_dataset_delete(store *s, const char *id, api_err *e)
 	int rc = -1;
 	if (in_use(s, "SELECT 1 FROM jobs WHERE (dataset=?1 OR val_dataset=?1) AND state IN (0,1,5)", id)) {
 		api_err_set(e, 409, "in_use", "data set %s is used by a queued or running job", id);
+	} else if (in_use(s, "SELECT 1 FROM studies WHERE (dataset=?1 OR val_dataset=?1 OR"
+	                     " test_dataset=?1) AND state<2", id)) {
+		api_err_set(e, 409, "in_use", "data set %s is used by a queued or running study", id);
 	} else {
 		sqlite3_stmt *st = prep(s, "DELETE FROM datasets WHERE id=?");
 		if (st) {
@@ -829,9 +851,7 @@ static void x8_begin_locked(dsmap *m)
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 		return;
-#ifdef MADV_HUGEPAGE
-	(void)madvise(p, len, MADV_HUGEPAGE);
-#endif
+	nn_huge_pages(p, len);
 	m->x8 = p;
 	m->x8_len = len;
 	m->x8_chunks = (n + X8_CHUNK - 1) / X8_CHUNK;
@@ -934,9 +954,14 @@ int store_mdl_info_make(api_model_info *out, const store_mdl_row *r)
 		if (mj)
 			cJSON_AddItemToObject(o, "metrics", mj);
 	}
-	cJSON *cj = r->classes ? cJSON_Parse(r->classes) : NULL;
+	cJSON *meta = r->classes ? cJSON_Parse(r->classes) : NULL;
+	const cJSON *cj, *cols;
+	api_tab_meta_parse(meta, &cj, &cols);
 	if (cj)
-		cJSON_AddItemToObject(o, "classes", cj);
+		cJSON_AddItemToObject(o, "classes", cJSON_Duplicate(cj, 1));
+	if (cols)
+		cJSON_AddItemToObject(o, "columns", cJSON_Duplicate(cols, 1));
+	cJSON_Delete(meta);
 	out->doc = o;
 	return 0;
 }
@@ -1087,6 +1112,8 @@ static void snap_unref_locked(snap *p)
 	for (int i = 0; i < p->pub.n_classes; i++)
 		free(p->pub.classes[i]);
 	free(p->pub.classes);
+	api_tab_enc_free(p->enc);
+	free(p->enc);
 	free(p);
 }
 
@@ -1196,7 +1223,9 @@ static snap *snap_new(store *s, const char *id, nn_model *m, int version, const 
 	p->pub.model = m;
 	p->pub.version = version;
 	snprintf(p->model, sizeof p->model, "%s", id);
-	cJSON *cj = classes ? cJSON_Parse(classes) : NULL;
+	cJSON *meta = classes ? cJSON_Parse(classes) : NULL;
+	const cJSON *cj, *cols;
+	api_tab_meta_parse(meta, &cj, &cols);
 	int n = cJSON_IsArray(cj) ? cJSON_GetArraySize(cj) : 0;
 	if (n > 0 && (p->pub.classes = calloc((size_t)n, sizeof(char *))) != NULL) {
 		const cJSON *c;
@@ -1205,7 +1234,15 @@ static snap *snap_new(store *s, const char *id, nn_model *m, int version, const 
 				strdup(cJSON_IsString(c) ? c->valuestring : "");
 		}
 	}
-	cJSON_Delete(cj);
+	api_err e = API_ERR_INIT;
+	if (cols && (p->enc = calloc(1, sizeof *p->enc)) != NULL &&
+	    api_tab_enc_from_json(cols, p->enc, &e) < 0) {
+		free(p->enc);
+		p->enc = NULL;
+		util_log(0, "store: model %s: %s", id, e.detail);
+	}
+	p->pub.enc = p->enc;
+	cJSON_Delete(meta);
 	int64_t np = 0, ns = 0;
 	nn_model_params(m, &np);
 	nn_model_state(m, &ns);
@@ -2089,4 +2126,426 @@ int store_job_list_study(store *s, const char *study, int64_t limit, int64_t off
                          cJSON *items, int64_t *total, api_err *e)
 {
 	return list_jobs(s, -1, study, limit, offset, items, total, e);
+}
+
+/* ---------------------------------------------------------------- studies */
+/* Runs sql with ?1 = id (caller holds s->mu). */
+static int exec_id(store *s, const char *sql, const char *id)
+{
+	sqlite3_stmt *q = prep(s, sql);
+	int ok = 0;
+	if (q) {
+		sqlite3_bind_text(q, 1, id, -1, SQLITE_TRANSIENT);
+		ok = sqlite3_step(q) == SQLITE_DONE;
+	}
+	sqlite3_finalize(q);
+	return ok ? 0 : -1;
+}
+
+int store_job_of_trial(store *s, const char *study, int number, char job[API_ID_LEN],
+                       char model[API_ID_LEN])
+{
+	pthread_mutex_lock(&s->mu);
+	sqlite3_stmt *q = prep(s, "SELECT id, model FROM jobs WHERE study=? AND trial=? ORDER BY seq"
+	                          " LIMIT 1");
+	int found = 0;
+	if (q) {
+		sqlite3_bind_text(q, 1, study, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int(q, 2, number);
+		if (sqlite3_step(q) == SQLITE_ROW) {
+			col_copy(q, 0, job, API_ID_LEN);
+			col_copy(q, 1, model, API_ID_LEN);
+			found = 1;
+		}
+	}
+	sqlite3_finalize(q);
+	pthread_mutex_unlock(&s->mu);
+	return found;
+}
+
+int store_job_delete(store *s, const char *id, api_err *e)
+{
+	pthread_mutex_lock(&s->mu);
+	int rc = -1;
+	if (in_use(s, "SELECT 1 FROM jobs WHERE id=? AND state IN (0,1,5)", id)) {
+		api_err_set(e, 409, "in_use", "job %s has not finished", id);
+	} else {
+		int ok = exec(s, "BEGIN IMMEDIATE") == 0;
+		ok = ok && exec_id(s, "DELETE FROM job_steps WHERE job=?1", id) == 0 &&
+		     exec_id(s, "DELETE FROM job_epochs WHERE job=?1", id) == 0 &&
+		     exec_id(s, "DELETE FROM jobs WHERE id=?1", id) == 0;
+		exec(s, ok ? "COMMIT" : "ROLLBACK");
+		rc = ok ? 0 : db_fail(s, e, "delete job");
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (rc == 0)
+		store_checkpoint_delete(s, id);
+	return rc;
+}
+
+
+void store_study_release(store_study *st)
+{
+	if (!st)
+		return;
+	free(st->name);
+	free(st->config);
+	free(st->error);
+	st->name = st->config = st->error = NULL;
+}
+
+int store_study_insert(store *s, store_study *st, const char *dataset, const char *val,
+                       const char *test, api_err *e)
+{
+	if (util_new_id("std", st->id, sizeof st->id) < 0)
+		return api_err_set(e, 500, "random_failed", "cannot make an id");
+	st->created_at = util_now_ms();
+	pthread_mutex_lock(&s->mu);
+	sqlite3_stmt *q = prep(s, "INSERT INTO studies(id, name, state, config, dataset, val_dataset,"
+	                          " test_dataset, created_at, started_at, finished_at)"
+	                          " VALUES(?,?,?,?,?,?,?,?,0,0)");
+	int ok = 0;
+	if (q) {
+		sqlite3_bind_text(q, 1, st->id, -1, SQLITE_TRANSIENT);
+		bind_text(q, 2, st->name);
+		sqlite3_bind_int(q, 3, st->state);
+		bind_text(q, 4, st->config);
+		bind_text(q, 5, dataset);
+		bind_text(q, 6, val);
+		bind_text(q, 7, test);
+		sqlite3_bind_int64(q, 8, st->created_at);
+		ok = sqlite3_step(q) == SQLITE_DONE;
+	}
+	sqlite3_finalize(q);
+	if (!ok)
+		db_fail(s, e, "insert study");
+	pthread_mutex_unlock(&s->mu);
+	return ok ? 0 : -1;
+}
+
+int store_study_get(store *s, const char *id, store_study *out, api_err *e)
+{
+	memset(out, 0, sizeof *out);
+	pthread_mutex_lock(&s->mu);
+	sqlite3_stmt *q = prep(s, "SELECT id, name, state, config, error, created_at, started_at,"
+	                          " finished_at FROM studies WHERE id=?");
+	int rc = -1;
+	if (!q) {
+		db_fail(s, e, "get study");
+	} else {
+		sqlite3_bind_text(q, 1, id, -1, SQLITE_TRANSIENT);
+		int r = sqlite3_step(q);
+		if (r == SQLITE_ROW) {
+			col_copy(q, 0, out->id, sizeof out->id);
+			out->name = col_dup(q, 1);
+			out->state = sqlite3_column_int(q, 2);
+			out->config = col_dup(q, 3);
+			out->error = col_dup(q, 4);
+			out->created_at = sqlite3_column_int64(q, 5);
+			out->started_at = sqlite3_column_int64(q, 6);
+			out->finished_at = sqlite3_column_int64(q, 7);
+			rc = 0;
+		} else if (r == SQLITE_DONE) {
+			not_found(e, "study", id);
+		} else {
+			db_fail(s, e, "get study");
+		}
+	}
+	sqlite3_finalize(q);
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+int store_study_ids(store *s, int active_only, int64_t limit, int64_t offset,
+                    char (**ids)[API_ID_LEN], int *n, int64_t *total)
+{
+	*ids = NULL;
+	*n = 0;
+	pthread_mutex_lock(&s->mu);
+	if (total)
+		*total = count_rows(s, active_only ? "SELECT count(*) FROM studies WHERE state<2"
+		                                   : "SELECT count(*) FROM studies");
+	sqlite3_stmt *q = prep(s, active_only
+	                          ? "SELECT id FROM studies WHERE state<2 ORDER BY seq LIMIT ? OFFSET ?"
+	                          : "SELECT id FROM studies ORDER BY seq LIMIT ? OFFSET ?");
+	int cap = 0, rc = q ? 0 : -1;
+	if (q) {
+		sqlite3_bind_int64(q, 1, limit);
+		sqlite3_bind_int64(q, 2, offset);
+		while (sqlite3_step(q) == SQLITE_ROW) {
+			if (*n == cap) {
+				cap = cap ? cap * 2 : 16;
+				void *p = realloc(*ids, sizeof **ids * (size_t)cap);
+				if (!p) {
+					rc = -1;
+					break;
+				}
+				*ids = p;
+			}
+			col_copy(q, 0, (*ids)[(*n)++], API_ID_LEN);
+		}
+	}
+	sqlite3_finalize(q);
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+int store_study_update(store *s, const store_study *st)
+{
+	pthread_mutex_lock(&s->mu);
+	sqlite3_stmt *q = prep(s, "UPDATE studies SET state=?, error=?, started_at=?, finished_at=?"
+	                          " WHERE id=?");
+	int ok = 0;
+	if (q) {
+		sqlite3_bind_int(q, 1, st->state);
+		bind_text(q, 2, st->error);
+		sqlite3_bind_int64(q, 3, st->started_at);
+		sqlite3_bind_int64(q, 4, st->finished_at);
+		sqlite3_bind_text(q, 5, st->id, -1, SQLITE_TRANSIENT);
+		ok = sqlite3_step(q) == SQLITE_DONE;
+	}
+	sqlite3_finalize(q);
+	pthread_mutex_unlock(&s->mu);
+	return ok ? 0 : -1;
+}
+
+int store_study_delete(store *s, const char *id)
+{
+	pthread_mutex_lock(&s->mu);
+	int ok = exec(s, "BEGIN IMMEDIATE") == 0;
+	ok = ok && exec_id(s, "DELETE FROM trials WHERE study=?1", id) == 0 &&
+	     exec_id(s, "DELETE FROM study_events WHERE study=?1", id) == 0 &&
+	     exec_id(s, "DELETE FROM studies WHERE id=?1", id) == 0;
+	exec(s, ok ? "COMMIT" : "ROLLBACK");
+	pthread_mutex_unlock(&s->mu);
+	return ok ? 0 : -1;
+}
+
+int store_trial_put(store *s, const char *study, const store_trial *t)
+{
+	pthread_mutex_lock(&s->mu);
+	sqlite3_stmt *q = prep(s, "INSERT INTO trials(study, number, state, params, value, epochs,"
+	                          " seconds, rows, seed, job, model, rung)"
+	                          " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)"
+	                          " ON CONFLICT(study, number) DO UPDATE SET state=?3,"
+	                          " params=coalesce(?4, params), value=?5, epochs=?6, seconds=?7,"
+	                          " rows=?8, seed=?9, job=?10, model=?11, rung=?12");
+	int ok = 0;
+	if (q) {
+		sqlite3_bind_text(q, 1, study, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int(q, 2, t->number);
+		sqlite3_bind_int(q, 3, t->state);
+		bind_text(q, 4, t->params);
+		if (isfinite(t->value))
+			sqlite3_bind_double(q, 5, t->value);
+		else
+			sqlite3_bind_null(q, 5);
+		sqlite3_bind_int(q, 6, t->epochs);
+		sqlite3_bind_double(q, 7, t->seconds);
+		sqlite3_bind_int64(q, 8, t->rows);
+		sqlite3_bind_int64(q, 9, t->seed);
+		sqlite3_bind_text(q, 10, t->job, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(q, 11, t->model, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int(q, 12, t->rung);
+		ok = sqlite3_step(q) == SQLITE_DONE;
+	}
+	sqlite3_finalize(q);
+	pthread_mutex_unlock(&s->mu);
+	return ok ? 0 : -1;
+}
+
+#define TRIAL_COLS "number, state, params, value, epochs, seconds, rows, seed, job, model, rung"
+
+static void trial_from_row(sqlite3_stmt *q, store_trial *t)
+{
+	memset(t, 0, sizeof *t);
+	t->number = sqlite3_column_int(q, 0);
+	t->state = sqlite3_column_int(q, 1);
+	t->params = col_dup(q, 2);
+	t->value = sqlite3_column_type(q, 3) == SQLITE_NULL ? NAN : sqlite3_column_double(q, 3);
+	t->epochs = sqlite3_column_int(q, 4);
+	t->seconds = sqlite3_column_double(q, 5);
+	t->rows = sqlite3_column_int64(q, 6);
+	t->seed = sqlite3_column_int64(q, 7);
+	col_copy(q, 8, t->job, sizeof t->job);
+	col_copy(q, 9, t->model, sizeof t->model);
+	t->rung = sqlite3_column_int(q, 10);
+}
+
+int store_trials_get(store *s, const char *study, store_trial **out, int *n)
+{
+	*out = NULL;
+	*n = 0;
+	pthread_mutex_lock(&s->mu);
+	sqlite3_stmt *q = prep(s, "SELECT " TRIAL_COLS " FROM trials WHERE study=? ORDER BY number");
+	int cap = 0, rc = q ? 0 : -1;
+	if (q) {
+		sqlite3_bind_text(q, 1, study, -1, SQLITE_TRANSIENT);
+		while (sqlite3_step(q) == SQLITE_ROW) {
+			if (*n == cap) {
+				cap = cap ? cap * 2 : 64;
+				void *p = realloc(*out, sizeof **out * (size_t)cap);
+				if (!p) {
+					rc = -1;
+					break;
+				}
+				*out = p;
+			}
+			trial_from_row(q, &(*out)[(*n)++]);
+		}
+	}
+	sqlite3_finalize(q);
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+void store_trials_free(store_trial *t, int n)
+{
+	for (int i = 0; t && i < n; i++)
+		free(t[i].params);
+	free(t);
+}
+
+static const char *const trial_states[7] = {
+	"queued", "running", "succeeded", "failed", "cancelled", "paused", "pruned"
+};
+
+static cJSON *trial_json(const store_trial *t)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "number", t->number);
+	cJSON *p = t->params ? cJSON_Parse(t->params) : NULL;
+	cJSON_AddItemToObject(o, "params", p ? p : cJSON_CreateObject());
+	cJSON_AddStringToObject(o, "state", t->state >= 0 && t->state < 7 ? trial_states[t->state]
+	                                                                   : "unknown");
+	cJSON_AddItemToObject(o, "value", isfinite(t->value) ? cJSON_CreateNumber(t->value)
+	                                                     : cJSON_CreateNull());
+	cJSON_AddNumberToObject(o, "epochs", t->epochs);
+	cJSON_AddNumberToObject(o, "seconds", t->seconds);
+	if (t->rows > 0)
+		cJSON_AddNumberToObject(o, "rows", (double)t->rows);
+	else
+		cJSON_AddNullToObject(o, "rows");
+	cJSON_AddNumberToObject(o, "seed", (double)t->seed);
+	if (t->job[0])
+		cJSON_AddStringToObject(o, "job", t->job);
+	else
+		cJSON_AddNullToObject(o, "job");
+	if (t->model[0])
+		cJSON_AddStringToObject(o, "model", t->model);
+	else
+		cJSON_AddNullToObject(o, "model");
+	return o;
+}
+
+cJSON *store_trial_json(const store_trial *t)
+{
+	return trial_json(t);
+}
+
+int store_trials_page(store *s, const char *study, int by_number, int maximize, int64_t limit,
+                      int64_t offset, cJSON *items, int64_t *total, api_err *e)
+{
+	const char *sql = by_number
+		? "SELECT " TRIAL_COLS " FROM trials WHERE study=? ORDER BY number LIMIT ? OFFSET ?"
+		: maximize ? "SELECT " TRIAL_COLS " FROM trials WHERE study=?"
+		             " ORDER BY value IS NULL, value DESC, number LIMIT ? OFFSET ?"
+		           : "SELECT " TRIAL_COLS " FROM trials WHERE study=?"
+		             " ORDER BY value IS NULL, value, number LIMIT ? OFFSET ?";
+	pthread_mutex_lock(&s->mu);
+	sqlite3_stmt *c = prep(s, "SELECT count(*) FROM trials WHERE study=?");
+	sqlite3_stmt *q = prep(s, sql);
+	int rc = 0;
+	if (!c || !q) {
+		rc = db_fail(s, e, "list trials");
+	} else {
+		sqlite3_bind_text(c, 1, study, -1, SQLITE_TRANSIENT);
+		*total = sqlite3_step(c) == SQLITE_ROW ? sqlite3_column_int64(c, 0) : 0;
+		sqlite3_bind_text(q, 1, study, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(q, 2, limit);
+		sqlite3_bind_int64(q, 3, offset);
+		while (sqlite3_step(q) == SQLITE_ROW) {
+			store_trial t;
+			trial_from_row(q, &t);
+			cJSON_AddItemToArray(items, trial_json(&t));
+			free(t.params);
+		}
+	}
+	sqlite3_finalize(c);
+	sqlite3_finalize(q);
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+int store_trial_counts(store *s, const char *study, int64_t counts[7], int64_t *epochs)
+{
+	memset(counts, 0, sizeof(int64_t) * 7);
+	*epochs = 0;
+	pthread_mutex_lock(&s->mu);
+	sqlite3_stmt *q = prep(s, "SELECT state, count(*), sum(epochs) FROM trials WHERE study=?"
+	                          " GROUP BY state");
+	if (q) {
+		sqlite3_bind_text(q, 1, study, -1, SQLITE_TRANSIENT);
+		while (sqlite3_step(q) == SQLITE_ROW) {
+			int k = sqlite3_column_int(q, 0);
+			if (k >= 0 && k < 7)
+				counts[k] = sqlite3_column_int64(q, 1);
+			*epochs += sqlite3_column_int64(q, 2);
+		}
+	}
+	sqlite3_finalize(q);
+	pthread_mutex_unlock(&s->mu);
+	return q ? 0 : -1;
+}
+
+int store_study_event(store *s, const char *study, int kind, const char *data, int64_t *seq)
+{
+	pthread_mutex_lock(&s->mu);
+	sqlite3_stmt *q = prep(s, "INSERT INTO study_events(study, seq, kind, data)"
+	                          " SELECT ?1, coalesce(max(seq), 0) + 1, ?2, ?3 FROM study_events"
+	                          " WHERE study=?1 RETURNING seq");
+	int ok = 0;
+	if (q) {
+		sqlite3_bind_text(q, 1, study, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int(q, 2, kind);
+		bind_text(q, 3, data);
+		if (sqlite3_step(q) == SQLITE_ROW) {
+			*seq = sqlite3_column_int64(q, 0);
+			ok = sqlite3_step(q) == SQLITE_DONE;
+		}
+	}
+	sqlite3_finalize(q);
+	pthread_mutex_unlock(&s->mu);
+	return ok ? 0 : -1;
+}
+
+int store_study_events(store *s, const char *study, store_event **out, int *n)
+{
+	*out = NULL;
+	*n = 0;
+	pthread_mutex_lock(&s->mu);
+	sqlite3_stmt *q = prep(s, "SELECT kind, seq, data FROM study_events WHERE study=?"
+	                          " ORDER BY seq");
+	int cap = 0, rc = q ? 0 : -1;
+	if (q) {
+		sqlite3_bind_text(q, 1, study, -1, SQLITE_TRANSIENT);
+		while (sqlite3_step(q) == SQLITE_ROW) {
+			if (*n == cap) {
+				cap = cap ? cap * 2 : 64;
+				void *p = realloc(*out, sizeof **out * (size_t)cap);
+				if (!p) {
+					rc = -1;
+					break;
+				}
+				*out = p;
+			}
+			store_event *ev = &(*out)[(*n)++];
+			ev->kind = sqlite3_column_int(q, 0);
+			ev->id = sqlite3_column_int64(q, 1);
+			ev->data = col_dup(q, 2);
+		}
+	}
+	sqlite3_finalize(q);
+	pthread_mutex_unlock(&s->mu);
+	return rc;
 }

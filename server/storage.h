@@ -137,6 +137,13 @@ int store_job_counts(store *s, int64_t counts[API_JOB_NSTATES]);
 int store_job_pause_at(store *s, const char *id);
 /* A paused trial goes back to queued with a new pause epoch (0 = none). */
 int store_job_resume(store *s, const char *id, int pause_at);
+/* The job (and its model) made for trial `number` of a study: 1 when
+ * there is one, 0 when none. */
+int store_job_of_trial(store *s, const char *study, int number, char job[API_ID_LEN],
+                       char model[API_ID_LEN]);
+/* Deletes a finished job with its history and checkpoint (a study's
+ * DELETE). 409 while it is unfinished. */
+int store_job_delete(store *s, const char *id, api_err *e);
 /* The jobs of one study in trial order (GET /v1/jobs?study=). */
 int store_job_list_study(store *s, const char *study, int64_t limit, int64_t offset,
                          cJSON *items, int64_t *total, api_err *e);
@@ -164,6 +171,61 @@ typedef struct store_event {
 } store_event;
 int store_history(store *s, const char *job, store_event **out, int *n);
 void store_history_free(store_event *ev, int n);
+
+/* ---- studies (API.md "Studies"; server/studies.c runs them) */
+typedef struct store_study {
+	char id[API_ID_LEN];
+	char *name;           /* may be NULL */
+	int state;            /* api_job_state values: queued .. cancelled */
+	char *config;         /* the document as stored */
+	char *error;          /* {"code", "detail"} or NULL */
+	int64_t created_at, started_at, finished_at;
+} store_study;
+void store_study_release(store_study *st);
+
+/* Inserts a new study (id made here) with the data sets it uses. */
+int store_study_insert(store *s, store_study *st, const char *dataset, const char *val,
+                       const char *test, api_err *e);
+int store_study_get(store *s, const char *id, store_study *out, api_err *e);
+/* Ids in creation order: all (limit/offset) or, active_only, those queued
+ * or running. *ids malloc'd. */
+int store_study_ids(store *s, int active_only, int64_t limit, int64_t offset,
+                    char (**ids)[API_ID_LEN], int *n, int64_t *total);
+/* Writes state, error and the times. */
+int store_study_update(store *s, const store_study *st);
+/* Deletes the study, its trials and events (not its jobs and models). */
+int store_study_delete(store *s, const char *id);
+
+/* A trial's row. state: an api_job_state, or STORE_TRIAL_PRUNED. */
+#define STORE_TRIAL_PRUNED 6
+typedef struct store_trial {
+	int number;
+	int state;
+	char *params;         /* JSON object text */
+	double value;         /* NAN = none */
+	int epochs;
+	double seconds;
+	int64_t rows, seed;
+	char job[API_ID_LEN], model[API_ID_LEN]; /* "" until made */
+	int rung;
+} store_trial;
+/* Inserts or replaces the row (params kept when t->params is NULL). */
+int store_trial_put(store *s, const char *study, const store_trial *t);
+/* Every trial of a study, by number. */
+int store_trials_get(store *s, const char *study, store_trial **out, int *n);
+void store_trials_free(store_trial *t, int n);
+/* The trial's leaderboard entry (API.md's trials list). */
+cJSON *store_trial_json(const store_trial *t);
+/* The leaderboard page: best first (NULL values last, ties by number) or
+ * by number; entries as API.md's trials list. */
+int store_trials_page(store *s, const char *study, int by_number, int maximize, int64_t limit,
+                      int64_t offset, cJSON *items, int64_t *total, api_err *e);
+/* Trials per state (index STORE_TRIAL_PRUNED included) and epochs summed. */
+int store_trial_counts(store *s, const char *study, int64_t counts[7], int64_t *epochs);
+/* A study event: its sequence number (from 1) into *seq. */
+int store_study_event(store *s, const char *study, int kind, const char *data, int64_t *seq);
+/* Every event of a study, in order (kind, id = seq, data). */
+int store_study_events(store *s, const char *study, store_event **out, int *n);
 
 /* Checkpoints: the engine's restorable state of a running job. */
 int store_checkpoint_put(store *s, const char *job, const void *buf, size_t len);

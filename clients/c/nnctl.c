@@ -18,7 +18,8 @@
 enum {
 	O_LABEL, O_NAME, O_TASK, O_NO_HEADER, O_IMAGES, O_LABELS, O_LIMIT, O_OFFSET,
 	O_STATE, O_MODEL, O_DATASET, O_CONFIG, O_EPOCHS, O_BATCH, O_LR, O_OPTIMIZER,
-	O_SEED, O_VALIDATION, O_STANDARDIZE, O_FOLLOW, O_INPUT, O_PUT, N_OPTS
+	O_SEED, O_VALIDATION, O_STANDARDIZE, O_FOLLOW, O_INPUT, O_PUT, O_OUTPUT, O_OPSET,
+	O_CLASSES, N_OPTS
 };
 
 static const struct optdef {
@@ -36,6 +37,8 @@ static const struct optdef {
 	[O_SEED] = { "seed", 1 },         [O_VALIDATION] = { "validation", 1 },
 	[O_STANDARDIZE] = { "standardize", 0 }, [O_FOLLOW] = { "follow", 0 },
 	[O_INPUT] = { "input", 1 },       [O_PUT] = { "put", 1 },
+	[O_OUTPUT] = { "output", 1 },     [O_OPSET] = { "opset", 1 },
+	[O_CLASSES] = { "classes", 1 },
 };
 
 #define MAX_POS 16
@@ -451,6 +454,56 @@ static int cmd_mdl_weights(const nc_ctx *c, struct args *a)
 	return NC_OK;
 }
 
+/* models export ID [-o FILE] [--opset N]: the ONNX file (default ID.onnx). */
+static int cmd_mdl_export(const nc_ctx *c, struct args *a)
+{
+	const char *id = a->pos[0];
+	if (!safe_id(id))
+		return bad_id(id);
+	char opset[16] = "13", path[256], def[128];
+	if (a->opt[O_OPSET] && nc_urlencode(a->opt[O_OPSET], opset, sizeof opset) < 0) {
+		fprintf(stderr, "nnctl: --opset must be a number from 13 to 17\n");
+		return NC_USAGE;
+	}
+	snprintf(path, sizeof path, "/v1/models/%s/export?format=onnx&opset=%s", id, opset);
+	snprintf(def, sizeof def, "%s.onnx", id);
+	const char *out = a->opt[O_OUTPUT] ? a->opt[O_OUTPUT] : def;
+	nc_reply r = NC_REPLY_INIT;
+	if (nc_request(c, "GET", path, NULL, NULL, 0, &r) != 0)
+		return fail_reply(&r);
+	FILE *f = strcmp(out, "-") == 0 ? stdout : fopen(out, "wb");
+	int ok = f && fwrite(r.body.data ? r.body.data : "", 1, r.body.len, f) == r.body.len;
+	if (f && f != stdout)
+		ok = (fclose(f) == 0) && ok;
+	else if (f)
+		ok = (fflush(f) == 0) && ok;
+	if (!ok) {
+		fprintf(stderr, "nnctl: cannot write %s: %s\n", out, strerror(errno));
+		nc_reply_release(&r);
+		return NC_ERR;
+	}
+	if (!c->quiet && f != stdout)
+		fprintf(stderr, "wrote %s (%zu bytes, opset %s)\n", out, r.body.len, opset);
+	nc_reply_release(&r);
+	return NC_OK;
+}
+
+/* models import FILE.onnx [--name N] [--task T] [--classes a,b,c] */
+static int cmd_mdl_import(const nc_ctx *c, struct args *a)
+{
+	char path[4096] = "/v1/models?format=onnx";
+	if (add_query(path, sizeof path, "name", a->opt[O_NAME]) < 0 ||
+	    add_query(path, sizeof path, "task", a->opt[O_TASK]) < 0 ||
+	    add_query(path, sizeof path, "classes", a->opt[O_CLASSES]) < 0) {
+		fprintf(stderr, "nnctl: --name, --task or --classes is too long\n");
+		return NC_USAGE;
+	}
+	nc_reply r = NC_REPLY_INIT;
+	if (nc_post_file(c, path, a->pos[0], "application/octet-stream", &r) != 0)
+		return fail_reply(&r);
+	return print_created(c, &r, mdl_summary);
+}
+
 /* ---- jobs -------------------------------------------------------------- */
 
 static void job_summary(const cJSON *j)
@@ -779,6 +832,20 @@ static const struct cmd cmds[] = {
 	{ "models", "weights", cmd_mdl_weights, NULL, 1, 1, B(O_PUT), "models weights ID [--put FILE]",
 	  "Prints the model's weights as JSON, or with --put FILE publishes FILE's\n"
 	  "weights as a new version (shapes must match the model exactly)." },
+	{ "models", "export", cmd_mdl_export, NULL, 1, 1, B(O_OUTPUT) | B(O_OPSET),
+	  "models export ID [-o FILE] [--opset N]",
+	  "Writes the model's newest version as an ONNX file (default ID.onnx; - for\n"
+	  "stdout), for ONNX Runtime and other runtimes.\n"
+	  "  -o, --output FILE  where to write it\n"
+	  "  --opset N          the ONNX opset, 13 (the default) to 17" },
+	{ "models", "import", cmd_mdl_import, NULL, 1, 1, B(O_NAME) | B(O_TASK) | B(O_CLASSES),
+	  "models import FILE.onnx [--name N] [--task T] [--classes A,B,...]",
+	  "Creates a model from an ONNX file: a feed-forward graph as torch.onnx.export\n"
+	  "writes an nn.Sequential MLP, or a file nnd exported.\n"
+	  "  --name N           a name for the model\n"
+	  "  --task T           classification or regression (default: classification\n"
+	  "                     when the graph ends in Softmax, else regression)\n"
+	  "  --classes A,B,...  the class names, one per output" },
 	{ "train", NULL, cmd_train, NULL, 0, 0,
 	  B(O_MODEL) | B(O_DATASET) | B(O_CONFIG) | B(O_EPOCHS) | B(O_BATCH) | B(O_LR) |
 	  B(O_OPTIMIZER) | B(O_SEED) | B(O_VALIDATION) | B(O_STANDARDIZE) | B(O_FOLLOW),
@@ -875,6 +942,11 @@ int main(int argc, char **argv)
 				server = argv[++i];
 			else
 				opt_arg_missing = "server";
+		} else if (strcmp(s, "-o") == 0) {
+			if (i + 1 < argc)
+				a.opt[O_OUTPUT] = argv[++i];
+			else
+				opt_arg_missing = "output";
 		} else if (strncmp(s, "--", 2) == 0 && s[2]) {
 			const char *eq = strchr(s + 2, '=');
 			size_t len = eq ? (size_t)(eq - s - 2) : strlen(s + 2);

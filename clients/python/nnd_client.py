@@ -154,9 +154,10 @@ class Client:
                            "%s %s%s: %s" % (method, self.server, path, e)) from e
 
     def request(self, method, path, json_body=None, body=None, content_type=None,
-                query=None, raw=False):
+                query=None, raw=False, binary=False):
         """Sends one request and returns the decoded JSON reply (None for an empty
-        body, the text when raw=True). Raises NndError for any status >= 300.
+        body, the text when raw=True, the bytes when binary=True). Raises
+        NndError for any status >= 300.
 
         path is relative to the server ("/v1/datasets"); json_body is encoded as
         JSON; body/content_type send bytes as they are; query is a dict.
@@ -176,6 +177,8 @@ class Client:
             conn.close()
         if resp.status >= 300:
             raise NndError.from_reply(resp.status, resp.reason, data)
+        if binary:
+            return data
         if raw:
             return data.decode("utf-8", "replace")
         if not data:
@@ -305,6 +308,31 @@ class Client:
         """PUT /v1/models/{id}/weights: publishes a new version from a weights
         document shaped like get_weights' reply; returns the server's reply."""
         return self.request("PUT", "/v1/models/%s/weights" % _seg(model_id), json_body=weights)
+
+    def export_onnx(self, model_id, path=None, opset=None):
+        """GET /v1/models/{id}/export?format=onnx: the newest version as an ONNX
+        model (opset 13, the default, to 17). Returns the file's bytes, and
+        writes them to path when given (then returns path)."""
+        data = self.request("GET", "/v1/models/%s/export" % _seg(model_id),
+                            query={"format": "onnx", "opset": opset}, binary=True)
+        if path is None:
+            return data
+        with open(path, "wb") as f:
+            f.write(data)
+        return path
+
+    def import_onnx(self, src, name=None, task=None, classes=None):
+        """POST /v1/models?format=onnx: a model from an ONNX file (a path, bytes
+        or a binary file object), e.g. torch.onnx.export of an nn.Sequential MLP.
+        task: "classification" or "regression" (default: classification when the
+        graph ends in Softmax); classes: the class names (a list or "a,b,c").
+        Returns the model; an unsupported operator raises NndError 422 naming
+        the node."""
+        if classes is not None and not isinstance(classes, str):
+            classes = ",".join(str(c) for c in classes)
+        q = {"format": "onnx", "name": name, "task": task, "classes": classes}
+        return self.request("POST", "/v1/models", body=_read_bytes(src),
+                            content_type="application/octet-stream", query=q)
 
     def predict(self, model_id, instances):
         """POST /v1/models/{id}/predict with rows of raw features; returns

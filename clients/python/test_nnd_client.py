@@ -247,6 +247,39 @@ class ClientTest(unittest.TestCase):
             self.nnd.put_weights(model["id"], w)
         self.assertEqual(cm.exception.status, 422)
 
+    def test_onnx_export_import_round_trip(self):
+        model = self.nnd.create_model(task="classification", inputs=2, outputs=3, seed=4,
+                                      layers=[{"type": "dense", "units": 5, "activation": "gelu"},
+                                              {"type": "batch_norm"}])
+        data = self.nnd.export_onnx(model["id"], opset=17)
+        self.assertEqual(data[:2], b"\x08\x08")      # ir_version 8 for opset 17
+        self.assertIn(b"probabilities", data)
+        path = os.path.join(self.daemon.dir, "m.onnx")
+        self.assertEqual(self.nnd.export_onnx(model["id"], path, opset=17), path)
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), data)
+        back = self.nnd.import_onnx(path, name="again", classes=["a", "b", "c"])
+        self.assertEqual(back["name"], "again")
+        self.assertEqual(back["classes"], ["a", "b", "c"])
+        self.assertEqual(back["version"], 1)
+        self.assertEqual(back["parameters"], model["parameters"])
+        rows = [[0.5, -1.0], [2.0, 3.0]]
+        want = self.nnd.predict(model["id"], rows)["predictions"]
+        got = self.nnd.predict(back["id"], rows)["predictions"]
+        for w, g in zip(want, got):
+            for a, b in zip(w["probabilities"], g["probabilities"]):
+                self.assertAlmostEqual(a, b, places=6)
+        self.assertEqual(got[1]["label"], "abc"[got[1]["class"]])
+        self.assertEqual(self.nnd.export_onnx(back["id"], opset=17), data)
+        with self.assertRaises(NndError) as cm:
+            self.nnd.import_onnx(b"not an onnx file")
+        self.assertEqual(cm.exception.status, 400)
+        self.assertEqual(cm.exception.code, "malformed_onnx")
+        with self.assertRaises(NndError) as cm:
+            self.nnd.export_onnx(model["id"], opset=99)
+        self.assertEqual(cm.exception.status, 422)
+        self.assertEqual(cm.exception.errors[0]["field"], "opset")
+
     def test_idx_pair_upload_records_image(self):
         images = [[(i * 7 + j) % 256 for j in range(12)] for i in range(10)]
         labels = [i % 3 for i in range(10)]

@@ -179,6 +179,26 @@ echo '{"layers": [{"type": "dense", "weight": [[2.0, 1.0]], "bias": [0.5]}]}' >"
 "$NNCTL" models weights "$LIN" --put "$W/w3.json" >/dev/null 2>"$W/err"
 check_eq "weights of the wrong shape exit 1" "$?" 1
 
+# -- ONNX export and import --
+"$NNCTL" models export "$LIN" -o "$W/lin.onnx" --opset 15 2>"$W/err"
+check_eq "models export exits 0" "$?" 0
+check_match "models export says what it wrote" "$(cat "$W/err")" "wrote $W/lin.onnx \([0-9]+ bytes, opset 15\)"
+check_eq "the file is an ONNX ModelProto (ir_version 8 first)" "$(od -A n -t x1 -N 2 "$W/lin.onnx" | tr -d ' ')" "0808"
+IMP="$("$NNCTL" -q models import "$W/lin.onnx" --name lin-again)"
+check_match "models import -q prints the id" "$IMP" '^mdl_[0-9a-f]{16}$'
+check_eq "the imported model predicts like the original" "$("$NNCTL" predict "$IMP" --input '-' <<'ROWS'
+[[3]]
+ROWS
+)" "6.5"
+"$NNCTL" models export "$IMP" -o "$W/again.onnx" --opset 15 2>/dev/null
+check_eq "export, import, export gives the same bytes" "$(cmp "$W/lin.onnx" "$W/again.onnx" && echo same)" same
+"$NNCTL" models import "$W/w2.json" >/dev/null 2>"$W/err"
+check_eq "importing a file that is not ONNX exits 1" "$?" 1
+check_match "and says why" "$(cat "$W/err")" 'HTTP 400.*malformed_onnx|not a valid ONNX model'
+"$NNCTL" models export "$LIN" --opset 12 -o "$W/x.onnx" >/dev/null 2>"$W/err"
+check_eq "an opset out of range exits 1" "$?" 1
+check_match "and names opset" "$(cat "$W/err")" 'opset'
+
 # -- rm --
 check_eq "models rm" "$("$NNCTL" models rm "$LIN")" "deleted $LIN"
 "$NNCTL" models get "$LIN" >/dev/null 2>&1

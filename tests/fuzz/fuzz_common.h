@@ -94,6 +94,26 @@ static inline void fuzz_check_dataset(const api_dataset *d, int finite)
 		FUZZ_ASSERT((int64_t)d->width * d->height * d->channels == d->features);
 }
 
+/* Reads body with opts, in pieces from sp (whole when sp is NULL). */
+static inline int fuzz_read_csv(const api_csv_opts *opts, const char *body, size_t left, fuzz_splitter *sp,
+                    api_dataset *d, api_err *e)
+{
+	api_csv *c = api_csv_new(opts);
+	FUZZ_ASSERT(c != NULL);
+	int rc = 0;
+	while (left > 0 && rc == 0) {
+		size_t n = sp ? fuzz_next_piece(sp, left) : left;
+		rc = api_csv_feed(c, body, n, e);
+		body += n;
+		left -= n;
+	}
+	memset(d, 0, sizeof *d);
+	if (rc == 0)
+		rc = api_csv_finish(c, d, e);
+	api_csv_free(c);
+	return rc;
+}
+
 /* Two readings of the same bytes (whole, and in pieces) must agree exactly. */
 static inline void fuzz_same_dataset(const api_dataset *a, const api_dataset *b)
 {

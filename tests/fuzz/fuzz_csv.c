@@ -12,32 +12,12 @@
 
 static const char *const labels[] = { NULL, "0", "1", "label", "y", "-1", "99999999999", "" };
 
-/* Reads body with opts, in pieces from sp (whole when sp is NULL). */
-static int read_csv(const api_csv_opts *opts, const char *body, size_t left, fuzz_splitter *sp,
-                    api_dataset *d, api_err *e)
-{
-	api_csv *c = api_csv_new(opts);
-	FUZZ_ASSERT(c != NULL);
-	int rc = 0;
-	while (left > 0 && rc == 0) {
-		size_t n = sp ? fuzz_next_piece(sp, left) : left;
-		rc = api_csv_feed(c, body, n, e);
-		body += n;
-		left -= n;
-	}
-	memset(d, 0, sizeof *d);
-	if (rc == 0)
-		rc = api_csv_finish(c, d, e);
-	api_csv_free(c);
-	return rc;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 5)
 		return 0;
 	uint8_t o = data[0];
-	api_csv_opts opts = { (o & 1) == 0, labels[(o >> 1) & 7], -1, 0 };
+	api_csv_opts opts = { .header = (o & 1) == 0, .label = labels[(o >> 1) & 7], .task = -1 };
 	opts.task = (o >> 4) % 3 == 0 ? -1 : (int)((o >> 4) % 3) - 1;
 	opts.max_bytes = (o & 0x40) ? 4096 : 0;
 	fuzz_splitter sp = fuzz_splitter_of(data + 1, 4);
@@ -46,8 +26,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	api_err e = API_ERR_INIT, e1 = API_ERR_INIT;
 	api_dataset d, whole;
-	int rc = read_csv(&opts, body, left, &sp, &d, &e);
-	int rc1 = read_csv(&opts, body, left, NULL, &whole, &e1);
+	int rc = fuzz_read_csv(&opts, body, left, &sp, &d, &e);
+	int rc1 = fuzz_read_csv(&opts, body, left, NULL, &whole, &e1);
 	/* the split never changes the outcome, nor the error's wording */
 	FUZZ_ASSERT(rc == rc1);
 	if (rc == 0) {

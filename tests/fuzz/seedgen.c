@@ -126,7 +126,7 @@ static int weights(void)
 
 static int dataset_file(const char *name, const char *csv, int header)
 {
-	api_csv_opts o = { header, NULL, -1, 0 };
+	api_csv_opts o = { .header = header, .task = -1 };
 	api_err e = API_ERR_INIT;
 	api_dataset d;
 	void *buf;

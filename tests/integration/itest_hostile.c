@@ -338,8 +338,11 @@ static void add_csv_cases(void)
 		{ "NUL in header", "", "a\0,b,label\n1,2,0\n", 17 },
 		{ "empty body", "", "", 0 },
 		{ "header only", "", "a,b,label\n", 0 },
-		{ "non-number feature", "", "a,b,label\n1,x,0\n3,4,1\n", 0 },
-		{ "nan feature", "", "a,b,label\nnan,2,0\n3,4,1\n", 0 },
+		/* text and holes are typed columns now (itest_tabular); past
+		 * max_levels, infinities and ignoring the label stay refusals */
+		{ "text feature past max_levels", "?max_levels=1", "a,b,label\n1,x,0\n3,y,1\n", 0 },
+		{ "-Infinity feature", "", "a,b,label\n-Infinity,2,0\n3,4,1\n", 0 },
+		{ "ignore the label", "?ignore=label", "a,b,label\n1,2,0\n3,4,1\n", 0 },
 		{ "inf feature", "", "a,b,label\n1,inf,0\n3,4,1\n", 0 },
 		{ "float overflow", "", "a,b,label\n1e39,2,0\n3,4,1\n", 0 },
 		{ "unterminated quote", "", "a,b,label\n\"1,2,0\n3,4,1\n", 0 },

@@ -289,7 +289,9 @@ def torch_models():
                        nn.Linear(6, 10), nn.ReLU(), nn.Dropout(0.3), Scale(0.7),
                        nn.Linear(10, 1))),
     ]
-    for name, task, shape, model in ms:
+    ms.append(("torch untrained batch norm (shared initializers)", "classification", (4,),
+               nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.BatchNorm1d(32), nn.Linear(32, 3))))
+    for name, task, shape, model in ms[:-1]:
         for mod in model.modules():
             if isinstance(mod, nn.BatchNorm1d):   # published-like statistics
                 mod.running_mean.uniform_(-0.5, 0.5)

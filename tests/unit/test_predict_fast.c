@@ -102,7 +102,7 @@ static void assert_same(const api_backend *b, const char *instances)
 
 START_TEST(test_integer_rows_match_the_general_path)
 {
-	fake f = { { small_model(NN_TASK_CLASSIFICATION, 4, 3), 7, NULL, 0, 1 } };
+	fake f = { { small_model(NN_TASK_CLASSIFICATION, 4, 3), 7, NULL, 0, 1, NULL } };
 	api_backend b = backend(&f);
 	assert_same(&b, "[[0, 1, 2, 255], [12, 0, 99, 7]]");
 	assert_same(&b, "[[-3,4,-5,6]]");
@@ -119,7 +119,7 @@ END_TEST
 
 START_TEST(test_decimals_of_every_magnitude_match)
 {
-	fake f = { { small_model(NN_TASK_CLASSIFICATION, 4, 3), 1, NULL, 0, 1 } };
+	fake f = { { small_model(NN_TASK_CLASSIFICATION, 4, 3), 1, NULL, 0, 1, NULL } };
 	api_backend b = backend(&f);
 	assert_same(&b, "[[0.5, -0.25, 1e-3, 2.5E2], [-0, 0.0, 1e0, -1.5e-7]]");
 	assert_same(&b, "[[123456789012345678901234, 1e-300, 2.9e38, 0.1]]");
@@ -151,7 +151,7 @@ END_TEST
 START_TEST(test_labels_that_need_escaping_match)
 {
 	char *classes[] = { "a\"b", "c\\d", "\xc3\xa9t\xc3\xa9", NULL };
-	fake f = { { small_model(NN_TASK_CLASSIFICATION, 2, 3), 2, classes, 3, 1 } };
+	fake f = { { small_model(NN_TASK_CLASSIFICATION, 2, 3), 2, classes, 3, 1, NULL } };
 	api_backend b = backend(&f);
 	for (int i = -3; i <= 3; i++) {
 		char rows[96];
@@ -164,7 +164,7 @@ END_TEST
 
 START_TEST(test_regression_matches)
 {
-	fake f = { { small_model(NN_TASK_REGRESSION, 3, 2), 4, NULL, 0, 1 } };
+	fake f = { { small_model(NN_TASK_REGRESSION, 3, 2), 4, NULL, 0, 1, NULL } };
 	api_backend b = backend(&f);
 	assert_same(&b, "[[1, 2, 3], [0.001, -7.5, 1e5], [0, 0, 0]]");
 	nn_model_free((nn_model *)f.snap.model);
@@ -173,7 +173,7 @@ END_TEST
 
 START_TEST(test_bodies_it_does_not_take_get_the_general_errors)
 {
-	fake f = { { small_model(NN_TASK_CLASSIFICATION, 3, 2), 1, NULL, 0, 1 } };
+	fake f = { { small_model(NN_TASK_CLASSIFICATION, 3, 2), 1, NULL, 0, 1, NULL } };
 	api_backend b = backend(&f);
 	int st;
 	char *r = predict(&b, "{\"instances\": [[1, 2]]}", &st);

@@ -1,0 +1,826 @@
+/*
+ * studies.c - the scheduler of studies' trials (see studies.h).
+ *
+ * A study's durable state is its row, its trials' rows and its trials'
+ * jobs; the scheduler keeps nothing else that matters. Each pass over an
+ * active study (advance) reads them, brings the trials' rows up to date
+ * with their jobs, takes halving's decision when a rung is complete,
+ * continues promoted trials and creates new ones while fewer than
+ * `parallelism` are queued or running, and ends the study when every
+ * trial has ended. Every step is written to the store before the next
+ * one, and every step can be redone after a crash:
+ *  - a trial's row is written before its model and job are made; a row
+ *    without a job finds the job made for it (jobs carry study and trial)
+ *    or makes it;
+ *  - promotions and prunings are written to the trials' rows first, then
+ *    carried out (a pruned trial whose job still waits is cancelled at the
+ *    next pass);
+ *  - a job paused or resumed is the job queue's own durable state.
+ * Decisions use only the trials' values, which training makes the same
+ * bit for bit whatever the timing, so results never depend on it.
+ *
+ * Locks: S->mu guards the feeds list and serialises the passes with the
+ * API's cancel and delete; it is taken before any jobs or store lock.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "studies.h"
+#include "util.h"
+
+typedef struct sfeed {
+	char id[API_ID_LEN];
+	feed *f;
+	struct sfeed *next;
+} sfeed;
+
+struct studies {
+	store *st;
+	jobs *q;
+	api_limits lim;
+	int workers;
+	pthread_t thread;
+	int started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int stopping;
+	int kick;             /* a pass is due now */
+	int reconciled;       /* the first pass (after a start) checks pruned trials */
+	sfeed *feeds;
+};
+
+/* ---------------------------------------------------------------- events */
+
+static sfeed *find_feed(studies *S, const char *id)
+{
+	for (sfeed *x = S->feeds; x; x = x->next)
+		if (strcmp(x->id, id) == 0)
+			return x;
+	return NULL;
+}
+
+/* Records an event and hands it to the live feed (caller holds S->mu). */
+static void emit(studies *S, const char *id, int kind, cJSON *data, int final)
+{
+	char *t = data ? cJSON_PrintUnformatted(data) : NULL;
+	if (data && kind == FEED_TRIAL) {
+		/* every dashboard's stream (GET /v1/events): the trial with its study */
+		cJSON_AddStringToObject(data, "study", id);
+		char *all = cJSON_PrintUnformatted(data);
+		if (all)
+			jobs_events_publish(S->q, FEED_TRIAL, all);
+		free(all);
+	} else if (t) {
+		jobs_events_publish(S->q, FEED_STATE, t);
+	}
+	cJSON_Delete(data);
+	if (!t)
+		return;
+	int64_t seq = 0;
+	if (store_study_event(S->st, id, kind, t, &seq) < 0) {
+		free(t);
+		return;
+	}
+	sfeed *x = find_feed(S, id);
+	if (x)
+		jobs_feed_append(S->q, x->f, kind, seq, final, t);
+	else
+		free(t);
+	if (final && x) {
+		for (sfeed **pp = &S->feeds; *pp; pp = &(*pp)->next)
+			if (*pp == x) {
+				*pp = x->next;
+				break;
+			}
+		jobs_feed_release(S->q, x->f);
+		free(x);
+	}
+}
+
+/* ---------------------------------------------------------------- the object */
+
+static cJSON *raw_or_null(const char *t)
+{
+	cJSON *v = t ? cJSON_Parse(t) : NULL;
+	return v ? v : cJSON_CreateNull();
+}
+
+static void add_time(cJSON *o, const char *k, int64_t ms)
+{
+	if (!ms) {
+		cJSON_AddNullToObject(o, k);
+		return;
+	}
+	char b[40];
+	api_time_format(ms, b, sizeof b);
+	cJSON_AddStringToObject(o, k, b);
+}
+
+/* What the study's data set says (task, sizes, theory). 0 or -1. */
+static int study_data(store *st, const char *ds, api_study_data *d, api_err *e)
+{
+	api_dataset_info info;
+	memset(d, 0, sizeof *d);
+	if (store_dataset_get(st, ds, &info, e) < 0)
+		return -1;
+	d->task = info.task;
+	d->rows = info.rows;
+	d->features = info.features;
+	d->outputs = info.outputs;
+	const cJSON *th = cJSON_GetObjectItemCaseSensitive(info.doc, "theory");
+	const cJSON *r = th ? cJSON_GetObjectItemCaseSensitive(th, "rate_exponent") : NULL;
+	if (cJSON_IsNumber(r)) {
+		d->has_theory = 1;
+		d->theory = r->valuedouble;
+	}
+	api_dataset_info_release(&info);
+	return 0;
+}
+
+/* The study object of API.md. */
+static cJSON *study_json(studies *S, const store_study *row)
+{
+	api_study s;
+	int loaded = api_study_load(row->config, &s) == 0;
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "id", row->id);
+	if (row->name)
+		cJSON_AddStringToObject(o, "name", row->name);
+	else
+		cJSON_AddNullToObject(o, "name");
+	cJSON_AddStringToObject(o, "state", api_job_state_name(row->state));
+	int64_t c[7], epochs = 0;
+	store_trial_counts(S->st, row->id, c, &epochs);
+	int64_t made = 0;
+	for (int i = 0; i < 7; i++)
+		made += c[i];
+	cJSON *t = cJSON_AddObjectToObject(o, "trials");
+	int64_t total = loaded ? s.trials : made;
+	cJSON_AddNumberToObject(t, "total", (double)total);
+	int64_t unmade = total > made && !api_job_state_final(row->state) ? total - made : 0;
+	cJSON_AddNumberToObject(t, "queued", (double)(c[API_JOB_QUEUED] + unmade));
+	cJSON_AddNumberToObject(t, "running", (double)c[API_JOB_RUNNING]);
+	cJSON_AddNumberToObject(t, "paused", (double)c[API_JOB_PAUSED]);
+	cJSON_AddNumberToObject(t, "succeeded", (double)c[API_JOB_SUCCEEDED]);
+	cJSON_AddNumberToObject(t, "failed", (double)c[API_JOB_FAILED]);
+	cJSON_AddNumberToObject(t, "pruned", (double)c[STORE_TRIAL_PRUNED]);
+	cJSON_AddNumberToObject(t, "cancelled", (double)c[API_JOB_CANCELLED]);
+
+	store_trial *tr = NULL;
+	int n = 0;
+	store_trials_get(S->st, row->id, &tr, &n);
+	int best = -1;
+	for (int i = 0; i < n; i++) {
+		if (tr[i].state != API_JOB_SUCCEEDED || isnan(tr[i].value))
+			continue;
+		if (best < 0 || (loaded && s.maximize ? tr[i].value > tr[best].value
+		                                      : tr[i].value < tr[best].value))
+			best = i;
+	}
+	if (best >= 0) {
+		cJSON *b = cJSON_AddObjectToObject(o, "best");
+		cJSON_AddNumberToObject(b, "trial", tr[best].number);
+		cJSON_AddItemToObject(b, "params", raw_or_null(tr[best].params));
+		cJSON_AddNumberToObject(b, "value", tr[best].value);
+		cJSON_AddStringToObject(b, "model", tr[best].model);
+		cJSON_AddStringToObject(b, "job", tr[best].job);
+	} else {
+		cJSON_AddNullToObject(o, "best");
+	}
+	if (loaded && s.strategy == API_STRAT_CURVE) {
+		double *v = malloc(sizeof(double) * (size_t)(s.trials ? s.trials : 1));
+		for (int i = 0; v && i < s.trials; i++)
+			v[i] = NAN;
+		for (int i = 0; v && i < n; i++)
+			if (tr[i].number < s.trials && tr[i].state == API_JOB_SUCCEEDED)
+				v[tr[i].number] = tr[i].value;
+		api_study_data d;
+		api_err e = API_ERR_INIT;
+		int th = s.dataset && study_data(S->st, s.dataset, &d, &e) == 0 && d.has_theory;
+		if (v)
+			cJSON_AddItemToObject(o, "curves", api_study_curves(&s, v, s.trials, th,
+			                                                    th ? d.theory : 0));
+		free(v);
+	}
+	store_trials_free(tr, n);
+	cJSON_AddNumberToObject(o, "epochs_run", (double)epochs);
+	cJSON_AddItemToObject(o, "config", raw_or_null(row->config));
+	add_time(o, "created_at", row->created_at);
+	add_time(o, "started_at", row->started_at);
+	add_time(o, "finished_at", row->finished_at);
+	cJSON_AddItemToObject(o, "error", raw_or_null(row->error));
+	if (loaded)
+		api_study_free(&s);
+	return o;
+}
+
+static void set_state(studies *S, store_study *row, int state, const char *code,
+                      const char *detail)
+{
+	row->state = state;
+	if (state == API_JOB_RUNNING && !row->started_at)
+		row->started_at = util_now_ms();
+	if (api_job_state_final(state))
+		row->finished_at = util_now_ms();
+	if (code) {
+		cJSON *er = cJSON_CreateObject();
+		cJSON_AddStringToObject(er, "code", code);
+		cJSON_AddStringToObject(er, "detail", detail ? detail : code);
+		free(row->error);
+		row->error = cJSON_PrintUnformatted(er);
+		cJSON_Delete(er);
+	}
+	store_study_update(S->st, row);
+	emit(S, row->id, FEED_STUDY_STATE, study_json(S, row), api_job_state_final(state));
+}
+
+/* ---------------------------------------------------------------- trials */
+
+/* The epoch a trial at rung k pauses at (0 = the job's end). */
+static int pause_for(const api_study *s, int k)
+{
+	if (s->strategy != API_STRAT_HALVING)
+		return 0;
+	int ends[64];
+	int n = api_halving_rungs(s->min_epochs, s->factor, s->epochs, ends, 64);
+	return k < n - 1 ? ends[k] : 0;
+}
+
+static void trial_event(studies *S, const char *id, const store_trial *t)
+{
+	emit(S, id, FEED_TRIAL, store_trial_json(t), 0);
+}
+
+/* Makes trial t's model and job. 0, or -1 with e set. */
+static int make_trial(studies *S, const char *sid, const api_study *s, const api_study_data *d,
+                      store_trial *t, api_err *e)
+{
+	cJSON *mj = NULL, *jj = NULL;
+	if (api_study_trial_docs(s, d, t->number, &mj, &jj, e) < 0)
+		return -1;
+	nn_model_spec spec;
+	char *name = NULL;
+	memset(&spec, 0, sizeof spec);
+	int rc = api_model_spec_from_json(mj, &S->lim, &spec, &name, e);
+	cJSON_Delete(mj);
+	nn_model *m = NULL;
+	if (rc == 0) {
+		char err[256];
+		m = nn_model_create(&spec, err, sizeof err);
+		if (!m)
+			rc = api_err_set(e, 422, "invalid_model", "%s", err);
+	}
+	nn_layers_free(spec.layers, spec.n_layers);
+	free(name);
+	api_model_info mi;
+	memset(&mi, 0, sizeof mi);
+	char mname[96];
+	snprintf(mname, sizeof mname, "%s trial %d", sid, t->number);
+	if (rc == 0)
+		rc = store_model_create(S->st, mname, m, &mi, e);
+	nn_model_free(m);
+	if (rc < 0) {
+		cJSON_Delete(jj);
+		return -1;
+	}
+	snprintf(t->model, sizeof t->model, "%s", mi.id);
+	api_model_info_release(&mi);
+	cJSON_AddStringToObject(jj, "model", t->model);
+	cJSON_AddStringToObject(jj, "dataset", s->dataset);
+	nn_train_config cfg;
+	api_job_refs refs;
+	rc = api_train_config_from_json(jj, &S->lim, &cfg, &refs, e);
+	cJSON_Delete(jj);
+	if (rc < 0)
+		return -1;
+	cJSON *cj = api_train_config_to_json(&cfg, &refs);
+	char *text = cj ? cJSON_PrintUnformatted(cj) : NULL;
+	cJSON_Delete(cj);
+	api_job job;
+	rc = text ? jobs_submit_trial(S->q, &refs, text, sid, t->number, pause_for(s, 0), &job, e)
+	          : api_err_set(e, 500, "out_of_memory", "out of memory");
+	free(text);
+	api_job_refs_free(&refs);
+	if (rc < 0)
+		return -1;
+	snprintf(t->job, sizeof t->job, "%s", job.id);
+	t->seed = (int64_t)cfg.seed;
+	t->rows = cfg.rows;
+	api_job_release(&job);
+	return 0;
+}
+
+/* Brings trial t's row up to date with its job. 1 when it changed. */
+static int refresh(studies *S, const api_study *s, store_trial *t)
+{
+	api_job j;
+	api_err e = API_ERR_INIT;
+	if (!t->job[0] || store_job_get(S->st, t->job, &j, &e) < 0)
+		return 0;
+	int changed = j.state != t->state;
+	if (changed) {
+		t->state = j.state;
+		if (j.state == API_JOB_PAUSED || api_job_state_final(j.state))
+			t->value = api_study_value(s, j.metrics, j.best);
+		t->epochs = j.step > 0 ? j.epoch + 1 : 0;
+		if (j.finished_at && j.started_at)
+			t->seconds = (double)(j.finished_at - j.started_at) / 1e3;
+	}
+	api_job_release(&j);
+	return changed;
+}
+
+/* Successive halving at rung k: when every trial of the rung has paused or
+ * ended, the best keep continue and the other paused ones are pruned
+ * (rows first). 1 when it decided. */
+static int decide_rung(studies *S, const char *sid, const api_study *s, store_trial *tr, int n,
+                       int k)
+{
+	int end = pause_for(s, k), in = 0, waiting = 0;
+	if (end <= 0)
+		return 0;         /* the last rung: trials run to their end */
+	for (int i = 0; i < n; i++) {
+		if (tr[i].rung != k)
+			continue;
+		in++;
+		/* paused at this rung's end; a trial promoted into the rung and
+		 * not yet continued is paused at the rung before's end */
+		if (tr[i].state == API_JOB_PAUSED && tr[i].epochs >= end)
+			waiting++;
+		else if (!api_job_state_final(tr[i].state) && tr[i].state != STORE_TRIAL_PRUNED)
+			return 0;     /* still training towards the rung's end */
+	}
+	if (!waiting)
+		return 0;
+	double *v = malloc(sizeof(double) * (size_t)in);
+	int *num = malloc(sizeof(int) * (size_t)in), *idx = malloc(sizeof(int) * (size_t)in),
+	    *order = malloc(sizeof(int) * (size_t)in);
+	if (!v || !num || !idx || !order) {
+		free(v);
+		free(num);
+		free(idx);
+		free(order);
+		return 0;
+	}
+	int m = 0;
+	for (int i = 0; i < n; i++)
+		if (tr[i].rung == k) {
+			v[m] = tr[i].state == API_JOB_FAILED ? NAN : tr[i].value;
+			num[m] = tr[i].number;
+			idx[m++] = i;
+		}
+	api_rank_trials(v, num, m, s->maximize, order);
+	int keep = api_halving_keep(m, s->factor);
+	for (int r = 0; r < m; r++) {
+		store_trial *t = &tr[idx[order[r]]];
+		if (t->state != API_JOB_PAUSED)
+			continue;
+		if (r < keep)
+			t->rung = k + 1;
+		else
+			t->state = STORE_TRIAL_PRUNED;
+		store_trial_put(S->st, sid, t);
+	}
+	for (int r = keep; r < m; r++) {
+		store_trial *t = &tr[idx[order[r]]];
+		if (t->state != STORE_TRIAL_PRUNED)
+			continue;
+		api_job j;
+		api_err e = API_ERR_INIT;
+		if (jobs_cancel_code(S->q, t->job, "pruned", "successive halving stopped this trial",
+		                     &j, &e) == 0)
+			api_job_release(&j);
+		trial_event(S, sid, t);
+	}
+	util_log(2, "studies: %s: rung %d decided, %d of %d continue", sid, k, keep < m ? keep : m, m);
+	free(v);
+	free(num);
+	free(idx);
+	free(order);
+	return 1;
+}
+
+/* One pass over an active study (caller holds S->mu). */
+static void advance(studies *S, const char *sid)
+{
+	store_study row;
+	api_err e = API_ERR_INIT;
+	if (store_study_get(S->st, sid, &row, &e) < 0)
+		return;
+	api_study s;
+	api_study_data d;
+	if (api_job_state_final(row.state)) {
+		store_study_release(&row);
+		return;
+	}
+	if (api_study_load(row.config, &s) < 0) {
+		set_state(S, &row, API_JOB_FAILED, "invalid_config", "the stored study is invalid");
+		store_study_release(&row);
+		return;
+	}
+	if (study_data(S->st, s.dataset, &d, &e) < 0) {
+		set_state(S, &row, API_JOB_FAILED, "dataset_unavailable", e.detail);
+		goto out;
+	}
+	if (row.state == API_JOB_QUEUED)
+		set_state(S, &row, API_JOB_RUNNING, NULL, NULL);
+
+	store_trial *tr = NULL;
+	int n = 0;
+	if (store_trials_get(S->st, sid, &tr, &n) < 0)
+		goto out;
+	int loaded = n, active = 0;
+	for (int i = 0; i < n; i++) {
+		store_trial *t = &tr[i];
+		if (!t->job[0] && t->state == API_JOB_QUEUED) {
+			/* written before a crash: adopt its job, or make it */
+			if (store_job_of_trial(S->st, sid, t->number, t->job, t->model) ||
+			    make_trial(S, sid, &s, &d, t, &e) == 0)
+				store_trial_put(S->st, sid, t);
+			else
+				util_log(0, "studies: %s: trial %d: %s", sid, t->number, e.detail);
+		}
+		if ((t->state <= API_JOB_RUNNING || t->state == API_JOB_PAUSED) && refresh(S, &s, t)) {
+			store_trial_put(S->st, sid, t);
+			trial_event(S, sid, t);
+		} else if (t->state == STORE_TRIAL_PRUNED && !S->reconciled) {
+			api_job j;
+			if (jobs_cancel_code(S->q, t->job, "pruned", "successive halving stopped this "
+			                     "trial", &j, &e) == 0)
+				api_job_release(&j);
+		}
+		active += t->state == API_JOB_QUEUED || t->state == API_JOB_RUNNING;
+	}
+	if (s.strategy == API_STRAT_HALVING && n == s.trials)
+		for (int k = 0; k < 64; k++)
+			if (decide_rung(S, sid, &s, tr, n, k))
+				break;
+	/* promoted trials continue first, in trial order */
+	for (int i = 0; i < n && active < s.parallelism; i++) {
+		store_trial *t = &tr[i];
+		if (t->state != API_JOB_PAUSED || !t->job[0])
+			continue;
+		int want = pause_for(&s, t->rung);
+		if (store_job_pause_at(S->st, t->job) == want)
+			continue;    /* waiting for its rung's decision */
+		if (jobs_resume(S->q, t->job, want) == 0) {
+			t->state = API_JOB_QUEUED;
+			store_trial_put(S->st, sid, t);
+			trial_event(S, sid, t);
+			active++;
+		}
+	}
+	/* new trials, in order */
+	while (n < s.trials && active < s.parallelism) {
+		store_trial t;
+		memset(&t, 0, sizeof t);
+		t.number = n;
+		t.state = API_JOB_QUEUED;
+		t.value = NAN;
+		cJSON *p = api_study_params(&s, n);
+		t.params = p ? cJSON_PrintUnformatted(p) : NULL;
+		cJSON_Delete(p);
+		if (!t.params || store_trial_put(S->st, sid, &t) < 0) {
+			free(t.params);
+			break;
+		}
+		if (make_trial(S, sid, &s, &d, &t, &e) < 0) {
+			util_log(0, "studies: %s: trial %d: %s", sid, n, e.detail);
+			t.state = API_JOB_FAILED;
+		}
+		store_trial_put(S->st, sid, &t);
+		trial_event(S, sid, &t);
+		free(t.params);
+		n++;
+		active++;
+		/* the array no longer lists every trial: the next pass does */
+	}
+	int ended = n >= s.trials, succeeded = 0;
+	int64_t c[7], ep;
+	store_trial_counts(S->st, sid, c, &ep);
+	ended = ended && c[API_JOB_QUEUED] + c[API_JOB_RUNNING] + c[API_JOB_PAUSED] == 0;
+	succeeded = c[API_JOB_SUCCEEDED] > 0;
+	store_trials_free(tr, loaded);
+	if (ended) {
+		if (succeeded)
+			set_state(S, &row, API_JOB_SUCCEEDED, NULL, NULL);
+		else
+			set_state(S, &row, API_JOB_FAILED, "no_trial_succeeded",
+			          "every trial failed, was pruned or was cancelled");
+	}
+out:
+	api_study_free(&s);
+	store_study_release(&row);
+}
+
+static void *scheduler(void *arg)
+{
+	studies *S = arg;
+	pthread_mutex_lock(&S->mu);
+	while (!S->stopping) {
+		S->kick = 0;
+		char (*ids)[API_ID_LEN] = NULL;
+		int n = 0;
+		store_study_ids(S->st, 1, INT64_MAX, 0, &ids, &n, NULL);
+		for (int i = 0; i < n && !S->stopping; i++)
+			advance(S, ids[i]);
+		free(ids);
+		S->reconciled = 1;
+		if (S->kick || S->stopping)
+			continue;
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 500 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&S->cv, &S->mu, &ts);
+	}
+	pthread_mutex_unlock(&S->mu);
+	return NULL;
+}
+
+static void kick(studies *S)
+{
+	pthread_mutex_lock(&S->mu);
+	S->kick = 1;
+	pthread_cond_signal(&S->cv);
+	pthread_mutex_unlock(&S->mu);
+}
+
+static void on_trial(void *ctx, const char *study)
+{
+	(void)study;
+	kick(ctx);
+}
+
+/* A study's event feed: its recorded events, then live ones while it runs. */
+static feed *open_feed(void *ctx, const char *id, api_err *e)
+{
+	studies *S = ctx;
+	store_study row;
+	if (store_study_get(S->st, id, &row, e) < 0)
+		return NULL;
+	pthread_mutex_lock(&S->mu);
+	sfeed *x = find_feed(S, id);
+	feed *f = NULL;
+	if (x) {
+		jobs_feed_ref(S->q, x->f);
+		f = x->f;
+	} else {
+		store_study cur;
+		api_err e2 = API_ERR_INIT;
+		int final = store_study_get(S->st, id, &cur, &e2) < 0 || api_job_state_final(cur.state);
+		store_study_release(&cur);
+		f = jobs_feed_detached();
+		store_event *ev = NULL;
+		int n = 0;
+		store_study_events(S->st, id, &ev, &n);
+		for (int i = 0; f && i < n; i++) {
+			int last = final && i == n - 1;
+			jobs_feed_append(S->q, f, ev[i].kind, ev[i].id, last && ev[i].kind == FEED_STUDY_STATE,
+			                 ev[i].data);
+			ev[i].data = NULL;
+		}
+		store_history_free(ev, n);
+		if (f && final && !n)
+			jobs_feed_append(S->q, f, FEED_STUDY_STATE, 0, 1,
+			                 cJSON_PrintUnformatted(study_json(S, &row)));
+		if (f && !final && (x = calloc(1, sizeof *x))) {
+			snprintf(x->id, sizeof x->id, "%s", id);
+			x->f = f;
+			jobs_feed_ref(S->q, f);
+			x->next = S->feeds;
+			S->feeds = x;
+		}
+	}
+	pthread_mutex_unlock(&S->mu);
+	store_study_release(&row);
+	if (!f)
+		api_err_set(e, 500, "out_of_memory", "out of memory");
+	return f;
+}
+
+int studies_start(store *st, jobs *q, const api_limits *lim, int workers, studies **out)
+{
+	studies *S = calloc(1, sizeof *S);
+	if (!S)
+		return -1;
+	S->st = st;
+	S->q = q;
+	S->lim = *lim;
+	S->workers = workers;
+	pthread_mutex_init(&S->mu, NULL);
+	pthread_cond_init(&S->cv, NULL);
+	jobs_set_trial_listener(q, on_trial, S);
+	jobs_set_study_feeds(q, open_feed, S);
+	if (pthread_create(&S->thread, NULL, scheduler, S) != 0) {
+		studies_free(S);
+		return -1;
+	}
+	S->started = 1;
+	*out = S;
+	return 0;
+}
+
+void studies_stop(studies *S)
+{
+	if (!S || !S->started)
+		return;
+	pthread_mutex_lock(&S->mu);
+	S->stopping = 1;
+	pthread_cond_signal(&S->cv);
+	pthread_mutex_unlock(&S->mu);
+	pthread_join(S->thread, NULL);
+	S->started = 0;
+	jobs_set_trial_listener(S->q, NULL, NULL);
+}
+
+void studies_free(studies *S)
+{
+	if (!S)
+		return;
+	studies_stop(S);
+	jobs_set_study_feeds(S->q, NULL, NULL);
+	sfeed *x = S->feeds;
+	while (x) {
+		sfeed *next = x->next;
+		jobs_feed_release(S->q, x->f);
+		free(x);
+		x = next;
+	}
+	pthread_mutex_destroy(&S->mu);
+	pthread_cond_destroy(&S->cv);
+	free(S);
+}
+
+/* ---------------------------------------------------------------- the API */
+
+int studies_create(studies *S, api_study *s, cJSON **obj, api_err *e)
+{
+	store_study row;
+	memset(&row, 0, sizeof row);
+	row.state = API_JOB_QUEUED;
+	row.name = s->name ? strdup(s->name) : NULL;
+	row.config = cJSON_PrintUnformatted(s->doc);
+	if (!row.config) {
+		store_study_release(&row);
+		return api_err_set(e, 500, "out_of_memory", "out of memory");
+	}
+	pthread_mutex_lock(&S->mu);
+	int rc = store_study_insert(S->st, &row, s->dataset, s->val_dataset, s->test_dataset, e);
+	if (rc == 0) {
+		cJSON *o = study_json(S, &row);
+		char *t = o ? cJSON_PrintUnformatted(o) : NULL;
+		int64_t seq;
+		if (t)
+			store_study_event(S->st, row.id, FEED_STUDY_STATE, t, &seq);
+		free(t);
+		*obj = o;
+		S->kick = 1;
+		pthread_cond_signal(&S->cv);
+	}
+	pthread_mutex_unlock(&S->mu);
+	store_study_release(&row);
+	return rc;
+}
+
+int studies_get(studies *S, const char *id, cJSON **obj, api_err *e)
+{
+	store_study row;
+	if (store_study_get(S->st, id, &row, e) < 0)
+		return -1;
+	*obj = study_json(S, &row);
+	store_study_release(&row);
+	return 0;
+}
+
+int studies_list(studies *S, int64_t limit, int64_t offset, cJSON *items, int64_t *total,
+                 api_err *e)
+{
+	char (*ids)[API_ID_LEN] = NULL;
+	int n = 0;
+	if (store_study_ids(S->st, 0, limit, offset, &ids, &n, total) < 0) {
+		free(ids);
+		return api_err_set(e, 500, "store_failed", "cannot list studies");
+	}
+	for (int i = 0; i < n; i++) {
+		cJSON *o = NULL;
+		api_err e2 = API_ERR_INIT;
+		if (studies_get(S, ids[i], &o, &e2) == 0)
+			cJSON_AddItemToArray(items, o);
+	}
+	free(ids);
+	return 0;
+}
+
+/* Cancels every unfinished trial (caller holds S->mu). */
+static void cancel_trials(studies *S, const char *id)
+{
+	store_trial *tr = NULL;
+	int n = 0;
+	store_trials_get(S->st, id, &tr, &n);
+	for (int i = 0; i < n; i++) {
+		store_trial *t = &tr[i];
+		if (t->state != API_JOB_QUEUED && t->state != API_JOB_RUNNING &&
+		    t->state != API_JOB_PAUSED)
+			continue;
+		api_job j;
+		api_err e = API_ERR_INIT;
+		if (t->job[0] && jobs_cancel(S->q, t->job, &j, &e) == 0)
+			api_job_release(&j);
+		t->state = API_JOB_CANCELLED;
+		store_trial_put(S->st, id, t);
+		trial_event(S, id, t);
+	}
+	store_trials_free(tr, n);
+}
+
+int studies_cancel(studies *S, const char *id, cJSON **obj, api_err *e)
+{
+	store_study row;
+	if (store_study_get(S->st, id, &row, e) < 0)
+		return -1;
+	pthread_mutex_lock(&S->mu);
+	int rc = 0;
+	if (api_job_state_final(row.state)) {
+		rc = api_err_set(e, 409, "study_finished", "study %s has already ended", id);
+	} else {
+		/* the state first: the scheduler leaves a cancelled study alone */
+		row.state = API_JOB_CANCELLED;
+		row.finished_at = util_now_ms();
+		store_study_update(S->st, &row);
+		cancel_trials(S, id);
+		set_state(S, &row, API_JOB_CANCELLED, NULL, NULL);
+		*obj = study_json(S, &row);
+	}
+	pthread_mutex_unlock(&S->mu);
+	store_study_release(&row);
+	return rc;
+}
+
+int studies_delete(studies *S, const char *id, int keep_best, api_err *e)
+{
+	cJSON *o = NULL;
+	api_err e2 = API_ERR_INIT;
+	if (studies_cancel(S, id, &o, &e2) < 0 && e2.status != 409) {
+		*e = e2;
+		return -1;
+	}
+	cJSON_Delete(o);
+	if (studies_get(S, id, &o, e) < 0)
+		return -1;
+	const cJSON *b = cJSON_GetObjectItemCaseSensitive(o, "best");
+	const cJSON *bm = cJSON_IsObject(b) ? cJSON_GetObjectItemCaseSensitive(b, "model") : NULL;
+	char best[API_ID_LEN] = "";
+	if (keep_best && cJSON_IsString(bm))
+		snprintf(best, sizeof best, "%s", bm->valuestring);
+	cJSON_Delete(o);
+	store_trial *tr = NULL;
+	int n = 0;
+	store_trials_get(S->st, id, &tr, &n);
+	/* running trials stop at their next step: wait for them (10 s at most) */
+	for (int i = 0; i < n; i++) {
+		for (int w = 0; tr[i].job[0] && w < 1000; w++) {
+			api_job j;
+			if (store_job_get(S->st, tr[i].job, &j, &e2) < 0)
+				break;
+			int fin = api_job_state_final(j.state);
+			api_job_release(&j);
+			if (fin)
+				break;
+			struct timespec ts = { 0, 10 * 1000000L };
+			nanosleep(&ts, NULL);
+		}
+		api_err e3 = API_ERR_INIT;
+		if (tr[i].job[0])
+			store_job_delete(S->st, tr[i].job, &e3);
+		if (tr[i].model[0] && strcmp(tr[i].model, best) != 0)
+			store_model_delete(S->st, tr[i].model, &e3);
+	}
+	store_trials_free(tr, n);
+	pthread_mutex_lock(&S->mu);
+	int rc = store_study_delete(S->st, id);
+	pthread_mutex_unlock(&S->mu);
+	return rc < 0 ? api_err_set(e, 500, "store_failed", "cannot delete study %s", id) : 0;
+}
+
+int studies_trials(studies *S, const char *id, int by_number, int64_t limit, int64_t offset,
+                   cJSON *items, int64_t *total, api_err *e)
+{
+	store_study row;
+	if (store_study_get(S->st, id, &row, e) < 0)
+		return -1;
+	cJSON *cfg = row.config ? cJSON_Parse(row.config) : NULL;
+	const cJSON *o = cfg ? cJSON_GetObjectItemCaseSensitive(cfg, "objective") : NULL;
+	const cJSON *g = o ? cJSON_GetObjectItemCaseSensitive(o, "goal") : NULL;
+	int maximize = cJSON_IsString(g) && strcmp(g->valuestring, "maximize") == 0;
+	cJSON_Delete(cfg);
+	store_study_release(&row);
+	return store_trials_page(S->st, id, by_number, maximize, limit, offset, items, total, e);
+}
