@@ -220,10 +220,11 @@ void cluster_close(cluster *c)
 	free(c);
 }
 
-int cluster_claim(cluster *c, char id[API_ID_LEN])
+int cluster_claim(cluster *c, int free_workers, char id[API_ID_LEN])
 {
 	int64_t token = 0;
-	return pg_claim(c->p, c->owner, c->workers, cluster_lease_ms, id, &token) == 1;
+	int fit = free_workers < c->workers ? free_workers : c->workers;
+	return fit > 0 && pg_claim(c->p, c->owner, fit, cluster_lease_ms, id, &token) == 1;
 }
 
 void cluster_release(cluster *c, const char *id)

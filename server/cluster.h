@@ -43,9 +43,10 @@ cluster *cluster_open(store *st, int workers, const cluster_hooks *h);
  * workers' graceful stop, or expire). NULL ok. */
 void cluster_close(cluster *c);
 
-/* Claims a queued job: 1 with id set (this daemon now holds its lease),
- * 0 when none waits (or the store failed). */
-int cluster_claim(cluster *c, char id[API_ID_LEN]);
+/* Claims a queued job whose replicas fit in free_workers: 1 with id set
+ * (this daemon now holds its lease), 0 when none waits (or the store
+ * failed). */
+int cluster_claim(cluster *c, int free_workers, char id[API_ID_LEN]);
 /* The job left this daemon: its lease is no longer renewed. */
 void cluster_release(cluster *c, const char *id);
 /* 1 when the lease of a job running here was lost: it must stop and
