@@ -137,6 +137,11 @@ $(BIN)/itest_%: $(BUILD)/tests/integration/itest_%.o $(call obj,$(ITEST_LIB)) $(
 	@mkdir -p $(BIN)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(CURL_LIBS) $(API_LIBS)
 
+# bench_onnx exports through api/ (the ONNX writer)
+$(BIN)/bench_onnx: $(BUILD)/bench/bench_onnx.o $(LIB_API) $(LIB_ENGINE)
+	@mkdir -p $(BIN)
+	$(CC) $(LDFLAGS) -o $@ $^ $(API_LIBS)
+
 $(BIN)/bench_%: $(BUILD)/bench/bench_%.o $(LIB_ENGINE)
 	@mkdir -p $(BIN)
 	$(CC) $(LDFLAGS) -o $@ $^ $(ENGINE_LIBS) $(Z_LIBS)

@@ -355,6 +355,17 @@ int api_onnx_export(const nn_model *m, int opset, const char *columns_json, uint
 		                     API_ONNX_OPSET_MIN, API_ONNX_OPSET_MAX);
 	ex x = { m, PB_INIT, PB_INIT, 0, 1 };
 	pb_buf graph = PB_INIT, model = PB_INIT, ops = PB_INIT;
+	/* the tensors are nearly the whole file: one allocation each level
+	 * instead of a doubling series of copies */
+	int64_t values = 2 * (int64_t)nn_model_spec_of(m)->inputs;
+	for (int i = 0; i < nn_model_tensor_count(m); i++) {
+		nn_tensor t = nn_model_tensor(m, i);
+		values += (int64_t)t.rows * t.cols;
+	}
+	size_t approx = (size_t)values * 4 + 65536;
+	pb_reserve(&x.inits, approx);
+	pb_reserve(&graph, approx);
+	pb_reserve(&model, approx);
 	emit_graph(&x, &graph);
 	if (!x.ok) {
 		pb_release(&graph);

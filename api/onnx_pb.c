@@ -39,6 +39,11 @@ static uint8_t *pb_room(pb_buf *p, size_t n)
 	return p->b + p->len;
 }
 
+void pb_reserve(pb_buf *p, size_t n)
+{
+	pb_room(p, n);
+}
+
 static void pb_put(pb_buf *p, const void *data, size_t n)
 {
 	uint8_t *d = pb_room(p, n);

@@ -23,6 +23,8 @@ typedef struct pb_buf {
 #define PB_INIT { NULL, 0, 0, 1 }
 
 void pb_release(pb_buf *p);
+/* Room for n more bytes at once (a hint: appends grow the buffer anyway). */
+void pb_reserve(pb_buf *p, size_t n);
 void pb_varint(pb_buf *p, uint64_t v);
 /* field: varint (int32, int64, enum; negative values as 10-byte two's complement) */
 void pb_int(pb_buf *p, int field, int64_t v);

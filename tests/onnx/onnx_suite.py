@@ -233,6 +233,36 @@ def nnd_models():
         check("ONNX Runtime runs %s opset %d like /predict (%.2g)" % (name, opset, e), e <= TOL)
 
 
+def tabular_columns():
+    """A model trained on tabular columns exports its encoding as nnd.columns."""
+    rows = ["size,color,weight,label"]
+    for i in range(60):
+        color = ["red", "green", "blue", ""][i % 4]
+        w = "" if i % 7 == 0 else str(1 + (i * 37 % 11) * 0.5)
+        rows.append("%d,%s,%s,%s" % (i % 9, color, w, "yes" if (i % 9) + (i % 4) > 5 else "no"))
+    st, _, b = call("POST", "/v1/datasets?name=tab&label=label", ("\n".join(rows) + "\n").encode(),
+                    "text/csv")
+    check("tabular CSV upload: 201", st == 201, b[:300].decode(errors="replace"))
+    if st != 201:
+        return
+    ds = json.loads(b)
+    st, m = jcall("POST", "/v1/models", {"task": "classification", "inputs": ds["features"],
+                                         "outputs": 2, "layers": [dense(6, "relu")]})
+    st, j = jcall("POST", "/v1/jobs", {"model": m["id"], "dataset": ds["id"], "epochs": 2,
+                                       "standardize": True})
+    for _ in range(600):
+        st, j = jcall("GET", "/v1/jobs/" + j["id"])
+        if j["state"] in ("succeeded", "failed", "cancelled"):
+            break
+        time.sleep(0.05)
+    st, model = jcall("GET", "/v1/models/" + m["id"])
+    st, _, data = call("GET", "/v1/models/%s/export?format=onnx" % m["id"])
+    meta = {p.key: p.value for p in onnx.load_from_string(data).metadata_props}
+    cols = json.loads(meta.get("nnd.columns", "null"))
+    check("a tabular model exports its columns as metadata nnd.columns",
+          "columns" in model and cols == model["columns"], str(meta)[:300])
+
+
 # ---------------------------------------------------------------- 2. torch models
 
 class Residual(nn.Module):
@@ -373,6 +403,7 @@ def refusals():
 
 def main():
     nnd_models()
+    tabular_columns()
     torch_import()
     refusals()
     print("agreement (max abs error for classification probabilities; "
