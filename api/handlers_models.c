@@ -144,13 +144,7 @@ int api_model_weights_put(const api_backend *b, const api_req *rq, api_reply *rp
 	int version = 0;
 	if (b->model_publish(b->ctx, rq->id, m, &version, &e) < 0)
 		return api_reply_error(rp, &e);
-	api_model_info info;
-	memset(&info, 0, sizeof info);
-	if (b->model_get(b->ctx, rq->id, &info, &e) < 0)
-		return api_reply_error(rp, &e);
-	cJSON *doc = info.doc;
-	info.doc = NULL;
-	return api_reply_json(rp, 200, doc);
+	return api_model_get(b, rq, rp);   /* the model's document, new version and all */
 }
 
 int api_model_predict(const api_backend *b, const api_req *rq, api_reply *rp)

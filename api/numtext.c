@@ -24,6 +24,17 @@ const double api_pow10[23] = {
 	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22
 };
 
+/* mant x 10^e10 in double by Clinger's fast path (both operands exact, so
+ * one rounding, as strtod's): 1 with *d set, 0 when it does not apply. */
+static int exact_double(uint64_t mant, long e10, double *d)
+{
+	if (mant > (1ull << 53) || e10 < -22 || e10 > 22)
+		return 0;
+	double v = (double)mant;
+	*d = e10 < 0 ? v / api_pow10[-e10] : v * api_pow10[e10];
+	return 1;
+}
+
 /* ---------------------------------------------------------------- JSON */
 
 int api_num_json(const char **pp, const char *end, float *out)
@@ -69,9 +80,7 @@ int api_num_json(const char **pp, const char *end, float *out)
 	}
 	double v;
 	int e10 = exp - frac;
-	if (digits <= 19 && m < (1ULL << 53) && e10 >= -22 && e10 <= 22) {
-		v = (double)m;
-		v = e10 < 0 ? v / api_pow10[-e10] : v * api_pow10[e10];
+	if (digits <= 19 && exact_double(m, e10, &v)) {
 		if (neg)
 			v = -v;
 	} else {
@@ -218,9 +227,8 @@ int api_parse_float(const char *s, size_t len, float *out)
 		/* In double, correctly rounded; the second rounding to float can
 		 * only go wrong when the double lands exactly on a float midpoint,
 		 * which we detect and leave to strtof. */
-		if (t.mant <= (1ull << 53) && t.e10 >= -22 && t.e10 <= 22) {
-			double d = (double)t.mant;
-			d = t.e10 < 0 ? d / api_pow10[-t.e10] : d * api_pow10[t.e10];
+		double d;
+		if (exact_double(t.mant, t.e10, &d)) {
 			if (d >= FLT_MIN && d <= FLT_MAX) {
 				uint64_t bits;
 				memcpy(&bits, &d, sizeof bits);
@@ -248,9 +256,8 @@ int api_parse_double(const char *s, size_t len, double *out)
 		*out = t.neg ? -0.0 : 0.0;
 		return 1;
 	}
-	if (!t.truncated && t.mant <= (1ull << 53) && t.e10 >= -22 && t.e10 <= 22) {
-		double d = (double)t.mant;
-		d = t.e10 < 0 ? d / api_pow10[-t.e10] : d * api_pow10[t.e10];
+	double d;
+	if (!t.truncated && exact_double(t.mant, t.e10, &d)) {
 		*out = t.neg ? -d : d;
 		return 1;
 	}
