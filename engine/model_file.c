@@ -131,26 +131,14 @@ static nn_status get_layers(nn_rbuf *r, int n, int depth, nn_layer_spec **out)
 	return NN_OK;
 }
 
-nn_status nn_model_load(const void *buf, size_t len, nn_model **out, char *err, size_t errlen)
+/* The file's magic, version and checksum. */
+static nn_status load_header(nn_rbuf *r, const void *buf, size_t len, char *err, size_t errlen)
 {
-	nn_rbuf r;
-	nn_model_spec spec;
-	nn_layer_spec *layers = NULL;
-	nn_model *m = NULL;
-	uint32_t n_layers;
-	uint64_t np, ns;
-	int64_t count;
-	nn_status st = NN_ECORRUPT;
-	char why[256];
-
-	if (!out)
-		return NN_EINVAL;
-	*out = NULL;
-	if (!nn_rb_open(&r, buf, len, MODEL_MAGIC)) {
+	if (!nn_rb_open(r, buf, len, MODEL_MAGIC)) {
 		nn_errf(err, errlen, "not a model file");
 		return NN_ECORRUPT;
 	}
-	if (nn_rb_u32(&r) != MODEL_VERSION) {
+	if (nn_rb_u32(r) != MODEL_VERSION) {
 		nn_errf(err, errlen, "unsupported model file version");
 		return NN_ECORRUPT;
 	}
@@ -158,40 +146,102 @@ nn_status nn_model_load(const void *buf, size_t len, nn_model **out, char *err, 
 		nn_errf(err, errlen, "model file checksum mismatch");
 		return NN_ECORRUPT;
 	}
-	memset(&spec, 0, sizeof(spec));
-	spec.task = (nn_task)nn_rb_u32(&r);
-	spec.inputs = (int)nn_rb_u32(&r);
-	spec.outputs = (int)nn_rb_u32(&r);
-	spec.init = (nn_init)nn_rb_u32(&r);
-	spec.seed = nn_rb_u64(&r);
-	n_layers = nn_rb_u32(&r);
-	if (r.failed || n_layers < 1 || n_layers > nn_rb_left(&r) / LAYER_BYTES) {
+	return NN_OK;
+}
+
+/* The spec: its fields, its layers (*layers, n_layers of them, the caller's
+ * to free even on failure), the implied output layer last; checked, with
+ * its parameter count in *count. */
+static nn_status load_spec(nn_rbuf *r, nn_model_spec *spec, nn_layer_spec **layers,
+                           uint32_t *n_layers, int64_t *count, char *err, size_t errlen)
+{
+	char why[256];
+	memset(spec, 0, sizeof(*spec));
+	spec->task = (nn_task)nn_rb_u32(r);
+	spec->inputs = (int)nn_rb_u32(r);
+	spec->outputs = (int)nn_rb_u32(r);
+	spec->init = (nn_init)nn_rb_u32(r);
+	spec->seed = nn_rb_u64(r);
+	*n_layers = nn_rb_u32(r);
+	if (r->failed || *n_layers < 1 || *n_layers > nn_rb_left(r) / LAYER_BYTES) {
+		*n_layers = 0;
 		nn_errf(err, errlen, "model file: bad layer count");
 		return NN_ECORRUPT;
 	}
-	st = get_layers(&r, (int)n_layers, 0, &layers);
+	nn_status st = get_layers(r, (int)*n_layers, 0, layers);
 	if (st != NN_OK) {
 		nn_errf(err, errlen, "model file: bad layers");
 		return st;
 	}
-	/* the last layer is the implied output layer */
-	{
-		const nn_layer_spec *o = &layers[n_layers - 1];
-		if (o->type != NN_LAYER_DENSE || o->units != spec.outputs ||
-		    o->act != NN_ACT_IDENTITY || o->bias != 1) {
-			nn_errf(err, errlen, "model file: bad output layer");
-			st = NN_ECORRUPT;
-			goto done;
-		}
+	const nn_layer_spec *o = &(*layers)[*n_layers - 1];
+	if (o->type != NN_LAYER_DENSE || o->units != spec->outputs || o->act != NN_ACT_IDENTITY ||
+	    o->bias != 1) {
+		nn_errf(err, errlen, "model file: bad output layer");
+		return NN_ECORRUPT;
 	}
-	spec.layers = layers;
-	spec.n_layers = (int)n_layers - 1;
-	if (nn_spec_check(&spec, 0, &count, why, sizeof(why)) != NN_OK) {
+	spec->layers = *layers;
+	spec->n_layers = (int)*n_layers - 1;
+	if (nn_spec_check(spec, 0, count, why, sizeof(why)) != NN_OK) {
 		nn_errf(err, errlen, "model file: bad spec: %s", why);
-		st = NN_ECORRUPT;
-		goto done;
+		return NN_ECORRUPT;
 	}
-	np = nn_rb_u64(&r);
+	return NN_OK;
+}
+
+/* The running statistics and the standardisation, into m (its
+ * parameters are read already). */
+static nn_status load_state(nn_rbuf *r, nn_model *m, char *err, size_t errlen)
+{
+	uint64_t ns = nn_rb_u64(r);
+	int inputs = m->spec.inputs;
+	if (r->failed || ns != (uint64_t)m->n_state || ns > nn_rb_left(r) / 4) {
+		nn_errf(err, errlen, "model file: bad state count");
+		return NN_ECORRUPT;
+	}
+	nn_rb_f32s(r, m->state, m->n_state);
+	uint32_t has_std = nn_rb_u32(r);
+	if (r->failed || has_std > 1 || (has_std && (size_t)inputs > nn_rb_left(r) / 8)) {
+		nn_errf(err, errlen, "model file: bad standardisation");
+		return NN_ECORRUPT;
+	}
+	if (!has_std)
+		return NN_OK;
+	float *mean = malloc(sizeof(float) * (size_t)inputs);
+	float *sd = malloc(sizeof(float) * (size_t)inputs);
+	nn_status st = NN_ENOMEM;
+	if (mean && sd) {
+		nn_rb_f32s(r, mean, inputs);
+		nn_rb_f32s(r, sd, inputs);
+		st = nn_model_set_standardize(m, mean, sd);
+	}
+	free(mean);
+	free(sd);
+	if (st != NN_OK) {
+		nn_errf(err, errlen, "model file: bad standardisation");
+		return st == NN_ENOMEM ? NN_ENOMEM : NN_ECORRUPT;
+	}
+	return NN_OK;
+}
+
+nn_status nn_model_load(const void *buf, size_t len, nn_model **out, char *err, size_t errlen)
+{
+	nn_rbuf r;
+	nn_model_spec spec;
+	nn_layer_spec *layers = NULL;
+	nn_model *m = NULL;
+	uint32_t n_layers = 0;
+	int64_t count = 0;
+	char why[256];
+
+	if (!out)
+		return NN_EINVAL;
+	*out = NULL;
+	nn_status st = load_header(&r, buf, len, err, errlen);
+	if (st == NN_OK)
+		st = load_spec(&r, &spec, &layers, &n_layers, &count, err, errlen);
+	if (st != NN_OK)
+		goto done;
+	uint64_t np = nn_rb_u64(&r);
 	if (r.failed || np != (uint64_t)count || np > nn_rb_left(&r) / 4) {
 		nn_errf(err, errlen, "model file: bad parameter count");
 		st = NN_ECORRUPT;
@@ -204,45 +254,13 @@ nn_status nn_model_load(const void *buf, size_t len, nn_model **out, char *err, 
 		goto done;
 	}
 	nn_rb_f32s(&r, m->params, m->n_params);
-	ns = nn_rb_u64(&r);
-	if (r.failed || ns != (uint64_t)m->n_state || ns > nn_rb_left(&r) / 4) {
-		nn_errf(err, errlen, "model file: bad state count");
-		st = NN_ECORRUPT;
+	if ((st = load_state(&r, m, err, errlen)) != NN_OK)
 		goto done;
-	}
-	nn_rb_f32s(&r, m->state, m->n_state);
-	{
-		uint32_t has_std = nn_rb_u32(&r);
-		if (r.failed || has_std > 1 ||
-		    (has_std && (size_t)spec.inputs > nn_rb_left(&r) / 8)) {
-			nn_errf(err, errlen, "model file: bad standardisation");
-			st = NN_ECORRUPT;
-			goto done;
-		}
-		if (has_std) {
-			float *mean = malloc(sizeof(float) * (size_t)spec.inputs);
-			float *sd = malloc(sizeof(float) * (size_t)spec.inputs);
-			nn_status s2 = NN_ENOMEM;
-			if (mean && sd) {
-				nn_rb_f32s(&r, mean, spec.inputs);
-				nn_rb_f32s(&r, sd, spec.inputs);
-				s2 = nn_model_set_standardize(m, mean, sd);
-			}
-			free(mean);
-			free(sd);
-			if (s2 != NN_OK) {
-				nn_errf(err, errlen, "model file: bad standardisation");
-				st = s2 == NN_ENOMEM ? NN_ENOMEM : NN_ECORRUPT;
-				goto done;
-			}
-		}
-	}
 	if (r.failed || nn_rb_left(&r) != 0) {
 		nn_errf(err, errlen, "model file: trailing or missing bytes");
 		st = NN_ECORRUPT;
 		goto done;
 	}
-	st = NN_OK;
 	*out = m;
 	m = NULL;
 done:
