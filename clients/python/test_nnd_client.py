@@ -354,6 +354,58 @@ class ClientTest(unittest.TestCase):
         self.assertTrue(states and all(s == "cancelled" for s in states), states)
 
 
+class StudyTest(unittest.TestCase):
+    """Generated data sets and a study through the client."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.daemon = Daemon()
+        cls.nnd = Client(cls.daemon.url, api_key="")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.daemon.stop()
+
+    def test_generated_set_echoes_its_generator_and_theory(self):
+        ds = self.nnd.generate_dataset("additive", name="a", inputs=4, rows=200)
+        self.assertEqual(ds["rows"], 200)
+        self.assertEqual(ds["generator"]["smoothness"], 2)
+        self.assertAlmostEqual(ds["theory"]["rate_exponent"], -0.8)
+        with self.assertRaises(NndError) as cm:
+            self.nnd.generate_dataset("linear", smoothness=1)
+        self.assertEqual(cm.exception.status, 422)
+        self.assertEqual(cm.exception.errors[0]["field"], "generator.smoothness")
+
+    def test_create_follow_and_rank_a_grid_study(self):
+        ds = self.nnd.generate_dataset("additive", inputs=3, rows=300)
+        st = self.nnd.create_study(
+            dataset=ds["id"], validation={"fraction": 0.2},
+            objective={"metric": "val_loss"},
+            model={"layers": [{"type": "dense", "units": 8, "activation": "relu"}]},
+            job={"epochs": 3, "optimizer": {"type": "adam", "lr": 0.01}},
+            space={"job.batch_size": [16, 64]}, strategy={"type": "grid"})
+        self.assertEqual(st["trials"]["total"], 2)
+        kinds = [ev.event for ev in self.nnd.follow_study(st["id"])]
+        self.assertIn("trial", kinds)
+        self.assertEqual(kinds[-1], "state")
+        final = self.nnd.get_study(st["id"])
+        self.assertEqual(final["state"], "succeeded")
+        board = self.nnd.study_trials(st["id"])
+        values = [t["value"] for t in board["trials"]]
+        self.assertEqual(values, sorted(values))
+        self.assertEqual(final["best"]["trial"], board["trials"][0]["number"])
+        by_number = self.nnd.study_trials(st["id"], sort="number")
+        self.assertEqual([t["number"] for t in by_number["trials"]], [0, 1])
+        self.assertEqual(by_number["trials"][1]["params"], {"job.batch_size": 64})
+        with self.assertRaises(NndError) as cm:
+            self.nnd.cancel_study(st["id"])
+        self.assertEqual(cm.exception.status, 409)
+        self.nnd.delete_study(st["id"])
+        with self.assertRaises(NndError) as cm:
+            self.nnd.get_study(st["id"])
+        self.assertEqual(cm.exception.status, 404)
+
+
 class AuthTest(unittest.TestCase):
     """The client against a daemon started with an API key."""
 
