@@ -19,7 +19,7 @@ enum {
 	O_LABEL, O_NAME, O_TASK, O_NO_HEADER, O_IMAGES, O_LABELS, O_LIMIT, O_OFFSET,
 	O_STATE, O_MODEL, O_DATASET, O_CONFIG, O_EPOCHS, O_BATCH, O_LR, O_OPTIMIZER,
 	O_SEED, O_VALIDATION, O_STANDARDIZE, O_FOLLOW, O_INPUT, O_PUT, O_OUTPUT, O_OPSET,
-	O_CLASSES, O_SORT, O_KEEP_BEST, N_OPTS
+	O_CLASSES, O_SORT, O_KEEP_BEST, O_REPLICAS, O_SHARDS, N_OPTS
 };
 
 static const struct optdef {
@@ -40,6 +40,7 @@ static const struct optdef {
 	[O_OUTPUT] = { "output", 1 },     [O_OPSET] = { "opset", 1 },
 	[O_CLASSES] = { "classes", 1 },
 	[O_SORT] = { "sort", 1 },         [O_KEEP_BEST] = { "keep-best", 0 },
+	[O_REPLICAS] = { "replicas", 1 }, [O_SHARDS] = { "shards", 1 },
 };
 
 #define MAX_POS 16
@@ -566,6 +567,7 @@ static int cmd_train(const nc_ctx *c, struct args *a)
 	set_item(job, "dataset", cJSON_CreateString(a->opt[O_DATASET]));
 	static const struct { int o; const char *key; } nums[] = {
 		{ O_EPOCHS, "epochs" }, { O_BATCH, "batch_size" }, { O_SEED, "seed" },
+		{ O_REPLICAS, "replicas" }, { O_SHARDS, "shards" },
 	};
 	for (size_t i = 0; i < sizeof nums / sizeof *nums; i++)
 		if (set_num(job, nums[i].key, a, nums[i].o))
@@ -983,15 +985,20 @@ static const struct cmd cmds[] = {
 	  "  --classes A,B,...  the class names, one per output" },
 	{ "train", NULL, cmd_train, NULL, 0, 0,
 	  B(O_MODEL) | B(O_DATASET) | B(O_CONFIG) | B(O_EPOCHS) | B(O_BATCH) | B(O_LR) |
-	  B(O_OPTIMIZER) | B(O_SEED) | B(O_VALIDATION) | B(O_STANDARDIZE) | B(O_FOLLOW),
+	  B(O_OPTIMIZER) | B(O_SEED) | B(O_VALIDATION) | B(O_STANDARDIZE) | B(O_FOLLOW) |
+	  B(O_REPLICAS) | B(O_SHARDS),
 	  "train --model ID --dataset ID [--config JOB.json] [--epochs N] [--batch-size N]\n"
-	  "             [--lr X] [--optimizer T] [--seed N] [--validation F] [--standardize] [--follow]",
+	  "             [--lr X] [--optimizer T] [--seed N] [--validation F] [--standardize]\n"
+	  "             [--replicas N] [--shards S] [--follow]",
 	  "Starts a training job. --config gives the whole job document (see the API);\n"
 	  "the other options override its fields.\n"
 	  "  --optimizer T  sgd (the default), momentum, nesterov, adagrad, rmsprop, adam, adamw\n"
 	  "  --lr X         the learning rate (the server's default: 0.01)\n"
 	  "  --validation F hold out a fraction F of the rows for validation\n"
 	  "  --standardize  standardize the inputs (mean 0, std 1 per feature)\n"
+	  "  --replicas N   data-parallel: N workers share each batch (default 1)\n"
+	  "  --shards S     cut each batch into S slices (default N); the weights depend\n"
+	  "                 on S only, never on N\n"
 	  "  --follow       follow the job to its end (see jobs follow); exits 3 when\n"
 	  "                 it fails, 4 when it is cancelled" },
 	{ "jobs", "list", cmd_list, &JOBS, 0, 0, B(O_STATE) | B(O_LIMIT) | B(O_OFFSET),

@@ -344,12 +344,19 @@ class Client:
 
     # -- jobs --------------------------------------------------------------
 
-    def train(self, model_id, dataset_id, config=None, **fields):
+    def train(self, model_id, dataset_id, config=None, replicas=None, shards=None, **fields):
         """POST /v1/jobs: starts training model_id on dataset_id; returns the job
         (state "queued"). config is a dict of job fields (epochs, batch_size,
-        optimizer, validation, standardize, ...); keyword fields override it."""
+        optimizer, validation, standardize, ...); keyword fields override it.
+        replicas: data-parallel workers sharing each batch; shards: slices each
+        batch is cut into (default: replicas). The weights depend on shards
+        only; the job's "placement" says where its replicas ran."""
         body = dict(config or {})
         body.update(fields)
+        if replicas is not None:
+            body["replicas"] = replicas
+        if shards is not None:
+            body["shards"] = shards
         body["model"] = model_id
         body["dataset"] = dataset_id
         return self.request("POST", "/v1/jobs", json_body=body)

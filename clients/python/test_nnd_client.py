@@ -183,6 +183,20 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(m["trained_by"], job["id"])
         self.assertEqual(m["classes"], ["neg", "pos"])
 
+    def test_replicas_and_shards_give_the_same_weights(self):
+        ds = self.nnd.upload_csv(sep_csv())
+        weights = []
+        for replicas in (1, 2):
+            model = self.sep_model(ds)
+            job = self.nnd.train(model["id"], ds["id"], epochs=5, batch_size=8, seed=1,
+                                 replicas=replicas, shards=2)
+            final = self.nnd.wait(job["id"])
+            self.assertEqual(final["state"], "succeeded", final)
+            self.assertEqual(final["config"]["shards"], 2)
+            self.assertEqual(final["placement"], ["thread %d" % i for i in range(replicas)])
+            weights.append(self.nnd.get_weights(model["id"]))
+        self.assertEqual(weights[0], weights[1])
+
     def test_follow_yields_steps_then_terminal_state(self):
         ds = self.nnd.upload_csv(sep_csv())
         model = self.sep_model(ds)

@@ -102,6 +102,11 @@ JOB4="$("$NNCTL" -q train --model "$MDL2" --dataset "$DS" --epochs 1 --lr 0.3)"
 check_eq "--lr alone keeps the default optimizer (sgd)" \
 	"$("$NNCTL" --json jobs get "$JOB4" | jget '[j["config"]["optimizer"]["type"], j["config"]["optimizer"]["lr"]]')" '["sgd", 0.3]'
 "$NNCTL" jobs follow "$JOB4" >/dev/null
+JOB5="$("$NNCTL" -q train --model "$MDL2" --dataset "$DS" --epochs 2 --replicas 2 --shards 4)"
+"$NNCTL" jobs follow "$JOB5" >/dev/null
+check_eq "--replicas and --shards reach the job; it ran on two threads" \
+	"$("$NNCTL" --json jobs get "$JOB5" | jget '[j["config"]["replicas"], j["config"]["shards"], j["placement"], j["state"]]')" \
+	'[2, 4, ["thread 0", "thread 1"], "succeeded"]'
 
 # -- predict --
 printf 'x0,x1\n2,2\n-2,-2\n1,0.5\n-0.5,-1\n' >"$W/rows.csv"
