@@ -19,7 +19,7 @@ enum {
 	O_LABEL, O_NAME, O_TASK, O_NO_HEADER, O_IMAGES, O_LABELS, O_LIMIT, O_OFFSET,
 	O_STATE, O_MODEL, O_DATASET, O_CONFIG, O_EPOCHS, O_BATCH, O_LR, O_OPTIMIZER,
 	O_SEED, O_VALIDATION, O_STANDARDIZE, O_FOLLOW, O_INPUT, O_PUT, O_OUTPUT, O_OPSET,
-	O_CLASSES, N_OPTS
+	O_CLASSES, O_SORT, O_KEEP_BEST, O_REPLICAS, O_SHARDS, N_OPTS
 };
 
 static const struct optdef {
@@ -39,6 +39,8 @@ static const struct optdef {
 	[O_INPUT] = { "input", 1 },       [O_PUT] = { "put", 1 },
 	[O_OUTPUT] = { "output", 1 },     [O_OPSET] = { "opset", 1 },
 	[O_CLASSES] = { "classes", 1 },
+	[O_SORT] = { "sort", 1 },         [O_KEEP_BEST] = { "keep-best", 0 },
+	[O_REPLICAS] = { "replicas", 1 }, [O_SHARDS] = { "shards", 1 },
 };
 
 #define MAX_POS 16
@@ -287,7 +289,8 @@ static int cmd_rm(const nc_ctx *c, struct args *a)
 	int rc = NC_OK;
 	for (int i = 0; i < a->npos; i++) {
 		nc_reply r = NC_REPLY_INIT;
-		int one = id_request(c, "DELETE", a->cmd->coll->name, a->pos[i], "", &r);
+		int one = id_request(c, "DELETE", a->cmd->coll->name, a->pos[i],
+		                     a->opt[O_KEEP_BEST] ? "?keep_best=true" : "", &r);
 		if (one != NC_OK) {
 			rc = one;
 			continue;
@@ -564,6 +567,7 @@ static int cmd_train(const nc_ctx *c, struct args *a)
 	set_item(job, "dataset", cJSON_CreateString(a->opt[O_DATASET]));
 	static const struct { int o; const char *key; } nums[] = {
 		{ O_EPOCHS, "epochs" }, { O_BATCH, "batch_size" }, { O_SEED, "seed" },
+		{ O_REPLICAS, "replicas" }, { O_SHARDS, "shards" },
 	};
 	for (size_t i = 0; i < sizeof nums / sizeof *nums; i++)
 		if (set_num(job, nums[i].key, a, nums[i].o))
@@ -613,11 +617,12 @@ usage:
 	return NC_USAGE;
 }
 
-static int cmd_jobs_cancel(const nc_ctx *c, struct args *a)
+/* jobs cancel, studies cancel */
+static int cmd_cancel(const nc_ctx *c, struct args *a)
 {
 	const char *id = a->pos[0];
 	nc_reply r = NC_REPLY_INIT;
-	int rc = id_request(c, "POST", "jobs", id, "/cancel", &r);
+	int rc = id_request(c, "POST", a->cmd->coll->name, id, "/cancel", &r);
 	if (rc != NC_OK)
 		return rc;
 	if (c->json)
@@ -792,6 +797,137 @@ static int cmd_predict(const nc_ctx *c, struct args *a)
 	return NC_OK;
 }
 
+/* ---- studies ----------------------------------------------------------- */
+
+static void study_summary(const cJSON *s)
+{
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(s, "trials");
+	const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(s, "config");
+	const cJSON *st = cJSON_GetObjectItemCaseSensitive(cfg, "strategy");
+	printf("%s  %s  %s  %s  %.0f/%.0f trials done (%.0f running, %.0f paused, %.0f pruned, "
+	       "%.0f failed)", str(s, "id"), str(s, "name"), str(st, "type"), str(s, "state"),
+	       num(t, "succeeded") + num(t, "failed") + num(t, "pruned") + num(t, "cancelled"),
+	       num(t, "total"), num(t, "running"), num(t, "paused"), num(t, "pruned"),
+	       num(t, "failed"));
+	const cJSON *b = cJSON_GetObjectItemCaseSensitive(s, "best");
+	if (cJSON_IsObject(b)) {
+		char *p = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(b, "params"));
+		printf("\n  best: trial %.0f  value %.6g  %s", num(b, "trial"), num(b, "value"),
+		       p ? p : "");
+		free(p);
+	}
+	const cJSON *cv, *curves = cJSON_GetObjectItemCaseSensitive(s, "curves");
+	cJSON_ArrayForEach(cv, curves) {
+		char *p = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(cv, "params"));
+		const cJSON *ci = cJSON_GetObjectItemCaseSensitive(cv, "slope_ci95");
+		printf("\n  curve %s: slope %.3f", p ? p : "{}", num(cv, "slope"));
+		if (cJSON_GetArraySize(ci) == 2)
+			printf(" [%.3f, %.3f]", cJSON_GetArrayItem(ci, 0)->valuedouble,
+			       cJSON_GetArrayItem(ci, 1)->valuedouble);
+		printf("  theory %.3f", num(cv, "theory_slope"));
+		free(p);
+	}
+	putchar('\n');
+}
+
+static void study_header(void)
+{
+	printf("%-22s %-20s %-15s %-10s %7s %7s  %s\n", "ID", "NAME", "STRATEGY", "STATE", "DONE",
+	       "TOTAL", "CREATED");
+}
+
+static void study_row(const cJSON *s)
+{
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(s, "trials");
+	const cJSON *st = cJSON_GetObjectItemCaseSensitive(
+		cJSON_GetObjectItemCaseSensitive(s, "config"), "strategy");
+	printf("%-22s %-20.20s %-15s %-10s %7.0f %7.0f  %s\n", str(s, "id"), str(s, "name"),
+	       str(st, "type"), str(s, "state"),
+	       num(t, "succeeded") + num(t, "failed") + num(t, "pruned") + num(t, "cancelled"),
+	       num(t, "total"), str(s, "created_at"));
+}
+
+static int cmd_std_create(const nc_ctx *c, struct args *a)
+{
+	cJSON *j = read_json_file(a->pos[0]);
+	if (!j)
+		return NC_USAGE;
+	if (a->opt[O_NAME]) {
+		cJSON_DeleteItemFromObjectCaseSensitive(j, "name");
+		cJSON_AddStringToObject(j, "name", a->opt[O_NAME]);
+	}
+	nc_reply r = NC_REPLY_INIT;
+	int ok = nc_request_json(c, "POST", "/v1/studies", j, &r) == 0;
+	cJSON_Delete(j);
+	if (!ok)
+		return fail_reply(&r);
+	if (!a->opt[O_FOLLOW])
+		return print_created(c, &r, study_summary);
+	cJSON *s = cJSON_Parse(r.body.data ? r.body.data : "");
+	nc_reply_release(&r);
+	char id[64];
+	snprintf(id, sizeof id, "%s", str(s, "id"));
+	cJSON_Delete(s);
+	return nc_follow_study(c, id);
+}
+
+static void trial_header(void)
+{
+	printf("%6s %-10s %12s %7s %9s %8s  %s\n", "TRIAL", "STATE", "VALUE", "EPOCHS", "SECONDS",
+	       "ROWS", "PARAMS");
+}
+
+static void trial_row(const cJSON *t)
+{
+	char *p = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(t, "params"));
+	char rows[24] = "all";
+	if (!isnan(num(t, "rows")))
+		snprintf(rows, sizeof rows, "%.0f", num(t, "rows"));
+	printf("%6.0f %-10s %12.6g %7.0f %9.2f %8s  %s\n", num(t, "number"), str(t, "state"),
+	       num(t, "value"), num(t, "epochs"), num(t, "seconds"), rows, p ? p : "{}");
+	free(p);
+}
+
+static int cmd_std_trials(const nc_ctx *c, struct args *a)
+{
+	if (!safe_id(a->pos[0]))
+		return bad_id(a->pos[0]);
+	char path[512];
+	snprintf(path, sizeof path, "/v1/studies/%s/trials", a->pos[0]);
+	if (add_query(path, sizeof path, "sort", a->opt[O_SORT]) ||
+	    add_query(path, sizeof path, "limit", a->opt[O_LIMIT]) ||
+	    add_query(path, sizeof path, "offset", a->opt[O_OFFSET])) {
+		fprintf(stderr, "nnctl: option too long\n");
+		return NC_USAGE;
+	}
+	nc_reply r = NC_REPLY_INIT;
+	if (nc_request(c, "GET", path, NULL, NULL, 0, &r) != 0)
+		return fail_reply(&r);
+	int rc;
+	cJSON *j = reply_json(c, &r, &rc);
+	if (!j)
+		return rc;
+	const cJSON *it;
+	if (!c->quiet)
+		trial_header();
+	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(j, "trials")) {
+		if (c->quiet)
+			puts(str(it, "job"));
+		else
+			trial_row(it);
+	}
+	cJSON_Delete(j);
+	return NC_OK;
+}
+
+static int cmd_std_follow(const nc_ctx *c, struct args *a)
+{
+	if (!safe_id(a->pos[0]))
+		return bad_id(a->pos[0]);
+	return nc_follow_study(c, a->pos[0]);
+}
+
+
 static int cmd_info(const nc_ctx *c, struct args *a)
 {
 	(void)a;
@@ -806,6 +942,7 @@ static int cmd_info(const nc_ctx *c, struct args *a)
 static const struct collection DATASETS = { "datasets", ds_header, ds_row };
 static const struct collection MODELS = { "models", mdl_header, mdl_row };
 static const struct collection JOBS = { "jobs", job_header, job_row };
+static const struct collection STUDIES = { "studies", study_header, study_row };
 
 static const struct cmd cmds[] = {
 	{ "datasets", "upload", cmd_ds_upload, NULL, 0, 1,
@@ -848,22 +985,27 @@ static const struct cmd cmds[] = {
 	  "  --classes A,B,...  the class names, one per output" },
 	{ "train", NULL, cmd_train, NULL, 0, 0,
 	  B(O_MODEL) | B(O_DATASET) | B(O_CONFIG) | B(O_EPOCHS) | B(O_BATCH) | B(O_LR) |
-	  B(O_OPTIMIZER) | B(O_SEED) | B(O_VALIDATION) | B(O_STANDARDIZE) | B(O_FOLLOW),
+	  B(O_OPTIMIZER) | B(O_SEED) | B(O_VALIDATION) | B(O_STANDARDIZE) | B(O_FOLLOW) |
+	  B(O_REPLICAS) | B(O_SHARDS),
 	  "train --model ID --dataset ID [--config JOB.json] [--epochs N] [--batch-size N]\n"
-	  "             [--lr X] [--optimizer T] [--seed N] [--validation F] [--standardize] [--follow]",
+	  "             [--lr X] [--optimizer T] [--seed N] [--validation F] [--standardize]\n"
+	  "             [--replicas N] [--shards S] [--follow]",
 	  "Starts a training job. --config gives the whole job document (see the API);\n"
 	  "the other options override its fields.\n"
 	  "  --optimizer T  sgd (the default), momentum, nesterov, adagrad, rmsprop, adam, adamw\n"
 	  "  --lr X         the learning rate (the server's default: 0.01)\n"
 	  "  --validation F hold out a fraction F of the rows for validation\n"
 	  "  --standardize  standardize the inputs (mean 0, std 1 per feature)\n"
+	  "  --replicas N   data-parallel: N workers share each batch (default 1)\n"
+	  "  --shards S     cut each batch into S slices (default N); the weights depend\n"
+	  "                 on S only, never on N\n"
 	  "  --follow       follow the job to its end (see jobs follow); exits 3 when\n"
 	  "                 it fails, 4 when it is cancelled" },
 	{ "jobs", "list", cmd_list, &JOBS, 0, 0, B(O_STATE) | B(O_LIMIT) | B(O_OFFSET),
 	  "jobs list [--state S] [--limit N] [--offset N]",
 	  "Lists jobs, optionally those in state S (queued, running, succeeded, failed, cancelled)." },
 	{ "jobs", "get", cmd_get, &JOBS, 1, 1, 0, "jobs get ID", "Shows one job." },
-	{ "jobs", "cancel", cmd_jobs_cancel, NULL, 1, 1, 0, "jobs cancel ID",
+	{ "jobs", "cancel", cmd_cancel, &JOBS, 1, 1, 0, "jobs cancel ID",
 	  "Cancels a queued or running job (it stops at its next step)." },
 	{ "jobs", "follow", cmd_jobs_follow, NULL, 1, 1, 0, "jobs follow ID",
 	  "Follows a job's live events to its end. On a terminal: a progress bar (epoch,\n"
@@ -877,6 +1019,25 @@ static const struct cmd cmds[] = {
 	  "[[...], ...] or {\"instances\": [...]}; a CSV holds numbers only (a header line\n"
 	  "is skipped); - reads stdin. Prints one line per row: the label and its\n"
 	  "probability (classification) or the outputs (regression)." },
+	{ "studies", "create", cmd_std_create, NULL, 1, 1, B(O_NAME) | B(O_FOLLOW),
+	  "studies create STUDY.json [--name N] [--follow]",
+	  "Starts a study (see the API: dataset, objective, model, job, space, strategy).\n"
+	  "  --follow       follow it to its end (see studies follow)" },
+	{ "studies", "list", cmd_list, &STUDIES, 0, 0, B(O_LIMIT) | B(O_OFFSET),
+	  "studies list [--limit N] [--offset N]", "Lists studies." },
+	{ "studies", "get", cmd_get, &STUDIES, 1, 1, 0, "studies get ID",
+	  "Shows one study (with --json: the whole object, curves included)." },
+	{ "studies", "trials", cmd_std_trials, NULL, 1, 1, B(O_SORT) | B(O_LIMIT) | B(O_OFFSET),
+	  "studies trials ID [--sort value|number] [--limit N] [--offset N]",
+	  "The leaderboard: trials best first, or by number with --sort number." },
+	{ "studies", "follow", cmd_std_follow, NULL, 1, 1, 0, "studies follow ID",
+	  "Follows a study to its end. On a terminal: a live progress line (trials done,\n"
+	  "running, paused, pruned, best value); otherwise one line per trial event.\n"
+	  "Exits 0 when it succeeded, 3 when it failed, 4 when it was cancelled." },
+	{ "studies", "cancel", cmd_cancel, &STUDIES, 1, 1, 0, "studies cancel ID",
+	  "Cancels a study: its queued, paused and running trials stop." },
+	{ "studies", "rm", cmd_rm, &STUDIES, 1, MAX_POS, B(O_KEEP_BEST), "studies rm ID... [--keep-best]",
+	  "Deletes studies with their trials' jobs and models (--keep-best keeps the best model)." },
 	{ "info", NULL, cmd_info, NULL, 0, 0, 0, "info", "Shows the server's version, workers and BLAS." },
 };
 

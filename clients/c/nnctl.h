@@ -117,4 +117,10 @@ int nc_stream(const nc_ctx *c, const char *path, char *last_id, nc_sse_cb cb,
  * NC_JOB_CANCELLED, or NC_ERR when the stream could not be read. */
 int nc_follow(const nc_ctx *c, const char *job_id);
 
+/* Follows a study's events to its end: a live progress line on a terminal
+ * (trials done, running, paused, pruned, the best value so far), one line
+ * per trial event otherwise, JSON lines with --json. Exit statuses as
+ * nc_follow's. */
+int nc_follow_study(const nc_ctx *c, const char *study_id);
+
 #endif

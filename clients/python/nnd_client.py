@@ -344,12 +344,19 @@ class Client:
 
     # -- jobs --------------------------------------------------------------
 
-    def train(self, model_id, dataset_id, config=None, **fields):
+    def train(self, model_id, dataset_id, config=None, replicas=None, shards=None, **fields):
         """POST /v1/jobs: starts training model_id on dataset_id; returns the job
         (state "queued"). config is a dict of job fields (epochs, batch_size,
-        optimizer, validation, standardize, ...); keyword fields override it."""
+        optimizer, validation, standardize, ...); keyword fields override it.
+        replicas: data-parallel workers sharing each batch; shards: slices each
+        batch is cut into (default: replicas). The weights depend on shards
+        only; the job's "placement" says where its replicas ran."""
         body = dict(config or {})
         body.update(fields)
+        if replicas is not None:
+            body["replicas"] = replicas
+        if shards is not None:
+            body["shards"] = shards
         body["model"] = model_id
         body["dataset"] = dataset_id
         return self.request("POST", "/v1/jobs", json_body=body)
@@ -386,7 +393,13 @@ class Client:
         the terminal event, it reconnects up to `reconnect` times with
         Last-Event-ID set to the last id seen.
         """
-        path = self._path("/v1/jobs/%s/events" % _seg(job_id))
+        return self._follow("/v1/jobs/%s/events" % _seg(job_id), last_event_id, reconnect,
+                            lambda: self.get_job(job_id), job_id)
+
+    def _follow(self, events_path, last_event_id, reconnect, get_final, what):
+        """The events of a job or a study to its terminal state event (see
+        follow); get_final() reads the object when the stream ends early."""
+        path = self._path(events_path)
         last = None if last_event_id is None else str(last_event_id)
         tries = 0
         while True:
@@ -409,16 +422,16 @@ class Client:
                     pass
             finally:
                 conn.close()
-            # The stream ended without a terminal state: the job may already be
+            # The stream ended without a terminal state: it may already be
             # over (the server closed it) or the connection dropped.
             tries += 1
             if tries > reconnect:
-                job = self.get_job(job_id)
-                if job.get("state") in TERMINAL_STATES:
-                    yield Event("state", last, job)
+                obj = get_final()
+                if obj.get("state") in TERMINAL_STATES:
+                    yield Event("state", last, obj)
                     return
                 raise NndError(0, "stream_ended", "Stream ended",
-                               "the event stream of %s ended before the job finished" % job_id)
+                               "the event stream of %s ended before it finished" % what)
 
     def wait(self, job_id, on_event=None):
         """Follows the job until it ends and returns its final job object.
@@ -432,6 +445,66 @@ class Client:
         if final is None or final.get("state") not in TERMINAL_STATES:
             final = self.get_job(job_id)
         return final
+
+    # -- generated data sets and studies ------------------------------------
+
+    def generate_dataset(self, function, name=None, **fields):
+        """POST /v1/datasets with {"generator": {...}}: a data set drawn from
+        the seed's function classes (linear, additive, tensor_product,
+        composition, teacher); fields are the generator's (inputs, rows,
+        smoothness, noise_std, function_seed, sample_seed, ...)."""
+        gen = dict(fields)
+        gen["function"] = function
+        body = {"generator": gen}
+        if name is not None:
+            body["name"] = name
+        return self.request("POST", "/v1/datasets", json_body=body)
+
+    def create_study(self, study=None, **fields):
+        """POST /v1/studies: starts a study (dataset, objective, model, job,
+        space, strategy, ...); returns the study object (202)."""
+        body = dict(study or {})
+        body.update(fields)
+        return self.request("POST", "/v1/studies", json_body=body)
+
+    def list_studies(self, limit=None, offset=None):
+        """GET /v1/studies: {"studies": [...], "total": n}."""
+        return self.request("GET", "/v1/studies", query={"limit": limit, "offset": offset})
+
+    def get_study(self, study_id):
+        """GET /v1/studies/{id}: the study object (trials, best, curves, ...)."""
+        return self.request("GET", "/v1/studies/" + _seg(study_id))
+
+    def study_trials(self, study_id, sort=None, limit=None, offset=None):
+        """GET /v1/studies/{id}/trials: the leaderboard, best first, or by
+        trial number with sort="number"."""
+        return self.request("GET", "/v1/studies/%s/trials" % _seg(study_id),
+                            query={"sort": sort, "limit": limit, "offset": offset})
+
+    def cancel_study(self, study_id):
+        """POST /v1/studies/{id}/cancel (NndError 409 once it has ended)."""
+        return self.request("POST", "/v1/studies/%s/cancel" % _seg(study_id))
+
+    def delete_study(self, study_id, keep_best=False):
+        """DELETE /v1/studies/{id}, with its trials' jobs and models (the best
+        model stays with keep_best=True)."""
+        return self.request("DELETE", "/v1/studies/" + _seg(study_id),
+                            query={"keep_best": "true" if keep_best else None})
+
+    def follow_study(self, study_id, last_event_id=None, reconnect=3):
+        """Iterates over the study's events (GET /v1/studies/{id}/events) as
+        Event objects: "trial" (a trial's leaderboard entry) and "state" (the
+        study object); ends after the terminal state event. Reconnects after
+        the last id seen when the connection drops."""
+        return self._follow("/v1/studies/%s/events" % _seg(study_id), last_event_id, reconnect,
+                            lambda: self.get_study(study_id), "study " + study_id)
+
+    def wait_study(self, study_id, on_event=None):
+        """Follows the study until it ends; returns its final object."""
+        for ev in self.follow_study(study_id):
+            if on_event:
+                on_event(ev)
+        return self.get_study(study_id)
 
 
 def _seg(s):

@@ -183,6 +183,20 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(m["trained_by"], job["id"])
         self.assertEqual(m["classes"], ["neg", "pos"])
 
+    def test_replicas_and_shards_give_the_same_weights(self):
+        ds = self.nnd.upload_csv(sep_csv())
+        weights = []
+        for replicas in (1, 2):
+            model = self.sep_model(ds)
+            job = self.nnd.train(model["id"], ds["id"], epochs=5, batch_size=8, seed=1,
+                                 replicas=replicas, shards=2)
+            final = self.nnd.wait(job["id"])
+            self.assertEqual(final["state"], "succeeded", final)
+            self.assertEqual(final["config"]["shards"], 2)
+            self.assertEqual(final["placement"], ["thread %d" % i for i in range(replicas)])
+            weights.append(self.nnd.get_weights(model["id"]))
+        self.assertEqual(weights[0], weights[1])
+
     def test_follow_yields_steps_then_terminal_state(self):
         ds = self.nnd.upload_csv(sep_csv())
         model = self.sep_model(ds)
@@ -352,6 +366,58 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(cm.exception.status, 409)
         states = [j["state"] for j in list_of(self.nnd.list_jobs(state="cancelled"))]
         self.assertTrue(states and all(s == "cancelled" for s in states), states)
+
+
+class StudyTest(unittest.TestCase):
+    """Generated data sets and a study through the client."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.daemon = Daemon()
+        cls.nnd = Client(cls.daemon.url, api_key="")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.daemon.stop()
+
+    def test_generated_set_echoes_its_generator_and_theory(self):
+        ds = self.nnd.generate_dataset("additive", name="a", inputs=4, rows=200)
+        self.assertEqual(ds["rows"], 200)
+        self.assertEqual(ds["generator"]["smoothness"], 2)
+        self.assertAlmostEqual(ds["theory"]["rate_exponent"], -0.8)
+        with self.assertRaises(NndError) as cm:
+            self.nnd.generate_dataset("linear", smoothness=1)
+        self.assertEqual(cm.exception.status, 422)
+        self.assertEqual(cm.exception.errors[0]["field"], "generator.smoothness")
+
+    def test_create_follow_and_rank_a_grid_study(self):
+        ds = self.nnd.generate_dataset("additive", inputs=3, rows=300)
+        st = self.nnd.create_study(
+            dataset=ds["id"], validation={"fraction": 0.2},
+            objective={"metric": "val_loss"},
+            model={"layers": [{"type": "dense", "units": 8, "activation": "relu"}]},
+            job={"epochs": 3, "optimizer": {"type": "adam", "lr": 0.01}},
+            space={"job.batch_size": [16, 64]}, strategy={"type": "grid"})
+        self.assertEqual(st["trials"]["total"], 2)
+        kinds = [ev.event for ev in self.nnd.follow_study(st["id"])]
+        self.assertIn("trial", kinds)
+        self.assertEqual(kinds[-1], "state")
+        final = self.nnd.get_study(st["id"])
+        self.assertEqual(final["state"], "succeeded")
+        board = self.nnd.study_trials(st["id"])
+        values = [t["value"] for t in board["trials"]]
+        self.assertEqual(values, sorted(values))
+        self.assertEqual(final["best"]["trial"], board["trials"][0]["number"])
+        by_number = self.nnd.study_trials(st["id"], sort="number")
+        self.assertEqual([t["number"] for t in by_number["trials"]], [0, 1])
+        self.assertEqual(by_number["trials"][1]["params"], {"job.batch_size": 64})
+        with self.assertRaises(NndError) as cm:
+            self.nnd.cancel_study(st["id"])
+        self.assertEqual(cm.exception.status, 409)
+        self.nnd.delete_study(st["id"])
+        with self.assertRaises(NndError) as cm:
+            self.nnd.get_study(st["id"])
+        self.assertEqual(cm.exception.status, 404)
 
 
 class AuthTest(unittest.TestCase):

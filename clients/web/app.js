@@ -226,15 +226,21 @@ class Chart {
   build() {
     if (this.u) this.u.destroy();
     const width = Math.max(300, this.box.clientWidth || this.card.clientWidth - 24 || 600);
+    const many = this.o.names.length > 12;
     const opts = {
       width, height: this.o.height || 230,
-      scales: { x: { time: false }, y: this.log ? { distr: 3 } : { range: yRange } },
-      axes: [{ label: this.o.xLabel, size: 40, incrs: INT_INCRS },
-             { size: 60, values: (u, ticks) => ticks.map(v => fmt(v, 3)) }],
-      legend: { show: this.o.names.length <= 12 },
+      scales: { x: this.o.logX ? { time: false, distr: 3 } : { time: false },
+                y: this.log ? { distr: 3 } : { range: yRange } },
+      axes: [{ label: this.o.xLabel, size: 40, incrs: this.o.scatter || this.o.logX ? undefined : INT_INCRS },
+             { size: 60, values: (u, ticks) => ticks.map(v => (v == null ? '' : fmt(v, 3))) }],
+      /* many runs: no legend, no hover dots, 1-pixel lines (fractional
+       * widths cost the rasterizer several times more) */
+      legend: { show: !many },
+      cursor: many ? { points: { show: false } } : {},
       series: [{ label: this.o.xLabel }, ...this.o.names.map((n, i) => ({
-        label: n, stroke: COLORS[i % COLORS.length], width: 1.6, spanGaps: true,
-        points: { show: false } }))],
+        label: n, stroke: COLORS[i % COLORS.length], width: many ? 1 : 1.6, spanGaps: true,
+        points: this.o.scatter || this.o.logX ? { show: true, size: 7, fill: COLORS[i % COLORS.length] } : { show: false },
+        paths: this.o.scatter ? () => null : undefined }))],
     };
     this.u = new uPlot(opts, this.data(), this.box);
   }
@@ -250,6 +256,8 @@ class Chart {
     this.redraw();
   }
   setNote(t) { this.note.textContent = t || ''; }
+  /* Takes the chart off the page for good. */
+  remove() { if (this.u) this.u.destroy(); this.card.remove(); charts.delete(this); }
   resize() {
     if (this.u && this.box.clientWidth) this.u.setSize({ width: this.box.clientWidth, height: this.u.height });
   }
@@ -771,13 +779,127 @@ async function pageStudies() {
   }
 }
 
+/* A trial's parameter as a number for a chart: numbers as they are, other
+ * choices by their index among the distinct values seen. */
+function paramAxis(trials, key) {
+  const vals = trials.map(t => (t.params || {})[key]);
+  if (vals.every(v => typeof v === 'number')) return { nums: vals, labels: null };
+  const distinct = [...new Set(vals.map(v => JSON.stringify(v)))];
+  return { nums: vals.map(v => distinct.indexOf(JSON.stringify(v))), labels: distinct };
+}
+
+/* Positive values spanning two decades or more: a log axis reads them. */
+function wideRange(v) {
+  const pos = v.filter(x => x > 0);
+  return pos.length === v.length && pos.length > 1 && Math.max(...pos) / Math.min(...pos) >= 100;
+}
+
+/* Ordinary least squares of log(value) on log(rows) over every value. */
+function logFit(points) {
+  const xs = [], ys = [];
+  for (const p of points) for (const v of p.values || []) if (v > 0) { xs.push(Math.log(p.rows)); ys.push(Math.log(v)); }
+  if (xs.length < 2) return null;
+  const mx = xs.reduce((a, b) => a + b) / xs.length, my = ys.reduce((a, b) => a + b) / ys.length;
+  let sxy = 0, sxx = 0;
+  xs.forEach((x, i) => { sxy += (x - mx) * (ys[i] - my); sxx += (x - mx) ** 2; });
+  return sxx > 0 ? { slope: sxy / sxx, mx, my } : null;
+}
+
 async function pageStudy(id) {
   const m = main();
-  m.replaceChildren(title('Study ' + id));
-  try {
-    const s = await api('/v1/studies/' + id);
-    m.append(h('section', { class: 'card' }, h('p', {}, stateBadge(s.state)), h('pre', {}, JSON.stringify(s, null, 2))));
-  } catch (e) { m.append(problem(e)); }
+  let st;
+  try { st = await api('/v1/studies/' + id); } catch (e) { m.replaceChildren(problem(e)); return; }
+  const head = h('section', { class: 'card' }), board = h('section', { class: 'card' });
+  const charts = h('div', { class: 'charts' });
+  const cancel = h('button', { onclick: async () => {
+    try { await api('/v1/studies/' + id + '/cancel', { method: 'POST' }); } catch (e) { alert(e.message); }
+  } }, 'Cancel');
+  m.replaceChildren(title('Study ' + id, cancel), head, charts, board,
+    h('section', { class: 'card' }, h('h3', {}, 'Config'), h('pre', {}, JSON.stringify(st.config, null, 2))));
+  const showHead = s => {
+    st = s;
+    cancel.disabled = !['queued', 'running'].includes(s.state);
+    const t = s.trials || {}, best = s.best;
+    const obj = (s.config && s.config.objective) || {};
+    head.replaceChildren(h('div', {}, stateBadge(s.state), ' ', s.name || ''),
+      h('dl', { id: 'study-facts' }, [['objective', `${obj.goal || ''} ${obj.metric || ''}`],
+        ['trials', ['total', 'queued', 'running', 'succeeded', 'pruned', 'failed', 'cancelled']
+          .filter(k => t[k]).map(k => `${t[k]} ${k}`).join(', ')],
+        ['best', best ? [`trial ${best.trial}: ${fmt(best.value)} `, JSON.stringify(best.params), ' ',
+                         best.job ? link('/ui/jobs/' + best.job, best.job) : ''] : '–'],
+        ['epochs run', s.epochs_run], ['started', when(s.started_at)], ['finished', when(s.finished_at)]]
+        .map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])));
+  };
+  showHead(st);
+  let trials = [];
+  const keys = Object.keys((st.config && st.config.space) || {});
+  const psel = h('select', {}, keys.map(k => h('option', {}, k)));
+  let scatter = null;
+  let curveCharts = [];
+  const drawScatter = () => {
+    if (scatter) scatter.remove();
+    scatter = null;
+    charts.querySelectorAll('.scatter').forEach(e => e.remove());
+    if (!keys.length) return;
+    const done = trials.filter(t => t.value != null);
+    const ax = paramAxis(done, psel.value);
+    const order = done.map((t, i) => i).sort((a, b) => ax.nums[a] - ax.nums[b]);
+    const box = h('div', { class: 'scatter' });
+    charts.prepend(box);
+    box.append(h('div', { class: 'ctlrow' }, h('label', {}, 'parameter ', psel)));
+    scatter = new Chart(box, { title: `objective against ${psel.value}`, names: ['value'], xLabel: psel.value,
+                               scatter: true, smoothable: false, file: id + '-trials',
+                               logX: !ax.labels && wideRange(ax.nums) });
+    scatter.set(order.map(i => ax.nums[i]), [order.map(i => done[i].value)]);
+    if (ax.labels) scatter.setNote(ax.labels.map((l, i) => `${i} = ${l}`).join(', '));
+  };
+  psel.onchange = drawScatter;
+  const drawCurves = () => {
+    curveCharts.forEach(c => c.remove());
+    curveCharts = [];
+    charts.querySelectorAll('.curves').forEach(e => e.remove());
+    for (const [ci, c] of (st.curves || []).entries()) {
+      const pts = (c.points || []).filter(p => p.mean != null && p.mean > 0);
+      if (!pts.length) continue;
+      const fit = logFit(c.points || []);
+      const xs = pts.map(p => p.rows);
+      const line = slope => (fit ? xs.map(x => Math.exp(fit.my + slope * (Math.log(x) - fit.mx))) : xs.map(() => null));
+      const names = ['mean', `fit: slope ${fmt(c.slope, 3)}` + (c.slope_ci95 ? ` [${fmt(c.slope_ci95[0], 3)}, ${fmt(c.slope_ci95[1], 3)}]` : '')];
+      const ys = [pts.map(p => p.mean), fit && c.slope != null ? line(c.slope) : xs.map(() => null)];
+      if (c.theory_slope != null) { names.push(`theory: slope ${fmt(c.theory_slope, 3)}`); ys.push(line(c.theory_slope)); }
+      const box = h('div', { class: 'curves' });
+      charts.append(box);
+      const pl = c.params && Object.keys(c.params).length ? ' ' + JSON.stringify(c.params) : '';
+      const ch = new Chart(box, { title: 'Learning curve' + pl, names, xLabel: 'rows',
+                                  log: true, logX: true, smoothable: false, file: `${id}-curve-${ci}` });
+      ch.set(xs, ys);
+      curveCharts.push(ch);
+    }
+  };
+  const loadTrials = async () => {
+    try {
+      const r = await api(`/v1/studies/${id}/trials?limit=1000`);
+      trials = r.trials;
+      board.replaceChildren(h('h3', {}, `Leaderboard (${r.total} trials)`), h('table', { class: 'list', id: 'leaderboard' },
+        h('thead', {}, h('tr', {}, ['#', 'params', 'state', 'value', 'epochs', 'seconds', 'rows', 'job'].map(t => h('th', {}, t)))),
+        h('tbody', {}, trials.map(t => h('tr', {}, h('td', {}, t.number), h('td', {}, JSON.stringify(t.params)),
+          h('td', {}, stateBadge(t.state)), h('td', { class: 'num' }, fmt(t.value)), h('td', { class: 'num' }, fmt(t.epochs)),
+          h('td', { class: 'num' }, fmt(t.seconds, 3)), h('td', { class: 'num' }, fmt(t.rows)),
+          h('td', {}, t.job ? link('/ui/jobs/' + t.job, t.job) : '–'))))));
+      drawScatter();
+    } catch (e) { board.replaceChildren(problem(e)); }
+  };
+  await loadTrials();
+  drawCurves();
+  /* live: trial events refresh the leaderboard (at most once a second) */
+  let pending = null;
+  page.off.push(Events.on((name, d) => {
+    if (name === 'state' && d.id === id) { showHead(d); drawCurves(); }
+    if (name === 'state' && d.id === id && !['queued', 'running'].includes(d.state)) loadTrials();
+    else if ((name === 'trial' && d.study === id) || (name === 'state' && d.id === id)) {
+      if (!pending) pending = setTimeout(() => { pending = null; loadTrials(); }, 1000);
+    }
+  }));
 }
 
 /* ---------------------------------------------------------------- router */

@@ -102,6 +102,11 @@ JOB4="$("$NNCTL" -q train --model "$MDL2" --dataset "$DS" --epochs 1 --lr 0.3)"
 check_eq "--lr alone keeps the default optimizer (sgd)" \
 	"$("$NNCTL" --json jobs get "$JOB4" | jget '[j["config"]["optimizer"]["type"], j["config"]["optimizer"]["lr"]]')" '["sgd", 0.3]'
 "$NNCTL" jobs follow "$JOB4" >/dev/null
+JOB5="$("$NNCTL" -q train --model "$MDL2" --dataset "$DS" --epochs 2 --replicas 2 --shards 4)"
+"$NNCTL" jobs follow "$JOB5" >/dev/null
+check_eq "--replicas and --shards reach the job; it ran on two threads" \
+	"$("$NNCTL" --json jobs get "$JOB5" | jget '[j["config"]["replicas"], j["config"]["shards"], j["placement"], j["state"]]')" \
+	'[2, 4, ["thread 0", "thread 1"], "succeeded"]'
 
 # -- predict --
 printf 'x0,x1\n2,2\n-2,-2\n1,0.5\n-0.5,-1\n' >"$W/rows.csv"
@@ -248,6 +253,41 @@ for final in succeeded failed; do
 	wait $MPID 2>/dev/null
 	rm -f "$W/mock.port"
 done
+
+# -- studies --
+GEN="$(curl -s -XPOST "$NND/v1/datasets" -H 'content-type: application/json' \
+	-d '{"generator":{"function":"additive","inputs":3,"rows":300}}' | jget 'j["id"]')"
+cat >"$W/study.json" <<EOF
+{"dataset":"$GEN","validation":{"fraction":0.2},"objective":{"metric":"val_loss"},
+ "model":{"layers":[{"type":"dense","units":8,"activation":"relu"}]},
+ "job":{"epochs":9,"optimizer":{"type":"adam","lr":0.01}},
+ "space":{"model.layers[0].units":[4,8,16]},"strategy":{"type":"halving","trials":3},"seed":2}
+EOF
+"$NNCTL" studies create "$W/study.json" --name demo --follow >"$W/out" 2>"$W/err"
+check_eq "studies create --follow exits 0" "$?" 0
+check_match "follow: one line per trial event" "$(cat "$W/out")" 'trial [0-2] pruned value [0-9.e-]+ epochs 1'
+check_match "follow: the study's end" "$(cat "$W/out")" 'study std_[0-9a-f]{16}: succeeded'
+SID="$("$NNCTL" -q studies list | tail -1)"
+check_match "studies list -q" "$SID" '^std_[0-9a-f]{16}$'
+check_match "studies list shows it" "$("$NNCTL" studies list)" "$SID +demo +halving +succeeded +3 +3 "
+check_eq "studies get: the best trial" "$("$NNCTL" --json studies get "$SID" | jget 'j["best"]["trial"] in (0, 1, 2)')" true
+out="$("$NNCTL" studies trials "$SID")"
+check_match "studies trials: the winner first" "$(echo "$out" | sed -n 2p)" '^ +[0-2] succeeded '
+check_eq "studies trials --sort number: in order" \
+	"$("$NNCTL" studies trials "$SID" --sort number | awk 'NR>1 {print $1}' | tr '\n' ' ')" "0 1 2 "
+"$NNCTL" studies cancel "$SID" >/dev/null 2>"$W/err"
+check_eq "cancelling an ended study exits 1" "$?" 1
+check_match "cancel: 409 on stderr" "$(cat "$W/err")" 'HTTP 409'
+check_match "studies rm" "$("$NNCTL" studies rm "$SID" --keep-best)" "^deleted $SID\$"
+"$NNCTL" studies get "$SID" >/dev/null 2>&1
+check_eq "a deleted study: exit 1" "$?" 1
+if command -v script >/dev/null 2>&1; then
+	SID2="$("$NNCTL" -q studies create "$W/study.json")"
+	COLUMNS=160 script -qec "$NNCTL --server $NND studies follow $SID2" "$W/tty.out" >/dev/null 2>&1
+	check_eq "studies follow on a terminal: exit 0" "$?" 0
+	check_match "studies follow on a terminal: the live line" "$(tr '\r' '\n' <"$W/tty.out")" \
+		'[0-9]/3 trials done .* pruned .*best [0-9.e-]+ \(trial [0-2]\)'
+fi
 
 # -- API key --
 stop_daemon

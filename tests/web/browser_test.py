@@ -291,6 +291,55 @@ def test_model_image(b, api, base, model):
     shot(b, "model-draw")
 
 
+def test_studies(b, api, base, ds):
+    """A grid study's page fills its leaderboard live; a learning-curve
+    study's page draws its curve on log-log axes with the fitted line."""
+    try:
+        api.get("/v1/studies")
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            print("skip the study pages: this daemon has no /v1/studies")
+            return
+        raise
+    base_doc = {"dataset": ds, "validation": {"fraction": 0.2},
+                "objective": {"metric": "val_loss", "goal": "minimize"},
+                "model": {"task": "classification",
+                          "layers": [{"type": "dense", "units": 8, "activation": "tanh"}]},
+                "job": {"epochs": 3, "batch_size": 64, "seed": 1,
+                        "optimizer": {"type": "adam", "lr": 0.01}}, "seed": 1}
+    grid = api.post("/v1/studies", dict(base_doc, name="lr-grid",
+                                         space={"job.optimizer.lr": [0.001, 0.01, 0.1]},
+                                         strategy={"type": "grid"}))["id"]
+    b.navigate(base + "/ui/studies/" + grid)
+    b.wait("!!document.querySelector('#study-facts')", what="the study page")
+    rows = b.wait("(() => { const r = [...document.querySelectorAll('#leaderboard tbody tr')];"
+                  " return r.length === 3 && r.every(x => x.children[2].textContent === 'succeeded')"
+                  " ? r.map(x => [x.children[0].textContent, x.children[3].textContent]) : null; })()",
+                  timeout=120, what="three succeeded trials on the leaderboard")
+    want = api.get("/v1/studies/%s/trials" % grid)["trials"]
+    ok("the study leaderboard is the API's, best first, filled live",
+       [r[0] for r in rows] == [str(t["number"]) for t in want]
+       and all(abs(float(r[1]) - t["value"]) <= 1e-3 * abs(t["value"]) for r, t in zip(rows, want)),
+       (rows, want))
+    pts = b.wait("(() => { const c = [...window.nnd.charts].find(c => c.o.title.startsWith('objective against'));"
+                 " return c && c.x.length === 3 ? c.x : null; })()", what="the objective chart")
+    ok("the study draws the objective against the learning rate (log axis)", pts == [0.001, 0.01, 0.1], pts)
+    shot(b, "study")
+    lc = api.post("/v1/studies", dict(base_doc, name="curve", space={},
+                                       strategy={"type": "learning_curve", "rows": [100, 200, 400, 800],
+                                                 "repeats": 2}))["id"]
+    b.navigate(base + "/ui/studies/" + lc)
+    got = b.wait("(() => { const c = [...window.nnd.charts].find(c => c.o.title.startsWith('Learning curve'));"
+                 " return c && c.x.length === 4 && c.ys[1].every(v => v > 0) ? [c.x, c.ys.length, c.log, c.o.logX] : null; })()",
+                 timeout=180, what="the learning curve with its fit")
+    ok("the learning curve is drawn on log-log axes with its fitted line",
+       got == [[100, 200, 400, 800], 2, True, True], got)
+    b.wait("(() => { const r = [...document.querySelectorAll('#leaderboard tbody tr')];"
+           " return r.length === 8 && r.every(x => x.children[2].textContent === 'succeeded'); })()",
+           timeout=120, what="the curve study's 8 trials succeeded on the leaderboard")
+    shot(b, "study-curve")
+
+
 def check_network(b, base, what):
     urls = [r["request"]["url"] for r in b.requests]
     bad = [u for u in urls if not (u.startswith(base + "/") or u.startswith("blob:")
@@ -355,6 +404,7 @@ def main():
         test_datasets(b, base, ds, ids)
         test_model_tabular(b, api, base, job)
         test_model_image(b, api, base, mi)
+        test_studies(b, api, base, ds)
         b.pump(0.3)
         check_network(b, base, "without a key")
     finally:

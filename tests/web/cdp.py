@@ -31,12 +31,12 @@ def find_chromium():
 
 
 class Browser:
-    def __init__(self, width=1280, height=900, binary=None):
+    def __init__(self, width=1280, height=900, binary=None, nice=0):
         self.dir = tempfile.mkdtemp(prefix="nnd-chromium.")
         binary = binary or find_chromium()
         if not binary:
             raise RuntimeError("no headless Chromium")
-        args = [binary, "--headless", "--no-sandbox", "--disable-gpu",
+        args = (["nice", "-n", str(nice)] if nice else []) + [binary, "--headless", "--no-sandbox", "--disable-gpu",
                 "--remote-debugging-port=0", "--user-data-dir=" + self.dir,
                 "--no-first-run", "--no-default-browser-check", "--disable-extensions",
                 "--disable-background-networking", "--disable-component-update",
