@@ -180,6 +180,28 @@ static void add_raw(cJSON *o, const char *key, const char *text)
 		cJSON_AddNullToObject(o, key);
 }
 
+/* "placement": where each replica ran, once the job has started. The
+ * daemon runs replica i of a job on thread i of the job (server/replicas.c),
+ * so the config's replicas say it all. */
+static void add_placement(cJSON *o, const api_job *j)
+{
+	const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(o, "config");
+	const cJSON *r = cJSON_GetObjectItemCaseSensitive(cfg, "replicas");
+	int n = cJSON_IsNumber(r) && r->valuedouble >= 1 && r->valuedouble <= NN_MAX_SHARDS
+	                ? (int)r->valuedouble
+	                : 1;
+	if (!j->started_at) {
+		cJSON_AddNullToObject(o, "placement");
+		return;
+	}
+	cJSON *a = cJSON_AddArrayToObject(o, "placement");
+	for (int i = 0; a && i < n; i++) {
+		char name[32];
+		snprintf(name, sizeof name, "thread %d", i);
+		cJSON_AddItemToArray(a, cJSON_CreateString(name));
+	}
+}
+
 cJSON *api_job_to_json(const api_job *j)
 {
 	cJSON *o = cJSON_CreateObject();
@@ -201,6 +223,7 @@ cJSON *api_job_to_json(const api_job *j)
 		cJSON_AddNullToObject(o, "model_version");
 	add_raw(o, "error", j->error);
 	add_raw(o, "config", j->config);
+	add_placement(o, j);
 	api_add_time(o, "created_at", j->created_at);
 	api_add_time(o, "started_at", j->started_at);
 	api_add_time(o, "finished_at", j->finished_at);

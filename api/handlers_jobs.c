@@ -113,6 +113,9 @@ int api_jobs_create(const api_backend *b, const api_req *rq, api_reply *rp)
 			api_err_field(&e, "rows", "is %lld but the training split holds %lld rows",
 			              (long long)cfg.rows, (long long)split);
 	}
+	if (b->limits.max_replicas > 0 && cfg.replicas > b->limits.max_replicas)
+		api_err_field(&e, "replicas", "is %d but the daemon can give a job at most %d",
+		              cfg.replicas, b->limits.max_replicas);
 	if (have_d && nn_augment_has_image(&cfg.aug) && !d.image)
 		api_err_field(&e, "augment", "image augmentations need a data set with an image shape");
 	if (cfg.early.enabled && cfg.val_fraction <= 0 && !refs.val_dataset)

@@ -41,6 +41,7 @@ api_limits api_limits_default(void)
 	l.max_units = 65536;
 	l.max_epochs = 100000;
 	l.max_batch = 1 << 20;
+	l.max_replicas = 0;
 	return l;
 }
 
@@ -881,12 +882,12 @@ static int get_id(const cJSON *v, const char *path, const char *key, const char 
 
 enum { J_MODEL, J_DATASET, J_VALIDATION, J_EPOCHS, J_BATCH, J_SHUFFLE, J_SEED, J_OPT, J_SCHED,
        J_L2, J_STD, J_BNSTATS, J_EARLY, J_AVG, J_AUG, J_SPARSITY, J_CLIP, J_LOG, J_CKPT,
-       J_SPARSE_K, J_TEST, J_ROWS, J_N };
+       J_SPARSE_K, J_TEST, J_ROWS, J_REPLICAS, J_SHARDS, J_N };
 static const char *const JOB_KEYS[J_N] = {
 	"model", "dataset", "validation", "epochs", "batch_size", "shuffle", "seed", "optimizer",
 	"schedule", "l2", "standardize", "batch_norm_stats", "early_stopping", "averaging",
 	"augment", "sparsity", "clip_grad_norm", "log_every_steps", "checkpoint_every_epochs",
-	"sparse_kernels", "test", "rows"
+	"sparse_kernels", "test", "rows", "replicas", "shards"
 };
 
 enum { O_TYPE, O_LR, O_MOMENTUM, O_BETA1, O_BETA2, O_EPS, O_RHO, O_WD, O_N };
@@ -1185,6 +1186,29 @@ static int parse_sparsity(const cJSON *o, nn_train_config *cfg, api_err *e)
 	return read_object(o, "sparsity", K, R, COUNT(R), cfg, e);
 }
 
+/* replicas (default 1) and shards (default: replicas), each at most
+ * NN_MAX_SHARDS; replicas must divide shards. The daemon's own bound on
+ * replicas (its workers) is the submission's check (api_jobs_create). */
+static int parse_parallel(const cJSON *rj, const cJSON *sj, nn_train_config *cfg, api_err *e)
+{
+	int64_t r = 1, sh = 0;
+	int bad = 0;
+	if (rj && get_int(rj, "", "replicas", 1, NN_MAX_SHARDS, &r, e))
+		bad++;
+	if (sj && get_int(sj, "", "shards", 1, NN_MAX_SHARDS, &sh, e))
+		bad++;
+	if (bad)
+		return bad;
+	cfg->replicas = (int)r;
+	cfg->shards = sj ? (int)sh : (int)r;
+	if (cfg->shards % cfg->replicas) {
+		api_err_field(e, "replicas", "must divide shards (%d replicas, %d shards)",
+		              cfg->replicas, cfg->shards);
+		return 1;
+	}
+	return 0;
+}
+
 int api_train_config_from_json(const cJSON *j, const api_limits *lim, nn_train_config *cfg,
 			       api_job_refs *refs, api_err *e)
 {
@@ -1263,6 +1287,7 @@ int api_train_config_from_json(const cJSON *j, const api_limits *lim, nn_train_c
 	    get_int(f[J_ROWS], "", "rows", 1, INT64_C(1) << 40, &rows, e))
 		bad++;
 	cfg->rows = rows;
+	bad += parse_parallel(f[J_REPLICAS], f[J_SHARDS], cfg, e);
 	if (!bad) {
 		/* The engine's own check, as a safety net: it must agree. */
 		char msg[256];
@@ -1422,6 +1447,8 @@ cJSON *api_train_config_to_json(const nn_train_config *cfg, const api_job_refs *
 	}
 	ok = ok && (cfg->rows > 0 ? cJSON_AddNumberToObject(o, "rows", (double)cfg->rows) != NULL
 	                          : cJSON_AddNullToObject(o, "rows") != NULL);
+	ok = ok && cJSON_AddNumberToObject(o, "replicas", cfg->replicas) &&
+	     cJSON_AddNumberToObject(o, "shards", cfg->shards);
 	if (!ok) {
 		cJSON_Delete(o);
 		return NULL;

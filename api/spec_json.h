@@ -17,6 +17,7 @@ typedef struct api_limits {
 	int max_units;        /* units of one dense layer (default 65536) */
 	int max_epochs;       /* default 100000 */
 	int max_batch;        /* default 1<<20 */
+	int max_replicas;     /* a job's replicas: the daemon's workers (0 = no bound) */
 } api_limits;
 
 api_limits api_limits_default(void);

@@ -32,6 +32,7 @@
 #include <time.h>
 
 #include "jobs.h"
+#include "replicas.h"
 #include "util.h"
 
 /* An event: id is the step number of a step event, the global step count
@@ -72,6 +73,8 @@ typedef struct live {
 	double progress;
 	int epoch;
 	int64_t step;
+	int need;             /* workers it holds while running: its replicas */
+	int64_t waiting_since; /* when it first found too few free workers (0: not) */
 	feed *f;              /* one reference held here */
 	struct live *next;
 } live;
@@ -80,6 +83,7 @@ struct jobs {
 	store *st;
 	api_limits lim;
 	int n_workers;
+	int free_workers;     /* not held by a running job */
 	int capacity;
 	pthread_t *threads;
 	int started;
@@ -452,12 +456,25 @@ static int count_queued(jobs *q)
 	return n;
 }
 
+/* The workers a job's config asks for (its replicas), at most all of them:
+ * a job stored by a daemon with more workers still runs here, its shards
+ * (which alone fix its weights) shared by fewer threads. */
+static int workers_needed(jobs *q, const char *config)
+{
+	cJSON *c = config ? cJSON_Parse(config) : NULL;
+	const cJSON *r = cJSON_GetObjectItemCaseSensitive(c, "replicas");
+	int n = cJSON_IsNumber(r) && r->valuedouble >= 1 ? (int)r->valuedouble : 1;
+	cJSON_Delete(c);
+	return n < q->n_workers ? n : q->n_workers;
+}
+
 /* Appends a live entry for a stored job (caller holds q->mu). */
 static live *add_live(jobs *q, const api_job *j, feed *f)
 {
 	live *lv = calloc(1, sizeof *lv);
 	if (!lv)
 		return NULL;
+	lv->need = workers_needed(q, j->config);
 	snprintf(lv->id, sizeof lv->id, "%s", j->id);
 	lv->state = API_JOB_QUEUED;
 	lv->f = f;
@@ -1013,12 +1030,300 @@ static void add_test_metrics(api_job *j, const nn_model *m, const api_dataset *t
 	}
 }
 
+/*
+ * A job's run, in phases: load_inputs reads what it trains on (config, data
+ * sets, model, checkpoint); mark_running records the start; train_job runs
+ * nn_train on the job's replicas; end_state decides how the run ended;
+ * record_final writes a finished job's end (publishing its model);
+ * release_inputs and unlist let go of the rest. `code` set by a phase means
+ * the job cannot run; it fails with that code and err as its detail.
+ */
+typedef struct job_inputs {
+	nn_train_config cfg;
+	api_job_refs refs;
+	/* the data sets' shared mappings (read-only; see store_dataset_acquire) */
+	const api_dataset *train, *val, *test;
+	int have_val;
+	nn_model *m;
+	void *ckpt;
+	size_t ckpt_len;
+	const uint8_t *x8;
+	int new_base;         /* the version a first start trains from */
+	/* typed columns: the training split's encoding (imputation means from
+	 * its rows only), and the validation and test sets encoded with it */
+	api_tab_train tab;
+	const char *code;
+	char err[600];
+} job_inputs;
+
+static void load_inputs(jobs *q, run *r, job_inputs *in)
+{
+	api_err e = API_ERR_INIT;
+	in->cfg = nn_train_config_default();
+	in->new_base = -1;
+	cJSON *cj = r->j.config ? cJSON_Parse(r->j.config) : NULL;
+	if (!cj || api_train_config_from_json(cj, &q->lim, &in->cfg, &in->refs, &e) < 0) {
+		in->code = "invalid_config";
+		snprintf(in->err, sizeof in->err, "the stored config is invalid: %.500s", e.detail);
+	}
+	cJSON_Delete(cj);
+	if (!in->code && store_dataset_acquire(q->st, r->j.dataset, &in->train, &e) < 0) {
+		in->code = "dataset_unavailable";
+		snprintf(in->err, sizeof in->err, "%s", e.detail);
+	}
+	if (!in->code && r->j.val_dataset[0]) {
+		if (store_dataset_acquire(q->st, r->j.val_dataset, &in->val, &e) < 0) {
+			in->code = "dataset_unavailable";
+			snprintf(in->err, sizeof in->err, "%s", e.detail);
+		} else {
+			in->have_val = 1;
+		}
+	}
+	if (!in->code && in->refs.test_dataset &&
+	    store_dataset_acquire(q->st, in->refs.test_dataset, &in->test, &e) < 0) {
+		in->code = "dataset_unavailable";
+		snprintf(in->err, sizeof in->err, "test: %s", e.detail);
+	}
+	if (!in->code)
+		in->cfg.stop_at_epoch = store_job_pause_at(q->st, r->j.id);
+	if (!in->code) {
+		int base = -1;
+		store_job_base_version(q->st, r->j.id, &base);
+		if (base < 0) {
+			api_model_snap *s = NULL;
+			if (store_model_snapshot(q->st, r->j.model, &s, &e) == 0) {
+				in->m = nn_model_clone(s->model);
+				in->new_base = s->version;
+				store_snap_release(q->st, s);
+			}
+		} else if (store_model_load(q->st, r->j.model, base, &in->m, &e) < 0) {
+			in->m = NULL;
+		}
+		if (!in->m) {
+			in->code = "model_unavailable";
+			snprintf(in->err, sizeof in->err, "%s",
+			         e.detail[0] ? e.detail : "cannot load the model");
+		}
+	}
+	if (!in->code && store_checkpoint_get(q->st, r->j.id, &in->ckpt, &in->ckpt_len) < 0) {
+		in->code = "checkpoint_unreadable";
+		snprintf(in->err, sizeof in->err, "cannot read the checkpoint");
+	}
+	/* image data: the data set's byte copy, shared with every other job
+	 * on it, instead of one the engine would make for this job alone
+	 * (none with image augmentation, which the engine runs on floats) */
+	if (!in->code && !nn_augment_has_image(&in->cfg.aug))
+		in->x8 = store_dataset_bytes(q->st, in->train);
+	if (!in->code && prepare_tabular(in->train, in->have_val ? in->val : NULL, in->test,
+	                                 &in->cfg, &in->tab, &e) < 0) {
+		in->code = e.status == 422 ? "invalid_dataset" : "out_of_memory";
+		snprintf(in->err, sizeof in->err, "%.380s%s%.200s", e.detail, e.n_fields ? ": " : "",
+		         e.n_fields ? e.fields[0].message : "");
+	}
+}
+
+/* The progress totals, and the running state recorded. */
+static void mark_running(jobs *q, run *r, const job_inputs *in)
+{
+	const nn_train_config *cfg = &in->cfg;
+	api_err e = API_ERR_INIT;
+	r->epochs = cfg->epochs;
+	r->last_flush_us = util_mono_us();
+	r->n_train = in->train ? in->train->rows : 0;
+	if (!in->have_val && cfg->val_fraction > 0)
+		r->n_train -= (int64_t)((double)r->n_train * cfg->val_fraction);
+	if (cfg->rows > 0 && cfg->rows < r->n_train)
+		r->n_train = cfg->rows;
+	int64_t spe = cfg->batch_size > 0 ? (r->n_train + cfg->batch_size - 1) / cfg->batch_size : 1;
+	r->total_steps = spe * cfg->epochs;
+
+	r->j.state = API_JOB_RUNNING;
+	if (!r->j.started_at)
+		r->j.started_at = util_now_ms();
+	/* one commit for the state and the base version: a restart resumes
+	 * from the same version (and a checkpoint only exists after this) */
+	store_job_start(q->st, &r->j, in->m ? in->new_base : -1, &e);
+	feed_push_state(q, r->lv->f, &r->j);
+}
+
+/* nn_train on the job's replicas (threads of replicas.c when it has more
+ * than one; without threads to be had, the worker alone runs every shard,
+ * to the same weights). Waits for the last checkpoint write. */
+static nn_status train_job(run *r, job_inputs *in, nn_train_result *res)
+{
+	nn_status st = NN_EINVAL;
+	memset(res, 0, sizeof *res);
+	if (!in->code) {
+		nn_callbacks cb = { r, on_step, on_epoch, should_stop, on_checkpoint };
+		nn_data tv = api_dataset_view(in->train);
+		tv.x8 = in->x8;
+		if (in->tab.x) {
+			tv.x = in->tab.x;
+			tv.x8 = NULL;
+		}
+		in->cfg.std_skip = in->tab.std_skip;
+		nn_data vv = in->have_val ? api_dataset_view(in->val) : (nn_data){ 0 };
+		if (in->tab.val_x) {
+			vv.x = in->tab.val_x;
+			vv.x8 = NULL;
+			vv.features = in->tab.enc.width;
+		}
+		replicas *rp = in->cfg.replicas > 1 ? replicas_start(in->cfg.replicas) : NULL;
+		in->cfg.par = replicas_carrier(rp);
+		if (in->cfg.replicas > 1 && !rp)
+			util_log(1, "jobs: %s: no threads for %d replicas; one runs every shard",
+			         r->j.id, in->cfg.replicas);
+		util_log(2, "jobs: %s: %s (%lld rows, %d epochs, %d replicas, %d shards)", r->j.id,
+		         in->ckpt ? "resuming from its checkpoint" : "starting",
+		         (long long)in->train->rows, in->cfg.epochs, in->cfg.replicas, in->cfg.shards);
+		st = nn_train(in->m, &tv, in->have_val ? &vv : NULL, &in->cfg, &cb, in->ckpt,
+		              in->ckpt_len, res, in->err, sizeof in->err);
+		replicas_stop(rp);
+		in->cfg.par = NULL;
+	}
+	free(in->ckpt);
+	in->ckpt = NULL;
+	/* no end is recorded before the last checkpoint write is done; one
+	 * that failed fails the job, as it would have at its checkpoint */
+	if (ckpt_wait(r) && (st == NN_OK || st == NN_ESTOPPED))
+		st = NN_EINVAL;
+	free(r->w.buf);
+	r->w.buf = NULL;
+	return st;
+}
+
+/* The job's state after nn_train returned st; 1 when it is final. */
+static int end_state(jobs *q, run *r, job_inputs *in, nn_status st, const nn_train_result *res)
+{
+	const char *code = in->code;
+	live *lv = r->lv;
+	if (!code && st == NN_ESTOPPED && !lv->cancel && !q->stopping && in->cfg.stop_at_epoch > 0) {
+		/* a study's trial at the end of its rung: it waits, holding no
+		 * worker, until the study continues or prunes it */
+		r->j.state = API_JOB_PAUSED;
+		flush(r, 0, 0, NULL);
+		return 0;
+	}
+	if (!code && st == NN_ESTOPPED && !lv->cancel) {
+		/* shutdown: stays queued, resumes from the checkpoint next start */
+		r->j.state = API_JOB_QUEUED;
+		flush(r, 0, 0, NULL);
+		util_log(2, "jobs: %s: stopped at step %lld, stays queued", r->j.id,
+		         (long long)r->j.step);
+		return 0;
+	}
+	if (!code && st == NN_ESTOPPED) {
+		r->j.state = API_JOB_CANCELLED;
+	} else if (!code && st == NN_OK) {
+		r->j.state = API_JOB_SUCCEEDED;
+		r->j.progress = 1;
+		if (in->test)
+			add_test_metrics(&r->j, in->m, in->test, in->tab.test_x, in->tab.enc.width);
+		r->j.stopped_early = res->stopped_early;
+		if (res->best_epoch >= 0) {
+			cJSON *b = cJSON_CreateObject();
+			cJSON_AddNumberToObject(b, "epoch", res->best_epoch);
+			cJSON_AddItemToObject(b, "val_loss", flt_or_null(res->best_val_loss));
+			free(r->j.best);
+			r->j.best = cJSON_PrintUnformatted(b);
+			cJSON_Delete(b);
+		}
+	} else {
+		r->j.state = API_JOB_FAILED;
+		if (!code && r->ckpt_errno) {
+			/* a full disk is the store's 507, not a training error */
+			code = util_errno_is_space(r->ckpt_errno) ? "insufficient_storage"
+			                                         : "checkpoint_failed";
+			snprintf(in->err, sizeof in->err, "cannot write a checkpoint: %s",
+			         strerror(r->ckpt_errno));
+		}
+		if (!code)
+			code = st == NN_EDIVERGED ? "diverged" : nn_status_name(st);
+		set_error(&r->j, code, in->err[0] ? in->err : nn_status_name(st));
+	}
+	return 1;
+}
+
+/* Writes a finished job's end (publishing its model when it succeeded);
+ * 1 when recorded, so its checkpoint can go. */
+static int record_final(jobs *q, run *r, job_inputs *in)
+{
+	api_err e = API_ERR_INIT;
+	/* from here on the job counts as finished (cancel answers 409) */
+	pthread_mutex_lock(&q->mu);
+	r->lv->state = r->j.state;
+	pthread_mutex_unlock(&q->mu);
+	/* the last steps first, with the row still running, so no reader
+	 * sees the final state before the version is published (none are
+	 * left when the last epoch's end wrote them) */
+	int fin = r->j.state;
+	r->j.state = API_JOB_RUNNING;
+	if (r->n_steps > 0)
+		flush(r, 0, 0, NULL);
+	r->j.state = fin;
+	r->j.finished_at = util_now_ms();
+	int recorded = 1;
+	if (r->j.state == API_JOB_SUCCEEDED) {
+		char *classes = classes_of(q->st, r->j.dataset);
+		if (in->tab.enc.cols) {
+			char *meta = api_tab_meta_make(classes, &in->tab.enc);
+			free(classes);
+			classes = meta;
+		}
+		nn_model *pub = in->m;
+		in->m = NULL;
+		if (store_job_publish(q->st, &r->j, pub, classes, &e) < 0) {
+			r->j.state = API_JOB_FAILED;
+			set_error(&r->j, e.status == 507 ? e.code : "publish_failed", e.detail);
+			recorded = record_end(q, &r->j) == 0;
+		}
+		free(classes);
+	} else {
+		recorded = record_end(q, &r->j) == 0;
+	}
+	util_log(2, "jobs: %s: %s", r->j.id, api_job_state_name(r->j.state));
+	return recorded;
+}
+
+static void release_inputs(jobs *q, job_inputs *in)
+{
+	nn_model_free(in->m);
+	store_dataset_release(q->st, in->train);
+	store_dataset_release(q->st, in->val);
+	store_dataset_release(q->st, in->test);
+	api_job_refs_free(&in->refs);
+	free(in->ckpt);
+	api_tab_train_release(&in->tab);
+}
+
+/* Takes a final job off the live list (its feed ends), or puts it back as
+ * queued or paused; tells a study about its trial. */
+static void unlist(jobs *q, run *r, int final)
+{
+	live *lv = r->lv;
+	pthread_mutex_lock(&q->mu);
+	if (final)
+		remove_live(q, lv);
+	else
+		lv->state = r->j.state == API_JOB_PAUSED ? API_JOB_PAUSED : API_JOB_QUEUED;
+	pthread_mutex_unlock(&q->mu);
+	if (r->j.state == API_JOB_PAUSED)
+		feed_push_state(q, lv->f, &r->j);
+	if ((final || r->j.state == API_JOB_PAUSED) && q->on_trial && r->j.study[0])
+		q->on_trial(q->on_trial_ctx, r->j.study);
+	if (final) {
+		feed_push_state(q, lv->f, &r->j);
+		feed_finish(q, lv->f);
+		feed_unref(q, lv->f);
+		free(lv);
+	}
+}
+
 /* Runs one job to an end state (or back to queued on shutdown). Returns 1
  * when the job reached a final state. */
 static int run_job(jobs *q, live *lv)
 {
 	int64_t t_start = util_mono_us();   /* phases for the debug log */
-	const api_dataset *test = NULL;
 	run r;
 	memset(&r, 0, sizeof r);
 	r.q = q;
@@ -1028,240 +1333,24 @@ static int run_job(jobs *q, live *lv)
 		util_log(0, "jobs: %s vanished: %s", lv->id, e.detail);
 		return 1;
 	}
-	nn_train_config cfg = nn_train_config_default();
-	api_job_refs refs;
-	memset(&refs, 0, sizeof refs);
-	/* the data sets' shared mappings (read-only; see store_dataset_acquire) */
-	const api_dataset *train = NULL, *val = NULL;
-	int have_val = 0;
-	nn_model *m = NULL;
-	void *ckpt = NULL;
-	size_t ckpt_len = 0;
-	int final = 1, drop_ckpt = 0;
-	char err[600] = "";
-	const char *code = NULL;
-
-	cJSON *cj = r.j.config ? cJSON_Parse(r.j.config) : NULL;
-	if (!cj || api_train_config_from_json(cj, &q->lim, &cfg, &refs, &e) < 0) {
-		code = "invalid_config";
-		snprintf(err, sizeof err, "the stored config is invalid: %.500s", e.detail);
-	}
-	cJSON_Delete(cj);
-	if (!code && store_dataset_acquire(q->st, r.j.dataset, &train, &e) < 0) {
-		code = "dataset_unavailable";
-		snprintf(err, sizeof err, "%s", e.detail);
-	}
-	if (!code && r.j.val_dataset[0]) {
-		if (store_dataset_acquire(q->st, r.j.val_dataset, &val, &e) < 0) {
-			code = "dataset_unavailable";
-			snprintf(err, sizeof err, "%s", e.detail);
-		} else {
-			have_val = 1;
-		}
-	}
-	if (!code && refs.test_dataset &&
-	    store_dataset_acquire(q->st, refs.test_dataset, &test, &e) < 0) {
-		code = "dataset_unavailable";
-		snprintf(err, sizeof err, "test: %s", e.detail);
-	}
-	if (!code)
-		cfg.stop_at_epoch = store_job_pause_at(q->st, r.j.id);
-	int new_base = -1;    /* the version a first start trains from */
-	if (!code) {
-		int base = -1;
-		store_job_base_version(q->st, r.j.id, &base);
-		if (base < 0) {
-			api_model_snap *s = NULL;
-			if (store_model_snapshot(q->st, r.j.model, &s, &e) == 0) {
-				m = nn_model_clone(s->model);
-				new_base = s->version;
-				store_snap_release(q->st, s);
-			}
-		} else if (store_model_load(q->st, r.j.model, base, &m, &e) < 0) {
-			m = NULL;
-		}
-		if (!m) {
-			code = "model_unavailable";
-			snprintf(err, sizeof err, "%s", e.detail[0] ? e.detail : "cannot load the model");
-		}
-	}
-	if (!code && store_checkpoint_get(q->st, r.j.id, &ckpt, &ckpt_len) < 0) {
-		code = "checkpoint_unreadable";
-		snprintf(err, sizeof err, "cannot read the checkpoint");
-	}
-	/* image data: the data set's byte copy, shared with every other job
-	 * on it, instead of one the engine would make for this job alone
-	 * (none with image augmentation, which the engine runs on floats) */
-	const uint8_t *x8 = NULL;
-	if (!code && !nn_augment_has_image(&cfg.aug))
-		x8 = store_dataset_bytes(q->st, train);
-	/* typed columns: the training split's encoding (imputation means from
-	 * its rows only), and the validation set encoded with it */
-	api_tab_train tab;
-	memset(&tab, 0, sizeof tab);
-	if (!code && prepare_tabular(train, have_val ? val : NULL, test, &cfg, &tab, &e) < 0) {
-		code = e.status == 422 ? "invalid_dataset" : "out_of_memory";
-		snprintf(err, sizeof err, "%.380s%s%.200s", e.detail, e.n_fields ? ": " : "",
-		         e.n_fields ? e.fields[0].message : "");
-	}
-
-	r.epochs = cfg.epochs;
-	r.last_flush_us = util_mono_us();
-	r.n_train = train ? train->rows : 0;
-	if (!have_val && cfg.val_fraction > 0)
-		r.n_train -= (int64_t)((double)r.n_train * cfg.val_fraction);
-	if (cfg.rows > 0 && cfg.rows < r.n_train)
-		r.n_train = cfg.rows;
-	int64_t spe = cfg.batch_size > 0 ? (r.n_train + cfg.batch_size - 1) / cfg.batch_size : 1;
-	r.total_steps = spe * cfg.epochs;
-
-	r.j.state = API_JOB_RUNNING;
-	if (!r.j.started_at)
-		r.j.started_at = util_now_ms();
-	/* one commit for the state and the base version: a restart resumes
-	 * from the same version (and a checkpoint only exists after this) */
-	store_job_start(q->st, &r.j, m ? new_base : -1, &e);
-	feed_push_state(q, lv->f, &r.j);
+	job_inputs in;
+	memset(&in, 0, sizeof in);
+	load_inputs(q, &r, &in);
+	mark_running(q, &r, &in);
 
 	int64_t t_train = util_mono_us();
-	nn_status st = NN_EINVAL;
 	nn_train_result res;
-	memset(&res, 0, sizeof res);
-	if (!code) {
-		nn_callbacks cb = { &r, on_step, on_epoch, should_stop, on_checkpoint };
-		nn_data tv = api_dataset_view(train);
-		tv.x8 = x8;
-		if (tab.x) {
-			tv.x = tab.x;
-			tv.x8 = NULL;
-		}
-		cfg.std_skip = tab.std_skip;
-		nn_data vv = have_val ? api_dataset_view(val) : (nn_data){ 0 };
-		if (tab.val_x) {
-			vv.x = tab.val_x;
-			vv.x8 = NULL;
-			vv.features = tab.enc.width;
-		}
-		util_log(2, "jobs: %s: %s (%lld rows, %d epochs)", r.j.id,
-		         ckpt ? "resuming from its checkpoint" : "starting",
-		         (long long)train->rows, cfg.epochs);
-		st = nn_train(m, &tv, have_val ? &vv : NULL, &cfg, &cb, ckpt, ckpt_len, &res, err,
-		              sizeof err);
-	}
-	free(ckpt);
-	/* no end is recorded before the last checkpoint write is done; one
-	 * that failed fails the job, as it would have at its checkpoint */
-	if (ckpt_wait(&r) && (st == NN_OK || st == NN_ESTOPPED))
-		st = NN_EINVAL;
-	free(r.w.buf);
+	nn_status st = train_job(&r, &in, &res);
 	int64_t t_end = util_mono_us();
 
-	if (!code && st == NN_ESTOPPED && !lv->cancel && !q->stopping && cfg.stop_at_epoch > 0) {
-		/* a study's trial at the end of its rung: it waits, holding no
-		 * worker, until the study continues or prunes it */
-		r.j.state = API_JOB_PAUSED;
-		flush(&r, 0, 0, NULL);
-		final = 0;
-	} else if (!code && st == NN_ESTOPPED && !lv->cancel) {
-		/* shutdown: stays queued, resumes from the checkpoint next start */
-		r.j.state = API_JOB_QUEUED;
-		flush(&r, 0, 0, NULL);
-		final = 0;
-		util_log(2, "jobs: %s: stopped at step %lld, stays queued", r.j.id,
-		         (long long)r.j.step);
-	} else if (!code && st == NN_ESTOPPED) {
-		r.j.state = API_JOB_CANCELLED;
-	} else if (!code && st == NN_OK) {
-		r.j.state = API_JOB_SUCCEEDED;
-		r.j.progress = 1;
-		if (test)
-			add_test_metrics(&r.j, m, test, tab.test_x, tab.enc.width);
-		r.j.stopped_early = res.stopped_early;
-		if (res.best_epoch >= 0) {
-			cJSON *b = cJSON_CreateObject();
-			cJSON_AddNumberToObject(b, "epoch", res.best_epoch);
-			cJSON_AddItemToObject(b, "val_loss", flt_or_null(res.best_val_loss));
-			free(r.j.best);
-			r.j.best = cJSON_PrintUnformatted(b);
-			cJSON_Delete(b);
-		}
-	} else {
-		r.j.state = API_JOB_FAILED;
-		if (!code && r.ckpt_errno) {
-			/* a full disk is the store's 507, not a training error */
-			code = util_errno_is_space(r.ckpt_errno) ? "insufficient_storage"
-			                                        : "checkpoint_failed";
-			snprintf(err, sizeof err, "cannot write a checkpoint: %s",
-			         strerror(r.ckpt_errno));
-		}
-		if (!code)
-			code = st == NN_EDIVERGED ? "diverged" : nn_status_name(st);
-		set_error(&r.j, code, err[0] ? err : nn_status_name(st));
-	}
-
-	if (final) {
-		/* from here on the job counts as finished (cancel answers 409) */
-		pthread_mutex_lock(&q->mu);
-		lv->state = r.j.state;
-		pthread_mutex_unlock(&q->mu);
-		/* the last steps first, with the row still running, so no reader
-		 * sees the final state before the version is published (none are
-		 * left when the last epoch's end wrote them) */
-		int fin = r.j.state;
-		r.j.state = API_JOB_RUNNING;
-		if (r.n_steps > 0)
-			flush(&r, 0, 0, NULL);
-		r.j.state = fin;
-		r.j.finished_at = util_now_ms();
-		int recorded = 1;
-		if (r.j.state == API_JOB_SUCCEEDED) {
-			char *classes = classes_of(q->st, r.j.dataset);
-			if (tab.enc.cols) {
-				char *meta = api_tab_meta_make(classes, &tab.enc);
-				free(classes);
-				classes = meta;
-			}
-			nn_model *pub = m;
-			m = NULL;
-			if (store_job_publish(q->st, &r.j, pub, classes, &e) < 0) {
-				r.j.state = API_JOB_FAILED;
-				set_error(&r.j, e.status == 507 ? e.code : "publish_failed", e.detail);
-				recorded = record_end(q, &r.j) == 0;
-			}
-			free(classes);
-		} else {
-			recorded = record_end(q, &r.j) == 0;
-		}
-		drop_ckpt = recorded;   /* else a restart resumes from it */
-		util_log(2, "jobs: %s: %s", r.j.id, api_job_state_name(r.j.state));
-	}
+	int final = end_state(q, &r, &in, st, &res);
+	int drop_ckpt = final && record_final(q, &r, &in); /* else a restart resumes from it */
 	util_log(3, "jobs: %s: %.1f ms to start, %.1f ms training (%.1f ms of it handing over "
 	         "checkpoints), %.1f ms to record the end", r.j.id, (t_train - t_start) / 1e3,
 	         (t_end - t_train) / 1e3, r.ckpt_us / 1e3, (util_mono_us() - t_end) / 1e3);
-	nn_model_free(m);
-	store_dataset_release(q->st, train);
-	store_dataset_release(q->st, val);
-	api_tab_train_release(&tab);
-	store_dataset_release(q->st, test);
-	api_job_refs_free(&refs);
+	release_inputs(q, &in);
 	free(r.steps);
-
-	pthread_mutex_lock(&q->mu);
-	if (final)
-		remove_live(q, lv);
-	else
-		lv->state = r.j.state == API_JOB_PAUSED ? API_JOB_PAUSED : API_JOB_QUEUED;
-	pthread_mutex_unlock(&q->mu);
-	if (r.j.state == API_JOB_PAUSED)
-		feed_push_state(q, lv->f, &r.j);
-	if ((final || r.j.state == API_JOB_PAUSED) && q->on_trial && r.j.study[0])
-		q->on_trial(q->on_trial_ctx, r.j.study);
-	if (final) {
-		feed_push_state(q, lv->f, &r.j);
-		feed_finish(q, lv->f);
-		feed_unref(q, lv->f);
-		free(lv);
-	}
+	unlist(q, &r, final);
 	/* after the final state is out: a finished job's checkpoint is
 	 * useless, and one a crash leaves behind goes at the next start */
 	if (drop_ckpt)
@@ -1285,6 +1374,53 @@ static void release_idle_memory(void)
 #endif
 }
 
+/*
+ * The queued job a free worker starts (caller holds q->mu), or NULL: the
+ * first in submission order whose replicas fit in the free workers. A job
+ * that does not fit lets the ones behind it start for HOLD_US after it
+ * first found too few workers; from then on nothing starts before it, so
+ * the workers free up for it. *wake: when that time comes (unchanged when
+ * nothing waits).
+ */
+#define HOLD_US 2000000
+
+static live *pick(jobs *q, int64_t now, int64_t *wake)
+{
+	for (live *lv = q->lives; lv; lv = lv->next) {
+		if (lv->state != API_JOB_QUEUED)
+			continue;
+		if (lv->need <= q->free_workers)
+			return lv;
+		if (!lv->waiting_since)
+			lv->waiting_since = now;
+		if (now - lv->waiting_since >= HOLD_US)
+			return NULL;
+		if (lv->waiting_since + HOLD_US < *wake)
+			*wake = lv->waiting_since + HOLD_US;
+	}
+	return NULL;
+}
+
+/* Waits on q->cv until signalled or, when wake is set, until then. */
+static void wait_for_work(jobs *q, int64_t wake)
+{
+	if (wake == INT64_MAX) {
+		pthread_cond_wait(&q->cv, &q->mu);
+		return;
+	}
+	int64_t us = wake - util_mono_us();
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	us = us < 1000 ? 1000 : us;
+	ts.tv_sec += us / 1000000;
+	ts.tv_nsec += (long)(us % 1000000) * 1000;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(&q->cv, &q->mu, &ts);
+}
+
 static void *worker(void *arg)
 {
 	jobs *q = arg;
@@ -1292,18 +1428,23 @@ static void *worker(void *arg)
 	for (;;) {
 		live *lv = NULL;
 		while (!q->stopping) {
-			for (lv = q->lives; lv && lv->state != API_JOB_QUEUED; lv = lv->next)
-				;
-			if (lv)
+			int64_t wake = INT64_MAX;
+			if ((lv = pick(q, util_mono_us(), &wake)))
 				break;
-			pthread_cond_wait(&q->cv, &q->mu);
+			wait_for_work(q, wake);
 		}
 		if (q->stopping)
 			break;
 		lv->state = API_JOB_RUNNING;
+		lv->waiting_since = 0;
+		int held = lv->need;
+		q->free_workers -= held;
 		pthread_mutex_unlock(&q->mu);
 		run_job(q, lv);
 		pthread_mutex_lock(&q->mu);
+		q->free_workers += held;
+		/* a job that waited for workers may fit now */
+		pthread_cond_broadcast(&q->cv);
 		if (!q->stopping && count_queued(q) == 0) {
 			pthread_mutex_unlock(&q->mu);
 			release_idle_memory();
@@ -1322,6 +1463,7 @@ int jobs_start(store *st, int workers, int capacity, const api_limits *lim, jobs
 	q->st = st;
 	q->lim = *lim;
 	q->n_workers = workers > 0 ? workers : 1;
+	q->free_workers = q->n_workers;
 	q->capacity = capacity > 0 ? capacity : 1;
 	pthread_mutex_init(&q->mu, NULL);
 	pthread_mutex_init(&q->submit_mu, NULL);

@@ -441,6 +441,8 @@ int main(int argc, char **argv)
 		cores = 1;
 	if (o.workers == 0)
 		o.workers = cores;
+	/* a data-parallel job holds up to every worker */
+	o.lim.max_replicas = (int)o.workers;
 	/* jobs share the cores: BLAS threads per job so they do not oversubscribe */
 	nn_blas_set_threads(o.workers >= cores ? 1 : (int)(cores / o.workers));
 

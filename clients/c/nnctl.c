@@ -19,7 +19,7 @@ enum {
 	O_LABEL, O_NAME, O_TASK, O_NO_HEADER, O_IMAGES, O_LABELS, O_LIMIT, O_OFFSET,
 	O_STATE, O_MODEL, O_DATASET, O_CONFIG, O_EPOCHS, O_BATCH, O_LR, O_OPTIMIZER,
 	O_SEED, O_VALIDATION, O_STANDARDIZE, O_FOLLOW, O_INPUT, O_PUT, O_OUTPUT, O_OPSET,
-	O_CLASSES, O_SORT, O_KEEP_BEST, N_OPTS
+	O_CLASSES, O_SORT, O_KEEP_BEST, O_REPLICAS, O_SHARDS, N_OPTS
 };
 
 static const struct optdef {
@@ -40,6 +40,7 @@ static const struct optdef {
 	[O_OUTPUT] = { "output", 1 },     [O_OPSET] = { "opset", 1 },
 	[O_CLASSES] = { "classes", 1 },
 	[O_SORT] = { "sort", 1 },         [O_KEEP_BEST] = { "keep-best", 0 },
+	[O_REPLICAS] = { "replicas", 1 }, [O_SHARDS] = { "shards", 1 },
 };
 
 #define MAX_POS 16
@@ -566,6 +567,7 @@ static int cmd_train(const nc_ctx *c, struct args *a)
 	set_item(job, "dataset", cJSON_CreateString(a->opt[O_DATASET]));
 	static const struct { int o; const char *key; } nums[] = {
 		{ O_EPOCHS, "epochs" }, { O_BATCH, "batch_size" }, { O_SEED, "seed" },
+		{ O_REPLICAS, "replicas" }, { O_SHARDS, "shards" },
 	};
 	for (size_t i = 0; i < sizeof nums / sizeof *nums; i++)
 		if (set_num(job, nums[i].key, a, nums[i].o))
@@ -660,60 +662,168 @@ static int cmd_jobs_metrics(const nc_ctx *c, struct args *a)
 
 /* ---- predict ----------------------------------------------------------- */
 
-/* Rows from a CSV text: numbers separated by commas; a first line that is
- * not all numbers is a header and skipped. NULL (message printed) on error. */
-static cJSON *csv_rows(const char *text, const char *name)
+/* The fields of one CSV line (RFC 4180 quotes: "" is a quote, commas and
+ * line breaks may sit inside quotes), moved past it; NULL at the end of
+ * the text. *quoted[i] says field i was quoted (so "" is an empty string,
+ * not a missing value). The caller frees the fields and the arrays. */
+static char **csv_line(const char **pp, int *n, unsigned char **quoted)
 {
-	cJSON *rows = cJSON_CreateArray();
-	int lineno = 0;
-	const char *p = text;
-	while (*p) {
-		const char *end = strchr(p, '\n');
-		size_t n = end ? (size_t)(end - p) : strlen(p);
-		lineno++;
-		char *line = strndup(p, n);
-		p += n + (end ? 1 : 0);
-		if (!line) {
-			cJSON_Delete(rows);
-			return NULL;
+	const char *p = *pp;
+	if (!*p)
+		return NULL;
+	char **f = NULL;
+	unsigned char *q = NULL;
+	int cnt = 0;
+	for (;;) {
+		size_t cap = 64, len = 0;
+		char *b = malloc(cap);
+		int inq = 0, wasq = 0;
+		if (*p == '"') {
+			inq = wasq = 1;
+			p++;
 		}
-		if (n && line[n - 1] == '\r')
-			line[--n] = '\0';
-		if (n == 0) {
-			free(line);
+		while (*p && (inq || (*p != ',' && *p != '\n'))) {
+			if (inq && *p == '"') {
+				if (p[1] == '"') {
+					p++;
+				} else {
+					inq = 0;
+					p++;
+					continue;
+				}
+			}
+			if (len + 2 > cap)
+				b = realloc(b, cap *= 2);
+			b[len++] = *p++;
+		}
+		if (len && b[len - 1] == '\r' && !wasq)
+			len--;
+		b[len] = '\0';
+		f = realloc(f, sizeof *f * (size_t)(cnt + 1));
+		q = realloc(q, (size_t)cnt + 1);
+		f[cnt] = b;
+		q[cnt++] = (unsigned char)wasq;
+		if (*p == ',') {
+			p++;
 			continue;
 		}
-		cJSON *row = cJSON_CreateArray();
-		int bad = 0, col = 0;
-		for (char *tok = line;; col++) {
-			char *comma = strchr(tok, ',');
-			if (comma)
-				*comma = '\0';
-			char *e;
-			double v = strtod(tok, &e);
-			while (*e == ' ' || *e == '\t')
-				e++;
-			if (e == tok || *e || !isfinite(v)) {
-				bad = col + 1;
-				break;
+		if (*p == '\n')
+			p++;
+		break;
+	}
+	*pp = p;
+	*n = cnt;
+	*quoted = q;
+	return f;
+}
+
+/* A raw CSV value as JSON: null when missing (empty, NA, NaN, null, ?), a
+ * number when it reads as one, else a string. */
+static cJSON *raw_value(const char *s, int quoted)
+{
+	while (*s == ' ' || *s == '\t')
+		s++;
+	if (!quoted && (!*s || !strcmp(s, "NA") || !strcmp(s, "NaN") || !strcmp(s, "null") ||
+	                !strcmp(s, "?")))
+		return cJSON_CreateNull();
+	char *e;
+	double v = strtod(s, &e);
+	while (*e == ' ' || *e == '\t')
+		e++;
+	if (!quoted && e != s && !*e && isfinite(v))
+		return cJSON_CreateNumber(v);
+	return cJSON_CreateString(s);
+}
+
+/*
+ * Rows from a CSV text. With by_name, the first line names the columns and
+ * each further line is a raw record by column name (text and missing
+ * values allowed: for models trained on typed columns). Otherwise every
+ * line is numbers; a first line that is not all numbers is a header and
+ * skipped. NULL (message printed) on error.
+ */
+static cJSON *csv_rows(const char *text, const char *name, int by_name)
+{
+	cJSON *rows = cJSON_CreateArray();
+	char **head = NULL;
+	int nhead = 0, lineno = 0;
+	const char *p = text;
+	if (!strncmp(p, "\xEF\xBB\xBF", 3))
+		p += 3;
+	char **f;
+	int n;
+	unsigned char *q;
+	int failed = 0;
+	while (!failed && (f = csv_line(&p, &n, &q)) != NULL) {
+		lineno++;
+		int blank = n == 1 && !f[0][0] && !q[0];
+		if (blank) {
+			/* a blank line */
+		} else if (by_name && !head) {
+			head = f;
+			nhead = n;
+			f = NULL;
+		} else if (by_name) {
+			if (n != nhead) {
+				fprintf(stderr, "nnctl: %s: line %d has %d fields, the header %d\n", name,
+				        lineno, n, nhead);
+				failed = 1;
+			} else {
+				cJSON *o = cJSON_CreateObject();
+				for (int i = 0; i < n; i++)
+					cJSON_AddItemToObject(o, head[i], raw_value(f[i], q[i]));
+				cJSON_AddItemToArray(rows, o);
 			}
-			cJSON_AddItemToArray(row, cJSON_CreateNumber(v));
-			if (!comma)
-				break;
-			tok = comma + 1;
+		} else {
+			cJSON *row = cJSON_CreateArray();
+			int bad = 0;
+			for (int i = 0; i < n && !bad; i++) {
+				cJSON *v = raw_value(f[i], q[i]);
+				if (!cJSON_IsNumber(v))
+					bad = i + 1;
+				cJSON_AddItemToArray(row, v);
+			}
+			if (bad) {
+				cJSON_Delete(row);
+				if (!(lineno == 1 && cJSON_GetArraySize(rows) == 0)) {
+					fprintf(stderr, "nnctl: %s: line %d, column %d: not a number\n",
+					        name, lineno, bad);
+					failed = 1;
+				}
+			} else {
+				cJSON_AddItemToArray(rows, row);
+			}
 		}
-		free(line);
-		if (bad) {
-			cJSON_Delete(row);
-			if (lineno == 1 && cJSON_GetArraySize(rows) == 0)
-				continue; /* a header */
-			fprintf(stderr, "nnctl: %s: line %d, column %d: not a number\n", name, lineno, bad);
-			cJSON_Delete(rows);
-			return NULL;
-		}
-		cJSON_AddItemToArray(rows, row);
+		for (int i = 0; f && i < n; i++)
+			free(f[i]);
+		free(f);
+		free(q);
+	}
+	for (int i = 0; i < nhead; i++)
+		free(head[i]);
+	free(head);
+	if (failed) {
+		cJSON_Delete(rows);
+		return NULL;
 	}
 	return rows;
+}
+
+/* 1 when the model was trained on typed columns (GET /v1/models/{id} shows
+ * "columns"): its CSV input is then records by column name. */
+static int model_has_columns(const nc_ctx *c, const char *id)
+{
+	char path[256];
+	snprintf(path, sizeof path, "/v1/models/%s", id);
+	nc_reply r = NC_REPLY_INIT;
+	int has = 0;
+	if (nc_request(c, "GET", path, NULL, NULL, 0, &r) == 0 && nc_buf_add(&r.body, "", 1) == 0) {
+		cJSON *j = cJSON_Parse(r.body.data);
+		has = cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(j, "columns"));
+		cJSON_Delete(j);
+	}
+	nc_reply_release(&r);
+	return has;
 }
 
 static int cmd_predict(const nc_ctx *c, struct args *a)
@@ -746,7 +856,7 @@ static int cmd_predict(const nc_ctx *c, struct args *a)
 			body = j;
 		}
 	} else {
-		cJSON *rows = csv_rows(text, in);
+		cJSON *rows = csv_rows(text, in, model_has_columns(c, id));
 		if (!rows) {
 			free(text);
 			return NC_USAGE;
@@ -983,15 +1093,20 @@ static const struct cmd cmds[] = {
 	  "  --classes A,B,...  the class names, one per output" },
 	{ "train", NULL, cmd_train, NULL, 0, 0,
 	  B(O_MODEL) | B(O_DATASET) | B(O_CONFIG) | B(O_EPOCHS) | B(O_BATCH) | B(O_LR) |
-	  B(O_OPTIMIZER) | B(O_SEED) | B(O_VALIDATION) | B(O_STANDARDIZE) | B(O_FOLLOW),
+	  B(O_OPTIMIZER) | B(O_SEED) | B(O_VALIDATION) | B(O_STANDARDIZE) | B(O_FOLLOW) |
+	  B(O_REPLICAS) | B(O_SHARDS),
 	  "train --model ID --dataset ID [--config JOB.json] [--epochs N] [--batch-size N]\n"
-	  "             [--lr X] [--optimizer T] [--seed N] [--validation F] [--standardize] [--follow]",
+	  "             [--lr X] [--optimizer T] [--seed N] [--validation F] [--standardize]\n"
+	  "             [--replicas N] [--shards S] [--follow]",
 	  "Starts a training job. --config gives the whole job document (see the API);\n"
 	  "the other options override its fields.\n"
 	  "  --optimizer T  sgd (the default), momentum, nesterov, adagrad, rmsprop, adam, adamw\n"
 	  "  --lr X         the learning rate (the server's default: 0.01)\n"
 	  "  --validation F hold out a fraction F of the rows for validation\n"
 	  "  --standardize  standardize the inputs (mean 0, std 1 per feature)\n"
+	  "  --replicas N   data-parallel: N workers share each batch (default 1)\n"
+	  "  --shards S     cut each batch into S slices (default N); the weights depend\n"
+	  "                 on S only, never on N\n"
 	  "  --follow       follow the job to its end (see jobs follow); exits 3 when\n"
 	  "                 it fails, 4 when it is cancelled" },
 	{ "jobs", "list", cmd_list, &JOBS, 0, 0, B(O_STATE) | B(O_LIMIT) | B(O_OFFSET),

@@ -470,7 +470,7 @@ START_TEST(test_api_example_job_parses)
 		"\"contrast\":0.1,\"noise_std\":0},"
 		"\"sparsity\":{\"max_nonzero\":20000,\"start_epoch\":2,\"bound\":1},"
 		"\"clip_grad_norm\":null,\"log_every_steps\":10,\"checkpoint_every_epochs\":1,"
-		"\"sparse_kernels\":true,\"test\":null,\"rows\":null}");
+		"\"sparse_kernels\":true,\"test\":null,\"rows\":null,\"replicas\":1,\"shards\":1}");
 	nn_train_config c2;
 	reads_back(j, t1, &c2);
 	api_job_refs_free(&r);
@@ -494,7 +494,7 @@ START_TEST(test_job_defaults)
 		"\"averaging\":null,\"augment\":{\"rotate_degrees\":0,\"translate_pixels\":0,\"scale\":null,"
 		"\"flip_horizontal\":false,\"flip_vertical\":false,\"crop_padding\":0,\"brightness\":0,"
 		"\"contrast\":0,\"noise_std\":0},\"sparsity\":null,\"clip_grad_norm\":null,"
-		"\"log_every_steps\":10,\"checkpoint_every_epochs\":1,\"sparse_kernels\":true,\"test\":null,\"rows\":null}");
+		"\"log_every_steps\":10,\"checkpoint_every_epochs\":1,\"sparse_kernels\":true,\"test\":null,\"rows\":null,\"replicas\":1,\"shards\":1}");
 	free(t);
 	cJSON_Delete(j);
 	api_job_refs_free(&r);
