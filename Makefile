@@ -142,6 +142,10 @@ $(BIN)/bench_onnx: $(BUILD)/bench/bench_onnx.o $(LIB_API) $(LIB_ENGINE)
 	@mkdir -p $(BIN)
 	$(CC) $(LDFLAGS) -o $@ $^ $(API_LIBS)
 
+$(BIN)/bench_study_store: $(BUILD)/bench/bench_study_store.o $(LIB_SERVER) $(LIB_API) $(LIB_ENGINE)
+	@mkdir -p $(BIN)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SERVER_LIBS)
+
 $(BIN)/bench_%: $(BUILD)/bench/bench_%.o $(LIB_ENGINE)
 	@mkdir -p $(BIN)
 	$(CC) $(LDFLAGS) -o $@ $^ $(ENGINE_LIBS) $(Z_LIBS)
@@ -173,6 +177,10 @@ unit: all
 # Suites too long for make check (crash loops, chaos runs): each feature adds
 # its own line, LONG_TESTS += command. .ci/run runs them after make check.
 LONG_TESTS :=
+# several daemons on PostgreSQL: 100 jobs under kill -9 (~2-4 min), and
+# daemons in network namespaces reaching it over TCP (root)
+LONG_TESTS += tests/pg/chaos.sh tests/pg/netns.sh
+LONG_TESTS += tests/long/study-crash.sh
 check-long: all
 	@NND_SUITES=none scripts/run-tests $(LONG_TESTS)
 

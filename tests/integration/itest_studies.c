@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "harness.h"
 
@@ -399,6 +400,32 @@ START_TEST(test_learning_curve_fits_a_slope_beside_the_theory)
 }
 END_TEST
 
+/* Kills the daemon once a trial of study id has trained past `after`
+ * steps (or the study ended), and restarts it. */
+static void kill_mid_study(nnd *d, const char *id, int after)
+{
+	char path[96];
+	snprintf(path, sizeof path, "/v1/jobs?study=%s", id);
+	for (int i = 0; i < 1000; i++) {
+		long st;
+		cJSON *jobs = http_json(d, "GET", path, NULL, &st);
+		int past = 0;
+		const cJSON *j;
+		cJSON_ArrayForEach(j, cJSON_GetObjectItem(jobs, "jobs"))
+			past += !strcmp(jstr(j, "state"), "running") && jnum(j, "step") > after;
+		cJSON_Delete(jobs);
+		if (past)
+			break;
+		sleep_ms(10);
+	}
+	nnd_kill9(d);
+	ck_assert_int_eq(nnd_restart(d), 0);
+}
+
+/*
+ * STUDY_CRASH_ROUNDS (default 1; make check-long runs 8) studies, each
+ * killed at another moment (1 to 3 times), against one never interrupted.
+ */
 START_TEST(test_kill9_mid_study_loses_no_trial_and_repeats_none)
 {
 	const char *flags[] = { "--workers", "2", NULL };
@@ -408,50 +435,47 @@ START_TEST(test_kill9_mid_study_loses_no_trial_and_repeats_none)
 	const char *space = "{\"model.layers[0].units\":[16,32,48],\"job.optimizer.lr\":[0.003,0.01]}";
 	const char *strat = "{\"type\":\"halving\",\"trials\":6,\"min_epochs\":2,\"reduction_factor\":2}";
 	const char *extra = ",\"seed\":5,\"parallelism\":2";
-	char a[32], b[32];
-	ck_assert_int_eq(post_study(&d, space, strat, extra, a, NULL), 202);
-	/* kill while trials train (some step of a running trial) */
-	char path[96];
-	snprintf(path, sizeof path, "/v1/jobs?study=%s", a);
-	for (int i = 0; i < 400; i++) {
+	const char *env = getenv("STUDY_CRASH_ROUNDS");
+	int rounds = env && atoi(env) > 0 ? atoi(env) : 1;
+	unsigned seed = (unsigned)time(NULL);
+	printf("study crash rounds: %d, seed %u\n", rounds, seed);
+	char ref[32];
+	ck_assert_int_eq(post_study(&d, space, strat, extra, ref, NULL), 202);
+	cJSON *sr = wait_study(&d, ref, 240);
+	ck_assert_ptr_nonnull(sr);
+	char *want = board(&d, ref);
+	for (int round = 0; round < rounds; round++) {
+		char a[32];
+		ck_assert_int_eq(post_study(&d, space, strat, extra, a, NULL), 202);
+		int kills = 1 + (int)(rand_r(&seed) % (rounds > 1 ? 3 : 1));
+		for (int k = 0; k < kills; k++)
+			kill_mid_study(&d, a, 10 + (int)(rand_r(&seed) % 300));
+		cJSON *sa = wait_study(&d, a, 240);
+		ck_assert_ptr_nonnull(sa);
+		ck_assert_str_eq(jstr(sa, "state"), "succeeded");
+		/* one job per trial */
+		char path[96];
+		snprintf(path, sizeof path, "/v1/jobs?study=%s", a);
 		long st;
 		cJSON *jobs = http_json(&d, "GET", path, NULL, &st);
-		int running = 0;
+		ck_assert_int_eq((int)jnum(jobs, "total"), 6);
+		int seen[6] = { 0 };
 		const cJSON *j;
 		cJSON_ArrayForEach(j, cJSON_GetObjectItem(jobs, "jobs"))
-			running += !strcmp(jstr(j, "state"), "running") && jnum(j, "step") > 20;
+			seen[(int)jnum(j, "trial")]++;
+		for (int i = 0; i < 6; i++)
+			ck_assert_int_eq(seen[i], 1);
 		cJSON_Delete(jobs);
-		if (running)
-			break;
-		sleep_ms(20);
+		/* the decisions and values of the study never interrupted */
+		char *got = board(&d, a);
+		ck_assert_msg(!strcmp(got, want), "round %d (%d kills):\n%s\nwant:\n%s", round, kills,
+		              got, want);
+		ck_assert(jnum(sa, "epochs_run") == jnum(sr, "epochs_run"));
+		free(got);
+		cJSON_Delete(sa);
 	}
-	nnd_kill9(&d);
-	ck_assert_int_eq(nnd_restart(&d), 0);
-	cJSON *sa = wait_study(&d, a, 240);
-	ck_assert_ptr_nonnull(sa);
-	ck_assert_str_eq(jstr(sa, "state"), "succeeded");
-	/* one job per trial */
-	long st;
-	cJSON *jobs = http_json(&d, "GET", path, NULL, &st);
-	ck_assert_int_eq((int)jnum(jobs, "total"), 6);
-	int seen[6] = { 0 };
-	const cJSON *j;
-	cJSON_ArrayForEach(j, cJSON_GetObjectItem(jobs, "jobs"))
-		seen[(int)jnum(j, "trial")]++;
-	for (int i = 0; i < 6; i++)
-		ck_assert_int_eq(seen[i], 1);
-	cJSON_Delete(jobs);
-	/* the same document, never interrupted: the same decisions and values */
-	ck_assert_int_eq(post_study(&d, space, strat, extra, b, NULL), 202);
-	cJSON *sb = wait_study(&d, b, 240);
-	ck_assert_ptr_nonnull(sb);
-	char *ba = board(&d, a), *bb = board(&d, b);
-	ck_assert_str_eq(ba, bb);
-	ck_assert(jnum(sa, "epochs_run") == jnum(sb, "epochs_run"));
-	free(ba);
-	free(bb);
-	cJSON_Delete(sa);
-	cJSON_Delete(sb);
+	free(want);
+	cJSON_Delete(sr);
 	ck_assert_int_eq(nnd_cleanup(&d), 0);
 }
 END_TEST
@@ -500,7 +524,7 @@ int main(void)
 {
 	Suite *s = suite_create("studies");
 	TCase *t = tcase_create("studies");
-	tcase_set_timeout(t, 300);
+	tcase_set_timeout(t, 3600);
 	tcase_add_test(t, test_generated_sets_and_job_fields_over_http);
 	tcase_add_test(t, test_bad_studies_are_refused_naming_the_field);
 	tcase_add_test(t, test_grid_study_ranks_its_trials_and_lists_its_jobs);
