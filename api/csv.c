@@ -92,6 +92,7 @@ struct api_csv {
 	char *ignore;           /* copy of o.ignore */
 	int max_levels;
 	int skip;               /* the current record's label is missing */
+	int holes;              /* some feature value is NaN (missing, or a level column) */
 	int64_t skipped;
 };
 
@@ -422,6 +423,7 @@ static int put_level(api_csv *c, int j, const char *s, size_t len)
 	trim(&s, &len);
 	if (len == 0 || is_na(c, s, len)) {
 		*dst = NAN;
+		c->holes = 1;
 		return 0;
 	}
 	float v;
@@ -456,6 +458,7 @@ static int put_feature(api_csv *c, int j, const char *s, size_t len)
 	trim(&s, &len);
 	if (len == 0 || is_na(c, s, len)) {
 		c->x[c->rows * c->features + j] = NAN;
+		c->holes = 1;
 		return 0;
 	}
 	if (r < 0 || is_inf(s, len))
@@ -1012,30 +1015,56 @@ out:
 	return rc;
 }
 
-/* Missing count, mean and population std of numeric feature j. */
-static void numeric_stats(const api_dataset *d, int j, api_column *col)
+/* Missing counts of every column, and for the numeric ones (the rest
+ * are skipped) mean and population std, in one row-by-row pass (sums of
+ * values and squares in double); without holes the loop has no branch,
+ * so a wide all-numeric file costs one sequential read of its matrix. */
+static int column_stats(api_csv *c, api_dataset *d)
 {
 	int f = d->features;
-	double sum = 0, sq = 0;
-	int64_t n = 0;
-	for (int64_t i = 0; i < d->rows; i++) {
-		float v = d->x[i * f + j];
-		if (!isnan(v)) {
-			sum += v;
-			n++;
+	double *sum = calloc((size_t)f * 2 + 1, sizeof *sum), *sq = sum + f;
+	int64_t *n = calloc((size_t)f + 1, sizeof *n);
+	if (!sum || !n) {
+		free(sum);
+		free(n);
+		return -1;
+	}
+	if (!c->holes) {
+		for (int64_t i = 0; i < d->rows; i++) {
+			const float *r = d->x + i * f;
+			for (int j = 0; j < f; j++) {
+				double v = r[j];
+				sum[j] += v;
+				sq[j] += v * v;
+			}
+		}
+		for (int j = 0; j < f; j++)
+			n[j] = d->rows;
+	} else {
+		for (int64_t i = 0; i < d->rows; i++) {
+			const float *r = d->x + i * f;
+			for (int j = 0; j < f; j++)
+				if (!isnan(r[j])) {
+					double v = r[j];
+					sum[j] += v;
+					sq[j] += v * v;
+					n[j]++;
+				}
 		}
 	}
-	col->missing = d->rows - n;
-	col->type = n ? API_COL_NUMERIC : API_COL_EMPTY;
-	if (!n)
-		return;
-	col->mean = sum / (double)n;
-	for (int64_t i = 0; i < d->rows; i++) {
-		float v = d->x[i * f + j];
-		if (!isnan(v))
-			sq += ((double)v - col->mean) * ((double)v - col->mean);
+	for (int j = 0; j < f; j++) {
+		api_column *col = &d->columns[j];
+		col->missing = d->rows - n[j];
+		col->type = n[j] ? API_COL_NUMERIC : API_COL_EMPTY;
+		if (n[j] && !c->lv[j]) {
+			col->mean = sum[j] / (double)n[j];
+			double var = sq[j] / (double)n[j] - col->mean * col->mean;
+			col->std = var > 0 ? sqrt(var) : 0;
+		}
 	}
-	col->std = sqrt(sq / (double)n);
+	free(sum);
+	free(n);
+	return 0;
 }
 
 /* Replaces d's matrix by its encoding (the raw one kept in d->raw). */
@@ -1081,19 +1110,16 @@ static int type_columns(api_csv *c, api_dataset *d)
 	if (!d->columns)
 		return -1;
 	d->n_columns = f;
+	for (int j = 0; j < f; j++)
+		if (!(d->columns[j].name = api_strndup(d->feature_names[j], strlen(d->feature_names[j]))))
+			return -1;
+	if (column_stats(c, d) != 0)
+		return -1;
 	int plain = 1;
 	for (int j = 0; j < f; j++) {
 		api_column *col = &d->columns[j];
-		if (!(col->name = api_strndup(d->feature_names[j], strlen(d->feature_names[j]))))
+		if (c->lv[j] && finish_levels(c, d, j, col) != 0)
 			return -1;
-		if (c->lv[j]) {
-			numeric_stats(d, j, col);  /* for the missing count */
-			col->mean = col->std = 0;
-			if (finish_levels(c, d, j, col) != 0)
-				return -1;
-		} else {
-			numeric_stats(d, j, col);
-		}
 		plain &= col->type == API_COL_NUMERIC && col->missing == 0;
 	}
 	return plain ? 0 : encode_all(c, d);

@@ -78,6 +78,10 @@ int api_job_metrics(const api_backend *b, const api_req *rq, api_reply *rp);
  * default train_loss,val_loss) against the epoch, ?log_y=true for a log
  * axis; image/svg+xml. */
 int api_job_plot_svg(const api_backend *b, const api_req *rq, api_reply *rp);
+/* GET /v1/studies/{id}/plot.svg: a learning-curve study's curves on
+ * log-log axes (means, fitted line, theory's slope), else the trials'
+ * objective in trial order (?log_y=true for a log axis); image/svg+xml. */
+int api_study_plot_svg(const api_backend *b, const api_req *rq, api_reply *rp);
 
 int api_studies_create(const api_backend *b, const api_req *rq, api_reply *rp);
 int api_studies_list(const api_backend *b, const api_req *rq, api_reply *rp);

@@ -360,7 +360,7 @@ int api_job_plot_svg(const api_backend *b, const api_req *rq, api_reply *rp)
 		rc = plot_series_of(&p, epochs, list ? list : "train_loss,val_loss", &e);
 	char *svg = NULL;
 	if (rc == 0) {
-		plot_spec sp = { title, "epoch", list ? "" : "loss", ly && !strcmp(ly, "true"), 0, 0 };
+		plot_spec sp = { title, "epoch", list ? "" : "loss", ly && !strcmp(ly, "true"), 0, 0, 0 };
 		svg = plot_svg(&sp, p.s, p.n);
 	}
 	plot_data_release(&p);

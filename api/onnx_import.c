@@ -289,18 +289,21 @@ static int count_values(const pb_field *f, int kind, rep *rp)
 	return 0;
 }
 
-/* A TensorProto. Its values are converted to float when the type is float,
- * double, int32 or int64; other types leave f NULL. */
-static int read_tensor(const uint8_t *msg, size_t len, ox_tensor *t, api_err *e)
+/* Where a TensorProto keeps its values: counts of each repeated field, or
+ * raw_data. */
+typedef struct tensor_src {
+	rep fl, i32, i64, dbl;
+	const uint8_t *raw;
+	size_t raw_len;
+	int has_raw, external;
+} tensor_src;
+
+/* A TensorProto's fields: dims, type, name into t; where the data is into src. */
+static int tensor_fields(const uint8_t *msg, size_t len, ox_tensor *t, tensor_src *src, api_err *e)
 {
-	memset(t, 0, sizeof *t);
 	pb_rd r = pb_reader(msg, len);
 	pb_field f;
 	int rc;
-	rep fl = { 0, 5, 0 }, i32 = { 0, 0, 0 }, i64 = { 0, 0, 0 }, dbl = { 0, 1, 0 };
-	const uint8_t *raw = NULL;
-	size_t raw_len = 0;
-	int has_raw = 0, external = 0;
 	while ((rc = pb_next(&r, &f)) == 1) {
 		switch (f.num) {
 		case 1:
@@ -329,10 +332,10 @@ static int read_tensor(const uint8_t *msg, size_t len, ox_tensor *t, api_err *e)
 				return malformed(e, "a tensor's data_type");
 			t->dtype = (int)f.v;
 			break;
-		case 4: if (count_values(&f, 5, &fl) < 0) return malformed(e, "float_data"); break;
-		case 5: if (count_values(&f, 0, &i32) < 0) return malformed(e, "int32_data"); break;
-		case 7: if (count_values(&f, 0, &i64) < 0) return malformed(e, "int64_data"); break;
-		case 10: if (count_values(&f, 1, &dbl) < 0) return malformed(e, "double_data"); break;
+		case 4: if (count_values(&f, 5, &src->fl) < 0) return malformed(e, "float_data"); break;
+		case 5: if (count_values(&f, 0, &src->i32) < 0) return malformed(e, "int32_data"); break;
+		case 7: if (count_values(&f, 0, &src->i64) < 0) return malformed(e, "int64_data"); break;
+		case 10: if (count_values(&f, 1, &src->dbl) < 0) return malformed(e, "double_data"); break;
 		case 8:
 			if (f.wt != 2)
 				return malformed(e, "a tensor's name");
@@ -343,16 +346,16 @@ static int read_tensor(const uint8_t *msg, size_t len, ox_tensor *t, api_err *e)
 		case 9:
 			if (f.wt != 2)
 				return malformed(e, "a tensor's raw_data");
-			raw = f.data;
-			raw_len = f.len;
-			has_raw = 1;
+			src->raw = f.data;
+			src->raw_len = f.len;
+			src->has_raw = 1;
 			break;
 		case 13:
-			external = 1;
+			src->external = 1;
 			break;
 		case 14:
 			if (f.wt == 0 && f.v == 1)
-				external = 1;
+				src->external = 1;
 			break;
 		default:
 			break;
@@ -362,6 +365,33 @@ static int read_tensor(const uint8_t *msg, size_t len, ox_tensor *t, api_err *e)
 		return malformed(e, "a TensorProto is truncated or not protobuf");
 	if (!t->name && !(t->name = dup_bytes((const uint8_t *)"", 0)))
 		return nomem(e);
+	return 0;
+}
+
+/* One raw little-endian value of type dtype as a float. */
+static float raw_value(const uint8_t *d, int dtype)
+{
+	if (dtype == DT_FLOAT)
+		return le_float(d);
+	if (dtype == DT_INT32)
+		return (float)(int32_t)((uint32_t)d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 |
+		                        (uint32_t)d[3] << 24);
+	if (dtype == DT_INT64)
+		return (float)(int64_t)le64(d);
+	uint64_t u = le64(d);
+	double x;
+	memcpy(&x, &u, 8);
+	return (float)x;
+}
+
+/* A TensorProto. Its values are converted to float when the type is float,
+ * double, int32 or int64; other types (and external data) leave f NULL. */
+static int read_tensor(const uint8_t *msg, size_t len, ox_tensor *t, api_err *e)
+{
+	memset(t, 0, sizeof *t);
+	tensor_src src = { { 0, 5, 0 }, { 0, 0, 0 }, { 0, 0, 0 }, { 0, 1, 0 }, NULL, 0, 0, 0 };
+	if (tensor_fields(msg, len, t, &src, e) < 0)
+		return -1;
 	int64_t n = 1;
 	for (int i = 0; i < t->rank; i++) {
 		if (t->dims[i] < 0 || t->dims[i] > OX_MAX_ELEMS)
@@ -372,7 +402,7 @@ static int read_tensor(const uint8_t *msg, size_t len, ox_tensor *t, api_err *e)
 			return malformed(e, "tensor \"%.80s\" is too large", t->name);
 	}
 	t->n = n;
-	if (external) {
+	if (src.external) {
 		t->dtype = -1;   /* readable by nobody here: named when used */
 		return 0;
 	}
@@ -380,35 +410,21 @@ static int read_tensor(const uint8_t *msg, size_t len, ox_tensor *t, api_err *e)
 	          : t->dtype == DT_DOUBLE || t->dtype == DT_INT64 ? 8 : 0;
 	if (!esz)
 		return 0;
-	rep *src = t->dtype == DT_FLOAT ? &fl : t->dtype == DT_INT32 ? &i32
-	           : t->dtype == DT_INT64 ? &i64 : &dbl;
-	int64_t have = has_raw ? (int64_t)(raw_len / (size_t)esz) : src->count;
-	if ((has_raw && raw_len % (size_t)esz) || have != n)
+	rep *rp = t->dtype == DT_FLOAT ? &src.fl : t->dtype == DT_INT32 ? &src.i32
+	          : t->dtype == DT_INT64 ? &src.i64 : &src.dbl;
+	int64_t have = src.has_raw ? (int64_t)(src.raw_len / (size_t)esz) : rp->count;
+	if ((src.has_raw && src.raw_len % (size_t)esz) || have != n)
 		return malformed(e, "tensor \"%.80s\" holds %lld values for %lld elements", t->name,
 		                 (long long)have, (long long)n);
 	if (!(t->f = malloc((size_t)(n ? n : 1) * sizeof(float))))
 		return nomem(e);
-	if (has_raw) {
-		for (int64_t i = 0; i < n; i++) {
-			const uint8_t *d = raw + i * esz;
-			if (t->dtype == DT_FLOAT) {
-				t->f[i] = le_float(d);
-			} else if (t->dtype == DT_INT32) {
-				t->f[i] = (float)(int32_t)((uint32_t)d[0] | (uint32_t)d[1] << 8 |
-				                             (uint32_t)d[2] << 16 | (uint32_t)d[3] << 24);
-			} else if (t->dtype == DT_INT64) {
-				t->f[i] = (float)(int64_t)le64(d);
-			} else {
-				uint64_t u = le64(d);
-				double x;
-				memcpy(&x, &u, 8);
-				t->f[i] = (float)x;
-			}
-		}
+	if (src.has_raw) {
+		for (int64_t i = 0; i < n; i++)
+			t->f[i] = raw_value(src.raw + i * esz, t->dtype);
 	} else {
 		int field = t->dtype == DT_FLOAT ? 4 : t->dtype == DT_INT32 ? 5
 		            : t->dtype == DT_INT64 ? 7 : 10;
-		fill_values(msg, len, field, src->kind, t->f);
+		fill_values(msg, len, field, rp->kind, t->f);
 	}
 	return 0;
 }

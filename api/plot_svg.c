@@ -82,8 +82,14 @@ static int log_ticks(double lo, double hi, double *ticks, int cap)
 				ticks[n++] = e;
 		}
 	}
-	if (n < 2 && hi > lo)   /* inside one step: linear ticks of the exponent */
-		return plot_ticks(lo, hi, 4, ticks, cap);
+	if (n < 2 && hi > lo) {   /* inside one step: round values, placed on the log axis */
+		double v[64];
+		int m = plot_ticks(pow(10, lo), pow(10, hi), 4, v, cap < 64 ? cap : 64);
+		n = 0;
+		for (int i = 0; i < m; i++)
+			if (v[i] > 0)
+				ticks[n++] = log10(v[i]);
+	}
 	return n;
 }
 
@@ -92,7 +98,7 @@ static int log_ticks(double lo, double hi, double *ticks, int cap)
 typedef struct frame {
 	double x0, x1, y0, y1;   /* data ranges (y as exponents on a log axis) */
 	double left, top, w, h;  /* the plot area in pixels */
-	int log_y;
+	int log_y, log_x;
 } frame;
 
 static double y_of(const frame *f, double y)
@@ -100,9 +106,14 @@ static double y_of(const frame *f, double y)
 	return f->log_y ? log10(y) : y;
 }
 
+static double x_of(const frame *f, double x)
+{
+	return f->log_x ? log10(x) : x;
+}
+
 static int drawable(const frame *f, double x, double y)
 {
-	return isfinite(x) && isfinite(y) && (!f->log_y || y > 0);
+	return isfinite(x) && isfinite(y) && (!f->log_y || y > 0) && (!f->log_x || x > 0);
 }
 
 static double px(const frame *f, double x)
@@ -123,7 +134,7 @@ static int ranges(frame *f, const plot_series *s, int ns)
 		for (size_t i = 0; i < s[k].n; i++) {
 			if (!drawable(f, s[k].x[i], s[k].y[i]))
 				continue;
-			double x = s[k].x[i], y = y_of(f, s[k].y[i]);
+			double x = x_of(f, s[k].x[i]), y = y_of(f, s[k].y[i]);
 			if (!any) {
 				f->x0 = f->x1 = x;
 				f->y0 = f->y1 = y;
@@ -143,6 +154,10 @@ static int ranges(frame *f, const plot_series *s, int ns)
 	if (f->x1 - f->x0 < 1e-12) {
 		f->x0 -= 0.5;
 		f->x1 += 0.5;
+	} else if (f->log_x) {
+		double pad = (f->x1 - f->x0) * 0.04;
+		f->x0 -= pad;
+		f->x1 += pad;
 	}
 	if (f->y1 - f->y0 < 1e-12 * fmax(1, fabs(f->y0))) {
 		double pad = f->log_y ? 0.5 : fmax(fabs(f->y0) * 0.1, 0.5);
@@ -161,10 +176,10 @@ static void axes(sbuf *b, const frame *f, const plot_spec *sp)
 	double t[64];
 	char lab[32];
 	put(b, "<g font-family=\"DejaVu Sans, Arial, sans-serif\" font-size=\"12\" fill=\"#333\">\n");
-	int n = plot_ticks(f->x0, f->x1, 8, t, 64);
+	int n = f->log_x ? log_ticks(f->x0, f->x1, t, 64) : plot_ticks(f->x0, f->x1, 8, t, 64);
 	for (int i = 0; i < n; i++) {
 		double x = px(f, t[i]);
-		fmt_num(lab, sizeof lab, t[i]);
+		fmt_num(lab, sizeof lab, f->log_x ? pow(10, t[i]) : t[i]);
 		put(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e5e5e5\"/>"
 		       "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n",
 		    x, f->top, x, f->top + f->h, x, f->top + f->h + 16, lab);
@@ -182,6 +197,8 @@ static void axes(sbuf *b, const frame *f, const plot_spec *sp)
 	put(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">", f->left + f->w / 2,
 	    f->top + f->h + 34);
 	put_text(b, sp->x_label ? sp->x_label : "");
+	if (f->log_x)
+		put(b, " (log scale)");
 	put(b, "</text>\n<text transform=\"translate(16 %.1f) rotate(-90)\" text-anchor=\"middle\">",
 	    f->top + f->h / 2);
 	put_text(b, sp->y_label ? sp->y_label : "");
@@ -204,7 +221,7 @@ static void lines(sbuf *b, const frame *f, const plot_series *s, int ns)
 				pen = 0;
 				continue;
 			}
-			put(b, "%c%.1f %.1f", pen ? 'L' : 'M', px(f, s[k].x[i]),
+			put(b, "%c%.1f %.1f", pen ? 'L' : 'M', px(f, x_of(f, s[k].x[i])),
 			    py(f, y_of(f, s[k].y[i])));
 			pen = 1;
 		}
@@ -212,7 +229,7 @@ static void lines(sbuf *b, const frame *f, const plot_series *s, int ns)
 		/* a lone point (one epoch so far) still shows */
 		if (s[k].n == 1 && drawable(f, s[k].x[0], s[k].y[0]))
 			put(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n",
-			    px(f, s[k].x[0]), py(f, y_of(f, s[k].y[0])), COLORS[k % N_COLORS]);
+			    px(f, x_of(f, s[k].x[0])), py(f, y_of(f, s[k].y[0])), COLORS[k % N_COLORS]);
 	}
 }
 
@@ -242,7 +259,7 @@ static void legend(sbuf *b, const frame *f, const plot_series *s, int ns)
 char *plot_svg(const plot_spec *sp, const plot_series *s, int ns)
 {
 	int W = sp->width > 0 ? sp->width : 720, H = sp->height > 0 ? sp->height : 420;
-	frame f = { 0, 0, 0, 0, 72, 32, W - 72 - 16, H - 32 - 48, sp->log_y };
+	frame f = { 0, 0, 0, 0, 72, 32, W - 72 - 16, H - 32 - 48, sp->log_y, sp->log_x };
 	int any = ranges(&f, s, ns);
 	sbuf b = TEXTBUF_INIT;
 	put(&b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "

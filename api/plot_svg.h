@@ -20,6 +20,7 @@ typedef struct plot_spec {
 	const char *x_label, *y_label;
 	int log_y;            /* 1: log-10 y axis */
 	int width, height;    /* pixels (0: 720 x 420) */
+	int log_x;            /* 1: log-10 x axis (x <= 0 breaks the line) */
 } plot_spec;
 
 /* The SVG document (malloc'd, NUL-terminated; the caller frees), or NULL

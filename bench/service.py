@@ -11,6 +11,8 @@ instead, or with the same daemon's cheapest route, side by side:
                        aggregate samples/s
   CSV upload           Fashion-MNIST train as CSV (generated once into the cache
                        dir) end to end vs pandas.read_csv(dtype=float32)
+  CSV, text columns    a generated penguin-like file (text columns, NA holes;
+                       cached) end to end vs pandas.read_csv (types inferred)
   IDX upload           the gzip IDX pair (multipart) vs `zcat FILES > /dev/null`
   predict latency      one keep-alive connection, 10k single-row predicts vs
                        10k GET /healthz (bin/bench_latency, C, raw sockets);
@@ -37,6 +39,9 @@ Never pass/fail; bench/run calls it (--rows-only) to print one table.
       trained one epoch, a dense random row on fresh weights), on bin/nnd and
       on OLD_NND, the two daemons taking turns round after round: per round
       and daemon the ratios to its own /healthz; the median and the range.
+  bench/service.py --ab-csv=OLD_NND [--rounds=7]
+      the all-numeric Fashion-MNIST CSV upload on bin/nnd and on OLD_NND,
+      taking turns: MB/s per round, medians, new/old and the range.
 """
 import gzip
 import http.client
@@ -217,6 +222,64 @@ def fmnist_csv():
     return path
 
 
+def tabular_csv(rows=400000):
+    """A penguin-like CSV (text columns, NA holes, species last), cached."""
+    path = os.path.join(CACHE, f"tabular-{rows}.csv")
+    if os.path.exists(path):
+        return path
+    import random
+    rnd = random.Random(7)
+    os.makedirs(CACHE, exist_ok=True)
+    tmp = path + f".tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write("island,bill_length_mm,bill_depth_mm,flipper_length_mm,body_mass_g,sex,"
+                "year,species\n")
+        for _ in range(rows):
+            num = [f"{rnd.uniform(30, 60):.1f}", f"{rnd.uniform(13, 22):.1f}",
+                   str(rnd.randint(170, 235)), str(rnd.randint(2700, 6300))]
+            for k in range(4):
+                if rnd.random() < 0.01:
+                    num[k] = "NA"
+            sex = "NA" if rnd.random() < 0.03 else rnd.choice(("male", "female"))
+            f.write(f"{rnd.choice(('Biscoe', 'Dream', 'Torgersen'))},{','.join(num)},{sex},"
+                    f"{rnd.randint(2007, 2009)},"
+                    f"{rnd.choice(('Adelie', 'Chinstrap', 'Gentoo'))}\n")
+    os.replace(tmp, path)
+    return path
+
+
+def upload_rate(d, body, query):
+    """MB/s of one CSV upload (the data set deleted after)."""
+    t0 = time.perf_counter()
+    ds = check(*d.request("POST", "/v1/datasets" + query, body, "text/csv"))
+    t = time.perf_counter() - t0
+    d.request("DELETE", f"/v1/datasets/{ds['id']}")
+    return len(body) / 1e6 / t
+
+
+def bench_ab_csv(env, old, rounds):
+    """The all-numeric CSV upload, bin/nnd and old taking turns."""
+    body = open(fmnist_csv(), "rb").read()
+    new_d, old_d = Daemon(1, env), Daemon(1, env, binary=old)
+    try:
+        for d in (new_d, old_d):  # the first upload faults memory in
+            upload_rate(d, body, "?label=label")
+        r_new, r_old = [], []
+        for i in range(rounds):
+            pair = (new_d, old_d) if i % 2 == 0 else (old_d, new_d)
+            for d in pair:
+                (r_new if d is new_d else r_old).append(upload_rate(d, body, "?label=label"))
+            note(f"round {i}: new {r_new[-1]:.1f} MB/s, old {r_old[-1]:.1f} MB/s")
+        med = lambda v: sorted(v)[len(v) // 2]
+        ratios = sorted(n / o for n, o in zip(r_new, r_old))
+        row(f"CSV upload, all numeric ({len(body) / 1e6:.0f} MB) MB/s", f"{med(r_new):.1f}",
+            f"{med(r_old):.1f} old", f"{med(r_new) / med(r_old):.3f}x", ">= 0.97x")
+        note(f"per-round new/old {ratios[0]:.3f} .. {ratios[-1]:.3f} over {rounds} rounds")
+    finally:
+        new_d.stop()
+        old_d.stop()
+
+
 def multipart(parts):
     """A multipart/form-data body from (name, filename, bytes) parts."""
     boundary = "nndbench" + os.urandom(8).hex()
@@ -299,6 +362,24 @@ def bench_uploads(d, env, reps):
     csv_rate, pd_rate = mb / min(t_csv), mb / min(t_pd)
     row(f"CSV upload ({mb:.0f} MB) MB/s end to end", f"{csv_rate:.1f}",
         f"{pd_rate:.1f} pandas", f"{csv_rate / pd_rate:.2f}x", ">= 1.5x")
+
+    # text columns and holes: typed, levels sorted, encoded (one more pass)
+    tab = tabular_csv()
+    tab_body = open(tab, "rb").read()
+    code = ("import sys, time, pandas as pd\n"
+            "t0 = time.perf_counter()\n"
+            "df = pd.read_csv(sys.argv[1])\n"
+            "print(time.perf_counter() - t0, len(df))\n")
+    t_tab, t_pd = [], []
+    for _ in range(reps):
+        t_tab.append(len(tab_body) / 1e6 / upload_rate(d, tab_body, "?label=species"))
+        out = subprocess.run([PYTHON, "-c", code, tab], env=env, capture_output=True,
+                             text=True, check=True)
+        t_pd.append(float(out.stdout.split()[0]))
+    mb = len(tab_body) / 1e6
+    tab_rate, pd_rate = mb / min(t_tab), mb / min(t_pd)
+    row(f"CSV upload, text columns ({mb:.0f} MB) MB/s", f"{tab_rate:.1f}",
+        f"{pd_rate:.1f} pandas", f"{tab_rate / pd_rate:.2f}x", "(cost)")
     return ds
 
 
@@ -706,6 +787,12 @@ def main():
             sys.exit(f"bench/service.py: build first (make all): {prog}")
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = "1"
+    ab_csv = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--ab-csv=")), None)
+    if ab_csv:
+        fmnist_csv()
+        bench_ab_csv(env, ab_csv, int(next((a.split("=", 1)[1] for a in sys.argv
+                                            if a.startswith("--rounds=")), "7")))
+        return
     ab = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--ab=")), None)
     if ab:
         rounds = int(next((a.split("=", 1)[1] for a in sys.argv
@@ -718,6 +805,7 @@ def main():
         return
     os.makedirs(CACHE, exist_ok=True)
     fmnist_csv()  # generated once, outside any timing
+    tabular_csv()
 
     d = Daemon(2, env)
     workdir = tempfile.mkdtemp(prefix="nnd-bench-work-")

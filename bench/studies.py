@@ -94,7 +94,7 @@ def example(nnd):
     job = {"epochs": epochs, "batch_size": 64, "seed": 1,
            "optimizer": {"type": "adam", "lr": 0.003},
            "schedule": {"type": "cosine", "min_lr": 0.0001}}
-    sparse = {"max_nonzero": 3000, "start_epoch": epochs // 4, "bound": 1.0}
+    sparse = {"max_nonzero": 6000, "start_epoch": epochs // 2, "bound": 1.0}
     doc = {"name": "sparse vs dense", "dataset": train["id"], "test": {"dataset": test["id"]},
            "objective": {"metric": "test_loss"},
            "model": {"seed": 1, "layers": deep}, "job": job,
@@ -114,7 +114,7 @@ def example(nnd):
            "",
            "| network | mean test MSE by rows | slope | 95% interval | theory |",
            "|---|---|---|---|---|"]
-    out += curve_table(a, lambda prm: "sparse (3000 weights, bound 1)"
+    out += curve_table(a, lambda prm: "sparse (6000 weights, bound 1)"
                        if prm.get("job.sparsity") else "dense")
     # (b) wider vs deeper at equal parameters: 1 x 208 (2497) vs 3 x 32 (2497)
     wide = [{"type": "dense", "units": 208, "activation": "relu"}]
@@ -140,9 +140,9 @@ def calib(nnd):
     test = nnd.generate_dataset("linear", inputs=10, rows=4000, noise_std=0.0, sample_seed=5)
     doc = {"name": "calibration", "dataset": train["id"], "test": {"dataset": test["id"]},
            "objective": {"metric": "test_loss"}, "model": {"layers": [], "seed": 1},
-           "job": {"epochs": 300, "batch_size": 2000, "seed": 1, "standardize": False,
-                   "optimizer": {"type": "adam", "lr": 0.05},
-                   "schedule": {"type": "cosine", "min_lr": 0.0005}},
+           "job": {"epochs": 1500, "batch_size": 2000, "seed": 1,
+                   "optimizer": {"type": "adam", "lr": 0.02},
+                   "schedule": {"type": "cosine", "min_lr": 0.00001}},
            "strategy": {"type": "learning_curve", "rows": rows, "repeats": 4}}
     s = run_study(nnd, doc)
     c = s["curves"][0]

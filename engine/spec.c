@@ -100,44 +100,91 @@ static nn_status add_params(check_ctx *c, int64_t k, const char *path)
 static nn_status check_layers(check_ctx *c, const nn_layer_spec *ls, int n, const char *prefix,
                               int width, int depth, int *out_width);
 
-static nn_status check_layer(check_ctx *c, const nn_layer_spec *l, const char *path, int width,
-                             int depth, int *out_width)
+/* A dense layer's fields; its output width is its units. */
+static nn_status check_dense(check_ctx *c, const nn_layer_spec *l, const char *path, int width,
+                             int *out_width)
 {
 	nn_status st;
 
+	if (l->units <= 0 || l->units > NN_MAX_UNITS) {
+		nn_errf(c->err, c->errlen, "%s.units: must be a positive integer (at most %d)",
+		        path, NN_MAX_UNITS);
+		return l->units > 0 ? NN_ELIMIT : NN_EINVAL;
+	}
+	if ((unsigned)l->act > NN_ACT_GELU) {
+		nn_errf(c->err, c->errlen, "%s.activation: unknown activation", path);
+		return NN_EINVAL;
+	}
+	if ((unsigned)l->init > NN_INIT_XAVIER_UNIFORM) {
+		nn_errf(c->err, c->errlen, "%s.init: unknown init", path);
+		return NN_EINVAL;
+	}
+	if (!is_finite(l->init_param) || l->init_param < 0) {
+		nn_errf(c->err, c->errlen, "%s.init: the std / limit must be >= 0", path);
+		return NN_EINVAL;
+	}
+	if (l->bias != 0 && l->bias != 1) {
+		nn_errf(c->err, c->errlen, "%s.bias: must be true or false", path);
+		return NN_EINVAL;
+	}
+	if (!is_finite(l->alpha)) {
+		nn_errf(c->err, c->errlen, "%s.alpha: must be finite", path);
+		return NN_EINVAL;
+	}
+	st = add_params(c, (int64_t)l->units * width + (l->bias ? l->units : 0), path);
+	if (st != NN_OK)
+		return st;
+	*out_width = l->units;
+	return NN_OK;
+}
+
+/* A residual block: its depth, its children, and a width it keeps or
+ * projects. */
+static nn_status check_residual(check_ctx *c, const nn_layer_spec *l, const char *path,
+                                int width, int depth, int *out_width)
+{
+	nn_status st;
+	char prefix[1040];
+	int w;
+	if (depth >= NN_MAX_DEPTH) {
+		nn_errf(c->err, c->errlen, "%s: residual blocks nested deeper than %d", path,
+		        NN_MAX_DEPTH);
+		return NN_ELIMIT;
+	}
+	if (l->n_children <= 0 || !l->children) {
+		nn_errf(c->err, c->errlen, "%s.layers: a residual block needs at least one layer",
+		        path);
+		return NN_EINVAL;
+	}
+	if (l->projection != 0 && l->projection != 1) {
+		nn_errf(c->err, c->errlen, "%s.projection: must be true or false", path);
+		return NN_EINVAL;
+	}
+	snprintf(prefix, sizeof(prefix), "%s.", path);
+	st = check_layers(c, l->children, l->n_children, prefix, width, depth + 1, &w);
+	if (st != NN_OK)
+		return st;
+	if (l->projection) {
+		st = add_params(c, (int64_t)w * width, path);
+		if (st != NN_OK)
+			return st;
+	} else if (w != width) {
+		nn_errf(c->err, c->errlen,
+		        "%s: the block's output width %d differs from its input width %d "
+		        "(set \"projection\": true for a learned shortcut)", path, w, width);
+		return NN_EINVAL;
+	}
+	*out_width = w;
+	return NN_OK;
+}
+
+static nn_status check_layer(check_ctx *c, const nn_layer_spec *l, const char *path, int width,
+                             int depth, int *out_width)
+{
 	*out_width = width;
 	switch (l->type) {
 	case NN_LAYER_DENSE:
-		if (l->units <= 0 || l->units > NN_MAX_UNITS) {
-			nn_errf(c->err, c->errlen, "%s.units: must be a positive integer (at most %d)",
-			        path, NN_MAX_UNITS);
-			return l->units > 0 ? NN_ELIMIT : NN_EINVAL;
-		}
-		if ((unsigned)l->act > NN_ACT_GELU) {
-			nn_errf(c->err, c->errlen, "%s.activation: unknown activation", path);
-			return NN_EINVAL;
-		}
-		if ((unsigned)l->init > NN_INIT_XAVIER_UNIFORM) {
-			nn_errf(c->err, c->errlen, "%s.init: unknown init", path);
-			return NN_EINVAL;
-		}
-		if (!is_finite(l->init_param) || l->init_param < 0) {
-			nn_errf(c->err, c->errlen, "%s.init: the std / limit must be >= 0", path);
-			return NN_EINVAL;
-		}
-		if (l->bias != 0 && l->bias != 1) {
-			nn_errf(c->err, c->errlen, "%s.bias: must be true or false", path);
-			return NN_EINVAL;
-		}
-		if (!is_finite(l->alpha)) {
-			nn_errf(c->err, c->errlen, "%s.alpha: must be finite", path);
-			return NN_EINVAL;
-		}
-		st = add_params(c, (int64_t)l->units * width + (l->bias ? l->units : 0), path);
-		if (st != NN_OK)
-			return st;
-		*out_width = l->units;
-		return NN_OK;
+		return check_dense(c, l, path, width, out_width);
 	case NN_LAYER_ACTIVATION:
 		if ((unsigned)l->act > NN_ACT_GELU) {
 			nn_errf(c->err, c->errlen, "%s.function: unknown activation", path);
@@ -168,40 +215,8 @@ static nn_status check_layer(check_ctx *c, const nn_layer_spec *l, const char *p
 			return NN_EINVAL;
 		}
 		return NN_OK;
-	case NN_LAYER_RESIDUAL: {
-		char prefix[1040];
-		int w;
-		if (depth >= NN_MAX_DEPTH) {
-			nn_errf(c->err, c->errlen, "%s: residual blocks nested deeper than %d", path,
-			        NN_MAX_DEPTH);
-			return NN_ELIMIT;
-		}
-		if (l->n_children <= 0 || !l->children) {
-			nn_errf(c->err, c->errlen, "%s.layers: a residual block needs at least one layer",
-			        path);
-			return NN_EINVAL;
-		}
-		if (l->projection != 0 && l->projection != 1) {
-			nn_errf(c->err, c->errlen, "%s.projection: must be true or false", path);
-			return NN_EINVAL;
-		}
-		snprintf(prefix, sizeof(prefix), "%s.", path);
-		st = check_layers(c, l->children, l->n_children, prefix, width, depth + 1, &w);
-		if (st != NN_OK)
-			return st;
-		if (l->projection) {
-			st = add_params(c, (int64_t)w * width, path);
-			if (st != NN_OK)
-				return st;
-		} else if (w != width) {
-			nn_errf(c->err, c->errlen,
-			        "%s: the block's output width %d differs from its input width %d "
-			        "(set \"projection\": true for a learned shortcut)", path, w, width);
-			return NN_EINVAL;
-		}
-		*out_width = w;
-		return NN_OK;
-	}
+	case NN_LAYER_RESIDUAL:
+		return check_residual(c, l, path, width, depth, out_width);
 	}
 	nn_errf(c->err, c->errlen, "%s.type: unknown layer type", path);
 	return NN_EINVAL;

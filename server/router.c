@@ -38,6 +38,7 @@ const route router_table[] = {
 	{ "POST",   "/v1/studies/{std}/cancel",  "study_cancel",  BODY_NONE,   SRV_NONE,    api_study_cancel, 0 },
 	{ "GET",    "/v1/studies/{std}/trials",  "study_trials",  BODY_NONE,   SRV_NONE,    api_study_trials, 0 },
 	{ "GET",    "/v1/studies/{std}/events",  "study_events",  BODY_NONE,   SRV_EVENTS,  NULL, 0 },
+	{ "GET",    "/v1/studies/{std}/plot.svg", "study_plot",   BODY_NONE,   SRV_NONE,    api_study_plot_svg, 0 },
 	{ "GET",    "/v1/jobs/{job}/plot.svg",   "job_plot",      BODY_NONE,   SRV_NONE,    api_job_plot_svg, 0 },
 	{ "GET",    "/v1/events",                "events",        BODY_NONE,   SRV_EVENTS_ALL, NULL, 0 },
 	/* the dashboard: its pages, script and style (open: they hold no data) */

@@ -662,60 +662,168 @@ static int cmd_jobs_metrics(const nc_ctx *c, struct args *a)
 
 /* ---- predict ----------------------------------------------------------- */
 
-/* Rows from a CSV text: numbers separated by commas; a first line that is
- * not all numbers is a header and skipped. NULL (message printed) on error. */
-static cJSON *csv_rows(const char *text, const char *name)
+/* The fields of one CSV line (RFC 4180 quotes: "" is a quote, commas and
+ * line breaks may sit inside quotes), moved past it; NULL at the end of
+ * the text. *quoted[i] says field i was quoted (so "" is an empty string,
+ * not a missing value). The caller frees the fields and the arrays. */
+static char **csv_line(const char **pp, int *n, unsigned char **quoted)
 {
-	cJSON *rows = cJSON_CreateArray();
-	int lineno = 0;
-	const char *p = text;
-	while (*p) {
-		const char *end = strchr(p, '\n');
-		size_t n = end ? (size_t)(end - p) : strlen(p);
-		lineno++;
-		char *line = strndup(p, n);
-		p += n + (end ? 1 : 0);
-		if (!line) {
-			cJSON_Delete(rows);
-			return NULL;
+	const char *p = *pp;
+	if (!*p)
+		return NULL;
+	char **f = NULL;
+	unsigned char *q = NULL;
+	int cnt = 0;
+	for (;;) {
+		size_t cap = 64, len = 0;
+		char *b = malloc(cap);
+		int inq = 0, wasq = 0;
+		if (*p == '"') {
+			inq = wasq = 1;
+			p++;
 		}
-		if (n && line[n - 1] == '\r')
-			line[--n] = '\0';
-		if (n == 0) {
-			free(line);
+		while (*p && (inq || (*p != ',' && *p != '\n'))) {
+			if (inq && *p == '"') {
+				if (p[1] == '"') {
+					p++;
+				} else {
+					inq = 0;
+					p++;
+					continue;
+				}
+			}
+			if (len + 2 > cap)
+				b = realloc(b, cap *= 2);
+			b[len++] = *p++;
+		}
+		if (len && b[len - 1] == '\r' && !wasq)
+			len--;
+		b[len] = '\0';
+		f = realloc(f, sizeof *f * (size_t)(cnt + 1));
+		q = realloc(q, (size_t)cnt + 1);
+		f[cnt] = b;
+		q[cnt++] = (unsigned char)wasq;
+		if (*p == ',') {
+			p++;
 			continue;
 		}
-		cJSON *row = cJSON_CreateArray();
-		int bad = 0, col = 0;
-		for (char *tok = line;; col++) {
-			char *comma = strchr(tok, ',');
-			if (comma)
-				*comma = '\0';
-			char *e;
-			double v = strtod(tok, &e);
-			while (*e == ' ' || *e == '\t')
-				e++;
-			if (e == tok || *e || !isfinite(v)) {
-				bad = col + 1;
-				break;
+		if (*p == '\n')
+			p++;
+		break;
+	}
+	*pp = p;
+	*n = cnt;
+	*quoted = q;
+	return f;
+}
+
+/* A raw CSV value as JSON: null when missing (empty, NA, NaN, null, ?), a
+ * number when it reads as one, else a string. */
+static cJSON *raw_value(const char *s, int quoted)
+{
+	while (*s == ' ' || *s == '\t')
+		s++;
+	if (!quoted && (!*s || !strcmp(s, "NA") || !strcmp(s, "NaN") || !strcmp(s, "null") ||
+	                !strcmp(s, "?")))
+		return cJSON_CreateNull();
+	char *e;
+	double v = strtod(s, &e);
+	while (*e == ' ' || *e == '\t')
+		e++;
+	if (!quoted && e != s && !*e && isfinite(v))
+		return cJSON_CreateNumber(v);
+	return cJSON_CreateString(s);
+}
+
+/*
+ * Rows from a CSV text. With by_name, the first line names the columns and
+ * each further line is a raw record by column name (text and missing
+ * values allowed: for models trained on typed columns). Otherwise every
+ * line is numbers; a first line that is not all numbers is a header and
+ * skipped. NULL (message printed) on error.
+ */
+static cJSON *csv_rows(const char *text, const char *name, int by_name)
+{
+	cJSON *rows = cJSON_CreateArray();
+	char **head = NULL;
+	int nhead = 0, lineno = 0;
+	const char *p = text;
+	if (!strncmp(p, "\xEF\xBB\xBF", 3))
+		p += 3;
+	char **f;
+	int n;
+	unsigned char *q;
+	int failed = 0;
+	while (!failed && (f = csv_line(&p, &n, &q)) != NULL) {
+		lineno++;
+		int blank = n == 1 && !f[0][0] && !q[0];
+		if (blank) {
+			/* a blank line */
+		} else if (by_name && !head) {
+			head = f;
+			nhead = n;
+			f = NULL;
+		} else if (by_name) {
+			if (n != nhead) {
+				fprintf(stderr, "nnctl: %s: line %d has %d fields, the header %d\n", name,
+				        lineno, n, nhead);
+				failed = 1;
+			} else {
+				cJSON *o = cJSON_CreateObject();
+				for (int i = 0; i < n; i++)
+					cJSON_AddItemToObject(o, head[i], raw_value(f[i], q[i]));
+				cJSON_AddItemToArray(rows, o);
 			}
-			cJSON_AddItemToArray(row, cJSON_CreateNumber(v));
-			if (!comma)
-				break;
-			tok = comma + 1;
+		} else {
+			cJSON *row = cJSON_CreateArray();
+			int bad = 0;
+			for (int i = 0; i < n && !bad; i++) {
+				cJSON *v = raw_value(f[i], q[i]);
+				if (!cJSON_IsNumber(v))
+					bad = i + 1;
+				cJSON_AddItemToArray(row, v);
+			}
+			if (bad) {
+				cJSON_Delete(row);
+				if (!(lineno == 1 && cJSON_GetArraySize(rows) == 0)) {
+					fprintf(stderr, "nnctl: %s: line %d, column %d: not a number\n",
+					        name, lineno, bad);
+					failed = 1;
+				}
+			} else {
+				cJSON_AddItemToArray(rows, row);
+			}
 		}
-		free(line);
-		if (bad) {
-			cJSON_Delete(row);
-			if (lineno == 1 && cJSON_GetArraySize(rows) == 0)
-				continue; /* a header */
-			fprintf(stderr, "nnctl: %s: line %d, column %d: not a number\n", name, lineno, bad);
-			cJSON_Delete(rows);
-			return NULL;
-		}
-		cJSON_AddItemToArray(rows, row);
+		for (int i = 0; f && i < n; i++)
+			free(f[i]);
+		free(f);
+		free(q);
+	}
+	for (int i = 0; i < nhead; i++)
+		free(head[i]);
+	free(head);
+	if (failed) {
+		cJSON_Delete(rows);
+		return NULL;
 	}
 	return rows;
+}
+
+/* 1 when the model was trained on typed columns (GET /v1/models/{id} shows
+ * "columns"): its CSV input is then records by column name. */
+static int model_has_columns(const nc_ctx *c, const char *id)
+{
+	char path[256];
+	snprintf(path, sizeof path, "/v1/models/%s", id);
+	nc_reply r = NC_REPLY_INIT;
+	int has = 0;
+	if (nc_request(c, "GET", path, NULL, NULL, 0, &r) == 0 && nc_buf_add(&r.body, "", 1) == 0) {
+		cJSON *j = cJSON_Parse(r.body.data);
+		has = cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(j, "columns"));
+		cJSON_Delete(j);
+	}
+	nc_reply_release(&r);
+	return has;
 }
 
 static int cmd_predict(const nc_ctx *c, struct args *a)
@@ -748,7 +856,7 @@ static int cmd_predict(const nc_ctx *c, struct args *a)
 			body = j;
 		}
 	} else {
-		cJSON *rows = csv_rows(text, in);
+		cJSON *rows = csv_rows(text, in, model_has_columns(c, id));
 		if (!rows) {
 			free(text);
 			return NC_USAGE;

@@ -335,12 +335,30 @@ class Client:
                             content_type="application/octet-stream", query=q)
 
     def predict(self, model_id, instances):
-        """POST /v1/models/{id}/predict with rows of raw features; returns
-        {"model_version", "predictions": [...]}."""
+        """POST /v1/models/{id}/predict; returns {"model_version", "predictions":
+        [...]} (and "warnings" for raw records: unseen levels, ignored keys).
+
+        instances: rows of numbers (lists, or a numpy array), or for a model
+        trained on a CSV with typed columns raw records: dicts by column name
+        ({"island": "Biscoe", "bill_length_mm": 39.1, "sex": None}) or lists
+        of raw values in column order. One dict alone is one record; float
+        NaN (pandas' missing value) is sent as null."""
         if hasattr(instances, "tolist"):
             instances = instances.tolist()
+        if isinstance(instances, dict):
+            instances = [instances]
+
+        def raw(v):
+            return None if isinstance(v, float) and v != v else v
+        rows = []
+        for r in instances:
+            if isinstance(r, dict):
+                r = {k: raw(v) for k, v in r.items()}
+            elif isinstance(r, (list, tuple)):
+                r = [raw(v) for v in r]
+            rows.append(r)
         return self.request("POST", "/v1/models/%s/predict" % _seg(model_id),
-                            json_body={"instances": instances})
+                            json_body={"instances": rows})
 
     # -- jobs --------------------------------------------------------------
 

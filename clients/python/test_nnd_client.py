@@ -183,6 +183,30 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(m["trained_by"], job["id"])
         self.assertEqual(m["classes"], ["neg", "pos"])
 
+    def test_raw_records_as_dicts_with_text_and_holes(self):
+        # a text column and a hole: the model takes records by column name
+        lines = ["x0,side,label"]
+        for a, b in SEP_POINTS:
+            lines.append("%g,%s,%s" % (a, "up" if b > 0 else "down", "pos" if a + b > 0 else "neg"))
+        lines.append(",up,pos")
+        ds = self.nnd.upload_csv(("\n".join(lines) + "\n").encode())
+        self.assertEqual([c["type"] for c in ds["columns"]], ["numeric", "categorical"])
+        self.assertEqual(ds["feature_names"], ["x0", "x0:missing", "side=down", "side=up"])
+        model = self.sep_model(ds)
+        job = self.nnd.train(model["id"], ds["id"], epochs=60, batch_size=4, seed=1,
+                             optimizer={"type": "adam", "lr": 0.05})
+        self.assertEqual(self.nnd.wait(job["id"])["state"], "succeeded")
+        out = self.nnd.predict(model["id"], [{"x0": 3, "side": "up"},
+                                             {"x0": -3, "side": "down", "extra": 1},
+                                             {"x0": float("nan"), "side": "sideways"}])
+        self.assertEqual([p["label"] for p in out["predictions"][:2]], ["pos", "neg"])
+        self.assertEqual([(w["row"], w["column"]) for w in out["warnings"]],
+                         [(1, "extra"), (2, "side")])
+        one = self.nnd.predict(model["id"], {"x0": 3, "side": "up"})
+        self.assertEqual(len(one["predictions"]), 1)
+        self.assertEqual(self.nnd.get_model(model["id"])["columns"][1]["levels"],
+                         ["down", "up"])
+
     def test_replicas_and_shards_give_the_same_weights(self):
         ds = self.nnd.upload_csv(sep_csv())
         weights = []

@@ -118,13 +118,17 @@ echo '[[3, 1], [-1, -3]]' >"$W/rows.json"
 check_eq "predict JSON rows" "$("$NNCTL" predict "$MDL" --input "$W/rows.json" | cut -f1 | tr '\n' ' ')" "pos neg "
 check_eq "predict from stdin" "$(echo '{"instances": [[-4, -1]]}' | "$NNCTL" -q predict "$MDL" --input -)" "neg"
 check_eq "predict --json has model_version 1" "$("$NNCTL" --json predict "$MDL" --input "$W/rows.json" | jget 'j["model_version"]')" 1
+# the model was trained on a CSV (typed columns): CSV rows go as records by
+# column name, in any column order, holes allowed; the server types them
+printf 'x1,x0\n2,2\n-2,-2\n,3\n' >"$W/records.csv"
+check_eq "predict CSV by column name" "$("$NNCTL" -q predict "$MDL" --input "$W/records.csv" | tr '\n' ' ')" "pos neg pos "
 printf 'x0,x1\n1,2\n3,abc\n' >"$W/badrows.csv"
 "$NNCTL" predict "$MDL" --input "$W/badrows.csv" >/dev/null 2>"$W/err"
-check_eq "non-numeric CSV row exits 2" "$?" 2
-check_match "non-numeric CSV row: line and column" "$(cat "$W/err")" 'line 3, column 2'
+check_eq "text in a numeric column exits 1" "$?" 1
+check_match "text in a numeric column: the server names record and column" "$(cat "$W/err")" 'instances\[1\]\.x1'
 "$NNCTL" predict "$MDL" --input "$W/bad.csv" >/dev/null 2>"$W/err"
-check_eq "rows of the wrong width exit 1" "$?" 1
-check_match "wrong width: the server's detail" "$(cat "$W/err")" '^nnctl: .+'
+check_eq "a record longer than the header exits 2" "$?" 2
+check_match "a record longer than the header: its line" "$(cat "$W/err")" 'line 3 has 3 fields'
 
 
 # -- jobs --

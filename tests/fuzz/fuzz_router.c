@@ -394,16 +394,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!model) {
 		model = fuzz_weights_model(2);
 		FUZZ_ASSERT(model != NULL);
-		/* by name: the backend grows with features the fuzzer does not use */
-		api_backend fake = { .limits = api_limits_default(), .max_body = 1 << 20,
-		                     .dataset_create = ds_create, .dataset_get = ds_get,
-		                     .dataset_list = any_list, .dataset_delete = ds_delete,
-		                     .model_create = mdl_create, .model_get = mdl_get,
-		                     .model_list = mdl_list, .model_delete = mdl_delete,
-		                     .model_snapshot = mdl_snapshot, .snap_release = snap_release,
-		                     .model_publish = mdl_publish, .job_submit = job_submit,
-		                     .job_get = job_get, .job_list = job_list,
-		                     .job_cancel = job_cancel, .job_metrics = job_metrics };
+		/* designated: the backend grows (studies) without touching this */
+		api_backend fake = {
+			.limits = api_limits_default(), .max_body = 1 << 20,
+			.dataset_create = ds_create, .dataset_get = ds_get,
+			.dataset_list = any_list, .dataset_delete = ds_delete,
+			.model_create = mdl_create, .model_get = mdl_get, .model_list = mdl_list,
+			.model_delete = mdl_delete, .model_snapshot = mdl_snapshot,
+			.snap_release = snap_release, .model_publish = mdl_publish,
+			.job_submit = job_submit, .job_get = job_get, .job_list = job_list,
+			.job_cancel = job_cancel, .job_metrics = job_metrics };
 		fake.limits.max_params = 100000;   /* keep created models small */
 		b = fake;
 	}

@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		cJSON *stored = api_train_config_to_json(&cfg, &refs);
 		FUZZ_ASSERT(stored != NULL);
 		nn_train_config cfg2;
-		api_job_refs refs2 = { NULL, NULL, NULL };
+		api_job_refs refs2 = { .model = NULL };
 		api_err e2 = API_ERR_INIT;
 		FUZZ_ASSERT(api_train_config_from_json(stored, &lim, &cfg2, &refs2, &e2) == 0);
 		cJSON *again = api_train_config_to_json(&cfg2, &refs2);

@@ -165,7 +165,7 @@ START_TEST(test_svg_has_axes_legend_and_one_path_per_series)
 	double x[5] = { 0, 1, 2, 3, 4 }, a[5] = { 1, 0.5, 0.25, 0.12, 0.06 },
 	       b[5] = { 1.1, 0.7, NAN, 0.4, 0.35 };
 	plot_series s[2] = { { "train_loss", x, a, 5 }, { "val <loss> & \"more\"", x, b, 5 } };
-	plot_spec sp = { "job_x", "epoch", "loss", 0, 0, 0 };
+	plot_spec sp = { "job_x", "epoch", "loss", 0, 0, 0, 0 };
 	char *svg = plot_svg(&sp, s, 2);
 	ck_assert_ptr_nonnull(svg);
 	const char *head = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"720\" height=\"420\"";
@@ -191,7 +191,7 @@ START_TEST(test_svg_log_axis_labels_decades_and_skips_nonpositive)
 {
 	double x[4] = { 0, 1, 2, 3 }, y[4] = { 1, 0.1, 0, 0.001 };
 	plot_series s = { "loss", x, y, 4 };
-	plot_spec sp = { "t", "epoch", "loss", 1, 0, 0 };
+	plot_spec sp = { "t", "epoch", "loss", 1, 0, 0, 0 };
 	char *svg = plot_svg(&sp, &s, 1);
 	ck_assert_int_eq(count(svg, ">0.001</text>"), 1);
 	ck_assert_int_eq(count(svg, ">0.01</text>"), 1);
@@ -204,6 +204,29 @@ START_TEST(test_svg_log_axis_labels_decades_and_skips_nonpositive)
 	svg = plot_svg(&sp, &s2, 1);
 	ck_assert_int_eq(count(svg, "<path "), 0);
 	ck_assert(strstr(svg, "no points yet") != NULL);
+	free(svg);
+}
+END_TEST
+
+START_TEST(test_svg_log_log_axes)
+{
+	double x[4] = { 100, 200, 400, 800 }, y[4] = { 0.5, 0.25, 0.125, 0.0625 };
+	plot_series s = { "mean", x, y, 4 };
+	plot_spec sp = { "curve", "rows", "test_loss", 1, 0, 0, 1 };
+	char *svg = plot_svg(&sp, &s, 1);
+	ck_assert_int_eq(count(svg, "(log scale)"), 2);
+	ck_assert_int_eq(count(svg, ">100</text>"), 1);
+	ck_assert_int_eq(count(svg, ">200</text>"), 1);
+	ck_assert_int_eq(count(svg, ">500</text>"), 1);
+	/* a power law is a straight line: equal steps in both directions */
+	const char *d = strstr(strstr(svg, "<path "), " d=\"") + 4;
+	double px[4], py[4];
+	ck_assert_int_eq(sscanf(d, "M%lf %lfL%lf %lfL%lf %lfL%lf %lf", &px[0], &py[0], &px[1], &py[1],
+	                        &px[2], &py[2], &px[3], &py[3]), 8);
+	for (int i = 1; i < 3; i++) {
+		ck_assert(fabs((px[i + 1] - px[i]) - (px[i] - px[i - 1])) < 0.15);
+		ck_assert(fabs((py[i + 1] - py[i]) - (py[i] - py[i - 1])) < 0.15);
+	}
 	free(svg);
 }
 END_TEST
@@ -271,6 +294,7 @@ int main(void)
 	tcase_add_test(t, test_ticks_are_round_numbers);
 	tcase_add_test(t, test_svg_has_axes_legend_and_one_path_per_series);
 	tcase_add_test(t, test_svg_log_axis_labels_decades_and_skips_nonpositive);
+	tcase_add_test(t, test_svg_log_log_axes);
 	tcase_add_test(t, test_accept_encoding);
 	tcase_add_test(t, test_embedded_files_inflate_to_the_sources);
 	suite_add_tcase(s, t);

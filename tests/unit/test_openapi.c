@@ -223,6 +223,7 @@ static const struct {
 	{ "GET", "/v1/studies/{std}/trials", { 200, 422 } },
 	{ "GET", "/v1/studies/{std}/events", { 200, 422, 429 } },
 	{ "GET", "/v1/jobs/{job}/plot.svg", { 200, 422 } },
+	{ "GET", "/v1/studies/{std}/plot.svg", { 200, 422 } },
 	{ "GET", "/v1/events", { 200, 422, 429 } },
 	{ "GET", "/", { 302 } },
 	{ "GET", "/ui/", { 200 } },

@@ -338,6 +338,13 @@ def test_studies(b, api, base, ds):
            " return r.length === 8 && r.every(x => x.children[2].textContent === 'succeeded'); })()",
            timeout=120, what="the curve study's 8 trials succeeded on the leaderboard")
     shot(b, "study-curve")
+    with urllib.request.urlopen(base + "/v1/studies/%s/plot.svg" % lc) as f:
+        svg = f.read()
+    ok("the study's plot.svg draws the curve and its fit on log-log axes",
+       svg.startswith(b"<svg ") and svg.count(b"<path ") == 2 and svg.count(b"(log scale)") == 2,
+       svg[:200])
+    with open(os.path.join(os.environ.get("SHOTS", "build/web-shots"), "study-plot.svg"), "wb") as f:
+        f.write(svg)
 
 
 def check_network(b, base, what):

@@ -10,8 +10,10 @@ Every host but the loopback is unresolvable for the browser
 tests also check each request's URL.
 """
 import base64
+import ctypes
 import json
 import os
+import signal
 import shutil
 import subprocess
 import tempfile
@@ -22,12 +24,21 @@ import websocket
 
 
 def find_chromium():
-    for c in (os.environ.get("NND_CHROMIUM"), shutil.which("chromium-headless-shell"),
-              "/usr/lib/chromium/headless_shell", "/usr/lib/chromium/chromium-headless-shell",
+    # The binary itself before Debian's /usr/bin wrapper: the wrapper runs it
+    # as a child (no exec), so signalling the wrapper alone would orphan it.
+    for c in (os.environ.get("NND_CHROMIUM"), "/usr/lib/chromium/chromium-headless-shell",
+              "/usr/lib/chromium/headless_shell", shutil.which("chromium-headless-shell"),
               shutil.which("chromium")):
         if c and os.access(c, os.X_OK):
             return c
     return None
+
+
+def _die_with_parent():
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 class Browser:
@@ -43,7 +54,10 @@ class Browser:
                 "--disable-sync", "--metrics-recording-only", "--mute-audio",
                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
                 "--window-size=%d,%d" % (width, height), "about:blank"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Its own process group, killed whole in close(); and the browser dies
+        # with this process (PR_SET_PDEATHSIG) when a test is killed outright.
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True, preexec_fn=_die_with_parent)
         port_file = os.path.join(self.dir, "DevToolsActivePort")
         deadline = time.time() + 30
         while not (os.path.exists(port_file) and open(port_file).read().count("\n") >= 1):
@@ -163,6 +177,12 @@ class Browser:
         with open(path, "wb") as f:
             f.write(base64.b64decode(data))
 
+    def _signal(self, sig):
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
     def close(self):
         try:
             if getattr(self, "ws", None):
@@ -170,10 +190,11 @@ class Browser:
         except Exception:
             pass
         if self.proc.poll() is None:
-            self.proc.terminate()
+            self._signal(signal.SIGTERM)
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                self._signal(signal.SIGKILL)
                 self.proc.wait()
+        self._signal(signal.SIGKILL)  # renderers and helpers left in the group
         shutil.rmtree(self.dir, ignore_errors=True)
