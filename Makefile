@@ -177,6 +177,9 @@ unit: all
 # Suites too long for make check (crash loops, chaos runs): each feature adds
 # its own line, LONG_TESTS += command. .ci/run runs them after make check.
 LONG_TESTS :=
+# several daemons on PostgreSQL: 100 jobs under kill -9 (~2-4 min), and
+# daemons in network namespaces reaching it over TCP (root)
+LONG_TESTS += tests/pg/chaos.sh tests/pg/netns.sh
 LONG_TESTS += tests/long/study-crash.sh
 check-long: all
 	@NND_SUITES=none scripts/run-tests $(LONG_TESTS)

@@ -32,6 +32,7 @@
 #include <time.h>
 
 #include "jobs.h"
+#include "cluster.h"
 #include "replicas.h"
 #include "util.h"
 
@@ -100,6 +101,13 @@ struct jobs {
 	/* called (outside every lock) when a study's trial pauses or ends */
 	void (*on_trial)(void *ctx, const char *study);
 	void *on_trial_ctx;
+	/* a store shared with other daemons (see "shared store" below), else
+	 * NULL: then the queue is the store's rows, lives hold only the jobs
+	 * running here, and remotes the feeds of jobs streamed from here but
+	 * run anywhere (guarded by mu) */
+	cluster *cl;
+	struct remote *remotes;
+	uint64_t wakes;       /* counts wake-ups of idle workers (under mu) */
 	/* opens a study's event feed (server/studies.c) */
 	feed *(*study_open)(void *ctx, const char *id, api_err *e);
 	void *study_open_ctx;
@@ -257,15 +265,16 @@ static void feed_push_state(jobs *q, feed *f, const api_job *j)
 	feed_push_state_of(q, f, j, 1);
 }
 
-/* A feed holding job id's stored history (steps and epochs). */
-static feed *feed_from_history(jobs *q, const char *id)
+/* Appends job id's stored history (steps and epochs) to f; those f holds
+ * already are dropped by feed_push_locked. */
+static void feed_add_history(jobs *q, feed *f, const char *id)
 {
-	feed *f = feed_new();
-	if (!f)
-		return NULL;
 	store_event *ev = NULL;
 	int n = 0;
-	store_history(q->st, id, &ev, &n);
+	pthread_mutex_lock(&q->fmu);
+	int64_t after = f->last_id;
+	pthread_mutex_unlock(&q->fmu);
+	store_history_after(q->st, id, after, &ev, &n);
 	pthread_mutex_lock(&q->fmu);
 	for (int i = 0; i < n; i++) {
 		int epoch = 0;
@@ -281,9 +290,18 @@ static feed *feed_from_history(jobs *q, const char *id)
 	}
 	pthread_mutex_unlock(&q->fmu);
 	store_history_free(ev, n);
+}
+
+/* A feed holding job id's stored history (steps and epochs). */
+static feed *feed_from_history(jobs *q, const char *id)
+{
+	feed *f = feed_new();
+	if (f)
+		feed_add_history(q, f, id);
 	return f;
 }
 
+static feed *remote_open(jobs *q, const char *id, api_err *e);
 feed *jobs_feed_detached(void)
 {
 	return feed_new();
@@ -339,6 +357,8 @@ feed *jobs_feed_open(jobs *q, const char *id, api_err *e)
 			return f;
 		}
 	pthread_mutex_unlock(&q->mu);
+	if (q->cl)
+		return remote_open(q, id, e);
 	/* not live: the stored history and the final state */
 	api_job j;
 	if (store_job_get(q->st, id, &j, e) < 0)
@@ -535,6 +555,15 @@ static int submit(jobs *q, const api_job_refs *refs, const char *config, const c
 	}
 	feed_push_state(q, f, out);
 	pthread_mutex_lock(&q->mu);
+	if (q->cl) {
+		/* queued in the store: a worker of any daemon claims it */
+		q->wakes++;
+		pthread_cond_signal(&q->cv);
+		pthread_mutex_unlock(&q->mu);
+		pthread_mutex_unlock(&q->submit_mu);
+		feed_unref(q, f);
+		return 0;
+	}
 	if (!add_live(q, out, f)) {
 		/* stored but not queued: it is picked up at the next start */
 		feed_unref(q, f);
@@ -614,6 +643,8 @@ void jobs_overlay(jobs *q, cJSON *items)
 }
 
 static void set_error(api_job *j, const char *code, const char *detail);
+static int shared_cancel(jobs *q, const char *id, const char *code, const char *detail,
+                         api_job *out, api_err *e);
 
 int jobs_cancel(jobs *q, const char *id, api_job *out, api_err *e)
 {
@@ -625,6 +656,10 @@ int jobs_cancel_code(jobs *q, const char *id, const char *code, const char *deta
 {
 	pthread_mutex_lock(&q->mu);
 	live *lv = find_live(q, id);
+	if (!lv && q->cl) {
+		pthread_mutex_unlock(&q->mu);
+		return shared_cancel(q, id, code, detail, out, e);
+	}
 	if (!lv || api_job_state_final(lv->state)) {
 		pthread_mutex_unlock(&q->mu);
 		if (store_job_get(q->st, id, out, e) < 0)
@@ -848,6 +883,8 @@ static int should_stop(void *ctx)
 		return NN_STOP_CHECKPOINT;
 	if (r->lv->cancel)
 		return NN_STOP_CANCEL;
+	if (r->q->cl && cluster_lost(r->q->cl, r->j.id))
+		return NN_STOP_CANCEL;   /* another daemon has it: stop, write nothing */
 	return NN_GO_ON;
 }
 
@@ -957,6 +994,8 @@ static int record_end(jobs *q, const api_job *j)
 {
 	api_err e = API_ERR_INIT;
 	for (int tries = 0; store_job_update(q->st, j, &e) < 0; tries++) {
+		if (e.status == 409)
+			return -1;    /* the lease was lost: not ours to record */
 		if (tries == 0)
 			util_log(0, "jobs: %s: cannot record its end (%s); retrying", j->id, e.detail);
 		if (q->stopping)
@@ -1197,6 +1236,14 @@ static int end_state(jobs *q, run *r, job_inputs *in, nn_status st, const nn_tra
 {
 	const char *code = in->code;
 	live *lv = r->lv;
+	if (q->cl && cluster_lost(q->cl, r->j.id)) {
+		/* fenced: another daemon took the job over (our lease ended);
+		 * it resumes from the last checkpoint, and nothing of ours is
+		 * written (the store refuses it anyway) */
+		util_log(1, "jobs: %s: lease lost at step %lld; stopped", r->j.id,
+		         (long long)r->j.step);
+		return 0;
+	}
 	if (!code && st == NN_ESTOPPED && !lv->cancel && !q->stopping && in->cfg.stop_at_epoch > 0) {
 		/* a study's trial at the end of its rung: it waits, holding no
 		 * worker, until the study continues or prunes it */
@@ -1374,6 +1421,7 @@ static void release_idle_memory(void)
 #endif
 }
 
+static void *worker_shared(jobs *q);
 /*
  * The queued job a free worker starts (caller holds q->mu), or NULL: the
  * first in submission order whose replicas fit in the free workers. A job
@@ -1424,6 +1472,8 @@ static void wait_for_work(jobs *q, int64_t wake)
 static void *worker(void *arg)
 {
 	jobs *q = arg;
+	if (q->cl)
+		return worker_shared(q);
 	pthread_mutex_lock(&q->mu);
 	for (;;) {
 		live *lv = NULL;
@@ -1455,6 +1505,9 @@ static void *worker(void *arg)
 	return NULL;
 }
 
+static int shared_start(jobs *q);
+static void shared_stop(jobs *q);
+
 int jobs_start(store *st, int workers, int capacity, const api_limits *lim, jobs **out)
 {
 	jobs *q = calloc(1, sizeof *q);
@@ -1477,7 +1530,12 @@ int jobs_start(store *st, int workers, int capacity, const api_limits *lim, jobs
 
 	char (*ids)[API_ID_LEN] = NULL;
 	int n = 0;
-	store_jobs_unfinished(st, &ids, &n);
+	if (shared_start(q) < 0) {
+		jobs_free(q);
+		return -1;
+	}
+	if (!q->cl)   /* shared: the jobs of a dead daemon return when their lease ends */
+		store_jobs_unfinished(st, &ids, &n);
 	for (int i = 0; i < n; i++) {
 		api_job j;
 		api_err e = API_ERR_INIT;
@@ -1540,6 +1598,7 @@ void jobs_stop(jobs *q)
 	for (int i = 0; q->threads && i < q->n_workers; i++)
 		pthread_join(q->threads[i], NULL);
 	q->n_workers = 0;
+	shared_stop(q);
 	pthread_mutex_lock(&q->mu);
 	pthread_mutex_lock(&q->fmu);
 	q->feeds_closed = 1;
@@ -1569,4 +1628,318 @@ void jobs_free(jobs *q)
 	pthread_cond_destroy(&q->cv);
 	pthread_mutex_destroy(&q->fmu);
 	free(q);
+}
+
+/* ---------------------------------------------------------------- shared store
+ *
+ * With a store shared by several daemons (cluster.h) the queue is the
+ * store's rows: a submission only inserts its row (and wakes one idle
+ * worker here; the store's NOTIFY wakes the other daemons), and an idle
+ * worker claims the oldest job that fits under a lease. A job running
+ * elsewhere is streamed from a remote feed: its stored history, then
+ * what the notifications of its new rows bring (and, as the fallback,
+ * a refresh every second), until its final state.
+ */
+
+typedef struct remote {
+	char id[API_ID_LEN];
+	feed *f;              /* one reference held here */
+	int state;            /* the last state pushed */
+	int dirty;            /* a notification said it has new rows */
+	struct remote *next;
+} remote;
+
+/* Pushes what the store holds of rm's job beyond what its feed has: new
+ * steps and epochs, then the state when it changed. 1 when the job ended
+ * (the feed is finished then). */
+static int remote_refresh(jobs *q, remote *rm)
+{
+	api_job j;
+	api_err e = API_ERR_INIT;
+	feed_add_history(q, rm->f, rm->id);
+	if (store_job_get(q->st, rm->id, &j, &e) < 0)
+		return 0;
+	int fin = api_job_state_final(j.state);
+	if (j.state != rm->state) {
+		feed_push_state(q, rm->f, &j);
+		rm->state = j.state;
+	}
+	api_job_release(&j);
+	if (fin)
+		feed_finish(q, rm->f);
+	return fin;
+}
+
+/* Unlinks and drops rm (caller holds q->mu). */
+static void remote_drop_locked(jobs *q, remote *rm)
+{
+	for (remote **pp = &q->remotes; *pp; pp = &(*pp)->next)
+		if (*pp == rm) {
+			*pp = rm->next;
+			break;
+		}
+	feed_unref(q, rm->f);
+	free(rm);
+}
+
+/* Refreshes the remote feeds (only those notified since, unless all);
+ * drops those that ended or that no stream reads any more. Runs on the
+ * cluster thread only, so a remote is never refreshed twice at once. */
+static void remote_refresh_all(jobs *q, int all)
+{
+	pthread_mutex_lock(&q->mu);
+	remote *rm = q->remotes;
+	while (rm) {
+		remote *next = rm->next;
+		if (!all && !rm->dirty) {
+			rm = next;
+			continue;
+		}
+		rm->dirty = 0;
+		pthread_mutex_lock(&q->fmu);
+		int unread = rm->f->refs == 1;
+		pthread_mutex_unlock(&q->fmu);
+		pthread_mutex_unlock(&q->mu);
+		int ended = unread || remote_refresh(q, rm);
+		pthread_mutex_lock(&q->mu);
+		next = rm->next;   /* the list may have grown meanwhile (at its head) */
+		if (ended)
+			remote_drop_locked(q, rm);
+		rm = next;
+	}
+	pthread_mutex_unlock(&q->mu);
+}
+
+/* A stream of a job not running here: its remote feed (made when none is
+ * open yet, from the stored history and state). */
+static feed *remote_open(jobs *q, const char *id, api_err *e)
+{
+	api_job j;
+	if (store_job_get(q->st, id, &j, e) < 0)
+		return NULL;
+	pthread_mutex_lock(&q->mu);
+	for (remote *rm = q->remotes; rm; rm = rm->next)
+		if (strcmp(rm->id, id) == 0) {
+			pthread_mutex_lock(&q->fmu);
+			rm->f->refs++;
+			pthread_mutex_unlock(&q->fmu);
+			pthread_mutex_unlock(&q->mu);
+			api_job_release(&j);
+			return rm->f;
+		}
+	pthread_mutex_unlock(&q->mu);
+	feed *f = feed_from_history(q, id);
+	remote *rm = f && !api_job_state_final(j.state) ? calloc(1, sizeof *rm) : NULL;
+	if (!f) {
+		api_err_set(e, 500, "out_of_memory", "out of memory");
+	} else {
+		feed_push_state_of(q, f, &j, 0);
+		if (rm) {
+			snprintf(rm->id, sizeof rm->id, "%s", id);
+			rm->f = f;
+			rm->state = j.state;
+			f->refs++;   /* the stream's */
+			pthread_mutex_lock(&q->mu);
+			rm->next = q->remotes;
+			q->remotes = rm;
+			pthread_mutex_unlock(&q->mu);
+		} else {
+			f->done = 1;
+		}
+	}
+	api_job_release(&j);
+	return f;
+}
+
+/* A job stopped here while its feed has streams (its lease was lost): the
+ * feed goes on as a remote one. f's reference is taken. */
+static void remote_adopt(jobs *q, const char *id, feed *f, int state)
+{
+	remote *rm = calloc(1, sizeof *rm);
+	if (!rm) {
+		feed_finish(q, f);
+		feed_unref(q, f);
+		return;
+	}
+	snprintf(rm->id, sizeof rm->id, "%s", id);
+	rm->f = f;
+	rm->state = state;
+	pthread_mutex_lock(&q->mu);
+	rm->next = q->remotes;
+	q->remotes = rm;
+	pthread_mutex_unlock(&q->mu);
+}
+
+static int shared_cancel(jobs *q, const char *id, const char *code, const char *detail,
+                         api_job *out, api_err *e)
+{
+	/* queued anywhere: cancelled in one step, no daemon starts it */
+	int r = cluster_cancel_queued(q->cl, id);
+	if (r < 0)
+		return api_err_set(e, 503, "store_unavailable", "cannot reach the store");
+	if (store_job_get(q->st, id, out, e) < 0)
+		return -1;
+	if (r == 1) {
+		if (code) {
+			set_error(out, code, detail ? detail : code);
+			store_job_update(q->st, out, e);
+		}
+		store_checkpoint_delete(q->st, id);
+		return 0;
+	}
+	if (api_job_state_final(out->state)) {
+		api_job_release(out);
+		return api_err_set(e, 409, "job_finished", "job %s has already finished", id);
+	}
+	/* running on another daemon: it hears the cancel (NOTIFY, or its next
+	 * lease renewal) and stops at its next step */
+	if (store_job_request_cancel(q->st, id) < 0) {
+		api_job_release(out);
+		return api_err_set(e, 503, "store_unavailable", "cannot record the cancel");
+	}
+	return 0;
+}
+
+static void hk_queued(void *ctx)
+{
+	jobs *q = ctx;
+	pthread_mutex_lock(&q->mu);
+	q->wakes++;
+	pthread_cond_broadcast(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+}
+
+static void hk_cancel(void *ctx, const char *id)
+{
+	jobs *q = ctx;
+	pthread_mutex_lock(&q->mu);
+	live *lv = find_live(q, id);
+	if (lv && lv->state == API_JOB_RUNNING)
+		lv->cancel = 1;
+	pthread_mutex_unlock(&q->mu);
+}
+
+/* Notifications of new rows only mark the feed: a busy job notifies at
+ * every epoch, and the next tick (a fifth of a second) reads them all at
+ * once. */
+static void hk_events(void *ctx, const char *id)
+{
+	jobs *q = ctx;
+	pthread_mutex_lock(&q->mu);
+	for (remote *rm = q->remotes; rm; rm = rm->next)
+		if (strcmp(rm->id, id) == 0)
+			rm->dirty = 1;
+	pthread_mutex_unlock(&q->mu);
+}
+
+static void hk_tick(void *ctx, int fallback)
+{
+	if (fallback)
+		hk_queued(ctx);    /* idle workers look at the queue again */
+	remote_refresh_all(ctx, fallback);
+}
+
+/* Claims a job that fits in the free workers and makes its live entry
+ * (running, its workers held). NULL when none waits. */
+static live *claim(jobs *q)
+{
+	char id[API_ID_LEN];
+	pthread_mutex_lock(&q->mu);
+	int free_workers = q->free_workers;
+	pthread_mutex_unlock(&q->mu);
+	if (!cluster_claim(q->cl, free_workers, id))
+		return NULL;
+	api_job j;
+	api_err e = API_ERR_INIT;
+	feed *f = NULL;
+	live *lv = NULL;
+	if (store_job_get(q->st, id, &j, &e) == 0) {
+		f = feed_from_history(q, id);
+		if (f) {
+			pthread_mutex_lock(&q->mu);
+			lv = add_live(q, &j, f);
+			if (lv) {
+				lv->state = API_JOB_RUNNING;
+				q->free_workers -= lv->need;
+			}
+			pthread_mutex_unlock(&q->mu);
+		}
+		api_job_release(&j);
+	}
+	if (!lv) {
+		/* it returns to the queue when the lease ends */
+		if (f)
+			feed_free(f);
+		cluster_release(q->cl, id);
+		util_log(0, "jobs: %s: claimed but cannot start it here", id);
+	}
+	return lv;
+}
+
+static void *worker_shared(jobs *q)
+{
+	for (;;) {
+		pthread_mutex_lock(&q->mu);
+		uint64_t seen = q->wakes;
+		pthread_mutex_unlock(&q->mu);
+		live *lv = q->stopping ? NULL : claim(q);
+		if (!lv) {
+			pthread_mutex_lock(&q->mu);
+			while (!q->stopping && q->wakes == seen)
+				pthread_cond_wait(&q->cv, &q->mu);
+			int stop = q->stopping;
+			pthread_mutex_unlock(&q->mu);
+			if (stop)
+				break;
+			continue;
+		}
+		char id[API_ID_LEN];
+		snprintf(id, sizeof id, "%s", lv->id);
+		int held = lv->need;
+		int final = run_job(q, lv);
+		pthread_mutex_lock(&q->mu);
+		q->free_workers += held;
+		q->wakes++;        /* a job that needs more workers may fit now */
+		pthread_cond_broadcast(&q->cv);
+		pthread_mutex_unlock(&q->mu);
+		int lost = cluster_lost(q->cl, id);
+		cluster_release(q->cl, id);
+		/* not final: back in the store's queue (a graceful stop, a
+		 * paused trial) or another daemon's (lost): not ours any more */
+		pthread_mutex_lock(&q->mu);
+		lv = final ? NULL : find_live(q, id);
+		if (lv)
+			remove_live(q, lv);
+		pthread_mutex_unlock(&q->mu);
+		if (lv && lost && !q->stopping)
+			remote_adopt(q, id, lv->f, API_JOB_RUNNING);
+		else if (lv)
+			feed_unref(q, lv->f);
+		free(lv);
+		release_idle_memory();
+	}
+	return NULL;
+}
+
+static int shared_start(jobs *q)
+{
+	cluster_hooks h = { q, hk_queued, hk_cancel, hk_events, hk_tick };
+	if (strcmp(store_kind(q->st), "sqlite") == 0)
+		return 0;
+	q->cl = cluster_open(q->st, q->n_workers, &h);
+	return q->cl ? 0 : -1;
+}
+
+static void shared_stop(jobs *q)
+{
+	if (!q->cl)
+		return;
+	cluster_close(q->cl);
+	q->cl = NULL;
+	pthread_mutex_lock(&q->mu);
+	while (q->remotes) {
+		feed_finish(q, q->remotes->f);
+		remote_drop_locked(q, q->remotes);
+	}
+	pthread_mutex_unlock(&q->mu);
 }

@@ -21,6 +21,8 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "cluster.h"
+#include "store_pg.h"
 #include "healthcheck.h"
 #include "http.h"
 #include "jobs.h"
@@ -55,6 +57,10 @@ static void usage(FILE *f)
 	        "  --data-dir DIR        where the store lives (default ./nnd-data)\n"
 	        "  --store URI           keep everything in PostgreSQL instead (a libpq URI,\n"
 	        "                        postgresql://...), shared by every daemon given it\n"
+	        "  --lease-seconds N     with --store: a job's lease (default 10); another\n"
+	        "                        daemon takes over a job whose lease ran out\n"
+	        "  --max-attempts N      with --store: claims of a job before it fails with\n"
+	        "                        too_many_attempts (default 5)\n"
 	        "  --workers N           training jobs run at once (default: the cores)\n"
 	        "  --queue N             queued jobs accepted at most (default 64; then 429)\n"
 	        "  --max-body BYTES      request body limit (default 1 GiB; then 413)\n"
@@ -196,6 +202,16 @@ static int parse_flag(opts *o, const char *a, const char *v)
 		o->data_dir = v;
 	else if (strcmp(a, "--store") == 0)
 		o->store_url = v;
+	else if (strcmp(a, "--lease-seconds") == 0) {
+		if (parse_int(v, 1, 86400, &lv) < 0)
+			return -1;
+		cluster_lease_ms = (int)lv * 1000;
+		pg_idle_tx_ms = cluster_lease_ms;
+	} else if (strcmp(a, "--max-attempts") == 0) {
+		if (parse_int(v, 1, 1000, &lv) < 0)
+			return -1;
+		cluster_max_attempts = (int)lv;
+	}
 	else if (strcmp(a, "--api-key-file") == 0)
 		o->key_file = v;
 	else if (strcmp(a, "--tls-cert") == 0)

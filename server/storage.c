@@ -2047,6 +2047,12 @@ int store_history(store *s, const char *job, store_event **out, int *n)
 	return rc;
 }
 
+int store_history_after(store *s, const char *job, int64_t after, store_event **out, int *n)
+{
+	VIA(s, history_after, job, after, out, n);
+	return store_history(s, job, out, n);   /* SQLite: streams never need less */
+}
+
 void store_history_free(store_event *ev, int n)
 {
 	for (int i = 0; ev && i < n; i++)
@@ -2094,6 +2100,7 @@ int store_job_publish(store *s, api_job *j, nn_model *m, const char *classes_jso
 
 int store_job_pause_at(store *s, const char *id)
 {
+	VIA(s, job_pause_at, id);
 	pthread_mutex_lock(&s->mu);
 	sqlite3_stmt *st = prep(s, "SELECT pause_at FROM jobs WHERE id=?");
 	int v = 0;
@@ -2109,6 +2116,7 @@ int store_job_pause_at(store *s, const char *id)
 
 int store_job_resume(store *s, const char *id, int pause_at)
 {
+	VIA(s, job_resume, id, pause_at);
 	pthread_mutex_lock(&s->mu);
 	sqlite3_stmt *st = prep(s, "UPDATE jobs SET pause_at=?, state=0 WHERE id=? AND state=5");
 	int ok = 0;
@@ -2125,6 +2133,7 @@ int store_job_resume(store *s, const char *id, int pause_at)
 int store_job_list_study(store *s, const char *study, int64_t limit, int64_t offset,
                          cJSON *items, int64_t *total, api_err *e)
 {
+	VIA(s, job_list_study, study, limit, offset, items, total, e);
 	return list_jobs(s, -1, study, limit, offset, items, total, e);
 }
 

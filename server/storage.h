@@ -170,6 +170,9 @@ typedef struct store_event {
 	char *data;      /* JSON text, malloc'd */
 } store_event;
 int store_history(store *s, const char *job, store_event **out, int *n);
+/* The same from event id `after` on (a caller dropping those it has);
+ * may return more. */
+int store_history_after(store *s, const char *job, int64_t after, store_event **out, int *n);
 void store_history_free(store_event *ev, int n);
 
 /* ---- studies (API.md "Studies"; server/studies.c runs them) */

@@ -74,6 +74,14 @@ typedef struct store_ops {
 	int (*metrics_get)(void *be, const char *job, int64_t since_step, cJSON **out,
 	                   api_err *e);
 	int (*history)(void *be, const char *job, struct store_event **out, int *n);
+	/* The events with ids >= after (what a feed holding up to `after`
+	 * may lack; it drops those it has). */
+	int (*history_after)(void *be, const char *job, int64_t after, struct store_event **out,
+	                     int *n);
+	int (*job_pause_at)(void *be, const char *id);
+	int (*job_resume)(void *be, const char *id, int pause_at);
+	int (*job_list_study)(void *be, const char *study, int64_t limit, int64_t offset,
+	                      cJSON *items, int64_t *total, api_err *e);
 	int (*checkpoint_put)(void *be, const char *job, const void *buf, size_t len);
 	int (*checkpoint_get)(void *be, const char *job, void **buf, size_t *len);
 	int (*checkpoint_delete)(void *be, const char *job);

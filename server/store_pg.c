@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "store_pg.h"
 #include "storage.h"
@@ -60,6 +61,13 @@ static const char *const migrations[] = {
 	"CREATE TABLE job_epochs(job text, epoch int, end_step bigint, doc text,"
 	" PRIMARY KEY(job, epoch));"
 	"CREATE TABLE blobs(key text, seq int, data bytea NOT NULL, PRIMARY KEY(key, seq));",
+	/* 2: fencing tokens, increasing across every daemon and restart */
+	"CREATE SEQUENCE lease_tokens;"
+	"CREATE INDEX jobs_lease ON jobs(lease_until) WHERE state=1;",
+	/* 3: studies' trials (their study, number and the epoch they pause at) */
+	"ALTER TABLE jobs ADD COLUMN study text, ADD COLUMN trial int DEFAULT 0,"
+	" ADD COLUMN pause_at int DEFAULT 0;"
+	"CREATE INDEX jobs_study ON jobs(study, trial);",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -109,11 +117,29 @@ struct pgs {
 	PGconn *c;
 	pthread_mutex_t mu;       /* guards c and the statements on it */
 	char *url;
-	char schema[128];         /* where the tables are */
+	char schema[128];         /* where the tables are (a quoted identifier) */
+	char channel[160];        /* NOTIFY channel: "nnd:" and the schema's name */
 	int in_tx;
 };
 
 static PGresult *run(pgs *p, const char *sql, const pgp *a, int binary_result);
+
+/*
+ * What every connection sets: its schema, and an end to transactions left
+ * idle (a daemon frozen mid-write, SIGSTOP or a hung host, must not hold
+ * a job's row lock past its lease: the server ends its session, and its
+ * commit fails). 0 or -1.
+ */
+static int session_setup(PGconn *c, const char *schema)
+{
+	char sql[400];
+	snprintf(sql, sizeof sql, "SET search_path TO %s; SET idle_in_transaction_session_timeout"
+	         " = %d", schema, pg_idle_tx_ms);
+	PGresult *r = PQexec(c, sql);
+	int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+	PQclear(r);
+	return ok ? 0 : -1;
+}
 
 /* Resets a broken connection (outside a transaction). 0 when usable. */
 static int reconnect(pgs *p)
@@ -124,11 +150,22 @@ static int reconnect(pgs *p)
 	if (PQstatus(p->c) != CONNECTION_OK)
 		return -1;
 	util_log(1, "store: reconnected to PostgreSQL");
-	char sql[300];
-	snprintf(sql, sizeof sql, "SET search_path TO %s", p->schema);
-	PGresult *r = PQexec(p->c, sql);
-	PQclear(r);
-	return 0;
+	return session_setup(p->c, p->schema);
+}
+
+static PGresult *exec_once(pgs *p, const char *sql, const pgp *a, int binary_result)
+{
+	/* without parameters: the simple protocol (several statements allowed) */
+	if (!a && !binary_result)
+		return PQexec(p->c, sql);
+	return PQexecParams(p->c, sql, a ? a->n : 0, NULL, a ? a->v : NULL, a ? a->len : NULL,
+	                    a ? a->fmt : NULL, binary_result);
+}
+
+static int result_ok(const PGresult *r)
+{
+	ExecStatusType st = PQresultStatus(r);
+	return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
 }
 
 /* One statement; the result, or NULL (logged) when it failed. */
@@ -138,14 +175,17 @@ static PGresult *run(pgs *p, const char *sql, const pgp *a, int binary_result)
 		util_log(0, "store: PostgreSQL unreachable: %s", PQerrorMessage(p->c));
 		return NULL;
 	}
-	/* without parameters: the simple protocol (several statements allowed) */
-	PGresult *r = !a && !binary_result
-	                      ? PQexec(p->c, sql)
-	                      : PQexecParams(p->c, sql, a ? a->n : 0, NULL, a ? a->v : NULL,
-	                                     a ? a->len : NULL, a ? a->fmt : NULL, binary_result);
-	ExecStatusType st = PQresultStatus(r);
-	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+	PGresult *r = exec_once(p, sql, a, binary_result);
+	if (result_ok(r))
 		return r;
+	if (!p->in_tx && PQstatus(p->c) != CONNECTION_OK && reconnect(p) == 0) {
+		/* the server restarted since the last statement: once more on
+		 * the new connection (nothing of this statement was applied) */
+		PQclear(r);
+		r = exec_once(p, sql, a, binary_result);
+		if (result_ok(r))
+			return r;
+	}
 	util_log(0, "store: %.80s: %s", sql, PQerrorMessage(p->c));
 	PQclear(r);
 	return NULL;
@@ -193,6 +233,21 @@ static int fail(pgs *p, api_err *e, const char *what)
 		return api_err_set(e, 507, "insufficient_storage", "the store is out of space (%s)",
 		                   what);
 	return api_err_set(e, 500, "store_failed", "the store failed (%s)", what);
+}
+
+/* NOTIFY the daemons sharing the store (delivered at the commit of the
+ * transaction it is in): kind 'q' (a job was queued), 'c' (job id's
+ * cancel was asked for), 'e' (job id has new rows: events, state). The
+ * payload holds ids only, far below NOTIFY's 8000 bytes: readers read the
+ * rows. */
+static int notify(pgs *p, char kind, const char *id)
+{
+	char payload[64];
+	snprintf(payload, sizeof payload, "%c:%s", kind, id ? id : "");
+	pgp a = { 0 };
+	p_text(&a, p->channel);
+	p_text(&a, payload);
+	return cmd(p, "SELECT pg_notify($1, $2)", &a);
 }
 
 static int not_found(api_err *e, const char *what, const char *id)
@@ -255,11 +310,11 @@ static int pick_schema(pgs *p, char *err, size_t errlen)
 	}
 	snprintf(p->schema, sizeof p->schema, "%s", q);
 	PQfreemem(q);
+	snprintf(p->channel, sizeof p->channel, "nnd:%s", name);
 	char sql[300];
 	snprintf(sql, sizeof sql, "CREATE SCHEMA IF NOT EXISTS %s", p->schema);
 	int rc = cur ? 0 : cmd(p, sql, NULL);
-	snprintf(sql, sizeof sql, "SET search_path TO %s", p->schema);
-	if (rc < 0 || cmd(p, sql, NULL) < 0) {
+	if (rc < 0 || session_setup(p->c, p->schema) < 0) {
 		snprintf(err, errlen, "cannot use schema %s: %s", p->schema, PQerrorMessage(p->c));
 		return -1;
 	}
@@ -607,7 +662,7 @@ static int pg_dataset_delete(void *be, const char *id, api_err *e)
 	char key[64];
 	snprintf(key, sizeof key, "d:%s", id);
 	return delete_unused(be, id, "data set", "SELECT 1 FROM datasets WHERE id=$1 FOR UPDATE",
-	                     "SELECT 1 FROM jobs WHERE (dataset=$1 OR val_dataset=$1) AND state<2"
+	                     "SELECT 1 FROM jobs WHERE (dataset=$1 OR val_dataset=$1) AND state IN (0,1,5)"
 	                     " LIMIT 1", del, key, e);
 }
 
@@ -752,7 +807,7 @@ static int pg_model_delete(void *be, const char *id, api_err *e)
 	char key[64];
 	snprintf(key, sizeof key, "m:%s:", id);
 	return delete_unused(be, id, "model", "SELECT 1 FROM models WHERE id=$1 FOR UPDATE",
-	                     "SELECT 1 FROM jobs WHERE model=$1 AND state<2 LIMIT 1", del, key, e);
+	                     "SELECT 1 FROM jobs WHERE model=$1 AND state IN (0,1,5) LIMIT 1", del, key, e);
 }
 
 static int pg_model_head(void *be, const char *id, int *version, char **classes, api_err *e)
@@ -802,11 +857,26 @@ static int pg_model_load(void *be, const char *id, int version, nn_model **out, 
 	return 0;
 }
 
+static int again(const api_err *e, const char *job, int tries);
 static int job_row_update(pgs *p, const api_job *j);
 static int lease_check(pgs *p, const char *job);
+static int64_t job_int(pgs *p, const char *id, const char *sql, int64_t def, int *found);
+
+static int publish_once(void *be, const char *id, const nn_model *m, api_job *j,
+                        const char *classes, int *version, api_err *e);
 
 static int pg_model_publish(void *be, const char *id, const nn_model *m, api_job *j,
                             const char *classes, int *version, api_err *e)
+{
+	int rc;
+	for (int tries = 0; (rc = publish_once(be, id, m, j, classes, version, e)) < 0 &&
+	                    again(e, j ? j->id : NULL, tries); tries++)
+		e->status = 0;
+	return rc;
+}
+
+static int publish_once(void *be, const char *id, const nn_model *m, api_job *j,
+                        const char *classes, int *version, api_err *e)
 {
 	pgs *p = be;
 	pgp a = { 0 };
@@ -840,7 +910,7 @@ static int pg_model_publish(void *be, const char *id, const nn_model *m, api_job
 		              : "UPDATE models SET version=$1 WHERE id=$2", &b) == 0;
 		if (ok && j) {
 			j->model_version = v;
-			ok = job_row_update(p, j) == 0;
+			ok = job_row_update(p, j) == 0 && notify(p, 'e', j->id) == 0;
 		}
 		if (ok && commit(p) == 0)
 			rc = 0;
@@ -926,6 +996,35 @@ void pg_lease_mark_lost(const char *job)
 	pthread_mutex_unlock(&held_mu);
 }
 
+int pg_leases_held(char (**ids)[API_ID_LEN], int64_t **tokens)
+{
+	*ids = NULL;
+	*tokens = NULL;
+	pthread_mutex_lock(&held_mu);
+	int n = 0;
+	for (held *h = helds; h; h = h->next)
+		n += !h->lost;
+	if (n > 0) {
+		*ids = calloc((size_t)n, sizeof **ids);
+		*tokens = calloc((size_t)n, sizeof **tokens);
+	}
+	int k = 0;
+	for (held *h = helds; h && *ids && *tokens; h = h->next)
+		if (!h->lost) {
+			snprintf((*ids)[k], API_ID_LEN, "%s", h->id);
+			(*tokens)[k++] = h->token;
+		}
+	pthread_mutex_unlock(&held_mu);
+	if (n > 0 && (!*ids || !*tokens)) {
+		free(*ids);
+		free(*tokens);
+		*ids = NULL;
+		*tokens = NULL;
+		return -1;
+	}
+	return n;
+}
+
 int pg_lease_lost(const char *job)
 {
 	int lost = 0;
@@ -962,7 +1061,8 @@ static int lease_check(pgs *p, const char *job)
 /* ---------------------------------------------------------------- jobs */
 
 #define JOB_COLS "id, model, dataset, val_dataset, state, progress, epoch, step, metrics," \
-	" best, stopped_early, model_version, error, config, created_at, started_at, finished_at"
+	" best, stopped_early, model_version, error, config, created_at, started_at, finished_at," \
+	" study, trial"
 
 static char *dup_val(const PGresult *r, int i, int c)
 {
@@ -990,6 +1090,8 @@ static void job_from(const PGresult *r, int i, api_job *j)
 	j->created_at = ival(r, i, 14);
 	j->started_at = ival(r, i, 15);
 	j->finished_at = ival(r, i, 16);
+	copy_id(r, i, 17, j->study, sizeof j->study);
+	j->trial = (int)ival(r, i, 18);
 }
 
 static int job_make(const PGresult *r, int i, cJSON **o)
@@ -1026,6 +1128,9 @@ static int pg_job_insert(void *be, api_job *j, api_err *e)
 	p_text(&a, j->config);
 	p_int(&a, j->created_at);
 	p_int(&a, config_replicas(j->config));
+	p_text(&a, j->study[0] ? j->study : NULL);
+	p_int(&a, j->trial);
+	p_int(&a, j->pause_at);
 	pgp m = { 0 };
 	p_text(&m, j->model);
 	pgp d = { 0 };
@@ -1049,9 +1154,10 @@ static int pg_job_insert(void *be, api_job *j, api_err *e)
 	else if (j->val_dataset[0] && PQntuples(rv) == 0)
 		api_err_field(e, "validation.dataset", "no data set with this id");
 	else if (cmd(p, "INSERT INTO jobs(id, model, dataset, val_dataset, state, progress, epoch,"
-	                " step, stopped_early, config, created_at, started_at, finished_at, replicas)"
-	                " VALUES($1,$2,$3,$4,$5,0,0,0,0,$6,$7,0,0,$8)", &a) == 0 &&
-	         commit(p) == 0)
+	                " step, stopped_early, config, created_at, started_at, finished_at, replicas,"
+	                " study, trial, pause_at)"
+	                " VALUES($1,$2,$3,$4,$5,0,0,0,0,$6,$7,0,0,$8,$9,$10,$11)", &a) == 0 &&
+	         notify(p, 'q', j->id) == 0 && commit(p) == 0)
 		rc = 0;
 	else
 		fail(p, e, "insert job");
@@ -1075,16 +1181,55 @@ static int pg_job_get(void *be, const char *id, api_job *out, api_err *e)
 	                 out, e);
 }
 
+/* The jobs in one state (state < 0: any) or of one study (study not
+ * NULL), in submission order, or trial order for a study. */
+static int list_jobs(pgs *p, int state, const char *study, int64_t limit, int64_t offset,
+                     cJSON *items, int64_t *total, api_err *e)
+{
+	char *lit = NULL;
+	if (study && !(lit = PQescapeLiteral(p->c, study, strlen(study))))
+		return api_err_set(e, 500, "out_of_memory", "out of memory");
+	/* state is an int the handler parsed, study a quoted literal */
+	char where[200], count[300], page[600];
+	snprintf(where, sizeof where, "(%d<0 OR state=%d) AND (%s IS NULL OR study=%s)", state,
+	         state, lit ? lit : "NULL::text", lit ? lit : "NULL::text");
+	PQfreemem(lit);
+	snprintf(count, sizeof count, "SELECT count(*) FROM jobs WHERE %s", where);
+	snprintf(page, sizeof page, "SELECT " JOB_COLS " FROM jobs WHERE %s ORDER BY %s"
+	         " LIMIT $1 OFFSET $2", where, study ? "trial, seq" : "seq");
+	return list_page(p, count, page, limit, offset, items, total, job_make, e);
+}
+
 static int pg_job_list(void *be, int state, int64_t limit, int64_t offset, cJSON *items,
                        int64_t *total, api_err *e)
 {
-	/* state is an int the handler parsed: safe to print */
-	char count[160], page[300];
-	snprintf(count, sizeof count, "SELECT count(*) FROM jobs WHERE %d<0 OR state=%d", state,
-	         state);
-	snprintf(page, sizeof page, "SELECT " JOB_COLS " FROM jobs WHERE %d<0 OR state=%d"
-	         " ORDER BY seq LIMIT $1 OFFSET $2", state, state);
-	return list_page(be, count, page, limit, offset, items, total, job_make, e);
+	return list_jobs(be, state, NULL, limit, offset, items, total, e);
+}
+
+static int pg_job_list_study(void *be, const char *study, int64_t limit, int64_t offset,
+                             cJSON *items, int64_t *total, api_err *e)
+{
+	return list_jobs(be, -1, study, limit, offset, items, total, e);
+}
+
+static int pg_job_pause_at(void *be, const char *id)
+{
+	return (int)job_int(be, id, "SELECT pause_at FROM jobs WHERE id=$1", 0, NULL);
+}
+
+static int pg_job_resume(void *be, const char *id, int pause_at)
+{
+	pgs *p = be;
+	pgp a = { 0 };
+	p_int(&a, pause_at);
+	p_text(&a, id);
+	pthread_mutex_lock(&p->mu);
+	int rc = begin(p) == 0 &&
+	         cmd(p, "UPDATE jobs SET pause_at=$1, state=0 WHERE id=$2 AND state=5", &a) == 0 &&
+	         notify(p, 'q', id) == 0 && commit(p) == 0 ? 0 : -1;
+	rollback(p);
+	pthread_mutex_unlock(&p->mu);
+	return rc;
 }
 
 /* Writes every mutable field of j (inside the caller's transaction). */
@@ -1111,13 +1256,41 @@ static int job_row_update(pgs *p, const api_job *j)
 	return cmd(p, "UPDATE jobs SET state=$1, progress=$2, epoch=$3, step=$4, metrics=$5,"
 	              " best=$6, stopped_early=$7, model_version=$8, error=$9, started_at=$10,"
 	              " finished_at=$11, owner=CASE WHEN $1::int=1 THEN owner END,"
+	              " attempts=CASE WHEN $1::int IN (0,5) THEN greatest(attempts-1, 0)"
+	              " ELSE attempts END,"
 	              " lease_token=CASE WHEN $1::int=1 THEN lease_token END,"
 	              " lease_until=CASE WHEN $1::int=1 THEN lease_until END WHERE id=$12", &a);
 }
 
+/* While a write failed only because the server is unreachable (a restart)
+ * and the job's lease is not known lost, it is tried again every 200 ms
+ * for up to a minute: a running job rides out a database restart instead
+ * of failing. 1 to try again (after the pause), else 0. */
+static int again(const api_err *e, const char *job, int tries)
+{
+	if (e->status != 503 || tries >= 300 || (job && pg_lease_lost(job)))
+		return 0;
+	struct timespec ts = { 0, 200 * 1000000L };
+	nanosleep(&ts, NULL);
+	return 1;
+}
+
+static int guarded_once(pgs *p, const char *job, int (*body)(pgs *, void *), void *arg,
+                        int events, api_err *e, const char *what);
+
 /* A write through the job's lease: begin, check, body, commit. */
 static int guarded(pgs *p, const char *job, int (*body)(pgs *, void *), void *arg,
-                   api_err *e, const char *what)
+                   int events, api_err *e, const char *what)
+{
+	int rc;
+	for (int tries = 0; (rc = guarded_once(p, job, body, arg, events, e, what)) < 0 &&
+	                    again(e, job, tries); tries++)
+		e->status = 0;
+	return rc;
+}
+
+static int guarded_once(pgs *p, const char *job, int (*body)(pgs *, void *), void *arg,
+                        int events, api_err *e, const char *what)
 {
 	pthread_mutex_lock(&p->mu);
 	int rc = -1;
@@ -1125,7 +1298,7 @@ static int guarded(pgs *p, const char *job, int (*body)(pgs *, void *), void *ar
 		fail(p, e, what);
 	else if (lease_check(p, job) < 0)
 		api_err_set(e, 409, "lease_lost", "another daemon holds job %s now", job);
-	else if (body(p, arg) == 0 && commit(p) == 0)
+	else if (body(p, arg) == 0 && (!events || notify(p, 'e', job) == 0) && commit(p) == 0)
 		rc = 0;
 	else
 		fail(p, e, what);
@@ -1141,7 +1314,7 @@ static int update_body(pgs *p, void *arg)
 
 static int pg_job_update(void *be, const api_job *j, api_err *e)
 {
-	return guarded(be, j->id, update_body, (void *)j, e, "update job");
+	return guarded(be, j->id, update_body, (void *)j, 1, e, "update job");
 }
 
 typedef struct start_arg {
@@ -1165,7 +1338,7 @@ static int start_body(pgs *p, void *arg)
 static int pg_job_start(void *be, const api_job *j, int base_version, api_err *e)
 {
 	start_arg s = { j, base_version };
-	return guarded(be, j->id, start_body, &s, e, "start job");
+	return guarded(be, j->id, start_body, &s, 1, e, "start job");
 }
 
 static int pg_job_request_cancel(void *be, const char *id)
@@ -1174,7 +1347,9 @@ static int pg_job_request_cancel(void *be, const char *id)
 	pgp a = { 0 };
 	p_text(&a, id);
 	pthread_mutex_lock(&p->mu);
-	int rc = cmd(p, "UPDATE jobs SET cancel_requested=1 WHERE id=$1", &a);
+	int rc = begin(p) == 0 && cmd(p, "UPDATE jobs SET cancel_requested=1 WHERE id=$1", &a) == 0 &&
+	         notify(p, 'c', id) == 0 && commit(p) == 0 ? 0 : -1;
+	rollback(p);
 	pthread_mutex_unlock(&p->mu);
 	return rc;
 }
@@ -1226,7 +1401,7 @@ static int pg_jobs_unfinished(void *be, char (**ids)[API_ID_LEN], int *n)
 	*ids = NULL;
 	*n = 0;
 	pthread_mutex_lock(&p->mu);
-	PGresult *r = run(p, "SELECT id FROM jobs WHERE state<2 ORDER BY seq", NULL, 0);
+	PGresult *r = run(p, "SELECT id FROM jobs WHERE state IN (0,1,5) ORDER BY seq", NULL, 0);
 	int rc = r ? 0 : -1, k = r ? PQntuples(r) : 0;
 	if (k > 0 && (*ids = calloc((size_t)k, sizeof **ids)) != NULL) {
 		for (int i = 0; i < k; i++)
@@ -1340,7 +1515,7 @@ static int pg_metrics_write(void *be, const char *job, const store_step *steps, 
                             const api_job *j, api_err *e)
 {
 	metrics_arg m = { job, steps, n, epoch, end_step, epoch_doc, j };
-	return guarded(be, job, metrics_body, &m, e, "write metrics");
+	return guarded(be, job, metrics_body, &m, 1, e, "write metrics");
 }
 
 static int pg_metrics_get(void *be, const char *job, int64_t since_step, cJSON **out,
@@ -1391,17 +1566,20 @@ static int pg_metrics_get(void *be, const char *job, int64_t since_step, cJSON *
 	return rc;
 }
 
-static int pg_history(void *be, const char *job, store_event **out, int *n)
+static int pg_history_after(void *be, const char *job, int64_t after, store_event **out,
+                            int *n)
 {
 	pgs *p = be;
 	*out = NULL;
 	*n = 0;
 	pgp a = { 0 };
 	p_text(&a, job);
+	p_int(&a, after);
 	pthread_mutex_lock(&p->mu);
 	PGresult *r = run(p, "SELECT 0 AS k, step, epoch, loss, lr, NULL AS doc FROM job_steps"
-	                     " WHERE job=$1 UNION ALL SELECT 1, end_step, epoch, NULL, NULL, doc"
-	                     " FROM job_epochs WHERE job=$1 ORDER BY 2, 1", &a, 0);
+	                     " WHERE job=$1 AND step>=$2 UNION ALL SELECT 1, end_step, epoch, NULL,"
+	                     " NULL, doc FROM job_epochs WHERE job=$1 AND end_step>=$2"
+	                     " ORDER BY 2, 1", &a, 0);
 	pthread_mutex_unlock(&p->mu);
 	if (!r)
 		return -1;
@@ -1428,6 +1606,11 @@ static int pg_history(void *be, const char *job, store_event **out, int *n)
 	return rc;
 }
 
+static int pg_history(void *be, const char *job, store_event **out, int *n)
+{
+	return pg_history_after(be, job, -1, out, n);
+}
+
 /* ---------------------------------------------------------------- checkpoints */
 
 typedef struct ckpt_arg {
@@ -1449,7 +1632,7 @@ static int pg_checkpoint_put(void *be, const char *job, const void *buf, size_t 
 	snprintf(key, sizeof key, "c:%s", job);
 	ckpt_arg c = { key, buf, len };
 	api_err e = API_ERR_INIT;
-	if (guarded(be, job, ckpt_body, &c, &e, "write checkpoint") == 0)
+	if (guarded(be, job, ckpt_body, &c, 0, &e, "write checkpoint") == 0)
 		return 0;
 	errno = e.status == 507 ? ENOSPC : EIO;
 	return -1;
@@ -1478,15 +1661,142 @@ static int pg_checkpoint_get(void *be, const char *job, void **buf, size_t *len)
 	return *buf ? 0 : -1;
 }
 
+/* A checkpoint goes once its job is final (whoever ended it), or through
+ * the job's lease; never under a daemon that lost the job while it lives. */
 static int pg_checkpoint_delete(void *be, const char *job)
 {
 	pgs *p = be;
 	char key[64];
 	snprintf(key, sizeof key, "c:%s", job);
+	pgp a = { 0 };
+	p_text(&a, job);
+	p_int(&a, held_token(job, NULL));
 	pthread_mutex_lock(&p->mu);
-	int rc = blob_delete(p, key, 0);
+	PGresult *r = NULL;
+	int rc = begin(p) == 0 &&
+	         (r = run(p, "SELECT 1 FROM jobs WHERE id=$1 AND (state IN (2,3,4) OR"
+	                     " $2::bigint=0 OR lease_token=$2) FOR UPDATE", &a, 0)) != NULL &&
+	         PQntuples(r) == 1 && blob_delete(p, key, 0) == 0 && commit(p) == 0 ? 0 : -1;
+	PQclear(r);
+	rollback(p);
 	pthread_mutex_unlock(&p->mu);
 	return rc;
+}
+
+/* ---------------------------------------------------------------- claims */
+
+int pg_claim(pgs *p, const char *owner, int workers, int lease_ms, char id[API_ID_LEN],
+             int64_t *token)
+{
+	pgp a = { 0 };
+	p_text(&a, owner);
+	p_int(&a, lease_ms);
+	p_int(&a, workers);
+	pthread_mutex_lock(&p->mu);
+	/* the oldest queued job that fits; rows other daemons are claiming
+	 * are skipped, not waited for */
+	PGresult *r = run(p, "UPDATE jobs SET state=1, owner=$1, lease_token=nextval('lease_tokens'),"
+	                     " lease_until=clock_timestamp() + $2 * interval '1 millisecond',"
+	                     " attempts=attempts+1 WHERE id=(SELECT id FROM jobs WHERE state=0 AND"
+	                     " replicas<=$3 ORDER BY seq FOR UPDATE SKIP LOCKED LIMIT 1)"
+	                     " RETURNING id, lease_token", &a, 0);
+	int rc = r ? PQntuples(r) == 1 : -1;
+	if (rc == 1) {
+		copy_id(r, 0, 0, id, API_ID_LEN);
+		*token = ival(r, 0, 1);
+		pg_lease_hold(id, *token);
+	}
+	PQclear(r);
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+int pg_renew(pgs *p, const char *id, int64_t token, int lease_ms, int *cancel)
+{
+	pgp a = { 0 };
+	p_text(&a, id);
+	p_int(&a, token);
+	p_int(&a, lease_ms);
+	pthread_mutex_lock(&p->mu);
+	PGresult *r = run(p, "UPDATE jobs SET lease_until=clock_timestamp() + $3 * interval"
+	                     " '1 millisecond' WHERE id=$1 AND lease_token=$2 AND state=1"
+	                     " RETURNING cancel_requested", &a, 0);
+	int rc = r ? PQntuples(r) == 1 : -1;
+	if (rc == 1)
+		*cancel = ival(r, 0, 0) != 0;
+	PQclear(r);
+	if (rc == 0) {
+		/* not ours any more: ended by this daemon's own last write (a
+		 * final or paused state, in the instant before the worker let go
+		 * of the lease), or taken (queued again, another's token) */
+		pgp b = { 0 };
+		p_text(&b, id);
+		r = run(p, "SELECT state FROM jobs WHERE id=$1", &b, 0);
+		if (r && PQntuples(r) == 1 && ival(r, 0, 0) >= 2)
+			rc = 2;
+		PQclear(r);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+int pg_requeue_expired(pgs *p, int max_attempts)
+{
+	pgp a = { 0 };
+	p_int(&a, max_attempts);
+	p_int(&a, util_now_ms());
+	pthread_mutex_lock(&p->mu);
+	/* a job whose daemons keep dying with it fails after max_attempts
+	 * claims instead of taking the next one down too */
+	int rc = -1;
+	PGresult *r = NULL;
+	if (begin(p) == 0 &&
+	    (r = run(p, "UPDATE jobs SET owner=NULL, lease_token=NULL, lease_until=NULL,"
+	                " state=CASE WHEN attempts>=$1 THEN 3 ELSE 0 END,"
+	                " finished_at=CASE WHEN attempts>=$1 THEN $2 ELSE finished_at END,"
+	                " error=CASE WHEN attempts>=$1 THEN json_build_object('code',"
+	                " 'too_many_attempts', 'detail', 'the job was claimed ' || attempts ||"
+	                " ' times and each time the daemon running it died or lost it')::text"
+	                " ELSE error END WHERE id IN (SELECT id FROM jobs WHERE state=1 AND"
+	                " lease_until < clock_timestamp() FOR UPDATE SKIP LOCKED)"
+	                " RETURNING id, state", &a, 0)) != NULL) {
+		int ok = 1;
+		for (int i = 0; ok && i < PQntuples(r); i++) {
+			util_log(1, "store: %s: its lease ended; %s", val(r, i, 0),
+			         ival(r, i, 1) == 0 ? "queued again" : "failed (too many attempts)");
+			ok = notify(p, ival(r, i, 1) == 0 ? 'q' : 'e', val(r, i, 0)) == 0;
+		}
+		if (ok && commit(p) == 0)
+			rc = PQntuples(r);
+	}
+	PQclear(r);
+	rollback(p);
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+int pg_cancel_queued(pgs *p, const char *id)
+{
+	pgp a = { 0 };
+	p_text(&a, id);
+	p_int(&a, util_now_ms());
+	pthread_mutex_lock(&p->mu);
+	int rc = -1;
+	PGresult *r = NULL;
+	if (begin(p) == 0 &&
+	    (r = run(p, "UPDATE jobs SET state=4, finished_at=$2 WHERE id=$1 AND state=0"
+	                " RETURNING id", &a, 0)) != NULL &&
+	    (PQntuples(r) == 0 || notify(p, 'e', id) == 0) && commit(p) == 0)
+		rc = PQntuples(r);
+	PQclear(r);
+	rollback(p);
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+const char *pg_channel(const pgs *p)
+{
+	return p->channel;
 }
 
 /* ---------------------------------------------------------------- the table */
@@ -1521,10 +1831,23 @@ static const store_ops pg_ops = {
 	.metrics_write = pg_metrics_write,
 	.metrics_get = pg_metrics_get,
 	.history = pg_history,
+	.history_after = pg_history_after,
+	.job_pause_at = pg_job_pause_at,
+	.job_resume = pg_job_resume,
+	.job_list_study = pg_job_list_study,
 	.checkpoint_put = pg_checkpoint_put,
 	.checkpoint_get = pg_checkpoint_get,
 	.checkpoint_delete = pg_checkpoint_delete,
 };
+
+int pg_idle_tx_ms = 10000;
+
+/* Server notices (CREATE ... IF NOT EXISTS that skipped) are not news. */
+static void quiet(void *arg, const char *msg)
+{
+	(void)arg;
+	(void)msg;
+}
 
 /* Opens one more connection to the same database and schema (for
  * LISTEN and the claim loop in cluster.c). NULL when it cannot. */
@@ -1535,16 +1858,38 @@ PGconn *pg_connect_more(pgs *p)
 		PQfinish(c);
 		return NULL;
 	}
-	char sql[300];
-	snprintf(sql, sizeof sql, "SET search_path TO %s", p->schema);
-	PGresult *r = PQexec(c, sql);
-	int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-	PQclear(r);
-	if (!ok) {
+	PQsetNoticeProcessor(c, quiet, NULL);
+	if (session_setup(c, p->schema) < 0) {
 		PQfinish(c);
 		return NULL;
 	}
 	return c;
+}
+
+pgs *pg_clone(pgs *p)
+{
+	pgs *c = calloc(1, sizeof *c);
+	if (!c || !(c->url = strdup(p->url))) {
+		free(c);
+		return NULL;
+	}
+	pthread_mutex_init(&c->mu, NULL);
+	snprintf(c->schema, sizeof c->schema, "%s", p->schema);
+	snprintf(c->channel, sizeof c->channel, "%s", p->channel);
+	c->c = pg_connect_more(p);
+	PGresult *r = c->c ? PQexec(c->c, "SET lock_timeout = '1s'") : NULL;
+	int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+	PQclear(r);
+	if (!ok) {
+		pg_close(c);
+		return NULL;
+	}
+	return c;
+}
+
+void pg_free(pgs *p)
+{
+	pg_close(p);
 }
 
 const char *pg_schema(const pgs *p)
@@ -1568,6 +1913,7 @@ int store_pg_open(const char *url, void **be, const store_ops **ops, char *err,
 		pg_close(p);
 		return -1;
 	}
+	PQsetNoticeProcessor(p->c, quiet, NULL);
 	if (pick_schema(p, err, errlen) < 0 || migrate(p, err, errlen) < 0) {
 		pg_close(p);
 		return -1;

@@ -19,7 +19,9 @@ pg_have() {
 		command -v runuser >/dev/null 2>&1 && id postgres >/dev/null 2>&1
 }
 
-pg_as() { runuser -u postgres -- "$@"; }
+# PG_EXEC: a prefix for the server's commands (the several-hosts script runs it
+# inside a network namespace: PG_EXEC="ip netns exec NAME")
+pg_as() { ${PG_EXEC:-} runuser -u postgres -- "$@"; }
 
 pg_start() {
 	PG_DIR=$(mktemp -d /tmp/nnd-pg.XXXXXX) || return 1

@@ -1,0 +1,100 @@
+#!/bin/sh
+# chaos.sh - three daemons share one PostgreSQL store and 100 jobs while a
+# random daemon is killed with kill -9 every 2-4 seconds and started again
+# (bounded: at most CHAOS_SECONDS, default 300). Then: every job ended, and
+# exactly once (one published version each, by that job), none is lost,
+# every one (resumed or not) has the weights of an uninterrupted run, and
+# writes from fenced daemons never landed (each model has exactly its
+# version 0 and the job's version 1). Prints the counts. SKIP (77) without
+# PostgreSQL's binaries. CHAOS_JOBS and CHAOS_SEED change the run.
+cd "$(dirname "$0")/../.." || exit 1
+. tests/pg/lib.sh
+pg_have || { echo "SKIP: PostgreSQL 15 binaries ($PG_BIN) or the postgres user missing"; exit 77; }
+pg_start || { echo "FAIL: cannot start PostgreSQL"; exit 1; }
+. tests/pg/nnd.sh
+SCHEMA=chaos
+STORE_URL="$PG_URL&options=-csearch_path%3D$SCHEMA"
+trap 'nnd_all_down; pg_stop; [ -z "${NND_KEEP_TMP:-}" ] && rm -rf "$T"; true' EXIT
+N=${CHAOS_JOBS:-100}
+E=10
+LIMIT=${CHAOS_SECONDS:-300}
+SEED=${CHAOS_SEED:-$$}
+echo "chaos: $N jobs, seed $SEED"
+
+: >"$T/jobs"
+for n in A B C; do
+	nnd_up $n --workers 1 --lease-seconds 2 || exit 1
+	echo "$n $(nnd_port $n)" >>"$T/ports"
+done
+DS=$(make_data A)
+MR=$(make_model A)
+R=$(submit A "$MR" "$DS" $E)
+[ "$(wait_final A "$R" 120)" = succeeded ] || { echo "FAIL: the reference job"; exit 1; }
+WREF=$(weights A "$MR")
+
+# the submissions go on in the background, to whichever daemon is up,
+# while the killing starts
+(
+	i=0
+	while [ $i -lt "$N" ]; do
+		for try in 1 2 3 4 5 6 7 8 9; do
+			d=$(echo A B C | cut -d' ' -f$(((i + try) % 3 + 1)))
+			port=$(sed -n "s/^$d //p" "$T/ports" | tail -1)
+			PORT_X=$port
+			m=$(make_model X 2>/dev/null)
+			j=$([ -n "$m" ] && submit X "$m" "$DS" $E 2>/dev/null)
+			[ -n "$j" ] && break
+			sleep 0.3
+		done
+		[ -n "$j" ] || { echo "FAIL: submission $i was refused by every daemon"; break; }
+		echo "$m $j" >>"$T/jobs"
+		i=$((i + 1))
+	done
+	touch "$T/submitted"
+) &
+SUB=$!
+
+# kill -9 a random daemon every 2-4 s until every job is submitted and final
+t0=$(date +%s)
+kills=0
+rnd=$SEED
+while :; do
+	left=$(pg_psql -c "SELECT count(*) FROM $SCHEMA.jobs WHERE state IN (0,1)")
+	[ -f "$T/submitted" ] && [ "$left" = 0 ] && break
+	[ $(($(date +%s) - t0)) -gt "$LIMIT" ] && { fail "$left jobs unfinished after ${LIMIT}s"; break; }
+	rnd=$(((rnd * 1103515245 + 12345) % 2147483648))
+	sleep $((2 + rnd % 3))
+	v=$(echo A B C | cut -d' ' -f$((rnd / 7 % 3 + 1)))
+	nnd_kill9 $v
+	kills=$((kills + 1))
+	eval "nnd_up $v \$ARGS_$v" || exit 1
+	echo "$v $(nnd_port $v)" >>"$T/ports"
+done
+wait $SUB
+secs=$(($(date +%s) - t0))
+[ "$(wc -l <"$T/jobs")" = "$N" ] || fail "$(wc -l <"$T/jobs") of $N jobs submitted"
+
+q="SELECT count(*) FROM $SCHEMA.jobs WHERE id <> '$R'"
+succeeded=$(pg_psql -c "$q AND state=2")
+other=$(pg_psql -c "$q AND state<>2")
+resumed=$(pg_psql -c "$q AND attempts>1")
+once=$(pg_psql -c "SELECT count(*) FROM $SCHEMA.jobs j WHERE id <> '$R' AND
+  (SELECT count(*) FROM $SCHEMA.model_versions v WHERE v.model=j.model AND v.version>0)=1 AND
+  (SELECT job FROM $SCHEMA.model_versions v WHERE v.model=j.model AND v.version=1)=j.id AND
+  j.model_version=1")
+same=0
+while read -r m j; do
+	[ "$(weights A "$m")" = "$WREF" ] && same=$((same + 1))
+done <"$T/jobs"
+refused=$(cat "$T"/*.log | grep -c "write refused")
+takeovers=$(cat "$T"/*.log | grep -c "resuming from its checkpoint")
+lost=$(cat "$T"/*.log | grep -c "lease lost at step\|the lease was lost")
+echo "chaos: $N jobs, $kills kills in ${secs}s: $succeeded succeeded, $other not, $once published" \
+	"exactly once, $resumed claimed more than once, $same with the uninterrupted weights;" \
+	"$lost leases lost, $refused writes refused, $takeovers resumed from a checkpoint"
+[ "$succeeded" = "$N" ] || fail "$succeeded of $N jobs succeeded"
+[ "$once" = "$N" ] || fail "$once of $N jobs published exactly one version"
+[ "$same" = "$N" ] || fail "$same of $N jobs reached the uninterrupted weights"
+[ "$kills" -gt 0 ] || fail "no daemon was killed"
+echo "chaos: $FAILS failed"
+[ "$FAILS" = 0 ]
