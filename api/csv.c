@@ -1067,40 +1067,6 @@ static int column_stats(api_csv *c, api_dataset *d)
 	return 0;
 }
 
-/* Replaces d's matrix by its encoding (the raw one kept in d->raw). */
-static int encode_all(api_csv *c, api_dataset *d)
-{
-	api_tab_enc enc;
-	if (api_tab_enc_from_dataset(d, NULL, 0, &enc) != 0)
-		return -1;
-	size_t n = (size_t)d->rows * (size_t)enc.width;
-	if (c->o.max_bytes > 0 &&
-	    (int64_t)((n + (size_t)d->rows * (size_t)d->n_columns) * 4) > c->o.max_bytes) {
-		api_tab_enc_free(&enc);
-		api_err_set(&c->err, 413, "payload_too_large",
-		            "the encoded data set (%d inputs per row) needs more than the %lld bytes "
-		            "allowed in memory", enc.width, (long long)c->o.max_bytes);
-		return -2;
-	}
-	char **names = api_tab_enc_names(&enc);
-	float *x = malloc(n ? n * 4 : 4);
-	if (!names || !x) {
-		api_strv_free(names, enc.width);
-		free(x);
-		api_tab_enc_free(&enc);
-		return -1;
-	}
-	for (int64_t i = 0; i < d->rows; i++)
-		api_tab_encode_row(&enc, d->x + i * d->n_columns, x + i * enc.width);
-	api_strv_free(d->feature_names, d->features);
-	d->raw = d->x;
-	d->x = x;
-	d->feature_names = names;
-	d->features = enc.width;
-	api_tab_enc_free(&enc);
-	return 0;
-}
-
 /* Types d's feature columns; encodes d when any is not plain numeric. */
 static int type_columns(api_csv *c, api_dataset *d)
 {
@@ -1122,7 +1088,13 @@ static int type_columns(api_csv *c, api_dataset *d)
 			return -1;
 		plain &= col->type == API_COL_NUMERIC && col->missing == 0;
 	}
-	return plain ? 0 : encode_all(c, d);
+	if (plain)
+		return 0;
+	api_err e = API_ERR_INIT;
+	if (api_tab_encode_in_place(d, c->o.max_bytes, &e) == 0)
+		return 0;
+	c->err = e;
+	return -2;
 }
 
 static int build(api_csv *c, api_dataset *out)

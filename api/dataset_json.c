@@ -74,7 +74,10 @@ static int read_x(const cJSON *x, api_dataset *out, api_err *e)
 		int j = 0;
 		float *dst = out->x + (size_t)i * (size_t)f;
 		for (const cJSON *v = row->child; v && !full(e); v = v->next, j++)
-			if (!as_float(v, &dst[j])) {
+			if (cJSON_IsNull(v)) {
+				dst[j] = NAN;   /* missing: imputed and flagged (tabular.h) */
+				out->skipped_rows = -1;
+			} else if (!as_float(v, &dst[j])) {
 				snprintf(path, sizeof path, "x[%d][%d]", i, j);
 				api_err_field(e, path, cJSON_IsNumber(v)
 							? "must be a finite number within float range"
@@ -307,6 +310,12 @@ int api_dataset_from_json(const cJSON *body, api_dataset *out, api_err *e)
 	}
 	if (read_names(fn, out, e) != 0)
 		goto fail;
+	if (out->skipped_rows < 0) {
+		/* holes in x: typed numeric columns with indicators */
+		out->skipped_rows = 0;
+		if (api_tab_type_numeric(out, 0, e) != 0)
+			goto fail;
+	}
 	return 0;
 fail:
 	api_dataset_free(out);

@@ -701,3 +701,85 @@ int api_tab_columns_check(const cJSON *train, const cJSON *other, const char *fi
 	}
 	return bad;
 }
+
+/* ---------------------------------------------------------------- readers */
+
+int api_tab_encode_in_place(api_dataset *d, int64_t max_bytes, api_err *e)
+{
+	api_tab_enc enc;
+	if (api_tab_enc_from_dataset(d, NULL, 0, &enc) != 0)
+		return api_err_set(e, 413, "payload_too_large", "no memory to encode the data set");
+	size_t n = (size_t)d->rows * (size_t)enc.width;
+	if (max_bytes > 0 && (int64_t)((n + (size_t)d->rows * (size_t)d->n_columns) * 4) > max_bytes) {
+		api_tab_enc_free(&enc);
+		return api_err_set(e, 413, "payload_too_large",
+		                   "the encoded data set (%d inputs per row) needs more than the %lld "
+		                   "bytes allowed in memory", enc.width, (long long)max_bytes);
+	}
+	char **names = api_tab_enc_names(&enc);
+	float *x = malloc(n ? n * 4 : 4);
+	if (!names || !x) {
+		api_strv_free(names, enc.width);
+		free(x);
+		api_tab_enc_free(&enc);
+		return api_err_set(e, 413, "payload_too_large", "no memory to encode the data set");
+	}
+	for (int64_t i = 0; i < d->rows; i++)
+		api_tab_encode_row(&enc, d->x + i * d->n_columns, x + i * enc.width);
+	api_strv_free(d->feature_names, d->features);
+	d->raw = d->x;
+	d->x = x;
+	d->feature_names = names;
+	d->features = enc.width;
+	api_tab_enc_free(&enc);
+	return 0;
+}
+
+int api_tab_type_numeric(api_dataset *d, int64_t max_bytes, api_err *e)
+{
+	int f = d->features;
+	d->columns = calloc((size_t)f + 1, sizeof *d->columns);
+	double *sum = calloc((size_t)f * 2 + 1, sizeof *sum), *sq = sum ? sum + f : NULL;
+	int64_t *cnt = calloc((size_t)f + 1, sizeof *cnt);
+	if (!d->columns || !sum || !cnt) {
+		free(sum);
+		free(cnt);
+		return api_err_set(e, 413, "payload_too_large", "no memory for the columns");
+	}
+	d->n_columns = f;
+	for (int64_t i = 0; i < d->rows; i++)
+		for (int j = 0; j < f; j++) {
+			float v = d->x[i * f + j];
+			if (!isnan(v)) {
+				sum[j] += v;
+				sq[j] += (double)v * v;
+				cnt[j]++;
+			}
+		}
+	int plain = 1;
+	for (int j = 0; j < f; j++) {
+		api_column *c = &d->columns[j];
+		c->name = api_strndup(d->feature_names[j], strlen(d->feature_names[j]));
+		c->missing = d->rows - cnt[j];
+		c->type = cnt[j] ? API_COL_NUMERIC : API_COL_EMPTY;
+		if (cnt[j]) {
+			c->mean = sum[j] / (double)cnt[j];
+			double var = sq[j] / (double)cnt[j] - c->mean * c->mean;
+			c->std = var > 0 ? sqrt(var) : 0;
+		}
+		plain &= c->missing == 0;
+		if (!c->name) {
+			free(sum);
+			free(cnt);
+			return api_err_set(e, 413, "payload_too_large", "no memory for the columns");
+		}
+	}
+	free(sum);
+	free(cnt);
+	int empty = 1;
+	for (int j = 0; j < f; j++)
+		empty &= d->columns[j].type == API_COL_EMPTY;
+	if (empty)
+		return api_err_field(e, "x", "no column holds a value (every one is null)");
+	return plain ? 0 : api_tab_encode_in_place(d, max_bytes, e);
+}

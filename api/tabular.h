@@ -71,6 +71,22 @@ void api_tab_enc_free(api_tab_enc *enc);        /* the contents; NULL ok */
 int api_tab_enc_from_dataset(const struct api_dataset *d, const int64_t *rows, int64_t n,
                              api_tab_enc *out);
 
+/*
+ * Replaces d->x (the raw values of d->columns, one per column) by its
+ * encoding with means over all rows, keeping the raw values in d->raw and
+ * naming the inputs in d->feature_names. max_bytes (0 = none): the raw and
+ * encoded matrices together; past it a 413. 0 or -1 with e set.
+ */
+int api_tab_encode_in_place(struct api_dataset *d, int64_t max_bytes, api_err *e);
+
+/*
+ * Numeric columns with holes (NaN in d->x, every column a number): types
+ * d's columns (numeric, or empty when all missing; missing counts, means,
+ * population stds) and, when any value is missing, encodes d in place as
+ * above. JSON uploads with null in x use it. 0 or -1 with e set.
+ */
+int api_tab_type_numeric(struct api_dataset *d, int64_t max_bytes, api_err *e);
+
 /* The input names: "col", "col=level", "col:missing"; width strings (malloc'd). */
 char **api_tab_enc_names(const api_tab_enc *enc);
 

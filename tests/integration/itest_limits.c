@@ -750,7 +750,9 @@ START_TEST(test_request_timeout_cuts_a_body_slower_than_64_kib_per_second)
 	close(fd);
 	free(spec);
 	ck_assert_double_eq(total("/v1/models"), 1);
-	ck_assert(!log_has(&d, "connection past the request deadline"));
+	/* not cut (the harness's own kept-alive connection, idle meanwhile,
+	 * may be: that is the deadline too, and logged alike) */
+	ck_assert(!log_has(&d, "POST /v1/models 499"));
 
 	/* 128 KiB at 1 KiB every 100 ms (about 10 KiB/s): shut down unanswered
 	 * once the deadline has passed, long before the body is in */

@@ -339,6 +339,25 @@ START_TEST(test_plain_numeric_model_takes_rows_and_records)
 	ck_assert(cJSON_GetArrayItem(pa, 0)->valuedouble == cJSON_GetArrayItem(pb, 0)->valuedouble);
 	cJSON_Delete(a);
 	cJSON_Delete(b);
+
+	/* a JSON upload with null in x: a missing value, imputed and flagged */
+	cJSON *j = post_json(&d, "/v1/datasets",
+	                     "{\"x\":[[1,5],[null,6],[3,7],[2,null]],\"y\":[0,1,0,1]}", &st);
+	ck_assert_int_eq(st, 201);
+	ck_assert_int_eq((int)jnum(j, "features"), 4);
+	ck_assert_int_eq((int)jnum(column(j, "x0"), "missing"), 1);
+	model_for(&d, 4, 2, mdl);
+	snprintf(body, sizeof body, "{\"model\":\"%s\",\"dataset\":\"%s\",\"epochs\":2}", mdl,
+	         jstr(j, "id"));
+	cJSON_Delete(j);
+	job = train(&d, body);
+	ck_assert_str_eq(jstr(job, "state"), "succeeded");
+	cJSON_Delete(job);
+	snprintf(path, sizeof path, "/v1/models/%s/predict", mdl);
+	a = post_json(&d, path, "{\"instances\":[[null,6],{\"x1\":7}]}", &st);
+	ck_assert_int_eq(st, 200);
+	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(a, "predictions")), 2);
+	cJSON_Delete(a);
 	ck_assert_int_eq(nnd_cleanup(&d), 0);
 }
 END_TEST

@@ -56,6 +56,25 @@ START_TEST(test_classification_with_integers)
 }
 END_TEST
 
+START_TEST(test_nulls_are_missing_values)
+{
+	api_dataset d;
+	api_err e;
+	/* a: 1, null, 3 -> mean 2, indicator; b has no hole */
+	ck_assert_int_eq(load("{\"x\":[[1,5],[null,6],[3,7]],\"y\":[0,1,0]}", &d, &e), 0);
+	ck_assert_int_eq(d.features, 3);
+	ck_assert_str_eq(d.feature_names[1], "x0:missing");
+	float want[] = { 1, 0, 5, 2, 1, 6, 3, 0, 7 };
+	for (int i = 0; i < 9; i++)
+		ck_assert_float_eq(d.x[i], want[i]);
+	ck_assert_int_eq(d.n_columns, 2);
+	ck_assert_int_eq(d.columns[0].missing, 1);
+	ck_assert(d.columns[0].mean == 2.0);
+	ck_assert(isnan(d.raw[2]));
+	api_dataset_free(&d);
+}
+END_TEST
+
 START_TEST(test_classification_with_strings)
 {
 	api_dataset d;
@@ -113,7 +132,9 @@ START_TEST(test_errors_name_field_paths)
 		     "must be a finite number within float range");
 	expect_field("{\"x\":[[1e39]],\"y\":[1]}", 0, "x[0][0]",
 		     "must be a finite number within float range");
-	expect_field("{\"x\":[[null]],\"y\":[1]}", 0, "x[0][0]", "must be a number");
+	/* null is a missing value now (test_nulls_are_missing_values), but a
+	 * data set needs some value */
+	expect_field("{\"x\":[[null]],\"y\":[1]}", 0, "x", "no column holds a value (every one is null)");
 	expect_field("{\"x\":[[1],[2]],\"y\":[1]}", 0, "y", "must have one entry per row of x (2), got 1");
 	expect_field("{\"task\":\"classification\",\"x\":[[1],[2]],\"y\":[1,2.5]}", 0, "y[1]",
 		     "must be an integer or a string (classification)");
@@ -243,6 +264,7 @@ static Suite *suite(void)
 	Suite *s = suite_create("dataset_json");
 	TCase *t = tcase_create("dataset_json");
 	tcase_add_test(t, test_classification_with_integers);
+	tcase_add_test(t, test_nulls_are_missing_values);
 	tcase_add_test(t, test_classification_with_strings);
 	tcase_add_test(t, test_regression_inferred_and_multi_output);
 	tcase_add_test(t, test_errors_name_field_paths);
