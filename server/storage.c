@@ -2206,6 +2206,10 @@ void store_study_release(store_study *st)
 int store_study_insert(store *s, store_study *st, const char *dataset, const char *val,
                        const char *test, api_err *e)
 {
+	/* studies are kept by the SQLite store only, for now */
+	if (s->ops)
+		return api_err_set(e, 501, "not_supported",
+		                   "studies are not kept in a PostgreSQL store yet");
 	if (util_new_id("std", st->id, sizeof st->id) < 0)
 		return api_err_set(e, 500, "random_failed", "cannot make an id");
 	st->created_at = util_now_ms();
@@ -2234,6 +2238,10 @@ int store_study_insert(store *s, store_study *st, const char *dataset, const cha
 
 int store_study_get(store *s, const char *id, store_study *out, api_err *e)
 {
+	if (s->ops) {
+		memset(out, 0, sizeof *out);
+		return api_err_set(e, 404, "not_found", "no study with id %s", id);
+	}
 	memset(out, 0, sizeof *out);
 	pthread_mutex_lock(&s->mu);
 	sqlite3_stmt *q = prep(s, "SELECT id, name, state, config, error, created_at, started_at,"
@@ -2268,6 +2276,13 @@ int store_study_get(store *s, const char *id, store_study *out, api_err *e)
 int store_study_ids(store *s, int active_only, int64_t limit, int64_t offset,
                     char (**ids)[API_ID_LEN], int *n, int64_t *total)
 {
+	if (s->ops) {
+		*ids = NULL;
+		*n = 0;
+		if (total)
+			*total = 0;
+		return 0;
+	}
 	*ids = NULL;
 	*n = 0;
 	pthread_mutex_lock(&s->mu);
@@ -2301,6 +2316,8 @@ int store_study_ids(store *s, int active_only, int64_t limit, int64_t offset,
 
 int store_study_update(store *s, const store_study *st)
 {
+	if (s->ops)
+		return -1;
 	pthread_mutex_lock(&s->mu);
 	sqlite3_stmt *q = prep(s, "UPDATE studies SET state=?, error=?, started_at=?, finished_at=?"
 	                          " WHERE id=?");
@@ -2320,6 +2337,8 @@ int store_study_update(store *s, const store_study *st)
 
 int store_study_delete(store *s, const char *id)
 {
+	if (s->ops)
+		return -1;
 	pthread_mutex_lock(&s->mu);
 	int ok = exec(s, "BEGIN IMMEDIATE") == 0;
 	ok = ok && exec_id(s, "DELETE FROM trials WHERE study=?1", id) == 0 &&
@@ -2332,6 +2351,8 @@ int store_study_delete(store *s, const char *id)
 
 int store_trial_put(store *s, const char *study, const store_trial *t)
 {
+	if (s->ops)
+		return -1;
 	pthread_mutex_lock(&s->mu);
 	sqlite3_stmt *q = prep(s, "INSERT INTO trials(study, number, state, params, value, epochs,"
 	                          " seconds, rows, seed, job, model, rung)"
@@ -2383,6 +2404,11 @@ static void trial_from_row(sqlite3_stmt *q, store_trial *t)
 
 int store_trials_get(store *s, const char *study, store_trial **out, int *n)
 {
+	if (s->ops) {
+		*out = NULL;
+		*n = 0;
+		return -1;
+	}
 	*out = NULL;
 	*n = 0;
 	pthread_mutex_lock(&s->mu);
@@ -2455,6 +2481,8 @@ cJSON *store_trial_json(const store_trial *t)
 int store_trials_page(store *s, const char *study, int by_number, int maximize, int64_t limit,
                       int64_t offset, cJSON *items, int64_t *total, api_err *e)
 {
+	if (s->ops)
+		return api_err_set(e, 404, "not_found", "no study with id %s", study);
 	const char *sql = by_number
 		? "SELECT " TRIAL_COLS " FROM trials WHERE study=? ORDER BY number LIMIT ? OFFSET ?"
 		: maximize ? "SELECT " TRIAL_COLS " FROM trials WHERE study=?"
@@ -2488,6 +2516,11 @@ int store_trials_page(store *s, const char *study, int by_number, int maximize, 
 
 int store_trial_counts(store *s, const char *study, int64_t counts[7], int64_t *epochs)
 {
+	if (s->ops) {
+		memset(counts, 0, 7 * sizeof counts[0]);
+		*epochs = 0;
+		return -1;
+	}
 	memset(counts, 0, sizeof(int64_t) * 7);
 	*epochs = 0;
 	pthread_mutex_lock(&s->mu);
@@ -2509,6 +2542,8 @@ int store_trial_counts(store *s, const char *study, int64_t counts[7], int64_t *
 
 int store_study_event(store *s, const char *study, int kind, const char *data, int64_t *seq)
 {
+	if (s->ops)
+		return -1;
 	pthread_mutex_lock(&s->mu);
 	sqlite3_stmt *q = prep(s, "INSERT INTO study_events(study, seq, kind, data)"
 	                          " SELECT ?1, coalesce(max(seq), 0) + 1, ?2, ?3 FROM study_events"
@@ -2530,6 +2565,11 @@ int store_study_event(store *s, const char *study, int kind, const char *data, i
 
 int store_study_events(store *s, const char *study, store_event **out, int *n)
 {
+	if (s->ops) {
+		*out = NULL;
+		*n = 0;
+		return -1;
+	}
 	*out = NULL;
 	*n = 0;
 	pthread_mutex_lock(&s->mu);
