@@ -47,7 +47,7 @@ nnd_up A --workers 1 || exit 1
 nnd_up B --workers 1 || exit 1
 DS=$(make_data A 20)
 M=$(make_model A 4)
-L=$(submit A "$M" "$DS" 1000000)
+L=$(submit A "$M" "$DS" 100000)
 sleep 1
 LO=$(owner_of "$L")
 OTHER=$([ "$LO" = A ] && echo B || echo A)
@@ -72,7 +72,7 @@ for lease in 2 4; do
 	nnd_up B --workers 1 --lease-seconds $lease || exit 1
 	DS=$(make_data A 20)
 	M=$(make_model A 4)
-	j=$(submit A "$M" "$DS" 1000000)
+	j=$(submit A "$M" "$DS" 100000)
 	while [ -z "$(owner_of "$j")" ]; do sleep 0.02; done
 	sleep 1
 	o=$(owner_of "$j")
