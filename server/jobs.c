@@ -535,6 +535,9 @@ static int submit(jobs *q, const api_job_refs *refs, const char *config, const c
 	pthread_mutex_lock(&q->mu);
 	int stopping = q->stopping, full = !study && count_queued(q) >= q->capacity;
 	pthread_mutex_unlock(&q->mu);
+	int64_t counts[API_JOB_NSTATES];
+	if (q->cl && !study && !stopping && store_job_counts(q->st, counts) == 0)
+		full = counts[API_JOB_QUEUED] >= q->capacity;   /* the shared queue's depth */
 	if (stopping || full) {
 		pthread_mutex_unlock(&q->submit_mu);
 		api_job_release(out);
