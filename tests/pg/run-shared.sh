@@ -107,6 +107,10 @@ else
 		[ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
 	kill -CONT "$(nnd_pid "$FO")"
 	[ "$(wait_final "$SURV" "$F" 60)" = succeeded ] || fail "job $F did not succeed"
+	# until the thawed daemon is done with the job (stopped, or, were it
+	# not fenced, its own end and publish)
+	i=0; while [ $i -lt 150 ] && ! grep -q "$F: lease lost\|$F: the lease was lost\|jobs: $F: succeeded\|jobs: $F: failed" "$T/$FO.log"; do
+		sleep 0.1; i=$((i + 1)); done
 	sleep 1
 	grep -q "$F: lease lost\|$F: the lease was lost" "$T/$FO.log" && ok "$FO, paused past its lease, found its lease lost" ||
 		fail "$FO did not notice the lost lease of $F"
