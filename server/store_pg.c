@@ -2064,14 +2064,26 @@ int pg_claim(pgs *p, const char *owner, int workers, int lease_ms, char id[API_I
 	p_int(&a, lease_ms);
 	p_int(&a, workers);
 	pthread_mutex_lock(&p->mu);
-	/* the oldest queued job that fits; rows other daemons are claiming
-	 * are skipped, not waited for */
-	PGresult *r = run(p, "UPDATE jobs SET state=1, owner=$1, lease_token=nextval('lease_tokens'),"
-	                     " lease_until=clock_timestamp() + $2 * interval '1 millisecond',"
-	                     " attempts=attempts+1 WHERE id=(SELECT id FROM jobs WHERE state=0 AND"
-	                     " replicas<=$3 ORDER BY seq FOR UPDATE SKIP LOCKED LIMIT 1)"
-	                     " RETURNING id, lease_token", &a, 0);
-	int rc = r ? PQntuples(r) == 1 : -1;
+	/* the oldest queued job that fits, and, a study's trial, whose study
+	 * runs fewer trials than its parallelism; rows other daemons are
+	 * claiming are skipped, not waited for. Claims take turns (a lock of
+	 * the schema's), so two daemons never both see a study's last free
+	 * place. */
+	PGresult *r = NULL;
+	int rc = -1;
+	if (begin(p) == 0 &&
+	    cmd(p, "SELECT pg_advisory_xact_lock(hashtext('nnd_claim:' || current_schema()))",
+	        NULL) == 0 &&
+	    (r = run(p, "UPDATE jobs SET state=1, owner=$1, lease_token=nextval('lease_tokens'),"
+	                " lease_until=clock_timestamp() + $2 * interval '1 millisecond',"
+	                " attempts=attempts+1 WHERE id=(SELECT id FROM jobs j WHERE state=0 AND"
+	                " replicas<=$3 AND (study IS NULL OR (SELECT count(*) FROM jobs o"
+	                " WHERE o.study=j.study AND o.state=1) < coalesce((SELECT (s.config::json"
+	                " ->>'parallelism')::int FROM studies s WHERE s.id=j.study), 1))"
+	                " ORDER BY seq FOR UPDATE SKIP LOCKED LIMIT 1)"
+	                " RETURNING id, lease_token", &a, 0)) != NULL && commit(p) == 0)
+		rc = PQntuples(r) == 1;
+	rollback(p);
 	if (rc == 1) {
 		copy_id(r, 0, 0, id, API_ID_LEN);
 		*token = ival(r, 0, 1);
