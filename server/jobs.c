@@ -22,7 +22,6 @@
  */
 #include <errno.h>
 #ifdef __GLIBC__
-#include <malloc.h>
 #endif
 #include <math.h>
 #include <pthread.h>
@@ -1419,9 +1418,7 @@ static int run_job(jobs *q, live *lv)
  */
 static void release_idle_memory(void)
 {
-#ifdef __GLIBC__
-	malloc_trim(0);
-#endif
+	util_malloc_release();
 }
 
 static void *worker_shared(jobs *q);
