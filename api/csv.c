@@ -81,6 +81,7 @@ struct api_csv {
 	int64_t rows, cap;
 	api_labelset *ls;
 	int any_nonnum;
+	int given;              /* > 0: classes= fixed the classes (ids = positions in ls) */
 	int regression_only;    /* task auto, but too many distinct labels for classes */
 	/* typed columns */
 	int *fidx;              /* per column: feature index, -1 the label, -2 ignored */
@@ -159,6 +160,8 @@ api_csv *api_csv_new(const api_csv_opts *opts)
 	}
 	if (c->o.task != NN_TASK_CLASSIFICATION && c->o.task != NN_TASK_REGRESSION)
 		c->o.task = -1;
+	if (c->o.n_classes > 0 && c->o.task < 0)
+		c->o.task = NN_TASK_CLASSIFICATION;
 	c->max_levels = c->o.max_levels > 0 ? c->o.max_levels : CSV_MAX_LEVELS;
 	if (set_tokens(c, opts && opts->na ? opts->na : "NA,NaN,null,?") != 0 ||
 	    (opts && opts->ignore && !(c->ignore = api_strndup(opts->ignore, strlen(opts->ignore))))) {
@@ -340,6 +343,10 @@ static int put_label(api_csv *c, const char *s, size_t len)
 		if (id < 0) {
 			api_err_set(&c->err, 413, "payload_too_large", "no memory for the labels");
 			return fail_err(c);
+		}
+		if (c->given && id >= c->given) {
+			excerpt(ex, sizeof ex, s, len);
+			return fail_at(c, c->field_line, col, "label '%s' is not one of classes=", ex);
 		}
 		c->yid[c->rows] = id;
 		if (api_labelset_count(c->ls) > CSV_MAX_CLASSES) {
@@ -633,6 +640,10 @@ static int first_record_end(api_csv *c)
 		c->ls = api_labelset_new();
 		if (!c->yid || !c->ls)
 			goto oom;
+		for (int k = 0; k < c->o.n_classes; k++)
+			if (api_labelset_add(c->ls, c->o.classes[k], strlen(c->o.classes[k])) < 0)
+				goto oom;
+		c->given = c->o.n_classes;
 	}
 	if (!c->o.header) {
 		int64_t save = c->field_line;
@@ -1109,7 +1120,17 @@ static int build(api_csv *c, api_dataset *out)
 	out->task = task;
 	out->rows = c->rows;
 	out->features = c->features;
-	if (task == NN_TASK_CLASSIFICATION) {
+	if (task == NN_TASK_CLASSIFICATION && c->given) {
+		out->classes = calloc((size_t)c->given + 1, sizeof *out->classes);
+		for (int k = 0; out->classes && k < c->given; k++, out->n_classes++)
+			if (!(out->classes[k] = api_strndup(c->o.classes[k], strlen(c->o.classes[k]))))
+				return -1;
+		if (!out->classes)
+			return -1;
+		out->labels = c->yid;
+		c->yid = NULL;
+		out->outputs = out->n_classes;
+	} else if (task == NN_TASK_CLASSIFICATION) {
 		int32_t *remap;
 		if (api_labelset_finish(c->ls, &out->classes, &out->n_classes, &remap) != 0)
 			return -1;

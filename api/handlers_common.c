@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "classes.h"
 #include "handlers.h"
 #include "handlers_int.h"
 
@@ -338,4 +339,28 @@ cJSON *api_parse_body(const api_req *rq, api_err *e)
 		return NULL;
 	}
 	return j;
+}
+
+void api_check_class_names(const api_backend *b, const api_dataset_info *d, int outputs,
+                           const api_dataset_info *other, const char *field, api_err *e)
+{
+	if (d->task != NN_TASK_CLASSIFICATION || other->task != NN_TASK_CLASSIFICATION ||
+	    !b->dataset_acquire)
+		return;
+	int n;
+	char **names = api_classes_of_doc(d->doc, &n);
+	api_classes mc;
+	int rc = api_classes_for_model(names, n, outputs, &mc);
+	free(names);
+	if (rc != 0)
+		return;    /* the training set's own error says it */
+	const api_dataset *od = NULL;
+	api_err tmp = API_ERR_INIT;
+	if (b->dataset_acquire(b->ctx, other->id, &od, &tmp) < 0) {
+		api_err_field(e, field, "cannot be read: %s", tmp.detail);
+	} else {
+		free(api_classes_relabel(od, mc.names, mc.n, field, NULL, e));
+		b->dataset_release(b->ctx, od);
+	}
+	api_classes_free(&mc);
 }

@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "handlers.h"
+#include "classes.h"
 #include "handlers_int.h"
 
 #define NAME_MAX_LEN 200
@@ -28,6 +29,7 @@ struct api_upload {
 	int has_name;
 	int failed;
 	api_err err;           /* the first error */
+	api_classes classes;   /* CSV ?classes= (the reader borrows the names) */
 };
 
 int api_upload_kind_of(const char *ctype)
@@ -49,6 +51,53 @@ int api_upload_kind_of(const char *ctype)
 static const char *q(const api_req *rq, const char *key)
 {
 	return rq && rq->query ? rq->query(rq->qcls, key) : NULL;
+}
+
+/* The CSV reader's options from the query (name is read by the caller). 0,
+ * or -1 with every bad field in e. */
+static int csv_opts(const api_req *rq, api_upload *u, api_csv_opts *o, api_err *e)
+{
+	*o = (api_csv_opts){ .header = 1, .task = -1, .max_bytes = u->max_bytes };
+	const char *h = q(rq, "header");
+	if (h) {
+		if (strcmp(h, "true") == 0)
+			o->header = 1;
+		else if (strcmp(h, "false") == 0)
+			o->header = 0;
+		else
+			api_err_field(e, "header", "must be true or false");
+	}
+	o->label = q(rq, "label");
+	if (o->label && !*o->label)
+		api_err_field(e, "label", "must be a column name or index");
+	const char *t = q(rq, "task");
+	if (t) {
+		if (strcmp(t, "classification") == 0)
+			o->task = NN_TASK_CLASSIFICATION;
+		else if (strcmp(t, "regression") == 0)
+			o->task = NN_TASK_REGRESSION;
+		else
+			api_err_field(e, "task", "must be classification or regression");
+	}
+	o->na = q(rq, "na");
+	o->ignore = q(rq, "ignore");
+	const char *ml = q(rq, "max_levels");
+	if (ml) {
+		char *end;
+		long v = strtol(ml, &end, 10);
+		if (!*ml || *end || v < 1 || v > 1000000)
+			api_err_field(e, "max_levels", "must be an integer from 1 to 1000000");
+		else
+			o->max_levels = (int)v;
+	}
+	const char *cl = q(rq, "classes");
+	if (cl && o->task == NN_TASK_REGRESSION)
+		api_err_field(e, "classes", "applies to classification only");
+	else if (cl && api_classes_from_text(cl, "classes", &u->classes, e) == 0) {
+		o->classes = u->classes.names;
+		o->n_classes = u->classes.n;
+	}
+	return e->n_fields || e->status >= 500 ? -1 : 0;
 }
 
 api_upload *api_upload_new(api_upload_kind kind, const api_req *rq, int64_t max_bytes,
@@ -73,40 +122,9 @@ api_upload *api_upload_new(api_upload_kind kind, const api_req *rq, int64_t max_
 		u->has_name = 1;
 	}
 	if (kind == API_UPLOAD_CSV) {
-		api_csv_opts o = { .header = 1, .task = -1, .max_bytes = max_bytes };
-		const char *h = q(rq, "header");
-		if (h) {
-			if (strcmp(h, "true") == 0)
-				o.header = 1;
-			else if (strcmp(h, "false") == 0)
-				o.header = 0;
-			else
-				api_err_field(e, "header", "must be true or false");
-		}
-		o.label = q(rq, "label");
-		if (o.label && !*o.label)
-			api_err_field(e, "label", "must be a column name or index");
-		const char *t = q(rq, "task");
-		if (t) {
-			if (strcmp(t, "classification") == 0)
-				o.task = NN_TASK_CLASSIFICATION;
-			else if (strcmp(t, "regression") == 0)
-				o.task = NN_TASK_REGRESSION;
-			else
-				api_err_field(e, "task", "must be classification or regression");
-		}
-		o.na = q(rq, "na");
-		o.ignore = q(rq, "ignore");
-		const char *ml = q(rq, "max_levels");
-		if (ml) {
-			char *end;
-			long v = strtol(ml, &end, 10);
-			if (!*ml || *end || v < 1 || v > 1000000)
-				api_err_field(e, "max_levels", "must be an integer from 1 to 1000000");
-			else
-				o.max_levels = (int)v;
-		}
-		if (e->n_fields) {
+		api_csv_opts o;
+		if (csv_opts(rq, u, &o, e) != 0) {
+			api_classes_free(&u->classes);
 			free(u);
 			return NULL;
 		}
@@ -250,6 +268,7 @@ void api_upload_free(api_upload *u)
 	api_csv_free(u->csv);
 	api_idx_free(u->idx);
 	free(u->json);
+	api_classes_free(&u->classes);
 	free(u);
 }
 
