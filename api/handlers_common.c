@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "classes.h"
@@ -86,6 +87,11 @@ void api_reply_release(api_reply *rp)
 		return;
 	free(rp->body);
 	rp->body = NULL;
+	if (rp->stream_done)
+		rp->stream_done(rp->stream_arg);
+	rp->stream_read = NULL;
+	rp->stream_done = NULL;
+	rp->stream_arg = NULL;
 }
 
 int api_reply_error(api_reply *rp, const api_err *e)
@@ -363,4 +369,48 @@ void api_check_class_names(const api_backend *b, const api_dataset_info *d, int 
 		b->dataset_release(b->ctx, od);
 	}
 	api_classes_free(&mc);
+}
+
+/* The q of one media range's parameters ("; q=0.5; x=y"), 1 when absent. */
+static double accept_q(const char *p, const char *end)
+{
+	double q = 1;
+	while (p < end) {
+		const char *semi = memchr(p, ';', (size_t)(end - p));
+		if (!semi)
+			break;
+		p = semi + 1;
+		while (p < end && (*p == ' ' || *p == '\t'))
+			p++;
+		if (end - p >= 2 && (p[0] == 'q' || p[0] == 'Q') && p[1] == '=') {
+			char tmp[16];
+			size_t n = strcspn(p + 2, ";,");
+			if (n >= sizeof tmp)
+				n = sizeof tmp - 1;
+			memcpy(tmp, p + 2, n);
+			tmp[n] = 0;
+			q = strtod(tmp, NULL);
+		}
+	}
+	return q;
+}
+
+double api_accept_q(const char *accept, const char *type)
+{
+	size_t tl = strlen(type);
+	const char *p = accept;
+	while (p && *p) {
+		const char *end = strchr(p, ',');
+		if (!end)
+			end = p + strlen(p);
+		while (p < end && (*p == ' ' || *p == '\t'))
+			p++;
+		size_t n = strcspn(p, ";, \t");
+		if (n > (size_t)(end - p))
+			n = (size_t)(end - p);
+		if (n == tl && strncasecmp(p, type, n) == 0)
+			return accept_q(p + n, end);
+		p = *end ? end + 1 : end;
+	}
+	return 0;
 }

@@ -13,6 +13,7 @@
 
 #include "handlers.h"
 #include "classes.h"
+#include "dataset_rows.h"
 #include "handlers_int.h"
 
 #define NAME_MAX_LEN 200
@@ -342,5 +343,87 @@ int api_dataset_delete(const api_backend *b, const api_req *rq, api_reply *rp)
 		return api_reply_error(rp, &e);
 	rp->status = 204;
 	rp->ctype = NULL;
+	return 0;
+}
+
+/* The reply of /data: the writer over the held data set. */
+typedef struct data_stream {
+	const api_backend *b;
+	const api_dataset *d;
+	api_rows_writer *w;
+} data_stream;
+
+static long data_read(void *arg, char *buf, size_t cap)
+{
+	return api_rows_writer_read(((data_stream *)arg)->w, buf, cap);
+}
+
+static void data_done(void *arg)
+{
+	data_stream *s = arg;
+	api_rows_writer_free(s->w);
+	s->b->dataset_release(s->b->ctx, s->d);
+	free(s);
+}
+
+/* ?offset= (default 0) and ?limit= (default all: -1). */
+static int data_range(const api_req *rq, int64_t *offset, int64_t *limit, api_err *e)
+{
+	const char *o = q(rq, "offset"), *l = q(rq, "limit");
+	*offset = 0;
+	*limit = -1;
+	if (o && api_parse_i64(o, offset) < 0)
+		api_err_field(e, "offset", "must be a non-negative integer");
+	if (l && api_parse_i64(l, limit) < 0)
+		api_err_field(e, "limit", "must be a non-negative integer");
+	if (e->n_fields)
+		api_err_set(e, 422, "validation_failed", "invalid query parameters");
+	return e->n_fields ? -1 : 0;
+}
+
+int api_dataset_data(const api_backend *b, const api_req *rq, api_reply *rp)
+{
+	api_err e = API_ERR_INIT;
+	int64_t offset, limit;
+	if (data_range(rq, &offset, &limit, &e) < 0)
+		return api_reply_error(rp, &e);
+	double qc = rq->accept ? api_accept_q(rq->accept, "text/csv") : 1;
+	double qj = api_accept_q(rq->accept, "application/json");
+	if (rq->accept && qc <= 0 && qj <= 0 && api_accept_q(rq->accept, "*/*") <= 0 &&
+	    api_accept_q(rq->accept, "text/*") <= 0) {
+		api_err_set(&e, 406, "not_acceptable",
+		            "the rows come as text/csv or application/json, not %.100s", rq->accept);
+		return api_reply_error(rp, &e);
+	}
+	int json = qj > 0 && qj > qc;
+	data_stream *s = calloc(1, sizeof *s);
+	if (!s) {
+		api_err_set(&e, 500, "out_of_memory", "out of memory");
+		return api_reply_error(rp, &e);
+	}
+	s->b = b;
+	api_dataset_info info;
+	if (b->dataset_get(b->ctx, rq->id, &info, &e) < 0) {
+		free(s);
+		return api_reply_error(rp, &e);
+	}
+	api_dataset_info_release(&info);
+	if (!b->dataset_acquire || b->dataset_acquire(b->ctx, rq->id, &s->d, &e) < 0) {
+		free(s);
+		if (!e.status)
+			api_err_set(&e, 404, "not_found", "no data set with this id");
+		return api_reply_error(rp, &e);
+	}
+	s->w = api_rows_writer_new(s->d, offset, limit, json ? API_ROWS_JSON : API_ROWS_CSV);
+	if (!s->w) {
+		data_done(s);
+		api_err_set(&e, 500, "out_of_memory", "out of memory");
+		return api_reply_error(rp, &e);
+	}
+	rp->status = 200;
+	rp->ctype = json ? "application/json" : "text/csv; charset=utf-8";
+	rp->stream_read = data_read;
+	rp->stream_done = data_done;
+	rp->stream_arg = s;
 	return 0;
 }
