@@ -72,6 +72,7 @@ struct api_csv {
 	/* shape, fixed by the first record */
 	int ncols;              /* 0 until the first record ended */
 	int label_col;
+	char *label_name;       /* the label column's header, or NULL */
 	int features;
 	char **names;
 	/* data */
@@ -179,6 +180,7 @@ void api_csv_free(api_csv *c)
 	if (!c)
 		return;
 	free(c->label);
+	free(c->label_name);
 	free(c->fb);
 	api_strv_free(c->first, c->n_first);
 	api_strv_free(c->names, c->features);
@@ -593,6 +595,8 @@ static int first_record_end(api_csv *c)
 	}
 	c->ncols = n;
 	c->label_col = lc;
+	if (c->o.header && !(c->label_name = api_strndup(c->first[lc], strlen(c->first[lc]))))
+		goto oom;
 	c->fidx = calloc((size_t)n, sizeof *c->fidx);
 	c->fast = calloc((size_t)n, 1);
 	c->fcol = calloc((size_t)n, sizeof *c->fcol);
@@ -1150,6 +1154,10 @@ static int build(api_csv *c, api_dataset *out)
 	c->x = NULL;
 	out->feature_names = c->names;
 	c->names = NULL;
+	/* the data set object names the label column ("label") */
+	if (c->label_name && (!(out->extra = cJSON_CreateObject()) ||
+	                      !cJSON_AddStringToObject(out->extra, "label", c->label_name)))
+		return -1;
 	return type_columns(c, out);
 }
 

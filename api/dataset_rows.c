@@ -17,6 +17,7 @@ typedef enum { P_HEAD, P_X, P_MID, P_Y, P_TAIL, P_DONE } phase;
 struct api_rows_writer {
 	const api_dataset *d;
 	api_rows_format fmt;
+	const char *label;
 	int64_t begin, end, row;
 	int ncols;
 	phase ph;
@@ -170,7 +171,7 @@ static void head_csv(api_rows_writer *w)
 	int k = w->d->task == NN_TASK_CLASSIFICATION ? 1 : w->d->outputs;
 	for (int o = 0; o < k; o++) {
 		if (k == 1) {
-			puts_(w, "label");
+			text(w, w->label ? w->label : "label");
 		} else {
 			snprintf(b, sizeof b, "%sy%d", o ? "," : "", o);
 			puts_(w, b);
@@ -262,13 +263,14 @@ static void produce(api_rows_writer *w)
 }
 
 api_rows_writer *api_rows_writer_new(const api_dataset *d, int64_t offset, int64_t limit,
-                                     api_rows_format fmt)
+                                     api_rows_format fmt, const char *label)
 {
 	api_rows_writer *w = calloc(1, sizeof *w);
 	if (!w)
 		return NULL;
 	w->d = d;
 	w->fmt = fmt;
+	w->label = label;
 	w->begin = offset < d->rows ? offset : d->rows;
 	w->end = limit < 0 || limit > d->rows - w->begin ? d->rows : w->begin + limit;
 	w->row = w->begin;

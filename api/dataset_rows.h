@@ -21,9 +21,10 @@ typedef enum { API_ROWS_CSV, API_ROWS_JSON } api_rows_format;
 typedef struct api_rows_writer api_rows_writer;
 
 /* Rows [offset, offset + limit) of d (limit < 0: to the end; past the end:
- * none). d is borrowed and must outlive the writer. NULL on no memory. */
+ * none); label: the CSV header of a single label column (NULL: "label").
+ * d and label are borrowed and must outlive the writer. NULL on no memory. */
 api_rows_writer *api_rows_writer_new(const api_dataset *d, int64_t offset, int64_t limit,
-                                     api_rows_format fmt);
+                                     api_rows_format fmt, const char *label);
 /* Up to cap (>= 1) next bytes into buf; 0 once everything was given, -1
  * on no memory. */
 long api_rows_writer_read(api_rows_writer *w, char *buf, size_t cap);

@@ -351,6 +351,7 @@ typedef struct data_stream {
 	const api_backend *b;
 	const api_dataset *d;
 	api_rows_writer *w;
+	char *label;          /* the label column's name, or NULL */
 } data_stream;
 
 static long data_read(void *arg, char *buf, size_t cap)
@@ -363,6 +364,7 @@ static void data_done(void *arg)
 	data_stream *s = arg;
 	api_rows_writer_free(s->w);
 	s->b->dataset_release(s->b->ctx, s->d);
+	free(s->label);
 	free(s);
 }
 
@@ -407,14 +409,18 @@ int api_dataset_data(const api_backend *b, const api_req *rq, api_reply *rp)
 		free(s);
 		return api_reply_error(rp, &e);
 	}
+	const cJSON *lab = cJSON_GetObjectItemCaseSensitive(info.doc, "label");
+	s->label = cJSON_IsString(lab) ? strdup(lab->valuestring) : NULL;
 	api_dataset_info_release(&info);
 	if (!b->dataset_acquire || b->dataset_acquire(b->ctx, rq->id, &s->d, &e) < 0) {
+		free(s->label);
 		free(s);
 		if (!e.status)
 			api_err_set(&e, 404, "not_found", "no data set with this id");
 		return api_reply_error(rp, &e);
 	}
-	s->w = api_rows_writer_new(s->d, offset, limit, json ? API_ROWS_JSON : API_ROWS_CSV);
+	s->w = api_rows_writer_new(s->d, offset, limit, json ? API_ROWS_JSON : API_ROWS_CSV,
+	                           s->label);
 	if (!s->w) {
 		data_done(s);
 		api_err_set(&e, 500, "out_of_memory", "out of memory");

@@ -310,20 +310,21 @@ START_TEST(test_data_back)
 {
 	nnd d = { 0 };
 	ck_assert_int_eq(nnd_start(&d, NULL), 0);
-	const char *csv = "n,note,label\n1.5,\"a, b\",yes\n,plain,no\n-2,\" pad \",yes\n";
+	const char *csv = "n,note,answer\n1.5,\"a, b\",yes\n,plain,no\n-2,\" pad \",yes\n";
 	http_resp r;
 	ck_assert_int_eq(http_do(&d, "POST", "/v1/datasets?classes=no,yes", "text/csv", csv,
 	                         strlen(csv), &r), 201);
 	cJSON *j = cJSON_Parse(r.body);
 	char id[32], path[128];
 	snprintf(id, sizeof id, "%s", jstr(j, "id"));
+	ck_assert_str_eq(jstr(j, "label"), "answer");
 	cJSON_Delete(j);
 	resp_free(&r);
 	snprintf(path, sizeof path, "/v1/datasets/%s/data", id);
 	ck_assert_int_eq(http_do(&d, "GET", path, NULL, NULL, 0, &r), 200);
 	ck_assert_str_eq(r.ctype, "text/csv; charset=utf-8");
 	/* (the reader trims blanks around a field, quoted or not) */
-	ck_assert_str_eq(r.body, "n,note,label\n1.5,\"a, b\",yes\n,plain,no\n-2,pad,yes\n");
+	ck_assert_str_eq(r.body, "n,note,answer\n1.5,\"a, b\",yes\n,plain,no\n-2,pad,yes\n");
 	resp_free(&r);
 	/* JSON: raw values, null for missing, y as class indices */
 	snprintf(path, sizeof path, "/v1/datasets/%s/data?offset=1&limit=5", id);

@@ -23,7 +23,7 @@ static void load_csv(const char *text, const char *classes[], int nc, api_datase
 /* The whole text, read cap bytes at a time. */
 static char *all(const api_dataset *d, int64_t off, int64_t lim, api_rows_format f, size_t cap)
 {
-	api_rows_writer *w = api_rows_writer_new(d, off, lim, f);
+	api_rows_writer *w = api_rows_writer_new(d, off, lim, f, "label");
 	char *out = malloc(1 << 16), buf[64];
 	size_t n = 0;
 	long k;
