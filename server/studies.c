@@ -5,8 +5,10 @@
  * jobs; the scheduler keeps nothing else that matters. Each pass over an
  * active study (advance) reads them, brings the trials' rows up to date
  * with their jobs, takes halving's decision when a rung is complete,
- * continues promoted trials and creates new ones while fewer than
- * `parallelism` are queued or running, and ends the study when every
+ * continues promoted trials and creates new ones while fewer than twice
+ * `parallelism` are queued or running (the job queue starts at most
+ * `parallelism` of them at once: jobs_set_trial_limit), and ends the study
+ * when every
  * trial has ended. Every step is written to the store before the next
  * one, and every step can be redone after a crash:
  *  - a trial's row is written before its model and job are made; a row
@@ -235,6 +237,8 @@ static void set_state(studies *S, store_study *row, int state, const char *code,
 		cJSON_Delete(er);
 	}
 	store_study_update(S->st, row);
+	if (api_job_state_final(state))
+		jobs_set_trial_limit(S->q, row->id, 0);
 	emit(S, row->id, FEED_STUDY_STATE, study_json(S, row), api_job_state_final(state));
 }
 
@@ -428,6 +432,7 @@ static void advance(studies *S, const char *sid)
 	}
 	if (row.state == API_JOB_QUEUED)
 		set_state(S, &row, API_JOB_RUNNING, NULL, NULL);
+	jobs_set_trial_limit(S->q, sid, s.parallelism);
 
 	store_trial *tr = NULL;
 	int n = 0;
@@ -474,8 +479,12 @@ static void advance(studies *S, const char *sid)
 			active++;
 		}
 	}
-	/* new trials, in order */
-	while (n < s.trials && active < s.parallelism) {
+	/* new trials, in order: up to `parallelism` more than may run (the
+	 * queue runs at most `parallelism` of them at once), so a worker going
+	 * free starts the next trial at once instead of waiting for this
+	 * thread to make it (a trial's model, job and rows are some ten
+	 * durable writes: the time of a small trial's training) */
+	while (n < s.trials && active < 2 * s.parallelism) {
 		store_trial t;
 		memset(&t, 0, sizeof t);
 		t.number = n;
@@ -529,6 +538,8 @@ static void *scheduler(void *arg)
 		for (int i = 0; i < n && !S->stopping; i++)
 			advance(S, ids[i]);
 		free(ids);
+		if (!S->reconciled)
+			jobs_trial_limits_set(S->q);   /* every active study's is set */
 		S->reconciled = 1;
 		if (S->kick || S->stopping)
 			continue;
