@@ -612,9 +612,10 @@ int jobs_resume(jobs *q, const char *id, int pause_at)
 	live *lv = find_live(q, id);
 	if (lv && lv->state == API_JOB_PAUSED)
 		lv->state = API_JOB_QUEUED;
+	q->wakes++;           /* shared store: queued there, any daemon claims it */
 	pthread_cond_broadcast(&q->cv);
 	pthread_mutex_unlock(&q->mu);
-	return lv ? 0 : -1;
+	return lv || q->cl ? 0 : -1;
 }
 
 void jobs_set_trial_listener(jobs *q, void (*fn)(void *ctx, const char *study), void *ctx)
