@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 
 #include "jobs.h"
@@ -1670,6 +1671,7 @@ static void wait_for_work(jobs *q, int64_t wake)
 static void *worker(void *arg)
 {
 	jobs *q = arg;
+	prctl(PR_SET_NAME, "nnd-train");   /* CPU by thread name: bench/dashboard.py */
 	if (q->cl)
 		return worker_shared(q);
 	pthread_mutex_lock(&q->mu);
