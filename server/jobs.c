@@ -78,10 +78,20 @@ typedef struct live {
 	int need;             /* workers it holds while running: its replicas */
 	int on_ranks;         /* its replicas are MPI ranks (ranks.h): it holds
 	                       * one worker, and waits while another such job runs */
+	char study[API_ID_LEN]; /* a study's trial: its study ("" otherwise) */
 	int64_t waiting_since; /* when it first found too few free workers (0: not) */
 	feed *f;              /* one reference held here */
 	struct live *next;
 } live;
+
+/* A study's bound on its trials running at once (its parallelism): the
+ * study may keep more of them queued, so that a worker going free finds
+ * the next trial ready (see pick). */
+typedef struct trial_limit {
+	char study[API_ID_LEN];
+	int limit;
+	struct trial_limit *next;
+} trial_limit;
 
 struct jobs {
 	store *st;
@@ -95,6 +105,8 @@ struct jobs {
 	pthread_mutex_t submit_mu;  /* one submission at a time */
 	pthread_cond_t cv;
 	live *lives;          /* submission order; the queue is its queued entries */
+	struct trial_limit *limits; /* studies' bounds on their running trials */
+	int limits_set;       /* the studies have set theirs once since the start */
 	volatile int stopping;
 	pthread_mutex_t fmu;
 	int feeds_closed;
@@ -517,6 +529,7 @@ static live *add_live(jobs *q, const api_job *j, feed *f)
 	lv->need = workers_needed(q, j->config);
 	lv->on_ranks = on_ranks(config_replicas(j->config));
 	snprintf(lv->id, sizeof lv->id, "%s", j->id);
+	snprintf(lv->study, sizeof lv->study, "%s", j->study);
 	lv->state = API_JOB_QUEUED;
 	lv->f = f;
 	lv->step = j->step;
@@ -619,9 +632,10 @@ int jobs_resume(jobs *q, const char *id, int pause_at)
 	live *lv = find_live(q, id);
 	if (lv && lv->state == API_JOB_PAUSED)
 		lv->state = API_JOB_QUEUED;
+	q->wakes++;           /* shared store: queued there, any daemon claims it */
 	pthread_cond_broadcast(&q->cv);
 	pthread_mutex_unlock(&q->mu);
-	return lv ? 0 : -1;
+	return lv || q->cl ? 0 : -1;
 }
 
 void jobs_set_trial_listener(jobs *q, void (*fn)(void *ctx, const char *study), void *ctx)
@@ -629,6 +643,33 @@ void jobs_set_trial_listener(jobs *q, void (*fn)(void *ctx, const char *study), 
 	pthread_mutex_lock(&q->mu);
 	q->on_trial = fn;
 	q->on_trial_ctx = ctx;
+	pthread_mutex_unlock(&q->mu);
+}
+
+void jobs_set_trial_limit(jobs *q, const char *study, int limit)
+{
+	pthread_mutex_lock(&q->mu);
+	trial_limit **pp = &q->limits;
+	while (*pp && strcmp((*pp)->study, study) != 0)
+		pp = &(*pp)->next;
+	if (limit <= 0 && *pp) {
+		trial_limit *dead = *pp;
+		*pp = dead->next;
+		free(dead);
+	} else if (limit > 0 && !*pp && (*pp = calloc(1, sizeof **pp))) {
+		snprintf((*pp)->study, sizeof (*pp)->study, "%s", study);
+	}
+	if (limit > 0 && *pp)
+		(*pp)->limit = limit;
+	pthread_cond_broadcast(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+}
+
+void jobs_trial_limits_set(jobs *q)
+{
+	pthread_mutex_lock(&q->mu);
+	q->limits_set = 1;
+	pthread_cond_broadcast(&q->cv);
 	pthread_mutex_unlock(&q->mu);
 }
 
@@ -742,28 +783,38 @@ int64_t jobs_samples_trained(jobs *q)
 /* ---------------------------------------------------------------- running */
 
 /*
- * A job's checkpoint writer. Writing a checkpoint durably (temporary file,
- * fsync, rename, directory fsync) takes milliseconds on a quiet disk and
- * far longer on a busy one, so it runs on a thread of its own while
- * training goes on: on_checkpoint copies the engine's buffer and starts
- * the write. At most one write is in flight per job: the next checkpoint,
- * and the job's end (whatever the end), first wait for it, so a failed
- * write fails the job at the next checkpoint or at its end, and no final
- * state is recorded while a write is pending. A crash meanwhile leaves
- * the previous checkpoint (the rename is atomic), from which the job
- * resumes to the same weights.
+ * A job's checkpoint writer: a thread of the job's own, started at its
+ * first checkpoint, that writes the newest checkpoint handed to it.
+ * Writing one durably (temporary file, fsync, rename, directory fsync)
+ * takes milliseconds on a quiet disk and far longer on a busy one, often
+ * more than an epoch of a small model, so training never waits for it:
+ * on_checkpoint copies the engine's buffer and goes on. A checkpoint
+ * handed over while another is being written waits for its turn, and a
+ * newer one replaces it (resuming from any of them reaches the same
+ * weights, so the newest is the one worth writing). The job's end
+ * (whatever the end) waits until the newest checkpoint handed over is
+ * written, so no final state is recorded while a write is pending; a
+ * failed write fails the job at the first checkpoint after it is known,
+ * or at the job's end. A crash meanwhile leaves the last checkpoint
+ * written (the rename is atomic), from which the job resumes to the same
+ * weights.
  *
- * Invariants: buf (cap bytes, len used) belongs to the thread while busy
- * and to the worker otherwise; err is the errno of the last write, set by
- * the thread and read only after it was joined.
+ * Invariants, under mu: next (next_cap bytes, next_len used) holds a
+ * checkpoint not yet written while pending; cur (cur_cap bytes) belongs to
+ * the thread; err is the errno of the first write that failed. started
+ * and the buffers' ownership outside the thread are the worker's.
  */
 typedef struct ckpt_writer {
 	store *st;
 	const char *job;
 	pthread_t thread;
-	int busy;
-	void *buf;
-	size_t len, cap;
+	int started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	void *next, *cur;
+	size_t next_len, next_cap, cur_cap;
+	int pending;          /* next holds a checkpoint to write */
+	int closing;          /* the job ends: write what is pending, then stop */
 	int err;
 } ckpt_writer;
 
@@ -923,31 +974,97 @@ static void ckpt_failed(run *r, int err)
 static void *ckpt_write_main(void *arg)
 {
 	ckpt_writer *w = arg;
-	w->err = 0;
-	if (store_checkpoint_put(w->st, w->job, w->buf, w->len) < 0)
-		w->err = errno ? errno : EIO;
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		while (!w->pending && !w->closing)
+			pthread_cond_wait(&w->cv, &w->mu);
+		if (!w->pending)
+			break;
+		/* take the newest checkpoint; its buffer becomes the thread's */
+		void *b = w->cur;
+		size_t cap = w->cur_cap, len = w->next_len;
+		w->cur = w->next;
+		w->cur_cap = w->next_cap;
+		w->next = b;
+		w->next_cap = cap;
+		w->pending = 0;
+		pthread_mutex_unlock(&w->mu);
+		int err = 0;
+		if (store_checkpoint_put(w->st, w->job, w->cur, len) < 0)
+			err = errno ? errno : EIO;
+		pthread_mutex_lock(&w->mu);
+		if (err && !w->err)
+			w->err = err;
+	}
+	pthread_mutex_unlock(&w->mu);
 	return NULL;
 }
 
-/* Waits for the write in flight, if any. 0, or the errno of a checkpoint
- * that could not be written (this one or an earlier one). */
-static int ckpt_wait(run *r)
+/* The errno of a checkpoint write that failed, or 0 (never waits). */
+static int ckpt_error(run *r)
 {
-	if (r->w.busy) {
-		pthread_join(r->w.thread, NULL);
-		r->w.busy = 0;
-		if (r->w.err)
-			ckpt_failed(r, r->w.err);
+	if (r->w.started) {
+		pthread_mutex_lock(&r->w.mu);
+		int err = r->w.err;
+		pthread_mutex_unlock(&r->w.mu);
+		if (err)
+			ckpt_failed(r, err);
 	}
 	return r->ckpt_errno;
 }
 
+/* Waits until the newest checkpoint handed over is written and stops the
+ * writer. 0, or the errno of a checkpoint that could not be written. */
+static int ckpt_finish(run *r)
+{
+	ckpt_writer *w = &r->w;
+	if (w->started) {
+		pthread_mutex_lock(&w->mu);
+		w->closing = 1;
+		pthread_cond_signal(&w->cv);
+		pthread_mutex_unlock(&w->mu);
+		pthread_join(w->thread, NULL);
+		w->started = 0;
+		if (w->err)
+			ckpt_failed(r, w->err);
+		pthread_cond_destroy(&w->cv);
+		pthread_mutex_destroy(&w->mu);
+	}
+	free(w->next);
+	free(w->cur);
+	w->next = w->cur = NULL;
+	w->next_cap = w->cur_cap = 0;
+	return r->ckpt_errno;
+}
+
+/* Starts the job's writer thread. 0, or -1 (no thread: write in place). */
+static int ckpt_writer_start(run *r)
+{
+	ckpt_writer *w = &r->w;
+	w->st = r->q->st;
+	w->job = r->j.id;
+	w->pending = w->closing = w->err = 0;
+	if (pthread_mutex_init(&w->mu, NULL) != 0)
+		return -1;
+	if (pthread_cond_init(&w->cv, NULL) != 0) {
+		pthread_mutex_destroy(&w->mu);
+		return -1;
+	}
+	if (pthread_create(&w->thread, NULL, ckpt_write_main, w) != 0) {
+		pthread_cond_destroy(&w->cv);
+		pthread_mutex_destroy(&w->mu);
+		return -1;
+	}
+	w->started = 1;
+	return 0;
+}
+
 /*
- * A checkpoint from the engine: waits for the previous write (failing
- * training when it failed), writes the buffered history (so the history
- * up to the checkpoint is durable before the checkpoint can be; at an
- * epoch's end on_epoch has just done it, and no empty commit follows) and
- * starts the write of a copy. 0, or 1 to fail training.
+ * A checkpoint from the engine: fails training when a write has failed,
+ * writes the buffered history (so the history up to the checkpoint is
+ * durable before the checkpoint can be; at an epoch's end on_epoch has
+ * just done it, and no empty commit follows) and hands a copy to the
+ * writer. 0, or 1 to fail training.
  *
  * The last epoch's checkpoint is not written: the job publishes right
  * after it, and a crash before the publish resumes from the checkpoint
@@ -956,34 +1073,37 @@ static int ckpt_wait(run *r)
  */
 static int ckpt_start(run *r, const void *buf, size_t len, int epoch)
 {
-	if (ckpt_wait(r))
+	ckpt_writer *w = &r->w;
+	if (ckpt_error(r))
 		return 1;
 	if (r->epochs > 0 && epoch >= r->epochs)
 		return 0;
 	if (r->n_steps > 0)
 		flush(r, 0, 0, NULL);
-	if (len > r->w.cap) {
-		void *p = realloc(r->w.buf, len);
+	if (!w->started && ckpt_writer_start(r) < 0) {
+		/* no thread: written here */
+		if (store_checkpoint_put(r->q->st, r->j.id, buf, len) < 0) {
+			ckpt_failed(r, errno);
+			return 1;
+		}
+		return 0;
+	}
+	pthread_mutex_lock(&w->mu);
+	if (len > w->next_cap) {
+		void *p = realloc(w->next, len);
 		if (!p) {
+			pthread_mutex_unlock(&w->mu);
 			ckpt_failed(r, ENOMEM);
 			return 1;
 		}
-		r->w.buf = p;
-		r->w.cap = len;
+		w->next = p;
+		w->next_cap = len;
 	}
-	memcpy(r->w.buf, buf, len);
-	r->w.len = len;
-	r->w.st = r->q->st;
-	r->w.job = r->j.id;
-	if (pthread_create(&r->w.thread, NULL, ckpt_write_main, &r->w) == 0) {
-		r->w.busy = 1;
-		return 0;
-	}
-	ckpt_write_main(&r->w);   /* no thread: written here */
-	if (r->w.err) {
-		ckpt_failed(r, r->w.err);
-		return 1;
-	}
+	memcpy(w->next, buf, len);
+	w->next_len = len;
+	w->pending = 1;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
 	return 0;
 }
 
@@ -1254,10 +1374,8 @@ static nn_status train_job(run *r, job_inputs *in, nn_train_result *res)
 	in->ckpt = NULL;
 	/* no end is recorded before the last checkpoint write is done; one
 	 * that failed fails the job, as it would have at its checkpoint */
-	if (ckpt_wait(r) && (st == NN_OK || st == NN_ESTOPPED))
+	if (ckpt_finish(r) && (st == NN_OK || st == NN_ESTOPPED))
 		st = NN_EINVAL;
-	free(r->w.buf);
-	r->w.buf = NULL;
 	return st;
 }
 
@@ -1462,10 +1580,32 @@ static void *worker_shared(jobs *q);
  */
 #define HOLD_US 2000000
 
+/*
+ * Whether a study's queued trial may start (caller holds q->mu): while
+ * fewer than its study's limit of its trials run. Until the studies have
+ * set their limits after a start, a trial waits (the queue may hold more
+ * of a study's trials than it lets run); a trial whose study has none
+ * (it has ended) starts.
+ */
+static int trial_may_start(jobs *q, const live *t)
+{
+	const trial_limit *l = q->limits;
+	while (l && strcmp(l->study, t->study) != 0)
+		l = l->next;
+	if (!l)
+		return q->limits_set;
+	int running = 0;
+	for (const live *lv = q->lives; lv; lv = lv->next)
+		running += lv->state == API_JOB_RUNNING && strcmp(lv->study, t->study) == 0;
+	return running < l->limit;
+}
+
 static live *pick(jobs *q, int64_t now, int64_t *wake)
 {
 	for (live *lv = q->lives; lv; lv = lv->next) {
 		if (lv->state != API_JOB_QUEUED || (lv->on_ranks && q->ranks_busy))
+			continue;
+		if (lv->study[0] && !trial_may_start(q, lv))
 			continue;
 		if (lv->need <= q->free_workers)
 			return lv;
@@ -1653,6 +1793,11 @@ void jobs_free(jobs *q)
 		feed_unref(q, lv->f);
 		free(lv);
 		lv = next;
+	}
+	while (q->limits) {
+		trial_limit *next = q->limits->next;
+		free(q->limits);
+		q->limits = next;
 	}
 	feed_unref(q, q->all);
 	free(q->threads);
