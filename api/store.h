@@ -134,6 +134,9 @@ typedef struct api_backend {
 	int (*dataset_list)(void *ctx, int64_t limit, int64_t offset, cJSON *items,
 	                    int64_t *total, api_err *e);
 	int (*dataset_delete)(void *ctx, const char *id, api_err *e);
+	/* The stored rows, read-only, held until dataset_release (NULL ok). */
+	int (*dataset_acquire)(void *ctx, const char *id, const api_dataset **out, api_err *e);
+	void (*dataset_release)(void *ctx, const api_dataset *d);
 
 	/* Models. create stores m as version 0 (m stays the caller's). */
 	int (*model_create)(void *ctx, const char *name, const nn_model *m,

@@ -413,6 +413,19 @@ long http_do_auth(nnd *d, const char *method, const char *path, const char *ctyp
 	return perform(d, method, path, h, body, len, NULL, out);
 }
 
+long http_get_accept(nnd *d, const char *path, const char *accept, http_resp *out)
+{
+	struct curl_slist *h = NULL;
+	char line[300];
+	snprintf(line, sizeof line, "Accept: %s", accept);
+	h = curl_slist_append(h, line);
+	if (d->key[0]) {
+		snprintf(line, sizeof line, "Authorization: Bearer %s", d->key);
+		h = curl_slist_append(h, line);
+	}
+	return perform(d, "GET", path, h, NULL, 0, NULL, out);
+}
+
 long http_do(nnd *d, const char *method, const char *path, const char *ctype,
              const char *body, size_t len, http_resp *out)
 {

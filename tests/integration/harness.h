@@ -73,6 +73,8 @@ long http_do(nnd *d, const char *method, const char *path, const char *ctype,
              const char *body, size_t len, http_resp *out);
 long http_do_auth(nnd *d, const char *method, const char *path, const char *ctype,
                   const char *body, size_t len, const char *bearer, http_resp *out);
+/* GET with an Accept header. */
+long http_get_accept(nnd *d, const char *path, const char *accept, http_resp *out);
 /* JSON helpers: the parsed body (caller deletes), NULL when not JSON. */
 cJSON *http_json(nnd *d, const char *method, const char *path, const cJSON *body,
                  long *status);
