@@ -187,9 +187,19 @@ static void add_raw(cJSON *o, const char *key, const char *text)
 		cJSON_AddNullToObject(o, key);
 }
 
+/* How many MPI ranks the daemon runs on (0: not under --mpi). */
+static int placement_ranks;
+
+void api_set_placement_ranks(int ranks)
+{
+	placement_ranks = ranks;
+}
+
 /* "placement": where each replica ran, once the job has started. The
- * daemon runs replica i of a job on thread i of the job (server/replicas.c),
- * so the config's replicas say it all. */
+ * daemon runs replica i of a job on thread i of the job (server/replicas.c)
+ * or, under --mpi, on rank i when the ranks are enough (server/ranks.c;
+ * one replica runs on a worker of rank 0), so the config's replicas say it
+ * all. */
 static void add_placement(cJSON *o, const api_job *j)
 {
 	const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(o, "config");
@@ -204,7 +214,8 @@ static void add_placement(cJSON *o, const api_job *j)
 	cJSON *a = cJSON_AddArrayToObject(o, "placement");
 	for (int i = 0; a && i < n; i++) {
 		char name[32];
-		snprintf(name, sizeof name, "thread %d", i);
+		snprintf(name, sizeof name, "%s %d",
+		         placement_ranks > 0 && n <= placement_ranks ? "rank" : "thread", i);
 		cJSON_AddItemToArray(a, cJSON_CreateString(name));
 	}
 }

@@ -109,6 +109,10 @@ void api_job_release(api_job *j);
 
 /* The job object of API.md. */
 cJSON *api_job_to_json(const api_job *j);
+/* The daemon runs on this many MPI ranks (nnd --mpi): a job's placement
+ * then names ranks ("rank 1") for replicas that fit them, else threads.
+ * Set once at start, before any request. */
+void api_set_placement_ranks(int ranks);
 
 
 /* Milliseconds since the epoch as RFC 3339 UTC with milliseconds, into

@@ -35,6 +35,7 @@
 #include "jobs.h"
 #include "classes.h"
 #include "cluster.h"
+#include "ranks.h"
 #include "replicas.h"
 #include "util.h"
 
@@ -77,6 +78,8 @@ typedef struct live {
 	int epoch;
 	int64_t step;
 	int need;             /* workers it holds while running: its replicas */
+	int on_ranks;         /* its replicas are MPI ranks (ranks.h): it holds
+	                       * one worker, and waits while another such job runs */
 	char study[API_ID_LEN]; /* a study's trial: its study ("" otherwise) */
 	int64_t waiting_since; /* when it first found too few free workers (0: not) */
 	feed *f;              /* one reference held here */
@@ -112,6 +115,7 @@ struct jobs {
 	feed *all;            /* every job's state and epoch events (ids: the
 	                       * event's absolute index), for GET /v1/events */
 	int64_t samples;      /* trained samples, for /metrics */
+	int ranks_busy;       /* a job on MPI ranks is running (under mu) */
 	/* called (outside every lock) when a study's trial pauses or ends */
 	void (*on_trial)(void *ctx, const char *study);
 	void *on_trial_ctx;
@@ -490,15 +494,31 @@ static int count_queued(jobs *q)
 	return n;
 }
 
-/* The workers a job's config asks for (its replicas), at most all of them:
- * a job stored by a daemon with more workers still runs here, its shards
- * (which alone fix its weights) shared by fewer threads. */
-static int workers_needed(jobs *q, const char *config)
+/* The replicas a job's config asks for (1 when it says nothing). */
+static int config_replicas(const char *config)
 {
 	cJSON *c = config ? cJSON_Parse(config) : NULL;
 	const cJSON *r = cJSON_GetObjectItemCaseSensitive(c, "replicas");
 	int n = cJSON_IsNumber(r) && r->valuedouble >= 1 ? (int)r->valuedouble : 1;
 	cJSON_Delete(c);
+	return n;
+}
+
+/* Do a job's replicas run on MPI ranks (ranks_fit's rule)? */
+static int on_ranks(int replicas)
+{
+	return ranks_size() > 1 && replicas > 1 && replicas <= ranks_size();
+}
+
+/* The workers a job's config asks for (its replicas), at most all of them:
+ * a job stored by a daemon with more workers still runs here, its shards
+ * (which alone fix its weights) shared by fewer threads. A job on MPI
+ * ranks holds one: its replica 0 (the others are ranks). */
+static int workers_needed(jobs *q, const char *config)
+{
+	int n = config_replicas(config);
+	if (on_ranks(n))
+		return 1;
 	return n < q->n_workers ? n : q->n_workers;
 }
 
@@ -509,6 +529,7 @@ static live *add_live(jobs *q, const api_job *j, feed *f)
 	if (!lv)
 		return NULL;
 	lv->need = workers_needed(q, j->config);
+	lv->on_ranks = on_ranks(config_replicas(j->config));
 	snprintf(lv->id, sizeof lv->id, "%s", j->id);
 	snprintf(lv->study, sizeof lv->study, "%s", j->study);
 	lv->state = API_JOB_QUEUED;
@@ -1382,16 +1403,22 @@ static nn_status train_job(run *r, job_inputs *in, nn_train_result *res)
 			vv.x8 = NULL;
 			vv.features = in->tab.enc.width;
 		}
-		replicas *rp = in->cfg.replicas > 1 ? replicas_start(in->cfg.replicas) : NULL;
+		int mpi = ranks_fit(&in->cfg);
+		replicas *rp = in->cfg.replicas > 1 && !mpi ? replicas_start(in->cfg.replicas) : NULL;
 		in->cfg.par = replicas_carrier(rp);
-		if (in->cfg.replicas > 1 && !rp)
+		if (in->cfg.replicas > 1 && !rp && !mpi)
 			util_log(1, "jobs: %s: no threads for %d replicas; one runs every shard",
 			         r->j.id, in->cfg.replicas);
-		util_log(2, "jobs: %s: %s (%lld rows, %d epochs, %d replicas, %d shards)", r->j.id,
+		util_log(2, "jobs: %s: %s (%lld rows, %d epochs, %d replicas%s, %d shards)", r->j.id,
 		         in->ckpt ? "resuming from its checkpoint" : "starting",
-		         (long long)in->train->rows, in->cfg.epochs, in->cfg.replicas, in->cfg.shards);
-		st = nn_train(in->m, &tv, in->have_val ? &vv : NULL, &in->cfg, &cb, in->ckpt,
-		              in->ckpt_len, res, in->err, sizeof in->err);
+		         (long long)in->train->rows, in->cfg.epochs, in->cfg.replicas,
+		         mpi ? " on MPI ranks" : "", in->cfg.shards);
+		if (mpi)
+			st = ranks_train(in->m, &tv, in->have_val ? &vv : NULL, &in->cfg, &cb, in->ckpt,
+			                 in->ckpt_len, res, in->err, sizeof in->err);
+		else
+			st = nn_train(in->m, &tv, in->have_val ? &vv : NULL, &in->cfg, &cb, in->ckpt,
+			              in->ckpt_len, res, in->err, sizeof in->err);
 		replicas_stop(rp);
 		in->cfg.par = NULL;
 	}
@@ -1632,7 +1659,7 @@ static int trial_may_start(jobs *q, const live *t)
 static live *pick(jobs *q, int64_t now, int64_t *wake)
 {
 	for (live *lv = q->lives; lv; lv = lv->next) {
-		if (lv->state != API_JOB_QUEUED)
+		if (lv->state != API_JOB_QUEUED || (lv->on_ranks && q->ranks_busy))
 			continue;
 		if (lv->study[0] && !trial_may_start(q, lv))
 			continue;
@@ -1687,12 +1714,15 @@ static void *worker(void *arg)
 			break;
 		lv->state = API_JOB_RUNNING;
 		lv->waiting_since = 0;
-		int held = lv->need;
+		int held = lv->need, ranks = lv->on_ranks;
 		q->free_workers -= held;
+		q->ranks_busy |= ranks;
 		pthread_mutex_unlock(&q->mu);
 		run_job(q, lv);
 		pthread_mutex_lock(&q->mu);
 		q->free_workers += held;
+		if (ranks)
+			q->ranks_busy = 0;
 		/* a job that waited for workers may fit now */
 		pthread_cond_broadcast(&q->cv);
 		if (!q->stopping && count_queued(q) == 0) {

@@ -209,14 +209,9 @@ int nnd_restart(nnd *d)
 	return spawn(d);
 }
 
-int nnd_stop(nnd *d, int timeout_s)
+int nnd_wait(nnd *d, int timeout_s)
 {
-	if (d->pid <= 0)
-		return -1;
-	kill(d->pid, SIGTERM);
-	if (getenv("NND_WRAP"))
-		timeout_s *= 6;   /* valgrind's exit (the leak check) takes long */
-	for (int i = 0; i < timeout_s * 100; i++) {
+	for (int i = 0; d->pid > 0 && i < timeout_s * 100; i++) {
 		int st;
 		if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
 			d->pid = 0;
@@ -224,6 +219,19 @@ int nnd_stop(nnd *d, int timeout_s)
 		}
 		sleep_ms(10);
 	}
+	return -1;
+}
+
+int nnd_stop(nnd *d, int timeout_s)
+{
+	if (d->pid <= 0)
+		return -1;
+	kill(d->pid, SIGTERM);
+	if (getenv("NND_WRAP"))
+		timeout_s *= 6;   /* valgrind's exit (the leak check) takes long */
+	int st = nnd_wait(d, timeout_s);
+	if (st >= 0)
+		return st;
 	kill(d->pid, SIGKILL);
 	waitpid(d->pid, NULL, 0);
 	d->pid = 0;

@@ -44,6 +44,9 @@ int nnd_start_as(nnd *d, const char *const *flags, uid_t uid, gid_t gid);
 int nnd_restart(nnd *d);
 /* SIGTERM and wait (at most timeout_s); returns the exit status or -1. */
 int nnd_stop(nnd *d, int timeout_s);
+/* Waits at most timeout_s for the daemon (or its NND_WRAP command) to
+ * exit by itself: its exit status, or -1 while it still runs. */
+int nnd_wait(nnd *d, int timeout_s);
 /* SIGKILL and reap. */
 void nnd_kill9(nnd *d);
 /* Stops (if running) and removes the temporary directory. Returns the
