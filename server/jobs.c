@@ -28,10 +28,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 
 #include "jobs.h"
+#include "classes.h"
 #include "cluster.h"
+#include "ranks.h"
 #include "replicas.h"
 #include "util.h"
 
@@ -74,10 +77,22 @@ typedef struct live {
 	int epoch;
 	int64_t step;
 	int need;             /* workers it holds while running: its replicas */
+	int on_ranks;         /* its replicas are MPI ranks (ranks.h): it holds
+	                       * one worker, and waits while another such job runs */
+	char study[API_ID_LEN]; /* a study's trial: its study ("" otherwise) */
 	int64_t waiting_since; /* when it first found too few free workers (0: not) */
 	feed *f;              /* one reference held here */
 	struct live *next;
 } live;
+
+/* A study's bound on its trials running at once (its parallelism): the
+ * study may keep more of them queued, so that a worker going free finds
+ * the next trial ready (see pick). */
+typedef struct trial_limit {
+	char study[API_ID_LEN];
+	int limit;
+	struct trial_limit *next;
+} trial_limit;
 
 struct jobs {
 	store *st;
@@ -91,12 +106,15 @@ struct jobs {
 	pthread_mutex_t submit_mu;  /* one submission at a time */
 	pthread_cond_t cv;
 	live *lives;          /* submission order; the queue is its queued entries */
+	struct trial_limit *limits; /* studies' bounds on their running trials */
+	int limits_set;       /* the studies have set theirs once since the start */
 	volatile int stopping;
 	pthread_mutex_t fmu;
 	int feeds_closed;
 	feed *all;            /* every job's state and epoch events (ids: the
 	                       * event's absolute index), for GET /v1/events */
 	int64_t samples;      /* trained samples, for /metrics */
+	int ranks_busy;       /* a job on MPI ranks is running (under mu) */
 	/* called (outside every lock) when a study's trial pauses or ends */
 	void (*on_trial)(void *ctx, const char *study);
 	void *on_trial_ctx;
@@ -475,15 +493,31 @@ static int count_queued(jobs *q)
 	return n;
 }
 
-/* The workers a job's config asks for (its replicas), at most all of them:
- * a job stored by a daemon with more workers still runs here, its shards
- * (which alone fix its weights) shared by fewer threads. */
-static int workers_needed(jobs *q, const char *config)
+/* The replicas a job's config asks for (1 when it says nothing). */
+static int config_replicas(const char *config)
 {
 	cJSON *c = config ? cJSON_Parse(config) : NULL;
 	const cJSON *r = cJSON_GetObjectItemCaseSensitive(c, "replicas");
 	int n = cJSON_IsNumber(r) && r->valuedouble >= 1 ? (int)r->valuedouble : 1;
 	cJSON_Delete(c);
+	return n;
+}
+
+/* Do a job's replicas run on MPI ranks (ranks_fit's rule)? */
+static int on_ranks(int replicas)
+{
+	return ranks_size() > 1 && replicas > 1 && replicas <= ranks_size();
+}
+
+/* The workers a job's config asks for (its replicas), at most all of them:
+ * a job stored by a daemon with more workers still runs here, its shards
+ * (which alone fix its weights) shared by fewer threads. A job on MPI
+ * ranks holds one: its replica 0 (the others are ranks). */
+static int workers_needed(jobs *q, const char *config)
+{
+	int n = config_replicas(config);
+	if (on_ranks(n))
+		return 1;
 	return n < q->n_workers ? n : q->n_workers;
 }
 
@@ -494,7 +528,9 @@ static live *add_live(jobs *q, const api_job *j, feed *f)
 	if (!lv)
 		return NULL;
 	lv->need = workers_needed(q, j->config);
+	lv->on_ranks = on_ranks(config_replicas(j->config));
 	snprintf(lv->id, sizeof lv->id, "%s", j->id);
+	snprintf(lv->study, sizeof lv->study, "%s", j->study);
 	lv->state = API_JOB_QUEUED;
 	lv->f = f;
 	lv->step = j->step;
@@ -597,9 +633,10 @@ int jobs_resume(jobs *q, const char *id, int pause_at)
 	live *lv = find_live(q, id);
 	if (lv && lv->state == API_JOB_PAUSED)
 		lv->state = API_JOB_QUEUED;
+	q->wakes++;           /* shared store: queued there, any daemon claims it */
 	pthread_cond_broadcast(&q->cv);
 	pthread_mutex_unlock(&q->mu);
-	return lv ? 0 : -1;
+	return lv || q->cl ? 0 : -1;
 }
 
 void jobs_set_trial_listener(jobs *q, void (*fn)(void *ctx, const char *study), void *ctx)
@@ -607,6 +644,33 @@ void jobs_set_trial_listener(jobs *q, void (*fn)(void *ctx, const char *study), 
 	pthread_mutex_lock(&q->mu);
 	q->on_trial = fn;
 	q->on_trial_ctx = ctx;
+	pthread_mutex_unlock(&q->mu);
+}
+
+void jobs_set_trial_limit(jobs *q, const char *study, int limit)
+{
+	pthread_mutex_lock(&q->mu);
+	trial_limit **pp = &q->limits;
+	while (*pp && strcmp((*pp)->study, study) != 0)
+		pp = &(*pp)->next;
+	if (limit <= 0 && *pp) {
+		trial_limit *dead = *pp;
+		*pp = dead->next;
+		free(dead);
+	} else if (limit > 0 && !*pp && (*pp = calloc(1, sizeof **pp))) {
+		snprintf((*pp)->study, sizeof (*pp)->study, "%s", study);
+	}
+	if (limit > 0 && *pp)
+		(*pp)->limit = limit;
+	pthread_cond_broadcast(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+}
+
+void jobs_trial_limits_set(jobs *q)
+{
+	pthread_mutex_lock(&q->mu);
+	q->limits_set = 1;
+	pthread_cond_broadcast(&q->cv);
 	pthread_mutex_unlock(&q->mu);
 }
 
@@ -720,28 +784,38 @@ int64_t jobs_samples_trained(jobs *q)
 /* ---------------------------------------------------------------- running */
 
 /*
- * A job's checkpoint writer. Writing a checkpoint durably (temporary file,
- * fsync, rename, directory fsync) takes milliseconds on a quiet disk and
- * far longer on a busy one, so it runs on a thread of its own while
- * training goes on: on_checkpoint copies the engine's buffer and starts
- * the write. At most one write is in flight per job: the next checkpoint,
- * and the job's end (whatever the end), first wait for it, so a failed
- * write fails the job at the next checkpoint or at its end, and no final
- * state is recorded while a write is pending. A crash meanwhile leaves
- * the previous checkpoint (the rename is atomic), from which the job
- * resumes to the same weights.
+ * A job's checkpoint writer: a thread of the job's own, started at its
+ * first checkpoint, that writes the newest checkpoint handed to it.
+ * Writing one durably (temporary file, fsync, rename, directory fsync)
+ * takes milliseconds on a quiet disk and far longer on a busy one, often
+ * more than an epoch of a small model, so training never waits for it:
+ * on_checkpoint copies the engine's buffer and goes on. A checkpoint
+ * handed over while another is being written waits for its turn, and a
+ * newer one replaces it (resuming from any of them reaches the same
+ * weights, so the newest is the one worth writing). The job's end
+ * (whatever the end) waits until the newest checkpoint handed over is
+ * written, so no final state is recorded while a write is pending; a
+ * failed write fails the job at the first checkpoint after it is known,
+ * or at the job's end. A crash meanwhile leaves the last checkpoint
+ * written (the rename is atomic), from which the job resumes to the same
+ * weights.
  *
- * Invariants: buf (cap bytes, len used) belongs to the thread while busy
- * and to the worker otherwise; err is the errno of the last write, set by
- * the thread and read only after it was joined.
+ * Invariants, under mu: next (next_cap bytes, next_len used) holds a
+ * checkpoint not yet written while pending; cur (cur_cap bytes) belongs to
+ * the thread; err is the errno of the first write that failed. started
+ * and the buffers' ownership outside the thread are the worker's.
  */
 typedef struct ckpt_writer {
 	store *st;
 	const char *job;
 	pthread_t thread;
-	int busy;
-	void *buf;
-	size_t len, cap;
+	int started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	void *next, *cur;
+	size_t next_len, next_cap, cur_cap;
+	int pending;          /* next holds a checkpoint to write */
+	int closing;          /* the job ends: write what is pending, then stop */
 	int err;
 } ckpt_writer;
 
@@ -901,31 +975,97 @@ static void ckpt_failed(run *r, int err)
 static void *ckpt_write_main(void *arg)
 {
 	ckpt_writer *w = arg;
-	w->err = 0;
-	if (store_checkpoint_put(w->st, w->job, w->buf, w->len) < 0)
-		w->err = errno ? errno : EIO;
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		while (!w->pending && !w->closing)
+			pthread_cond_wait(&w->cv, &w->mu);
+		if (!w->pending)
+			break;
+		/* take the newest checkpoint; its buffer becomes the thread's */
+		void *b = w->cur;
+		size_t cap = w->cur_cap, len = w->next_len;
+		w->cur = w->next;
+		w->cur_cap = w->next_cap;
+		w->next = b;
+		w->next_cap = cap;
+		w->pending = 0;
+		pthread_mutex_unlock(&w->mu);
+		int err = 0;
+		if (store_checkpoint_put(w->st, w->job, w->cur, len) < 0)
+			err = errno ? errno : EIO;
+		pthread_mutex_lock(&w->mu);
+		if (err && !w->err)
+			w->err = err;
+	}
+	pthread_mutex_unlock(&w->mu);
 	return NULL;
 }
 
-/* Waits for the write in flight, if any. 0, or the errno of a checkpoint
- * that could not be written (this one or an earlier one). */
-static int ckpt_wait(run *r)
+/* The errno of a checkpoint write that failed, or 0 (never waits). */
+static int ckpt_error(run *r)
 {
-	if (r->w.busy) {
-		pthread_join(r->w.thread, NULL);
-		r->w.busy = 0;
-		if (r->w.err)
-			ckpt_failed(r, r->w.err);
+	if (r->w.started) {
+		pthread_mutex_lock(&r->w.mu);
+		int err = r->w.err;
+		pthread_mutex_unlock(&r->w.mu);
+		if (err)
+			ckpt_failed(r, err);
 	}
 	return r->ckpt_errno;
 }
 
+/* Waits until the newest checkpoint handed over is written and stops the
+ * writer. 0, or the errno of a checkpoint that could not be written. */
+static int ckpt_finish(run *r)
+{
+	ckpt_writer *w = &r->w;
+	if (w->started) {
+		pthread_mutex_lock(&w->mu);
+		w->closing = 1;
+		pthread_cond_signal(&w->cv);
+		pthread_mutex_unlock(&w->mu);
+		pthread_join(w->thread, NULL);
+		w->started = 0;
+		if (w->err)
+			ckpt_failed(r, w->err);
+		pthread_cond_destroy(&w->cv);
+		pthread_mutex_destroy(&w->mu);
+	}
+	free(w->next);
+	free(w->cur);
+	w->next = w->cur = NULL;
+	w->next_cap = w->cur_cap = 0;
+	return r->ckpt_errno;
+}
+
+/* Starts the job's writer thread. 0, or -1 (no thread: write in place). */
+static int ckpt_writer_start(run *r)
+{
+	ckpt_writer *w = &r->w;
+	w->st = r->q->st;
+	w->job = r->j.id;
+	w->pending = w->closing = w->err = 0;
+	if (pthread_mutex_init(&w->mu, NULL) != 0)
+		return -1;
+	if (pthread_cond_init(&w->cv, NULL) != 0) {
+		pthread_mutex_destroy(&w->mu);
+		return -1;
+	}
+	if (pthread_create(&w->thread, NULL, ckpt_write_main, w) != 0) {
+		pthread_cond_destroy(&w->cv);
+		pthread_mutex_destroy(&w->mu);
+		return -1;
+	}
+	w->started = 1;
+	return 0;
+}
+
 /*
- * A checkpoint from the engine: waits for the previous write (failing
- * training when it failed), writes the buffered history (so the history
- * up to the checkpoint is durable before the checkpoint can be; at an
- * epoch's end on_epoch has just done it, and no empty commit follows) and
- * starts the write of a copy. 0, or 1 to fail training.
+ * A checkpoint from the engine: fails training when a write has failed,
+ * writes the buffered history (so the history up to the checkpoint is
+ * durable before the checkpoint can be; at an epoch's end on_epoch has
+ * just done it, and no empty commit follows) and hands a copy to the
+ * writer. 0, or 1 to fail training.
  *
  * The last epoch's checkpoint is not written: the job publishes right
  * after it, and a crash before the publish resumes from the checkpoint
@@ -934,34 +1074,37 @@ static int ckpt_wait(run *r)
  */
 static int ckpt_start(run *r, const void *buf, size_t len, int epoch)
 {
-	if (ckpt_wait(r))
+	ckpt_writer *w = &r->w;
+	if (ckpt_error(r))
 		return 1;
 	if (r->epochs > 0 && epoch >= r->epochs)
 		return 0;
 	if (r->n_steps > 0)
 		flush(r, 0, 0, NULL);
-	if (len > r->w.cap) {
-		void *p = realloc(r->w.buf, len);
+	if (!w->started && ckpt_writer_start(r) < 0) {
+		/* no thread: written here */
+		if (store_checkpoint_put(r->q->st, r->j.id, buf, len) < 0) {
+			ckpt_failed(r, errno);
+			return 1;
+		}
+		return 0;
+	}
+	pthread_mutex_lock(&w->mu);
+	if (len > w->next_cap) {
+		void *p = realloc(w->next, len);
 		if (!p) {
+			pthread_mutex_unlock(&w->mu);
 			ckpt_failed(r, ENOMEM);
 			return 1;
 		}
-		r->w.buf = p;
-		r->w.cap = len;
+		w->next = p;
+		w->next_cap = len;
 	}
-	memcpy(r->w.buf, buf, len);
-	r->w.len = len;
-	r->w.st = r->q->st;
-	r->w.job = r->j.id;
-	if (pthread_create(&r->w.thread, NULL, ckpt_write_main, &r->w) == 0) {
-		r->w.busy = 1;
-		return 0;
-	}
-	ckpt_write_main(&r->w);   /* no thread: written here */
-	if (r->w.err) {
-		ckpt_failed(r, r->w.err);
-		return 1;
-	}
+	memcpy(w->next, buf, len);
+	w->next_len = len;
+	w->pending = 1;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
 	return 0;
 }
 
@@ -1008,19 +1151,6 @@ static int record_end(jobs *q, const api_job *j)
 	return 0;
 }
 
-/* The data set's classes as a JSON array text, or NULL. */
-static char *classes_of(store *st, const char *ds)
-{
-	api_dataset_info info;
-	api_err e = API_ERR_INIT;
-	if (store_dataset_get(st, ds, &info, &e) < 0)
-		return NULL;
-	const cJSON *c = cJSON_GetObjectItemCaseSensitive(info.doc, "classes");
-	char *t = cJSON_IsArray(c) ? cJSON_PrintUnformatted(c) : NULL;
-	api_dataset_info_release(&info);
-	return t;
-}
-
 /* The typed-column work of a job (api_tab_train_prepare) on the split the
  * engine will make. 0, or -1 with e set. */
 static int prepare_tabular(const api_dataset *train, const api_dataset *val,
@@ -1042,13 +1172,18 @@ static int prepare_tabular(const api_dataset *train, const api_dataset *val,
 }
 
 /* Puts test_loss (and test_accuracy for classification) of the published
- * model m on the test set into j's metrics; x: the test set encoded with
+ * model m on the test set (labels: its rows by the model's class names, or
+ * NULL for the stored ones) into j's metrics; x: the test set encoded with
  * the training set's typed columns (width inputs), or NULL. */
 static void add_test_metrics(api_job *j, const nn_model *m, const api_dataset *test,
-                             const float *x, int width)
+                             const int32_t *labels, const float *x, int width)
 {
 	float loss = NAN, acc = NAN;
 	nn_data tv = api_dataset_view(test);
+	if (labels)
+		tv.labels = labels;
+	if (test->task == NN_TASK_CLASSIFICATION)
+		tv.outputs = nn_model_spec_of(m)->outputs;
 	if (x) {
 		tv.x = x;
 		tv.x8 = NULL;
@@ -1093,9 +1228,56 @@ typedef struct job_inputs {
 	/* typed columns: the training split's encoding (imputation means from
 	 * its rows only), and the validation and test sets encoded with it */
 	api_tab_train tab;
+	/* classification: the model's classes (the training set's, or "0" to
+	 * "outputs-1"), and the validation and test labels matched to them by
+	 * name when they differ from the stored ones (else NULL) */
+	api_classes cls;
+	int32_t *val_labels, *test_labels;
 	const char *code;
 	char err[600];
 } job_inputs;
+
+/* The model's classes, and the other sets' labels by class name. The
+ * checks at submission make a failure here rare (a set replaced since). */
+static int relabel_sets(job_inputs *in, api_err *e)
+{
+	const api_dataset *t = in->train;
+	if (!t || t->task != NN_TASK_CLASSIFICATION)
+		return 0;
+	int outputs = nn_model_spec_of(in->m)->outputs;
+	int rc = api_classes_for_model(t->classes, t->n_classes, outputs, &in->cls);
+	if (rc != 0)
+		return rc == -1 ? api_err_field(e, "dataset", "has %d classes but the model has %d "
+		                                "outputs", t->n_classes, outputs)
+		                : api_err_set(e, 500, "out_of_memory", "out of memory");
+	const api_dataset *o[2] = { in->have_val ? in->val : NULL, in->test };
+	int32_t **lab[2] = { &in->val_labels, &in->test_labels };
+	static const char *const F[2] = { "validation.dataset", "test.dataset" };
+	for (int i = 0; i < 2; i++) {
+		if (!o[i] || o[i]->task != NN_TASK_CLASSIFICATION)
+			continue;
+		int same = 0;
+		*lab[i] = api_classes_relabel(o[i], in->cls.names, in->cls.n, F[i], &same, e);
+		if (!*lab[i])
+			return -1;
+		if (same) {
+			free(*lab[i]);
+			*lab[i] = NULL;
+		}
+	}
+	return 0;
+}
+
+/* The model's classes as JSON array text (NULL for regression). */
+static char *classes_text(const job_inputs *in)
+{
+	if (!in->cls.names)
+		return NULL;
+	cJSON *a = api_classes_json(in->cls.names, in->cls.n);
+	char *t = a ? cJSON_PrintUnformatted(a) : NULL;
+	cJSON_Delete(a);
+	return t;
+}
 
 static void load_inputs(jobs *q, run *r, job_inputs *in)
 {
@@ -1155,6 +1337,11 @@ static void load_inputs(jobs *q, run *r, job_inputs *in)
 	 * (none with image augmentation, which the engine runs on floats) */
 	if (!in->code && !nn_augment_has_image(&in->cfg.aug))
 		in->x8 = store_dataset_bytes(q->st, in->train);
+	if (!in->code && relabel_sets(in, &e) < 0) {
+		in->code = "invalid_dataset";
+		snprintf(in->err, sizeof in->err, "%.200s%s%.380s", e.n_fields ? e.fields[0].field : e.detail,
+		         e.n_fields ? " " : "", e.n_fields ? e.fields[0].message : "");
+	}
 	if (!in->code && prepare_tabular(in->train, in->have_val ? in->val : NULL, in->test,
 	                                 &in->cfg, &in->tab, &e) < 0) {
 		in->code = e.status == 422 ? "invalid_dataset" : "out_of_memory";
@@ -1198,27 +1385,39 @@ static nn_status train_job(run *r, job_inputs *in, nn_train_result *res)
 		nn_callbacks cb = { r, on_step, on_epoch, should_stop, on_checkpoint };
 		nn_data tv = api_dataset_view(in->train);
 		tv.x8 = in->x8;
+		if (in->cls.names)
+			tv.outputs = in->cls.n;    /* the model's classes, maybe past the data's */
 		if (in->tab.x) {
 			tv.x = in->tab.x;
 			tv.x8 = NULL;
 		}
 		in->cfg.std_skip = in->tab.std_skip;
 		nn_data vv = in->have_val ? api_dataset_view(in->val) : (nn_data){ 0 };
+		if (in->val_labels)
+			vv.labels = in->val_labels;
+		if (in->cls.names && in->have_val)
+			vv.outputs = in->cls.n;
 		if (in->tab.val_x) {
 			vv.x = in->tab.val_x;
 			vv.x8 = NULL;
 			vv.features = in->tab.enc.width;
 		}
-		replicas *rp = in->cfg.replicas > 1 ? replicas_start(in->cfg.replicas) : NULL;
+		int mpi = ranks_fit(&in->cfg);
+		replicas *rp = in->cfg.replicas > 1 && !mpi ? replicas_start(in->cfg.replicas) : NULL;
 		in->cfg.par = replicas_carrier(rp);
-		if (in->cfg.replicas > 1 && !rp)
+		if (in->cfg.replicas > 1 && !rp && !mpi)
 			util_log(1, "jobs: %s: no threads for %d replicas; one runs every shard",
 			         r->j.id, in->cfg.replicas);
-		util_log(2, "jobs: %s: %s (%lld rows, %d epochs, %d replicas, %d shards)", r->j.id,
+		util_log(2, "jobs: %s: %s (%lld rows, %d epochs, %d replicas%s, %d shards)", r->j.id,
 		         in->ckpt ? "resuming from its checkpoint" : "starting",
-		         (long long)in->train->rows, in->cfg.epochs, in->cfg.replicas, in->cfg.shards);
-		st = nn_train(in->m, &tv, in->have_val ? &vv : NULL, &in->cfg, &cb, in->ckpt,
-		              in->ckpt_len, res, in->err, sizeof in->err);
+		         (long long)in->train->rows, in->cfg.epochs, in->cfg.replicas,
+		         mpi ? " on MPI ranks" : "", in->cfg.shards);
+		if (mpi)
+			st = ranks_train(in->m, &tv, in->have_val ? &vv : NULL, &in->cfg, &cb, in->ckpt,
+			                 in->ckpt_len, res, in->err, sizeof in->err);
+		else
+			st = nn_train(in->m, &tv, in->have_val ? &vv : NULL, &in->cfg, &cb, in->ckpt,
+			              in->ckpt_len, res, in->err, sizeof in->err);
 		replicas_stop(rp);
 		in->cfg.par = NULL;
 	}
@@ -1226,10 +1425,8 @@ static nn_status train_job(run *r, job_inputs *in, nn_train_result *res)
 	in->ckpt = NULL;
 	/* no end is recorded before the last checkpoint write is done; one
 	 * that failed fails the job, as it would have at its checkpoint */
-	if (ckpt_wait(r) && (st == NN_OK || st == NN_ESTOPPED))
+	if (ckpt_finish(r) && (st == NN_OK || st == NN_ESTOPPED))
 		st = NN_EINVAL;
-	free(r->w.buf);
-	r->w.buf = NULL;
 	return st;
 }
 
@@ -1267,7 +1464,8 @@ static int end_state(jobs *q, run *r, job_inputs *in, nn_status st, const nn_tra
 		r->j.state = API_JOB_SUCCEEDED;
 		r->j.progress = 1;
 		if (in->test)
-			add_test_metrics(&r->j, in->m, in->test, in->tab.test_x, in->tab.enc.width);
+			add_test_metrics(&r->j, in->m, in->test, in->test_labels, in->tab.test_x,
+			                 in->tab.enc.width);
 		r->j.stopped_early = res->stopped_early;
 		if (res->best_epoch >= 0) {
 			cJSON *b = cJSON_CreateObject();
@@ -1313,7 +1511,7 @@ static int record_final(jobs *q, run *r, job_inputs *in)
 	r->j.finished_at = util_now_ms();
 	int recorded = 1;
 	if (r->j.state == API_JOB_SUCCEEDED) {
-		char *classes = classes_of(q->st, r->j.dataset);
+		char *classes = classes_text(in);
 		if (in->tab.enc.cols) {
 			char *meta = api_tab_meta_make(classes, &in->tab.enc);
 			free(classes);
@@ -1343,6 +1541,9 @@ static void release_inputs(jobs *q, job_inputs *in)
 	api_job_refs_free(&in->refs);
 	free(in->ckpt);
 	api_tab_train_release(&in->tab);
+	api_classes_free(&in->cls);
+	free(in->val_labels);
+	free(in->test_labels);
 }
 
 /* Takes a final job off the live list (its feed ends), or puts it back as
@@ -1432,10 +1633,32 @@ static void *worker_shared(jobs *q);
  */
 #define HOLD_US 2000000
 
+/*
+ * Whether a study's queued trial may start (caller holds q->mu): while
+ * fewer than its study's limit of its trials run. Until the studies have
+ * set their limits after a start, a trial waits (the queue may hold more
+ * of a study's trials than it lets run); a trial whose study has none
+ * (it has ended) starts.
+ */
+static int trial_may_start(jobs *q, const live *t)
+{
+	const trial_limit *l = q->limits;
+	while (l && strcmp(l->study, t->study) != 0)
+		l = l->next;
+	if (!l)
+		return q->limits_set;
+	int running = 0;
+	for (const live *lv = q->lives; lv; lv = lv->next)
+		running += lv->state == API_JOB_RUNNING && strcmp(lv->study, t->study) == 0;
+	return running < l->limit;
+}
+
 static live *pick(jobs *q, int64_t now, int64_t *wake)
 {
 	for (live *lv = q->lives; lv; lv = lv->next) {
-		if (lv->state != API_JOB_QUEUED)
+		if (lv->state != API_JOB_QUEUED || (lv->on_ranks && q->ranks_busy))
+			continue;
+		if (lv->study[0] && !trial_may_start(q, lv))
 			continue;
 		if (lv->need <= q->free_workers)
 			return lv;
@@ -1472,6 +1695,7 @@ static void wait_for_work(jobs *q, int64_t wake)
 static void *worker(void *arg)
 {
 	jobs *q = arg;
+	prctl(PR_SET_NAME, "nnd-train");   /* CPU by thread name: bench/dashboard.py */
 	if (q->cl)
 		return worker_shared(q);
 	pthread_mutex_lock(&q->mu);
@@ -1487,12 +1711,15 @@ static void *worker(void *arg)
 			break;
 		lv->state = API_JOB_RUNNING;
 		lv->waiting_since = 0;
-		int held = lv->need;
+		int held = lv->need, ranks = lv->on_ranks;
 		q->free_workers -= held;
+		q->ranks_busy |= ranks;
 		pthread_mutex_unlock(&q->mu);
 		run_job(q, lv);
 		pthread_mutex_lock(&q->mu);
 		q->free_workers += held;
+		if (ranks)
+			q->ranks_busy = 0;
 		/* a job that waited for workers may fit now */
 		pthread_cond_broadcast(&q->cv);
 		if (!q->stopping && count_queued(q) == 0) {
@@ -1620,6 +1847,11 @@ void jobs_free(jobs *q)
 		feed_unref(q, lv->f);
 		free(lv);
 		lv = next;
+	}
+	while (q->limits) {
+		trial_limit *next = q->limits->next;
+		free(q->limits);
+		q->limits = next;
 	}
 	feed_unref(q, q->all);
 	free(q->threads);

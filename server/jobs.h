@@ -45,6 +45,12 @@ int jobs_resume(jobs *q, const char *id, int pause_at);
  * records the error {code, detail} when code is not NULL (pruned trials). */
 int jobs_cancel_code(jobs *q, const char *id, const char *code, const char *detail,
                      api_job *out, api_err *e);
+/* At most limit of the study's trials run at once (limit <= 0: the study
+ * has ended; forgets it). The study may keep more of them queued. */
+void jobs_set_trial_limit(jobs *q, const char *study, int limit);
+/* Every active study has set its limit since the start: until then a
+ * queued trial (of a study that has not) does not start. */
+void jobs_trial_limits_set(jobs *q);
 /* fn(ctx, study) runs on a worker, outside every lock, whenever a study's
  * trial pauses or reaches a final state. */
 void jobs_set_trial_listener(jobs *q, void (*fn)(void *ctx, const char *study), void *ctx);

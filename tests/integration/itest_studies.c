@@ -3,9 +3,10 @@
  * studies through HTTP against a real daemon: validation up front with the
  * field named; a grid's leaderboard and its jobs; successive halving's
  * pruning, the same at parallelism 1 and 3; a learning curve's fit beside
- * the theory; the events stream; cancel and delete; and kill -9 in the
- * middle of a study: after the restart it ends with one job per trial and
- * the values of a study that was never interrupted.
+ * the theory; the events stream; cancel and delete; at most `parallelism`
+ * trials running at once; and kill -9 in the middle of a study: after the
+ * restart it ends with one job per trial and the values of a study that
+ * was never interrupted.
  */
 #include <check.h>
 #include <math.h>
@@ -480,6 +481,47 @@ START_TEST(test_kill9_mid_study_loses_no_trial_and_repeats_none)
 }
 END_TEST
 
+/* The scheduler keeps trials queued ahead of the workers, and the queue
+ * still runs no more than `parallelism` of a study's trials at once: with
+ * parallelism 1 on two workers, no trial starts before the one before it
+ * has finished. */
+START_TEST(test_parallelism_bounds_the_running_trials)
+{
+	const char *flags[] = { "--workers", "2", NULL };
+	nnd d = { 0 };
+	ck_assert_int_eq(nnd_start(&d, flags), 0);
+	setup_data(&d);
+	char id[32];
+	ck_assert_int_eq(post_study(&d, "{\"job.seed\":[1,2,3,4,5]}", "{\"type\":\"grid\"}",
+	                            ",\"parallelism\":1", id, NULL), 202);
+	cJSON *s = wait_study(&d, id, 120);
+	ck_assert_ptr_nonnull(s);
+	ck_assert_str_eq(jstr(s, "state"), "succeeded");
+	cJSON_Delete(s);
+	char path[96], start[5][32], end[5][32];
+	snprintf(path, sizeof path, "/v1/jobs?study=%s", id);
+	long st;
+	cJSON *jobs = http_json(&d, "GET", path, NULL, &st);
+	ck_assert_int_eq((int)jnum(jobs, "total"), 5);
+	const cJSON *j;
+	cJSON_ArrayForEach(j, cJSON_GetObjectItem(jobs, "jobs")) {
+		int t = (int)jnum(j, "trial");
+		ck_assert(t >= 0 && t < 5);
+		snprintf(start[t], sizeof start[t], "%s", jstr(j, "started_at"));
+		snprintf(end[t], sizeof end[t], "%s", jstr(j, "finished_at"));
+	}
+	cJSON_Delete(jobs);
+	/* ISO times of one format: ordered as strings */
+	for (int a = 0; a < 5; a++)
+		for (int b = 0; b < 5; b++)
+			if (a != b && strcmp(start[a], start[b]) <= 0)
+				ck_assert_msg(strcmp(end[a], start[b]) <= 0,
+				              "trials %d [%s, %s] and %d [%s, %s] ran at once", a, start[a],
+				              end[a], b, start[b], end[b]);
+	ck_assert_int_eq(nnd_cleanup(&d), 0);
+}
+END_TEST
+
 START_TEST(test_cancel_stops_every_trial)
 {
 	const char *flags[] = { "--workers", "1", NULL };
@@ -528,6 +570,7 @@ int main(void)
 	tcase_add_test(t, test_generated_sets_and_job_fields_over_http);
 	tcase_add_test(t, test_bad_studies_are_refused_naming_the_field);
 	tcase_add_test(t, test_grid_study_ranks_its_trials_and_lists_its_jobs);
+	tcase_add_test(t, test_parallelism_bounds_the_running_trials);
 	tcase_add_test(t, test_halving_prunes_the_same_way_at_any_parallelism);
 	tcase_add_test(t, test_learning_curve_fits_a_slope_beside_the_theory);
 	tcase_add_test(t, test_kill9_mid_study_loses_no_trial_and_repeats_none);
