@@ -99,25 +99,34 @@ case "$ran" in
 *) fail "study $REF: trials ran on $ran only" ;;
 esac
 
+# the trials of study $1 that daemon $2 runs
+running_on() {
+	pg_psql -c "SELECT id FROM $SCHEMA.jobs WHERE study='$1' AND state=1 AND
+	  owner LIKE '%/$(nnd_pid $2)'"
+}
+# freeze STUDY DAEMON...: SIGSTOP one of the daemons while the store says it
+# runs a trial of the study (so it cannot pause or end it meanwhile: trials
+# are short); sets FZ to that daemon and KJ to those trials' jobs
+freeze() {
+	st=$1; shift
+	KJ=
+	i=0
+	while [ $i -lt 600 ] && [ -z "$KJ" ]; do
+		for FZ in "$@"; do
+			[ -n "$(running_on "$st" "$FZ")" ] || continue
+			kill -STOP "$(nnd_pid "$FZ")"
+			KJ=$(running_on "$st" "$FZ")
+			[ -n "$KJ" ] && break
+			kill -CONT "$(nnd_pid "$FZ")"
+		done
+		[ -n "$KJ" ] || sleep 0.01
+		i=$((i + 1))
+	done
+}
+
 # --- the same study; A, where it was posted, killed mid-study and left down
 S=$(api A POST /v1/studies "$STUDY" | jfield id)
-# A is frozen (SIGSTOP) while the store says it runs a trial of S, so it
-# cannot pause or end it before the kill -9 (trials are short)
-running_on_A() {
-	pg_psql -c "SELECT id FROM $SCHEMA.jobs WHERE study='$S' AND state=1 AND
-	  owner LIKE '%/$(nnd_pid A)'"
-}
-KJ=
-i=0
-while [ $i -lt 600 ] && [ -z "$KJ" ]; do
-	if [ -n "$(running_on_A)" ]; then
-		kill -STOP "$(nnd_pid A)"
-		KJ=$(running_on_A)
-		[ -n "$KJ" ] || kill -CONT "$(nnd_pid A)"
-	fi
-	[ -n "$KJ" ] || sleep 0.01
-	i=$((i + 1))
-done
+freeze "$S" A
 held=$(echo $KJ | wc -w)
 nnd_kill9 A
 [ "$(wait_study B "$S" 180)" = succeeded ] || fail "study $S did not succeed after kill -9 of A"
