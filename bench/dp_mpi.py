@@ -17,6 +17,8 @@ weights are the same bits (checked). Rows, for the Fashion-MNIST MLP
     whole gradient included), milliseconds inside MPI (allgather and the
     stop broadcast, waiting for the other rank included), and the rest
     (compute);
+  - the load average of the machine, at start and end (the ratios mean
+    little on a machine busy with other work);
   - on paper, the same bytes between two hosts over 10 Gbit/s Ethernet
     (1.25 GB/s, 50 us per message, 2 messages a step for a model without
     batch norm): the step time and the speed-up of 2 hosts over 1.
@@ -40,7 +42,8 @@ from dp import nnd_run, params, spread  # noqa: E402
 
 F = "/usr/share/datasets/fashion-mnist/"
 MPI_LINE = re.compile(r"mpi: (\d+) ranks, (\d+) steps: (\d+) bytes received per step and rank, "
-                      r"([\d.]+) ms of ([\d.]+) ms per step in MPI")
+                      r"([\d.]+) ms of ([\d.]+) ms per step in MPI.*?; ([\d.]+) ms in its "
+                      r"shards' passes, ([\d.]+) ms copying")
 
 
 def last_mpi_line(d):
@@ -48,8 +51,8 @@ def last_mpi_line(d):
     with open(d.log.name) as f:
         found = [m.groups() for m in map(MPI_LINE.search, f) if m]
     assert found, "no mpi line in the daemon's log"
-    ranks, steps, b, comm, wall = found[-1]
-    return int(b), float(comm), float(wall)
+    ranks, steps, b, comm, wall, passes, copy = found[-1]
+    return int(b), float(comm), float(wall), float(passes), float(copy)
 
 
 def main():
@@ -60,8 +63,10 @@ def main():
     if not shutil.which("mpirun"):
         print("SKIP: mpirun is not installed (openmpi-bin)")
         return 77
+    # not bound to a core each (another program busy on one core would
+    # halve that rank), and a rank waiting in MPI yields its core
     prefix = ["mpirun", "--allow-run-as-root", "--mca", "btl_base_warn_component_unused", "0",
-              "-np", "2"]
+              "--bind-to", "none", "--mca", "mpi_yield_when_idle", "1", "-np", "2"]
     d = Daemon(2, dict(os.environ), prefix=prefix, extra=["--mpi"], log_level="info",
                stop_signal=signal.SIGUSR1)
     try:
@@ -70,8 +75,9 @@ def main():
             F + "train-images-idx3-ubyte.gz", F + "train-labels-idx1-ubyte.gz",
             name="fmnist")["id"]
         print("bench/dp_mpi.py: mpirun -np 2 nnd --mpi, OpenBLAS core %s (every rank checked "
-              "the same at start); %d rounds, %d epoch(s) each"
-              % (d.info["blas"].get("core"), a.rounds, a.epochs), flush=True)
+              "the same at start); %d rounds, %d epoch(s) each; load average %.1f on %d cores"
+              % (d.info["blas"].get("core"), a.rounds, a.epochs, os.getloadavg()[0],
+                 os.cpu_count()), flush=True)
         for hidden, batch in (([256, 128], 128), ([1024, 1024], 512)):
             r1, r2, per, same = [], [], [], True
             for _ in range(a.rounds):
@@ -89,10 +95,15 @@ def main():
             b = statistics.median([x[0] for x in per])
             comm = statistics.median([x[1] for x in per])
             wall = statistics.median([x[2] for x in per])
+            passes = statistics.median([x[3] for x in per])
+            copy = statistics.median([x[4] for x in per])
             step1 = batch / m1 * 1e3
             print("    per step on 2 ranks: %.2f MB received per rank, %.3f ms in MPI, %.3f ms "
                   "computing (%.3f ms in all; 1 process: %.3f ms)"
                   % (b / 1e6, comm, wall - comm, wall, step1))
+            print("      of which rank 0's shard passes %.3f ms, copying regions %.3f ms, the "
+                  "rest (fold, update, callbacks) %.3f ms" % (passes, copy,
+                                                               wall - comm - passes - copy))
             # across hosts: the same bytes over 10 Gbit/s, 2 messages a step
             n = params(hidden)
             net = b / 1.25e9 * 1e3 + 2 * 0.05
@@ -100,6 +111,7 @@ def main():
             print("    2 hosts over 10 Gbit/s (on paper): %.0f parameters, %.2f MB a step: "
                   "%.2f ms of network, a step of %.2f ms -> %.2fx of 1 host"
                   % (n, b / 1e6, net, two, step1 / two), flush=True)
+        print("  load average at the end: %.1f" % os.getloadavg()[0])
     finally:
         d.stop()
     return 0
