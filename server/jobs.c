@@ -722,7 +722,9 @@ int jobs_cancel_code(jobs *q, const char *id, const char *code, const char *deta
 {
 	pthread_mutex_lock(&q->mu);
 	live *lv = find_live(q, id);
-	if (!lv && q->cl) {
+	if (q->cl && (!lv || lv->state != API_JOB_RUNNING)) {
+		/* not training here: the store's row decides (a job that just
+		 * paused or went back to the queue here is no longer ours) */
 		pthread_mutex_unlock(&q->mu);
 		return shared_cancel(q, id, code, detail, out, e);
 	}
