@@ -91,7 +91,10 @@ wait $SUB
 secs=$(($(date +%s) - t0))
 [ "$(wc -l <"$T/jobs")" = "$N" ] || fail "$(wc -l <"$T/jobs") of $N jobs submitted"
 
+# every job in the store (a submission whose reply a kill cut off was sent
+# again: its first copy is in the store too, and must end right as well)
 q="SELECT count(*) FROM $SCHEMA.jobs WHERE id NOT IN ('$R', '$C')"
+ND=$(pg_psql -c "$q")
 succeeded=$(pg_psql -c "$q AND state=2")
 other=$(pg_psql -c "$q AND state<>2")
 resumed=$(pg_psql -c "$q AND attempts>1")
@@ -100,18 +103,28 @@ once=$(pg_psql -c "SELECT count(*) FROM $SCHEMA.jobs j WHERE id NOT IN ('$R', '$
   (SELECT job FROM $SCHEMA.model_versions v WHERE v.model=j.model AND v.version=1)=j.id AND
   j.model_version=1")
 same=0
-while read -r m j; do
+pg_psql -c "SELECT model FROM $SCHEMA.jobs WHERE id NOT IN ('$R', '$C')" >"$T/models"
+while read -r m; do
 	[ "$(weights A "$m")" = "$WREF" ] && same=$((same + 1))
+done <"$T/models"
+# every acknowledged job is there and succeeded: none lost
+acked=0
+while read -r m j; do
+	[ "$(pg_psql -c "SELECT state FROM $SCHEMA.jobs WHERE id='$j' AND model='$m'")" = 2 ] &&
+		acked=$((acked + 1))
 done <"$T/jobs"
 refused=$(cat "$T"/*.log | grep -c "write refused")
 takeovers=$(cat "$T"/*.log | grep -c "resuming from its checkpoint")
 lost=$(cat "$T"/*.log | grep -c "lease lost at step\|the lease was lost")
-echo "chaos: $N jobs of $E epochs, $kills kills ($busy of a daemon running a job) in ${secs}s: $succeeded succeeded, $other not, $once published" \
-	"exactly once, $resumed claimed more than once, $same with the uninterrupted weights;" \
-	"$lost leases lost, $refused writes refused, $takeovers resumed from a checkpoint"
-[ "$succeeded" = "$N" ] || fail "$succeeded of $N jobs succeeded"
-[ "$once" = "$N" ] || fail "$once of $N jobs published exactly one version"
-[ "$same" = "$N" ] || fail "$same of $N jobs reached the uninterrupted weights"
+echo "chaos: $N jobs of $E epochs ($ND in the store: $((ND - N)) sent again after a cut-off" \
+	"reply), $kills kills ($busy of a daemon running a job) in ${secs}s: $acked acknowledged" \
+	"jobs succeeded, $succeeded of $ND succeeded, $other not, $once published exactly once," \
+	"$resumed claimed more than once, $same with the uninterrupted weights; $lost leases lost," \
+	"$refused writes refused, $takeovers resumed from a checkpoint"
+[ "$acked" = "$N" ] || fail "$acked of the $N acknowledged jobs succeeded"
+[ "$succeeded" = "$ND" ] || fail "$succeeded of $ND jobs succeeded"
+[ "$once" = "$ND" ] || fail "$once of $ND jobs published exactly one version"
+[ "$same" = "$ND" ] || fail "$same of $ND jobs reached the uninterrupted weights"
 [ "$kills" -gt 0 ] || fail "no daemon was killed"
 [ "$resumed" -gt 0 ] || fail "no job was claimed again after a kill"
 [ "$takeovers" -gt 0 ] || fail "no job resumed from a checkpoint after a kill"
