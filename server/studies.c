@@ -350,11 +350,14 @@ static int make_trial(studies *S, const char *sid, const api_study *s, const api
 	char *text = cj ? cJSON_PrintUnformatted(cj) : NULL;
 	cJSON_Delete(cj);
 	api_job job;
-	rc = text ? jobs_submit_trial(S->q, &refs, text, sid, t->number, pause_for(s, 0), &job, e)
-	          : api_err_set(e, 500, "out_of_memory", "out of memory");
+	api_err es = API_ERR_INIT;   /* this submission's own (e may hold an earlier one) */
+	rc = text ? jobs_submit_trial(S->q, &refs, text, sid, t->number, pause_for(s, 0), &job, &es)
+	          : api_err_set(&es, 500, "out_of_memory", "out of memory");
 	free(text);
 	api_job_refs_free(&refs);
-	if (rc < 0 && e->status == 409) {
+	if (rc < 0)
+		*e = es;
+	if (rc < 0 && es.status == 409 && strcmp(es.code, "trial_exists") == 0) {
 		/* a shared store: another daemon made this trial's job first */
 		api_err e2 = API_ERR_INIT;
 		store_model_delete(S->st, t->model, &e2);
