@@ -9,8 +9,9 @@
  *  - 4 ranks: replicas 4 and replicas 2, shards 4, the same bytes as
  *    threads (and as each other);
  *  - rank 1 killed (-9) mid-job: Open MPI ends every rank; the daemon,
- *    started again, resumes the job from its checkpoint to the weights of
- *    an uninterrupted run;
+ *    started again, resumes the job from its checkpoint; stopped again
+ *    gracefully (SIGUSR1 to mpirun) mid-job, it checkpoints and exits 0;
+ *    started once more, it reaches the weights of an uninterrupted run;
  *  - ranks whose OpenBLAS cores differ: the daemon refuses to start, says
  *    why, and mpirun exits non-zero.
  * SKIP (77) when mpirun is missing or nnd was built without MPI.
@@ -322,6 +323,15 @@ START_TEST(test_rank_killed_mid_job_resumes_to_the_same_weights)
 	int st = nnd_wait(&d, 60);
 	ck_assert_msg(st > 0, "mpirun: exit status %d after a rank was killed", st);
 
+	ck_assert_int_eq(restart_mpi(&d, 2), 0);
+	/* resumed; then a graceful stop mid-job (SIGUSR1 through mpirun): it
+	 * checkpoints on every rank at once, stays queued, and mpirun exits 0 */
+	int at = get_int(&d, "/v1/jobs/%s", job, "epoch");
+	for (int i = 0; i < 6000 && get_int(&d, "/v1/jobs/%s", job, "epoch") < at + 2; i++)
+		sleep_ms(10);
+	ck_assert_int_lt(get_int(&d, "/v1/jobs/%s", job, "epoch"), epochs - 1);
+	ck_assert_int_eq(stop_mpi(&d), 0);
+	ck_assert_msg(log_has(&d, "stays queued"), "the job did not stop at a checkpoint");
 	ck_assert_int_eq(restart_mpi(&d, 2), 0);
 	cJSON *j = finish(&d, job);
 	assert_placement(j, "rank", 2);
