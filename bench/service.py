@@ -82,12 +82,16 @@ def note(text):
 class Daemon:
     """bin/nnd on 127.0.0.1:0 with a temporary data directory."""
 
-    def __init__(self, workers, env, binary=None):
+    def __init__(self, workers, env, binary=None, prefix=(), extra=(), log_level="warn",
+                 stop_signal=signal.SIGTERM):
+        """prefix: a command put before nnd's (mpirun ...), extra: more flags;
+        stop_signal: what stop() sends (SIGUSR1 for mpirun, which forwards it)."""
         self.dir = tempfile.mkdtemp(prefix="nnd-bench-")
         self.log = open(os.path.join(self.dir, "log"), "w+")
-        self.proc = subprocess.Popen([binary or NND, "--listen", "127.0.0.1:0", "--data-dir",
-                                      os.path.join(self.dir, "data"), "--workers",
-                                      str(workers), "--log-level", "warn"],
+        self.stop_signal = stop_signal
+        self.proc = subprocess.Popen(list(prefix) + [binary or NND, "--listen", "127.0.0.1:0",
+                                      "--data-dir", os.path.join(self.dir, "data"), "--workers",
+                                      str(workers), "--log-level", log_level] + list(extra),
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=self.log, env=env)
         self.port = None
@@ -183,7 +187,7 @@ class Daemon:
 
     def stop(self):
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(self.stop_signal)
             try:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
