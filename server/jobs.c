@@ -624,8 +624,10 @@ void jobs_set_trial_listener(jobs *q, void (*fn)(void *ctx, const char *study), 
 	pthread_mutex_unlock(&q->mu);
 }
 
-void jobs_set_trial_limit(jobs *q, const char *study, int limit)
+int jobs_set_trial_limit(jobs *q, const char *study, int limit)
 {
+	if (q->cl)
+		return -1;    /* daemons claim trials from the shared store: no pick */
 	pthread_mutex_lock(&q->mu);
 	trial_limit **pp = &q->limits;
 	while (*pp && strcmp((*pp)->study, study) != 0)
@@ -637,10 +639,12 @@ void jobs_set_trial_limit(jobs *q, const char *study, int limit)
 	} else if (limit > 0 && !*pp && (*pp = calloc(1, sizeof **pp))) {
 		snprintf((*pp)->study, sizeof (*pp)->study, "%s", study);
 	}
+	int rc = limit > 0 && !*pp ? -1 : 0;
 	if (limit > 0 && *pp)
 		(*pp)->limit = limit;
 	pthread_cond_broadcast(&q->cv);
 	pthread_mutex_unlock(&q->mu);
+	return rc;
 }
 
 void jobs_trial_limits_set(jobs *q)

@@ -7,9 +7,9 @@
  * with their jobs, takes halving's decision when a rung is complete,
  * continues promoted trials and creates new ones while fewer than twice
  * `parallelism` are queued or running (the job queue starts at most
- * `parallelism` of them at once: jobs_set_trial_limit), and ends the study
- * when every
- * trial has ended. Every step is written to the store before the next
+ * `parallelism` of them at once: jobs_set_trial_limit; with a shared store,
+ * whose queue cannot, while fewer than `parallelism`), and ends the study
+ * when every trial has ended. Every step is written to the store before the next
  * one, and every step can be redone after a crash:
  *  - a trial's row is written before its model and job are made; a row
  *    without a job finds the job made for it (jobs carry study and trial)
@@ -432,7 +432,8 @@ static void advance(studies *S, const char *sid)
 	}
 	if (row.state == API_JOB_QUEUED)
 		set_state(S, &row, API_JOB_RUNNING, NULL, NULL);
-	jobs_set_trial_limit(S->q, sid, s.parallelism);
+	/* trials queued beyond `parallelism`: only where the queue holds them back */
+	int ahead = jobs_set_trial_limit(S->q, sid, s.parallelism) == 0 ? s.parallelism : 0;
 
 	store_trial *tr = NULL;
 	int n = 0;
@@ -484,7 +485,7 @@ static void advance(studies *S, const char *sid)
 	 * free starts the next trial at once instead of waiting for this
 	 * thread to make it (a trial's model, job and rows are some ten
 	 * durable writes: the time of a small trial's training) */
-	while (n < s.trials && active < 2 * s.parallelism) {
+	while (n < s.trials && active < s.parallelism + ahead) {
 		store_trial t;
 		memset(&t, 0, sizeof t);
 		t.number = n;
