@@ -62,6 +62,16 @@ PQ_CFLAGS   := $(shell pkg-config --cflags libpq 2>/dev/null || echo -I/usr/incl
 PQ_LIBS     := $(shell pkg-config --libs libpq 2>/dev/null || echo -lpq)
 CPPFLAGS    += $(PQ_CFLAGS)
 SERVER_LIBS := $(MHD_LIBS) $(SQLITE_LIBS) $(PQ_LIBS) $(API_LIBS)
+# Open MPI for `nnd --mpi` (server/ranks.c): built in when pkg-config's
+# ompi-c or mpicc's --showme gives its flags; `make MPI=0` (after make
+# clean) builds without, and nnd --mpi then says so.
+MPI ?= $(if $(shell pkg-config --exists ompi-c 2>/dev/null && echo y)$(shell mpicc --showme:compile 2>/dev/null),1,0)
+ifeq ($(MPI),1)
+MPI_CFLAGS := -DNND_MPI $(shell pkg-config --cflags ompi-c 2>/dev/null || mpicc --showme:compile)
+MPI_LIBS   := $(shell pkg-config --libs ompi-c 2>/dev/null || mpicc --showme:link)
+endif
+$(BUILD)/server/ranks.o: CPPFLAGS += $(MPI_CFLAGS)
+SERVER_LIBS += $(MPI_LIBS)
 
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BIN)/%,$(UNIT_SRC))
 ITEST_BINS := $(patsubst tests/integration/%.c,$(BIN)/%,$(ITEST_SRC))

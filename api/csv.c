@@ -72,6 +72,7 @@ struct api_csv {
 	/* shape, fixed by the first record */
 	int ncols;              /* 0 until the first record ended */
 	int label_col;
+	char *label_name;       /* the label column's header, or NULL */
 	int features;
 	char **names;
 	/* data */
@@ -81,6 +82,7 @@ struct api_csv {
 	int64_t rows, cap;
 	api_labelset *ls;
 	int any_nonnum;
+	int given;              /* > 0: classes= fixed the classes (ids = positions in ls) */
 	int regression_only;    /* task auto, but too many distinct labels for classes */
 	/* typed columns */
 	int *fidx;              /* per column: feature index, -1 the label, -2 ignored */
@@ -159,6 +161,8 @@ api_csv *api_csv_new(const api_csv_opts *opts)
 	}
 	if (c->o.task != NN_TASK_CLASSIFICATION && c->o.task != NN_TASK_REGRESSION)
 		c->o.task = -1;
+	if (c->o.n_classes > 0 && c->o.task < 0)
+		c->o.task = NN_TASK_CLASSIFICATION;
 	c->max_levels = c->o.max_levels > 0 ? c->o.max_levels : CSV_MAX_LEVELS;
 	if (set_tokens(c, opts && opts->na ? opts->na : "NA,NaN,null,?") != 0 ||
 	    (opts && opts->ignore && !(c->ignore = api_strndup(opts->ignore, strlen(opts->ignore))))) {
@@ -176,6 +180,7 @@ void api_csv_free(api_csv *c)
 	if (!c)
 		return;
 	free(c->label);
+	free(c->label_name);
 	free(c->fb);
 	api_strv_free(c->first, c->n_first);
 	api_strv_free(c->names, c->features);
@@ -340,6 +345,10 @@ static int put_label(api_csv *c, const char *s, size_t len)
 		if (id < 0) {
 			api_err_set(&c->err, 413, "payload_too_large", "no memory for the labels");
 			return fail_err(c);
+		}
+		if (c->given && id >= c->given) {
+			excerpt(ex, sizeof ex, s, len);
+			return fail_at(c, c->field_line, col, "label '%s' is not one of classes=", ex);
 		}
 		c->yid[c->rows] = id;
 		if (api_labelset_count(c->ls) > CSV_MAX_CLASSES) {
@@ -586,6 +595,8 @@ static int first_record_end(api_csv *c)
 	}
 	c->ncols = n;
 	c->label_col = lc;
+	if (c->o.header && !(c->label_name = api_strndup(c->first[lc], strlen(c->first[lc]))))
+		goto oom;
 	c->fidx = calloc((size_t)n, sizeof *c->fidx);
 	c->fast = calloc((size_t)n, 1);
 	c->fcol = calloc((size_t)n, sizeof *c->fcol);
@@ -633,6 +644,10 @@ static int first_record_end(api_csv *c)
 		c->ls = api_labelset_new();
 		if (!c->yid || !c->ls)
 			goto oom;
+		for (int k = 0; k < c->o.n_classes; k++)
+			if (api_labelset_add(c->ls, c->o.classes[k], strlen(c->o.classes[k])) < 0)
+				goto oom;
+		c->given = c->o.n_classes;
 	}
 	if (!c->o.header) {
 		int64_t save = c->field_line;
@@ -1109,7 +1124,17 @@ static int build(api_csv *c, api_dataset *out)
 	out->task = task;
 	out->rows = c->rows;
 	out->features = c->features;
-	if (task == NN_TASK_CLASSIFICATION) {
+	if (task == NN_TASK_CLASSIFICATION && c->given) {
+		out->classes = calloc((size_t)c->given + 1, sizeof *out->classes);
+		for (int k = 0; out->classes && k < c->given; k++, out->n_classes++)
+			if (!(out->classes[k] = api_strndup(c->o.classes[k], strlen(c->o.classes[k]))))
+				return -1;
+		if (!out->classes)
+			return -1;
+		out->labels = c->yid;
+		c->yid = NULL;
+		out->outputs = out->n_classes;
+	} else if (task == NN_TASK_CLASSIFICATION) {
 		int32_t *remap;
 		if (api_labelset_finish(c->ls, &out->classes, &out->n_classes, &remap) != 0)
 			return -1;
@@ -1129,6 +1154,10 @@ static int build(api_csv *c, api_dataset *out)
 	c->x = NULL;
 	out->feature_names = c->names;
 	c->names = NULL;
+	/* the data set object names the label column ("label") */
+	if (c->label_name && (!(out->extra = cJSON_CreateObject()) ||
+	                      !cJSON_AddStringToObject(out->extra, "label", c->label_name)))
+		return -1;
 	return type_columns(c, out);
 }
 

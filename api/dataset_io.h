@@ -62,6 +62,9 @@ typedef struct api_csv_opts {
 	                       * (an empty field is always missing) */
 	const char *ignore;   /* comma-separated column names or 0-based indices to leave out */
 	int max_levels;       /* levels of a categorical column; 0 = 1000 (422 past it) */
+	char **classes;       /* classes=: n_classes names fixing the classes and their
+	                       * order (borrowed: they outlive the reader); NULL = none */
+	int n_classes;
 } api_csv_opts;
 
 typedef struct api_csv api_csv;

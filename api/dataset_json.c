@@ -1,13 +1,16 @@
 /*
  * dataset_json.c - a data set given as JSON (POST /v1/datasets with
  * application/json): {"name", "task", "x": [[...], ...], "y": [...],
- * "feature_names"?: [...]}.
+ * "feature_names"?: [...], "classes"?: [...]}.
  *
  * x is a non-empty rectangular array of finite numbers (within float range);
  * classification y holds integers or strings, regression y numbers or
  * equal-length lists of numbers (several outputs). Without "task" the rule of
  * the CSV reader applies: classification when a label is not a number or all
- * labels are integers, else regression (lists always mean regression).
+ * labels are integers, else regression (lists always mean regression);
+ * "classes" alone means classification. Integer labels >= 0 are class
+ * indices (K = max + 1, or the given classes); strings, or integers some of
+ * which are negative, are names (sorted, or matched to the given classes).
  * At most 65536 classes: past that, integer labels (task auto) become a
  * regression, as in the CSV reader.
  * Every problem is a 422 naming its field path ("x[3][2]", "y[5]"); up to
@@ -19,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "dataset_io.h"
+#include "classes.h"
 #include "dataset_util.h"
 
 #define JSON_MAX_FEATURES 100000
@@ -121,31 +125,139 @@ static int read_names(const cJSON *fn, api_dataset *out, api_err *e)
 	return 0;
 }
 
-static int read_classes(const cJSON *y, api_dataset *out, api_err *e)
+/* What y holds, for classification: 1 integers >= 0 (class indices), 2
+ * names (strings, or integers some of which are negative), 0 something
+ * else (each bad entry is named later), -1 strings and numbers mixed. */
+static int label_kind(const cJSON *y)
+{
+	int str = 0, num = 0, neg = 0, other = 0;
+	for (const cJSON *v = y->child; v; v = v->next) {
+		if (cJSON_IsString(v))
+			str = 1;
+		else if (is_integer(v))
+			num = 1, neg |= v->valuedouble < 0;
+		else
+			other = 1;
+	}
+	if (str && num)
+		return -1;
+	if (other)
+		return 0;
+	return num && !neg ? 1 : 2;
+}
+
+/* The text of label v (a string or an integer) into num when needed;
+ * NULL when v is neither (the error is named). */
+static const char *label_text(const cJSON *v, int i, char *num, size_t cap, api_err *e)
+{
+	if (is_integer(v)) {
+		snprintf(num, cap, "%lld", (long long)v->valuedouble);
+		return num;
+	}
+	if (cJSON_IsString(v) && v->valuestring[0] &&
+	    api_utf8_valid(v->valuestring, strlen(v->valuestring)))
+		return v->valuestring;
+	char path[48];
+	snprintf(path, sizeof path, "y[%d]", i);
+	api_err_field(e, path, !cJSON_IsString(v) ? "must be an integer or a string (classification)"
+			       : v->valuestring[0] ? "must be valid UTF-8" : "must not be empty");
+	return NULL;
+}
+
+/* Integer labels >= 0 are class indices: K = max + 1 classes "0".."K-1", or
+ * the given names (every index below their count). 1 when K is past
+ * JSON_MAX_CLASSES (out->n_classes = K, nothing kept), 0, or -1. */
+static int read_indices(const cJSON *y, const api_classes *given, api_dataset *out, api_err *e)
+{
+	double max = 0;
+	for (const cJSON *v = y->child; v; v = v->next)
+		max = v->valuedouble > max ? v->valuedouble : max;
+	if (!given->names && max + 1 > JSON_MAX_CLASSES) {
+		out->n_classes = max + 1 > INT32_MAX ? INT32_MAX : (int)(max + 1);
+		return 1;
+	}
+	int k = given->names ? given->n : (int)max + 1, i = 0, bad = 0;
+	out->labels = malloc((size_t)out->rows * sizeof *out->labels);
+	out->classes = calloc((size_t)k + 1, sizeof *out->classes);
+	if (!out->labels || !out->classes)
+		return api_err_set(e, 413, "payload_too_large", "no memory for the labels");
+	for (const cJSON *v = y->child; v && !full(e); v = v->next, i++) {
+		if (v->valuedouble >= k) {
+			char path[48];
+			snprintf(path, sizeof path, "y[%d]", i);
+			bad = api_err_field(e, path, "is class index %.0f, but \"classes\" names %d classes",
+			                    v->valuedouble, k);
+			continue;
+		}
+		out->labels[i] = (int32_t)v->valuedouble;
+	}
+	for (int c = 0; c < k && !bad; c++, out->n_classes++) {
+		char b[16];
+		snprintf(b, sizeof b, "%d", c);
+		const char *s = given->names ? given->names[c] : b;
+		if (!(out->classes[c] = api_strndup(s, strlen(s))))
+			return api_err_set(e, 413, "payload_too_large", "no memory for the labels");
+	}
+	out->outputs = out->n_classes;
+	return bad ? -1 : 0;
+}
+
+/* Names matched to the given classes: ids are their positions. */
+static int read_given_names(const cJSON *y, const api_classes *given, int32_t *ids, api_err *e)
 {
 	api_labelset *ls = api_labelset_new();
-	int32_t *ids = malloc((size_t)out->rows * sizeof *ids);
-	if (!ls || !ids) {
+	int bad = !ls, i = 0;
+	for (int c = 0; ls && c < given->n && !bad; c++)
+		bad = api_labelset_add(ls, given->names[c], strlen(given->names[c])) < 0;
+	if (bad) {
 		api_labelset_free(ls);
+		return api_err_set(e, 413, "payload_too_large", "no memory for the labels");
+	}
+	for (const cJSON *v = y->child; v && !full(e); v = v->next, i++) {
+		char num[32];
+		const char *s = label_text(v, i, num, sizeof num, e);
+		ids[i] = s ? api_labelset_add(ls, s, strlen(s)) : -1;
+		if (s && (ids[i] < 0 || ids[i] >= given->n)) {
+			char path[48];
+			snprintf(path, sizeof path, "y[%d]", i);
+			api_err_field(e, path, "is \"%.60s\", not one of \"classes\"", s);
+		}
+		bad |= !s || ids[i] < 0 || ids[i] >= given->n;
+	}
+	api_labelset_free(ls);
+	return bad ? -1 : 0;
+}
+
+/* Names: the sorted distinct labels, or matched to the given classes. */
+static int read_label_names(const cJSON *y, const api_classes *given, api_dataset *out, api_err *e)
+{
+	int32_t *ids = malloc((size_t)out->rows * sizeof *ids);
+	if (!ids)
+		return api_err_set(e, 413, "payload_too_large", "no memory for the labels");
+	if (given->names) {
+		if (read_given_names(y, given, ids, e) != 0) {
+			free(ids);
+			return -1;
+		}
+		out->labels = ids;
+		out->classes = calloc((size_t)given->n + 1, sizeof *out->classes);
+		for (int c = 0; out->classes && c < given->n; c++, out->n_classes++)
+			if (!(out->classes[c] = api_strndup(given->names[c], strlen(given->names[c]))))
+				break;
+		out->outputs = out->n_classes;
+		return out->n_classes == given->n ? 0
+		       : api_err_set(e, 413, "payload_too_large", "no memory for the labels");
+	}
+	api_labelset *ls = api_labelset_new();
+	if (!ls) {
 		free(ids);
 		return api_err_set(e, 413, "payload_too_large", "no memory for the labels");
 	}
 	int i = 0, bad = 0;
-	char path[48];
 	for (const cJSON *v = y->child; v && !full(e); v = v->next, i++) {
 		char num[32];
-		const char *s = NULL;
-		if (is_integer(v)) {
-			snprintf(num, sizeof num, "%lld", (long long)v->valuedouble);
-			s = num;
-		} else if (cJSON_IsString(v) && v->valuestring[0] &&
-			   api_utf8_valid(v->valuestring, strlen(v->valuestring))) {
-			s = v->valuestring;
-		}
+		const char *s = label_text(v, i, num, sizeof num, e);
 		if (!s) {
-			snprintf(path, sizeof path, "y[%d]", i);
-			api_err_field(e, path, !cJSON_IsString(v) ? "must be an integer or a string (classification)"
-					       : v->valuestring[0] ? "must be valid UTF-8" : "must not be empty");
 			bad = 1;
 			continue;
 		}
@@ -172,6 +284,20 @@ static int read_classes(const cJSON *y, api_dataset *out, api_err *e)
 	out->labels = ids;
 	out->outputs = out->n_classes;
 	return 0;
+}
+
+/* Classification labels (API.md): integers >= 0 are class indices, other
+ * labels names; a mix of strings and numbers is refused. 1 when integer
+ * indices ask for more than JSON_MAX_CLASSES classes, 0, or -1. */
+static int read_classes(const cJSON *y, const api_classes *given, api_dataset *out, api_err *e)
+{
+	int kind = label_kind(y);
+	if (kind < 0)
+		return api_err_field(e, "y", "mixes strings and numbers: give every label as a string, "
+		                             "or every one as a class index");
+	if (kind == 1)
+		return read_indices(y, given, out, e);
+	return read_label_names(y, given, out, e);
 }
 
 static int read_targets(const cJSON *y, api_dataset *out, api_err *e)
@@ -239,7 +365,8 @@ int api_dataset_from_json(const cJSON *body, api_dataset *out, api_err *e)
 	memset(out, 0, sizeof *out);
 	if (!cJSON_IsObject(body))
 		return api_err_field(e, "body", "must be a JSON object");
-	const cJSON *x = NULL, *y = NULL, *task = NULL, *fn = NULL;
+	const cJSON *x = NULL, *y = NULL, *task = NULL, *fn = NULL, *cls = NULL;
+	api_classes given = { NULL, 0 };
 	int bad = 0;
 	for (const cJSON *it = body->child; it; it = it->next) {
 		const char *k = it->string ? it->string : "";
@@ -251,6 +378,8 @@ int api_dataset_from_json(const cJSON *body, api_dataset *out, api_err *e)
 			task = it;
 		else if (strcmp(k, "feature_names") == 0)
 			fn = it;
+		else if (strcmp(k, "classes") == 0)
+			cls = cJSON_IsNull(it) ? NULL : it;
 		else if (strcmp(k, "name") == 0) {
 			if (!cJSON_IsNull(it) && (!cJSON_IsString(it) ||
 						  !api_utf8_valid(it->valuestring, strlen(it->valuestring))))
@@ -276,6 +405,10 @@ int api_dataset_from_json(const cJSON *body, api_dataset *out, api_err *e)
 		bad = api_err_field(e, "y", "is required");
 	else if (!cJSON_IsArray(y) || cJSON_GetArraySize(y) == 0)
 		bad = api_err_field(e, "y", "must be a non-empty array");
+	if (cls && t == NN_TASK_REGRESSION)
+		bad = api_err_field(e, "classes", "applies to classification only");
+	else if (cls && api_classes_from_json(cls, "classes", &given, e) != 0)
+		bad = -1;
 	if (x && read_x(x, out, e) != 0)
 		bad = -1;
 	if (bad)
@@ -285,18 +418,26 @@ int api_dataset_from_json(const cJSON *body, api_dataset *out, api_err *e)
 			      (long long)out->rows, cJSON_GetArraySize(y));
 		goto fail;
 	}
-	out->task = t >= 0 ? (nn_task)t : infer_task(y);
-	if (out->task == NN_TASK_CLASSIFICATION ? read_classes(y, out, e) : read_targets(y, out, e))
+	out->task = t >= 0 ? (nn_task)t : given.names ? NN_TASK_CLASSIFICATION : infer_task(y);
+	if (given.names && cJSON_IsArray(y->child)) {
+		api_err_field(e, "classes", "applies to classification only (y holds lists)");
 		goto fail;
-	if (out->task == NN_TASK_CLASSIFICATION && out->n_classes > JSON_MAX_CLASSES) {
-		/* Like the CSV reader: integers with more distinct values than a
-		 * model can have classes are an auto-detected regression. */
+	}
+	int rc = out->task == NN_TASK_CLASSIFICATION ? read_classes(y, &given, out, e)
+	                                              : read_targets(y, out, e);
+	if (rc < 0)
+		goto fail;
+	if (rc > 0 || (out->task == NN_TASK_CLASSIFICATION && out->n_classes > JSON_MAX_CLASSES)) {
+		/* Like the CSV reader: integers asking for more classes than a
+		 * model can have are an auto-detected regression. */
 		int numbers = 1;
 		for (const cJSON *v = y->child; v && numbers; v = v->next)
 			numbers = cJSON_IsNumber(v);
 		if (t >= 0 || !numbers) {
-			api_err_field(e, "y", "has %d distinct labels; a classification has at most %d classes",
-				      out->n_classes, JSON_MAX_CLASSES);
+			api_err_field(e, "y", rc > 0 ? "asks for %d classes (the largest index + 1); a "
+			                                "classification has at most %d classes"
+			                             : "has %d distinct labels; a classification has at "
+			                               "most %d classes", out->n_classes, JSON_MAX_CLASSES);
 			goto fail;
 		}
 		free(out->labels);
@@ -316,8 +457,10 @@ int api_dataset_from_json(const cJSON *body, api_dataset *out, api_err *e)
 		if (api_tab_type_numeric(out, 0, e) != 0)
 			goto fail;
 	}
+	api_classes_free(&given);
 	return 0;
 fail:
+	api_classes_free(&given);
 	api_dataset_free(out);
 	if (e && e->status == 0)
 		api_err_set(e, 422, "validation_failed", "the data set is invalid");

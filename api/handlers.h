@@ -36,6 +36,13 @@ typedef struct api_reply {
 	                          * hold NULs); 0: body is a NUL-terminated text */
 	char model_version[16];  /* "" = none; else an X-Model-Version header */
 	char disposition[128];   /* "" = none; else a Content-Disposition header */
+	/* A streamed body instead of body: stream_read gives the next bytes
+	 * into buf (0 at the end, -1 on failure), stream_done frees
+	 * stream_arg. The daemon takes them over; api_reply_release frees
+	 * them when it did not. */
+	long (*stream_read)(void *arg, char *buf, size_t cap);
+	void (*stream_done)(void *arg);
+	void *stream_arg;
 } api_reply;
 
 void api_reply_release(api_reply *rp);
@@ -49,6 +56,9 @@ typedef int (*api_handler)(const api_backend *b, const api_req *rq, api_reply *r
 int api_datasets_list(const api_backend *b, const api_req *rq, api_reply *rp);
 int api_dataset_get(const api_backend *b, const api_req *rq, api_reply *rp);
 int api_dataset_delete(const api_backend *b, const api_req *rq, api_reply *rp);
+/* GET /v1/datasets/{id}/data?offset=&limit= (CSV, or JSON when Accept asks
+ * for it): the rows, streamed. */
+int api_dataset_data(const api_backend *b, const api_req *rq, api_reply *rp);
 
 int api_models_create(const api_backend *b, const api_req *rq, api_reply *rp);
 int api_models_list(const api_backend *b, const api_req *rq, api_reply *rp);

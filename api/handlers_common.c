@@ -6,8 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
+#include "classes.h"
 #include "handlers.h"
 #include "handlers_int.h"
 
@@ -85,6 +87,11 @@ void api_reply_release(api_reply *rp)
 		return;
 	free(rp->body);
 	rp->body = NULL;
+	if (rp->stream_done)
+		rp->stream_done(rp->stream_arg);
+	rp->stream_read = NULL;
+	rp->stream_done = NULL;
+	rp->stream_arg = NULL;
 }
 
 int api_reply_error(api_reply *rp, const api_err *e)
@@ -180,9 +187,19 @@ static void add_raw(cJSON *o, const char *key, const char *text)
 		cJSON_AddNullToObject(o, key);
 }
 
+/* How many MPI ranks the daemon runs on (0: not under --mpi). */
+static int placement_ranks;
+
+void api_set_placement_ranks(int ranks)
+{
+	placement_ranks = ranks;
+}
+
 /* "placement": where each replica ran, once the job has started. The
- * daemon runs replica i of a job on thread i of the job (server/replicas.c),
- * so the config's replicas say it all. */
+ * daemon runs replica i of a job on thread i of the job (server/replicas.c)
+ * or, under --mpi, on rank i when the ranks are enough (server/ranks.c;
+ * one replica runs on a worker of rank 0), so the config's replicas say it
+ * all. */
 static void add_placement(cJSON *o, const api_job *j)
 {
 	const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(o, "config");
@@ -197,7 +214,8 @@ static void add_placement(cJSON *o, const api_job *j)
 	cJSON *a = cJSON_AddArrayToObject(o, "placement");
 	for (int i = 0; a && i < n; i++) {
 		char name[32];
-		snprintf(name, sizeof name, "thread %d", i);
+		snprintf(name, sizeof name, "%s %d",
+		         placement_ranks > 0 && n <= placement_ranks ? "rank" : "thread", i);
 		cJSON_AddItemToArray(a, cJSON_CreateString(name));
 	}
 }
@@ -338,4 +356,72 @@ cJSON *api_parse_body(const api_req *rq, api_err *e)
 		return NULL;
 	}
 	return j;
+}
+
+void api_check_class_names(const api_backend *b, const api_dataset_info *d, int outputs,
+                           const api_dataset_info *other, const char *field, api_err *e)
+{
+	if (d->task != NN_TASK_CLASSIFICATION || other->task != NN_TASK_CLASSIFICATION ||
+	    !b->dataset_acquire)
+		return;
+	int n;
+	char **names = api_classes_of_doc(d->doc, &n);
+	api_classes mc;
+	int rc = api_classes_for_model(names, n, outputs, &mc);
+	free(names);
+	if (rc != 0)
+		return;    /* the training set's own error says it */
+	const api_dataset *od = NULL;
+	api_err tmp = API_ERR_INIT;
+	if (b->dataset_acquire(b->ctx, other->id, &od, &tmp) < 0) {
+		api_err_field(e, field, "cannot be read: %s", tmp.detail);
+	} else {
+		free(api_classes_relabel(od, mc.names, mc.n, field, NULL, e));
+		b->dataset_release(b->ctx, od);
+	}
+	api_classes_free(&mc);
+}
+
+/* The q of one media range's parameters ("; q=0.5; x=y"), 1 when absent. */
+static double accept_q(const char *p, const char *end)
+{
+	double q = 1;
+	while (p < end) {
+		const char *semi = memchr(p, ';', (size_t)(end - p));
+		if (!semi)
+			break;
+		p = semi + 1;
+		while (p < end && (*p == ' ' || *p == '\t'))
+			p++;
+		if (end - p >= 2 && (p[0] == 'q' || p[0] == 'Q') && p[1] == '=') {
+			char tmp[16];
+			size_t n = strcspn(p + 2, ";,");
+			if (n >= sizeof tmp)
+				n = sizeof tmp - 1;
+			memcpy(tmp, p + 2, n);
+			tmp[n] = 0;
+			q = strtod(tmp, NULL);
+		}
+	}
+	return q;
+}
+
+double api_accept_q(const char *accept, const char *type)
+{
+	size_t tl = strlen(type);
+	const char *p = accept;
+	while (p && *p) {
+		const char *end = strchr(p, ',');
+		if (!end)
+			end = p + strlen(p);
+		while (p < end && (*p == ' ' || *p == '\t'))
+			p++;
+		size_t n = strcspn(p, ";, \t");
+		if (n > (size_t)(end - p))
+			n = (size_t)(end - p);
+		if (n == tl && strncasecmp(p, type, n) == 0)
+			return accept_q(p + n, end);
+		p = *end ? end + 1 : end;
+	}
+	return 0;
 }

@@ -12,6 +12,8 @@
 #include <strings.h>
 
 #include "handlers.h"
+#include "classes.h"
+#include "dataset_rows.h"
 #include "handlers_int.h"
 
 #define NAME_MAX_LEN 200
@@ -28,6 +30,7 @@ struct api_upload {
 	int has_name;
 	int failed;
 	api_err err;           /* the first error */
+	api_classes classes;   /* CSV ?classes= (the reader borrows the names) */
 };
 
 int api_upload_kind_of(const char *ctype)
@@ -49,6 +52,53 @@ int api_upload_kind_of(const char *ctype)
 static const char *q(const api_req *rq, const char *key)
 {
 	return rq && rq->query ? rq->query(rq->qcls, key) : NULL;
+}
+
+/* The CSV reader's options from the query (name is read by the caller). 0,
+ * or -1 with every bad field in e. */
+static int csv_opts(const api_req *rq, api_upload *u, api_csv_opts *o, api_err *e)
+{
+	*o = (api_csv_opts){ .header = 1, .task = -1, .max_bytes = u->max_bytes };
+	const char *h = q(rq, "header");
+	if (h) {
+		if (strcmp(h, "true") == 0)
+			o->header = 1;
+		else if (strcmp(h, "false") == 0)
+			o->header = 0;
+		else
+			api_err_field(e, "header", "must be true or false");
+	}
+	o->label = q(rq, "label");
+	if (o->label && !*o->label)
+		api_err_field(e, "label", "must be a column name or index");
+	const char *t = q(rq, "task");
+	if (t) {
+		if (strcmp(t, "classification") == 0)
+			o->task = NN_TASK_CLASSIFICATION;
+		else if (strcmp(t, "regression") == 0)
+			o->task = NN_TASK_REGRESSION;
+		else
+			api_err_field(e, "task", "must be classification or regression");
+	}
+	o->na = q(rq, "na");
+	o->ignore = q(rq, "ignore");
+	const char *ml = q(rq, "max_levels");
+	if (ml) {
+		char *end;
+		long v = strtol(ml, &end, 10);
+		if (!*ml || *end || v < 1 || v > 1000000)
+			api_err_field(e, "max_levels", "must be an integer from 1 to 1000000");
+		else
+			o->max_levels = (int)v;
+	}
+	const char *cl = q(rq, "classes");
+	if (cl && o->task == NN_TASK_REGRESSION)
+		api_err_field(e, "classes", "applies to classification only");
+	else if (cl && api_classes_from_text(cl, "classes", &u->classes, e) == 0) {
+		o->classes = u->classes.names;
+		o->n_classes = u->classes.n;
+	}
+	return e->n_fields || e->status >= 500 ? -1 : 0;
 }
 
 api_upload *api_upload_new(api_upload_kind kind, const api_req *rq, int64_t max_bytes,
@@ -73,40 +123,9 @@ api_upload *api_upload_new(api_upload_kind kind, const api_req *rq, int64_t max_
 		u->has_name = 1;
 	}
 	if (kind == API_UPLOAD_CSV) {
-		api_csv_opts o = { .header = 1, .task = -1, .max_bytes = max_bytes };
-		const char *h = q(rq, "header");
-		if (h) {
-			if (strcmp(h, "true") == 0)
-				o.header = 1;
-			else if (strcmp(h, "false") == 0)
-				o.header = 0;
-			else
-				api_err_field(e, "header", "must be true or false");
-		}
-		o.label = q(rq, "label");
-		if (o.label && !*o.label)
-			api_err_field(e, "label", "must be a column name or index");
-		const char *t = q(rq, "task");
-		if (t) {
-			if (strcmp(t, "classification") == 0)
-				o.task = NN_TASK_CLASSIFICATION;
-			else if (strcmp(t, "regression") == 0)
-				o.task = NN_TASK_REGRESSION;
-			else
-				api_err_field(e, "task", "must be classification or regression");
-		}
-		o.na = q(rq, "na");
-		o.ignore = q(rq, "ignore");
-		const char *ml = q(rq, "max_levels");
-		if (ml) {
-			char *end;
-			long v = strtol(ml, &end, 10);
-			if (!*ml || *end || v < 1 || v > 1000000)
-				api_err_field(e, "max_levels", "must be an integer from 1 to 1000000");
-			else
-				o.max_levels = (int)v;
-		}
-		if (e->n_fields) {
+		api_csv_opts o;
+		if (csv_opts(rq, u, &o, e) != 0) {
+			api_classes_free(&u->classes);
 			free(u);
 			return NULL;
 		}
@@ -250,6 +269,7 @@ void api_upload_free(api_upload *u)
 	api_csv_free(u->csv);
 	api_idx_free(u->idx);
 	free(u->json);
+	api_classes_free(&u->classes);
 	free(u);
 }
 
@@ -323,5 +343,93 @@ int api_dataset_delete(const api_backend *b, const api_req *rq, api_reply *rp)
 		return api_reply_error(rp, &e);
 	rp->status = 204;
 	rp->ctype = NULL;
+	return 0;
+}
+
+/* The reply of /data: the writer over the held data set. */
+typedef struct data_stream {
+	const api_backend *b;
+	const api_dataset *d;
+	api_rows_writer *w;
+	char *label;          /* the label column's name, or NULL */
+} data_stream;
+
+static long data_read(void *arg, char *buf, size_t cap)
+{
+	return api_rows_writer_read(((data_stream *)arg)->w, buf, cap);
+}
+
+static void data_done(void *arg)
+{
+	data_stream *s = arg;
+	api_rows_writer_free(s->w);
+	s->b->dataset_release(s->b->ctx, s->d);
+	free(s->label);
+	free(s);
+}
+
+/* ?offset= (default 0) and ?limit= (default all: -1). */
+static int data_range(const api_req *rq, int64_t *offset, int64_t *limit, api_err *e)
+{
+	const char *o = q(rq, "offset"), *l = q(rq, "limit");
+	*offset = 0;
+	*limit = -1;
+	if (o && api_parse_i64(o, offset) < 0)
+		api_err_field(e, "offset", "must be a non-negative integer");
+	if (l && api_parse_i64(l, limit) < 0)
+		api_err_field(e, "limit", "must be a non-negative integer");
+	if (e->n_fields)
+		api_err_set(e, 422, "validation_failed", "invalid query parameters");
+	return e->n_fields ? -1 : 0;
+}
+
+int api_dataset_data(const api_backend *b, const api_req *rq, api_reply *rp)
+{
+	api_err e = API_ERR_INIT;
+	int64_t offset, limit;
+	if (data_range(rq, &offset, &limit, &e) < 0)
+		return api_reply_error(rp, &e);
+	double qc = rq->accept ? api_accept_q(rq->accept, "text/csv") : 1;
+	double qj = api_accept_q(rq->accept, "application/json");
+	if (rq->accept && qc <= 0 && qj <= 0 && api_accept_q(rq->accept, "*/*") <= 0 &&
+	    api_accept_q(rq->accept, "text/*") <= 0) {
+		api_err_set(&e, 406, "not_acceptable",
+		            "the rows come as text/csv or application/json, not %.100s", rq->accept);
+		return api_reply_error(rp, &e);
+	}
+	int json = qj > 0 && qj > qc;
+	data_stream *s = calloc(1, sizeof *s);
+	if (!s) {
+		api_err_set(&e, 500, "out_of_memory", "out of memory");
+		return api_reply_error(rp, &e);
+	}
+	s->b = b;
+	api_dataset_info info;
+	if (b->dataset_get(b->ctx, rq->id, &info, &e) < 0) {
+		free(s);
+		return api_reply_error(rp, &e);
+	}
+	const cJSON *lab = cJSON_GetObjectItemCaseSensitive(info.doc, "label");
+	s->label = cJSON_IsString(lab) ? strdup(lab->valuestring) : NULL;
+	api_dataset_info_release(&info);
+	if (!b->dataset_acquire || b->dataset_acquire(b->ctx, rq->id, &s->d, &e) < 0) {
+		free(s->label);
+		free(s);
+		if (!e.status)
+			api_err_set(&e, 404, "not_found", "no data set with this id");
+		return api_reply_error(rp, &e);
+	}
+	s->w = api_rows_writer_new(s->d, offset, limit, json ? API_ROWS_JSON : API_ROWS_CSV,
+	                           s->label);
+	if (!s->w) {
+		data_done(s);
+		api_err_set(&e, 500, "out_of_memory", "out of memory");
+		return api_reply_error(rp, &e);
+	}
+	rp->status = 200;
+	rp->ctype = json ? "application/json" : "text/csv; charset=utf-8";
+	rp->stream_read = data_read;
+	rp->stream_done = data_done;
+	rp->stream_arg = s;
 	return 0;
 }

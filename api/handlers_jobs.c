@@ -9,13 +9,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "classes.h"
 #include "curves.h"
 #include "handlers.h"
 #include "handlers_int.h"
 #include "plot_svg.h"
 
-/* Checks one data set against the model; field is "dataset" or
- * "validation.dataset". */
+/* Checks one data set against the model; field is "dataset",
+ * "validation.dataset" or "test.dataset". The training set's classes must
+ * fit the model's outputs (api_classes_for_model); the others are matched
+ * to them by name (check_class_names). */
 static void check_compat(const api_model_info *m, const api_dataset_info *d,
                          const char *field, int by_name, api_err *e)
 {
@@ -26,14 +29,25 @@ static void check_compat(const api_model_info *m, const api_dataset_info *d,
 	if (!by_name && d->features != m->inputs)
 		api_err_field(e, field, "has %d features but the model takes %d inputs",
 		              d->features, m->inputs);
-	if (d->task == m->task) {
-		if (d->task == NN_TASK_REGRESSION && d->outputs != m->outputs)
-			api_err_field(e, field, "has %d targets per row but the model has %d outputs",
-			              d->outputs, m->outputs);
-		if (d->task == NN_TASK_CLASSIFICATION && d->outputs > m->outputs)
-			api_err_field(e, field, "has %d classes but the model has %d outputs",
-			              d->outputs, m->outputs);
-	}
+	if (d->task != m->task)
+		return;
+	if (d->task == NN_TASK_REGRESSION && d->outputs != m->outputs)
+		api_err_field(e, field, "has %d targets per row but the model has %d outputs",
+		              d->outputs, m->outputs);
+	if (d->task != NN_TASK_CLASSIFICATION || strcmp(field, "dataset") != 0)
+		return;
+	int n;
+	char **names = api_classes_of_doc(d->doc, &n);
+	api_classes mc;
+	int rc = api_classes_for_model(names, n, m->outputs, &mc);
+	api_classes_free(&mc);
+	free(names);
+	if (rc == -1)
+		api_err_field(e, field, d->outputs > m->outputs
+		              ? "has %d classes but the model has %d outputs"
+		              : "has %d classes but the model has %d outputs (only classes that are "
+		                "the indices 0..K-1 may be fewer than the outputs)",
+		              d->outputs, m->outputs);
 }
 
 int64_t api_train_split_rows(int64_t rows, float val_fraction)
@@ -107,6 +121,10 @@ int api_jobs_create(const api_backend *b, const api_req *rq, api_reply *rp)
 		check_compat(&m, &v, "validation.dataset", tc && vc, &e);
 	if (have_m && have_t)
 		check_compat(&m, &t, "test.dataset", tc && sc, &e);
+	if (have_m && have_d && have_v && m.task == NN_TASK_CLASSIFICATION)
+		api_check_class_names(b, &d, m.outputs, &v, "validation.dataset", &e);
+	if (have_m && have_d && have_t && m.task == NN_TASK_CLASSIFICATION)
+		api_check_class_names(b, &d, m.outputs, &t, "test.dataset", &e);
 	if (have_d && cfg.rows > 0) {
 		int64_t split = api_train_split_rows(d.rows, have_v ? 0 : cfg.val_fraction);
 		if (cfg.rows > split)

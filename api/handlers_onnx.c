@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "handlers.h"
+#include "classes.h"
 #include "handlers_int.h"
 #include "onnx.h"
 
@@ -73,40 +74,13 @@ int api_model_export(const api_backend *b, const api_req *rq, api_reply *rp)
 static cJSON *classes_query(const api_req *rq, api_err *e)
 {
 	const char *q = rq->query ? rq->query(rq->qcls, "classes") : NULL;
-	if (!q)
+	api_classes c;
+	if (!q || api_classes_from_text(q, "classes", &c, e) != 0)
 		return NULL;
-	cJSON *a = cJSON_CreateArray();
-	const char *p = q;
-	for (;;) {
-		size_t n = strcspn(p, ",");
-		if (n == 0 || n > 1000) {
-			api_err_field(e, "classes", "must be a comma-separated list of non-empty names");
-			cJSON_Delete(a);
-			return NULL;
-		}
-		char *name = malloc(n + 1);
-		if (!name) {
-			cJSON_Delete(a);
-			api_err_set(e, 500, "out_of_memory", "out of memory");
-			return NULL;
-		}
-		memcpy(name, p, n);
-		name[n] = 0;
-		const cJSON *it;
-		cJSON_ArrayForEach(it, a) {
-			if (strcmp(it->valuestring, name) == 0)
-				api_err_field(e, "classes", "names \"%.60s\" twice", name);
-		}
-		cJSON_AddItemToArray(a, cJSON_CreateString(name));
-		free(name);
-		if (e->n_fields) {
-			cJSON_Delete(a);
-			return NULL;
-		}
-		if (!p[n])
-			break;
-		p += n + 1;
-	}
+	cJSON *a = api_classes_json(c.names, c.n);
+	api_classes_free(&c);
+	if (!a)
+		api_err_set(e, 500, "out_of_memory", "out of memory");
 	return a;
 }
 

@@ -64,6 +64,8 @@ static int study_sets(const api_backend *b, const cJSON *body, api_study_data *d
 			              other.features, other.task == NN_TASK_REGRESSION ? "regression"
 			                                                               : "classification",
 			              ds.features);
+		else
+			api_check_class_names(b, &ds, ds.outputs, &other, f, e);
 		api_dataset_info_release(&other);
 	}
 	api_dataset_info_release(&ds);

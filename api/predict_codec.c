@@ -19,58 +19,17 @@
 #include <string.h>
 #include <strings.h>
 
+#include "handlers_int.h"
 #include "numtext.h"
 #include "predict_codec.h"
 
 /* ---------------------------------------------------------------- Accept */
 
 
-/* The q of one media range's parameters ("; q=0.5; x=y"), 1 when absent. */
-static double accept_q(const char *p, const char *end)
-{
-	double q = 1;
-	while (p < end) {
-		const char *semi = memchr(p, ';', (size_t)(end - p));
-		if (!semi)
-			break;
-		p = semi + 1;
-		while (p < end && (*p == ' ' || *p == '\t'))
-			p++;
-		if (end - p >= 2 && (p[0] == 'q' || p[0] == 'Q') && p[1] == '=') {
-			char tmp[16];
-			size_t n = strcspn(p + 2, ";,");
-			if (n >= sizeof tmp)
-				n = sizeof tmp - 1;
-			memcpy(tmp, p + 2, n);
-			tmp[n] = 0;
-			q = strtod(tmp, NULL);
-		}
-	}
-	return q;
-}
-
 int api_predict_accepts_binary(const char *accept)
 {
-	double q_bin = 0, q_json = 0;
-	if (!accept)
-		return 0;
-	const char *p = accept;
-	while (*p) {
-		const char *end = strchr(p, ',');
-		if (!end)
-			end = p + strlen(p);
-		while (p < end && (*p == ' ' || *p == '\t'))
-			p++;
-		size_t n = strcspn(p, ";, \t");
-		if (n > (size_t)(end - p))
-			n = (size_t)(end - p);
-		if (n == 24 && strncasecmp(p, "application/octet-stream", n) == 0)
-			q_bin = accept_q(p + n, end);
-		else if (n == 16 && strncasecmp(p, "application/json", n) == 0)
-			q_json = accept_q(p + n, end);
-		p = *end ? end + 1 : end;
-	}
-	return q_bin > 0 && q_bin > q_json;
+	double q_bin = api_accept_q(accept, "application/octet-stream");
+	return q_bin > 0 && q_bin > api_accept_q(accept, "application/json");
 }
 
 /* ---------------------------------------------------------------- JSON rows */

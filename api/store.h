@@ -109,6 +109,10 @@ void api_job_release(api_job *j);
 
 /* The job object of API.md. */
 cJSON *api_job_to_json(const api_job *j);
+/* The daemon runs on this many MPI ranks (nnd --mpi): a job's placement
+ * then names ranks ("rank 1") for replicas that fit them, else threads.
+ * Set once at start, before any request. */
+void api_set_placement_ranks(int ranks);
 
 
 /* Milliseconds since the epoch as RFC 3339 UTC with milliseconds, into
@@ -130,6 +134,9 @@ typedef struct api_backend {
 	int (*dataset_list)(void *ctx, int64_t limit, int64_t offset, cJSON *items,
 	                    int64_t *total, api_err *e);
 	int (*dataset_delete)(void *ctx, const char *id, api_err *e);
+	/* The stored rows, read-only, held until dataset_release (NULL ok). */
+	int (*dataset_acquire)(void *ctx, const char *id, const api_dataset **out, api_err *e);
+	void (*dataset_release)(void *ctx, const api_dataset *d);
 
 	/* Models. create stores m as version 0 (m stays the caller's). */
 	int (*model_create)(void *ctx, const char *name, const nn_model *m,

@@ -28,6 +28,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "nn.h"
+#include "sparse_in.h"
 
 extern char **environ;
 
@@ -35,6 +36,16 @@ const char *nn_blas_core(void)
 {
 	const char *s = openblas_get_corename();
 	return s ? s : "unknown";
+}
+
+void nn_kernel_ident(char *buf, size_t len)
+{
+	if (!buf || !len)
+		return;
+	const char *cfg = openblas_get_config();
+	snprintf(buf, len, "OpenBLAS %s, core %s; sparse kernels %s", cfg ? cfg : "?",
+	         nn_blas_core(),
+	         !nn_sparse_in_supported() ? "off" : nn_sparse_in_simd() ? "avx512" : "plain");
 }
 
 int nn_blas_threads(void)

@@ -422,6 +422,12 @@ typedef struct nn_tasks {
 	void (*fn)(void *arg, int i);
 	void *arg;
 	int n;
+	/* What task i wrote that later phases read, wherever they run: region
+	 * k = 0, 1, ... of it (a pointer into the engine's copy of task i's
+	 * state, *len bytes), NULL past the last. The regions' sizes depend on
+	 * i and the phase only, never on where the task ran. A carrier whose
+	 * replicas share memory (threads) ignores it. */
+	void *(*out)(void *arg, int i, int k, size_t *len);
 } nn_tasks;
 
 typedef struct nn_parallel {
@@ -429,6 +435,14 @@ typedef struct nn_parallel {
 	void *ctx;
 	/* runs fn(arg, i) for every i in [0, n); returns when all are done */
 	void (*run)(void *ctx, const nn_tasks *t);
+	/* 0: the replicas share this process's memory (threads). 1: each
+	 * replica is a process of its own (an MPI rank) running the same
+	 * nn_train on the same inputs: run() then runs this replica's tasks
+	 * and copies every task's out() regions into every replica's copy
+	 * (e.g. an allgather); the engine runs what follows the shards' passes
+	 * (the ordered fold of their gradients, the update) in every replica,
+	 * so each holds the whole training state, bit for bit the same. */
+	int distributed;
 } nn_parallel;
 
 /* What the caller answers from should_stop. */
@@ -564,6 +578,11 @@ nn_status nn_loglog_fit(const double *rows, const double *values, int n, nn_slop
 
 /* The OpenBLAS core in use ("Prescott", "SkylakeX", ...) and thread count. */
 const char *nn_blas_core(void);
+/* What fixes the floats a training step computes here, as one line of text
+ * into buf (always NUL-terminated): OpenBLAS's build and core, and whether
+ * the AVX-512 sparse kernels run. Processes whose lines are equal compute
+ * the same bits from the same inputs. */
+void nn_kernel_ident(char *buf, size_t len);
 int nn_blas_threads(void);
 void nn_blas_set_threads(int n);
 

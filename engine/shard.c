@@ -273,13 +273,94 @@ static void clip_task(void *arg, int i)
 	update_unit(dp, &dp->u[i]);
 }
 
+/* ---------------------------------------------------------------- regions */
+
+typedef struct region {
+	void *p;
+	size_t len;
+} region;
+
+/* base[off, off + w) floats. */
+static region floats(float *base, int64_t off, int64_t w)
+{
+	return (region){ base + off, sizeof(float) * (size_t)w };
+}
+
+/*
+ * What shard task i of the current phase wrote that other shards' tasks,
+ * the units or the step's end read, into r (at most 5); returns how many:
+ *  - forward segment j >= 1, shard 0 only: batch norm j - 1's batch mean
+ *    and variance, as it applied them (running_stats reads shard 0's);
+ *  - forward segment j < m: batch norm j's column sums (part[0, w));
+ *  - variance j: its squared deviations (part[W, W + w));
+ *  - the last forward segment: the loss (and, with batch norm, the last
+ *    one's dgamma and dbeta);
+ *  - backward segment j > 0: batch norm j - 1's dgamma and dbeta;
+ *  - the last phase (backward 0, or the pass of a model without batch
+ *    norm): the whole gradient, which the units fold.
+ */
+static int shard_regions(struct nn_dp *dp, int i, region *r)
+{
+	shard *s = &dp->sh[i];
+	const nn_model *m = dp->t->m;
+	const int nb = dp->n_bn, p = dp->phase, W = dp->max_w;
+	float *g = nn_ws_grads(s->ws);
+	int n = 0;
+	if (p <= 2 * nb && p % 2 == 0) {
+		int j = p / 2;
+		if (j >= 1 && i == 0) {
+			int k = dp->bn[j - 1];
+			int w = nn_model_node(m, k)->out_w;
+			r[n++] = floats(s->r.c1[k], w, 2 * (int64_t)w);
+		}
+		if (j < nb) {
+			r[n++] = floats(s->part, 0, nn_model_node(m, dp->bn[j])->out_w);
+		} else {
+			r[n++] = (region){ &s->loss, sizeof s->loss };
+			if (nb) {
+				const nn_node *nd = nn_model_node(m, dp->bn[nb - 1]);
+				r[n++] = floats(g, nd->w_off, nd->out_w);
+				r[n++] = floats(g, nd->b_off, nd->out_w);
+			}
+		}
+	} else if (p < 2 * nb) {
+		r[n++] = floats(s->part, W, nn_model_node(m, dp->bn[p / 2])->out_w);
+	} else {
+		int j = nb - 1 - (p - 2 * nb - 1);
+		if (j > 0) {
+			const nn_node *nd = nn_model_node(m, dp->bn[j - 1]);
+			r[n++] = floats(g, nd->w_off, nd->out_w);
+			r[n++] = floats(g, nd->b_off, nd->out_w);
+		}
+	}
+	if (p == 3 * nb) {
+		int64_t np = 0;
+		(void)nn_model_params(dp->t->m, &np);
+		r[n++] = floats(g, 0, np);
+	}
+	return n;
+}
+
+/* nn_tasks.out of the shard phases: region k of shard_regions. */
+static void *shard_out(void *arg, int i, int k, size_t *len)
+{
+	region r[5];
+	int n = shard_regions(arg, i, r);
+	if (k < 0 || k >= n)
+		return NULL;
+	*len = r[k].len;
+	return r[k].p;
+}
+
 static void run(struct nn_dp *dp, void (*fn)(void *, int), int n)
 {
-	nn_tasks tk = { fn, dp, n };
-	if (dp->par && dp->par->run) {
+	nn_tasks tk = { fn, dp, n, fn == shard_task ? shard_out : NULL };
+	if (dp->par && dp->par->run && !(dp->par->distributed && fn != shard_task)) {
 		dp->par->run(dp->par->ctx, &tk);
 		return;
 	}
+	/* no carrier; or the units of distributed replicas, which each run
+	 * them all on their own copy of every shard's gradient */
 	for (int i = 0; i < n; i++)
 		fn(dp, i);
 }
@@ -467,6 +548,9 @@ nn_status nn_shard_init(nn_trainer *t, const nn_parallel *par, char *err, size_t
 		sh->part = calloc(4 * (size_t)dp->max_w, sizeof(float));
 		if (!sh->part || shard_buffers(t, sh, rows) != NN_OK)
 			goto oom;
+		/* a shard another process runs still has its run's views here:
+		 * its outputs are copied into them (shard_out) */
+		sh->r = nn_ws_train_run(t->m, sh->ws, sh->b.bx, 0, &sh->rng);
 	}
 	if (make_units(t, dp) != NN_OK)
 		goto oom;

@@ -22,6 +22,14 @@ static int ds_delete(void *c, const char *id, api_err *e)
 {
 	return store_dataset_delete(((backend_ctx *)c)->st, id, e);
 }
+static int ds_acquire(void *c, const char *id, const api_dataset **out, api_err *e)
+{
+	return store_dataset_acquire(((backend_ctx *)c)->st, id, out, e);
+}
+static void ds_release(void *c, const api_dataset *d)
+{
+	store_dataset_release(((backend_ctx *)c)->st, d);
+}
 static int mdl_create(void *c, const char *name, const nn_model *m, api_model_info *out,
                       api_err *e)
 {
@@ -136,6 +144,8 @@ void backend_fill(backend_ctx *ctx, int64_t max_body, api_backend *b)
 	b->max_body = max_body;
 	b->dataset_create = ds_create;
 	b->dataset_get = ds_get;
+	b->dataset_acquire = ds_acquire;
+	b->dataset_release = ds_release;
 	b->dataset_list = ds_list;
 	b->dataset_delete = ds_delete;
 	b->model_create = mdl_create;

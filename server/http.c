@@ -136,18 +136,11 @@ struct stream {
 
 /* ---------------------------------------------------------------- replies */
 
-static enum MHD_Result queue_v(req *r, int status, const char *ctype, char *body, size_t len,
-                               const char *location, const char *allow, int retry_after,
-                               int www_auth, const char *model_version,
-                               const char *disposition)
+/* The headers every reply may carry, onto resp. */
+static void add_headers(struct MHD_Response *resp, const char *ctype, const char *location,
+                        const char *allow, int retry_after, int www_auth,
+                        const char *model_version, const char *disposition)
 {
-	struct MHD_Response *resp =
-		MHD_create_response_from_buffer(len, body ? body : (char *)"", body ? MHD_RESPMEM_MUST_FREE
-		                                                               : MHD_RESPMEM_PERSISTENT);
-	if (!resp) {
-		free(body);
-		return MHD_NO;
-	}
 	if (ctype)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
 	if (location && location[0])
@@ -165,6 +158,11 @@ static enum MHD_Result queue_v(req *r, int status, const char *ctype, char *body
 		MHD_add_response_header(resp, "X-Model-Version", model_version);
 	if (disposition && disposition[0])
 		MHD_add_response_header(resp, "Content-Disposition", disposition);
+}
+
+/* Queues resp (or holds it, for an early reply) and lets go of it. */
+static enum MHD_Result send_resp(req *r, int status, struct MHD_Response *resp, size_t len)
+{
 	r->status = status;
 	r->bytes = len;
 	r->responded = 1;
@@ -176,6 +174,22 @@ static enum MHD_Result queue_v(req *r, int status, const char *ctype, char *body
 	enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)status, resp);
 	MHD_destroy_response(resp);
 	return rc;
+}
+
+static enum MHD_Result queue_v(req *r, int status, const char *ctype, char *body, size_t len,
+                               const char *location, const char *allow, int retry_after,
+                               int www_auth, const char *model_version,
+                               const char *disposition)
+{
+	struct MHD_Response *resp =
+		MHD_create_response_from_buffer(len, body ? body : (char *)"", body ? MHD_RESPMEM_MUST_FREE
+		                                                               : MHD_RESPMEM_PERSISTENT);
+	if (!resp) {
+		free(body);
+		return MHD_NO;
+	}
+	add_headers(resp, ctype, location, allow, retry_after, www_auth, model_version, disposition);
+	return send_resp(r, status, resp, len);
 }
 
 static enum MHD_Result queue(req *r, int status, const char *ctype, char *body, size_t len,
@@ -207,8 +221,52 @@ static enum MHD_Result json(req *r, int status, const char *text)
 	return queue(r, status, "application/json", b, b ? strlen(b) : 0, NULL, NULL, 0, 0);
 }
 
+/* A handler's streamed body (api_reply.stream_read), for libmicrohttpd. */
+typedef struct body_stream {
+	long (*read)(void *arg, char *buf, size_t cap);
+	void (*done)(void *arg);
+	void *arg;
+} body_stream;
+
+static ssize_t body_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	(void)pos;
+	body_stream *b = cls;
+	long n = b->read(b->arg, buf, max);
+	return n > 0 ? (ssize_t)n : n == 0 ? MHD_CONTENT_READER_END_OF_STREAM
+	                                   : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void body_stream_free(void *cls)
+{
+	body_stream *b = cls;
+	b->done(b->arg);
+	free(b);
+}
+
+/* rp's streamed body as a chunked reply (takes it over). */
+static enum MHD_Result reply_stream(req *r, api_reply *rp)
+{
+	body_stream *b = malloc(sizeof *b);
+	struct MHD_Response *resp = b ? MHD_create_response_from_callback(
+		MHD_SIZE_UNKNOWN, 65536, body_stream_read, b, body_stream_free) : NULL;
+	if (!resp) {
+		free(b);
+		return fail(r, 500, "out_of_memory", "out of memory");
+	}
+	*b = (body_stream){ rp->stream_read, rp->stream_done, rp->stream_arg };
+	rp->stream_read = NULL;
+	rp->stream_done = NULL;
+	rp->stream_arg = NULL;
+	add_headers(resp, rp->ctype, rp->location, NULL, rp->retry_after, 0, rp->model_version,
+	            rp->disposition);
+	return send_resp(r, rp->status, resp, 0);
+}
+
 static enum MHD_Result reply(req *r, api_reply *rp)
 {
+	if (rp->stream_read)
+		return reply_stream(r, rp);
 	char *body = rp->body;
 	rp->body = NULL;
 	size_t len = rp->body_len ? rp->body_len : body ? strlen(body) : 0;
@@ -611,7 +669,7 @@ static enum MHD_Result none_finish(req *r)
 	if (rt->srv != SRV_NONE)
 		return serve_srv(r, rt->srv);
 	api_req rq = make_req(r);
-	api_reply rp = { 0, NULL, NULL, "", 0, 0, 0, "", "" };
+	api_reply rp = { 0 };
 	rt->handler(&r->h->be, &rq, &rp);
 	return answer(r, &rp);
 }
@@ -729,7 +787,7 @@ static enum MHD_Result upload_finish(req *r)
 		return problem(r, &e, NULL, 0, 0);
 	}
 	api_req rq = make_req(r);
-	api_reply rp = { 0, NULL, NULL, "", 0, 0, 0, "", "" };
+	api_reply rp = { 0 };
 	api_upload_finish(r->up, &r->h->be, &rq, &rp);
 	return answer(r, &rp);
 }
@@ -783,7 +841,7 @@ static void rows_piece(req *r, const char *data, size_t n)
 
 static enum MHD_Result rows_finish(req *r)
 {
-	api_reply rp = { 0, NULL, NULL, "", 0, 0, 0, "", "" };
+	api_reply rp = { 0 };
 	int done = predict_finish(r->pb, &rp);
 	predict_free(r->pb);
 	r->pb = NULL;

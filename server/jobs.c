@@ -32,7 +32,9 @@
 #include <time.h>
 
 #include "jobs.h"
+#include "classes.h"
 #include "cluster.h"
+#include "ranks.h"
 #include "replicas.h"
 #include "util.h"
 
@@ -75,6 +77,8 @@ typedef struct live {
 	int epoch;
 	int64_t step;
 	int need;             /* workers it holds while running: its replicas */
+	int on_ranks;         /* its replicas are MPI ranks (ranks.h): it holds
+	                       * one worker, and waits while another such job runs */
 	char study[API_ID_LEN]; /* a study's trial: its study ("" otherwise) */
 	int64_t waiting_since; /* when it first found too few free workers (0: not) */
 	feed *f;              /* one reference held here */
@@ -110,6 +114,7 @@ struct jobs {
 	feed *all;            /* every job's state and epoch events (ids: the
 	                       * event's absolute index), for GET /v1/events */
 	int64_t samples;      /* trained samples, for /metrics */
+	int ranks_busy;       /* a job on MPI ranks is running (under mu) */
 	/* called (outside every lock) when a study's trial pauses or ends */
 	void (*on_trial)(void *ctx, const char *study);
 	void *on_trial_ctx;
@@ -488,15 +493,31 @@ static int count_queued(jobs *q)
 	return n;
 }
 
-/* The workers a job's config asks for (its replicas), at most all of them:
- * a job stored by a daemon with more workers still runs here, its shards
- * (which alone fix its weights) shared by fewer threads. */
-static int workers_needed(jobs *q, const char *config)
+/* The replicas a job's config asks for (1 when it says nothing). */
+static int config_replicas(const char *config)
 {
 	cJSON *c = config ? cJSON_Parse(config) : NULL;
 	const cJSON *r = cJSON_GetObjectItemCaseSensitive(c, "replicas");
 	int n = cJSON_IsNumber(r) && r->valuedouble >= 1 ? (int)r->valuedouble : 1;
 	cJSON_Delete(c);
+	return n;
+}
+
+/* Do a job's replicas run on MPI ranks (ranks_fit's rule)? */
+static int on_ranks(int replicas)
+{
+	return ranks_size() > 1 && replicas > 1 && replicas <= ranks_size();
+}
+
+/* The workers a job's config asks for (its replicas), at most all of them:
+ * a job stored by a daemon with more workers still runs here, its shards
+ * (which alone fix its weights) shared by fewer threads. A job on MPI
+ * ranks holds one: its replica 0 (the others are ranks). */
+static int workers_needed(jobs *q, const char *config)
+{
+	int n = config_replicas(config);
+	if (on_ranks(n))
+		return 1;
 	return n < q->n_workers ? n : q->n_workers;
 }
 
@@ -507,6 +528,7 @@ static live *add_live(jobs *q, const api_job *j, feed *f)
 	if (!lv)
 		return NULL;
 	lv->need = workers_needed(q, j->config);
+	lv->on_ranks = on_ranks(config_replicas(j->config));
 	snprintf(lv->id, sizeof lv->id, "%s", j->id);
 	snprintf(lv->study, sizeof lv->study, "%s", j->study);
 	lv->state = API_JOB_QUEUED;
@@ -611,9 +633,10 @@ int jobs_resume(jobs *q, const char *id, int pause_at)
 	live *lv = find_live(q, id);
 	if (lv && lv->state == API_JOB_PAUSED)
 		lv->state = API_JOB_QUEUED;
+	q->wakes++;           /* shared store: queued there, any daemon claims it */
 	pthread_cond_broadcast(&q->cv);
 	pthread_mutex_unlock(&q->mu);
-	return lv ? 0 : -1;
+	return lv || q->cl ? 0 : -1;
 }
 
 void jobs_set_trial_listener(jobs *q, void (*fn)(void *ctx, const char *study), void *ctx)
@@ -1297,19 +1320,6 @@ static int record_end(jobs *q, const api_job *j)
 	return 0;
 }
 
-/* The data set's classes as a JSON array text, or NULL. */
-static char *classes_of(store *st, const char *ds)
-{
-	api_dataset_info info;
-	api_err e = API_ERR_INIT;
-	if (store_dataset_get(st, ds, &info, &e) < 0)
-		return NULL;
-	const cJSON *c = cJSON_GetObjectItemCaseSensitive(info.doc, "classes");
-	char *t = cJSON_IsArray(c) ? cJSON_PrintUnformatted(c) : NULL;
-	api_dataset_info_release(&info);
-	return t;
-}
-
 /* The typed-column work of a job (api_tab_train_prepare) on the split the
  * engine will make. 0, or -1 with e set. */
 static int prepare_tabular(const api_dataset *train, const api_dataset *val,
@@ -1331,13 +1341,18 @@ static int prepare_tabular(const api_dataset *train, const api_dataset *val,
 }
 
 /* Puts test_loss (and test_accuracy for classification) of the published
- * model m on the test set into j's metrics; x: the test set encoded with
+ * model m on the test set (labels: its rows by the model's class names, or
+ * NULL for the stored ones) into j's metrics; x: the test set encoded with
  * the training set's typed columns (width inputs), or NULL. */
 static void add_test_metrics(api_job *j, const nn_model *m, const api_dataset *test,
-                             const float *x, int width)
+                             const int32_t *labels, const float *x, int width)
 {
 	float loss = NAN, acc = NAN;
 	nn_data tv = api_dataset_view(test);
+	if (labels)
+		tv.labels = labels;
+	if (test->task == NN_TASK_CLASSIFICATION)
+		tv.outputs = nn_model_spec_of(m)->outputs;
 	if (x) {
 		tv.x = x;
 		tv.x8 = NULL;
@@ -1382,9 +1397,56 @@ typedef struct job_inputs {
 	/* typed columns: the training split's encoding (imputation means from
 	 * its rows only), and the validation and test sets encoded with it */
 	api_tab_train tab;
+	/* classification: the model's classes (the training set's, or "0" to
+	 * "outputs-1"), and the validation and test labels matched to them by
+	 * name when they differ from the stored ones (else NULL) */
+	api_classes cls;
+	int32_t *val_labels, *test_labels;
 	const char *code;
 	char err[600];
 } job_inputs;
+
+/* The model's classes, and the other sets' labels by class name. The
+ * checks at submission make a failure here rare (a set replaced since). */
+static int relabel_sets(job_inputs *in, api_err *e)
+{
+	const api_dataset *t = in->train;
+	if (!t || t->task != NN_TASK_CLASSIFICATION)
+		return 0;
+	int outputs = nn_model_spec_of(in->m)->outputs;
+	int rc = api_classes_for_model(t->classes, t->n_classes, outputs, &in->cls);
+	if (rc != 0)
+		return rc == -1 ? api_err_field(e, "dataset", "has %d classes but the model has %d "
+		                                "outputs", t->n_classes, outputs)
+		                : api_err_set(e, 500, "out_of_memory", "out of memory");
+	const api_dataset *o[2] = { in->have_val ? in->val : NULL, in->test };
+	int32_t **lab[2] = { &in->val_labels, &in->test_labels };
+	static const char *const F[2] = { "validation.dataset", "test.dataset" };
+	for (int i = 0; i < 2; i++) {
+		if (!o[i] || o[i]->task != NN_TASK_CLASSIFICATION)
+			continue;
+		int same = 0;
+		*lab[i] = api_classes_relabel(o[i], in->cls.names, in->cls.n, F[i], &same, e);
+		if (!*lab[i])
+			return -1;
+		if (same) {
+			free(*lab[i]);
+			*lab[i] = NULL;
+		}
+	}
+	return 0;
+}
+
+/* The model's classes as JSON array text (NULL for regression). */
+static char *classes_text(const job_inputs *in)
+{
+	if (!in->cls.names)
+		return NULL;
+	cJSON *a = api_classes_json(in->cls.names, in->cls.n);
+	char *t = a ? cJSON_PrintUnformatted(a) : NULL;
+	cJSON_Delete(a);
+	return t;
+}
 
 static void load_inputs(jobs *q, run *r, job_inputs *in)
 {
@@ -1444,6 +1506,11 @@ static void load_inputs(jobs *q, run *r, job_inputs *in)
 	 * (none with image augmentation, which the engine runs on floats) */
 	if (!in->code && !nn_augment_has_image(&in->cfg.aug))
 		in->x8 = store_dataset_bytes(q->st, in->train);
+	if (!in->code && relabel_sets(in, &e) < 0) {
+		in->code = "invalid_dataset";
+		snprintf(in->err, sizeof in->err, "%.200s%s%.380s", e.n_fields ? e.fields[0].field : e.detail,
+		         e.n_fields ? " " : "", e.n_fields ? e.fields[0].message : "");
+	}
 	if (!in->code && prepare_tabular(in->train, in->have_val ? in->val : NULL, in->test,
 	                                 &in->cfg, &in->tab, &e) < 0) {
 		in->code = e.status == 422 ? "invalid_dataset" : "out_of_memory";
@@ -1487,27 +1554,39 @@ static nn_status train_job(run *r, job_inputs *in, nn_train_result *res)
 		nn_callbacks cb = { r, on_step, on_epoch, should_stop, on_checkpoint };
 		nn_data tv = api_dataset_view(in->train);
 		tv.x8 = in->x8;
+		if (in->cls.names)
+			tv.outputs = in->cls.n;    /* the model's classes, maybe past the data's */
 		if (in->tab.x) {
 			tv.x = in->tab.x;
 			tv.x8 = NULL;
 		}
 		in->cfg.std_skip = in->tab.std_skip;
 		nn_data vv = in->have_val ? api_dataset_view(in->val) : (nn_data){ 0 };
+		if (in->val_labels)
+			vv.labels = in->val_labels;
+		if (in->cls.names && in->have_val)
+			vv.outputs = in->cls.n;
 		if (in->tab.val_x) {
 			vv.x = in->tab.val_x;
 			vv.x8 = NULL;
 			vv.features = in->tab.enc.width;
 		}
-		replicas *rp = in->cfg.replicas > 1 ? replicas_start(in->cfg.replicas) : NULL;
+		int mpi = ranks_fit(&in->cfg);
+		replicas *rp = in->cfg.replicas > 1 && !mpi ? replicas_start(in->cfg.replicas) : NULL;
 		in->cfg.par = replicas_carrier(rp);
-		if (in->cfg.replicas > 1 && !rp)
+		if (in->cfg.replicas > 1 && !rp && !mpi)
 			util_log(1, "jobs: %s: no threads for %d replicas; one runs every shard",
 			         r->j.id, in->cfg.replicas);
-		util_log(2, "jobs: %s: %s (%lld rows, %d epochs, %d replicas, %d shards)", r->j.id,
+		util_log(2, "jobs: %s: %s (%lld rows, %d epochs, %d replicas%s, %d shards)", r->j.id,
 		         in->ckpt ? "resuming from its checkpoint" : "starting",
-		         (long long)in->train->rows, in->cfg.epochs, in->cfg.replicas, in->cfg.shards);
-		st = nn_train(in->m, &tv, in->have_val ? &vv : NULL, &in->cfg, &cb, in->ckpt,
-		              in->ckpt_len, res, in->err, sizeof in->err);
+		         (long long)in->train->rows, in->cfg.epochs, in->cfg.replicas,
+		         mpi ? " on MPI ranks" : "", in->cfg.shards);
+		if (mpi)
+			st = ranks_train(in->m, &tv, in->have_val ? &vv : NULL, &in->cfg, &cb, in->ckpt,
+			                 in->ckpt_len, res, in->err, sizeof in->err);
+		else
+			st = nn_train(in->m, &tv, in->have_val ? &vv : NULL, &in->cfg, &cb, in->ckpt,
+			              in->ckpt_len, res, in->err, sizeof in->err);
 		replicas_stop(rp);
 		in->cfg.par = NULL;
 	}
@@ -1554,7 +1633,8 @@ static int end_state(jobs *q, run *r, job_inputs *in, nn_status st, const nn_tra
 		r->j.state = API_JOB_SUCCEEDED;
 		r->j.progress = 1;
 		if (in->test)
-			add_test_metrics(&r->j, in->m, in->test, in->tab.test_x, in->tab.enc.width);
+			add_test_metrics(&r->j, in->m, in->test, in->test_labels, in->tab.test_x,
+			                 in->tab.enc.width);
 		r->j.stopped_early = res->stopped_early;
 		if (res->best_epoch >= 0) {
 			cJSON *b = cJSON_CreateObject();
@@ -1600,7 +1680,7 @@ static int record_final(jobs *q, run *r, job_inputs *in)
 	r->j.finished_at = util_now_ms();
 	int recorded = 1;
 	if (r->j.state == API_JOB_SUCCEEDED) {
-		char *classes = classes_of(q->st, r->j.dataset);
+		char *classes = classes_text(in);
 		if (in->tab.enc.cols) {
 			char *meta = api_tab_meta_make(classes, &in->tab.enc);
 			free(classes);
@@ -1630,6 +1710,9 @@ static void release_inputs(jobs *q, job_inputs *in)
 	api_job_refs_free(&in->refs);
 	free(in->ckpt);
 	api_tab_train_release(&in->tab);
+	api_classes_free(&in->cls);
+	free(in->val_labels);
+	free(in->test_labels);
 }
 
 /* Takes a final job off the live list (its feed ends), or puts it back as
@@ -1745,7 +1828,7 @@ static int trial_may_start(jobs *q, const live *t)
 static live *pick(jobs *q, int64_t now, int64_t *wake)
 {
 	for (live *lv = q->lives; lv; lv = lv->next) {
-		if (lv->state != API_JOB_QUEUED)
+		if (lv->state != API_JOB_QUEUED || (lv->on_ranks && q->ranks_busy))
 			continue;
 		if (lv->study[0] && !trial_may_start(q, lv))
 			continue;
@@ -1799,12 +1882,15 @@ static void *worker(void *arg)
 			break;
 		lv->state = API_JOB_RUNNING;
 		lv->waiting_since = 0;
-		int held = lv->need;
+		int held = lv->need, ranks = lv->on_ranks;
 		q->free_workers -= held;
+		q->ranks_busy |= ranks;
 		pthread_mutex_unlock(&q->mu);
 		run_job(q, lv);
 		pthread_mutex_lock(&q->mu);
 		q->free_workers += held;
+		if (ranks)
+			q->ranks_busy = 0;
 		/* a job that waited for workers may fit now */
 		pthread_cond_broadcast(&q->cv);
 		if (!q->stopping && count_queued(q) == 0) {

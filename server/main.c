@@ -26,6 +26,7 @@
 #include "healthcheck.h"
 #include "http.h"
 #include "jobs.h"
+#include "ranks.h"
 #include "storage.h"
 #include "util.h"
 
@@ -50,7 +51,7 @@ static void usage(FILE *f)
 	        "           [--max-params N] [--max-depth N] [--max-layers N] [--max-epochs N]\n"
 	        "           [--max-batch N] [--max-json-depth N] [--max-connections N]\n"
 	        "           [--max-streams N] [--idle-timeout SECONDS] [--request-timeout SECONDS]\n"
-	        "           [--tls-cert FILE --tls-key FILE] [--help] [--version]\n"
+	        "           [--tls-cert FILE --tls-key FILE] [--mpi] [--help] [--version]\n"
 	        "       nnd --healthcheck [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE]\n"
 	        "\n"
 	        "  --listen HOST:PORT    address to serve on (default 127.0.0.1:8080; port 0 = any)\n"
@@ -82,6 +83,9 @@ static void usage(FILE *f)
 	        "  --log-level LEVEL     error, warn, info (default) or debug\n"
 	        "  --tls-cert FILE       serve HTTPS only, with this PEM certificate (chain)\n"
 	        "  --tls-key FILE        and this PEM private key (both or neither)\n"
+	        "  --mpi                 under mpirun (or srun): rank 0 is the daemon, and a\n"
+	        "                        job's replicas run on ranks 0..replicas-1 (replicas at\n"
+	        "                        most the ranks); the other ranks serve rank 0 only\n"
 	        "  --healthcheck         do not serve: ask GET /healthz of the daemon at --listen\n"
 	        "                        (0.0.0.0 and :: are asked on the loopback) and exit 0\n"
 	        "                        when it answers ok, 1 otherwise, within 2 seconds; with\n"
@@ -150,6 +154,7 @@ typedef struct opts {
 	long long max_json_depth, max_conns, max_streams, idle_timeout, request_timeout;
 	api_limits lim;
 	int healthcheck;
+	int mpi;
 } opts;
 
 #define OPTS_DEFAULT                                                                       \
@@ -268,6 +273,10 @@ static int parse_args(int argc, char **argv, opts *o)
 			o->healthcheck = 1;
 			continue;
 		}
+		if (strcmp(a, "--mpi") == 0) {
+			o->mpi = 1;
+			continue;
+		}
 		if (!v) {
 			fprintf(stderr, "nnd: %s needs a value (or unknown flag)\n", a);
 			usage(stderr);
@@ -331,9 +340,11 @@ static int read_secrets(const opts *o, secrets *s)
 }
 
 /* SIGTERM / SIGINT may land on any thread (OpenBLAS starts its own before
- * main), so the handler only writes to a pipe main waits on. -1 when the
+ * main), so the handler only writes to a pipe main waits on. Under --mpi
+ * SIGUSR1 drains too: mpirun forwards it to every rank (the others ignore
+ * it), while its own SIGTERM kills every rank a second later. -1 when the
  * pipe cannot be made. */
-static int install_signals(void)
+static int install_signals(int mpi)
 {
 	if (pipe2(sig_pipe, O_CLOEXEC) < 0) {
 		perror("nnd: pipe");
@@ -346,6 +357,8 @@ static int install_signals(void)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	if (mpi)
+		sigaction(SIGUSR1, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	/* past a file-size limit a write fails with EFBIG (a 507), instead
 	 * of the signal ending the daemon */
@@ -449,33 +462,50 @@ int main(int argc, char **argv)
 		}
 		return 0;
 	}
+	if (o.mpi) {
+		/* every rank runs this binary; only rank 0 goes on to serve */
+		int rank = ranks_init(&argc, &argv);
+		if (rank < 0)
+			return 1;
+		if (rank > 0)
+			return ranks_serve();
+	}
 	secrets sec;
-	if ((rc = read_secrets(&o, &sec)) != 0)
+	if ((rc = read_secrets(&o, &sec)) != 0) {
+		ranks_finish();
 		return rc;
+	}
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	if (cores < 1)
 		cores = 1;
 	if (o.workers == 0)
 		o.workers = cores;
-	/* a data-parallel job holds up to every worker */
-	o.lim.max_replicas = (int)o.workers;
+	/* a data-parallel job holds up to every worker; under --mpi its
+	 * replicas are ranks instead */
+	o.lim.max_replicas = o.mpi ? ranks_size() : (int)o.workers;
+	api_set_placement_ranks(o.mpi ? ranks_size() : 0);
 	/* jobs share the cores: BLAS threads per job so they do not oversubscribe */
 	nn_blas_set_threads(o.workers >= cores ? 1 : (int)(cores / o.workers));
 
 	daemon_parts d;
-	if (install_signals() < 0 || start_parts(&o, &sec, &d) < 0) {
+	if (install_signals(o.mpi) < 0 || start_parts(&o, &sec, &d) < 0) {
 		secrets_release(&sec);
+		ranks_finish();
 		return 1;
 	}
 	util_log(2, "nnd %s ready: data %s, %lld workers, queue %lld, BLAS %s, %s", NN_VERSION,
 	         o.store_url ? store_kind(d.st) : o.data_dir, o.workers, o.queue,
 	         nn_blas_core() ? nn_blas_core() : "?", sec.tls_cert ? "HTTPS" : "HTTP");
+	if (o.mpi)
+		util_log(2, "mpi: %d ranks; jobs of 2 to %d replicas run on them", ranks_size(),
+		         ranks_size());
 
 	unsigned char sig = 0;
 	while (read(sig_pipe[0], &sig, 1) < 0 && errno == EINTR)
 		;
 	util_log(2, "signal %d: draining", sig);
 	stop_parts(&d);
+	ranks_finish();
 	secrets_release(&sec);
 	util_log(2, "stopped");
 	return 0;

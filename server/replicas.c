@@ -115,7 +115,7 @@ replicas *replicas_start(int n)
 	pthread_mutex_init(&rp->mu, NULL);
 	pthread_cond_init(&rp->go, NULL);
 	pthread_cond_init(&rp->done, NULL);
-	rp->par = (nn_parallel){ n, rp, carry };
+	rp->par = (nn_parallel){ n, rp, carry, 0 };
 	rp->th = calloc((size_t)n, sizeof *rp->th);
 	if (!rp->th) {
 		replicas_stop(rp);

@@ -17,6 +17,7 @@ const route router_table[] = {
 	{ "GET",    "/v1/datasets",              "datasets",      BODY_NONE,   SRV_NONE,    api_datasets_list, 0 },
 	{ "GET",    "/v1/datasets/{ds}",         "dataset",       BODY_NONE,   SRV_NONE,    api_dataset_get, 0 },
 	{ "DELETE", "/v1/datasets/{ds}",         "dataset",       BODY_NONE,   SRV_NONE,    api_dataset_delete, 0 },
+	{ "GET",    "/v1/datasets/{ds}/data",    "dataset_data",  BODY_NONE,   SRV_NONE,    api_dataset_data, 0 },
 	{ "POST",   "/v1/models",                "models",        BODY_FILE,   SRV_NONE,    api_models_create, 0 },
 	{ "GET",    "/v1/models",                "models",        BODY_NONE,   SRV_NONE,    api_models_list, 0 },
 	{ "GET",    "/v1/models/{mdl}",          "model",         BODY_NONE,   SRV_NONE,    api_model_get, 0 },

@@ -2173,6 +2173,7 @@ static int exec_id(store *s, const char *sql, const char *id)
 int store_job_of_trial(store *s, const char *study, int number, char job[API_ID_LEN],
                        char model[API_ID_LEN])
 {
+	VIA(s, job_of_trial, study, number, job, model);
 	pthread_mutex_lock(&s->mu);
 	sqlite3_stmt *q = prep(s, "SELECT id, model FROM jobs WHERE study=? AND trial=? ORDER BY seq"
 	                          " LIMIT 1");
@@ -2193,6 +2194,7 @@ int store_job_of_trial(store *s, const char *study, int number, char job[API_ID_
 
 int store_job_delete(store *s, const char *id, api_err *e)
 {
+	VIA(s, job_delete, id, e);
 	pthread_mutex_lock(&s->mu);
 	int rc = -1;
 	if (in_use(s, "SELECT 1 FROM jobs WHERE id=? AND state IN (0,1,5)", id)) {
@@ -2225,10 +2227,7 @@ void store_study_release(store_study *st)
 int store_study_insert(store *s, store_study *st, const char *dataset, const char *val,
                        const char *test, api_err *e)
 {
-	/* studies are kept by the SQLite store only, for now */
-	if (s->ops)
-		return api_err_set(e, 501, "not_supported",
-		                   "studies are not kept in a PostgreSQL store yet");
+	VIA(s, study_insert, st, dataset, val, test, e);
 	if (util_new_id("std", st->id, sizeof st->id) < 0)
 		return api_err_set(e, 500, "random_failed", "cannot make an id");
 	st->created_at = util_now_ms();
@@ -2257,10 +2256,7 @@ int store_study_insert(store *s, store_study *st, const char *dataset, const cha
 
 int store_study_get(store *s, const char *id, store_study *out, api_err *e)
 {
-	if (s->ops) {
-		memset(out, 0, sizeof *out);
-		return api_err_set(e, 404, "not_found", "no study with id %s", id);
-	}
+	VIA(s, study_get, id, out, e);
 	memset(out, 0, sizeof *out);
 	pthread_mutex_lock(&s->mu);
 	sqlite3_stmt *q = prep(s, "SELECT id, name, state, config, error, created_at, started_at,"
@@ -2295,13 +2291,7 @@ int store_study_get(store *s, const char *id, store_study *out, api_err *e)
 int store_study_ids(store *s, int active_only, int64_t limit, int64_t offset,
                     char (**ids)[API_ID_LEN], int *n, int64_t *total)
 {
-	if (s->ops) {
-		*ids = NULL;
-		*n = 0;
-		if (total)
-			*total = 0;
-		return 0;
-	}
+	VIA(s, study_ids, active_only, limit, offset, ids, n, total);
 	*ids = NULL;
 	*n = 0;
 	pthread_mutex_lock(&s->mu);
@@ -2335,8 +2325,7 @@ int store_study_ids(store *s, int active_only, int64_t limit, int64_t offset,
 
 int store_study_update(store *s, const store_study *st)
 {
-	if (s->ops)
-		return -1;
+	VIA(s, study_update, st);
 	pthread_mutex_lock(&s->mu);
 	sqlite3_stmt *q = prep(s, "UPDATE studies SET state=?, error=?, started_at=?, finished_at=?"
 	                          " WHERE id=?");
@@ -2356,8 +2345,7 @@ int store_study_update(store *s, const store_study *st)
 
 int store_study_delete(store *s, const char *id)
 {
-	if (s->ops)
-		return -1;
+	VIA(s, study_delete, id);
 	pthread_mutex_lock(&s->mu);
 	int ok = exec(s, "BEGIN IMMEDIATE") == 0;
 	ok = ok && exec_id(s, "DELETE FROM trials WHERE study=?1", id) == 0 &&
@@ -2370,8 +2358,7 @@ int store_study_delete(store *s, const char *id)
 
 int store_trial_put(store *s, const char *study, const store_trial *t)
 {
-	if (s->ops)
-		return -1;
+	VIA(s, trial_put, study, t);
 	pthread_mutex_lock(&s->mu);
 	sqlite3_stmt *q = prep(s, "INSERT INTO trials(study, number, state, params, value, epochs,"
 	                          " seconds, rows, seed, job, model, rung)"
@@ -2423,11 +2410,7 @@ static void trial_from_row(sqlite3_stmt *q, store_trial *t)
 
 int store_trials_get(store *s, const char *study, store_trial **out, int *n)
 {
-	if (s->ops) {
-		*out = NULL;
-		*n = 0;
-		return -1;
-	}
+	VIA(s, trials_get, study, out, n);
 	*out = NULL;
 	*n = 0;
 	pthread_mutex_lock(&s->mu);
@@ -2500,8 +2483,7 @@ cJSON *store_trial_json(const store_trial *t)
 int store_trials_page(store *s, const char *study, int by_number, int maximize, int64_t limit,
                       int64_t offset, cJSON *items, int64_t *total, api_err *e)
 {
-	if (s->ops)
-		return api_err_set(e, 404, "not_found", "no study with id %s", study);
+	VIA(s, trials_page, study, by_number, maximize, limit, offset, items, total, e);
 	const char *sql = by_number
 		? "SELECT " TRIAL_COLS " FROM trials WHERE study=? ORDER BY number LIMIT ? OFFSET ?"
 		: maximize ? "SELECT " TRIAL_COLS " FROM trials WHERE study=?"
@@ -2535,11 +2517,7 @@ int store_trials_page(store *s, const char *study, int by_number, int maximize, 
 
 int store_trial_counts(store *s, const char *study, int64_t counts[7], int64_t *epochs)
 {
-	if (s->ops) {
-		memset(counts, 0, 7 * sizeof counts[0]);
-		*epochs = 0;
-		return -1;
-	}
+	VIA(s, trial_counts, study, counts, epochs);
 	memset(counts, 0, sizeof(int64_t) * 7);
 	*epochs = 0;
 	pthread_mutex_lock(&s->mu);
@@ -2561,8 +2539,7 @@ int store_trial_counts(store *s, const char *study, int64_t counts[7], int64_t *
 
 int store_study_event(store *s, const char *study, int kind, const char *data, int64_t *seq)
 {
-	if (s->ops)
-		return -1;
+	VIA(s, study_event, study, kind, data, seq);
 	pthread_mutex_lock(&s->mu);
 	sqlite3_stmt *q = prep(s, "INSERT INTO study_events(study, seq, kind, data)"
 	                          " SELECT ?1, coalesce(max(seq), 0) + 1, ?2, ?3 FROM study_events"
@@ -2584,19 +2561,34 @@ int store_study_event(store *s, const char *study, int kind, const char *data, i
 
 int store_study_events(store *s, const char *study, store_event **out, int *n)
 {
-	if (s->ops) {
-		*out = NULL;
-		*n = 0;
-		return -1;
-	}
+	return store_study_events_after(s, study, 0, out, n);
+}
+
+int store_study_lock(store *s, const char *id, int wait)
+{
+	VIA(s, study_lock, id, wait);
+	return 1;
+}
+
+void store_study_unlock(store *s)
+{
+	if (s->ops)
+		s->ops->study_unlock(s->be);
+}
+
+int store_study_events_after(store *s, const char *study, int64_t after, store_event **out,
+                             int *n)
+{
+	VIA(s, study_events, study, after, out, n);
 	*out = NULL;
 	*n = 0;
 	pthread_mutex_lock(&s->mu);
 	sqlite3_stmt *q = prep(s, "SELECT kind, seq, data FROM study_events WHERE study=?"
-	                          " ORDER BY seq");
+	                          " AND seq>? ORDER BY seq");
 	int cap = 0, rc = q ? 0 : -1;
 	if (q) {
 		sqlite3_bind_text(q, 1, study, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(q, 2, after);
 		while (sqlite3_step(q) == SQLITE_ROW) {
 			if (*n == cap) {
 				cap = cap ? cap * 2 : 64;

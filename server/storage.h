@@ -241,6 +241,22 @@ int store_trial_counts(store *s, const char *study, int64_t counts[7], int64_t *
 int store_study_event(store *s, const char *study, int kind, const char *data, int64_t *seq);
 /* Every event of a study, in order (kind, id = seq, data). */
 int store_study_events(store *s, const char *study, store_event **out, int *n);
+/* The same, only those whose seq is above after. */
+int store_study_events_after(store *s, const char *study, int64_t after, store_event **out,
+                             int *n);
+/*
+ * One daemon at a time works on a study: its scheduler's pass, a cancel.
+ * With a store shared by several daemons (PostgreSQL) this takes a lock in
+ * the database (held by an open transaction on a connection of its own:
+ * a killed daemon's ends with its connection, a frozen one's after the
+ * lease's idle-transaction timeout); SQLite has one daemon, whose
+ * studies.c lock is enough. wait: block (up to 30 s) instead of giving up.
+ * 1 locked, 0 another daemon holds it, -1 the store failed. The caller
+ * serialises its calls and ends each with store_study_unlock (whatever
+ * the lock returned).
+ */
+int store_study_lock(store *s, const char *id, int wait);
+void store_study_unlock(store *s);
 
 /* Checkpoints: the engine's restorable state of a running job. */
 int store_checkpoint_put(store *s, const char *job, const void *buf, size_t len);

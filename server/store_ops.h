@@ -25,6 +25,8 @@
 
 struct store_step;
 struct store_event;
+struct store_study;
+struct store_trial;
 
 typedef struct store_ops {
 	const char *name;     /* "postgresql" */
@@ -85,6 +87,30 @@ typedef struct store_ops {
 	int (*checkpoint_put)(void *be, const char *job, const void *buf, size_t len);
 	int (*checkpoint_get)(void *be, const char *job, void **buf, size_t *len);
 	int (*checkpoint_delete)(void *be, const char *job);
+
+	/* studies (storage.h's studies block; the same contracts) */
+	int (*job_of_trial)(void *be, const char *study, int number, char job[API_ID_LEN],
+	                    char model[API_ID_LEN]);
+	int (*job_delete)(void *be, const char *id, api_err *e);
+	int (*study_insert)(void *be, struct store_study *st, const char *dataset,
+	                    const char *val, const char *test, api_err *e);
+	int (*study_get)(void *be, const char *id, struct store_study *out, api_err *e);
+	int (*study_ids)(void *be, int active_only, int64_t limit, int64_t offset,
+	                 char (**ids)[API_ID_LEN], int *n, int64_t *total);
+	int (*study_update)(void *be, const struct store_study *st);
+	int (*study_delete)(void *be, const char *id);
+	int (*trial_put)(void *be, const char *study, const struct store_trial *t);
+	int (*trials_get)(void *be, const char *study, struct store_trial **out, int *n);
+	int (*trials_page)(void *be, const char *study, int by_number, int maximize,
+	                   int64_t limit, int64_t offset, cJSON *items, int64_t *total,
+	                   api_err *e);
+	int (*trial_counts)(void *be, const char *study, int64_t counts[7], int64_t *epochs);
+	int (*study_event)(void *be, const char *study, int kind, const char *data,
+	                   int64_t *seq);
+	int (*study_events)(void *be, const char *study, int64_t after, struct store_event **out,
+	                    int *n);
+	int (*study_lock)(void *be, const char *id, int wait);
+	void (*study_unlock)(void *be);
 } store_ops;
 
 /* The PostgreSQL store (store_pg.c): connects to url (a libpq URI or

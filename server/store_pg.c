@@ -68,6 +68,19 @@ static const char *const migrations[] = {
 	"ALTER TABLE jobs ADD COLUMN study text, ADD COLUMN trial int DEFAULT 0,"
 	" ADD COLUMN pause_at int DEFAULT 0;"
 	"CREATE INDEX jobs_study ON jobs(study, trial);",
+	/* 4: studies, their trials and events; one job per trial, whichever
+	 * daemon makes it */
+	"CREATE TABLE studies(seq bigserial PRIMARY KEY, id text UNIQUE NOT NULL, name text,"
+	" state int, config text, error text, dataset text, val_dataset text, test_dataset text,"
+	" created_at bigint, started_at bigint, finished_at bigint);"
+	"CREATE INDEX studies_state ON studies(state, seq);"
+	"CREATE TABLE trials(study text, number int, state int, params text,"
+	" value double precision, epochs int, seconds double precision, rows bigint, seed bigint,"
+	" job text, model text, rung int, PRIMARY KEY(study, number));"
+	"CREATE INDEX trials_value ON trials(study, value, number);"
+	"CREATE TABLE study_events(study text, seq bigint, kind int, data text,"
+	" PRIMARY KEY(study, seq));"
+	"CREATE UNIQUE INDEX jobs_trial ON jobs(study, trial) WHERE study IS NOT NULL;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -120,6 +133,11 @@ struct pgs {
 	char schema[128];         /* where the tables are (a quoted identifier) */
 	char channel[160];        /* NOTIFY channel: "nnd:" and the schema's name */
 	int in_tx;
+	/* the studies' lock (pg_study_lock): a connection of its own, opened
+	 * at the first use, and whether its transaction is open; used by one
+	 * caller at a time (studies.c's lock) */
+	PGconn *lockc;
+	int lock_open;
 };
 
 static PGresult *run(pgs *p, const char *sql, const pgp *a, int binary_result);
@@ -271,6 +289,20 @@ static void copy_id(const PGresult *r, int row, int col, char *dst, size_t n)
 	snprintf(dst, n, "%s", v ? v : "");
 }
 
+/* One statement with $1 = id and, when has_x, $2 = x, on the store's
+ * connection: the result, or NULL. */
+static PGresult *query_by(pgs *p, const char *sql, const char *id, int has_x, int64_t x)
+{
+	pgp a = { 0 };
+	p_text(&a, id);
+	if (has_x)
+		p_int(&a, x);
+	pthread_mutex_lock(&p->mu);
+	PGresult *r = run(p, sql, &a, 0);
+	pthread_mutex_unlock(&p->mu);
+	return r;
+}
+
 /* The first schema of the search_path, created when missing. */
 static int pick_schema(pgs *p, char *err, size_t errlen)
 {
@@ -364,6 +396,7 @@ static void pg_close(void *be)
 	if (!p)
 		return;
 	PQfinish(p->c);
+	PQfinish(p->lockc);
 	free(p->url);
 	pthread_mutex_destroy(&p->mu);
 	free(p);
@@ -639,7 +672,8 @@ static int delete_unused(pgs *p, const char *id, const char *what, const char *l
 	} else if (PQntuples(r) == 0) {
 		not_found(e, what, id);
 	} else if (PQntuples(u) > 0) {
-		api_err_set(e, 409, "in_use", "%s %s is used by a queued or running job", what, id);
+		api_err_set(e, 409, "in_use", "%s %s is used by a queued or running job or study",
+		            what, id);
 	} else {
 		int ok = 1;
 		for (int i = 0; ok && del[i]; i++)
@@ -663,7 +697,8 @@ static int pg_dataset_delete(void *be, const char *id, api_err *e)
 	snprintf(key, sizeof key, "d:%s", id);
 	return delete_unused(be, id, "data set", "SELECT 1 FROM datasets WHERE id=$1 FOR UPDATE",
 	                     "SELECT 1 FROM jobs WHERE (dataset=$1 OR val_dataset=$1) AND state IN (0,1,5)"
-	                     " LIMIT 1", del, key, e);
+	                     " UNION ALL SELECT 1 FROM studies WHERE (dataset=$1 OR val_dataset=$1"
+	                     " OR test_dataset=$1) AND state<2 LIMIT 1", del, key, e);
 }
 
 static int pg_dataset_load(void *be, const char *id, api_dataset *out, api_err *e)
@@ -1159,6 +1194,10 @@ static int pg_job_insert(void *be, api_job *j, api_err *e)
 	                " VALUES($1,$2,$3,$4,$5,0,0,0,0,$6,$7,0,0,$8,$9,$10,$11)", &a) == 0 &&
 	         notify(p, 'q', j->id) == 0 && commit(p) == 0)
 		rc = 0;
+	else if (j->study[0] && strstr(PQerrorMessage(p->c), "jobs_trial"))
+		/* another daemon made this trial's job first (see jobs_trial) */
+		api_err_set(e, 409, "trial_exists", "trial %d of study %s has a job already",
+		            j->trial, j->study);
 	else
 		fail(p, e, "insert job");
 	PQclear(rm);
@@ -1566,21 +1605,12 @@ static int pg_metrics_get(void *be, const char *job, int64_t since_step, cJSON *
 	return rc;
 }
 
-static int pg_history_after(void *be, const char *job, int64_t after, store_event **out,
-                            int *n)
+/* Events from rows (kind, id, epoch, loss, lr, doc): a step's data is
+ * made from its columns (kind 0), any other's is doc. r is cleared. */
+static int events_from(PGresult *r, store_event **out, int *n)
 {
-	pgs *p = be;
 	*out = NULL;
 	*n = 0;
-	pgp a = { 0 };
-	p_text(&a, job);
-	p_int(&a, after);
-	pthread_mutex_lock(&p->mu);
-	PGresult *r = run(p, "SELECT 0 AS k, step, epoch, loss, lr, NULL AS doc FROM job_steps"
-	                     " WHERE job=$1 AND step>=$2 UNION ALL SELECT 1, end_step, epoch, NULL,"
-	                     " NULL, doc FROM job_epochs WHERE job=$1 AND end_step>=$2"
-	                     " ORDER BY 2, 1", &a, 0);
-	pthread_mutex_unlock(&p->mu);
 	if (!r)
 		return -1;
 	int k = PQntuples(r), rc = 0;
@@ -1604,6 +1634,15 @@ static int pg_history_after(void *be, const char *job, int64_t after, store_even
 	}
 	PQclear(r);
 	return rc;
+}
+
+static int pg_history_after(void *be, const char *job, int64_t after, store_event **out,
+                            int *n)
+{
+	return events_from(query_by(be, "SELECT 0 AS k, step, epoch, loss, lr, NULL AS doc"
+	                            " FROM job_steps WHERE job=$1 AND step>=$2 UNION ALL SELECT 1,"
+	                            " end_step, epoch, NULL, NULL, doc FROM job_epochs WHERE job=$1"
+	                            " AND end_step>=$2 ORDER BY 2, 1", job, 1, after), out, n);
 }
 
 static int pg_history(void *be, const char *job, store_event **out, int *n)
@@ -1683,6 +1722,338 @@ static int pg_checkpoint_delete(void *be, const char *job)
 	return rc;
 }
 
+/* ---------------------------------------------------------------- studies
+ * The rows of storage.c's studies block, the same contracts. Which daemon
+ * works on a study at a time is settled by pg_study_lock; a trial's job is
+ * made once whatever happens (jobs_trial, a unique index). */
+
+static int pg_job_of_trial(void *be, const char *study, int number, char job[API_ID_LEN],
+                           char model[API_ID_LEN])
+{
+	PGresult *r = query_by(be, "SELECT id, model FROM jobs WHERE study=$1 AND trial=$2"
+	                       " ORDER BY seq LIMIT 1", study, 1, number);
+	int found = r && PQntuples(r) == 1;
+	if (found) {
+		copy_id(r, 0, 0, job, API_ID_LEN);
+		copy_id(r, 0, 1, model, API_ID_LEN);
+	}
+	PQclear(r);
+	return found;
+}
+
+static int pg_job_delete(void *be, const char *id, api_err *e)
+{
+	static const char *const del[] = { "DELETE FROM job_steps WHERE job=$1",
+		"DELETE FROM job_epochs WHERE job=$1", "DELETE FROM jobs WHERE id=$1", NULL };
+	char key[64];
+	snprintf(key, sizeof key, "c:%s", id);
+	return delete_unused(be, id, "job", "SELECT 1 FROM jobs WHERE id=$1 FOR UPDATE",
+	                     "SELECT 1 FROM jobs WHERE id=$1 AND state IN (0,1,5)", del, key, e);
+}
+
+static int pg_study_insert(void *be, store_study *st, const char *dataset, const char *val,
+                           const char *test, api_err *e)
+{
+	pgs *p = be;
+	if (util_new_id("std", st->id, sizeof st->id) < 0)
+		return api_err_set(e, 500, "random_failed", "cannot make an id");
+	st->created_at = util_now_ms();
+	pgp a = { 0 };
+	p_text(&a, st->id);
+	p_text(&a, st->name);
+	p_int(&a, st->state);
+	p_text(&a, st->config);
+	p_text(&a, dataset);
+	p_text(&a, val);
+	p_text(&a, test);
+	p_int(&a, st->created_at);
+	pthread_mutex_lock(&p->mu);
+	int rc = cmd(p, "INSERT INTO studies(id, name, state, config, dataset, val_dataset,"
+	                " test_dataset, created_at, started_at, finished_at)"
+	                " VALUES($1,$2,$3,$4,$5,$6,$7,$8,0,0)", &a);
+	if (rc < 0)
+		fail(p, e, "insert study");
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+static int study_from_v(const PGresult *r, int i, void *out)
+{
+	store_study *st = out;
+	memset(st, 0, sizeof *st);
+	copy_id(r, i, 0, st->id, sizeof st->id);
+	st->name = dup_val(r, i, 1);
+	st->state = (int)ival(r, i, 2);
+	st->config = dup_val(r, i, 3);
+	st->error = dup_val(r, i, 4);
+	st->created_at = ival(r, i, 5);
+	st->started_at = ival(r, i, 6);
+	st->finished_at = ival(r, i, 7);
+	return 0;
+}
+
+static int pg_study_get(void *be, const char *id, store_study *out, api_err *e)
+{
+	memset(out, 0, sizeof *out);
+	return get_by_id(be, "SELECT id, name, state, config, error, created_at, started_at,"
+	                 " finished_at FROM studies WHERE id=$1", id, "study", study_from_v, out, e);
+}
+
+static int pg_study_ids(void *be, int active_only, int64_t limit, int64_t offset,
+                        char (**ids)[API_ID_LEN], int *n, int64_t *total)
+{
+	pgs *p = be;
+	*ids = NULL;
+	*n = 0;
+	pgp a = { 0 };
+	p_int(&a, active_only);
+	p_int(&a, limit);
+	p_int(&a, offset);
+	pthread_mutex_lock(&p->mu);
+	PGresult *r = run(p, "SELECT id, count(*) OVER () FROM studies WHERE $1::int=0 OR state<2"
+	                     " ORDER BY seq LIMIT $2 OFFSET $3", &a, 0);
+	int rc = r ? 0 : -1, k = r ? PQntuples(r) : 0;
+	if (k > 0 && (*ids = calloc((size_t)k, sizeof **ids)) != NULL) {
+		for (int i = 0; i < k; i++)
+			copy_id(r, i, 0, (*ids)[i], API_ID_LEN);
+		*n = k;
+	} else if (k > 0) {
+		rc = -1;
+	}
+	PQclear(r);
+	if (total && rc == 0 && k == 0 && offset > 0) {
+		/* past the end: the count comes from the table */
+		pgp b = { 0 };
+		p_int(&b, active_only);
+		r = run(p, "SELECT count(*) FROM studies WHERE $1::int=0 OR state<2", &b, 0);
+		*total = r ? ival(r, 0, 0) : 0;
+		PQclear(r);
+	} else if (total) {
+		*total = k > 0 ? ival(r, 0, 1) : 0;
+	}
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+static int pg_study_update(void *be, const store_study *st)
+{
+	pgs *p = be;
+	pgp a = { 0 };
+	p_int(&a, st->state);
+	p_text(&a, st->error);
+	p_int(&a, st->started_at);
+	p_int(&a, st->finished_at);
+	p_text(&a, st->id);
+	pthread_mutex_lock(&p->mu);
+	int rc = cmd(p, "UPDATE studies SET state=$1, error=$2, started_at=$3, finished_at=$4"
+	                " WHERE id=$5", &a);
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+static int pg_study_delete(void *be, const char *id)
+{
+	pgs *p = be;
+	pgp a = { 0 };
+	p_text(&a, id);
+	pthread_mutex_lock(&p->mu);
+	int rc = begin(p) == 0 && cmd(p, "DELETE FROM trials WHERE study=$1", &a) == 0 &&
+	         cmd(p, "DELETE FROM study_events WHERE study=$1", &a) == 0 &&
+	         cmd(p, "DELETE FROM studies WHERE id=$1", &a) == 0 && commit(p) == 0 ? 0 : -1;
+	rollback(p);
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+static int pg_trial_put(void *be, const char *study, const store_trial *t)
+{
+	pgs *p = be;
+	pgp a = { 0 };
+	p_text(&a, study);
+	p_int(&a, t->number);
+	p_int(&a, t->state);
+	p_text(&a, t->params);
+	if (isfinite(t->value))
+		p_dbl(&a, t->value);
+	else
+		p_text(&a, NULL);
+	p_int(&a, t->epochs);
+	p_dbl(&a, t->seconds);
+	p_int(&a, t->rows);
+	p_int(&a, t->seed);
+	p_text(&a, t->job);
+	p_text(&a, t->model);
+	p_int(&a, t->rung);
+	pthread_mutex_lock(&p->mu);
+	int rc = cmd(p, "INSERT INTO trials(study, number, state, params, value, epochs, seconds,"
+	                " rows, seed, job, model, rung) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)"
+	                " ON CONFLICT(study, number) DO UPDATE SET state=$3,"
+	                " params=coalesce($4, trials.params), value=$5, epochs=$6, seconds=$7,"
+	                " rows=$8, seed=$9, job=$10, model=$11, rung=$12", &a);
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+#define TRIAL_COLS "number, state, params, value, epochs, seconds, rows, seed, job, model, rung"
+
+static void trial_from(const PGresult *r, int i, store_trial *t)
+{
+	memset(t, 0, sizeof *t);
+	t->number = (int)ival(r, i, 0);
+	t->state = (int)ival(r, i, 1);
+	t->params = dup_val(r, i, 2);
+	t->value = PQgetisnull(r, i, 3) ? NAN : strtod(PQgetvalue(r, i, 3), NULL);
+	t->epochs = (int)ival(r, i, 4);
+	t->seconds = val(r, i, 5) ? strtod(val(r, i, 5), NULL) : 0;
+	t->rows = ival(r, i, 6);
+	t->seed = ival(r, i, 7);
+	copy_id(r, i, 8, t->job, sizeof t->job);
+	copy_id(r, i, 9, t->model, sizeof t->model);
+	t->rung = (int)ival(r, i, 10);
+}
+
+static int pg_trials_get(void *be, const char *study, store_trial **out, int *n)
+{
+	*out = NULL;
+	*n = 0;
+	PGresult *r = query_by(be, "SELECT " TRIAL_COLS " FROM trials WHERE study=$1"
+	                       " ORDER BY number", study, 0, 0);
+	int k = r ? PQntuples(r) : 0, rc = r ? 0 : -1;
+	if (k > 0 && !(*out = calloc((size_t)k, sizeof **out)))
+		rc = -1;
+	for (int i = 0; rc == 0 && i < k; i++)
+		trial_from(r, i, &(*out)[i]);
+	if (rc == 0)
+		*n = k;
+	PQclear(r);
+	return rc;
+}
+
+static int pg_trials_page(void *be, const char *study, int by_number, int maximize,
+                          int64_t limit, int64_t offset, cJSON *items, int64_t *total,
+                          api_err *e)
+{
+	pgs *p = be;
+	const char *sql = by_number
+		? "SELECT " TRIAL_COLS " FROM trials WHERE study=$1 ORDER BY number LIMIT $2 OFFSET $3"
+		: maximize ? "SELECT " TRIAL_COLS " FROM trials WHERE study=$1"
+		             " ORDER BY value IS NULL, value DESC, number LIMIT $2 OFFSET $3"
+		           : "SELECT " TRIAL_COLS " FROM trials WHERE study=$1"
+		             " ORDER BY value IS NULL, value, number LIMIT $2 OFFSET $3";
+	pgp c = { 0 };
+	p_text(&c, study);
+	pgp a = { 0 };
+	p_text(&a, study);
+	p_int(&a, limit);
+	p_int(&a, offset);
+	pthread_mutex_lock(&p->mu);
+	PGresult *rc_ = run(p, "SELECT count(*) FROM trials WHERE study=$1", &c, 0);
+	PGresult *r = rc_ ? run(p, sql, &a, 0) : NULL;
+	int rc = 0;
+	if (!r) {
+		rc = fail(p, e, "list trials");
+	} else {
+		*total = ival(rc_, 0, 0);
+		for (int i = 0; i < PQntuples(r); i++) {
+			store_trial t;
+			trial_from(r, i, &t);
+			cJSON_AddItemToArray(items, store_trial_json(&t));
+			free(t.params);
+		}
+	}
+	PQclear(rc_);
+	PQclear(r);
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+static int pg_trial_counts(void *be, const char *study, int64_t counts[7], int64_t *epochs)
+{
+	pgs *p = be;
+	memset(counts, 0, sizeof(int64_t) * 7);
+	*epochs = 0;
+	pgp a = { 0 };
+	p_text(&a, study);
+	pthread_mutex_lock(&p->mu);
+	PGresult *r = run(p, "SELECT state, count(*), coalesce(sum(epochs), 0) FROM trials"
+	                     " WHERE study=$1 GROUP BY state", &a, 0);
+	for (int i = 0; r && i < PQntuples(r); i++) {
+		int64_t k = ival(r, i, 0);
+		if (k >= 0 && k < 7)
+			counts[k] = ival(r, i, 1);
+		*epochs += ival(r, i, 2);
+	}
+	int rc = r ? 0 : -1;
+	PQclear(r);
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+static int pg_study_event(void *be, const char *study, int kind, const char *data, int64_t *seq)
+{
+	pgs *p = be;
+	pgp a = { 0 };
+	p_text(&a, study);
+	p_int(&a, kind);
+	p_text(&a, data);
+	pthread_mutex_lock(&p->mu);
+	PGresult *r = run(p, "INSERT INTO study_events(study, seq, kind, data)"
+	                     " SELECT $1, coalesce(max(seq), 0) + 1, $2, $3 FROM study_events"
+	                     " WHERE study=$1 RETURNING seq", &a, 0);
+	int rc = r && PQntuples(r) == 1 ? 0 : -1;
+	if (rc == 0)
+		*seq = ival(r, 0, 0);
+	PQclear(r);
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+static int pg_study_events(void *be, const char *study, int64_t after, store_event **out,
+                           int *n)
+{
+	return events_from(query_by(be, "SELECT kind, seq, NULL, NULL, NULL, data FROM study_events"
+	                            " WHERE study=$1 AND seq>$2 ORDER BY seq", study, 1, after),
+	                   out, n);
+}
+
+/*
+ * The studies' lock: an advisory lock taken by a transaction left open on
+ * the lock connection until pg_study_unlock. A daemon killed meanwhile
+ * loses its connection and with it the lock; a frozen one loses it when
+ * idle_in_transaction_session_timeout (the lease) ends its session.
+ */
+static int pg_study_lock(void *be, const char *id, int wait)
+{
+	pgs *p = be;
+	if (p->lockc && PQstatus(p->lockc) != CONNECTION_OK) {
+		PQfinish(p->lockc);
+		p->lockc = NULL;
+	}
+	if (!p->lockc && !(p->lockc = pg_connect_more(p)))
+		return -1;
+	char sql[400];
+	snprintf(sql, sizeof sql, "BEGIN; SET LOCAL lock_timeout = '30s';"
+	         " SELECT %s(hashtext('nnd_study:' || current_schema() || ':' || '%s'))",
+	         wait ? "1 FROM pg_advisory_xact_lock" : "pg_try_advisory_xact_lock",
+	         api_id_valid(id, "std") ? id : "");
+	p->lock_open = 1;
+	PGresult *r = PQexec(p->lockc, sql);
+	int rc = PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 ? -1
+	         : wait ? 1 : strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+	PQclear(r);
+	return rc;
+}
+
+static void pg_study_unlock(void *be)
+{
+	pgs *p = be;
+	if (!p->lock_open || !p->lockc)
+		return;
+	p->lock_open = 0;
+	PGresult *r = PQexec(p->lockc, "ROLLBACK");
+	PQclear(r);
+}
+
 /* ---------------------------------------------------------------- claims */
 
 int pg_claim(pgs *p, const char *owner, int workers, int lease_ms, char id[API_ID_LEN],
@@ -1693,14 +2064,26 @@ int pg_claim(pgs *p, const char *owner, int workers, int lease_ms, char id[API_I
 	p_int(&a, lease_ms);
 	p_int(&a, workers);
 	pthread_mutex_lock(&p->mu);
-	/* the oldest queued job that fits; rows other daemons are claiming
-	 * are skipped, not waited for */
-	PGresult *r = run(p, "UPDATE jobs SET state=1, owner=$1, lease_token=nextval('lease_tokens'),"
-	                     " lease_until=clock_timestamp() + $2 * interval '1 millisecond',"
-	                     " attempts=attempts+1 WHERE id=(SELECT id FROM jobs WHERE state=0 AND"
-	                     " replicas<=$3 ORDER BY seq FOR UPDATE SKIP LOCKED LIMIT 1)"
-	                     " RETURNING id, lease_token", &a, 0);
-	int rc = r ? PQntuples(r) == 1 : -1;
+	/* the oldest queued job that fits, and, a study's trial, whose study
+	 * runs fewer trials than its parallelism; rows other daemons are
+	 * claiming are skipped, not waited for. Claims take turns (a lock of
+	 * the schema's), so two daemons never both see a study's last free
+	 * place. */
+	PGresult *r = NULL;
+	int rc = -1;
+	if (begin(p) == 0 &&
+	    cmd(p, "SELECT pg_advisory_xact_lock(hashtext('nnd_claim:' || current_schema()))",
+	        NULL) == 0 &&
+	    (r = run(p, "UPDATE jobs SET state=1, owner=$1, lease_token=nextval('lease_tokens'),"
+	                " lease_until=clock_timestamp() + $2 * interval '1 millisecond',"
+	                " attempts=attempts+1 WHERE id=(SELECT id FROM jobs j WHERE state=0 AND"
+	                " replicas<=$3 AND (study IS NULL OR (SELECT count(*) FROM jobs o"
+	                " WHERE o.study=j.study AND o.state=1) < coalesce((SELECT (s.config::json"
+	                " ->>'parallelism')::int FROM studies s WHERE s.id=j.study), 1))"
+	                " ORDER BY seq FOR UPDATE SKIP LOCKED LIMIT 1)"
+	                " RETURNING id, lease_token", &a, 0)) != NULL && commit(p) == 0)
+		rc = PQntuples(r) == 1;
+	rollback(p);
 	if (rc == 1) {
 		copy_id(r, 0, 0, id, API_ID_LEN);
 		*token = ival(r, 0, 1);
@@ -1784,7 +2167,7 @@ int pg_cancel_queued(pgs *p, const char *id)
 	int rc = -1;
 	PGresult *r = NULL;
 	if (begin(p) == 0 &&
-	    (r = run(p, "UPDATE jobs SET state=4, finished_at=$2 WHERE id=$1 AND state=0"
+	    (r = run(p, "UPDATE jobs SET state=4, finished_at=$2 WHERE id=$1 AND state IN (0,5)"
 	                " RETURNING id", &a, 0)) != NULL &&
 	    (PQntuples(r) == 0 || notify(p, 'e', id) == 0) && commit(p) == 0)
 		rc = PQntuples(r);
@@ -1838,6 +2221,21 @@ static const store_ops pg_ops = {
 	.checkpoint_put = pg_checkpoint_put,
 	.checkpoint_get = pg_checkpoint_get,
 	.checkpoint_delete = pg_checkpoint_delete,
+	.job_of_trial = pg_job_of_trial,
+	.job_delete = pg_job_delete,
+	.study_insert = pg_study_insert,
+	.study_get = pg_study_get,
+	.study_ids = pg_study_ids,
+	.study_update = pg_study_update,
+	.study_delete = pg_study_delete,
+	.trial_put = pg_trial_put,
+	.trials_get = pg_trials_get,
+	.trials_page = pg_trials_page,
+	.trial_counts = pg_trial_counts,
+	.study_event = pg_study_event,
+	.study_events = pg_study_events,
+	.study_lock = pg_study_lock,
+	.study_unlock = pg_study_unlock,
 };
 
 int pg_idle_tx_ms = 10000;

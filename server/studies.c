@@ -37,6 +37,7 @@
 typedef struct sfeed {
 	char id[API_ID_LEN];
 	feed *f;
+	int64_t last;         /* shared store: the newest event appended */
 	struct sfeed *next;
 } sfeed;
 
@@ -52,6 +53,7 @@ struct studies {
 	int stopping;
 	int kick;             /* a pass is due now */
 	int reconciled;       /* the first pass (after a start) checks pruned trials */
+	int shared;           /* several daemons share the store (see sync_feeds) */
 	sfeed *feeds;
 };
 
@@ -87,7 +89,7 @@ static void emit(studies *S, const char *id, int kind, cJSON *data, int final)
 		free(t);
 		return;
 	}
-	sfeed *x = find_feed(S, id);
+	sfeed *x = S->shared ? NULL : find_feed(S, id);
 	if (x)
 		jobs_feed_append(S->q, x->f, kind, seq, final, t);
 	else
@@ -100,6 +102,49 @@ static void emit(studies *S, const char *id, int kind, cJSON *data, int final)
 			}
 		jobs_feed_release(S->q, x->f);
 		free(x);
+	}
+}
+
+/* 1 when data (a study object) is in a final state. */
+static int final_state_event(int kind, const char *data)
+{
+	if (kind != FEED_STUDY_STATE || !data)
+		return 0;
+	cJSON *o = cJSON_Parse(data);
+	const cJSON *st = cJSON_GetObjectItemCaseSensitive(o, "state");
+	int fin = cJSON_IsString(st) && api_job_state_final(api_job_state_parse(st->valuestring));
+	cJSON_Delete(o);
+	return fin;
+}
+
+/*
+ * With a shared store, any daemon may record a study's events (whichever
+ * held its lock for a pass or a cancel), so live feeds are fed from the
+ * store: the events past the feed's newest, after every pass (caller
+ * holds S->mu). A feed ends with its study's final state event.
+ */
+static void sync_feeds(studies *S)
+{
+	sfeed **pp = &S->feeds;
+	while (*pp) {
+		sfeed *x = *pp;
+		store_event *ev = NULL;
+		int n = 0, done = 0;
+		if (store_study_events_after(S->st, x->id, x->last, &ev, &n) == 0)
+			for (int i = 0; i < n && !done; i++) {
+				done = final_state_event(ev[i].kind, ev[i].data);
+				x->last = ev[i].id;
+				jobs_feed_append(S->q, x->f, ev[i].kind, ev[i].id, done, ev[i].data);
+				ev[i].data = NULL;
+			}
+		store_history_free(ev, n);
+		if (done) {
+			*pp = x->next;
+			jobs_feed_release(S->q, x->f);
+			free(x);
+		} else {
+			pp = &x->next;
+		}
 	}
 }
 
@@ -309,6 +354,13 @@ static int make_trial(studies *S, const char *sid, const api_study *s, const api
 	          : api_err_set(e, 500, "out_of_memory", "out of memory");
 	free(text);
 	api_job_refs_free(&refs);
+	if (rc < 0 && e->status == 409) {
+		/* a shared store: another daemon made this trial's job first */
+		api_err e2 = API_ERR_INIT;
+		store_model_delete(S->st, t->model, &e2);
+		t->model[0] = '\0';
+		return store_job_of_trial(S->st, sid, t->number, t->job, t->model) ? 0 : -1;
+	}
 	if (rc < 0)
 		return -1;
 	snprintf(t->job, sizeof t->job, "%s", job.id);
@@ -536,9 +588,15 @@ static void *scheduler(void *arg)
 		char (*ids)[API_ID_LEN] = NULL;
 		int n = 0;
 		store_study_ids(S->st, 1, INT64_MAX, 0, &ids, &n, NULL);
-		for (int i = 0; i < n && !S->stopping; i++)
-			advance(S, ids[i]);
+		for (int i = 0; i < n && !S->stopping; i++) {
+			/* a shared store: skipped while another daemon works on it */
+			if (store_study_lock(S->st, ids[i], 0) == 1)
+				advance(S, ids[i]);
+			store_study_unlock(S->st);
+		}
 		free(ids);
+		if (S->shared)
+			sync_feeds(S);
 		if (!S->reconciled)
 			jobs_trial_limits_set(S->q);   /* every active study's is set */
 		S->reconciled = 1;
@@ -579,6 +637,8 @@ static feed *open_feed(void *ctx, const char *id, api_err *e)
 	if (store_study_get(S->st, id, &row, e) < 0)
 		return NULL;
 	pthread_mutex_lock(&S->mu);
+	if (S->shared)
+		sync_feeds(S);    /* a live feed is up to date before a reader joins */
 	sfeed *x = find_feed(S, id);
 	feed *f = NULL;
 	if (x) {
@@ -593,19 +653,29 @@ static feed *open_feed(void *ctx, const char *id, api_err *e)
 		store_event *ev = NULL;
 		int n = 0;
 		store_study_events(S->st, id, &ev, &n);
-		for (int i = 0; f && i < n; i++) {
-			int last = final && i == n - 1;
-			jobs_feed_append(S->q, f, ev[i].kind, ev[i].id, last && ev[i].kind == FEED_STUDY_STATE,
-			                 ev[i].data);
+		int64_t last_id = 0;
+		int ended = 0;
+		for (int i = 0; f && i < n && !ended; i++) {
+			/* shared: the feed ends with the study's final state event,
+			 * whoever recorded it (the row may say so a moment before) */
+			ended = S->shared ? final_state_event(ev[i].kind, ev[i].data)
+			                  : final && i == n - 1 && ev[i].kind == FEED_STUDY_STATE;
+			last_id = ev[i].id;
+			jobs_feed_append(S->q, f, ev[i].kind, ev[i].id, ended, ev[i].data);
 			ev[i].data = NULL;
 		}
 		store_history_free(ev, n);
-		if (f && final && !n)
-			jobs_feed_append(S->q, f, FEED_STUDY_STATE, 0, 1,
-			                 cJSON_PrintUnformatted(study_json(S, &row)));
+		if (f && final && !n) {
+			cJSON *o = study_json(S, &row);
+			jobs_feed_append(S->q, f, FEED_STUDY_STATE, 0, 1, cJSON_PrintUnformatted(o));
+			cJSON_Delete(o);
+		}
+		if (S->shared && n)
+			final = ended;
 		if (f && !final && (x = calloc(1, sizeof *x))) {
 			snprintf(x->id, sizeof x->id, "%s", id);
 			x->f = f;
+			x->last = last_id;
 			jobs_feed_ref(S->q, f);
 			x->next = S->feeds;
 			S->feeds = x;
@@ -627,6 +697,7 @@ int studies_start(store *st, jobs *q, const api_limits *lim, int workers, studie
 	S->q = q;
 	S->lim = *lim;
 	S->workers = workers;
+	S->shared = store_impl(st) != NULL;
 	pthread_mutex_init(&S->mu, NULL);
 	pthread_cond_init(&S->cv, NULL);
 	jobs_set_trial_listener(q, on_trial, S);
@@ -759,8 +830,18 @@ int studies_cancel(studies *S, const char *id, cJSON **obj, api_err *e)
 	if (store_study_get(S->st, id, &row, e) < 0)
 		return -1;
 	pthread_mutex_lock(&S->mu);
+	/* a shared store: after any pass another daemon is making on it, and
+	 * from the row as that pass left it */
 	int rc = 0;
-	if (api_job_state_final(row.state)) {
+	if (store_study_lock(S->st, id, 1) != 1) {
+		rc = api_err_set(e, 503, "store_unavailable", "cannot lock study %s", id);
+	} else if (S->shared) {
+		store_study_release(&row);
+		rc = store_study_get(S->st, id, &row, e);
+	}
+	if (rc < 0) {
+		/* nothing written */
+	} else if (api_job_state_final(row.state)) {
 		rc = api_err_set(e, 409, "study_finished", "study %s has already ended", id);
 	} else {
 		/* the state first: the scheduler leaves a cancelled study alone */
@@ -771,6 +852,9 @@ int studies_cancel(studies *S, const char *id, cJSON **obj, api_err *e)
 		set_state(S, &row, API_JOB_CANCELLED, NULL, NULL);
 		*obj = study_json(S, &row);
 	}
+	store_study_unlock(S->st);
+	if (S->shared)
+		sync_feeds(S);
 	pthread_mutex_unlock(&S->mu);
 	store_study_release(&row);
 	return rc;

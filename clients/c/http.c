@@ -159,6 +159,40 @@ int nc_request(const nc_ctx *c, const char *method, const char *path,
 	return rc;
 }
 
+/* A 2xx body goes to out as it arrives; any other into the reply. */
+typedef struct sink {
+	CURL *h;
+	FILE *out;
+	nc_buf *body;
+} sink;
+
+static size_t on_body_to(char *p, size_t size, size_t nmemb, void *user)
+{
+	sink *s = user;
+	long st = 0;
+	curl_easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &st);
+	if (st >= 200 && st < 300)
+		return fwrite(p, size, nmemb, s->out) * size;
+	return on_body(p, size, nmemb, s->body);
+}
+
+int nc_get_to(const nc_ctx *c, const char *path, const char *accept, FILE *out, nc_reply *r)
+{
+	struct curl_slist *hdrs = NULL;
+	char line[160];
+	snprintf(line, sizeof line, "Accept: %s", accept);
+	CURL *h = open_handle(c, "GET", path, NULL, line, &hdrs, r);
+	if (!h)
+		return -1;
+	sink s = { h, out, &r->body };
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body_to);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
+	int rc = perform(c, h, r);
+	curl_slist_free_all(hdrs);
+	curl_easy_cleanup(h);
+	return rc;
+}
+
 int nc_request_json(const nc_ctx *c, const char *method, const char *path,
                     const cJSON *j, nc_reply *r)
 {

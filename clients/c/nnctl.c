@@ -345,6 +345,20 @@ static void ds_row(const cJSON *d)
 	       str(d, "task"), num(d, "rows"), num(d, "features"), str(d, "created_at"));
 }
 
+static int cmd_ds_data(const nc_ctx *c, struct args *a)
+{
+	char path[1024];
+	snprintf(path, sizeof path, "/v1/datasets/%s/data", a->pos[0]);
+	if (add_query(path, sizeof path, "limit", a->opt[O_LIMIT]) ||
+	    add_query(path, sizeof path, "offset", a->opt[O_OFFSET])) {
+		fprintf(stderr, "nnctl: option too long\n");
+		return NC_USAGE;
+	}
+	nc_reply r = NC_REPLY_INIT;
+	int rc = nc_get_to(c, path, c->json ? "application/json" : "text/csv", stdout, &r);
+	return rc != 0 ? fail_reply(&r) : (nc_reply_release(&r), NC_OK);
+}
+
 static int cmd_ds_upload(const nc_ctx *c, struct args *a)
 {
 	nc_reply r = NC_REPLY_INIT;
@@ -361,7 +375,8 @@ static int cmd_ds_upload(const nc_ctx *c, struct args *a)
 	if (add_query(path, sizeof path, "name", a->opt[O_NAME]) ||
 	    add_query(path, sizeof path, "label", a->opt[O_LABEL]) ||
 	    add_query(path, sizeof path, "task", a->opt[O_TASK]) ||
-	    add_query(path, sizeof path, "header", a->opt[O_NO_HEADER] ? "false" : NULL)) {
+	    add_query(path, sizeof path, "header", a->opt[O_NO_HEADER] ? "false" : NULL) ||
+	    add_query(path, sizeof path, "classes", a->opt[O_CLASSES])) {
 		fprintf(stderr, "nnctl: option too long\n");
 		return NC_USAGE;
 	}
@@ -1054,15 +1069,23 @@ static const struct collection STUDIES = { "studies", study_header, study_row };
 
 static const struct cmd cmds[] = {
 	{ "datasets", "upload", cmd_ds_upload, NULL, 0, 1,
-	  B(O_LABEL) | B(O_NAME) | B(O_TASK) | B(O_NO_HEADER) | B(O_IMAGES) | B(O_LABELS),
+	  B(O_LABEL) | B(O_NAME) | B(O_TASK) | B(O_NO_HEADER) | B(O_IMAGES) | B(O_LABELS) |
+	  B(O_CLASSES),
 	  "datasets upload FILE [--label COL] [--name N] [--task T] [--no-header]\n"
+	  "                [--classes A,B,...]\n"
 	  "       nnctl datasets upload --images FILE --labels FILE [--name N]",
 	  "Uploads a data set: a CSV file (FILE.json: {\"x\", \"y\"} arrays; - reads stdin),\n"
 	  "or an IDX image/label pair (MNIST, Fashion-MNIST; gzip or not).\n"
 	  "  --label COL    the label column, by name or 0-based index (default: the last)\n"
 	  "  --name N       a name for the data set\n"
 	  "  --task T       classification or regression (default: inferred)\n"
-	  "  --no-header    the CSV's first line is data, not column names" },
+	  "  --no-header    the CSV's first line is data, not column names\n"
+	  "  --classes A,B  the class names and their order (CSV; a label outside them\n"
+	  "                 is refused)" },
+	{ "datasets", "data", cmd_ds_data, NULL, 1, 1, B(O_LIMIT) | B(O_OFFSET),
+	  "datasets data ID [--limit N] [--offset N]",
+	  "Prints the data set's rows as CSV (with --json: as JSON): labels by class\n"
+	  "name, typed columns as their raw values, empty for missing." },
 	{ "datasets", "list", cmd_list, &DATASETS, 0, 0, B(O_LIMIT) | B(O_OFFSET),
 	  "datasets list [--limit N] [--offset N]", "Lists data sets." },
 	{ "datasets", "get", cmd_get, &DATASETS, 1, 1, 0, "datasets get ID", "Shows one data set." },

@@ -9,6 +9,7 @@
 #define NNCTL_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <cjson/cJSON.h>
 
 /* Exit statuses of nnctl. */
@@ -56,6 +57,10 @@ void nc_reply_release(nc_reply *r);
  * answered with a 2xx, -1 otherwise (r->status tells which). */
 int nc_request(const nc_ctx *c, const char *method, const char *path,
                const char *content_type, const void *body, size_t len, nc_reply *r);
+
+/* GETs path with an Accept header, writing a 2xx body to out as it
+ * arrives (any other body goes to r, for nc_print_problem). */
+int nc_get_to(const nc_ctx *c, const char *path, const char *accept, FILE *out, nc_reply *r);
 
 /* Sends a JSON body (serialised compactly from j). */
 int nc_request_json(const nc_ctx *c, const char *method, const char *path,

@@ -33,6 +33,17 @@ check_eq "datasets get --json: rows" "$(jget 'j["rows"]' <"$W/ds.json")" 12
 check_eq "datasets get --json: classes" "$(jget 'j["classes"]' <"$W/ds.json")" '["neg", "pos"]'
 check_match "datasets list shows it" "$("$NNCTL" datasets list)" "^$DS +sep +classification +12 +2 "
 check_match "datasets list -q" "$("$NNCTL" -q datasets list --limit 1000)" "^$DS\$"
+check_eq "datasets data: the rows back as CSV" "$("$NNCTL" datasets data "$DS" --offset 6 --limit 2)" \
+	"$(printf 'x0,x1,label\n-2,-1.5,neg\n-1,-2.5,neg')"
+check_eq "datasets data --json: class indices" \
+	"$("$NNCTL" --json datasets data "$DS" --limit 1 | jget 'j["y"], j["classes"]')" "([1], ['neg', 'pos'])"
+DS2="$("$NNCTL" -q datasets upload "$W/sep.csv" --classes pos,neg,none)"
+check_eq "upload --classes fixes the classes and their order" \
+	"$("$NNCTL" --json datasets get "$DS2" | jget 'j["classes"]')" '["pos", "neg", "none"]'
+"$NNCTL" datasets upload "$W/sep.csv" --classes pos >/dev/null 2>"$W/err"
+check_match "a label outside --classes names its line" "$(cat "$W/err")" "line 8.*'neg' is not one of classes="
+"$NNCTL" datasets data ds_0000000000000000 >/dev/null 2>"$W/err"
+check_match "datasets data of an unknown set: 404 on stderr" "$(cat "$W/err")" 'HTTP 404'
 "$NNCTL" datasets get ds_0000000000000000 >/dev/null 2>"$W/err"
 check_eq "unknown data set exits 1" "$?" 1
 check_match "404 detail on stderr" "$(cat "$W/err")" '^nnctl: .+'

@@ -209,14 +209,9 @@ int nnd_restart(nnd *d)
 	return spawn(d);
 }
 
-int nnd_stop(nnd *d, int timeout_s)
+int nnd_wait(nnd *d, int timeout_s)
 {
-	if (d->pid <= 0)
-		return -1;
-	kill(d->pid, SIGTERM);
-	if (getenv("NND_WRAP"))
-		timeout_s *= 6;   /* valgrind's exit (the leak check) takes long */
-	for (int i = 0; i < timeout_s * 100; i++) {
+	for (int i = 0; d->pid > 0 && i < timeout_s * 100; i++) {
 		int st;
 		if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
 			d->pid = 0;
@@ -224,6 +219,19 @@ int nnd_stop(nnd *d, int timeout_s)
 		}
 		sleep_ms(10);
 	}
+	return -1;
+}
+
+int nnd_stop(nnd *d, int timeout_s)
+{
+	if (d->pid <= 0)
+		return -1;
+	kill(d->pid, SIGTERM);
+	if (getenv("NND_WRAP"))
+		timeout_s *= 6;   /* valgrind's exit (the leak check) takes long */
+	int st = nnd_wait(d, timeout_s);
+	if (st >= 0)
+		return st;
 	kill(d->pid, SIGKILL);
 	waitpid(d->pid, NULL, 0);
 	d->pid = 0;
@@ -403,6 +411,19 @@ long http_do_auth(nnd *d, const char *method, const char *path, const char *ctyp
 	if (body && !ctype)
 		h = curl_slist_append(h, "Content-Type:");
 	return perform(d, method, path, h, body, len, NULL, out);
+}
+
+long http_get_accept(nnd *d, const char *path, const char *accept, http_resp *out)
+{
+	struct curl_slist *h = NULL;
+	char line[300];
+	snprintf(line, sizeof line, "Accept: %s", accept);
+	h = curl_slist_append(h, line);
+	if (d->key[0]) {
+		snprintf(line, sizeof line, "Authorization: Bearer %s", d->key);
+		h = curl_slist_append(h, line);
+	}
+	return perform(d, "GET", path, h, NULL, 0, NULL, out);
 }
 
 long http_do(nnd *d, const char *method, const char *path, const char *ctype,

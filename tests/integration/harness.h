@@ -44,6 +44,9 @@ int nnd_start_as(nnd *d, const char *const *flags, uid_t uid, gid_t gid);
 int nnd_restart(nnd *d);
 /* SIGTERM and wait (at most timeout_s); returns the exit status or -1. */
 int nnd_stop(nnd *d, int timeout_s);
+/* Waits at most timeout_s for the daemon (or its NND_WRAP command) to
+ * exit by itself: its exit status, or -1 while it still runs. */
+int nnd_wait(nnd *d, int timeout_s);
 /* SIGKILL and reap. */
 void nnd_kill9(nnd *d);
 /* Stops (if running) and removes the temporary directory. Returns the
@@ -70,6 +73,8 @@ long http_do(nnd *d, const char *method, const char *path, const char *ctype,
              const char *body, size_t len, http_resp *out);
 long http_do_auth(nnd *d, const char *method, const char *path, const char *ctype,
                   const char *body, size_t len, const char *bearer, http_resp *out);
+/* GET with an Accept header. */
+long http_get_accept(nnd *d, const char *path, const char *accept, http_resp *out);
 /* JSON helpers: the parsed body (caller deletes), NULL when not JSON. */
 cJSON *http_json(nnd *d, const char *method, const char *path, const cJSON *body,
                  long *status);

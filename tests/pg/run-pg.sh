@@ -9,8 +9,7 @@
 # PostgreSQL server's disk is not the daemon's to fill), itest_durability,
 # itest_checkpoints and itest_crash (they inspect the files and the SQLite
 # database under --data-dir; kill -9 against PostgreSQL is tests/pg's chaos
-# suite); itest_studies (studies are not kept in PostgreSQL yet: a shared
-# store answers 501 not_supported) and itest_replicas (its fairness case
+# suite); itest_replicas (its fairness case
 # holds small jobs back for a big one on one daemon; the shared queue
 # claims the oldest job that fits the free workers).
 cd "$(dirname "$0")/../.." || exit 1
@@ -24,10 +23,10 @@ export NND_TEST_STORE="--store $PG_URL&options=-csearch_path%3D@ID@"
 BIN=${NND_BIN:-bin}
 fail=0
 n=0
-for t in "$BIN"/itest_*; do
+for t in ${PG_ITESTS:-"$BIN"/itest_*}; do
 	case "$t" in
 	*/itest_faults|*/itest_durability|*/itest_checkpoints|*/itest_crash) continue ;;
-	*/itest_studies|*/itest_replicas) continue ;;
+	*/itest_replicas) continue ;;
 	esac
 	[ -x "$t" ] || continue
 	n=$((n + 1))

@@ -9,6 +9,8 @@
 #define TESTS_PAR_FIXTURE_H
 
 #include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
 #include "nn.h"
 
 typedef struct par_slice {
@@ -50,14 +52,69 @@ static void par_backwards_run(void *ctx, const nn_tasks *t)
 /* A carrier of R threads (R <= 64); *R must outlive it. */
 static inline nn_parallel par_threads(const int *R)
 {
-	nn_parallel p = { *R, (void *)R, par_threads_run };
+	nn_parallel p = { *R, (void *)R, par_threads_run, 0 };
 	return p;
 }
 
 static inline nn_parallel par_backwards(void)
 {
-	nn_parallel p = { 1, NULL, par_backwards_run };
+	nn_parallel p = { 1, NULL, par_backwards_run, 0 };
 	return p;
+}
+
+/*
+ * `procs`: R replicas as if each were a process of its own (an MPI rank):
+ * each runs nn_train on a model of its own, on a thread, with a distributed
+ * carrier that runs the replica's tasks and then, between two barriers,
+ * copies every other replica's tasks' out() regions from that replica's
+ * copy into its own, as an allgather would. Whatever a replica reads of a
+ * shard it did not run and that no region carried is stale in its copy, so
+ * a region missing from nn_tasks.out shows as other weights or losses.
+ */
+typedef struct par_world {
+	int R;
+	pthread_barrier_t bar;
+	const nn_tasks *cur[64];
+} par_world;
+
+typedef struct par_rank {
+	par_world *w;
+	int r;
+	nn_parallel par;
+} par_rank;
+
+static void par_rank_run(void *ctx, const nn_tasks *t)
+{
+	par_rank *me = ctx;
+	par_world *w = me->w;
+	for (int i = 0; i < t->n; i++)
+		if ((int)((int64_t)i * w->R / t->n) == me->r)
+			t->fn(t->arg, i);
+	w->cur[me->r] = t;
+	pthread_barrier_wait(&w->bar);
+	for (int i = 0; t->out && i < t->n; i++) {
+		int q = (int)((int64_t)i * w->R / t->n);
+		if (q == me->r)
+			continue;
+		const nn_tasks *o = w->cur[q];
+		size_t ls = 0, ld = 0;
+		void *src, *dst;
+		for (int k = 0; (src = o->out(o->arg, i, k, &ls)) != NULL; k++) {
+			dst = t->out(t->arg, i, k, &ld);
+			if (!dst || ld != ls)
+				abort();   /* regions must not depend on the replica */
+			memcpy(dst, src, ls);
+		}
+	}
+	pthread_barrier_wait(&w->bar);
+}
+
+/* Replica r of world w (w->R set, w->bar initialised for R threads). */
+static inline void par_rank_init(par_rank *p, par_world *w, int r)
+{
+	p->w = w;
+	p->r = r;
+	p->par = (nn_parallel){ w->R, p, par_rank_run, 1 };
 }
 
 #endif

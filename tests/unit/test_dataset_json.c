@@ -43,11 +43,13 @@ START_TEST(test_classification_with_integers)
 	ck_assert_int_eq(d.task, NN_TASK_CLASSIFICATION);
 	ck_assert_int_eq(d.rows, 3);
 	ck_assert_int_eq(d.features, 2);
-	ck_assert_int_eq(d.outputs, 2);
-	ck_assert_str_eq(d.classes[0], "2");
-	ck_assert_str_eq(d.classes[1], "10");
-	ck_assert_int_eq(d.labels[0], 1);
-	ck_assert_int_eq(d.labels[1], 0);
+	/* integer labels >= 0 are class indices: K = max + 1, as in PyTorch */
+	ck_assert_int_eq(d.outputs, 11);
+	ck_assert_int_eq(d.n_classes, 11);
+	ck_assert_str_eq(d.classes[0], "0");
+	ck_assert_str_eq(d.classes[10], "10");
+	ck_assert_int_eq(d.labels[0], 10);
+	ck_assert_int_eq(d.labels[1], 2);
 	ck_assert_float_eq(d.x[1], 2.5f);
 	ck_assert(signbit(d.x[2]));
 	ck_assert_float_eq(d.x[3], 1e-3f);
@@ -110,7 +112,7 @@ START_TEST(test_regression_inferred_and_multi_output)
 	ck_assert_int_eq(d.task, NN_TASK_REGRESSION);
 	api_dataset_free(&d);
 	ck_assert_int_eq(load("{\"task\":\"classification\",\"x\":[[1],[2]],\"y\":[1,2]}", &d, &e), 0);
-	ck_assert_int_eq(d.n_classes, 2);
+	ck_assert_int_eq(d.n_classes, 3);
 	api_dataset_free(&d);
 }
 END_TEST
@@ -174,6 +176,62 @@ START_TEST(test_error_list_is_bounded)
 }
 END_TEST
 
+START_TEST(test_given_classes)
+{
+	api_dataset d;
+	api_err e;
+	/* indices with names: K is the names' count, whatever y holds */
+	ck_assert_int_eq(load("{\"x\":[[1],[2],[3]],\"y\":[0,2,2],\"classes\":[\"cat\",\"dog\",\"emu\",\"yak\"]}",
+			      &d, &e), 0);
+	ck_assert_int_eq(d.task, NN_TASK_CLASSIFICATION);
+	ck_assert_int_eq(d.outputs, 4);
+	ck_assert_str_eq(d.classes[3], "yak");
+	ck_assert_int_eq(d.labels[1], 2);
+	api_dataset_free(&d);
+	/* names matched to the given order, not sorted */
+	ck_assert_int_eq(load("{\"x\":[[1],[2]],\"y\":[\"b\",\"a\"],\"classes\":[\"b\",\"c\",\"a\"]}", &d, &e), 0);
+	ck_assert_int_eq(d.outputs, 3);
+	ck_assert_int_eq(d.labels[0], 0);
+	ck_assert_int_eq(d.labels[1], 2);
+	api_dataset_free(&d);
+	/* -1/+1 are names, sorted numerically */
+	ck_assert_int_eq(load("{\"x\":[[1],[2],[3]],\"y\":[1,-1,1]}", &d, &e), 0);
+	ck_assert_int_eq(d.outputs, 2);
+	ck_assert_str_eq(d.classes[0], "-1");
+	ck_assert_str_eq(d.classes[1], "1");
+	ck_assert_int_eq(d.labels[0], 1);
+	api_dataset_free(&d);
+	/* y in {0, 2, 3, 4}: five classes, class 1 without rows */
+	ck_assert_int_eq(load("{\"x\":[[1],[2],[3],[4]],\"y\":[0,2,3,4]}", &d, &e), 0);
+	ck_assert_int_eq(d.outputs, 5);
+	ck_assert_int_eq(d.labels[3], 4);
+	api_dataset_free(&d);
+}
+END_TEST
+
+START_TEST(test_given_classes_refused)
+{
+	expect_field("{\"x\":[[1],[2]],\"y\":[0,3],\"classes\":[\"a\",\"b\",\"c\"]}", 0, "y[1]",
+		     "is class index 3, but \"classes\" names 3 classes");
+	expect_field("{\"x\":[[1],[2]],\"y\":[\"a\",\"z\"],\"classes\":[\"a\",\"b\"]}", 0, "y[1]",
+		     "is \"z\", not one of \"classes\"");
+	expect_field("{\"x\":[[1],[2]],\"y\":[\"a\",1]}", 0, "y",
+		     "mixes strings and numbers: give every label as a string, or every one as a class index");
+	expect_field("{\"x\":[[1],[2]],\"y\":[\"a\",\"b\"],\"classes\":[\"a\",\"a\"]}", 0, "classes[1]",
+		     "names \"a\" a second time");
+	expect_field("{\"x\":[[1],[2]],\"y\":[\"a\",\"b\"],\"classes\":[\"a\",\"\"]}", 0, "classes[1]",
+		     "must be a non-empty UTF-8 name of at most 256 bytes");
+	expect_field("{\"x\":[[1],[2]],\"y\":[\"a\",\"b\"],\"classes\":[\"a\",7]}", 0, "classes[1]",
+		     "must be a string");
+	expect_field("{\"x\":[[1],[2]],\"y\":[\"a\",\"b\"],\"classes\":[]}", 0, "classes",
+		     "must be a non-empty array of class names");
+	expect_field("{\"x\":[[1],[2]],\"y\":[1.5,2],\"task\":\"regression\",\"classes\":[\"a\"]}", 0,
+		     "classes", "applies to classification only");
+	expect_field("{\"x\":[[1],[2]],\"y\":[[1],[2]],\"classes\":[\"a\"]}", 0, "classes",
+		     "applies to classification only (y holds lists)");
+}
+END_TEST
+
 START_TEST(test_too_many_classes)
 {
 	cJSON *j = cJSON_CreateObject();
@@ -195,7 +253,7 @@ START_TEST(test_too_many_classes)
 	cJSON_AddStringToObject(j, "task", "classification");
 	ck_assert_int_eq(api_dataset_from_json(j, &d, &e), -1);
 	ck_assert_str_eq(e.fields[0].field, "y");
-	ck_assert_str_eq(e.fields[0].message, "has 65537 distinct labels; a classification has at most 65536 classes");
+	ck_assert_str_eq(e.fields[0].message, "asks for 65537 classes (the largest index + 1); a classification has at most 65536 classes");
 	cJSON_Delete(j);
 }
 END_TEST
@@ -269,6 +327,8 @@ static Suite *suite(void)
 	tcase_add_test(t, test_regression_inferred_and_multi_output);
 	tcase_add_test(t, test_errors_name_field_paths);
 	tcase_add_test(t, test_error_list_is_bounded);
+	tcase_add_test(t, test_given_classes);
+	tcase_add_test(t, test_given_classes_refused);
 	tcase_add_test(t, test_too_many_classes);
 	tcase_add_test(t, test_serialize_round_trip_and_corruption);
 	suite_add_tcase(s, t);

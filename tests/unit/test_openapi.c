@@ -201,6 +201,7 @@ static const struct {
 	{ "GET", "/v1/datasets", { 200, 422 } },
 	{ "GET", "/v1/datasets/{ds}", { 200 } },
 	{ "DELETE", "/v1/datasets/{ds}", { 204, 409, 507 } },
+	{ "GET", "/v1/datasets/{ds}/data", { 200, 406, 422 } },
 	{ "POST", "/v1/models", { 201, 422, 507 } },
 	{ "GET", "/v1/models", { 200, 422 } },
 	{ "GET", "/v1/models/{mdl}", { 200 } },

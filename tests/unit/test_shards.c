@@ -5,7 +5,9 @@
  * calling thread, backwards, or on 2 or 4 threads; on image bytes through the
  * sparse kernels too; with clipping, averaging and sparsity; with batches
  * smaller than the shard count (empty shards); and after a resume from a
- * mid-epoch checkpoint. Sharded runs compute the one-batch mathematics
+ * mid-epoch checkpoint; and as R processes (each its own copy of the
+ * trainer, sharing only what nn_tasks.out names, as MPI ranks do) every
+ * replica ends with those bits. Sharded runs compute the one-batch mathematics
  * (losses and weights close to shards 1; the PyTorch cases with shards 2
  * and 4 are in test_reference). Replicas that do not divide shards are
  * refused.
@@ -117,6 +119,53 @@ static nn_model *train(const data *a, int regression, int dropout, nn_train_conf
 	return m;
 }
 
+/* R replicas as processes (par_fixture.h's procs): each trains a model of
+ * its own; they are returned in ms[0, R). */
+typedef struct proc_arg {
+	const data *a;
+	int regression, dropout;
+	nn_train_config c;
+	par_rank rank;
+	nn_model *m;
+	nn_train_result res;
+	nn_status st;
+	char err[300];
+} proc_arg;
+
+static void *proc_main(void *arg)
+{
+	proc_arg *p = arg;
+	p->m = bn_model(p->a->d.features, p->regression ? 2 : 10,
+	                p->regression ? NN_TASK_REGRESSION : NN_TASK_CLASSIFICATION, p->dropout);
+	p->c.par = &p->rank.par;
+	p->c.replicas = p->rank.w->R;
+	p->st = nn_train(p->m, &p->a->d, NULL, &p->c, NULL, NULL, 0, &p->res, p->err,
+	                 sizeof p->err);
+	return NULL;
+}
+
+static void train_procs(const data *a, int regression, int dropout, nn_train_config c, int R,
+                        nn_model **ms, nn_train_result *res)
+{
+	par_world w = { .R = R };
+	proc_arg p[4];
+	pthread_t th[4];
+	ck_assert_int_le(R, 4);
+	pthread_barrier_init(&w.bar, NULL, (unsigned)R);
+	for (int r = 0; r < R; r++) {
+		p[r] = (proc_arg){ .a = a, .regression = regression, .dropout = dropout, .c = c };
+		par_rank_init(&p[r].rank, &w, r);
+		pthread_create(&th[r], NULL, proc_main, &p[r]);
+	}
+	for (int r = 0; r < R; r++) {
+		pthread_join(th[r], NULL);
+		ck_assert_msg(p[r].st == NN_OK, "replica %d: %s", r, p[r].err);
+		ms[r] = p[r].m;
+		res[r] = p[r].res;
+	}
+	pthread_barrier_destroy(&w.bar);
+}
+
 static int same_bits(nn_model *a, nn_model *b)
 {
 	int64_t na, nb, sa, sb;
@@ -154,6 +203,20 @@ static void all_placements_agree(const data *a, int regression, int dropout,
 		ck_assert_msg(same_bits(ref, m), "shards %d, %d threads: other weights", c.shards, R);
 		ck_assert_float_eq(r.last.train_loss, r0.last.train_loss);
 		nn_model_free(m);
+		if (R == 1)
+			continue;
+		/* as processes: every replica ends with the reference's bits */
+		nn_model *ms[4];
+		nn_train_result rs[4];
+		train_procs(a, regression, dropout, c, R, ms, rs);
+		for (int q = 0; q < R; q++) {
+			ck_assert_msg(same_bits(ref, ms[q]), "shards %d, %d processes: replica %d "
+			              "has other weights", c.shards, R, q);
+			ck_assert_float_eq(rs[q].last.train_loss, r0.last.train_loss);
+			if (c.val_fraction > 0)
+				ck_assert_float_eq(rs[q].last.val_loss, r0.last.val_loss);
+			nn_model_free(ms[q]);
+		}
 	}
 	nn_model_free(ref);
 }
@@ -192,6 +255,20 @@ START_TEST(test_sparsity_and_ema_same_bits)
 	c.sparsity.max_nonzero = 500;
 	c.sparsity.start_epoch = 1;
 	c.avg.type = NN_AVG_EMA;
+	all_placements_agree(&a, 0, 1, c);
+	free_data(&a);
+}
+END_TEST
+
+/* Validation with the running batch-norm statistics, and those published:
+ * they come from shard 0's batch mean and variance, which a process that
+ * did not run shard 0 only has when they were sent. */
+START_TEST(test_running_statistics_and_validation_same_bits)
+{
+	data a = make_data(300, 24, 0);
+	nn_train_config c = config(4);
+	c.val_fraction = 0.2f;
+	c.bn_stats = NN_BN_RUNNING;
 	all_placements_agree(&a, 0, 1, c);
 	free_data(&a);
 }
@@ -342,6 +419,7 @@ int main(void)
 	tcase_add_test(tc, test_weights_same_bits_for_every_replica_count_bn_dropout_residual);
 	tcase_add_test(tc, test_regression_with_clipping_l2_and_polyak_same_bits);
 	tcase_add_test(tc, test_sparsity_and_ema_same_bits);
+	tcase_add_test(tc, test_running_statistics_and_validation_same_bits);
 	tcase_add_test(tc, test_image_bytes_through_sparse_kernels_same_bits);
 	tcase_add_test(tc, test_empty_shards_add_nothing);
 	tcase_add_test(tc, test_shards_compute_the_one_batch_mathematics);

@@ -227,6 +227,14 @@ def test_compare(b, base, jobs):
     shot(b, "compare")
 
 
+def api_rows(base, ds, n):
+    """The first n rows of a data set as JSON, straight from the daemon."""
+    req = urllib.request.Request("%s/v1/datasets/%s/data?limit=%d" % (base, ds, n),
+                                 headers={"Accept": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.load(r)
+
+
 def test_datasets(b, base, ds, ids):
     b.navigate(base + "/ui/datasets/" + ds)
     fields = b.wait("(() => { const t = document.querySelectorAll('main table.list tbody tr');"
@@ -235,11 +243,25 @@ def test_datasets(b, base, ds, ids):
     ok("the data set page lists its fields", fields[:2] == ["x0", "x1"], fields)
     classes = b.eval("[...document.querySelectorAll('.tag')].map(t => t.textContent)")
     ok("the data set page lists its classes", classes == ["0: in", "1: out"], classes)
+    rows = b.wait("(() => { const s = [...document.querySelectorAll('main section.card')].pop();"
+                  " const t = s.querySelectorAll('tbody tr');"
+                  " return t.length ? [...t].map(r => [r.children.length, r.lastChild.textContent]) : null; })()",
+                  what="the first rows")
+    want = api_rows(base, ds, 10)
+    ok("the data set page shows its first 10 rows from /data, labels by name",
+       rows == [[3, want["classes"][y]] for y in want["y"]], (rows, want["y"]))
     shot(b, "dataset")
     b.navigate(base + "/ui/datasets/" + ids)
     b.wait("!!document.querySelector('main dl')", what="the image data set")
     txt = b.eval("document.querySelector('main').textContent")
     ok("the image data set page shows its shape", "8 × 8 × 1" in txt, txt[:200])
+    imgs = b.wait("(() => { const f = document.querySelectorAll('.digits figure');"
+                  " return f.length ? [...f].map(x => [x.querySelector('canvas').width,"
+                  " x.querySelector('figcaption').textContent]) : null; })()", what="the images")
+    want = api_rows(base, ids, 24)
+    ok("the image data set page draws its first images with their class names",
+       [c for _, c in imgs] == [want["classes"][y] for y in want["y"]] and all(w > 0 for w, _ in imgs),
+       (imgs[:4], want["y"][:4]))
     b.navigate(base + "/ui/datasets")
     n = b.wait("document.querySelectorAll('main table.list tbody tr').length", what="the list")
     ok("the data set list has both", n == 2, n)

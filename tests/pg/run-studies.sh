@@ -1,0 +1,139 @@
+#!/bin/sh
+# run-studies.sh - a study shared by three daemons on one PostgreSQL store (a
+# throwaway cluster, tests/pg/lib.sh). A successive-halving study posted to
+# A: its trials run on more than one daemon, each trial has one job, each
+# succeeded trial's job published one version, another daemon streams the
+# study's events live to the final state, and the leaderboard (states,
+# values, epochs by trial) equals a study run uninterrupted. Then the same
+# study again, and A killed with kill -9 while trials run and left down: B
+# and C finish it with the same leaderboard, nothing lost or run twice.
+# SKIP (77) without PostgreSQL's binaries.
+cd "$(dirname "$0")/../.." || exit 1
+. tests/pg/lib.sh
+pg_have || { echo "SKIP: PostgreSQL 15 binaries ($PG_BIN) or the postgres user missing"; exit 77; }
+pg_start || { echo "FAIL: cannot start PostgreSQL"; exit 1; }
+. tests/pg/nnd.sh
+SCHEMA=studies
+STORE_URL="$PG_URL&options=-csearch_path%3D$SCHEMA"
+trap 'nnd_all_down; pg_stop; [ -z "${NND_KEEP_TMP:-}" ] && rm -rf "$T"; true' EXIT
+
+for n in A B C; do
+	nnd_up $n --workers 1 --lease-seconds 2 || exit 1
+done
+DS=$(make_data A 2000)
+[ -n "$DS" ] || { echo "FAIL: no data set"; exit 1; }
+
+# 6 trials of 12 epochs (160 steps each), halving at 2, 4 and 8 epochs
+STUDY='{"name":"shared","dataset":"'$DS'","validation":{"fraction":0.2},
+ "objective":{"metric":"val_loss","goal":"minimize"},
+ "model":{"task":"classification","seed":3,"layers":[{"type":"dense","units":8,"activation":"tanh"}]},
+ "job":{"epochs":12,"batch_size":10,"seed":5,"optimizer":{"type":"adam","lr":0.01},
+        "checkpoint_every_epochs":1,"log_every_steps":20},
+ "space":{"model.layers[0].units":[8,16,32],"job.optimizer.lr":[0.003,0.01,0.03]},
+ "strategy":{"type":"halving","trials":6,"min_epochs":2,"reduction_factor":2},
+ "seed":1,"parallelism":3}'
+
+study_state() { api "$1" GET "/v1/studies/$2" | jfield state; }
+# wait_study DAEMON ID SECONDS: the final state (or "timeout")
+wait_study() {
+	i=0
+	while [ $i -lt $(($3 * 10)) ]; do
+		s=$(study_state "$1" "$2" 2>/dev/null)
+		case "$s" in succeeded|failed|cancelled) echo "$s"; return 0 ;; esac
+		sleep 0.1; i=$((i + 1))
+	done
+	echo timeout
+}
+# the leaderboard by trial: number, state, value, epochs
+board() {
+	api "$1" GET "/v1/studies/$2/trials?sort=number" | /usr/bin/python3 -c '
+import json, sys
+for t in json.load(sys.stdin)["trials"]:
+    print(t["number"], t["state"], repr(t["value"]), t["epochs"])'
+}
+# checks of study $2 read through daemon $1: one job per trial, one published
+# version per succeeded trial; prints the daemons that started its jobs
+one_each() {
+	jobs=$(api "$1" GET "/v1/jobs?study=$2&limit=1000")
+	total=$(echo "$jobs" | jfield total)
+	[ "$total" = 6 ] || fail "study $2 has $total jobs, not 6"
+	dup=$(pg_psql -c "SELECT count(*) FROM (SELECT trial FROM $SCHEMA.jobs WHERE study='$2'
+	  GROUP BY trial HAVING count(*) > 1) d")
+	[ "$dup" = 0 ] || fail "study $2: $dup trials have more than one job"
+	bad=$(pg_psql -c "SELECT count(*) FROM $SCHEMA.jobs j WHERE study='$2' AND state=2 AND
+	  (SELECT count(*) FROM $SCHEMA.model_versions v WHERE v.model=j.model AND v.version>0)<>1")
+	[ "$bad" = 0 ] || fail "study $2: $bad succeeded trials did not publish exactly one version"
+	pruned=$(pg_psql -c "SELECT count(*) FROM $SCHEMA.jobs j WHERE study='$2' AND state=4 AND
+	  error LIKE '%pruned%' AND NOT EXISTS (SELECT 1 FROM $SCHEMA.model_versions v
+	  WHERE v.model=j.model AND v.version>0)")
+	ended=$(pg_psql -c "SELECT count(*) FROM $SCHEMA.jobs WHERE study='$2' AND state IN (2,4)")
+	[ "$ended" = 6 ] || fail "study $2: $ended of 6 trial jobs ended (succeeded or pruned)"
+	ids=$(pg_psql -c "SELECT id FROM $SCHEMA.jobs WHERE study='$2'")
+	for n in A B C; do
+		for j in $ids; do grep -q "$j: starting" "$T/$n.log" && { echo $n; break; }; done
+	done | sort -u | tr '\n' ' '
+	echo "($pruned pruned)"
+}
+
+# --- the reference: the study on three daemons, its events streamed from C
+REF=$(api A POST /v1/studies "$STUDY" | jfield id)
+[ -n "$REF" ] || { echo "FAIL: study refused"; exit 1; }
+api C GET "/v1/studies/$REF/events?format=ndjson" >"$T/ref.ndjson" &
+STREAM=$!
+[ "$(wait_study B "$REF" 180)" = succeeded ] || fail "study $REF did not succeed"
+i=0; while kill -0 $STREAM 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+kill $STREAM 2>/dev/null
+tail -1 "$T/ref.ndjson" | grep -q '"event":"state".*"state":"succeeded"' &&
+	[ "$(grep -c '"event":"trial"' "$T/ref.ndjson")" -ge 6 ] &&
+	ok "C streamed study $REF live to its end ($(wc -l <"$T/ref.ndjson") events)" ||
+	fail "the stream of $REF from C: $(tail -c 300 "$T/ref.ndjson")"
+seqs=$(grep -c . "$T/ref.ndjson")
+nev=$(pg_psql -c "SELECT count(*) FROM $SCHEMA.study_events WHERE study='$REF'")
+[ "$seqs" = "$nev" ] || fail "C streamed $seqs events of the $nev recorded"
+WANT=$(board A "$REF")
+ran=$(one_each B "$REF")
+case "$ran" in
+*" "?" "*) ok "study $REF: trials ran on $ran" ;;
+*) fail "study $REF: trials ran on $ran only" ;;
+esac
+
+# --- the same study; A, where it was posted, killed mid-study and left down
+S=$(api A POST /v1/studies "$STUDY" | jfield id)
+# A is frozen (SIGSTOP) while the store says it runs a trial of S, so it
+# cannot pause or end it before the kill -9 (trials are short)
+running_on_A() {
+	pg_psql -c "SELECT id FROM $SCHEMA.jobs WHERE study='$S' AND state=1 AND
+	  owner LIKE '%/$(nnd_pid A)'"
+}
+KJ=
+i=0
+while [ $i -lt 600 ] && [ -z "$KJ" ]; do
+	if [ -n "$(running_on_A)" ]; then
+		kill -STOP "$(nnd_pid A)"
+		KJ=$(running_on_A)
+		[ -n "$KJ" ] || kill -CONT "$(nnd_pid A)"
+	fi
+	[ -n "$KJ" ] || sleep 0.01
+	i=$((i + 1))
+done
+held=$(echo $KJ | wc -w)
+nnd_kill9 A
+[ "$(wait_study B "$S" 180)" = succeeded ] || fail "study $S did not succeed after kill -9 of A"
+GOT=$(board C "$S")
+[ "$GOT" = "$WANT" ] && ok "study $S, A killed holding $held running trials: the uninterrupted leaderboard" ||
+	fail "study $S after kill -9 of A: leaderboard
+$GOT
+want:
+$WANT"
+ran=$(one_each C "$S")
+ok "study $S: trials ran on $ran"
+took=0
+for j in $KJ; do
+	cat "$T/B.log" "$T/C.log" | grep -q "$j: its lease ended; queued again" && took=$((took + 1))
+done
+echo "study $S: $took of the $held trials running on A taken over by B or C after their lease"
+[ "$held" -ge 1 ] || fail "A ran no trial of $S when it was killed"
+[ "$took" -ge "$held" ] || fail "A held $held trials, $took were taken over"
+
+echo "run-studies: $FAILS failed"
+[ "$FAILS" = 0 ]
