@@ -1665,8 +1665,12 @@ static int end_state(jobs *q, run *r, job_inputs *in, nn_status st, const nn_tra
 static int record_final(jobs *q, run *r, job_inputs *in)
 {
 	api_err e = API_ERR_INIT;
-	/* from here on the job counts as finished (cancel answers 409) */
+	/* from here on the job counts as finished (cancel answers 409); a
+	 * cancel answered 202 after training's last look at the flag (while
+	 * its last writes went out) ends it cancelled, as the 202 promised */
 	pthread_mutex_lock(&q->mu);
+	if (r->lv->cancel && r->j.state == API_JOB_SUCCEEDED)
+		r->j.state = API_JOB_CANCELLED;
 	r->lv->state = r->j.state;
 	pthread_mutex_unlock(&q->mu);
 	/* the last steps first, with the row still running, so no reader
