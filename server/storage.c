@@ -1896,13 +1896,23 @@ int store_metrics_write_batch(store *s, const char *job, const store_step *steps
                               api_err *e)
 {
 	if (s->ops) {
-		if (n_eps == 0)
-			return store_metrics_write(s, job, steps, n, 0, 0, NULL, j, e);
-		for (int i = 0; i < n_eps; i++)
-			if (store_metrics_write(s, job, i ? NULL : steps, i ? 0 : n, eps[i].epoch,
-			                        eps[i].end_step, eps[i].doc, i == n_eps - 1 ? j : NULL,
-			                        e) < 0)
+		/* each record with the steps up to its end: a reader following
+		 * the history by id (a shared store's event feeds) never meets a
+		 * record below an id it has passed */
+		int at = 0;
+		for (int i = 0; i < n_eps; i++) {
+			int k = 0;
+			while (at + k < n && steps[at + k].step <= eps[i].end_step)
+				k++;
+			int last = i == n_eps - 1 && at + k == n;
+			if (store_metrics_write(s, job, k ? steps + at : NULL, k, eps[i].epoch,
+			                        eps[i].end_step, eps[i].doc, last ? j : NULL, e) < 0)
 				return -1;
+			at += k;
+		}
+		if (at < n || n_eps == 0)
+			return store_metrics_write(s, job, at < n ? steps + at : NULL, n - at, 0, 0, NULL,
+			                           j, e);
 		return 0;
 	}
 	pthread_mutex_lock(&s->mu);

@@ -167,8 +167,9 @@ typedef struct store_epoch_rec {
 	char *doc;
 } store_epoch_rec;
 /* store_metrics_write of several epochs' records at once: one transaction
- * with SQLite (a backend of store_ops: one write per record, the steps
- * with the first and the job row with the last). */
+ * with SQLite; through a backend of store_ops one write per record, each
+ * with the steps up to its end_step (then one with the steps left), the
+ * job row with the last. */
 int store_metrics_write_batch(store *s, const char *job, const store_step *steps, int n,
                               const store_epoch_rec *eps, int n_eps, const api_job *j,
                               api_err *e);
