@@ -96,6 +96,12 @@ struct api_csv {
 	int skip;               /* the current record's label is missing */
 	int holes;              /* some feature value is NaN (missing, or a level column) */
 	int64_t skipped;
+	/* running column sums (column_stats): per feature the sum and the sum
+	 * of squares (st[j], st[f + j]) and the NaNs (miss[j]) of rows before
+	 * st_rows, added a block at a time while the rows are in the cache */
+	double *st;
+	int64_t *miss;
+	int64_t st_rows;
 };
 
 static const unsigned char BOM[3] = { 0xEF, 0xBB, 0xBF };
@@ -196,6 +202,8 @@ void api_csv_free(api_csv *c)
 	free(c->fcol);
 	api_strv_free(c->na, c->n_na);
 	free(c->ignore);
+	free(c->st);
+	free(c->miss);
 	free(c);
 }
 
@@ -496,6 +504,77 @@ static int data_field(api_csv *c, const char *s, size_t len)
 	return put_feature(c, j, s, len);
 }
 
+/* Rows the running column sums take at a time: the last STAT_BLOCK rows
+ * (some 200 KiB of 784 columns) are still in the cache when they are added,
+ * rather than read back from memory once the whole file is in. */
+#define STAT_BLOCK 64
+
+/* Columns [j0, j0 + 4) of rows [r0, r1) of x (f wide) into the sums, each
+ * column's in row order (as one pass over the rows adds them), in
+ * registers (the compiler pairs the four columns in vectors). */
+static void stats_cols4(double *sum, double *sq, const float *x, int f, int j0, int64_t r0,
+                        int64_t r1)
+{
+	double s[4], q[4];
+	for (int u = 0; u < 4; u++) {
+		s[u] = sum[j0 + u];
+		q[u] = sq[j0 + u];
+	}
+	for (int64_t i = r0; i < r1; i++) {
+		const float *r = x + i * f + j0;
+		for (int u = 0; u < 4; u++) {
+			double v = r[u];
+			s[u] += v;
+			q[u] += v * v;
+		}
+	}
+	for (int u = 0; u < 4; u++) {
+		sum[j0 + u] = s[u];
+		sq[j0 + u] = q[u];
+	}
+}
+
+/* Rows [c->st_rows, upto) of x into the running column sums. A NaN (a
+ * hole) adds nothing and is counted; rows before the first hole take the
+ * path without the test. 0, or -1 without memory for the sums. */
+static int stats_add(api_csv *c, const float *x, int64_t upto)
+{
+	int f = c->features;
+	if (!c->st) {
+		c->st = calloc((size_t)f * 2 + 1, sizeof *c->st);
+		c->miss = calloc((size_t)f + 1, sizeof *c->miss);
+		if (!c->st || !c->miss)
+			return -1;
+	}
+	double *sum = c->st, *sq = c->st + f;
+	int64_t r0 = c->st_rows;
+	if (!c->holes) {
+		int j = 0;
+		for (; j + 4 <= f; j += 4)
+			stats_cols4(sum, sq, x, f, j, r0, upto);
+		for (int64_t i = r0; i < upto; i++)
+			for (int k = j; k < f; k++) {
+				double v = x[i * f + k];
+				sum[k] += v;
+				sq[k] += v * v;
+			}
+	} else {
+		for (int64_t i = r0; i < upto; i++)
+			for (int k = 0; k < f; k++) {
+				float xv = x[i * f + k];
+				if (isnan(xv)) {
+					c->miss[k]++;
+					continue;
+				}
+				double v = xv;
+				sum[k] += v;
+				sq[k] += v * v;
+			}
+	}
+	c->st_rows = upto;
+	return 0;
+}
+
 static int data_record_end(api_csv *c)
 {
 	if (c->col + 1 < c->ncols) {
@@ -509,6 +588,10 @@ static int data_record_end(api_csv *c)
 		return 0;
 	}
 	c->rows++;
+	if (c->rows - c->st_rows >= STAT_BLOCK && stats_add(c, c->x, c->rows) != 0) {
+		api_err_set(&c->err, 413, "payload_too_large", "no memory for the column sums");
+		return fail_err(c);
+	}
 	return 0;
 }
 
@@ -1031,54 +1114,26 @@ out:
 }
 
 /* Missing counts of every column, and for the numeric ones (the rest
- * are skipped) mean and population std, in one row-by-row pass (sums of
- * values and squares in double); without holes the loop has no branch,
- * so a wide all-numeric file costs one sequential read of its matrix. */
+ * are skipped) mean and population std, from the running sums (values and
+ * squares in double, each column's in row order; stats_add), the last rows
+ * added first. */
 static int column_stats(api_csv *c, api_dataset *d)
 {
 	int f = d->features;
-	double *sum = calloc((size_t)f * 2 + 1, sizeof *sum), *sq = sum + f;
-	int64_t *n = calloc((size_t)f + 1, sizeof *n);
-	if (!sum || !n) {
-		free(sum);
-		free(n);
+	if (stats_add(c, d->x, d->rows) != 0)   /* the rows since the last block */
 		return -1;
-	}
-	if (!c->holes) {
-		for (int64_t i = 0; i < d->rows; i++) {
-			const float *r = d->x + i * f;
-			for (int j = 0; j < f; j++) {
-				double v = r[j];
-				sum[j] += v;
-				sq[j] += v * v;
-			}
-		}
-		for (int j = 0; j < f; j++)
-			n[j] = d->rows;
-	} else {
-		for (int64_t i = 0; i < d->rows; i++) {
-			const float *r = d->x + i * f;
-			for (int j = 0; j < f; j++)
-				if (!isnan(r[j])) {
-					double v = r[j];
-					sum[j] += v;
-					sq[j] += v * v;
-					n[j]++;
-				}
-		}
-	}
+	const double *sum = c->st, *sq = c->st + f;
 	for (int j = 0; j < f; j++) {
 		api_column *col = &d->columns[j];
-		col->missing = d->rows - n[j];
-		col->type = n[j] ? API_COL_NUMERIC : API_COL_EMPTY;
-		if (n[j] && !c->lv[j]) {
-			col->mean = sum[j] / (double)n[j];
-			double var = sq[j] / (double)n[j] - col->mean * col->mean;
+		int64_t n = d->rows - c->miss[j];
+		col->missing = c->miss[j];
+		col->type = n ? API_COL_NUMERIC : API_COL_EMPTY;
+		if (n && !c->lv[j]) {
+			col->mean = sum[j] / (double)n;
+			double var = sq[j] / (double)n - col->mean * col->mean;
 			col->std = var > 0 ? sqrt(var) : 0;
 		}
 	}
-	free(sum);
-	free(n);
 	return 0;
 }
 

@@ -357,29 +357,29 @@ static nn_task infer_task(const cJSON *y)
 	return integral ? NN_TASK_CLASSIFICATION : NN_TASK_REGRESSION;
 }
 
-int api_dataset_from_json(const cJSON *body, api_dataset *out, api_err *e)
+/* The body's members. */
+typedef struct json_fields {
+	const cJSON *x, *y, *task, *fn, *cls;
+} json_fields;
+
+/* Sorts the members into f, naming bad and unknown ones; then the task
+ * (-1 when absent) into *t. 0, or -1 with field errors in e. */
+static int read_fields(const cJSON *body, json_fields *f, int *t, api_err *e)
 {
-	api_err scratch = API_ERR_INIT;
-	if (!e)
-		e = &scratch;
-	memset(out, 0, sizeof *out);
-	if (!cJSON_IsObject(body))
-		return api_err_field(e, "body", "must be a JSON object");
-	const cJSON *x = NULL, *y = NULL, *task = NULL, *fn = NULL, *cls = NULL;
-	api_classes given = { NULL, 0 };
 	int bad = 0;
+	memset(f, 0, sizeof *f);
 	for (const cJSON *it = body->child; it; it = it->next) {
 		const char *k = it->string ? it->string : "";
 		if (strcmp(k, "x") == 0)
-			x = it;
+			f->x = it;
 		else if (strcmp(k, "y") == 0)
-			y = it;
+			f->y = it;
 		else if (strcmp(k, "task") == 0)
-			task = it;
+			f->task = it;
 		else if (strcmp(k, "feature_names") == 0)
-			fn = it;
+			f->fn = it;
 		else if (strcmp(k, "classes") == 0)
-			cls = cJSON_IsNull(it) ? NULL : it;
+			f->cls = cJSON_IsNull(it) ? NULL : it;
 		else if (strcmp(k, "name") == 0) {
 			if (!cJSON_IsNull(it) && (!cJSON_IsString(it) ||
 						  !api_utf8_valid(it->valuestring, strlen(it->valuestring))))
@@ -390,66 +390,83 @@ int api_dataset_from_json(const cJSON *body, api_dataset *out, api_err *e)
 			bad = api_err_field(e, path, "unknown field");
 		}
 	}
-	int t = -1;
+	*t = -1;
+	const cJSON *task = f->task;
 	if (task && !cJSON_IsNull(task)) {
 		if (cJSON_IsString(task) && strcmp(task->valuestring, "classification") == 0)
-			t = NN_TASK_CLASSIFICATION;
+			*t = NN_TASK_CLASSIFICATION;
 		else if (cJSON_IsString(task) && strcmp(task->valuestring, "regression") == 0)
-			t = NN_TASK_REGRESSION;
+			*t = NN_TASK_REGRESSION;
 		else
 			bad = api_err_field(e, "task", "must be \"classification\" or \"regression\"");
 	}
-	if (!x)
+	if (!f->x)
 		bad = api_err_field(e, "x", "is required");
-	if (!y)
+	if (!f->y)
 		bad = api_err_field(e, "y", "is required");
-	else if (!cJSON_IsArray(y) || cJSON_GetArraySize(y) == 0)
+	else if (!cJSON_IsArray(f->y) || cJSON_GetArraySize(f->y) == 0)
 		bad = api_err_field(e, "y", "must be a non-empty array");
-	if (cls && t == NN_TASK_REGRESSION)
+	if (f->cls && *t == NN_TASK_REGRESSION)
 		bad = api_err_field(e, "classes", "applies to classification only");
-	else if (cls && api_classes_from_json(cls, "classes", &given, e) != 0)
+	return bad ? -1 : 0;
+}
+
+/* y into out by the task: classes or targets. t: the task the body gave
+ * (-1 none). 0 or -1. */
+static int read_labels(const cJSON *y, int t, const api_classes *given, api_dataset *out,
+                       api_err *e)
+{
+	out->task = t >= 0 ? (nn_task)t : given->names ? NN_TASK_CLASSIFICATION : infer_task(y);
+	if (given->names && cJSON_IsArray(y->child))
+		return api_err_field(e, "classes", "applies to classification only (y holds lists)");
+	int rc = out->task == NN_TASK_CLASSIFICATION ? read_classes(y, given, out, e)
+	                                              : read_targets(y, out, e);
+	if (rc < 0)
+		return -1;
+	if (rc == 0 && (out->task != NN_TASK_CLASSIFICATION || out->n_classes <= JSON_MAX_CLASSES))
+		return 0;
+	/* Like the CSV reader: integers asking for more classes than a model
+	 * can have are an auto-detected regression. */
+	int numbers = 1;
+	for (const cJSON *v = y->child; v && numbers; v = v->next)
+		numbers = cJSON_IsNumber(v);
+	if (t >= 0 || !numbers)
+		return api_err_field(e, "y", rc > 0 ? "asks for %d classes (the largest index + 1); a "
+		                                       "classification has at most %d classes"
+		                                    : "has %d distinct labels; a classification has at "
+		                                      "most %d classes", out->n_classes, JSON_MAX_CLASSES);
+	free(out->labels);
+	out->labels = NULL;
+	api_strv_free(out->classes, out->n_classes);
+	out->classes = NULL;
+	out->n_classes = 0;
+	out->task = NN_TASK_REGRESSION;
+	return read_targets(y, out, e);
+}
+
+int api_dataset_from_json(const cJSON *body, api_dataset *out, api_err *e)
+{
+	api_err scratch = API_ERR_INIT;
+	if (!e)
+		e = &scratch;
+	memset(out, 0, sizeof *out);
+	if (!cJSON_IsObject(body))
+		return api_err_field(e, "body", "must be a JSON object");
+	json_fields f;
+	api_classes given = { NULL, 0 };
+	int t, bad = read_fields(body, &f, &t, e);
+	if (f.cls && t != NN_TASK_REGRESSION && api_classes_from_json(f.cls, "classes", &given, e) != 0)
 		bad = -1;
-	if (x && read_x(x, out, e) != 0)
+	if (f.x && read_x(f.x, out, e) != 0)
 		bad = -1;
 	if (bad)
 		goto fail;
-	if (cJSON_GetArraySize(y) != out->rows) {
+	if (cJSON_GetArraySize(f.y) != out->rows) {
 		api_err_field(e, "y", "must have one entry per row of x (%lld), got %d",
-			      (long long)out->rows, cJSON_GetArraySize(y));
+			      (long long)out->rows, cJSON_GetArraySize(f.y));
 		goto fail;
 	}
-	out->task = t >= 0 ? (nn_task)t : given.names ? NN_TASK_CLASSIFICATION : infer_task(y);
-	if (given.names && cJSON_IsArray(y->child)) {
-		api_err_field(e, "classes", "applies to classification only (y holds lists)");
-		goto fail;
-	}
-	int rc = out->task == NN_TASK_CLASSIFICATION ? read_classes(y, &given, out, e)
-	                                              : read_targets(y, out, e);
-	if (rc < 0)
-		goto fail;
-	if (rc > 0 || (out->task == NN_TASK_CLASSIFICATION && out->n_classes > JSON_MAX_CLASSES)) {
-		/* Like the CSV reader: integers asking for more classes than a
-		 * model can have are an auto-detected regression. */
-		int numbers = 1;
-		for (const cJSON *v = y->child; v && numbers; v = v->next)
-			numbers = cJSON_IsNumber(v);
-		if (t >= 0 || !numbers) {
-			api_err_field(e, "y", rc > 0 ? "asks for %d classes (the largest index + 1); a "
-			                                "classification has at most %d classes"
-			                             : "has %d distinct labels; a classification has at "
-			                               "most %d classes", out->n_classes, JSON_MAX_CLASSES);
-			goto fail;
-		}
-		free(out->labels);
-		out->labels = NULL;
-		api_strv_free(out->classes, out->n_classes);
-		out->classes = NULL;
-		out->n_classes = 0;
-		out->task = NN_TASK_REGRESSION;
-		if (read_targets(y, out, e))
-			goto fail;
-	}
-	if (read_names(fn, out, e) != 0)
+	if (read_labels(f.y, t, &given, out, e) != 0 || read_names(f.fn, out, e) != 0)
 		goto fail;
 	if (out->skipped_rows < 0) {
 		/* holes in x: typed numeric columns with indicators */

@@ -58,6 +58,82 @@ int64_t api_train_split_rows(int64_t rows, float val_fraction)
 	return rows - (nv < 1 ? 1 : nv);
 }
 
+/* Every check of a parsed job against what it names: the model and data
+ * sets exist and fit, classes match by name, rows, replicas, augmentation.
+ * Field errors into e. */
+static void check_refs(const api_backend *b, const api_job_refs *r, const nn_train_config *c,
+                       api_err *e)
+{
+	api_model_info m;
+	api_dataset_info d, v, t;
+	memset(&m, 0, sizeof m);
+	memset(&d, 0, sizeof d);
+	memset(&v, 0, sizeof v);
+	memset(&t, 0, sizeof t);
+	api_err tmp = API_ERR_INIT;
+	int have_m = 0, have_d = 0, have_v = 0, have_t = 0;
+	if (!r->model || !api_id_valid(r->model, "mdl") ||
+	    b->model_get(b->ctx, r->model, &m, &tmp) < 0)
+		api_err_field(e, "model", "no model with this id");
+	else
+		have_m = 1;
+	if (!r->dataset || !api_id_valid(r->dataset, "ds") ||
+	    b->dataset_get(b->ctx, r->dataset, &d, &tmp) < 0)
+		api_err_field(e, "dataset", "no data set with this id");
+	else
+		have_d = 1;
+	if (r->val_dataset) {
+		if (!api_id_valid(r->val_dataset, "ds") ||
+		    b->dataset_get(b->ctx, r->val_dataset, &v, &tmp) < 0)
+			api_err_field(e, "validation.dataset", "no data set with this id");
+		else
+			have_v = 1;
+	}
+	if (r->test_dataset) {
+		if (!api_id_valid(r->test_dataset, "ds") ||
+		    b->dataset_get(b->ctx, r->test_dataset, &t, &tmp) < 0)
+			api_err_field(e, "test.dataset", "no data set with this id");
+		else
+			have_t = 1;
+	}
+	if (have_m && have_d)
+		check_compat(&m, &d, "dataset", 0, e);
+	/* a validation set with typed columns is encoded with the training
+	 * set's encoding, column by column name: its own width does not count */
+	const cJSON *tc = have_d ? cJSON_GetObjectItemCaseSensitive(d.doc, "columns") : NULL;
+	const cJSON *vc = have_v ? cJSON_GetObjectItemCaseSensitive(v.doc, "columns") : NULL;
+	const cJSON *sc = have_t ? cJSON_GetObjectItemCaseSensitive(t.doc, "columns") : NULL;
+	if (tc && vc)
+		api_tab_columns_check(tc, vc, "validation.dataset", e);
+	if (tc && sc)
+		api_tab_columns_check(tc, sc, "test.dataset", e);
+	if (have_m && have_v)
+		check_compat(&m, &v, "validation.dataset", tc && vc, e);
+	if (have_m && have_t)
+		check_compat(&m, &t, "test.dataset", tc && sc, e);
+	if (have_m && have_d && have_v && m.task == NN_TASK_CLASSIFICATION)
+		api_check_class_names(b, &d, m.outputs, &v, "validation.dataset", e);
+	if (have_m && have_d && have_t && m.task == NN_TASK_CLASSIFICATION)
+		api_check_class_names(b, &d, m.outputs, &t, "test.dataset", e);
+	if (have_d && c->rows > 0) {
+		int64_t split = api_train_split_rows(d.rows, have_v ? 0 : c->val_fraction);
+		if (c->rows > split)
+			api_err_field(e, "rows", "is %lld but the training split holds %lld rows",
+			              (long long)c->rows, (long long)split);
+	}
+	if (b->limits.max_replicas > 0 && c->replicas > b->limits.max_replicas)
+		api_err_field(e, "replicas", "is %d but the daemon can give a job at most %d",
+		              c->replicas, b->limits.max_replicas);
+	if (have_d && nn_augment_has_image(&c->aug) && !d.image)
+		api_err_field(e, "augment", "image augmentations need a data set with an image shape");
+	if (c->early.enabled && c->val_fraction <= 0 && !r->val_dataset)
+		api_err_field(e, "early_stopping", "needs a validation set");
+	api_model_info_release(&m);
+	api_dataset_info_release(&d);
+	api_dataset_info_release(&v);
+	api_dataset_info_release(&t);
+}
+
 int api_jobs_create(const api_backend *b, const api_req *rq, api_reply *rp)
 {
 	api_err e = API_ERR_INIT;
@@ -74,74 +150,7 @@ int api_jobs_create(const api_backend *b, const api_req *rq, api_reply *rp)
 		return api_reply_error(rp, &e);
 	}
 
-	api_model_info m;
-	api_dataset_info d, v, t;
-	memset(&m, 0, sizeof m);
-	memset(&d, 0, sizeof d);
-	memset(&v, 0, sizeof v);
-	memset(&t, 0, sizeof t);
-	api_err tmp = API_ERR_INIT;
-	int have_m = 0, have_d = 0, have_v = 0, have_t = 0;
-	if (!refs.model || !api_id_valid(refs.model, "mdl") ||
-	    b->model_get(b->ctx, refs.model, &m, &tmp) < 0)
-		api_err_field(&e, "model", "no model with this id");
-	else
-		have_m = 1;
-	if (!refs.dataset || !api_id_valid(refs.dataset, "ds") ||
-	    b->dataset_get(b->ctx, refs.dataset, &d, &tmp) < 0)
-		api_err_field(&e, "dataset", "no data set with this id");
-	else
-		have_d = 1;
-	if (refs.val_dataset) {
-		if (!api_id_valid(refs.val_dataset, "ds") ||
-		    b->dataset_get(b->ctx, refs.val_dataset, &v, &tmp) < 0)
-			api_err_field(&e, "validation.dataset", "no data set with this id");
-		else
-			have_v = 1;
-	}
-	if (refs.test_dataset) {
-		if (!api_id_valid(refs.test_dataset, "ds") ||
-		    b->dataset_get(b->ctx, refs.test_dataset, &t, &tmp) < 0)
-			api_err_field(&e, "test.dataset", "no data set with this id");
-		else
-			have_t = 1;
-	}
-	if (have_m && have_d)
-		check_compat(&m, &d, "dataset", 0, &e);
-	/* a validation set with typed columns is encoded with the training
-	 * set's encoding, column by column name: its own width does not count */
-	const cJSON *tc = have_d ? cJSON_GetObjectItemCaseSensitive(d.doc, "columns") : NULL;
-	const cJSON *vc = have_v ? cJSON_GetObjectItemCaseSensitive(v.doc, "columns") : NULL;
-	const cJSON *sc = have_t ? cJSON_GetObjectItemCaseSensitive(t.doc, "columns") : NULL;
-	if (tc && vc)
-		api_tab_columns_check(tc, vc, "validation.dataset", &e);
-	if (tc && sc)
-		api_tab_columns_check(tc, sc, "test.dataset", &e);
-	if (have_m && have_v)
-		check_compat(&m, &v, "validation.dataset", tc && vc, &e);
-	if (have_m && have_t)
-		check_compat(&m, &t, "test.dataset", tc && sc, &e);
-	if (have_m && have_d && have_v && m.task == NN_TASK_CLASSIFICATION)
-		api_check_class_names(b, &d, m.outputs, &v, "validation.dataset", &e);
-	if (have_m && have_d && have_t && m.task == NN_TASK_CLASSIFICATION)
-		api_check_class_names(b, &d, m.outputs, &t, "test.dataset", &e);
-	if (have_d && cfg.rows > 0) {
-		int64_t split = api_train_split_rows(d.rows, have_v ? 0 : cfg.val_fraction);
-		if (cfg.rows > split)
-			api_err_field(&e, "rows", "is %lld but the training split holds %lld rows",
-			              (long long)cfg.rows, (long long)split);
-	}
-	if (b->limits.max_replicas > 0 && cfg.replicas > b->limits.max_replicas)
-		api_err_field(&e, "replicas", "is %d but the daemon can give a job at most %d",
-		              cfg.replicas, b->limits.max_replicas);
-	if (have_d && nn_augment_has_image(&cfg.aug) && !d.image)
-		api_err_field(&e, "augment", "image augmentations need a data set with an image shape");
-	if (cfg.early.enabled && cfg.val_fraction <= 0 && !refs.val_dataset)
-		api_err_field(&e, "early_stopping", "needs a validation set");
-	api_model_info_release(&m);
-	api_dataset_info_release(&d);
-	api_dataset_info_release(&v);
-	api_dataset_info_release(&t);
+	check_refs(b, &refs, &cfg, &e);
 	if (e.n_fields) {
 		api_job_refs_free(&refs);
 		api_err_set(&e, 422, "validation_failed", "the job cannot run as submitted");

@@ -76,8 +76,9 @@ static double short_num(double v)
 	char b[40];
 	for (int p = 6; p <= 17; p++) {
 		snprintf(b, sizeof b, "%.*g", p, v);
-		if (strtod(b, NULL) == v || (p >= 9 && fabs(strtod(b, NULL) - v) <= fabs(v) * 1e-15))
-			return strtod(b, NULL);
+		double r = strtod(b, NULL);   /* once: a data set's doc has two per column */
+		if (r == v || (p >= 9 && fabs(r - v) <= fabs(v) * 1e-15))
+			return r;
 	}
 	return v;
 }

@@ -203,6 +203,27 @@ def bench_draw(b, base, runs=100, points=10000, reps=5):
 
 # ---------------------------------------------------------------- load
 
+def thread_cpu(pid):
+    """CPU seconds of the daemon's threads: (training threads, named
+    nnd-train by the daemon, and every other: HTTP, event feeds, store)."""
+    train = other = 0.0
+    hz = os.sysconf("SC_CLK_TCK")
+    for t in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, t)) as f:
+                comm = f.read().strip()
+            with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
+                parts = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        c = (int(parts[11]) + int(parts[12])) / hz
+        if comm.startswith("nnd-train"):
+            train += c
+        else:
+            other += c
+    return train, other
+
+
 def measure(api, pid, job, seconds, port):
     """The daemon's CPU and the job's speed over a fixed window while the
     job runs: CPU seconds per wall second, the median samples/s of the
@@ -210,14 +231,19 @@ def measure(api, pid, job, seconds, port):
     path = "/v1/jobs/%s/metrics" % job
     e0 = len(api.get(path)["epochs"])
     c0, t0, most = cpu_seconds(pid), time.time(), 0
+    tr0, ot0 = thread_cpu(pid)
     while time.time() - t0 < seconds:
         most = max(most, connections(port))
         time.sleep(0.2)
     c1, t1 = cpu_seconds(pid), time.time()
+    tr1, ot1 = thread_cpu(pid)
     eps = api.get(path)["epochs"][e0:]
     state = api.get("/v1/jobs/" + job)["state"]
+    samples = sum(e.get("samples", 0) or 0 for e in eps)
     return {"cpu_s": round(c1 - c0, 2), "wall_s": round(t1 - t0, 2),
             "cpu_cores": round((c1 - c0) / (t1 - t0), 3), "epochs": len(eps),
+            "serving_cpu_s": round(ot1 - ot0, 3), "training_cpu_s": round(tr1 - tr0, 2),
+            "epochs_per_training_cpu_s": round(len(eps) / (tr1 - tr0), 2) if tr1 > tr0 else None,
             "samples_per_s": round(statistics.median(e["samples_per_second"] for e in eps)) if eps else None,
             "connections_most": most, "still_running": state == "running"}
 
@@ -235,8 +261,8 @@ def open_pages(b, base, job, pages, port, timeout=180):
     page holds its event stream (a connection each) and the contexts."""
     ctx = []
     for _ in range(pages):
-        c = b.call("Target.createBrowserContext")["browserContextId"]
-        b.call("Target.createTarget", url=base + "/ui/jobs/" + job, browserContextId=c)
+        c = b.browser_call("Target.createBrowserContext")["browserContextId"]
+        b.browser_call("Target.createTarget", url=base + "/ui/jobs/" + job, browserContextId=c)
         ctx.append(c)
     end = time.time() + timeout
     while connections(port) < pages and time.time() < end:
@@ -258,16 +284,24 @@ def bench_load(b, api, base, pid, ds, pages=20, epochs=100000, seconds=20):
         api.post("/v1/jobs/%s/cancel" % job, {})
         api.wait_state(job, timeout=60)
         for c in ctx:
-            b.call("Target.disposeBrowserContext", browserContextId=c)
+            b.browser_call("Target.disposeBrowserContext", browserContextId=c)
         print(name, runs[name], flush=True)
     none, wp, none2 = runs["none"], runs["with_pages"], runs["none_after"]
     base_sps = (none["samples_per_s"] + none2["samples_per_s"]) / 2
     base_cpu = (none["cpu_cores"] + none2["cpu_cores"]) / 2
+    base_eff = (none["epochs_per_training_cpu_s"] + none2["epochs_per_training_cpu_s"]) / 2
     return {"pages": pages, "window_s": seconds, **runs,
             "daemon_cpu_cores_with_pages": wp["cpu_cores"],
             "daemon_cpu_cores_none": round(base_cpu, 3),
-            "daemon_cpu_ratio_with_over_none": round(wp["cpu_cores"] / base_cpu, 3),
+            # what the pages cost the daemon: its non-training threads' CPU
+            "serving_cpu_cores_with_pages": round(wp["serving_cpu_s"] / wp["wall_s"], 4),
+            "serving_cpu_cores_none": round((none["serving_cpu_s"] / none["wall_s"] +
+                                             none2["serving_cpu_s"] / none2["wall_s"]) / 2, 4),
+            # wall-clock speed (moves with the machine's load) and training
+            # work per training-thread CPU second (does not)
             "training_speed_ratio_with_over_none": round(wp["samples_per_s"] / base_sps, 3),
+            "training_cpu_efficiency_ratio_with_over_none":
+                round(wp["epochs_per_training_cpu_s"] / base_eff, 3),
             "all_pages_connected": wp["connections_most"] >= pages}
 
 

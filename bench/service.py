@@ -82,12 +82,16 @@ def note(text):
 class Daemon:
     """bin/nnd on 127.0.0.1:0 with a temporary data directory."""
 
-    def __init__(self, workers, env, binary=None):
+    def __init__(self, workers, env, binary=None, prefix=(), extra=(), log_level="warn",
+                 stop_signal=signal.SIGTERM):
+        """prefix: a command put before nnd's (mpirun ...), extra: more flags;
+        stop_signal: what stop() sends (SIGUSR1 for mpirun, which forwards it)."""
         self.dir = tempfile.mkdtemp(prefix="nnd-bench-")
         self.log = open(os.path.join(self.dir, "log"), "w+")
-        self.proc = subprocess.Popen([binary or NND, "--listen", "127.0.0.1:0", "--data-dir",
-                                      os.path.join(self.dir, "data"), "--workers",
-                                      str(workers), "--log-level", "warn"],
+        self.stop_signal = stop_signal
+        self.proc = subprocess.Popen(list(prefix) + [binary or NND, "--listen", "127.0.0.1:0",
+                                      "--data-dir", os.path.join(self.dir, "data"), "--workers",
+                                      str(workers), "--log-level", log_level] + list(extra),
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=self.log, env=env)
         self.port = None
@@ -183,7 +187,7 @@ class Daemon:
 
     def stop(self):
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(self.stop_signal)
             try:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
@@ -248,11 +252,15 @@ def tabular_csv(rows=400000):
     return path
 
 
-def upload_rate(d, body, query):
-    """MB/s of one CSV upload (the data set deleted after)."""
+def upload_rate(d, body, query, cpu=None):
+    """MB/s of one CSV upload (the data set deleted after); with cpu (a
+    list), the daemon's CPU seconds for it are appended there."""
+    c0 = d.cpu_seconds()
     t0 = time.perf_counter()
     ds = check(*d.request("POST", "/v1/datasets" + query, body, "text/csv"))
     t = time.perf_counter() - t0
+    if cpu is not None:
+        cpu.append(d.cpu_seconds() - c0)
     d.request("DELETE", f"/v1/datasets/{ds['id']}")
     return len(body) / 1e6 / t
 
@@ -264,17 +272,25 @@ def bench_ab_csv(env, old, rounds):
     try:
         for d in (new_d, old_d):  # the first upload faults memory in
             upload_rate(d, body, "?label=label")
-        r_new, r_old = [], []
+        r_new, r_old, c_new, c_old = [], [], [], []
         for i in range(rounds):
             pair = (new_d, old_d) if i % 2 == 0 else (old_d, new_d)
             for d in pair:
-                (r_new if d is new_d else r_old).append(upload_rate(d, body, "?label=label"))
-            note(f"round {i}: new {r_new[-1]:.1f} MB/s, old {r_old[-1]:.1f} MB/s")
+                new = d is new_d
+                (r_new if new else r_old).append(
+                    upload_rate(d, body, "?label=label", c_new if new else c_old))
+            note(f"round {i}: new {r_new[-1]:.1f} MB/s, old {r_old[-1]:.1f} MB/s; daemon CPU "
+                 f"new {c_new[-1]:.3f} s, old {c_old[-1]:.3f} s; load {os.getloadavg()[0]:.1f}")
         med = lambda v: sorted(v)[len(v) // 2]
         ratios = sorted(n / o for n, o in zip(r_new, r_old))
         row(f"CSV upload, all numeric ({len(body) / 1e6:.0f} MB) MB/s", f"{med(r_new):.1f}",
             f"{med(r_old):.1f} old", f"{med(r_new) / med(r_old):.3f}x", ">= 0.97x")
         note(f"per-round new/old {ratios[0]:.3f} .. {ratios[-1]:.3f} over {rounds} rounds")
+        # CPU seconds drift less with other processes' load than wall time
+        cr = sorted(o / n for n, o in zip(c_new, c_old))
+        row("  the same, daemon CPU s per upload (old/new)", f"{med(c_new):.3f} s",
+            f"{med(c_old):.3f} s old", f"{med(c_old) / med(c_new):.3f}x", ">= 0.97x")
+        note(f"per-round old/new CPU {cr[0]:.3f} .. {cr[-1]:.3f}")
     finally:
         new_d.stop()
         old_d.stop()

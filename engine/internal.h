@@ -57,6 +57,13 @@ int nn_model_dense_node(const nn_model *m, int k, int64_t *w_off, int64_t *b_off
 /* 1 when m's node k (k >= 1) is a dense layer fed by a ReLU whose output
  * nothing else reads, with a width that is a multiple of 16. */
 int nn_model_sparse_hidden(const nn_model *m, int k, int *in, int *out);
+/* m's dense nodes packed for one-row products (row_pack.h), n_nodes
+ * entries, NULL for nodes that are not dense; or NULL when out of memory.
+ * Built by the first caller (two at once may both build, one copy is kept)
+ * and kept with the model, shared by every caller after it and freed by
+ * nn_model_free: only for a model whose weights no longer change (a
+ * published version), as nn_scratch_create_frozen says. */
+const struct nn_row_pack *const *nn_model_row_packs(const nn_model *m);
 /* Nodes of m's compiled plan. */
 int nn_model_nodes(const nn_model *m);
 /* 1 when m's first node is a dense layer that alone reads the input, with

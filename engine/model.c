@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "plan.h"
+#include "row_pack.h"
 
 static const nn_layer_ops *const layer_ops[NN_NODE_KINDS] = {
 	[NN_NODE_DENSE] = &nn_dense_ops,
@@ -220,10 +221,18 @@ static int mark_accum(struct nn_impl *p)
 	return 0;
 }
 
+static void row_packs_free(struct nn_row_pack **rp, int n)
+{
+	for (int k = 0; rp && k < n; k++)
+		nn_row_pack_free(rp[k]);
+	free(rp);
+}
+
 static void impl_free(struct nn_impl *p)
 {
 	if (!p)
 		return;
+	row_packs_free(p->rowp, p->n_nodes);
 	free(p->nodes);
 	free(p);
 }
@@ -763,6 +772,47 @@ int nn_model_dense_node(const nn_model *m, int k, int64_t *w_off, int64_t *b_off
 	*in = nd->in_w;
 	*out = nd->out_w;
 	return 1;
+}
+
+/* Every dense node of m packed (all or none). */
+static struct nn_row_pack **row_packs_build(const nn_model *m)
+{
+	int n = m->impl->n_nodes;
+	struct nn_row_pack **rp = calloc((size_t)n, sizeof(*rp));
+	if (!rp)
+		return NULL;
+	for (int k = 0; k < n; k++) {
+		int64_t w_off, b_off;
+		int in, out;
+		if (!nn_model_dense_node(m, k, &w_off, &b_off, &in, &out))
+			continue;
+		rp[k] = nn_row_pack_create(m->params + w_off, b_off >= 0 ? m->params + b_off : NULL,
+		                           in, out);
+		if (!rp[k]) {
+			row_packs_free(rp, n);
+			return NULL;
+		}
+	}
+	return rp;
+}
+
+const struct nn_row_pack *const *nn_model_row_packs(const nn_model *m)
+{
+	if (!m)
+		return NULL;
+	struct nn_impl *p = m->impl;
+	struct nn_row_pack **have = __atomic_load_n(&p->rowp, __ATOMIC_ACQUIRE);
+	if (!have) {
+		struct nn_row_pack **mine = row_packs_build(m);
+		if (!mine)
+			return NULL;
+		if (__atomic_compare_exchange_n(&p->rowp, &have, mine, 0, __ATOMIC_ACQ_REL,
+		                                __ATOMIC_ACQUIRE))
+			have = mine;
+		else
+			row_packs_free(mine, p->n_nodes);  /* another caller's came first */
+	}
+	return (const struct nn_row_pack *const *)have;
 }
 
 int nn_model_nodes(const nn_model *m)

@@ -224,11 +224,13 @@ const float *nn_model_std_std(const nn_model *m);
 /* Per-thread scratch for prediction, sized for up to max_rows rows at a time. */
 typedef struct nn_scratch nn_scratch;
 nn_scratch *nn_scratch_create(const nn_model *m, int max_rows);
-/* The same for a model whose weights will not change while the scratch
- * lives (a published model version): the scratch may keep the first layer's
- * weights packed for rows that are mostly zeros (image pixels), which then
- * skip their zero inputs. Predictions agree with the dense path's to float
- * rounding. */
+/* The same for a model whose weights will not change again (a published
+ * model version): the scratch may keep the first layer's weights packed for
+ * rows that are mostly zeros (image pixels), which then skip their zero
+ * inputs, and single rows run matrix-vector products on every dense layer's
+ * weights packed once per model (kept with the model, shared by all its
+ * frozen scratches, freed by nn_model_free). Predictions agree with the
+ * dense path's to float rounding. */
 nn_scratch *nn_scratch_create_frozen(const nn_model *m, int max_rows);
 void nn_scratch_free(nn_scratch *s);
 

@@ -58,6 +58,10 @@ struct nn_impl {
 	nn_node *nodes;
 	int max_w;             /* the widest value */
 	int has_bn, has_dropout;
+	/* n_nodes one-row packs of a frozen model's dense nodes (NULL for
+	 * other nodes), or NULL until nn_model_row_packs first builds them;
+	 * set once (atomically), freed with the model */
+	struct nn_row_pack **rowp;
 };
 
 /* Everything a layer's forward or backward needs for one call. */

@@ -6,9 +6,9 @@
  * The model is only read, so threads may share it, each with its scratch.
  * Blocks of rows that are mostly zeros (image pixels) take the first layer
  * through sparse_in.h, the same path as training steps. A scratch for a
- * frozen model also packs every dense layer's weights for one-row products
- * (row_pack.h): a block of a single row, the usual request of a service,
- * then runs matrix-vector products instead of sgemm.
+ * frozen model also uses every dense layer's weights packed for one-row
+ * products (row_pack.h), once per model: a block of a single row, the usual
+ * request of a service, then runs matrix-vector products instead of sgemm.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -28,8 +28,8 @@ struct nn_scratch {
 	int max_rows;
 	int inputs;
 	nn_sparse_in *sp;
-	nn_row_pack **rowp;    /* per node: packed for one row, or NULL */
-	int n_nodes;
+	/* per node: packed for one row, or NULL; the model's (borrowed) */
+	const nn_row_pack *const *rowp;
 	const nn_model *owner; /* the frozen model sp and rowp were packed from */
 };
 
@@ -53,8 +53,11 @@ static void sparse_setup(nn_scratch *s, const nn_model *m)
 }
 
 /* Every dense layer's weights packed for one-row products, when the model
- * has at most nn_tune.row_pack_max_weights of them (each scratch holds a
- * copy). All or none: a failed allocation leaves the sgemm path. */
+ * has at most nn_tune.row_pack_max_weights of them. The packs are the
+ * model's (nn_model_row_packs: built once, shared by all its frozen
+ * scratches, so threads serving one model stream one copy of the weights
+ * through the caches rather than one each). None when out of memory: the
+ * sgemm path. */
 static void row_setup(nn_scratch *s, const nn_model *m)
 {
 	int64_t w_off, b_off, total = 0;
@@ -64,25 +67,12 @@ static void row_setup(nn_scratch *s, const nn_model *m)
 			total += (int64_t)in * out;
 	if (total == 0 || total > nn_tune.row_pack_max_weights)
 		return;
-	s->rowp = calloc((size_t)n, sizeof(*s->rowp));
-	if (!s->rowp)
+	const nn_row_pack *const *rp = nn_model_row_packs(m);
+	if (!rp)
 		return;
-	s->n_nodes = n;
-	for (int k = 0; k < n; k++) {
-		if (!nn_model_dense_node(m, k, &w_off, &b_off, &in, &out))
-			continue;
-		s->rowp[k] = nn_row_pack_create(m->params + w_off, b_off >= 0 ? m->params + b_off : NULL,
-		                                in, out);
-		if (!s->rowp[k]) {
-			for (int i = 0; i < n; i++) {
-				nn_ws_set_row_pack(s->w, i, NULL);
-				nn_row_pack_free(s->rowp[i]);
-				s->rowp[i] = NULL;
-			}
-			return;
-		}
-		nn_ws_set_row_pack(s->w, k, s->rowp[k]);
-	}
+	for (int k = 0; k < n; k++)
+		nn_ws_set_row_pack(s->w, k, rp[k]);
+	s->rowp = rp;
 	s->owner = m;
 }
 
@@ -128,9 +118,6 @@ void nn_scratch_free(nn_scratch *s)
 		return;
 	nn_ws_free(s->w);
 	nn_sparse_in_free(s->sp);
-	for (int k = 0; k < s->n_nodes; k++)
-		nn_row_pack_free(s->rowp[k]);
-	free(s->rowp);
 	free(s->xs);
 	free(s);
 }

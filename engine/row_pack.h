@@ -4,8 +4,9 @@
  *
  * A single prediction row through sgemm pays for packing the whole weight
  * matrix on every call (OpenBLAS copies W before its kernel runs), several
- * times the product itself. A prediction scratch made for a frozen model
- * (predict.c) packs each dense layer's W [out][in] once as Wt [in][pad]
+ * times the product itself. A frozen model's dense layers (model.c,
+ * nn_model_row_packs, for predict.c's scratches) are packed once per model,
+ * each W [out][in] as Wt [in][pad]
  * (pad = out rounded up to 16, zero-filled), so that
  *   z[j] = b[j] + sum over k with x[k] != 0 of x[k] Wt[k][j]
  * streams Wt row by row, skipping the rows of the inputs that are zero (a

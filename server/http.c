@@ -1068,12 +1068,15 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	conn_phase(r, 0);   /* a kept-alive connection waits for its next headers */
 	if (r->held)
 		MHD_destroy_response(r->held);
+	int upload = r->up != NULL;
 	api_upload_free(r->up);
 	predict_free(r->pb);
 	mp_free(r->mp);
 	free(r->err);
 	free(r->buf);
 	free(r);
+	if (upload)   /* its reader's freed blocks below UTIL_MALLOC_BIG too */
+		util_malloc_release();
 }
 
 /* ---------------------------------------------------------------- deadline */

@@ -22,13 +22,13 @@
  */
 #include <errno.h>
 #ifdef __GLIBC__
-#include <malloc.h>
 #endif
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 
 #include "jobs.h"
@@ -726,7 +726,9 @@ int jobs_cancel_code(jobs *q, const char *id, const char *code, const char *deta
 {
 	pthread_mutex_lock(&q->mu);
 	live *lv = find_live(q, id);
-	if (!lv && q->cl) {
+	if (q->cl && (!lv || lv->state != API_JOB_RUNNING)) {
+		/* not training here: the store's row decides (a job that just
+		 * paused or went back to the queue here is no longer ours) */
 		pthread_mutex_unlock(&q->mu);
 		return shared_cancel(q, id, code, detail, out, e);
 	}
@@ -1793,9 +1795,7 @@ static int run_job(jobs *q, live *lv)
  */
 static void release_idle_memory(void)
 {
-#ifdef __GLIBC__
-	malloc_trim(0);
-#endif
+	util_malloc_release();
 }
 
 static void *worker_shared(jobs *q);
@@ -1871,6 +1871,7 @@ static void wait_for_work(jobs *q, int64_t wake)
 static void *worker(void *arg)
 {
 	jobs *q = arg;
+	prctl(PR_SET_NAME, "nnd-train");   /* CPU by thread name: bench/dashboard.py */
 	if (q->cl)
 		return worker_shared(q);
 	pthread_mutex_lock(&q->mu);

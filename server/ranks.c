@@ -183,7 +183,7 @@ typedef struct rjob {
 	int *counts, *displs;  /* R each, in 8-byte units */
 	/* what it cost */
 	int64_t phases;
-	double bytes, comm_s;
+	double bytes, comm_s, task_s, copy_s;
 } rjob;
 
 static int owner(int i, int n, int R)
@@ -216,9 +216,12 @@ static size_t task_bytes(const nn_tasks *t, int i, char *p, int unpack)
 static void carry(void *ctx, const nn_tasks *t)
 {
 	rjob *j = ctx;
+	double t0 = MPI_Wtime();
 	for (int i = 0; i < t->n; i++)
 		if (owner(i, t->n, j->R) == j->rank)
 			t->fn(t->arg, i);
+	double t1 = MPI_Wtime();
+	j->task_s += t1 - t0;
 	if (!t->out)
 		return;
 	size_t per[64] = { 0 }, total = 0;
@@ -246,10 +249,11 @@ static void carry(void *ctx, const nn_tasks *t)
 	for (int i = 0; i < t->n; i++)
 		if (owner(i, t->n, j->R) == j->rank)
 			p += task_bytes(t, i, p, 0);
-	double t0 = MPI_Wtime();
+	double t2 = MPI_Wtime();
 	MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, j->buf, j->counts, j->displs, unit8,
 	               j->comm);
-	j->comm_s += MPI_Wtime() - t0;
+	double t3 = MPI_Wtime();
+	j->comm_s += t3 - t2;
 	j->bytes += (double)(total - per[j->rank]);
 	j->phases++;
 	for (int q = 0; q < j->R; q++) {
@@ -260,6 +264,7 @@ static void carry(void *ctx, const nn_tasks *t)
 			if (owner(i, t->n, j->R) == q)
 				p += task_bytes(t, i, p, 1);
 	}
+	j->copy_s += (t2 - t1) + (MPI_Wtime() - t3);
 }
 
 static int rjob_init(rjob *j, int R)
@@ -480,11 +485,13 @@ static nn_status train_here(nn_model *m, rinputs *in, int has_val, const nn_call
 	nn_status st = nn_train(m, &in->train.d, has_val ? &in->val.d : NULL, &cfg, &wrap,
 	                        in->resume, in->resume_len, res, err, errlen);
 	double wall = MPI_Wtime() - t0;
+	double k = c.steps > 0 ? 1e3 / (double)c.steps : 0;
 	if (me == 0 && c.steps > 0)
 		util_log(2, "mpi: %d ranks, %lld steps: %.0f bytes received per step and rank, "
-		         "%.3f ms of %.3f ms per step in MPI (allgather and stop broadcast)",
-		         j->R, (long long)c.steps, j->bytes / (double)c.steps,
-		         1e3 * j->comm_s / (double)c.steps, 1e3 * wall / (double)c.steps);
+		         "%.3f ms of %.3f ms per step in MPI (allgather and stop broadcast); "
+		         "%.3f ms in its shards' passes, %.3f ms copying regions",
+		         j->R, (long long)c.steps, j->bytes / (double)c.steps, j->comm_s * k,
+		         wall * k, j->task_s * k, j->copy_s * k);
 	return st;
 }
 

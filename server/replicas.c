@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 
 #include "replicas.h"
 
@@ -59,6 +60,7 @@ static void *helper_main(void *arg)
 	replicas *rp = h->rp;
 	int r = h->r;
 	free(h);
+	prctl(PR_SET_NAME, "nnd-train");
 	uint64_t seen = 0;
 	for (;;) {
 		for (int s = 0; s < SPINS && __atomic_load_n(&rp->gen, __ATOMIC_ACQUIRE) == seen &&

@@ -1775,48 +1775,17 @@ int store_job_start(store *s, const api_job *j, int base_version, api_err *e)
 	return ok ? 0 : -1;
 }
 
-int store_job_request_cancel(store *s, const char *id)
+/* One integer column of a job's row (sql: "SELECT col FROM jobs WHERE
+ * id=?"): 0 with *v set (def when NULL), or -1 when there is no such row. */
+static int job_int(store *s, const char *sql, const char *id, int def, int *v)
 {
-	VIA(s, job_request_cancel, id);
 	pthread_mutex_lock(&s->mu);
-	sqlite3_stmt *st = prep(s, "UPDATE jobs SET cancel_requested=1 WHERE id=?");
-	int rc = -1;
-	if (st) {
-		sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-		rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
-		sqlite3_finalize(st);
-	}
-	pthread_mutex_unlock(&s->mu);
-	return rc;
-}
-
-int store_job_cancel_requested(store *s, const char *id)
-{
-	VIA(s, job_cancel_requested, id);
-	pthread_mutex_lock(&s->mu);
-	sqlite3_stmt *st = prep(s, "SELECT cancel_requested FROM jobs WHERE id=?");
-	int yes = 0;
-	if (st) {
-		sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-		if (sqlite3_step(st) == SQLITE_ROW)
-			yes = sqlite3_column_int(st, 0) != 0;
-		sqlite3_finalize(st);
-	}
-	pthread_mutex_unlock(&s->mu);
-	return yes;
-}
-
-int store_job_base_version(store *s, const char *id, int *version)
-{
-	VIA(s, job_base_version, id, version);
-	pthread_mutex_lock(&s->mu);
-	sqlite3_stmt *st = prep(s, "SELECT base_version FROM jobs WHERE id=?");
+	sqlite3_stmt *st = prep(s, sql);
 	int rc = -1;
 	if (st) {
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
 		if (sqlite3_step(st) == SQLITE_ROW) {
-			*version = sqlite3_column_type(st, 0) == SQLITE_NULL ? -1
-			                                                    : sqlite3_column_int(st, 0);
+			*v = sqlite3_column_type(st, 0) == SQLITE_NULL ? def : sqlite3_column_int(st, 0);
 			rc = 0;
 		}
 		sqlite3_finalize(st);
@@ -1825,20 +1794,47 @@ int store_job_base_version(store *s, const char *id, int *version)
 	return rc;
 }
 
-int store_job_set_base_version(store *s, const char *id, int version)
+/* A single-statement update of a job's row: sql with ?1 = x, ?2 = id.
+ * 0 or -1. */
+static int job_set_int(store *s, const char *sql, int x, const char *id)
 {
-	VIA(s, job_set_base_version, id, version);
 	pthread_mutex_lock(&s->mu);
-	sqlite3_stmt *st = prep(s, "UPDATE jobs SET base_version=? WHERE id=?");
+	sqlite3_stmt *st = prep(s, sql);
 	int rc = -1;
 	if (st) {
-		sqlite3_bind_int(st, 1, version);
+		sqlite3_bind_int(st, 1, x);
 		sqlite3_bind_text(st, 2, id, -1, SQLITE_TRANSIENT);
 		rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
 		sqlite3_finalize(st);
 	}
 	pthread_mutex_unlock(&s->mu);
 	return rc;
+}
+
+int store_job_request_cancel(store *s, const char *id)
+{
+	VIA(s, job_request_cancel, id);
+	return job_set_int(s, "UPDATE jobs SET cancel_requested=?1 WHERE id=?2", 1, id);
+}
+
+int store_job_cancel_requested(store *s, const char *id)
+{
+	VIA(s, job_cancel_requested, id);
+	int yes = 0;
+	job_int(s, "SELECT cancel_requested FROM jobs WHERE id=?", id, 0, &yes);
+	return yes != 0;
+}
+
+int store_job_base_version(store *s, const char *id, int *version)
+{
+	VIA(s, job_base_version, id, version);
+	return job_int(s, "SELECT base_version FROM jobs WHERE id=?", id, -1, version);
+}
+
+int store_job_set_base_version(store *s, const char *id, int version)
+{
+	VIA(s, job_set_base_version, id, version);
+	return job_set_int(s, "UPDATE jobs SET base_version=?1 WHERE id=?2", version, id);
 }
 
 int store_jobs_unfinished(store *s, char (**ids)[API_ID_LEN], int *n)
@@ -2130,33 +2126,16 @@ int store_job_publish(store *s, api_job *j, nn_model *m, const char *classes_jso
 int store_job_pause_at(store *s, const char *id)
 {
 	VIA(s, job_pause_at, id);
-	pthread_mutex_lock(&s->mu);
-	sqlite3_stmt *st = prep(s, "SELECT pause_at FROM jobs WHERE id=?");
 	int v = 0;
-	if (st) {
-		sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-		if (sqlite3_step(st) == SQLITE_ROW)
-			v = sqlite3_column_int(st, 0);
-	}
-	sqlite3_finalize(st);
-	pthread_mutex_unlock(&s->mu);
+	job_int(s, "SELECT pause_at FROM jobs WHERE id=?", id, 0, &v);
 	return v;
 }
 
 int store_job_resume(store *s, const char *id, int pause_at)
 {
 	VIA(s, job_resume, id, pause_at);
-	pthread_mutex_lock(&s->mu);
-	sqlite3_stmt *st = prep(s, "UPDATE jobs SET pause_at=?, state=0 WHERE id=? AND state=5");
-	int ok = 0;
-	if (st) {
-		sqlite3_bind_int(st, 1, pause_at);
-		sqlite3_bind_text(st, 2, id, -1, SQLITE_TRANSIENT);
-		ok = sqlite3_step(st) == SQLITE_DONE;
-	}
-	sqlite3_finalize(st);
-	pthread_mutex_unlock(&s->mu);
-	return ok ? 0 : -1;
+	return job_set_int(s, "UPDATE jobs SET pause_at=?1, state=0 WHERE id=?2 AND state=5",
+	                   pause_at, id);
 }
 
 int store_job_list_study(store *s, const char *study, int64_t limit, int64_t offset,

@@ -1290,11 +1290,16 @@ static int job_row_update(pgs *p, const api_job *j)
 	p_int(&a, j->started_at);
 	p_int(&a, j->finished_at);
 	p_text(&a, j->id);
+	p_int(&a, util_now_ms());
 	/* a job that leaves this daemon (queued again or final) gives up its
-	 * lease in the same write */
-	return cmd(p, "UPDATE jobs SET state=$1, progress=$2, epoch=$3, step=$4, metrics=$5,"
+	 * lease in the same write; a trial pausing although its cancel was
+	 * asked for (after its daemon last looked) ends cancelled instead */
+	return cmd(p, "UPDATE jobs SET state=CASE WHEN $1::int=5 AND cancel_requested=1 THEN 4"
+	              " ELSE $1 END, progress=$2, epoch=$3, step=$4, metrics=$5,"
 	              " best=$6, stopped_early=$7, model_version=$8, error=$9, started_at=$10,"
-	              " finished_at=$11, owner=CASE WHEN $1::int=1 THEN owner END,"
+	              " finished_at=CASE WHEN $1::int=5 AND cancel_requested=1 THEN $13::bigint"
+	              " ELSE $11::bigint END,"
+	              " owner=CASE WHEN $1::int=1 THEN owner END,"
 	              " attempts=CASE WHEN $1::int IN (0,5) THEN greatest(attempts-1, 0)"
 	              " ELSE attempts END,"
 	              " lease_token=CASE WHEN $1::int=1 THEN lease_token END,"
@@ -1386,8 +1391,14 @@ static int pg_job_request_cancel(void *be, const char *id)
 	pgp a = { 0 };
 	p_text(&a, id);
 	pthread_mutex_lock(&p->mu);
-	int rc = begin(p) == 0 && cmd(p, "UPDATE jobs SET cancel_requested=1 WHERE id=$1", &a) == 0 &&
-	         notify(p, 'c', id) == 0 && commit(p) == 0 ? 0 : -1;
+	p_int(&a, util_now_ms());
+	/* a trial that paused meanwhile (its daemon saw no cancel yet) is
+	 * cancelled here; job_row_update does the same the other way round */
+	int rc = begin(p) == 0 &&
+	         cmd(p, "UPDATE jobs SET cancel_requested=1, state=CASE WHEN state=5 THEN 4 ELSE"
+	                " state END, finished_at=CASE WHEN state=5 THEN $2 ELSE finished_at END"
+	                " WHERE id=$1", &a) == 0 &&
+	         notify(p, 'c', id) == 0 && notify(p, 'e', id) == 0 && commit(p) == 0 ? 0 : -1;
 	rollback(p);
 	pthread_mutex_unlock(&p->mu);
 	return rc;

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,21 @@ int util_new_id(const char *prefix, char *out, size_t len)
 	int n = snprintf(out, len, "%s_%02x%02x%02x%02x%02x%02x%02x%02x", prefix, r[0], r[1],
 	                 r[2], r[3], r[4], r[5], r[6], r[7]);
 	return n > 0 && (size_t)n < len ? 0 : -1;
+}
+
+void util_malloc_policy(void)
+{
+#ifdef __GLIBC__
+	mallopt(M_MMAP_THRESHOLD, UTIL_MALLOC_BIG);
+	mallopt(M_TRIM_THRESHOLD, UTIL_MALLOC_BIG);
+#endif
+}
+
+void util_malloc_release(void)
+{
+#ifdef __GLIBC__
+	malloc_trim(0);
+#endif
 }
 
 int util_fsync_dir(const char *dir)

@@ -189,6 +189,19 @@ static int add_query(char *q, size_t n, const char *key, const char *val)
 	return w < 0 || (size_t)w >= n - len ? -1 : 0;
 }
 
+/* The --limit and --offset options (and key=value when val is set) onto
+ * path; NC_OK, or NC_USAGE after saying so. */
+static int add_paging(char *path, size_t n, const struct args *a, const char *key,
+                      const char *val)
+{
+	if ((key && add_query(path, n, key, val)) || add_query(path, n, "limit", a->opt[O_LIMIT]) ||
+	    add_query(path, n, "offset", a->opt[O_OFFSET])) {
+		fprintf(stderr, "nnctl: option too long\n");
+		return NC_USAGE;
+	}
+	return NC_OK;
+}
+
 static int ends_with(const char *s, const char *suf)
 {
 	size_t a = strlen(s), b = strlen(suf);
@@ -248,12 +261,8 @@ static int cmd_list(const nc_ctx *c, struct args *a)
 	const struct collection *coll = a->cmd->coll;
 	char path[512];
 	snprintf(path, sizeof path, "/v1/%s", coll->name);
-	if (add_query(path, sizeof path, "limit", a->opt[O_LIMIT]) ||
-	    add_query(path, sizeof path, "offset", a->opt[O_OFFSET]) ||
-	    add_query(path, sizeof path, "state", a->opt[O_STATE])) {
-		fprintf(stderr, "nnctl: option too long\n");
+	if (add_paging(path, sizeof path, a, "state", a->opt[O_STATE]) != NC_OK)
 		return NC_USAGE;
-	}
 	nc_reply r = NC_REPLY_INIT;
 	if (nc_request(c, "GET", path, NULL, NULL, 0, &r) != 0)
 		return fail_reply(&r);
@@ -349,11 +358,8 @@ static int cmd_ds_data(const nc_ctx *c, struct args *a)
 {
 	char path[1024];
 	snprintf(path, sizeof path, "/v1/datasets/%s/data", a->pos[0]);
-	if (add_query(path, sizeof path, "limit", a->opt[O_LIMIT]) ||
-	    add_query(path, sizeof path, "offset", a->opt[O_OFFSET])) {
-		fprintf(stderr, "nnctl: option too long\n");
+	if (add_paging(path, sizeof path, a, NULL, NULL) != NC_OK)
 		return NC_USAGE;
-	}
 	nc_reply r = NC_REPLY_INIT;
 	int rc = nc_get_to(c, path, c->json ? "application/json" : "text/csv", stdout, &r);
 	return rc != 0 ? fail_reply(&r) : (nc_reply_release(&r), NC_OK);
@@ -1017,12 +1023,8 @@ static int cmd_std_trials(const nc_ctx *c, struct args *a)
 		return bad_id(a->pos[0]);
 	char path[512];
 	snprintf(path, sizeof path, "/v1/studies/%s/trials", a->pos[0]);
-	if (add_query(path, sizeof path, "sort", a->opt[O_SORT]) ||
-	    add_query(path, sizeof path, "limit", a->opt[O_LIMIT]) ||
-	    add_query(path, sizeof path, "offset", a->opt[O_OFFSET])) {
-		fprintf(stderr, "nnctl: option too long\n");
+	if (add_paging(path, sizeof path, a, "sort", a->opt[O_SORT]) != NC_OK)
 		return NC_USAGE;
-	}
 	nc_reply r = NC_REPLY_INIT;
 	if (nc_request(c, "GET", path, NULL, NULL, 0, &r) != 0)
 		return fail_reply(&r);

@@ -154,15 +154,16 @@ class Client:
                            "%s %s%s: %s" % (method, self.server, path, e)) from e
 
     def request(self, method, path, json_body=None, body=None, content_type=None,
-                query=None, raw=False, binary=False):
+                query=None, raw=False, binary=False, accept=None):
         """Sends one request and returns the decoded JSON reply (None for an empty
         body, the text when raw=True, the bytes when binary=True). Raises
         NndError for any status >= 300.
 
         path is relative to the server ("/v1/datasets"); json_body is encoded as
-        JSON; body/content_type send bytes as they are; query is a dict.
+        JSON; body/content_type send bytes as they are; query is a dict;
+        accept, when given, is the Accept header.
         """
-        headers = {}
+        headers = {"Accept": accept} if accept else {}
         if json_body is not None:
             body = json.dumps(json_body, allow_nan=False).encode()
             content_type = "application/json"
@@ -215,24 +216,29 @@ class Client:
 
     # -- data sets ---------------------------------------------------------
 
-    def upload_csv(self, src, name=None, label=None, header=None, task=None):
+    def upload_csv(self, src, name=None, label=None, header=None, task=None, classes=None):
         """Uploads a CSV data set (POST /v1/datasets, text/csv) and returns it.
 
         src: a path, bytes, or a binary file object. label: the label column's
         name or 0-based index (default: the last column). header: whether the
         first line names the columns (default true). task: "classification" or
-        "regression" (default: inferred by the server).
+        "regression" (default: inferred by the server). classes: the class
+        names and their order (a list), so a file that lacks one still has it;
+        a label outside them is refused.
         """
-        q = {"name": name, "label": label, "header": header, "task": task}
+        q = {"name": name, "label": label, "header": header, "task": task,
+             "classes": ",".join(classes) if classes is not None else None}
         return self.request("POST", "/v1/datasets", body=_read_bytes(src),
                             content_type="text/csv", query=q)
 
-    def upload_arrays(self, x, y, name=None, task=None):
+    def upload_arrays(self, x, y, name=None, task=None, classes=None):
         """Uploads a data set from arrays (POST /v1/datasets, JSON) and returns it.
 
         x: a list of rows (lists of numbers). y: a list of labels (numbers or
         strings for classification), of numbers or of equal-length lists for
-        regression. Anything with .tolist() (numpy arrays) is accepted too.
+        regression. Integer labels >= 0 are class indices, as in PyTorch
+        (classes "0".."max"), or indices into classes (a list of names) when
+        given. Anything with .tolist() (numpy arrays) is accepted too.
         """
         if hasattr(x, "tolist"):
             x = x.tolist()
@@ -243,6 +249,8 @@ class Client:
             body["name"] = name
         if task is not None:
             body["task"] = task
+        if classes is not None:
+            body["classes"] = list(classes)
         return self.request("POST", "/v1/datasets", json_body=body)
 
     def upload_idx(self, images, labels, name=None):
@@ -273,6 +281,17 @@ class Client:
     def get_dataset(self, dataset_id):
         """GET /v1/datasets/{id}: one data set."""
         return self.request("GET", "/v1/datasets/" + _seg(dataset_id))
+
+    def dataset_rows(self, dataset_id, offset=None, limit=None, csv=False):
+        """GET /v1/datasets/{id}/data: the rows back. By default the JSON
+        {"x", "y", "classes", "feature_names"} (y as class indices for
+        classification, raw values in x, None for missing); with csv=True the
+        CSV text (labels by class name)."""
+        q = {"offset": offset, "limit": limit}
+        path = "/v1/datasets/%s/data" % _seg(dataset_id)
+        if csv:
+            return self.request("GET", path, query=q, raw=True, accept="text/csv")
+        return self.request("GET", path, query=q, accept="application/json")
 
     def delete_dataset(self, dataset_id):
         """DELETE /v1/datasets/{id}. Raises NndError 409 while a live job uses it."""

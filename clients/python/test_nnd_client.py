@@ -150,6 +150,25 @@ class ClientTest(unittest.TestCase):
         ids = [d["id"] for d in list_of(self.nnd.list_datasets(limit=1000))]
         self.assertIn(ds["id"], ids)
 
+    def test_classes_and_rows_back(self):
+        ds = self.nnd.upload_csv(sep_csv(), classes=["pos", "neg", "none"])
+        self.assertEqual(ds["classes"], ["pos", "neg", "none"])
+        rows = self.nnd.dataset_rows(ds["id"], offset=6, limit=2)
+        self.assertEqual(rows["y"], [1, 1])
+        self.assertEqual(rows["x"], [[-2, -1.5], [-1, -2.5]])
+        self.assertEqual(rows["feature_names"], ["x0", "x1"])
+        self.assertEqual(self.nnd.dataset_rows(ds["id"], limit=1, csv=True), "x0,x1,label\n2,1.5,pos\n")
+        # integer labels are class indices; names may be given for them
+        arr = self.nnd.upload_arrays([[0], [1], [2]], [0, 2, 2], classes=["a", "b", "c"])
+        self.assertEqual(arr["classes"], ["a", "b", "c"])
+        self.assertEqual(self.nnd.upload_arrays([[0], [1]], [0, 3])["outputs"], 4)
+        with self.assertRaises(NndError) as cm:
+            self.nnd.upload_csv(sep_csv(), classes=["pos"])
+        self.assertEqual(cm.exception.status, 400)
+        with self.assertRaises(NndError) as cm:
+            self.nnd.dataset_rows("ds_0000000000000000")
+        self.assertEqual(cm.exception.status, 404)
+
     def test_csv_from_file_path(self):
         path = os.path.join(self.daemon.dir, "sep.csv")
         with open(path, "wb") as f:

@@ -7,6 +7,8 @@
 # values, epochs by trial) equals a study run uninterrupted. Then the same
 # study again, and A killed with kill -9 while trials run and left down: B
 # and C finish it with the same leaderboard, nothing lost or run twice.
+# Last, a study posted to B is cancelled through C: every trial job ends
+# cancelled, a second cancel is a 409, and C deletes it with its jobs.
 # SKIP (77) without PostgreSQL's binaries.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/pg/lib.sh
@@ -134,6 +136,29 @@ done
 echo "study $S: $took of the $held trials running on A taken over by B or C after their lease"
 [ "$held" -ge 1 ] || fail "A ran no trial of $S when it was killed"
 [ "$took" -ge "$held" ] || fail "A held $held trials, $took were taken over"
+
+# --- cancelled and deleted through another daemon than the one it was posted to
+X=$(api B POST /v1/studies "$STUDY" | jfield id)
+i=0; while [ $i -lt 200 ] && [ "$(pg_psql -c "SELECT count(*) FROM $SCHEMA.jobs WHERE
+  study='$X' AND state=1")" = 0 ]; do sleep 0.02; i=$((i + 1)); done
+[ "$(api C POST "/v1/studies/$X/cancel" | jfield state)" = cancelled ] ||
+	fail "C did not cancel study $X"
+i=0; while [ $i -lt 100 ] && [ "$(pg_psql -c "SELECT count(*) FROM $SCHEMA.jobs WHERE
+  study='$X' AND state<>4")" != 0 ]; do sleep 0.1; i=$((i + 1)); done
+live=$(pg_psql -c "SELECT count(*) FROM $SCHEMA.jobs WHERE study='$X' AND state<>4")
+made=$(pg_psql -c "SELECT count(*) FROM $SCHEMA.jobs WHERE study='$X'")
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$(nnd_port B)/v1/studies/$X/cancel")
+[ "$live" = 0 ] && [ "$made" -ge 1 ] && [ "$code" = 409 ] &&
+	ok "C cancelled study $X posted to B: its $made trial jobs cancelled, a second cancel 409" ||
+	fail "cancel of $X through C: $live of $made jobs not cancelled, second cancel $code"
+code=$(curl -s -o /dev/null -w '%{http_code}' -X DELETE "http://127.0.0.1:$(nnd_port C)/v1/studies/$X")
+left=$(pg_psql -c "SELECT (SELECT count(*) FROM $SCHEMA.jobs WHERE study='$X') +
+  (SELECT count(*) FROM $SCHEMA.trials WHERE study='$X') +
+  (SELECT count(*) FROM $SCHEMA.studies WHERE id='$X')")
+[ "$code" = 204 ] && [ "$left" = 0 ] &&
+	[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(nnd_port B)/v1/studies/$X")" = 404 ] &&
+	ok "C deleted study $X with its jobs and trials; B answers 404" ||
+	fail "delete of $X through C: $code, $left rows left"
 
 echo "run-studies: $FAILS failed"
 [ "$FAILS" = 0 ]

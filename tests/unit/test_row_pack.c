@@ -5,14 +5,17 @@
  * that exercise every block size and the masked tail, the AVX-512 kernel
  * against the plain one to the bit (SKIP without AVX-512), and single-row
  * predictions through a frozen scratch against sgemm's, counted, never for
- * another model's weights, and not for models over the size limit.
+ * another model's weights, and not for models over the size limit; the
+ * packs built once per model and shared by its scratches and threads.
  */
 #include <check.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check_main.h"
+#include "internal.h"
 #include "nn.h"
 #include "row_pack.h"
 #include "tune.h"
@@ -208,6 +211,63 @@ START_TEST(test_models_over_the_size_limit_keep_sgemm)
 }
 END_TEST
 
+typedef struct packs_ask {
+	const nn_model *m;
+	const struct nn_row_pack *const *got;
+} packs_ask;
+
+static void *ask_packs(void *arg)
+{
+	packs_ask *a = arg;
+	a->got = nn_model_row_packs(a->m);
+	return NULL;
+}
+
+/* The packs are the model's: built once, the same for every frozen scratch
+ * and every thread that asks at once (one copy kept, the others freed:
+ * make sanitize finds a leak or a double free), and still there for one
+ * scratch after another is freed; both scratches predict the same bits. */
+START_TEST(test_frozen_scratches_of_one_model_share_its_packs)
+{
+	const int f = 70;
+	nn_model *m = mlp(f, 5);
+	enum { T = 4 };
+	packs_ask ask[T];
+	pthread_t th[T];
+	for (int i = 0; i < T; i++) {
+		ask[i].m = m;
+		ck_assert_int_eq(pthread_create(&th[i], NULL, ask_packs, &ask[i]), 0);
+	}
+	for (int i = 0; i < T; i++)
+		ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+	const struct nn_row_pack *const *rp = ask[0].got;
+	ck_assert_ptr_nonnull(rp);
+	for (int i = 1; i < T; i++)
+		ck_assert_ptr_eq(ask[i].got, rp);
+	ck_assert_ptr_eq(nn_model_row_packs(m), rp);
+	/* nodes: dense 48 (then its ReLU), dense 20 (tanh), dense 3 */
+	int dense = 0;
+	for (int k = 0; k < nn_model_nodes(m); k++)
+		dense += rp[k] != NULL;
+	ck_assert_int_eq(dense, 3);
+
+	nn_scratch *a = nn_scratch_create_frozen(m, 4), *b = nn_scratch_create_frozen(m, 4);
+	float x[70], pa[3], pb[3];
+	uint32_t s = 9;
+	for (int k = 0; k < f; k++)
+		x[k] = 1.0f + (float)(lcg(&s) % 255);
+	int64_t before = nn_counts.row_predictions;
+	ck_assert_int_eq(nn_predict(m, a, x, 1, pa), NN_OK);
+	nn_scratch_free(a);
+	ck_assert_int_eq(nn_predict(m, b, x, 1, pb), NN_OK);
+	ck_assert_int_eq(nn_counts.row_predictions, before + 6);  /* both: 3 dense layers */
+	ck_assert_int_eq(memcmp(pa, pb, sizeof pa), 0);
+	ck_assert_ptr_eq(nn_model_row_packs(m), rp);
+	nn_scratch_free(b);
+	nn_model_free(m);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("row_pack");
@@ -218,6 +278,7 @@ int main(void)
 	                  "this CPU has no AVX-512F", &skipped);
 	tcase_add_test(tc, test_one_row_through_a_frozen_scratch_uses_the_packs);
 	tcase_add_test(tc, test_models_over_the_size_limit_keep_sgemm);
+	tcase_add_test(tc, test_frozen_scratches_of_one_model_share_its_packs);
 	suite_add_tcase(s, tc);
 	return check_run_skipping(s, skipped);
 }

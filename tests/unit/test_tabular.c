@@ -320,6 +320,103 @@ START_TEST(test_stored_file_keeps_columns_and_raw)
 }
 END_TEST
 
+
+/* Mean, population std and missing count of a column, in double, values
+ * in row order (NaN: missing), as a reader that kept them would compute. */
+static void column_want(const double *v, int n, double *mean, double *sd, int *missing)
+{
+	double sum = 0, sq = 0;
+	int k = 0;
+	for (int i = 0; i < n; i++) {
+		if (isnan(v[i]))
+			continue;
+		sum += v[i];
+		sq += v[i] * v[i];
+		k++;
+	}
+	*missing = n - k;
+	*mean = sum / k;
+	double var = sq / k - *mean * *mean;
+	*sd = var > 0 ? sqrt(var) : 0;
+}
+
+/* 203 kept rows (the reader adds its sums 64 rows at a time: three blocks
+ * and a rest), five numeric columns (four at a time and one alone), holes
+ * only after the first blocks (b), a row skipped for its missing label, and
+ * a column that turns categorical at row 130 (w): each column's mean and std are
+ * those of one pass in double over its values, to the bit, whole or fed a
+ * byte at a time. */
+START_TEST(test_column_sums_across_blocks_holes_and_late_words)
+{
+	enum { ROWS = 204, F = 6 };
+	static double want[F - 1][ROWS];
+	size_t cap = 64 << 10, len = 0;
+	char *csv = malloc(cap);
+	ck_assert_ptr_nonnull(csv);
+	len += (size_t)snprintf(csv + len, cap - len, "a,b,c,d,e,w,y\n");
+	int kept = 0;
+	for (int i = 0; i < ROWS; i++) {
+		double a = i * 0.37 - 20, b = (i % 17) * 1.5, c = 1000 + i, d = -i * i * 0.001;
+		double e = i % 3 ? 2.25 : -7.5, w = i * 0.5;
+		int skip = i == 100;  /* no label: not a row */
+		int hole = i == 150 || i == 170;
+		char bt[32], wt[32];
+		snprintf(bt, sizeof bt, "%.17g", b);
+		snprintf(wt, sizeof wt, "%.17g", w);
+		len += (size_t)snprintf(csv + len, cap - len, "%.17g,%s,%.17g,%.17g,%.17g,%s,%s\n", a,
+		                        hole ? "NA" : bt, c, d, e, i == 130 ? "word" : wt,
+		                        skip ? "" : "1");
+		if (skip)
+			continue;
+		/* the values as floats, as the reader keeps them */
+		want[0][kept] = (float)a;
+		want[1][kept] = hole ? NAN : (float)b;
+		want[2][kept] = (float)c;
+		want[3][kept] = (float)d;
+		want[4][kept] = (float)e;
+		kept++;
+	}
+	ck_assert_int_lt(len, cap);
+	api_dataset first;
+	for (int way = 0; way < 2; way++) {
+		api_csv_opts o = { .header = 1, .task = NN_TASK_REGRESSION, .label = "y" };
+		api_csv *rd = api_csv_new(&o);
+		api_err e = API_ERR_INIT;
+		api_dataset d;
+		int rc = 0;
+		for (size_t off = 0; off < len && rc == 0; off += way ? 1 : len)
+			rc = api_csv_feed(rd, csv + off, way ? 1 : len, &e);
+		ck_assert_int_eq(rc, 0);
+		ck_assert_int_eq(api_csv_finish(rd, &d, &e), 0);
+		api_csv_free(rd);
+		ck_assert_int_eq(d.rows, kept);
+		ck_assert_int_eq(d.skipped_rows, 1);
+		ck_assert_int_eq(d.n_columns, F);
+		ck_assert_int_eq(d.columns[5].type, API_COL_CATEGORICAL);
+		ck_assert_int_eq(d.columns[5].missing, 0);
+		for (int j = 0; j < F - 1; j++) {
+			double mean, sd;
+			int missing;
+			column_want(want[j], kept, &mean, &sd, &missing);
+			ck_assert_int_eq(d.columns[j].type, API_COL_NUMERIC);
+			ck_assert_int_eq(d.columns[j].missing, missing);
+			ck_assert_msg(d.columns[j].mean == mean && d.columns[j].std == sd,
+			              "column %d: mean %.17g std %.17g, want %.17g %.17g", j,
+			              d.columns[j].mean, d.columns[j].std, mean, sd);
+		}
+		if (way == 0) {
+			first = d;
+			continue;
+		}
+		for (int j = 0; j < F; j++)
+			ck_assert_int_eq(memcmp(&d.columns[j].mean, &first.columns[j].mean, sizeof(double)), 0);
+		api_dataset_free(&d);
+	}
+	api_dataset_free(&first);
+	free(csv);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("tabular");
@@ -333,6 +430,7 @@ static Suite *suite(void)
 	tcase_add_test(t, test_imputation_from_training_rows_only);
 	tcase_add_test(t, test_raw_records_objects_and_arrays);
 	tcase_add_test(t, test_stored_file_keeps_columns_and_raw);
+	tcase_add_test(t, test_column_sums_across_blocks_holes_and_late_words);
 	suite_add_tcase(s, t);
 	return s;
 }

@@ -262,6 +262,7 @@ def test_datasets(b, base, ds, ids):
     ok("the image data set page draws its first images with their class names",
        [c for _, c in imgs] == [want["classes"][y] for y in want["y"]] and all(w > 0 for w, _ in imgs),
        (imgs[:4], want["y"][:4]))
+    shot(b, "dataset-images")
     b.navigate(base + "/ui/datasets")
     n = b.wait("document.querySelectorAll('main table.list tbody tr').length", what="the list")
     ok("the data set list has both", n == 2, n)

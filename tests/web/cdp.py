@@ -66,6 +66,7 @@ class Browser:
                 raise RuntimeError("Chromium did not start")
             time.sleep(0.05)
         port = int(open(port_file).read().split("\n")[0])
+        self.port, self.bws = port, None
         targets = json.load(urllib.request.urlopen("http://127.0.0.1:%d/json/list" % port))
         page = [t for t in targets if t.get("type") == "page"][0]
         self.ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=60,
@@ -109,6 +110,23 @@ class Browser:
                 return msg.get("result", {})
             if "method" in msg:
                 self._take(msg)
+
+    def browser_call(self, method, **params):
+        """A command to the browser itself (not the page): Target.* commands
+        such as createBrowserContext are refused on a page's connection."""
+        if self.bws is None:
+            ver = json.load(urllib.request.urlopen("http://127.0.0.1:%d/json/version" % self.port))
+            self.bws = websocket.create_connection(ver["webSocketDebuggerUrl"], timeout=60,
+                                                   suppress_origin=True)
+            self.bnext = 0
+        self.bnext += 1
+        self.bws.send(json.dumps({"id": self.bnext, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.bws.recv())
+            if msg.get("id") == self.bnext:
+                if "error" in msg:
+                    raise RuntimeError("%s: %s" % (method, msg["error"]))
+                return msg.get("result", {})
 
     def pump(self, seconds):
         """Reads events for a while (requests and console messages)."""
@@ -184,11 +202,12 @@ class Browser:
             pass
 
     def close(self):
-        try:
-            if getattr(self, "ws", None):
-                self.ws.close()
-        except Exception:
-            pass
+        for w in (getattr(self, "ws", None), getattr(self, "bws", None)):
+            try:
+                if w:
+                    w.close()
+            except Exception:
+                pass
         if self.proc.poll() is None:
             self._signal(signal.SIGTERM)
             try:
