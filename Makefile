@@ -191,6 +191,7 @@ LONG_TESTS :=
 # daemons in network namespaces reaching it over TCP (root)
 LONG_TESTS += tests/pg/chaos.sh tests/pg/netns.sh
 LONG_TESTS += tests/long/study-crash.sh
+LONG_TESTS += tests/long/study-crash-pg.sh
 check-long: all
 	@NND_SUITES=none scripts/run-tests $(LONG_TESTS)
 

@@ -2559,6 +2559,11 @@ int store_study_lock(store *s, const char *id, int wait)
 	return 1;
 }
 
+int store_study_lock_held(store *s)
+{
+	return s->ops ? s->ops->study_lock_held(s->be) : 1;
+}
+
 void store_study_unlock(store *s)
 {
 	if (s->ops)

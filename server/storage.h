@@ -257,6 +257,9 @@ int store_study_events_after(store *s, const char *study, int64_t after, store_e
  * the lock returned).
  */
 int store_study_lock(store *s, const char *id, int wait);
+/* 1 while the lock taken is still held (a frozen daemon's may have ended
+ * meanwhile: it must then write nothing more for the study). */
+int store_study_lock_held(store *s);
 void store_study_unlock(store *s);
 
 /* Checkpoints: the engine's restorable state of a running job. */

@@ -110,6 +110,7 @@ typedef struct store_ops {
 	int (*study_events)(void *be, const char *study, int64_t after, struct store_event **out,
 	                    int *n);
 	int (*study_lock)(void *be, const char *id, int wait);
+	int (*study_lock_held)(void *be);
 	void (*study_unlock)(void *be);
 } store_ops;
 

@@ -1900,7 +1900,10 @@ static int pg_trial_put(void *be, const char *study, const store_trial *t)
 	                " rows, seed, job, model, rung) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)"
 	                " ON CONFLICT(study, number) DO UPDATE SET state=$3,"
 	                " params=coalesce($4, trials.params), value=$5, epochs=$6, seconds=$7,"
-	                " rows=$8, seed=$9, job=$10, model=$11, rung=$12", &a);
+	                " rows=$8, seed=$9, job=$10, model=$11, rung=$12"
+	                /* a row naming no job never replaces one that names it
+	                 * (a late write of a daemon that lost the study's lock) */
+	                " WHERE trials.job = '' OR $10 <> ''", &a);
 	pthread_mutex_unlock(&p->mu);
 	return rc;
 }
@@ -2007,14 +2010,23 @@ static int pg_study_event(void *be, const char *study, int kind, const char *dat
 	p_text(&a, study);
 	p_int(&a, kind);
 	p_text(&a, data);
+	/* the next number; taken meanwhile (a study's first event, written by
+	 * its creator without the study's lock) means another try */
+	int rc = -1;
 	pthread_mutex_lock(&p->mu);
-	PGresult *r = run(p, "INSERT INTO study_events(study, seq, kind, data)"
-	                     " SELECT $1, coalesce(max(seq), 0) + 1, $2, $3 FROM study_events"
-	                     " WHERE study=$1 RETURNING seq", &a, 0);
-	int rc = r && PQntuples(r) == 1 ? 0 : -1;
-	if (rc == 0)
-		*seq = ival(r, 0, 0);
-	PQclear(r);
+	for (int tries = 0; rc < 0 && tries < 5; tries++) {
+		PGresult *r = run(p, "INSERT INTO study_events(study, seq, kind, data)"
+		                     " SELECT $1, coalesce(max(seq), 0) + 1, $2, $3 FROM study_events"
+		                     " WHERE study=$1 ON CONFLICT (study, seq) DO NOTHING RETURNING seq",
+		                  &a, 0);
+		if (!r)
+			break;
+		if (PQntuples(r) == 1) {
+			*seq = ival(r, 0, 0);
+			rc = 0;
+		}
+		PQclear(r);
+	}
 	pthread_mutex_unlock(&p->mu);
 	return rc;
 }
@@ -2053,6 +2065,17 @@ static int pg_study_lock(void *be, const char *id, int wait)
 	         : wait ? 1 : strcmp(PQgetvalue(r, 0, 0), "t") == 0;
 	PQclear(r);
 	return rc;
+}
+
+static int pg_study_lock_held(void *be)
+{
+	pgs *p = be;
+	if (!p->lock_open || !p->lockc)
+		return 0;
+	PGresult *r = PQexec(p->lockc, "SELECT 1");
+	int ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+	PQclear(r);
+	return ok;
 }
 
 static void pg_study_unlock(void *be)
@@ -2246,6 +2269,7 @@ static const store_ops pg_ops = {
 	.study_event = pg_study_event,
 	.study_events = pg_study_events,
 	.study_lock = pg_study_lock,
+	.study_lock_held = pg_study_lock_held,
 	.study_unlock = pg_study_unlock,
 };
 

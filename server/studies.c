@@ -360,7 +360,10 @@ static int make_trial(studies *S, const char *sid, const api_study *s, const api
 		api_err e2 = API_ERR_INIT;
 		store_model_delete(S->st, t->model, &e2);
 		t->model[0] = '\0';
-		return store_job_of_trial(S->st, sid, t->number, t->job, t->model) ? 0 : -1;
+		if (store_job_of_trial(S->st, sid, t->number, t->job, t->model))
+			return 0;
+		return api_err_set(e, 500, "store_failed", "trial %d: its job is not found",
+		                   t->number);
 	}
 	if (rc < 0)
 		return -1;
@@ -514,12 +517,17 @@ static void advance(studies *S, const char *sid)
 		}
 		active += t->state == API_JOB_QUEUED || t->state == API_JOB_RUNNING;
 	}
-	if (s.strategy == API_STRAT_HALVING && n == s.trials)
+	/* a shared store: a daemon frozen past its lease finds the study's
+	 * lock gone, and leaves the rest of its pass (made from rows another
+	 * daemon has moved on from since) to whoever holds it now */
+	int lost = !store_study_lock_held(S->st);
+	if (!lost && s.strategy == API_STRAT_HALVING && n == s.trials)
 		for (int k = 0; k < 64; k++)
 			if (decide_rung(S, sid, &s, tr, n, k))
 				break;
+	lost = lost || !store_study_lock_held(S->st);
 	/* promoted trials continue first, in trial order */
-	for (int i = 0; i < n && active < s.parallelism; i++) {
+	for (int i = 0; !lost && i < n && active < s.parallelism; i++) {
 		store_trial *t = &tr[i];
 		if (t->state != API_JOB_PAUSED || !t->job[0])
 			continue;
@@ -540,7 +548,8 @@ static void advance(studies *S, const char *sid)
 	 * durable writes: the time of a small trial's training); those extra
 	 * ones wait for the next pass while a cancel waits for S->mu */
 	while (n < s.trials && active < s.parallelism + ahead &&
-	       !(active >= s.parallelism && __atomic_load_n(&S->waiting, __ATOMIC_SEQ_CST))) {
+	       !(active >= s.parallelism && __atomic_load_n(&S->waiting, __ATOMIC_SEQ_CST)) &&
+	       !(lost = lost || !store_study_lock_held(S->st))) {
 		store_trial t;
 		memset(&t, 0, sizeof t);
 		t.number = n;
@@ -570,7 +579,9 @@ static void advance(studies *S, const char *sid)
 	ended = ended && c[API_JOB_QUEUED] + c[API_JOB_RUNNING] + c[API_JOB_PAUSED] == 0;
 	succeeded = c[API_JOB_SUCCEEDED] > 0;
 	store_trials_free(tr, loaded);
-	if (ended) {
+	if (lost)
+		util_log(1, "studies: %s: the study's lock was lost; this pass ends here", sid);
+	if (ended && !lost && store_study_lock_held(S->st)) {
 		if (succeeded)
 			set_state(S, &row, API_JOB_SUCCEEDED, NULL, NULL);
 		else

@@ -5,8 +5,9 @@
 # succeeded trial's job published one version, another daemon streams the
 # study's events live to the final state, and the leaderboard (states,
 # values, epochs by trial) equals a study run uninterrupted. Then the same
-# study again, and A killed with kill -9 while trials run and left down: B
-# and C finish it with the same leaderboard, nothing lost or run twice.
+# study again, and a daemon killed with kill -9 while it trains a trial and
+# left down: the other two finish it with the same leaderboard, nothing lost
+# or run twice.
 # Last, a study posted to B is cancelled through C: every trial job ends
 # cancelled, a second cancel is a 409, and C deletes it with its jobs.
 # SKIP (77) without PostgreSQL's binaries.
@@ -99,43 +100,58 @@ case "$ran" in
 *) fail "study $REF: trials ran on $ran only" ;;
 esac
 
-# --- the same study; A, where it was posted, killed mid-study and left down
-S=$(api A POST /v1/studies "$STUDY" | jfield id)
-# A is frozen (SIGSTOP) while the store says it runs a trial of S, so it
-# cannot pause or end it before the kill -9 (trials are short)
-running_on_A() {
-	pg_psql -c "SELECT id FROM $SCHEMA.jobs WHERE study='$S' AND state=1 AND
-	  owner LIKE '%/$(nnd_pid A)'"
+# the trials of study $1 that daemon $2 runs
+running_on() {
+	pg_psql -c "SELECT id FROM $SCHEMA.jobs WHERE study='$1' AND state=1 AND
+	  owner LIKE '%/$(nnd_pid $2)'"
 }
-KJ=
-i=0
-while [ $i -lt 600 ] && [ -z "$KJ" ]; do
-	if [ -n "$(running_on_A)" ]; then
-		kill -STOP "$(nnd_pid A)"
-		KJ=$(running_on_A)
-		[ -n "$KJ" ] || kill -CONT "$(nnd_pid A)"
-	fi
-	[ -n "$KJ" ] || sleep 0.01
-	i=$((i + 1))
-done
+# freeze STUDY DAEMON...: SIGSTOP one of the daemons while the store says it
+# runs a trial of the study (so it cannot pause or end it meanwhile: trials
+# are short); sets FZ to that daemon and KJ to those trials' jobs
+freeze() {
+	st=$1; shift
+	KJ=
+	i=0
+	while [ $i -lt 600 ] && [ -z "$KJ" ]; do
+		for FZ in "$@"; do
+			[ -n "$(running_on "$st" "$FZ")" ] || continue
+			kill -STOP "$(nnd_pid "$FZ")"
+			KJ=$(running_on "$st" "$FZ")
+			[ -n "$KJ" ] && break
+			kill -CONT "$(nnd_pid "$FZ")"
+		done
+		[ -n "$KJ" ] || sleep 0.01
+		i=$((i + 1))
+	done
+}
+
+# --- the same study, posted to A; a daemon killed while it trains a trial
+# and left down until the others have finished the study
+S=$(api A POST /v1/studies "$STUDY" | jfield id)
+freeze "$S" A B C
+K=$FZ
 held=$(echo $KJ | wc -w)
-nnd_kill9 A
-[ "$(wait_study B "$S" 180)" = succeeded ] || fail "study $S did not succeed after kill -9 of A"
-GOT=$(board C "$S")
-[ "$GOT" = "$WANT" ] && ok "study $S, A killed holding $held running trials: the uninterrupted leaderboard" ||
-	fail "study $S after kill -9 of A: leaderboard
+[ "$held" -ge 1 ] || { K=A; fail "no daemon ran a trial of $S to kill"; }
+nnd_kill9 $K
+ALIVE=$(echo A B C | tr ' ' '\n' | grep -v "^$K\$" | tr '\n' ' ')
+D1=${ALIVE%% *}
+[ "$(wait_study $D1 "$S" 180)" = succeeded ] || fail "study $S did not succeed after kill -9 of $K"
+GOT=$(board $D1 "$S")
+[ "$GOT" = "$WANT" ] && ok "study $S, $K killed holding $held running trials: the uninterrupted leaderboard" ||
+	fail "study $S after kill -9 of $K: leaderboard
 $GOT
 want:
 $WANT"
-ran=$(one_each C "$S")
+ran=$(one_each $D1 "$S")
 ok "study $S: trials ran on $ran"
 took=0
 for j in $KJ; do
-	cat "$T/B.log" "$T/C.log" | grep -q "$j: its lease ended; queued again" && took=$((took + 1))
+	for n in $ALIVE; do cat "$T/$n.log"; done | grep -q "$j: its lease ended; queued again" &&
+		took=$((took + 1))
 done
-echo "study $S: $took of the $held trials running on A taken over by B or C after their lease"
-[ "$held" -ge 1 ] || fail "A ran no trial of $S when it was killed"
-[ "$took" -ge "$held" ] || fail "A held $held trials, $took were taken over"
+echo "study $S: $took of the $held trials running on $K taken over by ${ALIVE% } after their lease"
+[ "$took" -ge "$held" ] || fail "$K held $held trials, $took were taken over"
+eval "nnd_up $K \$ARGS_$K" || exit 1
 
 # --- cancelled and deleted through another daemon than the one it was posted to
 X=$(api B POST /v1/studies "$STUDY" | jfield id)
