@@ -1095,7 +1095,15 @@ static void *writer_main(void *arg)
 			pthread_cond_wait(&w->cv, &w->mu);
 		if (!w->n_steps && !w->n_eps && !w->has_row && !w->pending)
 			break;        /* closing, and everything handed over is out */
-		writer_take_history(w);   /* out of memory: the next round */
+		if (writer_take_history(w) < 0) {
+			/* out of memory: drop it rather than spin on it */
+			util_log(0, "jobs: %s: out of memory writing the history", w->job);
+			eps_free(w->eps, w->n_eps);
+			w->n_steps = w->n_eps = 0;
+			if (w->has_row)
+				api_job_release(&w->row);
+			w->has_row = 0;
+		}
 		size_t len = 0;
 		if (w->pending) {
 			/* the newest checkpoint; its buffer becomes the thread's */
