@@ -115,18 +115,21 @@ def main():
             print("    replicas 2 / torch best: %.2fx (rounds %s)"
                   % (statistics.median(r2) / statistics.median(best_t),
                      spread([y / x for x, y in zip(best_t, r2)])))
-            # the communication model: a reduce-scatter and an allgather of
-            # the gradient per step (fixed order: each rank folds its range
-            # over the shards in shard order), 2 (R-1)/R x 4 x params bytes
-            # sent per rank; 10 Gbit/s = 1.25e9 B/s, 50 us latency per message
+            # the communication model of nnd --mpi (server/ranks.c): an
+            # allgather of the shards' gradients per step, every rank then
+            # folding them in shard order, (S - S/R) x 4 x params bytes
+            # received per rank (S shards on R ranks; here S = R = 2);
+            # 10 Gbit/s = 1.25e9 B/s, 50 us latency per message.
+            # bench/dp_mpi.py measures it under mpirun.
             n = params(hidden)
             step2 = batch / statistics.median(r2)
             step1 = batch / statistics.median(r1)
             R = 2
-            bytes_ = 2 * (R - 1) / R * 4 * n
+            S = 2
+            bytes_ = (S - S / R) * 4 * n
             comm = bytes_ / 1.25e9 + 2 * 50e-6
             print("    per step: %.0f parameters, compute %.2f ms on 1 replica, %.2f ms on 2; "
-                  "MPI over 10 Gbit/s: %.2f MB sent per rank, %.2f ms -> 2 hosts %.2fx of 1"
+                  "MPI over 10 Gbit/s: %.2f MB received per rank, %.2f ms -> 2 hosts %.2fx of 1"
                   % (n, step1 * 1e3, step2 * 1e3, bytes_ / 1e6, comm * 1e3,
                      step1 / (step1 / 2 + comm)), flush=True)
     finally:

@@ -60,6 +60,7 @@ struct http_server {
 	api_backend be;
 	volatile int ready;
 	volatile int draining;
+	MHD_socket quiesced;  /* the listen socket after a drain, closed at the stop */
 	int streams;             /* open event streams (atomic) */
 	int nconns;              /* connections admitted and not yet closed (atomic) */
 	pthread_mutex_t conns_mu;
@@ -1074,7 +1075,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	free(r->err);
 	free(r->buf);
 	free(r);
-	if (upload)   /* its reader's freed blocks below UTIL_MALLOC_BIG too */
+	if (upload)   /* its reader's freed blocks back to the system */
 		util_malloc_release();
 }
 
@@ -1182,6 +1183,7 @@ int http_start(const http_config *cfg, http_server **out, int *port, char *err, 
 		return -1;
 	}
 	h->cfg = *cfg;
+	h->quiesced = MHD_INVALID_SOCKET;
 	pthread_mutex_init(&h->conns_mu, NULL);
 	pthread_mutex_init(&h->stop_mu, NULL);
 	pthread_cond_init(&h->stop_cv, NULL);
@@ -1267,9 +1269,15 @@ void http_drain(http_server *h)
 	if (!h)
 		return;
 	h->draining = 1;
-	MHD_socket fd = MHD_quiesce_daemon(h->d);
-	if (fd != MHD_INVALID_SOCKET)
-		close(fd);
+	/* new connections are refused from now on (shutdown), but the socket
+	 * is closed only after MHD_stop_daemon: the daemon's threads take it
+	 * out of their epoll sets a moment later, and one that finds it
+	 * closed aborts the daemon */
+	if (h->quiesced == MHD_INVALID_SOCKET) {
+		h->quiesced = MHD_quiesce_daemon(h->d);
+		if (h->quiesced != MHD_INVALID_SOCKET)
+			shutdown(h->quiesced, SHUT_RDWR);
+	}
 }
 
 void http_stop(http_server *h)
@@ -1284,6 +1292,8 @@ void http_stop(http_server *h)
 		pthread_join(h->reaper, NULL);
 	}
 	MHD_stop_daemon(h->d);
+	if (h->quiesced != MHD_INVALID_SOCKET)
+		close(h->quiesced);
 	pthread_mutex_destroy(&h->conns_mu);
 	pthread_mutex_destroy(&h->stop_mu);
 	pthread_cond_destroy(&h->stop_cv);

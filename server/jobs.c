@@ -10,11 +10,11 @@
  * A job's durable record is the store's row; the in-memory `live` entry
  * exists while it is queued or running and carries the cancel flag and the
  * newest step for GET /v1/jobs/{id}. Metric history is buffered by the
- * worker and written at each epoch end, before a checkpoint is handed to
- * its writer thread (see ckpt_writer), at the finish, and at least once a
- * second; the checkpoint holds the step the engine resumes from, so
- * history written past it is simply rewritten on resume (same values,
- * same seed).
+ * worker and handed to the job's writer thread (see job_writer) at each
+ * epoch end, before a checkpoint, and at least once a second, and written
+ * by the worker itself after training; the checkpoint holds the step the
+ * engine resumes from, so history written past it is simply rewritten on
+ * resume (same values, same seed).
  *
  * A job's start reads what the store keeps in memory: the data sets'
  * shared mappings (store_dataset_acquire), their shared byte copies
@@ -647,8 +647,10 @@ void jobs_set_trial_listener(jobs *q, void (*fn)(void *ctx, const char *study), 
 	pthread_mutex_unlock(&q->mu);
 }
 
-void jobs_set_trial_limit(jobs *q, const char *study, int limit)
+int jobs_set_trial_limit(jobs *q, const char *study, int limit)
 {
+	if (q->cl)
+		return -1;    /* daemons claim trials from the shared store: no pick */
 	pthread_mutex_lock(&q->mu);
 	trial_limit **pp = &q->limits;
 	while (*pp && strcmp((*pp)->study, study) != 0)
@@ -660,10 +662,12 @@ void jobs_set_trial_limit(jobs *q, const char *study, int limit)
 	} else if (limit > 0 && !*pp && (*pp = calloc(1, sizeof **pp))) {
 		snprintf((*pp)->study, sizeof (*pp)->study, "%s", study);
 	}
+	int rc = limit > 0 && !*pp ? -1 : 0;
 	if (limit > 0 && *pp)
 		(*pp)->limit = limit;
 	pthread_cond_broadcast(&q->cv);
 	pthread_mutex_unlock(&q->mu);
+	return rc;
 }
 
 void jobs_trial_limits_set(jobs *q)
@@ -786,40 +790,61 @@ int64_t jobs_samples_trained(jobs *q)
 /* ---------------------------------------------------------------- running */
 
 /*
- * A job's checkpoint writer: a thread of the job's own, started at its
- * first checkpoint, that writes the newest checkpoint handed to it.
- * Writing one durably (temporary file, fsync, rename, directory fsync)
- * takes milliseconds on a quiet disk and far longer on a busy one, often
- * more than an epoch of a small model, so training never waits for it:
- * on_checkpoint copies the engine's buffer and goes on. A checkpoint
- * handed over while another is being written waits for its turn, and a
- * newer one replaces it (resuming from any of them reaches the same
- * weights, so the newest is the one worth writing). The job's end
- * (whatever the end) waits until the newest checkpoint handed over is
- * written, so no final state is recorded while a write is pending; a
- * failed write fails the job at the first checkpoint after it is known,
- * or at the job's end. A crash meanwhile leaves the last checkpoint
- * written (the rename is atomic), from which the job resumes to the same
- * weights.
+ * A job's writer: a thread of the job's own, started at the job's first
+ * history write or checkpoint, that writes the job's metric history and
+ * its newest checkpoint while training goes on. Each durable write (a
+ * commit of the store, or a checkpoint's temporary file, fsync, rename and
+ * directory fsync) takes milliseconds on a quiet disk and far longer on a
+ * busy one, often more than an epoch of a small model, and the store
+ * commits one at a time for every worker; so training never waits for
+ * them: it hands the history (steps, epoch records, the job's row) and
+ * copies of checkpoints over, and goes on. What was handed over while the
+ * thread was writing goes out in its next round: all the history in one
+ * commit, then the newest checkpoint (a newer one replaces one still
+ * waiting: resuming from any of them reaches the same weights). The
+ * history handed over before a checkpoint is thus committed before that
+ * checkpoint is written, and history written past a checkpoint is simply
+ * rewritten on resume. The job's end (whatever the end) waits until
+ * everything handed over is written, so nothing of the run lands after
+ * its final state; a failed checkpoint write fails the job at the first
+ * checkpoint after it is known, or at its end. A crash meanwhile leaves
+ * the last checkpoint written (the rename is atomic), from which the job
+ * resumes to the same weights.
  *
- * Invariants, under mu: next (next_cap bytes, next_len used) holds a
- * checkpoint not yet written while pending; cur (cur_cap bytes) belongs to
- * the thread; err is the errno of the first write that failed. started
- * and the buffers' ownership outside the thread are the worker's.
+ * Invariants, under mu: steps, eps and row (when has_row) are handed over
+ * and not yet taken; next (next_len bytes) holds a checkpoint not yet
+ * taken while pending; the t_ fields and cur belong to the thread (the
+ * history taken and not yet committed, kept for the next round when a
+ * commit fails); err is the errno of the first checkpoint write that
+ * failed. started is the worker's.
  */
-typedef struct ckpt_writer {
+typedef struct job_writer {
 	store *st;
 	const char *job;
 	pthread_t thread;
 	int started;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	void *next, *cur;
-	size_t next_len, next_cap, cur_cap;
+	store_step *steps;
+	int n_steps, cap_steps;
+	store_epoch_rec *eps;
+	int n_eps, cap_eps;
+	api_job row;
+	int has_row;
+	void *next;
+	size_t next_len, next_cap;
 	int pending;          /* next holds a checkpoint to write */
-	int closing;          /* the job ends: write what is pending, then stop */
+	int closing;          /* the job ends: write what is handed over, then stop */
 	int err;
-} ckpt_writer;
+	store_step *t_steps;
+	int t_n_steps, t_cap_steps;
+	store_epoch_rec *t_eps;
+	int t_n_eps, t_cap_eps;
+	api_job t_row;
+	int t_has_row;
+	void *cur;
+	size_t cur_cap;
+} job_writer;
 
 typedef struct run {
 	jobs *q;
@@ -832,8 +857,9 @@ typedef struct run {
 	int epochs;
 	int64_t last_flush_us;
 	int ckpt_errno;       /* set when a checkpoint could not be written */
-	ckpt_writer w;
+	job_writer w;
 	int64_t ckpt_us;      /* time training spent in on_checkpoint (debug log) */
+	int64_t flush_us;     /* time spent writing or handing over history (debug log) */
 } run;
 
 static cJSON *num_or_null(double v)
@@ -850,12 +876,14 @@ static cJSON *flt_or_null(float v)
 static void flush(run *r, int epoch, int64_t end_step, const char *epoch_doc)
 {
 	api_err e = API_ERR_INIT;
-	r->last_flush_us = util_mono_us();
+	int64_t t0 = util_mono_us();
+	r->last_flush_us = t0;
 	if (store_metrics_write(r->q->st, r->j.id, r->steps, r->n_steps, epoch, end_step,
 	                        epoch_doc, &r->j, &e) == 0)
 		r->n_steps = 0;
 	else
 		util_log(0, "jobs: %s: cannot write metrics: %s", r->j.id, e.detail);
+	r->flush_us += util_mono_us() - t0;
 }
 
 /* The all-jobs feed's epoch event: the record with the job's id first,
@@ -872,6 +900,8 @@ static void all_push_epoch(jobs *q, const char *id, const char *rec)
 	pthread_mutex_unlock(&q->fmu);
 	free(t);
 }
+
+static void handover(run *r, int epoch, int64_t end_step, const char *epoch_doc);
 
 static void on_step(void *ctx, const nn_step_record *rec)
 {
@@ -906,7 +936,7 @@ static void on_step(void *ctx, const nn_step_record *rec)
 	feed_push(r->q, r->lv->f, FEED_STEP, rec->step, rec->epoch, t);
 	/* history readers lag live events by about a second at most */
 	if (r->n_steps >= 4096 || util_mono_us() - r->last_flush_us > 1000000)
-		flush(r, 0, 0, NULL);
+		handover(r, 0, 0, NULL);
 }
 
 static void on_epoch(void *ctx, const nn_epoch_record *rec)
@@ -949,7 +979,7 @@ static void on_epoch(void *ctx, const nn_epoch_record *rec)
 	r->lv->progress = r->j.progress;
 	r->q->samples += r->n_train;
 	pthread_mutex_unlock(&r->q->mu);
-	flush(r, rec->epoch, rec->step, t);
+	handover(r, rec->epoch, rec->step, t);
 	all_push_epoch(r->q, r->j.id, t);
 	feed_push(r->q, r->lv->f, FEED_EPOCH, rec->step, rec->epoch, t);
 }
@@ -974,26 +1004,122 @@ static void ckpt_failed(run *r, int err)
 	util_log(0, "jobs: %s: cannot write a checkpoint: %s", r->j.id, strerror(r->ckpt_errno));
 }
 
-static void *ckpt_write_main(void *arg)
+/* Makes room for need more items in *p (cap items of size). 0 or -1. */
+static int grow(void **p, int *cap, int need, size_t size)
 {
-	ckpt_writer *w = arg;
+	if (need <= *cap)
+		return 0;
+	int c = *cap ? *cap : 64;
+	while (c < need)
+		c *= 2;
+	void *q = realloc(*p, (size_t)c * size);
+	if (!q)
+		return -1;
+	*p = q;
+	*cap = c;
+	return 0;
+}
+
+/* A copy of what the store's job row takes from j (not its config). */
+static int row_copy(api_job *dst, const api_job *src)
+{
+	*dst = *src;
+	dst->config = NULL;
+	dst->metrics = src->metrics ? strdup(src->metrics) : NULL;
+	dst->best = src->best ? strdup(src->best) : NULL;
+	dst->error = src->error ? strdup(src->error) : NULL;
+	if ((src->metrics && !dst->metrics) || (src->best && !dst->best) ||
+	    (src->error && !dst->error)) {
+		api_job_release(dst);
+		return -1;
+	}
+	return 0;
+}
+
+static void eps_free(store_epoch_rec *eps, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(eps[i].doc);
+}
+
+/* Moves the history handed over to the thread's (under mu). 0, or -1 out
+ * of memory (nothing moved). */
+static int writer_take_history(job_writer *w)
+{
+	if (grow((void **)&w->t_steps, &w->t_cap_steps, w->t_n_steps + w->n_steps,
+	         sizeof *w->t_steps) < 0 ||
+	    grow((void **)&w->t_eps, &w->t_cap_eps, w->t_n_eps + w->n_eps, sizeof *w->t_eps) < 0)
+		return -1;
+	if (w->n_steps)
+		memcpy(w->t_steps + w->t_n_steps, w->steps, sizeof *w->steps * (size_t)w->n_steps);
+	if (w->n_eps)
+		memcpy(w->t_eps + w->t_n_eps, w->eps, sizeof *w->eps * (size_t)w->n_eps);
+	w->t_n_steps += w->n_steps;
+	w->t_n_eps += w->n_eps;
+	w->n_steps = w->n_eps = 0;
+	if (w->has_row) {
+		if (w->t_has_row)
+			api_job_release(&w->t_row);
+		w->t_row = w->row;
+		w->t_has_row = 1;
+		w->has_row = 0;
+	}
+	return 0;
+}
+
+/* Commits the thread's history. 0, or -1 (kept for the next round). */
+static int writer_commit_history(job_writer *w)
+{
+	if (!w->t_n_steps && !w->t_n_eps && !w->t_has_row)
+		return 0;
+	api_err e = API_ERR_INIT;
+	if (store_metrics_write_batch(w->st, w->job, w->t_steps, w->t_n_steps, w->t_eps, w->t_n_eps,
+	                              w->t_has_row ? &w->t_row : NULL, &e) < 0) {
+		util_log(0, "jobs: %s: cannot write metrics: %s", w->job, e.detail);
+		return -1;
+	}
+	eps_free(w->t_eps, w->t_n_eps);
+	w->t_n_steps = w->t_n_eps = 0;
+	if (w->t_has_row)
+		api_job_release(&w->t_row);
+	w->t_has_row = 0;
+	return 0;
+}
+
+static void *writer_main(void *arg)
+{
+	job_writer *w = arg;
 	pthread_mutex_lock(&w->mu);
 	for (;;) {
-		while (!w->pending && !w->closing)
+		while (!w->n_steps && !w->n_eps && !w->has_row && !w->pending && !w->closing)
 			pthread_cond_wait(&w->cv, &w->mu);
-		if (!w->pending)
-			break;
-		/* take the newest checkpoint; its buffer becomes the thread's */
-		void *b = w->cur;
-		size_t cap = w->cur_cap, len = w->next_len;
-		w->cur = w->next;
-		w->cur_cap = w->next_cap;
-		w->next = b;
-		w->next_cap = cap;
-		w->pending = 0;
+		if (!w->n_steps && !w->n_eps && !w->has_row && !w->pending)
+			break;        /* closing, and everything handed over is out */
+		if (writer_take_history(w) < 0) {
+			/* out of memory: drop it rather than spin on it */
+			util_log(0, "jobs: %s: out of memory writing the history", w->job);
+			eps_free(w->eps, w->n_eps);
+			w->n_steps = w->n_eps = 0;
+			if (w->has_row)
+				api_job_release(&w->row);
+			w->has_row = 0;
+		}
+		size_t len = 0;
+		if (w->pending) {
+			/* the newest checkpoint; its buffer becomes the thread's */
+			void *b = w->cur;
+			size_t cap = w->cur_cap;
+			len = w->next_len;
+			w->cur = w->next;
+			w->cur_cap = w->next_cap;
+			w->next = b;
+			w->next_cap = cap;
+			w->pending = 0;
+		}
 		pthread_mutex_unlock(&w->mu);
+		writer_commit_history(w);
 		int err = 0;
-		if (store_checkpoint_put(w->st, w->job, w->cur, len) < 0)
+		if (len && store_checkpoint_put(w->st, w->job, w->cur, len) < 0)
 			err = errno ? errno : EIO;
 		pthread_mutex_lock(&w->mu);
 		if (err && !w->err)
@@ -1004,7 +1130,7 @@ static void *ckpt_write_main(void *arg)
 }
 
 /* The errno of a checkpoint write that failed, or 0 (never waits). */
-static int ckpt_error(run *r)
+static int writer_error(run *r)
 {
 	if (r->w.started) {
 		pthread_mutex_lock(&r->w.mu);
@@ -1016,11 +1142,12 @@ static int ckpt_error(run *r)
 	return r->ckpt_errno;
 }
 
-/* Waits until the newest checkpoint handed over is written and stops the
- * writer. 0, or the errno of a checkpoint that could not be written. */
-static int ckpt_finish(run *r)
+/* Waits until everything handed over is written (a history commit that
+ * failed is tried once more here) and stops the writer. 0, or the errno of
+ * a checkpoint that could not be written. */
+static int writer_finish(run *r)
 {
-	ckpt_writer *w = &r->w;
+	job_writer *w = &r->w;
 	if (w->started) {
 		pthread_mutex_lock(&w->mu);
 		w->closing = 1;
@@ -1032,18 +1159,29 @@ static int ckpt_finish(run *r)
 			ckpt_failed(r, w->err);
 		pthread_cond_destroy(&w->cv);
 		pthread_mutex_destroy(&w->mu);
+		if (writer_take_history(w) == 0)
+			writer_commit_history(w);
 	}
+	eps_free(w->eps, w->n_eps);
+	eps_free(w->t_eps, w->t_n_eps);
+	if (w->has_row)
+		api_job_release(&w->row);
+	if (w->t_has_row)
+		api_job_release(&w->t_row);
+	free(w->steps);
+	free(w->eps);
+	free(w->t_steps);
+	free(w->t_eps);
 	free(w->next);
 	free(w->cur);
-	w->next = w->cur = NULL;
-	w->next_cap = w->cur_cap = 0;
+	memset(w, 0, sizeof *w);
 	return r->ckpt_errno;
 }
 
 /* Starts the job's writer thread. 0, or -1 (no thread: write in place). */
-static int ckpt_writer_start(run *r)
+static int writer_start(run *r)
 {
-	ckpt_writer *w = &r->w;
+	job_writer *w = &r->w;
 	w->st = r->q->st;
 	w->job = r->j.id;
 	w->pending = w->closing = w->err = 0;
@@ -1053,7 +1191,7 @@ static int ckpt_writer_start(run *r)
 		pthread_mutex_destroy(&w->mu);
 		return -1;
 	}
-	if (pthread_create(&w->thread, NULL, ckpt_write_main, w) != 0) {
+	if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
 		pthread_cond_destroy(&w->cv);
 		pthread_mutex_destroy(&w->mu);
 		return -1;
@@ -1063,11 +1201,50 @@ static int ckpt_writer_start(run *r)
 }
 
 /*
+ * Hands the buffered steps, an epoch record (epoch_doc may be NULL) and
+ * the job's row to the writer; without a writer thread they are written
+ * here. Out of memory, the steps stay buffered for the next hand-over.
+ */
+static void handover(run *r, int epoch, int64_t end_step, const char *epoch_doc)
+{
+	job_writer *w = &r->w;
+	r->last_flush_us = util_mono_us();
+	if (!w->started && writer_start(r) < 0) {
+		flush(r, epoch, end_step, epoch_doc);
+		return;
+	}
+	int64_t t0 = util_mono_us();
+	char *doc = epoch_doc ? strdup(epoch_doc) : NULL;
+	api_job row;
+	pthread_mutex_lock(&w->mu);
+	if ((epoch_doc && !doc) || row_copy(&row, &r->j) < 0 ||
+	    grow((void **)&w->steps, &w->cap_steps, w->n_steps + r->n_steps, sizeof *w->steps) < 0 ||
+	    grow((void **)&w->eps, &w->cap_eps, w->n_eps + 1, sizeof *w->eps) < 0) {
+		pthread_mutex_unlock(&w->mu);
+		free(doc);
+		util_log(0, "jobs: %s: out of memory handing over the history", r->j.id);
+		return;
+	}
+	if (r->n_steps)
+		memcpy(w->steps + w->n_steps, r->steps, sizeof *r->steps * (size_t)r->n_steps);
+	w->n_steps += r->n_steps;
+	r->n_steps = 0;
+	if (doc)
+		w->eps[w->n_eps++] = (store_epoch_rec){ epoch, end_step, doc };
+	if (w->has_row)
+		api_job_release(&w->row);
+	w->row = row;
+	w->has_row = 1;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	r->flush_us += util_mono_us() - t0;
+}
+
+/*
  * A checkpoint from the engine: fails training when a write has failed,
- * writes the buffered history (so the history up to the checkpoint is
- * durable before the checkpoint can be; at an epoch's end on_epoch has
- * just done it, and no empty commit follows) and hands a copy to the
- * writer. 0, or 1 to fail training.
+ * hands the buffered history over (so that it is committed before the
+ * checkpoint is written; at an epoch's end on_epoch has just done it) and
+ * a copy of the checkpoint. 0, or 1 to fail training.
  *
  * The last epoch's checkpoint is not written: the job publishes right
  * after it, and a crash before the publish resumes from the checkpoint
@@ -1076,14 +1253,14 @@ static int ckpt_writer_start(run *r)
  */
 static int ckpt_start(run *r, const void *buf, size_t len, int epoch)
 {
-	ckpt_writer *w = &r->w;
-	if (ckpt_error(r))
+	job_writer *w = &r->w;
+	if (writer_error(r))
 		return 1;
 	if (r->epochs > 0 && epoch >= r->epochs)
 		return 0;
 	if (r->n_steps > 0)
-		flush(r, 0, 0, NULL);
-	if (!w->started && ckpt_writer_start(r) < 0) {
+		handover(r, 0, 0, NULL);
+	if (!w->started && writer_start(r) < 0) {
 		/* no thread: written here */
 		if (store_checkpoint_put(r->q->st, r->j.id, buf, len) < 0) {
 			ckpt_failed(r, errno);
@@ -1427,7 +1604,7 @@ static nn_status train_job(run *r, job_inputs *in, nn_train_result *res)
 	in->ckpt = NULL;
 	/* no end is recorded before the last checkpoint write is done; one
 	 * that failed fails the job, as it would have at its checkpoint */
-	if (ckpt_finish(r) && (st == NN_OK || st == NN_ESTOPPED))
+	if (writer_finish(r) && (st == NN_OK || st == NN_ESTOPPED))
 		st = NN_EINVAL;
 	return st;
 }
@@ -1498,8 +1675,12 @@ static int end_state(jobs *q, run *r, job_inputs *in, nn_status st, const nn_tra
 static int record_final(jobs *q, run *r, job_inputs *in)
 {
 	api_err e = API_ERR_INIT;
-	/* from here on the job counts as finished (cancel answers 409) */
+	/* from here on the job counts as finished (cancel answers 409); a
+	 * cancel answered 202 after training's last look at the flag (while
+	 * its last writes went out) ends it cancelled, as the 202 promised */
 	pthread_mutex_lock(&q->mu);
+	if (r->lv->cancel && r->j.state == API_JOB_SUCCEEDED)
+		r->j.state = API_JOB_CANCELLED;
 	r->lv->state = r->j.state;
 	pthread_mutex_unlock(&q->mu);
 	/* the last steps first, with the row still running, so no reader
@@ -1598,8 +1779,9 @@ static int run_job(jobs *q, live *lv)
 	int final = end_state(q, &r, &in, st, &res);
 	int drop_ckpt = final && record_final(q, &r, &in); /* else a restart resumes from it */
 	util_log(3, "jobs: %s: %.1f ms to start, %.1f ms training (%.1f ms of it handing over "
-	         "checkpoints), %.1f ms to record the end", r.j.id, (t_train - t_start) / 1e3,
-	         (t_end - t_train) / 1e3, r.ckpt_us / 1e3, (util_mono_us() - t_end) / 1e3);
+	         "checkpoints, %.1f ms writing history), %.1f ms to record the end", r.j.id,
+	         (t_train - t_start) / 1e3, (t_end - t_train) / 1e3, r.ckpt_us / 1e3,
+	         r.flush_us / 1e3, (util_mono_us() - t_end) / 1e3);
 	release_inputs(q, &in);
 	free(r.steps);
 	unlist(q, &r, final);

@@ -46,8 +46,10 @@ int jobs_resume(jobs *q, const char *id, int pause_at);
 int jobs_cancel_code(jobs *q, const char *id, const char *code, const char *detail,
                      api_job *out, api_err *e);
 /* At most limit of the study's trials run at once (limit <= 0: the study
- * has ended; forgets it). The study may keep more of them queued. */
-void jobs_set_trial_limit(jobs *q, const char *study, int limit);
+ * has ended; forgets it). 0 when the queue holds to it, so the study may
+ * keep more of its trials queued; -1 when it cannot (out of memory, or a
+ * shared store, whose daemons claim queued jobs from the store). */
+int jobs_set_trial_limit(jobs *q, const char *study, int limit);
 /* Every active study has set its limit since the start: until then a
  * queued trial (of a study that has not) does not start. */
 void jobs_trial_limits_set(jobs *q);

@@ -85,7 +85,8 @@ static void usage(FILE *f)
 	        "  --tls-key FILE        and this PEM private key (both or neither)\n"
 	        "  --mpi                 under mpirun (or srun): rank 0 is the daemon, and a\n"
 	        "                        job's replicas run on ranks 0..replicas-1 (replicas at\n"
-	        "                        most the ranks); the other ranks serve rank 0 only\n"
+	        "                        most the ranks); the other ranks serve rank 0 only;\n"
+	        "                        not with --store\n"
 	        "  --healthcheck         do not serve: ask GET /healthz of the daemon at --listen\n"
 	        "                        (0.0.0.0 and :: are asked on the loopback) and exit 0\n"
 	        "                        when it answers ok, 1 otherwise, within 2 seconds; with\n"
@@ -447,7 +448,6 @@ int main(int argc, char **argv)
 	if (!probe)
 		nn_blas_autoselect(argc, argv);
 	umask(077);   /* the store's files are the owner's alone */
-	util_malloc_policy();
 
 	opts o = OPTS_DEFAULT;
 	int rc = parse_args(argc, argv, &o);
@@ -462,6 +462,12 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		return 0;
+	}
+	if (o.mpi && o.store_url) {
+		/* a shared store's daemons claim jobs by their workers; the
+		 * ranks of one daemon are not part of that */
+		fprintf(stderr, "nnd: --mpi runs with its own store (--data-dir), not --store\n");
+		return 2;
 	}
 	if (o.mpi) {
 		/* every rank runs this binary; only rank 0 goes on to serve */

@@ -1883,6 +1883,34 @@ int store_metrics_write(store *s, const char *job, const store_step *steps, int 
                         int64_t end_step, const char *epoch_doc, const api_job *j, api_err *e)
 {
 	VIA(s, metrics_write, job, steps, n, epoch, end_step, epoch_doc, j, e);
+	store_epoch_rec one = { epoch, end_step, (char *)epoch_doc };
+	return store_metrics_write_batch(s, job, steps, n, &one, epoch_doc ? 1 : 0, j, e);
+}
+
+int store_metrics_write_batch(store *s, const char *job, const store_step *steps, int n,
+                              const store_epoch_rec *eps, int n_eps, const api_job *j,
+                              api_err *e)
+{
+	if (s->ops) {
+		/* each record with the steps up to its end: a reader following
+		 * the history by id (a shared store's event feeds) never meets a
+		 * record below an id it has passed */
+		int at = 0;
+		for (int i = 0; i < n_eps; i++) {
+			int k = 0;
+			while (at + k < n && steps[at + k].step <= eps[i].end_step)
+				k++;
+			int last = i == n_eps - 1 && at + k == n;
+			if (store_metrics_write(s, job, k ? steps + at : NULL, k, eps[i].epoch,
+			                        eps[i].end_step, eps[i].doc, last ? j : NULL, e) < 0)
+				return -1;
+			at += k;
+		}
+		if (at < n || n_eps == 0)
+			return store_metrics_write(s, job, at < n ? steps + at : NULL, n - at, 0, 0, NULL,
+			                           j, e);
+		return 0;
+	}
 	pthread_mutex_lock(&s->mu);
 	int ok = exec(s, "BEGIN IMMEDIATE") == 0;
 	if (ok && n > 0) {
@@ -1903,18 +1931,19 @@ int store_metrics_write(store *s, const char *job, const store_step *steps, int 
 		}
 		sqlite3_finalize(st);
 	}
-	if (ok && epoch_doc) {
+	if (ok && n_eps > 0) {
 		sqlite3_stmt *st = prep(s, "INSERT OR REPLACE INTO job_epochs(job, epoch, end_step, doc)"
 		                           " VALUES(?,?,?,?)");
 		ok = st != NULL;
-		if (st) {
+		for (int i = 0; ok && i < n_eps; i++) {
 			sqlite3_bind_text(st, 1, job, -1, SQLITE_TRANSIENT);
-			sqlite3_bind_int(st, 2, epoch);
-			sqlite3_bind_int64(st, 3, end_step);
-			sqlite3_bind_text(st, 4, epoch_doc, -1, SQLITE_TRANSIENT);
+			sqlite3_bind_int(st, 2, eps[i].epoch);
+			sqlite3_bind_int64(st, 3, eps[i].end_step);
+			sqlite3_bind_text(st, 4, eps[i].doc, -1, SQLITE_TRANSIENT);
 			ok = sqlite3_step(st) == SQLITE_DONE;
-			sqlite3_finalize(st);
+			sqlite3_reset(st);
 		}
+		sqlite3_finalize(st);
 	}
 	if (ok && j)
 		ok = job_update_locked(s, j) == 0;

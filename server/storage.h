@@ -160,6 +160,19 @@ typedef struct store_step {
 int store_metrics_write(store *s, const char *job, const store_step *steps, int n,
                         int epoch, int64_t end_step, const char *epoch_doc, const api_job *j,
                         api_err *e);
+/* An epoch record of store_metrics_write_batch. */
+typedef struct store_epoch_rec {
+	int epoch;
+	int64_t end_step;
+	char *doc;
+} store_epoch_rec;
+/* store_metrics_write of several epochs' records at once: one transaction
+ * with SQLite; through a backend of store_ops one write per record, each
+ * with the steps up to its end_step (then one with the steps left), the
+ * job row with the last. */
+int store_metrics_write_batch(store *s, const char *job, const store_step *steps, int n,
+                              const store_epoch_rec *eps, int n_eps, const api_job *j,
+                              api_err *e);
 /* {"steps": [...], "epochs": [...]} with steps after since_step. */
 int store_metrics_get(store *s, const char *job, int64_t since_step, cJSON **out, api_err *e);
 

@@ -7,9 +7,9 @@
  * with their jobs, takes halving's decision when a rung is complete,
  * continues promoted trials and creates new ones while fewer than twice
  * `parallelism` are queued or running (the job queue starts at most
- * `parallelism` of them at once: jobs_set_trial_limit), and ends the study
- * when every
- * trial has ended. Every step is written to the store before the next
+ * `parallelism` of them at once: jobs_set_trial_limit; with a shared store,
+ * whose queue cannot, while fewer than `parallelism`), and ends the study
+ * when every trial has ended. Every step is written to the store before the next
  * one, and every step can be redone after a crash:
  *  - a trial's row is written before its model and job are made; a row
  *    without a job finds the job made for it (jobs carry study and trial)
@@ -54,6 +54,7 @@ struct studies {
 	int kick;             /* a pass is due now */
 	int reconciled;       /* the first pass (after a start) checks pruned trials */
 	int shared;           /* several daemons share the store (see sync_feeds) */
+	int waiting;          /* API calls waiting for mu: a pass makes no more trials */
 	sfeed *feeds;
 };
 
@@ -490,7 +491,8 @@ static void advance(studies *S, const char *sid)
 	}
 	if (row.state == API_JOB_QUEUED)
 		set_state(S, &row, API_JOB_RUNNING, NULL, NULL);
-	jobs_set_trial_limit(S->q, sid, s.parallelism);
+	/* trials queued beyond `parallelism`: only where the queue holds them back */
+	int ahead = jobs_set_trial_limit(S->q, sid, s.parallelism) == 0 ? s.parallelism : 0;
 
 	store_trial *tr = NULL;
 	int n = 0;
@@ -547,8 +549,10 @@ static void advance(studies *S, const char *sid)
 	 * queue runs at most `parallelism` of them at once), so a worker going
 	 * free starts the next trial at once instead of waiting for this
 	 * thread to make it (a trial's model, job and rows are some ten
-	 * durable writes: the time of a small trial's training) */
-	while (n < s.trials && active < 2 * s.parallelism &&
+	 * durable writes: the time of a small trial's training); those extra
+	 * ones wait for the next pass while a cancel waits for S->mu */
+	while (n < s.trials && active < s.parallelism + ahead &&
+	       !(active >= s.parallelism && __atomic_load_n(&S->waiting, __ATOMIC_SEQ_CST)) &&
 	       !(lost = lost || !store_study_lock_held(S->st))) {
 		store_trial t;
 		memset(&t, 0, sizeof t);
@@ -820,8 +824,10 @@ int studies_list(studies *S, int64_t limit, int64_t offset, cJSON *items, int64_
 }
 
 /* Cancels every unfinished trial (caller holds S->mu). */
-static void cancel_trials(studies *S, const char *id)
+static void cancel_trials(studies *S, const char *id, const char *config)
 {
+	api_study s;
+	int loaded = config && api_study_load(config, &s) == 0;
 	store_trial *tr = NULL;
 	int n = 0;
 	store_trials_get(S->st, id, &tr, &n);
@@ -834,11 +840,16 @@ static void cancel_trials(studies *S, const char *id)
 		api_err e = API_ERR_INIT;
 		if (t->job[0] && jobs_cancel(S->q, t->job, &j, &e) == 0)
 			api_job_release(&j);
-		t->state = API_JOB_CANCELLED;
+		/* a job that ended before the cancel keeps its end (the row
+		 * only had not caught up with it yet) */
+		if (!(e.status == 409 && loaded && refresh(S, &s, t)))
+			t->state = API_JOB_CANCELLED;
 		store_trial_put(S->st, id, t);
 		trial_event(S, id, t);
 	}
 	store_trials_free(tr, n);
+	if (loaded)
+		api_study_free(&s);
 }
 
 int studies_cancel(studies *S, const char *id, cJSON **obj, api_err *e)
@@ -846,7 +857,9 @@ int studies_cancel(studies *S, const char *id, cJSON **obj, api_err *e)
 	store_study row;
 	if (store_study_get(S->st, id, &row, e) < 0)
 		return -1;
+	__atomic_add_fetch(&S->waiting, 1, __ATOMIC_SEQ_CST);
 	pthread_mutex_lock(&S->mu);
+	__atomic_sub_fetch(&S->waiting, 1, __ATOMIC_SEQ_CST);
 	/* a shared store: after any pass another daemon is making on it, and
 	 * from the row as that pass left it */
 	int rc = 0;
@@ -865,7 +878,7 @@ int studies_cancel(studies *S, const char *id, cJSON **obj, api_err *e)
 		row.state = API_JOB_CANCELLED;
 		row.finished_at = util_now_ms();
 		store_study_update(S->st, &row);
-		cancel_trials(S, id);
+		cancel_trials(S, id, row.config);
 		set_state(S, &row, API_JOB_CANCELLED, NULL, NULL);
 		*obj = study_json(S, &row);
 	}

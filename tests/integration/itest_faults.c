@@ -331,28 +331,28 @@ START_TEST(test_files_are_owner_only)
 	nnd d = { 0 };
 	ck_assert_int_eq(nnd_start(&d, NULL), 0);
 	small_flow(&d);
-	/* a job still running at the kill leaves its checkpoint behind */
+	/* a job still running at the kill leaves its checkpoint behind (its
+	 * writer thread writes it while training goes on: wait for the file) */
 	char ds[32], mdl[32], job[32];
 	ck_assert_int_eq(make_dataset_csv(&d, 300, 32, 3, ds), 0);
 	ck_assert_int_eq(post_model(&d, 128, mdl), 201);
 	ck_assert_int_eq(submit_job(&d, mdl, ds, 500, 8, "\"checkpoint_every_epochs\":1", job), 202);
-	char path[128];
+	char path[128], ck[700];
+	struct stat st;
 	snprintf(path, sizeof path, "/v1/jobs/%s", job);
+	snprintf(ck, sizeof ck, "%s/checkpoints/%s.ckpt", d.data, job);
 	for (int i = 0; i < 2000; i++) {
 		cJSON *j = http_json(&d, "GET", path, NULL, NULL);
 		int e = (int)jnum(j, "epoch");
 		cJSON_Delete(j);
-		if (e >= 2)
+		if (e >= 2 && stat(ck, &st) == 0)
 			break;
 		sleep_ms(10);
 	}
 	nnd_kill9(&d);
-	struct stat st;
 	ck_assert_int_eq(stat(d.data, &st), 0);
 	ck_assert_int_eq(st.st_mode & 07777, 0700);
 	int n = check_modes(d.data, getuid());
-	char ck[700];
-	snprintf(ck, sizeof ck, "%s/checkpoints/%s.ckpt", d.data, job);
 	ck_assert_int_eq(stat(ck, &st), 0);
 	ck_assert_int_ge(n, 10);   /* db, wal, shm, 3 dirs, data sets, models, checkpoint */
 	ck_assert_int_eq(nnd_cleanup(&d), 0);

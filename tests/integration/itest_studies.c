@@ -554,6 +554,12 @@ START_TEST(test_cancel_stops_every_trial)
 		ck_assert_int_lt(i, 99);
 		sleep_ms(100);
 	}
+	/* the leaderboard says what the jobs say */
+	cJSON *tr = trials(&d, id, "?sort=number");
+	const cJSON *t;
+	cJSON_ArrayForEach(t, cJSON_GetObjectItem(tr, "trials"))
+		ck_assert_str_eq(jstr(t, "state"), "cancelled");
+	cJSON_Delete(tr);
 	snprintf(path, sizeof path, "/v1/studies/%s/cancel", id);
 	c = http_json(&d, "POST", path, NULL, &st);
 	ck_assert_int_eq(st, 409);

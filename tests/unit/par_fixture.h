@@ -9,6 +9,7 @@
 #define TESTS_PAR_FIXTURE_H
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "nn.h"
@@ -115,6 +116,63 @@ static inline void par_rank_init(par_rank *p, par_world *w, int r)
 	p->w = w;
 	p->r = r;
 	p->par = (nn_parallel){ w->R, p, par_rank_run, 1 };
+}
+
+/* One "process": a copy of the model, trained with its replica's carrier. */
+typedef struct par_proc {
+	const nn_model *m0;
+	const nn_data *d;
+	nn_train_config c;
+	par_rank rank;
+	nn_model *m;
+	nn_train_result res;
+	nn_status st;
+	char err[300];
+} par_proc;
+
+static void *par_proc_main(void *arg)
+{
+	par_proc *p = arg;
+	p->m = nn_model_clone(p->m0);
+	p->c.par = &p->rank.par;
+	p->c.replicas = p->rank.w->R;
+	p->st = p->m ? nn_train(p->m, p->d, NULL, &p->c, NULL, NULL, 0, &p->res, p->err,
+	                        sizeof p->err)
+	             : NN_ENOMEM;
+	return NULL;
+}
+
+/* R (<= 8) replicas as processes each train a copy of m0 on d with c: the
+ * models into ms[0, R) (the caller frees them), results into res. NN_OK,
+ * or the first failure with its message in err. */
+static inline nn_status par_procs_train(const nn_model *m0, const nn_data *d, nn_train_config c,
+                                        int R, nn_model **ms, nn_train_result *res, char *err,
+                                        size_t errlen)
+{
+	par_world w = { .R = R };
+	par_proc p[8];
+	pthread_t th[8];
+	nn_status st = NN_OK;
+	if (R < 1 || R > 8)
+		return NN_EINVAL;
+	pthread_barrier_init(&w.bar, NULL, (unsigned)R);
+	for (int r = 0; r < R; r++) {
+		p[r] = (par_proc){ .m0 = m0, .d = d, .c = c };
+		par_rank_init(&p[r].rank, &w, r);
+		pthread_create(&th[r], NULL, par_proc_main, &p[r]);
+	}
+	for (int r = 0; r < R; r++) {
+		pthread_join(th[r], NULL);
+		ms[r] = p[r].m;
+		if (res)
+			res[r] = p[r].res;
+		if (p[r].st != NN_OK && st == NN_OK) {
+			st = p[r].st;
+			snprintf(err, errlen, "replica %d: %s", r, p[r].err);
+		}
+	}
+	pthread_barrier_destroy(&w.bar);
+	return st;
 }
 
 #endif

@@ -279,8 +279,27 @@ static void run_case(int idx, int shards)
 	if (shards > 1)
 		cfg.par = &par;
 	nn_train_result res;
+	nn_model *m0 = shards > 1 ? nn_model_clone(m) : NULL;
 	nn_status st = nn_train(m, &d, NULL, &cfg, &cb, NULL, 0, &res, err, sizeof err);
 	ck_assert_msg(st == NN_OK, "%s: nn_train: %s", name, err);
+	if (m0) {
+		/* the same shards as processes (MPI ranks' carrier): each
+		 * replica ends with the threads' bits */
+		nn_model *ms[8];
+		int64_t np, ns;
+		const float *p = nn_model_params(m, &np), *q = nn_model_state(m, &ns);
+		cfg.par = NULL;
+		st = par_procs_train(m0, &d, cfg, shards, ms, NULL, err, sizeof err);
+		ck_assert_msg(st == NN_OK, "%s: as processes: %s", name, err);
+		for (int r = 0; r < shards; r++) {
+			ck_assert_msg(memcmp(p, nn_model_params(ms[r], NULL), sizeof(float) * np) == 0 &&
+			              memcmp(q, nn_model_state(ms[r], NULL), sizeof(float) * ns) == 0,
+			              "%s: shards %d as processes: replica %d has other weights",
+			              name, shards, r);
+			nn_model_free(ms[r]);
+		}
+		nn_model_free(m0);
+	}
 
 	/* losses */
 	const cJSON *el = cJSON_GetObjectItem(ej, "losses");

@@ -119,51 +119,17 @@ static nn_model *train(const data *a, int regression, int dropout, nn_train_conf
 	return m;
 }
 
-/* R replicas as processes (par_fixture.h's procs): each trains a model of
- * its own; they are returned in ms[0, R). */
-typedef struct proc_arg {
-	const data *a;
-	int regression, dropout;
-	nn_train_config c;
-	par_rank rank;
-	nn_model *m;
-	nn_train_result res;
-	nn_status st;
-	char err[300];
-} proc_arg;
-
-static void *proc_main(void *arg)
-{
-	proc_arg *p = arg;
-	p->m = bn_model(p->a->d.features, p->regression ? 2 : 10,
-	                p->regression ? NN_TASK_REGRESSION : NN_TASK_CLASSIFICATION, p->dropout);
-	p->c.par = &p->rank.par;
-	p->c.replicas = p->rank.w->R;
-	p->st = nn_train(p->m, &p->a->d, NULL, &p->c, NULL, NULL, 0, &p->res, p->err,
-	                 sizeof p->err);
-	return NULL;
-}
-
+/* R replicas as processes (par_fixture.h's procs): each trains a copy of
+ * the fresh model; they are returned in ms[0, R), results in res. */
 static void train_procs(const data *a, int regression, int dropout, nn_train_config c, int R,
                         nn_model **ms, nn_train_result *res)
 {
-	par_world w = { .R = R };
-	proc_arg p[4];
-	pthread_t th[4];
-	ck_assert_int_le(R, 4);
-	pthread_barrier_init(&w.bar, NULL, (unsigned)R);
-	for (int r = 0; r < R; r++) {
-		p[r] = (proc_arg){ .a = a, .regression = regression, .dropout = dropout, .c = c };
-		par_rank_init(&p[r].rank, &w, r);
-		pthread_create(&th[r], NULL, proc_main, &p[r]);
-	}
-	for (int r = 0; r < R; r++) {
-		pthread_join(th[r], NULL);
-		ck_assert_msg(p[r].st == NN_OK, "replica %d: %s", r, p[r].err);
-		ms[r] = p[r].m;
-		res[r] = p[r].res;
-	}
-	pthread_barrier_destroy(&w.bar);
+	nn_model *m0 = bn_model(a->d.features, regression ? 2 : 10,
+	                        regression ? NN_TASK_REGRESSION : NN_TASK_CLASSIFICATION, dropout);
+	char err[400];
+	nn_status st = par_procs_train(m0, &a->d, c, R, ms, res, err, sizeof err);
+	ck_assert_msg(st == NN_OK, "%s", err);
+	nn_model_free(m0);
 }
 
 static int same_bits(nn_model *a, nn_model *b)
