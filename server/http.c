@@ -1075,7 +1075,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	free(r->err);
 	free(r->buf);
 	free(r);
-	if (upload)   /* its reader's freed blocks below UTIL_MALLOC_BIG too */
+	if (upload)   /* its reader's freed blocks back to the system */
 		util_malloc_release();
 }
 

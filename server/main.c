@@ -448,7 +448,6 @@ int main(int argc, char **argv)
 	if (!probe)
 		nn_blas_autoselect(argc, argv);
 	umask(077);   /* the store's files are the owner's alone */
-	util_malloc_policy();
 
 	opts o = OPTS_DEFAULT;
 	int rc = parse_args(argc, argv, &o);

@@ -878,6 +878,19 @@ static void x8_done_locked(store *s, dsmap *m, int64_t k)
 	pthread_cond_broadcast(&s->ds_cv);
 }
 
+/* Lets the pages of x[0..n) that lie wholly inside it leave this process's
+ * resident set: they stay in the page cache, and a later read maps them
+ * again. A job that trains from the byte copy then holds the copy, not
+ * both it and the floats (the floats are four times its size). */
+static void drop_resident(const float *x, int64_t n)
+{
+	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t a = ((uintptr_t)x + pg - 1) & ~(pg - 1);
+	uintptr_t b = ((uintptr_t)(x + n)) & ~(pg - 1);
+	if (b > a)
+		madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 const uint8_t *store_dataset_bytes(store *s, const api_dataset *d)
 {
 	if (!d)
@@ -900,6 +913,8 @@ const uint8_t *store_dataset_bytes(store *s, const api_dataset *d)
 			uint8_t *dst = m->x8 + from;
 			pthread_mutex_unlock(&s->ds_mu);
 			int ok = nn_to_bytes(dst, d->x + from, len);
+			if (ok && d->map)
+				drop_resident(d->x + from, len);
 			pthread_mutex_lock(&s->ds_mu);
 			m->x8_bad |= !ok;
 			x8_done_locked(s, m, 1);

@@ -289,18 +289,41 @@ static void copy_id(const PGresult *r, int row, int col, char *dst, size_t n)
 	snprintf(dst, n, "%s", v ? v : "");
 }
 
-/* One statement with $1 = id and, when has_x, $2 = x, on the store's
- * connection: the result, or NULL. */
+/* The study lock's connection while this thread holds the lock (see
+ * pg_study_lock): the statements of the studies' tables go into the
+ * lock's transaction then, so they commit only while the lock is held. */
+static __thread PGconn *pass_c;
+static __thread int pass_failed;      /* a statement of the pass failed */
+
+/* One statement, in this thread's study lock transaction when it holds
+ * one, else on the store's connection: the result, or NULL (logged). */
+static PGresult *srun(pgs *p, const char *sql, const pgp *a)
+{
+	if (!pass_c) {
+		pthread_mutex_lock(&p->mu);
+		PGresult *r = run(p, sql, a, 0);
+		pthread_mutex_unlock(&p->mu);
+		return r;
+	}
+	PGresult *r = PQexecParams(pass_c, sql, a ? a->n : 0, NULL, a ? a->v : NULL,
+	                           a ? a->len : NULL, a ? a->fmt : NULL, 0);
+	if (result_ok(r))
+		return r;
+	/* the transaction is aborted: nothing of the pass commits */
+	pass_failed = 1;
+	util_log(0, "store: %.80s: %s", sql, PQerrorMessage(pass_c));
+	PQclear(r);
+	return NULL;
+}
+
+/* One statement with $1 = id and, when has_x, $2 = x (srun). */
 static PGresult *query_by(pgs *p, const char *sql, const char *id, int has_x, int64_t x)
 {
 	pgp a = { 0 };
 	p_text(&a, id);
 	if (has_x)
 		p_int(&a, x);
-	pthread_mutex_lock(&p->mu);
-	PGresult *r = run(p, sql, &a, 0);
-	pthread_mutex_unlock(&p->mu);
-	return r;
+	return srun(p, sql, &a);
 }
 
 /* The first schema of the search_path, created when missing. */
@@ -1806,8 +1829,12 @@ static int study_from_v(const PGresult *r, int i, void *out)
 static int pg_study_get(void *be, const char *id, store_study *out, api_err *e)
 {
 	memset(out, 0, sizeof *out);
-	return get_by_id(be, "SELECT id, name, state, config, error, created_at, started_at,"
-	                 " finished_at FROM studies WHERE id=$1", id, "study", study_from_v, out, e);
+	PGresult *r = query_by(be, "SELECT id, name, state, config, error, created_at, started_at,"
+	                       " finished_at FROM studies WHERE id=$1", id, 0, 0);
+	int rc = !r ? fail(be, e, "study") : PQntuples(r) == 0 ? not_found(e, "study", id)
+	         : study_from_v(r, 0, out);
+	PQclear(r);
+	return rc;
 }
 
 static int pg_study_ids(void *be, int active_only, int64_t limit, int64_t offset,
@@ -1855,11 +1882,10 @@ static int pg_study_update(void *be, const store_study *st)
 	p_int(&a, st->started_at);
 	p_int(&a, st->finished_at);
 	p_text(&a, st->id);
-	pthread_mutex_lock(&p->mu);
-	int rc = cmd(p, "UPDATE studies SET state=$1, error=$2, started_at=$3, finished_at=$4"
-	                " WHERE id=$5", &a);
-	pthread_mutex_unlock(&p->mu);
-	return rc;
+	PGresult *r = srun(p, "UPDATE studies SET state=$1, error=$2, started_at=$3,"
+	                   " finished_at=$4 WHERE id=$5", &a);
+	PQclear(r);
+	return r ? 0 : -1;
 }
 
 static int pg_study_delete(void *be, const char *id)
@@ -1895,17 +1921,16 @@ static int pg_trial_put(void *be, const char *study, const store_trial *t)
 	p_text(&a, t->job);
 	p_text(&a, t->model);
 	p_int(&a, t->rung);
-	pthread_mutex_lock(&p->mu);
-	int rc = cmd(p, "INSERT INTO trials(study, number, state, params, value, epochs, seconds,"
+	PGresult *r = srun(p, "INSERT INTO trials(study, number, state, params, value, epochs, seconds,"
 	                " rows, seed, job, model, rung) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)"
 	                " ON CONFLICT(study, number) DO UPDATE SET state=$3,"
 	                " params=coalesce($4, trials.params), value=$5, epochs=$6, seconds=$7,"
 	                " rows=$8, seed=$9, job=$10, model=$11, rung=$12"
 	                /* a row naming no job never replaces one that names it
-	                 * (a late write of a daemon that lost the study's lock) */
+	                 * (a daemon's late write of a trial another made) */
 	                " WHERE trials.job = '' OR $10 <> ''", &a);
-	pthread_mutex_unlock(&p->mu);
-	return rc;
+	PQclear(r);
+	return r ? 0 : -1;
 }
 
 #define TRIAL_COLS "number, state, params, value, epochs, seconds, rows, seed, job, model, rung"
@@ -1986,11 +2011,8 @@ static int pg_trial_counts(void *be, const char *study, int64_t counts[7], int64
 	pgs *p = be;
 	memset(counts, 0, sizeof(int64_t) * 7);
 	*epochs = 0;
-	pgp a = { 0 };
-	p_text(&a, study);
-	pthread_mutex_lock(&p->mu);
-	PGresult *r = run(p, "SELECT state, count(*), coalesce(sum(epochs), 0) FROM trials"
-	                     " WHERE study=$1 GROUP BY state", &a, 0);
+	PGresult *r = query_by(p, "SELECT state, count(*), coalesce(sum(epochs), 0) FROM trials"
+	                       " WHERE study=$1 GROUP BY state", study, 0, 0);
 	for (int i = 0; r && i < PQntuples(r); i++) {
 		int64_t k = ival(r, i, 0);
 		if (k >= 0 && k < 7)
@@ -1999,7 +2021,6 @@ static int pg_trial_counts(void *be, const char *study, int64_t counts[7], int64
 	}
 	int rc = r ? 0 : -1;
 	PQclear(r);
-	pthread_mutex_unlock(&p->mu);
 	return rc;
 }
 
@@ -2010,15 +2031,14 @@ static int pg_study_event(void *be, const char *study, int kind, const char *dat
 	p_text(&a, study);
 	p_int(&a, kind);
 	p_text(&a, data);
-	/* the next number; taken meanwhile (a study's first event, written by
-	 * its creator without the study's lock) means another try */
+	/* the next number; taken meanwhile (a study's first event, written
+	 * by its creator without the lock) means another try */
 	int rc = -1;
-	pthread_mutex_lock(&p->mu);
 	for (int tries = 0; rc < 0 && tries < 5; tries++) {
-		PGresult *r = run(p, "INSERT INTO study_events(study, seq, kind, data)"
-		                     " SELECT $1, coalesce(max(seq), 0) + 1, $2, $3 FROM study_events"
-		                     " WHERE study=$1 ON CONFLICT (study, seq) DO NOTHING RETURNING seq",
-		                  &a, 0);
+		PGresult *r = srun(p, "INSERT INTO study_events(study, seq, kind, data)"
+		                   " SELECT $1, coalesce(max(seq), 0) + 1, $2, $3 FROM study_events"
+		                   " WHERE study=$1 ON CONFLICT (study, seq) DO NOTHING RETURNING seq",
+		                   &a);
 		if (!r)
 			break;
 		if (PQntuples(r) == 1) {
@@ -2027,7 +2047,6 @@ static int pg_study_event(void *be, const char *study, int kind, const char *dat
 		}
 		PQclear(r);
 	}
-	pthread_mutex_unlock(&p->mu);
 	return rc;
 }
 
@@ -2043,7 +2062,12 @@ static int pg_study_events(void *be, const char *study, int64_t after, store_eve
  * The studies' lock: an advisory lock taken by a transaction left open on
  * the lock connection until pg_study_unlock. A daemon killed meanwhile
  * loses its connection and with it the lock; a frozen one loses it when
- * idle_in_transaction_session_timeout (the lease) ends its session.
+ * idle_in_transaction_session_timeout (the lease) ends its session. The
+ * holder's writes to the studies' tables (srun) go into that transaction:
+ * they commit with the lock's end, or not at all when the lock was lost,
+ * so a daemon thawed mid-pass cannot overwrite what the next holder did.
+ * (Jobs and models are written on the store's connection: one job per
+ * trial is the unique index jobs_trial's.)
  */
 static int pg_study_lock(void *be, const char *id, int wait)
 {
@@ -2064,13 +2088,15 @@ static int pg_study_lock(void *be, const char *id, int wait)
 	int rc = PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 ? -1
 	         : wait ? 1 : strcmp(PQgetvalue(r, 0, 0), "t") == 0;
 	PQclear(r);
+	if (rc == 1)
+		pass_c = p->lockc;
 	return rc;
 }
 
 static int pg_study_lock_held(void *be)
 {
 	pgs *p = be;
-	if (!p->lock_open || !p->lockc)
+	if (!p->lock_open || !p->lockc || pass_failed)
 		return 0;
 	PGresult *r = PQexec(p->lockc, "SELECT 1");
 	int ok = PQresultStatus(r) == PGRES_TUPLES_OK;
@@ -2083,9 +2109,17 @@ static void pg_study_unlock(void *be)
 	pgs *p = be;
 	if (!p->lock_open || !p->lockc)
 		return;
-	p->lock_open = 0;
-	PGresult *r = PQexec(p->lockc, "ROLLBACK");
+	/* the pass's writes to the studies' tables commit with the lock's end;
+	 * a session the server ended meanwhile (a frozen daemon's) commits
+	 * none of them */
+	PGresult *r = PQexec(p->lockc, pass_c ? "COMMIT" : "ROLLBACK");
+	if (pass_c && PQresultStatus(r) != PGRES_COMMAND_OK)
+		util_log(1, "store: a study's lock ended before its writes: %s",
+		         PQerrorMessage(p->lockc));
 	PQclear(r);
+	pass_c = NULL;
+	pass_failed = 0;
+	p->lock_open = 0;
 }
 
 /* ---------------------------------------------------------------- claims */

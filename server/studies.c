@@ -351,11 +351,12 @@ static int make_trial(studies *S, const char *sid, const api_study *s, const api
 	char *text = cj ? cJSON_PrintUnformatted(cj) : NULL;
 	cJSON_Delete(cj);
 	api_job job;
-	rc = text ? jobs_submit_trial(S->q, &refs, text, sid, t->number, pause_for(s, 0), &job, e)
-	          : api_err_set(e, 500, "out_of_memory", "out of memory");
+	api_err es = API_ERR_INIT;   /* this submission's own (e may hold an earlier one) */
+	rc = text ? jobs_submit_trial(S->q, &refs, text, sid, t->number, pause_for(s, 0), &job, &es)
+	          : api_err_set(&es, 500, "out_of_memory", "out of memory");
 	free(text);
 	api_job_refs_free(&refs);
-	if (rc < 0 && e->status == 409) {
+	if (rc < 0 && es.status == 409 && strcmp(es.code, "trial_exists") == 0) {
 		/* a shared store: another daemon made this trial's job first */
 		api_err e2 = API_ERR_INIT;
 		store_model_delete(S->st, t->model, &e2);
@@ -365,8 +366,10 @@ static int make_trial(studies *S, const char *sid, const api_study *s, const api
 		return api_err_set(e, 500, "store_failed", "trial %d: its job is not found",
 		                   t->number);
 	}
-	if (rc < 0)
+	if (rc < 0) {
+		*e = es;
 		return -1;
+	}
 	snprintf(t->job, sizeof t->job, "%s", job.id);
 	t->seed = (int64_t)cfg.seed;
 	t->rows = cfg.rows;
@@ -500,6 +503,7 @@ static void advance(studies *S, const char *sid)
 		store_trial *t = &tr[i];
 		if (!t->job[0] && t->state == API_JOB_QUEUED) {
 			/* written before a crash: adopt its job, or make it */
+			e = (api_err)API_ERR_INIT;
 			if (store_job_of_trial(S->st, sid, t->number, t->job, t->model) ||
 			    make_trial(S, sid, &s, &d, t, &e) == 0)
 				store_trial_put(S->st, sid, t);
@@ -562,6 +566,9 @@ static void advance(studies *S, const char *sid)
 			free(t.params);
 			break;
 		}
+		/* a fresh error: validations fail on one already set (an earlier
+		 * trial's conflict, whose job was adopted) */
+		e = (api_err)API_ERR_INIT;
 		if (make_trial(S, sid, &s, &d, &t, &e) < 0) {
 			util_log(0, "studies: %s: trial %d: %s", sid, n, e.detail);
 			t.state = API_JOB_FAILED;

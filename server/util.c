@@ -51,14 +51,6 @@ int util_new_id(const char *prefix, char *out, size_t len)
 	return n > 0 && (size_t)n < len ? 0 : -1;
 }
 
-void util_malloc_policy(void)
-{
-#ifdef __GLIBC__
-	mallopt(M_MMAP_THRESHOLD, UTIL_MALLOC_BIG);
-	mallopt(M_TRIM_THRESHOLD, UTIL_MALLOC_BIG);
-#endif
-}
-
 void util_malloc_release(void)
 {
 #ifdef __GLIBC__

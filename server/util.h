@@ -28,17 +28,10 @@ int util_write_atomic_pieces(const char *dir, const char *name, const void *cons
 int util_read_file(const char *path, void **buf, size_t *len);
 /* mkdir -p one level (0700); 0 when it exists. */
 int util_mkdir(const char *path);
-/* fsync of a directory. */
-/* Blocks of UTIL_MALLOC_BIG bytes or more get their own mappings, and a
- * thread arena keeps at most about that much free at its top: called once
- * at start. glibc's default raises both limits after a big block is freed
- * (up to 32 and 64 MiB), so that a connection thread's arena that once held
- * an upload's buffers kept them while jobs trained. */
-#define UTIL_MALLOC_BIG (1 << 20)
-void util_malloc_policy(void);
 /* Hands the free pages of every arena back to the system (after a request
  * that freed much, and a worker going idle): well under a millisecond. */
 void util_malloc_release(void);
+/* fsync of a directory. */
 int util_fsync_dir(const char *dir);
 /* Removes every ".tmp-*" entry of dir. Returns how many. */
 int util_remove_temps(const char *dir);

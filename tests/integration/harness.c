@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -96,6 +97,12 @@ static int spawn(nnd *d)
 		if (d->gid && (setgroups(0, NULL) < 0 || setgid(d->gid) < 0))
 			_exit(126);
 		if (d->uid && setuid(d->uid) < 0)
+			_exit(126);
+		/* a test that fails (check ends its process) takes its daemons
+		 * with it: none is left training, or holding the store's locks,
+		 * while the next suites run (after setuid, which clears it) */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() == 1)
 			_exit(126);
 		char *argv[64];
 		int n = 0;

@@ -125,10 +125,45 @@ freeze() {
 	done
 }
 
+# post_freeze POSTED_TO DAEMON...: posts the study and freezes a daemon while
+# it trains a trial of it; a study whose trials all went by unseen (a loaded
+# machine) is left to end and posted again, up to three times. Sets SID.
+post_freeze() {
+	to=$1; shift
+	for attempt in 1 2 3; do
+		SID=$(api $to POST /v1/studies "$STUDY" | jfield id)
+		freeze "$SID" "$@"
+		[ -n "$KJ" ] && return 0
+		wait_study $to "$SID" 180 >/dev/null
+	done
+}
+
+# --- the same study posted to B; B or C frozen past its lease while it
+# trains a trial: the others take the trial over, its late writes are refused
+post_freeze B B C
+F=$SID
+FJ=$KJ
+sleep 3.5
+[ -n "$FJ" ] && kill -CONT "$(nnd_pid $FZ)" || fail "neither B nor C ran a trial of $F to freeze"
+[ "$(wait_study A "$F" 180)" = succeeded ] || fail "study $F did not succeed after $FZ froze"
+GOT=$(board A "$F")
+[ "$GOT" = "$WANT" ] && ok "study $F, $FZ frozen 3.5 s running $FJ: the uninterrupted leaderboard" ||
+	fail "study $F after $FZ froze: leaderboard
+$GOT
+want:
+$WANT"
+ran=$(one_each A "$F")
+for j in $FJ; do
+	grep -q "$j: lease lost\|$j: the lease was lost" "$T/$FZ.log" &&
+		cat "$T"/*.log | grep -q "$j: its lease ended; queued again" &&
+		ok "trial job $j: taken over from frozen $FZ, which found its lease lost" ||
+		fail "trial job $j of frozen $FZ: no takeover or $FZ did not find its lease lost"
+done
+
 # --- the same study, posted to A; a daemon killed while it trains a trial
 # and left down until the others have finished the study
-S=$(api A POST /v1/studies "$STUDY" | jfield id)
-freeze "$S" A B C
+post_freeze A A B C
+S=$SID
 K=$FZ
 held=$(echo $KJ | wc -w)
 [ "$held" -ge 1 ] || { K=A; fail "no daemon ran a trial of $S to kill"; }

@@ -1,15 +1,9 @@
 /*
- * test_util_malloc.c - the daemon's malloc policy (server/util.c,
- * util_malloc_policy): memory an upload's reader freed goes back to the
- * system instead of staying in the connection thread's arena.
- *
- * The case mirrors an upload on a connection thread: a big block (an IDX
- * matrix, a CSV file's columns) is freed, which by glibc's default raises
- * the thread's mmap and trim thresholds, and a later block below the raised
- * threshold is freed too. With the policy both leave the resident set.
+ * test_util_malloc.c - util_malloc_release (server/util.c), which the
+ * daemon calls when an upload ends and when a worker goes idle: freed
+ * blocks in the middle of the heap go back to the system.
  */
 #include <check.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,8 +27,6 @@ static long rss_kb(void)
 	return kb;
 }
 
-#define MB ((size_t)1 << 20)
-
 /* Writes a byte on every page of p[0..n): through a volatile pointer, so the
  * compiler cannot drop stores to memory freed right after. */
 static void touch(char *p, size_t n)
@@ -43,47 +35,11 @@ static void touch(char *p, size_t n)
 		*q = 1;
 }
 
-/* On its own thread (its own arena, as a connection thread): a 24 MiB block
- * then a 16 MiB one, each written whole and freed, while a small block
- * stays live below them (as the connection's state does); the growth of
- * the resident set after both frees, in KiB. */
-static void *upload_like(void *arg)
-{
-	long *grown = arg, before = rss_kb();
-	char *live = malloc(256);   /* the arena's first block, held throughout */
-	ck_assert_ptr_nonnull(live);
-	char *big = malloc(24 * MB);
-	ck_assert_ptr_nonnull(big);
-	touch(big, 24 * MB);
-	free(big);
-	char *next = malloc(16 * MB);
-	ck_assert_ptr_nonnull(next);
-	touch(next, 16 * MB);
-	free(next);
-	*grown = rss_kb() - before;
-	free(live);
-	return NULL;
-}
-
-START_TEST(test_freed_upload_buffers_leave_the_resident_set)
-{
-	util_malloc_policy();
-	long grown = 0;
-	pthread_t th;
-	ck_assert_int_eq(pthread_create(&th, NULL, upload_like, &grown), 0);
-	ck_assert_int_eq(pthread_join(th, NULL), 0);
-	/* the 16 MiB block stayed in the arena without the policy (glibc's
-	 * threshold had risen to 24 MiB): at most a page table's worth now */
-	ck_assert_msg(grown < 2 * 1024, "resident set grew by %ld KiB", grown);
-}
-END_TEST
-
 START_TEST(test_release_returns_freed_small_blocks)
 {
-	util_malloc_policy();
 	long before = rss_kb();
-	/* 256 blocks of 64 KiB (below UTIL_MALLOC_BIG: from the arena), every
-	 * other one kept, so the freed ones cannot merge into the arena's top */
+	/* 256 blocks of 64 KiB (from the arena), every other one kept, so the
+	 * freed ones cannot merge into the arena's top */
 	enum { N = 256 };
 	char *p[N];
 	for (int i = 0; i < N; i++) {
@@ -113,7 +69,6 @@ int main(void)
 #endif
 	Suite *s = suite_create("util_malloc");
 	TCase *tc = tcase_create("util_malloc");
-	tcase_add_test(tc, test_freed_upload_buffers_leave_the_resident_set);
 	tcase_add_test(tc, test_release_returns_freed_small_blocks);
 	suite_add_tcase(s, tc);
 	return check_run(s);
