@@ -798,7 +798,8 @@ int64_t jobs_samples_trained(jobs *q)
  * busy one, often more than an epoch of a small model, and the store
  * commits one at a time for every worker; so training never waits for
  * them: it hands the history (steps, epoch records, the job's row) and
- * copies of checkpoints over, and goes on. What was handed over while the
+ * copies of checkpoints over, and goes on (with a shared store the worker
+ * writes the history itself: see handover). What was handed over while the
  * thread was writing goes out in its next round: all the history in one
  * commit, then the newest checkpoint (a newer one replaces one still
  * waiting: resuming from any of them reaches the same weights). The
@@ -1209,7 +1210,10 @@ static void handover(run *r, int epoch, int64_t end_step, const char *epoch_doc)
 {
 	job_writer *w = &r->w;
 	r->last_flush_us = util_mono_us();
-	if (!w->started && writer_start(r) < 0) {
+	/* a shared store: other daemons follow the job through its row and
+	 * history, epoch by epoch (their streams, their polls of progress), so
+	 * the worker writes them itself, as they come */
+	if (r->q->cl || (!w->started && writer_start(r) < 0)) {
 		flush(r, epoch, end_step, epoch_doc);
 		return;
 	}
