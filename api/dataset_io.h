@@ -34,6 +34,9 @@ typedef struct api_dataset {
 	 * api_dataset_free unmaps instead of freeing them. */
 	void *map;
 	size_t map_len;
+	int map_file;         /* 1: map is a read-only mapping of a file, whose
+	                       * pages may be dropped and are read again (an
+	                       * anonymous one would read back zeros) */
 	/* Typed columns (CSV uploads): n_columns columns, and their raw values
 	 * (tabular.h) in raw[rows x n_columns]. raw is NULL when x holds the
 	 * raw values as they are (every column numeric, nothing missing).

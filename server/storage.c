@@ -705,8 +705,10 @@ int store_dataset_load(store *s, const char *id, api_dataset *out, api_err *e)
 		close(fd);
 		fd = -1;
 		if (map != MAP_FAILED) {
-			if (api_dataset_deserialize_mapped(map, (size_t)sb.st_size, out, e) == 0)
+			if (api_dataset_deserialize_mapped(map, (size_t)sb.st_size, out, e) == 0) {
+				out->map_file = 1;
 				return 0;
+			}
 			munmap(map, (size_t)sb.st_size);
 			return -1;
 		}
@@ -913,7 +915,7 @@ const uint8_t *store_dataset_bytes(store *s, const api_dataset *d)
 			uint8_t *dst = m->x8 + from;
 			pthread_mutex_unlock(&s->ds_mu);
 			int ok = nn_to_bytes(dst, d->x + from, len);
-			if (ok && d->map)
+			if (ok && d->map_file)
 				drop_resident(d->x + from, len);
 			pthread_mutex_lock(&s->ds_mu);
 			m->x8_bad |= !ok;
