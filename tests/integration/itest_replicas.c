@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+
 #include "harness.h"
 
 static const char *SPEC =
@@ -151,9 +153,19 @@ START_TEST(test_killed_data_parallel_job_resumes_to_the_same_weights)
 	char *straight = weights_text(&d, m0);
 
 	start(&d, ds, 12, extra, m1, j1);
-	/* past the first epoch's checkpoint, then kill -9 */
-	for (int i = 0; i < 3000 && get_int(&d, "/v1/jobs/%s", j1, "epoch") < 2; i++)
+	/* past the first epoch's checkpoint, then kill -9: the job's writer
+	 * thread writes it while training goes on, so wait for the file (a
+	 * shared store keeps it in its database: an epoch later instead) */
+	char ck[700];
+	snprintf(ck, sizeof ck, "%s/checkpoints/%s.ckpt", d.data, j1);
+	int shared = getenv("NND_TEST_STORE") != NULL;
+	for (int i = 0; i < 3000; i++) {
+		struct stat st;
+		int e = get_int(&d, "/v1/jobs/%s", j1, "epoch");
+		if (e >= 2 && (shared ? e >= 3 : stat(ck, &st) == 0))
+			break;
 		sleep_ms(5);
+	}
 	nnd_kill9(&d);
 	ck_assert_int_eq(nnd_restart(&d), 0);
 	cJSON *job = finish(&d, j1);
