@@ -50,6 +50,8 @@ void api_reply_release(api_reply *rp);
 int api_reply_error(api_reply *rp, const api_err *e);
 /* Fills rp with a JSON body (takes j). Returns 0. */
 int api_reply_json(api_reply *rp, int status, cJSON *j);
+/* Fills rp with an SVG image (takes svg; NULL: a 500 out of memory). Returns 0. */
+int api_reply_svg(api_reply *rp, char *svg);
 
 typedef int (*api_handler)(const api_backend *b, const api_req *rq, api_reply *rp);
 

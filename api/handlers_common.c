@@ -94,6 +94,19 @@ void api_reply_release(api_reply *rp)
 	rp->stream_arg = NULL;
 }
 
+int api_reply_svg(api_reply *rp, char *svg)
+{
+	if (!svg) {
+		api_err e = API_ERR_INIT;
+		api_err_set(&e, 500, "out_of_memory", "out of memory");
+		return api_reply_error(rp, &e);
+	}
+	rp->status = 200;
+	rp->body = svg;
+	rp->ctype = "image/svg+xml";
+	return 0;
+}
+
 int api_reply_error(api_reply *rp, const api_err *e)
 {
 	api_err fallback = API_ERR_INIT;

@@ -394,12 +394,5 @@ int api_job_plot_svg(const api_backend *b, const api_req *rq, api_reply *rp)
 	cJSON_Delete(o);
 	if (rc < 0 && e.n_fields)
 		return api_reply_error(rp, &e);
-	if (!svg) {
-		api_err_set(&e, 500, "out_of_memory", "out of memory");
-		return api_reply_error(rp, &e);
-	}
-	rp->status = 200;
-	rp->body = svg;
-	rp->ctype = "image/svg+xml";
-	return 0;
+	return api_reply_svg(rp, svg);
 }
