@@ -420,6 +420,15 @@ long http_do_auth(nnd *d, const char *method, const char *path, const char *ctyp
 	return perform(d, method, path, h, body, len, NULL, out);
 }
 
+cJSON *http_post_text(nnd *d, const char *path, const char *body, long *status)
+{
+	http_resp r;
+	*status = http_do(d, "POST", path, "application/json", body, strlen(body), &r);
+	cJSON *j = cJSON_Parse(r.body ? r.body : "");
+	resp_free(&r);
+	return j;
+}
+
 long http_get_accept(nnd *d, const char *path, const char *accept, http_resp *out)
 {
 	struct curl_slist *h = NULL;

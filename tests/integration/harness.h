@@ -73,6 +73,9 @@ long http_do(nnd *d, const char *method, const char *path, const char *ctype,
              const char *body, size_t len, http_resp *out);
 long http_do_auth(nnd *d, const char *method, const char *path, const char *ctype,
                   const char *body, size_t len, const char *bearer, http_resp *out);
+/* POSTs a JSON text; the parsed reply (caller deletes; NULL when not
+ * JSON) and the status. */
+cJSON *http_post_text(nnd *d, const char *path, const char *body, long *status);
 /* GET with an Accept header. */
 long http_get_accept(nnd *d, const char *path, const char *accept, http_resp *out);
 /* JSON helpers: the parsed body (caller deletes), NULL when not JSON. */
@@ -168,6 +171,21 @@ static inline int get_int(nnd *d, const char *path_fmt, const char *id, const ch
 
 /* The weights of a model's current version as the JSON text GET
  * /v1/models/{id}/weights answers (asserting 200); the caller frees it. */
+/* Submits the job document body (202 asserted) and waits for its end; the
+ * final job object (caller deletes). */
+static inline cJSON *train_to_end(nnd *d, const char *body)
+{
+	long st;
+	cJSON *j = http_post_text(d, "/v1/jobs", body, &st);
+	ck_assert_msg(st == 202, "job: %ld", st);
+	char id[32];
+	snprintf(id, sizeof id, "%s", jstr(j, "id"));
+	cJSON_Delete(j);
+	cJSON *done = wait_job(d, id, 120);
+	ck_assert_ptr_nonnull(done);
+	return done;
+}
+
 static inline char *weights_text(nnd *d, const char *mdl)
 {
 	char path[128];

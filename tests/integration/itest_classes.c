@@ -51,15 +51,6 @@ static long post_set(nnd *d, cJSON *o, char *id)
 	return st;
 }
 
-static cJSON *post_text(nnd *d, const char *path, const char *body, long *st)
-{
-	http_resp r;
-	*st = http_do(d, "POST", path, "application/json", body, strlen(body), &r);
-	cJSON *j = cJSON_Parse(r.body ? r.body : "");
-	resp_free(&r);
-	return j;
-}
-
 /* Asserts that reply j names field with a message holding needle. */
 static void names_field(const cJSON *j, const char *field, const char *needle)
 {
@@ -84,14 +75,7 @@ static void classifier(nnd *d, int outputs, char *mdl)
 
 static cJSON *run_job(nnd *d, const char *body)
 {
-	long st;
-	cJSON *j = post_text(d, "/v1/jobs", body, &st);
-	ck_assert_msg(st == 202, "job: %ld", st);
-	char id[32];
-	snprintf(id, sizeof id, "%s", jstr(j, "id"));
-	cJSON_Delete(j);
-	cJSON *done = wait_job(d, id, 120);
-	ck_assert_ptr_nonnull(done);
+	cJSON *done = train_to_end(d, body);
 	ck_assert_str_eq(jstr(done, "state"), "succeeded");
 	return done;
 }
@@ -186,13 +170,13 @@ START_TEST(test_unknown_classes_refused)
 	long st;
 	snprintf(body, sizeof body, "{\"model\":\"%s\",\"dataset\":\"%s\",\"validation\":"
 	         "{\"dataset\":\"%s\"},\"epochs\":1}", mdl, ds, bad);
-	cJSON *j = post_text(&d, "/v1/jobs", body, &st);
+	cJSON *j = http_post_text(&d, "/v1/jobs", body, &st);
 	ck_assert_int_eq(st, 422);
 	names_field(j, "validation.dataset", "has rows of classes the training set lacks: \"emu\"");
 	cJSON_Delete(j);
 	snprintf(body, sizeof body, "{\"model\":\"%s\",\"dataset\":\"%s\",\"test\":"
 	         "{\"dataset\":\"%s\"},\"epochs\":1}", mdl, ds, bad);
-	j = post_text(&d, "/v1/jobs", body, &st);
+	j = http_post_text(&d, "/v1/jobs", body, &st);
 	ck_assert_int_eq(st, 422);
 	names_field(j, "test.dataset", "\"emu\"");
 	cJSON_Delete(j);
@@ -205,7 +189,7 @@ START_TEST(test_unknown_classes_refused)
 	cJSON_Delete(ok);
 	/* names are not indices: 2 classes, 4 outputs is refused */
 	snprintf(body, sizeof body, "{\"model\":\"%s\",\"dataset\":\"%s\",\"epochs\":1}", mdl4, ds);
-	j = post_text(&d, "/v1/jobs", body, &st);
+	j = http_post_text(&d, "/v1/jobs", body, &st);
 	ck_assert_int_eq(st, 422);
 	names_field(j, "dataset", "has 2 classes but the model has 4 outputs (only classes");
 	cJSON_Delete(j);
@@ -214,7 +198,7 @@ START_TEST(test_unknown_classes_refused)
 	         "\"objective\":{\"metric\":\"val_loss\"},\"strategy\":{\"type\":\"grid\"},"
 	         "\"space\":{\"lr\":[0.01]},\"job\":{\"epochs\":1},"
 	         "\"model\":{\"task\":\"classification\",\"layers\":[]}}", ds, bad);
-	j = post_text(&d, "/v1/studies", body, &st);
+	j = http_post_text(&d, "/v1/studies", body, &st);
 	ck_assert_int_eq(st, 422);
 	names_field(j, "validation.dataset", "\"emu\"");
 	cJSON_Delete(j);
@@ -227,11 +211,11 @@ START_TEST(test_upload_refusals)
 	nnd d = { 0 };
 	ck_assert_int_eq(nnd_start(&d, NULL), 0);
 	long st;
-	cJSON *j = post_text(&d, "/v1/datasets", "{\"x\":[[1],[2]],\"y\":[\"a\",1]}", &st);
+	cJSON *j = http_post_text(&d, "/v1/datasets", "{\"x\":[[1],[2]],\"y\":[\"a\",1]}", &st);
 	ck_assert_int_eq(st, 422);
 	names_field(j, "y", "mixes strings and numbers");
 	cJSON_Delete(j);
-	j = post_text(&d, "/v1/datasets", "{\"x\":[[1],[2]],\"y\":[0,2],\"classes\":[\"a\",\"b\"]}", &st);
+	j = http_post_text(&d, "/v1/datasets", "{\"x\":[[1],[2]],\"y\":[0,2],\"classes\":[\"a\",\"b\"]}", &st);
 	ck_assert_int_eq(st, 422);
 	names_field(j, "y[1]", "is class index 2, but \"classes\" names 2 classes");
 	cJSON_Delete(j);
@@ -297,7 +281,7 @@ START_TEST(test_indices_and_more_outputs)
 	ck_assert_str_eq(cJSON_GetArrayItem(cl, 5)->valuestring, "5");
 	cJSON_Delete(r);
 	snprintf(path, sizeof path, "/v1/models/%s/predict", mdl6);
-	cJSON *p = post_text(&d, path, "{\"instances\":[[4,-4]]}", &st);
+	cJSON *p = http_post_text(&d, path, "{\"instances\":[[4,-4]]}", &st);
 	ck_assert_int_eq(st, 200);
 	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetArrayItem(
 		cJSON_GetObjectItem(p, "predictions"), 0), "probabilities")), 6);

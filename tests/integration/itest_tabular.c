@@ -60,15 +60,6 @@ static const cJSON *column(const cJSON *ds, const char *name)
 	return NULL;
 }
 
-static cJSON *post_json(nnd *d, const char *path, const char *body, long *status)
-{
-	http_resp r;
-	*status = http_do(d, "POST", path, "application/json", body, strlen(body), &r);
-	cJSON *j = cJSON_Parse(r.body ? r.body : "");
-	resp_free(&r);
-	return j;
-}
-
 static void model_for(nnd *d, int inputs, int outputs, char *mdl)
 {
 	char spec[512];
@@ -77,20 +68,6 @@ static void model_for(nnd *d, int inputs, int outputs, char *mdl)
 	         "\"layers\":[{\"type\":\"dense\",\"units\":32,\"activation\":\"relu\"}]}",
 	         inputs, outputs);
 	ck_assert_int_eq(create_model(d, spec, mdl), 201);
-}
-
-/* Runs a job to its end; the job object. */
-static cJSON *train(nnd *d, const char *body)
-{
-	long st;
-	cJSON *j = post_json(d, "/v1/jobs", body, &st);
-	ck_assert_msg(st == 202, "job: %ld", st);
-	char id[32];
-	snprintf(id, sizeof id, "%s", jstr(j, "id"));
-	cJSON_Delete(j);
-	cJSON *done = wait_job(d, id, 120);
-	ck_assert_ptr_nonnull(done);
-	return done;
 }
 
 START_TEST(test_penguins_end_to_end)
@@ -134,7 +111,7 @@ START_TEST(test_penguins_end_to_end)
 	         "{\"model\":\"%s\",\"dataset\":\"%s\",\"validation\":{\"fraction\":0.2},"
 	         "\"epochs\":60,\"batch_size\":16,\"seed\":3,"
 	         "\"optimizer\":{\"type\":\"adam\",\"lr\":0.01}}", mdl, dsid);
-	cJSON *job = train(&d, body);
+	cJSON *job = train_to_end(&d, body);
 	ck_assert_str_eq(jstr(job, "state"), "succeeded");
 	double acc = jnum(cJSON_GetObjectItem(job, "metrics"), "val_accuracy");
 	printf("penguins: val_accuracy %.4f\n", acc);
@@ -162,7 +139,7 @@ START_TEST(test_penguins_end_to_end)
 
 	/* raw records: a Gentoo by name, an Adelie as an array with a hole */
 	snprintf(path, sizeof path, "/v1/models/%s/predict", mdl);
-	cJSON *p = post_json(&d, path,
+	cJSON *p = http_post_text(&d, path,
 	                     "{\"instances\":[{\"island\":\"Biscoe\",\"bill_length_mm\":50.0,"
 	                     "\"bill_depth_mm\":15.2,\"flipper_length_mm\":218,\"body_mass_g\":5700,"
 	                     "\"sex\":\"male\",\"year\":2008,\"colour\":\"grey\"},"
@@ -180,7 +157,7 @@ START_TEST(test_penguins_end_to_end)
 	ck_assert_str_eq(jstr(cJSON_GetArrayItem(w, 1), "column"), "island");
 	cJSON_Delete(p);
 	/* a value of the wrong kind: 422 naming the record and column */
-	p = post_json(&d, path, "{\"instances\":[{\"island\":\"Dream\"},{\"bill_length_mm\":\"long\"}]}",
+	p = http_post_text(&d, path, "{\"instances\":[{\"island\":\"Dream\"},{\"bill_length_mm\":\"long\"}]}",
 	              &st);
 	ck_assert_int_eq(st, 422);
 	ck_assert_str_eq(jstr(cJSON_GetArrayItem(cJSON_GetObjectItem(p, "errors"), 0), "field"),
@@ -241,7 +218,7 @@ START_TEST(test_generated_edges)
 	         "{\"model\":\"%s\",\"dataset\":\"%s\",\"validation\":{\"dataset\":\"%s\"},"
 	         "\"test\":{\"dataset\":\"%s\"},\"epochs\":3,\"batch_size\":8}", mdl, dsid, vid,
 	         vid);
-	cJSON *job = train(&d, body);
+	cJSON *job = train_to_end(&d, body);
 	ck_assert_msg(strcmp(jstr(job, "state"), "succeeded") == 0, "%s",
 	              jstr(cJSON_GetObjectItem(job, "error"), "detail"));
 	ck_assert(isfinite(jnum(cJSON_GetObjectItem(job, "metrics"), "val_loss")));
@@ -267,7 +244,7 @@ START_TEST(test_generated_edges)
 	snprintf(body, sizeof body,
 	         "{\"model\":\"%s\",\"dataset\":\"%s\",\"validation\":{\"dataset\":\"%s\"},"
 	         "\"epochs\":1}", mdl, dsid, vid);
-	cJSON *e = post_json(&d, "/v1/jobs", body, &st);
+	cJSON *e = http_post_text(&d, "/v1/jobs", body, &st);
 	ck_assert_int_eq(st, 422);
 	const cJSON *f = cJSON_GetArrayItem(cJSON_GetObjectItem(e, "errors"), 0);
 	ck_assert_str_eq(jstr(f, "field"), "validation.dataset");
@@ -324,13 +301,13 @@ START_TEST(test_plain_numeric_model_takes_rows_and_records)
 	snprintf(body, sizeof body, "{\"model\":\"%s\",\"dataset\":\"%s\",\"epochs\":2}", mdl,
 	         jstr(ds, "id"));
 	cJSON_Delete(ds);
-	cJSON *job = train(&d, body);
+	cJSON *job = train_to_end(&d, body);
 	ck_assert_str_eq(jstr(job, "state"), "succeeded");
 	cJSON_Delete(job);
 	snprintf(path, sizeof path, "/v1/models/%s/predict", mdl);
-	cJSON *a = post_json(&d, path, "{\"instances\":[[3,1]]}", &st);
+	cJSON *a = http_post_text(&d, path, "{\"instances\":[[3,1]]}", &st);
 	ck_assert_int_eq(st, 200);
-	cJSON *b = post_json(&d, path, "{\"instances\":[{\"b\":1,\"a\":3}]}", &st);
+	cJSON *b = http_post_text(&d, path, "{\"instances\":[{\"b\":1,\"a\":3}]}", &st);
 	ck_assert_int_eq(st, 200);
 	const cJSON *pa = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(a, "predictions"), 0),
 	                                      "probabilities");
@@ -341,7 +318,7 @@ START_TEST(test_plain_numeric_model_takes_rows_and_records)
 	cJSON_Delete(b);
 
 	/* a JSON upload with null in x: a missing value, imputed and flagged */
-	cJSON *j = post_json(&d, "/v1/datasets",
+	cJSON *j = http_post_text(&d, "/v1/datasets",
 	                     "{\"x\":[[1,5],[null,6],[3,7],[2,null]],\"y\":[0,1,0,1]}", &st);
 	ck_assert_int_eq(st, 201);
 	ck_assert_int_eq((int)jnum(j, "features"), 4);
@@ -350,11 +327,11 @@ START_TEST(test_plain_numeric_model_takes_rows_and_records)
 	snprintf(body, sizeof body, "{\"model\":\"%s\",\"dataset\":\"%s\",\"epochs\":2}", mdl,
 	         jstr(j, "id"));
 	cJSON_Delete(j);
-	job = train(&d, body);
+	job = train_to_end(&d, body);
 	ck_assert_str_eq(jstr(job, "state"), "succeeded");
 	cJSON_Delete(job);
 	snprintf(path, sizeof path, "/v1/models/%s/predict", mdl);
-	a = post_json(&d, path, "{\"instances\":[[null,6],{\"x1\":7}]}", &st);
+	a = http_post_text(&d, path, "{\"instances\":[[null,6],{\"x1\":7}]}", &st);
 	ck_assert_int_eq(st, 200);
 	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(a, "predictions")), 2);
 	cJSON_Delete(a);
