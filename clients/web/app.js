@@ -132,7 +132,10 @@ async function readSSE(path, onEvent, signal, lastId, onOpen) {
 }
 
 /* The one connection to GET /v1/events?all=true, shared by the pages:
- * subscribers get (name, data); it reconnects with Last-Event-ID. */
+ * subscribers get (name, data); it reconnects with Last-Event-ID. Each
+ * time the stream opens they also get ('open', null): what happened before
+ * (between a page's first fetch and the stream's start, or while it was
+ * away) is not in the stream, so a page fetches its state again then. */
 const Events = {
   subs: new Set(), lastId: null, running: false,
   on(fn) { this.subs.add(fn); this.start(); return () => this.subs.delete(fn); },
@@ -146,7 +149,11 @@ const Events = {
         await readSSE('/v1/events?all=true', (name, data, id) => {
           if (id != null) this.lastId = id;
           for (const fn of this.subs) fn(name, data);
-        }, undefined, this.lastId, () => { live.textContent = 'live'; live.className = 'on'; });
+        }, undefined, this.lastId, () => {
+          live.textContent = 'live';
+          live.className = 'on';
+          for (const fn of this.subs) fn('open', null);
+        });
       } catch (e) { /* the daemon went away: retry */ }
       live.textContent = 'offline';
       live.className = '';
@@ -348,8 +355,18 @@ async function pageJobs() {
                                   'train loss', 'val loss', 'val acc', 'created'].map(t => h('th', {}, t)))),
       tbody),
     newJobForm());
+  const load = async () => {
+    const list = await api('/v1/jobs?limit=200');
+    tbody.querySelectorAll('tr.none').forEach(r => r.remove());
+    for (const j of list.jobs) {
+      const old = tbody.querySelector(`tr[data-job="${j.id}"]`);
+      if (old) old.replaceWith(jobRow(j, sel)); else tbody.append(jobRow(j, sel));
+    }
+    if (!list.jobs.length) tbody.append(h('tr', { class: 'none' }, h('td', { colspan: 10, class: 'muted' }, 'No jobs yet.')));
+  };
   const update = (name, d) => {
-    if (name === 'state' && d.id && d.id.startsWith('job_')) {
+    if (name === 'open') load().catch(e => main_.append(problem(e)));
+    else if (name === 'state' && d.id && d.id.startsWith('job_')) {
       const row = jobRow(d, sel), old = tbody.querySelector(`tr[data-job="${d.id}"]`);
       if (old) old.replaceWith(row); else tbody.prepend(row);
     } else if (name === 'epoch' && d.job) {
@@ -362,11 +379,7 @@ async function pageJobs() {
     }
   };
   page.off.push(Events.on(update));
-  try {
-    const list = await api('/v1/jobs?limit=200');
-    for (const j of list.jobs) if (!tbody.querySelector(`tr[data-job="${j.id}"]`)) tbody.append(jobRow(j, sel));
-    if (!list.jobs.length) tbody.append(h('tr', {}, h('td', { colspan: 10, class: 'muted' }, 'No jobs yet.')));
-  } catch (e) { main_.append(problem(e)); }
+  try { await load(); } catch (e) { main_.append(problem(e)); }
 }
 
 function newJobForm() {
@@ -891,13 +904,26 @@ async function pageStudy(id) {
   };
   await loadTrials();
   drawCurves();
-  /* live: trial events refresh the leaderboard (at most once a second) */
+  /* live: a state event carries the study (its head and curves); trial
+   * events refresh the leaderboard and the curves (at most once a second);
+   * the stream's (re)opening, all of it */
+  const reload = async () => {
+    const live = s => ['queued', 'running'].includes(s.state);
+    try {
+      const s = await api('/v1/studies/' + id);
+      if (live(s) && !live(st)) return loadTrials();  /* a final state event came first */
+      showHead(s);
+      drawCurves();
+    } catch (e) { /* the next event tries again */ }
+    await loadTrials();
+  };
   let pending = null;
   page.off.push(Events.on((name, d) => {
+    if (name === 'open') { reload(); return; }
     if (name === 'state' && d.id === id) { showHead(d); drawCurves(); }
     if (name === 'state' && d.id === id && !['queued', 'running'].includes(d.state)) loadTrials();
     else if ((name === 'trial' && d.study === id) || (name === 'state' && d.id === id)) {
-      if (!pending) pending = setTimeout(() => { pending = null; loadTrials(); }, 1000);
+      if (!pending) pending = setTimeout(() => { pending = null; reload(); }, 1000);
     }
   }));
 }
