@@ -879,149 +879,158 @@ static void newline(api_csv *c, unsigned char ch)
 	c->prev_cr = ch == '\r';
 }
 
+/* The state machine over one chunk, a function a state: each takes the
+ * input at p (p < end) and returns where it stopped, or NULL on a failure
+ * (c->failed says why). */
+static const char *in_unquoted(api_csv *c, const char *p, const char *end)
+{
+	const char *q = p;
+	while (q < end && !special_unq[(unsigned char)*q])
+		q++;
+	if (q == end)
+		return fb_append(c, p, (size_t)(q - p)) != 0 ? NULL : q;
+	unsigned char ch = (unsigned char)*q;
+	if (ch == '"')
+		return fail_at(c, c->line, c->col + 1, "quote inside an unquoted field%s", NULL), NULL;
+	if (ch == 0)
+		return fail_at(c, c->line, c->col + 1, "NUL byte in the input%s", NULL), NULL;
+	int r;
+	if (c->fb_len == 0) {
+		r = end_field(c, p, (size_t)(q - p));
+	} else {
+		r = fb_append(c, p, (size_t)(q - p));
+		if (r == 0)
+			r = end_fb_field(c);
+	}
+	if (r != 0)
+		return NULL;
+	c->state = S_START;
+	if (ch == ',') {
+		c->col++;
+	} else {
+		if (end_record(c) != 0)
+			return NULL;
+		newline(c, ch);
+	}
+	return q + 1;
+}
+
+static const char *in_quoted(api_csv *c, const char *p, const char *end)
+{
+	const char *q = p;
+	while (q < end && !special_quo[(unsigned char)*q])
+		q++;
+	if (fb_append(c, p, (size_t)(q - p)) != 0)
+		return NULL;
+	if (q == end)
+		return q;
+	unsigned char ch = (unsigned char)*q;
+	if (ch == '\n') {
+		if (fb_append(c, "\n", 1) != 0)
+			return NULL;
+		c->line++;
+	} else if (ch == 0) {
+		return fail_at(c, c->line, c->col + 1, "NUL byte in the input%s", NULL), NULL;
+	} else {
+		c->state = S_QQ;
+	}
+	return q + 1;
+}
+
+/* The byte after a quote inside a quoted field: an escaped quote or the
+ * field's end. */
+static const char *after_quote(api_csv *c, const char *p)
+{
+	unsigned char ch = (unsigned char)*p;
+	if (ch == '"') {
+		if (fb_append(c, "\"", 1) != 0)
+			return NULL;
+		c->state = S_QUO;
+	} else if (ch == ',') {
+		if (end_fb_field(c) != 0)
+			return NULL;
+		c->col++;
+		c->state = S_START;
+	} else if (ch == '\n' || ch == '\r') {
+		if (end_fb_field(c) != 0 || end_record(c) != 0)
+			return NULL;
+		newline(c, ch);
+		c->state = S_START;
+	} else {
+		return fail_at(c, c->line, c->col + 1,
+		               ch == 0 ? "NUL byte in the input%s"
+		                       : "unexpected character after a closing quote%s", NULL), NULL;
+	}
+	return p + 1;
+}
+
+/* A field's first byte (the loop's hot path: an unquoted numeric feature
+ * is read in place); the other states in the functions above. */
 static int process(api_csv *c, const char *buf, size_t len)
 {
 	const char *p = buf, *end = buf + len;
 	while (p < end) {
-		switch (c->state) {
-		case S_START: {
-			unsigned char ch = (unsigned char)*p;
-			if (c->prev_cr) {
-				c->prev_cr = 0;
-				if (ch == '\n') {
-					p++;
-					continue;
-				}
-			}
-			if (ch == '\n' || ch == '\r') {
-				p++;
-				if (c->col == 0 && !c->in_record) {
-					newline(c, ch);  /* a blank line */
-					continue;
-				}
-				if (end_field(c, "", 0) != 0 || end_record(c) != 0)
-					return -1;
-				newline(c, ch);
-				continue;
-			}
-			c->in_record = 1;
-			c->field_line = c->line;
-			if (ch == ',') {
-				p++;
-				if (end_field(c, "", 0) != 0)
-					return -1;
-				c->col++;
-				continue;
-			}
-			if (ch == '"') {
-				p++;
-				c->state = S_QUO;
-				continue;
-			}
-			if (ch == 0)
-				return fail_at(c, c->line, c->col + 1, "NUL byte in the input%s", NULL);
-			if (c->col < c->ncols && c->fast[c->col]) {
-				const char *q = fast_feature(c, p, end);
-				if (!q && c->failed)
-					return -1;
-				if (q) {
-					unsigned char t = (unsigned char)*q;
-					p = q + 1;
-					if (t == ',') {
-						c->col++;
-					} else {
-						if (end_record(c) != 0)
-							return -1;
-						newline(c, t);
-					}
-					continue;
-				}
-			}
-			c->state = S_UNQ;
-		}
-		/* fall through */
-		case S_UNQ: {
-			const char *q = p;
-			while (q < end && !special_unq[(unsigned char)*q])
-				q++;
-			if (q == end) {
-				if (fb_append(c, p, (size_t)(q - p)) != 0)
-					return -1;
-				p = q;
-				break;
-			}
-			unsigned char ch = (unsigned char)*q;
-			if (ch == '"')
-				return fail_at(c, c->line, c->col + 1, "quote inside an unquoted field%s", NULL);
-			if (ch == 0)
-				return fail_at(c, c->line, c->col + 1, "NUL byte in the input%s", NULL);
-			int r;
-			if (c->fb_len == 0) {
-				r = end_field(c, p, (size_t)(q - p));
-			} else {
-				r = fb_append(c, p, (size_t)(q - p));
-				if (r == 0)
-					r = end_fb_field(c);
-			}
-			if (r != 0)
+		if (c->state != S_START) {
+			p = c->state == S_UNQ   ? in_unquoted(c, p, end)
+			    : c->state == S_QUO ? in_quoted(c, p, end)
+			                        : after_quote(c, p);
+			if (!p)
 				return -1;
-			p = q + 1;
-			c->state = S_START;
-			if (ch == ',') {
-				c->col++;
-			} else {
-				if (end_record(c) != 0)
-					return -1;
-				newline(c, ch);
-			}
-			break;
+			continue;
 		}
-		case S_QUO: {
-			const char *q = p;
-			while (q < end && !special_quo[(unsigned char)*q])
-				q++;
-			if (fb_append(c, p, (size_t)(q - p)) != 0)
-				return -1;
-			p = q;
-			if (q == end)
-				break;
-			unsigned char ch = (unsigned char)*q;
-			p = q + 1;
+		unsigned char ch = (unsigned char)*p;
+		if (c->prev_cr) {
+			c->prev_cr = 0;
 			if (ch == '\n') {
-				if (fb_append(c, "\n", 1) != 0)
-					return -1;
-				c->line++;
-			} else if (ch == 0) {
-				return fail_at(c, c->line, c->col + 1, "NUL byte in the input%s", NULL);
-			} else {
-				c->state = S_QQ;
+				p++;
+				continue;
 			}
-			break;
 		}
-		case S_QQ: {
-			unsigned char ch = (unsigned char)*p++;
-			if (ch == '"') {
-				if (fb_append(c, "\"", 1) != 0)
-					return -1;
-				c->state = S_QUO;
-			} else if (ch == ',') {
-				if (end_fb_field(c) != 0)
-					return -1;
-				c->col++;
-				c->state = S_START;
-			} else if (ch == '\n' || ch == '\r') {
-				if (end_fb_field(c) != 0 || end_record(c) != 0)
-					return -1;
-				newline(c, ch);
-				c->state = S_START;
-			} else {
-				return fail_at(c, c->line, c->col + 1,
-					       ch == 0 ? "NUL byte in the input%s"
-						       : "unexpected character after a closing quote%s", NULL);
+		if (ch == '\n' || ch == '\r') {
+			p++;
+			if (c->col == 0 && !c->in_record) {
+				newline(c, ch);  /* a blank line */
+				continue;
 			}
-			break;
+			if (end_field(c, "", 0) != 0 || end_record(c) != 0)
+				return -1;
+			newline(c, ch);
+			continue;
 		}
+		c->in_record = 1;
+		c->field_line = c->line;
+		if (ch == ',') {
+			p++;
+			if (end_field(c, "", 0) != 0)
+				return -1;
+			c->col++;
+			continue;
 		}
+		if (ch == '"') {
+			p++;
+			c->state = S_QUO;
+			continue;
+		}
+		if (ch == 0)
+			return fail_at(c, c->line, c->col + 1, "NUL byte in the input%s", NULL);
+		if (c->col < c->ncols && c->fast[c->col]) {
+			const char *q = fast_feature(c, p, end);
+			if (!q && c->failed)
+				return -1;
+			if (q) {
+				unsigned char t = (unsigned char)*q;
+				p = q + 1;
+				if (t == ',') {
+					c->col++;
+				} else {
+					if (end_record(c) != 0)
+						return -1;
+					newline(c, t);
+				}
+				continue;
+			}
+		}
+		c->state = S_UNQ;
 	}
 	return 0;
 }
