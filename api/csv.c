@@ -643,12 +643,9 @@ static int mark_ignored(api_csv *c)
 
 /* The first record ended: fix the shape, then treat it as data if there is
  * no header. */
-static int first_record_end(api_csv *c)
+/* The label column of a first record of n fields, or -1 (failed). */
+static int label_column(api_csv *c, int n)
 {
-	int n = c->n_first;
-	if (n < 2)
-		return fail_at(c, c->first_line, 1,
-			       "need at least two columns (features and a label)%s", NULL);
 	int lc = n - 1;
 	if (c->label) {
 		lc = -1;
@@ -676,6 +673,42 @@ static int first_record_end(api_csv *c)
 			return fail_err(c);
 		}
 	}
+	return lc;
+}
+
+/* The feature columns' names: the header's, or x0, x1, ...; -1 without
+ * memory. */
+static int name_features(api_csv *c, int n)
+{
+	c->names = calloc((size_t)c->features, sizeof *c->names);
+	if (!c->names)
+		return -1;
+	for (int i = 0, j = 0; i < n; i++) {
+		if (c->fidx[i] < 0)
+			continue;
+		if (c->o.header) {
+			c->names[j] = c->first[i];
+			c->first[i] = NULL;
+		} else {
+			char b[24];
+			snprintf(b, sizeof b, "x%d", j);
+			c->names[j] = api_strndup(b, strlen(b));
+		}
+		if (!c->names[j++])
+			return -1;
+	}
+	return 0;
+}
+
+static int first_record_end(api_csv *c)
+{
+	int n = c->n_first;
+	if (n < 2)
+		return fail_at(c, c->first_line, 1,
+			       "need at least two columns (features and a label)%s", NULL);
+	int lc = label_column(c, n);
+	if (lc < 0)
+		return -1;
 	c->ncols = n;
 	c->label_col = lc;
 	if (c->o.header && !(c->label_name = api_strndup(c->first[lc], strlen(c->first[lc]))))
@@ -700,23 +733,8 @@ static int first_record_end(api_csv *c)
 		api_err_field(&c->err, "ignore", "leaves no feature column");
 		return fail_err(c);
 	}
-	c->names = calloc((size_t)c->features, sizeof *c->names);
-	if (!c->names)
+	if (name_features(c, n) != 0)
 		goto oom;
-	for (int i = 0, j = 0; i < n; i++) {
-		if (c->fidx[i] < 0)
-			continue;
-		if (c->o.header) {
-			c->names[j] = c->first[i];
-			c->first[i] = NULL;
-		} else {
-			char b[24];
-			snprintf(b, sizeof b, "x%d", j);
-			c->names[j] = api_strndup(b, strlen(b));
-		}
-		if (!c->names[j++])
-			goto oom;
-	}
 	if (c->o.task != NN_TASK_CLASSIFICATION) {
 		c->yv = malloc(4);
 		if (!c->yv)
