@@ -418,7 +418,9 @@ typedef struct nn_epoch_record {
  * each a set of tasks that may run at once (one per shard, or one per range
  * of parameters); the caller runs them on its replicas (threads, MPI
  * ranks). Every task's numbers are fixed by its index alone, so where it
- * runs changes nothing. Task i belongs to replica i * replicas / n.
+ * runs changes nothing. Task i belongs to replica i * replicas / n (its
+ * home); replicas that share memory may run a task away from home when its
+ * home is late (server/replicas.c), so tasks of one replica may run at once.
  */
 typedef struct nn_tasks {
 	void (*fn)(void *arg, int i);

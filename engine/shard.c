@@ -42,7 +42,9 @@
 /* Parameters per update unit: a multiple of the sums' 16 lanes. */
 #define UNIT 16384
 
-typedef struct shard {
+/* Each shard on cache lines of its own: replicas write their shards' loss,
+ * generator and packing marks while others read the next shard's. */
+typedef struct __attribute__((aligned(64))) shard {
 	nn_ws *ws;
 	nn_batch b;            /* own buffers; b.rng = &rng */
 	nn_sparse_in **sph;    /* per node: hidden sparse inputs, or NULL */
@@ -629,7 +631,9 @@ nn_status nn_shard_init(nn_trainer *t, const nn_parallel *par, char *err, size_t
 	dp->par = par;
 	dp->S = S;
 	dp->n_nodes = nn_model_nodes(t->m);
-	dp->sh = calloc((size_t)S, sizeof(*dp->sh));
+	dp->sh = aligned_alloc(64, (size_t)S * sizeof(*dp->sh));
+	if (dp->sh)
+		memset(dp->sh, 0, (size_t)S * sizeof(*dp->sh));
 	dp->bn = calloc((size_t)dp->n_nodes + 1, sizeof(int));
 	if (!dp->sh || !dp->bn)
 		goto oom;
