@@ -82,6 +82,14 @@ struct nn_dp {
 	/* the sparse first layer (t->sp): the first shard of each replica's
 	 * packs the step's weights (pack_owner), its other shards read them */
 	int R;                 /* the replicas the carrier's rule maps tasks to */
+	/* the first layer's Adam step fused (sparse_in.h), per 16 outputs: its
+	 * weight gradient never written, the shards' sums x^T dz folded into
+	 * shard 0's scratch and stepped from there; n_fb blocks (0: not
+	 * fused), their squares fb_ss; db the batch's bias gradient */
+	int n_fb, fgroup;
+	double *fb_ss;
+	float *db;
+	nn_adam_scalars sc;
 	/* the step in progress */
 	int N, phase, clip, avg;
 	float lr, coef;
@@ -153,19 +161,22 @@ static void backward_nodes(struct nn_dp *dp, shard *s, int from, int to)
  * costs more than packing it twice. A carrier may run a shard away from
  * home (a thread carrier whose replica is late), so two shards of a replica
  * may want the packing at once: one claims it, the other waits for it.
+ * With the fused step, shard 0's is the one copy every shard reads: the
+ * step packed it (nn_sparse_in_weights then only refolds the bias).
  */
 static nn_sparse_in *pack_owner(struct nn_dp *dp, shard *s)
 {
 	nn_trainer *t = dp->t;
 	const int64_t step = t->step;
-	int i = (int)(s - dp->sh), r = (int)((int64_t)i * dp->R / dp->S);
+	int i = (int)(s - dp->sh), r = dp->n_fb ? 0 : (int)((int64_t)i * dp->R / dp->S);
 	int first = (int)(((int64_t)r * dp->S + dp->R - 1) / dp->R); /* least i of replica r */
 	shard *o = &dp->sh[first];
 	int64_t c = __atomic_load_n(&o->pack_claim, __ATOMIC_ACQUIRE);
 	if (c != step && __atomic_compare_exchange_n(&o->pack_claim, &c, step, 0,
 	                                             __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
 		float *p = nn_model_params(t->m, NULL);
-		nn_sparse_in_forget(o->b.sp);
+		if (!dp->n_fb)
+			nn_sparse_in_forget(o->b.sp);
 		nn_sparse_in_weights(o->b.sp, p + t->sp_w_off,
 		                     t->sp_b_off >= 0 ? p + t->sp_b_off : NULL,
 		                     nn_model_std_mean(t->m), nn_model_std_std(t->m));
@@ -321,10 +332,34 @@ static void clip_task(void *arg, int i)
 	update_unit(dp, &dp->u[i]);
 }
 
-/* The unit phases' tasks: a group of units each. */
+/* Fused block b: outputs [16 b, 16 b + 16) of the first layer, from the
+ * shards' sums (in shard order, shards with rows only: an empty one's
+ * scratch holds an older batch) to the new weights, packed. */
+static void fused_block(struct nn_dp *dp, int b)
+{
+	nn_trainer *t = dp->t;
+	float *p = nn_model_params(t->m, NULL);
+	nn_sparse_in *dst = dp->sh[0].b.sp;
+	const int j0 = 16 * b, j1 = j0 + 16;
+	for (int s = 1; s < dp->S; s++)
+		if (dp->sh[s].n > 0)
+			nn_sparse_in_fold_grad_rows(dst, dp->sh[s].b.sp, j0, j1);
+	dp->fb_ss[b] = nn_sparse_in_adam_rows(dst, dp->db, &dp->sc, p + t->sp_w_off,
+	                                      t->s1 + t->sp_w_off, t->s2 + t->sp_w_off, j0, j1);
+	if (dp->avg)
+		nn_trainer_average(t, p, t->sp_w_off + (int64_t)j0 * t->features,
+		                   t->sp_w_off + (int64_t)j1 * t->features);
+}
+
+/* The update phase's tasks: the fused blocks, then a group of units each. */
 static void unit_group_task(void *arg, int g)
 {
 	struct nn_dp *dp = arg;
+	if (g < dp->n_fb) {
+		fused_block(dp, g);
+		return;
+	}
+	g -= dp->n_fb;
 	for (int i = dp->ug[g]; i < dp->ug[g + 1]; i++)
 		unit_task(arg, i);
 }
@@ -360,7 +395,8 @@ static region floats(float *base, int64_t off, int64_t w)
  *    one's dgamma and dbeta);
  *  - backward segment j > 0: batch norm j - 1's dgamma and dbeta;
  *  - the last phase (backward 0, or the pass of a model without batch
- *    norm): the whole gradient, which the units fold.
+ *    norm): the whole gradient, which the units fold (with the fused
+ *    first layer: but its weight gradient, and its sums x^T dz instead).
  */
 static int shard_regions(struct nn_dp *dp, int i, region *r)
 {
@@ -399,7 +435,17 @@ static int shard_regions(struct nn_dp *dp, int i, region *r)
 	if (p == 3 * nb) {
 		int64_t np = 0;
 		(void)nn_model_params(dp->t->m, &np);
-		r[n++] = floats(g, 0, np);
+		if (dp->n_fb) {
+			/* the first layer's weight gradient is the sums x^T dz */
+			const nn_trainer *t = dp->t;
+			int64_t w1 = t->sp_w_off + t->sp_w_len, len = 0;
+			float *gt = nn_sparse_in_grad_sums(s->b.sp, &len);
+			r[n++] = floats(g, 0, t->sp_w_off);
+			r[n++] = floats(g, w1, np - w1);
+			r[n++] = floats(gt, 0, len);
+		} else {
+			r[n++] = floats(g, 0, np);
+		}
 	}
 	return n;
 }
@@ -451,6 +497,24 @@ static void running_stats(struct nn_dp *dp)
 	}
 }
 
+/* Before the fused blocks: the batch's bias gradient of the first layer
+ * (the shards' in order, as its unit folds them in place meanwhile) and
+ * Adam's scalars for this step. */
+static void fused_prepare(struct nn_dp *dp, float lr)
+{
+	nn_trainer *t = dp->t;
+	const int out = (int)(t->sp_w_len / t->features);
+	memcpy(dp->db, nn_ws_grads(dp->sh[0].ws) + t->sp_b_off, sizeof(float) * (size_t)out);
+	for (int s = 1; s < dp->S; s++) {
+		const float *x = nn_ws_grads(dp->sh[s].ws) + t->sp_b_off;
+		for (int j = 0; j < out; j++)
+			dp->db[j] += x[j];
+	}
+	nn_optim_adam_scalars(&t->cfg.opt, lr, t->opt_t, &dp->sc);
+	dp->sc.l2 = t->cfg.l2 > 0 ? t->cfg.l2 : 0.0f;
+	NN_TEST_COUNT(sparse_fused_steps);
+}
+
 nn_status nn_shard_step(nn_trainer *t, int n, float lr, const nn_callbacks *cb, char *err,
                         size_t errlen)
 {
@@ -489,10 +553,14 @@ nn_status nn_shard_step(nn_trainer *t, int n, float lr, const nn_callbacks *cb, 
 	dp->clip = c->clip_grad_norm > 0;
 	dp->avg = !prune && nn_trainer_averaging(t);
 	t->opt_t++;
-	run(dp, unit_group_task, dp->n_ug);
+	if (dp->n_fb)
+		fused_prepare(dp, lr);
+	run(dp, unit_group_task, dp->n_fb + dp->n_ug);
 	double sq = 0;
 	for (int k = 0, i = 0; k < t->n_groups; k++) {
 		double gs = 0;
+		for (int b = 0; k == dp->fgroup && b < dp->n_fb; b++)
+			gs += dp->fb_ss[b];
 		for (; i < dp->n_units && dp->u[i].group == k; i++)
 			gs += dp->unit_ss[i];
 		t->gn_sum[k] += sqrt(gs);
@@ -512,7 +580,7 @@ nn_status nn_shard_step(nn_trainer *t, int n, float lr, const nn_callbacks *cb, 
 
 /* ---------------------------------------------------------------- setup */
 
-static nn_status shard_buffers(nn_trainer *t, shard *s, int rows)
+static nn_status shard_buffers(nn_trainer *t, shard *s, int rows, int fused)
 {
 	const int f = t->features;
 	s->ws = nn_ws_create(t->m, rows);
@@ -532,7 +600,7 @@ static nn_status shard_buffers(nn_trainer *t, shard *s, int rows)
 		s->b.sp = nn_sparse_in_create(rows, f, (int)(t->sp_w_len / f));
 		if (!s->b.sp)
 			return NN_ENOMEM;
-		nn_sparse_in_defer(s->b.sp, 0);
+		nn_sparse_in_defer(s->b.sp, fused);
 		nn_ws_set_sparse_in(s->ws, 0, s->b.sp);
 	}
 	if (t->sph) {
@@ -556,18 +624,28 @@ static nn_status shard_buffers(nn_trainer *t, shard *s, int rows)
 static nn_status make_units(nn_trainer *t, struct nn_dp *dp)
 {
 	int n = 0;
+	const int64_t w0 = dp->n_fb ? t->sp_w_off : -1, w1 = dp->n_fb ? w0 + t->sp_w_len : -1;
 	for (int k = 0; k < t->n_groups; k++)
-		n += (int)((t->group_len[k] + UNIT - 1) / UNIT);
+		n += (int)((t->group_len[k] + UNIT - 1) / UNIT) + 2;
 	dp->u = calloc((size_t)n + 1, sizeof(*dp->u));
 	dp->unit_ss = calloc((size_t)n + 1, sizeof(double));
 	if (!dp->u || !dp->unit_ss)
 		return NN_ENOMEM;
 	for (int k = 0; k < t->n_groups; k++) {
 		int64_t a = t->group_off[k], b = a + t->group_len[k];
-		for (int64_t from = a; from < b; from += UNIT) {
+		for (int64_t from = a; from < b;) {
+			if (from == w0) {   /* the fused weights: blocks, not units */
+				from = w1;
+				dp->fgroup = k;
+				continue;
+			}
+			int64_t to = from + UNIT < b ? from + UNIT : b;
+			if (from < w0 && to > w0)
+				to = w0;
 			unit *u = &dp->u[dp->n_units++];
 			u->from = from;
-			u->to = from + UNIT < b ? from + UNIT : b;
+			u->to = to;
+			from = to;
 			u->group = k;
 			u->part_off = calloc((size_t)t->n_wr + 1, sizeof(int64_t));
 			u->part_len = calloc((size_t)t->n_wr + 1, sizeof(int64_t));
@@ -644,12 +722,24 @@ nn_status nn_shard_init(nn_trainer *t, const nn_parallel *par, char *err, size_t
 		if (nd->kind == NN_NODE_BN)
 			dp->bn[dp->n_bn++] = k;
 	}
+	/* the fused first layer, as train.c's fuse_begin decides for one shard */
+	const nn_train_config *c = &t->cfg;
+	dp->fgroup = -1;
+	if (t->sp && t->sp_b_off >= 0 && nn_tune.sparse_fuse &&
+	    (c->opt.type == NN_OPT_ADAM || c->opt.type == NN_OPT_ADAMW) &&
+	    !(c->clip_grad_norm > 0) && !c->sparsity.enabled) {
+		dp->n_fb = (int)(t->sp_w_len / t->features) / 16;
+		dp->fb_ss = calloc((size_t)dp->n_fb, sizeof(double));
+		dp->db = calloc((size_t)dp->n_fb * 16, sizeof(float));
+		if (!dp->fb_ss || !dp->db)
+			goto oom;
+	}
 	int rows = (t->max_batch + S - 1) / S;
 	for (int s = 0; s < S; s++) {
 		shard *sh = &dp->sh[s];
 		sh->part = calloc(4 * (size_t)dp->max_w, sizeof(float));
 		sh->packed = sh->pack_claim = -1;
-		if (!sh->part || shard_buffers(t, sh, rows) != NN_OK)
+		if (!sh->part || shard_buffers(t, sh, rows, dp->n_fb > 0) != NN_OK)
 			goto oom;
 		/* a shard another process runs still has its run's views here:
 		 * its outputs are copied into them (shard_out) */
@@ -689,6 +779,8 @@ void nn_shard_release(nn_trainer *t)
 	free(dp->u);
 	free(dp->unit_ss);
 	free(dp->ug);
+	free(dp->fb_ss);
+	free(dp->db);
 	free(dp->sh);
 	free(dp->bn);
 	free(dp);

@@ -683,17 +683,18 @@ SP_TARGET static inline __m512 adam16(const nn_adam_scalars *a, __m512 w, __m512
 	return _mm512_loadu_ps(wl);
 }
 
+/* Outputs [j_from, j_to) (multiples of 16). */
 __attribute__((target("avx512f,prfchw"))) static double adam_avx512(nn_sparse_in *s, const nn_adam_scalars *a, float *W,
-                                    float *m, float *v)
+                                    float *m, float *v, int j_from, int j_to)
 {
-	const int f = s->f, out = s->out;
+	const int f = s->f;
 	const int f16 = f - f % 16;
 	const float *db = s->dbp;
 	const float *mean = s->mean;
 	const int decay = a->decay != 1.0f, l2 = a->l2 > 0.0f;
 	__m512 sq = _mm512_setzero_ps();
 	double sq_tail = 0;
-	for (int j0 = 0; j0 < out; j0 += 16) {
+	for (int j0 = j_from; j0 < j_to; j0 += 16) {
 		float *base = sp_wt_at(s, 0, j0);
 		int64_t w = sp_wt_at(s, 1, j0) - base;
 		const float *gbase = base - s->wt + s->gt;
@@ -786,10 +787,46 @@ double nn_sparse_in_adam(nn_sparse_in *s, const nn_adam_scalars *a, float *W, fl
 	s->pending = 0;
 #if SP_X86
 	if (simd())
-		sq = adam_avx512(s, a, W, m, v);
+		sq = adam_avx512(s, a, W, m, v, 0, s->out);
 	else
 #endif
-		sq = sp_adam_plain(s, a, W, m, v);
+		sq = sp_adam_plain(s, a, W, m, v, 0, s->out);
+	s->fresh = W;
+	s->fresh_sd = s->sd;
+	return sq;
+}
+
+float *nn_sparse_in_grad_sums(nn_sparse_in *s, int64_t *n)
+{
+	*n = s->gt ? (int64_t)s->f * s->nblk * BLK : 0;
+	return s->gt;
+}
+
+void nn_sparse_in_fold_grad_rows(nn_sparse_in *dst, const nn_sparse_in *src, int j_from,
+                                 int j_to)
+{
+	for (int j0 = j_from; j0 < j_to; j0 += 16) {
+		int64_t off = sp_wt_at(dst, 0, j0) - dst->wt, w = sp_wt_at(dst, 1, j0) - sp_wt_at(dst, 0, j0);
+		float *d = dst->gt + off;
+		const float *x = src->gt + off;
+		for (int k = 0; k < dst->f; k++)
+			for (int i = 0; i < 16; i++)
+				d[(int64_t)k * w + i] += x[(int64_t)k * w + i];
+	}
+}
+
+double nn_sparse_in_adam_rows(nn_sparse_in *s, const float *db, const nn_adam_scalars *a,
+                              float *W, float *m, float *v, int j_from, int j_to)
+{
+	double sq;
+	s->dbp = db;
+#if SP_X86
+	if (simd())
+		sq = adam_avx512(s, a, W, m, v, j_from, j_to);
+	else
+#endif
+		sq = sp_adam_plain(s, a, W, m, v, j_from, j_to);
+	s->pending = 0;
 	s->fresh = W;
 	s->fresh_sd = s->sd;
 	return sq;

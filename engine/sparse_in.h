@@ -103,4 +103,21 @@ double nn_sparse_in_adam(nn_sparse_in *s, const nn_adam_scalars *a, float *W, fl
                          float *v);
 void nn_sparse_in_forget(nn_sparse_in *s);
 
+/*
+ * The same step for a batch cut into shards (shard.c), each shard's rows in
+ * a scratch of its own with defer on. nn_sparse_in_grad_sums: the shard's
+ * pending sums x^T dz (n floats, the same layout in every scratch of the
+ * same shape). nn_sparse_in_fold_grad_rows adds src's sums of outputs
+ * [j_from, j_to) into dst's; nn_sparse_in_adam_rows then runs the fused
+ * step on those outputs of dst (with db, the batch's bias gradient, all out
+ * of it), packs them, and returns their gradient's sum of squares. Rows are
+ * multiples of 16; disjoint ranges may run at once. Once every range has
+ * run, dst's packed weights are the new W's, as after nn_sparse_in_adam.
+ */
+float *nn_sparse_in_grad_sums(nn_sparse_in *s, int64_t *n);
+void nn_sparse_in_fold_grad_rows(nn_sparse_in *dst, const nn_sparse_in *src, int j_from,
+                                 int j_to);
+double nn_sparse_in_adam_rows(nn_sparse_in *s, const float *db, const nn_adam_scalars *a,
+                              float *W, float *m, float *v, int j_from, int j_to);
+
 #endif

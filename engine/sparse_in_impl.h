@@ -77,6 +77,8 @@ void sp_forward_plain(const nn_sparse_in *s, float *z);
 void sp_grad_block_plain(nn_sparse_in *s, int blk);
 void sp_grad_block_narrow_plain(nn_sparse_in *s, int blk, int w);
 void sp_grad_epilogue_plain(nn_sparse_in *s, const float *db, float *dW);
-double sp_adam_plain(nn_sparse_in *s, const nn_adam_scalars *a, float *W, float *m, float *v);
+/* outputs [j_from, j_to) (multiples of 16) */
+double sp_adam_plain(nn_sparse_in *s, const nn_adam_scalars *a, float *W, float *m, float *v,
+                     int j_from, int j_to);
 
 #endif

@@ -220,14 +220,14 @@ SP_PLAIN void sp_grad_epilogue_plain(nn_sparse_in *s, const float *db, float *dW
 }
 
 SP_PLAIN double sp_adam_plain(nn_sparse_in *s, const nn_adam_scalars *a, float *W, float *m,
-                              float *v)
+                              float *v, int j_from, int j_to)
 {
-	const int f = s->f, out = s->out, f16 = f - f % 16;
+	const int f = s->f, f16 = f - f % 16;
 	const float *db = s->dbp, *mean = s->mean;
 	const int decay = a->decay != 1.0f, l2 = a->l2 > 0.0f;
 	float sq[16] = { 0 }; /* the twin's lanes: k % 16 below f16 */
 	double sq_tail = 0;
-	for (int j0 = 0; j0 < out; j0 += 16) {
+	for (int j0 = j_from; j0 < j_to; j0 += 16) {
 		float acc[4][16] = { { 0 } }, tail[16] = { 0 };
 		/* tiles of 16 x 16, rows j in order within each, as the twin */
 		for (int k0 = 0; k0 < f16; k0 += 16) {

@@ -23,6 +23,8 @@
 #include "nn.h"
 #include "par_fixture.h"
 #include "replicas.h"
+#include "sparse_in.h"
+#include "trainer.h"
 
 /* ---------------------------------------------------------------- fixtures */
 
@@ -272,13 +274,28 @@ START_TEST(test_running_statistics_and_validation_same_bits)
 END_TEST
 
 /* 2000 rows of 784 bytes: the byte copy and the sparse kernels (on CPUs with
- * AVX-512) per shard, Adam, 4 shards. */
+ * AVX-512) per shard, Adam (the first layer's step fused, and not), AdamW
+ * with l2 and EMA, 4 shards. */
 START_TEST(test_image_bytes_through_sparse_kernels_same_bits)
 {
 	data a = make_data(2000, 784, 0);
 	nn_train_config c = config(4);
 	c.batch_size = 128;
 	c.epochs = 1;
+	/* the first layer's Adam step fused (shard.c's blocks), then not */
+	nn_counts.sparse_fused_steps = 0;
+	all_placements_agree(&a, 0, 0, c);
+	if (nn_sparse_in_supported())
+		ck_assert_msg(nn_counts.sparse_fused_steps > 0, "no sharded step ran fused");
+	nn_tune.sparse_fuse = 0;
+	nn_counts.sparse_fused_steps = 0;
+	all_placements_agree(&a, 0, 0, c);
+	nn_tune.sparse_fuse = 1;
+	ck_assert_int_eq(nn_counts.sparse_fused_steps, 0);
+	/* AdamW with l2 and an average: fused too */
+	c.opt = nn_optimizer_default(NN_OPT_ADAMW);
+	c.l2 = 0.001f;
+	c.avg.type = NN_AVG_EMA;
 	all_placements_agree(&a, 0, 0, c);
 	free_data(&a);
 }
@@ -297,6 +314,44 @@ END_TEST
 
 /* Without dropout (the only stream that differs), shards 1, 2 and 4 are the
  * same mathematics: losses and weights agree to float rounding. */
+/* Image bytes through the fused first layer (dense 32 relu, the output
+ * layer; Adam), 11 rows in batches of 8 on 4 shards: every second step has
+ * 3 rows, so shard 3 is empty and its scratch holds the previous step's
+ * sums. The fused step (the shards' sums x^T dz folded, then one epilogue)
+ * and the separate passes (each shard's gradient, then folded) are the
+ * same mathematics; a stale scratch folded in is a whole extra gradient. */
+START_TEST(test_fused_first_layer_skips_empty_shards)
+{
+	data a = make_data(11, 784, 0);
+	nn_layer_spec L = nn_layer_default(NN_LAYER_DENSE);
+	L.units = 32;
+	L.act = NN_ACT_RELU;
+	nn_model_spec spec = { NN_TASK_CLASSIFICATION, 784, 10, NN_INIT_AUTO, 3, &L, 1 };
+	nn_train_config c = config(4);
+	c.batch_size = 8;
+	nn_model *m[2];
+	int64_t saved_min = nn_tune.byte_copy_min;
+	nn_tune.byte_copy_min = 0; /* the byte copy (and so the sparse kernels) for 11 rows */
+	for (int fuse = 0; fuse < 2; fuse++) {
+		char err[300];
+		nn_tune.sparse_fuse = fuse;
+		nn_counts.sparse_fused_steps = 0;
+		m[fuse] = nn_model_create(&spec, err, sizeof err);
+		ck_assert_msg(m[fuse] != NULL, "%s", err);
+		ck_assert_msg(nn_train(m[fuse], &a.d, NULL, &c, NULL, NULL, 0, NULL, err,
+		                       sizeof err) == NN_OK, "%s", err);
+		ck_assert_int_eq(nn_counts.sparse_fused_steps, (fuse ? 4 : 0));
+	}
+	nn_tune.sparse_fuse = 1;
+	nn_tune.byte_copy_min = saved_min;
+	double d = max_diff(m[0], m[1]);
+	ck_assert_msg(d < 1e-5, "fused weights %g away from the separate passes'", d);
+	nn_model_free(m[0]);
+	nn_model_free(m[1]);
+	free_data(&a);
+}
+END_TEST
+
 START_TEST(test_shards_compute_the_one_batch_mathematics)
 {
 	data a = make_data(300, 24, 0);
@@ -410,6 +465,7 @@ END_TEST
 
 int main(void)
 {
+	int skipped = 0;
 	Suite *s = suite_create("shards");
 	TCase *tc = tcase_create("shards");
 	tcase_set_timeout(tc, 120);
@@ -420,8 +476,10 @@ int main(void)
 	tcase_add_test(tc, test_image_bytes_through_sparse_kernels_same_bits);
 	tcase_add_test(tc, test_empty_shards_add_nothing);
 	tcase_add_test(tc, test_shards_compute_the_one_batch_mathematics);
+	tcase_add_test_if(tc, test_fused_first_layer_skips_empty_shards, nn_sparse_in_supported(),
+	                  "no AVX-512: the trainer takes no sparse first layer to fuse", &skipped);
 	tcase_add_test(tc, test_resume_mid_epoch_on_other_replicas_same_bits);
 	tcase_add_test(tc, test_replicas_must_divide_shards);
 	suite_add_tcase(s, tc);
-	return check_run(s);
+	return check_run_skipping(s, skipped);
 }
