@@ -643,12 +643,9 @@ static int mark_ignored(api_csv *c)
 
 /* The first record ended: fix the shape, then treat it as data if there is
  * no header. */
-static int first_record_end(api_csv *c)
+/* The label column of a first record of n fields, or -1 (failed). */
+static int label_column(api_csv *c, int n)
 {
-	int n = c->n_first;
-	if (n < 2)
-		return fail_at(c, c->first_line, 1,
-			       "need at least two columns (features and a label)%s", NULL);
 	int lc = n - 1;
 	if (c->label) {
 		lc = -1;
@@ -676,6 +673,42 @@ static int first_record_end(api_csv *c)
 			return fail_err(c);
 		}
 	}
+	return lc;
+}
+
+/* The feature columns' names: the header's, or x0, x1, ...; -1 without
+ * memory. */
+static int name_features(api_csv *c, int n)
+{
+	c->names = calloc((size_t)c->features, sizeof *c->names);
+	if (!c->names)
+		return -1;
+	for (int i = 0, j = 0; i < n; i++) {
+		if (c->fidx[i] < 0)
+			continue;
+		if (c->o.header) {
+			c->names[j] = c->first[i];
+			c->first[i] = NULL;
+		} else {
+			char b[24];
+			snprintf(b, sizeof b, "x%d", j);
+			c->names[j] = api_strndup(b, strlen(b));
+		}
+		if (!c->names[j++])
+			return -1;
+	}
+	return 0;
+}
+
+static int first_record_end(api_csv *c)
+{
+	int n = c->n_first;
+	if (n < 2)
+		return fail_at(c, c->first_line, 1,
+			       "need at least two columns (features and a label)%s", NULL);
+	int lc = label_column(c, n);
+	if (lc < 0)
+		return -1;
 	c->ncols = n;
 	c->label_col = lc;
 	if (c->o.header && !(c->label_name = api_strndup(c->first[lc], strlen(c->first[lc]))))
@@ -700,23 +733,8 @@ static int first_record_end(api_csv *c)
 		api_err_field(&c->err, "ignore", "leaves no feature column");
 		return fail_err(c);
 	}
-	c->names = calloc((size_t)c->features, sizeof *c->names);
-	if (!c->names)
+	if (name_features(c, n) != 0)
 		goto oom;
-	for (int i = 0, j = 0; i < n; i++) {
-		if (c->fidx[i] < 0)
-			continue;
-		if (c->o.header) {
-			c->names[j] = c->first[i];
-			c->first[i] = NULL;
-		} else {
-			char b[24];
-			snprintf(b, sizeof b, "x%d", j);
-			c->names[j] = api_strndup(b, strlen(b));
-		}
-		if (!c->names[j++])
-			goto oom;
-	}
 	if (c->o.task != NN_TASK_CLASSIFICATION) {
 		c->yv = malloc(4);
 		if (!c->yv)
@@ -879,149 +897,158 @@ static void newline(api_csv *c, unsigned char ch)
 	c->prev_cr = ch == '\r';
 }
 
+/* The state machine over one chunk, a function a state: each takes the
+ * input at p (p < end) and returns where it stopped, or NULL on a failure
+ * (c->failed says why). */
+static const char *in_unquoted(api_csv *c, const char *p, const char *end)
+{
+	const char *q = p;
+	while (q < end && !special_unq[(unsigned char)*q])
+		q++;
+	if (q == end)
+		return fb_append(c, p, (size_t)(q - p)) != 0 ? NULL : q;
+	unsigned char ch = (unsigned char)*q;
+	if (ch == '"')
+		return fail_at(c, c->line, c->col + 1, "quote inside an unquoted field%s", NULL), NULL;
+	if (ch == 0)
+		return fail_at(c, c->line, c->col + 1, "NUL byte in the input%s", NULL), NULL;
+	int r;
+	if (c->fb_len == 0) {
+		r = end_field(c, p, (size_t)(q - p));
+	} else {
+		r = fb_append(c, p, (size_t)(q - p));
+		if (r == 0)
+			r = end_fb_field(c);
+	}
+	if (r != 0)
+		return NULL;
+	c->state = S_START;
+	if (ch == ',') {
+		c->col++;
+	} else {
+		if (end_record(c) != 0)
+			return NULL;
+		newline(c, ch);
+	}
+	return q + 1;
+}
+
+static const char *in_quoted(api_csv *c, const char *p, const char *end)
+{
+	const char *q = p;
+	while (q < end && !special_quo[(unsigned char)*q])
+		q++;
+	if (fb_append(c, p, (size_t)(q - p)) != 0)
+		return NULL;
+	if (q == end)
+		return q;
+	unsigned char ch = (unsigned char)*q;
+	if (ch == '\n') {
+		if (fb_append(c, "\n", 1) != 0)
+			return NULL;
+		c->line++;
+	} else if (ch == 0) {
+		return fail_at(c, c->line, c->col + 1, "NUL byte in the input%s", NULL), NULL;
+	} else {
+		c->state = S_QQ;
+	}
+	return q + 1;
+}
+
+/* The byte after a quote inside a quoted field: an escaped quote or the
+ * field's end. */
+static const char *after_quote(api_csv *c, const char *p)
+{
+	unsigned char ch = (unsigned char)*p;
+	if (ch == '"') {
+		if (fb_append(c, "\"", 1) != 0)
+			return NULL;
+		c->state = S_QUO;
+	} else if (ch == ',') {
+		if (end_fb_field(c) != 0)
+			return NULL;
+		c->col++;
+		c->state = S_START;
+	} else if (ch == '\n' || ch == '\r') {
+		if (end_fb_field(c) != 0 || end_record(c) != 0)
+			return NULL;
+		newline(c, ch);
+		c->state = S_START;
+	} else {
+		return fail_at(c, c->line, c->col + 1,
+		               ch == 0 ? "NUL byte in the input%s"
+		                       : "unexpected character after a closing quote%s", NULL), NULL;
+	}
+	return p + 1;
+}
+
+/* A field's first byte (the loop's hot path: an unquoted numeric feature
+ * is read in place); the other states in the functions above. */
 static int process(api_csv *c, const char *buf, size_t len)
 {
 	const char *p = buf, *end = buf + len;
 	while (p < end) {
-		switch (c->state) {
-		case S_START: {
-			unsigned char ch = (unsigned char)*p;
-			if (c->prev_cr) {
-				c->prev_cr = 0;
-				if (ch == '\n') {
-					p++;
-					continue;
-				}
-			}
-			if (ch == '\n' || ch == '\r') {
-				p++;
-				if (c->col == 0 && !c->in_record) {
-					newline(c, ch);  /* a blank line */
-					continue;
-				}
-				if (end_field(c, "", 0) != 0 || end_record(c) != 0)
-					return -1;
-				newline(c, ch);
-				continue;
-			}
-			c->in_record = 1;
-			c->field_line = c->line;
-			if (ch == ',') {
-				p++;
-				if (end_field(c, "", 0) != 0)
-					return -1;
-				c->col++;
-				continue;
-			}
-			if (ch == '"') {
-				p++;
-				c->state = S_QUO;
-				continue;
-			}
-			if (ch == 0)
-				return fail_at(c, c->line, c->col + 1, "NUL byte in the input%s", NULL);
-			if (c->col < c->ncols && c->fast[c->col]) {
-				const char *q = fast_feature(c, p, end);
-				if (!q && c->failed)
-					return -1;
-				if (q) {
-					unsigned char t = (unsigned char)*q;
-					p = q + 1;
-					if (t == ',') {
-						c->col++;
-					} else {
-						if (end_record(c) != 0)
-							return -1;
-						newline(c, t);
-					}
-					continue;
-				}
-			}
-			c->state = S_UNQ;
-		}
-		/* fall through */
-		case S_UNQ: {
-			const char *q = p;
-			while (q < end && !special_unq[(unsigned char)*q])
-				q++;
-			if (q == end) {
-				if (fb_append(c, p, (size_t)(q - p)) != 0)
-					return -1;
-				p = q;
-				break;
-			}
-			unsigned char ch = (unsigned char)*q;
-			if (ch == '"')
-				return fail_at(c, c->line, c->col + 1, "quote inside an unquoted field%s", NULL);
-			if (ch == 0)
-				return fail_at(c, c->line, c->col + 1, "NUL byte in the input%s", NULL);
-			int r;
-			if (c->fb_len == 0) {
-				r = end_field(c, p, (size_t)(q - p));
-			} else {
-				r = fb_append(c, p, (size_t)(q - p));
-				if (r == 0)
-					r = end_fb_field(c);
-			}
-			if (r != 0)
+		if (c->state != S_START) {
+			p = c->state == S_UNQ   ? in_unquoted(c, p, end)
+			    : c->state == S_QUO ? in_quoted(c, p, end)
+			                        : after_quote(c, p);
+			if (!p)
 				return -1;
-			p = q + 1;
-			c->state = S_START;
-			if (ch == ',') {
-				c->col++;
-			} else {
-				if (end_record(c) != 0)
-					return -1;
-				newline(c, ch);
-			}
-			break;
+			continue;
 		}
-		case S_QUO: {
-			const char *q = p;
-			while (q < end && !special_quo[(unsigned char)*q])
-				q++;
-			if (fb_append(c, p, (size_t)(q - p)) != 0)
-				return -1;
-			p = q;
-			if (q == end)
-				break;
-			unsigned char ch = (unsigned char)*q;
-			p = q + 1;
+		unsigned char ch = (unsigned char)*p;
+		if (c->prev_cr) {
+			c->prev_cr = 0;
 			if (ch == '\n') {
-				if (fb_append(c, "\n", 1) != 0)
-					return -1;
-				c->line++;
-			} else if (ch == 0) {
-				return fail_at(c, c->line, c->col + 1, "NUL byte in the input%s", NULL);
-			} else {
-				c->state = S_QQ;
+				p++;
+				continue;
 			}
-			break;
 		}
-		case S_QQ: {
-			unsigned char ch = (unsigned char)*p++;
-			if (ch == '"') {
-				if (fb_append(c, "\"", 1) != 0)
-					return -1;
-				c->state = S_QUO;
-			} else if (ch == ',') {
-				if (end_fb_field(c) != 0)
-					return -1;
-				c->col++;
-				c->state = S_START;
-			} else if (ch == '\n' || ch == '\r') {
-				if (end_fb_field(c) != 0 || end_record(c) != 0)
-					return -1;
-				newline(c, ch);
-				c->state = S_START;
-			} else {
-				return fail_at(c, c->line, c->col + 1,
-					       ch == 0 ? "NUL byte in the input%s"
-						       : "unexpected character after a closing quote%s", NULL);
+		if (ch == '\n' || ch == '\r') {
+			p++;
+			if (c->col == 0 && !c->in_record) {
+				newline(c, ch);  /* a blank line */
+				continue;
 			}
-			break;
+			if (end_field(c, "", 0) != 0 || end_record(c) != 0)
+				return -1;
+			newline(c, ch);
+			continue;
 		}
+		c->in_record = 1;
+		c->field_line = c->line;
+		if (ch == ',') {
+			p++;
+			if (end_field(c, "", 0) != 0)
+				return -1;
+			c->col++;
+			continue;
 		}
+		if (ch == '"') {
+			p++;
+			c->state = S_QUO;
+			continue;
+		}
+		if (ch == 0)
+			return fail_at(c, c->line, c->col + 1, "NUL byte in the input%s", NULL);
+		if (c->col < c->ncols && c->fast[c->col]) {
+			const char *q = fast_feature(c, p, end);
+			if (!q && c->failed)
+				return -1;
+			if (q) {
+				unsigned char t = (unsigned char)*q;
+				p = q + 1;
+				if (t == ',') {
+					c->col++;
+				} else {
+					if (end_record(c) != 0)
+						return -1;
+					newline(c, t);
+				}
+				continue;
+			}
+		}
+		c->state = S_UNQ;
 	}
 	return 0;
 }

@@ -47,6 +47,9 @@
 #define IDX_KEEP_BEFORE_HEADER (1u << 20)
 /* a buffer this large asks for huge pages */
 #define IDX_HUGE_MIN (8u << 20)
+/* A gzip part's buffer is sized at once to what its header allows, up to
+ * this (beyond, it doubles as the bytes come). */
+#define IDX_RESERVE_MAX ((size_t)1 << 30)
 
 /*
  * One part's state. A gzip part is either kept (stream 0: zb holds every
@@ -344,7 +347,17 @@ static int keep(api_idx *r, int k, const unsigned char *b, size_t n)
 				return fail(r, 413, "payload_too_large", "no memory for the %s", PART[k]);
 			cap *= 2;
 		}
-		unsigned char *z = realloc(p->zb, cap);
+		unsigned char *z = NULL;
+		/* With the header known, the bound at once: the kept bytes then
+		 * never move again (doubling copied the part about once more and
+		 * faulted in twice its memory), and the pages beyond what arrives
+		 * are never touched, so a lying header still costs nothing. */
+		size_t bound = keep_bound(p);
+		if (p->hdr_done && bound <= IDX_RESERVE_MAX && bound + n > cap &&
+		    (z = realloc(p->zb, bound + n)))
+			cap = bound + n;
+		else
+			z = realloc(p->zb, cap);
 		if (!z)
 			return fail(r, 413, "payload_too_large", "no memory for the %s", PART[k]);
 		p->zb = z;

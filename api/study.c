@@ -263,6 +263,67 @@ static void read_space(api_study *s, const cJSON *space, api_err *e)
 		}
 }
 
+/* Successive halving's min_epochs and reduction_factor (defaults written
+ * into the config). */
+static void read_halving(api_study *s, const cJSON *st, api_err *e)
+{
+	const cJSON *m = cJSON_GetObjectItemCaseSensitive(st, "min_epochs");
+	const cJSON *f = cJSON_GetObjectItemCaseSensitive(st, "reduction_factor");
+	s->min_epochs = 1;
+	s->factor = 3;
+	if (m && !is_int(m, 1, s->epochs))
+		api_err_field(e, "strategy.min_epochs", "must be an integer in [1, job.epochs = %d]",
+		              s->epochs);
+	else if (m)
+		s->min_epochs = (int)m->valuedouble;
+	if (f && !is_int(f, 2, 1000))
+		api_err_field(e, "strategy.reduction_factor", "must be an integer in [2, 1000]");
+	else if (f)
+		s->factor = (int)f->valuedouble;
+	cJSON *w = (cJSON *)st;
+	cJSON_DeleteItemFromObjectCaseSensitive(w, "min_epochs");
+	cJSON_DeleteItemFromObjectCaseSensitive(w, "reduction_factor");
+	cJSON_AddNumberToObject(w, "min_epochs", s->min_epochs);
+	cJSON_AddNumberToObject(w, "reduction_factor", s->factor);
+}
+
+/* A learning curve's rows (each within the training split) and repeats;
+ * its trials: every configuration at every row count, repeats times. */
+static void read_curve(api_study *s, const cJSON *st, const api_study_data *d, api_err *e)
+{
+	const cJSON *r = cJSON_GetObjectItemCaseSensitive(st, "rows");
+	const cJSON *rep = cJSON_GetObjectItemCaseSensitive(st, "repeats");
+	s->repeats = 1;
+	if (rep && !is_int(rep, 1, 1000))
+		api_err_field(e, "strategy.repeats", "must be an integer in [1, 1000]");
+	else if (rep)
+		s->repeats = (int)rep->valuedouble;
+	if (!cJSON_IsArray(r) || cJSON_GetArraySize(r) == 0) {
+		api_err_field(e, "strategy.rows", "must be a non-empty list of row counts");
+	} else {
+		s->n_rows = cJSON_GetArraySize(r);
+		s->rows = calloc((size_t)s->n_rows, sizeof *s->rows);
+		double vf = s->val_dataset ? 0 : s->val_fraction;
+		int64_t split = d ? api_train_split_rows(d->rows, vf) : INT64_MAX;
+		int i = 0;
+		for (const cJSON *v = r->child; v && s->rows; v = v->next, i++) {
+			char f[48];
+			snprintf(f, sizeof f, "strategy.rows[%d]", i);
+			if (!is_int(v, 1, 1e12))
+				api_err_field(e, f, "must be a positive integer");
+			else if ((int64_t)v->valuedouble > split)
+				api_err_field(e, f, "is more than the training split holds (%lld)",
+				              (long long)split);
+			else
+				s->rows[i] = (int64_t)v->valuedouble;
+		}
+	}
+	cJSON_DeleteItemFromObjectCaseSensitive((cJSON *)st, "repeats");
+	cJSON_AddNumberToObject((cJSON *)st, "repeats", s->repeats);
+	double n = (double)s->configs * s->n_rows * s->repeats;
+	s->trials = n > API_STUDY_MAX_TRIALS ? API_STUDY_MAX_TRIALS + 1 : (int)n;
+}
+
 static void read_strategy(api_study *s, const cJSON *st, const api_study_data *d, api_err *e)
 {
 	const char *t = cJSON_IsObject(st) ? str_or_null(cJSON_GetObjectItemCaseSensitive(st, "type"))
@@ -311,62 +372,12 @@ static void read_strategy(api_study *s, const cJSON *st, const api_study_data *d
 		else
 			s->trials = (int)n->valuedouble;
 	}
-	if (k == API_STRAT_HALVING) {
-		const cJSON *m = cJSON_GetObjectItemCaseSensitive(st, "min_epochs");
-		const cJSON *f = cJSON_GetObjectItemCaseSensitive(st, "reduction_factor");
-		s->min_epochs = 1;
-		s->factor = 3;
-		if (m && !is_int(m, 1, s->epochs))
-			api_err_field(e, "strategy.min_epochs", "must be an integer in [1, job.epochs = %d]",
-			              s->epochs);
-		else if (m)
-			s->min_epochs = (int)m->valuedouble;
-		if (f && !is_int(f, 2, 1000))
-			api_err_field(e, "strategy.reduction_factor", "must be an integer in [2, 1000]");
-		else if (f)
-			s->factor = (int)f->valuedouble;
-		cJSON *w = (cJSON *)st;
-		cJSON_DeleteItemFromObjectCaseSensitive(w, "min_epochs");
-		cJSON_DeleteItemFromObjectCaseSensitive(w, "reduction_factor");
-		cJSON_AddNumberToObject(w, "min_epochs", s->min_epochs);
-		cJSON_AddNumberToObject(w, "reduction_factor", s->factor);
-	}
+	if (k == API_STRAT_HALVING)
+		read_halving(s, st, e);
 	if (k == API_STRAT_GRID)
 		s->trials = s->configs;
-	if (k == API_STRAT_CURVE) {
-		const cJSON *r = cJSON_GetObjectItemCaseSensitive(st, "rows");
-		const cJSON *rep = cJSON_GetObjectItemCaseSensitive(st, "repeats");
-		s->repeats = 1;
-		if (rep && !is_int(rep, 1, 1000))
-			api_err_field(e, "strategy.repeats", "must be an integer in [1, 1000]");
-		else if (rep)
-			s->repeats = (int)rep->valuedouble;
-		if (!cJSON_IsArray(r) || cJSON_GetArraySize(r) == 0) {
-			api_err_field(e, "strategy.rows", "must be a non-empty list of row counts");
-		} else {
-			s->n_rows = cJSON_GetArraySize(r);
-			s->rows = calloc((size_t)s->n_rows, sizeof *s->rows);
-			int64_t split = d ? api_train_split_rows(d->rows, s->val_dataset ? 0
-			                                                              : s->val_fraction)
-			                  : INT64_MAX;
-			int i = 0;
-			for (const cJSON *v = r->child; v && s->rows; v = v->next, i++) {
-				char f[48];
-				snprintf(f, sizeof f, "strategy.rows[%d]", i);
-				if (!is_int(v, 1, 1e12))
-					api_err_field(e, f, "must be a positive integer");
-				else if ((int64_t)v->valuedouble > split)
-					api_err_field(e, f, "is more than the training split holds (%lld)",
-					              (long long)split);
-				else
-					s->rows[i] = (int64_t)v->valuedouble;
-			}
-		}
-		cJSON_DeleteItemFromObjectCaseSensitive((cJSON *)st, "repeats");
-		cJSON_AddNumberToObject((cJSON *)st, "repeats", s->repeats);
-		double n = (double)s->configs * s->n_rows * s->repeats;
-		s->trials = n > API_STUDY_MAX_TRIALS ? API_STUDY_MAX_TRIALS + 1 : (int)n;
-	}
+	if (k == API_STRAT_CURVE)
+		read_curve(s, st, d, e);
 	if (s->trials > API_STUDY_MAX_TRIALS)
 		api_err_field(e, "strategy", "asks for more than %d trials", API_STUDY_MAX_TRIALS);
 }

@@ -70,6 +70,73 @@ static int connect_any(const struct addrinfo *ai, long long deadline, char *err,
 	return -1;
 }
 
+/* Sends all of req (rl bytes) by the deadline; -1 with err set. */
+static int send_all(int fd, const char *req, int rl, long long deadline, char *err, size_t errlen)
+{
+	for (int off = 0; off < rl;) {
+		if (wait_fd(fd, POLLOUT, deadline) <= 0) {
+			snprintf(err, errlen, "timed out sending the request");
+			return -1;
+		}
+		ssize_t n = send(fd, req + off, (size_t)(rl - off), MSG_NOSIGNAL);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n < 0) {
+			snprintf(err, errlen, "cannot send: %s", strerror(errno));
+			return -1;
+		}
+		off += (int)n;
+	}
+	return 0;
+}
+
+/* Reads the reply until the peer closes (or buf is full) by the deadline:
+ * its length, or -1 with err set. buf ends with a NUL. */
+static long recv_all(int fd, char *buf, size_t size, long long deadline, char *err, size_t errlen)
+{
+	size_t got = 0;
+	while (got + 1 < size) {
+		int w = wait_fd(fd, POLLIN, deadline);
+		if (w <= 0) {
+			snprintf(err, errlen, "%s waiting for the reply",
+			         w == 0 ? "timed out" : "poll failed");
+			return -1;
+		}
+		ssize_t n = recv(fd, buf + got, size - 1 - got, 0);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n < 0) {
+			snprintf(err, errlen, "cannot read the reply: %s", strerror(errno));
+			return -1;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	buf[got] = '\0';
+	return (long)got;
+}
+
+/* 0 when buf is GET /healthz's 200 with {"status":"ok"}; -1 with err set. */
+static int check_reply(const char *buf, char *err, size_t errlen)
+{
+	int major, minor, status = 0;
+	if (sscanf(buf, "HTTP/%d.%d %d", &major, &minor, &status) != 3) {
+		snprintf(err, errlen, "not an HTTP reply");
+		return -1;
+	}
+	if (status != 200) {
+		snprintf(err, errlen, "GET /healthz answered %d", status);
+		return -1;
+	}
+	const char *body = strstr(buf, "\r\n\r\n");
+	if (!body || !strstr(body, "\"status\":\"ok\"")) {
+		snprintf(err, errlen, "GET /healthz answered 200 without {\"status\":\"ok\"}");
+		return -1;
+	}
+	return 0;
+}
+
 int healthcheck_run(const char *host, int port, int tls, int timeout_ms, char *err,
                     size_t errlen)
 {
@@ -114,63 +181,11 @@ int healthcheck_run(const char *host, int port, int tls, int timeout_ms, char *e
 	                  "GET /healthz HTTP/1.0\r\nHost: %s:%d\r\nUser-Agent: nnd-healthcheck\r\n"
 	                  "Connection: close\r\n\r\n",
 	                  strchr(h, ':') ? "localhost" : h, port);
-	for (int off = 0; off < rl;) {
-		if (wait_fd(fd, POLLOUT, deadline) <= 0) {
-			snprintf(err, errlen, "timed out sending the request");
-			close(fd);
-			return -1;
-		}
-		ssize_t n = send(fd, req + off, (size_t)(rl - off), MSG_NOSIGNAL);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n < 0) {
-			snprintf(err, errlen, "cannot send: %s", strerror(errno));
-			close(fd);
-			return -1;
-		}
-		off += (int)n;
-	}
-
 	/* the reply is small: status line, a few headers, {"status":"ok"} */
 	char buf[4096];
-	size_t got = 0;
-	for (;;) {
-		if (got + 1 >= sizeof buf)
-			break;
-		int w = wait_fd(fd, POLLIN, deadline);
-		if (w <= 0) {
-			snprintf(err, errlen, "%s waiting for the reply",
-			         w == 0 ? "timed out" : "poll failed");
-			close(fd);
-			return -1;
-		}
-		ssize_t n = recv(fd, buf + got, sizeof buf - 1 - got, 0);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n < 0) {
-			snprintf(err, errlen, "cannot read the reply: %s", strerror(errno));
-			close(fd);
-			return -1;
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
+	long got = send_all(fd, req, rl, deadline, err, errlen) == 0
+	                   ? recv_all(fd, buf, sizeof buf, deadline, err, errlen)
+	                   : -1;
 	close(fd);
-	buf[got] = '\0';
-	int major, minor, status = 0;
-	if (sscanf(buf, "HTTP/%d.%d %d", &major, &minor, &status) != 3) {
-		snprintf(err, errlen, "not an HTTP reply");
-		return -1;
-	}
-	if (status != 200) {
-		snprintf(err, errlen, "GET /healthz answered %d", status);
-		return -1;
-	}
-	const char *body = strstr(buf, "\r\n\r\n");
-	if (!body || !strstr(body, "\"status\":\"ok\"")) {
-		snprintf(err, errlen, "GET /healthz answered 200 without {\"status\":\"ok\"}");
-		return -1;
-	}
-	return 0;
+	return got < 0 ? -1 : check_reply(buf, err, errlen);
 }

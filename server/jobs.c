@@ -1686,6 +1686,9 @@ static int record_final(jobs *q, run *r, job_inputs *in)
 	if (r->lv->cancel && r->j.state == API_JOB_SUCCEEDED)
 		r->j.state = API_JOB_CANCELLED;
 	r->lv->state = r->j.state;
+	/* the end is when the job stopped counting as running: a study's next
+	 * trial, let start by this, never seems to overlap it */
+	int64_t finished_at = util_now_ms();
 	pthread_mutex_unlock(&q->mu);
 	/* the last steps first, with the row still running, so no reader
 	 * sees the final state before the version is published (none are
@@ -1695,7 +1698,7 @@ static int record_final(jobs *q, run *r, job_inputs *in)
 	if (r->n_steps > 0)
 		flush(r, 0, 0, NULL);
 	r->j.state = fin;
-	r->j.finished_at = util_now_ms();
+	r->j.finished_at = finished_at;
 	int recorded = 1;
 	if (r->j.state == API_JOB_SUCCEEDED) {
 		char *classes = classes_text(in);

@@ -75,9 +75,10 @@ typedef struct dsmap {
 	uint64_t used;          /* cache clock at the last acquire (LRU) */
 	int64_t bytes;
 	/* The byte copy: x8 (x8_len bytes of an anonymous mapping) is valid
-	 * in X8_BUILDING and X8_READY only, and dropped when the last holder
-	 * releases the data set (refs == cached), so an idle data set costs
-	 * no memory beyond its file's page cache. While building, chunk c
+	 * in X8_BUILDING and X8_READY only; once no holder is left (refs ==
+	 * cached) it stays for the next job only while x8_trim_locked keeps
+	 * it (a few recently used idle data sets), else an idle data set
+	 * costs no memory beyond its file's page cache. While building, chunk c
 	 * (X8_CHUNK values) belongs to the holder that took it (x8_next) until
 	 * it counts it in x8_done; x8_bad records a value that is not a byte.
 	 * Guarded by store.ds_mu, except a taken chunk's bytes. */
@@ -94,6 +95,12 @@ typedef struct dsmap {
 
 #define DS_CACHE_IDLE_MAX 4
 #define DS_CACHE_IDLE_BYTES ((int64_t)1 << 31)
+/* Idle data sets keep their byte copies for the next job (making one
+ * again cost every job's start some 20 ms per 188 MB of floats):
+ * the DS_IDLE_COPIES most recently used of them, each copy of at most
+ * DS_IDLE_COPY_MAX bytes. */
+#define DS_IDLE_COPIES 2
+#define DS_IDLE_COPY_MAX ((size_t)512 << 20)
 
 struct store {
 	/* another store chosen at start (store_open_url), else NULL: SQLite */
@@ -647,6 +654,31 @@ static int in_use(store *s, const char *sql, const char *id)
 	return used;
 }
 
+/* Drops the byte copies of idle data sets (no holder: none can be
+ * building) but the DS_IDLE_COPIES most recently used, and any idle copy
+ * over DS_IDLE_COPY_MAX bytes. Caller holds ds_mu. */
+static void x8_trim_locked(store *s)
+{
+	for (;;) {
+		int n = 0;
+		dsmap *victim = NULL;
+		for (dsmap *m = s->dsmaps; m; m = m->next) {
+			if (m->refs > m->cached || !m->x8)
+				continue;    /* held, or no copy */
+			if (m->x8_len > DS_IDLE_COPY_MAX) {
+				x8_drop(m);
+				continue;
+			}
+			n++;
+			if (!victim || m->used < victim->used)
+				victim = m;
+		}
+		if (n <= DS_IDLE_COPIES)
+			return;
+		x8_drop(victim);
+	}
+}
+
 static void ds_uncache(store *s, const char *id);
 
 int store_dataset_delete(store *s, const char *id, api_err *e)
@@ -828,9 +860,8 @@ void store_dataset_release(store *s, const api_dataset *d)
 	int last = m->refs == 1;  /* then m goes here (no longer cached) */
 	dsmap_unref_locked(m);
 	if (!last) {              /* still alive: it may be idle now */
-		if (m->refs == m->cached)
-			x8_drop(m);   /* no holder left (none can be building) */
 		ds_evict_locked(s);
+		x8_trim_locked(s);
 	}
 	pthread_mutex_unlock(&s->ds_mu);
 }

@@ -80,8 +80,11 @@ void store_dataset_release(store *s, const api_dataset *d);
  * least STORE_BYTES_MIN of them (the engine's own threshold for its byte
  * copy): one copy per data set, shared by every holder. The first caller
  * makes it; callers arriving meanwhile convert part of it too and all
- * return together. It is dropped when the last holder releases the data
- * set. NULL when the data are not all bytes, too few, or memory is short
+ * return together. When the last holder releases the data set, the copy
+ * stays for the next job while the data set is one of the two most
+ * recently used idle ones (and the copy at most 512 MB), or goes with the
+ * data set (deleted, or out of the cache); else it goes at once. NULL
+ * when the data are not all bytes, too few, or memory is short
  * (train from the floats then: the engine's numbers are the same).
  * Valid until the caller's store_dataset_release.
  */

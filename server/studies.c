@@ -840,9 +840,14 @@ static void cancel_trials(studies *S, const char *id, const char *config)
 		api_err e = API_ERR_INIT;
 		if (t->job[0] && jobs_cancel(S->q, t->job, &j, &e) == 0)
 			api_job_release(&j);
-		/* a job that ended before the cancel keeps its end (the row
-		 * only had not caught up with it yet) */
-		if (!(e.status == 409 && loaded && refresh(S, &s, t)))
+		/* a job that ended before the cancel keeps its end: the queue
+		 * counts it finished a moment before its row says so (its last
+		 * writes), so the row is waited for (5 s at most) */
+		for (int w = 0; e.status == 409 && loaded && w < 500 && !refresh(S, &s, t); w++) {
+			struct timespec ts = { 0, 10 * 1000000L };
+			nanosleep(&ts, NULL);
+		}
+		if (!(e.status == 409 && loaded && api_job_state_final(t->state)))
 			t->state = API_JOB_CANCELLED;
 		store_trial_put(S->st, id, t);
 		trial_event(S, id, t);

@@ -3,9 +3,11 @@
  * copy of the matrix: api_dataset_serialize_pieces gives exactly the bytes
  * of api_dataset_serialize (header, x, labels/targets, names, CRC-32), for
  * classification, multi-output regression, image and empty data sets;
- * util_write_atomic_pieces puts those bytes in the file, and a failed write
- * (a missing directory, a file-size limit hit midway) returns -1 with errno
- * set and leaves neither the file nor a temporary behind.
+ * util_write_atomic_pieces puts those bytes in the file (a large one in
+ * slices whose writeback starts as each is written), and a failed write
+ * (a missing directory, a file-size limit hit midway, also in a large
+ * file) returns -1 with errno set and leaves neither the file nor a
+ * temporary behind.
  */
 #include <check.h>
 #include <dirent.h>
@@ -202,10 +204,38 @@ static void rmdir_all(const char *dir)
 	rmdir(dir);
 }
 
-START_TEST(test_atomic_write_of_pieces_gives_the_file)
+/* util_write_atomic_pieces of pc under a file-size limit of `limit` bytes
+ * (the soft limit only, put back after with the signal's handling:
+ * CK_FORK=no runs share the process) into a new directory: asserts it
+ * returned -1 and left the directory empty; gives its errno. */
+static int write_limited(const api_dataset_pieces *pc, rlim_t limit)
+{
+	char *dir = tmpdir();
+	void (*old_sig)(int) = signal(SIGXFSZ, SIG_IGN);
+	struct rlimit old, rl;
+	ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+	rl.rlim_cur = limit;
+	rl.rlim_max = old.rlim_max;
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+	errno = 0;
+	int rc = util_write_atomic_pieces(dir, "ds.bin", pc->p, pc->len, 4);
+	int err = errno;
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, old_sig);
+	ck_assert_int_eq(rc, -1);
+	ck_assert_int_eq(entries(dir), 0);
+	rmdir_all(dir);
+	free(dir);
+	return err;
+}
+
+/* The pieces of a rows x features data set written with
+ * util_write_atomic_pieces: the file holds exactly their bytes, mode 0600,
+ * and no temporary is left. */
+static void write_and_compare(int64_t rows, int features)
 {
 	api_dataset d;
-	make(&d, 300, 20, 0, 4);
+	make(&d, rows, features, 0, 4);
 	api_dataset_pieces pc;
 	ck_assert_int_eq(api_dataset_serialize_pieces(&d, &pc), 0);
 	char *dir = tmpdir();
@@ -230,6 +260,20 @@ START_TEST(test_atomic_write_of_pieces_gives_the_file)
 	api_dataset_pieces_release(&pc);
 	api_dataset_free(&d);
 }
+
+START_TEST(test_atomic_write_of_pieces_gives_the_file)
+{
+	write_and_compare(300, 20);
+}
+END_TEST
+
+/* 10,001 x 1,003 floats, about 40 MB: past the size written in slices
+ * (32 MB), in slices of 8 MB that end inside the matrix, with the
+ * labels and names after it in pieces of their own */
+START_TEST(test_a_large_file_written_in_slices_holds_every_byte)
+{
+	write_and_compare(10001, 1003);
+}
 END_TEST
 
 START_TEST(test_atomic_write_failures_leave_nothing)
@@ -245,27 +289,23 @@ START_TEST(test_atomic_write_failures_leave_nothing)
 	ck_assert_int_eq(errno, ENOENT);
 
 	/* a write that stops midway (the file-size limit: EFBIG, one of the
-	 * "disk full" errnos): -1, and the directory stays empty. The limit
-	 * and the signal are put back (CK_FORK=no runs share the process). */
-	char *dir = tmpdir();
-	void (*old_sig)(int) = signal(SIGXFSZ, SIG_IGN);
-	struct rlimit old, rl;
-	ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
-	rl.rlim_cur = 100000;        /* the soft limit only, so it can go back */
-	rl.rlim_max = old.rlim_max;
-	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
-	errno = 0;
-	int rc = util_write_atomic_pieces(dir, "ds.bin", pc.p, pc.len, 4);
-	int err = errno;
-	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
-	signal(SIGXFSZ, old_sig);
-	ck_assert_int_eq(rc, -1);
-	ck_assert_int_eq(err, EFBIG);
-	errno = err;
-	ck_assert(util_errno_is_space(errno));
-	ck_assert_int_eq(entries(dir), 0);
-	rmdir_all(dir);
-	free(dir);
+	 * "disk full" errnos): -1, and the directory stays empty */
+	ck_assert_int_eq(write_limited(&pc, 100000), EFBIG);
+	ck_assert(util_errno_is_space(EFBIG));
+	api_dataset_pieces_release(&pc);
+	api_dataset_free(&d);
+}
+END_TEST
+
+/* A large file (written in slices) that hits the file-size limit after
+ * some slices went to the disk: -1 with EFBIG, nothing left behind. */
+START_TEST(test_a_large_write_failing_midway_leaves_nothing)
+{
+	api_dataset d;
+	make(&d, 10001, 1003, 0, 4);
+	api_dataset_pieces pc;
+	ck_assert_int_eq(api_dataset_serialize_pieces(&d, &pc), 0);
+	ck_assert_int_eq(write_limited(&pc, 20u << 20), EFBIG);   /* inside the third slice */
 	api_dataset_pieces_release(&pc);
 	api_dataset_free(&d);
 }
@@ -280,6 +320,8 @@ static Suite *suite(void)
 	tcase_add_test(t, test_pieces_refuse_a_missing_matrix);
 	tcase_add_test(t, test_atomic_write_of_pieces_gives_the_file);
 	tcase_add_test(t, test_atomic_write_failures_leave_nothing);
+	tcase_add_test(t, test_a_large_file_written_in_slices_holds_every_byte);
+	tcase_add_test(t, test_a_large_write_failing_midway_leaves_nothing);
 	suite_add_tcase(s, t);
 	return s;
 }

@@ -8,8 +8,10 @@
  *    in the first chunk, the last, or at a chunk's edge) gives NULL, as
  *    does a data set too small to pay; -0 counts as 0, like the engine;
  *  - lifetime: the copy lives while any holder does: a data set deleted
- *    while held keeps it until the last release, and a data set left idle
- *    in the cache drops it (and makes it again for the next holder).
+ *    while held keeps it until the last release; a data set left idle in
+ *    the cache keeps it for the next holder while it is one of the two
+ *    most recently used idle ones, and a deleted, evicted or closed one
+ *    drops it.
  * "Dropped" is checked with mincore(2), which fails with ENOMEM on pages
  * that are no longer mapped.
  */
@@ -218,7 +220,7 @@ START_TEST(test_deleted_while_held_the_copy_lives_until_the_last_release)
 }
 END_TEST
 
-START_TEST(test_an_idle_data_set_drops_its_copy_and_the_next_holder_gets_a_new_one)
+START_TEST(test_an_idle_data_set_keeps_its_copy_for_the_next_holder_until_deleted)
 {
 	store *s = open_store();
 	char id[API_ID_LEN];
@@ -228,14 +230,60 @@ START_TEST(test_an_idle_data_set_drops_its_copy_and_the_next_holder_gets_a_new_o
 	const uint8_t *x8 = store_dataset_bytes(s, d);
 	ck_assert_ptr_nonnull(x8);
 	store_dataset_release(s, d);
-	/* idle: the mapping stays cached, the copy goes */
-	ck_assert(!mapped(x8));
+	/* idle: the mapping and the copy stay cached */
+	ck_assert(mapped(x8));
 	const api_dataset *again = acquire(s, id);
 	ck_assert_ptr_eq(again, d);
-	const uint8_t *x8b = store_dataset_bytes(s, again);
-	assert_same_values(again, x8b);
-	ck_assert_int_eq(store_bytes_built, built + 2);
+	ck_assert_ptr_eq(store_dataset_bytes(s, again), x8);
+	assert_same_values(again, x8);
+	ck_assert_int_eq(store_bytes_built, built + 1);
 	store_dataset_release(s, again);
+	/* deleted while idle: the copy goes with it */
+	api_err e = API_ERR_INIT;
+	ck_assert_int_eq(store_dataset_delete(s, id, &e), 0);
+	ck_assert(!mapped(x8));
+	store_close(s);
+}
+END_TEST
+
+START_TEST(test_only_the_two_most_recently_used_idle_data_sets_keep_their_copies)
+{
+	store *s = open_store();
+	char id[3][API_ID_LEN];
+	const uint8_t *x8[3];
+	int64_t built = store_bytes_built;
+	for (int i = 0; i < 3; i++) {
+		create_data(s, ROWS, -1, 0, id[i]);
+		const api_dataset *d = acquire(s, id[i]);
+		x8[i] = store_dataset_bytes(s, d);
+		ck_assert_ptr_nonnull(x8[i]);
+		store_dataset_release(s, d);
+	}
+	/* the first one released is the least recently used: its copy went */
+	ck_assert(!mapped(x8[0]));
+	ck_assert(mapped(x8[1]));
+	ck_assert(mapped(x8[2]));
+	/* used again, it makes a new copy, and the second one's goes */
+	const api_dataset *d = acquire(s, id[0]);
+	const uint8_t *x8a = store_dataset_bytes(s, d);
+	assert_same_values(d, x8a);
+	ck_assert_int_eq(store_bytes_built, built + 4);
+	/* held copies do not count: all three stay while the first is held */
+	ck_assert(mapped(x8[1]));
+	ck_assert(mapped(x8[2]));
+	store_dataset_release(s, d);
+	ck_assert(mapped(x8a));
+	ck_assert(!mapped(x8[1]));
+	ck_assert(mapped(x8[2]));
+	/* a data set pushed out of the cache takes its copy along: the
+	 * DS_CACHE_IDLE_MAX (4) idle mappings, with five more data sets */
+	for (int i = 0; i < 5; i++) {
+		char more[API_ID_LEN];
+		create_data(s, 2, -1, 0, more);
+		store_dataset_release(s, acquire(s, more));
+	}
+	ck_assert(!mapped(x8a));
+	ck_assert(!mapped(x8[2]));
 	store_close(s);
 }
 END_TEST
@@ -290,8 +338,10 @@ START_TEST(test_holders_asking_at_once_get_one_copy_made_once)
 	ck_assert_int_eq(store_bytes_built, built + 1);
 	for (int i = 0; i < K; i++)
 		store_dataset_release(s, a[i].d);
-	ck_assert(!mapped(a[0].x8));
+	/* idle now, it keeps the copy; closing the store drops it */
+	ck_assert(mapped(a[0].x8));
 	store_close(s);
+	ck_assert(!mapped(a[0].x8));
 }
 END_TEST
 
@@ -306,7 +356,8 @@ int main(void)
 	tcase_add_test(t, test_a_value_that_is_not_a_byte_anywhere_gives_null);
 	tcase_add_test(t, test_minus_zero_is_a_byte_and_a_small_data_set_gets_no_copy);
 	tcase_add_test(t, test_deleted_while_held_the_copy_lives_until_the_last_release);
-	tcase_add_test(t, test_an_idle_data_set_drops_its_copy_and_the_next_holder_gets_a_new_one);
+	tcase_add_test(t, test_an_idle_data_set_keeps_its_copy_for_the_next_holder_until_deleted);
+	tcase_add_test(t, test_only_the_two_most_recently_used_idle_data_sets_keep_their_copies);
 	tcase_add_test(t, test_holders_asking_at_once_get_one_copy_made_once);
 	suite_add_tcase(su, t);
 	return check_run(su);

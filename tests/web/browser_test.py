@@ -370,6 +370,56 @@ def test_studies(b, api, base, ds):
         f.write(svg)
 
 
+def test_study_catches_up(b, api, base, ds):
+    """The events stream opens after the page fetched its study, and the
+    study ends in between (on a fast machine it can): the page must still
+    come to the final state, its curve whole. The stream's request is held
+    back (the Fetch domain) until the study has ended."""
+    doc = {"dataset": ds, "validation": {"fraction": 0.2}, "name": "late-stream",
+           "objective": {"metric": "val_loss", "goal": "minimize"},
+           "model": {"task": "classification",
+                     "layers": [{"type": "dense", "units": 16, "activation": "tanh"}]},
+           "job": {"epochs": 5, "batch_size": 16, "seed": 1,
+                   "optimizer": {"type": "adam", "lr": 0.01}}, "seed": 1, "space": {},
+           "strategy": {"type": "learning_curve", "rows": [400, 800, 1600], "repeats": 1}}
+    # a job holding both workers keeps the study's trials queued until the
+    # page has fetched the study; cancelled then, the study runs and ends
+    m = api.post("/v1/models", {"task": "classification", "inputs": 2, "outputs": 2, "seed": 1,
+                                "layers": [{"type": "dense", "units": 8, "activation": "tanh"}]})["id"]
+    blocker = api.post("/v1/jobs", {"model": m, "dataset": ds, "epochs": 100000, "batch_size": 16,
+                                    "replicas": 2, "optimizer": {"type": "adam", "lr": 0.01}})["id"]
+    end = time.time() + 60
+    while api.get("/v1/jobs/" + blocker)["state"] != "running":
+        assert time.time() < end, "the blocking job did not start"
+        time.sleep(0.05)
+    b.call("Fetch.enable", patterns=[{"urlPattern": "*/v1/events*", "requestStage": "Request"}])
+    try:
+        sid = api.post("/v1/studies", doc)["id"]
+        b.navigate(base + "/ui/studies/" + sid)
+        first = b.wait("document.querySelector('#study-facts') && "
+                       "document.querySelector('main .state').textContent", what="the study page")
+        api.post("/v1/jobs/%s/cancel" % blocker, None)
+        end = time.time() + 120
+        while api.get("/v1/studies/" + sid)["state"] in ("queued", "running"):
+            assert time.time() < end, "the study did not end"
+            time.sleep(0.2)
+        held = [p for m, p in b.events if m == "Fetch.requestPaused"]
+        b.pump(0.2)
+        held += [p for m, p in b.events if m == "Fetch.requestPaused" and p not in held]
+        ok("the page fetched the study while it ran (%s), its stream held back (%d)"
+           % (first, len(held)), first in ("queued", "running") and len(held) >= 1, (first, held))
+        for p in held:
+            b.call("Fetch.continueRequest", requestId=p["requestId"])
+    finally:
+        b.call("Fetch.disable")
+    got = b.wait("(() => { const s = document.querySelector('main .state').textContent;"
+                 " const c = [...window.nnd.charts].find(c => c.o.title.startsWith('Learning curve'));"
+                 " return s === 'succeeded' && c && c.x.length === 3 ? [s, c.x] : null; })()",
+                 timeout=30, what="the final state and the whole curve after the stream opened")
+    ok("a study that ended before the stream opened is shown ended, its curve whole",
+       got == ["succeeded", [400, 800, 1600]], got)
+
+
 def check_network(b, base, what):
     urls = [r["request"]["url"] for r in b.requests]
     bad = [u for u in urls if not (u.startswith(base + "/") or u.startswith("blob:")
@@ -435,6 +485,7 @@ def main():
         test_model_tabular(b, api, base, job)
         test_model_image(b, api, base, mi)
         test_studies(b, api, base, ds)
+        test_study_catches_up(b, api, base, ds)
         b.pump(0.3)
         check_network(b, base, "without a key")
     finally:
