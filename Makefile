@@ -156,6 +156,11 @@ $(BIN)/bench_study_store: $(BUILD)/bench/bench_study_store.o $(LIB_SERVER) $(LIB
 	@mkdir -p $(BIN)
 	$(CC) $(LDFLAGS) -o $@ $^ $(SERVER_LIBS)
 
+# bench_engine --replicas runs the daemon's replica threads
+$(BIN)/bench_engine: $(BUILD)/bench/bench_engine.o $(BUILD)/server/replicas.o $(LIB_ENGINE)
+	@mkdir -p $(BIN)
+	$(CC) $(LDFLAGS) -o $@ $^ $(ENGINE_LIBS) $(Z_LIBS)
+
 $(BIN)/bench_%: $(BUILD)/bench/bench_%.o $(LIB_ENGINE)
 	@mkdir -p $(BIN)
 	$(CC) $(LDFLAGS) -o $@ $^ $(ENGINE_LIBS) $(Z_LIBS)

@@ -13,11 +13,14 @@
  *
  *   bench_engine [--epochs N] [--threads N] [--batch N] [--seed N] [--data DIR]
  *                [--init torch|auto] [--no-roofline] [--no-sparse]
+ *                [--shards S] [--replicas R] [--profile]
  * --no-sparse: every product through cblas_sgemm (the training's sparse
  * kernels for mostly-zero inputs off, nn_train_config.sparse_kernels = 0).
  * --init torch (the default) draws every weight and bias from
  * U(-1/sqrt(fan_in), 1/sqrt(fan_in)) like torch.nn.Linear, so both sides
  * start from the same distribution; auto keeps the engine's He init.
+ * --shards S --replicas R: the step cut into S shards carried by R replica
+ * threads (server/replicas.c, as the daemon runs a job with those fields).
  * The last output line is one JSON object for scripts.
  */
 #include <cblas.h>
@@ -29,6 +32,7 @@
 #include <zlib.h>
 
 #include "nn.h"
+#include "replicas.h"
 
 static double now(void)
 {
@@ -151,11 +155,114 @@ static double time_gemm(int ta, int tb, int m, int n, int k)
 	return best;
 }
 
+/*
+ * --profile: a carrier around the replicas' that times every phase (on the
+ * calling thread) and every task (on the thread that runs it), to show
+ * where a sharded step's time goes, per kind of phase in the order first
+ * seen (engine/shard.c: packing the sparse first layer's weights, when it
+ * runs; the shards' passes; the units' fold and update): the phase's time,
+ * its busiest replica's tasks (the difference is the carrier's hand-over
+ * and waiting), and the engine's serial code between phases.
+ */
+#define PROF_KINDS 4
+typedef struct prof {
+	void (*fn[PROF_KINDS])(void *, int); /* the phase kinds, as first seen */
+	int ntask[PROF_KINDS];
+	const nn_parallel *inner;
+	nn_parallel par;
+	double last_end;              /* the end of the previous phase */
+	double *phase[PROF_KINDS], *task_max[PROF_KINDS], *task_cpu[PROF_KINDS], *gap;
+	int n_phase[PROF_KINDS], n_gap, cap;
+} prof;
+
+typedef struct prof_tasks {
+	const nn_tasks *t;
+	double *dur, *cpu;            /* per task: wall and thread CPU time */
+} prof_tasks;
+
+static double cpu_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void prof_task(void *arg, int i)
+{
+	prof_tasks *pt = arg;
+	double t0 = now(), c0 = cpu_now();
+	pt->t->fn(pt->t->arg, i);
+	pt->dur[i] = now() - t0;
+	pt->cpu[i] = cpu_now() - c0;
+}
+
+static void prof_run(void *ctx, const nn_tasks *t)
+{
+	prof *p = ctx;
+	double dur[256], cpu[256];
+	prof_tasks pt = { t, dur, cpu };
+	nn_tasks w = { prof_task, &pt, t->n, NULL };
+	int kind = 0;
+	while (kind < PROF_KINDS - 1 && p->fn[kind] && p->fn[kind] != t->fn)
+		kind++;
+	p->fn[kind] = t->fn;
+	p->ntask[kind] = t->n;
+	double t0 = now();
+	if (p->last_end > 0 && p->n_gap < p->cap)
+		p->gap[p->n_gap++] = t0 - p->last_end;
+	p->inner->run(p->inner->ctx, t->n <= 256 ? &w : t);
+	double t1 = now();
+	p->last_end = t1;
+	/* the busiest replica's tasks (task i runs on replica i * R / n) */
+	double per[64] = { 0 }, pc[64] = { 0 }, mx = 0, mc = 0;
+	int R = p->inner->replicas < 64 ? p->inner->replicas : 64;
+	for (int i = 0; t->n <= 256 && i < t->n; i++) {
+		per[(int64_t)i * R / t->n] += dur[i];
+		pc[(int64_t)i * R / t->n] += cpu[i];
+	}
+	for (int r = 0; r < R; r++) {
+		mx = per[r] > mx ? per[r] : mx;
+		mc = pc[r] > mc ? pc[r] : mc;
+	}
+	if (p->n_phase[kind] < p->cap) {
+		p->phase[kind][p->n_phase[kind]] = t1 - t0;
+		p->task_cpu[kind][p->n_phase[kind]] = mc;
+		p->task_max[kind][p->n_phase[kind]++] = mx;
+	}
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static double median_of(double *v, int n)
+{
+	if (n == 0)
+		return 0;
+	qsort(v, (size_t)n, sizeof *v, cmp_d);
+	return v[n / 2];
+}
+
+static void prof_report(prof *p)
+{
+	for (int k = 0; k < PROF_KINDS && p->fn[k]; k++)
+		printf("  profile: phase kind %d (%d tasks) x %d, median %.1f us, busiest replica's "
+		       "tasks median %.1f us (thread CPU %.1f us)\n", k, p->ntask[k],
+		       p->n_phase[k], 1e6 * median_of(p->phase[k], p->n_phase[k]),
+		       1e6 * median_of(p->task_max[k], p->n_phase[k]),
+		       1e6 * median_of(p->task_cpu[k], p->n_phase[k]));
+	printf("  profile: between phases (serial engine code) median %.1f us over %d\n",
+	       1e6 * median_of(p->gap, p->n_gap), p->n_gap);
+}
+
 int main(int argc, char **argv)
 {
 	nn_blas_autoselect(argc, argv);
 
 	int epochs = 1, threads = 1, batch = 128, roofline = 1, torch_init = 1, sparse = 1;
+	int shards = 1, nrep = 1, profile = 0;
 	uint64_t seed = 1;
 	const char *dir = "/usr/share/datasets/fashion-mnist";
 	for (int i = 1; i < argc; i++) {
@@ -175,9 +282,16 @@ int main(int argc, char **argv)
 			roofline = 0;
 		else if (!strcmp(argv[i], "--no-sparse"))
 			sparse = 0;
+		else if (!strcmp(argv[i], "--shards") && i + 1 < argc)
+			shards = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--replicas") && i + 1 < argc)
+			nrep = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--profile"))
+			profile = 1;
 		else {
 			fprintf(stderr, "usage: %s [--epochs N] [--threads N] [--batch N] [--seed N] "
-			                "[--data DIR] [--init torch|auto] [--no-roofline] [--no-sparse]\n", argv[0]);
+			                "[--data DIR] [--init torch|auto] [--no-roofline] [--no-sparse] "
+			                "[--shards S] [--replicas R] [--profile]\n", argv[0]);
 			return 2;
 		}
 	}
@@ -233,11 +347,38 @@ int main(int argc, char **argv)
 	cfg.checkpoint_every_epochs = 0;
 	cfg.log_every_steps = 1000000;
 	cfg.sparse_kernels = sparse;
+	cfg.shards = shards;
+	cfg.replicas = nrep;
+	replicas *rp = NULL;
+	if (shards > 1) {
+		rp = replicas_start(nrep);
+		if (!rp) {
+			fprintf(stderr, "bench_engine: cannot start %d replicas\n", nrep);
+			return 1;
+		}
+		cfg.par = replicas_carrier(rp);
+	}
+	prof pf = { 0 };
+	if (profile && cfg.par) {
+		pf.inner = cfg.par;
+		pf.par = *cfg.par;
+		pf.par.ctx = &pf;
+		pf.par.run = prof_run;
+		pf.cap = 1 << 20;
+		for (int k = 0; k < PROF_KINDS; k++) {
+			pf.phase[k] = calloc((size_t)pf.cap, sizeof(double));
+			pf.task_max[k] = calloc((size_t)pf.cap, sizeof(double));
+			pf.task_cpu[k] = calloc((size_t)pf.cap, sizeof(double));
+		}
+		pf.gap = calloc((size_t)pf.cap, sizeof(double));
+		cfg.par = &pf.par;
+	}
 
 	nn_train_result res;
 	double t0 = now();
 	nn_status st = nn_train(m, &tr, NULL, &cfg, NULL, NULL, 0, &res, err, sizeof err);
 	double wall = now() - t0;
+	replicas_stop(rp);
 	if (st != NN_OK) {
 		fprintf(stderr, "bench_engine: training failed: %s\n", err);
 		return 1;
@@ -249,6 +390,14 @@ int main(int argc, char **argv)
 	nn_evaluate(m, &te, &loss, &acc);
 
 	int64_t params = nn_model_param_count(m);
+	/* FNV-1a of the trained weights' bytes: equal runs print equal hashes */
+	uint64_t fnv = 1469598103934665603ull;
+	{
+		int64_t np = 0;
+		const unsigned char *pb = (const unsigned char *)nn_model_params(m, &np);
+		for (int64_t i = 0; i < np * (int64_t)sizeof(float); i++)
+			fnv = (fnv ^ pb[i]) * 1099511628211ull;
+	}
 	double achieved = 6.0 * (double)params * sps; /* FLOP/s */
 	double roof = 0;
 	if (roofline) {
@@ -269,10 +418,12 @@ int main(int argc, char **argv)
 	}
 
 	const char *ct = getenv("OPENBLAS_CORETYPE");
-	printf("nnd engine: core %s, %d BLAS thread(s), %d epoch(s), batch %d\n", nn_blas_core(),
-	       nn_blas_threads(), epochs, batch);
+	printf("nnd engine: core %s, %d BLAS thread(s), %d epoch(s), batch %d, shards %d, "
+	       "replicas %d\n", nn_blas_core(), nn_blas_threads(), epochs, batch, shards, nrep);
 	printf("  train: %.0f samples/s (steps), %.2f s wall; test accuracy %.4f, loss %.4f\n",
 	       sps, wall, acc, loss);
+	if (pf.inner)
+		prof_report(&pf);
 	if (roofline)
 		printf("  roofline: sgemm at the layer shapes %.1f GFLOP/s; training %.1f GFLOP/s "
 		       "(6 x %lld params x samples/s) = %.2f of it\n",
@@ -280,10 +431,11 @@ int main(int argc, char **argv)
 	printf("{\"engine\": \"nnd %s\", \"core\": \"%s\", \"coretype\": \"%s\", \"threads\": %d, "
 	       "\"epochs\": %d, \"batch\": %d, \"samples_per_second\": %.0f, \"wall_seconds\": %.3f, "
 	       "\"test_accuracy\": %.4f, \"params\": %lld, \"train_gflops\": %.2f, "
-	       "\"gemm_gflops\": %.2f, \"roofline_fraction\": %.3f}\n",
+	       "\"gemm_gflops\": %.2f, \"roofline_fraction\": %.3f, \"shards\": %d, \"replicas\": %d, "
+	       "\"weights_fnv\": \"%016llx\"}\n",
 	       NN_VERSION, nn_blas_core(), ct ? ct : "", nn_blas_threads(), epochs, batch, sps,
 	       wall, acc, (long long)params, achieved / 1e9, roof / 1e9,
-	       roof > 0 ? achieved / roof : 0.0);
+	       roof > 0 ? achieved / roof : 0.0, shards, nrep, (unsigned long long)fnv);
 	nn_model_free(m);
 	free(xtr);
 	free(ytr);

@@ -55,9 +55,10 @@ static void dense_forward(const nn_node *nd, int k, nn_run *r)
 		return;
 	}
 	const nn_row_pack *rp = r->rowp ? r->rowp[k] : NULL;
-	if (rp && n == 1) {
-		/* one prediction row: weights packed once, no sgemm packing */
-		nn_row_product(rp, x, z);
+	if (rp) {
+		/* one prediction row, or a few (plan.h): weights packed once, no
+		 * sgemm packing, each row the bits it gets alone */
+		nn_row_product_rows(rp, x, in, n, z, out);
 		NN_TEST_COUNT(row_predictions);
 		nn_act_bias_rows(nd->act, nd->alpha, z, NULL, y, n, out);
 		return;

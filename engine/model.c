@@ -15,6 +15,7 @@
 
 #include "plan.h"
 #include "row_pack.h"
+#include "tune.h"
 
 static const nn_layer_ops *const layer_ops[NN_NODE_KINDS] = {
 	[NN_NODE_DENSE] = &nn_dense_ops,
@@ -705,7 +706,7 @@ const float *nn_plan_forward(const nn_model *m, nn_ws *w, const float *x, int n,
 	r = (nn_run){ m->params, state_update, m->state, w->grads, w->v, w->g, w->c0, w->c1, n,
 	              training, rng, NULL, NULL };
 	r.sp = stop == p->n_nodes && w->sp_on ? w->sp : NULL;
-	r.rowp = n == 1 && !training && w->row_on ? w->rowp : NULL;
+	r.rowp = n <= nn_tune.row_pack_max_rows && !training && w->row_on ? w->rowp : NULL;
 	w->v[0] = (float *)x; /* read only */
 	for (int k = 0; k < stop; k++)
 		layer_ops[p->nodes[k].kind]->forward(&p->nodes[k], k, &r);

@@ -229,8 +229,10 @@ nn_scratch *nn_scratch_create(const nn_model *m, int max_rows);
  * rows that are mostly zeros (image pixels), which then skip their zero
  * inputs, and single rows run matrix-vector products on every dense layer's
  * weights packed once per model (kept with the model, shared by all its
- * frozen scratches, freed by nn_model_free). Predictions agree with the
- * dense path's to float rounding. */
+ * frozen scratches, freed by nn_model_free), as do blocks of a few rows
+ * not sparse enough for the sparse kernel (each row then gets the bits it
+ * gets alone, unless alone it would take the sparse kernel). Predictions
+ * agree with the dense path's to float rounding. */
 nn_scratch *nn_scratch_create_frozen(const nn_model *m, int max_rows);
 void nn_scratch_free(nn_scratch *s);
 

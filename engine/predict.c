@@ -8,7 +8,9 @@
  * through sparse_in.h, the same path as training steps. A scratch for a
  * frozen model also uses every dense layer's weights packed for one-row
  * products (row_pack.h), once per model: a block of a single row, the usual
- * request of a service, then runs matrix-vector products instead of sgemm.
+ * request of a service, or of a few rows (nn_tune.row_pack_max_rows) then
+ * runs matrix-vector products instead of sgemm, each row of such a block
+ * getting the bits it gets alone.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -122,62 +124,75 @@ void nn_scratch_free(nn_scratch *s)
 	free(s);
 }
 
+/* Softmax of each of the c rows of logits y into o (classification), or a
+ * copy (regression). */
+static void outputs(const nn_model *m, const float *y, int c, float *o)
+{
+	int k = m->spec.outputs;
+	if (m->spec.task != NN_TASK_CLASSIFICATION) {
+		memcpy(o, y, sizeof(float) * (size_t)c * (size_t)k);
+		return;
+	}
+	for (int i = 0; i < c; i++) {
+		const float *yr = y + (int64_t)i * k;
+		float *orow = o + (int64_t)i * k;
+		float mx = yr[0], sum = 0;
+		for (int j = 1; j < k; j++)
+			mx = yr[j] > mx ? yr[j] : mx;
+		for (int j = 0; j < k; j++) {
+			orow[j] = expf(yr[j] - mx);
+			sum += orow[j];
+		}
+		for (int j = 0; j < k; j++)
+			orow[j] /= sum;
+	}
+}
+
+/* The c rows at in (c <= the scratch's max_rows) into o. */
+static nn_status predict_block(const nn_model *m, nn_scratch *s, const float *in, int c,
+                               float *o)
+{
+	int d = m->spec.inputs;
+	int sparse = 0;
+	if (s->sp && m == s->owner) {
+		/* rows mostly zero: the first layer from their non-zeros, the
+		 * standardisation folded into its packed weights */
+		nn_sparse_in_begin(s->sp);
+		for (int i = 0; i < c; i++)
+			nn_sparse_in_add_row_f32(s->sp, in + (int64_t)i * d);
+		sparse = nn_sparse_in_density(s->sp) <= nn_tune.sparse_max_density;
+		if (sparse) {
+			nn_sparse_in_reuse_weights(s->sp);
+			NN_TEST_COUNT(sparse_predict_blocks);
+		}
+	}
+	nn_ws_sparse_on(s->w, sparse);
+	nn_ws_row_on(s->w, s->rowp && m == s->owner);
+	if (m->std_mean && !sparse) {
+		for (int i = 0; i < c; i++)
+			for (int j = 0; j < d; j++)
+				s->xs[(int64_t)i * d + j] =
+					(in[(int64_t)i * d + j] - m->std_mean[j]) / m->std_std[j];
+		in = s->xs;
+	}
+	const float *y = nn_plan_forward(m, s->w, in, c, 0, NULL, NULL, m->impl->n_nodes);
+	nn_ws_sparse_on(s->w, 0);
+	if (!y)
+		return NN_EINVAL;
+	outputs(m, y, c, o);
+	return NN_OK;
+}
+
 nn_status nn_predict(const nn_model *m, nn_scratch *s, const float *x, int n, float *out)
 {
-	int d, k;
-
 	if (!m || !s || n < 0 || (n > 0 && (!x || !out)) || s->inputs != m->spec.inputs)
 		return NN_EINVAL;
-	d = m->spec.inputs;
-	k = m->spec.outputs;
+	int d = m->spec.inputs, k = m->spec.outputs;
 	for (int r0 = 0; r0 < n; r0 += s->max_rows) {
 		int c = n - r0 < s->max_rows ? n - r0 : s->max_rows;
-		const float *in = x + (int64_t)r0 * d;
-		const float *y;
-		float *o = out + (int64_t)r0 * k;
-		int sparse = 0;
-		if (s->sp && m == s->owner) {
-			/* rows mostly zero: the first layer from their non-zeros, the
-			 * standardisation folded into its packed weights */
-			nn_sparse_in_begin(s->sp);
-			for (int i = 0; i < c; i++)
-				nn_sparse_in_add_row_f32(s->sp, in + (int64_t)i * d);
-			sparse = nn_sparse_in_density(s->sp) <= nn_tune.sparse_max_density;
-			if (sparse) {
-				nn_sparse_in_reuse_weights(s->sp);
-				NN_TEST_COUNT(sparse_predict_blocks);
-			}
-		}
-		nn_ws_sparse_on(s->w, sparse);
-		nn_ws_row_on(s->w, s->rowp && m == s->owner);
-		if (m->std_mean && !sparse) {
-			for (int i = 0; i < c; i++)
-				for (int j = 0; j < d; j++)
-					s->xs[(int64_t)i * d + j] =
-						(in[(int64_t)i * d + j] - m->std_mean[j]) / m->std_std[j];
-			in = s->xs;
-		}
-		y = nn_plan_forward(m, s->w, in, c, 0, NULL, NULL, m->impl->n_nodes);
-		nn_ws_sparse_on(s->w, 0);
-		if (!y)
-			return NN_EINVAL;
-		if (m->spec.task == NN_TASK_CLASSIFICATION) {
-			for (int i = 0; i < c; i++) {
-				const float *yr = y + (int64_t)i * k;
-				float *orow = o + (int64_t)i * k;
-				float mx = yr[0], sum = 0;
-				for (int j = 1; j < k; j++)
-					mx = yr[j] > mx ? yr[j] : mx;
-				for (int j = 0; j < k; j++) {
-					orow[j] = expf(yr[j] - mx);
-					sum += orow[j];
-				}
-				for (int j = 0; j < k; j++)
-					orow[j] /= sum;
-			}
-		} else {
-			memcpy(o, y, sizeof(float) * (size_t)c * (size_t)k);
-		}
+		nn_status st = predict_block(m, s, x + (int64_t)r0 * d, c, out + (int64_t)r0 * k);
+		if (st != NN_OK)
+			return st;
 	}
 	return NN_OK;
 }

@@ -42,6 +42,14 @@ void nn_row_pack_free(nn_row_pack *p);
 void nn_row_product(const nn_row_pack *p, const float *x, float *z);
 /* The same in plain C, on any CPU. */
 void nn_row_product_plain(const nn_row_pack *p, const float *x, float *z);
+/* z [n][ldz] = the pre-activations of the n rows x [n][ldx], each row the
+ * bits nn_row_product gives it alone; the weights stream from memory once
+ * for all the rows (a few rows: a service's requests gathered). */
+void nn_row_product_rows(const nn_row_pack *p, const float *x, int ldx, int n, float *z,
+                         int ldz);
+/* The same row by row in plain C (the oracle and the fallback). */
+void nn_row_product_rows_plain(const nn_row_pack *p, const float *x, int ldx, int n, float *z,
+                               int ldz);
 /* 1 when nn_row_product runs the AVX-512 kernel (this CPU has it, and
  * nn_tune.simd). */
 int nn_row_product_simd(void);

@@ -28,7 +28,8 @@
  * gives the same weights. The phases of a model with m batch-norm layers:
  * m + 1 forward segments with a variance phase between each pair (2m + 1),
  * then m backward phases from the last batch norm down, then one phase of
- * units (two with clipping, which needs the global norm first).
+ * units (two with clipping, which needs the global norm first), a
+ * contiguous group of units per thread replica.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -50,6 +51,8 @@ typedef struct shard {
 	int64_t start;         /* its first row in the batch */
 	int n;                 /* its rows this step (0: empty) */
 	double loss;           /* summed over its rows */
+	int64_t pack_claim;    /* the step whose weights its sparse input packs */
+	int64_t packed;        /* the step whose weights it has packed (-1: none) */
 	float *part;           /* 4 x max_w: a batch norm's sums (sum, squares)
 	                        * and what the fold made of them (mean, var /
 	                        * dgamma, dbeta) */
@@ -71,6 +74,12 @@ struct nn_dp {
 	unit *u;
 	int n_units;
 	double *unit_ss;
+	/* the unit phases' tasks: task g runs units [ug[g], ug[g + 1]), one
+	 * contiguous group per thread replica, balanced by parameter count */
+	int *ug, n_ug;
+	/* the sparse first layer (t->sp): the first shard of each replica's
+	 * packs the step's weights (pack_owner), its other shards read them */
+	int R;                 /* the replicas the carrier's rule maps tasks to */
 	/* the step in progress */
 	int N, phase, clip, avg;
 	float lr, coef;
@@ -81,6 +90,13 @@ static uint64_t mix(uint64_t z)
 	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
 	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
 	return z ^ (z >> 31);
+}
+
+static inline void relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
 }
 
 /* ---------------------------------------------------------------- folds */
@@ -126,17 +142,47 @@ static void backward_nodes(struct nn_dp *dp, shard *s, int from, int to)
 	}
 }
 
+/*
+ * The sparse first layer's packed weights for shard s this step: packed
+ * once per replica, by whichever of its shards runs first (task i's home is
+ * replica i * R / S, nn.h's rule). Packing once for all shards would cost
+ * the same on one replica, but each replica packing its own keeps the copy
+ * in its core's caches: one copy written by one core and read by another
+ * costs more than packing it twice. A carrier may run a shard away from
+ * home (a thread carrier whose replica is late), so two shards of a replica
+ * may want the packing at once: one claims it, the other waits for it.
+ */
+static nn_sparse_in *pack_owner(struct nn_dp *dp, shard *s)
+{
+	nn_trainer *t = dp->t;
+	const int64_t step = t->step;
+	int i = (int)(s - dp->sh), r = (int)((int64_t)i * dp->R / dp->S);
+	int first = (int)(((int64_t)r * dp->S + dp->R - 1) / dp->R); /* least i of replica r */
+	shard *o = &dp->sh[first];
+	int64_t c = __atomic_load_n(&o->pack_claim, __ATOMIC_ACQUIRE);
+	if (c != step && __atomic_compare_exchange_n(&o->pack_claim, &c, step, 0,
+	                                             __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+		float *p = nn_model_params(t->m, NULL);
+		nn_sparse_in_forget(o->b.sp);
+		nn_sparse_in_weights(o->b.sp, p + t->sp_w_off,
+		                     t->sp_b_off >= 0 ? p + t->sp_b_off : NULL,
+		                     nn_model_std_mean(t->m), nn_model_std_std(t->m));
+		__atomic_store_n(&o->packed, step, __ATOMIC_RELEASE);
+	} else {
+		/* another task packs it: tens of microseconds */
+		while (__atomic_load_n(&o->packed, __ATOMIC_ACQUIRE) != step)
+			relax();
+	}
+	return o->b.sp;
+}
+
 /* Phase 0's start: the shard's rows gathered, its run set up. */
 static void begin(struct nn_dp *dp, shard *s)
 {
 	nn_trainer *t = dp->t;
-	float *p = nn_model_params(t->m, NULL);
 	nn_trainer_gather(t, &s->b, t->train, t->perm, t->pos + s->start, s->n, 1);
-	if (s->b.sp && nn_sparse_in_rows(s->b.sp) == s->n) {
-		nn_sparse_in_forget(s->b.sp);
-		nn_sparse_in_weights(s->b.sp, p + t->sp_w_off, t->sp_b_off >= 0 ? p + t->sp_b_off : NULL,
-		                     nn_model_std_mean(t->m), nn_model_std_std(t->m));
-	}
+	if (s->b.sp && nn_sparse_in_rows(s->b.sp) == s->n)
+		nn_sparse_in_share_weights(s->b.sp, pack_owner(dp, s));
 	s->r = nn_ws_train_run(t->m, s->ws, s->b.bx, s->n, &s->rng);
 }
 
@@ -271,6 +317,21 @@ static void clip_task(void *arg, int i)
 {
 	struct nn_dp *dp = arg;
 	update_unit(dp, &dp->u[i]);
+}
+
+/* The unit phases' tasks: a group of units each. */
+static void unit_group_task(void *arg, int g)
+{
+	struct nn_dp *dp = arg;
+	for (int i = dp->ug[g]; i < dp->ug[g + 1]; i++)
+		unit_task(arg, i);
+}
+
+static void clip_group_task(void *arg, int g)
+{
+	struct nn_dp *dp = arg;
+	for (int i = dp->ug[g]; i < dp->ug[g + 1]; i++)
+		clip_task(arg, i);
 }
 
 /* ---------------------------------------------------------------- regions */
@@ -426,7 +487,7 @@ nn_status nn_shard_step(nn_trainer *t, int n, float lr, const nn_callbacks *cb, 
 	dp->clip = c->clip_grad_norm > 0;
 	dp->avg = !prune && nn_trainer_averaging(t);
 	t->opt_t++;
-	run(dp, unit_task, dp->n_units);
+	run(dp, unit_group_task, dp->n_ug);
 	double sq = 0;
 	for (int k = 0, i = 0; k < t->n_groups; k++) {
 		double gs = 0;
@@ -437,7 +498,7 @@ nn_status nn_shard_step(nn_trainer *t, int n, float lr, const nn_callbacks *cb, 
 	}
 	if (dp->clip) {
 		dp->coef = nn_trainer_clip_coef(t, sq);
-		run(dp, clip_task, dp->n_units);
+		run(dp, clip_group_task, dp->n_ug);
 	}
 	if (prune)
 		nn_trainer_after_update(t, p, np);
@@ -515,6 +576,43 @@ static nn_status make_units(nn_trainer *t, struct nn_dp *dp)
 	return NN_OK;
 }
 
+/*
+ * The units cut into R contiguous groups (R: the thread replicas; 1 without
+ * threads, or for distributed replicas, which run every unit): group g ends
+ * at the unit boundary nearest to g / R of the parameters. Which units share
+ * a task never changes what a unit computes, so any R gives the same floats.
+ */
+static nn_status group_units(struct nn_dp *dp, int R)
+{
+	if (R > dp->n_units)
+		R = dp->n_units;
+	if (R < 1)
+		R = 1;
+	dp->ug = calloc((size_t)R + 1, sizeof(int));
+	if (!dp->ug)
+		return NN_ENOMEM;
+	dp->n_ug = R;
+	int64_t total = 0;
+	for (int i = 0; i < dp->n_units; i++)
+		total += dp->u[i].to - dp->u[i].from;
+	int i = 0;
+	int64_t done = 0;
+	for (int g = 1; g < R; g++) {
+		double want = (double)total * g / R;
+		/* take units while that brings the boundary nearer to want */
+		while (i < dp->n_units) {
+			int64_t next = done + (dp->u[i].to - dp->u[i].from);
+			if (fabs((double)next - want) > fabs((double)done - want))
+				break;
+			done = next;
+			i++;
+		}
+		dp->ug[g] = i;
+	}
+	dp->ug[R] = dp->n_units;
+	return NN_OK;
+}
+
 nn_status nn_shard_init(nn_trainer *t, const nn_parallel *par, char *err, size_t errlen)
 {
 	const int S = t->cfg.shards;
@@ -546,13 +644,15 @@ nn_status nn_shard_init(nn_trainer *t, const nn_parallel *par, char *err, size_t
 	for (int s = 0; s < S; s++) {
 		shard *sh = &dp->sh[s];
 		sh->part = calloc(4 * (size_t)dp->max_w, sizeof(float));
+		sh->packed = sh->pack_claim = -1;
 		if (!sh->part || shard_buffers(t, sh, rows) != NN_OK)
 			goto oom;
 		/* a shard another process runs still has its run's views here:
 		 * its outputs are copied into them (shard_out) */
 		sh->r = nn_ws_train_run(t->m, sh->ws, sh->b.bx, 0, &sh->rng);
 	}
-	if (make_units(t, dp) != NN_OK)
+	dp->R = par && par->run ? par->replicas : 1;
+	if (make_units(t, dp) != NN_OK || group_units(dp, par && !par->distributed ? dp->R : 1))
 		goto oom;
 	return NN_OK;
 oom:
@@ -584,6 +684,7 @@ void nn_shard_release(nn_trainer *t)
 	}
 	free(dp->u);
 	free(dp->unit_ss);
+	free(dp->ug);
 	free(dp->sh);
 	free(dp->bn);
 	free(dp);

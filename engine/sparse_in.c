@@ -78,9 +78,9 @@ void nn_sparse_in_free(nn_sparse_in *s)
 	free(s->val);
 	free(s->cb);
 	free(s->rm);
-	free(s->wt);
-	free(s->c);
-	free(s->rs);
+	free(s->own_wt);
+	free(s->own_c);
+	free(s->own_rs);
 	free(s->mask);
 	free(s->dzp);
 	free(s->gt);
@@ -121,6 +121,9 @@ static nn_sparse_in *create(int max_batch, int f, int out, int grad)
 	s->wt = aligned_alloc(64, sizeof(float) * (size_t)f * (size_t)s->nblk * BLK);
 	s->c = malloc(sizeof(float) * (size_t)out);
 	s->rs = malloc(sizeof(float) * (size_t)f);
+	s->own_wt = s->wt;
+	s->own_c = s->c;
+	s->own_rs = s->rs;
 	if (grad) {
 		s->mask = malloc(sizeof(uint32_t) * (size_t)f * (size_t)((max_batch + 31) / 32));
 		s->dzp = aligned_alloc(64, sizeof(float) * (size_t)max_batch * (size_t)s->nblk * BLK);
@@ -368,9 +371,19 @@ SP_TARGET static void weights_avx512(nn_sparse_in *s, const float *W, const floa
 }
 #endif
 
+/* s computes with its own packed weights again (nn_sparse_in_share_weights
+ * lent it another's). */
+static void own_weights(nn_sparse_in *s)
+{
+	s->wt = s->own_wt;
+	s->c = s->own_c;
+	s->rs = s->own_rs;
+}
+
 void nn_sparse_in_weights(nn_sparse_in *s, const float *W, const float *b, const float *mean,
                           const float *sd)
 {
+	own_weights(s);
 	if (s->fresh && s->fresh == W && s->fresh_sd == sd && s->mean == mean) {
 		/* nn_sparse_in_adam packed these weights: refold the bias only */
 		for (int j = 0; j < s->out; j++)
@@ -392,6 +405,17 @@ void nn_sparse_in_weights(nn_sparse_in *s, const float *W, const float *b, const
 	}
 #endif
 	sp_weights_plain(s, W, b, mean);
+}
+
+void nn_sparse_in_share_weights(nn_sparse_in *s, const nn_sparse_in *w)
+{
+	s->wt = w->wt;
+	s->c = w->c;
+	s->rs = w->rs;
+	s->mean = w->mean;
+	s->sd = w->sd;
+	s->fresh = NULL;
+	s->active = 1;
 }
 
 #if SP_X86

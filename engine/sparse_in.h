@@ -68,6 +68,12 @@ void nn_sparse_in_reuse_weights(nn_sparse_in *s);
  * forward pass. */
 void nn_sparse_in_weights(nn_sparse_in *s, const float *W, const float *b, const float *mean,
                           const float *sd);
+/* s (a batch of other rows, e.g. another shard's) computes its forward
+ * product and weight gradient with w's packed weights, as they are when it
+ * runs, and is active; until nn_sparse_in_weights on s (its own again).
+ * w must outlive that use. */
+void nn_sparse_in_share_weights(nn_sparse_in *s, const nn_sparse_in *w);
+
 /* z [rows][out] = the layer's pre-activation for the batch's rows. */
 void nn_sparse_in_forward(const nn_sparse_in *s, float *z);
 /* dW [out][f] = dz^T x' for the batch (x' standardised as given to the last

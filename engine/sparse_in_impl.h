@@ -49,6 +49,8 @@ struct nn_sparse_in {
 	const float *fresh;    /* W whose Ws^T nn_sparse_in_adam packed, or NULL */
 	const float *fresh_sd; /* the sd it was packed with */
 	float *csum;           /* [out] sum_k Ws[j][k] mean[k] of that packing */
+	/* wt, c and rs are these, or another's lent by nn_sparse_in_share_weights */
+	float *own_wt, *own_c, *own_rs;
 };
 
 /* Where Ws^T[k][j] lives in the packed layout (x^T dz in gt: the same

@@ -27,6 +27,9 @@ typedef struct nn_tuning {
 	/* a prediction scratch packs every dense layer for one-row products
 	 * (row_pack.h) when the model has at most this many dense weights */
 	int64_t row_pack_max_weights;
+	/* inference blocks of at most this many rows take the packed weights
+	 * (nn_row_product_rows) rather than sgemm */
+	int row_pack_max_rows;
 	/* training data of at least this many floats, all integers 0..255, is
 	 * gathered from a byte copy (train.c) */
 	int64_t byte_copy_min;
@@ -41,7 +44,8 @@ typedef struct nn_tuning {
 #define NN_TUNING_DEFAULT                                                                  \
 	{ .sparse_max_density = 0.6f, .sparse_hidden_min = 16384,                           \
 	  .sparse_predict_max_weights = (int64_t)1 << 24,                                   \
-	  .row_pack_max_weights = (int64_t)1 << 22, .byte_copy_min = (int64_t)1 << 20,      \
+	  .row_pack_max_weights = (int64_t)1 << 22, .row_pack_max_rows = 8,                  \
+	  .byte_copy_min = (int64_t)1 << 20,      \
 	  .sparse_fuse = 1, .simd = 1 }
 
 #ifdef NND_TEST

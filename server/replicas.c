@@ -2,37 +2,65 @@
  * replicas.c - the threads that carry a data-parallel job (see replicas.h).
  *
  * The job's worker is replica 0; replicas 1..n-1 are threads of their own
- * that wait for a phase, run their tasks (task i belongs to replica
- * i * n / tasks, nn.h's rule), and report back. A training step has a few
- * phases of a few hundred microseconds each, so both sides spin briefly on
- * the phase counter before they sleep on a condition variable: a wake-up
- * through the kernel costs tens of microseconds, a short spin far less,
- * and a long one would take a core from the other jobs.
+ * that wait for a phase and run its tasks. Task i's home is replica
+ * i * n / tasks (nn.h's rule): each replica first runs the tasks of its
+ * home, in order, then takes any task no replica has started yet. Threads
+ * share memory and a task's numbers depend on its index alone, so where it
+ * runs changes nothing; but a replica the kernel has not scheduled (the
+ * machine busy with other work, a wake-up late) no longer holds up the
+ * phase: the others run its tasks. When every replica runs promptly, each
+ * runs exactly its home's tasks, so a shard's buffers and a parameter
+ * range's optimizer state stay in one core's caches from step to step.
  *
- * Invariants: tasks, gen and pending change only under mu; gen counts the
- * phases handed out; pending is the helpers still inside the current phase
- * (0 between phases); a helper reads tasks only after seeing a new gen.
+ * A training step has a few phases of a few hundred microseconds each, so
+ * both sides spin briefly on a counter before they sleep on a condition
+ * variable: a wake-up through the kernel costs tens of microseconds, a
+ * short spin far less, and a long one would take a core from the other
+ * jobs (replicas_tune).
+ *
+ * Invariants: gen counts the phases handed out and cur is phase gen's tasks
+ * (both change only under mu, cur by value, so a helper that wakes late
+ * reads the newest phase, never a finished one's); claimed[i] == gen once
+ * a replica took task i of phase gen (values only grow: a claim is a
+ * compare-and-swap from below gen); done counts phase gen's finished
+ * tasks. The phase is over when done == cur.n; a helper still looking
+ * through a finished phase's claims finds them all taken and touches
+ * nothing of the engine.
  */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
+#include <unistd.h>
 
 #include "replicas.h"
 
-#define SPINS 4000
+/* Tasks a phase may hand to another replica than their home; those past
+ * it (more than any sharded step has) run at home only. */
+#define STEAL_MAX 256
+
+#ifndef NND_TEST
+const
+#endif
+replicas_tuning replicas_tune = {
+	/* about 70 us of pause instructions on a current x86 core */
+	.spins = 4000,
+	.steal = 1,
+};
 
 struct replicas {
 	int n;
 	pthread_t *th;
 	int started;          /* helper threads running */
 	pthread_mutex_t mu;
-	pthread_cond_t go, done;
-	const nn_tasks *tasks;
+	pthread_cond_t go, finished;
+	nn_tasks cur;
 	uint64_t gen;
-	int pending;
+	int done;
 	int stop;
+	uint64_t claimed[STEAL_MAX];
 	nn_parallel par;
+	replicas_stats stats;
 };
 
 typedef struct helper_arg {
@@ -47,11 +75,51 @@ static inline void cpu_relax(void)
 #endif
 }
 
-static void run_mine(const nn_tasks *t, int r, int n)
+static int home(int i, int tasks, int n)
+{
+	return (int)((int64_t)i * n / tasks);
+}
+
+/* 1 when this replica takes task i of phase gen. */
+static int claim(replicas *rp, int i, uint64_t gen)
+{
+	if (i >= STEAL_MAX)
+		return 1;          /* home only: the caller is its home */
+	uint64_t old = __atomic_load_n(&rp->claimed[i], __ATOMIC_ACQUIRE);
+	while (old < gen)
+		if (__atomic_compare_exchange_n(&rp->claimed[i], &old, gen, 0, __ATOMIC_ACQ_REL,
+		                                __ATOMIC_ACQUIRE))
+			return 1;
+	return 0;
+}
+
+static void finish_task(replicas *rp, const nn_tasks *t)
+{
+	if (__atomic_add_fetch(&rp->done, 1, __ATOMIC_ACQ_REL) == t->n) {
+		pthread_mutex_lock(&rp->mu);
+		pthread_cond_signal(&rp->finished);
+		pthread_mutex_unlock(&rp->mu);
+	}
+}
+
+/* Replica r's share of phase gen: its home's tasks, then (stealing on) any
+ * other not yet taken, from the last back. */
+static void run_phase(replicas *rp, const nn_tasks *t, uint64_t gen, int r)
 {
 	for (int i = 0; i < t->n; i++)
-		if ((int)((int64_t)i * n / t->n) == r)
+		if (home(i, t->n, rp->n) == r && claim(rp, i, gen)) {
 			t->fn(t->arg, i);
+			__atomic_fetch_add(&rp->stats.home, 1, __ATOMIC_RELAXED);
+			finish_task(rp, t);
+		}
+	if (!replicas_tune.steal)
+		return;
+	for (int i = (t->n < STEAL_MAX ? t->n : STEAL_MAX) - 1; i >= 0; i--)
+		if (home(i, t->n, rp->n) != r && claim(rp, i, gen)) {
+			t->fn(t->arg, i);
+			__atomic_fetch_add(&rp->stats.stolen, 1, __ATOMIC_RELAXED);
+			finish_task(rp, t);
+		}
 }
 
 static void *helper_main(void *arg)
@@ -63,7 +131,8 @@ static void *helper_main(void *arg)
 	prctl(PR_SET_NAME, "nnd-train");
 	uint64_t seen = 0;
 	for (;;) {
-		for (int s = 0; s < SPINS && __atomic_load_n(&rp->gen, __ATOMIC_ACQUIRE) == seen &&
+		for (int s = 0; s < replicas_tune.spins &&
+		                __atomic_load_n(&rp->gen, __ATOMIC_ACQUIRE) == seen &&
 		                !__atomic_load_n(&rp->stop, __ATOMIC_ACQUIRE); s++)
 			cpu_relax();
 		pthread_mutex_lock(&rp->mu);
@@ -74,35 +143,38 @@ static void *helper_main(void *arg)
 			return NULL;
 		}
 		seen = rp->gen;
-		const nn_tasks *t = rp->tasks;
+		nn_tasks t = rp->cur;
 		pthread_mutex_unlock(&rp->mu);
-		run_mine(t, r, rp->n);
-		pthread_mutex_lock(&rp->mu);
-		if (--rp->pending == 0)
-			pthread_cond_signal(&rp->done);
-		pthread_mutex_unlock(&rp->mu);
+#ifdef NND_TEST
+		if (replicas_tune.late_us > 0)
+			usleep((useconds_t)replicas_tune.late_us);
+#endif
+		run_phase(rp, &t, seen, r);
 	}
 }
 
 static void carry(void *ctx, const nn_tasks *t)
 {
 	replicas *rp = ctx;
-	if (rp->n == 1) {
-		run_mine(t, 0, 1);
+	if (rp->n == 1 || t->n < 1) {
+		for (int i = 0; i < t->n; i++)
+			t->fn(t->arg, i);
 		return;
 	}
 	pthread_mutex_lock(&rp->mu);
-	rp->tasks = t;
-	rp->pending = rp->n - 1;
-	__atomic_store_n(&rp->gen, rp->gen + 1, __ATOMIC_RELEASE);
+	rp->cur = *t;
+	__atomic_store_n(&rp->done, 0, __ATOMIC_RELAXED);
+	uint64_t gen = rp->gen + 1;
+	__atomic_store_n(&rp->gen, gen, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&rp->go);
 	pthread_mutex_unlock(&rp->mu);
-	run_mine(t, 0, rp->n);
-	for (int s = 0; s < SPINS && __atomic_load_n(&rp->pending, __ATOMIC_ACQUIRE) > 0; s++)
+	run_phase(rp, t, gen, 0);
+	for (int s = 0; s < replicas_tune.spins &&
+	                __atomic_load_n(&rp->done, __ATOMIC_ACQUIRE) < t->n; s++)
 		cpu_relax();
 	pthread_mutex_lock(&rp->mu);
-	while (rp->pending > 0)
-		pthread_cond_wait(&rp->done, &rp->mu);
+	while (__atomic_load_n(&rp->done, __ATOMIC_ACQUIRE) < t->n)
+		pthread_cond_wait(&rp->finished, &rp->mu);
 	pthread_mutex_unlock(&rp->mu);
 }
 
@@ -116,7 +188,7 @@ replicas *replicas_start(int n)
 	rp->n = n;
 	pthread_mutex_init(&rp->mu, NULL);
 	pthread_cond_init(&rp->go, NULL);
-	pthread_cond_init(&rp->done, NULL);
+	pthread_cond_init(&rp->finished, NULL);
 	rp->par = (nn_parallel){ n, rp, carry, 0 };
 	rp->th = calloc((size_t)n, sizeof *rp->th);
 	if (!rp->th) {
@@ -144,6 +216,16 @@ const nn_parallel *replicas_carrier(const replicas *rp)
 	return rp ? &rp->par : NULL;
 }
 
+replicas_stats replicas_get_stats(const replicas *rp)
+{
+	replicas_stats s = { 0, 0 };
+	if (rp) {
+		s.home = __atomic_load_n(&rp->stats.home, __ATOMIC_RELAXED);
+		s.stolen = __atomic_load_n(&rp->stats.stolen, __ATOMIC_RELAXED);
+	}
+	return s;
+}
+
 void replicas_stop(replicas *rp)
 {
 	if (!rp)
@@ -156,7 +238,7 @@ void replicas_stop(replicas *rp)
 		pthread_join(rp->th[r], NULL);
 	pthread_mutex_destroy(&rp->mu);
 	pthread_cond_destroy(&rp->go);
-	pthread_cond_destroy(&rp->done);
+	pthread_cond_destroy(&rp->finished);
 	free(rp->th);
 	free(rp);
 }

@@ -102,6 +102,22 @@ typedef struct dsmap {
 #define DS_IDLE_COPIES 2
 #define DS_IDLE_COPY_MAX ((size_t)512 << 20)
 
+/*
+ * Prepared statements are kept for reuse: parsing and planning a statement
+ * cost more than running it (a study's trial makes some fifty store calls),
+ * so prep() hands out the one prepared for the same text before, reset,
+ * and unprep() resets it for the next caller instead of finalizing it. A
+ * text whose statement is in use (nested) gets another one.
+ */
+#define STMT_CACHE 128
+
+typedef struct stmt_slot {
+	char *sql;
+	uint32_t hash;
+	int busy;
+	sqlite3_stmt *st;
+} stmt_slot;
+
 struct store {
 	/* another store chosen at start (store_open_url), else NULL: SQLite */
 	const store_ops *ops;
@@ -118,6 +134,8 @@ struct store {
 	pthread_cond_t ds_cv;     /* a byte copy finished building */
 	dsmap *dsmaps;
 	uint64_t ds_clock;
+	stmt_slot stmts[STMT_CACHE];  /* prepared statements kept (guarded by mu) */
+	int n_stmts;
 };
 
 static const char schema[] =
@@ -183,18 +201,75 @@ static int file_fail(api_err *e, const char *what)
 	                   strerror(err));
 }
 
+static uint32_t sql_hash(const char *sql)
+{
+	uint32_t h = 2166136261u;
+	for (const unsigned char *c = (const unsigned char *)sql; *c; c++)
+		h = (h ^ *c) * 16777619u;
+	return h;
+}
+
+/* The statement of sql, ready to bind (caller holds s->mu); unprep() it
+ * when done. NULL (logged) when sql does not prepare. */
 static sqlite3_stmt *prep(store *s, const char *sql)
 {
+	uint32_t h = sql_hash(sql);
+	for (int i = 0; i < s->n_stmts; i++) {
+		stmt_slot *x = &s->stmts[i];
+		if (x->hash == h && !x->busy && strcmp(x->sql, sql) == 0) {
+			x->busy = 1;
+			return x->st;
+		}
+	}
 	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+	if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) !=
+	    SQLITE_OK) {
 		util_log(0, "store: prepare: %s", sqlite3_errmsg(s->db));
+		sqlite3_finalize(st);
 		return NULL;
 	}
+	char *copy = s->n_stmts < STMT_CACHE ? strdup(sql) : NULL;
+	if (copy)
+		s->stmts[s->n_stmts++] = (stmt_slot){ copy, h, 1, st };
 	return st;
+}
+
+/* Done with a statement of prep(): reset for the next use when it is
+ * kept, else finalized. */
+static void unprep(store *s, sqlite3_stmt *st)
+{
+	if (!st)
+		return;
+	for (int i = 0; i < s->n_stmts; i++)
+		if (s->stmts[i].st == st) {
+			sqlite3_reset(st);
+			sqlite3_clear_bindings(st);
+			s->stmts[i].busy = 0;
+			return;
+		}
+	sqlite3_finalize(st);
+}
+
+static void stmts_free(store *s)
+{
+	for (int i = 0; i < s->n_stmts; i++) {
+		sqlite3_finalize(s->stmts[i].st);
+		free(s->stmts[i].sql);
+	}
+	s->n_stmts = 0;
 }
 
 static int exec(store *s, const char *sql)
 {
+	if (!strchr(sql, ';')) {
+		/* one statement (BEGIN, COMMIT...): kept prepared too */
+		sqlite3_stmt *st = prep(s, sql);
+		int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
+		if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+			util_log(0, "store: %s: %s", sql, sqlite3_errmsg(s->db));
+		unprep(s, st);
+		return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : -1;
+	}
 	char *msg = NULL;
 	int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
 	if (rc != SQLITE_OK) {
@@ -272,7 +347,7 @@ static void remove_orphans(store *s, const char *dir, const char *sql_has, int v
 		if (versioned)
 			sqlite3_bind_int(st, 2, version);
 		int keep = sqlite3_step(st) == SQLITE_ROW;
-		sqlite3_finalize(st);
+		unprep(s, st);
 		if (!keep) {
 			char path[2400];
 			snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
@@ -466,6 +541,7 @@ void store_close(store *s)
 		dm = next;
 	}
 	if (s->db) {
+		stmts_free(s);
 		sqlite3_exec(s->db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
 		sqlite3_close(s->db);
 	}
@@ -572,7 +648,7 @@ int store_dataset_create(store *s, const api_dataset *d, const char *name,
 		sqlite3_bind_int64(st, 8, (sqlite3_int64)len);
 		sqlite3_bind_int64(st, 9, util_now_ms());
 		ok = sqlite3_step(st) == SQLITE_DONE;
-		sqlite3_finalize(st);
+		unprep(s, st);
 	}
 	if (!ok)
 		db_fail(s, e, "insert data set");
@@ -602,7 +678,7 @@ int store_dataset_get(store *s, const char *id, api_dataset_info *out, api_err *
 			not_found(e, "data set", id);
 		else
 			db_fail(s, e, "get data set");
-		sqlite3_finalize(st);
+		unprep(s, st);
 	}
 	pthread_mutex_unlock(&s->mu);
 	return rc;
@@ -614,7 +690,7 @@ static int64_t count_rows(store *s, const char *sql)
 	int64_t n = -1;
 	if (st && sqlite3_step(st) == SQLITE_ROW)
 		n = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+	unprep(s, st);
 	return n;
 }
 
@@ -637,7 +713,7 @@ int store_dataset_list(store *s, int64_t limit, int64_t offset, cJSON *items, in
 				cJSON_AddItemToArray(items, info.doc);
 		}
 	}
-	sqlite3_finalize(st);
+	unprep(s, st);
 	pthread_mutex_unlock(&s->mu);
 	return rc;
 }
@@ -650,7 +726,7 @@ static int in_use(store *s, const char *sql, const char *id)
 		return 1;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
 	int used = sqlite3_step(st) == SQLITE_ROW;
-	sqlite3_finalize(st);
+	unprep(s, st);
 	return used;
 }
 
@@ -709,7 +785,7 @@ int store_dataset_delete(store *s, const char *id, api_err *e)
 		} else {
 			db_fail(s, e, "delete data set");
 		}
-		sqlite3_finalize(st);
+		unprep(s, st);
 	}
 	pthread_mutex_unlock(&s->mu);
 	if (rc == 0) {
@@ -1075,7 +1151,7 @@ int store_model_create(store *s, const char *name, const nn_model *m, api_model_
 		sqlite3_bind_int64(st, 7, nn_model_param_count(m));
 		sqlite3_bind_int64(st, 8, now);
 		ok = sqlite3_step(st) == SQLITE_DONE;
-		sqlite3_finalize(st);
+		unprep(s, st);
 	} else {
 		ok = 0;
 	}
@@ -1086,7 +1162,7 @@ int store_model_create(store *s, const char *name, const nn_model *m, api_model_
 			sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
 			sqlite3_bind_int64(st, 2, now);
 			ok = sqlite3_step(st) == SQLITE_DONE;
-			sqlite3_finalize(st);
+			unprep(s, st);
 		}
 	}
 	if (ok)
@@ -1122,7 +1198,7 @@ int store_model_get(store *s, const char *id, api_model_info *out, api_err *e)
 			not_found(e, "model", id);
 		else
 			db_fail(s, e, "get model");
-		sqlite3_finalize(st);
+		unprep(s, st);
 	}
 	pthread_mutex_unlock(&s->mu);
 	return rc;
@@ -1147,7 +1223,7 @@ int store_model_list(store *s, int64_t limit, int64_t offset, cJSON *items, int6
 				cJSON_AddItemToArray(items, info.doc);
 		}
 	}
-	sqlite3_finalize(st);
+	unprep(s, st);
 	pthread_mutex_unlock(&s->mu);
 	return rc;
 }
@@ -1200,7 +1276,7 @@ int store_model_delete(store *s, const char *id, api_err *e)
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
 		if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
 			version = sqlite3_column_int(st, 0);
-		sqlite3_finalize(st);
+		unprep(s, st);
 	}
 	if (exec(s, "BEGIN IMMEDIATE") < 0) {
 		db_fail(s, e, "delete model");
@@ -1212,13 +1288,13 @@ int store_model_delete(store *s, const char *id, api_err *e)
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
 		ok = sqlite3_step(st) == SQLITE_DONE;
 		changed = sqlite3_changes(s->db);
-		sqlite3_finalize(st);
+		unprep(s, st);
 	}
 	st = ok ? prep(s, "DELETE FROM model_versions WHERE model=?") : NULL;
 	if (st) {
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
 		ok = sqlite3_step(st) == SQLITE_DONE;
-		sqlite3_finalize(st);
+		unprep(s, st);
 	}
 	if (ok && changed && exec(s, "COMMIT") == 0) {
 		rc = 0;
@@ -1440,7 +1516,7 @@ int store_model_snapshot(store *s, const char *id, api_model_snap **out, api_err
 			version = sqlite3_column_int(st, 0);
 			classes = col_dup(st, 1);
 		}
-		sqlite3_finalize(st);
+		unprep(s, st);
 	}
 	pthread_mutex_unlock(&s->mu);
 	if (version < 0)
@@ -1477,7 +1553,7 @@ static int publish(store *s, const char *id, nn_model *m, api_job *j, const char
 			cur = sqlite3_column_int(st, 0);
 			old_classes = col_dup(st, 1);
 		}
-		sqlite3_finalize(st);
+		unprep(s, st);
 	}
 	if (cur < 0) {
 		pthread_mutex_unlock(&s->mu);
@@ -1513,7 +1589,7 @@ static int publish(store *s, const char *id, nn_model *m, api_job *j, const char
 			bind_text(st, 3, j ? j->id : NULL);
 			sqlite3_bind_int64(st, 4, now);
 			ok = sqlite3_step(st) == SQLITE_DONE;
-			sqlite3_finalize(st);
+			unprep(s, st);
 		}
 		if (ok && j) {
 			st = prep(s, "UPDATE models SET version=?, trained_by=?, metrics=?, classes=?"
@@ -1526,7 +1602,7 @@ static int publish(store *s, const char *id, nn_model *m, api_job *j, const char
 				bind_text(st, 4, classes ? classes : old_classes);
 				sqlite3_bind_text(st, 5, id, -1, SQLITE_TRANSIENT);
 				ok = sqlite3_step(st) == SQLITE_DONE;
-				sqlite3_finalize(st);
+				unprep(s, st);
 			}
 		} else if (ok) {
 			st = prep(s, "UPDATE models SET version=?, classes=? WHERE id=?");
@@ -1536,7 +1612,7 @@ static int publish(store *s, const char *id, nn_model *m, api_job *j, const char
 				bind_text(st, 2, classes ? classes : old_classes);
 				sqlite3_bind_text(st, 3, id, -1, SQLITE_TRANSIENT);
 				ok = sqlite3_step(st) == SQLITE_DONE;
-				sqlite3_finalize(st);
+				unprep(s, st);
 			}
 		}
 		if (ok && j) {
@@ -1683,7 +1759,7 @@ int store_job_insert(store *s, api_job *j, api_err *e)
 		} else {
 			db_fail(s, e, "insert job");
 		}
-		sqlite3_finalize(st);
+		unprep(s, st);
 	}
 	pthread_mutex_unlock(&s->mu);
 	return rc;
@@ -1708,7 +1784,7 @@ int store_job_get(store *s, const char *id, api_job *out, api_err *e)
 		} else {
 			db_fail(s, e, "get job");
 		}
-		sqlite3_finalize(st);
+		unprep(s, st);
 	}
 	pthread_mutex_unlock(&s->mu);
 	return rc;
@@ -1745,8 +1821,8 @@ static int list_jobs(store *s, int state, const char *study, int64_t limit, int6
 			api_job_release(&j);
 		}
 	}
-	sqlite3_finalize(c);
-	sqlite3_finalize(st);
+	unprep(s, c);
+	unprep(s, st);
 	pthread_mutex_unlock(&s->mu);
 	return rc;
 }
@@ -1781,7 +1857,7 @@ static int job_update_locked(store *s, const api_job *j)
 	sqlite3_bind_int64(st, 11, j->finished_at);
 	sqlite3_bind_text(st, 12, j->id, -1, SQLITE_TRANSIENT);
 	int ok = sqlite3_step(st) == SQLITE_DONE;
-	sqlite3_finalize(st);
+	unprep(s, st);
 	return ok ? 0 : -1;
 }
 
@@ -1808,7 +1884,7 @@ int store_job_start(store *s, const api_job *j, int base_version, api_err *e)
 			sqlite3_bind_int(st, 1, base_version);
 			sqlite3_bind_text(st, 2, j->id, -1, SQLITE_TRANSIENT);
 			ok = sqlite3_step(st) == SQLITE_DONE;
-			sqlite3_finalize(st);
+			unprep(s, st);
 		}
 	}
 	if (ok)
@@ -1836,7 +1912,7 @@ static int job_int(store *s, const char *sql, const char *id, int def, int *v)
 			*v = sqlite3_column_type(st, 0) == SQLITE_NULL ? def : sqlite3_column_int(st, 0);
 			rc = 0;
 		}
-		sqlite3_finalize(st);
+		unprep(s, st);
 	}
 	pthread_mutex_unlock(&s->mu);
 	return rc;
@@ -1853,7 +1929,7 @@ static int job_set_int(store *s, const char *sql, int x, const char *id)
 		sqlite3_bind_int(st, 1, x);
 		sqlite3_bind_text(st, 2, id, -1, SQLITE_TRANSIENT);
 		rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
-		sqlite3_finalize(st);
+		unprep(s, st);
 	}
 	pthread_mutex_unlock(&s->mu);
 	return rc;
@@ -1906,7 +1982,7 @@ int store_jobs_unfinished(store *s, char (**ids)[API_ID_LEN], int *n)
 		col_copy(st, 0, (*ids)[*n], API_ID_LEN);
 		(*n)++;
 	}
-	sqlite3_finalize(st);
+	unprep(s, st);
 	pthread_mutex_unlock(&s->mu);
 	return rc;
 }
@@ -1922,7 +1998,7 @@ int store_job_counts(store *s, int64_t counts[API_JOB_NSTATES])
 		if (k >= 0 && k < API_JOB_NSTATES)
 			counts[k] = sqlite3_column_int64(st, 1);
 	}
-	sqlite3_finalize(st);
+	unprep(s, st);
 	pthread_mutex_unlock(&s->mu);
 	return st ? 0 : -1;
 }
@@ -1977,7 +2053,7 @@ int store_metrics_write_batch(store *s, const char *job, const store_step *steps
 			ok = sqlite3_step(st) == SQLITE_DONE;
 			sqlite3_reset(st);
 		}
-		sqlite3_finalize(st);
+		unprep(s, st);
 	}
 	if (ok && n_eps > 0) {
 		sqlite3_stmt *st = prep(s, "INSERT OR REPLACE INTO job_epochs(job, epoch, end_step, doc)"
@@ -1991,7 +2067,7 @@ int store_metrics_write_batch(store *s, const char *job, const store_step *steps
 			ok = sqlite3_step(st) == SQLITE_DONE;
 			sqlite3_reset(st);
 		}
-		sqlite3_finalize(st);
+		unprep(s, st);
 	}
 	if (ok && j)
 		ok = job_update_locked(s, j) == 0;
@@ -2045,7 +2121,7 @@ int store_metrics_get(store *s, const char *job, int64_t since_step, cJSON **out
 		sqlite3_bind_int64(st, 2, since_step);
 		while (sqlite3_step(st) == SQLITE_ROW)
 			cJSON_AddItemToArray(steps, step_json(st));
-		sqlite3_finalize(st);
+		unprep(s, st);
 	} else {
 		rc = -1;
 	}
@@ -2058,7 +2134,7 @@ int store_metrics_get(store *s, const char *job, int64_t since_step, cJSON **out
 			if (dj)
 				cJSON_AddItemToArray(epochs, dj);
 		}
-		sqlite3_finalize(st);
+		unprep(s, st);
 	} else {
 		rc = -1;
 	}
@@ -2115,7 +2191,7 @@ int store_history(store *s, const char *job, store_event **out, int *n)
 			ev->data = strdup("{}");
 		(*n)++;
 	}
-	sqlite3_finalize(st);
+	unprep(s, st);
 	pthread_mutex_unlock(&s->mu);
 	return rc;
 }
@@ -2203,7 +2279,7 @@ static int exec_id(store *s, const char *sql, const char *id)
 		sqlite3_bind_text(q, 1, id, -1, SQLITE_TRANSIENT);
 		ok = sqlite3_step(q) == SQLITE_DONE;
 	}
-	sqlite3_finalize(q);
+	unprep(s, q);
 	return ok ? 0 : -1;
 }
 
@@ -2224,7 +2300,7 @@ int store_job_of_trial(store *s, const char *study, int number, char job[API_ID_
 			found = 1;
 		}
 	}
-	sqlite3_finalize(q);
+	unprep(s, q);
 	pthread_mutex_unlock(&s->mu);
 	return found;
 }
@@ -2284,7 +2360,7 @@ int store_study_insert(store *s, store_study *st, const char *dataset, const cha
 		sqlite3_bind_int64(q, 8, st->created_at);
 		ok = sqlite3_step(q) == SQLITE_DONE;
 	}
-	sqlite3_finalize(q);
+	unprep(s, q);
 	if (!ok)
 		db_fail(s, e, "insert study");
 	pthread_mutex_unlock(&s->mu);
@@ -2320,7 +2396,7 @@ int store_study_get(store *s, const char *id, store_study *out, api_err *e)
 			db_fail(s, e, "get study");
 		}
 	}
-	sqlite3_finalize(q);
+	unprep(s, q);
 	pthread_mutex_unlock(&s->mu);
 	return rc;
 }
@@ -2355,7 +2431,7 @@ int store_study_ids(store *s, int active_only, int64_t limit, int64_t offset,
 			col_copy(q, 0, (*ids)[(*n)++], API_ID_LEN);
 		}
 	}
-	sqlite3_finalize(q);
+	unprep(s, q);
 	pthread_mutex_unlock(&s->mu);
 	return rc;
 }
@@ -2375,7 +2451,7 @@ int store_study_update(store *s, const store_study *st)
 		sqlite3_bind_text(q, 5, st->id, -1, SQLITE_TRANSIENT);
 		ok = sqlite3_step(q) == SQLITE_DONE;
 	}
-	sqlite3_finalize(q);
+	unprep(s, q);
 	pthread_mutex_unlock(&s->mu);
 	return ok ? 0 : -1;
 }
@@ -2422,7 +2498,7 @@ int store_trial_put(store *s, const char *study, const store_trial *t)
 		sqlite3_bind_int(q, 12, t->rung);
 		ok = sqlite3_step(q) == SQLITE_DONE;
 	}
-	sqlite3_finalize(q);
+	unprep(s, q);
 	pthread_mutex_unlock(&s->mu);
 	return ok ? 0 : -1;
 }
@@ -2468,7 +2544,7 @@ int store_trials_get(store *s, const char *study, store_trial **out, int *n)
 			trial_from_row(q, &(*out)[(*n)++]);
 		}
 	}
-	sqlite3_finalize(q);
+	unprep(s, q);
 	pthread_mutex_unlock(&s->mu);
 	return rc;
 }
@@ -2546,8 +2622,8 @@ int store_trials_page(store *s, const char *study, int by_number, int maximize, 
 			free(t.params);
 		}
 	}
-	sqlite3_finalize(c);
-	sqlite3_finalize(q);
+	unprep(s, c);
+	unprep(s, q);
 	pthread_mutex_unlock(&s->mu);
 	return rc;
 }
@@ -2569,7 +2645,7 @@ int store_trial_counts(store *s, const char *study, int64_t counts[7], int64_t *
 			*epochs += sqlite3_column_int64(q, 2);
 		}
 	}
-	sqlite3_finalize(q);
+	unprep(s, q);
 	pthread_mutex_unlock(&s->mu);
 	return q ? 0 : -1;
 }
@@ -2591,7 +2667,7 @@ int store_study_event(store *s, const char *study, int kind, const char *data, i
 			ok = sqlite3_step(q) == SQLITE_DONE;
 		}
 	}
-	sqlite3_finalize(q);
+	unprep(s, q);
 	pthread_mutex_unlock(&s->mu);
 	return ok ? 0 : -1;
 }
@@ -2647,7 +2723,7 @@ int store_study_events_after(store *s, const char *study, int64_t after, store_e
 			ev->data = col_dup(q, 2);
 		}
 	}
-	sqlite3_finalize(q);
+	unprep(s, q);
 	pthread_mutex_unlock(&s->mu);
 	return rc;
 }

@@ -3,10 +3,13 @@
  * (engine/row_pack.c) and the prediction path that uses them
  * (engine/predict.c): the plain kernel against a sum in double over widths
  * that exercise every block size and the masked tail, the AVX-512 kernel
- * against the plain one to the bit (SKIP without AVX-512), and single-row
- * predictions through a frozen scratch against sgemm's, counted, never for
- * another model's weights, and not for models over the size limit; the
- * packs built once per model and shared by its scratches and threads.
+ * against the plain one to the bit (SKIP without AVX-512), several rows at
+ * once against the one-row plain kernel to the bit (either kernel), and
+ * single-row predictions through a frozen scratch against sgemm's,
+ * counted, never for another model's weights, and not for models over the
+ * size limit; blocks of a few rows (up to row_pack_max_rows) each row with
+ * the bits it gets alone; the packs built once per model and shared by its
+ * scratches and threads.
  */
 #include <check.h>
 #include <math.h>
@@ -18,6 +21,7 @@
 #include "internal.h"
 #include "nn.h"
 #include "row_pack.h"
+#include "sparse_in.h"
 #include "tune.h"
 
 static uint32_t lcg(uint32_t *s)
@@ -129,6 +133,72 @@ START_TEST(test_avx512_product_gives_the_plain_ones_bits)
 }
 END_TEST
 
+/* n rows (row stride ldx, the gaps filled too) as make_case draws them:
+ * zeros, negative zeros, and the rest from -100 to 155. */
+static float *rows_of(int n, int ldx, uint32_t seed)
+{
+	float *x = malloc(sizeof(float) * (size_t)n * (size_t)ldx);
+	uint32_t s = seed;
+	for (int i = 0; i < n * ldx; i++) {
+		float u = unit(&s);
+		x[i] = u < 0.4f ? 0.0f : u < 0.45f ? -0.0f : 255.0f * unit(&s) - 100.0f;
+	}
+	return x;
+}
+
+/* Several rows at once (strides wider than the rows), every kernel: each
+ * row the bits of the one-row plain kernel, nothing written between the
+ * rows; with a NaN in one row, only that row's outputs are NaN. */
+static void check_rows(void)
+{
+	static const int ns[] = { 2, 3, 5, 8 };
+	for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+		for (size_t u = 0; u < sizeof ns / sizeof ns[0]; u++) {
+			int n = ns[u];
+			pcase c = make_case(shapes[t][0], shapes[t][1], (int)(t % 2), 7 + (uint32_t)t);
+			nn_row_pack *p = nn_row_pack_create(c.W, c.b, c.in, c.out);
+			int ldx = c.in + 3, ldz = c.out + 5;
+			float *x = rows_of(n, ldx, 100 + (uint32_t)(t * 8 + u));
+			if (t == 5)
+				x[ldx + c.in / 3] = NAN;   /* row 1 */
+			float *z = malloc(sizeof(float) * (size_t)n * ldz);
+			float *one = malloc(sizeof(float) * (size_t)c.out);
+			for (int i = 0; i < n * ldz; i++)
+				z[i] = 4321.0f;
+			nn_row_product_rows(p, x, ldx, n, z, ldz);
+			for (int r = 0; r < n; r++) {
+				nn_row_product_plain(p, x + (int64_t)r * ldx, one);
+				ck_assert_msg(memcmp(z + (int64_t)r * ldz, one, sizeof(float) * c.out) == 0,
+				              "%dx%d, %d rows: row %d differs from the row alone", c.in,
+				              c.out, n, r);
+				for (int j = c.out; j < ldz; j++)
+					ck_assert_float_eq(z[(int64_t)r * ldz + j], 4321.0f);
+				if (t == 5)
+					ck_assert(isnan(z[(int64_t)r * ldz]) == (r == 1));
+			}
+			nn_row_product_rows_plain(p, x, ldx, n, z, ldz);
+			for (int r = 0; r < n; r++) {
+				nn_row_product_plain(p, x + (int64_t)r * ldx, one);
+				ck_assert(memcmp(z + (int64_t)r * ldz, one, sizeof(float) * c.out) == 0);
+			}
+			free(x);
+			free(z);
+			free(one);
+			nn_row_pack_free(p);
+			free_case(&c);
+		}
+	}
+}
+
+START_TEST(test_rows_at_once_give_each_row_its_bits_alone)
+{
+	check_rows();          /* AVX-512 where the CPU has it */
+	nn_tune.simd = 0;
+	check_rows();          /* plain */
+	nn_tune.simd = 1;
+}
+END_TEST
+
 static nn_model *mlp(int f, uint64_t seed)
 {
 	nn_layer_spec hidden[2] = { nn_layer_default(NN_LAYER_DENSE),
@@ -147,7 +217,8 @@ static nn_model *mlp(int f, uint64_t seed)
 
 /* A frozen scratch predicts one row through the packs of its three dense
  * layers, within rounding of sgemm's result, plain and AVX-512 alike; a
- * block of rows and another model of the same shape keep sgemm. */
+ * block of more rows than row_pack_max_rows and another model of the same
+ * shape keep sgemm. */
 START_TEST(test_one_row_through_a_frozen_scratch_uses_the_packs)
 {
 	const int f = 70, rows = 5;
@@ -165,10 +236,13 @@ START_TEST(test_one_row_through_a_frozen_scratch_uses_the_packs)
 	float want[15], got[3], plain[3], block[15];
 
 	int64_t before = nn_counts.row_predictions;
+	int saved = nn_tune.row_pack_max_rows;
+	nn_tune.row_pack_max_rows = rows - 1;
 	ck_assert_int_eq(nn_predict(m, gen, x, rows, want), NN_OK);
 	ck_assert_int_eq(nn_predict(m, frozen, x, rows, block), NN_OK);
-	ck_assert_int_eq(memcmp(want, block, sizeof want), 0); /* a block: sgemm */
+	ck_assert_int_eq(memcmp(want, block, sizeof want), 0); /* a larger block: sgemm */
 	ck_assert_int_eq(nn_counts.row_predictions, before);
+	nn_tune.row_pack_max_rows = saved;
 	for (int r = 0; r < rows; r++) {
 		ck_assert_int_eq(nn_predict(m, frozen, x + r * f, 1, got), NN_OK);
 		ck_assert_int_eq(nn_counts.row_predictions, before + 6 * r + 3); /* 3 dense layers */
@@ -192,6 +266,49 @@ START_TEST(test_one_row_through_a_frozen_scratch_uses_the_packs)
 	nn_scratch_free(frozen);
 	nn_model_free(m);
 	nn_model_free(other);
+}
+END_TEST
+
+/* A block of a few rows (up to row_pack_max_rows) through a frozen
+ * scratch: the packs, each row the bits nn_predict gives it alone, plain
+ * and AVX-512; a block of rows mostly zero keeps the sparse kernel. */
+START_TEST(test_a_few_rows_get_the_bits_of_each_alone)
+{
+	const int f = 70, rows = 8;
+	nn_model *m = mlp(f, 6);
+	float mean[70], sd[70], x[8 * 70], sparse_x[2 * 70];
+	uint32_t s = 12;
+	for (int k = 0; k < f; k++) {
+		mean[k] = 10.0f * unit(&s);
+		sd[k] = 1.0f + 20.0f * unit(&s);
+	}
+	for (int i = 0; i < rows * f; i++)
+		x[i] = 1.0f + (float)(lcg(&s) % 255);
+	for (int i = 0; i < 2 * f; i++)   /* nine zeros in ten */
+		sparse_x[i] = lcg(&s) % 10 ? 0.0f : 1.0f + (float)(lcg(&s) % 255);
+	ck_assert_int_eq(nn_model_set_standardize(m, mean, sd), NN_OK);
+	nn_scratch *frozen = nn_scratch_create_frozen(m, 16);
+	for (int simd = 1; simd >= 0; simd--) {
+		nn_tune.simd = simd;
+		float alone[8 * 3], block[8 * 3];
+		for (int r = 0; r < rows; r++)
+			ck_assert_int_eq(nn_predict(m, frozen, x + r * f, 1, alone + r * 3), NN_OK);
+		for (int n = 2; n <= rows; n += 3) {
+			int64_t before = nn_counts.row_predictions;
+			ck_assert_int_eq(nn_predict(m, frozen, x, n, block), NN_OK);
+			ck_assert_int_eq(nn_counts.row_predictions - before, 3); /* one pass, 3 layers */
+			ck_assert_msg(memcmp(block, alone, sizeof(float) * 3 * (size_t)n) == 0,
+			              "simd %d: a block of %d rows differs from the rows alone", simd, n);
+		}
+		if (nn_sparse_in_supported()) {
+			int64_t before = nn_counts.sparse_predict_blocks;
+			ck_assert_int_eq(nn_predict(m, frozen, sparse_x, 2, block), NN_OK);
+			ck_assert_int_eq(nn_counts.sparse_predict_blocks, before + 1);
+		}
+	}
+	nn_tune.simd = 1;
+	nn_scratch_free(frozen);
+	nn_model_free(m);
 }
 END_TEST
 
@@ -276,7 +393,9 @@ int main(void)
 	tcase_add_test(tc, test_plain_product_matches_a_sum_in_double);
 	tcase_add_test_if(tc, test_avx512_product_gives_the_plain_ones_bits, nn_row_product_simd(),
 	                  "this CPU has no AVX-512F", &skipped);
+	tcase_add_test(tc, test_rows_at_once_give_each_row_its_bits_alone);
 	tcase_add_test(tc, test_one_row_through_a_frozen_scratch_uses_the_packs);
+	tcase_add_test(tc, test_a_few_rows_get_the_bits_of_each_alone);
 	tcase_add_test(tc, test_models_over_the_size_limit_keep_sgemm);
 	tcase_add_test(tc, test_frozen_scratches_of_one_model_share_its_packs);
 	suite_add_tcase(s, tc);

@@ -7,7 +7,9 @@
  * smaller than the shard count (empty shards); and after a resume from a
  * mid-epoch checkpoint; and as R processes (each its own copy of the
  * trainer, sharing only what nn_tasks.out names, as MPI ranks do) every
- * replica ends with those bits. Sharded runs compute the one-batch mathematics
+ * replica ends with those bits; and on the daemon's replica threads
+ * (server/replicas.c), also when their helpers come late to every phase
+ * and replica 0 runs their tasks. Sharded runs compute the one-batch mathematics
  * (losses and weights close to shards 1; the PyTorch cases with shards 2
  * and 4 are in test_reference). Replicas that do not divide shards are
  * refused.
@@ -20,6 +22,7 @@
 #include "check_main.h"
 #include "nn.h"
 #include "par_fixture.h"
+#include "replicas.h"
 
 /* ---------------------------------------------------------------- fixtures */
 
@@ -102,7 +105,12 @@ static nn_train_config config(int shards)
 	return c;
 }
 
-enum { SERIAL, BACKWARDS, THREADS };
+/* THREADS: par_fixture.h's threads; DAEMON: the daemon's replica threads
+ * (server/replicas.c), DAEMON_LATE the same with its helpers late to every
+ * phase, so that replica 0 runs (steals) their tasks. */
+enum { SERIAL, BACKWARDS, THREADS, DAEMON, DAEMON_LATE };
+
+static long long stolen; /* tasks the DAEMON carriers ran away from home */
 
 /* Trains a fresh model; returns it. */
 static nn_model *train(const data *a, int regression, int dropout, nn_train_config c,
@@ -111,10 +119,21 @@ static nn_model *train(const data *a, int regression, int dropout, nn_train_conf
 	nn_model *m = bn_model(a->d.features, regression ? 2 : 10,
 	                       regression ? NN_TASK_REGRESSION : NN_TASK_CLASSIFICATION, dropout);
 	nn_parallel par = carrier == THREADS ? par_threads(&replicas) : par_backwards();
+	struct replicas *rp = NULL;
 	c.par = carrier == SERIAL ? NULL : &par;
 	c.replicas = carrier == THREADS ? replicas : 1;
+	if (carrier == DAEMON || carrier == DAEMON_LATE) {
+		rp = replicas_start(replicas);
+		ck_assert_ptr_nonnull(rp);
+		c.par = replicas_carrier(rp);
+		c.replicas = replicas;
+		replicas_tune.late_us = carrier == DAEMON_LATE ? 1000 : 0;
+	}
 	char err[300];
 	nn_status st = nn_train(m, &a->d, NULL, &c, NULL, NULL, 0, res, err, sizeof err);
+	stolen += replicas_get_stats(rp).stolen;
+	replicas_stop(rp);
+	replicas_tune.late_us = 0;
 	ck_assert_msg(st == NN_OK, "nn_train: %s", err);
 	return m;
 }
@@ -171,6 +190,18 @@ static void all_placements_agree(const data *a, int regression, int dropout,
 		nn_model_free(m);
 		if (R == 1)
 			continue;
+		/* the daemon's replica threads; late helpers: replica 0 steals */
+		for (int carrier = DAEMON; carrier <= DAEMON_LATE; carrier++) {
+			stolen = 0;
+			m = train(a, regression, dropout, c, carrier, R, &r);
+			ck_assert_msg(same_bits(ref, m), "shards %d, %d daemon replicas%s: other weights",
+			              c.shards, R, carrier == DAEMON_LATE ? " (late helpers)" : "");
+			ck_assert_float_eq(r.last.train_loss, r0.last.train_loss);
+			if (carrier == DAEMON_LATE)
+				ck_assert_msg(stolen > 0, "shards %d, %d late replicas: nothing stolen",
+				              c.shards, R);
+			nn_model_free(m);
+		}
 		/* as processes: every replica ends with the reference's bits */
 		nn_model *ms[4];
 		nn_train_result rs[4];

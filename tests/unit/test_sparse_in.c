@@ -154,6 +154,43 @@ static void check_case_as(int max_batch, int n, int f, int out, float density, i
 		ck_assert_msg(gworst < 1e-6, "n %d f %d out %d: gradient error %g of the magnitude",
 		              n, f, out, gworst);
 	}
+	/* another batch of the same rows reading sp's packed weights (shard.c's
+	 * shards of one replica): the same bits as sp itself; then packing its
+	 * own (other) weights leaves sp's alone */
+	nn_sparse_in *sh = nn_sparse_in_create(max_batch, f, out);
+	ck_assert_ptr_nonnull(sh);
+	nn_sparse_in_begin(sh);
+	for (int i = 0; i < n; i++) {
+		if (floats)
+			nn_sparse_in_add_row_f32(sh, xs + (int64_t)i * f);
+		else
+			nn_sparse_in_add_row(sh, x8 + (int64_t)i * f);
+	}
+	ck_assert_int_eq(nn_sparse_in_active(sh), 0);
+	nn_sparse_in_share_weights(sh, sp);
+	ck_assert_int_eq(nn_sparse_in_active(sh), 1);
+	float *z2 = malloc(sizeof(float) * (size_t)n * out);
+	float *dw2 = malloc(sizeof(float) * (size_t)out * f);
+	nn_sparse_in_forward(sh, z2);
+	ck_assert_msg(memcmp(z2, got, sizeof(float) * (size_t)n * out) == 0,
+	              "shared weights: other forward bits");
+	nn_sparse_in_grad(sh, dz, NULL, dw2);
+	ck_assert_msg(memcmp(dw2, dw_got, sizeof(float) * (size_t)out * f) == 0,
+	              "shared weights: other gradient bits");
+	for (int64_t i = 0; i < (int64_t)out * f; i++)
+		W[i] = -W[i];
+	nn_sparse_in_weights(sh, W, with_bias ? b : NULL, with_std ? mean : NULL,
+	                     with_std ? sd : NULL);
+	nn_sparse_in_forward(sp, z2);
+	ck_assert_msg(memcmp(z2, got, sizeof(float) * (size_t)n * out) == 0,
+	              "packing the sharer's own weights changed the owner's");
+	nn_sparse_in_forward(sh, z2);
+	ck_assert_msg(memcmp(z2, got, sizeof(float) * (size_t)n * out) != 0,
+	              "the sharer still reads the owner's weights");
+	nn_sparse_in_free(sh);
+	free(z2);
+	free(dw2);
+
 	free(dz);
 	free(db);
 	free(dw_want);
