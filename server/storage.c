@@ -2469,10 +2469,9 @@ int store_study_delete(store *s, const char *id)
 	return ok ? 0 : -1;
 }
 
-int store_trial_put(store *s, const char *study, const store_trial *t)
+/* store_trial_put's row (caller holds s->mu). 0 or -1. */
+static int trial_put_locked(store *s, const char *study, const store_trial *t)
 {
-	VIA(s, trial_put, study, t);
-	pthread_mutex_lock(&s->mu);
 	sqlite3_stmt *q = prep(s, "INSERT INTO trials(study, number, state, params, value, epochs,"
 	                          " seconds, rows, seed, job, model, rung)"
 	                          " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)"
@@ -2499,8 +2498,16 @@ int store_trial_put(store *s, const char *study, const store_trial *t)
 		ok = sqlite3_step(q) == SQLITE_DONE;
 	}
 	unprep(s, q);
-	pthread_mutex_unlock(&s->mu);
 	return ok ? 0 : -1;
+}
+
+int store_trial_put(store *s, const char *study, const store_trial *t)
+{
+	VIA(s, trial_put, study, t);
+	pthread_mutex_lock(&s->mu);
+	int rc = trial_put_locked(s, study, t);
+	pthread_mutex_unlock(&s->mu);
+	return rc;
 }
 
 #define TRIAL_COLS "number, state, params, value, epochs, seconds, rows, seed, job, model, rung"
@@ -2650,10 +2657,10 @@ int store_trial_counts(store *s, const char *study, int64_t counts[7], int64_t *
 	return q ? 0 : -1;
 }
 
-int store_study_event(store *s, const char *study, int kind, const char *data, int64_t *seq)
+/* store_study_event's row (caller holds s->mu). 0 or -1. */
+static int study_event_locked(store *s, const char *study, int kind, const char *data,
+                              int64_t *seq)
 {
-	VIA(s, study_event, study, kind, data, seq);
-	pthread_mutex_lock(&s->mu);
 	sqlite3_stmt *q = prep(s, "INSERT INTO study_events(study, seq, kind, data)"
 	                          " SELECT ?1, coalesce(max(seq), 0) + 1, ?2, ?3 FROM study_events"
 	                          " WHERE study=?1 RETURNING seq");
@@ -2668,6 +2675,28 @@ int store_study_event(store *s, const char *study, int kind, const char *data, i
 		}
 	}
 	unprep(s, q);
+	return ok ? 0 : -1;
+}
+
+int store_study_event(store *s, const char *study, int kind, const char *data, int64_t *seq)
+{
+	VIA(s, study_event, study, kind, data, seq);
+	pthread_mutex_lock(&s->mu);
+	int rc = study_event_locked(s, study, kind, data, seq);
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+int store_trial_record(store *s, const char *study, const store_trial *t, int kind,
+                       const char *data, int64_t *seq)
+{
+	VIA(s, trial_record, study, t, kind, data, seq);
+	pthread_mutex_lock(&s->mu);
+	int ok = exec(s, "BEGIN IMMEDIATE") == 0;
+	ok = ok && trial_put_locked(s, study, t) == 0 &&
+	     study_event_locked(s, study, kind, data, seq) == 0 && exec(s, "COMMIT") == 0;
+	if (!ok)
+		exec(s, "ROLLBACK");
 	pthread_mutex_unlock(&s->mu);
 	return ok ? 0 : -1;
 }

@@ -243,6 +243,10 @@ int store_trials_page(store *s, const char *study, int by_number, int maximize, 
 int store_trial_counts(store *s, const char *study, int64_t counts[7], int64_t *epochs);
 /* A study event: its sequence number (from 1) into *seq. */
 int store_study_event(store *s, const char *study, int kind, const char *data, int64_t *seq);
+/* A trial's row (store_trial_put) and a study event (store_study_event:
+ * its sequence number into *seq) in one commit. */
+int store_trial_record(store *s, const char *study, const store_trial *t, int kind,
+                       const char *data, int64_t *seq);
 /* Every event of a study, in order (kind, id = seq, data). */
 int store_study_events(store *s, const char *study, store_event **out, int *n);
 /* The same, only those whose seq is above after. */

@@ -107,6 +107,8 @@ typedef struct store_ops {
 	int (*trial_counts)(void *be, const char *study, int64_t counts[7], int64_t *epochs);
 	int (*study_event)(void *be, const char *study, int kind, const char *data,
 	                   int64_t *seq);
+	int (*trial_record)(void *be, const char *study, const struct store_trial *t, int kind,
+	                    const char *data, int64_t *seq);
 	int (*study_events)(void *be, const char *study, int64_t after, struct store_event **out,
 	                    int *n);
 	int (*study_lock)(void *be, const char *id, int wait);

@@ -2050,6 +2050,31 @@ static int pg_study_event(void *be, const char *study, int kind, const char *dat
 	return rc;
 }
 
+/* pg_trial_put and pg_study_event in one commit: the study lock's
+ * transaction when this thread holds it (pass_c), else one of their own on
+ * the store's connection (pass_c pointing at it while p->mu is held). */
+static int pg_trial_record(void *be, const char *study, const store_trial *t, int kind,
+                           const char *data, int64_t *seq)
+{
+	pgs *p = be;
+	if (pass_c)
+		return pg_trial_put(be, study, t) == 0 &&
+		       pg_study_event(be, study, kind, data, seq) == 0 ? 0 : -1;
+	pthread_mutex_lock(&p->mu);
+	int ok = begin(p) == 0;
+	pass_c = ok ? p->c : NULL;
+	ok = ok && pg_trial_put(be, study, t) == 0 &&
+	     pg_study_event(be, study, kind, data, seq) == 0 && !pass_failed;
+	pass_c = NULL;
+	pass_failed = 0;
+	if (ok)
+		ok = commit(p) == 0;
+	else
+		rollback(p);
+	pthread_mutex_unlock(&p->mu);
+	return ok ? 0 : -1;
+}
+
 static int pg_study_events(void *be, const char *study, int64_t after, store_event **out,
                            int *n)
 {
@@ -2301,6 +2326,7 @@ static const store_ops pg_ops = {
 	.trials_page = pg_trials_page,
 	.trial_counts = pg_trial_counts,
 	.study_event = pg_study_event,
+	.trial_record = pg_trial_record,
 	.study_events = pg_study_events,
 	.study_lock = pg_study_lock,
 	.study_lock_held = pg_study_lock_held,

@@ -68,12 +68,13 @@ static sfeed *find_feed(studies *S, const char *id)
 	return NULL;
 }
 
-/* Records an event and hands it to the live feed (caller holds S->mu). */
-static void emit(studies *S, const char *id, int kind, cJSON *data, int final)
+/* Hands data to every dashboard's stream (GET /v1/events; a trial with
+ * its study) and returns its text for the study's own events (NULL when
+ * out of memory). Frees data. */
+static char *publish(studies *S, const char *id, int kind, cJSON *data)
 {
 	char *t = data ? cJSON_PrintUnformatted(data) : NULL;
 	if (data && kind == FEED_TRIAL) {
-		/* every dashboard's stream (GET /v1/events): the trial with its study */
 		cJSON_AddStringToObject(data, "study", id);
 		char *all = cJSON_PrintUnformatted(data);
 		if (all)
@@ -83,13 +84,13 @@ static void emit(studies *S, const char *id, int kind, cJSON *data, int final)
 		jobs_events_publish(S->q, FEED_STATE, t);
 	}
 	cJSON_Delete(data);
-	if (!t)
-		return;
-	int64_t seq = 0;
-	if (store_study_event(S->st, id, kind, t, &seq) < 0) {
-		free(t);
-		return;
-	}
+	return t;
+}
+
+/* Hands a recorded event (seq) to the study's live feed, which ends with
+ * a final one (caller holds S->mu). Takes t. */
+static void feed_event(studies *S, const char *id, int kind, int64_t seq, int final, char *t)
+{
 	sfeed *x = S->shared ? NULL : find_feed(S, id);
 	if (x)
 		jobs_feed_append(S->q, x->f, kind, seq, final, t);
@@ -104,6 +105,32 @@ static void emit(studies *S, const char *id, int kind, cJSON *data, int final)
 		jobs_feed_release(S->q, x->f);
 		free(x);
 	}
+}
+
+/* Records an event and hands it to the live feed (caller holds S->mu). */
+static void emit(studies *S, const char *id, int kind, cJSON *data, int final)
+{
+	char *t = publish(S, id, kind, data);
+	int64_t seq = 0;
+	if (!t || store_study_event(S->st, id, kind, t, &seq) < 0) {
+		free(t);
+		return;
+	}
+	feed_event(S, id, kind, seq, final, t);
+}
+
+/* Writes trial t's row with its event in one commit, and hands the event
+ * to the feeds (caller holds S->mu). 0 or -1. */
+static int record_trial(studies *S, const char *id, const store_trial *t)
+{
+	char *text = publish(S, id, FEED_TRIAL, store_trial_json(t));
+	int64_t seq = 0;
+	if (!text || store_trial_record(S->st, id, t, FEED_TRIAL, text, &seq) < 0) {
+		free(text);
+		return -1;
+	}
+	feed_event(S, id, FEED_TRIAL, seq, 0, text);
+	return 0;
 }
 
 /* 1 when data (a study object) is in a final state. */
@@ -300,11 +327,6 @@ static int pause_for(const api_study *s, int k)
 	return k < n - 1 ? ends[k] : 0;
 }
 
-static void trial_event(studies *S, const char *id, const store_trial *t)
-{
-	emit(S, id, FEED_TRIAL, store_trial_json(t), 0);
-}
-
 /* Makes trial t's model and job. 0, or -1 with e set. */
 static int make_trial(studies *S, const char *sid, const api_study *s, const api_study_data *d,
                       store_trial *t, api_err *e)
@@ -457,7 +479,7 @@ static int decide_rung(studies *S, const char *sid, const api_study *s, store_tr
 		if (jobs_cancel_code(S->q, t->job, "pruned", "successive halving stopped this trial",
 		                     &j, &e) == 0)
 			api_job_release(&j);
-		trial_event(S, sid, t);
+		emit(S, sid, FEED_TRIAL, store_trial_json(t), 0);   /* its row is written */
 	}
 	util_log(2, "studies: %s: rung %d decided, %d of %d continue", sid, k, keep < m ? keep : m, m);
 	free(v);
@@ -465,6 +487,154 @@ static int decide_rung(studies *S, const char *sid, const api_study *s, store_tr
 	free(idx);
 	free(order);
 	return 1;
+}
+
+/* Brings the trials' rows up to date with their jobs: a row written
+ * without its job (before a crash) adopts the job or makes it; pruned
+ * trials' jobs are cancelled once after a start. The trials queued or
+ * running (caller holds S->mu). */
+static int sync_trials(studies *S, const char *sid, const api_study *s, const api_study_data *d,
+                       store_trial *tr, int n)
+{
+	int active = 0;
+	for (int i = 0; i < n; i++) {
+		store_trial *t = &tr[i];
+		api_err e = API_ERR_INIT;
+		if (!t->job[0] && t->state == API_JOB_QUEUED) {
+			if (store_job_of_trial(S->st, sid, t->number, t->job, t->model) ||
+			    make_trial(S, sid, s, d, t, &e) == 0)
+				store_trial_put(S->st, sid, t);
+			else
+				util_log(0, "studies: %s: trial %d: %s", sid, t->number, e.detail);
+		}
+		if ((t->state <= API_JOB_RUNNING || t->state == API_JOB_PAUSED) && refresh(S, s, t)) {
+			record_trial(S, sid, t);
+		} else if (t->state == STORE_TRIAL_PRUNED && !S->reconciled) {
+			api_job j;
+			if (jobs_cancel_code(S->q, t->job, "pruned", "successive halving stopped this "
+			                     "trial", &j, &e) == 0)
+				api_job_release(&j);
+		}
+		active += t->state == API_JOB_QUEUED || t->state == API_JOB_RUNNING;
+	}
+	return active;
+}
+
+/* Promoted trials continue, in trial order, while fewer than `parallelism`
+ * are active. The trials active then. */
+static int continue_promoted(studies *S, const char *sid, const api_study *s, store_trial *tr,
+                             int n, int active)
+{
+	for (int i = 0; i < n && active < s->parallelism; i++) {
+		store_trial *t = &tr[i];
+		if (t->state != API_JOB_PAUSED || !t->job[0])
+			continue;
+		int want = pause_for(s, t->rung);
+		if (store_job_pause_at(S->st, t->job) == want)
+			continue;    /* waiting for its rung's decision */
+		if (jobs_resume(S->q, t->job, want) == 0) {
+			t->state = API_JOB_QUEUED;
+			record_trial(S, sid, t);
+			active++;
+		}
+	}
+	return active;
+}
+
+/* Makes trial number n: its model and job (or adopts the job made for it
+ * before a crash, or by another daemon, whose row was not written), then
+ * its row with its event in one commit. A row written before its job was
+ * made is not needed: jobs carry their study and trial. 0, or -1 when
+ * nothing could be written (the next pass tries again). */
+static int new_trial(studies *S, const char *sid, const api_study *s, const api_study_data *d,
+                     int n)
+{
+	store_trial t;
+	memset(&t, 0, sizeof t);
+	t.number = n;
+	t.state = API_JOB_QUEUED;
+	t.value = NAN;
+	cJSON *p = api_study_params(s, n);
+	t.params = p ? cJSON_PrintUnformatted(p) : NULL;
+	cJSON_Delete(p);
+	if (!t.params)
+		return -1;
+	api_err e = API_ERR_INIT;
+	if (!store_job_of_trial(S->st, sid, n, t.job, t.model) &&
+	    make_trial(S, sid, s, d, &t, &e) < 0) {
+		util_log(0, "studies: %s: trial %d: %s", sid, n, e.detail);
+		t.state = API_JOB_FAILED;
+	}
+	int rc = record_trial(S, sid, &t);
+	free(t.params);
+	return rc;
+}
+
+/* New trials, in order, from number n: up to `parallelism` more than may
+ * run (the queue runs at most `parallelism` of them at once), so a worker
+ * going free starts the next trial at once instead of waiting for this
+ * thread to make it; those extra ones wait for the next pass while a
+ * cancel waits for S->mu. Stops when the study's lock is lost (*lost). The
+ * trials made so far. */
+static int make_trials(studies *S, const char *sid, const api_study *s, const api_study_data *d,
+                       int n, int active, int ahead, int *lost)
+{
+	while (n < s->trials && active < s->parallelism + ahead &&
+	       !(active >= s->parallelism && __atomic_load_n(&S->waiting, __ATOMIC_SEQ_CST)) &&
+	       !(*lost = *lost || !store_study_lock_held(S->st))) {
+		if (new_trial(S, sid, s, d, n) < 0)
+			break;
+		n++;
+		active++;
+	}
+	return n;
+}
+
+/* Ends the study when every trial has ended (made is the trials made). */
+static void finish_if_ended(studies *S, store_study *row, int made, const api_study *s)
+{
+	int64_t c[7], ep;
+	if (made < s->trials || store_trial_counts(S->st, row->id, c, &ep) < 0 ||
+	    c[API_JOB_QUEUED] + c[API_JOB_RUNNING] + c[API_JOB_PAUSED] > 0 ||
+	    !store_study_lock_held(S->st))
+		return;
+	if (c[API_JOB_SUCCEEDED] > 0)
+		set_state(S, row, API_JOB_SUCCEEDED, NULL, NULL);
+	else
+		set_state(S, row, API_JOB_FAILED, "no_trial_succeeded",
+		          "every trial failed, was pruned or was cancelled");
+}
+
+/* The trials' phases of one pass: rows brought up to date, halving's
+ * decision, promoted trials continued, new ones made, the end. */
+static void run_trials(studies *S, store_study *row, const api_study *s,
+                       const api_study_data *d)
+{
+	const char *sid = row->id;
+	/* trials queued beyond `parallelism`: only where the queue holds them back */
+	int ahead = jobs_set_trial_limit(S->q, sid, s->parallelism) == 0 ? s->parallelism : 0;
+	store_trial *tr = NULL;
+	int n = 0;
+	if (store_trials_get(S->st, sid, &tr, &n) < 0)
+		return;
+	int active = sync_trials(S, sid, s, d, tr, n);
+	/* a shared store: a daemon frozen past its lease finds the study's
+	 * lock gone, and leaves the rest of its pass (made from rows another
+	 * daemon has moved on from since) to whoever holds it now */
+	int lost = !store_study_lock_held(S->st);
+	if (!lost && s->strategy == API_STRAT_HALVING && n == s->trials)
+		for (int k = 0; k < 64; k++)
+			if (decide_rung(S, sid, s, tr, n, k))
+				break;
+	lost = lost || !store_study_lock_held(S->st);
+	if (!lost)
+		active = continue_promoted(S, sid, s, tr, n, active);
+	int made = make_trials(S, sid, s, d, n, active, ahead, &lost);
+	store_trials_free(tr, n);
+	if (lost)
+		util_log(1, "studies: %s: the study's lock was lost; this pass ends here", sid);
+	else
+		finish_if_ended(S, row, made, s);
 }
 
 /* One pass over an active study (caller holds S->mu). */
@@ -487,115 +657,11 @@ static void advance(studies *S, const char *sid)
 	}
 	if (study_data(S->st, s.dataset, &d, &e) < 0) {
 		set_state(S, &row, API_JOB_FAILED, "dataset_unavailable", e.detail);
-		goto out;
+	} else {
+		if (row.state == API_JOB_QUEUED)
+			set_state(S, &row, API_JOB_RUNNING, NULL, NULL);
+		run_trials(S, &row, &s, &d);
 	}
-	if (row.state == API_JOB_QUEUED)
-		set_state(S, &row, API_JOB_RUNNING, NULL, NULL);
-	/* trials queued beyond `parallelism`: only where the queue holds them back */
-	int ahead = jobs_set_trial_limit(S->q, sid, s.parallelism) == 0 ? s.parallelism : 0;
-
-	store_trial *tr = NULL;
-	int n = 0;
-	if (store_trials_get(S->st, sid, &tr, &n) < 0)
-		goto out;
-	int loaded = n, active = 0;
-	for (int i = 0; i < n; i++) {
-		store_trial *t = &tr[i];
-		if (!t->job[0] && t->state == API_JOB_QUEUED) {
-			/* written before a crash: adopt its job, or make it */
-			e = (api_err)API_ERR_INIT;
-			if (store_job_of_trial(S->st, sid, t->number, t->job, t->model) ||
-			    make_trial(S, sid, &s, &d, t, &e) == 0)
-				store_trial_put(S->st, sid, t);
-			else
-				util_log(0, "studies: %s: trial %d: %s", sid, t->number, e.detail);
-		}
-		if ((t->state <= API_JOB_RUNNING || t->state == API_JOB_PAUSED) && refresh(S, &s, t)) {
-			store_trial_put(S->st, sid, t);
-			trial_event(S, sid, t);
-		} else if (t->state == STORE_TRIAL_PRUNED && !S->reconciled) {
-			api_job j;
-			if (jobs_cancel_code(S->q, t->job, "pruned", "successive halving stopped this "
-			                     "trial", &j, &e) == 0)
-				api_job_release(&j);
-		}
-		active += t->state == API_JOB_QUEUED || t->state == API_JOB_RUNNING;
-	}
-	/* a shared store: a daemon frozen past its lease finds the study's
-	 * lock gone, and leaves the rest of its pass (made from rows another
-	 * daemon has moved on from since) to whoever holds it now */
-	int lost = !store_study_lock_held(S->st);
-	if (!lost && s.strategy == API_STRAT_HALVING && n == s.trials)
-		for (int k = 0; k < 64; k++)
-			if (decide_rung(S, sid, &s, tr, n, k))
-				break;
-	lost = lost || !store_study_lock_held(S->st);
-	/* promoted trials continue first, in trial order */
-	for (int i = 0; !lost && i < n && active < s.parallelism; i++) {
-		store_trial *t = &tr[i];
-		if (t->state != API_JOB_PAUSED || !t->job[0])
-			continue;
-		int want = pause_for(&s, t->rung);
-		if (store_job_pause_at(S->st, t->job) == want)
-			continue;    /* waiting for its rung's decision */
-		if (jobs_resume(S->q, t->job, want) == 0) {
-			t->state = API_JOB_QUEUED;
-			store_trial_put(S->st, sid, t);
-			trial_event(S, sid, t);
-			active++;
-		}
-	}
-	/* new trials, in order: up to `parallelism` more than may run (the
-	 * queue runs at most `parallelism` of them at once), so a worker going
-	 * free starts the next trial at once instead of waiting for this
-	 * thread to make it (a trial's model, job and rows are some ten
-	 * durable writes: the time of a small trial's training); those extra
-	 * ones wait for the next pass while a cancel waits for S->mu */
-	while (n < s.trials && active < s.parallelism + ahead &&
-	       !(active >= s.parallelism && __atomic_load_n(&S->waiting, __ATOMIC_SEQ_CST)) &&
-	       !(lost = lost || !store_study_lock_held(S->st))) {
-		store_trial t;
-		memset(&t, 0, sizeof t);
-		t.number = n;
-		t.state = API_JOB_QUEUED;
-		t.value = NAN;
-		cJSON *p = api_study_params(&s, n);
-		t.params = p ? cJSON_PrintUnformatted(p) : NULL;
-		cJSON_Delete(p);
-		if (!t.params || store_trial_put(S->st, sid, &t) < 0) {
-			free(t.params);
-			break;
-		}
-		/* a fresh error: validations fail on one already set (an earlier
-		 * trial's conflict, whose job was adopted) */
-		e = (api_err)API_ERR_INIT;
-		if (make_trial(S, sid, &s, &d, &t, &e) < 0) {
-			util_log(0, "studies: %s: trial %d: %s", sid, n, e.detail);
-			t.state = API_JOB_FAILED;
-		}
-		store_trial_put(S->st, sid, &t);
-		trial_event(S, sid, &t);
-		free(t.params);
-		n++;
-		active++;
-		/* the array no longer lists every trial: the next pass does */
-	}
-	int ended = n >= s.trials, succeeded = 0;
-	int64_t c[7], ep;
-	store_trial_counts(S->st, sid, c, &ep);
-	ended = ended && c[API_JOB_QUEUED] + c[API_JOB_RUNNING] + c[API_JOB_PAUSED] == 0;
-	succeeded = c[API_JOB_SUCCEEDED] > 0;
-	store_trials_free(tr, loaded);
-	if (lost)
-		util_log(1, "studies: %s: the study's lock was lost; this pass ends here", sid);
-	if (ended && !lost && store_study_lock_held(S->st)) {
-		if (succeeded)
-			set_state(S, &row, API_JOB_SUCCEEDED, NULL, NULL);
-		else
-			set_state(S, &row, API_JOB_FAILED, "no_trial_succeeded",
-			          "every trial failed, was pruned or was cancelled");
-	}
-out:
 	api_study_free(&s);
 	store_study_release(&row);
 }
@@ -849,8 +915,7 @@ static void cancel_trials(studies *S, const char *id, const char *config)
 		}
 		if (!(e.status == 409 && loaded && api_job_state_final(t->state)))
 			t->state = API_JOB_CANCELLED;
-		store_trial_put(S->st, id, t);
-		trial_event(S, id, t);
+		record_trial(S, id, t);
 	}
 	store_trials_free(tr, n);
 	if (loaded)

@@ -1,6 +1,7 @@
 #!/bin/sh
 # run-pg.sh - the integration suite once against the PostgreSQL store: a
-# throwaway cluster (tests/pg/lib.sh), then every bin/itest_* with
+# throwaway cluster (tests/pg/lib.sh), then bin/test_store_pg (the store's
+# unit checks, NND_TEST_PG_URL set) and every bin/itest_* with
 # NND_TEST_STORE set, so each daemon the harness starts keeps its store in a
 # schema of its own there. Then the suites of several daemons sharing one
 # store (tests/pg/itest-*.sh). SKIP (77) without PostgreSQL's binaries.
@@ -23,6 +24,15 @@ export NND_TEST_STORE="--store $PG_URL&options=-csearch_path%3D@ID@"
 BIN=${NND_BIN:-bin}
 fail=0
 n=0
+# the store's own unit checks against this server first (test_store_pg.c)
+if [ -x "$BIN"/test_store_pg ]; then
+	n=$((n + 1))
+	echo "== $BIN/test_store_pg (PostgreSQL store)"
+	NND_TEST_PG_URL="$PG_URL" "$BIN"/test_store_pg || {
+		echo "FAIL: $BIN/test_store_pg against PostgreSQL"
+		fail=$((fail + 1))
+	}
+fi
 for t in ${PG_ITESTS:-"$BIN"/itest_*}; do
 	case "$t" in
 	*/itest_faults|*/itest_durability|*/itest_checkpoints|*/itest_crash) continue ;;

@@ -3,7 +3,8 @@
  * and files round-trip, versions count up and snapshots follow them, a
  * data set in use cannot be deleted, metric history keeps order and
  * replaces replays, and a reopen removes temporary and orphan files while
- * keeping everything committed.
+ * keeping everything committed; a trial's row and event commit together,
+ * and kept statements serve call after call.
  */
 #include <check.h>
 #include <dirent.h>
@@ -17,6 +18,7 @@
 #include "check_main.h"
 #include "storage.h"
 #include "store_fixture.h"
+#include "store_trials_check.h"
 #include "util.h"
 
 
@@ -306,6 +308,45 @@ START_TEST(test_snapshot_cache_evicts_but_holders_keep_theirs)
 }
 END_TEST
 
+static store *reopen(store *s)
+{
+	store_close(s);
+	return open_store();
+}
+
+START_TEST(test_a_trial_row_and_its_event_commit_together)
+{
+	check_trial_record(open_store(), reopen);
+}
+END_TEST
+
+/* Kept statements (prep/unprep): the same ones hundreds of times, each
+ * call with its own values and rows (a statement left unreset would give
+ * the last call's). */
+START_TEST(test_kept_statements_serve_repeated_calls)
+{
+	store *s = open_store();
+	store_study st;
+	for (int i = 0; i < 300; i++) {
+		trials_check_study(s, &st);
+		store_study got;
+		api_err e = API_ERR_INIT;
+		ck_assert_int_eq(store_study_get(s, st.id, &got, &e), 0);
+		ck_assert_str_eq(got.id, st.id);
+		store_study_release(&got);
+		store_study_release(&st);
+	}
+	int64_t total = 0;
+	char (*ids)[API_ID_LEN] = NULL;
+	int n = 0;
+	ck_assert_int_eq(store_study_ids(s, 0, 1000, 0, &ids, &n, &total), 0);
+	ck_assert_int_eq(n, 300);
+	ck_assert_int_eq(total, 300);
+	free(ids);
+	store_close(s);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("store");
@@ -316,6 +357,8 @@ int main(void)
 	tcase_add_test(t, test_versions_and_snapshots);
 	tcase_add_test(t, test_jobs_history_and_conflicts);
 	tcase_add_test(t, test_snapshot_cache_evicts_but_holders_keep_theirs);
+	tcase_add_test(t, test_a_trial_row_and_its_event_commit_together);
+	tcase_add_test(t, test_kept_statements_serve_repeated_calls);
 	suite_add_tcase(s, t);
 	return check_run(s);
 }
