@@ -18,7 +18,8 @@ the Python client (clients/python/nnd_client.py):
   workers   trials per second of the same grid study with --workers 2
             against --workers 1, alternated in rounds, for trials whose
             training dominates and for tiny ones (TMPDIR=/dev/shm puts the
-            daemons' data on tmpfs, without the disk's fsync)
+            daemons' data on tmpfs, without the disk's fsync); each daemon
+            first runs one unmeasured trial per worker (its warm-up)
 
 Prints Markdown tables (the README's come from `bench/studies.py example`).
 Never pass/fail.
@@ -248,6 +249,12 @@ def _worker_run(w, size, n_trials):
                "job": {"epochs": epochs, "batch_size": 32, "optimizer": {"type": "adam"}},
                "space": {"job.seed": list(range(n_trials))}, "strategy": {"type": "grid"},
                "parallelism": w}
+        # a fresh daemon's first job on each worker pays the process's and
+        # the thread's first use (its heap, OpenBLAS's buffers, the data
+        # set's pages): some 5-40 ms, once per worker, as much as several
+        # small trials. One trial per worker first, unmeasured, so that
+        # the measure is the rate of trials, not of a daemon's start.
+        run_study(d.nnd, dict(doc, space={"job.seed": list(range(w))}))
         load = _loadavg()
         c0 = _cpu_seconds(d.proc.pid)
         t0 = time.time()
