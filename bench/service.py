@@ -43,6 +43,14 @@ Never pass/fail; bench/run calls it (--rows-only) to print one table.
   bench/service.py --ab-csv=OLD_NND [--rounds=7]
       the all-numeric Fashion-MNIST CSV upload on bin/nnd and on OLD_NND,
       taking turns: MB/s per round, medians, new/old and the range.
+  bench/service.py --ab-idx=OLD_NND [--rounds=7]
+      the IDX upload row on bin/nnd and on OLD_NND, taking turns, zcat in
+      every round: per round MB/s and daemon CPU s; each side's median
+      ratio to the same round's zcat, with the range, and new/old.
+  bench/service.py --ab-train=OLD_NND [--rounds=7]
+      the daemon training row (2 epochs) on bin/nnd and on OLD_NND, taking
+      turns, bin/bench_engine in every round: each side's median overhead
+      against the same round's engine, the range, submit-to-running.
 """
 import gzip
 import http.client
@@ -295,6 +303,98 @@ def bench_ab_csv(env, old, rounds):
     finally:
         new_d.stop()
         old_d.stop()
+
+
+def ab_sides(env, old, workers=2):
+    """bin/nnd ("new") and old ("old") daemons, each with the IDX pair uploaded."""
+    sides = {}
+    for name, binary in (("new", NND), ("old", old)):
+        d = Daemon(workers, env, binary)
+        sides[name] = (d, upload_idx(d))
+    return sides
+
+
+def ab_turns(sides, rnd):
+    """The two sides in this round's order (they swap every round)."""
+    order = sorted(sides) if rnd % 2 else sorted(sides, reverse=True)
+    return [(s, sides[s][0], sides[s][1]) for s in order]
+
+
+def med(v):
+    v = sorted(v)
+    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+
+
+def bench_ab_idx(env, old, rounds):
+    """The IDX upload on bin/nnd and on old, taking turns, with zcat each round."""
+    body, ctype = multipart([("images", "train-images-idx3-ubyte.gz", open(IMAGES, "rb").read()),
+                             ("labels", "train-labels-idx1-ubyte.gz", open(LABELS, "rb").read())])
+    mb = (os.path.getsize(IMAGES) + os.path.getsize(LABELS)) / 1e6
+    sides = ab_sides(env, old)   # the first upload (made there) faults memory in
+    rate = {"new": [], "old": [], "zcat": []}
+    cpu = {"new": [], "old": []}
+    try:
+        for rnd in range(rounds):
+            for s, d, _ in ab_turns(sides, rnd):
+                c0 = d.cpu_seconds()
+                t0 = time.perf_counter()
+                ds = check(*d.request("POST", "/v1/datasets?name=ab", body, ctype))
+                rate[s].append(mb / (time.perf_counter() - t0))
+                cpu[s].append(d.cpu_seconds() - c0)
+                d.request("DELETE", f"/v1/datasets/{ds['id']}")
+            t0 = time.perf_counter()
+            subprocess.run(["zcat", IMAGES, LABELS], stdout=subprocess.DEVNULL, check=True)
+            rate["zcat"].append(mb / (time.perf_counter() - t0))
+            note(f"round {rnd + 1}: new {rate['new'][-1]:.1f} MB/s, old {rate['old'][-1]:.1f} "
+                 f"MB/s, zcat {rate['zcat'][-1]:.1f} MB/s; daemon CPU new {cpu['new'][-1]:.2f} s, "
+                 f"old {cpu['old'][-1]:.2f} s; load {os.getloadavg()[0]:.1f}")
+    finally:
+        for d, _ in sides.values():
+            d.stop()
+    for s in ("new", "old"):
+        r = [a / z for a, z in zip(rate[s], rate["zcat"])]
+        row(f"IDX upload MB/s, {s} (x zcat, same round)", f"{med(rate[s]):.1f}",
+            f"{med(rate['zcat']):.1f} zcat", spread(r), ">= 0.7x")
+    r = [n / o for n, o in zip(rate["new"], rate["old"])]
+    row("  new/old, per round", "", "", spread(r), "")
+    row("  daemon CPU s per upload, new/old", f"{med(cpu['new']):.2f} s",
+        f"{med(cpu['old']):.2f} s old", spread([n / o for n, o in zip(cpu["new"], cpu["old"])]),
+        "")
+
+
+def bench_ab_train(env, old, rounds, epochs=2):
+    """The daemon training row on bin/nnd and on old, taking turns, with the
+    engine alone each round."""
+    sides = ab_sides(env, old)
+    wall = {"new": [], "old": [], "engine": []}
+    start = {"new": [], "old": []}
+    try:
+        for rnd in range(rounds):
+            for s, d, ds in ab_turns(sides, rnd):
+                model = new_model(d)
+                t0 = time.perf_counter()
+                last = d.wait_job(submit(d, model["id"], ds["id"], epochs))
+                wall[s].append(time.perf_counter() - t0)
+                start[s].append(job_split(last)[0])
+                check(*d.request("DELETE", f"/v1/models/{model['id']}"), want=(204,))
+            e = run_json([ENGINE, "--epochs", str(epochs), "--threads", "1", "--init", "auto",
+                          "--no-roofline"], env)
+            wall["engine"].append(e["wall_seconds"])
+            note(f"round {rnd + 1}: new {wall['new'][-1]:.3f} s (start {start['new'][-1]:.3f}), "
+                 f"old {wall['old'][-1]:.3f} s (start {start['old'][-1]:.3f}), engine "
+                 f"{wall['engine'][-1]:.3f} s; load {os.getloadavg()[0]:.1f}")
+    finally:
+        for d, _ in sides.values():
+            d.stop()
+    for s in ("new", "old"):
+        over = [(t / e - 1) * 100 for t, e in zip(wall[s], wall["engine"])]
+        v = sorted(over)
+        row(f"daemon training, {epochs} epochs, {s}", f"{med(wall[s]):.3f} s",
+            f"{med(wall['engine']):.3f} s engine",
+            f"{med(over):+.1f}%", f"overhead <= 5% (per round {v[0]:+.1f}..{v[-1]:+.1f}%)")
+        note(f"{s}: submit to running, median {med(start[s]):.3f} s; best rounds: daemon "
+             f"{min(wall[s]):.3f} s vs engine {min(wall['engine']):.3f} s = "
+             f"{(min(wall[s]) / min(wall['engine']) - 1) * 100:+.1f}%")
 
 
 def multipart(parts):
@@ -822,6 +922,12 @@ def main():
         bench_ab_csv(env, ab_csv, int(next((a.split("=", 1)[1] for a in sys.argv
                                             if a.startswith("--rounds=")), "7")))
         return
+    for flag, fn in (("--ab-idx=", bench_ab_idx), ("--ab-train=", bench_ab_train)):
+        other = next((a.split("=", 1)[1] for a in sys.argv if a.startswith(flag)), None)
+        if other:
+            fn(env, other, int(next((a.split("=", 1)[1] for a in sys.argv
+                                     if a.startswith("--rounds=")), "7")))
+            return
     ab = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--ab=")), None)
     if ab:
         rounds = int(next((a.split("=", 1)[1] for a in sys.argv

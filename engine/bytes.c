@@ -117,25 +117,51 @@ void nn_wb_f64(nn_wbuf *w, double v)
 	nn_wb_u64(w, f64_bits(v));
 }
 
+/* On a little-endian host the arrays below are already in the file's
+ * byte order: one memcpy (the per-value loop took a checkpoint of a
+ * 235k-parameter Adam run about 9 ms); elsewhere value by value. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define NN_WB_LE 1
+#else
+#define NN_WB_LE 0
+#endif
+
 void nn_wb_f32s(nn_wbuf *w, const float *v, int64_t n)
 {
 	unsigned char *c = wb_take_n(w, n, 4);
-	for (int64_t i = 0; c && i < n; i++)
+	if (c && NN_WB_LE)
+		memcpy(c, v, (size_t)n * 4);
+	for (int64_t i = 0; c && !NN_WB_LE && i < n; i++)
 		le32(c + 4 * i, f32_bits(v[i]));
 }
 
 void nn_wb_f64s(nn_wbuf *w, const double *v, int64_t n)
 {
 	unsigned char *c = wb_take_n(w, n, 8);
-	for (int64_t i = 0; c && i < n; i++)
+	if (c && NN_WB_LE)
+		memcpy(c, v, (size_t)n * 8);
+	for (int64_t i = 0; c && !NN_WB_LE && i < n; i++)
 		le64(c + 8 * i, f64_bits(v[i]));
 }
 
 void nn_wb_i64s(nn_wbuf *w, const int64_t *v, int64_t n)
 {
 	unsigned char *c = wb_take_n(w, n, 8);
-	for (int64_t i = 0; c && i < n; i++)
+	if (c && NN_WB_LE)
+		memcpy(c, v, (size_t)n * 8);
+	for (int64_t i = 0; c && !NN_WB_LE && i < n; i++)
 		le64(c + 8 * i, (uint64_t)v[i]);
+}
+
+void nn_wb_reserve(nn_wbuf *w, size_t n)
+{
+	if (w->failed || n <= w->cap)
+		return;
+	unsigned char *q = realloc(w->p, n);
+	if (!q)
+		return;    /* not an error: the writes grow it as they need */
+	w->p = q;
+	w->cap = n;
 }
 
 nn_status nn_wb_seal(nn_wbuf *w, void **buf, size_t *len)

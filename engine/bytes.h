@@ -37,6 +37,9 @@ void nn_wb_f64(nn_wbuf *w, double v);
 void nn_wb_f32s(nn_wbuf *w, const float *v, int64_t n);
 void nn_wb_f64s(nn_wbuf *w, const double *v, int64_t n);
 void nn_wb_i64s(nn_wbuf *w, const int64_t *v, int64_t n);
+/* Room for n bytes in all, ahead of the writes (a large buffer then never
+ * moves as it grows); a failed reserve is no error. */
+void nn_wb_reserve(nn_wbuf *w, size_t n);
 
 /*
  * Appends the CRC-32 (nn_crc32) of every byte so far and hands the bytes to

@@ -40,6 +40,11 @@ nn_status nn_ckpt_save(const nn_trainer *t, void **buf, size_t *len)
 
 	*buf = NULL;
 	*len = 0;
+	/* the size near enough, so the buffer never moves as it fills */
+	int best = t->best_params != NULL;
+	nn_wb_reserve(&w, 512 + 8 * (size_t)(t->n_tr * (t->perm_valid ? 2 : 1) + t->n_va + t->n_groups) +
+	                      4 * (size_t)(np * (1 + nb + best) + ns * (1 + best) + 2 * (int64_t)t->features) +
+	                      (t->avg ? 8 * (size_t)np : 0));
 	nn_wb_bytes(&w, magic, 8);
 	nn_wb_u32(&w, NN_CKPT_VERSION);
 
