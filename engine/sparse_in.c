@@ -798,7 +798,8 @@ double nn_sparse_in_adam(nn_sparse_in *s, const nn_adam_scalars *a, float *W, fl
 
 float *nn_sparse_in_grad_sums(nn_sparse_in *s, int64_t *n)
 {
-	*n = s->gt ? (int64_t)s->f * s->nblk * BLK : 0;
+	/* blocks of BLK outputs, then the narrower tail: f x out in all */
+	*n = s->gt ? (int64_t)s->f * s->out : 0;
 	return s->gt;
 }
 
