@@ -1538,6 +1538,84 @@ static int job_update_locked(store *s, const api_job *j);
 
 /* Writes m as version (current + 1) and commits it; j (may be NULL) is
  * updated in the same transaction. */
+/* A published version's rows (caller holds s->mu, in a transaction): the
+ * version, the model's current version, metrics and classes, and the
+ * job's row. 1 when written. */
+static int publish_rows(store *s, const char *id, int v, api_job *j, const char *classes,
+                        int64_t now)
+{
+	sqlite3_stmt *st = prep(s, "INSERT OR REPLACE INTO model_versions(model, version, job,"
+	                           " created_at) VALUES(?,?,?,?)");
+	int ok = st != NULL;
+	if (st) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int(st, 2, v);
+		bind_text(st, 3, j ? j->id : NULL);
+		sqlite3_bind_int64(st, 4, now);
+		ok = sqlite3_step(st) == SQLITE_DONE;
+		unprep(s, st);
+	}
+	if (ok && j) {
+		st = prep(s, "UPDATE models SET version=?, trained_by=?, metrics=?, classes=?"
+		             " WHERE id=?");
+		ok = st != NULL;
+		if (st) {
+			sqlite3_bind_int(st, 1, v);
+			sqlite3_bind_text(st, 2, j->id, -1, SQLITE_TRANSIENT);
+			bind_text(st, 3, j->metrics);
+			bind_text(st, 4, classes);
+			sqlite3_bind_text(st, 5, id, -1, SQLITE_TRANSIENT);
+			ok = sqlite3_step(st) == SQLITE_DONE;
+			unprep(s, st);
+		}
+	} else if (ok) {
+		st = prep(s, "UPDATE models SET version=?, classes=? WHERE id=?");
+		ok = st != NULL;
+		if (st) {
+			sqlite3_bind_int(st, 1, v);
+			bind_text(st, 2, classes);
+			sqlite3_bind_text(st, 3, id, -1, SQLITE_TRANSIENT);
+			ok = sqlite3_step(st) == SQLITE_DONE;
+			unprep(s, st);
+		}
+	}
+	if (ok && j) {
+		j->model_version = v;
+		ok = job_update_locked(s, j) == 0;
+	}
+	return ok;
+}
+
+/* Commits a publish (caller holds s->mu, in a transaction), taking m:
+ * 1 when committed. */
+static int publish_commit(store *s, const char *id, nn_model *m, int v, const char *classes)
+{
+	/* readers switch to the new version before the commit is visible, so
+	 * nobody who sees the job succeeded or the model's new version number
+	 * can still read the old weights; the file is already durable, and a
+	 * failed commit drops the snapshot */
+	snap *p = snap_new(s, id, m, v, classes);
+	pthread_mutex_lock(&s->snap_mu);
+	if (p) {
+		snap_cache_locked(s, p);
+		if (!p->cached) {
+			p->refs = 1;
+			snap_unref_locked(p);
+		}
+	} else {
+		nn_model_free(m);
+		snap_uncache_locked(s, id);   /* next reader reloads from disk */
+	}
+	pthread_mutex_unlock(&s->snap_mu);
+	int ok = exec(s, "COMMIT") == 0;
+	if (!ok) {
+		pthread_mutex_lock(&s->snap_mu);
+		snap_uncache_locked(s, id);
+		pthread_mutex_unlock(&s->snap_mu);
+	}
+	return ok;
+}
+
 static int publish(store *s, const char *id, nn_model *m, api_job *j, const char *classes,
                    int *version, api_err *e)
 {
@@ -1580,70 +1658,10 @@ static int publish(store *s, const char *id, nn_model *m, api_job *j, const char
 		db_fail(s, e, "publish");
 	}
 	if (ok) {
-		st = prep(s, "INSERT OR REPLACE INTO model_versions(model, version, job, created_at)"
-		             " VALUES(?,?,?,?)");
-		ok = st != NULL;
-		if (st) {
-			sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-			sqlite3_bind_int(st, 2, v);
-			bind_text(st, 3, j ? j->id : NULL);
-			sqlite3_bind_int64(st, 4, now);
-			ok = sqlite3_step(st) == SQLITE_DONE;
-			unprep(s, st);
-		}
-		if (ok && j) {
-			st = prep(s, "UPDATE models SET version=?, trained_by=?, metrics=?, classes=?"
-			             " WHERE id=?");
-			ok = st != NULL;
-			if (st) {
-				sqlite3_bind_int(st, 1, v);
-				sqlite3_bind_text(st, 2, j->id, -1, SQLITE_TRANSIENT);
-				bind_text(st, 3, j->metrics);
-				bind_text(st, 4, classes ? classes : old_classes);
-				sqlite3_bind_text(st, 5, id, -1, SQLITE_TRANSIENT);
-				ok = sqlite3_step(st) == SQLITE_DONE;
-				unprep(s, st);
-			}
-		} else if (ok) {
-			st = prep(s, "UPDATE models SET version=?, classes=? WHERE id=?");
-			ok = st != NULL;
-			if (st) {
-				sqlite3_bind_int(st, 1, v);
-				bind_text(st, 2, classes ? classes : old_classes);
-				sqlite3_bind_text(st, 3, id, -1, SQLITE_TRANSIENT);
-				ok = sqlite3_step(st) == SQLITE_DONE;
-				unprep(s, st);
-			}
-		}
-		if (ok && j) {
-			j->model_version = v;
-			ok = job_update_locked(s, j) == 0;
-		}
-		/* readers switch to the new version before the commit is
-		 * visible, so nobody who sees the job succeeded or the model's
-		 * new version number can still read the old weights; the file
-		 * is already durable, and a failed commit drops the snapshot */
+		ok = publish_rows(s, id, v, j, classes ? classes : old_classes, now);
 		if (ok) {
-			snap *p = snap_new(s, id, m, v, classes ? classes : old_classes);
-			pthread_mutex_lock(&s->snap_mu);
-			if (p) {
-				snap_cache_locked(s, p);
-				if (!p->cached) {
-					p->refs = 1;
-					snap_unref_locked(p);
-				}
-			} else {
-				nn_model_free(m);
-				snap_uncache_locked(s, id);   /* next reader reloads from disk */
-			}
-			pthread_mutex_unlock(&s->snap_mu);
+			ok = publish_commit(s, id, m, v, classes ? classes : old_classes);
 			m = NULL;
-			ok = exec(s, "COMMIT") == 0;
-			if (!ok) {
-				pthread_mutex_lock(&s->snap_mu);
-				snap_uncache_locked(s, id);
-				pthread_mutex_unlock(&s->snap_mu);
-			}
 		}
 		if (!ok) {
 			db_fail(s, e, "publish");
