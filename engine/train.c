@@ -758,6 +758,47 @@ static nn_status subset_rows(nn_trainer *t, const nn_train_config *cfg, char *er
 	return NN_OK;
 }
 
+/* The trainable tensors grouped by layer (for gradient norms) and the
+ * dense weights' ranges (for sparsity and L2), as offsets into params. */
+static nn_status group_params(nn_trainer *t, nn_model *m, const float *params)
+{
+	int nt = nn_model_tensor_count(m);
+	t->group_off = calloc((size_t)nt + 1, sizeof(int64_t));
+	t->group_len = calloc((size_t)nt + 1, sizeof(int64_t));
+	t->group_names = calloc((size_t)nt + 1, sizeof(char *));
+	t->gn_sum = calloc((size_t)nt + 1, sizeof(double));
+	t->gn_mean = calloc((size_t)nt + 1, sizeof(float));
+	t->wr_off = calloc((size_t)nt + 1, sizeof(int64_t));
+	t->wr_len = calloc((size_t)nt + 1, sizeof(int64_t));
+	t->part_off = calloc((size_t)nt + 1, sizeof(int64_t));
+	t->part_len = calloc((size_t)nt + 1, sizeof(int64_t));
+	if (!t->group_off || !t->group_len || !t->group_names || !t->gn_sum || !t->gn_mean ||
+	    !t->wr_off || !t->wr_len || !t->part_off || !t->part_len)
+		return NN_ENOMEM;
+	for (int i = 0; i < nt; i++) {
+		nn_tensor ts = nn_model_tensor(m, i);
+		if (!ts.trainable)
+			continue;
+		int64_t off = ts.data - params, len = (int64_t)ts.rows * ts.cols;
+		int g = t->n_groups - 1;
+		if (g >= 0 && strcmp(t->group_names[g], ts.path) == 0 &&
+		    t->group_off[g] + t->group_len[g] == off) {
+			t->group_len[g] += len;
+		} else {
+			g = t->n_groups++;
+			t->group_names[g] = ts.path;
+			t->group_off[g] = off;
+			t->group_len[g] = len;
+		}
+		if (ts.kind == NN_T_WEIGHT) {
+			t->wr_off[t->n_wr] = off;
+			t->wr_len[t->n_wr++] = len;
+			t->n_weights += len;
+		}
+	}
+	return NN_OK;
+}
+
 static nn_status trainer_init(nn_trainer *t, nn_model *m, const nn_data *train,
                               const nn_data *val, const nn_train_config *cfg, char *err,
                               size_t errlen)
@@ -804,40 +845,8 @@ static nn_status trainer_init(nn_trainer *t, nn_model *m, const nn_data *train,
 		return NN_ENOMEM;
 
 	/* layers with parameters, and the dense weights */
-	int nt = nn_model_tensor_count(m);
-	t->group_off = calloc((size_t)nt + 1, sizeof(int64_t));
-	t->group_len = calloc((size_t)nt + 1, sizeof(int64_t));
-	t->group_names = calloc((size_t)nt + 1, sizeof(char *));
-	t->gn_sum = calloc((size_t)nt + 1, sizeof(double));
-	t->gn_mean = calloc((size_t)nt + 1, sizeof(float));
-	t->wr_off = calloc((size_t)nt + 1, sizeof(int64_t));
-	t->wr_len = calloc((size_t)nt + 1, sizeof(int64_t));
-	t->part_off = calloc((size_t)nt + 1, sizeof(int64_t));
-	t->part_len = calloc((size_t)nt + 1, sizeof(int64_t));
-	if (!t->group_off || !t->group_len || !t->group_names || !t->gn_sum || !t->gn_mean ||
-	    !t->wr_off || !t->wr_len || !t->part_off || !t->part_len)
+	if (group_params(t, m, params) != NN_OK)
 		return NN_ENOMEM;
-	for (int i = 0; i < nt; i++) {
-		nn_tensor ts = nn_model_tensor(m, i);
-		if (!ts.trainable)
-			continue;
-		int64_t off = ts.data - params, len = (int64_t)ts.rows * ts.cols;
-		int g = t->n_groups - 1;
-		if (g >= 0 && strcmp(t->group_names[g], ts.path) == 0 &&
-		    t->group_off[g] + t->group_len[g] == off) {
-			t->group_len[g] += len;
-		} else {
-			g = t->n_groups++;
-			t->group_names[g] = ts.path;
-			t->group_off[g] = off;
-			t->group_len[g] = len;
-		}
-		if (ts.kind == NN_T_WEIGHT) {
-			t->wr_off[t->n_wr] = off;
-			t->wr_len[t->n_wr++] = len;
-			t->n_weights += len;
-		}
-	}
 	if (cfg->sparsity.enabled) {
 		t->mag = malloc(sizeof(float) * (size_t)(t->n_weights ? t->n_weights : 1));
 		if (!t->mag)
