@@ -293,6 +293,71 @@ static int tiny_reads_back(uint64_t dig, int n, float v)
 	return -1;
 }
 
+/* |v| 10^n rounded half-even to an integer, for 22 < n <= 44 (small
+ * values: tiny probabilities): |v| = m 2^x exactly, so |v| 10^n =
+ * m 5^n 2^(n+x), an integer product below 2^127 shifted right with
+ * round-half-even, as printf rounds. -1 when the shift is out of range. */
+static int tiny_scaled(float v, int n, unsigned __int128 *out)
+{
+	int ex;
+	float f = frexpf(fabsf(v), &ex);
+	/* 5^n by squaring (the last square may wrap; it is not used) */
+	unsigned __int128 p5 = 1, b5 = 5;
+	for (int k5 = n; k5; k5 >>= 1) {
+		if (k5 & 1)
+			p5 *= b5;
+		b5 *= b5;
+	}
+	unsigned __int128 x = (unsigned __int128)(uint32_t)ldexpf(f, 24) * p5;
+	int k = -(n + ex - 24);
+	if (k <= 0 || k >= 127)
+		return -1;
+	unsigned __int128 q = x >> k, rem = x - (q << k), half = (unsigned __int128)1 << (k - 1);
+	if (rem > half || (rem == half && (q & 1)))
+		q++;
+	*out = q;
+	return 0;
+}
+
+/* Writes the nd significant digits ds of a value of decimal exponent e as
+ * %.{prec}g lays them out (fixed or with an exponent); the end. */
+static char *put_g(char *q, const char *ds, int nd, int e, int prec)
+{
+	if (e >= -4 && e < prec) {
+		if (e >= 0) {
+			for (int i = 0; i <= e; i++)
+				*q++ = i < nd ? ds[i] : '0';
+			if (nd > e + 1) {
+				*q++ = '.';
+				for (int i = e + 1; i < nd; i++)
+					*q++ = ds[i];
+			}
+		} else {
+			*q++ = '0';
+			*q++ = '.';
+			for (int i = 0; i < -e - 1; i++)
+				*q++ = '0';
+			for (int i = 0; i < nd; i++)
+				*q++ = ds[i];
+		}
+		return q;
+	}
+	*q++ = ds[0];
+	if (nd > 1) {
+		*q++ = '.';
+		for (int i = 1; i < nd; i++)
+			*q++ = ds[i];
+	}
+	*q++ = 'e';
+	*q++ = e < 0 ? '-' : '+';
+	int ae = e < 0 ? -e : e;
+	if (ae >= 100)
+		*q++ = (char)('0' + ae / 100);
+	*q++ = (char)('0' + ae / 10 % 10);
+	*q++ = (char)('0' + ae % 10);
+	return q;
+}
+
 /* v (finite, not 0) as printf's "%.<prec>g" would print it, when that
  * text reads back (strtod, then float) as v; e10 = floor(log10(|v|)): its
  * length, else 0 (the text
@@ -309,25 +374,10 @@ static int fmt_float_g(char *d, float v, int prec, int e10)
 	for (int tries = 0; tries < 3; tries++) {
 		int n = prec - 1 - e;
 		if (n > 22 && n <= 44) {
-			/* small values (tiny probabilities): |v| = m 2^q exactly, so
-			 * |v| 10^n = m 5^n 2^(n+q), an integer product below 2^127
-			 * shifted right with round-half-even, as printf rounds */
-			int ex;
-			float f = frexpf(fabsf(v), &ex);
-			/* 5^n by squaring (the last square may wrap; it is not used) */
-			unsigned __int128 p5 = 1, b5 = 5;
-			for (int k5 = n; k5; k5 >>= 1) {
-				if (k5 & 1)
-					p5 *= b5;
-				b5 *= b5;
-			}
-			unsigned __int128 x = (unsigned __int128)(uint32_t)ldexpf(f, 24) * p5;
-			int k = -(n + ex - 24);
-			if (k <= 0 || k >= 127)
+			/* small values (tiny probabilities): exact integers */
+			unsigned __int128 q;
+			if (tiny_scaled(v, n, &q) < 0)
 				return 0;
-			unsigned __int128 q = x >> k, rem = x - (q << k), half = (unsigned __int128)1 << (k - 1);
-			if (rem > half || (rem == half && (q & 1)))
-				q++;
 			if (q >= p10[prec]) {
 				e++;
 				continue;
@@ -370,38 +420,7 @@ static int fmt_float_g(char *d, float v, int prec, int e10)
 	char *q = d;
 	if (v < 0)
 		*q++ = '-';
-	if (e >= -4 && e < prec) {
-		if (e >= 0) {
-			for (int i = 0; i <= e; i++)
-				*q++ = i < nd ? ds[i] : '0';
-			if (nd > e + 1) {
-				*q++ = '.';
-				for (int i = e + 1; i < nd; i++)
-					*q++ = ds[i];
-			}
-		} else {
-			*q++ = '0';
-			*q++ = '.';
-			for (int i = 0; i < -e - 1; i++)
-				*q++ = '0';
-			for (int i = 0; i < nd; i++)
-				*q++ = ds[i];
-		}
-	} else {
-		*q++ = ds[0];
-		if (nd > 1) {
-			*q++ = '.';
-			for (int i = 1; i < nd; i++)
-				*q++ = ds[i];
-		}
-		*q++ = 'e';
-		*q++ = e < 0 ? '-' : '+';
-		int ae = e < 0 ? -e : e;
-		if (ae >= 100)
-			*q++ = (char)('0' + ae / 100);
-		*q++ = (char)('0' + ae / 10 % 10);
-		*q++ = (char)('0' + ae % 10);
-	}
+	q = put_g(q, ds, nd, e, prec);
 	if (prec - 1 - e > 22) {
 		/* exact digits; whether they read back: the double product says so
 		 * unless it falls near a rounding boundary, then strtod does */
