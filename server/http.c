@@ -60,7 +60,6 @@ struct http_server {
 	api_backend be;
 	volatile int ready;
 	volatile int draining;
-	MHD_socket quiesced;  /* the listen socket after a drain, closed at the stop */
 	int streams;             /* open event streams (atomic) */
 	int nconns;              /* connections admitted and not yet closed (atomic) */
 	pthread_mutex_t conns_mu;
@@ -1130,6 +1129,10 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
 	http_server *h = cls;
 	(void)addr;
 	(void)len;
+	if (__atomic_load_n(&h->draining, __ATOMIC_SEQ_CST)) {
+		util_log(3, "connection refused: the daemon is shutting down");
+		return MHD_NO;
+	}
 	unsigned lim = h->cfg.conn_limit ? h->cfg.conn_limit : 1024u;
 	if ((unsigned)__atomic_add_fetch(&h->nconns, 1, __ATOMIC_SEQ_CST) > lim) {
 		__atomic_sub_fetch(&h->nconns, 1, __ATOMIC_SEQ_CST);
@@ -1183,7 +1186,6 @@ int http_start(const http_config *cfg, http_server **out, int *port, char *err, 
 		return -1;
 	}
 	h->cfg = *cfg;
-	h->quiesced = MHD_INVALID_SOCKET;
 	pthread_mutex_init(&h->conns_mu, NULL);
 	pthread_mutex_init(&h->stop_mu, NULL);
 	pthread_cond_init(&h->stop_cv, NULL);
@@ -1268,16 +1270,13 @@ void http_drain(http_server *h)
 {
 	if (!h)
 		return;
-	h->draining = 1;
-	/* new connections are refused from now on (shutdown), but the socket
-	 * is closed only after MHD_stop_daemon: the daemon's threads take it
-	 * out of their epoll sets a moment later, and one that finds it
-	 * closed aborts the daemon */
-	if (h->quiesced == MHD_INVALID_SOCKET) {
-		h->quiesced = MHD_quiesce_daemon(h->d);
-		if (h->quiesced != MHD_INVALID_SOCKET)
-			shutdown(h->quiesced, SHUT_RDWR);
-	}
+	/* new connections are closed as soon as they are accepted (on_accept)
+	 * from now on, and the listen socket with MHD_stop_daemon. Not
+	 * MHD_quiesce_daemon: with a thread pool it races the pool's threads
+	 * taking the socket out of their epoll sets, and the loser aborts the
+	 * daemon ("Failed to remove listen FD from epoll set", libmicrohttpd
+	 * 0.9.75, seen under load at SIGTERM) */
+	__atomic_store_n(&h->draining, 1, __ATOMIC_SEQ_CST);
 }
 
 void http_stop(http_server *h)
@@ -1292,8 +1291,6 @@ void http_stop(http_server *h)
 		pthread_join(h->reaper, NULL);
 	}
 	MHD_stop_daemon(h->d);
-	if (h->quiesced != MHD_INVALID_SOCKET)
-		close(h->quiesced);
 	pthread_mutex_destroy(&h->conns_mu);
 	pthread_mutex_destroy(&h->stop_mu);
 	pthread_cond_destroy(&h->stop_cv);
