@@ -543,6 +543,14 @@ async function pageCompare() {
   const grid = h('div', { class: 'charts wide' });
   const table = h('section', { class: 'card' });
   m.append(h('div', { class: 'ctlrow' }, h('label', {}, 'metric ', metric)), grid, table);
+  /* subscribed before the fetches: epochs that come meanwhile wait for
+   * the chart (those the history already has are dropped) */
+  let onEpoch = null;
+  const early = [];
+  page.off.push(Events.on((name, d) => {
+    if (name !== 'epoch' || !ids.includes(d.job)) return;
+    if (onEpoch) onEpoch(d); else early.push(d);
+  }));
   let runs;
   try {
     runs = await Promise.all(ids.map(async id => {
@@ -565,14 +573,14 @@ async function pageCompare() {
   };
   metric.onchange = draw;
   draw();
-  page.off.push(Events.on((name, d) => {
-    if (name !== 'epoch') return;
-    const i = ids.indexOf(d.job);
-    if (i < 0) return;
-    runs[i].epochs.push(d);
+  onEpoch = d => {
+    const i = ids.indexOf(d.job), ep = runs[i].epochs;
+    if (ep.length && d.epoch <= ep[ep.length - 1].epoch) return;
+    ep.push(d);
     const vals = runs.map((r, k) => (k === i ? d[metric.value] : undefined));
     chart.add(d.epoch, vals);
-  }));
+  };
+  early.forEach(onEpoch);
   /* the differences of their configs (and models) */
   const flat = runs.map(r => Object.assign(flatten(r.job.config, 'job'),
     r.model ? flatten({ layers: r.model.layers, inputs: r.model.inputs, outputs: r.model.outputs }, 'model') : {},
@@ -820,6 +828,14 @@ function logFit(points) {
 
 async function pageStudy(id) {
   const m = main();
+  /* subscribed before the first fetch: an event of this study (or the
+   * stream's opening) that comes while the page builds itself is noted,
+   * and the page fetches again once built */
+  let onEvent = null, missed = false;
+  page.off.push(Events.on((name, d) => {
+    if (onEvent) onEvent(name, d);
+    else if (name === 'open' || (d && (d.id === id || d.study === id))) missed = true;
+  }));
   let st;
   try { st = await api('/v1/studies/' + id); } catch (e) { m.replaceChildren(problem(e)); return; }
   const head = h('section', { class: 'card' }), board = h('section', { class: 'card' });
@@ -918,14 +934,15 @@ async function pageStudy(id) {
     await loadTrials();
   };
   let pending = null;
-  page.off.push(Events.on((name, d) => {
+  onEvent = (name, d) => {
     if (name === 'open') { reload(); return; }
     if (name === 'state' && d.id === id) { showHead(d); drawCurves(); }
     if (name === 'state' && d.id === id && !['queued', 'running'].includes(d.state)) loadTrials();
     else if ((name === 'trial' && d.study === id) || (name === 'state' && d.id === id)) {
       if (!pending) pending = setTimeout(() => { pending = null; reload(); }, 1000);
     }
-  }));
+  };
+  if (missed) reload();
 }
 
 /* ---------------------------------------------------------------- router */

@@ -370,20 +370,20 @@ def test_studies(b, api, base, ds):
         f.write(svg)
 
 
-def test_study_catches_up(b, api, base, ds):
-    """The events stream opens after the page fetched its study, and the
-    study ends in between (on a fast machine it can): the page must still
-    come to the final state, its curve whole. The stream's request is held
-    back (the Fetch domain) until the study has ended."""
-    doc = {"dataset": ds, "validation": {"fraction": 0.2}, "name": "late-stream",
+def held_study(b, api, base, ds, name, pattern, stage):
+    """A learning-curve study whose page loads while a request of the page
+    matching pattern is held (the DevTools Fetch domain, at stage) and the
+    study is kept queued by a job holding both workers; the blocker is then
+    cancelled, the study runs to its end (seen through the API), and only
+    then the held requests go on. The page's first look at the study and
+    the number of requests held."""
+    doc = {"dataset": ds, "validation": {"fraction": 0.2}, "name": name,
            "objective": {"metric": "val_loss", "goal": "minimize"},
            "model": {"task": "classification",
                      "layers": [{"type": "dense", "units": 16, "activation": "tanh"}]},
            "job": {"epochs": 5, "batch_size": 16, "seed": 1,
                    "optimizer": {"type": "adam", "lr": 0.01}}, "seed": 1, "space": {},
            "strategy": {"type": "learning_curve", "rows": [400, 800, 1600], "repeats": 1}}
-    # a job holding both workers keeps the study's trials queued until the
-    # page has fetched the study; cancelled then, the study runs and ends
     m = api.post("/v1/models", {"task": "classification", "inputs": 2, "outputs": 2, "seed": 1,
                                 "layers": [{"type": "dense", "units": 8, "activation": "tanh"}]})["id"]
     blocker = api.post("/v1/jobs", {"model": m, "dataset": ds, "epochs": 100000, "batch_size": 16,
@@ -392,31 +392,58 @@ def test_study_catches_up(b, api, base, ds):
     while api.get("/v1/jobs/" + blocker)["state"] != "running":
         assert time.time() < end, "the blocking job did not start"
         time.sleep(0.05)
-    b.call("Fetch.enable", patterns=[{"urlPattern": "*/v1/events*", "requestStage": "Request"}])
+    sid = api.post("/v1/studies", doc)["id"]
+    b.call("Fetch.enable", patterns=[{"urlPattern": pattern.replace("{sid}", sid),
+                                      "requestStage": stage}])
     try:
-        sid = api.post("/v1/studies", doc)["id"]
         b.navigate(base + "/ui/studies/" + sid)
-        first = b.wait("document.querySelector('#study-facts') && "
-                       "document.querySelector('main .state').textContent", what="the study page")
+        end = time.time() + 30
+        while not any(m == "Fetch.requestPaused" for m, _ in b.events):
+            assert time.time() < end, "no request of the page was held"
+            b.pump(0.05)
+        if stage == "Request":   # the study fetched (its answer drawn) before it may run
+            b.wait("!!document.querySelector('#study-facts')", what="the study page")
         api.post("/v1/jobs/%s/cancel" % blocker, None)
         end = time.time() + 120
         while api.get("/v1/studies/" + sid)["state"] in ("queued", "running"):
             assert time.time() < end, "the study did not end"
             time.sleep(0.2)
+        b.pump(0.5)    # the study's events reach the page meanwhile (when its stream is open)
         held = [p for m, p in b.events if m == "Fetch.requestPaused"]
-        b.pump(0.2)
-        held += [p for m, p in b.events if m == "Fetch.requestPaused" and p not in held]
-        ok("the page fetched the study while it ran (%s), its stream held back (%d)"
-           % (first, len(held)), first in ("queued", "running") and len(held) >= 1, (first, held))
         for p in held:
             b.call("Fetch.continueRequest", requestId=p["requestId"])
+        first = b.wait("document.querySelector('#study-facts') && "
+                       "document.querySelector('main .state').textContent", what="the study page")
     finally:
         b.call("Fetch.disable")
-    got = b.wait("(() => { const s = document.querySelector('main .state').textContent;"
-                 " const c = [...window.nnd.charts].find(c => c.o.title.startsWith('Learning curve'));"
-                 " return s === 'succeeded' && c && c.x.length === 3 ? [s, c.x] : null; })()",
-                 timeout=30, what="the final state and the whole curve after the stream opened")
-    ok("a study that ended before the stream opened is shown ended, its curve whole",
+    return first, len(held)
+
+
+def curve_done(b, what):
+    return b.wait("(() => { const s = document.querySelector('main .state').textContent;"
+                  " const c = [...window.nnd.charts].find(c => c.o.title.startsWith('Learning curve'));"
+                  " return s === 'succeeded' && c && c.x.length === 3 ? [s, c.x] : null; })()",
+                  timeout=30, what=what)
+
+
+def test_study_catches_up(b, api, base, ds):
+    """A study that ends while its page cannot hear of it must still be
+    shown ended, its curve whole: (1) the events stream opens only after
+    the page fetched the study; (2) the stream is open, but the page's
+    fetch of the study brings a running study back after the study's
+    events went by. Both happen on a fast machine: a study of tiny trials
+    ends in well under a second."""
+    first, held = held_study(b, api, base, ds, "late-stream", "*/v1/events*", "Request")
+    ok("(1) the page fetched the study while it ran (%s), its stream held back (%d)"
+       % (first, held), first in ("queued", "running") and held >= 1, (first, held))
+    got = curve_done(b, "the final state and the whole curve after the stream opened")
+    ok("(1) a study that ended before the stream opened is shown ended, its curve whole",
+       got == ["succeeded", [400, 800, 1600]], got)
+    first, held = held_study(b, api, base, ds, "late-fetch", "*/v1/studies/{sid}", "Response")
+    ok("(2) the page's fetch of the study was held with the study running (%s, %d held)"
+       % (first, held), first in ("queued", "running") and held == 1, (first, held))
+    got = curve_done(b, "the final state and the whole curve after a stale first fetch")
+    ok("(2) a study whose events came while the page fetched it is shown ended, its curve whole",
        got == ["succeeded", [400, 800, 1600]], got)
 
 
