@@ -332,23 +332,29 @@ START_TEST(test_files_are_owner_only)
 	ck_assert_int_eq(nnd_start(&d, NULL), 0);
 	small_flow(&d);
 	/* a job still running at the kill leaves its checkpoint behind (its
-	 * writer thread writes it while training goes on: wait for the file) */
+	 * writer thread writes it while training goes on: wait for the file).
+	 * The job asks for the most epochs allowed: however fast or slow the
+	 * daemon runs (valgrind), it is still training at the kill. */
 	char ds[32], mdl[32], job[32];
 	ck_assert_int_eq(make_dataset_csv(&d, 300, 32, 3, ds), 0);
 	ck_assert_int_eq(post_model(&d, 128, mdl), 201);
-	ck_assert_int_eq(submit_job(&d, mdl, ds, 500, 8, "\"checkpoint_every_epochs\":1", job), 202);
-	char path[128], ck[700];
+	ck_assert_int_eq(submit_job(&d, mdl, ds, 100000, 8, "\"checkpoint_every_epochs\":1", job), 202);
+	char path[128], ck[700], state[32] = "";
 	struct stat st;
 	snprintf(path, sizeof path, "/v1/jobs/%s", job);
 	snprintf(ck, sizeof ck, "%s/checkpoints/%s.ckpt", d.data, job);
-	for (int i = 0; i < 2000; i++) {
+	int e = 0, seen = 0;
+	for (int i = 0; i < 12000 && !seen; i++) {   /* 120 s and more */
 		cJSON *j = http_json(&d, "GET", path, NULL, NULL);
-		int e = (int)jnum(j, "epoch");
+		e = (int)jnum(j, "epoch");
+		snprintf(state, sizeof state, "%s", jstr(j, "state"));
 		cJSON_Delete(j);
-		if (e >= 2 && stat(ck, &st) == 0)
-			break;
-		sleep_ms(10);
+		seen = e >= 2 && stat(ck, &st) == 0;
+		if (!seen)
+			sleep_ms(10);
 	}
+	ck_assert_msg(seen, "no checkpoint at %s while the job ran (last seen: %s, epoch %d)", ck,
+	              state, e);
 	nnd_kill9(&d);
 	ck_assert_int_eq(stat(d.data, &st), 0);
 	ck_assert_int_eq(st.st_mode & 07777, 0700);
