@@ -802,7 +802,14 @@ int64_t jobs_samples_trained(jobs *q)
  * writes the history itself: see handover). What was handed over while the
  * thread was writing goes out in its next round: all the history in one
  * commit, then the newest checkpoint (a newer one replaces one still
- * waiting: resuming from any of them reaches the same weights). The
+ * waiting: resuming from any of them reaches the same weights). A round
+ * starts at least WRITER_GAP_US after the one before it (the first at
+ * once, the last, at the job's end, at once): a job of short epochs would
+ * otherwise spend a core's fifth on a commit and a checkpoint file per
+ * epoch, the CPU a second worker needs; live readers get every epoch
+ * through the events feed meanwhile, and a crash loses at most the gap's
+ * training, resumed from a checkpoint at an epoch checkpoint_every_epochs
+ * names, to the same weights. The
  * history handed over before a checkpoint is thus committed before that
  * checkpoint is written, and history written past a checkpoint is simply
  * rewritten on resume. The job's end (whatever the end) waits until
@@ -817,8 +824,13 @@ int64_t jobs_samples_trained(jobs *q)
  * taken while pending; the t_ fields and cur belong to the thread (the
  * history taken and not yet committed, kept for the next round when a
  * commit fails); err is the errno of the first checkpoint write that
- * failed. started is the worker's.
+ * failed; idle is set while the thread waits for something to write (so
+ * the worker wakes it only then: during a gap it sleeps to its deadline,
+ * whatever is handed over). started and last_us (the start of the last
+ * round, 0 before the first) are the worker's and the thread's alone.
  */
+#define WRITER_GAP_US 100000
+
 typedef struct job_writer {
 	store *st;
 	const char *job;
@@ -837,6 +849,8 @@ typedef struct job_writer {
 	int pending;          /* next holds a checkpoint to write */
 	int closing;          /* the job ends: write what is handed over, then stop */
 	int err;
+	int idle;             /* the thread waits for something to write */
+	int64_t last_us;      /* the thread's: util_mono_us() at its last round */
 	store_step *t_steps;
 	int t_n_steps, t_cap_steps;
 	store_epoch_rec *t_eps;
@@ -1087,15 +1101,31 @@ static int writer_commit_history(job_writer *w)
 	return 0;
 }
 
+/* Waits (under mu) until WRITER_GAP_US after the last round's start, or
+ * until the job ends; what is handed over meanwhile goes out together. */
+static void writer_gap(job_writer *w)
+{
+	if (!w->last_us)
+		return;
+	int64_t due = w->last_us + WRITER_GAP_US;
+	struct timespec ts = { (time_t)(due / 1000000), (long)(due % 1000000) * 1000 };
+	while (!w->closing && util_mono_us() < due)
+		if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT)
+			break;
+}
+
 static void *writer_main(void *arg)
 {
 	job_writer *w = arg;
 	pthread_mutex_lock(&w->mu);
 	for (;;) {
+		w->idle = 1;
 		while (!w->n_steps && !w->n_eps && !w->has_row && !w->pending && !w->closing)
 			pthread_cond_wait(&w->cv, &w->mu);
+		w->idle = 0;
 		if (!w->n_steps && !w->n_eps && !w->has_row && !w->pending)
 			break;        /* closing, and everything handed over is out */
+		writer_gap(w);
 		if (writer_take_history(w) < 0) {
 			/* out of memory: drop it rather than spin on it */
 			util_log(0, "jobs: %s: out of memory writing the history", w->job);
@@ -1118,6 +1148,7 @@ static void *writer_main(void *arg)
 			w->pending = 0;
 		}
 		pthread_mutex_unlock(&w->mu);
+		w->last_us = util_mono_us();
 		writer_commit_history(w);
 		int err = 0;
 		if (len && store_checkpoint_put(w->st, w->job, w->cur, len) < 0)
@@ -1185,10 +1216,21 @@ static int writer_start(run *r)
 	job_writer *w = &r->w;
 	w->st = r->q->st;
 	w->job = r->j.id;
-	w->pending = w->closing = w->err = 0;
+	w->pending = w->closing = w->err = w->idle = 0;
+	w->last_us = 0;
 	if (pthread_mutex_init(&w->mu, NULL) != 0)
 		return -1;
-	if (pthread_cond_init(&w->cv, NULL) != 0) {
+	/* writer_gap's deadlines are util_mono_us() times */
+	pthread_condattr_t ca;
+	int ok = pthread_condattr_init(&ca) == 0;
+	if (ok && (pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
+	           pthread_cond_init(&w->cv, &ca) != 0)) {
+		pthread_condattr_destroy(&ca);
+		ok = 0;
+	} else if (ok) {
+		pthread_condattr_destroy(&ca);
+	}
+	if (!ok) {
 		pthread_mutex_destroy(&w->mu);
 		return -1;
 	}
@@ -1239,7 +1281,8 @@ static void handover(run *r, int epoch, int64_t end_step, const char *epoch_doc)
 		api_job_release(&w->row);
 	w->row = row;
 	w->has_row = 1;
-	pthread_cond_signal(&w->cv);
+	if (w->idle)
+		pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);
 	r->flush_us += util_mono_us() - t0;
 }
@@ -1286,7 +1329,8 @@ static int ckpt_start(run *r, const void *buf, size_t len, int epoch)
 	memcpy(w->next, buf, len);
 	w->next_len = len;
 	w->pending = 1;
-	pthread_cond_signal(&w->cv);
+	if (w->idle)
+		pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);
 	return 0;
 }
