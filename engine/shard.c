@@ -326,12 +326,6 @@ static void unit_task(void *arg, int i)
 		update_unit(dp, u);
 }
 
-static void clip_task(void *arg, int i)
-{
-	struct nn_dp *dp = arg;
-	update_unit(dp, &dp->u[i]);
-}
-
 /* Fused block b: outputs [16 b, 16 b + 16) of the first layer, from the
  * shards' sums (in shard order, shards with rows only: an empty one's
  * scratch holds an older batch) to the new weights, packed. */
@@ -368,7 +362,7 @@ static void clip_group_task(void *arg, int g)
 {
 	struct nn_dp *dp = arg;
 	for (int i = dp->ug[g]; i < dp->ug[g + 1]; i++)
-		clip_task(arg, i);
+		update_unit(dp, &dp->u[i]);
 }
 
 /* ---------------------------------------------------------------- regions */
