@@ -694,28 +694,48 @@ static int64_t count_rows(store *s, const char *sql)
 	return n;
 }
 
-int store_dataset_list(store *s, int64_t limit, int64_t offset, cJSON *items, int64_t *total,
-                       api_err *e)
+/* One page of a table's rows, oldest first: each row's document (doc
+ * makes it from the statement's row; NULL skips the row) into items, and
+ * the table's row count into *total. what names the table in an error. */
+static int list_page(store *s, const char *table, const char *cols,
+                     cJSON *(*doc)(sqlite3_stmt *), const char *what, int64_t limit,
+                     int64_t offset, cJSON *items, int64_t *total, api_err *e)
 {
-	VIA(s, dataset_list, limit, offset, items, total, e);
+	char sql[512];
 	pthread_mutex_lock(&s->mu);
 	int rc = 0;
-	*total = count_rows(s, "SELECT count(*) FROM datasets");
-	sqlite3_stmt *st = prep(s, "SELECT " DS_COLS " FROM datasets ORDER BY seq LIMIT ? OFFSET ?");
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", table);
+	*total = count_rows(s, sql);
+	snprintf(sql, sizeof sql, "SELECT %s FROM %s ORDER BY seq LIMIT ? OFFSET ?", cols, table);
+	sqlite3_stmt *st = prep(s, sql);
 	if (!st || *total < 0) {
-		rc = db_fail(s, e, "list data sets");
+		rc = db_fail(s, e, what);
 	} else {
 		sqlite3_bind_int64(st, 1, limit);
 		sqlite3_bind_int64(st, 2, offset);
 		while (sqlite3_step(st) == SQLITE_ROW) {
-			api_dataset_info info;
-			if (ds_info_from_row(st, &info) == 0)
-				cJSON_AddItemToArray(items, info.doc);
+			cJSON *o = doc(st);
+			if (o)
+				cJSON_AddItemToArray(items, o);
 		}
 	}
 	unprep(s, st);
 	pthread_mutex_unlock(&s->mu);
 	return rc;
+}
+
+static cJSON *ds_doc_from_row(sqlite3_stmt *st)
+{
+	api_dataset_info info;
+	return ds_info_from_row(st, &info) == 0 ? info.doc : NULL;
+}
+
+int store_dataset_list(store *s, int64_t limit, int64_t offset, cJSON *items, int64_t *total,
+                       api_err *e)
+{
+	VIA(s, dataset_list, limit, offset, items, total, e);
+	return list_page(s, "datasets", DS_COLS, ds_doc_from_row, "list data sets", limit, offset,
+	                 items, total, e);
 }
 
 /* 1 when a queued or running job uses the data set / model. */
@@ -1204,28 +1224,18 @@ int store_model_get(store *s, const char *id, api_model_info *out, api_err *e)
 	return rc;
 }
 
+static cJSON *mdl_doc_from_row(sqlite3_stmt *st)
+{
+	api_model_info info;
+	return mdl_info_from_row(st, &info) == 0 ? info.doc : NULL;
+}
+
 int store_model_list(store *s, int64_t limit, int64_t offset, cJSON *items, int64_t *total,
                      api_err *e)
 {
 	VIA(s, model_list, limit, offset, items, total, e);
-	pthread_mutex_lock(&s->mu);
-	int rc = 0;
-	*total = count_rows(s, "SELECT count(*) FROM models");
-	sqlite3_stmt *st = prep(s, "SELECT " MDL_COLS " FROM models ORDER BY seq LIMIT ? OFFSET ?");
-	if (!st || *total < 0) {
-		rc = db_fail(s, e, "list models");
-	} else {
-		sqlite3_bind_int64(st, 1, limit);
-		sqlite3_bind_int64(st, 2, offset);
-		while (sqlite3_step(st) == SQLITE_ROW) {
-			api_model_info info;
-			if (mdl_info_from_row(st, &info) == 0)
-				cJSON_AddItemToArray(items, info.doc);
-		}
-	}
-	unprep(s, st);
-	pthread_mutex_unlock(&s->mu);
-	return rc;
+	return list_page(s, "models", MDL_COLS, mdl_doc_from_row, "list models", limit, offset,
+	                 items, total, e);
 }
 
 static void snap_unref_locked(snap *p)
