@@ -19,7 +19,11 @@ the Python client (clients/python/nnd_client.py):
             against --workers 1, alternated in rounds, for trials whose
             training dominates and for tiny ones (TMPDIR=/dev/shm puts the
             daemons' data on tmpfs, without the disk's fsync); each daemon
-            first runs one unmeasured trial per worker (its warm-up)
+            first runs one unmeasured trial per worker (its warm-up). Two
+            peers each round: two CPU-bound Python processes against one,
+            and two daemons of one worker each, measured at once, against
+            one (the same trials in two processes: what the machine gives
+            this workload; 2 workers over it is the one daemon's loss)
 
 Prints Markdown tables (the README's come from `bench/studies.py example`).
 Never pass/fail.
@@ -231,7 +235,10 @@ def _loadavg():
 WORKER_SIZES = {"small": (1, 6), "train": (2, 40)}
 
 
-def _worker_run(w, size, n_trials):
+def _worker_run(w, size, n_trials, barrier=None):
+    """One daemon of w workers: its rate on a study of n_trials, its CPU per
+    trial and its pool's occupancy. With a barrier, the measured study starts
+    when every party's daemon is warm (two daemons measured at once)."""
     layers, epochs = WORKER_SIZES[size]
     d = Daemon(w)
     try:
@@ -255,6 +262,8 @@ def _worker_run(w, size, n_trials):
         # small trials. One trial per worker first, unmeasured, so that
         # the measure is the rate of trials, not of a daemon's start.
         run_study(d.nnd, dict(doc, space={"job.seed": list(range(w))}))
+        if barrier:
+            barrier.wait()
         load = _loadavg()
         c0 = _cpu_seconds(d.proc.pid)
         t0 = time.time()
@@ -274,6 +283,34 @@ def _worker_run(w, size, n_trials):
                 "blas": "%s x%d" % (info["blas"]["core"], info["blas"]["threads"])}
     finally:
         d.stop()
+
+
+def _pair_run(size, n_trials):
+    """Two daemons of one worker each, measured at once (each its own study
+    of n_trials): their trials per second together. The workload's own
+    peer of two workers in one daemon: what two independent processes of
+    the same training get from the machine at the moment."""
+    import threading
+    barrier = threading.Barrier(2)
+    res = [None, None]
+
+    def one(i):
+        try:
+            res[i] = _worker_run(1, size, n_trials, barrier)
+        except Exception as e:  # the other party must not wait forever
+            barrier.abort()
+            res[i] = e
+    ts = [threading.Thread(target=one, args=(i,)) for i in range(2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    for r in res:
+        if isinstance(r, Exception):
+            raise r
+    # the two studies start together; each rate is its own trials over its
+    # own wall time, and together they ran both
+    return sum(r["rate"] for r in res)
 
 
 def _ms(t):
@@ -323,11 +360,12 @@ def workers():
     out = []
     for size in ("train", "small"):
         runs = {1: [], 2: []}
-        machine = []
+        machine, pair = [], []
         for r in range(rounds):
             for w in ((1, 2) if r % 2 == 0 else (2, 1)):
                 runs[w].append(_worker_run(w, size, n_trials))
             machine.append(_machine_ratio())
+            pair.append(_pair_run(size, n_trials) / runs[1][-1]["rate"])
         r1 = [x["rate"] for x in runs[1]]
         r2 = [x["rate"] for x in runs[2]]
         ratios = [b / a for a, b in zip(r1, r2)]
@@ -337,7 +375,8 @@ def workers():
                    "load %.1f-%.1f%s, BLAS %s / %s) | median %.2f [%.2f-%.2f] vs %.2f [%.2f-%.2f]; "
                    "CPU %.1f vs %.1f ms per trial; workers busy %.0f%% vs %.0f%% | "
                    "%.2fx (rounds %.2f-%.2f); two CPU-bound processes %.2fx of one "
-                   "(%.2f-%.2f) | 1.8x: %s |"
+                   "(%.2f-%.2f); two 1-worker daemons at once %.2fx of one (%.2f-%.2f) "
+                   "| 1.8x: %s |"
                    % (n_trials, epochs, layers, rounds, min(loads), max(loads),
                       ", nice %d" % NICE if NICE else "",
                       runs[2][0]["blas"], runs[1][0]["blas"], _median(r2), min(r2), max(r2),
@@ -348,6 +387,7 @@ def workers():
                       100 * _median([x["busy"] for x in runs[1]]),
                       _median(r2) / _median(r1), min(ratios), max(ratios),
                       _median(machine), min(machine), max(machine),
+                      _median(pair), min(pair), max(pair),
                       "yes" if _median(r2) / _median(r1) >= 1.8 else "no"))
     return out
 
