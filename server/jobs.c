@@ -803,8 +803,9 @@ int64_t jobs_samples_trained(jobs *q)
  * thread was writing goes out in its next round: all the history in one
  * commit, then the newest checkpoint (a newer one replaces one still
  * waiting: resuming from any of them reaches the same weights). A round
- * starts at least WRITER_GAP_US after the one before it (the first at
- * once, the last, at the job's end, at once): a job of short epochs would
+ * starts at least WRITER_GAP_US after the one before it (the first, the
+ * one that writes the job's first checkpoint and the last, at the job's
+ * end, at once): a job of short epochs would
  * otherwise spend a core's fifth on a commit and a checkpoint file per
  * epoch, the CPU a second worker needs; live readers get every epoch
  * through the events feed meanwhile, and a crash loses at most the gap's
@@ -825,9 +826,11 @@ int64_t jobs_samples_trained(jobs *q)
  * history taken and not yet committed, kept for the next round when a
  * commit fails); err is the errno of the first checkpoint write that
  * failed; idle is set while the thread waits for something to write (so
- * the worker wakes it only then: during a gap it sleeps to its deadline,
- * whatever is handed over). started and last_us (the start of the last
- * round, 0 before the first) are the worker's and the thread's alone.
+ * the worker wakes it only then, or for the job's first checkpoint: during
+ * a gap it sleeps to its deadline, whatever else is handed over);
+ * wrote_ckpt is set once the thread has written a checkpoint. started and
+ * last_us (the start of the last round, 0 before the first) are the
+ * worker's and the thread's alone.
  */
 #define WRITER_GAP_US 100000
 
@@ -851,6 +854,7 @@ typedef struct job_writer {
 	int err;
 	int idle;             /* the thread waits for something to write */
 	int64_t last_us;      /* the thread's: util_mono_us() at its last round */
+	int wrote_ckpt;       /* the thread has written a checkpoint */
 	store_step *t_steps;
 	int t_n_steps, t_cap_steps;
 	store_epoch_rec *t_eps;
@@ -1102,14 +1106,16 @@ static int writer_commit_history(job_writer *w)
 }
 
 /* Waits (under mu) until WRITER_GAP_US after the last round's start, or
- * until the job ends; what is handed over meanwhile goes out together. */
+ * until the job ends; what is handed over meanwhile goes out together.
+ * The job's first checkpoint does not wait: from then on a crash always
+ * has one to resume from. */
 static void writer_gap(job_writer *w)
 {
 	if (!w->last_us)
 		return;
 	int64_t due = w->last_us + WRITER_GAP_US;
 	struct timespec ts = { (time_t)(due / 1000000), (long)(due % 1000000) * 1000 };
-	while (!w->closing && util_mono_us() < due)
+	while (!w->closing && !(w->pending && !w->wrote_ckpt) && util_mono_us() < due)
 		if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT)
 			break;
 }
@@ -1154,6 +1160,7 @@ static void *writer_main(void *arg)
 		if (len && store_checkpoint_put(w->st, w->job, w->cur, len) < 0)
 			err = errno ? errno : EIO;
 		pthread_mutex_lock(&w->mu);
+		w->wrote_ckpt |= len > 0;
 		if (err && !w->err)
 			w->err = err;
 	}
@@ -1216,7 +1223,7 @@ static int writer_start(run *r)
 	job_writer *w = &r->w;
 	w->st = r->q->st;
 	w->job = r->j.id;
-	w->pending = w->closing = w->err = w->idle = 0;
+	w->pending = w->closing = w->err = w->idle = w->wrote_ckpt = 0;
 	w->last_us = 0;
 	if (pthread_mutex_init(&w->mu, NULL) != 0)
 		return -1;
@@ -1329,7 +1336,7 @@ static int ckpt_start(run *r, const void *buf, size_t len, int epoch)
 	memcpy(w->next, buf, len);
 	w->next_len = len;
 	w->pending = 1;
-	if (w->idle)
+	if (w->idle || !w->wrote_ckpt)   /* the first one goes out at once */
 		pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);
 	return 0;
