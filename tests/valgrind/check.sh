@@ -7,6 +7,10 @@
 # tests/valgrind/check.sh [itest ...] (default: the flow, errors, TLS and
 # faults suites). Run from anywhere after `make`.
 #
+# valgrind runs one thread at a time; --fair-sched=yes hands the turn round
+# in order, else a training thread busy for minutes can keep it and starve
+# the connection threads (a poll of the job then waits for ever).
+#
 # OPENBLAS_CORETYPE is fixed to Haswell here: valgrind cannot run AVX-512
 # code, and a fixed core keeps nnd from re-executing itself to pick one.
 set -eu
@@ -15,7 +19,7 @@ scripts/install-deps --valgrind
 [ $# -gt 0 ] || set -- bin/itest_flow bin/itest_errors bin/itest_tls bin/itest_faults
 logs=$(mktemp -d /tmp/nnd-valgrind-XXXXXX)
 chmod 1777 "$logs"   # the daemon may run as nobody (itest_faults)
-export NND_WRAP="valgrind --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite --num-callers=30 --log-file=$logs/vg.%p.log"
+export NND_WRAP="valgrind --fair-sched=yes --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite --num-callers=30 --log-file=$logs/vg.%p.log"
 export OPENBLAS_CORETYPE=Haswell
 export CK_TIMEOUT_MULTIPLIER=20
 t0=$(date +%s)
