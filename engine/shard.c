@@ -716,12 +716,9 @@ nn_status nn_shard_init(nn_trainer *t, const nn_parallel *par, char *err, size_t
 		if (nd->kind == NN_NODE_BN)
 			dp->bn[dp->n_bn++] = k;
 	}
-	/* the fused first layer, as train.c's fuse_begin decides for one shard */
-	const nn_train_config *c = &t->cfg;
+	/* the fused first layer (its bias gradient feeds the fused blocks) */
 	dp->fgroup = -1;
-	if (t->sp && t->sp_b_off >= 0 && nn_tune.sparse_fuse &&
-	    (c->opt.type == NN_OPT_ADAM || c->opt.type == NN_OPT_ADAMW) &&
-	    !(c->clip_grad_norm > 0) && !c->sparsity.enabled) {
+	if (t->sp && t->sp_b_off >= 0 && nn_trainer_sparse_fusable(t)) {
 		dp->n_fb = (int)(t->sp_w_len / t->features) / 16;
 		dp->fb_ss = calloc((size_t)dp->n_fb, sizeof(double));
 		dp->db = calloc((size_t)dp->n_fb * 16, sizeof(float));

@@ -781,19 +781,9 @@ void nn_sparse_in_forget(nn_sparse_in *s)
 double nn_sparse_in_adam(nn_sparse_in *s, const nn_adam_scalars *a, float *W, float *m,
                          float *v)
 {
-	double sq = 0;
 	if (!s->pending)
 		return 0;
-	s->pending = 0;
-#if SP_X86
-	if (simd())
-		sq = adam_avx512(s, a, W, m, v, 0, s->out);
-	else
-#endif
-		sq = sp_adam_plain(s, a, W, m, v, 0, s->out);
-	s->fresh = W;
-	s->fresh_sd = s->sd;
-	return sq;
+	return nn_sparse_in_adam_rows(s, s->dbp, a, W, m, v, 0, s->out);
 }
 
 float *nn_sparse_in_grad_sums(nn_sparse_in *s, int64_t *n)

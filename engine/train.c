@@ -1026,6 +1026,13 @@ int nn_trainer_averaging(const nn_trainer *t)
 	return t->avg && t->epoch >= t->cfg.avg.start_epoch;
 }
 
+int nn_trainer_sparse_fusable(const nn_trainer *t)
+{
+	const nn_train_config *c = &t->cfg;
+	return nn_tune.sparse_fuse && (c->opt.type == NN_OPT_ADAM || c->opt.type == NN_OPT_ADAMW) &&
+	       !(c->clip_grad_norm > 0) && !c->sparsity.enabled;
+}
+
 void nn_trainer_after_update(nn_trainer *t, float *p, int64_t np)
 {
 	const nn_train_config *c = &t->cfg;
@@ -1060,14 +1067,11 @@ nn_status nn_trainer_diverged(const nn_trainer *t, float loss, char *err, size_t
  * update can run fused with the end of its gradient. */
 static int fuse_begin(nn_trainer *t, int n, const float *p)
 {
-	const nn_train_config *c = &t->cfg;
 	int fuse = 0;
 	if (t->sp && nn_sparse_in_rows(t->sp) == n) {
 		nn_sparse_in_weights(t->sp, p + t->sp_w_off, t->sp_b_off >= 0 ? p + t->sp_b_off : NULL,
 		                     nn_model_std_mean(t->m), nn_model_std_std(t->m));
-		fuse = nn_tune.sparse_fuse &&
-		       (c->opt.type == NN_OPT_ADAM || c->opt.type == NN_OPT_ADAMW) &&
-		       !(c->clip_grad_norm > 0) && !c->sparsity.enabled;
+		fuse = nn_trainer_sparse_fusable(t);
 	}
 	if (t->sp)
 		nn_sparse_in_defer(t->sp, fuse);

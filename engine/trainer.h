@@ -177,6 +177,10 @@ void nn_trainer_optim_range(const nn_trainer *t, float lr, float *p, const float
 /* 1 when this step's weights enter the average; nn_trainer_average adds
  * p[from, to) to it (the caller then counts avg_n). */
 int nn_trainer_averaging(const nn_trainer *t);
+/* 1 when the configuration lets the sparse first layer's Adam step be
+ * fused with its gradient (sparse_in.h): Adam or AdamW, no clipping, no
+ * sparsity, and nn_tune allows it. One shard or several decide alike. */
+int nn_trainer_sparse_fusable(const nn_trainer *t);
 void nn_trainer_average(nn_trainer *t, const float *p, int64_t from, int64_t to);
 /* Sparsity and averaging over all of p, after the optimizer. */
 void nn_trainer_after_update(nn_trainer *t, float *p, int64_t np);
