@@ -1230,11 +1230,9 @@ static int writer_start(run *r)
 	/* writer_gap's deadlines are util_mono_us() times */
 	pthread_condattr_t ca;
 	int ok = pthread_condattr_init(&ca) == 0;
-	if (ok && (pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
-	           pthread_cond_init(&w->cv, &ca) != 0)) {
-		pthread_condattr_destroy(&ca);
-		ok = 0;
-	} else if (ok) {
+	if (ok) {
+		ok = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+		     pthread_cond_init(&w->cv, &ca) == 0;
 		pthread_condattr_destroy(&ca);
 	}
 	if (!ok) {
