@@ -12,6 +12,7 @@
 # and the job's version 1). Prints the counts. SKIP (77) without
 # PostgreSQL's binaries. CHAOS_JOBS and CHAOS_SEED change the run.
 cd "$(dirname "$0")/../.." || exit 1
+PG_NOSYNC=${PG_NOSYNC:-1}   # a throwaway cluster: no fsyncs (tests/pg/lib.sh)
 . tests/pg/lib.sh
 pg_have || { echo "SKIP: PostgreSQL 15 binaries ($PG_BIN) or the postgres user missing"; exit 77; }
 pg_start || { echo "FAIL: cannot start PostgreSQL"; exit 1; }

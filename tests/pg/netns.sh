@@ -8,6 +8,7 @@
 # removed at the end. SKIP (77) without PostgreSQL or without the right to
 # make namespaces.
 cd "$(dirname "$0")/../.." || exit 1
+PG_NOSYNC=${PG_NOSYNC:-1}   # a throwaway cluster: no fsyncs (tests/pg/lib.sh)
 . tests/pg/lib.sh
 pg_have || { echo "SKIP: PostgreSQL 15 binaries missing"; exit 77; }
 ip netns add nnd-db 2>/dev/null || { echo "SKIP: cannot make network namespaces"; exit 77; }

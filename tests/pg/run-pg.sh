@@ -14,6 +14,7 @@
 # back for a big one; the shared queue claims the oldest job that fits the
 # free workers).
 cd "$(dirname "$0")/../.." || exit 1
+PG_NOSYNC=${PG_NOSYNC:-1}   # a throwaway cluster: no fsyncs (tests/pg/lib.sh)
 . tests/pg/lib.sh
 if ! pg_have; then
 	echo "SKIP: PostgreSQL 15 binaries ($PG_BIN) or the postgres user missing"

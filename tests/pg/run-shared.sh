@@ -9,6 +9,7 @@
 # database restarted under load: /readyz 503 meanwhile, then every job ends.
 # SKIP (77) without PostgreSQL's binaries.
 cd "$(dirname "$0")/../.." || exit 1
+PG_NOSYNC=${PG_NOSYNC:-1}   # a throwaway cluster: no fsyncs (tests/pg/lib.sh)
 . tests/pg/lib.sh
 pg_have || { echo "SKIP: PostgreSQL 15 binaries ($PG_BIN) or the postgres user missing"; exit 77; }
 pg_start || { echo "FAIL: cannot start PostgreSQL"; exit 1; }
