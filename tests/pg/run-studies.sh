@@ -113,15 +113,22 @@ freeze() {
 	st=$1; shift
 	KJ=
 	i=0
-	while [ $i -lt 600 ] && [ -z "$KJ" ]; do
+	while [ $i -lt 2000 ] && [ -z "$KJ" ]; do
+		# the pids holding its running trials (one query for all daemons)
+		held=" $(pg_psql -c "SELECT owner FROM $SCHEMA.jobs WHERE study='$st' AND state=1" |
+			sed 's|.*/||' | tr '\n' ' ') "
 		for FZ in "$@"; do
-			[ -n "$(running_on "$st" "$FZ")" ] || continue
+			case "$held" in *" $(nnd_pid "$FZ") "*) ;; *) continue ;; esac
 			kill -STOP "$(nnd_pid "$FZ")"
 			KJ=$(running_on "$st" "$FZ")
 			[ -n "$KJ" ] && break
 			kill -CONT "$(nnd_pid "$FZ")"
 		done
-		[ -n "$KJ" ] || sleep 0.01
+		[ -n "$KJ" ] && break
+		# a study that ended unseen: no trial is left to catch
+		case "$held" in "  ") case "$(study_state "$1" "$st")" in
+			succeeded|failed|cancelled) break ;; esac ;; esac
+		sleep 0.01
 		i=$((i + 1))
 	done
 }
