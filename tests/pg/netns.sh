@@ -19,7 +19,11 @@ ns_kill() {
 }
 cleanup() {
 	ns_kill TERM nnd-h1; ns_kill TERM nnd-h2
-	sleep 2
+	# up to 2 s for them to exit, then SIGKILL what is left
+	i=0
+	while [ $i -lt 40 ] && [ -n "$(ip netns pids nnd-h1 2>/dev/null; ip netns pids nnd-h2 2>/dev/null)" ]; do
+		sleep 0.05; i=$((i + 1))
+	done
 	ns_kill KILL nnd-h1; ns_kill KILL nnd-h2
 	pg_stop
 	ip netns del nnd-h1 2>/dev/null; ip netns del nnd-h2 2>/dev/null; ip netns del nnd-db 2>/dev/null
