@@ -198,11 +198,16 @@ static void pack_b(gemm_args *g, int tb, const float *B, int ldb, float *buf)
 	if (tb) {
 		int npad = (n + 15) & ~15;
 		/* 16 rows of B (16 columns of op(B)) at a time: contiguous stores */
-		for (int j0 = 0; j0 < npad; j0 += 16)
+		for (int j0 = 0; j0 < n16; j0 += 16) {
+			const float *b = B + (int64_t)j0 * ldb;
 			for (int p = 0; p < k; p++)
 				for (int jj = 0; jj < 16; jj++)
-					buf[(int64_t)p * npad + j0 + jj] =
-						j0 + jj < n ? B[(int64_t)(j0 + jj) * ldb + p] : 0.0f;
+					buf[(int64_t)p * npad + j0 + jj] = b[(int64_t)jj * ldb + p];
+		}
+		for (int p = 0; n16 < n && p < k; p++)
+			for (int jj = 0; jj < 16; jj++)
+				buf[(int64_t)p * npad + n16 + jj] =
+					n16 + jj < n ? B[(int64_t)(n16 + jj) * ldb + p] : 0.0f;
 		g->B = buf;
 		g->ldb = npad;
 		g->T = buf + n16;
