@@ -101,7 +101,7 @@ $(call obj,$(API_SRC)) $(patsubst %.c,$(BUILD)/test/%.o,$(API_SRC)): | $(BUILD)/
 # No fast-math and no FMA contraction, so every float result is the same as
 # at -O2, whichever vector width runs.
 HOT_CFLAGS ?= -O3 -fno-math-errno -ffp-contract=off
-HOT_ENGINE := optim train shard sparse_in sparse_in_plain row_pack layer_activation layer_dense layer_batchnorm layer_dropout loss model predict
+HOT_ENGINE := gemm optim train shard sparse_in sparse_in_plain row_pack layer_activation layer_dense layer_batchnorm layer_dropout loss model predict
 $(patsubst %,$(BUILD)/engine/%.o,$(HOT_ENGINE)): CFLAGS += $(HOT_CFLAGS)
 
 # Test builds: unit tests link the engine compiled again with -DNND_TEST

@@ -17,9 +17,9 @@
  *
  * Cache c0: z, n x out floats, only when store_z.
  */
-#include <cblas.h>
 #include <string.h>
 
+#include "gemm.h"
 #include "plan.h"
 #include "row_pack.h"
 #include "sparse_in.h"
@@ -34,7 +34,7 @@ static void dense_forward(const nn_node *nd, int k, nn_run *r)
 	float *z = nd->store_z ? r->c0[k] : y;
 	int n = r->n, in = nd->in_w, out = nd->out_w;
 
-	float beta = 0.0f;
+	int beta = 0;
 
 	nn_sparse_in *sp = r->sp ? r->sp[k] : NULL;
 	if (sp && k > 0) {
@@ -69,10 +69,9 @@ static void dense_forward(const nn_node *nd, int k, nn_run *r)
 		const float *b = r->params + nd->b_off;
 		for (int i = 0; i < n; i++)
 			memcpy(z + (int64_t)i * out, b, sizeof(float) * (size_t)out);
-		beta = 1.0f;
+		beta = 1;
 	}
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, W, in, beta,
-	            z, out);
+	nn_gemm(0, 1, n, out, in, x, in, W, in, beta, z, out);
 	nn_act_bias_rows(nd->act, nd->alpha, z, NULL, y, n, out);
 }
 
@@ -107,11 +106,9 @@ static void dense_backward(const nn_node *nd, int k, nn_run *r)
 		nn_sparse_in_grad(sp, g, nd->has_bias ? r->grads + nd->b_off : NULL,
 		                  r->grads + nd->w_off);
 	else
-		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.0f, g, out, x, in,
-		            0.0f, r->grads + nd->w_off, in);
+		nn_gemm(1, 0, out, in, n, g, out, x, in, 0, r->grads + nd->w_off, in);
 	if (dx)
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1.0f, g, out, W, in,
-		            nd->accum_in ? 1.0f : 0.0f, dx, in);
+		nn_gemm(0, 0, n, in, out, g, out, W, in, nd->accum_in, dx, in);
 }
 
 static int64_t dense_cache0(const nn_node *nd, int max_batch)

@@ -8,8 +8,8 @@
  * so only the shortcut is computed: g[skip] (+)= dOut (identity) or dOut Wp
  * (projection), and dWp = dOut^T x. No caches.
  */
-#include <cblas.h>
 
+#include "gemm.h"
 #include "plan.h"
 
 static void res_forward(const nn_node *nd, int k, nn_run *r)
@@ -22,8 +22,8 @@ static void res_forward(const nn_node *nd, int k, nn_run *r)
 	if (nd->projection) {
 		for (int64_t i = 0; i < len; i++)
 			y[i] = b[i];
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r->n, nd->out_w, nd->in_w, 1.0f, x,
-		            nd->in_w, r->params + nd->w_off, nd->in_w, 1.0f, y, nd->out_w);
+		nn_gemm(0, 1, r->n, nd->out_w, nd->in_w, x, nd->in_w, r->params + nd->w_off, nd->in_w,
+		        1, y, nd->out_w);
 	} else {
 		for (int64_t i = 0; i < len; i++)
 			y[i] = b[i] + x[i];
@@ -38,12 +38,11 @@ static void res_backward(const nn_node *nd, int k, nn_run *r)
 
 	if (nd->projection) {
 		const float *x = r->v[nd->skip_v];
-		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nd->out_w, nd->in_w, r->n, 1.0f, g,
-		            nd->out_w, x, nd->in_w, 0.0f, r->grads + nd->w_off, nd->in_w);
+		nn_gemm(1, 0, nd->out_w, nd->in_w, r->n, g, nd->out_w, x, nd->in_w, 0,
+		        r->grads + nd->w_off, nd->in_w);
 		if (dx)
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r->n, nd->in_w, nd->out_w,
-			            1.0f, g, nd->out_w, r->params + nd->w_off, nd->in_w,
-			            nd->accum_skip ? 1.0f : 0.0f, dx, nd->in_w);
+			nn_gemm(0, 0, r->n, nd->in_w, nd->out_w, g, nd->out_w, r->params + nd->w_off,
+			        nd->in_w, nd->accum_skip, dx, nd->in_w);
 	} else if (dx) {
 		if (nd->accum_skip)
 			for (int64_t i = 0; i < len; i++)

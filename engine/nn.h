@@ -278,6 +278,11 @@ int nn_to_bytes(uint8_t *dst, const float *src, int64_t n);
  * and rows read at random miss the TLB less. Only a hint: nothing changes
  * where it is refused; pages never written are never faulted. */
 void nn_huge_pages(void *p, size_t len);
+/* The same over every page [p, p + len) touches, for a buffer that grows by
+ * realloc: glibc moves a large block with one mremap, which fails (and
+ * falls back to a copy) when the hint above has split the block's mapping
+ * in three. The kernel still gives 2 MiB pages only to the aligned inside. */
+void nn_huge_pages_growable(void *p, size_t len);
 
 /* ---------------------------------------------------------------- training */
 

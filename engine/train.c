@@ -212,6 +212,30 @@ static int64_t split_size(int64_t rows, int has_val, const nn_train_config *cfg)
 	return n_va;
 }
 
+/* v[0..k), distinct values below n, in ascending order and v[k..n) the
+ * other values below n, ascending: one mark per value and a pass over
+ * them, instead of sorting (a study's small trials split their data each
+ * time). Sorts the two parts when the marks cannot be had. */
+static void sort_parts(int64_t *v, int64_t k, int64_t n)
+{
+	uint8_t *mark = calloc((size_t)n, 1);
+	if (!mark) {
+		qsort(v, (size_t)k, sizeof(int64_t), cmp_i64);
+		qsort(v + k, (size_t)(n - k), sizeof(int64_t), cmp_i64);
+		return;
+	}
+	for (int64_t i = 0; i < k; i++)
+		mark[v[i]] = 1;
+	int64_t a = 0, b = k;
+	for (int64_t x = 0; x < n; x++) {
+		if (mark[x])
+			v[a++] = x;
+		else
+			v[b++] = x;
+	}
+	free(mark);
+}
+
 /* idx[0..rows) = the training rows then the n_va validating ones, each
  * part ascending (the split is the first draw of rng). */
 static void split_rows(int64_t *idx, int64_t rows, int64_t n_va, nn_rng *rng)
@@ -221,8 +245,7 @@ static void split_rows(int64_t *idx, int64_t rows, int64_t n_va, nn_rng *rng)
 	if (!n_va)
 		return;
 	shuffle(idx, rows, rng);
-	qsort(idx, (size_t)(rows - n_va), sizeof(int64_t), cmp_i64);
-	qsort(idx + rows - n_va, (size_t)n_va, sizeof(int64_t), cmp_i64);
+	sort_parts(idx, rows - n_va, rows);
 }
 
 nn_status nn_train_split(int64_t rows, int has_val, const nn_train_config *cfg, int64_t *idx,

@@ -39,6 +39,9 @@ typedef struct nn_tuning {
 	/* 1: the AVX-512 kernels run where the CPU has them; 0: their plain
 	 * twins run everywhere (tests compare the two) */
 	int simd;
+	/* products of at most this many multiply-adds (m n k) take nnd's own
+	 * kernel (gemm.h) rather than sgemm; 0: every product goes to sgemm */
+	int64_t small_gemm_max;
 } nn_tuning;
 
 #define NN_TUNING_DEFAULT                                                                  \
@@ -46,7 +49,7 @@ typedef struct nn_tuning {
 	  .sparse_predict_max_weights = (int64_t)1 << 24,                                   \
 	  .row_pack_max_weights = (int64_t)1 << 22, .row_pack_max_rows = 8,                  \
 	  .byte_copy_min = (int64_t)1 << 20,      \
-	  .sparse_fuse = 1, .simd = 1 }
+	  .sparse_fuse = 1, .simd = 1, .small_gemm_max = (int64_t)1 << 18 }
 
 #ifdef NND_TEST
 extern nn_tuning nn_tune;
@@ -58,6 +61,7 @@ typedef struct nn_test_counts {
 	int64_t sparse_fused_steps;  /* steps whose first-layer Adam step ran fused */
 	int64_t sparse_predict_blocks; /* predicted blocks through sparse_in.h */
 	int64_t row_predictions;     /* one-row products through row_pack.h */
+	int64_t small_gemms;         /* products through gemm.h's own kernel */
 } nn_test_counts;
 extern nn_test_counts nn_counts;
 #define NN_TEST_COUNT(name) __atomic_add_fetch(&nn_counts.name, 1, __ATOMIC_RELAXED)

@@ -36,6 +36,20 @@ void nn_huge_pages(void *p, size_t len)
 #endif
 }
 
+void nn_huge_pages_growable(void *p, size_t len)
+{
+#ifdef MADV_HUGEPAGE
+	const uintptr_t page = 4096;
+	uintptr_t from = (uintptr_t)p & ~(page - 1);
+	uintptr_t to = ((uintptr_t)p + len + page - 1) & ~(page - 1);
+	if (p && len >= ((size_t)2 << 20))
+		(void)madvise((void *)from, to - from, MADV_HUGEPAGE);
+#else
+	(void)p;
+	(void)len;
+#endif
+}
+
 const char *nn_status_name(nn_status s)
 {
 	switch (s) {

@@ -618,14 +618,15 @@ static void conn_phase(req *r, int phase)
  * (a 30 MB prediction batch is then never copied by realloc). */
 #define HTTP_PREALLOC_MAX ((int64_t)64 << 20)
 
-/* A hint for a large buffer about to be filled: transparent huge pages
- * over its 2 MiB-aligned inside, faulted in 2 MiB at a time rather than
- * 4 KiB (a 30 MB batch body takes 7,500 faults otherwise). Nothing changes
- * where the kernel refuses. */
+/* A hint for a large buffer about to be filled: transparent huge pages,
+ * faulted in 2 MiB at a time rather than 4 KiB (a 30 MB batch body takes
+ * 7,500 faults otherwise), over the whole of its pages, so that a body
+ * longer than announced still grows by mremap. Nothing changes where the
+ * kernel refuses. */
 static void huge_pages(void *p, size_t len)
 {
 	if (len >= (size_t)8 << 20)
-		nn_huge_pages(p, len);
+		nn_huge_pages_growable(p, len);
 }
 
 /* How deep JSON text nests ([ and { outside strings), stopping past lim. */

@@ -198,6 +198,57 @@ START_TEST(test_stop_at_epoch_pauses_and_resumes_bit_for_bit)
 }
 END_TEST
 
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* The validation split: the training rows then the validating ones, each
+ * part ascending, together every row once; the same rows as a shuffle with
+ * the job's seed (the engine's Fisher-Yates over nn_rng_below) and two
+ * sorts, which is how splits were drawn before (a job stored then resumes
+ * on the same rows). */
+START_TEST(test_split_is_the_seeded_shuffle_in_ascending_parts)
+{
+	static const int64_t sizes[] = { 2, 7, 200, 5003 };
+	for (int t = 0; t < 4; t++) {
+		int64_t rows = sizes[t];
+		nn_train_config c = nn_train_config_default();
+		c.val_fraction = 0.25f;
+		c.seed = 40 + (uint64_t)t;
+		int64_t *idx = malloc(sizeof(int64_t) * (size_t)rows);
+		int64_t *want = malloc(sizeof(int64_t) * (size_t)rows);
+		char *seen = calloc((size_t)rows, 1);
+		int64_t n_tr = 0;
+		ck_assert_int_eq(nn_train_split(rows, 0, &c, idx, &n_tr), NN_OK);
+		int64_t n_va = rows / 4 + (rows % 4 >= 2);   /* llround(rows / 4) */
+		ck_assert_int_eq(n_tr, rows - (n_va < 1 ? 1 : n_va));
+		for (int64_t i = 0; i < rows; i++) {
+			ck_assert(idx[i] >= 0 && idx[i] < rows && !seen[idx[i]]);
+			seen[idx[i]] = 1;
+			if (i > 0 && i != n_tr)
+				ck_assert_int_lt(idx[i - 1], idx[i]);
+		}
+		nn_rng r;
+		nn_rng_seed(&r, c.seed);
+		for (int64_t i = 0; i < rows; i++)
+			want[i] = i;
+		for (int64_t i = rows - 1; i > 0; i--) {
+			int64_t j = (int64_t)nn_rng_below(&r, (uint64_t)i + 1), x = want[i];
+			want[i] = want[j];
+			want[j] = x;
+		}
+		qsort(want, (size_t)n_tr, sizeof(int64_t), cmp_i64);
+		qsort(want + n_tr, (size_t)(rows - n_tr), sizeof(int64_t), cmp_i64);
+		ck_assert_int_eq(memcmp(idx, want, sizeof(int64_t) * (size_t)rows), 0);
+		free(idx);
+		free(want);
+		free(seen);
+	}
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("rows");
@@ -206,6 +257,7 @@ int main(void)
 	tcase_add_test(tc, test_rows_trains_on_the_chosen_rows_only);
 	tcase_add_test(tc, test_rows_beyond_the_split_is_refused);
 	tcase_add_test(tc, test_stop_at_epoch_pauses_and_resumes_bit_for_bit);
+	tcase_add_test(tc, test_split_is_the_seeded_shuffle_in_ascending_parts);
 	suite_add_tcase(s, tc);
 	return check_run(s);
 }

@@ -1,0 +1,139 @@
+/*
+ * test_huge_pages.c - the huge-page hints (engine/util.c): the one for
+ * growing buffers marks the whole mapping of a large block (VmFlags "hg" in
+ * /proc/self/smaps) and leaves it one mapping, so that realloc can still
+ * move it with mremap; the one for fixed buffers marks only the 2 MiB-aligned
+ * inside, which splits the mapping (why growing buffers need the other). A
+ * realloc after either keeps the contents. Skipped where glibc's allocator
+ * is not the one in use (ASan) or the kernel has no transparent huge pages.
+ */
+#include <check.h>
+#include <malloc.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check_main.h"
+#include "nn.h"
+
+#define BLOCK ((size_t)6 << 20)   /* above glibc's mmap threshold */
+
+/* The mapping of /proc/self/smaps that holds address a: its bounds and
+ * whether its VmFlags include "hg". 0, or -1 when none holds it. */
+static int mapping_of(uintptr_t a, uintptr_t *lo, uintptr_t *hi, int *hg)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	int found = 0;
+	while (f && fgets(line, sizeof line, f)) {
+		unsigned long s, e;
+		if (sscanf(line, "%lx-%lx ", &s, &e) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+			if (found)
+				break;      /* the next mapping: ours had no VmFlags */
+			if (a >= s && a < e) {
+				*lo = s;
+				*hi = e;
+				*hg = 0;
+				found = 1;
+			}
+		} else if (found && strncmp(line, "VmFlags:", 8) == 0) {
+			*hg = strstr(line, " hg") != NULL;
+			break;
+		}
+	}
+	if (f)
+		fclose(f);
+	return found ? 0 : -1;
+}
+
+static void fill(unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i += 4096)
+		p[i] = (unsigned char)(i >> 12);
+}
+
+static int filled(const unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i += 4096)
+		if (p[i] != (unsigned char)(i >> 12))
+			return 0;
+	return 1;
+}
+
+START_TEST(test_growable_hint_marks_one_whole_mapping)
+{
+	unsigned char *p = malloc(BLOCK);
+	ck_assert_ptr_nonnull(p);
+	nn_huge_pages_growable(p, BLOCK);
+	uintptr_t lo, hi;
+	int hg;
+	ck_assert_int_eq(mapping_of((uintptr_t)p, &lo, &hi, &hg), 0);
+	ck_assert_msg(hi >= (uintptr_t)p + BLOCK, "the block spans more than one mapping");
+	ck_assert_int_eq(hg, 1);
+	fill(p, BLOCK);
+	unsigned char *q = realloc(p, 2 * BLOCK);
+	ck_assert_ptr_nonnull(q);
+	ck_assert(filled(q, BLOCK));
+	free(q);
+
+	/* below 2 MiB it does nothing */
+	p = malloc((size_t)1 << 20);
+	nn_huge_pages_growable(p, (size_t)1 << 20);
+	free(p);
+	nn_huge_pages_growable(NULL, BLOCK);
+}
+END_TEST
+
+START_TEST(test_fixed_hint_marks_the_aligned_inside_only)
+{
+	unsigned char *p = malloc(BLOCK);
+	ck_assert_ptr_nonnull(p);
+	nn_huge_pages(p, BLOCK);
+	uintptr_t lo, hi, mid = ((uintptr_t)p + ((uintptr_t)2 << 20)) & ~(((uintptr_t)2 << 20) - 1);
+	int hg;
+	ck_assert_int_eq(mapping_of((uintptr_t)p, &lo, &hi, &hg), 0);
+	ck_assert_int_eq(hg, 0);                     /* the unaligned head */
+	ck_assert(hi <= mid);
+	ck_assert_int_eq(mapping_of(mid, &lo, &hi, &hg), 0);
+	ck_assert_int_eq(hg, 1);
+	fill(p, BLOCK);
+	unsigned char *q = realloc(p, 2 * BLOCK);    /* copied, not moved */
+	ck_assert_ptr_nonnull(q);
+	ck_assert(filled(q, BLOCK));
+	free(q);
+}
+END_TEST
+
+static int thp_available(void)
+{
+	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+	char line[128] = "";
+	if (!f)
+		return 0;
+	if (!fgets(line, sizeof line, f))
+		line[0] = '\0';
+	fclose(f);
+	return strstr(line, "[never]") == NULL && line[0] != '\0';
+}
+
+int main(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+	printf("SKIP: test_huge_pages: ASan's allocator, not glibc's, places the blocks\n");
+	return 77;
+#else
+	if (!thp_available()) {
+		printf("SKIP: test_huge_pages: this kernel has no transparent huge pages\n");
+		return 77;
+	}
+	/* every block of BLOCK its own mapping, whatever was freed before */
+	mallopt(M_MMAP_THRESHOLD, 1 << 20);
+	Suite *s = suite_create("huge_pages");
+	TCase *tc = tcase_create("huge_pages");
+	tcase_add_test(tc, test_growable_hint_marks_one_whole_mapping);
+	tcase_add_test(tc, test_fixed_hint_marks_the_aligned_inside_only);
+	suite_add_tcase(s, tc);
+	return check_run(s);
+#endif
+}
