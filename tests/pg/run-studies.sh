@@ -135,13 +135,17 @@ freeze() {
 
 # post_freeze POSTED_TO DAEMON...: posts the study and freezes a daemon while
 # it trains a trial of it; a study whose trials all went by unseen (a loaded
-# machine) is left to end and posted again, up to three times. Sets SID.
+# machine) is left to end and posted again, up to eight times (a miss costs
+# the few seconds the study runs). Sets SID.
 post_freeze() {
 	to=$1; shift
-	for attempt in 1 2 3; do
+	for attempt in 1 2 3 4 5 6 7 8; do
 		SID=$(api $to POST /v1/studies "$STUDY" | jfield id)
 		freeze "$SID" "$@"
-		[ -n "$KJ" ] && return 0
+		if [ -n "$KJ" ]; then
+			[ $attempt = 1 ] || echo "study $SID: a running trial caught at attempt $attempt"
+			return 0
+		fi
 		wait_study $to "$SID" 180 >/dev/null
 	done
 }
