@@ -201,7 +201,10 @@ echo "study $S: $took of the $held trials running on $K taken over by ${ALIVE% }
 eval "nnd_up $K \$ARGS_$K" || exit 1
 
 # --- cancelled and deleted through another daemon than the one it was posted to
-X=$(api B POST /v1/studies "$STUDY" | jfield id)
+# (trials of 5000 epochs: the study is still running when the cancel comes,
+# however fast the trials of the study above ran)
+LONG_STUDY=$(echo "$STUDY" | sed 's/"epochs":12,/"epochs":5000,/')
+X=$(api B POST /v1/studies "$LONG_STUDY" | jfield id)
 i=0; while [ $i -lt 200 ] && [ "$(pg_psql -c "SELECT count(*) FROM $SCHEMA.jobs WHERE
   study='$X' AND state=1")" = 0 ]; do sleep 0.02; i=$((i + 1)); done
 [ "$(api C POST "/v1/studies/$X/cancel" | jfield state)" = cancelled ] ||
