@@ -17,7 +17,7 @@ pg_start || { echo "FAIL: cannot start PostgreSQL"; exit 1; }
 SCHEMA=shared
 STORE_URL="$PG_URL&options=-csearch_path%3D$SCHEMA"
 trap 'nnd_all_down; pg_stop; [ -z "${NND_KEEP_TMP:-}" ] && rm -rf "$T"; true' EXIT
-E=150         # epochs of every job (20 steps each): the same weights for all
+E=1500        # epochs of every job (20 steps each): the same weights for all
 
 nnd_up A --workers 1 --lease-seconds 2 || exit 1
 nnd_up B --workers 1 --lease-seconds 2 || exit 1
