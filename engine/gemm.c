@@ -168,12 +168,6 @@ static kernel_kind kind(void)
 	return KIND_PLAIN;
 }
 
-const char *nn_gemm_small_kind(void)
-{
-	static const char *const names[] = { "plain", "avx2", "avx512" };
-	return names[kind()];
-}
-
 /* The floats pack_b copies (gemm_args). */
 static int64_t pack_floats(int tb, int n, int k)
 {

@@ -39,8 +39,6 @@ void nn_gemm_small(int ta, int tb, int m, int n, int k, const float *A, int lda,
 /* The same sums in plain C, any size: the oracle and the fallback. */
 void nn_gemm_small_plain(int ta, int tb, int m, int n, int k, const float *A, int lda,
                          const float *B, int ldb, int beta, float *C, int ldc);
-/* Which version nn_gemm_small runs: "avx512", "avx2" or "plain". */
-const char *nn_gemm_small_kind(void);
 
 #ifdef NND_TEST
 /* Test builds: the kernel's version named kind ("avx512", "avx2",
