@@ -271,7 +271,7 @@ static int row_begin(api_csv *c)
 	c->x = x;
 	/* a page fault per 4 KB costs more than parsing it (188 MB of
 	 * Fashion-MNIST: 0.7 s of faults against 25 ms in 2 MB pages) */
-	nn_huge_pages_growable(x, (size_t)ncap * (size_t)c->features * 4);
+	nn_huge_pages(x, (size_t)ncap * (size_t)c->features * 4);
 	if (c->yv) {
 		float *y = realloc(c->yv, (size_t)ncap * 4);
 		if (!y)

@@ -178,7 +178,7 @@ int api_upload_feed(api_upload *u, int part, const char *buf, size_t len, api_er
 			}
 			u->json = p;
 			u->json_cap = cap;
-			nn_huge_pages_growable(p, cap);   /* 2 MiB faults (a no-op below) */
+			nn_huge_pages(p, cap);   /* 2 MiB faults (a no-op below) */
 		}
 		memcpy(u->json + u->json_len, buf, len);
 		u->json_len += len;

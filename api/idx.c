@@ -363,7 +363,7 @@ static int keep(api_idx *r, int k, const unsigned char *b, size_t n)
 		p->zb = z;
 		p->zcap = cap;
 		if (cap >= IDX_HUGE_MIN)
-			nn_huge_pages_growable(z, cap);
+			nn_huge_pages(z, cap);
 	}
 	memcpy(p->zb + p->zlen, b, n);
 	p->zlen += n;

@@ -272,17 +272,16 @@ typedef struct nn_data {
  * garbage. The engine's own byte copy uses the same rule. */
 int nn_to_bytes(uint8_t *dst, const float *src, int64_t n);
 
-/* Asks for transparent huge pages over the 2 MiB-aligned inside of
- * [p, p + len), a large buffer about to be filled: the kernel then faults it
- * in 2 MiB at a time instead of 4 KiB (a few dozen faults for tens of MB),
- * and rows read at random miss the TLB less. Only a hint: nothing changes
- * where it is refused; pages never written are never faulted. */
+/* Asks for transparent huge pages for a large buffer (2 MiB or more) about
+ * to be filled: the kernel then faults it in 2 MiB at a time instead of
+ * 4 KiB (a few dozen faults for tens of MB), and rows read at random miss
+ * the TLB less. The hint covers every page [p, p + len) touches, so a
+ * malloc'd block keeps one mapping and realloc can still move it with one
+ * mremap (a hint over the 2 MiB-aligned inside only splits the mapping in
+ * three, and glibc then copies the block instead); the kernel gives 2 MiB
+ * pages to the aligned inside. Only a hint: nothing changes where it is
+ * refused; pages never written are never faulted. */
 void nn_huge_pages(void *p, size_t len);
-/* The same over every page [p, p + len) touches, for a buffer that grows by
- * realloc: glibc moves a large block with one mremap, which fails (and
- * falls back to a copy) when the hint above has split the block's mapping
- * in three. The kernel still gives 2 MiB pages only to the aligned inside. */
-void nn_huge_pages_growable(void *p, size_t len);
 
 /* ---------------------------------------------------------------- training */
 

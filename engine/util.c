@@ -25,20 +25,6 @@ void nn_errf(char *err, size_t errlen, const char *fmt, ...)
 void nn_huge_pages(void *p, size_t len)
 {
 #ifdef MADV_HUGEPAGE
-	const uintptr_t huge = (uintptr_t)2 << 20;
-	uintptr_t from = ((uintptr_t)p + huge - 1) & ~(huge - 1);
-	uintptr_t to = ((uintptr_t)p + len) & ~(huge - 1);
-	if (p && to > from)
-		(void)madvise((void *)from, to - from, MADV_HUGEPAGE);
-#else
-	(void)p;
-	(void)len;
-#endif
-}
-
-void nn_huge_pages_growable(void *p, size_t len)
-{
-#ifdef MADV_HUGEPAGE
 	const uintptr_t page = 4096;
 	uintptr_t from = (uintptr_t)p & ~(page - 1);
 	uintptr_t to = ((uintptr_t)p + len + page - 1) & ~(page - 1);

@@ -626,7 +626,7 @@ static void conn_phase(req *r, int phase)
 static void huge_pages(void *p, size_t len)
 {
 	if (len >= (size_t)8 << 20)
-		nn_huge_pages_growable(p, len);
+		nn_huge_pages(p, len);
 }
 
 /* How deep JSON text nests ([ and { outside strings), stopping past lim. */

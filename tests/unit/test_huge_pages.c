@@ -1,11 +1,10 @@
 /*
- * test_huge_pages.c - the huge-page hints (engine/util.c): the one for
- * growing buffers marks the whole mapping of a large block (VmFlags "hg" in
+ * test_huge_pages.c - the huge-page hint (engine/util.c, nn_huge_pages)
+ * marks the whole mapping of a large block (VmFlags "hg" in
  * /proc/self/smaps) and leaves it one mapping, so that realloc can still
- * move it with mremap; the one for fixed buffers marks only the 2 MiB-aligned
- * inside, which splits the mapping (why growing buffers need the other). A
- * realloc after either keeps the contents. Skipped where glibc's allocator
- * is not the one in use (ASan) or the kernel has no transparent huge pages.
+ * move it with mremap; a realloc after it keeps the contents. Skipped where
+ * glibc's allocator is not the one in use (ASan) or the kernel has no
+ * transparent huge pages.
  */
 #include <check.h>
 #include <malloc.h>
@@ -61,11 +60,11 @@ static int filled(const unsigned char *p, size_t n)
 	return 1;
 }
 
-START_TEST(test_growable_hint_marks_one_whole_mapping)
+START_TEST(test_hint_marks_one_whole_mapping)
 {
 	unsigned char *p = malloc(BLOCK);
 	ck_assert_ptr_nonnull(p);
-	nn_huge_pages_growable(p, BLOCK);
+	nn_huge_pages(p, BLOCK);
 	uintptr_t lo, hi;
 	int hg;
 	ck_assert_int_eq(mapping_of((uintptr_t)p, &lo, &hi, &hg), 0);
@@ -79,29 +78,9 @@ START_TEST(test_growable_hint_marks_one_whole_mapping)
 
 	/* below 2 MiB it does nothing */
 	p = malloc((size_t)1 << 20);
-	nn_huge_pages_growable(p, (size_t)1 << 20);
+	nn_huge_pages(p, (size_t)1 << 20);
 	free(p);
-	nn_huge_pages_growable(NULL, BLOCK);
-}
-END_TEST
-
-START_TEST(test_fixed_hint_marks_the_aligned_inside_only)
-{
-	unsigned char *p = malloc(BLOCK);
-	ck_assert_ptr_nonnull(p);
-	nn_huge_pages(p, BLOCK);
-	uintptr_t lo, hi, mid = ((uintptr_t)p + ((uintptr_t)2 << 20)) & ~(((uintptr_t)2 << 20) - 1);
-	int hg;
-	ck_assert_int_eq(mapping_of((uintptr_t)p, &lo, &hi, &hg), 0);
-	ck_assert_int_eq(hg, 0);                     /* the unaligned head */
-	ck_assert(hi <= mid);
-	ck_assert_int_eq(mapping_of(mid, &lo, &hi, &hg), 0);
-	ck_assert_int_eq(hg, 1);
-	fill(p, BLOCK);
-	unsigned char *q = realloc(p, 2 * BLOCK);    /* copied, not moved */
-	ck_assert_ptr_nonnull(q);
-	ck_assert(filled(q, BLOCK));
-	free(q);
+	nn_huge_pages(NULL, BLOCK);
 }
 END_TEST
 
@@ -122,8 +101,7 @@ int main(void)
 #if defined(__SANITIZE_ADDRESS__)
 	printf("SKIP: test_huge_pages: ASan's allocator, not glibc's, places the blocks\n");
 	(void)thp_available;   /* unused here: -Werror would stop make sanitize */
-	(void)test_growable_hint_marks_one_whole_mapping;
-	(void)test_fixed_hint_marks_the_aligned_inside_only;
+	(void)test_hint_marks_one_whole_mapping;
 	return 77;
 #else
 	if (!thp_available()) {
@@ -134,8 +112,7 @@ int main(void)
 	mallopt(M_MMAP_THRESHOLD, 1 << 20);
 	Suite *s = suite_create("huge_pages");
 	TCase *tc = tcase_create("huge_pages");
-	tcase_add_test(tc, test_growable_hint_marks_one_whole_mapping);
-	tcase_add_test(tc, test_fixed_hint_marks_the_aligned_inside_only);
+	tcase_add_test(tc, test_hint_marks_one_whole_mapping);
 	suite_add_tcase(s, tc);
 	return check_run(s);
 #endif
