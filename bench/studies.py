@@ -29,6 +29,7 @@ Prints Markdown tables (the README's come from `bench/studies.py example`).
 Never pass/fail.
 
   bench/studies.py [example] [calib] [halving] [board] [workers] [--quick] [--nice=N]
+                   [--trials=N]
 """
 import datetime
 import json
@@ -48,6 +49,12 @@ QUICK = "--quick" in sys.argv
 # negative one needs root), so that on a machine shared with other work
 # they get the cores when they want them, as on a quiet machine
 NICE = next((int(a.split("=", 1)[1]) for a in sys.argv if a.startswith("--nice=")), 0)
+# --trials=N: the trials of each study of the workers measure. A rate, so
+# a study long enough that its fixed costs (its first trial's model and job
+# made before any worker starts, the last trials' uneven end: a worker idle
+# while the other finishes, the study's end) weigh little: with 8 trials of
+# 60 ms on two workers those are some 10-15% of the study's wall time
+TRIALS = next((int(a.split("=", 1)[1]) for a in sys.argv if a.startswith("--trials=")), 32)
 
 
 class Daemon:
@@ -356,7 +363,7 @@ def workers():
     time per trial (utime + stime: the work a trial costs, which the load
     of other processes hardly changes) and the load average seen."""
     rounds = 3 if QUICK else 5
-    n_trials = 8
+    n_trials = TRIALS
     out = []
     for size in ("train", "small"):
         runs = {1: [], 2: []}

@@ -43,6 +43,7 @@
 #include "http.h"
 #include "metrics.h"
 #include "multipart.h"
+#include "numtext.h"
 #include "predict.h"
 #include "router.h"
 #include "util.h"
@@ -1048,6 +1049,34 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	return dispatch(r);
 }
 
+/* The access log's line, "METHOD PATH STATUS BYTES USus[ (aborted)]",
+ * made without printf (util_log_text). */
+static void log_access(const req *r, int status, int64_t us, int aborted)
+{
+	char line[sizeof r->method + sizeof r->path + 4 * API_NUM_TEXT_MAX + 16];
+	size_t n = 0, k;
+	k = strlen(r->method);
+	memcpy(line + n, r->method, k);
+	n += k;
+	line[n++] = ' ';
+	k = strlen(r->path);
+	memcpy(line + n, r->path, k);
+	n += k;
+	line[n++] = ' ';
+	n += (size_t)api_num_int_text(line + n, status);
+	line[n++] = ' ';
+	n += (size_t)api_num_int_text(line + n, (long long)r->bytes);
+	line[n++] = ' ';
+	n += (size_t)api_num_int_text(line + n, (long long)us);
+	memcpy(line + n, "us", 2);
+	n += 2;
+	if (aborted) {
+		memcpy(line + n, " (aborted)", 10);
+		n += 10;
+	}
+	util_log_text(2, line, n);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
@@ -1061,9 +1090,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (r->sse)
 		r->sse->r = NULL;
 	int status = r->status ? r->status : 499;
-	util_log(2, "%s %s %d %llu %lldus%s", r->method, r->path, status,
-	         (unsigned long long)r->bytes, (long long)us,
-	         toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
+	if (util_log_level >= 2)
+		log_access(r, status, us, toe != MHD_REQUEST_TERMINATED_COMPLETED_OK);
 	metrics_observe(r->route, status, us);
 	conn_phase(r, 0);   /* a kept-alive connection waits for its next headers */
 	if (r->held)

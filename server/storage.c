@@ -110,6 +110,7 @@ typedef struct dsmap {
  * text whose statement is in use (nested) gets another one.
  */
 #define STMT_CACHE 128
+#define PUB_STRIPES 16
 
 typedef struct stmt_slot {
 	char *sql;
@@ -126,6 +127,9 @@ struct store {
 	char ds_dir[1100], mdl_dir[1100], ckpt_dir[1100];
 	sqlite3 *db;
 	pthread_mutex_t mu;       /* guards db */
+	/* one model's publishers, one at a time (publish: taken before mu);
+	 * striped by the model's id */
+	pthread_mutex_t pub_mu[PUB_STRIPES];
 	pthread_mutex_t snap_mu;  /* guards the snapshot cache and refs */
 	snap *snaps;
 	uint64_t serial;
@@ -432,6 +436,8 @@ int store_open(const char *dir, store **out, char *err, size_t errlen)
 	snprintf(s->mdl_dir, sizeof s->mdl_dir, "%s/models", dir);
 	snprintf(s->ckpt_dir, sizeof s->ckpt_dir, "%s/checkpoints", dir);
 	pthread_mutex_init(&s->mu, NULL);
+	for (int i = 0; i < PUB_STRIPES; i++)
+		pthread_mutex_init(&s->pub_mu[i], NULL);
 	pthread_mutex_init(&s->snap_mu, NULL);
 	pthread_mutex_init(&s->ds_mu, NULL);
 	pthread_cond_init(&s->ds_cv, NULL);
@@ -480,6 +486,8 @@ int store_open_url(const char *url, const char *dir, store **out, char *err, siz
 		return -1;
 	}
 	pthread_mutex_init(&s->mu, NULL);
+	for (int i = 0; i < PUB_STRIPES; i++)
+		pthread_mutex_init(&s->pub_mu[i], NULL);
 	pthread_mutex_init(&s->snap_mu, NULL);
 	pthread_mutex_init(&s->ds_mu, NULL);
 	pthread_cond_init(&s->ds_cv, NULL);
@@ -546,6 +554,8 @@ void store_close(store *s)
 		sqlite3_close(s->db);
 	}
 	pthread_mutex_destroy(&s->mu);
+	for (int i = 0; i < PUB_STRIPES; i++)
+		pthread_mutex_destroy(&s->pub_mu[i]);
 	pthread_mutex_destroy(&s->snap_mu);
 	pthread_mutex_destroy(&s->ds_mu);
 	pthread_cond_destroy(&s->ds_cv);
@@ -1626,25 +1636,77 @@ static int publish_commit(store *s, const char *id, nn_model *m, int v, const ch
 	return ok;
 }
 
-static int publish(store *s, const char *id, nn_model *m, api_job *j, const char *classes,
-                   int *version, api_err *e)
+/* The model's current version and classes (caller holds s->mu): -1 when
+ * there is no such model. */
+static int model_version_locked(store *s, const char *id, char **classes)
 {
-	/* the version number is decided under the lock; the file is written
-	 * under it too so two publishers cannot race for the same number */
-	pthread_mutex_lock(&s->mu);
 	int cur = -1;
 	sqlite3_stmt *st = prep(s, "SELECT version, classes FROM models WHERE id=?");
-	char *old_classes = NULL;
 	if (st) {
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
 		if (sqlite3_step(st) == SQLITE_ROW) {
 			cur = sqlite3_column_int(st, 0);
-			old_classes = col_dup(st, 1);
+			if (classes)
+				*classes = col_dup(st, 1);
 		}
 		unprep(s, st);
 	}
+	return cur;
+}
+
+/* The rows of version v, once its file is durable: 1 when committed (m
+ * taken), else e says why. The model must still be at version v - 1: it
+ * may have been deleted while the file was written. */
+static int publish_locked(store *s, const char *id, nn_model **m, int v, api_job *j,
+                          const char *classes, api_err *e)
+{
+	if (exec(s, "BEGIN IMMEDIATE") < 0) {
+		db_fail(s, e, "publish");
+		return 0;
+	}
+	int cur = model_version_locked(s, id, NULL);
+	int ok = cur == v - 1 && publish_rows(s, id, v, j, classes, util_now_ms());
+	if (ok) {
+		ok = publish_commit(s, id, *m, v, classes);
+		*m = NULL;
+	}
+	if (!ok) {
+		if (cur != v - 1)
+			not_found(e, "model", id);
+		else
+			db_fail(s, e, "publish");
+		exec(s, "ROLLBACK");
+	}
+	return ok;
+}
+
+#ifdef NND_TEST
+void (*store_publish_hook)(store *s, const char *id, int version);
+#define PUBLISH_HOOK(s, id, v) \
+	do { \
+		if (store_publish_hook) \
+			store_publish_hook(s, id, v); \
+	} while (0)
+#else
+#define PUBLISH_HOOK(s, id, v) ((void)0)
+#endif
+
+static int publish(store *s, const char *id, nn_model *m, api_job *j, const char *classes,
+                   int *version, api_err *e)
+{
+	/* the version number is decided under the model's publish lock, which
+	 * is held until the commit, so two publishers cannot race for the same
+	 * number; the store's lock is taken only to read the version and to
+	 * commit, so that writing and syncing the file (milliseconds on a
+	 * disk) does not hold up every other store call */
+	pthread_mutex_t *pm = &s->pub_mu[sql_hash(id) % PUB_STRIPES];
+	char *old_classes = NULL;
+	pthread_mutex_lock(pm);
+	pthread_mutex_lock(&s->mu);
+	int cur = model_version_locked(s, id, &old_classes);
+	pthread_mutex_unlock(&s->mu);
 	if (cur < 0) {
-		pthread_mutex_unlock(&s->mu);
+		pthread_mutex_unlock(pm);
 		nn_model_free(m);
 		free(old_classes);
 		return not_found(e, "model", id);
@@ -1662,23 +1724,13 @@ static int publish(store *s, const char *id, nn_model *m, api_job *j, const char
 		api_err_set(e, 500, "out_of_memory", "cannot serialise the model");
 	}
 	free(buf);
-	int64_t now = util_now_ms();
-	if (ok && exec(s, "BEGIN IMMEDIATE") < 0) {
-		ok = 0;
-		db_fail(s, e, "publish");
-	}
 	if (ok) {
-		ok = publish_rows(s, id, v, j, classes ? classes : old_classes, now);
-		if (ok) {
-			ok = publish_commit(s, id, m, v, classes ? classes : old_classes);
-			m = NULL;
-		}
-		if (!ok) {
-			db_fail(s, e, "publish");
-			exec(s, "ROLLBACK");
-		}
+		PUBLISH_HOOK(s, id, v);
+		pthread_mutex_lock(&s->mu);
+		ok = publish_locked(s, id, &m, v, j, classes ? classes : old_classes, e);
+		pthread_mutex_unlock(&s->mu);
 	}
-	pthread_mutex_unlock(&s->mu);
+	pthread_mutex_unlock(pm);
 	free(old_classes);
 	if (!ok) {
 		util_unlink(s->mdl_dir, file);

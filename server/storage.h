@@ -105,8 +105,15 @@ int store_model_snapshot(store *s, const char *id, api_model_snap **out, api_err
 void store_snap_release(store *s, api_model_snap *snap);
 /* A private copy of one stored version. */
 int store_model_load(store *s, const char *id, int version, nn_model **out, api_err *e);
-/* Publishes m (taken) as the next version (PUT weights). */
+/* Publishes m (taken) as the next version (PUT weights). Publishers of
+ * one model take turns; the file is written and synced without the
+ * store's lock, which only the version's read and the commit take. */
 int store_model_publish(store *s, const char *id, nn_model *m, int *version, api_err *e);
+#ifdef NND_TEST
+/* Tests: called by a SQLite store's publish once the version's file is
+ * durable and before its rows are committed, without the store's lock. */
+extern void (*store_publish_hook)(store *s, const char *id, int version);
+#endif
 /* The same, also setting the model's classes (JSON array text, or NULL to
  * keep them). */
 int store_model_publish_classes(store *s, const char *id, nn_model *m, const char *classes,

@@ -241,22 +241,78 @@ int util_log_level_parse(const char *s)
 	return -1;
 }
 
+/* d[0..n) = v's last n decimal digits. */
+static void put_digits(char *d, int v, int n)
+{
+	for (int i = n - 1; i >= 0; i--) {
+		d[i] = (char)('0' + v % 10);
+		v /= 10;
+	}
+}
+
+/* The time's text, "2026-12-07T17:39:57.598Z" (LOG_STAMP bytes), into d.
+ * The text of the second is kept per thread: a line costs one clock read
+ * and no calendar arithmetic but once a second. */
+#define LOG_STAMP 24
+static void log_stamp(char *d)
+{
+	static __thread int64_t sec = -1;
+	static __thread char head[19];
+	int64_t ms = util_now_ms();
+	if (ms / 1000 != sec) {
+		sec = ms / 1000;
+		time_t t = (time_t)sec;
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		memcpy(head, "0000-00-00T00:00:00", 19);
+		put_digits(head, tm.tm_year + 1900, 4);
+		put_digits(head + 5, tm.tm_mon + 1, 2);
+		put_digits(head + 8, tm.tm_mday, 2);
+		put_digits(head + 11, tm.tm_hour, 2);
+		put_digits(head + 14, tm.tm_min, 2);
+		put_digits(head + 17, tm.tm_sec, 2);
+	}
+	memcpy(d, head, 19);
+	d[19] = '.';
+	put_digits(d + 20, (int)(ms % 1000), 3);
+	d[23] = 'Z';
+}
+
+void util_log_text(int level, const char *text, size_t len)
+{
+	if (level > util_log_level)
+		return;
+	char line[LOG_STAMP + 1 + UTIL_LOG_MAX + 1];
+	log_stamp(line);
+	line[LOG_STAMP] = ' ';
+	if (len > UTIL_LOG_MAX)
+		len = UTIL_LOG_MAX;
+	memcpy(line + LOG_STAMP + 1, text, len);
+	size_t n = LOG_STAMP + 1 + len;
+	line[n++] = '\n';
+	/* one write(2) per line, and no stdio: lines from threads never
+	 * interleave, and a thread never sleeps on stderr's lock while another
+	 * one's write is in the kernel */
+	for (size_t off = 0; off < n;) {
+		ssize_t w = write(2, line + off, n - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;
+		off += (size_t)w;
+	}
+}
+
 void util_log(int level, const char *fmt, ...)
 {
 	if (level > util_log_level)
 		return;
-	char line[2048];
-	char ts[96];
-	int64_t ms = util_now_ms();
-	time_t secs = (time_t)(ms / 1000);
-	struct tm tm;
-	gmtime_r(&secs, &tm);
-	snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-	         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+	char line[UTIL_LOG_MAX + 1];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(line, sizeof line, fmt, ap);
+	int n = vsnprintf(line, sizeof line, fmt, ap);
 	va_end(ap);
-	/* one write per line so lines from threads never interleave */
-	fprintf(stderr, "%s %s\n", ts, line);
+	if (n < 0)
+		return;
+	util_log_text(level, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
 }

@@ -44,6 +44,14 @@ int util_unlink(const char *dir, const char *name);
 /* Log levels: 0 error, 1 warn, 2 info, 3 debug. */
 extern int util_log_level;
 int util_log_level_parse(const char *s);
+/* A log line of level (dropped above util_log_level): the UTC time to the
+ * millisecond, a space, the text and a newline, in one write to stderr.
+ * Text past UTIL_LOG_MAX bytes is cut. */
+#define UTIL_LOG_MAX 2047
 void util_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same for text already made (len bytes): no printf, for lines a
+ * request writes (glibc's printf takes its slow path in nnd: libquadmath,
+ * which OpenBLAS's libgfortran loads, registers a printf type). */
+void util_log_text(int level, const char *text, size_t len);
 
 #endif

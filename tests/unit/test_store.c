@@ -4,11 +4,14 @@
  * data set in use cannot be deleted, metric history keeps order and
  * replaces replays, and a reopen removes temporary and orphan files while
  * keeping everything committed; a trial's row and event commit together,
- * and kept statements serve call after call.
+ * and kept statements serve call after call. Publishers of one model take
+ * turns, each version once; a publish writes its file without the store's
+ * lock, and one whose model was deleted meanwhile leaves nothing behind.
  */
 #include <check.h>
 #include <dirent.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -347,6 +350,191 @@ START_TEST(test_kept_statements_serve_repeated_calls)
 }
 END_TEST
 
+/* ---- publishing: the file outside the store's lock */
+
+static store *hook_store;
+static char hook_other[API_ID_LEN];   /* a model the hook reads meanwhile */
+static int hook_calls, hook_read_ok, hook_delete_rc;
+static int hook_delete;               /* 1: the hook deletes the model it publishes */
+static pthread_mutex_t hook_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hook_cv = PTHREAD_COND_INITIALIZER;
+static int reader_done;
+
+static void *read_other(void *arg)
+{
+	(void)arg;
+	api_model_info info;
+	api_err e = API_ERR_INIT;
+	int rc = store_model_get(hook_store, hook_other, &info, &e);
+	if (rc == 0)
+		api_model_info_release(&info);
+	pthread_mutex_lock(&hook_mu);
+	reader_done = 1;
+	hook_read_ok = rc == 0;
+	pthread_cond_signal(&hook_cv);
+	pthread_mutex_unlock(&hook_mu);
+	return NULL;
+}
+
+/* With the version's file durable and its rows not yet committed: another
+ * thread's store call completes (within 10 s; it would wait for ever if
+ * the publisher held the store's lock), or the model is deleted. */
+static void on_publish(store *s, const char *id, int version)
+{
+	(void)version;
+	hook_calls++;
+	if (hook_delete) {
+		api_err e = API_ERR_INIT;
+		hook_delete_rc = store_model_delete(s, id, &e);
+		return;
+	}
+	pthread_t th;
+	reader_done = 0;
+	ck_assert_int_eq(pthread_create(&th, NULL, read_other, NULL), 0);
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 10;
+	pthread_mutex_lock(&hook_mu);
+	while (!reader_done && pthread_cond_timedwait(&hook_cv, &hook_mu, &until) == 0)
+		;
+	int done = reader_done;
+	pthread_mutex_unlock(&hook_mu);
+	ck_assert_msg(done, "a store call waited for a publish's file");
+	pthread_join(th, NULL);
+}
+
+static void new_model_id(store *s, char *id)
+{
+	nn_model *m = small_model();
+	api_model_info info;
+	api_err e = API_ERR_INIT;
+	ck_assert_int_eq(store_model_create(s, "m", m, &info, &e), 0);
+	strcpy(id, info.id);
+	api_model_info_release(&info);
+	nn_model_free(m);
+}
+
+START_TEST(test_publish_writes_its_file_outside_the_store_lock)
+{
+	store *s = open_store();
+	char id[API_ID_LEN];
+	new_model_id(s, id);
+	new_model_id(s, hook_other);
+	hook_store = s;
+	hook_calls = 0;
+	hook_delete = 0;
+	store_publish_hook = on_publish;
+	nn_model *m = small_model();
+	int version = -1;
+	api_err e = API_ERR_INIT;
+	ck_assert_int_eq(store_model_publish(s, id, m, &version, &e), 0);
+	store_publish_hook = NULL;
+	ck_assert_int_eq(hook_calls, 1);
+	ck_assert_int_eq(hook_read_ok, 1);
+	ck_assert_int_eq(version, 1);
+	store_close(s);
+}
+END_TEST
+
+START_TEST(test_publish_to_a_model_deleted_meanwhile_leaves_nothing)
+{
+	store *s = open_store();
+	char id[API_ID_LEN];
+	new_model_id(s, id);
+	hook_calls = 0;
+	hook_delete = 1;
+	hook_delete_rc = -1;
+	store_publish_hook = on_publish;
+	nn_model *m = small_model();
+	int version = -1;
+	api_err e = API_ERR_INIT;
+	ck_assert_int_eq(store_model_publish(s, id, m, &version, &e), -1);
+	store_publish_hook = NULL;
+	hook_delete = 0;
+	ck_assert_int_eq(hook_calls, 1);
+	ck_assert_int_eq(hook_delete_rc, 0);
+	ck_assert_int_eq(e.status, 404);
+	ck_assert_int_eq(version, -1);
+	ck_assert_int_eq(count_files("models", id), 0);   /* neither v0 nor v1 */
+	api_model_info info;
+	api_err e2 = API_ERR_INIT;
+	ck_assert_int_eq(store_model_get(s, id, &info, &e2), -1);
+	ck_assert_int_eq(e2.status, 404);
+	store_close(s);
+}
+END_TEST
+
+#define PUBLISHERS 4
+#define PUBLISHES 8
+
+typedef struct pub_arg {
+	store *s;
+	const char *id;
+	int versions[PUBLISHES];
+	int failed;
+} pub_arg;
+
+static void *publisher(void *arg)
+{
+	pub_arg *a = arg;
+	for (int i = 0; i < PUBLISHES; i++) {
+		nn_model *m = small_model();
+		int64_t n;
+		nn_model_params(m, &n)[0] = 1000.0f;   /* marks weights published here */
+		api_err e = API_ERR_INIT;
+		a->failed += store_model_publish(a->s, a->id, m, &a->versions[i], &e) != 0;
+	}
+	return NULL;
+}
+
+START_TEST(test_publishers_of_one_model_take_turns)
+{
+	store *s = open_store();
+	char id[API_ID_LEN];
+	new_model_id(s, id);
+	pub_arg args[PUBLISHERS];
+	pthread_t th[PUBLISHERS];
+	for (int t = 0; t < PUBLISHERS; t++) {
+		memset(&args[t], 0, sizeof args[t]);
+		args[t].s = s;
+		args[t].id = id;
+		ck_assert_int_eq(pthread_create(&th[t], NULL, publisher, &args[t]), 0);
+	}
+	int seen[PUBLISHERS * PUBLISHES + 1] = { 0 };
+	for (int t = 0; t < PUBLISHERS; t++) {
+		pthread_join(th[t], NULL);
+		ck_assert_int_eq(args[t].failed, 0);
+		for (int i = 0; i < PUBLISHES; i++) {
+			int v = args[t].versions[i];
+			ck_assert(v >= 1 && v <= PUBLISHERS * PUBLISHES);
+			ck_assert_int_eq(seen[v], 0);   /* each version once */
+			seen[v] = 1;
+			/* one publisher's versions count up */
+			if (i > 0)
+				ck_assert_int_gt(v, args[t].versions[i - 1]);
+		}
+	}
+	api_model_snap *snap = NULL;
+	api_err e = API_ERR_INIT;
+	ck_assert_int_eq(store_model_snapshot(s, id, &snap, &e), 0);
+	ck_assert_int_eq(snap->version, PUBLISHERS * PUBLISHES);
+	store_snap_release(s, snap);
+	ck_assert_int_eq(count_files("models", id), PUBLISHERS * PUBLISHES + 1);
+	/* every version reads back after a reopen */
+	store_close(s);
+	s = open_store();
+	for (int v = 0; v <= PUBLISHERS * PUBLISHES; v++) {
+		nn_model *m = NULL;
+		ck_assert_int_eq(store_model_load(s, id, v, &m, &e), 0);
+		int64_t n;
+		ck_assert(v == 0 ? nn_model_params(m, &n)[0] != 1000.0f
+		                 : nn_model_params(m, &n)[0] == 1000.0f);
+		nn_model_free(m);
+	}
+	store_close(s);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("store");
@@ -359,6 +547,9 @@ int main(void)
 	tcase_add_test(t, test_snapshot_cache_evicts_but_holders_keep_theirs);
 	tcase_add_test(t, test_a_trial_row_and_its_event_commit_together);
 	tcase_add_test(t, test_kept_statements_serve_repeated_calls);
+	tcase_add_test(t, test_publish_writes_its_file_outside_the_store_lock);
+	tcase_add_test(t, test_publish_to_a_model_deleted_meanwhile_leaves_nothing);
+	tcase_add_test(t, test_publishers_of_one_model_take_turns);
 	suite_add_tcase(s, t);
 	return check_run(s);
 }
