@@ -16,7 +16,8 @@
 set -eu
 cd "$(dirname "$0")/../.."
 scripts/install-deps --valgrind
-[ $# -gt 0 ] || set -- bin/itest_flow bin/itest_errors bin/itest_tls bin/itest_faults
+# the longest (faults) first: the others run beside it
+[ $# -gt 0 ] || set -- bin/itest_faults bin/itest_flow bin/itest_errors bin/itest_tls
 logs=$(mktemp -d /tmp/nnd-valgrind-XXXXXX)
 chmod 1777 "$logs"   # the daemon may run as nobody (itest_faults)
 export NND_WRAP="valgrind --fair-sched=yes --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite --num-callers=30 --log-file=$logs/vg.%p.log"
@@ -24,10 +25,10 @@ export OPENBLAS_CORETYPE=Haswell
 export CK_TIMEOUT_MULTIPLIER=20
 t0=$(date +%s)
 fail=0
-for t in "$@"; do
-	echo "== valgrind: $t"
-	"$t" || fail=1
-done
+# the suites RUN_TESTS_JOBS at a time (scripts/run-tests; valgrind runs a
+# daemon on one core)
+echo "== valgrind: $*"
+NND_SUITES=none scripts/run-tests "$@" || fail=1
 runs=0 killed=0
 for f in "$logs"/vg.*.log; do
 	[ -e "$f" ] || continue
