@@ -52,9 +52,22 @@ int util_new_id(const char *prefix, char *out, size_t len)
 	return n > 0 && (size_t)n < len ? 0 : -1;
 }
 
+/* Under AddressSanitizer its allocator serves every malloc: glibc's own is
+ * never set up, so the first malloc_trim sets it up, and two workers going
+ * idle at once race in that setup (a SEGV in glibc's mtrim, seen in make
+ * sanitize; two threads' first malloc_trim at once crash the same way). */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UTIL_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define UTIL_ASAN 1
+#endif
+
 void util_malloc_release(void)
 {
-#ifdef __GLIBC__
+#if defined(__GLIBC__) && !defined(UTIL_ASAN)
 	malloc_trim(0);
 #endif
 }

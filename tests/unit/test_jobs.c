@@ -103,6 +103,22 @@ static void wait_state(jobs *q, const char *id, int want)
 	ck_assert_int_eq(state_of(q, id), want);
 }
 
+/* Waits until job id has trained past its first step. */
+static void wait_step(jobs *q, const char *id)
+{
+	int64_t step = 0;
+	for (int i = 0; i < 15000 && step <= 0; i++) {
+		api_job j;
+		api_err e = API_ERR_INIT;
+		ck_assert_int_eq(jobs_get(q, id, &j, &e), 0);
+		step = j.step;
+		api_job_release(&j);
+		if (step <= 0)
+			usleep(2000);
+	}
+	ck_assert_int_gt(step, 0);
+}
+
 START_TEST(test_reader_suspends_and_wakes_once_and_cancel_ends_the_stream)
 {
 	api_limits lim = api_limits_default();
@@ -150,7 +166,9 @@ START_TEST(test_reader_suspends_and_wakes_once_and_cancel_ends_the_stream)
 	ck_assert_int_eq(jobs_cancel(q, queued, &j, &e), -1);
 	ck_assert_int_eq(e.status, 409);
 
-	/* stop: the running job checkpoints and stays queued in the store */
+	/* stop: the running job checkpoints and stays queued in the store (once
+	 * it has trained a step: a loaded machine, ASan, may not be there yet) */
+	wait_step(q, busy);
 	jobs_stop(q);
 	jobs_free(q);
 	api_job back;
