@@ -890,6 +890,39 @@ int studies_list(studies *S, int64_t limit, int64_t offset, cJSON *items, int64_
 }
 
 /* Cancels every unfinished trial (caller holds S->mu). */
+/* Asks done every 10 ms until it says yes or max_ms have passed. */
+static void poll_10ms(studies *S, int (*done)(studies *S, void *arg), void *arg, int max_ms)
+{
+	for (int waited = 0; !done(S, arg) && waited < max_ms; waited += 10) {
+		struct timespec ts = { 0, 10 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+}
+
+typedef struct trial_ref {
+	const api_study *s;
+	store_trial *t;
+} trial_ref;
+
+/* A trial's row caught up with its job (refresh changed it). */
+static int row_caught_up(studies *S, void *arg)
+{
+	trial_ref *r = arg;
+	return refresh(S, r->s, r->t);
+}
+
+/* The job (an id) has ended, or cannot be read. */
+static int job_ended(studies *S, void *arg)
+{
+	api_job j;
+	api_err e = API_ERR_INIT;
+	if (store_job_get(S->st, arg, &j, &e) < 0)
+		return 1;
+	int fin = api_job_state_final(j.state);
+	api_job_release(&j);
+	return fin;
+}
+
 static void cancel_trials(studies *S, const char *id, const char *config)
 {
 	api_study s;
@@ -909,9 +942,9 @@ static void cancel_trials(studies *S, const char *id, const char *config)
 		/* a job that ended before the cancel keeps its end: the queue
 		 * counts it finished a moment before its row says so (its last
 		 * writes), so the row is waited for (5 s at most) */
-		for (int w = 0; e.status == 409 && loaded && w < 500 && !refresh(S, &s, t); w++) {
-			struct timespec ts = { 0, 10 * 1000000L };
-			nanosleep(&ts, NULL);
+		if (e.status == 409 && loaded) {
+			trial_ref ref = { &s, t };
+			poll_10ms(S, row_caught_up, &ref, 5000);
 		}
 		if (!(e.status == 409 && loaded && api_job_state_final(t->state)))
 			t->state = API_JOB_CANCELLED;
@@ -982,17 +1015,8 @@ int studies_delete(studies *S, const char *id, int keep_best, api_err *e)
 	store_trials_get(S->st, id, &tr, &n);
 	/* running trials stop at their next step: wait for them (10 s at most) */
 	for (int i = 0; i < n; i++) {
-		for (int w = 0; tr[i].job[0] && w < 1000; w++) {
-			api_job j;
-			if (store_job_get(S->st, tr[i].job, &j, &e2) < 0)
-				break;
-			int fin = api_job_state_final(j.state);
-			api_job_release(&j);
-			if (fin)
-				break;
-			struct timespec ts = { 0, 10 * 1000000L };
-			nanosleep(&ts, NULL);
-		}
+		if (tr[i].job[0])
+			poll_10ms(S, job_ended, tr[i].job, 10000);
 		api_err e3 = API_ERR_INIT;
 		if (tr[i].job[0])
 			store_job_delete(S->st, tr[i].job, &e3);
