@@ -417,6 +417,11 @@ static int inflate_kept(api_idx *r, int k)
 	size_t hn = (size_t)p->hdr_need, n = (size_t)p->total, want = hn + n;
 	if (!r->ld && !(r->ld = libdeflate_alloc_decompressor()))
 		return 0;
+	/* deflate makes at most 1032 bytes of one (zlib's FAQ): kept bytes too
+	 * few for the declared data are a truncated part, which zlib's replay
+	 * names, with no buffer of the size a header may lie about (gigabytes) */
+	if ((uint64_t)p->zlen * 1032 + 1032 < (uint64_t)want)
+		return 0;
 	size_t memlen = k == 0 && n * sizeof(float) > want ? n * sizeof(float) : want;
 	unsigned char *mem = malloc(memlen);
 	if (!mem)
