@@ -424,6 +424,17 @@ static void dsmap_free(dsmap *m)
 	free(m);
 }
 
+/* A new store's locks (store_close destroys them). */
+static void locks_init(store *s)
+{
+	pthread_mutex_init(&s->mu, NULL);
+	for (int i = 0; i < PUB_STRIPES; i++)
+		pthread_mutex_init(&s->pub_mu[i], NULL);
+	pthread_mutex_init(&s->snap_mu, NULL);
+	pthread_mutex_init(&s->ds_mu, NULL);
+	pthread_cond_init(&s->ds_cv, NULL);
+}
+
 int store_open(const char *dir, store **out, char *err, size_t errlen)
 {
 	store *s = calloc(1, sizeof *s);
@@ -435,12 +446,7 @@ int store_open(const char *dir, store **out, char *err, size_t errlen)
 	snprintf(s->ds_dir, sizeof s->ds_dir, "%s/datasets", dir);
 	snprintf(s->mdl_dir, sizeof s->mdl_dir, "%s/models", dir);
 	snprintf(s->ckpt_dir, sizeof s->ckpt_dir, "%s/checkpoints", dir);
-	pthread_mutex_init(&s->mu, NULL);
-	for (int i = 0; i < PUB_STRIPES; i++)
-		pthread_mutex_init(&s->pub_mu[i], NULL);
-	pthread_mutex_init(&s->snap_mu, NULL);
-	pthread_mutex_init(&s->ds_mu, NULL);
-	pthread_cond_init(&s->ds_cv, NULL);
+	locks_init(s);
 	if (util_mkdir(dir) < 0 || util_mkdir(s->ds_dir) < 0 || util_mkdir(s->mdl_dir) < 0 ||
 	    util_mkdir(s->ckpt_dir) < 0) {
 		snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
@@ -485,12 +491,7 @@ int store_open_url(const char *url, const char *dir, store **out, char *err, siz
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	pthread_mutex_init(&s->mu, NULL);
-	for (int i = 0; i < PUB_STRIPES; i++)
-		pthread_mutex_init(&s->pub_mu[i], NULL);
-	pthread_mutex_init(&s->snap_mu, NULL);
-	pthread_mutex_init(&s->ds_mu, NULL);
-	pthread_cond_init(&s->ds_cv, NULL);
+	locks_init(s);
 	if (strncmp(url, "postgresql://", 13) != 0 && strncmp(url, "postgres://", 11) != 0) {
 		snprintf(err, errlen, "--store: not a postgresql:// URI");
 		store_close(s);

@@ -889,7 +889,6 @@ int studies_list(studies *S, int64_t limit, int64_t offset, cJSON *items, int64_
 	return 0;
 }
 
-/* Cancels every unfinished trial (caller holds S->mu). */
 /* Asks done every 10 ms until it says yes or max_ms have passed. */
 static void poll_10ms(studies *S, int (*done)(studies *S, void *arg), void *arg, int max_ms)
 {
@@ -923,6 +922,7 @@ static int job_ended(studies *S, void *arg)
 	return fin;
 }
 
+/* Cancels every unfinished trial (caller holds S->mu). */
 static void cancel_trials(studies *S, const char *id, const char *config)
 {
 	api_study s;
@@ -1015,11 +1015,11 @@ int studies_delete(studies *S, const char *id, int keep_best, api_err *e)
 	store_trials_get(S->st, id, &tr, &n);
 	/* running trials stop at their next step: wait for them (10 s at most) */
 	for (int i = 0; i < n; i++) {
-		if (tr[i].job[0])
-			poll_10ms(S, job_ended, tr[i].job, 10000);
 		api_err e3 = API_ERR_INIT;
-		if (tr[i].job[0])
+		if (tr[i].job[0]) {
+			poll_10ms(S, job_ended, tr[i].job, 10000);
 			store_job_delete(S->st, tr[i].job, &e3);
+		}
 		if (tr[i].model[0] && strcmp(tr[i].model, best) != 0)
 			store_model_delete(S->st, tr[i].model, &e3);
 	}
