@@ -803,14 +803,20 @@ int64_t jobs_samples_trained(jobs *q)
  * thread was writing goes out in its next round: all the history in one
  * commit, then the newest checkpoint (a newer one replaces one still
  * waiting: resuming from any of them reaches the same weights). A round
- * starts at least WRITER_GAP_US after the one before it (the first, the
- * one that writes the job's first checkpoint and the last, at the job's
- * end, at once): a job of short epochs would
- * otherwise spend a core's fifth on a commit and a checkpoint file per
- * epoch, the CPU a second worker needs; live readers get every epoch
- * through the events feed meanwhile, and a crash loses at most the gap's
- * training, resumed from a checkpoint at an epoch checkpoint_every_epochs
- * names, to the same weights. The
+ * starts at least the gap (jobs_checkpoint_gap_ms) after the one before
+ * it, the first one a gap after the thread's start, the last one at the
+ * job's end
+ * at once: a job of short epochs would otherwise spend a core's fifth on
+ * a commit and a checkpoint file per epoch, the CPU a second worker needs,
+ * and a job shorter than the gap (a study's small trial) would pay a
+ * checkpoint's four durable writes, and their removal, for nothing. Live
+ * readers get every epoch through the events feed meanwhile, and a crash
+ * loses at most the gap's training: the job resumes from its last
+ * checkpoint, or starts again, to the same weights. A job that trained
+ * to its last epoch does not write a checkpoint still waiting at its
+ * end: it publishes next, and a crash before that resumes from the one
+ * before, to the same weights (a job paused or stopped writes it; with a
+ * gap of 0 every checkpoint handed over is written, as it comes). The
  * history handed over before a checkpoint is thus committed before that
  * checkpoint is written, and history written past a checkpoint is simply
  * rewritten on resume. The job's end (whatever the end) waits until
@@ -826,13 +832,12 @@ int64_t jobs_samples_trained(jobs *q)
  * history taken and not yet committed, kept for the next round when a
  * commit fails); err is the errno of the first checkpoint write that
  * failed; idle is set while the thread waits for something to write (so
- * the worker wakes it only then, or for the job's first checkpoint: during
- * a gap it sleeps to its deadline, whatever else is handed over);
- * wrote_ckpt is set once the thread has written a checkpoint. started and
- * last_us (the start of the last round, 0 before the first) are the
- * worker's and the thread's alone.
+ * the worker wakes it only then: during a gap it sleeps to its deadline,
+ * whatever else is handed over); drop_ckpt, set with closing, drops a
+ * checkpoint still waiting. started and last_us (the start of the last
+ * round, or the thread's start) are the worker's and the thread's alone.
  */
-#define WRITER_GAP_US 100000
+int jobs_checkpoint_gap_ms = 100;
 
 typedef struct job_writer {
 	store *st;
@@ -851,10 +856,10 @@ typedef struct job_writer {
 	size_t next_len, next_cap;
 	int pending;          /* next holds a checkpoint to write */
 	int closing;          /* the job ends: write what is handed over, then stop */
+	int drop_ckpt;        /* with closing: a checkpoint still waiting is not written */
 	int err;
 	int idle;             /* the thread waits for something to write */
-	int64_t last_us;      /* the thread's: util_mono_us() at its last round */
-	int wrote_ckpt;       /* the thread has written a checkpoint */
+	int64_t last_us;      /* util_mono_us() at the thread's last round, or start */
 	store_step *t_steps;
 	int t_n_steps, t_cap_steps;
 	store_epoch_rec *t_eps;
@@ -1105,17 +1110,14 @@ static int writer_commit_history(job_writer *w)
 	return 0;
 }
 
-/* Waits (under mu) until WRITER_GAP_US after the last round's start, or
- * until the job ends; what is handed over meanwhile goes out together.
- * The job's first checkpoint does not wait: from then on a crash always
- * has one to resume from. */
+/* Waits (under mu) until the gap after the last round's start (or the
+ * thread's), or until the job ends; what is handed over meanwhile goes out
+ * together. */
 static void writer_gap(job_writer *w)
 {
-	if (!w->last_us)
-		return;
-	int64_t due = w->last_us + WRITER_GAP_US;
+	int64_t due = w->last_us + (int64_t)jobs_checkpoint_gap_ms * 1000;
 	struct timespec ts = { (time_t)(due / 1000000), (long)(due % 1000000) * 1000 };
-	while (!w->closing && !(w->pending && !w->wrote_ckpt) && util_mono_us() < due)
+	while (!w->closing && util_mono_us() < due)
 		if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT)
 			break;
 }
@@ -1142,6 +1144,8 @@ static void *writer_main(void *arg)
 			w->has_row = 0;
 		}
 		size_t len = 0;
+		if (w->pending && w->closing && w->drop_ckpt)
+			w->pending = 0;
 		if (w->pending) {
 			/* the newest checkpoint; its buffer becomes the thread's */
 			void *b = w->cur;
@@ -1160,7 +1164,6 @@ static void *writer_main(void *arg)
 		if (len && store_checkpoint_put(w->st, w->job, w->cur, len) < 0)
 			err = errno ? errno : EIO;
 		pthread_mutex_lock(&w->mu);
-		w->wrote_ckpt |= len > 0;
 		if (err && !w->err)
 			w->err = err;
 	}
@@ -1182,14 +1185,16 @@ static int writer_error(run *r)
 }
 
 /* Waits until everything handed over is written (a history commit that
- * failed is tried once more here) and stops the writer. 0, or the errno of
- * a checkpoint that could not be written. */
-static int writer_finish(run *r)
+ * failed is tried once more here; a checkpoint still waiting is dropped
+ * when drop_ckpt) and stops the writer. 0, or the errno of a checkpoint
+ * that could not be written. */
+static int writer_finish(run *r, int drop_ckpt)
 {
 	job_writer *w = &r->w;
 	if (w->started) {
 		pthread_mutex_lock(&w->mu);
 		w->closing = 1;
+		w->drop_ckpt = drop_ckpt;
 		pthread_cond_signal(&w->cv);
 		pthread_mutex_unlock(&w->mu);
 		pthread_join(w->thread, NULL);
@@ -1223,8 +1228,8 @@ static int writer_start(run *r)
 	job_writer *w = &r->w;
 	w->st = r->q->st;
 	w->job = r->j.id;
-	w->pending = w->closing = w->err = w->idle = w->wrote_ckpt = 0;
-	w->last_us = 0;
+	w->pending = w->closing = w->drop_ckpt = w->err = w->idle = 0;
+	w->last_us = util_mono_us();
 	if (pthread_mutex_init(&w->mu, NULL) != 0)
 		return -1;
 	/* writer_gap's deadlines are util_mono_us() times */
@@ -1334,7 +1339,7 @@ static int ckpt_start(run *r, const void *buf, size_t len, int epoch)
 	memcpy(w->next, buf, len);
 	w->next_len = len;
 	w->pending = 1;
-	if (w->idle || !w->wrote_ckpt)   /* the first one goes out at once */
+	if (w->idle)
 		pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);
 	return 0;
@@ -1656,8 +1661,11 @@ static nn_status train_job(run *r, job_inputs *in, nn_train_result *res)
 	free(in->ckpt);
 	in->ckpt = NULL;
 	/* no end is recorded before the last checkpoint write is done; one
-	 * that failed fails the job, as it would have at its checkpoint */
-	if (writer_finish(r) && (st == NN_OK || st == NN_ESTOPPED))
+	 * that failed fails the job, as it would have at its checkpoint. A job
+	 * trained to its end publishes next: a checkpoint not yet written then
+	 * is not needed */
+	if (writer_finish(r, st == NN_OK && jobs_checkpoint_gap_ms > 0) &&
+	    (st == NN_OK || st == NN_ESTOPPED))
 		st = NN_EINVAL;
 	return st;
 }

@@ -19,6 +19,13 @@
 
 typedef struct jobs jobs;
 
+/* A running job's history and checkpoint go to the store at most every
+ * jobs_checkpoint_gap_ms, the first time that long after its training
+ * began (--checkpoint-gap-ms; 0: as they come). A crash loses at most this
+ * much training: the job resumes from its last checkpoint, or starts
+ * again, to the same weights. */
+extern int jobs_checkpoint_gap_ms;
+
 /* Requeues jobs left queued or running by an earlier run (they resume from
  * their checkpoints) and starts `workers` threads. capacity bounds the
  * queued jobs accepted by jobs_submit. */

@@ -46,7 +46,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: nnd [--listen HOST:PORT] [--data-dir DIR | --store URI] [--workers N]\n"
-	        "           [--queue N]\n"
+	        "           [--queue N] [--checkpoint-gap-ms N]\n"
 	        "           [--max-body BYTES] [--api-key-file FILE] [--log-level LEVEL]\n"
 	        "           [--max-params N] [--max-depth N] [--max-layers N] [--max-epochs N]\n"
 	        "           [--max-batch N] [--max-json-depth N] [--max-connections N]\n"
@@ -64,6 +64,10 @@ static void usage(FILE *f)
 	        "                        too_many_attempts (default 5)\n"
 	        "  --workers N           training jobs run at once (default: the cores)\n"
 	        "  --queue N             queued jobs accepted at most (default 64; then 429)\n"
+	        "  --checkpoint-gap-ms N a running job's history and checkpoint are written at\n"
+	        "                        most every N ms, the first N ms into its training\n"
+	        "                        (default 100; 0: at every epoch); a crash loses at\n"
+	        "                        most that much training (same weights on resume)\n"
 	        "  --max-body BYTES      request body limit (default 1 GiB; then 413)\n"
 	        "  --max-params N        parameters per model (default 50000000; then 422)\n"
 	        "  --max-depth N         residual blocks nested (default 8; then 422)\n"
@@ -213,6 +217,10 @@ static int parse_flag(opts *o, const char *a, const char *v)
 			return -1;
 		cluster_lease_ms = (int)lv * 1000;
 		pg_idle_tx_ms = cluster_lease_ms;
+	} else if (strcmp(a, "--checkpoint-gap-ms") == 0) {
+		if (parse_int(v, 0, 3600000, &lv) < 0)
+			return -1;
+		jobs_checkpoint_gap_ms = (int)lv;
 	} else if (strcmp(a, "--max-attempts") == 0) {
 		if (parse_int(v, 1, 1000, &lv) < 0)
 			return -1;

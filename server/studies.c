@@ -937,16 +937,22 @@ static void cancel_trials(studies *S, const char *id, const char *config)
 			continue;
 		api_job j;
 		api_err e = API_ERR_INIT;
-		if (t->job[0] && jobs_cancel(S->q, t->job, &j, &e) == 0)
+		int accepted = t->job[0] && jobs_cancel(S->q, t->job, &j, &e) == 0;
+		if (accepted)
 			api_job_release(&j);
 		/* a job that ended before the cancel keeps its end: the queue
 		 * counts it finished a moment before its row says so (its last
-		 * writes), so the row is waited for (5 s at most) */
+		 * writes), so the row is waited for (5 s at most). A running job
+		 * that takes the cancel may have trained its last step already
+		 * and end succeeded: its end is waited for (10 s at most) */
 		if (e.status == 409 && loaded) {
 			trial_ref ref = { &s, t };
 			poll_10ms(S, row_caught_up, &ref, 5000);
+		} else if (accepted && loaded) {
+			poll_10ms(S, job_ended, t->job, 10000);
+			refresh(S, &s, t);
 		}
-		if (!(e.status == 409 && loaded && api_job_state_final(t->state)))
+		if (!(loaded && api_job_state_final(t->state)))
 			t->state = API_JOB_CANCELLED;
 		record_trial(S, id, t);
 	}

@@ -227,8 +227,8 @@ int util_unlink(const char *dir, const char *name)
 	char path[4096];
 	if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
 		return -1;
-	if (unlink(path) < 0 && errno != ENOENT)
-		return -1;
+	if (unlink(path) < 0)
+		return errno == ENOENT ? 0 : -1;   /* nothing changed: nothing to sync */
 	return util_fsync_dir(dir);
 }
 

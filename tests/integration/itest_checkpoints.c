@@ -9,6 +9,9 @@
  *    published;
  *  - the last epoch's checkpoint is not written, so a job whose only
  *    checkpoint would be that one succeeds under the same limit;
+ *  - a job that ends within --checkpoint-gap-ms of its start writes no
+ *    checkpoint at all: it succeeds under the same limit (a study's small
+ *    trials pay no checkpoint); with a gap of 0 every one is written;
  *  - jobs cancelled while a write may be in flight, and a job that
  *    succeeds, leave no checkpoint and no temporary file behind;
  *  - a graceful stop waits for the stop checkpoint: the job resumes from
@@ -80,25 +83,35 @@ static int model_version(nnd *d, const char *mdl)
 	return get_int(d, "/v1/models/%s", mdl, "version");
 }
 
-START_TEST(test_failed_write_found_at_the_end_fails_the_job_and_the_last_epoch_writes_none)
+/* A daemon started with --checkpoint-gap-ms gap_ms, a data set ds and a
+ * model mdl whose checkpoint cannot be written under the file-size limit
+ * set on the daemon (rl): 1 MiB past the store's own files (its commits
+ * fit); the model file about half of it, an Adam checkpoint (weights and
+ * two moments) about one and a half. */
+static void start_at_the_limit(nnd *d, const char *gap_ms, char *ds, char *mdl,
+                               struct rlimit *rl)
 {
-	nnd d = { 0 };
-	ck_assert_int_eq(nnd_start(&d, NULL), 0);
-	char ds[32], mdl[32], job[32];
-	ck_assert_int_eq(make_dataset_csv(&d, 200, 32, 3, ds), 0);
-
-	/* the limit: 1 MiB past the store's own files (its commits fit);
-	 * the model file about half of it, an Adam checkpoint (weights and
-	 * two moments) about one and a half */
-	long biggest = file_size(d.data, "nnd.db");
-	long wal = file_size(d.data, "nnd.db-wal");
+	const char *flags[] = { "--checkpoint-gap-ms", gap_ms, NULL };
+	ck_assert_int_eq(nnd_start(d, flags), 0);
+	ck_assert_int_eq(make_dataset_csv(d, 200, 32, 3, ds), 0);
+	long biggest = file_size(d->data, "nnd.db");
+	long wal = file_size(d->data, "nnd.db-wal");
 	if (wal > biggest)
 		biggest = wal;
 	rlim_t limit = (rlim_t)biggest + 1024 * 1024;
 	int hidden = (int)(limit / (2 * 4 * 36));   /* ~36 parameters per unit */
-	ck_assert_int_eq(post_model(&d, hidden, mdl), 201);
-	struct rlimit rl = { limit, RLIM_INFINITY };
-	ck_assert_int_eq(prlimit(d.pid, RLIMIT_FSIZE, &rl, NULL), 0);
+	ck_assert_int_eq(post_model(d, hidden, mdl), 201);
+	*rl = (struct rlimit){ limit, RLIM_INFINITY };
+	ck_assert_int_eq(prlimit(d->pid, RLIMIT_FSIZE, rl, NULL), 0);
+}
+
+START_TEST(test_failed_write_found_at_the_end_fails_the_job_and_the_last_epoch_writes_none)
+{
+	/* every checkpoint handed over is written, at once */
+	nnd d = { 0 };
+	char ds[32], mdl[32], job[32];
+	struct rlimit rl;
+	start_at_the_limit(&d, "0", ds, mdl, &rl);
 
 	/* two epochs: the first epoch's checkpoint fails on the writer
 	 * thread while the second epoch trains; the second's is the last
@@ -147,6 +160,29 @@ START_TEST(test_failed_write_found_at_the_end_fails_the_job_and_the_last_epoch_w
 	cJSON_Delete(done);
 
 	/* at rest: no checkpoint of a finished job, no temporary file */
+	stop_with_no_checkpoint(&d);
+}
+END_TEST
+
+START_TEST(test_a_job_within_the_gap_writes_no_checkpoint)
+{
+	/* a gap far longer than the jobs: none of their checkpoints is due */
+	nnd d = { 0 };
+	char ds[32], mdl[32], job[32];
+	struct rlimit rl;
+	start_at_the_limit(&d, "60000", ds, mdl, &rl);
+	/* the three epochs that fail with a gap of 0: two checkpoints handed
+	 * over, neither written, and the job publishes */
+	ck_assert_int_eq(submit_job(&d, mdl, ds, 3, 50, "\"checkpoint_every_epochs\":1", job), 202);
+	cJSON *done = wait_job(&d, job, 60);
+	ck_assert_ptr_nonnull(done);
+	ck_assert_msg(strcmp(jstr(done, "state"), "succeeded") == 0, "state %s: %s",
+	              jstr(done, "state"), jstr(cJSON_GetObjectItem(done, "error"), "detail"));
+	ck_assert_int_eq((int)jnum(done, "model_version"), 1);
+	/* its history still went out, once, at its end */
+	ck_assert_int_eq((int)jnum(done, "epoch"), 2);
+	cJSON_Delete(done);
+	ck_assert(!log_has(&d, "cannot write a checkpoint"));
 	stop_with_no_checkpoint(&d);
 }
 END_TEST
@@ -256,6 +292,7 @@ int main(void)
 	TCase *t = tcase_create("checkpoints");
 	tcase_set_timeout(t, 240);
 	tcase_add_test(t, test_failed_write_found_at_the_end_fails_the_job_and_the_last_epoch_writes_none);
+	tcase_add_test(t, test_a_job_within_the_gap_writes_no_checkpoint);
 	tcase_add_test(t, test_cancels_during_writes_leave_no_checkpoint);
 	tcase_add_test(t, test_graceful_stop_waits_for_the_checkpoint_and_resumes_to_the_same_weights);
 	suite_add_tcase(s, t);

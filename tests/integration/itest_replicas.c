@@ -143,7 +143,9 @@ END_TEST
 START_TEST(test_killed_data_parallel_job_resumes_to_the_same_weights)
 {
 	nnd d = { 0 };
-	const char *flags[] = { "--workers", "2", NULL };
+	/* checkpoints as they come: the job is short, and the kill must find
+	 * one written */
+	const char *flags[] = { "--workers", "2", "--checkpoint-gap-ms", "0", NULL };
 	ck_assert_int_eq(nnd_start(&d, flags), 0);
 	char ds[64], m0[64], j0[64], m1[64], j1[64];
 	ck_assert_int_eq(make_dataset_csv(&d, 2000, 8, 3, ds), 0);

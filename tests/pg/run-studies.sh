@@ -21,8 +21,11 @@ SCHEMA=studies
 STORE_URL="$PG_URL&options=-csearch_path%3D$SCHEMA"
 trap 'nnd_all_down; pg_stop; [ -z "${NND_KEEP_TMP:-}" ] && rm -rf "$T"; true' EXIT
 
+# every epoch's checkpoint goes to the store as it comes (--checkpoint-gap-ms
+# 0): a trial taken over resumes from one, and the trials, a few tens of
+# milliseconds each, write long enough for freeze below to catch one running
 for n in A B C; do
-	nnd_up $n --workers 1 --lease-seconds 2 || exit 1
+	nnd_up $n --workers 1 --lease-seconds 2 --checkpoint-gap-ms 0 || exit 1
 done
 DS=$(make_data A 2000)
 [ -n "$DS" ] || { echo "FAIL: no data set"; exit 1; }
@@ -135,11 +138,11 @@ freeze() {
 
 # post_freeze POSTED_TO DAEMON...: posts the study and freezes a daemon while
 # it trains a trial of it; a study whose trials all went by unseen (a loaded
-# machine) is left to end and posted again, up to eight times (a miss costs
+# machine) is left to end and posted again, up to sixteen times (a miss costs
 # the few seconds the study runs). Sets SID.
 post_freeze() {
 	to=$1; shift
-	for attempt in 1 2 3 4 5 6 7 8; do
+	for attempt in $(seq 16); do
 		SID=$(api $to POST /v1/studies "$STUDY" | jfield id)
 		freeze "$SID" "$@"
 		if [ -n "$KJ" ]; then
