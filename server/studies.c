@@ -898,18 +898,6 @@ static void poll_10ms(studies *S, int (*done)(studies *S, void *arg), void *arg,
 	}
 }
 
-typedef struct trial_ref {
-	const api_study *s;
-	store_trial *t;
-} trial_ref;
-
-/* A trial's row caught up with its job (refresh changed it). */
-static int row_caught_up(studies *S, void *arg)
-{
-	trial_ref *r = arg;
-	return refresh(S, r->s, r->t);
-}
-
 /* The job (an id) has ended, or cannot be read. */
 static int job_ended(studies *S, void *arg)
 {
@@ -930,6 +918,9 @@ static void cancel_trials(studies *S, const char *id, const char *config)
 	store_trial *tr = NULL;
 	int n = 0;
 	store_trials_get(S->st, id, &tr, &n);
+	/* every job's cancel first, so that none runs on while another's
+	 * end is waited for */
+	int *ask = calloc((size_t)n + 1, sizeof *ask);
 	for (int i = 0; i < n; i++) {
 		store_trial *t = &tr[i];
 		if (t->state != API_JOB_QUEUED && t->state != API_JOB_RUNNING &&
@@ -940,15 +931,20 @@ static void cancel_trials(studies *S, const char *id, const char *config)
 		int accepted = t->job[0] && jobs_cancel(S->q, t->job, &j, &e) == 0;
 		if (accepted)
 			api_job_release(&j);
-		/* a job that ended before the cancel keeps its end: the queue
-		 * counts it finished a moment before its row says so (its last
-		 * writes), so the row is waited for (5 s at most). A running job
-		 * that takes the cancel may have trained its last step already
-		 * and end succeeded: its end is waited for (10 s at most) */
-		if (e.status == 409 && loaded) {
-			trial_ref ref = { &s, t };
-			poll_10ms(S, row_caught_up, &ref, 5000);
-		} else if (accepted && loaded) {
+		if (ask)
+			ask[i] = 1 + (accepted || e.status == 409);
+	}
+	/* then each trial takes its job's end: a job that ended before the
+	 * cancel (409) keeps it, and the queue counts it finished a moment
+	 * before its row says so (its last writes); a running job that takes
+	 * the cancel may have trained its last step already and end
+	 * succeeded. So the job's row is waited for until it says how the job
+	 * ended (10 s at most) */
+	for (int i = 0; i < n && ask; i++) {
+		store_trial *t = &tr[i];
+		if (!ask[i])
+			continue;
+		if (loaded && ask[i] == 2) {
 			poll_10ms(S, job_ended, t->job, 10000);
 			refresh(S, &s, t);
 		}
@@ -956,6 +952,7 @@ static void cancel_trials(studies *S, const char *id, const char *config)
 			t->state = API_JOB_CANCELLED;
 		record_trial(S, id, t);
 	}
+	free(ask);
 	store_trials_free(tr, n);
 	if (loaded)
 		api_study_free(&s);

@@ -529,8 +529,10 @@ START_TEST(test_cancel_stops_every_trial)
 	ck_assert_int_eq(nnd_start(&d, flags), 0);
 	setup_data(&d);
 	char id[32];
-	ck_assert_int_eq(post_study(&d, "{\"job.batch_size\":[1,2,3,4]}", "{\"type\":\"grid\"}",
-	                            ",\"parallelism\":1", id, NULL), 202);
+	/* trials of 300 epochs: the cancel finds the first one training
+	 * (however fast the machine), and the next queued */
+	ck_assert_int_eq(post_study(&d, "{\"job.batch_size\":[1,2,3,4],\"job.epochs\":[300]}",
+	                            "{\"type\":\"grid\"}", ",\"parallelism\":1", id, NULL), 202);
 	char path[96];
 	long st;
 	/* once its first trial exists (a cancel before that stops a study
