@@ -399,16 +399,33 @@ static int make_trial(studies *S, const char *sid, const api_study *s, const api
 	return 0;
 }
 
-/* Brings trial t's row up to date with its job. 1 when it changed. */
+/* 1 when the job was cancelled by a halving decision (its error's code is
+ * "pruned"). */
+static int pruned_job(const api_job *j)
+{
+	if (j->state != API_JOB_CANCELLED || !j->error)
+		return 0;
+	cJSON *o = cJSON_Parse(j->error);
+	const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "code");
+	int pruned = cJSON_IsString(c) && strcmp(c->valuestring, "pruned") == 0;
+	cJSON_Delete(o);
+	return pruned;
+}
+
+/* Brings trial t's row up to date with its job. 1 when it changed. A job
+ * that halving pruned makes its trial pruned: with a shared store a pass's
+ * rows are committed at its end, and a daemon killed after it cancelled
+ * the pruned trials' jobs leaves their rows paused. */
 static int refresh(studies *S, const api_study *s, store_trial *t)
 {
 	api_job j;
 	api_err e = API_ERR_INIT;
 	if (!t->job[0] || store_job_get(S->st, t->job, &j, &e) < 0)
 		return 0;
-	int changed = j.state != t->state;
+	int state = pruned_job(&j) ? STORE_TRIAL_PRUNED : j.state;
+	int changed = state != t->state;
 	if (changed) {
-		t->state = j.state;
+		t->state = state;
 		if (j.state == API_JOB_PAUSED || api_job_state_final(j.state))
 			t->value = api_study_value(s, j.metrics, j.best);
 		t->epochs = j.step > 0 ? j.epoch + 1 : 0;
@@ -948,7 +965,7 @@ static void cancel_trials(studies *S, const char *id, const char *config)
 			poll_10ms(S, job_ended, t->job, 10000);
 			refresh(S, &s, t);
 		}
-		if (!(loaded && api_job_state_final(t->state)))
+		if (!(loaded && (api_job_state_final(t->state) || t->state == STORE_TRIAL_PRUNED)))
 			t->state = API_JOB_CANCELLED;
 		record_trial(S, id, t);
 	}
