@@ -53,7 +53,7 @@ NICE = next((int(a.split("=", 1)[1]) for a in sys.argv if a.startswith("--nice="
 # a study long enough that its fixed costs (its first trial's model and job
 # made before any worker starts, the last trials' uneven end: a worker idle
 # while the other finishes, the study's end) weigh little: with 8 trials of
-# 60 ms on two workers those are some 10-15% of the study's wall time
+# 60 ms on two workers those were 8-17% of the study's wall time (three timed)
 TRIALS = next((int(a.split("=", 1)[1]) for a in sys.argv if a.startswith("--trials=")), 32)
 
 
