@@ -425,7 +425,8 @@ static void kill_mid_study(nnd *d, const char *id, int after)
 
 /*
  * STUDY_CRASH_ROUNDS (default 1; make check-long runs 8) studies, each
- * killed at another moment (1 to 3 times), against one never interrupted.
+ * killed at another moment (1 to 3 times), against one never interrupted;
+ * the moments from STUDY_CRASH_SEED (printed; default the clock).
  */
 START_TEST(test_kill9_mid_study_loses_no_trial_and_repeats_none)
 {
@@ -438,8 +439,11 @@ START_TEST(test_kill9_mid_study_loses_no_trial_and_repeats_none)
 	const char *extra = ",\"seed\":5,\"parallelism\":2";
 	const char *env = getenv("STUDY_CRASH_ROUNDS");
 	int rounds = env && atoi(env) > 0 ? atoi(env) : 1;
-	unsigned seed = (unsigned)time(NULL);
-	printf("study crash rounds: %d, seed %u\n", rounds, seed);
+	/* STUDY_CRASH_SEED replays a failing run's kill moments (as near as
+	 * the machine's timing allows) */
+	const char *s_env = getenv("STUDY_CRASH_SEED");
+	unsigned seed = s_env && *s_env ? (unsigned)strtoul(s_env, NULL, 10) : (unsigned)time(NULL);
+	printf("study crash rounds: %d, STUDY_CRASH_SEED=%u\n", rounds, seed);
 	char ref[32];
 	ck_assert_int_eq(post_study(&d, space, strat, extra, ref, NULL), 202);
 	cJSON *sr = wait_study(&d, ref, 240);
