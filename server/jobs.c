@@ -804,8 +804,8 @@ int64_t jobs_samples_trained(jobs *q)
  * commit, then the newest checkpoint (a newer one replaces one still
  * waiting: resuming from any of them reaches the same weights). A round
  * starts at least the gap (jobs_checkpoint_gap_ms) after the one before
- * it, the first one a gap after the thread's start, the last one at the
- * job's end
+ * it, the first one a gap after the job began training, the last one at
+ * the job's end
  * at once: a job of short epochs would otherwise spend a core's fifth on
  * a commit and a checkpoint file per epoch, the CPU a second worker needs,
  * and a job shorter than the gap (a study's small trial) would pay a
@@ -835,7 +835,7 @@ int64_t jobs_samples_trained(jobs *q)
  * the worker wakes it only then: during a gap it sleeps to its deadline,
  * whatever else is handed over); drop_ckpt, set with closing, drops a
  * checkpoint still waiting. started and last_us (the start of the last
- * round, or the thread's start) are the worker's and the thread's alone.
+ * round, or of the training) are the worker's and the thread's alone.
  */
 int jobs_checkpoint_gap_ms = 100;
 
@@ -859,7 +859,7 @@ typedef struct job_writer {
 	int drop_ckpt;        /* with closing: a checkpoint still waiting is not written */
 	int err;
 	int idle;             /* the thread waits for something to write */
-	int64_t last_us;      /* util_mono_us() at the thread's last round, or start */
+	int64_t last_us;      /* util_mono_us() at the thread's last round, or training's start */
 	store_step *t_steps;
 	int t_n_steps, t_cap_steps;
 	store_epoch_rec *t_eps;
@@ -880,6 +880,7 @@ typedef struct run {
 	int64_t n_train;
 	int epochs;
 	int64_t last_flush_us;
+	int64_t train_us;     /* util_mono_us() when it was marked running */
 	int ckpt_errno;       /* set when a checkpoint could not be written */
 	job_writer w;
 	int64_t ckpt_us;      /* time training spent in on_checkpoint (debug log) */
@@ -1111,7 +1112,7 @@ static int writer_commit_history(job_writer *w)
 }
 
 /* Waits (under mu) until the gap after the last round's start (or the
- * thread's), or until the job ends; what is handed over meanwhile goes out
+ * training's), or until the job ends; what is handed over meanwhile goes out
  * together. */
 static void writer_gap(job_writer *w)
 {
@@ -1229,7 +1230,8 @@ static int writer_start(run *r)
 	w->st = r->q->st;
 	w->job = r->j.id;
 	w->pending = w->closing = w->drop_ckpt = w->err = w->idle = 0;
-	w->last_us = util_mono_us();
+	/* the first round a gap after training began */
+	w->last_us = r->train_us ? r->train_us : util_mono_us();
 	if (pthread_mutex_init(&w->mu, NULL) != 0)
 		return -1;
 	/* writer_gap's deadlines are util_mono_us() times */
@@ -1593,7 +1595,7 @@ static void mark_running(jobs *q, run *r, const job_inputs *in)
 	const nn_train_config *cfg = &in->cfg;
 	api_err e = API_ERR_INIT;
 	r->epochs = cfg->epochs;
-	r->last_flush_us = util_mono_us();
+	r->last_flush_us = r->train_us = util_mono_us();
 	r->n_train = in->train ? in->train->rows : 0;
 	if (!in->have_val && cfg->val_fraction > 0)
 		r->n_train -= (int64_t)((double)r->n_train * cfg->val_fraction);
