@@ -805,11 +805,11 @@ int64_t jobs_samples_trained(jobs *q)
  * waiting: resuming from any of them reaches the same weights). A round
  * starts at least the gap (jobs_checkpoint_gap_ms) after the one before
  * it, the first one a gap after the job began training, the last one at
- * the job's end
- * at once: a job of short epochs would otherwise spend a core's fifth on
- * a commit and a checkpoint file per epoch, the CPU a second worker needs,
- * and a job shorter than the gap (a study's small trial) would pay a
- * checkpoint's four durable writes, and their removal, for nothing. Live
+ * the job's end at once: a job of short epochs would otherwise spend a
+ * core's fifth on a commit and a checkpoint file per epoch, the CPU a
+ * second worker needs, and a job shorter than the gap (a study's small
+ * trial) would pay a checkpoint's four durable writes, and their removal,
+ * for nothing. Live
  * readers get every epoch through the events feed meanwhile, and a crash
  * loses at most the gap's training: the job resumes from its last
  * checkpoint, or starts again, to the same weights. A job that trained
@@ -1230,8 +1230,7 @@ static int writer_start(run *r)
 	w->st = r->q->st;
 	w->job = r->j.id;
 	w->pending = w->closing = w->drop_ckpt = w->err = w->idle = 0;
-	/* the first round a gap after training began */
-	w->last_us = r->train_us ? r->train_us : util_mono_us();
+	w->last_us = r->train_us;   /* the first round a gap after training began */
 	if (pthread_mutex_init(&w->mu, NULL) != 0)
 		return -1;
 	/* writer_gap's deadlines are util_mono_us() times */

@@ -927,6 +927,12 @@ static int job_ended(studies *S, void *arg)
 	return fin;
 }
 
+static int unfinished(const store_trial *t)
+{
+	return t->state == API_JOB_QUEUED || t->state == API_JOB_RUNNING ||
+	       t->state == API_JOB_PAUSED;
+}
+
 /* Cancels every unfinished trial (caller holds S->mu). */
 static void cancel_trials(studies *S, const char *id, const char *config)
 {
@@ -936,20 +942,20 @@ static void cancel_trials(studies *S, const char *id, const char *config)
 	int n = 0;
 	store_trials_get(S->st, id, &tr, &n);
 	/* every job's cancel first, so that none runs on while another's
-	 * end is waited for */
-	int *ask = calloc((size_t)n + 1, sizeof *ask);
+	 * end is waited for; wait[i]: trial i's job took the cancel or had
+	 * ended (out of memory: no waiting, the trials are cancelled) */
+	char *wait = calloc((size_t)n + 1, 1);
 	for (int i = 0; i < n; i++) {
 		store_trial *t = &tr[i];
-		if (t->state != API_JOB_QUEUED && t->state != API_JOB_RUNNING &&
-		    t->state != API_JOB_PAUSED)
+		if (!unfinished(t))
 			continue;
 		api_job j;
 		api_err e = API_ERR_INIT;
 		int accepted = t->job[0] && jobs_cancel(S->q, t->job, &j, &e) == 0;
 		if (accepted)
 			api_job_release(&j);
-		if (ask)
-			ask[i] = 1 + (accepted || e.status == 409);
+		if (wait)
+			wait[i] = accepted || e.status == 409;
 	}
 	/* then each trial takes its job's end: a job that ended before the
 	 * cancel (409) keeps it, and the queue counts it finished a moment
@@ -957,11 +963,11 @@ static void cancel_trials(studies *S, const char *id, const char *config)
 	 * the cancel may have trained its last step already and end
 	 * succeeded. So the job's row is waited for until it says how the job
 	 * ended (10 s at most) */
-	for (int i = 0; i < n && ask; i++) {
+	for (int i = 0; i < n; i++) {
 		store_trial *t = &tr[i];
-		if (!ask[i])
+		if (!unfinished(t))
 			continue;
-		if (loaded && ask[i] == 2) {
+		if (loaded && wait && wait[i]) {
 			poll_10ms(S, job_ended, t->job, 10000);
 			refresh(S, &s, t);
 		}
@@ -969,7 +975,7 @@ static void cancel_trials(studies *S, const char *id, const char *config)
 			t->state = API_JOB_CANCELLED;
 		record_trial(S, id, t);
 	}
-	free(ask);
+	free(wait);
 	store_trials_free(tr, n);
 	if (loaded)
 		api_study_free(&s);

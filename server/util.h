@@ -38,7 +38,7 @@ int util_remove_temps(const char *dir);
 /* Is this errno a full disk or quota, or a file-size limit (ENOSPC,
  * EDQUOT, EFBIG)? Those are the store's 507, not a fault. */
 int util_errno_is_space(int err);
-/* Removes dir/name when it exists and fsyncs dir. */
+/* Removes dir/name and fsyncs dir; 0 (and no fsync) when it does not exist. */
 int util_unlink(const char *dir, const char *name);
 
 /* Log levels: 0 error, 1 warn, 2 info, 3 debug. */
