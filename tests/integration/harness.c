@@ -39,6 +39,17 @@ int log_has(const nnd *d, const char *needle)
 	return found;
 }
 
+int log_within(const nnd *d, const char *needle, int ms)
+{
+	for (int waited = 0;; waited += 10) {
+		if (log_has(d, needle))
+			return 1;
+		if (waited >= ms)
+			return 0;
+		sleep_ms(10);
+	}
+}
+
 const char *shared_dir(void)
 {
 	const char *s = getenv("NND_SHARED");

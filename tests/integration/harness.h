@@ -116,6 +116,9 @@ const char *shared_dir(void);
 void sleep_ms(int ms);
 /* 1 when a line of the daemon's log (d->log) holds needle, else 0. */
 int log_has(const nnd *d, const char *needle);
+/* log_has, asked every 10 ms for up to ms: for a line the daemon writes after
+ * what the test saw (a connection's end is logged once it is closed). */
+int log_within(const nnd *d, const char *needle, int ms);
 
 /* ---- check-based helpers (static inline: they assert as the tests do) */
 #include <check.h>
