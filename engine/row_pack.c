@@ -1,19 +1,24 @@
 /*
  * row_pack.c - one-row products against weights packed once (row_pack.h):
- * the packing, the plain kernel and its AVX-512 twin.
+ * the packing, the plain kernel and its AVX-512 and AVX2 twins.
  *
- * The AVX-512 kernel keeps 256 outputs in sixteen registers while it walks
- * the inputs (Wt's rows for those outputs: 1 KiB contiguous each, so a
- * layer 256 wide streams Wt from start to end), then the next 256; then 128
- * in eight, then 16 at a time, the last 16 stored under a mask. Each term is a multiply then an add, as the
- * plain loop computes it, so the two agree to the bit.
+ * A vector kernel keeps a block of outputs in registers while it walks the
+ * inputs (Wt's rows for those outputs, contiguous pieces of each), then
+ * takes the next block: AVX-512 256 outputs in sixteen registers (a layer
+ * 256 wide streams Wt from start to end), then 128 in eight, then 16 at a
+ * time; AVX2, with sixteen registers of 8, 96 outputs in twelve, then 64,
+ * 32, 16 and 8. Wt and b are read whole up to pad (zeros past out); a
+ * block's last vector is stored under a mask that keeps z's writes within
+ * out. Each term is a multiply then an add, as the plain loop computes it,
+ * so the kernels agree to the bit.
  *
  * Several rows (nn_row_product_rows) take the same blocks, the inputs in
  * chunks of RP_CHUNK: each row in turn runs a chunk from its outputs so far
- * (the bias before the first), so a chunk of Wt (32 KiB for 256 outputs)
- * comes from memory once and from the L1 cache for the other rows. Per
- * output the terms are the one-row kernel's, in its order: each row gets
- * the bits it gets alone.
+ * (the bias before the first), so a chunk of Wt (32 KiB for AVX-512's 256
+ * outputs, 12 KiB for AVX2's 96) comes from memory once and from the L1
+ * cache for the other rows. One row is the same walk in a single chunk.
+ * Per output the terms are the one-row kernel's, in its order: each row
+ * gets the bits it gets alone.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +29,6 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define RP_X86 1
-#define RP_TARGET __attribute__((target("avx512f")))
 #else
 #define RP_X86 0
 #endif
@@ -79,128 +83,133 @@ void nn_row_product_plain(const nn_row_pack *p, const float *x, float *z)
 }
 
 #if RP_X86
-/* Outputs [j0, j0 + 16 NA) over every input, in NA registers. */
-#define RP_BLOCK(NAME, NA)                                                                   \
-	RP_TARGET static inline void NAME(const nn_row_pack *p, const float *x, int j0,     \
-	                                  __m512 a[NA])                                       \
-	{                                                                                     \
-		for (int q = 0; q < NA; q++)                                                  \
-			a[q] = _mm512_loadu_ps(p->b + j0 + 16 * q);                           \
-		const float *w = p->wt + j0;                                                  \
-		for (int k = 0; k < p->in; k++, w += p->pad) {                                \
-			if (x[k] == 0.0f)                                                     \
-				continue;                                                     \
-			__m512 xv = _mm512_set1_ps(x[k]);                                     \
-			for (int q = 0; q < NA; q++)                                          \
-				a[q] = _mm512_add_ps(                                         \
-					a[q], _mm512_mul_ps(xv, _mm512_load_ps(w + 16 * q))); \
-		}                                                                             \
-	}
-RP_BLOCK(block16, 16)
-RP_BLOCK(block8, 8)
-RP_BLOCK(block1, 1)
+/*
+ * The two vector kernels under one set of names, ZMM_ for AVX-512 (16
+ * floats a vector, masks of bits) and YMM_ for AVX2 (8 floats, masks of
+ * lanes), so that one body (RP_ROWS) writes both kernels' sums: TERM(a, xv,
+ * w) is a + xv w, a product then a sum; TAIL(left) keeps the lanes of a
+ * vector that hold outputs, left of them from its first (all when left is
+ * the width or more).
+ */
+#define ZMM_TARGET __attribute__((target("avx512f")))
+#define ZMM_W 16
+#define ZMM_V __m512
+#define ZMM_M __mmask16
+#define ZMM_TAIL(left) ((left) >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (left)) - 1))
+#define ZMM_SET1(f) _mm512_set1_ps(f)
+#define ZMM_LOADU(p) _mm512_loadu_ps(p)
+#define ZMM_MLOAD(p, m) _mm512_maskz_loadu_ps(m, p)
+#define ZMM_STOREU(p, v) _mm512_storeu_ps(p, v)
+#define ZMM_MSTORE(p, m, v) _mm512_mask_storeu_ps(p, m, v)
+#define ZMM_TERM(a, xv, w) _mm512_add_ps(a, _mm512_mul_ps(xv, _mm512_load_ps(w)))
 
-/* Inputs per chunk of the several-row kernel. */
+#define YMM_TARGET __attribute__((target("avx2")))
+#define YMM_W 8
+#define YMM_V __m256
+#define YMM_M __m256i
+#define YMM_TAIL(left)                                                                       \
+	_mm256_cmpgt_epi32(_mm256_set1_epi32(left), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+#define YMM_SET1(f) _mm256_set1_ps(f)
+#define YMM_LOADU(p) _mm256_loadu_ps(p)
+#define YMM_MLOAD(p, m) _mm256_maskload_ps(p, m)
+#define YMM_STOREU(p, v) _mm256_storeu_ps(p, v)
+#define YMM_MSTORE(p, m, v) _mm256_maskstore_ps(p, m, v)
+#define YMM_TERM(a, xv, w) _mm256_add_ps(a, _mm256_mul_ps(xv, _mm256_load_ps(w)))
+
+/* Inputs per chunk of several rows. */
 #define RP_CHUNK 32
 
-/* Outputs [j0, j0 + 16 NA) of the n rows x (row stride ldx) into z (row
- * stride ldz); the last 16 of them stored under mask m. */
-#define RP_ROWS(NAME, NA)                                                                    \
-	RP_TARGET static inline void NAME(const nn_row_pack *p, const float *x, int ldx, int n, \
-	                                  float *z, int ldz, int j0, __mmask16 m)            \
+/* Outputs [j0, j0 + NA vectors) of the n rows x (row stride ldx) into z
+ * (row stride ldz), in NA registers of kernel V, the inputs chunk at a
+ * time; the last vector's lanes past out neither loaded nor stored. */
+#define RP_ROWS(NAME, NA, V)                                                                 \
+	V##_TARGET static inline void NAME(const nn_row_pack *p, const float *x, int ldx, int n, \
+	                                   float *z, int ldz, int j0, int chunk)              \
 	{                                                                                     \
-		for (int k0 = 0; k0 < p->in; k0 += RP_CHUNK) {                                \
-			int k1 = k0 + RP_CHUNK < p->in ? k0 + RP_CHUNK : p->in;               \
+		V##_M m = V##_TAIL(p->out - j0 - V##_W * (NA - 1));                           \
+		for (int k0 = 0; k0 < p->in; k0 += chunk) {                                   \
+			int k1 = k0 + chunk < p->in ? k0 + chunk : p->in;                     \
 			for (int r = 0; r < n; r++) {                                         \
 				const float *xr = x + (int64_t)r * ldx;                       \
 				float *zr = z + (int64_t)r * ldz + j0;                        \
-				__m512 a[NA];                                                 \
-				for (int q = 0; q < NA; q++) {                                \
-					__mmask16 mq = q == NA - 1 ? m : (__mmask16)0xffff;   \
-					a[q] = k0 == 0 ? _mm512_loadu_ps(p->b + j0 + 16 * q)  \
-					               : _mm512_maskz_loadu_ps(mq, zr + 16 * q); \
-				}                                                             \
+				V##_V a[NA];                                                  \
+				for (int q = 0; q < NA; q++)                                  \
+					a[q] = k0 == 0       ? V##_LOADU(p->b + j0 + V##_W * q) \
+					       : q < NA - 1 ? V##_LOADU(zr + V##_W * q)          \
+					                    : V##_MLOAD(zr + V##_W * q, m);      \
 				const float *w = p->wt + (int64_t)k0 * p->pad + j0;           \
 				for (int k = k0; k < k1; k++, w += p->pad) {                  \
 					if (xr[k] == 0.0f)                                    \
 						continue;                                     \
-					__m512 xv = _mm512_set1_ps(xr[k]);                    \
+					V##_V xv = V##_SET1(xr[k]);                           \
 					for (int q = 0; q < NA; q++)                          \
-						a[q] = _mm512_add_ps(                         \
-							a[q],                                 \
-							_mm512_mul_ps(xv, _mm512_load_ps(w + 16 * q))); \
+						a[q] = V##_TERM(a[q], xv, w + V##_W * q);     \
 				}                                                             \
 				for (int q = 0; q < NA - 1; q++)                              \
-					_mm512_storeu_ps(zr + 16 * q, a[q]);                  \
-				_mm512_mask_storeu_ps(zr + 16 * (NA - 1), m, a[NA - 1]);      \
+					V##_STOREU(zr + V##_W * q, a[q]);                     \
+				V##_MSTORE(zr + V##_W * (NA - 1), m, a[NA - 1]);              \
 			}                                                                     \
 		}                                                                             \
 	}
-RP_ROWS(rows16, 16)
-RP_ROWS(rows8, 8)
-RP_ROWS(rows1, 1)
+RP_ROWS(avx512_rows16, 16, ZMM)
+RP_ROWS(avx512_rows8, 8, ZMM)
+RP_ROWS(avx512_rows1, 1, ZMM)
+RP_ROWS(avx2_rows12, 12, YMM)
+RP_ROWS(avx2_rows8, 8, YMM)
+RP_ROWS(avx2_rows4, 4, YMM)
+RP_ROWS(avx2_rows2, 2, YMM)
+RP_ROWS(avx2_rows1, 1, YMM)
 
-RP_TARGET static void product_avx512(const nn_row_pack *p, const float *x, float *z)
+ZMM_TARGET static void product_avx512(const nn_row_pack *p, const float *x, int ldx, int n,
+                                      float *z, int ldz, int chunk)
 {
-	const int out = p->out;
-	int j0 = 0;
-	for (; j0 + 256 <= out; j0 += 256) {
-		__m512 a[16];
-		block16(p, x, j0, a);
-		for (int q = 0; q < 16; q++)
-			_mm512_storeu_ps(z + j0 + 16 * q, a[q]);
-	}
-	for (; j0 + 128 <= out; j0 += 128) {
-		__m512 a[8];
-		block8(p, x, j0, a);
-		for (int q = 0; q < 8; q++)
-			_mm512_storeu_ps(z + j0 + 16 * q, a[q]);
-	}
-	for (; j0 < out; j0 += 16) {
-		__m512 a[1];
-		block1(p, x, j0, a);
-		int left = out - j0;
-		__mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
-		_mm512_mask_storeu_ps(z + j0, m, a[0]);
-	}
+	const int nv = (p->out + 15) / 16;
+	int v = 0;
+	for (; v + 16 <= nv; v += 16)
+		avx512_rows16(p, x, ldx, n, z, ldz, 16 * v, chunk);
+	for (; v + 8 <= nv; v += 8)
+		avx512_rows8(p, x, ldx, n, z, ldz, 16 * v, chunk);
+	for (; v < nv; v++)
+		avx512_rows1(p, x, ldx, n, z, ldz, 16 * v, chunk);
 }
 
-RP_TARGET static void product_rows_avx512(const nn_row_pack *p, const float *x, int ldx, int n,
-                                          float *z, int ldz)
+YMM_TARGET static void product_avx2(const nn_row_pack *p, const float *x, int ldx, int n,
+                                    float *z, int ldz, int chunk)
 {
-	const int out = p->out;
-	const __mmask16 all = (__mmask16)0xffff;
-	int j0 = 0;
-	for (; j0 + 256 <= out; j0 += 256)
-		rows16(p, x, ldx, n, z, ldz, j0, all);
-	for (; j0 + 128 <= out; j0 += 128)
-		rows8(p, x, ldx, n, z, ldz, j0, all);
-	for (; j0 < out; j0 += 16) {
-		int left = out - j0;
-		rows1(p, x, ldx, n, z, ldz, j0,
-		      left >= 16 ? all : (__mmask16)((1u << left) - 1));
-	}
+	const int nv = (p->out + 7) / 8;
+	int v = 0;
+	for (; v + 12 <= nv; v += 12)
+		avx2_rows12(p, x, ldx, n, z, ldz, 8 * v, chunk);
+	for (; v + 8 <= nv; v += 8)
+		avx2_rows8(p, x, ldx, n, z, ldz, 8 * v, chunk);
+	for (; v + 4 <= nv; v += 4)
+		avx2_rows4(p, x, ldx, n, z, ldz, 8 * v, chunk);
+	for (; v + 2 <= nv; v += 2)
+		avx2_rows2(p, x, ldx, n, z, ldz, 8 * v, chunk);
+	for (; v < nv; v++)
+		avx2_rows1(p, x, ldx, n, z, ldz, 8 * v, chunk);
 }
 #endif
+
+/* Non-zero when this CPU can run kernel kd (NN_ROW_*). */
+static int cpu_has(int kd)
+{
+#if RP_X86
+	if (kd == NN_ROW_AVX512)
+		return __builtin_cpu_supports("avx512f");
+	if (kd == NN_ROW_AVX2)
+		return __builtin_cpu_supports("avx2");
+#endif
+	return kd == NN_ROW_PLAIN;
+}
 
 int nn_row_product_simd(void)
 {
-#if RP_X86
-	return nn_tune.simd && __builtin_cpu_supports("avx512f");
-#else
-	return 0;
-#endif
-}
-
-void nn_row_product(const nn_row_pack *p, const float *x, float *z)
-{
-#if RP_X86
-	if (nn_row_product_simd()) {
-		product_avx512(p, x, z);
-		return;
-	}
-#endif
-	nn_row_product_plain(p, x, z);
+	if (nn_tune.simd && cpu_has(NN_ROW_AVX512))
+		return NN_ROW_AVX512;
+	if (nn_tune.simd && cpu_has(NN_ROW_AVX2))
+		return NN_ROW_AVX2;
+	return NN_ROW_PLAIN;
 }
 
 void nn_row_product_rows_plain(const nn_row_pack *p, const float *x, int ldx, int n, float *z,
@@ -210,17 +219,42 @@ void nn_row_product_rows_plain(const nn_row_pack *p, const float *x, int ldx, in
 		nn_row_product_plain(p, x + (int64_t)r * ldx, z + (int64_t)r * ldz);
 }
 
-void nn_row_product_rows(const nn_row_pack *p, const float *x, int ldx, int n, float *z, int ldz)
+/* The n rows through kernel kd, one this CPU has: a row alone in one
+ * chunk of every input, several in chunks of RP_CHUNK. */
+static void product_as(int kd, const nn_row_pack *p, const float *x, int ldx, int n, float *z,
+                       int ldz)
 {
-	if (n == 1) {
-		nn_row_product(p, x, z);
+#if RP_X86
+	int chunk = n == 1 ? p->in : RP_CHUNK;
+	if (kd == NN_ROW_AVX512) {
+		product_avx512(p, x, ldx, n, z, ldz, chunk);
 		return;
 	}
-#if RP_X86
-	if (nn_row_product_simd()) {
-		product_rows_avx512(p, x, ldx, n, z, ldz);
+	if (kd == NN_ROW_AVX2) {
+		product_avx2(p, x, ldx, n, z, ldz, chunk);
 		return;
 	}
 #endif
 	nn_row_product_rows_plain(p, x, ldx, n, z, ldz);
 }
+
+void nn_row_product(const nn_row_pack *p, const float *x, float *z)
+{
+	product_as(nn_row_product_simd(), p, x, p->in, 1, z, p->out);
+}
+
+void nn_row_product_rows(const nn_row_pack *p, const float *x, int ldx, int n, float *z, int ldz)
+{
+	product_as(nn_row_product_simd(), p, x, ldx, n, z, ldz);
+}
+
+#ifdef NND_TEST
+int nn_row_product_rows_as(int kind, const nn_row_pack *p, const float *x, int ldx, int n,
+                           float *z, int ldz)
+{
+	if (!cpu_has(kind))
+		return -1;
+	product_as(kind, p, x, ldx, n, z, ldz);
+	return 0;
+}
+#endif

@@ -13,12 +13,13 @@
  * hidden layer's ReLU output, image pixels): a row costs what its non-zeros
  * cost, and a row without zeros costs one pass over W.
  *
- * Two kernels compute it, term by term in k order, each term a product then
- * a sum (no contraction), so both give the same bits: nn_row_product_plain,
- * plain C (the fallback and the tests' oracle), and an AVX-512 one that
- * nn_row_product picks when the CPU has it. Their sums run in another order
- * than sgemm's, so a row predicted alone may differ from the same row in a
- * block in the last bits.
+ * Three kernels compute it, term by term in k order, each term a product
+ * then a sum (no contraction), so all give the same bits:
+ * nn_row_product_plain, plain C (the fallback and the tests' oracle), and
+ * an AVX-512 and an AVX2 one, which nn_row_product picks when the CPU has
+ * them (AVX-512 first). Their sums run in another order than sgemm's, so a
+ * row predicted alone may differ from the same row in a block in the last
+ * bits.
  */
 #ifndef NN_ROW_PACK_H
 #define NN_ROW_PACK_H
@@ -50,8 +51,19 @@ void nn_row_product_rows(const nn_row_pack *p, const float *x, int ldx, int n, f
 /* The same row by row in plain C (the oracle and the fallback). */
 void nn_row_product_rows_plain(const nn_row_pack *p, const float *x, int ldx, int n, float *z,
                                int ldz);
-/* 1 when nn_row_product runs the AVX-512 kernel (this CPU has it, and
- * nn_tune.simd). */
+/* The kernels, as nn_row_product_simd names them. */
+enum { NN_ROW_PLAIN, NN_ROW_AVX2, NN_ROW_AVX512 };
+/* The kernel nn_row_product and nn_row_product_rows run: NN_ROW_AVX512
+ * where this CPU has AVX-512F, else NN_ROW_AVX2 where it has AVX2 (either
+ * only with nn_tune.simd), else NN_ROW_PLAIN (0: no vector kernel). */
 int nn_row_product_simd(void);
+
+#ifdef NND_TEST
+/* Test builds: nn_row_product_rows through the kernel kind (NN_ROW_*)
+ * whatever nn_tune says (one row, n 1, as nn_row_product computes it); -1
+ * when this CPU lacks it. */
+int nn_row_product_rows_as(int kind, const nn_row_pack *p, const float *x, int ldx, int n,
+                           float *z, int ldz);
+#endif
 
 #endif

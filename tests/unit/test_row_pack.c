@@ -2,10 +2,11 @@
  * test_row_pack.c - one-row products against packed weights
  * (engine/row_pack.c) and the prediction path that uses them
  * (engine/predict.c): the plain kernel against a sum in double over widths
- * that exercise every block size and the masked tail, the AVX-512 kernel
- * against the plain one to the bit (SKIP without AVX-512), several rows at
- * once against the one-row plain kernel to the bit (either kernel), and
- * single-row predictions through a frozen scratch against sgemm's,
+ * that exercise every block size and the masked tail, the AVX-512 and the
+ * AVX2 kernels against the plain one to the bit, one row and several (each
+ * a SKIP on a CPU without it), the kernel nn_row_product picks, several
+ * rows at once against the one-row plain kernel to the bit (every kernel),
+ * and single-row predictions through a frozen scratch against sgemm's,
  * counted, never for another model's weights, and not for models over the
  * size limit; blocks of a few rows (up to row_pack_max_rows) each row with
  * the bits it gets alone; the packs built once per model and shared by its
@@ -36,10 +37,13 @@ static float unit(uint32_t *s)
 }
 
 /* Widths: below 16, a masked tail, exactly 128 and 256, and mixes of the
- * 256, 128 and 16 blocks. */
+ * 256, 128 and 16 blocks; then a masked last vector in AVX2's blocks of
+ * 96, 64 and 32 outputs (93, 61, 29) and in AVX-512's of 128 and 256 (120,
+ * 250). */
 static const int shapes[][2] = { { 1, 1 },    { 7, 10 },   { 33, 100 }, { 64, 128 },
 	                         { 5, 256 },  { 784, 256 }, { 9, 300 },  { 40, 513 },
-	                         { 128, 10 } };
+	                         { 128, 10 }, { 20, 93 },  { 3, 61 },   { 11, 29 },
+	                         { 16, 120 }, { 50, 250 } };
 
 typedef struct pcase {
 	int in, out;
@@ -103,36 +107,6 @@ START_TEST(test_plain_product_matches_a_sum_in_double)
 }
 END_TEST
 
-START_TEST(test_avx512_product_gives_the_plain_ones_bits)
-{
-	ck_assert_int_eq(nn_row_product_simd(), 1);
-	for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
-		pcase c = make_case(shapes[t][0], shapes[t][1], 1, 91 + (uint32_t)t);
-		if (t == 3)
-			c.x[c.in / 2] = NAN; /* a NaN input reaches every output in both */
-		nn_row_pack *p = nn_row_pack_create(c.W, c.b, c.in, c.out);
-		float *zs = malloc(sizeof(float) * (size_t)c.out + 64);
-		float *zp = malloc(sizeof(float) * (size_t)c.out + 64);
-		zs[c.out] = zp[c.out] = 777.0f;
-		nn_row_product(p, c.x, zs);
-		nn_row_product_plain(p, c.x, zp);
-		ck_assert_float_eq(zs[c.out], 777.0f); /* the masked tail stays inside */
-		ck_assert_msg(memcmp(zs, zp, sizeof(float) * (size_t)c.out) == 0,
-		              "%dx%d: the kernels differ", c.in, c.out);
-		if (t == 3)
-			ck_assert(isnan(zs[0]) && isnan(zs[c.out - 1]));
-		free(zs);
-		free(zp);
-		nn_row_pack_free(p);
-		free_case(&c);
-	}
-	/* with nn_tune.simd off the plain kernel runs */
-	nn_tune.simd = 0;
-	ck_assert_int_eq(nn_row_product_simd(), 0);
-	nn_tune.simd = 1;
-}
-END_TEST
-
 /* n rows (row stride ldx, the gaps filled too) as make_case draws them:
  * zeros, negative zeros, and the rest from -100 to 155. */
 static float *rows_of(int n, int ldx, uint32_t seed)
@@ -146,10 +120,54 @@ static float *rows_of(int n, int ldx, uint32_t seed)
 	return x;
 }
 
-/* Several rows at once (strides wider than the rows), every kernel: each
- * row the bits of the one-row plain kernel, nothing written between the
- * rows; with a NaN in one row, only that row's outputs are NaN. */
-static void check_rows(void)
+/* The kernel a check runs: one named (NN_ROW_*, through the test hook,
+ * whatever nn_tune says) or PICKED, the one nn_row_product picks. */
+#define PICKED -1
+
+static void rows_through(int kind, const nn_row_pack *p, const float *x, int ldx, int n,
+                         float *z, int ldz)
+{
+	if (kind == PICKED)
+		nn_row_product_rows(p, x, ldx, n, z, ldz);
+	else
+		ck_assert_int_eq(nn_row_product_rows_as(kind, p, x, ldx, n, z, ldz), 0);
+}
+
+/* One row through kind, every shape: the plain kernel's bits, nothing
+ * written past out (the masked tail stays inside), and a NaN input
+ * reaches every output. */
+static void check_one_row(int kind)
+{
+	for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+		pcase c = make_case(shapes[t][0], shapes[t][1], 1, 91 + (uint32_t)t);
+		if (t == 3)
+			c.x[c.in / 2] = NAN; /* a NaN input reaches every output in both */
+		nn_row_pack *p = nn_row_pack_create(c.W, c.b, c.in, c.out);
+		float *zs = malloc(sizeof(float) * (size_t)c.out + 64);
+		float *zp = malloc(sizeof(float) * (size_t)c.out + 64);
+		zs[c.out] = zp[c.out] = 777.0f;
+		if (kind == PICKED)
+			nn_row_product(p, c.x, zs);
+		else
+			rows_through(kind, p, c.x, c.in, 1, zs, c.out);
+		nn_row_product_plain(p, c.x, zp);
+		ck_assert_float_eq(zs[c.out], 777.0f);
+		ck_assert_msg(memcmp(zs, zp, sizeof(float) * (size_t)c.out) == 0,
+		              "kernel %d, %dx%d: the kernels differ", kind, c.in, c.out);
+		if (t == 3)
+			ck_assert(isnan(zs[0]) && isnan(zs[c.out - 1]));
+		free(zs);
+		free(zp);
+		nn_row_pack_free(p);
+		free_case(&c);
+	}
+}
+
+/* Several rows at once through kind (strides wider than the rows), every
+ * shape: each row the bits of the one-row plain kernel, nothing written
+ * between the rows; with a NaN in one row, only that row's outputs are
+ * NaN. */
+static void check_rows(int kind)
 {
 	static const int ns[] = { 2, 3, 5, 8 };
 	for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
@@ -165,12 +183,12 @@ static void check_rows(void)
 			float *one = malloc(sizeof(float) * (size_t)c.out);
 			for (int i = 0; i < n * ldz; i++)
 				z[i] = 4321.0f;
-			nn_row_product_rows(p, x, ldx, n, z, ldz);
+			rows_through(kind, p, x, ldx, n, z, ldz);
 			for (int r = 0; r < n; r++) {
 				nn_row_product_plain(p, x + (int64_t)r * ldx, one);
 				ck_assert_msg(memcmp(z + (int64_t)r * ldz, one, sizeof(float) * c.out) == 0,
-				              "%dx%d, %d rows: row %d differs from the row alone", c.in,
-				              c.out, n, r);
+				              "kernel %d, %dx%d, %d rows: row %d differs from the row alone",
+				              kind, c.in, c.out, n, r);
 				for (int j = c.out; j < ldz; j++)
 					ck_assert_float_eq(z[(int64_t)r * ldz + j], 4321.0f);
 				if (t == 5)
@@ -190,11 +208,47 @@ static void check_rows(void)
 	}
 }
 
+START_TEST(test_avx512_product_gives_the_plain_ones_bits)
+{
+	check_one_row(NN_ROW_AVX512);
+	check_rows(NN_ROW_AVX512);
+}
+END_TEST
+
+START_TEST(test_avx2_product_gives_the_plain_ones_bits)
+{
+	check_one_row(NN_ROW_AVX2);
+	check_rows(NN_ROW_AVX2);
+}
+END_TEST
+
+/* nn_row_product picks the widest kernel this CPU has (the plain one with
+ * nn_tune.simd off) and gives its bits; the hook refuses a kernel unknown. */
+START_TEST(test_the_widest_kernel_is_picked)
+{
+	int want = __builtin_cpu_supports("avx512f") ? NN_ROW_AVX512
+	           : __builtin_cpu_supports("avx2")  ? NN_ROW_AVX2
+	                                             : NN_ROW_PLAIN;
+	ck_assert_int_eq(nn_row_product_simd(), want);
+	check_one_row(PICKED);
+	nn_tune.simd = 0;
+	ck_assert_int_eq(nn_row_product_simd(), NN_ROW_PLAIN);
+	nn_tune.simd = 1;
+	float w = 2.0f, x = 3.0f, z = 0.0f;
+	nn_row_pack *p = nn_row_pack_create(&w, NULL, 1, 1);
+	ck_assert_int_eq(nn_row_product_rows_as(7, p, &x, 1, 1, &z, 1), -1);
+	ck_assert_float_eq(z, 0.0f);
+	ck_assert_int_eq(nn_row_product_rows_as(NN_ROW_PLAIN, p, &x, 1, 1, &z, 1), 0);
+	ck_assert_float_eq(z, 6.0f);
+	nn_row_pack_free(p);
+}
+END_TEST
+
 START_TEST(test_rows_at_once_give_each_row_its_bits_alone)
 {
-	check_rows();          /* AVX-512 where the CPU has it */
+	check_rows(PICKED);    /* the vector kernel this CPU has */
 	nn_tune.simd = 0;
-	check_rows();          /* plain */
+	check_rows(PICKED);    /* plain */
 	nn_tune.simd = 1;
 }
 END_TEST
@@ -216,7 +270,7 @@ static nn_model *mlp(int f, uint64_t seed)
 }
 
 /* A frozen scratch predicts one row through the packs of its three dense
- * layers, within rounding of sgemm's result, plain and AVX-512 alike; a
+ * layers, within rounding of sgemm's result, plain and vector alike; a
  * block of more rows than row_pack_max_rows and another model of the same
  * shape keep sgemm. */
 START_TEST(test_one_row_through_a_frozen_scratch_uses_the_packs)
@@ -271,7 +325,7 @@ END_TEST
 
 /* A block of a few rows (up to row_pack_max_rows) through a frozen
  * scratch: the packs, each row the bits nn_predict gives it alone, plain
- * and AVX-512; a block of rows mostly zero keeps the sparse kernel. */
+ * and vector; a block of rows mostly zero keeps the sparse kernel. */
 START_TEST(test_a_few_rows_get_the_bits_of_each_alone)
 {
 	const int f = 70, rows = 8;
@@ -391,8 +445,11 @@ int main(void)
 	TCase *tc = tcase_create("row_pack");
 	int skipped = 0;
 	tcase_add_test(tc, test_plain_product_matches_a_sum_in_double);
-	tcase_add_test_if(tc, test_avx512_product_gives_the_plain_ones_bits, nn_row_product_simd(),
-	                  "this CPU has no AVX-512F", &skipped);
+	tcase_add_test_if(tc, test_avx512_product_gives_the_plain_ones_bits,
+	                  __builtin_cpu_supports("avx512f"), "this CPU has no AVX-512F", &skipped);
+	tcase_add_test_if(tc, test_avx2_product_gives_the_plain_ones_bits,
+	                  __builtin_cpu_supports("avx2"), "this CPU has no AVX2", &skipped);
+	tcase_add_test(tc, test_the_widest_kernel_is_picked);
 	tcase_add_test(tc, test_rows_at_once_give_each_row_its_bits_alone);
 	tcase_add_test(tc, test_one_row_through_a_frozen_scratch_uses_the_packs);
 	tcase_add_test(tc, test_a_few_rows_get_the_bits_of_each_alone);
