@@ -2,9 +2,10 @@
  * gemm.c - nn_gemm: small products in nnd's kernel, the rest in OpenBLAS
  * (gemm.h says why and in which order the kernel sums).
  *
- * The vector kernel keeps a tile of up to 4 output rows by 32 columns in
- * registers (8 AVX-512 vectors) while k runs: each step loads 2 vectors of
- * op(B)'s row p and adds a(i, p) times them to each row's accumulators.
+ * The vector kernel keeps a tile of up to 4 output rows by 2 vectors in
+ * registers (8 AVX-512 vectors of 16 floats, or 8 AVX2 ones of 8) while k
+ * runs: each step loads 2 vectors of op(B)'s row p and adds a(i, p) times
+ * them to each row's accumulators (gemm_tile.h, once per width).
  * op(B) must have its rows contiguous, so a transposed B is first copied
  * into a k x n buffer on the stack (nn_gemm_small_fits bounds its size);
  * the columns past the last full vector are copied likewise into a buffer
@@ -20,12 +21,12 @@
 /* The largest transposed B the kernel copies (floats; 64 KB of stack). */
 #define PACK_MAX 16384
 
-typedef float v16 __attribute__((vector_size(64)));
-/* the same at any float's address (unaligned loads and stores) */
-typedef float v16u __attribute__((vector_size(64), aligned(4), may_alias));
-#define LOAD16(p) (*(const v16u *)(p))
-#define STORE16(p, v) (*(v16u *)(p) = (v))
-
+/* The vector kernels, one per width: gemm_tile.h written once for VW-float
+ * vectors (v16: 16 floats, AVX-512's zmm; v8: 8, AVX2's ymm). AVX2 takes
+ * 8-float vectors of its own: 16-float ones, lowered to pairs of ymm for a
+ * tile of 4 x 32, spilled most of their operations to the stack (measured
+ * on Zen 3: a study trial of 10-64-64-1 spent 95% of its time in that
+ * kernel, 40 times its AVX-512 time). */
 typedef struct gemm_args {
 	int m, n, k;
 	const float *A;
@@ -48,96 +49,46 @@ INLINE float a_at(const gemm_args *g, const int TA, int i, int p)
 	return TA ? g->A[(int64_t)p * g->lda + i] : g->A[(int64_t)i * g->lda + p];
 }
 
-/* Rows i0 .. i0+RB-1 of C, the NV vectors of columns from j (C's column)
- * whose op(B) columns are b (row stride ldb). W < 16: one vector of which
- * only W columns are C's (the rest are the zero padding of T, loaded from
- * and stored to a buffer). RB, NV, W and TA are constants at every call,
- * so the accumulators live in registers. */
-INLINE void tile(const gemm_args *g, const int TA, int i0, int j, const float *b, int ldb,
-                 const int RB, const int NV, const int W)
-{
-	v16 acc[4][2];
-	float part[16] = { 0 };
-	for (int r = 0; r < RB; r++) {
-		float *c = g->C + (int64_t)(i0 + r) * g->ldc + j;
-		for (int v = 0; v < NV; v++) {
-			if (!g->beta) {
-				acc[r][v] = (v16){ 0 };
-			} else if (W == 16) {
-				acc[r][v] = (v16)LOAD16(c + 16 * v);
-			} else {
-				memcpy(part, c, sizeof(float) * W);
-				acc[r][v] = (v16)LOAD16(part);
-			}
-		}
-	}
-	for (int p = 0; p < g->k; p++) {
-		v16 bv[2];
-		for (int v = 0; v < NV; v++)
-			bv[v] = LOAD16(b + (int64_t)p * ldb + 16 * v);
-		for (int r = 0; r < RB; r++) {
-			float a = a_at(g, TA, i0 + r, p);
-			for (int v = 0; v < NV; v++)
-				acc[r][v] = acc[r][v] + a * bv[v];
-		}
-	}
-	for (int r = 0; r < RB; r++) {
-		float *c = g->C + (int64_t)(i0 + r) * g->ldc + j;
-		for (int v = 0; v < NV; v++) {
-			if (W == 16) {
-				STORE16(c + 16 * v, acc[r][v]);
-			} else {
-				STORE16(part, acc[r][v]);
-				memcpy(c, part, sizeof(float) * W);
-			}
-		}
-	}
-}
+typedef float v16 __attribute__((vector_size(64)));
+/* the same at any float's address (unaligned loads and stores) */
+typedef float v16u __attribute__((vector_size(64), aligned(4), may_alias));
+typedef float v8 __attribute__((vector_size(32)));
+typedef float v8u __attribute__((vector_size(32), aligned(4), may_alias));
 
-/* Rows i0 .. i0+RB-1, every column. */
-INLINE void row_block(const gemm_args *g, const int TA, int i0, const int RB)
-{
-	int j = 0;
-	for (; j + 32 <= g->n16; j += 32)
-		tile(g, TA, i0, j, g->B + j, g->ldb, RB, 2, 16);
-	if (j < g->n16) {
-		tile(g, TA, i0, j, g->B + j, g->ldb, RB, 1, 16);
-		j += 16;
-	}
-	if (j < g->n) {
-		/* W is a constant in each branch: 1 .. 15 columns */
-		switch (g->n - j) {
-#define TAIL(w) case w: tile(g, TA, i0, j, g->T, g->ldt, RB, 1, w); break;
-		TAIL(1) TAIL(2) TAIL(3) TAIL(4) TAIL(5) TAIL(6) TAIL(7) TAIL(8)
-		TAIL(9) TAIL(10) TAIL(11) TAIL(12) TAIL(13) TAIL(14) TAIL(15)
-#undef TAIL
-		}
-	}
-}
+#define VW 16
+#define V v16
+#define VU v16u
+#define SFX(name) name##_16
+#include "gemm_tile.h"
+#undef VW
+#undef V
+#undef VU
+#undef SFX
 
-INLINE void kernel_body(const gemm_args *g, const int TA)
-{
-	int i = 0;
-	for (; i + 4 <= g->m; i += 4)
-		row_block(g, TA, i, 4);
-	for (; i < g->m; i++)
-		row_block(g, TA, i, 1);
-}
+#define VW 8
+#define V v8
+#define VU v8u
+#define SFX(name) name##_8
+#include "gemm_tile.h"
+#undef VW
+#undef V
+#undef VU
+#undef SFX
 
 __attribute__((target("avx512f"))) static void kernel_avx512(const gemm_args *g, int ta)
 {
 	if (ta)
-		kernel_body(g, 1);
+		kernel_body_16(g, 1);
 	else
-		kernel_body(g, 0);
+		kernel_body_16(g, 0);
 }
 
 __attribute__((target("avx2"))) static void kernel_avx2(const gemm_args *g, int ta)
 {
 	if (ta)
-		kernel_body(g, 1);
+		kernel_body_8(g, 1);
 	else
-		kernel_body(g, 0);
+		kernel_body_8(g, 0);
 }
 
 void nn_gemm_small_plain(int ta, int tb, int m, int n, int k, const float *A, int lda,
