@@ -185,10 +185,12 @@ def halving(nnd):
                                strategy={"type": "halving", "trials": 27, "min_epochs": 1,
                                          "reduction_factor": 3}))
     g, h = grid["best"]["value"], half["best"]["value"]
+    share = half["epochs_run"] / grid["epochs_run"]
+    held = (h - g) <= 0.01 * abs(g) and share <= 1 / 3
     return ["| successive halving vs grid (27 configurations, 27 epochs) | best %.5f vs %.5f: "
-            "%.2f%% worse | epochs %d vs %d: %.3f of the grid's |" % (
-                h, g, 100 * (h - g) / g, half["epochs_run"], grid["epochs_run"],
-                half["epochs_run"] / grid["epochs_run"])]
+            "%.2f%% worse | epochs %d vs %d: %.3f of the grid's | within 1%%, at most 1/3 "
+            "of the epochs: %s |" % (h, g, 100 * (h - g) / g, half["epochs_run"],
+                                     grid["epochs_run"], share, "yes" if held else "no")]
 
 
 def board():
