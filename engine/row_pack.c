@@ -160,34 +160,31 @@ RP_ROWS(avx2_rows4, 4, YMM)
 RP_ROWS(avx2_rows2, 2, YMM)
 RP_ROWS(avx2_rows1, 1, YMM)
 
-ZMM_TARGET static void product_avx512(const nn_row_pack *p, const float *x, int ldx, int n,
-                                      float *z, int ldz, int chunk)
-{
-	const int nv = (p->out + 15) / 16;
-	int v = 0;
-	for (; v + 16 <= nv; v += 16)
-		avx512_rows16(p, x, ldx, n, z, ldz, 16 * v, chunk);
-	for (; v + 8 <= nv; v += 8)
-		avx512_rows8(p, x, ldx, n, z, ldz, 16 * v, chunk);
-	for (; v < nv; v++)
-		avx512_rows1(p, x, ldx, n, z, ldz, 16 * v, chunk);
-}
+/* A kernel's blocks, widest first: nv vectors of the kernel's width. */
+#define RP_LEN(a) ((int)(sizeof(a) / sizeof((a)[0])))
+typedef void rp_rows_fn(const nn_row_pack *p, const float *x, int ldx, int n, float *z,
+                        int ldz, int j0, int chunk);
+typedef struct rp_block {
+	int nv;
+	rp_rows_fn *rows;
+} rp_block;
 
-YMM_TARGET static void product_avx2(const nn_row_pack *p, const float *x, int ldx, int n,
-                                    float *z, int ldz, int chunk)
+static const rp_block avx512_blocks[] = { { 16, avx512_rows16 }, { 8, avx512_rows8 },
+	                                  { 1, avx512_rows1 } };
+static const rp_block avx2_blocks[] = { { 12, avx2_rows12 }, { 8, avx2_rows8 },
+	                                { 4, avx2_rows4 },   { 2, avx2_rows2 },
+	                                { 1, avx2_rows1 } };
+
+/* Every output of the n rows, in the widest blocks that fit (vectors of
+ * width floats; the last block is one vector, so every output is met). */
+static void product_blocks(const rp_block *b, int nb, int width, const nn_row_pack *p,
+                           const float *x, int ldx, int n, float *z, int ldz, int chunk)
 {
-	const int nv = (p->out + 7) / 8;
+	const int nv = (p->out + width - 1) / width;
 	int v = 0;
-	for (; v + 12 <= nv; v += 12)
-		avx2_rows12(p, x, ldx, n, z, ldz, 8 * v, chunk);
-	for (; v + 8 <= nv; v += 8)
-		avx2_rows8(p, x, ldx, n, z, ldz, 8 * v, chunk);
-	for (; v + 4 <= nv; v += 4)
-		avx2_rows4(p, x, ldx, n, z, ldz, 8 * v, chunk);
-	for (; v + 2 <= nv; v += 2)
-		avx2_rows2(p, x, ldx, n, z, ldz, 8 * v, chunk);
-	for (; v < nv; v++)
-		avx2_rows1(p, x, ldx, n, z, ldz, 8 * v, chunk);
+	for (int i = 0; i < nb; i++)
+		for (; v + b[i].nv <= nv; v += b[i].nv)
+			b[i].rows(p, x, ldx, n, z, ldz, width * v, chunk);
 }
 #endif
 
@@ -227,11 +224,11 @@ static void product_as(int kd, const nn_row_pack *p, const float *x, int ldx, in
 #if RP_X86
 	int chunk = n == 1 ? p->in : RP_CHUNK;
 	if (kd == NN_ROW_AVX512) {
-		product_avx512(p, x, ldx, n, z, ldz, chunk);
+		product_blocks(avx512_blocks, RP_LEN(avx512_blocks), 16, p, x, ldx, n, z, ldz, chunk);
 		return;
 	}
 	if (kd == NN_ROW_AVX2) {
-		product_avx2(p, x, ldx, n, z, ldz, chunk);
+		product_blocks(avx2_blocks, RP_LEN(avx2_blocks), 8, p, x, ldx, n, z, ldz, chunk);
 		return;
 	}
 #endif
