@@ -20,7 +20,8 @@ start_daemon() {
 	NND_LOG="$_d/stderr"
 	_i=0
 	while :; do
-		_line="$(head -n 1 "$_d/stderr" 2>/dev/null)"
+		# the file may not exist yet: not a failure (set -e)
+		_line="$(head -n 1 "$_d/stderr" 2>/dev/null || :)"
 		case "$_line" in "listening on "*) break ;; esac
 		_i=$((_i + 1))
 		if [ $_i -gt 200 ] || ! kill -0 "$NND_PID" 2>/dev/null; then
@@ -41,17 +42,28 @@ start_daemon() {
 	done
 }
 
+# reap PID: SIGTERM, then waits for it; SIGKILL after 10 s. A signal sent
+# between the fork and the daemon's handlers can be lost (the forked shell
+# swallows it), and a wait without a bound then hangs the whole run.
+reap() {
+	kill "$1" 2>/dev/null || return 0
+	(sleep 10; kill -9 "$1" 2>/dev/null) &
+	_w=$!
+	wait "$1" 2>/dev/null || :
+	kill "$_w" 2>/dev/null || :
+	wait "$_w" 2>/dev/null || :
+}
+
 stop_daemon() {
 	if [ -n "${NND_PID:-}" ] && kill -0 "$NND_PID" 2>/dev/null; then
-		kill "$NND_PID" 2>/dev/null
-		wait "$NND_PID" 2>/dev/null || :
+		reap "$NND_PID"
 	fi
 	NND_PID=""
 }
 
 t_cleanup() {
 	for _p in $T_PIDS; do
-		kill "$_p" 2>/dev/null && wait "$_p" 2>/dev/null
+		reap "$_p"
 	done
 	rm -rf "$T_TMP"
 }
