@@ -2132,14 +2132,18 @@ typedef struct remote {
 
 /* Pushes what the store holds of rm's job beyond what its feed has: new
  * steps and epochs, then the state when it changed. 1 when the job ended
- * (the feed is finished then). */
+ * (the feed is finished then). The state is read before the history: a
+ * job's history is committed before its final state, so a final state
+ * read first has all of it behind it (read the other way round, the last
+ * steps and the final state could land in between, and the feed would end
+ * without those steps). */
 static int remote_refresh(jobs *q, remote *rm)
 {
 	api_job j;
 	api_err e = API_ERR_INIT;
-	feed_add_history(q, rm->f, rm->id);
 	if (store_job_get(q->st, rm->id, &j, &e) < 0)
 		return 0;
+	feed_add_history(q, rm->f, rm->id);
 	int fin = api_job_state_final(j.state);
 	if (j.state != rm->state) {
 		feed_push_state(q, rm->f, &j);
