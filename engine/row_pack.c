@@ -3,19 +3,19 @@
  * the packing, the plain kernel and its AVX-512 and AVX2 twins.
  *
  * A vector kernel keeps a block of outputs in registers while it walks the
- * inputs (Wt's rows for those outputs, contiguous pieces of each), then
- * takes the next block: AVX-512 256 outputs in sixteen registers (a layer
- * 256 wide streams Wt from start to end), then 128 in eight, then 16 at a
- * time; AVX2, with sixteen registers of 8, 96 outputs in twelve, then 64,
- * 32, 16 and 8. Wt and b are read whole up to pad (zeros past out); a
+ * inputs, then takes the next block: AVX-512 256 outputs in sixteen
+ * registers, then 128 in eight, then 16 at a time; AVX2, with sixteen
+ * registers of 8, 96 outputs in twelve, then 64, 32, 16 and 8. The pack
+ * holds each block's weights [in][cols] contiguous, so a block streams
+ * from memory in order. b is read whole up to pad (zeros past out); a
  * block's last vector is stored under a mask that keeps z's writes within
  * out. Each term is a multiply then an add, as the plain loop computes it,
  * so the kernels agree to the bit.
  *
  * Several rows (nn_row_product_rows) take the same blocks, the inputs in
  * chunks of RP_CHUNK: each row in turn runs a chunk from its outputs so far
- * (the bias before the first), so a chunk of Wt (32 KiB for AVX-512's 256
- * outputs, 12 KiB for AVX2's 96) comes from memory once and from the L1
+ * (the bias before the first), so a chunk of a block (32 KiB for AVX-512's
+ * 256 outputs, 12 KiB for AVX2's 96) comes from memory once and from the L1
  * cache for the other rows. One row is the same walk in a single chunk.
  * Per output the terms are the one-row kernel's, in its order: each row
  * gets the bits it gets alone.
@@ -33,52 +33,31 @@
 #define RP_X86 0
 #endif
 
-nn_row_pack *nn_row_pack_create(const float *W, const float *b, int in, int out)
-{
-	if (!W || in <= 0 || out <= 0)
-		return NULL;
-	nn_row_pack *p = calloc(1, sizeof *p);
-	if (!p)
-		return NULL;
-	p->in = in;
-	p->out = out;
-	p->pad = (out + 15) / 16 * 16;
-	size_t n = sizeof(float) * (size_t)in * (size_t)p->pad;
-	p->wt = aligned_alloc(64, (n + 63) / 64 * 64);
-	p->b = calloc((size_t)p->pad, sizeof(float));
-	if (!p->wt || !p->b) {
-		nn_row_pack_free(p);
-		return NULL;
-	}
-	memset(p->wt, 0, n);
-	for (int j = 0; j < out; j++)
-		for (int k = 0; k < in; k++)
-			p->wt[(int64_t)k * p->pad + j] = W[(int64_t)j * in + k];
-	if (b)
-		memcpy(p->b, b, sizeof(float) * (size_t)out);
-	return p;
-}
-
 void nn_row_pack_free(nn_row_pack *p)
 {
 	if (!p)
 		return;
 	free(p->wt);
 	free(p->b);
+	free(p->blk);
 	free(p);
 }
 
 void nn_row_product_plain(const nn_row_pack *p, const float *x, float *z)
 {
-	const int out = p->out, pad = p->pad;
-	memcpy(z, p->b, sizeof(float) * (size_t)out);
-	for (int k = 0; k < p->in; k++) {
-		float xk = x[k];
-		if (xk == 0.0f)
-			continue;
-		const float *w = p->wt + (int64_t)k * pad;
-		for (int j = 0; j < out; j++)
-			z[j] = z[j] + xk * w[j];
+	memcpy(z, p->b, sizeof(float) * (size_t)p->out);
+	for (int i = 0; i < p->nblk; i++) {
+		const nn_row_block *bk = &p->blk[i];
+		const int cols = bk->cols, n = p->out - bk->j0 < cols ? p->out - bk->j0 : cols;
+		float *zb = z + bk->j0;
+		for (int k = 0; k < p->in; k++) {
+			float xk = x[k];
+			if (xk == 0.0f)
+				continue;
+			const float *w = p->wt + bk->off + (int64_t)k * cols;
+			for (int j = 0; j < n; j++)
+				zb[j] = zb[j] + xk * w[j];
+		}
 	}
 }
 
@@ -119,13 +98,15 @@ void nn_row_product_plain(const nn_row_pack *p, const float *x, float *z)
 /* Inputs per chunk of several rows. */
 #define RP_CHUNK 32
 
-/* Outputs [j0, j0 + NA vectors) of the n rows x (row stride ldx) into z
- * (row stride ldz), in NA registers of kernel V, the inputs chunk at a
- * time; the last vector's lanes past out neither loaded nor stored. */
+/* The outputs of block bk (NA vectors) of the n rows x (row stride ldx)
+ * into z (row stride ldz), in NA registers of kernel V, the inputs chunk
+ * at a time; the last vector's lanes past out neither loaded nor stored. */
 #define RP_ROWS(NAME, NA, V)                                                                 \
-	V##_TARGET static inline void NAME(const nn_row_pack *p, const float *x, int ldx, int n, \
-	                                   float *z, int ldz, int j0, int chunk)              \
+	V##_TARGET static inline void NAME(const nn_row_pack *p, const nn_row_block *bk,        \
+	                                   const float *x, int ldx, int n, float *z, int ldz,   \
+	                                   int chunk)                                        \
 	{                                                                                     \
+		const int j0 = bk->j0;                                                        \
 		V##_M m = V##_TAIL(p->out - j0 - V##_W * (NA - 1));                           \
 		for (int k0 = 0; k0 < p->in; k0 += chunk) {                                   \
 			int k1 = k0 + chunk < p->in ? k0 + chunk : p->in;                     \
@@ -137,8 +118,8 @@ void nn_row_product_plain(const nn_row_pack *p, const float *x, float *z)
 					a[q] = k0 == 0       ? V##_LOADU(p->b + j0 + V##_W * q) \
 					       : q < NA - 1 ? V##_LOADU(zr + V##_W * q)          \
 					                    : V##_MLOAD(zr + V##_W * q, m);      \
-				const float *w = p->wt + (int64_t)k0 * p->pad + j0;           \
-				for (int k = k0; k < k1; k++, w += p->pad) {                  \
+				const float *w = p->wt + bk->off + (int64_t)k0 * V##_W * NA;  \
+				for (int k = k0; k < k1; k++, w += V##_W * NA) {              \
 					if (xr[k] == 0.0f)                                    \
 						continue;                                     \
 					V##_V xv = V##_SET1(xr[k]);                           \
@@ -162,8 +143,8 @@ RP_ROWS(avx2_rows1, 1, YMM)
 
 /* A kernel's blocks, widest first: nv vectors of the kernel's width. */
 #define RP_LEN(a) ((int)(sizeof(a) / sizeof((a)[0])))
-typedef void rp_rows_fn(const nn_row_pack *p, const float *x, int ldx, int n, float *z,
-                        int ldz, int j0, int chunk);
+typedef void rp_rows_fn(const nn_row_pack *p, const nn_row_block *bk, const float *x, int ldx,
+                        int n, float *z, int ldz, int chunk);
 typedef struct rp_block {
 	int nv;
 	rp_rows_fn *rows;
@@ -174,19 +155,86 @@ static const rp_block avx512_blocks[] = { { 16, avx512_rows16 }, { 8, avx512_row
 static const rp_block avx2_blocks[] = { { 12, avx2_rows12 }, { 8, avx2_rows8 },
 	                                { 4, avx2_rows4 },   { 2, avx2_rows2 },
 	                                { 1, avx2_rows1 } };
-
-/* Every output of the n rows, in the widest blocks that fit (vectors of
- * width floats; the last block is one vector, so every output is met). */
-static void product_blocks(const rp_block *b, int nb, int width, const nn_row_pack *p,
-                           const float *x, int ldx, int n, float *z, int ldz, int chunk)
-{
-	const int nv = (p->out + width - 1) / width;
-	int v = 0;
-	for (int i = 0; i < nb; i++)
-		for (; v + b[i].nv <= nv; v += b[i].nv)
-			b[i].rows(p, x, ldx, n, z, ldz, width * v, chunk);
-}
 #endif
+
+/* Kernel kd's blocks: its table, and its vectors' width in floats (the
+ * plain kernel: no table, one block as wide as pad). */
+static int kind_blocks(int kd, const void **table)
+{
+	*table = NULL;
+#if RP_X86
+	if (kd == NN_ROW_AVX512) {
+		*table = avx512_blocks;
+		return 16;
+	}
+	if (kd == NN_ROW_AVX2) {
+		*table = avx2_blocks;
+		return 8;
+	}
+#endif
+	return 0;
+}
+
+/* Cuts the outputs into kd's blocks, widest first (the last of a table is
+ * one vector, so every output is met): the count, and blk's j0, cols and
+ * fn filled when not NULL. */
+static int cut_blocks(int kd, int out, int pad, nn_row_block *blk)
+{
+	const void *table;
+	const int width = kind_blocks(kd, &table);
+	if (!table) {
+		if (blk)
+			blk[0] = (nn_row_block){ 0, pad, 0, 0 };
+		return 1;
+	}
+	int nt = 0, nb = 0;
+	const rp_block *t = table;
+	while (t[nt].nv > 1)
+		nt++;
+	const int nvec = (out + width - 1) / width;
+	for (int i = 0, v = 0; i <= nt; i++)
+		for (; v + t[i].nv <= nvec; v += t[i].nv, nb++)
+			if (blk)
+				blk[nb] = (nn_row_block){ width * v, width * t[i].nv, i, 0 };
+	return nb;
+}
+
+/* W [out][in] and b packed for kernel kd (one this build knows). */
+static nn_row_pack *pack_as(int kd, const float *W, const float *b, int in, int out)
+{
+	if (!W || in <= 0 || out <= 0)
+		return NULL;
+	nn_row_pack *p = calloc(1, sizeof *p);
+	if (!p)
+		return NULL;
+	p->in = in;
+	p->out = out;
+	p->pad = (out + 15) / 16 * 16;
+	p->kind = kd;
+	p->nblk = cut_blocks(kd, out, p->pad, NULL);
+	p->blk = calloc((size_t)p->nblk, sizeof *p->blk);
+	p->b = calloc((size_t)p->pad, sizeof(float));
+	size_t n = sizeof(float) * (size_t)in * (size_t)p->pad;
+	p->wt = aligned_alloc(64, (n + 63) / 64 * 64);
+	if (!p->wt || !p->b || !p->blk) {
+		nn_row_pack_free(p);
+		return NULL;
+	}
+	memset(p->wt, 0, n);
+	cut_blocks(kd, out, p->pad, p->blk);
+	int64_t off = 0;
+	for (int i = 0; i < p->nblk; i++) {
+		nn_row_block *bk = &p->blk[i];
+		bk->off = off;
+		off += (int64_t)in * bk->cols;
+		for (int j = bk->j0; j < out && j < bk->j0 + bk->cols; j++)
+			for (int k = 0; k < in; k++)
+				p->wt[bk->off + (int64_t)k * bk->cols + (j - bk->j0)] = W[(int64_t)j * in + k];
+	}
+	if (b)
+		memcpy(p->b, b, sizeof(float) * (size_t)out);
+	return p;
+}
 
 /* Non-zero when this CPU can run kernel kd (NN_ROW_*). */
 static int cpu_has(int kd)
@@ -216,23 +264,29 @@ void nn_row_product_rows_plain(const nn_row_pack *p, const float *x, int ldx, in
 		nn_row_product_plain(p, x + (int64_t)r * ldx, z + (int64_t)r * ldz);
 }
 
-/* The n rows through kernel kd, one this CPU has: a row alone in one
- * chunk of every input, several in chunks of RP_CHUNK. */
+/* The n rows through kernel kd, one this CPU has and p is cut for (any
+ * other runs the plain kernel): a row alone in one chunk of every input,
+ * several in chunks of RP_CHUNK. */
 static void product_as(int kd, const nn_row_pack *p, const float *x, int ldx, int n, float *z,
                        int ldz)
 {
+	const void *table;
+	kind_blocks(kd, &table);
+	if (!table || kd != p->kind) {
+		nn_row_product_rows_plain(p, x, ldx, n, z, ldz);
+		return;
+	}
 #if RP_X86
-	int chunk = n == 1 ? p->in : RP_CHUNK;
-	if (kd == NN_ROW_AVX512) {
-		product_blocks(avx512_blocks, RP_LEN(avx512_blocks), 16, p, x, ldx, n, z, ldz, chunk);
-		return;
-	}
-	if (kd == NN_ROW_AVX2) {
-		product_blocks(avx2_blocks, RP_LEN(avx2_blocks), 8, p, x, ldx, n, z, ldz, chunk);
-		return;
-	}
+	const rp_block *t = table;
+	const int chunk = n == 1 ? p->in : RP_CHUNK;
+	for (int i = 0; i < p->nblk; i++)
+		t[p->blk[i].fn].rows(p, &p->blk[i], x, ldx, n, z, ldz, chunk);
 #endif
-	nn_row_product_rows_plain(p, x, ldx, n, z, ldz);
+}
+
+nn_row_pack *nn_row_pack_create(const float *W, const float *b, int in, int out)
+{
+	return pack_as(nn_row_product_simd(), W, b, in, out);
 }
 
 void nn_row_product(const nn_row_pack *p, const float *x, float *z)
@@ -246,12 +300,34 @@ void nn_row_product_rows(const nn_row_pack *p, const float *x, int ldx, int n, f
 }
 
 #ifdef NND_TEST
+/* W [out][in] back from p's blocks (malloc'd). */
+static float *unpack(const nn_row_pack *p)
+{
+	float *W = malloc(sizeof(float) * (size_t)p->in * (size_t)p->out);
+	for (int i = 0; W && i < p->nblk; i++) {
+		const nn_row_block *bk = &p->blk[i];
+		for (int j = bk->j0; j < p->out && j < bk->j0 + bk->cols; j++)
+			for (int k = 0; k < p->in; k++)
+				W[(int64_t)j * p->in + k] = p->wt[bk->off + (int64_t)k * bk->cols + (j - bk->j0)];
+	}
+	return W;
+}
+
 int nn_row_product_rows_as(int kind, const nn_row_pack *p, const float *x, int ldx, int n,
                            float *z, int ldz)
 {
 	if (!cpu_has(kind))
 		return -1;
-	product_as(kind, p, x, ldx, n, z, ldz);
-	return 0;
+	if (kind == p->kind || kind == NN_ROW_PLAIN) {
+		product_as(kind, p, x, ldx, n, z, ldz);
+		return 0;
+	}
+	float *W = unpack(p);
+	nn_row_pack *q = W ? pack_as(kind, W, p->b, p->in, p->out) : NULL;
+	if (q)
+		product_as(kind, q, x, ldx, n, z, ldz);
+	nn_row_pack_free(q);
+	free(W);
+	return q ? 0 : -1;
 }
 #endif

@@ -244,6 +244,44 @@ START_TEST(test_the_widest_kernel_is_picked)
 }
 END_TEST
 
+/* A pack is cut for the kernel picked when it is made: blocks of
+ * consecutive outputs, each [in][cols] right after the one before, that
+ * meet every output once; a pack made with the vector kernels off is one
+ * block as wide as pad, and keeps the plain kernel's bits when they are
+ * turned on again (the vector kernel does not run on it). */
+START_TEST(test_packs_are_cut_for_the_kernel_picked)
+{
+	pcase c = make_case(784, 250, 1, 5);
+	for (int simd = 1; simd >= 0; simd--) {
+		nn_tune.simd = simd;
+		nn_row_pack *p = nn_row_pack_create(c.W, c.b, c.in, c.out);
+		nn_tune.simd = 1;
+		ck_assert_int_eq(p->kind, simd ? nn_row_product_simd() : NN_ROW_PLAIN);
+		int64_t off = 0;
+		int next = 0;
+		for (int i = 0; i < p->nblk; i++) {
+			ck_assert_int_eq(p->blk[i].j0, next);
+			ck_assert_int_eq(p->blk[i].off, off);
+			ck_assert_int_eq(p->blk[i].cols % (p->kind == NN_ROW_AVX2 ? 8 : 16), 0);
+			next += p->blk[i].cols;
+			off += (int64_t)c.in * p->blk[i].cols;
+		}
+		ck_assert_int_ge(next, c.out);
+		ck_assert_int_le(next, p->pad);
+		if (p->kind == NN_ROW_AVX2)   /* 250 in 32 vectors: 12 + 12 + 8 */
+			ck_assert(p->nblk == 3 && p->blk[2].cols == 64);
+		if (p->kind == NN_ROW_PLAIN)
+			ck_assert(p->nblk == 1 && p->blk[0].cols == p->pad);
+		float zs[250], zp[250];
+		nn_row_product(p, c.x, zs);
+		nn_row_product_plain(p, c.x, zp);
+		ck_assert_int_eq(memcmp(zs, zp, sizeof zs), 0);
+		nn_row_pack_free(p);
+	}
+	free_case(&c);
+}
+END_TEST
+
 START_TEST(test_rows_at_once_give_each_row_its_bits_alone)
 {
 	check_rows(PICKED);    /* the vector kernel this CPU has */
@@ -450,6 +488,7 @@ int main(void)
 	tcase_add_test_if(tc, test_avx2_product_gives_the_plain_ones_bits,
 	                  __builtin_cpu_supports("avx2"), "this CPU has no AVX2", &skipped);
 	tcase_add_test(tc, test_the_widest_kernel_is_picked);
+	tcase_add_test(tc, test_packs_are_cut_for_the_kernel_picked);
 	tcase_add_test(tc, test_rows_at_once_give_each_row_its_bits_alone);
 	tcase_add_test(tc, test_one_row_through_a_frozen_scratch_uses_the_packs);
 	tcase_add_test(tc, test_a_few_rows_get_the_bits_of_each_alone);
