@@ -34,6 +34,7 @@ Never pass/fail.
 import datetime
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -77,8 +78,11 @@ class Daemon:
             time.sleep(0.05)
 
     def stop(self):
+        """Ends the daemon and removes its temporary directory (the data
+        directory too when it lies inside: a run makes dozens of daemons)."""
         self.proc.terminate()
         self.proc.wait()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def run_study(nnd, doc):
@@ -222,6 +226,7 @@ def board():
                                                  "yes" if med < 50 else "no")]
     finally:
         d.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _cpu_seconds(pid):
