@@ -33,6 +33,12 @@
 #define RP_X86 0
 #endif
 
+/* Where W[j][k] (j in block bk) sits in wt. */
+static inline int64_t slot(const nn_row_block *bk, int j, int k)
+{
+	return bk->off + (int64_t)k * bk->cols + (j - bk->j0);
+}
+
 void nn_row_pack_free(nn_row_pack *p)
 {
 	if (!p)
@@ -54,7 +60,7 @@ void nn_row_product_plain(const nn_row_pack *p, const float *x, float *z)
 			float xk = x[k];
 			if (xk == 0.0f)
 				continue;
-			const float *w = p->wt + bk->off + (int64_t)k * cols;
+			const float *w = p->wt + slot(bk, bk->j0, k);
 			for (int j = 0; j < n; j++)
 				zb[j] = zb[j] + xk * w[j];
 		}
@@ -157,46 +163,53 @@ static const rp_block avx2_blocks[] = { { 12, avx2_rows12 }, { 8, avx2_rows8 },
 	                                { 1, avx2_rows1 } };
 #endif
 
-/* Kernel kd's blocks: its table, and its vectors' width in floats (the
- * plain kernel: no table, one block as wide as pad). */
-static int kind_blocks(int kd, const void **table)
+/* Kernel kd's blocks: its table and the table's length (the plain
+ * kernel: no table, one block as wide as pad); *width: its vectors' width
+ * in floats. */
+static int kind_blocks(int kd, const void **table, int *width)
 {
 	*table = NULL;
+	*width = 0;
 #if RP_X86
 	if (kd == NN_ROW_AVX512) {
 		*table = avx512_blocks;
-		return 16;
+		*width = 16;
+		return RP_LEN(avx512_blocks);
 	}
 	if (kd == NN_ROW_AVX2) {
 		*table = avx2_blocks;
-		return 8;
+		*width = 8;
+		return RP_LEN(avx2_blocks);
 	}
 #endif
 	return 0;
 }
 
 /* Cuts the outputs into kd's blocks, widest first (the last of a table is
- * one vector, so every output is met): the count, and blk's j0, cols and
- * fn filled when not NULL. */
+ * one vector, so every output is met), filling blk's j0, cols and fn (room
+ * for one block a vector of pad): the count. */
 static int cut_blocks(int kd, int out, int pad, nn_row_block *blk)
 {
 	const void *table;
-	const int width = kind_blocks(kd, &table);
+	int width;
+	const int nt = kind_blocks(kd, &table, &width);
 	if (!table) {
-		if (blk)
-			blk[0] = (nn_row_block){ 0, pad, 0, 0 };
+		blk[0] = (nn_row_block){ 0, pad, 0, 0 };
 		return 1;
 	}
-	int nt = 0, nb = 0;
+#if RP_X86
 	const rp_block *t = table;
-	while (t[nt].nv > 1)
-		nt++;
 	const int nvec = (out + width - 1) / width;
-	for (int i = 0, v = 0; i <= nt; i++)
-		for (; v + t[i].nv <= nvec; v += t[i].nv, nb++)
-			if (blk)
-				blk[nb] = (nn_row_block){ width * v, width * t[i].nv, i, 0 };
+	int nb = 0;
+	for (int i = 0, v = 0; i < nt; i++)
+		for (; v + t[i].nv <= nvec; v += t[i].nv)
+			blk[nb++] = (nn_row_block){ width * v, width * t[i].nv, i, 0 };
 	return nb;
+#else
+	(void)nt;
+	(void)out;
+	return 0;
+#endif
 }
 
 /* W [out][in] and b packed for kernel kd (one this build knows). */
@@ -211,8 +224,7 @@ static nn_row_pack *pack_as(int kd, const float *W, const float *b, int in, int 
 	p->out = out;
 	p->pad = (out + 15) / 16 * 16;
 	p->kind = kd;
-	p->nblk = cut_blocks(kd, out, p->pad, NULL);
-	p->blk = calloc((size_t)p->nblk, sizeof *p->blk);
+	p->blk = calloc((size_t)p->pad / 8, sizeof *p->blk);   /* vectors of 8 at the most */
 	p->b = calloc((size_t)p->pad, sizeof(float));
 	size_t n = sizeof(float) * (size_t)in * (size_t)p->pad;
 	p->wt = aligned_alloc(64, (n + 63) / 64 * 64);
@@ -221,7 +233,7 @@ static nn_row_pack *pack_as(int kd, const float *W, const float *b, int in, int 
 		return NULL;
 	}
 	memset(p->wt, 0, n);
-	cut_blocks(kd, out, p->pad, p->blk);
+	p->nblk = cut_blocks(kd, out, p->pad, p->blk);
 	int64_t off = 0;
 	for (int i = 0; i < p->nblk; i++) {
 		nn_row_block *bk = &p->blk[i];
@@ -229,7 +241,7 @@ static nn_row_pack *pack_as(int kd, const float *W, const float *b, int in, int 
 		off += (int64_t)in * bk->cols;
 		for (int j = bk->j0; j < out && j < bk->j0 + bk->cols; j++)
 			for (int k = 0; k < in; k++)
-				p->wt[bk->off + (int64_t)k * bk->cols + (j - bk->j0)] = W[(int64_t)j * in + k];
+				p->wt[slot(bk, j, k)] = W[(int64_t)j * in + k];
 	}
 	if (b)
 		memcpy(p->b, b, sizeof(float) * (size_t)out);
@@ -271,7 +283,8 @@ static void product_as(int kd, const nn_row_pack *p, const float *x, int ldx, in
                        int ldz)
 {
 	const void *table;
-	kind_blocks(kd, &table);
+	int width;
+	kind_blocks(kd, &table, &width);
 	if (!table || kd != p->kind) {
 		nn_row_product_rows_plain(p, x, ldx, n, z, ldz);
 		return;
@@ -308,7 +321,7 @@ static float *unpack(const nn_row_pack *p)
 		const nn_row_block *bk = &p->blk[i];
 		for (int j = bk->j0; j < p->out && j < bk->j0 + bk->cols; j++)
 			for (int k = 0; k < p->in; k++)
-				W[(int64_t)j * p->in + k] = p->wt[bk->off + (int64_t)k * bk->cols + (j - bk->j0)];
+				W[(int64_t)j * p->in + k] = p->wt[slot(bk, j, k)];
 	}
 	return W;
 }
